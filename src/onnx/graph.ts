@@ -183,13 +183,6 @@ export function uniqueName(graph: Graph, base: string, taken = tensorNames(graph
   for (let k = 1; ; k++) if (!taken.has(`${base}_${k}`)) return `${base}_${k}`;
 }
 
-/** Number of parameters: elements of all floating-point initializers. */
-export function parameterCount(graph: Graph): number {
-  let n = 0;
-  for (const t of graph.initializers.values()) if (t.dtype.startsWith('float') || t.dtype === 'bfloat16') n += t.data.length;
-  return n;
-}
-
 export function cloneGraph(g: Graph): Graph {
   return {
     name: g.name,

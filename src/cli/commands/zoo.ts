@@ -1,0 +1,47 @@
+import type { Command } from 'commander';
+import { ZOO, createZooModel } from '../../nn/zoo.js';
+import { saveModel } from '../../onnx/proto.js';
+import { modelStats } from '../../onnx/stats.js';
+import { globals, withOutputFlags } from './common.js';
+import { compact, table } from '../output.js';
+import { parseIntList, parseInteger, parsePositiveInt, parsePositiveNumber, parseShape } from '../parse.js';
+
+interface CreateFlags {
+  blocks?: number[];
+  hidden?: number[];
+  input: [number, number, number];
+  classes: number;
+  width: number;
+  seed: number;
+  output: string;
+}
+
+export function registerZoo(program: Command): void {
+  const zoo = program.command('zoo').description('the built-in model architectures');
+  withOutputFlags(zoo.command('list').description('list the architectures'))
+    .action((_opts, cmd: Command) => {
+      const { out } = globals(cmd);
+      const rows = Object.entries(ZOO).map(([name, z]) => ({ name, description: z.description }));
+      out.line(table([['architecture', 'description'], ...rows.map((r) => [r.name, r.description])]));
+      out.json({ architectures: rows });
+    });
+  withOutputFlags(zoo.command('create <arch>').description('create a freshly initialised model (seeded Kaiming init)'))
+    .option('--blocks <list>', 'residual blocks per stage for "resnet", e.g. 1,1,1,1', parseIntList('--blocks'))
+    .option('--hidden <list>', 'hidden layer sizes for "mlp", e.g. 256,128', parseIntList('--hidden'))
+    .option('--input <CxHxW>', 'input shape', parseShape('--input'), [1, 28, 28])
+    .option('--classes <n>', 'number of classes', parsePositiveInt('--classes'), 10)
+    .option('--width <x>', 'width multiplier for every layer', parsePositiveNumber('--width'), 1)
+    .option('--seed <n>', 'initialisation seed', parseInteger('--seed'), 0)
+    .requiredOption('-o, --output <file>', 'where to write the .onnx model')
+    .action((arch: string, flags: CreateFlags, cmd: Command) => {
+      const { out } = globals(cmd);
+      const model = createZooModel(arch, {
+        input: flags.input, classes: flags.classes, width: flags.width, seed: flags.seed,
+        ...(flags.blocks ? { blocks: flags.blocks } : {}), ...(flags.hidden ? { hidden: flags.hidden } : {}),
+      });
+      saveModel(model, flags.output);
+      const stats = modelStats(model);
+      out.line(`wrote ${flags.output}: ${arch}, input ${flags.input.join('x')}, ${flags.classes} classes, ${compact(stats.parameters)} parameters, ${compact(stats.flopsPerImage)}FLOPs per image`);
+      out.json({ file: flags.output, arch, input: flags.input, classes: flags.classes, width: flags.width, seed: flags.seed, parameters: stats.parameters, flopsPerImage: stats.flopsPerImage });
+    });
+}

@@ -1,0 +1,41 @@
+/** How commands talk to the user: human text, or JSON only (--json), or nothing (--quiet). */
+import { setQuiet } from '../util/progress.js';
+
+export interface GlobalFlags {
+  json?: boolean;
+  quiet?: boolean;
+}
+
+export class Output {
+  constructor(readonly flags: GlobalFlags) {
+    setQuiet(!!(flags.json || flags.quiet));
+  }
+
+  /** Human-readable result lines (stdout), suppressed by --json and --quiet. */
+  line(text = ''): void {
+    if (!this.flags.json && !this.flags.quiet) process.stdout.write(text + '\n');
+  }
+
+  /** The machine-readable result: printed only with --json, as the only thing on stdout. */
+  json(value: unknown): void {
+    if (this.flags.json) process.stdout.write(JSON.stringify(value, null, 2) + '\n');
+  }
+}
+
+/** Formats a fraction as a percentage with two decimals. */
+export const pct = (x: number): string => `${(100 * x).toFixed(2)}%`;
+
+/** 11173962 -> "11.17M" */
+export function compact(n: number): string {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(2)}G`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(2)}M`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)}k`;
+  return String(n);
+}
+
+/** A plain text table with aligned columns. */
+export function table(rows: (string | number)[][]): string {
+  const cells = rows.map((r) => r.map(String));
+  const widths = cells[0]!.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
+  return cells.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+}

@@ -1,0 +1,37 @@
+/**
+ * modelsmith as a library. Every CLI command is a thin wrapper over one of these.
+ *
+ * @example
+ *   import { createZooModel, saveModel, openDataset, evaluate } from 'modelsmith';
+ *   const model = createZooModel('resnet', { blocks: [1, 1, 1, 1], width: 0.25, seed: 1 });
+ *   saveModel(model, 'r.onnx');
+ *   const r = await evaluate(model, await openDataset('fashion-mnist', 'test'), { mean: [0.286], std: [0.353] });
+ */
+export type * from './onnx/types.js';
+export * from './onnx/tensor.js';
+export * from './onnx/graph.js';
+export { loadModel, saveModel, encodeModel, decodeModel } from './onnx/proto.js';
+export { openModel } from './onnx/open.js';
+export * from './onnx/metadata.js';
+export * from './onnx/parameters.js';
+export { inferShapes, annotateShapes } from './onnx/shapes.js';
+export { foldConstants } from './onnx/fold.js';
+export { extractSubgraph, addOutputs } from './onnx/extract.js';
+export { prefixNames, mergeGraphs } from './onnx/merge.js';
+export { validateModel, SUPPORTED_OPS } from './onnx/validate.js';
+export { modelStats } from './onnx/stats.js';
+export { cutPoints, resolveCut } from './onnx/cuts.js';
+
+export { ModelSession, type SessionOptions, type OptimizationLevel } from './runtime/session.js';
+export { inferBatches, type InferOptions, type InferResult } from './runtime/infer.js';
+export { evaluate, type EvalOptions, type EvalResult } from './runtime/evaluate.js';
+export { mapOutputs, type OutputMap } from './runtime/labels.js';
+export { resolveNormalization } from './runtime/normalization.js';
+
+export * from './nn/index.js';
+export * from './data/index.js';
+
+export { describeModel, type ModelReport } from './report/inspect.js';
+export { runDemo, type DemoOptions, type DemoResult } from './report/demo.js';
+export { UserError } from './util/errors.js';
+export { Rng } from './util/random.js';

@@ -1,0 +1,155 @@
+/**
+ * Arithmetic on dimensions that may be symbolic ('N') or unknown (null). Shape inference
+ * and folding share it so that both agree on what a symbolic batch turns into.
+ */
+import type { Dim } from './types.js';
+import { UserError } from '../util/errors.js';
+
+export const isNum = (d: Dim | undefined): d is number => typeof d === 'number';
+
+/** Normalises a possibly negative axis against a rank; `where` names the node for errors. */
+export function normAxis(axis: number, rank: number, where: string): number {
+  const a = axis < 0 ? axis + rank : axis;
+  if (!Number.isInteger(a) || a < 0 || a >= rank) {
+    throw new UserError(`${where}: axis ${axis} is out of range for a tensor of rank ${rank}`);
+  }
+  return a;
+}
+
+/**
+ * A product of dims kept as coefficient times a multiset of symbols, so that
+ * N*3*4 / 12 = N can be resolved (Reshape with -1 over a symbolic batch).
+ */
+export interface Monomial {
+  coef: number;
+  syms: string[];
+}
+
+/** The product of dims; undefined when any dim is unknown. */
+export function monomial(dims: readonly Dim[]): Monomial | undefined {
+  const m: Monomial = { coef: 1, syms: [] };
+  for (const d of dims) {
+    if (d === null) return undefined;
+    if (typeof d === 'number') m.coef *= d;
+    else m.syms.push(d);
+  }
+  m.syms.sort();
+  return m;
+}
+
+/** a / b when it is exact; undefined otherwise. */
+export function divide(a: Monomial, b: Monomial): Monomial | undefined {
+  if (b.coef === 0 || a.coef % b.coef !== 0) return undefined;
+  const syms = [...a.syms];
+  for (const s of b.syms) {
+    const i = syms.indexOf(s);
+    if (i < 0) return undefined;
+    syms.splice(i, 1);
+  }
+  return { coef: a.coef / b.coef, syms };
+}
+
+/** A monomial as a single dim: a number, a lone symbol, or null when it is a compound. */
+export function monomialDim(m: Monomial | undefined): Dim {
+  if (!m) return null;
+  if (m.syms.length === 0) return m.coef;
+  if (m.syms.length === 1 && m.coef === 1) return m.syms[0]!;
+  if (m.coef === 0) return 0;
+  return null;
+}
+
+/** Product of dims as one dim (e.g. Flatten): [N,1,1] -> N, [2,3] -> 6, [N,3] -> null. */
+export const productDim = (dims: readonly Dim[]): Dim => monomialDim(monomial(dims));
+
+/** Sum of dims (Concat axis): numbers add; a single non-zero symbolic term survives. */
+export function sumDim(dims: readonly Dim[]): Dim {
+  if (dims.every(isNum)) return dims.reduce((a, b) => a + b, 0);
+  const nonZero = dims.filter((d) => d !== 0);
+  return nonZero.length === 1 ? nonZero[0]! : null;
+}
+
+/** Two dims that must be equal: the more specific one, or an error when both are fixed and differ. */
+export function unifyDim(a: Dim, b: Dim, onConflict: () => never): Dim {
+  if (isNum(a) && isNum(b)) {
+    if (a !== b) onConflict();
+    return a;
+  }
+  if (isNum(a)) return a;
+  if (isNum(b)) return b;
+  return a ?? b;
+}
+
+/** numpy broadcasting of two dims */
+function broadcastDim(a: Dim, b: Dim, fail: () => never): Dim {
+  if (a === 1) return b;
+  if (b === 1) return a;
+  if (isNum(a) && isNum(b)) return a === b ? a : fail();
+  if (isNum(a)) return a;
+  if (isNum(b)) return b;
+  return a === b ? a : null;
+}
+
+/** numpy (multidirectional) broadcasting of shapes, e.g. [N,3,1,5] with [4,1] -> [N,3,4,5]. */
+export function broadcastShapes(shapes: readonly (readonly Dim[])[], where: string): Dim[] {
+  const rank = Math.max(0, ...shapes.map((s) => s.length));
+  const out: Dim[] = [];
+  for (let i = 0; i < rank; i++) {
+    let d: Dim = 1;
+    for (const s of shapes) {
+      const k = i - (rank - s.length);
+      if (k < 0) continue;
+      d = broadcastDim(d, s[k]!, () => {
+        throw new UserError(`${where}: shapes ${shapes.map(fmt).join(' and ')} cannot be broadcast together`);
+      });
+    }
+    out.push(d);
+  }
+  return out;
+}
+
+export const fmt = (s: readonly Dim[] | undefined): string => (s ? `[${s.map((d) => (d === null ? '?' : String(d))).join(',')}]` : '[?]');
+
+/** Geometry of one spatial axis of a convolution or pooling window. */
+export interface Window {
+  kernel: number;
+  stride: number;
+  dilation: number;
+  padBegin: number;
+  padEnd: number;
+}
+
+/** Output size of a sliding window over `size` (floor or ceil mode, ONNX Runtime's rule for ceil). */
+export function windowOutput(size: Dim, w: Window, ceil = false): Dim {
+  if (!isNum(size)) return null;
+  const span = size + w.padBegin + w.padEnd - w.dilation * (w.kernel - 1) - 1;
+  let out = (ceil ? Math.ceil(span / w.stride) : Math.floor(span / w.stride)) + 1;
+  // As in PyTorch and ONNX Runtime: a last window that starts inside the end padding is dropped.
+  if (ceil && (out - 1) * w.stride >= size + w.padBegin) out--;
+  return out;
+}
+
+/**
+ * Padding chosen by auto_pad SAME_UPPER/SAME_LOWER: output = ceil(size / stride), with
+ * the odd extra pad at the end (UPPER) or the beginning (LOWER).
+ */
+export function samePads(size: number, kernel: number, stride: number, dilation: number, upper: boolean): [number, number] {
+  const out = Math.ceil(size / stride);
+  const total = Math.max(0, (out - 1) * stride + dilation * (kernel - 1) + 1 - size);
+  const small = Math.floor(total / 2);
+  return upper ? [small, total - small] : [total - small, small];
+}
+
+/** ONNX's clamping rules for one sliced axis: where the slice starts and how many elements it takes. */
+export function sliceRange(size: number, start: number, end: number, step: number): { start: number; count: number } {
+  if (step === 0) throw new UserError('Slice step must not be 0');
+  let s = start < 0 ? start + size : start;
+  let e = end < 0 ? end + size : end;
+  if (step > 0) {
+    s = Math.min(Math.max(s, 0), size);
+    e = Math.min(Math.max(e, 0), size);
+  } else {
+    s = Math.min(Math.max(s, 0), size - 1);
+    e = Math.min(Math.max(e, -1), size - 1);
+  }
+  return { start: s, count: Math.max(0, Math.ceil((e - s) / step)) };
+}

@@ -1,0 +1,75 @@
+/**
+ * Batched inference over a dataset, optionally with taps: intermediate tensors exposed
+ * as extra outputs and handed to the caller batch by batch, so that nothing grows with
+ * the number of images (contributions, activations statistics, CKA accumulate).
+ *
+ * @example
+ *   for await (const { batch, outputs } of inferBatches(model, ds, { normalization, taps: ['layer1.0.relu2'] })) {
+ *     accumulate(outputs['layer1.0.relu2'], batch.labels);
+ *   }
+ */
+import type { Model, Tensor } from '../onnx/types.js';
+import type { Batch, Dataset, Normalization } from '../data/types.js';
+import { addOutputs } from '../onnx/extract.js';
+import { batches } from '../data/batches.js';
+import { ModelSession, type SessionOptions } from './session.js';
+import { progress } from '../util/progress.js';
+import { UserError } from '../util/errors.js';
+
+export interface InferOptions extends SessionOptions {
+  normalization: Normalization;
+  batchSize?: number;
+  /** dataset indices to run (default: all) */
+  indices?: readonly number[];
+  /** intermediate tensors to return with each batch */
+  taps?: readonly string[];
+  /** label for the progress line; omit for no progress */
+  label?: string;
+  /** model file name for error messages */
+  file?: string;
+}
+
+export interface InferResult {
+  batch: Batch;
+  /** the model's outputs and the taps, by tensor name */
+  outputs: Record<string, Tensor>;
+}
+
+export const DEFAULT_BATCH = 256;
+
+export function checkInputShape(model: Model, ds: Pick<Dataset, 'shape' | 'source'>, file = 'model'): string {
+  const input = model.graph.inputs[0];
+  if (!input) throw new UserError(`${file} has no graph input`);
+  if (model.graph.inputs.length > 1) throw new UserError(`${file} has ${model.graph.inputs.length} inputs (${model.graph.inputs.map((i) => i.name).join(', ')}); modelsmith feeds image classifiers with one input`);
+  const s = input.shape;
+  if (s && s.length === 4) {
+    const want = s.slice(1);
+    const ok = want.every((d, i) => typeof d !== 'number' || d === ds.shape[i]);
+    if (!ok) throw new UserError(`${file} expects inputs of shape ${want.join('x')}, but the data (${ds.source}) has images of ${ds.shape.join('x')}`);
+  } else if (s && s.length !== 4) {
+    throw new UserError(`${file}: input ${input.name} has rank ${s.length}; expected an image batch [N, C, H, W]`);
+  }
+  return input.name;
+}
+
+export async function* inferBatches(model: Model, ds: Dataset, opts: InferOptions): AsyncGenerator<InferResult> {
+  const inputName = checkInputShape(model, ds, opts.file);
+  const taps = opts.taps ?? [];
+  const runModel = taps.length ? addOutputs(model, [...taps]) : model;
+  const session = await ModelSession.create(runModel, opts);
+  const batchSize = opts.batchSize ?? DEFAULT_BATCH;
+  const n = opts.indices?.length ?? ds.size;
+  const bar = opts.label ? progress(opts.label, n) : undefined;
+  const [c, h, w] = ds.shape;
+  try {
+    const iter = batches(ds, { batchSize, normalization: opts.normalization, ...(opts.indices ? { indices: opts.indices } : {}) });
+    for await (const batch of iter) {
+      const outputs = await session.run({ [inputName]: { dims: [batch.size, c, h, w], data: batch.x.subarray(0, batch.size * c * h * w) } });
+      bar?.tick(batch.size);
+      yield { batch, outputs };
+    }
+    bar?.done();
+  } finally {
+    await session.release();
+  }
+}
