@@ -5,6 +5,8 @@ import { trainableParameterCount, trainableParameters } from '../../src/onnx/par
 import { getArch, getCuts, getInputSpec, getProvenance } from '../../src/onnx/metadata.js';
 import { tensorNames } from '../../src/onnx/graph.js';
 import { modelStats } from '../../src/onnx/stats.js';
+import { validateModel } from '../../src/onnx/validate.js';
+import { inferShapes } from '../../src/onnx/shapes.js';
 import { UserError } from '../../src/util/errors.js';
 import { randomInput, recordedShapes, runModel } from './run-model.js';
 
@@ -41,6 +43,8 @@ for (const arch of ZOO_NAMES) {
       const model = createZooModel(arch, { input, classes, width, seed: 3, ...(arch === 'resnet' ? { blocks: [1, 1, 1, 1] } : {}) });
       assert.deepEqual(model.graph.inputs.map((v) => [v.name, v.shape]), [['input', ['N', ...input]]]);
       assert.deepEqual(model.graph.outputs.map((v) => [v.name, v.shape]), [['logits', ['N', classes]]]);
+      validateModel(model, `${arch}.onnx`);
+      assert.deepEqual(inferShapes(model).get('logits')?.shape, ['N', classes], 'IR shape inference agrees with the builder');
 
       const shapes = recordedShapes(model, 2);
       const n = 2 * input[0] * input[1] * input[2];
