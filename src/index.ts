@@ -35,3 +35,14 @@ export { describeModel, type ModelReport } from './report/inspect.js';
 export { runDemo, type DemoOptions, type DemoResult } from './report/demo.js';
 export { UserError } from './util/errors.js';
 export { Rng } from './util/random.js';
+
+export { train, type TrainJob, type TrainConfig, type TrainResult, type EpochMetrics } from './autodiff/train.js';
+export { TrainingSession, type StepResult } from './autodiff/trainer.js';
+export { buildTrainingGraph } from './autodiff/training-graph.js';
+export type { TrainingGraph, TrainingGraphSpec, GradRule, GradContext, Loss } from './autodiff/types.js';
+export { createOptimizer, type Optimizer, type OptimizerConfig } from './autodiff/optim.js';
+export { createSchedule, type ScheduleConfig } from './autodiff/schedule.js';
+export { clipGradNorm } from './autodiff/clip.js';
+export { saveCheckpoint, loadCheckpoint, type TrainingCheckpoint } from './autodiff/checkpoint.js';
+export { selectTrainable } from './autodiff/freeze.js';
+export { openSafetensors, openSafetensorsIndex, writeSafetensors, type SafetensorsFile } from './io/safetensors.js';

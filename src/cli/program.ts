@@ -9,6 +9,7 @@ import { registerInspect } from './commands/inspect.js';
 import { registerEval } from './commands/eval.js';
 import { registerDemo } from './commands/demo.js';
 import { registerExtract } from './commands/extract.js';
+import { registerTrain } from './commands/train.js';
 
 export function buildProgram(): Command {
   const program = new Command('modelsmith')
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
   registerInspect(program);
   registerEval(program);
   registerExtract(program);
+  registerTrain(program);
   registerDemo(program);
   return program;
 }

@@ -20,6 +20,8 @@ export interface EvalOptions extends SessionOptions {
   batchSize?: number;
   /** score only images of these dataset classes (default: every class the model has an output for) */
   classes?: number[];
+  /** score only these dataset indices (e.g. a validation split), intersected with the classes */
+  indices?: readonly number[];
   mean?: number[];
   std?: number[];
   /** model file name, for messages */
@@ -48,7 +50,7 @@ export async function evaluate(model: Model, ds: Dataset, opts: EvalOptions = {}
   for (const c of classes) {
     if (!Number.isInteger(c) || c < 0 || c >= ds.classes) throw new UserError(`class ${c} is out of range: ${ds.name} has ${ds.classes} classes (0-${ds.classes - 1})`);
   }
-  const indices = subsetIndices(ds, classes);
+  const indices = subsetIndices(ds, classes, opts.indices);
   if (indices.length === 0) throw new UserError(`no ${ds.split} images of classes ${classes.join(',')} in ${ds.source}`);
   const norm = resolveNormalization(model, ds.shape[0], { ...(opts.mean ? { mean: opts.mean } : {}), ...(opts.std ? { std: opts.std } : {}) });
   const hits = new Map<number, number>();

@@ -11,7 +11,7 @@ export function registerDemo(program: Command): void {
       const { out, session } = globals(cmd);
       const r = await runDemo({ ...session, data: flags.data, outDir: flags.output });
       out.line(`data: ${r.data}`);
-      out.line(table([['model', 'parameters', 'FLOPs/image', 'cuts', 'accuracy'], ...r.models.map((m) => [m.name, compact(m.parameters), compact(m.flopsPerImage), m.cuts.length, pct(m.accuracy)])]));
+      out.line(table([['model', 'parameters', 'FLOPs/image', 'cuts', 'epochs', 'test accuracy'], ...r.models.map((m) => [m.name, compact(m.parameters), compact(m.flopsPerImage), m.cuts.length, m.epochs, pct(m.accuracy)])]));
       out.line(`results: ${r.outDir}/results.json, ${r.outDir}/report.md (${r.seconds.toFixed(1)} s)`);
       out.json(r);
     });

@@ -1,0 +1,54 @@
+/**
+ * Training throughput: one SGD step (forward, backward, optimiser update) per batch
+ * through the training graph, for the models of issue 3, next to the machine's MatMul
+ * peak. `node dist/bench/training.js [--quick] [--json] [--threads N]`.
+ * GFLOP/s counts 3x the forward FLOPs per image (forward + input and weight gradients).
+ */
+import { createZooModel } from '../src/nn/zoo.js';
+import { modelStats } from '../src/onnx/stats.js';
+import { trainableParameters } from '../src/onnx/parameters.js';
+import { TrainingSession } from '../src/autodiff/trainer.js';
+import { createOptimizer } from '../src/autodiff/optim.js';
+import { machine, matmulPeak, randomInput, time } from './common.js';
+
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const json = args.includes('--json');
+const threads = Number(args[args.indexOf('--threads') + 1] ?? 2) || 2;
+const seconds = quick ? 2 : 10;
+const BATCH = 128;
+
+const CASES = [
+  { name: 'VGG-11 (width 1, 3x32x32)', arch: 'vgg11', opts: { input: [3, 32, 32] as [number, number, number] } },
+  { name: 'ResNet-18 (3x32x32)', arch: 'resnet18', opts: { input: [3, 32, 32] as [number, number, number] } },
+  { name: 'ResNet(1,1,1,1) width 0.25 (1x28x28)', arch: 'resnet', opts: { input: [1, 28, 28] as [number, number, number], blocks: [1, 1, 1, 1], width: 0.25 } },
+];
+
+const log = (s: string): void => { if (!json) console.log(s); };
+const results: Record<string, unknown>[] = [];
+const peak = await matmulPeak(threads, quick ? 1 : 3);
+log(`machine: ${machine()}, ONNX Runtime intra-op threads: ${threads}`);
+log(`reference: MatMul 2048x2048 peak ${peak.toFixed(1)} GFLOP/s`);
+for (const c of CASES) {
+  const model = createZooModel(c.arch, { classes: 10, seed: 0, ...c.opts });
+  const flops = modelStats(model).flopsPerImage;
+  const buildStart = performance.now();
+  const session = await TrainingSession.create(model, {
+    trainable: trainableParameters(model.graph), loss: 'cross-entropy', batchSize: BATCH, batchNorm: 'train', session: { threads },
+  });
+  const buildSeconds = (performance.now() - buildStart) / 1000;
+  const optimizer = createOptimizer({ kind: 'sgd', momentum: 0.9, weightDecay: 5e-4 });
+  const [ch, h, w] = c.opts.input;
+  const x = randomInput(BATCH * ch * h * w);
+  const target = BigInt64Array.from({ length: BATCH }, (_, i) => BigInt(i % 10));
+  const t = await time(async () => {
+    const r = await session.step(x, target);
+    optimizer.step(session.params, r.grads, 0.01);
+  }, seconds, 1);
+  await session.release();
+  const ips = BATCH / t.median;
+  const gflops = (3 * flops * ips) / 1e9;
+  results.push({ model: c.name, batch: BATCH, imagesPerSecond: ips, gflops, fractionOfPeak: gflops / peak, flopsPerImage: flops, graphBuildSeconds: buildSeconds });
+  log(`training ${c.name} batch ${BATCH}: ${ips.toFixed(1)} images/s, ${gflops.toFixed(1)} GFLOP/s (${((100 * gflops) / peak).toFixed(0)}% of MatMul peak; session set-up ${buildSeconds.toFixed(1)} s)`);
+}
+if (json) console.log(JSON.stringify({ machine: machine(), threads, matmulPeakGflops: peak, results }, null, 2));

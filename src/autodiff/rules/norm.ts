@@ -1,0 +1,107 @@
+/**
+ * Gradients of BatchNormalization over [N, C, ...] (any rank >= 2, so BatchNorm1d on
+ * [N, C] too). The differentiator hands the training form to this rule as a node with
+ * training_mode=1 whose mean/var inputs are the batch mean and biased batch variance
+ * (already computed in the forward pass); the evaluation form has the running
+ * statistics there and is an affine map.
+ *
+ * Both forms reuse the inference BatchNormalization operator for per-channel affine maps
+ * of X (x_hat, and the x_hat term of the training dX): one fused pass over X each,
+ * instead of separate Sub and Mul passes.
+ */
+import type { DType, Tensor } from '../../onnx/types.js';
+import type { GradRule } from '../types.js';
+import { attrFloat, attrInt, float, int } from '../../onnx/graph.js';
+import { numel, tensor } from '../../onnx/tensor.js';
+import { UserError } from '../../util/errors.js';
+import { type Emitter, shapeConstant } from './conv.js';
+
+export interface BatchNormInputs {
+  x: string;
+  scale: string;
+  mean: string;
+  variance: string;
+  /** [N, C, ...] */
+  shape: number[];
+  epsilon: number;
+  dtype: DType;
+}
+
+const filled = (dtype: DType, n: number, v: number): Tensor => tensor(dtype, [n], new Array<number>(n).fill(v));
+
+function op(e: Emitter, type: string, inputs: string[], hint: string, attrs = {}): string {
+  return e.emit(type, inputs, attrs, 1, hint)[0]!;
+}
+
+/** A [C] vector reshaped to broadcast against [N, C, ...]. */
+function perChannel(e: Emitter, v: string, b: BatchNormInputs, hint: string): string {
+  if (b.shape.length === 2) return v;
+  return op(e, 'Reshape', [v, shapeConstant(e, [b.shape[1]!, ...b.shape.slice(2).map(() => 1)], `${hint}_shape`)], hint);
+}
+
+/** k * x_hat + c per channel, x_hat = (X - mean) / sqrt(var + eps): BatchNormalization's own inference map. */
+function affineOfNormalized(e: Emitter, b: BatchNormInputs, k: string, c: string, hint: string): string {
+  return op(e, 'BatchNormalization', [b.x, k, c, b.mean, b.variance], hint, { epsilon: float(b.epsilon) });
+}
+
+function sumOverChannels(e: Emitter, t: string, b: BatchNormInputs, hint: string): string {
+  const axes = [0, ...b.shape.slice(2).map((_, i) => i + 2)];
+  return op(e, 'ReduceSum', [t, shapeConstant(e, axes, `${hint}_axes`)], hint, { keepdims: int(0) });
+}
+
+export interface BatchNormGrads {
+  dx?: string;
+  dScale?: string;
+  dBias?: string;
+}
+
+/**
+ * dBias = sum(dY); dScale = sum(dY * x_hat); evaluation dX = dY * scale * invstd; training
+ * dX = scale * invstd * (dY - dBias / m - x_hat * dScale / m), the three-term gradient
+ * through the batch statistics, written as dY * a + (b * x_hat + c) per channel.
+ */
+export function batchNormGrad(e: Emitter, b: BatchNormInputs, dy: string, training: boolean, want: { dx: boolean; dScale: boolean; dBias: boolean }, hint = 'bn'): BatchNormGrads {
+  const c = b.shape[1]!;
+  const m = numel(b.shape) / c;
+  const needStats = want.dScale || (training && want.dx);
+  const dBias = want.dBias || (training && want.dx) ? sumOverChannels(e, dy, b, `${hint}_dbias`) : undefined;
+  let dScale: string | undefined;
+  if (needStats) {
+    const xhat = affineOfNormalized(e, b, e.addConstant(filled(b.dtype, c, 1), `${hint}_ones`), e.addConstant(filled(b.dtype, c, 0), `${hint}_zeros`), `${hint}_xhat`);
+    dScale = sumOverChannels(e, op(e, 'Mul', [dy, xhat], `${hint}_dy_xhat`), b, `${hint}_dscale`);
+  }
+  let dx: string | undefined;
+  if (want.dx) {
+    const eps = e.addConstant(tensor(b.dtype, [1], [b.epsilon]), `${hint}_eps`);
+    const invstd = op(e, 'Reciprocal', [op(e, 'Sqrt', [op(e, 'Add', [b.variance, eps], `${hint}_var_eps`)], `${hint}_std`)], `${hint}_invstd`);
+    const a = op(e, 'Mul', [b.scale, invstd], `${hint}_a`);
+    const direct = op(e, 'Mul', [dy, perChannel(e, a, b, `${hint}_a_b`)], `${hint}_dx_direct`);
+    if (training) {
+      const minusAOverM = op(e, 'Mul', [a, e.addConstant(tensor(b.dtype, [1], [-1 / m]), `${hint}_minus_inv_m`)], `${hint}_a_m`);
+      const k = op(e, 'Mul', [minusAOverM, dScale!], `${hint}_k`);
+      const c0 = op(e, 'Mul', [minusAOverM, dBias!], `${hint}_c`);
+      dx = op(e, 'Add', [direct, affineOfNormalized(e, b, k, c0, `${hint}_dx_stats`)], `${hint}_dx`);
+    } else {
+      dx = direct;
+    }
+  }
+  return { dx, dScale: want.dScale ? dScale : undefined, dBias: want.dBias ? dBias : undefined };
+}
+
+const batchNormalization: GradRule = (ctx) => {
+  const { node } = ctx;
+  const dy = ctx.dOutputs[0];
+  if (!dy) return node.inputs.map(() => undefined);
+  const [x, scale, , mean, variance] = node.inputs as [string, string, string, string, string];
+  const shape = ctx.shape(x);
+  if (shape.length < 2) throw new UserError(`node ${node.name} (BatchNormalization): input ${JSON.stringify(shape)} has no channel axis`);
+  const training = attrInt(node, 'training_mode', 0) === 1;
+  const inputs: BatchNormInputs = {
+    x: ctx.forward(x), scale: ctx.forward(scale), mean: ctx.forward(mean), variance: ctx.forward(variance),
+    shape, epsilon: attrFloat(node, 'epsilon', 1e-5), dtype: ctx.dtype(x),
+  };
+  const g = batchNormGrad(ctx, inputs, dy, training, { dx: !!ctx.needs[0], dScale: !!ctx.needs[1], dBias: !!ctx.needs[2] }, `${node.name}_grad`);
+  return [g.dx, g.dScale, g.dBias, undefined, undefined];
+};
+
+export const RULES: Record<string, GradRule> = { BatchNormalization: batchNormalization };

@@ -1,0 +1,286 @@
+/**
+ * The training loop: epochs over a data loader with augmentation, a held-out validation
+ * part of the training split (test data is only ever reported, never used to choose),
+ * a JSON-lines metrics log, an atomic checkpoint every epoch, exact resume, seeds.
+ *
+ * @example
+ *   const ds = await openDataset('fashion-mnist', 'train');
+ *   const r = await train({ model: createZooModel('resnet', { blocks: [1,1,1,1], width: 0.5 }), data: ds,
+ *     epochs: 10, batchSize: 128, lr: 0.05, optimizer: { kind: 'sgd', momentum: 0.9, weightDecay: 5e-4 },
+ *     schedule: { kind: 'cosine' }, seed: 0, output: 'r.onnx' });
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import type { Model } from '../onnx/types.js';
+import type { Augmentation, Dataset, Normalization } from '../data/types.js';
+import { batches, batchCount } from '../data/batches.js';
+import { subsetIndices, splitTrainValidation } from '../data/classes.js';
+import { defaultNormalization } from '../data/known.js';
+import { encodeModel, saveModel } from '../onnx/proto.js';
+import { contentHash, setInputSpec, setLabels, setProvenance, getArch } from '../onnx/metadata.js';
+import { evaluate, type EvalResult } from '../runtime/evaluate.js';
+import { resolveNormalization } from '../runtime/normalization.js';
+import type { SessionOptions } from '../runtime/session.js';
+import { TrainingSession } from './trainer.js';
+import { selectTrainable } from './freeze.js';
+import { resolveTargets, type Targets } from './targets.js';
+import { createOptimizer, type Optimizer, type OptimizerConfig } from './optim.js';
+import { createSchedule, type ScheduleConfig } from './schedule.js';
+import { clipGradNorm } from './clip.js';
+import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
+import { writeFileAtomic } from '../util/atomic.js';
+import { hashSeed } from '../util/random.js';
+import { info, progress } from '../util/progress.js';
+import { UserError } from '../util/errors.js';
+
+export interface TrainConfig {
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  optimizer: OptimizerConfig;
+  schedule: ScheduleConfig;
+  /** clip the global gradient norm to this value */
+  clipNorm?: number;
+  /** fraction of the training split held out for validation (default 0.1) */
+  validation?: number;
+  seed: number;
+  augmentation?: Augmentation;
+  /** parameter globs to keep fixed, or the only ones to train */
+  freeze?: string;
+  trainable?: string;
+  /** which weights to write: the last epoch's (default) or the best validation epoch's */
+  keep?: 'last' | 'best';
+}
+
+export interface TrainJob extends TrainConfig {
+  model: Model;
+  /** content hash of the file the model came from (fine-tuning); absent for a fresh model */
+  parentHash?: string;
+  /** the training split */
+  data: Dataset;
+  /** reported at the end, never used for choices */
+  test?: Dataset;
+  classes?: number[];
+  mean?: number[];
+  std?: number[];
+  output: string;
+  /** default: <output>.ckpt */
+  checkpoint?: string;
+  /** default: <output>.metrics.jsonl */
+  log?: string;
+  resume?: boolean;
+  /**
+   * Stop after this many epochs have been completed (counting resumed ones), leaving the
+   * checkpoint to continue from: time-boxed runs. The schedule still spans `epochs`.
+   */
+  stopAfter?: number;
+  session?: SessionOptions;
+}
+
+export interface EpochMetrics {
+  epoch: number;
+  step: number;
+  lr: number;
+  trainLoss: number;
+  trainAccuracy: number;
+  valAccuracy: number | null;
+  seconds: number;
+  imagesPerSecond: number;
+}
+
+export interface TrainResult {
+  output: string;
+  epochs: EpochMetrics[];
+  bestEpoch: number;
+  trainable: number;
+  classes: number[];
+  data: string;
+  test?: EvalResult;
+}
+
+interface Run {
+  job: TrainJob;
+  targets: Targets;
+  normalization: Normalization;
+  trainIdx: number[];
+  valIdx: number[];
+  session: TrainingSession;
+  optimizer: Optimizer;
+  lrAt: (step: number) => number;
+  history: EpochMetrics[];
+  best: { epoch: number; accuracy: number; weights?: Map<string, Float32Array> };
+}
+
+export async function train(job: TrainJob): Promise<TrainResult> {
+  const run = await prepare(job);
+  const startEpoch = run.history.length;
+  try {
+    const end = Math.min(job.epochs, job.stopAfter ?? job.epochs);
+    for (let epoch = startEpoch; epoch < end; epoch++) {
+      const metrics = await trainEpoch(run, epoch);
+      metrics.valAccuracy = await validate(run);
+      run.history.push(metrics);
+      if (metrics.valAccuracy !== null && metrics.valAccuracy > run.best.accuracy) {
+        run.best = { epoch, accuracy: metrics.valAccuracy, ...(job.keep === 'best' ? { weights: copyWeights(run.session) } : {}) };
+      }
+      writeCheckpoint(run, epoch);
+      writeLog(run);
+      info(`epoch ${epoch + 1}/${job.epochs}: loss ${metrics.trainLoss.toFixed(4)}, train acc ${pct(metrics.trainAccuracy)}, val acc ${metrics.valAccuracy === null ? '-' : pct(metrics.valAccuracy)}, ${metrics.imagesPerSecond.toFixed(0)} images/s`);
+    }
+    if (job.keep === 'best' && run.best.weights) run.session.load(run.best.weights);
+    const model = finalModel(run);
+    saveModel(model, job.output);
+    const result: TrainResult = {
+      output: job.output, epochs: run.history, bestEpoch: run.best.epoch + 1, trainable: run.session.params.size,
+      classes: run.targets.classes, data: job.data.source,
+    };
+    if (job.test) result.test = await evaluate(model, job.test, { ...job.session, classes: run.targets.classes, label: 'test' });
+    return result;
+  } finally {
+    await run.session.release();
+  }
+}
+
+async function prepare(job: TrainJob): Promise<Run> {
+  if (!Number.isInteger(job.epochs) || job.epochs < 1) throw new UserError(`--epochs must be a positive integer, got ${job.epochs}`);
+  const checkpoint = job.checkpoint ?? `${job.output}.ckpt`;
+  const resumed = job.resume && existsSync(checkpoint) ? loadCheckpoint(checkpoint) : undefined;
+  if (job.resume && !resumed) info(`no checkpoint at ${checkpoint}: starting from the beginning`);
+  const model = resumed?.model ?? job.model;
+  const targets = resolveTargets(model, job.data, job.classes);
+  const normalization = trainingNormalization(model, job);
+  const { train: trainIdx, validation: valIdx } = splitTrainValidation(job.data, job.validation ?? 0.1, job.seed, subsetIndices(job.data, targets.classes));
+  if (trainIdx.length < job.batchSize) throw new UserError(`only ${trainIdx.length} training images of classes ${targets.classes.join(',')} in ${job.data.source}, fewer than one batch of ${job.batchSize}; lower --batch`);
+  const trainable = selectTrainable(model.graph, { ...(job.freeze ? { freeze: job.freeze } : {}), ...(job.trainable ? { trainable: job.trainable } : {}) });
+  const session = await TrainingSession.create(model, {
+    trainable, loss: 'cross-entropy', batchSize: job.batchSize, batchNorm: 'train', seed: job.seed, ...(job.session ? { session: job.session } : {}),
+  });
+  const optimizer = createOptimizer(job.optimizer);
+  const steps = job.epochs * batchCount(trainIdx.length, job.batchSize, true);
+  const schedule = createSchedule(job.schedule, steps);
+  const run: Run = {
+    job, targets, normalization, trainIdx, valIdx, session, optimizer, lrAt: (s) => job.lr * schedule(s), history: [], best: { epoch: -1, accuracy: -1 },
+  };
+  if (resumed) restore(run, resumed);
+  return run;
+}
+
+function trainingNormalization(model: Model, job: TrainJob): Normalization {
+  const explicit = { ...(job.mean ? { mean: job.mean } : {}), ...(job.std ? { std: job.std } : {}) };
+  const r = resolveNormalization(model, job.data.shape[0], explicit);
+  return r.from === 'model metadata' || r.from === '--mean/--std' ? r.normalization : defaultNormalization(job.data.name.replace(/-sample$/, ''), job.data.shape[0]);
+}
+
+async function trainEpoch(run: Run, epoch: number): Promise<EpochMetrics> {
+  const { job, session } = run;
+  const start = Date.now();
+  const nBatches = batchCount(run.trainIdx.length, job.batchSize, true);
+  const bar = progress(`epoch ${epoch + 1}/${job.epochs}`, nBatches * job.batchSize);
+  const target = new BigInt64Array(job.batchSize);
+  let lossSum = 0, correct = 0, seen = 0, lr = 0;
+  const iter = batches(job.data, {
+    batchSize: job.batchSize, shuffle: true, seed: hashSeed(job.seed, `epoch:${epoch}`), dropLast: true,
+    normalization: run.normalization, indices: run.trainIdx, ...(job.augmentation ? { augmentation: job.augmentation } : {}),
+  });
+  for await (const batch of iter) {
+    for (let b = 0; b < batch.size; b++) target[b] = BigInt(run.targets.outputOf[batch.labels[b]!]!);
+    const step = session.stepCount;
+    lr = run.lrAt(step);
+    const r = await session.step(batch.x, target);
+    const norm = job.clipNorm ? clipGradNorm(r.grads, job.clipNorm) : 0;
+    if (!Number.isFinite(r.loss) || !Number.isFinite(norm)) {
+      throw new UserError(`training diverged: the loss is ${r.loss} at epoch ${epoch + 1}, step ${step + 1} (learning rate ${lr.toPrecision(3)}); lower --lr${job.clipNorm ? '' : ' or clip gradients with --clip'}`);
+    }
+    run.optimizer.step(session.params, r.grads, lr);
+    lossSum += r.loss * batch.size;
+    correct += countCorrect(r.logits, target, batch.size);
+    seen += batch.size;
+    bar.tick(batch.size, `loss ${(lossSum / seen).toFixed(4)} acc ${pct(correct / seen)}`);
+  }
+  bar.done();
+  const seconds = (Date.now() - start) / 1000;
+  return { epoch: epoch + 1, step: session.stepCount, lr, trainLoss: lossSum / seen, trainAccuracy: correct / seen, valAccuracy: null, seconds, imagesPerSecond: seen / seconds };
+}
+
+function countCorrect(logits: Float32Array, target: BigInt64Array, n: number): number {
+  const k = logits.length / n;
+  let c = 0;
+  for (let b = 0; b < n; b++) {
+    let best = 0;
+    for (let j = 1; j < k; j++) if (logits[b * k + j]! > logits[b * k + best]!) best = j;
+    if (BigInt(best) === target[b]) c++;
+  }
+  return c;
+}
+
+async function validate(run: Run): Promise<number | null> {
+  if (!run.valIdx.length) return null;
+  const r = await evaluate(finalModel(run), run.job.data, { ...run.job.session, classes: run.targets.classes, indices: run.valIdx });
+  return r.accuracy;
+}
+
+/** The forward model with current weights and the metadata a trained model carries. */
+function finalModel(run: Run): Model {
+  const { job } = run;
+  const m = run.session.snapshot();
+  setLabels(m, run.targets.labels);
+  setInputSpec(m, { shape: [...job.data.shape], mean: run.normalization.mean, std: run.normalization.std });
+  const parents = job.parentHash ? [job.parentHash] : [];
+  setProvenance(m, {
+    operation: job.parentHash ? 'fine-tuned' : 'trained', parents, seed: job.seed, data: job.data.source, classes: run.targets.classes,
+    epochs: job.epochs, batchSize: job.batchSize, lr: job.lr, optimizer: job.optimizer, schedule: job.schedule,
+    trainable: run.session.params.size, arch: getArch(m)?.name ?? null,
+  });
+  return m;
+}
+
+function copyWeights(s: TrainingSession): Map<string, Float32Array> {
+  return new Map([...s.params, ...s.state].map(([k, v]) => [k, Float32Array.from(v)]));
+}
+
+function writeCheckpoint(run: Run, epoch: number): void {
+  const { job } = run;
+  saveCheckpoint(job.checkpoint ?? `${job.output}.ckpt`, {
+    model: run.session.snapshot(),
+    optimizer: { config: job.optimizer, steps: run.optimizer.steps, state: run.optimizer.state() },
+    epoch: epoch + 1,
+    step: run.session.stepCount,
+    meta: { history: run.history, best: { epoch: run.best.epoch, accuracy: run.best.accuracy }, seed: job.seed, config: configOf(job) },
+  });
+}
+
+/** The settings that must not change across a resume. */
+function configOf(job: TrainJob): Record<string, unknown> {
+  return { epochs: job.epochs, batchSize: job.batchSize, lr: job.lr, optimizer: job.optimizer, schedule: job.schedule, seed: job.seed, classes: job.classes ?? null, validation: job.validation ?? 0.1 };
+}
+
+function restore(run: Run, ckpt: ReturnType<typeof loadCheckpoint>): void {
+  const saved = ckpt.meta['config'] as Record<string, unknown> | undefined;
+  const now = configOf(run.job);
+  for (const k of ['batchSize', 'seed', 'optimizer', 'schedule', 'lr', 'epochs', 'classes', 'validation']) {
+    if (saved && JSON.stringify(saved[k]) !== JSON.stringify(now[k])) {
+      throw new UserError(`cannot resume: ${k} was ${JSON.stringify(saved[k])} in the checkpoint and is ${JSON.stringify(now[k])} now; rerun with the same settings or without --resume`);
+    }
+  }
+  run.optimizer.loadState(ckpt.optimizer.state, ckpt.optimizer.steps);
+  run.session.stepCount = ckpt.step;
+  run.history = (ckpt.meta['history'] as EpochMetrics[] | undefined) ?? [];
+  const best = ckpt.meta['best'] as { epoch: number; accuracy: number } | undefined;
+  if (best) run.best = best;
+  info(`resumed from ${run.job.checkpoint ?? `${run.job.output}.ckpt`} after epoch ${ckpt.epoch}`);
+}
+
+function writeLog(run: Run): void {
+  writeFileAtomic(run.job.log ?? `${run.job.output}.metrics.jsonl`, run.history.map((m) => JSON.stringify(m)).join('\n') + '\n');
+}
+
+const pct = (x: number): string => `${(100 * x).toFixed(2)}%`;
+
+/** Hash of a model file's bytes, for provenance. */
+export function fileHash(path: string): string {
+  return contentHash(readFileSync(path));
+}
+
+/** Hash of an in-memory model's encoding. */
+export function modelHash(model: Model): string {
+  return contentHash(encodeModel(model));
+}

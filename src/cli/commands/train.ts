@@ -1,0 +1,153 @@
+import { existsSync } from 'node:fs';
+import type { Command } from 'commander';
+import { openModel } from '../../onnx/open.js';
+import { createZooModel, ZOO } from '../../nn/zoo.js';
+import { openDataset } from '../../data/resolve.js';
+import { parseClasses } from '../../data/classes.js';
+import { train, fileHash, type TrainJob } from '../../autodiff/train.js';
+import type { OptimizerConfig } from '../../autodiff/optim.js';
+import type { ScheduleConfig } from '../../autodiff/schedule.js';
+import type { Augmentation } from '../../data/types.js';
+import { globals, withOutputFlags } from './common.js';
+import { pct, table } from '../output.js';
+import { parseIntList, parseInteger, parseNumberList, parsePositiveInt, parsePositiveNumber } from '../parse.js';
+import { UserError } from '../../util/errors.js';
+
+interface TrainFlags {
+  data: string;
+  classes?: string;
+  mean?: number[];
+  std?: number[];
+  epochs: number;
+  batch: number;
+  lr?: number;
+  optimizer: string;
+  momentum: number;
+  nesterov?: boolean;
+  weightDecay?: number;
+  schedule: string;
+  warmup: number;
+  stepEpochs?: number;
+  gamma: number;
+  clip?: number;
+  freeze?: string;
+  trainable?: string;
+  seed: number;
+  val: number;
+  augment: string;
+  keep: string;
+  resume?: boolean;
+  stopAfter?: number;
+  checkpoint?: string;
+  test: boolean;
+  blocks?: number[];
+  hidden?: number[];
+  width: number;
+  output: string;
+}
+
+const DEFAULT_LR: Record<string, number> = { sgd: 0.05, adam: 1e-3, adamw: 1e-3 };
+const DEFAULT_DECAY: Record<string, number> = { sgd: 5e-4, adam: 0, adamw: 0.01 };
+
+export function registerTrain(program: Command): void {
+  withOutputFlags(program.command('train <model>').description('train a zoo architecture from scratch, or fine-tune an .onnx model'))
+    .requiredOption('--data <spec>', 'dataset (its train split is used; see modelsmith eval --help)')
+    .option('--classes <list>', 'train on these dataset classes, e.g. 0-4 (with as many classes as outputs, outputs are remapped to them)')
+    .option('--mean <list>', 'input normalisation mean (default: the model\'s metadata, else the dataset\'s standard)', parseNumberList('--mean'))
+    .option('--std <list>', 'input normalisation std', parseNumberList('--std'))
+    .option('--epochs <n>', 'epochs', parsePositiveInt('--epochs'), 10)
+    .option('--batch <n>', 'batch size', parsePositiveInt('--batch'), 128)
+    .option('--lr <x>', 'peak learning rate (default 0.05 for sgd, 0.001 for adam/adamw)', parsePositiveNumber('--lr'))
+    .option('--optimizer <name>', 'sgd | adam | adamw', 'sgd')
+    .option('--momentum <x>', 'SGD momentum', Number, 0.9)
+    .option('--nesterov', 'Nesterov momentum')
+    .option('--weight-decay <x>', 'weight decay (default 5e-4 sgd, 0 adam, 0.01 adamw)', Number)
+    .option('--schedule <name>', 'constant | step | cosine', 'cosine')
+    .option('--warmup <epochs>', 'linear warm-up length in epochs (may be fractional)', Number, 0)
+    .option('--step-epochs <n>', 'step schedule: multiply the rate by --gamma every n epochs', Number)
+    .option('--gamma <x>', 'step schedule factor', Number, 0.1)
+    .option('--clip <norm>', 'clip the global gradient norm', parsePositiveNumber('--clip'))
+    .option('--freeze <globs>', 'parameters to keep fixed, e.g. "conv1.*,layer1.*"')
+    .option('--trainable <globs>', 'train only these parameters (the complement of --freeze)')
+    .option('--seed <n>', 'seed for initialisation, shuffling, validation split and augmentation', parseInteger('--seed'), 0)
+    .option('--val <fraction>', 'fraction of the training split held out for validation', Number, 0.1)
+    .option('--augment <list>', 'augmentation: none, or crop[:padding] and/or flip, e.g. crop:2,flip', 'none')
+    .option('--keep <which>', 'write the last epoch\'s weights or the best validation epoch\'s: last | best', 'last')
+    .option('--resume', 'continue from the checkpoint if there is one')
+    .option('--stop-after <epochs>', 'stop once this many epochs are done (resume later with --resume)', parsePositiveInt('--stop-after'))
+    .option('--checkpoint <file>', 'checkpoint file (default: <output>.ckpt)')
+    .option('--no-test', 'do not report test accuracy at the end')
+    .option('--blocks <list>', 'zoo "resnet": blocks per stage', parseIntList('--blocks'))
+    .option('--hidden <list>', 'zoo "mlp": hidden sizes', parseIntList('--hidden'))
+    .option('--width <x>', 'zoo: width multiplier', parsePositiveNumber('--width'), 1)
+    .requiredOption('-o, --output <file>', 'where to write the trained .onnx model')
+    .action(async (spec: string, flags: TrainFlags, cmd: Command) => {
+      const { out, session } = globals(cmd);
+      const data = await openDataset(flags.data, 'train');
+      const classes = flags.classes !== undefined ? parseClasses(flags.classes, data.classes) : undefined;
+      const fromFile = spec.endsWith('.onnx') || existsSync(spec);
+      const model = fromFile
+        ? openModel(spec)
+        : createZooModel(spec, {
+          input: [...data.shape], classes: classes?.length ?? data.classes, width: flags.width, seed: flags.seed,
+          ...(flags.blocks ? { blocks: flags.blocks } : {}), ...(flags.hidden ? { hidden: flags.hidden } : {}),
+        });
+      if (!fromFile && !(spec in ZOO)) throw new UserError(`"${spec}" is neither an .onnx file nor a zoo architecture`);
+      const job: TrainJob = {
+        model, data, output: flags.output, epochs: flags.epochs, batchSize: flags.batch,
+        lr: flags.lr ?? DEFAULT_LR[flags.optimizer] ?? 0.05,
+        optimizer: optimizerConfig(flags), schedule: scheduleConfig(flags, data.size), seed: flags.seed, validation: flags.val,
+        keep: parseKeep(flags.keep), session,
+        ...(fromFile ? { parentHash: fileHash(spec) } : {}),
+        ...(flags.test ? { test: await openDataset(flags.data, 'test') } : {}),
+        ...(classes ? { classes } : {}), ...(flags.mean ? { mean: flags.mean } : {}), ...(flags.std ? { std: flags.std } : {}),
+        ...(flags.clip ? { clipNorm: flags.clip } : {}), ...(flags.freeze ? { freeze: flags.freeze } : {}), ...(flags.trainable ? { trainable: flags.trainable } : {}),
+        ...augmentation(flags.augment), ...(flags.resume ? { resume: true } : {}), ...(flags.stopAfter ? { stopAfter: flags.stopAfter } : {}), ...(flags.checkpoint ? { checkpoint: flags.checkpoint } : {}),
+      };
+      const r = await train(job);
+      const last = r.epochs[r.epochs.length - 1]!;
+      out.line(table([['epoch', 'loss', 'train acc', 'val acc', 'images/s'], ...r.epochs.map((e) => [e.epoch, e.trainLoss.toFixed(4), pct(e.trainAccuracy), e.valAccuracy === null ? '-' : pct(e.valAccuracy), e.imagesPerSecond.toFixed(0)])]));
+      out.line(`wrote ${r.output} (${r.trainable} parameter tensors trained; classes ${r.classes.join(',')}; last epoch val acc ${last.valAccuracy === null ? '-' : pct(last.valAccuracy)})`);
+      if (r.test) out.line(`test accuracy ${pct(r.test.accuracy)} on ${r.test.samples} images (${r.test.data})`);
+      out.json(r);
+    });
+}
+
+function optimizerConfig(f: TrainFlags): OptimizerConfig {
+  const weightDecay = f.weightDecay ?? DEFAULT_DECAY[f.optimizer] ?? 0;
+  if (f.optimizer === 'sgd') return { kind: 'sgd', momentum: f.momentum, nesterov: !!f.nesterov, weightDecay };
+  if (f.optimizer === 'adam' || f.optimizer === 'adamw') return { kind: f.optimizer, weightDecay };
+  throw new UserError(`--optimizer expects sgd, adam or adamw, got "${f.optimizer}"`);
+}
+
+function scheduleConfig(f: TrainFlags, trainSize: number): ScheduleConfig {
+  const stepsPerEpoch = Math.max(1, Math.floor((trainSize * (1 - f.val)) / f.batch));
+  const warmupSteps = Math.round(f.warmup * stepsPerEpoch);
+  if (f.schedule === 'constant') return { kind: 'constant', warmupSteps };
+  if (f.schedule === 'cosine') return { kind: 'cosine', warmupSteps };
+  if (f.schedule === 'step') {
+    if (!f.stepEpochs) throw new UserError('--schedule step needs --step-epochs');
+    return { kind: 'step', stepSize: Math.round(f.stepEpochs * stepsPerEpoch), gamma: f.gamma, warmupSteps };
+  }
+  throw new UserError(`--schedule expects constant, step or cosine, got "${f.schedule}"`);
+}
+
+function parseKeep(k: string): 'last' | 'best' {
+  if (k !== 'last' && k !== 'best') throw new UserError(`--keep expects last or best, got "${k}"`);
+  return k;
+}
+
+function augmentation(text: string): { augmentation?: Augmentation } {
+  if (text === 'none') return {};
+  const aug: Augmentation = {};
+  for (const part of text.split(',').map((s) => s.trim())) {
+    const [name, arg] = part.split(':');
+    if (name === 'flip' && arg === undefined) aug.flip = true;
+    else if (name === 'crop') {
+      const p = arg === undefined ? 4 : Number(arg);
+      if (!Number.isInteger(p) || p < 1) throw new UserError(`--augment crop:<padding> expects a positive integer padding, got "${arg}"`);
+      aug.cropPadding = p;
+    } else throw new UserError(`--augment expects none, or crop[:padding] and/or flip, got "${part}"`);
+  }
+  return { augmentation: aug };
+}
