@@ -2,14 +2,16 @@ import type { Command } from 'commander';
 import { runDemo } from '../../report/demo.js';
 import { globals, withOutputFlags } from './common.js';
 import { compact, pct, table } from '../output.js';
+import { parsePositiveInt } from '../parse.js';
 
 export function registerDemo(program: Command): void {
   withOutputFlags(program.command('demo').description('the main job: an end-to-end run on the Fashion-MNIST sample shipped with modelsmith'))
     .option('--data <spec>', 'dataset (default: the shipped Fashion-MNIST sample)', 'fashion-mnist-sample')
     .option('-o, --output <dir>', 'where results go', 'runs/demo')
-    .action(async (flags: { data: string; output: string }, cmd: Command) => {
+    .option('--epochs <n>', 'training epochs per model', parsePositiveInt('--epochs'), 3)
+    .action(async (flags: { data: string; output: string; epochs: number }, cmd: Command) => {
       const { out, session } = globals(cmd);
-      const r = await runDemo({ ...session, data: flags.data, outDir: flags.output });
+      const r = await runDemo({ ...session, data: flags.data, outDir: flags.output, epochs: flags.epochs });
       out.line(`data: ${r.data}`);
       out.line(table([['model', 'parameters', 'FLOPs/image', 'cuts', 'epochs', 'test accuracy'], ...r.models.map((m) => [m.name, compact(m.parameters), compact(m.flopsPerImage), m.cuts.length, m.epochs, pct(m.accuracy)])]));
       out.line(`results: ${r.outDir}/results.json, ${r.outDir}/report.md (${r.seconds.toFixed(1)} s)`);
