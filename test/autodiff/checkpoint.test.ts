@@ -11,6 +11,7 @@ import { createZooModel } from '../../src/nn/zoo.js';
 import { runningStatistics, trainableParameters } from '../../src/onnx/parameters.js';
 import { UserError } from '../../src/util/errors.js';
 import { tempDir } from '../helpers/paths.js';
+import { assertUserError } from '../helpers/assertions.js';
 
 function checkpoint(epoch: number): TrainingCheckpoint {
   const model = createZooModel('resnet', { blocks: [1, 1, 1, 1], width: 0.25, input: [1, 28, 28], seed: 1 });
@@ -27,17 +28,6 @@ function checkpoint(epoch: number): TrainingCheckpoint {
     step: 390 * epoch,
     meta: { seed: 7, rng: [1, 2, 3, 4], best: { epoch: 1, accuracy: 0.8125 }, history: [{ epoch: 1, loss: 0.5 }], schedule: { kind: 'cosine' } },
   };
-}
-
-function assertUserError(f: () => unknown, ...parts: (string | RegExp)[]): void {
-  assert.throws(f, (e: unknown) => {
-    assert.ok(e instanceof UserError, `expected a UserError, got ${String(e)}`);
-    for (const p of parts) {
-      if (typeof p === 'string') assert.ok(e.message.includes(p), `"${e.message}" should mention "${p}"`);
-      else assert.match(e.message, p);
-    }
-    return true;
-  });
 }
 
 test('a checkpoint round-trips: model with weights, optimiser state, epoch, step, meta', () => {

@@ -7,17 +7,7 @@ import type { Tensor } from '../../src/onnx/types.js';
 import { floatToHalf, tensor } from '../../src/onnx/tensor.js';
 import { UserError } from '../../src/util/errors.js';
 import { tempDir } from '../helpers/paths.js';
-
-function assertUserError(f: () => unknown, ...parts: (string | RegExp)[]): void {
-  assert.throws(f, (e: unknown) => {
-    assert.ok(e instanceof UserError, `expected a UserError, got ${String(e)}`);
-    for (const p of parts) {
-      if (typeof p === 'string') assert.ok(e.message.includes(p), `"${e.message}" should mention "${p}"`);
-      else assert.match(e.message, p);
-    }
-    return true;
-  });
-}
+import { assertUserError } from '../helpers/assertions.js';
 
 /** A file laid out by hand as the format spec says: u64 LE length, JSON, data. */
 function rawFile(header: unknown, data: number[] | Uint8Array, pad = true): Uint8Array {

@@ -8,19 +8,9 @@ import { validateModel } from '../../src/onnx/validate.js';
 import { UserError } from '../../src/util/errors.js';
 import { buildModel, node, tinyConvNet, vi } from '../helpers/graphs.js';
 import { tempDir } from '../helpers/paths.js';
+import { assertUserError } from '../helpers/assertions.js';
 
 const { onnx } = onnxProto;
-
-function assertUserError(f: () => unknown, ...parts: (string | RegExp)[]): void {
-  assert.throws(f, (e: unknown) => {
-    assert.ok(e instanceof UserError, `expected a UserError, got ${String(e)}`);
-    for (const p of parts) {
-      if (typeof p === 'string') assert.ok(e.message.includes(p), `"${e.message}" should mention "${p}"`);
-      else assert.match(e.message, p);
-    }
-    return true;
-  });
-}
 
 test('a truncated .onnx file is refused with a message naming the file', () => {
   const dir = tempDir();
