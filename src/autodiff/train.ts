@@ -31,6 +31,8 @@ import { writeFileAtomic } from '../util/atomic.js';
 import { hashSeed } from '../util/random.js';
 import { info, progress } from '../util/progress.js';
 import { UserError } from '../util/errors.js';
+import { pct } from '../util/format.js';
+import { argmaxRow } from '../runtime/argmax.js';
 
 export interface TrainConfig {
   epochs: number;
@@ -204,11 +206,7 @@ async function trainEpoch(run: Run, epoch: number): Promise<EpochMetrics> {
 function countCorrect(logits: Float32Array, target: BigInt64Array, n: number): number {
   const k = logits.length / n;
   let c = 0;
-  for (let b = 0; b < n; b++) {
-    let best = 0;
-    for (let j = 1; j < k; j++) if (logits[b * k + j]! > logits[b * k + best]!) best = j;
-    if (BigInt(best) === target[b]) c++;
-  }
+  for (let b = 0; b < n; b++) if (BigInt(argmaxRow(logits, b, k)) === target[b]) c++;
   return c;
 }
 
@@ -273,7 +271,6 @@ function writeLog(run: Run): void {
   writeFileAtomic(run.job.log ?? `${run.job.output}.metrics.jsonl`, run.history.map((m) => JSON.stringify(m)).join('\n') + '\n');
 }
 
-const pct = (x: number): string => `${(100 * x).toFixed(2)}%`;
 
 /** Hash of a model file's bytes, for provenance. */
 export function fileHash(path: string): string {

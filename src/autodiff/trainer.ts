@@ -10,7 +10,7 @@
  */
 import type { Model, Tensor } from '../onnx/types.js';
 import { cloneModel } from '../onnx/graph.js';
-import { toFloat32 } from '../onnx/tensor.js';
+import { numel, toFloat32 } from '../onnx/tensor.js';
 import { ModelSession, type Feed, type SessionOptions } from '../runtime/session.js';
 import { buildTrainingGraph } from './training-graph.js';
 import type { TrainingGraph, TrainingGraphSpec } from './types.js';
@@ -99,7 +99,7 @@ export class TrainingSession {
     if (!this.graph.masks.length) return;
     const rng = new Rng(hashSeed(this.seed, `dropout:${this.steps}`));
     for (const m of this.graph.masks) {
-      const n = m.shape.reduce((a, b) => a * b, 1);
+      const n = numel(m.shape);
       const keep = 1 / (1 - m.ratio);
       const data = new Float32Array(n);
       for (let i = 0; i < n; i++) data[i] = rng.next() < m.ratio ? 0 : keep;

@@ -22,8 +22,7 @@ export class Output {
   }
 }
 
-/** Formats a fraction as a percentage with two decimals. */
-export const pct = (x: number): string => `${(100 * x).toFixed(2)}%`;
+export { pct } from '../util/format.js';
 
 /** 11173962 -> "11.17M" */
 export function compact(n: number): string {

@@ -15,6 +15,7 @@ import type { SessionOptions } from '../runtime/session.js';
 import { train } from '../autodiff/train.js';
 import { describeModel } from './inspect.js';
 import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
+import { pct } from '../util/format.js';
 
 export interface DemoOptions extends SessionOptions {
   /** dataset spec (default: the shipped Fashion-MNIST sample) */
@@ -97,7 +98,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
 }
 
 function demoMarkdown(r: DemoResult, trainSource: string): string {
-  const acc = (x: number | null): string => (x === null ? '-' : `${(100 * x).toFixed(2)}%`);
+  const acc = (x: number | null): string => (x === null ? '-' : pct(x));
   const rows = r.models.map((m) => `| ${m.name} | ${m.parameters.toLocaleString('en-US')} | ${(m.flopsPerImage / 1e6).toFixed(2)} | ${m.cuts.length} | ${m.epochs} | ${m.trainSeconds.toFixed(1)} | ${acc(m.valAccuracy)} | ${acc(m.accuracy)} |`);
   return [
     '# modelsmith demo',

@@ -15,6 +15,7 @@ import { mapOutputs } from './labels.js';
 import { resolveNormalization } from './normalization.js';
 import type { SessionOptions } from './session.js';
 import { UserError } from '../util/errors.js';
+import { argmaxRow } from './argmax.js';
 
 export interface EvalOptions extends SessionOptions {
   batchSize?: number;
@@ -61,8 +62,7 @@ export async function evaluate(model: Model, ds: Dataset, opts: EvalOptions = {}
     const k = logits.dims[1]!;
     const data = logits.data as Float32Array;
     for (let b = 0; b < batch.size; b++) {
-      let best = 0;
-      for (let j = 1; j < k; j++) if (data[b * k + j]! > data[b * k + best]!) best = j;
+      const best = argmaxRow(data, b, k);
       const y = batch.labels[b]!;
       totals.set(y, (totals.get(y) ?? 0) + 1);
       if (map.classOf[best] === y) hits.set(y, (hits.get(y) ?? 0) + 1);
