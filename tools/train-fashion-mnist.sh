@@ -8,5 +8,5 @@ out=runs/fmnist
 mkdir -p "$out"
 common=(--data fashion-mnist --epochs 10 --batch 128 --lr 0.05 --optimizer sgd --nesterov --weight-decay 5e-4
         --schedule cosine --warmup 0.5 --augment crop:2,flip --seed 0 --threads 2 --resume)
-node dist/src/cli/main.js train vgg11 --width 0.5 "${common[@]}" -o "$out/vgg11-w0.5.onnx" --json > "$out/vgg11-w0.5.json" 2> "$out/vgg11-w0.5.log"
-node dist/src/cli/main.js train resnet --blocks 1,1,1,1 --width 0.5 "${common[@]}" -o "$out/resnet1111-w0.5.onnx" --json > "$out/resnet1111-w0.5.json" 2> "$out/resnet1111-w0.5.log"
+node ${DIST:-dist}/src/cli/main.js train vgg11 --width 0.5 "${common[@]}" -o "$out/vgg11-w0.5.onnx" --json > "$out/vgg11-w0.5.json" 2> "$out/vgg11-w0.5.log"
+node ${DIST:-dist}/src/cli/main.js train resnet --blocks 1,1,1,1 --width 0.5 "${common[@]}" -o "$out/resnet1111-w0.5.onnx" --json > "$out/resnet1111-w0.5.json" 2> "$out/resnet1111-w0.5.log"
