@@ -28,24 +28,31 @@ export interface TrainingCheckpoint {
   step: number;
   /** anything else the loop needs back (JSON values): seed, rng state, metrics, best accuracy, schedule... */
   meta: Record<string, unknown>;
+  /**
+   * Weights kept beside the current ones (the best validation epoch's for --keep best),
+   * stored in the same file so that they and the epoch they belong to can never disagree.
+   */
+  kept?: Map<string, Float32Array>;
 }
 
 export const CHECKPOINT_FORMAT = 'modelsmith-checkpoint';
 export const CHECKPOINT_VERSION = 1;
 const MODEL_TENSOR = '__model__.onnx';
 const OPTIMIZER_PREFIX = 'optimizer/';
+const KEPT_PREFIX = 'kept/';
 const META_PREFIX = 'meta.';
 
 export function saveCheckpoint(path: string, ckpt: TrainingCheckpoint): void {
   const { graph } = ckpt.model;
   const tensors = new Map<string, Tensor>();
   for (const [name, t] of graph.initializers) {
-    if (name === MODEL_TENSOR || name.startsWith(OPTIMIZER_PREFIX)) {
-      throw new UserError(`cannot checkpoint initializer "${name}": names "${MODEL_TENSOR}" and "${OPTIMIZER_PREFIX}*" are reserved for the checkpoint's own tensors`);
+    if (name === MODEL_TENSOR || name.startsWith(OPTIMIZER_PREFIX) || name.startsWith(KEPT_PREFIX)) {
+      throw new UserError(`cannot checkpoint initializer "${name}": names "${MODEL_TENSOR}", "${OPTIMIZER_PREFIX}*" and "${KEPT_PREFIX}*" are reserved for the checkpoint's own tensors`);
     }
     tensors.set(name, t);
   }
   for (const [name, buf] of ckpt.optimizer.state) tensors.set(OPTIMIZER_PREFIX + name, tensor('float32', [buf.length], buf));
+  for (const [name, buf] of ckpt.kept ?? []) tensors.set(KEPT_PREFIX + name, tensor('float32', [buf.length], buf));
   const skeleton: Model = { ...ckpt.model, graph: { ...graph, initializers: new Map() } };
   const bytes = encodeModel(skeleton);
   tensors.set(MODEL_TENSOR, tensor('uint8', [bytes.length], bytes));
@@ -78,12 +85,14 @@ export function loadCheckpoint(path: string): TrainingCheckpoint {
       throw new UserError(`${path}: checkpoint format version ${md['format_version']}, but this modelsmith reads version ${CHECKPOINT_VERSION}`);
     }
     const field = (key: string): unknown => parseField(md, key, path);
+    const kept = readPrefixed(file, KEPT_PREFIX);
     return {
       model: readModel(file, field('initializers'), path),
-      optimizer: { config: field('optimizer') as OptimizerConfig, steps: count(field('optimizer_steps'), 'optimizer_steps', path), state: readOptimizerState(file) },
+      optimizer: { config: field('optimizer') as OptimizerConfig, steps: count(field('optimizer_steps'), 'optimizer_steps', path), state: readPrefixed(file, OPTIMIZER_PREFIX) },
       epoch: count(field('epoch'), 'epoch', path),
       step: count(field('step'), 'step', path),
       meta: Object.fromEntries(Object.keys(md).filter((k) => k.startsWith(META_PREFIX)).map((k) => [k.slice(META_PREFIX.length), field(k)])),
+      ...(kept.size > 0 ? { kept } : {}),
     };
   } finally {
     file.close();
@@ -97,12 +106,12 @@ function readModel(file: SafetensorsFile, order: unknown, path: string): Model {
   return model;
 }
 
-function readOptimizerState(file: SafetensorsFile): Map<string, Float32Array> {
-  const state = new Map<string, Float32Array>();
+function readPrefixed(file: SafetensorsFile, prefix: string): Map<string, Float32Array> {
+  const out = new Map<string, Float32Array>();
   for (const { name } of file.tensors) {
-    if (name.startsWith(OPTIMIZER_PREFIX)) state.set(name.slice(OPTIMIZER_PREFIX.length), file.readFloat32(name));
+    if (name.startsWith(prefix)) out.set(name.slice(prefix.length), file.readFloat32(name));
   }
-  return state;
+  return out;
 }
 
 function need(file: SafetensorsFile, name: string, path: string): Tensor {

@@ -243,6 +243,7 @@ function writeCheckpoint(run: Run, epoch: number): void {
     epoch: epoch + 1,
     step: run.session.stepCount,
     meta: { history: run.history, best: { epoch: run.best.epoch, accuracy: run.best.accuracy }, seed: job.seed, config: configOf(job) },
+    ...(run.best.weights ? { kept: run.best.weights } : {}),
   });
 }
 
@@ -263,7 +264,10 @@ function restore(run: Run, ckpt: ReturnType<typeof loadCheckpoint>): void {
   run.session.stepCount = ckpt.step;
   run.history = (ckpt.meta['history'] as EpochMetrics[] | undefined) ?? [];
   const best = ckpt.meta['best'] as { epoch: number; accuracy: number } | undefined;
-  if (best) run.best = best;
+  if (best) run.best = { ...best, ...(run.job.keep === 'best' && ckpt.kept ? { weights: ckpt.kept } : {}) };
+  if (run.job.keep === 'best' && best && best.epoch >= 0 && !ckpt.kept) {
+    throw new UserError(`cannot resume with --keep best: the checkpoint was written with --keep last and holds no best-epoch weights; resume with --keep last or start again`);
+  }
   info(`resumed from ${run.job.checkpoint ?? `${run.job.output}.ckpt`} after epoch ${ckpt.epoch}`);
 }
 

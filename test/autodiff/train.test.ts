@@ -75,3 +75,22 @@ test('fine-tuning with --freeze keeps the frozen parameters and records the pare
   assert.deepEqual(c.graph.initializers.get('conv1.bias')!.data, p.get('conv1.bias')!.data, 'frozen');
   assert.notDeepEqual(c.graph.initializers.get('fc3.weight')!.data, p.get('fc3.weight')!.data, 'trained');
 });
+
+test('--keep best survives a resume: the best epoch from before the stop is the one written', async () => {
+  // lr high enough that validation accuracy falls after the first epoch, so the best
+  // weights are the ones saved before the stop (this seed's run: best epoch 1 of 3)
+  const base = () => ({ model: createZooModel('mlp', { hidden: [32], seed: 3 }), batchSize: 64, seed: 3, epochs: 3, lr: 0.2, keep: 'best' as const,
+    schedule: { kind: 'constant' as const, warmupSteps: 0 } });
+  const straight = join(dir, 'best-straight.onnx');
+  const s = await train(job({ ...base(), output: straight }));
+  const resumed = join(dir, 'best-resumed.onnx');
+  await train(job({ ...base(), output: resumed, stopAfter: 1 }));
+  const r = await train(job({ ...base(), output: resumed, resume: true }));
+  assert.equal(r.bestEpoch, s.bestEpoch);
+  assert.equal(s.bestEpoch, 1, `validation accuracies ${s.epochs.map((e) => e.valAccuracy)}`);
+  const a = loadModel(straight).graph.initializers;
+  const b = loadModel(resumed).graph.initializers;
+  for (const [name, t] of a) assert.deepEqual(b.get(name)!.data, t.data, name);
+  await assert.rejects(train(job({ ...base(), keep: 'last', epochs: 3, output: join(dir, 'best-resumed-last.onnx'), stopAfter: 1 })).then(() =>
+    train(job({ ...base(), output: join(dir, 'best-resumed-last.onnx'), resume: true }))), /--keep best.*--keep last/);
+});
