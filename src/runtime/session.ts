@@ -12,6 +12,7 @@ import { cpus } from 'node:os';
 import type { DType, Model, Tensor, TensorData } from '../onnx/types.js';
 import { encodeModel } from '../onnx/proto.js';
 import { UserError } from '../util/errors.js';
+import { lowerConvs, nchwcBlockSize } from './nchwc.js';
 
 export type OptimizationLevel = 'disabled' | 'basic' | 'extended' | 'all';
 
@@ -22,6 +23,11 @@ export interface SessionOptions {
   optimization?: OptimizationLevel;
   /** execution provider: 'cpu' (default), 'cuda', ... ; CPU stays as the fallback */
   provider?: string;
+  /**
+   * Run convolutions with run-time weights (training graphs) on ORT's blocked CPU
+   * kernels (src/runtime/nchwc.ts). Default: on for the CPU provider.
+   */
+  nchwc?: boolean;
 }
 
 /** A value fed to or returned by a session: like Tensor, but any dtype ORT supports. */
@@ -52,8 +58,10 @@ export class ModelSession {
 
   static async create(model: Model, opts: SessionOptions = {}): Promise<ModelSession> {
     const providers = opts.provider && opts.provider !== 'cpu' ? [opts.provider, 'cpu'] : ['cpu'];
+    const block = providers.length === 1 && opts.nchwc !== false ? await nchwcBlockSize() : null;
+    const runnable = block ? lowerConvs(model, block) : model;
     try {
-      const session = await ort.InferenceSession.create(encodeModel(model), {
+      const session = await ort.InferenceSession.create(encodeModel(runnable), {
         intraOpNumThreads: opts.threads ?? defaultThreads(),
         interOpNumThreads: 1,
         graphOptimizationLevel: opts.optimization ?? 'all',

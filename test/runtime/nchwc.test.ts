@@ -1,0 +1,77 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { int, ints } from '../../src/onnx/graph.js';
+import { lowerConvs, nchwcBlockSize, NCHWC_DOMAIN } from '../../src/runtime/nchwc.js';
+import { ModelSession } from '../../src/runtime/session.js';
+import { createZooModel } from '../../src/nn/zoo.js';
+import { trainableParameters } from '../../src/onnx/parameters.js';
+import { TrainingSession } from '../../src/autodiff/trainer.js';
+import { Rng } from '../../src/util/random.js';
+import { buildModel, node, randn, vi } from '../helpers/graphs.js';
+
+const block = await nchwcBlockSize();
+
+/** Conv variants on 16 channels with run-time weights, plus ones the lowering must leave alone. */
+function convs(): ReturnType<typeof buildModel> {
+  const rng = new Rng(4);
+  return buildModel({
+    inputs: [vi('x', [2, 16, 9, 9]), vi('w', [16, 16, 3, 3]), vi('wg', [16, 8, 3, 3]), vi('w3', [3, 16, 1, 1])],
+    outputs: ['plain', 'strided', 'dilated', 'grouped', 'odd', 'constant'],
+    initializers: { b: randn(rng, [16]), wc: randn(rng, [16, 16, 3, 3]) },
+    nodes: [
+      node('Conv', ['x', 'w', 'b'], ['plain'], { pads: ints([1, 1, 1, 1]) }, 'plain'),
+      node('Conv', ['x', 'w'], ['strided'], { strides: ints([2, 2]), pads: ints([0, 1, 1, 0]) }, 'strided'),
+      node('Conv', ['x', 'w'], ['dilated'], { dilations: ints([2, 2]), pads: ints([2, 2, 2, 2]) }, 'dilated'),
+      node('Conv', ['x', 'wg'], ['grouped'], { group: int(2) }, 'grouped'),
+      node('Conv', ['x', 'w3'], ['odd'], {}, 'odd'),
+      node('Conv', ['x', 'wc'], ['constant'], {}, 'constant'),
+    ],
+  });
+}
+
+test('the NCHWc block size is detected (x86 builds of ONNX Runtime have the blocked kernels)', { skip: process.arch !== 'x64' }, () => {
+  assert.ok(block === 8 || block === 16, `block size ${block}`);
+});
+
+test('lowering rewrites only 2-D single-group convs with run-time weights and divisible channels', { skip: block === null }, () => {
+  const lowered = lowerConvs(convs(), block!);
+  const blocked = lowered.graph.nodes.filter((n) => n.domain === NCHWC_DOMAIN && n.opType === 'Conv').map((n) => n.name).sort();
+  assert.deepEqual(blocked, ['dilated', 'plain', 'strided']);
+  assert.ok(lowered.opsets.some((o) => o.domain === NCHWC_DOMAIN));
+  assert.equal(lowerConvs(createZooModel('lenet5'), block!).graph.nodes.length, createZooModel('lenet5').graph.nodes.length, 'constant weights untouched');
+});
+
+test('lowered convolutions compute what the plain ones compute', { skip: block === null }, async () => {
+  const model = convs();
+  const rng = new Rng(9);
+  const feeds = { x: randn(rng, [2, 16, 9, 9]), w: randn(rng, [16, 16, 3, 3]), wg: randn(rng, [16, 8, 3, 3]), w3: randn(rng, [3, 16, 1, 1]) };
+  const plain = await ModelSession.create(model, { threads: 1, nchwc: false });
+  const fast = await ModelSession.create(model, { threads: 1 });
+  const a = await plain.run(feeds);
+  const b = await fast.run(feeds);
+  for (const name of Object.keys(a)) {
+    const x = a[name]!.data as Float32Array;
+    const y = b[name]!.data as Float32Array;
+    assert.deepEqual(b[name]!.dims, a[name]!.dims, name);
+    for (let i = 0; i < x.length; i++) assert.ok(Math.abs(x[i]! - y[i]!) <= 1e-5 * (1 + Math.abs(x[i]!)), `${name}[${i}]: ${x[i]} vs ${y[i]}`);
+  }
+});
+
+test('a training step gives the same loss and gradients with and without the lowering', { skip: block === null }, async () => {
+  const model = createZooModel('resnet', { blocks: [1, 1, 1, 1], width: 0.125, input: [1, 16, 16], seed: 3 });
+  const spec = { trainable: trainableParameters(model.graph), loss: 'cross-entropy' as const, batchSize: 8, batchNorm: 'train' as const };
+  const plain = await TrainingSession.create(model, { ...spec, session: { threads: 1, nchwc: false } });
+  const fast = await TrainingSession.create(model, { ...spec, session: { threads: 1 } });
+  const x = Float32Array.from({ length: 8 * 256 }, (_, i) => Math.sin(i * 0.37));
+  const t = BigInt64Array.from({ length: 8 }, (_, i) => BigInt(i % 10));
+  const a = await plain.step(x, t);
+  const b = await fast.step(x, t);
+  assert.ok(Math.abs(a.loss - b.loss) < 1e-5, `${a.loss} vs ${b.loss}`);
+  for (const [name, g] of a.grads) {
+    const h = b.grads.get(name)!;
+    const scale = g.reduce((m, v) => Math.max(m, Math.abs(v)), 1e-6);
+    for (let i = 0; i < g.length; i++) assert.ok(Math.abs(g[i]! - h[i]!) <= 1e-4 * scale, `${name}[${i}]`);
+  }
+  await plain.release();
+  await fast.release();
+});
