@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Base models for the LEGO and stitching experiments (issues 5 and 6), trained on full
+# Fashion-MNIST (Debian package dataset-fashion-mnist) into runs/models/. Short runs:
+# those experiments compare a model with its own components and stitches, so the base
+# models need to be good, not the best they can be. Resumable (--resume): rerun to go on.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=runs/models
+mkdir -p "$out"
+cli="node ${DIST:-dist}/src/cli/main.js"
+common=(--data fashion-mnist --batch 128 --lr 0.05 --optimizer sgd --nesterov --weight-decay 5e-4
+        --schedule cosine --warmup 0.5 --augment crop:2,flip --threads 2 --resume)
+run() { local name=$1; shift; [ -f "$out/$name.onnx" ] || $cli train "$@" "${common[@]}" -o "$out/$name.onnx" --json > "$out/$name.json" 2> "$out/$name.log"; }
+# stitching: two ResNet(1,1,1,1) and one ResNet(2,2,2,2), width 0.5, different seeds
+# (the third R1111 is runs/fmnist/resnet1111-w0.5.onnx, seed 0, from train-fashion-mnist.sh)
+run r1111-s1 resnet --blocks 1,1,1,1 --width 0.5 --epochs 4 --seed 1
+run r2222-s1 resnet --blocks 2,2,2,2 --width 0.5 --epochs 4 --seed 1
+# LEGO: the issue's architectures
+run vgg16-w0.5 vgg16 --width 0.5 --epochs 3 --seed 0
+run resnet18-w0.5 resnet18 --width 0.5 --epochs 3 --seed 0
+run resnet50-w0.25 resnet50 --width 0.25 --epochs 3 --seed 0
+run inception-w0.5 inception --width 0.5 --epochs 3 --seed 0
