@@ -10,6 +10,13 @@ import { registerEval } from './commands/eval.js';
 import { registerDemo } from './commands/demo.js';
 import { registerExtract } from './commands/extract.js';
 import { registerTrain } from './commands/train.js';
+import { registerDisassemble } from './commands/disassemble.js';
+import { registerLineage } from './commands/lineage.js';
+import { registerStitch } from './commands/stitch.js';
+import { registerCka } from './commands/cka.js';
+import { registerLineageZoo } from './commands/lineage-zoo.js';
+import { registerAssemble } from './commands/assemble.js';
+import { registerLegoExperiment } from './commands/lego-experiment.js';
 
 export function buildProgram(): Command {
   const program = new Command('modelsmith')
@@ -26,6 +33,13 @@ export function buildProgram(): Command {
   registerEval(program);
   registerExtract(program);
   registerTrain(program);
+  registerDisassemble(program);
+  registerLineage(program);
+  registerStitch(program);
+  registerCka(program);
+  registerLineageZoo(program);
+  registerAssemble(program);
+  registerLegoExperiment(program);
   registerDemo(program);
   return program;
 }

@@ -14,6 +14,10 @@ export function registerDemo(program: Command): void {
       const r = await runDemo({ ...session, data: flags.data, outDir: flags.output, epochs: flags.epochs });
       out.line(`data: ${r.data}`);
       out.line(table([['model', 'parameters', 'FLOPs/image', 'cuts', 'epochs', 'test accuracy'], ...r.models.map((m) => [m.name, compact(m.parameters), compact(m.flopsPerImage), m.cuts.length, m.epochs, pct(m.accuracy)])]));
+      const lego = r.lego.components.map((c) => `task ${c.task.join(',')}: base ${pct(c.baseAccuracy)} -> component ${pct(c.accuracy)}`).join('; ');
+      out.line(`lego (${r.lego.model}): ${lego}; assembled ${pct(r.lego.assembled.scaled)} (unscaled ${pct(r.lego.assembled.unscaled)})`);
+      out.line(`lineage: directed accuracy ${pct(r.lineage.full.directed)} (full fine-tuning), ${pct(r.lineage.lowrank.directed)} (LoRA)`);
+      out.line(`stitching: ${r.stitch.matrix.senders.length}x${r.stitch.matrix.receivers.length} grid in ${r.stitch.dir}; CKA in ${r.outDir}/cka`);
       out.line(`results: ${r.outDir}/results.json, ${r.outDir}/report.md (${r.seconds.toFixed(1)} s)`);
       out.json(r);
     });

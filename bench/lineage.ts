@@ -1,0 +1,134 @@
+/**
+ * Lineage distance benchmark (issue 4): 105 synthetic models (5 trees x 21) of 12 square
+ * 768x768 float32 layers (2.97 GB of weights) written as safetensors to a temp folder;
+ * times the blocked distance computation (measureModels, ft mode), its peak RSS (in a
+ * child process, so generating the files does not count), a direct per-pair loop that
+ * reloads both models per pair as the reference does (timed on a sample of pairs and
+ * extrapolated to all 5,460), and the disk's sequential read speed (dd with O_DIRECT, so
+ * the page cache does not answer).
+ *
+ *   node dist/bench/lineage.js [--dir /tmp/x] [--keep] [--pairs 40]
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { writeSafetensors } from '../src/io/safetensors.js';
+import { float32 } from '../src/onnx/tensor.js';
+import { closeSources, openSources } from '../src/lineage/sources.js';
+import { measureModels } from '../src/lineage/measure.js';
+import { openSafetensors } from '../src/io/safetensors.js';
+import { Rng } from '../src/util/random.js';
+import { setQuiet } from '../src/util/progress.js';
+import { machine } from './common.js';
+
+const TREES = 5, CHILDREN = 4, LAYERS = 12, SIDE = 768;
+const P = SIDE * SIDE;
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+/** Cheap uniform noise in [-a, a): the benchmark times I/O and arithmetic, not the generator. */
+function noisy(base: Float32Array | undefined, a: number, rng: Rng): Float32Array {
+  const out = base ? Float32Array.from(base) : new Float32Array(P);
+  const scale = (2 * a) / 4294967296;
+  for (let i = 0; i < P; i++) out[i]! += rng.nextU32() * scale - a;
+  return out;
+}
+
+function writeZoo(dir: string): number {
+  let k = 0;
+  const save = (weights: Float32Array[]): void => {
+    writeSafetensors(join(dir, `m${String(k++).padStart(3, '0')}.safetensors`), weights.map((w, l) => [`layer${l}.attn.weight`, float32([SIDE, SIDE], w)] as const));
+  };
+  const rng = new Rng(1);
+  for (let t = 0; t < TREES; t++) {
+    const root = Array.from({ length: LAYERS }, () => noisy(undefined, 0.05, rng));
+    save(root);
+    for (let c = 0; c < CHILDREN; c++) {
+      const child = root.map((w) => noisy(w, 0.002, rng));
+      save(child);
+      for (let g = 0; g < CHILDREN; g++) save(child.map((w) => noisy(w, 0.002, rng)));
+    }
+  }
+  return k;
+}
+
+/** Child mode: the blocked computation alone, so its peak RSS is its own. */
+async function measureChild(dir: string): Promise<void> {
+  setQuiet(true);
+  const models = openSources([dir]);
+  const t0 = performance.now();
+  const m = await measureModels(models, { mode: 'ft', clusterDistance: 'selected' });
+  const seconds = (performance.now() - t0) / 1000;
+  closeSources(models);
+  process.stdout.write(JSON.stringify({ seconds, bytes: m.stats.bytesRead, repaired: m.stats.repairedPairs, layers: m.stats.layersRead, maxRssBytes: process.resourceUsage().maxRSS * 1024 }) + '\n');
+}
+
+/** The reference's way: for each pair, load both models' layers and difference them. */
+function directPairs(dir: string, files: string[], pairs: number): { seconds: number; perPair: number } {
+  const rng = new Rng(2);
+  const t0 = performance.now();
+  for (let k = 0; k < pairs; k++) {
+    const i = rng.int(files.length);
+    let j = rng.int(files.length - 1);
+    if (j >= i) j++;
+    const a = openSafetensors(join(dir, files[i]!)), b = openSafetensors(join(dir, files[j]!));
+    let d = 0;
+    for (const t of a.tensors) {
+      const x = a.readFloat32(t.name), y = b.readFloat32(t.name);
+      let s = 0;
+      for (let q = 0; q < x.length; q++) { const e = x[q]! - y[q]!; s += e * e; }
+      d += Math.sqrt(s / x.length) / a.tensors.length;
+    }
+    if (!(d > 0)) throw new Error('distance should be positive');
+    a.close(); b.close();
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  return { seconds, perPair: seconds / pairs };
+}
+
+/** Sequential read speed of the disk under `dir`, bypassing the page cache. */
+function diskRead(file: string): string {
+  const r = spawnSync('dd', [`if=${file}`, 'of=/dev/null', 'bs=16M', 'iflag=direct'], { encoding: 'utf8' });
+  const line = r.stderr.trim().split('\n').pop() ?? '';
+  return r.status === 0 ? line : `dd failed: ${r.stderr.trim()}`;
+}
+
+async function main(): Promise<void> {
+  const child = arg('--measure');
+  if (child) return measureChild(child);
+  const keep = process.argv.includes('--keep');
+  const dir = arg('--dir') ?? mkdtempSync(join(tmpdir(), 'lineage-bench-'));
+  mkdirSync(dir, { recursive: true });
+  const pairs = Number(arg('--pairs') ?? 40);
+  console.log(`machine: ${machine()}`);
+  let t0 = performance.now();
+  const n = writeZoo(dir);
+  const files = Array.from({ length: n }, (_, k) => `m${String(k).padStart(3, '0')}.safetensors`);
+  const bytes = n * LAYERS * P * 4;
+  console.log(`wrote ${n} models x ${LAYERS} layers ${SIDE}x${SIDE} F32 (${(bytes / 1e9).toFixed(2)} GB) in ${((performance.now() - t0) / 1000).toFixed(1)} s to ${dir}`);
+
+  const self = fileURLToPath(import.meta.url);
+  const r = spawnSync(process.execPath, [self, '--measure', dir], { encoding: 'utf8', maxBuffer: 1 << 20 });
+  if (r.status !== 0) throw new Error(`measure child failed: ${r.stderr}`);
+  const res = JSON.parse(r.stdout.trim().split('\n').pop()!) as { seconds: number; bytes: number; repaired: number; maxRssBytes: number };
+  const allPairs = (n * (n - 1)) / 2;
+  console.log(`blocked (Gram in float64 via ONNX Runtime, layer by layer): ${res.seconds.toFixed(1)} s for ${allPairs} pairs, ${(res.bytes / res.seconds / 1e6).toFixed(0)} MB of weights/s, ${res.repaired} pairs repaired directly`);
+  console.log(`peak RSS of the blocked computation: ${(res.maxRssBytes / 1e6).toFixed(0)} MB (limit 1500 MB): ${res.maxRssBytes < 1.5e9 ? 'OK' : 'OVER'}`);
+
+  t0 = performance.now();
+  const direct = directPairs(dir, files, pairs);
+  const extrapolated = direct.perPair * allPairs;
+  console.log(`direct per-pair loop (reload both models per pair, as the reference): ${(direct.perPair * 1000).toFixed(0)} ms per pair over ${pairs} sampled pairs -> ${extrapolated.toFixed(0)} s for all ${allPairs} pairs (extrapolated), ${(extrapolated / res.seconds).toFixed(1)}x the blocked time`);
+
+  const size = statSync(join(dir, files[0]!)).size;
+  console.log(`disk sequential read (dd bs=16M iflag=direct, one ${(size / 1e6).toFixed(0)} MB model file): ${diskRead(join(dir, files[n - 1]!))}`);
+  console.log('(the blocked run reads through the page cache, which holds the freshly written files; the dd figure is the cold-disk bound)');
+  if (!keep && !arg('--dir')) rmSync(dir, { recursive: true, force: true });
+}
+
+await main();

@@ -1,0 +1,55 @@
+import type { Command } from 'commander';
+import { runAssembleJob } from '../../lego/assemble-job.js';
+import { globals, withOutputFlags } from './common.js';
+import { compact, pct, table } from '../output.js';
+import { parseInteger, parsePositiveInt, parsePositiveNumber } from '../parse.js';
+import { UserError } from '../../util/errors.js';
+
+interface AssembleFlags {
+  scaleData?: string[];
+  scale: boolean;
+  scaleSamples?: number;
+  data?: string[];
+  finetuneEpochs?: number;
+  lr?: number;
+  batch?: number;
+  seed: number;
+  overlap: string;
+  method: string;
+  test: boolean;
+  output: string;
+}
+
+export function registerAssemble(program: Command): void {
+  withOutputFlags(program.command('assemble <components...>').description('assemble components (e.g. from disassemble) into one classifier over the union of their classes'))
+    .option('--scale-data <specs...>', 'datasets whose train split measures the scale factors (default: --data)')
+    .option('--no-scale', 'assemble without parameter scaling')
+    .option('--scale-samples <n>', 'images per class used for scaling (default 1000)', parsePositiveInt('--scale-samples'))
+    .option('--data <specs...>', 'datasets: train split for --finetune-epochs, test split for the accuracies')
+    .option('--finetune-epochs <n>', 'fine-tune the assembled model on the union of the tasks\' training images', parsePositiveInt('--finetune-epochs'))
+    .option('--lr <x>', 'fine-tuning learning rate (default 0.01, SGD momentum 0.9, cosine)', parsePositiveNumber('--lr'))
+    .option('--batch <n>', 'batch size', parsePositiveInt('--batch'))
+    .option('--seed <n>', 'seed for the scaling sample choice and fine-tuning', parseInteger('--seed'), 0)
+    .option('--overlap <mode>', 'components sharing a class: refuse | merge (average the duplicates\' logits)', 'refuse')
+    .option('--method <m>', 'auto (block-diagonal when the topologies match, else parallel) | parallel', 'auto')
+    .option('--no-test', 'do not score on the test split')
+    .requiredOption('-o, --output <file>', 'where to write the assembled .onnx model')
+    .action(async (files: string[], flags: AssembleFlags, cmd: Command) => {
+      const { out, session } = globals(cmd);
+      if (flags.overlap !== 'refuse' && flags.overlap !== 'merge') throw new UserError(`--overlap expects refuse or merge, got "${flags.overlap}"`);
+      if (flags.method !== 'auto' && flags.method !== 'parallel') throw new UserError(`--method expects auto or parallel, got "${flags.method}"`);
+      const r = await runAssembleJob({
+        files, output: flags.output, scale: flags.scale, seed: flags.seed, overlap: flags.overlap, method: flags.method, test: flags.test, session,
+        ...(flags.scaleData ? { scaleData: flags.scaleData } : {}), ...(flags.scaleSamples ? { scaleSamplesPerClass: flags.scaleSamples } : {}),
+        ...(flags.data ? { data: flags.data } : {}), ...(flags.finetuneEpochs ? { finetuneEpochs: flags.finetuneEpochs } : {}),
+        ...(flags.lr ? { lr: flags.lr } : {}), ...(flags.batch ? { batchSize: flags.batch } : {}),
+      });
+      out.line(`wrote ${r.output}: ${r.method}${r.fallbackReason ? ` (${r.fallbackReason})` : ''}, ${r.outputs} outputs, ${compact(r.parameters)} parameters, ${(r.flopsPerImage / 1e6).toFixed(2)} MFLOPs/image, ${r.scaled ? 'scaled' : 'not scaled'}`);
+      const rows: (string | number)[][] = [['model', 'dataset', 'classes', 'test images', 'accuracy']];
+      const fmt = (c: number[]): string => (c.length > 6 ? `${c.slice(0, 6).join(',')},... (${c.length})` : c.join(','));
+      for (const a of [...r.components, ...r.union, ...(r.finetune?.union ?? [])]) rows.push([a.model, a.dataset, fmt(a.classes), a.samples, pct(a.accuracy)]);
+      if (rows.length > 1) out.line(table(rows));
+      else out.line('no test data given (--data): accuracies not measured');
+      out.json(r);
+    });
+}

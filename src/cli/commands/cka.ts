@@ -1,0 +1,66 @@
+import type { Command } from 'commander';
+import { openModel } from '../../onnx/open.js';
+import { computeCkaGrid, writeCkaGrid, DEFAULT_CKA_SAMPLES, DEFAULT_CKA_MEMORY_MIB, type CkaGridResult } from '../../stitch/cka-grid.js';
+import { addDataOptions, openDataFromFlags, type DataFlags } from '../data-options.js';
+import { globals, withOutputFlags } from './common.js';
+import { parseInteger, parsePositiveInt } from '../parse.js';
+import { table } from '../output.js';
+
+interface CkaFlags extends DataFlags {
+  samples?: number;
+  seed?: number;
+  debiased?: boolean;
+  controls?: boolean;
+  senders?: string[];
+  receivers?: string[];
+  memory?: number;
+  output: string;
+}
+
+const nameList = (text: string): string[] => text.split(',').map((s) => s.trim()).filter((s) => s.length);
+
+export function registerCka(program: Command): void {
+  const cmd = withOutputFlags(program.command('cka <A> <B>').description('linear CKA (biased and debiased) between every sender cut of A and every receiver cut of B, as matrix.json and heatmaps'))
+    .option('--samples <n>', `images compared, a seeded sample of the split (default ${DEFAULT_CKA_SAMPLES})`, parsePositiveInt('--samples'))
+    .option('--seed <n>', 'seed of the image sample and of the random control networks (default 0)', parseInteger('--seed'))
+    .option('--debiased', 'print and report the debiased estimator as the main values (both are always computed)')
+    .option('--controls', 'also the random controls: random sender -> B, A -> random receiver, random -> random (the random networks of modelsmith stitch --controls with the same --seed)')
+    .option('--senders <cuts>', "A's cuts (rows), comma-separated cut points or tensor names (default: stem and every block)", nameList)
+    .option('--receivers <cuts>', "B's cuts (columns) (default: into every block and into the classifier)", nameList)
+    .option('--memory <MiB>', `memory for activations and Gram matrices (default ${DEFAULT_CKA_MEMORY_MIB})`, parsePositiveInt('--memory'))
+    .requiredOption('-o, --output <dir>', 'folder for matrix.json and the heatmaps (cka.svg/.png; with --controls also cka-biased.* and cka-debiased.*)');
+  addDataOptions(cmd).action(async (fileA: string, fileB: string, flags: CkaFlags, c: Command) => {
+    const { out, session } = globals(c);
+    const a = { model: openModel(fileA), file: fileA };
+    const b = { model: openModel(fileB), file: fileB };
+    const { ds, classes } = await openDataFromFlags(flags);
+    const r = await computeCkaGrid(a, b, ds, {
+      ...session,
+      ...(flags.samples !== undefined ? { samples: flags.samples } : {}),
+      ...(flags.seed !== undefined ? { seed: flags.seed } : {}),
+      ...(classes ? { classes } : {}),
+      ...(flags.debiased ? { debiased: true } : {}),
+      ...(flags.controls ? { controls: true } : {}),
+      ...(flags.senders ? { senders: flags.senders } : {}),
+      ...(flags.receivers ? { receivers: flags.receivers } : {}),
+      ...(flags.memory !== undefined ? { memoryMiB: flags.memory } : {}),
+      ...(flags.batch ? { batchSize: flags.batch } : {}),
+      ...(flags.mean ? { mean: flags.mean } : {}),
+      ...(flags.std ? { std: flags.std } : {}),
+    });
+    const files = await writeCkaGrid(r, flags.output);
+    printMatrix(r, (s) => out.line(s));
+    out.line(`wrote ${files.join(', ')}`);
+    out.json({ ...r, files });
+  });
+}
+
+function printMatrix(r: CkaGridResult, line: (s: string) => void): void {
+  line(`linear CKA (${r.estimator}), ${r.samples} ${r.split} images; rows: ${r.a} sender cuts, columns: ${r.b} receiver cuts`);
+  const fmt = (v: number | null): string => (v === null ? '-' : v.toFixed(3));
+  line(table([['', ...r.receivers], ...r.senders.map((s, i) => [s, ...r.values[i]!.map(fmt)])]));
+  for (const kind of r.kinds) {
+    const t = r.triangles[r.estimator][kind]!;
+    line(`${kind}: mean CKA lower-left triangle ${fmt(t.lowerLeft)}, elsewhere ${fmt(t.elsewhere)}`);
+  }
+}

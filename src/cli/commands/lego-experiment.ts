@@ -1,0 +1,83 @@
+import type { Command } from 'commander';
+import { join } from 'node:path';
+import { runLegoExperiment, DEFAULT_SWEEP } from '../../lego/experiment.js';
+import { parseClasses } from '../../data/classes.js';
+import { globals, withOutputFlags } from './common.js';
+import { parseInteger, parseNumberList, parsePositiveInt } from '../parse.js';
+import { UserError } from '../../util/errors.js';
+
+interface ExperimentFlags {
+  model: string;
+  model2?: string;
+  data: string;
+  tasks?: string;
+  pairs?: string;
+  samples: number;
+  unbalanced?: string;
+  finetuneEpochs: number;
+  sweep: boolean;
+  alphas?: number[];
+  betas?: number[];
+  sweepTask?: string;
+  scaleSamples?: number;
+  batch?: number;
+  seed: number;
+  resume?: boolean;
+  output: string;
+}
+
+/** Class lists separated by ';' ("0;0-2;3-9;1,5,7"), each checked against 10 classes at most 1000. */
+function taskList(text: string, flag: string): number[][] {
+  const parts = text.split(';').map((s) => s.trim()).filter(Boolean);
+  if (!parts.length) throw new UserError(`${flag} expects class lists separated by ';', e.g. "0;0-2;3-9", got "${text}"`);
+  return parts.map((p) => parseClasses(p, 1000));
+}
+
+export function registerLegoExperiment(program: Command): void {
+  withOutputFlags(program.command('lego-experiment').description('run the Model LEGO tables: disassembly, assembly, mismatch, unbalanced samples, threshold sweep'))
+    .requiredOption('--model <file>', 'the trained model to disassemble')
+    .option('--model2 <file>', 'a second model (other seed or width) for the assembly table')
+    .requiredOption('--data <spec>', 'dataset (train split: samples, scaling, fine-tuning; test split: accuracies)')
+    .option('--tasks <lists>', 'disassembly and mismatch tasks, ";"-separated (default "0;0-2;3-9;1,5,7")')
+    .option('--pairs <lists>', 'assembly pairs "A+B;C+D" (A from --model, B from --model2; default "0-4+5-9;0-2+3-9")')
+    .option('--samples <n>', 'representative samples per class', parsePositiveInt('--samples'), 50)
+    .option('--unbalanced <lo-hi>', 'unbalanced sample counts per class (default samples..3*samples)')
+    .option('--finetune-epochs <n>', 'fine-tuning epochs for the assembly table (0: none)', parseInteger('--finetune-epochs'), 2)
+    .option('--no-sweep', 'skip the alpha/beta sweep')
+    .option('--alphas <list>', 'sweep alphas (conv; linear gets +0.1)', parseNumberList('--alphas'))
+    .option('--betas <list>', 'sweep betas (conv; linear gets +0.1)', parseNumberList('--betas'))
+    .option('--sweep-task <list>', 'task of the sweep (default 0-2)')
+    .option('--scale-samples <n>', 'images per class for parameter scaling', parsePositiveInt('--scale-samples'))
+    .option('--batch <n>', 'batch size', parsePositiveInt('--batch'))
+    .option('--seed <n>', 'seed', parseInteger('--seed'), 0)
+    .option('--resume', 'keep the rows already in <dir>/experiment.json and run only the missing ones')
+    .requiredOption('-o, --output <dir>', 'folder for experiment.json, report.md, components and assembled models')
+    .action(async (flags: ExperimentFlags, cmd: Command) => {
+      const { out, session } = globals(cmd);
+      let unbalanced: [number, number] | undefined;
+      if (flags.unbalanced !== undefined) {
+        const m = /^(\d+)-(\d+)$/.exec(flags.unbalanced.trim());
+        if (!m || Number(m[1]) < 1 || Number(m[2]) < Number(m[1])) throw new UserError(`--unbalanced expects lo-hi with 1 <= lo <= hi, e.g. 50-150, got "${flags.unbalanced}"`);
+        unbalanced = [Number(m[1]), Number(m[2])];
+      }
+      const pairs = flags.pairs?.split(';').map((p) => p.trim()).filter(Boolean).map((p) => {
+        const ab = p.split('+');
+        if (ab.length !== 2) throw new UserError(`--pairs expects "A+B" items separated by ';', got "${p}"`);
+        return [parseClasses(ab[0]!, 1000), parseClasses(ab[1]!, 1000)] as [number[], number[]];
+      });
+      const sweep = !flags.sweep ? [] : flags.alphas || flags.betas
+        ? (flags.alphas ?? [0.3]).flatMap((alpha) => (flags.betas ?? [0.2]).map((beta) => ({ alpha, beta })))
+        : DEFAULT_SWEEP;
+      if (sweep.some((s) => !(s.alpha >= 0 && s.alpha < 1 && s.beta >= 0 && s.beta < 1))) throw new UserError('--alphas and --betas expect values in [0, 1)');
+      const r = await runLegoExperiment({
+        model: flags.model, data: flags.data, outDir: flags.output, samplesPerClass: flags.samples, finetuneEpochs: flags.finetuneEpochs,
+        sweep, seed: flags.seed, session,
+        ...(flags.model2 ? { model2: flags.model2 } : {}), ...(flags.tasks ? { tasks: taskList(flags.tasks, '--tasks') } : {}),
+        ...(pairs ? { pairs } : {}), ...(unbalanced ? { unbalanced } : {}), ...(flags.sweepTask ? { sweepTask: parseClasses(flags.sweepTask, 1000) } : {}),
+        ...(flags.scaleSamples ? { scaleSamplesPerClass: flags.scaleSamples } : {}), ...(flags.batch ? { batchSize: flags.batch } : {}),
+        ...(flags.resume ? { resume: true } : {}),
+      });
+      out.line(`wrote ${join(flags.output, 'experiment.json')} and ${join(flags.output, 'report.md')}: ${r.disassembly.length} disassembly, ${r.assembly.length} assembly, ${r.mismatch.length} mismatch, ${r.unbalanced.length} unbalanced, ${r.sweep.length} sweep rows`);
+      out.json(r);
+    });
+}

@@ -1,0 +1,63 @@
+import type { Command } from 'commander';
+import { makeLineageZoo } from '../../lineage/zoo/make.js';
+import { parseRanks, parseVariants, type VariantKind } from '../../lineage/zoo/options.js';
+import { globals, withOutputFlags } from './common.js';
+import { pct } from '../output.js';
+import { parseInteger, parseIntList, parsePositiveInt, parsePositiveNumber } from '../parse.js';
+
+interface ZooFlags {
+  trees: number;
+  children: number;
+  depth: number;
+  lowrank?: number[];
+  arch: string;
+  hidden?: number[];
+  width: number;
+  data: string;
+  seed: number;
+  steps: number;
+  rootSteps: number;
+  batch: number;
+  variants?: VariantKind[];
+  pruneFraction: number;
+  onnx?: boolean;
+  output: string;
+}
+
+export function registerLineageZoo(program: Command): void {
+  withOutputFlags(program.command('lineage-zoo').description('make model families for lineage recovery by really training them: roots from scratch, descendants fine-tuned (fully or LoRA); writes safetensors, truth.json, zoo.json'))
+    .option('--trees <n>', 'independent trees (roots)', parseInteger('--trees'), 3)
+    .option('--children <n>', 'children per model', parseInteger('--children'), 4)
+    .option('--depth <n>', 'levels below each root', parseInteger('--depth'), 2)
+    .option('--lowrank <ranks>', 'LoRA fine-tuning with a rank drawn per model from this list, e.g. 4,8 (default: full fine-tuning)', parseRanks)
+    .option('--arch <name>', 'zoo architecture', 'mlp')
+    .option('--hidden <list>', 'MLP hidden sizes (default 128,128,128)', parseIntList('--hidden'))
+    .option('--width <x>', 'width multiplier (non-MLP architectures)', parsePositiveNumber('--width'), 1)
+    .requiredOption('--data <spec>', 'dataset: its train split trains, its test split scores each model')
+    .option('--seed <n>', 'zoo seed: every model\'s seed, task, learning rate and rank derive from it', parseInteger('--seed'), 0)
+    .option('--steps <n>', 'optimiser steps per fine-tuned model', parsePositiveInt('--steps'), 300)
+    .option('--root-steps <n>', 'optimiser steps per root', parsePositiveInt('--root-steps'), 600)
+    .option('--batch <n>', 'batch size', parsePositiveInt('--batch'), 128)
+    .option('--variants <list>', 'also write robustness copies <output>-fp16, -int8, -pruned: any of fp16,int8,pruned', parseVariants)
+    .option('--prune-fraction <f>', 'pruned copies: fraction of each weight tensor zeroed', Number, 0.2)
+    .option('--onnx', 'also write each model as <output>/onnx/<name>.onnx')
+    .requiredOption('-o, --output <dir>', 'zoo folder (an existing one is continued: models already there are not retrained)')
+    .action(async (flags: ZooFlags, cmd: Command) => {
+      const { out, session } = globals(cmd);
+      const r = await makeLineageZoo({
+        data: flags.data, outDir: flags.output, trees: flags.trees, children: flags.children, depth: flags.depth,
+        arch: flags.arch, width: flags.width, seed: flags.seed, steps: flags.steps, rootSteps: flags.rootSteps, batchSize: flags.batch,
+        pruneFraction: flags.pruneFraction,
+        ...(flags.lowrank ? { lowrank: flags.lowrank } : {}), ...(flags.hidden ? { hidden: flags.hidden } : {}),
+        ...(flags.variants ? { variants: flags.variants } : {}), ...(flags.onnx ? { onnx: true } : {}), ...session,
+      });
+      const accs = r.models.map((m) => m.testAccuracy);
+      const mean = accs.reduce((a, b) => a + b, 0) / accs.length;
+      out.line(`${r.models.length} models in ${r.settings.trees} trees (${r.trained} trained, ${r.reused} found), ${r.edges.length} edges in ${r.outDir}/truth.json; mean test accuracy on each model's task ${pct(mean)} (min ${pct(Math.min(...accs))}); ${r.seconds.toFixed(1)} s`);
+      for (const v of r.variants) out.line(`${v.kind} copy: ${v.dir}`);
+      out.json({
+        outDir: r.outDir, settings: r.settings, models: r.models.length, trained: r.trained, reused: r.reused, edges: r.edges.length,
+        meanTestAccuracy: mean, minTestAccuracy: Math.min(...accs), seconds: r.seconds, variants: r.variants,
+      });
+    });
+}

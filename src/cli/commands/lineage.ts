@@ -1,0 +1,95 @@
+/**
+ * `modelsmith lineage`: a thin wrapper over recoverLineage (src/lineage) that prints the
+ * recovered forest, scores it against --truth, and writes forest.json/.dot/.svg/.png.
+ *
+ * @example
+ *   modelsmith lineage runs/zoo/ft-s3 --clusters 3 --truth runs/zoo/ft-s3/truth.json -o out/
+ */
+import type { Command } from 'commander';
+import { recoverLineage } from '../../lineage/recover.js';
+import { loadTruth, scoreForest } from '../../lineage/truth.js';
+import { forestText, writeForestFiles } from '../../lineage/render.js';
+import type { Direction, DirectionSignal, ClusterMethod, Placement } from '../../lineage/forest.js';
+import type { ModeOption, ClusterDistance } from '../../lineage/measure.js';
+import { info } from '../../util/progress.js';
+import { UserError } from '../../util/errors.js';
+import { pct } from '../output.js';
+import { globals, withOutputFlags } from './common.js';
+
+interface LineageFlags {
+  mode: string;
+  layers?: string[];
+  clusters?: string;
+  clusterMethod: string;
+  clusterDistance: string;
+  lambda: string;
+  direction?: string;
+  signal?: string;
+  placement?: string;
+  schatten?: string;
+  truth?: string;
+  output: string;
+}
+
+function oneOf<T extends string>(flag: string, value: string, allowed: readonly T[]): T {
+  if (!(allowed as readonly string[]).includes(value)) throw new UserError(`${flag} must be one of ${allowed.join(', ')}, got "${value}"`);
+  return value as T;
+}
+
+const collect = (v: string, prev: string[] = []): string[] => [...prev, ...v.split(',').map((s) => s.trim()).filter(Boolean)];
+
+export function registerLineage(program: Command): void {
+  withOutputFlags(program.command('lineage <inputs...>').description('recover the family tree of a set of models from their weights (MoTHer)'))
+    .option('--mode <mode>', 'distance: ft = mean RMS weight difference (reference); lowrank = sum of ranks of differences (reference, LoRA); spectral = mean sigma^q of differences; auto = spectral when affordable, else ft', 'auto')
+    .option('--schatten <q>', 'exponent q of --mode spectral (default 0.25; 1 = nuclear norm)')
+    .option('--layers <pattern>', 'layers to compare: glob or /regex/ (repeatable or comma-separated; default: square 2-D weight matrices)', collect)
+    .option('--clusters <K>', 'number of trees (default: estimated)')
+    .option('--cluster-method <gap|silhouette>', 'how K is estimated when --clusters is omitted', 'gap')
+    .option('--cluster-distance <reference|selected>', 'Ward distance: reference = mean |dW| over all 2-D layers (ft), selected = the lineage distance', 'reference')
+    .option('--lambda <x>', 'weight of the direction penalty (lambda x mean D per violated edge)', '0.3')
+    .option('--signal <kurtosis|norm>', 'per-model quantity the direction refers to: kurtosis (reference) or norm (mean square of the weights); default norm, kurtosis for --mode lowrank')
+    .option('--direction <dir>', 'parent-higher, parent-lower (parent has the lower signal), or auto (default: parent-lower for norm; auto for kurtosis in --mode lowrank, else parent-higher)')
+    .option('--placement <arborescence|rooted-mst>', 'tree per cluster: minimum arborescence of the directed cost (reference), or the distance MST rooted at the lowest-signal model (default: rooted-mst; arborescence for --mode lowrank)')
+    .option('--truth <file>', 'truth.json ({"edges": [["parent", "child"], ...]}) to score the result against')
+    .requiredOption('-o, --output <dir>', 'folder for forest.json, forest.dot, forest.svg, forest.png')
+    .action(async (inputs: string[], flags: LineageFlags, cmd: Command) => {
+      const { out, session } = globals(cmd);
+      const lambda = Number(flags.lambda);
+      if (flags.lambda.trim() === '' || !Number.isFinite(lambda) || lambda < 0) throw new UserError(`--lambda expects a non-negative number, got "${flags.lambda}"`);
+      let schatten: number | undefined;
+      if (flags.schatten !== undefined) {
+        schatten = Number(flags.schatten);
+        if (!(schatten > 0 && schatten <= 2)) throw new UserError(`--schatten expects a number in (0, 2], got "${flags.schatten}"`);
+      }
+      let clusters: number | undefined;
+      if (flags.clusters !== undefined) {
+        clusters = Number(flags.clusters);
+        if (!Number.isInteger(clusters) || clusters < 1) throw new UserError(`--clusters expects a positive integer (the number of trees), got "${flags.clusters}"`);
+      }
+      const forest = await recoverLineage(inputs, {
+        mode: oneOf<ModeOption>('--mode', flags.mode, ['auto', 'ft', 'lowrank', 'spectral']),
+        ...(schatten !== undefined ? { schatten } : {}),
+        ...(flags.placement !== undefined ? { placement: oneOf<Placement>('--placement', flags.placement, ['arborescence', 'rooted-mst']) } : {}),
+        ...(flags.signal !== undefined ? { signal: oneOf<DirectionSignal>('--signal', flags.signal, ['kurtosis', 'norm']) } : {}),
+        ...(flags.layers ? { layers: flags.layers } : {}),
+        ...(clusters !== undefined ? { clusters } : {}),
+        clusterMethod: oneOf<ClusterMethod>('--cluster-method', flags.clusterMethod, ['gap', 'silhouette']),
+        clusterDistance: oneOf<ClusterDistance>('--cluster-distance', flags.clusterDistance, ['reference', 'selected']),
+        lambda,
+        ...(flags.direction !== undefined ? { direction: oneOf<Direction>('--direction', flags.direction, ['parent-higher', 'parent-lower', 'auto']) } : {}),
+        session,
+      });
+      info(`lineage: ${forest.nodes.length} models; layers: ${forest.selection.rule}: ${forest.selection.layers.map((l) => `${l.name} [${l.shape.join('x')}]`).join(', ')}`);
+      const k = forest.settings.clusters;
+      info(`lineage: ${k.k} trees${k.estimated ? ` (estimated by ${k.method})` : ''}; distance ${forest.settings.mode}${forest.settings.schatten !== null ? ` (q ${forest.settings.schatten})` : ''}; direction ${forest.settings.signal} ${forest.settings.direction}${forest.settings.direction === 'auto' ? ` (${forest.settings.directionUsed.join(', ')})` : ''}; tree ${forest.settings.placement}`);
+      const truth = flags.truth ? loadTruth(flags.truth, forest.nodes.map((n) => n.name)) : undefined;
+      const score = truth ? scoreForest(forest, truth) : undefined;
+      const files = await writeForestFiles(forest, flags.output, score, truth?.edges);
+      out.line(forestText(forest));
+      if (score) {
+        out.line(`directed accuracy ${pct(score.directed)} (${score.correctEdges}/${score.trueEdges} edges), undirected ${pct(score.undirected)}, clustering ${pct(score.clustering)} (ARI ${score.ari.toFixed(3)}; ${score.predictedTrees} predicted trees, ${score.trueTrees} true)`);
+      }
+      out.line(`wrote ${files.json}, ${files.dot}, ${files.svg}, ${files.png}`);
+      out.json({ ...forest, ...(score ? { score } : {}), files });
+    });
+}

@@ -1,0 +1,129 @@
+/**
+ * What `modelsmith assemble` does, as a library call: load component files, assemble
+ * them (scaled unless told not to), optionally fine-tune, save, and score every
+ * component and the assembled model on the test split of each dataset involved.
+ *
+ * @example
+ *   const r = await runAssembleJob({ files: ['a.onnx', 'b.onnx'], data: ['fashion-mnist'], output: 'ab.onnx' });
+ *   console.log(r.union.map((u) => u.accuracy));
+ */
+import type { Model } from '../onnx/types.js';
+import type { Dataset } from '../data/types.js';
+import { openModel } from '../onnx/open.js';
+import { saveModel } from '../onnx/proto.js';
+import { getLabels } from '../onnx/metadata.js';
+import { modelStats } from '../onnx/stats.js';
+import { openDataset } from '../data/resolve.js';
+import { evaluate } from '../runtime/evaluate.js';
+import { sameDataset } from '../runtime/labels.js';
+import type { SessionOptions } from '../runtime/session.js';
+import { fileHash } from '../autodiff/train.js';
+import { assemble, componentLabels, type AssembleResult, type AssemblyMethod, type OverlapMode } from './assemble.js';
+import { finetuneAssembled } from './finetune.js';
+import type { EpochMetrics } from '../autodiff/train.js';
+import { UserError } from '../util/errors.js';
+
+export interface AssembleJob {
+  files: string[];
+  output: string;
+  /** dataset specs for scaling (train split); default: `data` */
+  scaleData?: string[];
+  /** false: assemble without parameter scaling */
+  scale?: boolean;
+  scaleSamplesPerClass?: number;
+  /** dataset specs: training data for fine-tuning, and test data for the accuracies */
+  data?: string[];
+  finetuneEpochs?: number;
+  lr?: number;
+  batchSize?: number;
+  seed?: number;
+  overlap?: OverlapMode;
+  method?: 'auto' | AssemblyMethod;
+  /** score on the test splits (default true when data is known) */
+  test?: boolean;
+  session?: SessionOptions;
+}
+
+export interface Accuracy {
+  /** which model: a component file, or 'assembled' */
+  model: string;
+  dataset: string;
+  classes: number[];
+  accuracy: number;
+  samples: number;
+}
+
+export interface AssembleJobResult {
+  output: string;
+  method: AssemblyMethod;
+  fallbackReason?: string;
+  outputs: number;
+  labels: { dataset: string; class: number }[];
+  scaled: boolean;
+  scaleFactors: (number[] | null)[];
+  warnings: string[];
+  parameters: number;
+  flopsPerImage: number;
+  /** each component on its own classes (k-way), test split */
+  components: Accuracy[];
+  /** the assembled model on the union of classes, per dataset, before fine-tuning */
+  union: Accuracy[];
+  finetune?: { epochs: EpochMetrics[]; data: string; union: Accuracy[] };
+}
+
+export async function runAssembleJob(job: AssembleJob): Promise<AssembleJobResult> {
+  if (job.files.length === 0) throw new UserError('assemble: give at least one component .onnx file');
+  const models = job.files.map((f) => openModel(f));
+  models.forEach((m, k) => componentLabels(m, job.files[k]!));
+  const scale = job.scale ?? true;
+  const scaleSpecs = job.scaleData?.length ? job.scaleData : job.data ?? [];
+  if (scale && scaleSpecs.length === 0) throw new UserError('parameter scaling needs data: pass --scale-data <spec> (its train split is used), or --no-scale');
+  if (job.finetuneEpochs && !job.data?.length) throw new UserError('--finetune-epochs needs --data <spec> for the training images');
+  const scaleSets = scale ? await openAll(scaleSpecs, 'train') : [];
+  const r: AssembleResult = await assemble(models.map((model, k) => ({ model, file: job.files[k]!, hash: fileHash(job.files[k]!) })), {
+    ...(scale ? { scaleData: scaleSets } : {}), ...(job.scaleSamplesPerClass ? { scaleSamplesPerClass: job.scaleSamplesPerClass } : {}),
+    ...(job.seed !== undefined ? { seed: job.seed } : {}), ...(job.overlap ? { overlap: job.overlap } : {}), ...(job.method ? { method: job.method } : {}),
+    ...(job.batchSize ? { batchSize: job.batchSize } : {}), ...(job.session ? { session: job.session } : {}),
+  });
+  saveModel(r.model, job.output);
+  const testSpecs = job.data?.length ? job.data : scaleSpecs;
+  const tests = job.test === false ? [] : await openAll(testSpecs, 'test');
+  const components: Accuracy[] = [];
+  for (let k = 0; k < models.length; k++) components.push(...await scoreByDataset(models[k]!, job.files[k]!, tests, job.session));
+  const union = await scoreByDataset(r.model, 'assembled', tests, job.session);
+  const stats = modelStats(r.model);
+  const result: AssembleJobResult = {
+    output: job.output, method: r.method, ...(r.fallbackReason ? { fallbackReason: r.fallbackReason } : {}),
+    outputs: r.labels.length, labels: r.labels.map((l) => ({ dataset: l.dataset, class: l.class })),
+    scaled: scale, scaleFactors: r.scales.map((s) => s?.factors ?? null), warnings: r.warnings,
+    parameters: stats.parameters, flopsPerImage: stats.flopsPerImage, components, union,
+  };
+  if (job.finetuneEpochs) {
+    const trainSets = await openAll(job.data!, 'train');
+    const ft = await finetuneAssembled(r.model, trainSets, {
+      epochs: job.finetuneEpochs, output: job.output, ...(job.lr ? { lr: job.lr } : {}), ...(job.batchSize ? { batchSize: job.batchSize } : {}),
+      ...(job.seed !== undefined ? { seed: job.seed } : {}), ...(job.session ? { session: job.session } : {}),
+    });
+    result.finetune = { epochs: ft.epochs, data: ft.data, union: await scoreByDataset(ft.model, 'assembled+finetuned', tests, job.session) };
+  }
+  return result;
+}
+
+async function openAll(specs: readonly string[], split: 'train' | 'test'): Promise<Dataset[]> {
+  const out: Dataset[] = [];
+  for (const s of specs) out.push(await openDataset(s, split));
+  return out;
+}
+
+/** Accuracy of `model` on the test images of its classes, one entry per dataset it has classes of. */
+export async function scoreByDataset(model: Model, name: string, tests: readonly Dataset[], session?: SessionOptions): Promise<Accuracy[]> {
+  const labels = getLabels(model) ?? [];
+  const out: Accuracy[] = [];
+  for (const ds of tests) {
+    const classes = [...new Set(labels.filter((l) => sameDataset(l.dataset, ds.name) && l.class < ds.classes).map((l) => l.class))].sort((a, b) => a - b);
+    if (!classes.length) continue;
+    const e = await evaluate(model, ds, { ...session, classes, file: name });
+    out.push({ model: name, dataset: ds.name, classes, accuracy: e.accuracy, samples: e.samples });
+  }
+  return out;
+}

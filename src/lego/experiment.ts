@@ -1,0 +1,268 @@
+/**
+ * The Model LEGO experiments (spec section 7) as one resumable run: disassembly
+ * (base vs component accuracy), assembly (with/without scaling and fine-tuning),
+ * mismatch (a component on its own task vs other tasks of the same size), unbalanced
+ * vs balanced representative samples, sizes, and an alpha/beta sweep. Every row is
+ * written to <outDir>/experiment.json as soon as it is measured, so an interrupted run
+ * continues where it stopped (rows are keyed by their settings); report.md is
+ * rewritten after each row.
+ *
+ * @example
+ *   const r = await runLegoExperiment({ model: 'vgg.onnx', model2: 'vgg-s2.onnx', data: 'fashion-mnist', outDir: 'runs/lego' });
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Model } from '../onnx/types.js';
+import type { Dataset } from '../data/types.js';
+import { openModel } from '../onnx/open.js';
+import { saveModel } from '../onnx/proto.js';
+import { modelStats } from '../onnx/stats.js';
+import { openDataset } from '../data/resolve.js';
+import { evaluate } from '../runtime/evaluate.js';
+import type { SessionOptions } from '../runtime/session.js';
+import { fileHash } from '../autodiff/train.js';
+import { disassemble } from './disassemble.js';
+import { sampleCounts } from './samples.js';
+import { DEFAULT_THRESHOLDS, type Thresholds } from './types.js';
+import { assemble } from './assemble.js';
+import { finetuneAssembled } from './finetune.js';
+import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
+import { info } from '../util/progress.js';
+import { pct } from '../util/format.js';
+import { UserError } from '../util/errors.js';
+
+export interface ExperimentOptions {
+  model: string;
+  /** a second model (another seed or width) for the assembly table */
+  model2?: string;
+  data: string;
+  outDir: string;
+  /** disassembly / mismatch tasks (default {0}, {0-2}, {3-9}, {1,5,7}) */
+  tasks?: number[][];
+  /** assembly pairs: task of model, task of model2 (or of model again) (default 0-4 + 5-9, 0-2 + 3-9) */
+  pairs?: [number[], number[]][];
+  samplesPerClass?: number;
+  /** unbalanced sample counts per class [lo, hi] (default 1x..3x samplesPerClass) */
+  unbalanced?: [number, number];
+  finetuneEpochs?: number;
+  /** alpha/beta grid for the sweep (applied to conv; linear gets +0.1); [] skips it */
+  sweep?: { alpha: number; beta: number }[];
+  sweepTask?: number[];
+  scaleSamplesPerClass?: number;
+  seed?: number;
+  batchSize?: number;
+  resume?: boolean;
+  session?: SessionOptions;
+}
+
+export interface DisassemblyRow { key: string; model: string; task: number[]; baseAccuracy: number; componentAccuracy: number; samples: number; baseParameters: number; componentParameters: number; baseFlops: number; componentFlops: number; warnings: number; seconds: number }
+export interface AssemblyRow { key: string; tasks: [number[], number[]]; models: [string, string]; baseAccuracy: number[]; unscaled: number; scaled: number; finetuned: number | null; finetunedUnscaled: number | null; finetuneEpochs: number; method: string; parameters: number; flops: number; seconds: number }
+export interface MismatchRow { key: string; task: number[]; own: number; others: { task: number[]; accuracy: number }[]; othersMean: number }
+export interface UnbalancedRow { key: string; task: number[]; counts: Record<string, number>; balanced: number; unbalanced: number; perClassBalanced: Record<string, number>; perClassUnbalanced: Record<string, number> }
+export interface SweepRow { key: string; task: number[]; thresholds: Thresholds; accuracy: number; parameters: number; flops: number }
+
+export interface ExperimentResult {
+  model: string;
+  model2: string | null;
+  data: string;
+  samplesPerClass: number;
+  disassembly: DisassemblyRow[];
+  assembly: AssemblyRow[];
+  mismatch: MismatchRow[];
+  unbalanced: UnbalancedRow[];
+  sweep: SweepRow[];
+}
+
+export const DEFAULT_TASKS = [[0], [0, 1, 2], [3, 4, 5, 6, 7, 8, 9], [1, 5, 7]];
+export const DEFAULT_PAIRS: [number[], number[]][] = [[[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]], [[0, 1, 2], [3, 4, 5, 6, 7, 8, 9]]];
+export const DEFAULT_SWEEP = [0.1, 0.3, 0.5, 0.7].flatMap((alpha) => [0.1, 0.2, 0.4].map((beta) => ({ alpha, beta })));
+
+const taskName = (t: readonly number[]): string => {
+  const s = [...t].sort((a, b) => a - b);
+  const contiguous = s.every((c, i) => i === 0 || c === s[i - 1]! + 1);
+  return contiguous && s.length > 2 ? `${s[0]}-${s[s.length - 1]}` : s.join(',');
+};
+
+export async function runLegoExperiment(opts: ExperimentOptions): Promise<ExperimentResult> {
+  const session = opts.session ?? {};
+  const base = openModel(opts.model);
+  const base2 = opts.model2 ? openModel(opts.model2) : undefined;
+  const train = await openDataset(opts.data, 'train');
+  const test = await openDataset(opts.data, 'test');
+  const spc = opts.samplesPerClass ?? 50;
+  const file = join(opts.outDir, 'experiment.json');
+  const result: ExperimentResult = opts.resume && existsSync(file) ? loadResult(file) : {
+    model: opts.model, model2: opts.model2 ?? null, data: test.source, samplesPerClass: spc, disassembly: [], assembly: [], mismatch: [], unbalanced: [], sweep: [],
+  };
+  const save = (): void => {
+    writeJsonAtomic(file, result);
+    writeFileAtomic(join(opts.outDir, 'report.md'), experimentMarkdown(result));
+  };
+  const hashes = new Map<string, string>([[opts.model, fileHash(opts.model)], ...(opts.model2 ? [[opts.model2, fileHash(opts.model2)] as [string, string]] : [])]);
+  const baseStats = modelStats(base);
+  const components = new Map<string, Model>();
+  const warnings = new Map<string, number>();
+  const cut = async (which: Model, name: string, task: number[], extra: Partial<Thresholds> & { unbalanced?: { lo: number; hi: number; seed: number } } = {}): Promise<{ model: Model; warnings: string[]; seconds: number }> => {
+    const t0 = Date.now();
+    const c = await disassemble(which, train, {
+      task, samplesPerClass: spc, session, parentHash: hashes.get(name)!, ...extra, ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
+    });
+    return { model: c.model, warnings: c.warnings, seconds: (Date.now() - t0) / 1000 };
+  };
+  const component = async (which: Model, name: string, task: number[]): Promise<Model> => {
+    const key = `${name}:${taskName(task)}`;
+    let m = components.get(key);
+    if (!m) {
+      const f = join(opts.outDir, 'components', `${name === opts.model ? 'm1' : 'm2'}-${taskName(task).replace(/,/g, '_')}.onnx`);
+      if (opts.resume && existsSync(f)) m = openModel(f);
+      else {
+        const c = await cut(which, name, task);
+        m = c.model;
+        warnings.set(key, c.warnings.length);
+      }
+      saveModel(m, f);
+      components.set(key, m);
+    }
+    return m;
+  };
+  const acc = async (m: Model, classes: number[]): Promise<number> => (await evaluate(m, test, { ...session, classes })).accuracy;
+
+  // Table 1 (+ sizes): disassembly
+  for (const task of opts.tasks ?? DEFAULT_TASKS) {
+    const key = `dis:${taskName(task)}:${spc}`;
+    if (result.disassembly.some((r) => r.key === key)) continue;
+    info(`lego-experiment: disassembly of task ${taskName(task)}`);
+    const t0 = Date.now();
+    const c = await component(base, opts.model, task);
+    const s = modelStats(c);
+    result.disassembly.push({
+      key, model: opts.model, task, baseAccuracy: await acc(base, task), componentAccuracy: await acc(c, task), samples: spc,
+      baseParameters: baseStats.parameters, componentParameters: s.parameters, baseFlops: baseStats.flopsPerImage, componentFlops: s.flopsPerImage,
+      warnings: warnings.get(`${opts.model}:${taskName(task)}`) ?? 0, seconds: (Date.now() - t0) / 1000,
+    });
+    save();
+  }
+
+  // Table 3: mismatch, on the same components
+  for (const task of opts.tasks ?? DEFAULT_TASKS) {
+    const key = `mis:${taskName(task)}:${spc}`;
+    if (result.mismatch.some((r) => r.key === key) || task.length >= test.classes) continue;
+    const c = await component(base, opts.model, task);
+    const others: { task: number[]; accuracy: number }[] = [];
+    for (let d = 1; d < test.classes; d++) {
+      const other = task.map((x) => (x + d) % test.classes).sort((a, b) => a - b);
+      if (taskName(other) === taskName(task)) continue;
+      others.push({ task: other, accuracy: await acc(c, other) });
+    }
+    result.mismatch.push({ key, task, own: await acc(c, task), others, othersMean: others.reduce((a, o) => a + o.accuracy, 0) / Math.max(1, others.length) });
+    save();
+  }
+
+  // Table 2: assembly, without/with scaling and fine-tuning
+  const epochs = opts.finetuneEpochs ?? 2;
+  for (const [ta, tb] of opts.pairs ?? DEFAULT_PAIRS) {
+    const second = opts.model2 ?? opts.model;
+    const key = `asm:${taskName(ta)}+${taskName(tb)}:${second === opts.model ? 'same' : 'two'}:${epochs}`;
+    if (result.assembly.some((r) => r.key === key)) continue;
+    info(`lego-experiment: assembly of ${taskName(ta)} + ${taskName(tb)}`);
+    const t0 = Date.now();
+    const a = await component(base, opts.model, ta);
+    const b = await component(base2 ?? base, second, tb);
+    const union = [...new Set([...ta, ...tb])].sort((x, y) => x - y);
+    const parts = [{ model: a, file: `${opts.model}[${taskName(ta)}]` }, { model: b, file: `${second}[${taskName(tb)}]` }];
+    const plain = await assemble(parts, { session });
+    const scaled = await assemble(parts, { session, scaleData: [train], ...(opts.scaleSamplesPerClass ? { scaleSamplesPerClass: opts.scaleSamplesPerClass } : {}), seed: opts.seed ?? 0 });
+    const f = join(opts.outDir, 'assembled', `${key.replace(/[:,+]/g, '_')}.onnx`);
+    saveModel(scaled.model, f);
+    let finetuned: number | null = null;
+    let finetunedUnscaled: number | null = null;
+    if (epochs > 0) {
+      const tune = async (m: Model, suffix: string): Promise<number> => {
+        const ft = await finetuneAssembled(m, [train], { epochs, output: f.replace(/\.onnx$/, `.${suffix}.onnx`), seed: opts.seed ?? 0, session, ...(opts.batchSize ? { batchSize: opts.batchSize } : {}) });
+        return acc(ft.model, union);
+      };
+      finetuned = await tune(scaled.model, 'finetuned');
+      finetunedUnscaled = await tune(plain.model, 'unscaled.finetuned');
+    }
+    const s = modelStats(scaled.model);
+    result.assembly.push({
+      key, tasks: [ta, tb], models: [opts.model, second],
+      baseAccuracy: [await acc(base, union), ...(base2 ? [await acc(base2, union)] : [])],
+      unscaled: await acc(plain.model, union), scaled: await acc(scaled.model, union), finetuned, finetunedUnscaled, finetuneEpochs: epochs,
+      method: scaled.method, parameters: s.parameters, flops: s.flopsPerImage, seconds: (Date.now() - t0) / 1000,
+    });
+    save();
+  }
+
+  // Table 4: unbalanced vs balanced representative samples
+  const [lo, hi] = opts.unbalanced ?? [spc, 3 * spc];
+  for (const task of (opts.tasks ?? DEFAULT_TASKS).filter((t) => t.length > 1)) {
+    const key = `unb:${taskName(task)}:${spc}:${lo}-${hi}`;
+    if (result.unbalanced.some((r) => r.key === key)) continue;
+    info(`lego-experiment: unbalanced samples for task ${taskName(task)}`);
+    const balanced = await component(base, opts.model, task);
+    const u = await cut(base, opts.model, task, { unbalanced: { lo, hi, seed: opts.seed ?? 0 } });
+    const eb = await evaluate(balanced, test, { ...session, classes: task });
+    const eu = await evaluate(u.model, test, { ...session, classes: task });
+    const counts = unbalancedCounts(task, lo, hi, opts.seed ?? 0);
+    result.unbalanced.push({ key, task, counts, balanced: eb.accuracy, unbalanced: eu.accuracy, perClassBalanced: eb.perClass, perClassUnbalanced: eu.perClass });
+    save();
+  }
+
+  // Sweep: accuracy vs size over alpha/beta
+  const sweepTask = opts.sweepTask ?? [0, 1, 2];
+  for (const { alpha, beta } of opts.sweep ?? DEFAULT_SWEEP) {
+    const thresholds: Thresholds = { alphaConv: alpha, betaConv: beta, alphaLinear: Math.min(0.99, alpha + 0.1), betaLinear: Math.min(0.99, beta + 0.1) };
+    const key = `sweep:${taskName(sweepTask)}:${spc}:${alpha}:${beta}`;
+    if (result.sweep.some((r) => r.key === key)) continue;
+    info(`lego-experiment: sweep alpha ${alpha}, beta ${beta}`);
+    const c = await cut(base, opts.model, sweepTask, thresholds);
+    const s = modelStats(c.model);
+    result.sweep.push({ key, task: sweepTask, thresholds, accuracy: await acc(c.model, sweepTask), parameters: s.parameters, flops: s.flopsPerImage });
+    save();
+  }
+  save();
+  return result;
+}
+
+function unbalancedCounts(task: number[], lo: number, hi: number, seed: number): Record<string, number> {
+  return Object.fromEntries([...sampleCounts(task, lo, { lo, hi, seed })].map(([c, n]) => [String(c), n]));
+}
+
+function loadResult(file: string): ExperimentResult {
+  try {
+    const r = JSON.parse(readFileSync(file, 'utf8')) as ExperimentResult;
+    // rows written before the unscaled fine-tuning column existed are measured again
+    r.assembly = r.assembly.filter((a) => a.finetunedUnscaled !== undefined);
+    return r;
+  } catch (e) {
+    throw new UserError(`cannot resume: ${file} is not a readable experiment result (${(e as Error).message}); remove it or run without --resume`);
+  }
+}
+
+/** The tables as Markdown. */
+export function experimentMarkdown(r: ExperimentResult): string {
+  const n = (x: number): string => x.toLocaleString('en-US');
+  const m = (x: number): string => (x / 1e6).toFixed(2);
+  const lines = [
+    '# Model LEGO experiments', '', `Model: ${r.model}${r.model2 ? `; second model: ${r.model2}` : ''}`, '', `Test data: ${r.data}`, '',
+    `Representative samples: ${r.samplesPerClass} per class (training split). Thresholds: conv alpha ${DEFAULT_THRESHOLDS.alphaConv} beta ${DEFAULT_THRESHOLDS.betaConv}, linear alpha ${DEFAULT_THRESHOLDS.alphaLinear} beta ${DEFAULT_THRESHOLDS.betaLinear} unless swept.`, '',
+    '## Disassembly', '', 'Base: the full model\'s N-way accuracy on the task\'s test images. Component: its k-way accuracy on the same images.', '',
+    '| task | base | component | change | base params | component params | base MFLOPs | component MFLOPs | seconds |', '|---|---|---|---|---|---|---|---|---|',
+    ...r.disassembly.map((d) => `| ${taskName(d.task)} | ${pct(d.baseAccuracy)} | ${pct(d.componentAccuracy)} | ${((d.componentAccuracy - d.baseAccuracy) * 100).toFixed(2)} | ${n(d.baseParameters)} | ${n(d.componentParameters)} | ${m(d.baseFlops)} | ${m(d.componentFlops)} | ${d.seconds.toFixed(1)} |`),
+    '', '## Assembly', '', 'Accuracy on the union of the two tasks\' test images. Base: each parent model\'s N-way accuracy on those images. Parameters and FLOPs of a block-diagonal model count its zero blocks (it runs dense).', '',
+    '| tasks | method | base | unscaled | scaled | unscaled + fine-tuned | scaled + fine-tuned | params | MFLOPs |', '|---|---|---|---|---|---|---|---|---|',
+    ...r.assembly.map((a) => `| ${taskName(a.tasks[0])} + ${taskName(a.tasks[1])}${a.models[0] === a.models[1] ? ' (one model)' : ' (two models)'} | ${a.method} | ${a.baseAccuracy.map(pct).join(' / ')} | ${pct(a.unscaled)} | ${pct(a.scaled)} | ${a.finetunedUnscaled === null || a.finetunedUnscaled === undefined ? '-' : `${pct(a.finetunedUnscaled)} (${a.finetuneEpochs} ep.)`} | ${a.finetuned === null ? '-' : `${pct(a.finetuned)} (${a.finetuneEpochs} ep.)`} | ${n(a.parameters)} | ${m(a.flops)} |`),
+    '', '## Mismatch', '', 'A component\'s accuracy on its own task vs on the other tasks of the same size (the task shifted by 1..C-1 classes).', '',
+    '| task | own task | other tasks (mean) | other tasks (min-max) |', '|---|---|---|---|',
+    ...r.mismatch.map((x) => `| ${taskName(x.task)} | ${pct(x.own)} | ${pct(x.othersMean)} | ${pct(Math.min(...x.others.map((o) => o.accuracy)))}-${pct(Math.max(...x.others.map((o) => o.accuracy)))} |`),
+    '', '## Unbalanced representative samples', '',
+    '| task | samples per class (unbalanced) | balanced | unbalanced | per class balanced | per class unbalanced |', '|---|---|---|---|---|---|',
+    ...r.unbalanced.map((u) => `| ${taskName(u.task)} | ${Object.entries(u.counts).map(([c, k]) => `${c}:${k}`).join(' ')} | ${pct(u.balanced)} | ${pct(u.unbalanced)} | ${Object.entries(u.perClassBalanced).map(([c, a]) => `${c}:${(a * 100).toFixed(0)}`).join(' ')} | ${Object.entries(u.perClassUnbalanced).map(([c, a]) => `${c}:${(a * 100).toFixed(0)}`).join(' ')} |`),
+    '', '## Threshold sweep', '', 'Linear thresholds are the conv ones + 0.1.', '',
+    '| task | alpha | beta | accuracy | params | MFLOPs |', '|---|---|---|---|---|---|',
+    ...r.sweep.map((s) => `| ${taskName(s.task)} | ${s.thresholds.alphaConv} | ${s.thresholds.betaConv} | ${pct(s.accuracy)} | ${n(s.parameters)} | ${m(s.flops)} |`),
+    '',
+  ];
+  return lines.join('\n');
+}

@@ -1,0 +1,207 @@
+/**
+ * Parameter scaling (Model LEGO, spec section 5). Components cut from different models
+ * produce logits of different magnitudes, so an assembled model would favour the
+ * component that shouts loudest. Each output j gets r_j = 1 / mean(max logit) over the
+ * correctly classified samples of its class (from a split that is not the test split),
+ * and row j of the last linear layer (weights and bias) is multiplied by r_j.
+ *
+ * @example
+ *   const train = await openDataset('fashion-mnist', 'train');
+ *   const s = await computeScales(component, train, { maxPerClass: 500 });
+ *   const scaled = applyScales(component, s.factors);
+ */
+import type { Model, Node, Tensor } from '../onnx/types.js';
+import type { Dataset } from '../data/types.js';
+import { cloneModel, producers, attrInt } from '../onnx/graph.js';
+import { float32, toFloat32 } from '../onnx/tensor.js';
+import { subsetIndices } from '../data/classes.js';
+import { inferBatches } from '../runtime/infer.js';
+import { mapOutputs } from '../runtime/labels.js';
+import { resolveNormalization } from '../runtime/normalization.js';
+import type { SessionOptions } from '../runtime/session.js';
+import { argmaxRow } from '../runtime/argmax.js';
+import { Rng, hashSeed } from '../util/random.js';
+import { UserError } from '../util/errors.js';
+
+export interface ScaleOptions {
+  /** at most this many images per class (seeded choice); default: all of the split */
+  maxPerClass?: number;
+  seed?: number;
+  batchSize?: number;
+  mean?: number[];
+  std?: number[];
+  session?: SessionOptions;
+  /** model file name, for messages */
+  file?: string;
+  /** progress label; omit for none */
+  label?: string;
+}
+
+/** An output left unscaled (r = 1), and why. */
+export interface Unscaled {
+  output: number;
+  class: number;
+  reason: 'no correctly classified sample' | 'mean max logit is not positive' | 'no images of this class in the data';
+}
+
+export interface ScaleResult {
+  /** r_j per output of the model */
+  factors: number[];
+  /** correctly classified samples per output the mean was taken over */
+  correct: number[];
+  /** mean max logit per output (null when it had no correct sample) */
+  meanMaxLogit: (number | null)[];
+  unscaled: Unscaled[];
+  /** which files were used */
+  data: string;
+}
+
+/** Measures r_j for every output of `model` on `ds` (which must not be a test split). */
+export async function computeScales(model: Model, ds: Dataset, opts: ScaleOptions = {}): Promise<ScaleResult> {
+  const file = opts.file ?? 'model';
+  if (ds.split === 'test') throw new UserError(`${file}: parameter scaling must not look at the test split (${ds.source}); use the train split`);
+  const map = mapOutputs(model, ds, file);
+  const k = map.classOf.length;
+  const classes = [...new Set(Array.from(map.classOf).filter((c) => c >= 0))].sort((a, b) => a - b);
+  const indices = pickIndices(ds, classes, opts.maxPerClass, opts.seed ?? 0);
+  const norm = resolveNormalization(model, ds.shape[0], { ...(opts.mean ? { mean: opts.mean } : {}), ...(opts.std ? { std: opts.std } : {}) });
+  const sums = new Float64Array(k);
+  const counts = new Float64Array(k);
+  const seen = new Set<number>();
+  const outName = model.graph.outputs[0]!.name;
+  if (indices.length > 0) {
+    for await (const { batch, outputs } of inferBatches(model, ds, {
+      ...opts.session, normalization: norm.normalization, indices, file,
+      ...(opts.batchSize ? { batchSize: opts.batchSize } : {}), ...(opts.label ? { label: opts.label } : {}),
+    })) {
+      const logits = outputs[outName]!.data as Float32Array;
+      for (let b = 0; b < batch.size; b++) {
+        const y = batch.labels[b]!;
+        seen.add(y);
+        const j = argmaxRow(logits, b, k);
+        if (map.classOf[j] !== y) continue;
+        sums[j] += logits[b * k + j]!;
+        counts[j]! += 1;
+      }
+    }
+  }
+  const factors: number[] = [];
+  const meanMaxLogit: (number | null)[] = [];
+  const unscaled: Unscaled[] = [];
+  for (let j = 0; j < k; j++) {
+    const c = map.classOf[j]!;
+    if (c < 0) { factors.push(1); meanMaxLogit.push(null); continue; }
+    if (counts[j] === 0) {
+      factors.push(1);
+      meanMaxLogit.push(null);
+      unscaled.push({ output: j, class: c, reason: seen.has(c) ? 'no correctly classified sample' : 'no images of this class in the data' });
+      continue;
+    }
+    const mean = sums[j]! / counts[j]!;
+    meanMaxLogit.push(mean);
+    // A negative mean would flip the sign of the class's logit; leave such a class alone.
+    if (!(mean > 0)) { factors.push(1); unscaled.push({ output: j, class: c, reason: 'mean max logit is not positive' }); continue; }
+    factors.push(1 / mean);
+  }
+  return { factors, correct: Array.from(counts), meanMaxLogit, unscaled, data: ds.source };
+}
+
+/** Dataset indices of `classes`, at most `maxPerClass` per class (seeded choice), ascending. */
+export function pickIndices(ds: Dataset, classes: readonly number[], maxPerClass: number | undefined, seed: number): number[] {
+  const all = subsetIndices(ds, classes);
+  if (maxPerClass === undefined) return all;
+  if (!Number.isInteger(maxPerClass) || maxPerClass < 1) throw new UserError(`samples per class must be a positive integer, got ${maxPerClass}`);
+  const byClass = new Map<number, number[]>();
+  for (const i of all) {
+    const l = ds.label(i);
+    let list = byClass.get(l);
+    if (!list) byClass.set(l, (list = []));
+    list.push(i);
+  }
+  const out: number[] = [];
+  for (const [c, list] of byClass) {
+    if (list.length > maxPerClass) new Rng(hashSeed(seed, `scale:${c}`)).shuffle(list);
+    out.push(...list.slice(0, maxPerClass));
+  }
+  return out.sort((a, b) => a - b);
+}
+
+/** Where the logits' last linear layer keeps its per-output weights. */
+export interface LastLayer {
+  node: Node;
+  weight: string;
+  /** true when output j is row j of the weight ([out, in]); false for a column ([in, out]) */
+  rows: boolean;
+  bias?: string;
+}
+
+const PASS_THROUGH = new Set(['Identity', 'Dropout', 'Flatten', 'Reshape', 'Squeeze']);
+
+/**
+ * The Gemm (or MatMul + Add) that produces the model's logits, looking back through
+ * Identity/Dropout/Flatten. Throws naming the operator found instead.
+ */
+export function findLastLinear(model: Model, file = 'model'): LastLayer {
+  const g = model.graph;
+  const prod = producers(g);
+  const out = g.outputs[0];
+  if (!out) throw new UserError(`${file} has no graph output`);
+  let n = prod.get(out.name);
+  while (n && PASS_THROUGH.has(n.opType)) n = prod.get(n.inputs[0]!);
+  const fail = (what: string): never => {
+    throw new UserError(`${file}: cannot scale the logits: ${what}; parameter scaling needs a final Gemm or MatMul(+Add) layer with constant weights`);
+  };
+  if (!n) return fail(`output ${out.name} is not computed by a node`);
+  if (n.opType === 'Gemm') {
+    if (attrInt(n, 'transA', 0) !== 0) fail(`the last Gemm (${n.name}) has transA=1`);
+    const w = n.inputs[1]!;
+    if (!g.initializers.has(w)) fail(`the weight ${w} of the last Gemm (${n.name}) is not an initializer`);
+    const bias = n.inputs[2];
+    if (bias && !g.initializers.has(bias)) fail(`the bias ${bias} of the last Gemm (${n.name}) is not an initializer`);
+    return { node: n, weight: w, rows: attrInt(n, 'transB', 0) === 1, ...(bias ? { bias } : {}) };
+  }
+  if (n.opType === 'Add') {
+    const [a, b] = n.inputs as [string, string];
+    const biasName = g.initializers.has(b) ? b : g.initializers.has(a) ? a : undefined;
+    const mm = prod.get(biasName === b ? a : b);
+    if (!biasName || !mm || mm.opType !== 'MatMul' || !g.initializers.has(mm.inputs[1]!)) return fail(`the logits come from an Add (${n.name}) that is not MatMul + constant bias`);
+    return { node: mm, weight: mm.inputs[1]!, rows: false, bias: biasName };
+  }
+  if (n.opType === 'MatMul') {
+    if (!g.initializers.has(n.inputs[1]!)) fail(`the weight of the last MatMul (${n.name}) is not an initializer`);
+    return { node: n, weight: n.inputs[1]!, rows: false };
+  }
+  return fail(`the logits are computed by ${n.opType} node ${n.name}`);
+}
+
+/**
+ * A copy of `model` whose output j is multiplied by factors[j] (last layer's row j and
+ * bias j). The input model is not modified.
+ */
+export function applyScales(model: Model, factors: readonly number[], file = 'model'): Model {
+  const last = findLastLinear(model, file);
+  const out = cloneModel(model);
+  const g = out.graph;
+  const w = g.initializers.get(last.weight)!;
+  if (w.dims.length !== 2) throw new UserError(`${file}: last layer weight ${last.weight} has shape [${w.dims.join(',')}], expected a matrix`);
+  const [r, c] = w.dims as [number, number];
+  const k = last.rows ? r : c;
+  if (k !== factors.length) throw new UserError(`${file}: ${factors.length} scale factors for a last layer with ${k} outputs`);
+  const wd = Float32Array.from(toFloat32(w));
+  for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) wd[i * c + j]! *= factors[last.rows ? i : j]!;
+  g.initializers.set(last.weight, float32([r, c], wd));
+  if (last.bias) {
+    const b = g.initializers.get(last.bias)!;
+    g.initializers.set(last.bias, scaledBias(b, factors, file, last.bias));
+  }
+  return out;
+}
+
+function scaledBias(b: Tensor, factors: readonly number[], file: string, name: string): Tensor {
+  const k = factors.length;
+  const v = toFloat32(b);
+  // A broadcast (scalar) bias becomes one value per output so that each can be scaled.
+  if (v.length === 1) return float32([k], factors.map((f) => v[0]! * f));
+  if (v.length !== k) throw new UserError(`${file}: bias ${name} has ${v.length} values, expected ${k}`);
+  return float32([...b.dims], Array.from(v, (x, j) => x * factors[j]!));
+}

@@ -1,0 +1,168 @@
+/**
+ * One pass over the models' weights, one layer at a time across all models (memory:
+ * one layer x number of models), producing everything lineage needs: the pairwise
+ * distance D, the clustering distance, per-model kurtosis and weight norms.
+ *
+ * - ft: D[u,v] = mean over selected layers of sqrt(mean((W_u - W_v)^2)) (Gram product in
+ *   float64 with direct repair of near pairs, see gram.ts);
+ * - lowrank: D[u,v] = sum over selected layers of rank(W_u - W_v) (numpy's tolerance).
+ * - spectral (beyond the reference): D[u,v] = mean over selected layers of the mean of
+ *   sigma^q over the singular values of W_u - W_v (q = `schatten`, default
+ *   DEFAULT_SCHATTEN; q = 1 is the nuclear norm): nearly additive along fine-tuning paths,
+ *   where the RMS difference is not (spectral.ts).
+ * - clustering distance 'reference': ft = mean over all shared 2-D layers of mean |W_u - W_v|,
+ *   lowrank = D (the reference's choices); 'selected': D itself.
+ *
+ * @example
+ *   const m = await measureModels(openSources(['zoo/']), { mode: 'ft' });
+ *   m.d[0 * m.names.length + 1]   // distance between the first two models
+ */
+import type { SessionOptions } from '../runtime/session.js';
+import { progress } from '../util/progress.js';
+import { UserError } from '../util/errors.js';
+import { GramEngine, meanAbsDistances, squaredDistances } from './gram.js';
+import { excessKurtosis } from './kurtosis.js';
+import { pairRanks } from './rank.js';
+import { pairSchatten } from './spectral.js';
+import { all2dLayers, selectLayers, type LayerSelection, type SelectedLayer } from './select.js';
+import type { ModelSource } from './sources.js';
+
+export type LineageMode = 'ft' | 'lowrank' | 'spectral';
+export type ClusterDistance = 'reference' | 'selected';
+/** Schatten exponent of the spectral mode (chosen on runs/zoo/ft-s1, see bench/lineage-research.ts). */
+export const DEFAULT_SCHATTEN = 0.25;
+
+/**
+ * 'auto' (the default) picks spectral when its estimated cost is affordable (the pairs'
+ * SVD work under SPECTRAL_BUDGET_FLOPS, minutes in JavaScript) and ft otherwise.
+ */
+export type ModeOption = LineageMode | 'auto';
+export const SPECTRAL_BUDGET_FLOPS = 2e11;
+
+export interface MeasureOptions {
+  mode?: ModeOption;
+  /** layer patterns (default: square 2-D float matrices) */
+  layers?: readonly string[];
+  clusterDistance?: ClusterDistance;
+  /** exponent q of the spectral mode */
+  schatten?: number;
+  session?: SessionOptions;
+}
+
+export interface Measurements {
+  names: string[];
+  paths: string[];
+  mode: LineageMode;
+  /** the Schatten exponent (spectral mode only) */
+  schatten: number | null;
+  selection: LayerSelection;
+  /** n x n pairwise distance (row-major) */
+  d: Float64Array;
+  /** n x n distance used for Ward clustering */
+  clusterD: Float64Array;
+  clusterDistance: ClusterDistance;
+  /** per model: sum over selected layers of Fisher excess kurtosis */
+  kurtosis: Float64Array;
+  /** per model: sum over selected layers of mean(W^2) */
+  meanSquare: Float64Array;
+  stats: { layersRead: number; bytesRead: number; seconds: number; repairedPairs: number };
+}
+
+/** Estimated floating-point work of spectral distances: per pair and layer, a Gram product and a symmetric eigensolve. */
+export function spectralCost(layers: readonly SelectedLayer[], n: number): number {
+  const pairs = (n * (n - 1)) / 2;
+  let perPair = 0;
+  for (const l of layers) {
+    if (l.shape.length !== 2) return Infinity;
+    const a = Math.min(l.shape[0]!, l.shape[1]!), b = Math.max(l.shape[0]!, l.shape[1]!);
+    perPair += a * a * b + (4 / 3) * a ** 3;
+  }
+  return pairs * perPair;
+}
+
+function resolveMode(mode: ModeOption, layers: readonly SelectedLayer[], n: number): LineageMode {
+  if (mode !== 'auto') return mode;
+  return spectralCost(layers, n) <= SPECTRAL_BUDGET_FLOPS ? 'spectral' : 'ft';
+}
+
+export async function measureModels(models: readonly ModelSource[], opts: MeasureOptions = {}): Promise<Measurements> {
+  const clusterDistance = opts.clusterDistance ?? 'reference';
+  const schatten = opts.schatten ?? DEFAULT_SCHATTEN;
+  if (!(schatten > 0 && schatten <= 2)) throw new UserError(`lineage: --schatten must be in (0, 2], got ${opts.schatten}`);
+  const n = models.length;
+  if (n < 2) throw new UserError(`lineage: needs at least 2 models, got ${n}`);
+  const selection = selectLayers(models, opts.layers ? { patterns: opts.layers } : {});
+  const mode = resolveMode(opts.mode ?? 'auto', selection.layers, n);
+  const selected = new Set(selection.layers.map((l) => l.name));
+  const not2d = selection.layers.find((l) => l.shape.length !== 2);
+  if (mode !== 'ft' && not2d) throw new UserError(`lineage: --mode ${mode} compares matrices, but layer "${not2d.name}" is [${not2d.shape.join('x')}]; narrow --layers to 2-D weights`);
+  const l1Layers = mode !== 'lowrank' && clusterDistance === 'reference' ? all2dLayers(models) : [];
+  const l1Names = new Set(l1Layers.map((l) => l.name));
+  // every layer read once, in the first model's order
+  const toRead: SelectedLayer[] = [...selection.layers, ...l1Layers.filter((l) => !selected.has(l.name))];
+
+  const t0 = performance.now();
+  const d = new Float64Array(n * n);
+  const l1 = new Float64Array(n * n);
+  const kurtosis = new Float64Array(n);
+  const meanSquare = new Float64Array(n);
+  let bytesRead = 0, repairedPairs = 0;
+  const engine = mode === 'ft' ? await GramEngine.create(opts.session) : undefined;
+  const bar = progress('lineage: reading layers', toRead.length);
+  try {
+    for (const layer of toRead) {
+      const p = layer.size;
+      const stack = new Float32Array(n * p);
+      models.forEach((m, i) => {
+        const w = m.read(layer.name);
+        if (w.length !== p) throw new UserError(`lineage: layer "${layer.name}" of ${m.name} holds ${w.length} values, expected ${p}`);
+        stack.set(w, i * p);
+        bytesRead += p * 4;
+      });
+      if (selected.has(layer.name)) {
+        for (let i = 0; i < n; i++) {
+          const row = stack.subarray(i * p, (i + 1) * p);
+          const k = excessKurtosis(row);
+          if (!Number.isFinite(k)) throw new UserError(`lineage: layer "${layer.name}" of ${models[i]!.name} holds non-finite values`);
+          kurtosis[i]! += k;
+          let s = 0;
+          for (let j = 0; j < p; j++) s += row[j]! * row[j]!;
+          meanSquare[i]! += s / p;
+        }
+        if (mode === 'ft') {
+          const { d2, repaired } = await squaredDistances(engine!, stack, n, p);
+          repairedPairs += repaired;
+          for (let k = 0; k < n * n; k++) d[k]! += Math.sqrt(d2[k]! / p) / selection.layers.length;
+        } else if (mode === 'spectral') {
+          const nuc = pairSchatten(stack, n, layer.shape[0]!, layer.shape[1]!, schatten);
+          for (let k = 0; k < n * n; k++) d[k]! += nuc[k]! / selection.layers.length;
+        } else {
+          const ranks = pairRanks(stack, n, layer.shape[0]!, layer.shape[1]!);
+          for (let k = 0; k < n * n; k++) d[k]! += ranks[k]!;
+        }
+      }
+      if (l1Names.has(layer.name)) {
+        const a = meanAbsDistances(stack, n, p);
+        for (let k = 0; k < n * n; k++) l1[k]! += a[k]! / l1Layers.length;
+      }
+      bar.tick(1, layer.name);
+    }
+  } finally {
+    await engine?.release();
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  bar.done(`${toRead.length} layers, ${(bytesRead / 1e6).toFixed(1)} MB of weights`);
+  return {
+    names: models.map((m) => m.name),
+    paths: models.map((m) => m.path),
+    mode,
+    schatten: mode === 'spectral' ? schatten : null,
+    selection,
+    d,
+    clusterD: l1Layers.length > 0 ? l1 : d,
+    clusterDistance: l1Layers.length > 0 ? 'reference' : 'selected',
+    kurtosis,
+    meanSquare,
+    stats: { layersRead: toRead.length, bytesRead, seconds, repairedPairs },
+  };
+}

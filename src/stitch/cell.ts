@@ -1,0 +1,360 @@
+/**
+ * One cell of a stitching grid: sender cut x receiver cut x pair kind. Depending on the
+ * mode it trains the stitch on the task loss through the frozen receiver suffix
+ * ('task'), solves it in closed form ('lsq'), or trains it both on the task and to copy
+ * the receiver's activation with MSE and compares the two ('copy'); the accuracy is
+ * always measured on the whole (or the chosen part of the) test set.
+ */
+import { TrainingSession } from '../autodiff/trainer.js';
+import { createOptimizer } from '../autodiff/optim.js';
+import { createSchedule } from '../autodiff/schedule.js';
+import { ModelSession } from '../runtime/session.js';
+import { argmaxRow } from '../runtime/argmax.js';
+import { numel } from '../onnx/tensor.js';
+import { Rng, hashSeed } from '../util/random.js';
+import { UserError } from '../util/errors.js';
+import type { ActivationBatch, Source } from './activations.js';
+import type { StitchContext } from './context.js';
+import type { StitchCut } from './cuts.js';
+import type { PairKind } from './controls.js';
+import { type StitchKind, type StitchSpec, planStitch, specKey } from './plan.js';
+import { type StitchWeights, buildStitch, initialWeights, stitchParameters, weightDims as buildStitchDims } from './build.js';
+import { addOutputs } from '../onnx/extract.js';
+import { STITCH_PREFIX, stitchWithSuffix, suffixModel } from './compose.js';
+import { LsqAccumulator, fitErrorOf, solveLsq } from './lsq.js';
+import { SessionCache } from './sessions.js';
+
+export type StitchMode = 'task' | 'lsq' | 'copy';
+
+export interface CellOptions {
+  mode: StitchMode;
+  /** training epochs (task and copy modes; reference 4) */
+  epochs: number;
+  /** reference 256 */
+  batchSize: number;
+  /** SGD: reference lr 0.01, momentum 0.9, weight decay 0.01 */
+  lr: number;
+  momentum: number;
+  weightDecay: number;
+  schedule: 'constant' | 'cosine';
+  /** initial stitch for task training: seeded random (default), or the least-squares solution */
+  init: 'random' | 'lsq';
+  /** into a flat receiver from a spatial sender: pool (default) or flatten */
+  flat: 'pool' | 'flatten';
+  bnBefore: boolean;
+  bnAfter: boolean;
+  seed: number;
+}
+
+export const DEFAULT_CELL_OPTIONS: CellOptions = {
+  mode: 'task', epochs: 4, batchSize: 256, lr: 0.01, momentum: 0.9, weightDecay: 0.01, schedule: 'constant',
+  init: 'random', flat: 'pool', bnBefore: false, bnAfter: false, seed: 0,
+};
+
+export interface StitchPair {
+  kind: PairKind;
+  sender: StitchCut;
+  receiver: StitchCut;
+}
+
+export interface CellResult {
+  kind: PairKind;
+  sender: string;
+  receiver: string;
+  mode: StitchMode;
+  stitch: { kind: StitchKind; ratio: number; from: number[]; to: number[] };
+  /** the cell's value: task-trained accuracy (task), least-squares stitch accuracy (lsq), copy-trained accuracy (copy) */
+  accuracy: number;
+  /** accuracy of the initial stitch (lsq initialisation) before training */
+  initAccuracy?: number;
+  /** least-squares relative fit error on the training / test images, and the ridge it needed */
+  fitError?: number;
+  testFitError?: number;
+  ridge?: number;
+  /** copy mode: the task-trained ("vanilla") stitch's accuracy and the three MSEs */
+  vanillaAccuracy?: number;
+  /** vanilla stitch output vs expected receiver activation */
+  ev?: number;
+  /** copy-trained stitch output vs expected */
+  es?: number;
+  /** copy-trained vs vanilla */
+  sv?: number;
+  /** mean training loss of the last epoch */
+  trainLoss?: number;
+  trainImages: number;
+  testImages: number;
+  epochs: number;
+  seconds: number;
+}
+
+/** Sessions shared by the cells a worker runs. */
+export class CellSessions {
+  readonly taskTrain = new SessionCache<TrainingSession>(12);
+  readonly taskEval = new SessionCache<ModelSession>(12);
+  readonly copyTrain = new SessionCache<TrainingSession>(6);
+  readonly stitchEval = new SessionCache<ModelSession>(6);
+  async release(): Promise<void> {
+    for (const c of [this.taskTrain, this.taskEval, this.copyTrain, this.stitchEval]) await c.release();
+  }
+}
+
+let uniqueKey = 0;
+
+/** The plan for a pair, with the options' stitch choices. */
+export function pairSpec(pair: StitchPair, o: Pick<CellOptions, 'flat' | 'bnBefore' | 'bnAfter'>): StitchSpec {
+  return planStitch(pair.sender.shape, pair.receiver.shape, { flat: o.flat, bnBefore: o.bnBefore, bnAfter: o.bnAfter });
+}
+
+/**
+ * Runs one cell.
+ *
+ * @example const r = await runCell(ctx, sessions, { kind: 'trained', sender, receiver }, DEFAULT_CELL_OPTIONS);
+ */
+export async function runCell(ctx: StitchContext, sessions: CellSessions, pair: StitchPair, o: CellOptions): Promise<CellResult> {
+  const start = Date.now();
+  const spec = pairSpec(pair, o);
+  if (o.bnAfter && (o.mode === 'lsq' || o.init === 'lsq')) throw new UserError('a least-squares stitch cannot have BatchNorm after it (--bn after); use --bn before or no BatchNorm');
+  const cell = new Cell(ctx, sessions, pair, spec, o);
+  const seed = hashSeed(o.seed, `stitch:${pair.sender.name}->${pair.receiver.name}`);
+  let init = initialWeights(spec, { kind: 'random', seed });
+  if (spec.bnBefore) await cell.setInputStatistics(init);
+  const result: Partial<CellResult> = {};
+  if (o.mode === 'lsq' || o.init === 'lsq') {
+    const lsq = await cell.leastSquares(init);
+    init = new Map([...init, ...lsq.weights]);
+    Object.assign(result, { fitError: lsq.fitError, testFitError: lsq.testFitError, ridge: lsq.ridge });
+  }
+  if (spec.bnAfter) await cell.setOutputStatistics(init);
+  if (o.mode === 'lsq') {
+    result.accuracy = await cell.accuracy(init);
+  } else {
+    if (o.init === 'lsq') result.initAccuracy = await cell.accuracy(init);
+    const vanilla = await cell.trainTask(init);
+    result.trainLoss = vanilla.loss;
+    const acc = await cell.accuracy(vanilla.weights);
+    if (o.mode === 'task') result.accuracy = acc;
+    else {
+      const copy = await cell.trainCopy(init);
+      result.vanillaAccuracy = acc;
+      result.accuracy = await cell.accuracy(copy.weights);
+      Object.assign(result, await cell.compareOutputs(vanilla.weights, copy.weights));
+    }
+  }
+  return {
+    kind: pair.kind, sender: pair.sender.name, receiver: pair.receiver.name, mode: o.mode,
+    stitch: { kind: spec.kind, ratio: spec.ratio, from: spec.from, to: spec.to },
+    accuracy: result.accuracy!, ...result,
+    trainImages: ctx.train.indices.length, testImages: ctx.test.indices.length, epochs: o.mode === 'lsq' ? 0 : o.epochs,
+    seconds: (Date.now() - start) / 1000,
+  } as CellResult;
+}
+
+class Cell {
+  readonly sender: Source;
+  readonly receiver: Source;
+  /** sessions of stitches with BatchNorm bake its statistics in: never shared */
+  private readonly shareKey: string;
+
+  constructor(readonly ctx: StitchContext, readonly sessions: CellSessions, readonly pair: StitchPair, readonly spec: StitchSpec, readonly o: CellOptions) {
+    this.sender = ctx.sender(pair.kind);
+    this.receiver = ctx.receiver(pair.kind);
+    this.shareKey = spec.bnBefore || spec.bnAfter ? `unique${++uniqueKey}` : specKey(spec);
+  }
+
+  private senderBatches(list: 'train' | 'test', order: Int32Array, dropLast = false): AsyncGenerator<ActivationBatch> {
+    const l = list === 'train' ? this.ctx.train : this.ctx.test;
+    return this.ctx.store.batches(this.sender, this.pair.sender.tensor, this.pair.sender.shape, l, order, this.o.batchSize, dropLast);
+  }
+
+  private receiverBatches(list: 'train' | 'test', order: Int32Array, dropLast = false): AsyncGenerator<ActivationBatch> {
+    const l = list === 'train' ? this.ctx.train : this.ctx.test;
+    return this.ctx.store.batches(this.receiver, this.pair.receiver.tensor, this.pair.receiver.shape, l, order, this.o.batchSize, dropLast);
+  }
+
+  private order(list: 'train' | 'test', epoch?: number): Int32Array {
+    const n = (list === 'train' ? this.ctx.train : this.ctx.test).indices.length;
+    const order = Int32Array.from({ length: n }, (_, i) => i);
+    // the same image order for every cell: cells differ only in what is stitched
+    if (epoch !== undefined) new Rng(hashSeed(this.o.seed, `stitch-epoch:${epoch}`)).shuffle(order);
+    return order;
+  }
+
+  /** Test accuracy of the stitched network with these stitch weights. */
+  async accuracy(weights: StitchWeights): Promise<number> {
+    const key = `${this.receiver.id}|${this.pair.receiver.tensor}|${specKey(this.spec)}`;
+    const session = await this.sessions.taskEval.get(key, () => ModelSession.create(
+      stitchWithSuffix(buildStitch(this.spec, { kind: 'random', seed: 0 }, { weightsAsInputs: true }), suffixModel(this.receiver.model, this.pair.receiver.tensor)), this.ctx.session));
+    const feeds = prefixed(weights, this.spec);
+    const outName = session.outputNames[0]!;
+    let correct = 0, total = 0;
+    for await (const b of this.senderBatches('test', this.order('test'))) {
+      const out = await session.run({ ...feeds, [`${STITCH_PREFIX}x`]: { dims: [b.size, ...this.spec.from], data: b.x } }, [outName]);
+      const logits = out[outName]!.data as Float32Array;
+      const k = logits.length / b.size;
+      for (let i = 0; i < b.size; i++) {
+        total++;
+        if (argmaxRow(logits, i, k) === this.ctx.outputOf[b.labels[i]!]) correct++;
+      }
+    }
+    return correct / total;
+  }
+
+  /** Trains the stitch on cross-entropy through the frozen receiver suffix. */
+  async trainTask(init: StitchWeights): Promise<{ weights: StitchWeights; loss: number }> {
+    const key = `${this.receiver.id}|${this.pair.receiver.tensor}|${this.shareKey}|${this.o.batchSize}`;
+    const session = await this.sessions.taskTrain.get(key, () => TrainingSession.create(
+      stitchWithSuffix(buildStitch(this.spec, { kind: 'weights', weights: init }), suffixModel(this.receiver.model, this.pair.receiver.tensor)),
+      { trainable: stitchParameters(this.spec).map((p) => STITCH_PREFIX + p), loss: 'cross-entropy', batchSize: this.o.batchSize, batchNorm: 'eval', session: this.ctx.session }));
+    const target = new BigInt64Array(this.o.batchSize);
+    return this.fit(session, init, (epoch) => this.taskBatches(epoch, target));
+  }
+
+  private async *taskBatches(epoch: number, target: BigInt64Array): AsyncGenerator<{ x: Float32Array; target: BigInt64Array }> {
+    for await (const b of this.senderBatches('train', this.order('train', epoch), true)) {
+      for (let i = 0; i < b.size; i++) target[i] = BigInt(this.ctx.outputOf[b.labels[i]!]!);
+      yield { x: b.x, target };
+    }
+  }
+
+  /** Trains the stitch alone to reproduce the receiver's activation (mean squared error). */
+  async trainCopy(init: StitchWeights): Promise<{ weights: StitchWeights; loss: number }> {
+    const key = `${this.shareKey}|${this.o.batchSize}`;
+    const session = await this.sessions.copyTrain.get(key, () => TrainingSession.create(buildStitch(this.spec, { kind: 'weights', weights: init }), {
+      trainable: stitchParameters(this.spec),
+      loss: 'mse', batchSize: this.o.batchSize, batchNorm: 'eval', session: this.ctx.session,
+    }));
+    return this.fit(session, init, (epoch) => this.copyBatches(epoch), '');
+  }
+
+  private async *copyBatches(epoch: number): AsyncGenerator<{ x: Float32Array; target: Float32Array }> {
+    for await (const [s, r] of zip(this.senderBatches('train', this.order('train', epoch), true), this.receiverBatches('train', this.order('train', epoch), true))) {
+      yield { x: s.x, target: r.x };
+    }
+  }
+
+  /** The SGD loop shared by task and copy training. */
+  private async fit<T extends BigInt64Array | Float32Array>(session: TrainingSession, init: StitchWeights, data: (epoch: number) => AsyncIterable<{ x: Float32Array; target: T }>, prefix = STITCH_PREFIX): Promise<{ weights: StitchWeights; loss: number }> {
+    const o = this.o;
+    session.load(new Map([...init].map(([k, v]) => [prefix + k, v])));
+    session.stepCount = 0;
+    const optimizer = createOptimizer({ kind: 'sgd', momentum: o.momentum, weightDecay: o.weightDecay });
+    const perEpoch = Math.floor(this.ctx.train.indices.length / o.batchSize);
+    if (perEpoch < 1) throw new UserError(`only ${this.ctx.train.indices.length} training images, fewer than one batch of ${o.batchSize}; lower --batch`);
+    const schedule = createSchedule({ kind: o.schedule }, o.epochs * perEpoch);
+    let step = 0, lossSum = 0, seen = 0;
+    for (let epoch = 0; epoch < o.epochs; epoch++) {
+      lossSum = 0; seen = 0;
+      for await (const b of data(epoch)) {
+        const r = await session.step(b.x, b.target);
+        if (!Number.isFinite(r.loss)) throw new UserError(`stitch training diverged (${this.pair.kind} ${this.pair.sender.name} -> ${this.pair.receiver.name}): the loss is ${r.loss} at epoch ${epoch + 1}, step ${step + 1}; lower --lr`);
+        optimizer.step(session.params, r.grads, o.lr * schedule(step++));
+        lossSum += r.loss; seen++;
+      }
+    }
+    const weights: StitchWeights = new Map(init);
+    for (const [k, v] of session.params) weights.set(k.slice(prefix.length), Float32Array.from(v));
+    return { weights, loss: lossSum / Math.max(1, seen) };
+  }
+
+  /** Solves the least-squares stitch on the training images; the test images give the held-out fit error. */
+  async leastSquares(init: StitchWeights): Promise<{ weights: StitchWeights; fitError: number; testFitError: number; ridge: number }> {
+    const moments = async (list: 'train' | 'test'): Promise<LsqAccumulator> => {
+      const acc = await LsqAccumulator.create(this.spec, this.ctx.session, init);
+      const order = this.order(list);
+      for await (const [s, r] of zip(this.senderBatches(list, order), this.receiverBatches(list, order))) await acc.add(s.x, r.x, s.size);
+      await acc.release();
+      return acc;
+    };
+    const train = await moments('train');
+    const sol = solveLsq(this.spec, train.moments);
+    const test = await moments('test');
+    return { weights: sol.weights, fitError: sol.fitError, testFitError: fitErrorOf(sol.a, test.moments), ridge: sol.ridge };
+  }
+
+  /** EV, ES, SV: mean squared differences on the test images between expected, vanilla and copy-trained outputs. */
+  async compareOutputs(vanilla: StitchWeights, copy: StitchWeights): Promise<{ ev: number; es: number; sv: number }> {
+    const session = await this.sessions.stitchEval.get(specKey(this.spec), () => ModelSession.create(buildStitch(this.spec, { kind: 'random', seed: 0 }, { weightsAsInputs: true }), this.ctx.session));
+    const order = this.order('test');
+    let ev = 0, es = 0, sv = 0, n = 0;
+    const run = async (w: StitchWeights, x: Float32Array, size: number): Promise<Float32Array> =>
+      (await session.run({ ...prefixed(w, this.spec, ''), x: { dims: [size, ...this.spec.from], data: x } }, ['y']))['y']!.data as Float32Array;
+    for await (const [s, r] of zip(this.senderBatches('test', order), this.receiverBatches('test', order))) {
+      const v = await run(vanilla, s.x, s.size), c = await run(copy, s.x, s.size);
+      for (let i = 0; i < v.length; i++) {
+        const e = r.x[i]!;
+        ev += (v[i]! - e) ** 2; es += (c[i]! - e) ** 2; sv += (c[i]! - v[i]!) ** 2;
+      }
+      n += v.length;
+    }
+    return { ev: ev / n, es: es / n, sv: sv / n };
+  }
+
+  /** BatchNorm before the stitch standardises the sender's channels: their mean and variance on the training images. */
+  async setInputStatistics(w: StitchWeights): Promise<void> {
+    const { mean, variance } = await channelStats(this.senderBatches('train', this.order('train')), this.spec.from);
+    w.set('stitch.bn_before.running_mean', mean);
+    w.set('stitch.bn_before.running_var', variance);
+  }
+
+  /** BatchNorm after the stitch standardises the initial stitch's output channels. */
+  async setOutputStatistics(w: StitchWeights): Promise<void> {
+    const pre = 'stitch.map';
+    const session = await ModelSession.create(addOutputs(buildStitch(this.spec, { kind: 'weights', weights: w }), [pre]), this.ctx.session);
+    const outs = async function* (src: AsyncGenerator<ActivationBatch>, spec: StitchSpec): AsyncGenerator<ActivationBatch> {
+      for await (const b of src) {
+        const out = await session.run({ x: { dims: [b.size, ...spec.from], data: b.x } }, [pre]).catch(() => undefined);
+        if (!out) throw new UserError('internal: stitch output statistics could not be read');
+        yield { ...b, x: out[pre]!.data as Float32Array };
+      }
+    };
+    try {
+      const { mean, variance } = await channelStats(outs(this.senderBatches('train', this.order('train')), this.spec), this.spec.to);
+      w.set('stitch.bn_after.running_mean', mean);
+      w.set('stitch.bn_after.running_var', variance);
+    } finally {
+      await session.release();
+    }
+  }
+}
+
+/** The stitch's weights as feeds of a weights-as-inputs model (names prefixed as in the merged graph). */
+function prefixed(w: StitchWeights, spec: StitchSpec, prefix = STITCH_PREFIX): Record<string, { dims: number[]; data: Float32Array }> {
+  const out: Record<string, { dims: number[]; data: Float32Array }> = {};
+  const dims = buildStitchDims(spec);
+  for (const [k, v] of w) out[prefix + k] = { dims: dims.get(k)!, data: v };
+  return out;
+}
+
+/** Per-channel mean and (biased) variance over images and pixels, accumulated in float64. */
+async function channelStats(batches: AsyncIterable<ActivationBatch>, shape: readonly number[]): Promise<{ mean: Float32Array; variance: Float32Array }> {
+  const c = shape[0]!;
+  const pix = numel(shape.slice(1));
+  const s = new Float64Array(c), s2 = new Float64Array(c);
+  let n = 0;
+  for await (const b of batches) {
+    for (let i = 0; i < b.size; i++) {
+      for (let ch = 0; ch < c; ch++) {
+        const base = (i * c + ch) * pix;
+        for (let p = 0; p < pix; p++) { const v = b.x[base + p]!; s[ch]! += v; s2[ch]! += v * v; }
+      }
+    }
+    n += b.size * pix;
+  }
+  const mean = Float32Array.from(s, (v) => v / n);
+  const variance = Float32Array.from(s2, (v, ch) => Math.max(0, v / n - (s[ch]! / n) ** 2));
+  return { mean, variance };
+}
+
+/** Iterates two generators in lockstep. */
+async function* zip<A, B>(a: AsyncGenerator<A>, b: AsyncGenerator<B>): AsyncGenerator<[A, B]> {
+  try {
+    for (;;) {
+      const [x, y] = await Promise.all([a.next(), b.next()]);
+      if (x.done || y.done) return;
+      yield [x.value, y.value];
+    }
+  } finally {
+    await a.return(undefined);
+    await b.return(undefined);
+  }
+}

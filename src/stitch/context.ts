@@ -1,0 +1,116 @@
+/**
+ * Everything the cells of one stitching grid share: the four networks (trained A and B,
+ * their random counterparts), the training and test image lists, the activation store
+ * and the session caches. One context lives per worker process.
+ */
+import type { Model } from '../onnx/types.js';
+import type { Dataset } from '../data/types.js';
+import { subsetIndices } from '../data/classes.js';
+import { defaultNormalization } from '../data/known.js';
+import { resolveNormalization } from '../runtime/normalization.js';
+import { checkInputShape } from '../runtime/infer.js';
+import { resolveTargets } from '../autodiff/targets.js';
+import type { SessionOptions } from '../runtime/session.js';
+import { Rng, hashSeed } from '../util/random.js';
+import { UserError } from '../util/errors.js';
+import { ActivationStore, type ImageList, type Source } from './activations.js';
+import { randomCounterpart, type PairKind } from './controls.js';
+
+export interface ContextOptions {
+  a: Model;
+  b: Model;
+  aFile?: string;
+  bFile?: string;
+  train: Dataset;
+  test: Dataset;
+  /** use at most this many training / test images (a seeded class-balanced-in-expectation subset) */
+  trainLimit?: number;
+  testLimit?: number;
+  mean?: number[];
+  std?: number[];
+  /** cap on cached activations in MiB (default 1024) */
+  cacheMb?: number;
+  session?: SessionOptions;
+  seed?: number;
+}
+
+export class StitchContext {
+  readonly store: ActivationStore;
+  readonly train: ImageList;
+  readonly test: ImageList;
+  /** dataset label -> receiver output index (-1: not scored) */
+  readonly outputOf: Int32Array;
+  private readonly sources = new Map<string, Source>();
+
+  constructor(readonly opts: ContextOptions) {
+    const aFile = opts.aFile ?? 'model A', bFile = opts.bFile ?? 'model B';
+    checkSameInput(opts.a, opts.b, aFile, bFile);
+    checkInputShape(opts.a, opts.train, aFile);
+    checkInputShape(opts.b, opts.train, bFile);
+    const targets = resolveTargets(opts.b, opts.train, undefined, bFile);
+    this.outputOf = targets.outputOf;
+    const seed = opts.seed ?? 0;
+    this.train = imageList(opts.train, targets.classes, opts.trainLimit, hashSeed(seed, 'train-subset'), 'train');
+    this.test = imageList(opts.test, targets.classes, opts.testLimit, hashSeed(seed, 'test-subset'), 'test');
+    this.store = new ActivationStore({ cacheBytes: (opts.cacheMb ?? 1024) * 2 ** 20, session: opts.session ?? {} });
+  }
+
+  get session(): SessionOptions {
+    return this.opts.session ?? {};
+  }
+
+  /** The sender network of a pair kind: A, or its random counterpart. */
+  sender(kind: PairKind): Source {
+    return kind === 'random-sender' || kind === 'random-both' ? this.source('A0') : this.source('A');
+  }
+
+  receiver(kind: PairKind): Source {
+    return kind === 'random-receiver' || kind === 'random-both' ? this.source('B0') : this.source('B');
+  }
+
+  /** 'A', 'B', or their random counterparts 'A0', 'B0' (seeded, made on first use). */
+  source(id: 'A' | 'B' | 'A0' | 'B0'): Source {
+    let s = this.sources.get(id);
+    if (!s) {
+      const seed = this.opts.seed ?? 0;
+      const base = id.startsWith('A') ? this.opts.a : this.opts.b;
+      const model = id.endsWith('0') ? randomCounterpart(base, hashSeed(seed, id === 'A0' ? 'random-sender' : 'random-receiver')) : base;
+      s = { id, model, normalization: this.normalization(base) };
+      this.sources.set(id, s);
+    }
+    return s;
+  }
+
+  private normalization(model: Model): Source['normalization'] {
+    const ds = this.opts.train;
+    const explicit = { ...(this.opts.mean ? { mean: this.opts.mean } : {}), ...(this.opts.std ? { std: this.opts.std } : {}) };
+    const r = resolveNormalization(model, ds.shape[0], explicit);
+    return r.from === 'model metadata' || r.from === '--mean/--std' ? r.normalization : defaultNormalization(ds.name.replace(/-sample$/, ''), ds.shape[0]);
+  }
+
+  async release(): Promise<void> {
+    await this.store.release();
+  }
+}
+
+function imageList(ds: Dataset, classes: number[], limit: number | undefined, seed: number, name: string): ImageList {
+  let idx = subsetIndices(ds, classes);
+  if (limit !== undefined) {
+    if (!Number.isInteger(limit) || limit < 1) throw new UserError(`${name} image limit must be a positive integer, got ${limit}`);
+    if (limit < idx.length) {
+      const order = Int32Array.from(idx);
+      new Rng(seed).shuffle(order);
+      idx = Array.from(order.subarray(0, limit)).sort((x, y) => x - y);
+    }
+  }
+  if (!idx.length) throw new UserError(`no ${ds.split} images of the receiver's classes in ${ds.source}`);
+  return { ds, indices: Int32Array.from(idx), name };
+}
+
+function checkSameInput(a: Model, b: Model, aFile: string, bFile: string): void {
+  const sa = a.graph.inputs[0]?.shape?.slice(1), sb = b.graph.inputs[0]?.shape?.slice(1);
+  if (!sa || !sb) return;
+  if (sa.length !== sb.length || sa.some((d, i) => typeof d === 'number' && typeof sb[i] === 'number' && d !== sb[i])) {
+    throw new UserError(`${aFile} takes inputs of shape ${sa.join('x')} but ${bFile} takes ${sb.join('x')}; stitching needs both networks to see the same images`);
+  }
+}

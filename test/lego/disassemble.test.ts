@@ -1,0 +1,137 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createZooModel } from '../../src/nn/zoo.js';
+import { saveModel, loadModel } from '../../src/onnx/proto.js';
+import { openDataset } from '../../src/data/resolve.js';
+import { evaluate } from '../../src/runtime/evaluate.js';
+import { train } from '../../src/autodiff/train.js';
+import { getLabels, getProvenance } from '../../src/onnx/metadata.js';
+import { trainableParameterCount } from '../../src/onnx/parameters.js';
+import { modelStats } from '../../src/onnx/stats.js';
+import { disassemble } from '../../src/lego/disassemble.js';
+import { analyzeChannels } from '../../src/lego/channels.js';
+import type { Model } from '../../src/onnx/types.js';
+import { UserError } from '../../src/util/errors.js';
+import { tempDir } from '../helpers/paths.js';
+import { runCli, isOneLineError } from '../helpers/cli.js';
+import { assertUserError } from '../helpers/assertions.js';
+
+const dir = tempDir();
+const trainSet = await openDataset('fashion-mnist-sample', 'train');
+const testSet = await openDataset('fashion-mnist-sample', 'test');
+
+/** A LeNet-5 trained for 2 epochs on the 5,000-image sample (about 10 s on 2 cores). */
+let trained: Promise<Model> | undefined;
+function trainedLenet(): Promise<Model> {
+  trained ??= (async () => {
+    const output = join(dir, 'lenet.onnx');
+    await train({
+      model: createZooModel('lenet5', { seed: 1 }), data: trainSet, output, epochs: 2, batchSize: 64, lr: 0.05,
+      optimizer: { kind: 'sgd', momentum: 0.9, weightDecay: 5e-4 }, schedule: { kind: 'cosine' }, seed: 1, validation: 0,
+    });
+    return loadModel(output);
+  })();
+  return trained;
+}
+
+/** An MLP with a Softmax in the middle: not something the pruner can slice. */
+function withSoftmax(): Model {
+  const m = createZooModel('mlp', { hidden: [16, 8], seed: 1 });
+  const g = m.graph;
+  const relu = g.nodes.find((n) => n.opType === 'Relu')!;
+  const out = relu.outputs[0]!;
+  relu.outputs[0] = `${out}.pre`;
+  g.nodes.splice(g.nodes.indexOf(relu) + 1, 0, { name: 'odd_softmax', opType: 'Softmax', inputs: [`${out}.pre`], outputs: [out], attributes: { axis: { kind: 'int', value: 1 } } });
+  return m;
+}
+
+test('a component of a trained model keeps its accuracy on the task and is smaller', async () => {
+  const model = await trainedLenet();
+  for (const task of [[0, 1, 2], [0]]) {
+    const c = await disassemble(model, trainSet, { task, samplesPerClass: 20, label: '' });
+    const base = await evaluate(model, testSet, { classes: task });
+    const comp = await evaluate(c.model, testSet, { classes: task });
+    assert.equal(comp.samples, base.samples);
+    assert.ok(base.accuracy > 0.6, `base model trained: ${base.accuracy}`);
+    assert.ok(comp.accuracy >= base.accuracy - 0.02, `task ${task}: component ${comp.accuracy} vs base ${base.accuracy}`);
+    assert.ok(trainableParameterCount(c.model.graph) < trainableParameterCount(model.graph));
+    assert.ok(modelStats(c.model).flopsPerImage < modelStats(model).flopsPerImage);
+    assert.deepEqual(c.task, task);
+    assert.deepEqual(getLabels(c.model)!.map((l) => l.class), task);
+    const p = getProvenance(c.model)!;
+    assert.equal(p.operation, 'disassembled');
+    assert.equal(p.parents.length, 1);
+    assert.deepEqual(p['thresholds'], { alphaConv: 0.3, betaConv: 0.2, alphaLinear: 0.4, betaLinear: 0.3 });
+    assert.equal(p['dataset'], 'fashion-mnist');
+    assert.deepEqual(c.samples[String(task[0])]!.length, 20);
+  }
+});
+
+test('a task naming classes the model does not have is refused', async () => {
+  const model = await trainedLenet();
+  const c = await disassemble(model, trainSet, { task: [4, 6], samplesPerClass: 3, label: '' });
+  await assert.rejects(disassemble(c.model, trainSet, { task: [4, 5], label: '' }), (e: unknown) => e instanceof UserError && /task class 5 is not one of the model's classes: it classifies classes 4,6/.test(e.message));
+  await assert.rejects(disassemble(model, trainSet, { task: [10], label: '' }), (e: unknown) => e instanceof UserError && /task class 10/.test(e.message));
+  await assert.rejects(disassemble(model, trainSet, { task: [], label: '' }), UserError);
+  await assert.rejects(disassemble(model, trainSet, { task: [1], alphaConv: 1.5, label: '' }), (e: unknown) => e instanceof UserError && /alphaConv/.test(e.message));
+});
+
+test('a mask that would empty a layer keeps the strongest channel and warns', async () => {
+  const model = await trainedLenet();
+  const c = await disassemble(model, trainSet, { task: [1], samplesPerClass: 5, alphaConv: 1, alphaLinear: 1, label: '' });
+  assert.ok(c.warnings.some((w) => /no input channel passed the thresholds/.test(w)), c.warnings.join('\n'));
+  const inputs = (name: string): number => c.masks.layers.find((x) => x.node === name)!.task.in.length;
+  assert.equal(inputs('conv2'), 1, 'conv2 keeps one input channel');
+  assert.equal(inputs('fc1'), 25, 'fc1 keeps one channel: one 5x5 block of flattened features');
+  assert.equal(inputs('fc2'), 1);
+  const r = await evaluate(c.model, testSet, { classes: [1] });
+  assert.equal(r.accuracy, 1, 'a one-class component always answers that class');
+});
+
+test('an operator the pruner does not understand is named, before any data is read', () => {
+  assertUserError(() => analyzeChannels(withSoftmax()), 'Softmax', 'odd_softmax');
+});
+
+test('CLI: disassemble prints base vs component accuracy, sizes, writes the component and masks', () => {
+  const modelFile = join(dir, 'cli-mlp.onnx');
+  saveModel(createZooModel('mlp', { hidden: [32, 16], seed: 2 }), modelFile);
+  const out = join(dir, 'cli-comp.onnx');
+  const masks = join(dir, 'cli-masks.json');
+  const r = runCli(['disassemble', modelFile, '--data', 'fashion-mnist-sample', '--task', '0-2', '--samples', '5', '--masks', masks, '-o', out, '--json', '--threads', '1']);
+  assert.equal(r.code, 0, r.stderr);
+  const j = JSON.parse(r.stdout) as { task: number[]; base: { accuracy: number; parameters: number; flopsPerImage: number }; component: { accuracy: number; parameters: number; flopsPerImage: number }; samples: number };
+  assert.deepEqual(j.task, [0, 1, 2]);
+  assert.equal(j.samples, 300);
+  assert.ok(j.component.parameters < j.base.parameters && j.component.flopsPerImage < j.base.flopsPerImage);
+  assert.ok(existsSync(out));
+  assert.deepEqual(getLabels(loadModel(out))!.map((l) => l.class), [0, 1, 2]);
+  assert.deepEqual((JSON.parse(readFileSync(masks, 'utf8')) as { task: number[] }).task, [0, 1, 2]);
+  const text = runCli(['disassemble', modelFile, '--data', 'fashion-mnist-sample', '--task', '4', '--samples', '3', '-o', join(dir, 'c4.onnx'), '--threads', '1']);
+  assert.equal(text.code, 0, text.stderr);
+  assert.match(text.stdout, /base \(10-way\)/);
+  assert.match(text.stdout, /component \(1-way\)/);
+});
+
+test('CLI: bad input gets one error line and writes nothing', () => {
+  const modelFile = join(dir, 'softmax.onnx');
+  saveModel(withSoftmax(), modelFile);
+  const out = join(dir, 'never.onnx');
+  const r = runCli(['disassemble', modelFile, '--data', 'fashion-mnist-sample', '--task', '0-2', '-o', out]);
+  assert.ok(isOneLineError(r), r.stderr);
+  assert.match(r.stderr, /Softmax/);
+  assert.equal(existsSync(out), false);
+  const plain = join(dir, 'plain.onnx');
+  saveModel(createZooModel('mlp', { hidden: [8], seed: 2 }), plain);
+  for (const [args, pattern] of [
+    [['--task', '3-12'], /--task 12 is out of range/],
+    [['--task', '1', '--alpha-conv', '2'], /--alpha-conv expects a number in \[0, 1\]/],
+    [['--task', '1', '--unbalanced', '9,2'], /--unbalanced 9,2/],
+  ] as [string[], RegExp][]) {
+    const e = runCli(['disassemble', plain, '--data', 'fashion-mnist-sample', ...args, '-o', out]);
+    assert.ok(isOneLineError(e), e.stderr);
+    assert.match(e.stderr, pattern);
+    assert.equal(existsSync(out), false);
+  }
+});

@@ -1,0 +1,88 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ByteImageDataset } from '../../src/data/memory.js';
+import { buildModel, node, vi, runOrt } from '../helpers/graphs.js';
+import { float32 } from '../../src/onnx/tensor.js';
+import { int } from '../../src/onnx/graph.js';
+import { setLabels } from '../../src/onnx/metadata.js';
+import { applyScales, computeScales, findLastLinear } from '../../src/lego/scale.js';
+import { UserError } from '../../src/util/errors.js';
+
+// 1x2x2 images; pixel bytes / 255 are the features
+const PIXELS = [
+  [255, 0, 0, 0], [200, 10, 0, 0], [0, 255, 0, 0], [0, 100, 0, 0], [0, 0, 255, 0], [0, 0, 0, 255], [255, 0, 0, 0],
+];
+const LABELS = [0, 0, 1, 1, 2, 2, 1];
+const W = [[2, 0, 0, 0], [0, 4, 0, 0], [0, 0, -1, 1]];
+const B = [0.5, 0, 0.1];
+
+function dataset(split = 'train'): ByteImageDataset {
+  return new ByteImageDataset({ name: 'fashion-mnist', split, source: 'hand-made', shape: [1, 2, 2], classes: 10 },
+    Uint8Array.from(PIXELS.flat()), Uint8Array.from(LABELS), 'labels');
+}
+
+function model(withBias = true) {
+  const m = buildModel({
+    inputs: [vi('input', ['N', 1, 2, 2])], outputs: ['logits'],
+    initializers: { w: float32([3, 4], W.flat()), ...(withBias ? { b: float32([3], B) } : {}) },
+    nodes: [node('Flatten', ['input'], ['f'], { axis: int(1) }, 'flatten'), node('Gemm', ['f', 'w', ...(withBias ? ['b'] : [])], ['logits'], { transB: int(1) }, 'fc')],
+  });
+  setLabels(m, [0, 1, 2].map((c) => ({ dataset: 'fashion-mnist', class: c })));
+  return m;
+}
+
+/** r_j computed by hand: logits = W x + b; over samples whose arg-max is their label. */
+function expected(): { factors: number[]; correct: number[] } {
+  const sums = [0, 0, 0], counts = [0, 0, 0];
+  PIXELS.forEach((p, i) => {
+    const x = p.map((v) => v / 255);
+    const z = W.map((row, j) => row.reduce((a, w, t) => a + w * x[t]!, 0) + B[j]!);
+    const best = z.indexOf(Math.max(...z));
+    if (best === LABELS[i]) { sums[best]! += z[best]!; counts[best]!++; }
+  });
+  return { factors: sums.map((s, j) => (counts[j] ? 1 / (s / counts[j]!) : 1)), correct: counts };
+}
+
+test('scale factors are 1 / mean max logit over correctly classified samples of each class', async () => {
+  const want = expected();
+  // class 2: image 4 has logit -1+0.1 < 0.5 (class 0's bias) so it is wrong; image 5 is right
+  assert.deepEqual(want.correct, [2, 2, 1]);
+  const s = await computeScales(model(), dataset());
+  assert.deepEqual(s.correct, want.correct);
+  s.factors.forEach((f, j) => assert.ok(Math.abs(f - want.factors[j]!) < 1e-6, `r_${j}: ${f} vs ${want.factors[j]}`));
+  assert.deepEqual(s.unscaled, []);
+});
+
+test('applyScales multiplies row j and bias j by r_j, so logit j is multiplied by r_j', async () => {
+  const m = model();
+  const factors = [0.5, 2, 3];
+  const scaled = applyScales(m, factors);
+  const x = float32([1, 1, 2, 2], [0.1, 0.2, 0.3, 0.4]);
+  const before = (await runOrt(m, { input: x }))['logits']!.data as Float32Array;
+  const after = (await runOrt(scaled, { input: x }))['logits']!.data as Float32Array;
+  factors.forEach((f, j) => assert.ok(Math.abs(after[j]! - f * before[j]!) < 1e-6));
+  // the input model is untouched
+  assert.deepEqual(Array.from(m.graph.initializers.get('b')!.data as Float32Array), B.map((v) => Math.fround(v)));
+  // a model without bias scales too
+  const nb = applyScales(model(false), factors);
+  const nbOut = (await runOrt(nb, { input: x }))['logits']!.data as Float32Array;
+  const nbIn = (await runOrt(model(false), { input: x }))['logits']!.data as Float32Array;
+  factors.forEach((f, j) => assert.ok(Math.abs(nbOut[j]! - f * nbIn[j]!) < 1e-6));
+});
+
+test('a class with no correctly classified sample keeps factor 1 and is reported', async () => {
+  const m = model();
+  // make class 1 never win: its row becomes zero and the bias very negative
+  const w = Float32Array.from(W.flat()); w.fill(0, 4, 8);
+  m.graph.initializers.set('w', float32([3, 4], w));
+  m.graph.initializers.set('b', float32([3], [0.5, -10, 0.1]));
+  const s = await computeScales(m, dataset());
+  assert.equal(s.factors[1], 1);
+  assert.deepEqual(s.unscaled.map((u) => [u.output, u.class, u.reason]), [[1, 1, 'no correctly classified sample']]);
+});
+
+test('scaling refuses the test split and models whose logits do not come from a linear layer', async () => {
+  await assert.rejects(computeScales(model(), dataset('test')), (e: unknown) => e instanceof UserError && /test split/.test(e.message));
+  const m = buildModel({ inputs: [vi('input', ['N', 3])], outputs: ['y'], nodes: [node('Relu', ['input'], ['y'], {}, 'r')] });
+  assert.throws(() => findLastLinear(m, 'relu.onnx'), (e: unknown) => e instanceof UserError && /relu\.onnx: cannot scale the logits: the logits are computed by Relu node r/.test(e.message));
+});
