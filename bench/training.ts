@@ -1,7 +1,7 @@
 /**
  * Training throughput: one SGD step (forward, backward, optimiser update) per batch
  * through the training graph, for the models of issue 3, next to the machine's MatMul
- * peak. `node dist/bench/training.js [--quick] [--json] [--threads N]`.
+ * peak. `node dist/bench/training.js [--quick] [--json] [--threads N] [--only <name part>]`.
  * GFLOP/s counts 3x the forward FLOPs per image (forward + input and weight gradients).
  */
 import { createZooModel } from '../src/nn/zoo.js';
@@ -24,12 +24,13 @@ const CASES = [
   { name: 'ResNet(1,1,1,1) width 0.25 (1x28x28)', arch: 'resnet', opts: { input: [1, 28, 28] as [number, number, number], blocks: [1, 1, 1, 1], width: 0.25 } },
 ];
 
+const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined;
 const log = (s: string): void => { if (!json) console.log(s); };
 const results: Record<string, unknown>[] = [];
 const peak = await matmulPeak(threads, quick ? 1 : 3);
 log(`machine: ${machine()}, ONNX Runtime intra-op threads: ${threads}`);
 log(`reference: MatMul 2048x2048 peak ${peak.toFixed(1)} GFLOP/s`);
-for (const c of CASES) {
+for (const c of CASES.filter((k) => !only || k.name.includes(only))) {
   const model = createZooModel(c.arch, { classes: 10, seed: 0, ...c.opts });
   const flops = modelStats(model).flopsPerImage;
   const buildStart = performance.now();

@@ -66,15 +66,3 @@ test('extract cuts a zoo model at a cut point', () => {
   assert.ok(existsSync(part));
 });
 
-test('demo trains, evaluates and inspects zoo models end to end on the shipped sample', () => {
-  const out = join(dir, 'demo');
-  const r = json(['demo', '-o', out, '--epochs', '1']) as { models: { name: string; accuracy: number; epochs: number }[]; data: string };
-  assert.match(r.data, /sample/);
-  assert.ok(r.models.length >= 4);
-  const trained = r.models.filter((m) => m.epochs > 0);
-  assert.ok(trained.length >= 4);
-  for (const m of trained) assert.ok(m.accuracy > 0.5, `${m.name} accuracy ${m.accuracy} is far above chance after training`);
-  const saved = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as { models: unknown[] };
-  assert.equal(saved.models.length, r.models.length);
-  assert.ok(existsSync(join(out, 'report.md')));
-});

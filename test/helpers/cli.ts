@@ -10,8 +10,8 @@ export interface CliResult {
 }
 
 /** Runs the compiled modelsmith CLI in a child process (as a user would). */
-export function runCli(args: string[], env: Record<string, string> = {}): CliResult {
-  const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 120_000 });
+export function runCli(args: string[], env: Record<string, string> = {}, timeoutMs = 120_000): CliResult {
+  const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: timeoutMs });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 

@@ -1,0 +1,38 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { runCli } from '../helpers/cli.js';
+import { tempDir } from '../helpers/paths.js';
+
+interface DemoJson {
+  data: string;
+  models: { name: string; accuracy: number; epochs: number }[];
+  lego: { components: { accuracy: number; baseAccuracy: number }[]; assembled: { scaled: number } };
+  lineage: { full: { directed: number; clustering: number }; lowrank: { directed: number; clustering: number } };
+  stitch: { matrix: { senders: string[]; receivers: string[] } };
+  cka: { matrices: { biased: { trained: (number | null)[][] } } };
+}
+
+test('demo trains, evaluates, disassembles, assembles, recovers lineage and stitches on the shipped sample', () => {
+  const out = join(tempDir(), 'demo');
+  // the whole main job in one process: allow for a slow, shared CI machine
+  const r = runCli(['demo', '-o', out, '--epochs', '1', '--json'], {}, 900_000);
+  assert.equal(r.code, 0, r.stderr);
+  const d = JSON.parse(r.stdout) as DemoJson;
+  assert.match(d.data, /sample/);
+  const trained = d.models.filter((m) => m.epochs > 0);
+  assert.ok(trained.length >= 4);
+  for (const m of trained) assert.ok(m.accuracy > 0.5, `${m.name} accuracy ${m.accuracy} is far above chance after training`);
+  assert.equal(d.lego.components.length, 2);
+  for (const c of d.lego.components) assert.ok(c.accuracy > 0.5, `component accuracy ${c.accuracy}`);
+  assert.ok(d.lego.assembled.scaled > 0.3, `assembled accuracy ${d.lego.assembled.scaled}`);
+  assert.ok(d.lineage.lowrank.clustering > 0.9, 'LoRA trees separate');
+  assert.ok(d.stitch.matrix.senders.length > 0 && d.stitch.matrix.receivers.length > 0);
+  assert.ok(d.cka.matrices.biased.trained.flat().some((v) => v !== null && v > 0 && v <= 1 + 1e-9));
+  const saved = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as { models: unknown[] };
+  assert.equal(saved.models.length, d.models.length);
+  const report = readFileSync(join(out, 'report.md'), 'utf8');
+  for (const section of ['Lineage recovery', 'CKA']) assert.ok(report.includes(section), section);
+  assert.ok(existsSync(join(out, 'cka', 'cka.png')));
+});
