@@ -35,7 +35,11 @@ export function singularValues(values: ArrayLike<number>, rows: number, cols: nu
 
 /** rank with numpy's default float32 tolerance; an all-zero matrix has rank 0. */
 export function matrixRank(values: ArrayLike<number>, rows: number, cols: number): number {
-  const s = singularValues(values, rows, cols);
+  return rankOf(singularValues(values, rows, cols), rows, cols);
+}
+
+/** How many of the descending singular values `s` of a rows x cols matrix exceed numpy's tolerance. */
+function rankOf(s: readonly number[], rows: number, cols: number): number {
   const sMax = s[0] ?? 0;
   if (sMax === 0) return 0;
   const tol = rankTolerance(sMax, rows, cols);
@@ -48,11 +52,7 @@ export function matrixRank(values: ArrayLike<number>, rows: number, cols: number
  * sqrt(eps64) ~ 1.5e-8 x sigma_max, far below the tolerance of max(m, n) x 1.2e-7 x sigma_max.
  */
 export function matrixRankFast(values: ArrayLike<number>, rows: number, cols: number): number {
-  const s = singularValuesFast(values, rows, cols);
-  const sMax = s[0] ?? 0;
-  if (sMax === 0) return 0;
-  const tol = rankTolerance(sMax, rows, cols);
-  return s.filter((x) => x > tol).length;
+  return rankOf(singularValuesFast(values, rows, cols), rows, cols);
 }
 
 /** rank(W_i - W_j) for every pair of rows of a [n x rows*cols] stack; the difference is taken in float32 as numpy would. */

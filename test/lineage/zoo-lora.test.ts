@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { Matrix, SVD } from 'ml-matrix';
 import { makeLineageZoo } from '../../src/lineage/zoo/make.js';
+import { matrixRank } from '../../src/lineage/rank.js';
 import { addLora, mergeLora, loraTargets, classifierParams } from '../../src/lineage/zoo/lora.js';
 import { createZooModel } from '../../src/nn/zoo.js';
 import { cloneModel } from '../../src/onnx/graph.js';
@@ -12,13 +12,9 @@ import { openSafetensors } from '../../src/io/safetensors.js';
 import { Rng } from '../../src/util/random.js';
 import { tempDir } from '../helpers/paths.js';
 
-/** Rank with numpy's default tolerance, sigma_max * max(m, n) * eps(float32), the tolerance lineage uses. */
+/** rank(a - b), the difference taken in float32, with numpy's default tolerance as lineage uses it. */
 function rank(a: Float32Array, b: Float32Array, m: number, n: number): number {
-  const d = new Matrix(m, n);
-  for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) d.set(i, j, Math.fround(a[i * n + j]! - b[i * n + j]!));
-  const s = new SVD(m >= n ? d : d.transpose(), { computeLeftSingularVectors: false, computeRightSingularVectors: false, autoTranspose: false }).diagonal;
-  const tol = s[0]! * Math.max(m, n) * 2 ** -23;
-  return s.filter((v) => v > tol).length;
+  return matrixRank(a.map((v, i) => v - b[i]!), m, n);
 }
 
 function read(dir: string, name: string): Map<string, { shape: number[]; v: Float32Array }> {
