@@ -13,7 +13,7 @@ import { foldConstants } from '../onnx/fold.js';
 import { runningStatistics } from '../onnx/parameters.js';
 import { isNum } from '../onnx/dims.js';
 import { toNumbers } from '../onnx/tensor.js';
-import { usedTensors } from '../onnx/prune.js';
+import { removeDeadNodes, removeUnused, usedTensors } from '../onnx/prune.js';
 import { UserError } from '../util/errors.js';
 import { GraphWriter, differentiate, isFloat } from './grad.js';
 import { appendLoss, targetInfo } from './rules/loss.js';
@@ -65,6 +65,41 @@ export function buildTrainingGraph(spec: TrainingGraphSpec): TrainingGraph {
     loss,
     logits,
   };
+}
+
+/** A forward graph that normalises with batch statistics and outputs them (see batchStatistics). */
+export interface StatisticsGraph {
+  model: Model;
+  /** the data input (batch axis fixed to the batch size) */
+  input: string;
+  layers: { runningMean: string; runningVariance: string; mean: string; variance: string; count: number }[];
+}
+
+/**
+ * The forward model with every BatchNormalization in training mode (batch mean and
+ * biased variance over all axes but the channel axis), whose outputs are those
+ * statistics, for re-estimating running statistics on data.
+ *
+ * @example
+ *   const sg = buildStatisticsGraph(model, 256);
+ *   const out = await session.run({ [sg.input]: x });   // out[sg.layers[0].mean], ...
+ */
+export function buildStatisticsGraph(source: Model, batchSize: number): StatisticsGraph {
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new UserError(`batch size must be a positive integer, got ${batchSize}`);
+  const model = cloneModel(source);
+  setTrainingOpset(model);
+  const input = dataInput(model.graph);
+  fixBatch(model.graph, batchSize);
+  rewriteDropout(model, false);
+  const folded = foldConstants(model);
+  folded.graph.nodes = topoSort(folded.graph);
+  const w = new GraphWriter(folded.graph, analyzeShapes(folded).known, TRAINING_OPSET);
+  const { stats } = batchStatistics(w);
+  folded.graph.outputs = stats.flatMap((s) => [s.mean, s.variance]).map((name) => ({ name, dtype: 'float32' as const, shape: w.shape(name) }));
+  folded.graph.valueInfo.clear();
+  removeDeadNodes(folded.graph);
+  removeUnused(folded.graph);
+  return { model: folded, input, layers: stats.map(({ runningMean, runningVariance, mean, variance, count }) => ({ runningMean, runningVariance, mean, variance, count })) };
 }
 
 /**

@@ -10,8 +10,12 @@
  *   ever unfolding. Grouped convs: input channel i only reaches its group's outputs, so V
  *   has the weight's [O, I/groups] shape.
  *
- * Memory is the V tensors (one per layer and task class) plus one batch of taps: it does
- * not grow with the number of samples or the batch size.
+ * Memory is the V tensors (one per layer and task class) plus the taps of one batch,
+ * whose size is capped by TAP_BUDGET_BYTES rather than by the caller's batch size: it
+ * does not grow with the number of samples or the batch size. (ONNX Runtime returns each
+ * run's taps in fresh buffers that only the garbage collector frees, and a few batches'
+ * worth stay alive: measured 2.5 batches of taps on ResNet-50; bounding the batch bounds
+ * that too.)
  *
  * @example
  *   const v = await accumulateContributions(cg, train, [[12, 0], [40, 0], [7, 1]], { classes: [0, 1], normalization });
@@ -37,6 +41,21 @@ export interface ContributionOptions {
   batchSize?: number;
   session?: SessionOptions;
   label?: string;
+}
+
+/** Bytes of taps one contribution batch may hold (see the module comment). */
+export const TAP_BUDGET_BYTES = 8 * 2 ** 20;
+
+/** Float32 bytes of every tapped tensor for one image. */
+export function tapBytesPerImage(layers: readonly Layer[]): number {
+  const perTap = new Map<string, number>();
+  for (const l of layers) perTap.set(l.input, 4 * l.inChannels * (l.conv ? l.conv.inHW[0] * l.conv.inHW[1] : 1));
+  return [...perTap.values()].reduce((a, b) => a + b, 0);
+}
+
+/** The contribution batch: the caller's (default 256), lowered so that its taps fit the budget. */
+export function contributionBatch(layers: readonly Layer[], requested = 256): number {
+  return Math.max(1, Math.min(requested, Math.floor(TAP_BUDGET_BYTES / Math.max(1, tapBytesPerImage(layers)))));
 }
 
 /** Valid input positions read by each kernel offset along one axis. */
@@ -152,7 +171,7 @@ export async function accumulateContributions(cg: ChannelGraph, ds: Dataset, sam
   const scratch = new Map<Layer, Float64Array<ArrayBuffer>>();
   for await (const { batch, outputs } of inferBatches(cg.model, ds, {
     ...opts.session, normalization: opts.normalization, indices: samples.map(([i]) => i), taps,
-    ...(opts.batchSize ? { batchSize: opts.batchSize } : {}), ...(opts.label ? { label: opts.label } : {}),
+    batchSize: contributionBatch(layers, opts.batchSize), ...(opts.label ? { label: opts.label } : {}),
   })) {
     for (let b = 0; b < batch.size; b++) {
       const ci = classIndex.get(classOfIndex.get(batch.indices[b]!)!)!;

@@ -16,6 +16,8 @@ import { ModelSession } from '../runtime/session.js';
 import { getArch, getProvenance, setArch, setLabels, setProvenance } from '../onnx/metadata.js';
 import { validateModel } from '../onnx/validate.js';
 import { modelHash } from '../autodiff/train.js';
+import { reestimateBatchNorm } from '../autodiff/batchnorm-stats.js';
+import { subsetIndices } from '../data/classes.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { warn } from '../util/progress.js';
 import { UserError } from '../util/errors.js';
@@ -24,7 +26,7 @@ import { selectSamples } from './samples.js';
 import { accumulateContributions } from './contributions.js';
 import { computeMasks } from './masks.js';
 import { pruneModel } from './prune.js';
-import { DEFAULT_SAMPLES_PER_CLASS, DEFAULT_THRESHOLDS, type Component, type DisassembleOptions, type Masks, type Thresholds } from './types.js';
+import { DEFAULT_BATCHNORM_SAMPLES, DEFAULT_SAMPLES_PER_CLASS, DEFAULT_THRESHOLDS, type Component, type DisassembleOptions, type Masks, type Thresholds } from './types.js';
 
 /** Thresholds from options, defaults filled in and checked. */
 export function resolveThresholds(opts: Partial<Thresholds>): Thresholds {
@@ -105,7 +107,8 @@ export async function planDisassembly(model: Model, train: Dataset, opts: Disass
 export async function disassemble(model: Model, train: Dataset, opts: DisassembleOptions): Promise<Component> {
   const plan = await planDisassembly(model, train, opts);
   const { keptOutputs, thresholds, counts } = plan;
-  const pruned = pruneModel(plan.cg, plan.keep);
+  const bn = await reestimateComponentBatchNorm(pruneModel(plan.cg, plan.keep), train, opts);
+  const pruned = bn.model;
   const labels = mapOutputs(model, train).labels;
   setLabels(pruned, keptOutputs.map((o) => labels[o]!));
   const arch = getArch(model);
@@ -120,12 +123,31 @@ export async function disassemble(model: Model, train: Dataset, opts: Disassembl
     thresholds,
     samplesPerClass: counts,
     ...(opts.unbalanced ? { unbalanced: opts.unbalanced } : {}),
+    batchNorm: bn.samples > 0 ? { statistics: 'reestimated', samples: bn.samples, seed: opts.seed ?? 0 } : { statistics: 'parent' },
     ...(parentProvenance ? { parentOperation: parentProvenance.operation } : {}),
   });
   pruned.graph.name = `${model.graph.name}-component`;
   await checkRuns(pruned, train.shape);
   for (const w of plan.warnings) warn(w);
   return { model: pruned, task: keptOutputs.map((o) => labels[o]!.class), masks: plan.masks, warnings: plan.warnings, samples: plan.samples };
+}
+
+/**
+ * Pruning changes what each BatchNorm sees (fewer input channels upstream, only the
+ * task's classes), so its parent's running statistics no longer describe it; the
+ * component's own statistics come from the task's training images, labels unused.
+ */
+async function reestimateComponentBatchNorm(component: Model, train: Dataset, opts: DisassembleOptions): Promise<{ model: Model; samples: number }> {
+  const samples = opts.batchNormSamples ?? DEFAULT_BATCHNORM_SAMPLES;
+  if (!Number.isInteger(samples) || samples < 0) throw new UserError(`BatchNorm samples must be a whole number >= 0 (0 keeps the parent's statistics), got ${samples}`);
+  if (samples === 0 || !component.graph.nodes.some((n) => n.opType === 'BatchNormalization')) return { model: component, samples: 0 };
+  const label = opts.label ?? 'disassemble';
+  const r = await reestimateBatchNorm(component, train, {
+    ...opts.session, indices: subsetIndices(train, opts.task), samples: Math.max(2, samples), seed: opts.seed ?? 0,
+    ...(opts.batchSize ? { batchSize: opts.batchSize } : {}), ...(opts.mean ? { mean: opts.mean } : {}), ...(opts.std ? { std: opts.std } : {}),
+    ...(label ? { label: `${label}: BatchNorm statistics` } : {}),
+  });
+  return { model: r.model, samples: r.samples };
 }
 
 /** The component must be a valid model that ONNX Runtime runs: a bug here must never produce a file. */

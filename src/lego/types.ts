@@ -18,6 +18,12 @@ export const DEFAULT_THRESHOLDS: Readonly<Thresholds> = { alphaConv: 0.3, betaCo
 /** The reference's default number of representative samples per class. */
 export const DEFAULT_SAMPLES_PER_CLASS = 10;
 
+/**
+ * Training images of the task's classes used to re-estimate a component's BatchNorm
+ * running statistics (src/autodiff/batchnorm-stats.ts); 0 keeps the parent's.
+ */
+export const DEFAULT_BATCHNORM_SAMPLES = 2048;
+
 export interface UnbalancedCounts {
   /** each class gets a random count in [lo, hi] (inclusive), drawn from `seed` */
   lo: number;
@@ -34,6 +40,14 @@ export interface DisassembleOptions extends Partial<Thresholds> {
   mean?: number[];
   std?: number[];
   session?: SessionOptions;
+  /**
+   * re-estimate the component's BatchNorm running statistics on this many training
+   * images of the task's classes (default DEFAULT_BATCHNORM_SAMPLES); 0 keeps the
+   * parent's statistics, so that the component is exactly the masked parent
+   */
+  batchNormSamples?: number;
+  /** seeds which images re-estimate BatchNorm statistics (default 0) */
+  seed?: number;
   /** sha256 of the parent model file, for provenance (default: hash of the model's encoding) */
   parentHash?: string;
   /** label for progress lines (default 'disassemble'); '' for none */

@@ -135,3 +135,25 @@ test('CLI: bad input gets one error line and writes nothing', () => {
     assert.equal(existsSync(out), false);
   }
 });
+
+test('a component re-estimates its BatchNorm statistics on the task\'s training images, or keeps the parent\'s with 0', async () => {
+  const model = createZooModel('resnet', { blocks: [1, 1, 1, 1], width: 0.125, seed: 2 });
+  const task = [3, 4];
+  const opts = { task, samplesPerClass: 4, batchSize: 32, label: '', session: { threads: 1 } };
+  const kept = await disassemble(model, trainSet, { ...opts, batchNormSamples: 0 });
+  const fresh = await disassemble(model, trainSet, { ...opts, batchNormSamples: 64, seed: 7 });
+  assert.deepEqual(getProvenance(kept.model)!['batchNorm'], { statistics: 'parent' });
+  assert.deepEqual(getProvenance(fresh.model)!['batchNorm'], { statistics: 'reestimated', samples: 64, seed: 7 });
+  // the stem's BatchNorm keeps every channel: the parent's statistics survive unchanged with 0
+  const bn = model.graph.nodes.find((n) => n.opType === 'BatchNormalization')!;
+  const parentMean = model.graph.initializers.get(bn.inputs[3]!)!.data;
+  const keptMean = kept.model.graph.initializers.get(bn.inputs[3]!)!.data;
+  const freshMean = fresh.model.graph.initializers.get(bn.inputs[3]!)!.data as Float32Array;
+  if (keptMean.length === parentMean.length) assert.deepEqual(keptMean, parentMean);
+  assert.ok(freshMean.some((v) => v !== 0), 're-estimated means differ from the fresh model\'s zeros');
+  // same images (seeded) -> same statistics; both components run and keep the task's outputs
+  const again = await disassemble(model, trainSet, { ...opts, batchNormSamples: 64, seed: 7 });
+  assert.deepEqual(again.model.graph.initializers.get(bn.inputs[3]!)!.data, freshMean);
+  assert.deepEqual(fresh.task, task);
+  await assert.rejects(disassemble(model, trainSet, { ...opts, batchNormSamples: -1 }), /BatchNorm samples must be a whole number/);
+});

@@ -7,6 +7,7 @@ import { parseClasses } from '../../data/classes.js';
 import { evaluate } from '../../runtime/evaluate.js';
 import { fileHash } from '../../autodiff/train.js';
 import { disassemble, saveMasks } from '../../lego/disassemble.js';
+import { DEFAULT_BATCHNORM_SAMPLES } from '../../lego/types.js';
 import { globals, withOutputFlags } from './common.js';
 import { compact, pct, table } from '../output.js';
 import { parseInteger, parseNumberList, parsePositiveInt } from '../parse.js';
@@ -26,6 +27,7 @@ interface DisassembleFlags {
   mean?: number[];
   std?: number[];
   masks?: string;
+  bnSamples: number;
   output: string;
 }
 
@@ -56,7 +58,8 @@ export function registerDisassemble(program: Command): void {
     .option('--beta-linear <x>', 'linear input-mask threshold (default 0.3)', threshold('--beta-linear'))
     .option('--batch <n>', 'batch size', parsePositiveInt('--batch'))
     .option('--unbalanced <lo,hi>', 'a random number of samples per class in [lo, hi] instead of --samples')
-    .option('--seed <n>', 'seed for --unbalanced', parseInteger('--seed'), 0)
+    .option('--seed <n>', 'seed for --unbalanced and for the images that re-estimate BatchNorm statistics', parseInteger('--seed'), 0)
+    .option('--bn-samples <n>', `training images of the task's classes that re-estimate the component's BatchNorm statistics; 0 keeps the parent's`, parseInteger('--bn-samples'), DEFAULT_BATCHNORM_SAMPLES)
     .option('--mean <list>', 'input normalisation mean (for models without normalisation metadata)', parseNumberList('--mean'))
     .option('--std <list>', 'input normalisation std', parseNumberList('--std'))
     .option('--masks <file>', 'also write the masks (per layer and class) as JSON')
@@ -69,7 +72,7 @@ export function registerDisassemble(program: Command): void {
       const norm = { ...(flags.mean ? { mean: flags.mean } : {}), ...(flags.std ? { std: flags.std } : {}) };
       const started = Date.now();
       const c = await disassemble(model, train, {
-        task, samplesPerClass: flags.samples, session, parentHash: fileHash(file), ...norm,
+        task, samplesPerClass: flags.samples, session, parentHash: fileHash(file), ...norm, batchNormSamples: flags.bnSamples, seed: flags.seed,
         ...(flags.unbalanced ? { unbalanced: parseUnbalanced(flags.unbalanced, flags.seed) } : {}),
         ...(flags.batch ? { batchSize: flags.batch } : {}),
         ...(flags.alphaConv !== undefined ? { alphaConv: flags.alphaConv } : {}), ...(flags.betaConv !== undefined ? { betaConv: flags.betaConv } : {}),
@@ -96,7 +99,7 @@ export function registerDisassemble(program: Command): void {
         output: flags.output, task: c.task, seconds,
         base: { accuracy: base.accuracy, perClass: base.perClass, parameters: s0.parameters, flopsPerImage: s0.flopsPerImage },
         component: { accuracy: comp.accuracy, perClass: comp.perClass, parameters: s1.parameters, flopsPerImage: s1.flopsPerImage },
-        samples: comp.samples, data: test.source, thresholds: c.masks.thresholds, samplesPerClass: c.masks.samples,
+        samples: comp.samples, data: test.source, thresholds: c.masks.thresholds, samplesPerClass: c.masks.samples, batchNormSamples: flags.bnSamples,
         warnings: c.warnings, ...(flags.masks ? { masks: flags.masks } : {}),
       });
     });
