@@ -16,7 +16,7 @@ import { UserError } from '../util/errors.js';
 import type { ActivationBatch, Source } from './activations.js';
 import type { StitchContext } from './context.js';
 import type { StitchCut } from './cuts.js';
-import type { PairKind } from './controls.js';
+import type { PairKind, RandomBatchNorm } from './controls.js';
 import { type StitchKind, type StitchSpec, planStitch, specKey } from './plan.js';
 import { type StitchWeights, buildStitch, initialWeights, stitchParameters, weightDims as buildStitchDims } from './build.js';
 import { addOutputs } from '../onnx/extract.js';
@@ -44,11 +44,13 @@ export interface CellOptions {
   bnBefore: boolean;
   bnAfter: boolean;
   seed: number;
+  /** BatchNorm statistics of the random control networks (see controls.ts) */
+  randomBatchNorm: RandomBatchNorm;
 }
 
 export const DEFAULT_CELL_OPTIONS: CellOptions = {
   mode: 'task', epochs: 4, batchSize: 256, lr: 0.01, momentum: 0.9, weightDecay: 0.01, schedule: 'constant',
-  init: 'random', flat: 'pool', bnBefore: false, bnAfter: false, seed: 0,
+  init: 'random', flat: 'pool', bnBefore: false, bnAfter: false, seed: 0, randomBatchNorm: 'data',
 };
 
 export interface StitchPair {

@@ -23,7 +23,7 @@ import { ckaPrepared, prepareGram, type CenteredGram } from './cka.js';
 import { writeHeatmaps } from '../report/heatmap.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { Rng, hashSeed } from '../util/random.js';
-import { randomCounterpart, PAIR_TITLES, type PairKind } from './controls.js';
+import { randomControl, PAIR_TITLES, type PairKind, type RandomBatchNorm } from './controls.js';
 import { triangleMeans } from './matrix.js';
 import { info } from '../util/progress.js';
 import { UserError } from '../util/errors.js';
@@ -53,6 +53,10 @@ export interface CkaGridOptions extends SessionOptions {
    * random -> random (the same random networks as `modelsmith stitch --controls --seed`)
    */
   controls?: boolean;
+  /** BatchNorm statistics of the random networks (default 'data', as in stitching grids; see controls.ts) */
+  randomBatchNorm?: RandomBatchNorm;
+  /** images that re-estimate the random networks' BatchNorm statistics (default: the compared split) */
+  train?: Dataset;
   /** memory for activations and Gram matrices, in MiB (default 1024) */
   memoryMiB?: number;
   batchSize?: number;
@@ -118,8 +122,12 @@ export async function computeCkaGrid(a: CkaNetwork, b: CkaNetwork, ds: Dataset, 
   if (!same) nets.push({ id: 'B', net: b, cuts: receivers });
   if (opts.controls) {
     // The seeds of the stitching grid's controls, so both commands compare the same random networks.
-    nets.push({ id: 'A0', net: { model: randomCounterpart(a.model, hashSeed(seed, 'random-sender')), file: `random ${a.file}` }, cuts: senders });
-    nets.push({ id: 'B0', net: { model: randomCounterpart(b.model, hashSeed(seed, 'random-receiver')), file: `random ${b.file}` }, cuts: receivers });
+    const random = (m: Model, label: string): Promise<Model> => randomControl(m, hashSeed(seed, label), opts.train ?? ds, {
+      batchNorm: opts.randomBatchNorm ?? 'data', session: sessionOpts(opts),
+      normalization: resolveNormalization(m, ds.shape[0], { ...(opts.mean ? { mean: opts.mean } : {}), ...(opts.std ? { std: opts.std } : {}) }).normalization,
+    });
+    nets.push({ id: 'A0', net: { model: await random(a.model, 'random-sender'), file: `random ${a.file}` }, cuts: senders });
+    nets.push({ id: 'B0', net: { model: await random(b.model, 'random-receiver'), file: `random ${b.file}` }, cuts: receivers });
   }
   const budget = (opts.memoryMiB ?? DEFAULT_CKA_MEMORY_MIB) * 2 ** 20;
   const gramCount = nets.reduce((k, x) => k + x.cuts.length, 0);

@@ -14,7 +14,7 @@ import type { SessionOptions } from '../runtime/session.js';
 import { Rng, hashSeed } from '../util/random.js';
 import { UserError } from '../util/errors.js';
 import { ActivationStore, type ImageList, type Source } from './activations.js';
-import { randomCounterpart, type PairKind } from './controls.js';
+import { randomControl, type PairKind, type RandomBatchNorm } from './controls.js';
 
 export interface ContextOptions {
   a: Model;
@@ -32,6 +32,8 @@ export interface ContextOptions {
   cacheMb?: number;
   session?: SessionOptions;
   seed?: number;
+  /** BatchNorm statistics of the random networks (default 'data': re-estimated on training images) */
+  randomBatchNorm?: RandomBatchNorm;
 }
 
 export class StitchContext {
@@ -68,17 +70,38 @@ export class StitchContext {
     return kind === 'random-receiver' || kind === 'random-both' ? this.source('B0') : this.source('B');
   }
 
-  /** 'A', 'B', or their random counterparts 'A0', 'B0' (seeded, made on first use). */
+  /** 'A', 'B', or their random counterparts 'A0', 'B0' (made by prepare). */
   source(id: 'A' | 'B' | 'A0' | 'B0'): Source {
     let s = this.sources.get(id);
     if (!s) {
-      const seed = this.opts.seed ?? 0;
-      const base = id.startsWith('A') ? this.opts.a : this.opts.b;
-      const model = id.endsWith('0') ? randomCounterpart(base, hashSeed(seed, id === 'A0' ? 'random-sender' : 'random-receiver')) : base;
-      s = { id, model, normalization: this.normalization(base) };
+      if (id.endsWith('0')) throw new Error(`random network ${id} was not prepared (call StitchContext.prepare first)`);
+      const model = id === 'A' ? this.opts.a : this.opts.b;
+      s = { id, model, normalization: this.normalization(model) };
       this.sources.set(id, s);
     }
     return s;
+  }
+
+  /**
+   * Makes the random networks the given kinds need (seeded; BatchNorm statistics per
+   * opts.randomBatchNorm, estimated on the full training split, not the limited list).
+   */
+  async prepare(kinds: readonly PairKind[]): Promise<void> {
+    const seed = this.opts.seed ?? 0;
+    const need = new Set<'A0' | 'B0'>();
+    for (const k of kinds) {
+      if (k === 'random-sender' || k === 'random-both') need.add('A0');
+      if (k === 'random-receiver' || k === 'random-both') need.add('B0');
+    }
+    for (const id of need) {
+      if (this.sources.has(id)) continue;
+      const base = id === 'A0' ? this.opts.a : this.opts.b;
+      const normalization = this.normalization(base);
+      const model = await randomControl(base, hashSeed(seed, id === 'A0' ? 'random-sender' : 'random-receiver'), this.opts.train, {
+        batchNorm: this.opts.randomBatchNorm ?? 'data', normalization, session: this.session,
+      });
+      this.sources.set(id, { id, model, normalization });
+    }
   }
 
   private normalization(model: Model): Source['normalization'] {

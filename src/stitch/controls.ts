@@ -12,6 +12,43 @@ import { getArch, getInputSpec, getLabels, setInputSpec, setLabels, setProvenanc
 import { createZooModel, ZOO } from '../nn/zoo.js';
 import { initValues } from '../nn/init.js';
 import { tensorNames } from '../onnx/graph.js';
+import type { Dataset } from '../data/types.js';
+import type { SessionOptions } from '../runtime/session.js';
+import { reestimateBatchNorm } from '../autodiff/batchnorm-stats.js';
+import { hashSeed } from '../util/random.js';
+
+/**
+ * BatchNorm statistics of a random control network: 'data' re-estimates them on
+ * training images (the default: a fresh network's 0/1 statistics leave its activations
+ * unnormalised and it answers one class whatever it sees; the reference's random
+ * networks normalised with batch statistics, since it left them in training mode);
+ * 'init' keeps the initial 0/1.
+ */
+export type RandomBatchNorm = 'data' | 'init';
+
+export interface RandomControlOptions {
+  batchNorm?: RandomBatchNorm;
+  /** training images that re-estimate BatchNorm statistics (default 2048) */
+  samples?: number;
+  /** the input normalisation the network is fed with */
+  normalization?: { mean: number[]; std: number[] };
+  session?: SessionOptions;
+}
+
+/**
+ * randomCounterpart, then (by default) BatchNorm statistics re-estimated on `train`.
+ *
+ * @example const b0 = await randomControl(b, hashSeed(seed, 'random-receiver'), train);
+ */
+export async function randomControl(model: Model, seed: number, train: Dataset, opts: RandomControlOptions = {}): Promise<Model> {
+  const fresh = randomCounterpart(model, seed);
+  if ((opts.batchNorm ?? 'data') === 'init' || !fresh.graph.nodes.some((n) => n.opType === 'BatchNormalization')) return fresh;
+  const r = await reestimateBatchNorm(fresh, train, {
+    ...opts.session, samples: opts.samples ?? 2048, seed: hashSeed(seed, 'batchnorm'),
+    ...(opts.normalization ? { mean: opts.normalization.mean, std: opts.normalization.std } : {}),
+  });
+  return r.model;
+}
 
 export type PairKind = 'trained' | 'random-sender' | 'random-receiver' | 'random-both';
 export const PAIR_KINDS: readonly PairKind[] = ['trained', 'random-sender', 'random-receiver', 'random-both'];

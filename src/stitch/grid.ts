@@ -254,8 +254,9 @@ export async function runWorker(grid: StitchGrid, opts: GridRunOptions = {}): Pr
     a, b, aFile: f.spec.a, bFile: f.spec.b, train: await openDataset(f.spec.data, 'train'), test: await openDataset(f.spec.data, 'test'),
     ...(f.spec.trainLimit ? { trainLimit: f.spec.trainLimit } : {}), ...(f.spec.testLimit ? { testLimit: f.spec.testLimit } : {}),
     ...(f.spec.mean ? { mean: f.spec.mean } : {}), ...(f.spec.std ? { std: f.spec.std } : {}),
-    cacheMb: f.spec.cacheMb ?? 1024, session: opts.session ?? {}, seed: f.options.seed,
+    cacheMb: f.spec.cacheMb ?? 1024, session: opts.session ?? {}, seed: f.options.seed, randomBatchNorm: f.options.randomBatchNorm ?? 'data',
   });
+  await ctx.prepare(f.kinds);
   const sessions = new CellSessions();
   const total = grid.cells.filter((c) => !c.skipped).length;
   let ran = 0;

@@ -130,9 +130,11 @@ async function baseAccuracies(grid: StitchGrid, session: SessionOptions): Promis
   if ([...ids].every((id) => typeof have[id] === 'number')) return have;
   const test = await openDataset(f.spec.data, 'test');
   const ctx = new StitchContext({
-    a: openModel(f.spec.a), b: openModel(f.spec.b), aFile: f.spec.a, bFile: f.spec.b, train: test, test,
-    ...(f.spec.testLimit ? { testLimit: f.spec.testLimit } : {}), seed: f.options.seed, session,
+    a: openModel(f.spec.a), b: openModel(f.spec.b), aFile: f.spec.a, bFile: f.spec.b, train: await openDataset(f.spec.data, 'train'), test,
+    ...(f.spec.testLimit ? { testLimit: f.spec.testLimit } : {}), ...(f.spec.mean ? { mean: f.spec.mean } : {}), ...(f.spec.std ? { std: f.spec.std } : {}),
+    seed: f.options.seed, randomBatchNorm: f.options.randomBatchNorm ?? 'data', session,
   });
+  await ctx.prepare(f.kinds);
   const out: Record<string, number> = {};
   for (const id of ids) {
     const src = ctx.source(id);

@@ -69,6 +69,7 @@ test('task training through the frozen receiver: the grid fast path scores like 
     assert.ok(trained.accuracy > 0.5, `trained stitch accuracy ${trained.accuracy}`);
     assert.ok(Number.isFinite(before.accuracy));
     // a random receiver, seeded: same result twice (sessions reused the second time)
+    await ctx.prepare(['random-receiver']);
     const r1 = await runCell(ctx, sessions, { kind: 'random-receiver', sender: stem, receiver: stem }, { ...o, epochs: 1 });
     const r2 = await runCell(ctx, sessions, { kind: 'random-receiver', sender: stem, receiver: stem }, { ...o, epochs: 1 });
     assert.equal(r1.accuracy, r2.accuracy);
