@@ -22,3 +22,5 @@ run r2222-s2 resnet --blocks 2,2,2,2 --width 0.5 --epochs ${R2222_EPOCHS:-2} --s
 run vgg16-w0.5 vgg16 --width 0.5 --epochs ${VGG_EPOCHS:-2} --seed 0
 run resnet50-w0.25 resnet50 --width 0.25 --epochs ${R50_EPOCHS:-2} --seed 0
 run inception-w0.5 inception --width 0.5 --epochs ${INCEPTION_EPOCHS:-1} --seed 0
+# LEGO: the PyTorch-exported VGG-style fixture (fixtures/torch), fine-tuned on the full set
+run vgg-small-ft fixtures/torch/vgg_small.onnx --epochs 2 --seed 0
