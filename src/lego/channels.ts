@@ -14,7 +14,7 @@ import type { Graph, Model, Node, Tensor } from '../onnx/types.js';
 import type { Known } from '../onnx/op-context.js';
 import { analyzeShapes } from '../onnx/shapes.js';
 import { attrFloat, attrInt, attrInts, attrString, constantValue, producers } from '../onnx/graph.js';
-import { samePads } from '../onnx/dims.js';
+import { autoPadProblem, axisPads } from '../onnx/dims.js';
 import { toFloat32, toNumbers } from '../onnx/tensor.js';
 import { UserError } from '../util/errors.js';
 
@@ -222,12 +222,12 @@ function addConv(cg: ChannelGraph, node: Node, prod: Map<string, Node>, where: s
   const strides = attrInts(node, 'strides', [1, 1]);
   const dil = attrInts(node, 'dilations', [1, 1]);
   const autoPad = attrString(node, 'auto_pad', 'NOTSET');
-  let pads = attrInts(node, 'pads', [0, 0, 0, 0]);
-  if (autoPad === 'SAME_UPPER' || autoPad === 'SAME_LOWER') {
-    const ph = samePads(h, kh, strides[0]!, dil[0]!, autoPad === 'SAME_UPPER');
-    const pw = samePads(w, kw, strides[1]!, dil[1]!, autoPad === 'SAME_UPPER');
-    pads = [ph[0], pw[0], ph[1], pw[1]];
-  } else if (autoPad === 'VALID') pads = [0, 0, 0, 0];
+  const explicit = attrInts(node, 'pads', [0, 0, 0, 0]);
+  const problem = autoPadProblem(autoPad);
+  if (problem) throw new UserError(`${where}: ${problem}`);
+  const ph = axisPads(autoPad, h, kh, strides[0]!, dil[0]!, [explicit[0]!, explicit[2]!])!;
+  const pw = axisPads(autoPad, w, kw, strides[1]!, dil[1]!, [explicit[1]!, explicit[3]!])!;
+  const pads = [ph[0], pw[0], ph[1], pw[1]];
   const out = cg.known.get(node.outputs[0]!)?.shape;
   const oh = out?.[2];
   const ow = out?.[3];

@@ -139,6 +139,25 @@ export function samePads(size: number, kernel: number, stride: number, dilation:
   return upper ? [small, total - small] : [total - small, small];
 }
 
+/** The auto_pad values ONNX defines. */
+const AUTO_PADS = new Set(['NOTSET', 'SAME_UPPER', 'SAME_LOWER', 'VALID']);
+
+/** Why an auto_pad value is not valid, or undefined when it is. */
+export function autoPadProblem(autoPad: string): string | undefined {
+  return AUTO_PADS.has(autoPad) ? undefined : `auto_pad "${autoPad}" is not one of NOTSET, SAME_UPPER, SAME_LOWER, VALID`;
+}
+
+/**
+ * Begin and end pads of one spatial axis with auto_pad resolved: the explicit pads
+ * (NOTSET), none (VALID), or SAME_* (which depends on the input size: undefined while it
+ * is unknown). auto_pad must have passed autoPadProblem.
+ */
+export function axisPads(autoPad: string, size: Dim, kernel: number, stride: number, dilation: number, explicit: readonly [number, number]): [number, number] | undefined {
+  if (autoPad === 'VALID') return [0, 0];
+  if (autoPad === 'SAME_UPPER' || autoPad === 'SAME_LOWER') return isNum(size) ? samePads(size, kernel, stride, dilation, autoPad === 'SAME_UPPER') : undefined;
+  return [explicit[0], explicit[1]];
+}
+
 /** ONNX's clamping rules for one sliced axis: where the slice starts and how many elements it takes. */
 export function sliceRange(size: number, start: number, end: number, step: number): { start: number; count: number } {
   if (step === 0) throw new UserError('Slice step must not be 0');

@@ -1,7 +1,7 @@
 /** Shape rules for the network layers: convolutions, pooling, normalisation, dense products. */
 import type { Dim } from './types.js';
 import { type NodeContext, type OpRule, one } from './op-context.js';
-import { broadcastShapes, fmt, isNum, samePads, unifyDim, type Window, windowOutput } from './dims.js';
+import { autoPadProblem, axisPads, broadcastShapes, fmt, isNum, unifyDim, type Window, windowOutput } from './dims.js';
 import { attrString } from './graph.js';
 
 /**
@@ -17,16 +17,11 @@ function windows(c: NodeContext, spatial: Dim[], kernel: number[]): (Window | un
   if (kernel.length !== r || strides.length !== r || dilations.length !== r || pads.length !== 2 * r) {
     c.fail(`kernel_shape/strides/dilations/pads do not match the ${r} spatial axes of the input`);
   }
+  const problem = autoPadProblem(autoPad);
+  if (problem) c.fail(problem);
   return spatial.map((size, i) => {
-    const w = { kernel: kernel[i]!, stride: strides[i]!, dilation: dilations[i]!, padBegin: pads[i]!, padEnd: pads[i + r]! };
-    if (autoPad === 'VALID') return { ...w, padBegin: 0, padEnd: 0 };
-    if (autoPad === 'SAME_UPPER' || autoPad === 'SAME_LOWER') {
-      if (!isNum(size)) return undefined;
-      const [b, e] = samePads(size, w.kernel, w.stride, w.dilation, autoPad === 'SAME_UPPER');
-      return { ...w, padBegin: b, padEnd: e };
-    }
-    if (autoPad !== 'NOTSET') c.fail(`auto_pad "${autoPad}" is not one of NOTSET, SAME_UPPER, SAME_LOWER, VALID`);
-    return w;
+    const p = axisPads(autoPad, size, kernel[i]!, strides[i]!, dilations[i]!, [pads[i]!, pads[i + r]!]);
+    return p && { kernel: kernel[i]!, stride: strides[i]!, dilation: dilations[i]!, padBegin: p[0], padEnd: p[1] };
   });
 }
 

@@ -8,7 +8,7 @@ import type { Attribute } from '../../onnx/types.js';
 import type { GradContext, GradRule } from '../types.js';
 import { attrInt, attrInts, attrString, int, ints } from '../../onnx/graph.js';
 import { float32, int64, numel } from '../../onnx/tensor.js';
-import { samePads } from '../../onnx/dims.js';
+import { autoPadProblem, axisPads } from '../../onnx/dims.js';
 import { UserError } from '../../util/errors.js';
 
 /** The part of GradContext that writes nodes: enough to build gradient subgraphs (and benchmarks). */
@@ -39,18 +39,11 @@ export function windowAttrs(node: GradContext['node'], spatial: readonly number[
   if (strides.length !== r || dilations.length !== r || pads.length !== 2 * r || kernel.length !== r) {
     throw new UserError(`node ${node.name} (${node.opType}): strides/dilations/pads/kernel do not match the ${r} spatial axes of its input`);
   }
-  let padsBegin = pads.slice(0, r);
-  let padsEnd = pads.slice(r);
-  if (autoPad === 'VALID') {
-    padsBegin = padsBegin.map(() => 0);
-    padsEnd = padsEnd.map(() => 0);
-  } else if (autoPad === 'SAME_UPPER' || autoPad === 'SAME_LOWER') {
-    const same = spatial.map((s, i) => samePads(s, kernel[i]!, strides[i]!, dilations[i]!, autoPad === 'SAME_UPPER'));
-    padsBegin = same.map((p) => p[0]);
-    padsEnd = same.map((p) => p[1]);
-  } else if (autoPad !== 'NOTSET') {
-    throw new UserError(`node ${node.name} (${node.opType}): auto_pad "${autoPad}" is not one of NOTSET, SAME_UPPER, SAME_LOWER, VALID`);
-  }
+  const problem = autoPadProblem(autoPad);
+  if (problem) throw new UserError(`node ${node.name} (${node.opType}): ${problem}`);
+  const resolved = spatial.map((s, i) => axisPads(autoPad, s, kernel[i]!, strides[i]!, dilations[i]!, [pads[i]!, pads[i + r]!])!);
+  const padsBegin = resolved.map((p) => p[0]);
+  const padsEnd = resolved.map((p) => p[1]);
   return { strides, dilations, padsBegin, padsEnd };
 }
 
