@@ -6,7 +6,8 @@
 # tools/train-models.sh. Every grid resumes where it stopped: rerun to go on.
 #   MODES="lsq cka task" (default all three); LSQ_TRAIN_LIMIT / LSQ_TEST_LIMIT size the
 #   least-squares grids, TRAIN_LIMIT / TEST_LIMIT / TASK_EPOCHS the task grids (the
-#   reference trains 4 epochs on all 60,000 images: about 2,600 s per cell here).
+#   reference trains 4 epochs on all 60,000 images: about 2,600 s per cell here);
+#   CONTROLS=0 for the trained pair only (folders <mode>-trained).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 m=runs/models
@@ -16,15 +17,16 @@ cli="node ${DIST:-dist}/src/cli/main.js"
 pairs=(${PAIRS:-r1111-s0:r1111-s1 r1111-s0:r2222-s2 r2222-s2:r1111-s0})
 for mode in ${MODES:-lsq cka task}; do
   for p in "${pairs[@]}"; do
-    a=${p%%:*}; b=${p##*:}; dir="$out/$a--$b/$mode"
+    a=${p%%:*}; b=${p##*:}
+    if [ "${CONTROLS:-1}" = 0 ]; then controls=(); dir="$out/$a--$b/$mode-trained"; else controls=(--controls); dir="$out/$a--$b/$mode"; fi
     mkdir -p "$dir"
     case $mode in
-      lsq) $cli stitch "$m/$a.onnx" "$m/$b.onnx" --data fashion-mnist --mode lsq --controls \
+      lsq) $cli stitch "$m/$a.onnx" "$m/$b.onnx" --data fashion-mnist --mode lsq "${controls[@]}" \
              --train-limit "${LSQ_TRAIN_LIMIT:-2000}" --test-limit "${LSQ_TEST_LIMIT:-5000}" --threads ${THREADS:-2} -o "$dir" --json > "$dir/run.json" 2> "$dir/run.log" ;;
-      task) $cli stitch "$m/$a.onnx" "$m/$b.onnx" --data fashion-mnist --mode task --init lsq --controls \
+      task) $cli stitch "$m/$a.onnx" "$m/$b.onnx" --data fashion-mnist --mode task --init lsq "${controls[@]}" \
              --epochs "${TASK_EPOCHS:-1}" --train-limit "${TRAIN_LIMIT:-2000}" --test-limit "${TEST_LIMIT:-2000}" \
              --threads ${THREADS:-2} -o "$dir" --json > "$dir/run.json" 2> "$dir/run.log" ;;
-      cka) $cli cka "$m/$a.onnx" "$m/$b.onnx" --data fashion-mnist --samples 2000 --controls --threads ${THREADS:-2} \
+      cka) $cli cka "$m/$a.onnx" "$m/$b.onnx" --data fashion-mnist --samples 2000 --memory 3072 "${controls[@]}" --threads ${THREADS:-2} \
              -o "$dir" --json > "$dir/run.json" 2> "$dir/run.log" ;;
     esac
   done
