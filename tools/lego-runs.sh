@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 m=runs/models
 out=${OUT:-runs/lego-full}
 cli="node ${DIST:-dist}/src/cli/main.js"
-for model in ${MODELS:-vgg16-w0.5 r2222-s2 resnet50-w0.25 inception-w0.5 vgg-small-ft}; do
+for model in ${MODELS:-vgg16-w0.5 r2222-s2 resnet50-w0.25 inception-w0.25 vgg-small-ft}; do
   [ -f "$m/$model.onnx" ] || { echo "skip $model: $m/$model.onnx not trained yet"; continue; }
   mkdir -p "$out/$model"
   for task in 0 0-2 3-9 1,5,7; do

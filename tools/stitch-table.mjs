@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 // Summary of the grids written by tools/stitch-grids.sh (README "Results … Stitching"):
 // per pair and measure, the lower-left-triangle mean vs elsewhere for the trained pair
-// and the three controls, then the trained pair's matrix.
-//   node tools/stitch-table.mjs [runs/stitch-full]
+// and the three controls, then the trained pair's matrix (`--all`: every kind's matrix).
+//   node tools/stitch-table.mjs [runs/stitch-full] [--all]
 import { readdirSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 
-const dir = process.argv[2] ?? 'runs/stitch-full';
+const all = process.argv.includes('--all');
+const dir = process.argv.slice(2).find((a) => !a.startsWith('--')) ?? 'runs/stitch-full';
 const KINDS = ['trained', 'random-sender', 'random-receiver', 'random-both'];
 const f2 = (v) => (v === null || v === undefined ? '-' : v.toFixed(2));
 for (const pair of readdirSync(dir).sort()) {
@@ -19,9 +20,11 @@ for (const pair of readdirSync(dir).sort()) {
     const done = mode === 'cka' ? '' : ` (${r.complete ? 'complete' : 'incomplete'})`;
     console.log(`\n${pair.replace('--', ' -> ')}, ${mode === 'cka' ? 'linear CKA (biased)' : `${mode} stitches, accuracy`}${done}`);
     console.log(KINDS.filter((k) => tri[k]).map((k) => `${k} ${f2(tri[k].lowerLeft)} / ${f2(tri[k].elsewhere)}`).join('; '));
-    const m = mats.trained;
-    console.log(`| sender \\ receiver | ${r.receivers.join(' | ')} |`);
-    console.log(`|---|${r.receivers.map(() => '---').join('|')}|`);
-    m.forEach((row, i) => console.log(`| ${r.senders[i]} | ${row.map(f2).join(' | ')} |`));
+    for (const kind of all ? KINDS.filter((k) => mats[k]) : ['trained']) {
+      if (all) console.log(`\n${kind}`);
+      console.log(`| sender \\ receiver | ${r.receivers.join(' | ')} |`);
+      console.log(`|---|${r.receivers.map(() => '---').join('|')}|`);
+      mats[kind].forEach((row, i) => console.log(`| ${r.senders[i]} | ${row.map(f2).join(' | ')} |`));
+    }
   }
 }

@@ -75,7 +75,7 @@ export async function writeMatrix(grid: StitchGrid, session: SessionOptions = {}
   const all = [...results.values()];
   const base = await baseAccuracies(grid, session);
   const files: string[] = [];
-  const title = `${basename(f.spec.a)} -> ${basename(f.spec.b)} (${f.options.mode}${f.options.mode === 'lsq' ? '' : `, ${f.options.epochs} epochs`})`;
+  const title = `${basename(f.spec.a)} -> ${basename(f.spec.b)} (${f.options.mode}${f.options.mode === 'lsq' ? '' : `, ${f.options.epochs} epoch${f.options.epochs === 1 ? '' : 's'}`})`;
   const panels = (m: Measure): HeatmapPanel[] => f.kinds.map((kind) => ({
     title: PAIR_TITLES[kind], rows: senders, cols: receivers, values: matrices[m]![kind]!, rowTitle: 'sender cut', colTitle: 'receiver cut',
   }));
