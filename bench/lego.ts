@@ -1,8 +1,9 @@
 /**
  * Time and peak memory of Model LEGO disassembly on VGG-16 and ResNet-50 (3x32x32, 10
- * classes, untrained zoo models, synthetic CIFAR-shaped data) at 10 and 200
- * representative samples per class. Each setting runs in its own child process so that
- * its peak RSS is its own; memory must not grow with the number of samples.
+ * classes, untrained zoo models, synthetic CIFAR-shaped data) at 10, 50 and 200
+ * representative samples per class (`--samples` to choose). Each setting runs in its
+ * own child process so that its peak RSS is its own; memory must not grow with the
+ * number of samples.
  * `node dist/bench/lego.js` (add `--quick` for ResNet-50 at width 0.25 only, `--width 0.25` for
  * narrower models on slow machines, `--threads N`, `--json`).
  */
@@ -62,6 +63,9 @@ const widthArg = args.indexOf('--width');
 const width = widthArg >= 0 ? Number(args[widthArg + 1]) : 1;
 if (!(width > 0)) throw new Error(`--width expects a positive number, got ${args[widthArg + 1]}`);
 const suffix = width === 1 ? '' : ` w${width}`;
+const samplesArg = args.indexOf('--samples');
+const SAMPLES = samplesArg >= 0 ? args[samplesArg + 1]!.split(',').map(Number) : [10, 50, 200];
+if (!SAMPLES.every((n) => Number.isInteger(n) && n > 0 && n <= PER_CLASS)) throw new Error(`--samples expects comma-separated integers in 1..${PER_CLASS}, got ${args[samplesArg + 1]}`);
 const CASES = quick ? [{ name: 'ResNet-50 w0.25', arch: 'resnet50', width: 0.25 }] : [
   { name: `VGG-16${suffix}`, arch: 'vgg16', width },
   { name: `ResNet-50${suffix}`, arch: 'resnet50', width },
@@ -73,7 +77,7 @@ log(`disassembly of task 0-4 from an untrained model, 3x32x32, 10 classes, ${CLA
 const self = fileURLToPath(import.meta.url);
 const rows: Record<string, unknown>[] = [];
 for (const c of CASES) {
-  for (const spc of [10, 200]) {
+  for (const spc of SAMPLES) {
     const r = spawnSync(process.execPath, [self, '--child', c.arch, String(c.width), String(spc), String(threads)], { encoding: 'utf8', maxBuffer: 1 << 20 });
     if (r.status !== 0) { console.error(`${c.name} at ${spc} samples/class failed:\n${r.stderr}`); process.exit(1); }
     const row = JSON.parse(r.stdout.trim().split('\n').pop()!) as { seconds: number; peakRssMiB: number; parameters: number; componentParameters: number };

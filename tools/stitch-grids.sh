@@ -6,7 +6,7 @@
 # tools/train-models.sh. Every grid resumes where it stopped: rerun to go on.
 #   MODES="lsq cka task" (default all three); LSQ_TRAIN_LIMIT / LSQ_TEST_LIMIT size the
 #   least-squares grids, TRAIN_LIMIT / TEST_LIMIT / TASK_EPOCHS the task grids (the
-#   reference trains 4 epochs on all 60,000 images: about 2,600 s per cell here);
+#   reference trains 4 epochs on all 60,000 images: about 370 s per cell here, npm run bench:stitch);
 #   CONTROLS=0 for the trained pair only (folders <mode>-trained); TASK_LR (default the
 #   reference 0.01), OUT (default runs/stitch-full); STAGES=1 cuts ResNet(2,2,2,2) models
 #   (r2222-*) at stage boundaries only (after the stem and after each stage's last block),
