@@ -42,6 +42,14 @@ export function parsePositiveNumber(flag: string) {
   };
 }
 
+/** One of a fixed set of words, e.g. parseChoice('--random-bn', ['data', 'init']). */
+export function parseChoice<T extends string>(flag: string, choices: readonly T[]) {
+  return (text: string): T => {
+    if (!(choices as readonly string[]).includes(text)) throw new UserError(`${flag} expects ${choices.join(' or ')}, got "${text}"`);
+    return text as T;
+  };
+}
+
 /** "1x28x28" -> [1, 28, 28] */
 export function parseShape(flag: string) {
   return (text: string): [number, number, number] => {

@@ -22,8 +22,8 @@ import { computeGrams, type CutGram } from './cka-grams.js';
 import { ckaPrepared, prepareGram, type CenteredGram } from './cka.js';
 import { writeHeatmaps } from '../report/heatmap.js';
 import { writeJsonAtomic } from '../util/atomic.js';
-import { Rng, hashSeed } from '../util/random.js';
-import { randomControl, PAIR_TITLES, type PairKind, type RandomBatchNorm } from './controls.js';
+import { Rng } from '../util/random.js';
+import { controlSeed, randomControl, PAIR_TITLES, type PairKind, type RandomBatchNorm } from './controls.js';
 import { triangleMeans } from './matrix.js';
 import { info } from '../util/progress.js';
 import { UserError } from '../util/errors.js';
@@ -121,13 +121,12 @@ export async function computeCkaGrid(a: CkaNetwork, b: CkaNetwork, ds: Dataset, 
   const nets: { id: string; net: CkaNetwork; cuts: StitchCut[] }[] = [{ id: 'A', net: a, cuts: same ? unionCuts(senders, receivers) : senders }];
   if (!same) nets.push({ id: 'B', net: b, cuts: receivers });
   if (opts.controls) {
-    // The seeds of the stitching grid's controls, so both commands compare the same random networks.
-    const random = (m: Model, label: string): Promise<Model> => randomControl(m, hashSeed(seed, label), opts.train ?? ds, {
+    const random = (m: Model, side: 'sender' | 'receiver'): Promise<Model> => randomControl(m, controlSeed(seed, side), opts.train ?? ds, {
       batchNorm: opts.randomBatchNorm ?? 'data', session: sessionOpts(opts),
       normalization: resolveNormalization(m, ds.shape[0], { ...(opts.mean ? { mean: opts.mean } : {}), ...(opts.std ? { std: opts.std } : {}) }).normalization,
     });
-    nets.push({ id: 'A0', net: { model: await random(a.model, 'random-sender'), file: `random ${a.file}` }, cuts: senders });
-    nets.push({ id: 'B0', net: { model: await random(b.model, 'random-receiver'), file: `random ${b.file}` }, cuts: receivers });
+    nets.push({ id: 'A0', net: { model: await random(a.model, 'sender'), file: `random ${a.file}` }, cuts: senders });
+    nets.push({ id: 'B0', net: { model: await random(b.model, 'receiver'), file: `random ${b.file}` }, cuts: receivers });
   }
   const budget = (opts.memoryMiB ?? DEFAULT_CKA_MEMORY_MIB) * 2 ** 20;
   const gramCount = nets.reduce((k, x) => k + x.cuts.length, 0);

@@ -14,7 +14,7 @@ import type { SessionOptions } from '../runtime/session.js';
 import { Rng, hashSeed } from '../util/random.js';
 import { UserError } from '../util/errors.js';
 import { ActivationStore, type ImageList, type Source } from './activations.js';
-import { randomControl, type PairKind, type RandomBatchNorm } from './controls.js';
+import { controlSeed, randomControl, type PairKind, type RandomBatchNorm } from './controls.js';
 
 export interface ContextOptions {
   a: Model;
@@ -35,6 +35,11 @@ export interface ContextOptions {
   /** BatchNorm statistics of the random networks (default 'data': re-estimated on training images) */
   randomBatchNorm?: RandomBatchNorm;
 }
+
+/** Which network sends in a pair kind: A, or its random counterpart A0. */
+const senderId = (kind: PairKind): 'A' | 'A0' => (kind === 'random-sender' || kind === 'random-both' ? 'A0' : 'A');
+/** Which network receives: B, or its random counterpart B0. */
+const receiverId = (kind: PairKind): 'B' | 'B0' => (kind === 'random-receiver' || kind === 'random-both' ? 'B0' : 'B');
 
 export class StitchContext {
   readonly store: ActivationStore;
@@ -63,11 +68,11 @@ export class StitchContext {
 
   /** The sender network of a pair kind: A, or its random counterpart. */
   sender(kind: PairKind): Source {
-    return kind === 'random-sender' || kind === 'random-both' ? this.source('A0') : this.source('A');
+    return this.source(senderId(kind));
   }
 
   receiver(kind: PairKind): Source {
-    return kind === 'random-receiver' || kind === 'random-both' ? this.source('B0') : this.source('B');
+    return this.source(receiverId(kind));
   }
 
   /** 'A', 'B', or their random counterparts 'A0', 'B0' (made by prepare). */
@@ -88,16 +93,12 @@ export class StitchContext {
    */
   async prepare(kinds: readonly PairKind[]): Promise<void> {
     const seed = this.opts.seed ?? 0;
-    const need = new Set<'A0' | 'B0'>();
-    for (const k of kinds) {
-      if (k === 'random-sender' || k === 'random-both') need.add('A0');
-      if (k === 'random-receiver' || k === 'random-both') need.add('B0');
-    }
+    const need = new Set(kinds.flatMap((k) => [senderId(k), receiverId(k)]).filter((id) => id.endsWith('0')));
     for (const id of need) {
       if (this.sources.has(id)) continue;
       const base = id === 'A0' ? this.opts.a : this.opts.b;
       const normalization = this.normalization(base);
-      const model = await randomControl(base, hashSeed(seed, id === 'A0' ? 'random-sender' : 'random-receiver'), this.opts.train, {
+      const model = await randomControl(base, controlSeed(seed, id === 'A0' ? 'sender' : 'receiver'), this.opts.train, {
         batchNorm: this.opts.randomBatchNorm ?? 'data', normalization, session: this.session,
       });
       this.sources.set(id, { id, model, normalization });

@@ -24,7 +24,16 @@ import { hashSeed } from '../util/random.js';
  * networks normalised with batch statistics, since it left them in training mode);
  * 'init' keeps the initial 0/1.
  */
-export type RandomBatchNorm = 'data' | 'init';
+export const RANDOM_BATCHNORM = ['data', 'init'] as const;
+export type RandomBatchNorm = typeof RANDOM_BATCHNORM[number];
+
+/**
+ * The seed of the random sender or receiver network: one derivation for stitching and
+ * CKA grids, so both commands compare the same random networks.
+ */
+export function controlSeed(seed: number, side: 'sender' | 'receiver'): number {
+  return hashSeed(seed, `random-${side}`);
+}
 
 export interface RandomControlOptions {
   batchNorm?: RandomBatchNorm;
@@ -38,7 +47,7 @@ export interface RandomControlOptions {
 /**
  * randomCounterpart, then (by default) BatchNorm statistics re-estimated on `train`.
  *
- * @example const b0 = await randomControl(b, hashSeed(seed, 'random-receiver'), train);
+ * @example const b0 = await randomControl(b, controlSeed(seed, 'receiver'), train);
  */
 export async function randomControl(model: Model, seed: number, train: Dataset, opts: RandomControlOptions = {}): Promise<Model> {
   const fresh = randomCounterpart(model, seed);
@@ -65,7 +74,7 @@ export const PAIR_TITLES: Record<PairKind, string> = {
  * A freshly initialised network of the same architecture, keeping the original's
  * labels and input normalisation (so it is fed and scored the same way).
  *
- * @example const a0 = randomCounterpart(a, hashSeed(seed, 'random-sender'));
+ * @example const a0 = randomCounterpart(a, controlSeed(seed, 'sender'));
  */
 export function randomCounterpart(model: Model, seed: number): Model {
   const fresh = fromZoo(model, seed) ?? reinitialise(model, seed);

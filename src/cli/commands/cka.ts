@@ -3,9 +3,9 @@ import { openModel } from '../../onnx/open.js';
 import { computeCkaGrid, writeCkaGrid, DEFAULT_CKA_SAMPLES, DEFAULT_CKA_MEMORY_MIB, type CkaGridResult } from '../../stitch/cka-grid.js';
 import { addDataOptions, openDataFromFlags, type DataFlags } from '../data-options.js';
 import { openDataset } from '../../data/resolve.js';
-import { parseRandomBn } from './stitch.js';
+import { RANDOM_BATCHNORM, type RandomBatchNorm } from '../../stitch/controls.js';
 import { globals, withOutputFlags } from './common.js';
-import { parseInteger, parsePositiveInt } from '../parse.js';
+import { parseChoice, parseInteger, parsePositiveInt } from '../parse.js';
 import { table } from '../output.js';
 
 interface CkaFlags extends DataFlags {
@@ -16,7 +16,7 @@ interface CkaFlags extends DataFlags {
   senders?: string[];
   receivers?: string[];
   memory?: number;
-  randomBn: string;
+  randomBn: RandomBatchNorm;
   output: string;
 }
 
@@ -30,7 +30,7 @@ export function registerCka(program: Command): void {
     .option('--controls', 'also the random controls: random sender -> B, A -> random receiver, random -> random (the random networks of modelsmith stitch --controls with the same --seed)')
     .option('--senders <cuts>', "A's cuts (rows), comma-separated cut points or tensor names (default: stem and every block)", nameList)
     .option('--receivers <cuts>', "B's cuts (columns) (default: into every block and into the classifier)", nameList)
-    .option('--random-bn <how>', 'BatchNorm statistics of the random control networks: data (re-estimated on 2048 training images, as modelsmith stitch does) | init', 'data')
+    .option('--random-bn <how>', 'BatchNorm statistics of the random control networks: data (re-estimated on 2048 training images, as modelsmith stitch does) | init', parseChoice('--random-bn', RANDOM_BATCHNORM), 'data')
     .option('--memory <MiB>', `memory for activations and Gram matrices (default ${DEFAULT_CKA_MEMORY_MIB})`, parsePositiveInt('--memory'))
     .requiredOption('-o, --output <dir>', 'folder for matrix.json and the heatmaps (cka.svg/.png; with --controls also cka-biased.* and cka-debiased.*)');
   addDataOptions(cmd).action(async (fileA: string, fileB: string, flags: CkaFlags, c: Command) => {
@@ -44,7 +44,7 @@ export function registerCka(program: Command): void {
       ...(flags.seed !== undefined ? { seed: flags.seed } : {}),
       ...(classes ? { classes } : {}),
       ...(flags.debiased ? { debiased: true } : {}),
-      ...(flags.controls ? { controls: true, randomBatchNorm: parseRandomBn(flags.randomBn), train: flags.split === 'train' ? ds : await openDataset(flags.data, 'train') } : {}),
+      ...(flags.controls ? { controls: true, randomBatchNorm: flags.randomBn, train: flags.split === 'train' ? ds : await openDataset(flags.data, 'train') } : {}),
       ...(flags.senders ? { senders: flags.senders } : {}),
       ...(flags.receivers ? { receivers: flags.receivers } : {}),
       ...(flags.memory !== undefined ? { memoryMiB: flags.memory } : {}),

@@ -1,12 +1,12 @@
 import type { Command } from 'commander';
 import { openModel } from '../../onnx/open.js';
 import { listCuts } from '../../stitch/cuts.js';
-import { PAIR_KINDS, PAIR_TITLES, type RandomBatchNorm } from '../../stitch/controls.js';
+import { PAIR_KINDS, PAIR_TITLES, RANDOM_BATCHNORM, type RandomBatchNorm } from '../../stitch/controls.js';
 import { stitchGrid } from '../../stitch/run.js';
 import type { CellOptions } from '../../stitch/cell.js';
 import { globals, withOutputFlags } from './common.js';
 import { pct, table } from '../output.js';
-import { parseInteger, parseNumberList, parsePositiveInt, parsePositiveNumber } from '../parse.js';
+import { parseChoice, parseInteger, parseNumberList, parsePositiveInt, parsePositiveNumber } from '../parse.js';
 import { UserError } from '../../util/errors.js';
 
 interface StitchFlags {
@@ -31,16 +31,11 @@ interface StitchFlags {
   cacheMb: number;
   stopAfter?: number;
   seed: number;
-  randomBn: string;
+  randomBn: RandomBatchNorm;
   mean?: number[];
   std?: number[];
   listCuts?: boolean;
   output?: string;
-}
-
-export function parseRandomBn(text: string): RandomBatchNorm {
-  if (text !== 'data' && text !== 'init') throw new UserError(`--random-bn expects data or init, got "${text}"`);
-  return text;
 }
 
 const list = (s?: string): string[] | undefined => s?.split(',').map((x) => x.trim()).filter(Boolean);
@@ -69,7 +64,7 @@ export function registerStitch(program: Command): void {
     .option('--cache-mb <n>', 'cap on cached activations per worker, MiB (0: recompute every batch)', parseInteger('--cache-mb'), 1024)
     .option('--stop-after <n>', 'stop after this many cells (rerun to continue)', parsePositiveInt('--stop-after'))
     .option('--seed <n>', 'seed for stitch initialisation, image order and the random networks', parseInteger('--seed'), 0)
-    .option('--random-bn <how>', 'BatchNorm statistics of the random control networks: data (re-estimated on 2048 training images) | init (0/1 as initialised)', 'data')
+    .option('--random-bn <how>', 'BatchNorm statistics of the random control networks: data (re-estimated on 2048 training images) | init (0/1 as initialised)', parseChoice('--random-bn', RANDOM_BATCHNORM), 'data')
     .option('--mean <list>', 'input normalisation mean (for models without normalisation metadata)', parseNumberList('--mean'))
     .option('--std <list>', 'input normalisation std', parseNumberList('--std'))
     .option('-o, --output <dir>', 'grid folder (rerunning with the same folder resumes)')
@@ -93,7 +88,7 @@ export function registerStitch(program: Command): void {
       const options: Partial<CellOptions> = {
         mode: flags.mode as CellOptions['mode'], epochs: flags.epochs, batchSize: flags.batch, lr: flags.lr, momentum: flags.momentum, weightDecay: flags.weightDecay,
         schedule: flags.schedule as CellOptions['schedule'], init: flags.init as CellOptions['init'], flat: flags.flat as CellOptions['flat'],
-        bnBefore: bn.includes('before'), bnAfter: bn.includes('after'), seed: flags.seed, randomBatchNorm: parseRandomBn(flags.randomBn),
+        bnBefore: bn.includes('before'), bnAfter: bn.includes('after'), seed: flags.seed, randomBatchNorm: flags.randomBn,
       };
       const senders = list(flags.senders), receivers = list(flags.receivers);
       const threads = flags.workerThreads ?? (flags.workers > 1 ? 1 : session.threads);
