@@ -199,19 +199,24 @@ export interface BatchedShapes {
 
 const probeCache = new WeakMap<Model, BatchedShapes>();
 
+/** The model with its image input's batch size set to `batch` (a symbol or a number). */
+function withBatch(model: Model, batch: string | number): Model {
+  const input = imageInput(model);
+  return {
+    ...model,
+    graph: { ...model.graph, inputs: model.graph.inputs.map((i) => (i.name === input && i.shape ? { ...i, shape: [batch, ...i.shape.slice(1)] } : i)) },
+  };
+}
+
 /** Shapes inferred with the input's batch as a symbol (a fixed batch is replaced by one where the graph allows). */
 export function batchedShapes(model: Model): BatchedShapes {
   const cached = probeCache.get(model);
   if (cached) return cached;
-  const input = imageInput(model);
-  const v = model.graph.inputs.find((i) => i.name === input)!;
+  const v = model.graph.inputs.find((i) => i.name === imageInput(model))!;
   const first = v.shape?.[0];
   const symbolic = typeof first === 'string' && first !== '';
   const symbol = symbolic ? first : '__batch__';
-  const probe: Model = symbolic ? model : {
-    ...model,
-    graph: { ...model.graph, inputs: model.graph.inputs.map((i) => (i.name === input && i.shape ? { ...i, shape: [symbol, ...i.shape.slice(1)] } : i)) },
-  };
+  const probe = symbolic ? model : withBatch(model, symbol);
   let r: BatchedShapes;
   try {
     r = { known: analyzeShapes(probe).known, symbol };
@@ -225,19 +230,48 @@ export function batchedShapes(model: Model): BatchedShapes {
 
 const layoutCache = new WeakMap<Model, Map<string, BatchLayout | string>>();
 
+/** Sizes inference could not follow symbolically (a class token expanded through Where/Equal shape arithmetic) come from two concrete batch sizes. */
+const PROBE_BATCHES = [2, 3] as const;
+
 /**
  * The batch axis and per-image shape of every tensor of the model where both are known,
  * else a reason (for messages). Shapes are inferred with the input's batch as a symbol;
- * the one axis holding that symbol is the batch axis.
+ * the one axis holding that symbol is the batch axis. Where symbolic inference loses a
+ * size, inference with two concrete batch sizes supplies it: the axis whose size follows
+ * the batch is the batch axis, the others are per-image sizes.
  */
 export function batchLayouts(model: Model): Map<string, BatchLayout | string> {
   const cached = layoutCache.get(model);
   if (cached) return cached;
   const { known, symbol, fixedBatch } = batchedShapes(model);
   const out = new Map<string, BatchLayout | string>();
-  for (const [name, k] of known) out.set(name, layoutOf(k.shape, symbol, fixedBatch));
+  let concrete: ReturnType<typeof analyzeShapes>['known'][] | undefined;
+  for (const [name, k] of known) {
+    let layout = layoutOf(k.shape, symbol, fixedBatch);
+    if (typeof layout === 'string' && k.shape && fixedBatch === undefined) {
+      if (concrete === undefined) {
+        try {
+          concrete = PROBE_BATCHES.map((b) => analyzeShapes(withBatch(model, b)).known);
+        } catch (e) {
+          if (!(e instanceof UserError)) throw e;
+          concrete = [];
+        }
+      }
+      if (concrete.length) layout = concreteLayout(concrete.map((c) => c.get(name)?.shape)) ?? layout;
+    }
+    out.set(name, layout);
+  }
   layoutCache.set(model, out);
   return out;
+}
+
+/** The layout from a tensor's shapes at the probe batch sizes: one axis equal to them, the other sizes fixed numbers. */
+function concreteLayout(shapes: (Dim[] | undefined)[]): BatchLayout | undefined {
+  if (!shapes.every((s): s is Dim[] => !!s && s.every((d) => typeof d === 'number')) || shapes[0]!.length !== shapes[1]!.length) return undefined;
+  const [a, b] = shapes as number[][];
+  const axes = a!.flatMap((d, i) => (d !== b![i] ? [i] : []));
+  if (axes.length !== 1 || a![axes[0]!] !== PROBE_BATCHES[0] || b![axes[0]!] !== PROBE_BATCHES[1]) return undefined;
+  return { batchAxis: axes[0]!, shape: a!.filter((_, i) => i !== axes[0]) };
 }
 
 function layoutOf(shape: Dim[] | undefined, sym: string, fixedBatch: number | undefined): BatchLayout | string {

@@ -64,7 +64,7 @@ export interface CellResult {
   sender: string;
   receiver: string;
   mode: StitchMode;
-  stitch: { kind: StitchKind; ratio: number; from: number[]; to: number[] };
+  stitch: { kind: StitchKind; ratio: number; from: number[]; to: number[]; unpatchify?: StitchSpec['unpatchify']; patchify?: StitchSpec['patchify'] };
   /** the cell's value: task-trained accuracy (task), least-squares stitch accuracy (lsq), copy-trained accuracy (copy) */
   accuracy: number;
   /** accuracy of the initial stitch (lsq initialisation) before training */
@@ -144,7 +144,7 @@ export async function runCell(ctx: StitchContext, sessions: CellSessions, pair: 
   }
   return {
     kind: pair.kind, sender: pair.sender.name, receiver: pair.receiver.name, mode: o.mode,
-    stitch: { kind: spec.kind, ratio: spec.ratio, from: spec.from, to: spec.to },
+    stitch: { kind: spec.kind, ratio: spec.ratio, from: spec.from, to: spec.to, ...(spec.unpatchify ? { unpatchify: spec.unpatchify } : {}), ...(spec.patchify ? { patchify: spec.patchify } : {}) },
     accuracy: result.accuracy!, ...result,
     trainImages: ctx.train.indices.length, testImages: ctx.test.indices.length, epochs: o.mode === 'lsq' ? 0 : o.epochs,
     seconds: (Date.now() - start) / 1000,
