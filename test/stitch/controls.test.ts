@@ -55,12 +55,4 @@ test('the random counterpart of a ViT export re-draws its weights, biases, Layer
   const dims = fresh.graph.initializers.get(mm)!.dims;
   const w = get(fresh, mm);
   assert.ok(Math.abs(std(w) / Math.sqrt(2 / dims[0]!) - 1) < 0.15, `MatMul weight std ${std(w)} for fan-in ${dims[0]}`);
-  // structure (scalar constants, integer shape tensors) is kept
-  let kept = 0;
-  for (const [name, t] of vit.graph.initializers) {
-    if (t.dtype === 'float32' && t.dims.length > 0) continue;
-    assert.deepEqual(fresh.graph.initializers.get(name)!.data, t.data, name);
-    kept++;
-  }
-  assert.ok(kept > 0);
 });
