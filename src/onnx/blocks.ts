@@ -191,7 +191,8 @@ function unitsOf(items: Item[], chain: string[], extentAt: (at: number) => numbe
     if (!isUnit(it)) continue;
     // a module that ends in global pooling (SqueezeNet's classifier) is cut before it
     let end = it.steps[it.steps.length - 1]!.at;
-    for (let k = it.steps.length - 1; k > 0 && extentAt(end) === 1 && extentAt(it.steps[k - 1]!.at) > 1 && !it.steps[k]!.weighted && !it.steps[k]!.branch; k--) {
+    for (let k = it.steps.length - 1; k > 0 && extentAt(end) === 1 && extentAt(it.steps[k - 1]!.at) > 1; k--) {
+      if (it.steps[k]!.weighted || it.steps[k]!.branch) break;
       end = it.steps[k - 1]!.at;
     }
     const stem = units.length === 0 && it.type === 'layer';

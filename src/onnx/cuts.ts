@@ -107,7 +107,9 @@ export function detachShapeReads(model: Model, tensor: string, batchAxis = 0, ou
     const k = known.get(out);
     const values = k?.values;
     if (!k?.shape || !values || k.shape.length > 1 || !values.every((v) => typeof v === 'number' || v === symbol)) {
-      throw new UserError(`the part of the model after "${tensor}" reads the shape of an earlier tensor through node "${node.name}" (${node.opType}) in a way modelsmith cannot rebuild from the cut (${values ? values.join('x') : 'values unknown'})`);
+      const what = values ? values.join('x') : 'values unknown';
+      throw new UserError(`the part of the model after "${tensor}" reads the shape of an earlier tensor through node "${node.name}" (${node.opType}) `
+        + `in a way modelsmith cannot rebuild from the cut (${what})`);
     }
     const parts: string[] = [];
     values.forEach((v, i) => {
@@ -143,6 +145,13 @@ export function detachShapeReads(model: Model, tensor: string, batchAxis = 0, ou
 /** Operators that read only a tensor's shape. */
 const SHAPE_READS = new Set(['Shape', 'Size']);
 
+/** The part of a model between two cuts, and the tensors it starts and ends at. */
+export interface ExtractedCut {
+  model: Model;
+  from: string;
+  to: string;
+}
+
 /**
  * The part of a model between two cuts (names or tensors; default the input and the
  * output), both checked to be cuts and in order; shape reads across `from` are rebuilt
@@ -150,13 +159,14 @@ const SHAPE_READS = new Set(['Shape', 'Size']);
  *
  * @example extractCut(openModel('resnet18.onnx'), 'layer2.0', 'layer3.1', 'resnet18.onnx').model
  */
-export function extractCut(model: Model, fromName: string | undefined, toName: string | undefined, file = 'the model'): { model: Model; from: string; to: string } {
+export function extractCut(model: Model, fromName: string | undefined, toName: string | undefined, file = 'the model'): ExtractedCut {
   const flow = dataFlow(model);
   const from = fromName ? resolveCut(model, fromName, file) : flow.input;
   const to = toName ? resolveCut(model, toName, file) : flow.output;
   const at = (t: string): number => flow.chain.indexOf(t);
   if (at(from) >= at(to)) {
-    throw new UserError(`--from "${fromName ?? from}" of ${file} is ${from === to ? 'the same tensor as' : 'after'} --to "${toName ?? to}"; nothing lies between them`);
+    const order = from === to ? 'the same tensor as' : 'after';
+    throw new UserError(`--from "${fromName ?? from}" of ${file} is ${order} --to "${toName ?? to}"; nothing lies between them`);
   }
   const source = from === flow.input ? model : detachShapeReads(model, from, batchLayoutOf(model, from), [to]);
   return { model: extractSubgraph(source, [from], [to]), from, to };

@@ -246,7 +246,9 @@ export function buildPatchModel(s: StitchSpec, weights?: StitchWeights, map: Sti
   g.inputs.push({ name: STITCH_IN, dtype: 'float32', shape: ['N', ...s.from] });
   if (s.bnBefore) {
     const w = weights ?? initialWeights(s, { kind: 'random', seed: 0 });
-    for (const k of ['weight', 'bias', 'running_mean', 'running_var']) g.initializers.set(`stitch.bn_before.${k}`, float32([coreFrom(s)[0]!], w.get(`stitch.bn_before.${k}`)!));
+    for (const k of ['weight', 'bias', 'running_mean', 'running_var']) {
+      g.initializers.set(`stitch.bn_before.${k}`, float32([coreFrom(s)[0]!], w.get(`stitch.bn_before.${k}`)!));
+    }
   }
   const { core, image } = senderSide(g, s, STITCH_IN);
   const spec = stitchMaps(s).find((m) => m.id === map)!;

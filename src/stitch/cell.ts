@@ -144,7 +144,10 @@ export async function runCell(ctx: StitchContext, sessions: CellSessions, pair: 
   }
   return {
     kind: pair.kind, sender: pair.sender.name, receiver: pair.receiver.name, mode: o.mode,
-    stitch: { kind: spec.kind, ratio: spec.ratio, from: spec.from, to: spec.to, ...(spec.unpatchify ? { unpatchify: spec.unpatchify } : {}), ...(spec.patchify ? { patchify: spec.patchify } : {}) },
+    stitch: {
+      kind: spec.kind, ratio: spec.ratio, from: spec.from, to: spec.to,
+      ...(spec.unpatchify ? { unpatchify: spec.unpatchify } : {}), ...(spec.patchify ? { patchify: spec.patchify } : {}),
+    },
     accuracy: result.accuracy!, ...result,
     trainImages: ctx.train.indices.length, testImages: ctx.test.indices.length, epochs: o.mode === 'lsq' ? 0 : o.epochs,
     seconds: (Date.now() - start) / 1000,

@@ -137,7 +137,8 @@ async function runPass(
       const t = outputs[cuts[c]!.tensor]!;
       const p = features[c]!;
       if (t.dims[0] !== m || t.data.length !== m * p) {
-        throw new UserError(`${opts.file ?? 'the model'}: cut "${cuts[c]!.name}" gave a tensor of shape [${t.dims.join(',')}] for ${m} images, expected [${m}, ${cuts[c]!.shape.join(',')}]`);
+        const want = `[${m}, ${cuts[c]!.shape.join(',')}]`;
+        throw new UserError(`${opts.file ?? 'the model'}: cut "${cuts[c]!.name}" gave a tensor of shape [${t.dims.join(',')}] for ${m} images, expected ${want}`);
       }
       const x = t.data as Float32Array;
       if (!shifts[c]) shifts[c] = columnMean(x, m, p);

@@ -17,7 +17,8 @@ import { STITCH_IN, STITCH_OUT } from './build.js';
 /** A cut tensor and where its batch axis is (0 when absent). */
 export type CutRef = string | { tensor: string; batchAxis?: number };
 
-const refOf = (c: CutRef): { tensor: string; batchAxis: number } => (typeof c === 'string' ? { tensor: c, batchAxis: 0 } : { tensor: c.tensor, batchAxis: c.batchAxis ?? 0 });
+const refOf = (c: CutRef): { tensor: string; batchAxis: number } =>
+  (typeof c === 'string' ? { tensor: c, batchAxis: 0 } : { tensor: c.tensor, batchAxis: c.batchAxis ?? 0 });
 
 /**
  * The sender's part: image input -> the cut tensor, always batch-first (a sequence-first

@@ -77,10 +77,12 @@ function withShape(model: Model, c: CutPoint, file: string): StitchCut {
   if (c.kind !== 'logits') checkCut(model, c.tensor, file);
   const l = batchLayouts(model).get(c.tensor);
   if (typeof l !== 'object') {
-    throw new UserError(`cut "${c.name}" of ${file}: the shape of tensor "${c.tensor}" is ${l ?? 'not known'}; stitching needs a batch axis and fixed per-image sizes`);
+    const shape = l ?? 'not known';
+    throw new UserError(`cut "${c.name}" of ${file}: the shape of tensor "${c.tensor}" is ${shape}; stitching needs a batch axis and fixed per-image sizes`);
   }
   if (l.shape.length < 1 || l.shape.length > 3) {
-    throw new UserError(`cut "${c.name}" of ${file}: tensor "${c.tensor}" has per-image shape ${l.shape.join('x') || 'scalar'}; a cut must be an image [C,H,W], tokens [T,D] or a vector [F]`);
+    const shape = l.shape.join('x') || 'scalar';
+    throw new UserError(`cut "${c.name}" of ${file}: tensor "${c.tensor}" has per-image shape ${shape}; a cut must be an image [C,H,W], tokens [T,D] or a vector [F]`);
   }
   return { name: c.name, tensor: c.tensor, kind: c.kind, shape: l.shape, ...(l.batchAxis ? { batchAxis: l.batchAxis } : {}) };
 }

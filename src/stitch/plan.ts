@@ -92,18 +92,24 @@ export function planStitch(from: readonly number[], to: readonly number[], opts:
       if (flat === 'class') throw new UserError(`cannot stitch ${desc} with --flat class: an image sender has no class token (use pool or flatten)`);
       spec = { ...base, kind: flat === 'pool' ? 'pool-linear' : 'flatten-linear', ratio: 1 };
     } else if (from.length === 2) {
-      if (flat === 'class' && tokenGrid(from[0]!)?.extra !== 1) throw new UserError(`cannot stitch ${desc} with --flat class: ${from[0]} tokens are not a class token and a square grid`);
+      if (flat === 'class' && tokenGrid(from[0]!)?.extra !== 1) {
+        throw new UserError(`cannot stitch ${desc} with --flat class: ${from[0]} tokens are not a class token and a square grid`);
+      }
       spec = { ...base, kind: flat === 'pool' ? 'pool-linear' : flat === 'flatten' ? 'flatten-linear' : 'class-linear', ratio: 1 };
     } else throw new UserError(`cannot stitch ${desc}: the sender must be an image [C,H,W], tokens [T,D] or a flat vector`);
   } else if (to.length === 3) {
-    if (from.length === 1) throw new UserError(`cannot stitch ${desc}: a flat sender vector cannot feed a spatial receiver tensor; choose a later receiver cut or an earlier sender cut`);
+    if (from.length === 1) {
+      throw new UserError(`cannot stitch ${desc}: a flat sender vector cannot feed a spatial receiver tensor; choose a later receiver cut or an earlier sender cut`);
+    }
     if (from.length === 2) {
       const unpatchify = gridOf(from, desc, 'sender');
       spec = { ...base, ...spatialKind([from[1]!, ...unpatchify.grid], to as number[], desc), unpatchify };
     } else if (from.length === 3) spec = { ...base, ...spatialKind(from as number[], to as number[], desc) };
     else throw new UserError(`cannot stitch ${desc}: the sender must be an image [C,H,W], tokens [T,D] or a flat vector`);
   } else if (to.length === 2) {
-    if (from.length === 1) throw new UserError(`cannot stitch ${desc}: a flat sender vector cannot feed a token receiver; choose a later receiver cut or an earlier sender cut`);
+    if (from.length === 1) {
+      throw new UserError(`cannot stitch ${desc}: a flat sender vector cannot feed a token receiver; choose a later receiver cut or an earlier sender cut`);
+    }
     if (from.length === 2 && from[0] === to[0]) spec = { ...base, kind: 'token-linear', ratio: 1 };
     else {
       const out = gridOf(to, desc, 'receiver');

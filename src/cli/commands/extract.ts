@@ -13,7 +13,8 @@ interface ExtractFlags {
 }
 
 export function registerExtract(program: Command): void {
-  withOutputFlags(program.command('extract <model>').description('cut a model between two cut points (or tensor names every input-to-output path passes through) into a standalone model'))
+  const about = 'cut a model between two cut points (or tensor names every input-to-output path passes through) into a standalone model';
+  withOutputFlags(program.command('extract <model>').description(about))
     .option('--from <cut>', 'start at this cut point or tensor (default: the model input)')
     .option('--to <cut>', 'end at this cut point or tensor (default: the model output)')
     .requiredOption('-o, --output <file>', 'where to write the extracted .onnx model')

@@ -56,7 +56,8 @@ export function registerStitch(program: Command): void {
     .option('--weight-decay <x>', 'weight decay', Number, 0.01)
     .option('--schedule <name>', 'constant | cosine', 'constant')
     .option('--init <how>', 'initial stitch for training: random | lsq', 'random')
-    .option('--flat <how>', 'into the classifier from an image or tokens: pool (global average pool / mean of the tokens + linear) | flatten (flatten + linear) | class (a token sender\'s class token + linear)', 'pool')
+    .option('--flat <how>', 'into the classifier from an image or tokens: pool (global average pool / mean of the tokens + linear) '
+      + '| flatten (flatten + linear) | class (a token sender\'s class token + linear)', 'pool')
     .option('--bn <where>', 'BatchNorm around the stitch: before, after or before,after')
     .option('--senders <cuts>', 'sender cut names of A, comma-separated (default: stem and every block)')
     .option('--receivers <cuts>', 'receiver cut names of B (default: into every block and into the classifier)')
