@@ -13,6 +13,7 @@ import { basename, join, resolve } from 'node:path';
 import { UserError } from '../util/errors.js';
 import { packagePath } from '../util/paths.js';
 import { info } from '../util/progress.js';
+import { noteData } from '../util/provenance.js';
 import type { Dataset, ImageShape } from './types.js';
 import { findIdxFiles, expectedIdxFiles, openIdxFolder, type Split } from './idx-folder.js';
 import { findCifarFolder, openCifar, type CifarKind } from './cifar.js';
@@ -68,6 +69,7 @@ export async function openDataset(spec: string, split: Split, opts: OpenOptions 
   if (split !== 'train' && split !== 'test') throw new UserError(`split "${String(split)}" is not valid: expected train or test`);
   const ds = await open(spec.trim(), split, opts);
   if (opts.announce ?? true) info(ds.source);
+  noteData(ds.source);
   return ds;
 }
 

@@ -26,7 +26,8 @@ import { sampleCounts } from './samples.js';
 import { DEFAULT_THRESHOLDS, type Thresholds } from './types.js';
 import { assemble } from './assemble.js';
 import { finetuneAssembled } from './finetune.js';
-import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
+import { writeFileAtomic } from '../util/atomic.js';
+import { writeResultJson } from '../util/provenance.js';
 import { info } from '../util/progress.js';
 import { pct } from '../util/format.js';
 import { UserError } from '../util/errors.js';
@@ -95,7 +96,7 @@ export async function runLegoExperiment(opts: ExperimentOptions): Promise<Experi
     model: opts.model, model2: opts.model2 ?? null, data: test.source, samplesPerClass: spc, disassembly: [], assembly: [], mismatch: [], unbalanced: [], sweep: [],
   };
   const save = (): void => {
-    writeJsonAtomic(file, result);
+    writeResultJson(file, result);
     writeFileAtomic(join(opts.outDir, 'report.md'), experimentMarkdown(result));
   };
   const hashes = new Map<string, string>([[opts.model, fileHash(opts.model)], ...(opts.model2 ? [[opts.model2, fileHash(opts.model2)] as [string, string]] : [])]);
