@@ -113,12 +113,17 @@ function cpuInfo(): Provenance['cpu'] {
 function gitState(): Provenance['git'] {
   const root = packageRoot();
   if (!existsSync(join(root, '.git'))) return null;
-  const git = (args: string[]): string => execFileSync('git', ['-C', root, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 }).trim();
+  const git = (args: string[]): string =>
+    execFileSync('git', ['-C', root, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 }).trim();
   try {
     const commit = git(['rev-parse', 'HEAD']);
     if (!/^[0-9a-f]{40,64}$/.test(commit)) return null;
     let dirty = false;
-    try { dirty = git(['status', '--porcelain', '--untracked-files=no']) !== ''; } catch { /* the commit alone is still worth recording */ }
+    try {
+      dirty = git(['status', '--porcelain', '--untracked-files=no']) !== '';
+    } catch {
+      /* the commit alone is still worth recording */
+    }
     return { commit, dirty };
   } catch {
     return null;

@@ -6,7 +6,8 @@
  * rows of every table; and a screenshot. Used by the report tests and by
  * tools/report-screenshot.mjs (the README's picture), so both see the same page.
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import puppeteer from 'puppeteer-core';
@@ -14,7 +15,16 @@ import puppeteer from 'puppeteer-core';
 export const CHROMIUM = '/usr/bin/chromium';
 
 /** Chromium's flags: headless, no sandbox (CI runs as root), and nothing that reaches the network by itself. */
-const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 
 export interface HeatmapCheck {
   id: string;
@@ -50,6 +60,8 @@ export interface CheckOptions {
   clip?: string;
   /** at most this many pixels from the top of the page (default: all) */
   maxHeight?: number;
+  /** CSS selector of an element to hover before the screenshot (a heatmap cell: its tooltip shows) */
+  hover?: string;
   width?: number;
 }
 
@@ -64,12 +76,17 @@ export async function checkReport(file: string, tmp: string, opts: CheckOptions 
     await page.setViewport({ width: opts.width ?? 1280, height: 900 });
     const consoleErrors: string[] = [];
     const foreignRequests: string[] = [];
-    page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+    page.on('console', (m) => {
+      if (m.type() === 'error') consoleErrors.push(m.text());
+    });
     page.on('pageerror', (e) => consoleErrors.push(`uncaught: ${(e as Error).message ?? String(e)}`));
     await page.setRequestInterception(true);
     page.on('request', (r) => {
       if (r.url() === url) void r.continue();
-      else { foreignRequests.push(r.url()); void r.abort(); }
+      else {
+        foreignRequests.push(r.url());
+        void r.abort();
+      }
     });
     const t0 = Date.now();
     await page.goto(url, { waitUntil: 'load', timeout: 60_000 });
@@ -77,9 +94,15 @@ export async function checkReport(file: string, tmp: string, opts: CheckOptions 
     const drawMs = Date.now() - t0;
 
     const summary = await page.evaluate(() => ({
-      charts: [...document.querySelectorAll('.chart')].map((c) => ({ id: c.id, drawn: c.getAttribute('data-rendered') === 'true', error: c.getAttribute('data-error') })),
+      charts: [...document.querySelectorAll('.chart')].map((c) => ({
+        id: c.id,
+        drawn: c.getAttribute('data-rendered') === 'true',
+        error: c.getAttribute('data-error'),
+      })),
       heatmaps: [...document.querySelectorAll('.chart[data-heatmap]')].map((c) => ({
-        id: c.id, expected: Number(c.getAttribute('data-cells')), drawn: c.querySelectorAll('g.cells_marks > path').length,
+        id: c.id,
+        expected: Number(c.getAttribute('data-cells')),
+        drawn: c.querySelectorAll('g.cells_marks > path').length,
         labels: [...c.querySelectorAll('g.role-axis-label text')].map((t) => t.textContent ?? ''),
       })),
       tables: [...document.querySelectorAll('main table')].map((t) => ({
@@ -89,13 +112,17 @@ export async function checkReport(file: string, tmp: string, opts: CheckOptions 
         provenance: !!t.closest('details.provenance'),
       })),
       sections: [...document.querySelectorAll('main > section')].map((s) => ({
-        id: s.id, kind: s.getAttribute('data-kind') ?? '', title: s.querySelector('h2')?.textContent ?? '',
+        id: s.id,
+        kind: s.getAttribute('data-kind') ?? '',
+        title: s.querySelector('h2')?.textContent ?? '',
         provenance: s.querySelectorAll(':scope > details.provenance tr').length,
       })),
     }));
 
     // The specs in the page say which sender and receiver each cell joins; the last cell drawn is the last datum.
-    const specs = await page.evaluate(() => JSON.parse(document.getElementById('report-charts')!.textContent!) as Record<string, { data: { values: { sender: string; receiver: string }[] } }>);
+    const specs = await page.evaluate(
+      () => JSON.parse(document.getElementById('report-charts')!.textContent!) as Record<string, { data: { values: { sender: string; receiver: string }[] } }>,
+    );
     const heatmaps: HeatmapCheck[] = [];
     for (const h of summary.heatmaps) {
       const cells = await page.$$(`#${h.id} g.cells_marks > path`);
@@ -105,15 +132,28 @@ export async function checkReport(file: string, tmp: string, opts: CheckOptions 
       if (last) {
         await last.scrollIntoView();
         await last.hover();
-        tooltip = await page.waitForFunction(() => {
-          const t = document.getElementById('vg-tooltip-element');
-          return t && t.classList.contains('visible') ? t.innerText : '';
-        }, { timeout: 10_000 }).then((v) => v.jsonValue() as Promise<string>).catch(() => '');
+        tooltip = await page
+          .waitForFunction(
+            () => {
+              const t = document.getElementById('vg-tooltip-element');
+              return t && t.classList.contains('visible') ? t.innerText : '';
+            },
+            { timeout: 10_000 },
+          )
+          .then((v) => v.jsonValue() as Promise<string>)
+          .catch(() => '');
         await page.mouse.move(0, 0);
       }
       heatmaps.push({ ...h, hovered: { tooltip, sender: datum.sender, receiver: datum.receiver } });
     }
 
+    if (opts.hover) {
+      const el = await page.$(opts.hover);
+      if (!el) throw new Error(`no element ${opts.hover} to hover`);
+      await el.scrollIntoView();
+      await el.hover();
+      await page.waitForSelector('#vg-tooltip-element.visible', { timeout: 10_000 });
+    }
     const screenshot = opts.screenshot ?? join(tmp, 'report.png');
     mkdirSync(join(screenshot, '..'), { recursive: true });
     const target = opts.clip ? await page.$(opts.clip) : null;
@@ -121,7 +161,11 @@ export async function checkReport(file: string, tmp: string, opts: CheckOptions 
     if (target) await target.screenshot({ path: screenshot as `${string}.png` });
     else {
       const height = await page.evaluate(() => document.documentElement.scrollHeight);
-      await page.screenshot({ path: screenshot as `${string}.png`, clip: { x: 0, y: 0, width: opts.width ?? 1280, height: Math.min(height, opts.maxHeight ?? height) }, captureBeyondViewport: true });
+      await page.screenshot({
+        path: screenshot as `${string}.png`,
+        clip: { x: 0, y: 0, width: opts.width ?? 1280, height: Math.min(height, opts.maxHeight ?? height) },
+        captureBeyondViewport: true,
+      });
     }
     return { consoleErrors, foreignRequests, charts: summary.charts, heatmaps, tables: summary.tables, sections: summary.sections, screenshot, drawMs };
   } finally {
@@ -132,4 +176,20 @@ export async function checkReport(file: string, tmp: string, opts: CheckOptions 
 /** Whether the browser tests can run here (CI installs chromium; .ci/run does it when missing). */
 export function haveChromium(): boolean {
   return existsSync(CHROMIUM);
+}
+
+/** What every report page must show a reader, whatever it holds. */
+export function assertCleanPage(c: PageCheck): void {
+  assert.deepEqual(c.consoleErrors, [], 'no console errors');
+  assert.deepEqual(c.foreignRequests, [], 'no request for anything but the page itself');
+  for (const ch of c.charts) assert.ok(ch.drawn, `chart ${ch.id} drawn (${ch.error ?? ''})`);
+  for (const h of c.heatmaps) {
+    assert.equal(h.drawn, h.expected, `heatmap ${h.id}: ${h.drawn} cells drawn of ${h.expected}`);
+    assert.ok(h.hovered.tooltip.includes(h.hovered.sender), `${h.id}: hover shows the sender ${h.hovered.sender}: ${h.hovered.tooltip}`);
+    assert.ok(h.hovered.tooltip.includes(h.hovered.receiver), `${h.id}: hover shows the receiver ${h.hovered.receiver}`);
+  }
+  for (const t of c.tables) assert.ok(t.rows > 0, `table "${t.head}" in ${t.section} has rows`);
+  const png = readFileSync(c.screenshot);
+  assert.equal(png.subarray(1, 4).toString(), 'PNG', 'the screenshot is a PNG');
+  assert.ok(png.length > 10_000, `screenshot ${c.screenshot} has content (${png.length} bytes)`);
 }

@@ -12,40 +12,54 @@ import { saveModel } from '../../src/onnx/proto.js';
 import { createZooModel } from '../../src/nn/zoo.js';
 import { runCli } from '../helpers/cli.js';
 import { tempDir } from '../helpers/paths.js';
-import { checkReport, haveChromium, type PageCheck } from '../helpers/browser.js';
+import { assertCleanPage, checkReport, haveChromium } from '../helpers/browser.js';
 import { ckaRun, legoRun, lineageRun, longNames, stitchGridRun, trainRun } from './runs.js';
 
-const skip = haveChromium() ? false : 'needs Debian\'s chromium (/usr/bin/chromium; .ci/run installs it)';
+const skip = haveChromium() ? false : "needs Debian's chromium (/usr/bin/chromium; .ci/run installs it)";
 const dir = tempDir('report-browser-');
 
-/** What every report page must show a reader, whatever it holds. */
-export function assertCleanPage(c: PageCheck): void {
-  assert.deepEqual(c.consoleErrors, [], 'no console errors');
-  assert.deepEqual(c.foreignRequests, [], 'no request for anything but the page itself');
-  for (const ch of c.charts) assert.ok(ch.drawn, `chart ${ch.id} drawn (${ch.error ?? ''})`);
-  for (const h of c.heatmaps) {
-    assert.equal(h.drawn, h.expected, `heatmap ${h.id}: ${h.drawn} cells drawn of ${h.expected}`);
-    assert.ok(h.hovered.tooltip.includes(h.hovered.sender), `${h.id}: hover shows the sender ${h.hovered.sender}: ${h.hovered.tooltip}`);
-    assert.ok(h.hovered.tooltip.includes(h.hovered.receiver), `${h.id}: hover shows the receiver ${h.hovered.receiver}`);
-  }
-  for (const t of c.tables) assert.ok(t.rows > 0, `table "${t.head}" in ${t.section} has rows`);
-  const png = readFileSync(c.screenshot);
-  assert.equal(png.subarray(1, 4).toString(), 'PNG', 'the screenshot is a PNG');
-  assert.ok(png.length > 10_000, `screenshot ${c.screenshot} has content (${png.length} bytes)`);
-}
-
 test('a real 2x2 least-squares stitch grid with controls: report.html written by stitch, checked in Chromium', { skip }, async () => {
-  const a = join(dir, 'a.onnx'), b = join(dir, 'b.onnx');
+  const a = join(dir, 'a.onnx'),
+    b = join(dir, 'b.onnx');
   saveModel(createZooModel('resnet', { blocks: [1, 1, 1, 1], width: 0.125, seed: 1 }), a);
   saveModel(createZooModel('resnet', { blocks: [1, 1, 1, 1], width: 0.125, seed: 2 }), b);
   const g = join(dir, 'grid');
-  const r = runCli(['stitch', a, b, '--data', 'fashion-mnist-sample', '--mode', 'lsq', '--controls', '--random-bn', 'init', '--senders', 'stem,layer3.0',
-    '--receivers', 'layer1.0,features', '--train-limit', '96', '--test-limit', '64', '--threads', '1', '-o', g, '--json']);
+  const r = runCli([
+    'stitch',
+    a,
+    b,
+    '--data',
+    'fashion-mnist-sample',
+    '--mode',
+    'lsq',
+    '--controls',
+    '--random-bn',
+    'init',
+    '--senders',
+    'stem,layer3.0',
+    '--receivers',
+    'layer1.0,features',
+    '--train-limit',
+    '96',
+    '--test-limit',
+    '64',
+    '--threads',
+    '1',
+    '-o',
+    g,
+    '--json',
+  ]);
   assert.equal(r.code, 0, r.stderr);
-  const out = JSON.parse(r.stdout) as { report: string; provenance: { modelsmith: string; command: string; data: string[]; node: string; onnxruntime: string; threads: number[] } };
+  const out = JSON.parse(r.stdout) as {
+    report: string;
+    provenance: { modelsmith: string; command: string; data: string[]; node: string; onnxruntime: string; threads: number[] };
+  };
   assert.equal(out.report, join(g, 'report.html'));
   assert.match(out.provenance.command, /^modelsmith stitch .* --mode lsq/);
-  assert.ok(out.provenance.data.some((d) => /fashion-mnist/.test(d)), out.provenance.data.join('; '));
+  assert.ok(
+    out.provenance.data.some((d) => /fashion-mnist/.test(d)),
+    out.provenance.data.join('; '),
+  );
   assert.deepEqual(out.provenance.threads, [1]);
   assert.equal(out.provenance.node, process.version);
   const matrix = JSON.parse(readFileSync(join(g, 'matrix.json'), 'utf8')) as { provenance?: { command: string } };
@@ -53,10 +67,16 @@ test('a real 2x2 least-squares stitch grid with controls: report.html written by
 
   const c = await checkReport(out.report, join(dir, 'browser-grid'));
   assertCleanPage(c);
-  assert.deepEqual(c.sections.map((s) => s.kind), ['stitch grid']);
+  assert.deepEqual(
+    c.sections.map((s) => s.kind),
+    ['stitch grid'],
+  );
   assert.ok(c.sections[0]!.provenance >= 8, 'the section shows its provenance block');
   // accuracy, training fit error and test fit error; 4 pair kinds x 2 x 2 cells each
-  assert.deepEqual(c.heatmaps.map((h) => h.drawn), [16, 16, 16]);
+  assert.deepEqual(
+    c.heatmaps.map((h) => h.drawn),
+    [16, 16, 16],
+  );
   assert.match(c.heatmaps[0]!.hovered.tooltip, /stitch/, 'the hover names the stitch kind');
   assert.match(c.heatmaps[0]!.hovered.tooltip, /fit error/, 'the accuracy hover shows the fit error');
   const base = c.tables.find((t) => /same test images/.test(t.head));
@@ -67,7 +87,7 @@ test('a real 2x2 least-squares stitch grid with controls: report.html written by
   assert.ok(html.includes(out.provenance.command.split(' ')[1]!) && html.includes('Provenance'), 'the page shows the provenance');
 });
 
-test('every kind of run folder on one page: 25x25 grid readable, CKA, lineage legend, LEGO tables, training curves', { skip }, async () => {
+test('every kind of run folder on one page: 25x25 grid readable, CKA, lineage legend, LEGO tables, training curves', { skip }, async (t) => {
   const runs = join(dir, 'runs');
   const folders = { grid: join(runs, 'grid25'), cka: join(runs, 'cka'), lineage: join(runs, 'lineage'), lego: join(runs, 'lego'), train: join(runs, 'train') };
   for (const f of Object.values(folders)) mkdirSync(f, { recursive: true });
@@ -78,17 +98,14 @@ test('every kind of run folder on one page: 25x25 grid readable, CKA, lineage le
   trainRun(folders.train);
   const page = join(dir, 'all.html');
   // one folder given directly, the rest found below `runs`
-  const t1 = Date.now();
   const r = runCli(['report', folders.grid, runs, '-o', page, '--json']);
-  console.log(`report ${Date.now() - t1} ms`);
   assert.equal(r.code, 0, r.stderr);
   const out = JSON.parse(r.stdout) as { sections: { kind: string }[]; heatmaps: number[] };
   assert.deepEqual(out.sections.map((s) => s.kind).sort(), ['CKA', 'lego-experiment', 'lineage', 'stitch grid', 'train']);
   assert.deepEqual(out.heatmaps, [2500, 2500, 48, 48], '25x25 x 4 kinds (accuracy, fit error); CKA 3x4 x 4 kinds (biased, debiased)');
 
-  const t0 = Date.now();
   const c = await checkReport(page, join(dir, 'browser-all'));
-  console.log(`browser check ${Date.now() - t0} ms, drawn in ${c.drawMs} ms`);
+  t.diagnostic(`charts drawn ${c.drawMs} ms after loading`);
   assertCleanPage(c);
   // 25x25: every tick label abbreviated to at most 16 characters; the hover has the full tensor name
   const long = longNames(25, 'a');
@@ -111,4 +128,3 @@ test('every kind of run folder on one page: 25x25 grid readable, CKA, lineage le
   for (const edge of ['correct', 'wrong', 'missing']) assert.ok(html.includes(`data-edge="${edge}"`), `lineage legend has ${edge} edges`);
   assert.ok(statSync(c.screenshot).size > 10_000);
 });
-

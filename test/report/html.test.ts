@@ -43,7 +43,10 @@ test('every --json result carries the provenance block: versions, CPU, command l
   const e = runCli(['eval', model, '--data', 'fashion-mnist-sample', '--classes', '0', '--threads', '1', '--json']);
   assert.equal(e.code, 0, e.stderr);
   const q = (JSON.parse(e.stdout) as { provenance: { data: string[]; threads: number[]; command: string } }).provenance;
-  assert.ok(q.data.some((d) => d.includes('fashion-mnist')), q.data.join('; '));
+  assert.ok(
+    q.data.some((d) => d.includes('fashion-mnist')),
+    q.data.join('; '),
+  );
   assert.deepEqual(q.threads, [1], 'the ONNX Runtime threads the run used');
   assert.match(q.command, /^modelsmith eval \S+mlp\.onnx --data fashion-mnist-sample/);
 });
@@ -106,7 +109,11 @@ test('the page loads nothing from anywhere: inline scripts only, a CSP forbiddin
   legoRun(join(runs, 'lego'));
   trainRun(join(runs, 'train'));
   const r = await buildReport([runs]);
-  assert.deepEqual(r.sections.map((s) => s.kind), ['train', 'lego-experiment', 'lineage'], 'found below the folder, in the order of RUN_KINDS');
+  assert.deepEqual(
+    r.sections.map((s) => s.kind),
+    ['train', 'lego-experiment', 'lineage'],
+    'found below the folder, in the order of RUN_KINDS',
+  );
   assert.ok(!r.html.includes('<script>alert'), 'the model name is escaped');
   assert.ok(r.html.includes('m3&lt;script&gt;'));
   assert.ok(/Content-Security-Policy" content="default-src 'none'/.test(r.html));
@@ -118,7 +125,13 @@ test('the page loads nothing from anywhere: inline scripts only, a CSP forbiddin
 test('formatting rules: percentages, class lists, sizes; unknown fields still render', () => {
   assert.equal(formatValue('componentAccuracy', 0.9512), '95.12%');
   assert.equal(formatValue('task', [3, 4, 5, 6]), '3-6');
-  assert.equal(formatValue('tasks', [[0, 1, 2], [1, 5, 7]]), '0-2 + 1,5,7');
+  assert.equal(
+    formatValue('tasks', [
+      [0, 1, 2],
+      [1, 5, 7],
+    ]),
+    '0-2 + 1,5,7',
+  );
   assert.equal(formatValue('componentParameters', 15137), '15,137');
   assert.equal(formatValue('flops', 2_500_000), '2.50 M');
   assert.equal(formatValue('others', [{ task: [1], accuracy: 0.5 }]), '1: 50.00%');
@@ -129,7 +142,13 @@ test('formatting rules: percentages, class lists, sizes; unknown fields still re
 });
 
 test('axis labels: short and distinct for PyTorch-style names; short names untouched', () => {
-  const torch = ['/layer1/layer1.0/relu/Relu_output_0', '/layer1/layer1.0/relu_1/Relu_output_0', '/layer1/layer1.1/relu/Relu_output_0', '/layer2/layer2.0/relu/Relu_output_0', '/fc/Gemm_output_0'];
+  const torch = [
+    '/layer1/layer1.0/relu/Relu_output_0',
+    '/layer1/layer1.0/relu_1/Relu_output_0',
+    '/layer1/layer1.1/relu/Relu_output_0',
+    '/layer2/layer2.0/relu/Relu_output_0',
+    '/fc/Gemm_output_0',
+  ];
   const a = abbreviate(torch);
   assert.equal(new Set(a).size, torch.length);
   for (const l of a) assert.ok(l.length <= 16, l);
@@ -140,11 +159,21 @@ test('axis labels: short and distinct for PyTorch-style names; short names untou
 
 test('heatmap specs compile with vega-lite: one cell per panel, row and column; 25x25 x 4 wraps into rows of panels', () => {
   const names = (n: number): { name: string }[] => Array.from({ length: n }, (_, i) => ({ name: `cut${i}` }));
-  for (const [n, panels] of [[2, 4], [25, 4], [6, 1]] as const) {
-    const values = Array.from({ length: panels }, () => Array.from({ length: n }, (_, i) => Array.from({ length: n }, (_, j) => (i === j ? null : (i + j) / (2 * n)))));
+  for (const [n, panels] of [
+    [2, 4],
+    [25, 4],
+    [6, 1],
+  ] as const) {
+    const values = Array.from({ length: panels }, () =>
+      Array.from({ length: n }, (_, i) => Array.from({ length: n }, (_, j) => (i === j ? null : (i + j) / (2 * n)))),
+    );
     const { spec, cells } = heatmapSpec({
-      panels: Array.from({ length: panels }, (_, i) => `p${i}`), rows: names(n), cols: names(n), values,
-      measure: { title: 'accuracy', domain: [0, 1], format: (v) => v.toFixed(2) }, extra: () => [['fit error', '0.1']],
+      panels: Array.from({ length: panels }, (_, i) => `p${i}`),
+      rows: names(n),
+      cols: names(n),
+      values,
+      measure: { title: 'accuracy', domain: [0, 1], format: (v) => v.toFixed(2) },
+      extra: () => [['fit error', '0.1']],
     });
     assert.equal(cells, panels * n * n);
     const s = spec as { columns: number; spec: { width: number } };

@@ -11,7 +11,14 @@ import { writeReport } from '../../report/html/report.js';
 import { globals, withOutputFlags } from './common.js';
 
 export function registerReport(program: Command): void {
-  withOutputFlags(program.command('report <runs...>').description('one self-contained HTML page (interactive heatmaps, forests, tables, curves; opens offline) for run folders of demo, stitch, cka, lineage, lego-experiment, train, disassemble, assemble'))
+  withOutputFlags(
+    program
+      .command('report <runs...>')
+      .description(
+        'one self-contained HTML page (interactive heatmaps, forests, tables, curves; opens offline) for run folders of ' +
+          'demo, stitch, cka, lineage, lego-experiment, train, disassemble, assemble',
+      ),
+  )
     .option('-o, --output <file>', 'the page to write', 'report.html')
     .option('--title <text>', 'the page title (default: the folder names)')
     .action(async (runs: string[], flags: { output: string; title?: string }, cmd: Command) => {

@@ -3,7 +3,8 @@
  * grouped bars (per-class accuracy of two models), and a scatter (accuracy vs size).
  *
  * @example
- *   groupedBars([{ group: 'class 0', series: 'base', value: 0.9 }, { group: 'class 0', series: 'component', value: 0.95 }], { title: 'accuracy', percent: true });
+ *   const bars = [{ group: 'class 0', series: 'base', value: 0.9 }, { group: 'class 0', series: 'component', value: 0.95 }];
+ *   groupedBars(bars, { title: 'accuracy', percent: true });
  */
 
 const SCHEMA = 'https://vega.github.io/schema/vega-lite/v6.json';
@@ -22,7 +23,9 @@ export function curves(panels: { title: string; points: Point[]; percent?: boole
   return {
     $schema: SCHEMA,
     hconcat: panels.map((p) => ({
-      title: p.title, width: 360, height: 220,
+      title: p.title,
+      width: 360,
+      height: 220,
       data: { values: p.points },
       mark: { type: 'line', point: true },
       encoding: {
@@ -32,8 +35,10 @@ export function curves(panels: { title: string; points: Point[]; percent?: boole
         strokeDash: { field: 'dash', type: 'nominal', title: 'split' },
         shape: { field: 'dash', type: 'nominal', title: 'split' },
         tooltip: [
-          { field: 'color', type: 'nominal', title: 'run' }, { field: 'dash', type: 'nominal', title: 'split' },
-          { field: 'x', type: 'quantitative', title: xTitle }, { field: 'y', type: 'quantitative', title: p.title, format: p.percent ? '.2%' : '.4f' },
+          { field: 'color', type: 'nominal', title: 'run' },
+          { field: 'dash', type: 'nominal', title: 'split' },
+          { field: 'x', type: 'quantitative', title: xTitle },
+          { field: 'y', type: 'quantitative', title: p.title, format: p.percent ? '.2%' : '.4f' },
         ],
       },
     })),
@@ -63,7 +68,8 @@ export function groupedBars(bars: Bar[], opts: { title: string; percent?: boolea
       y: { field: 'value', type: 'quantitative', title: opts.title, ...(opts.percent ? { axis: { format: '.0%' }, scale: { domain: [0, 1] } } : {}) },
       color: { field: 'series', type: 'nominal', title: null, sort: series, scale: { range: ['#8da0cb', '#1b7837', '#e08214', '#762a83'] } },
       tooltip: [
-        { field: 'group', type: 'nominal', title: opts.groupTitle ?? 'group' }, { field: 'series', type: 'nominal', title: 'model' },
+        { field: 'group', type: 'nominal', title: opts.groupTitle ?? 'group' },
+        { field: 'series', type: 'nominal', title: 'model' },
         { field: 'value', type: 'quantitative', title: opts.title, format: opts.percent ? '.2%' : '.4f' },
       ],
     },
@@ -75,13 +81,15 @@ export function scatter(points: { x: number; y: number; label: string }[], opts:
   return {
     $schema: SCHEMA,
     data: { values: points },
-    width: 360, height: 220,
+    width: 360,
+    height: 220,
     mark: { type: 'point', filled: true, size: 70 },
     encoding: {
       x: { field: 'x', type: 'quantitative', title: opts.xTitle, scale: { zero: false, padding: 14 } },
       y: { field: 'y', type: 'quantitative', title: opts.yTitle, scale: { zero: false, padding: 14 }, ...(opts.percent ? { axis: { format: '.0%' } } : {}) },
       tooltip: [
-        { field: 'label', type: 'nominal', title: 'setting' }, { field: 'x', type: 'quantitative', title: opts.xTitle, format: ',' },
+        { field: 'label', type: 'nominal', title: 'setting' },
+        { field: 'x', type: 'quantitative', title: opts.xTitle, format: ',' },
         { field: 'y', type: 'quantitative', title: opts.yTitle, format: opts.percent ? '.2%' : '.4f' },
       ],
     },

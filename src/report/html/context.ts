@@ -19,7 +19,11 @@ export function newContext(page: Page): RenderContext {
   return {
     page,
     id(base) {
-      const slug = base.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '') || 'section';
+      const slug =
+        base
+          .toLowerCase()
+          .replace(/[^a-z0-9]+/g, '-')
+          .replace(/^-|-$/g, '') || 'section';
       const n = (used.get(slug) ?? 0) + 1;
       used.set(slug, n);
       return n === 1 ? slug : `${slug}-${n}`;
@@ -28,10 +32,20 @@ export function newContext(page: Page): RenderContext {
 }
 
 /** A section, with the enclosing run's provenance when its own files record none. */
-export function makeSection(ctx: RenderContext, s: { title: string; kind: string; source: string; provenance: Json | null; body: string; note?: string }): Section {
+export function makeSection(
+  ctx: RenderContext,
+  s: { title: string; kind: string; source: string; provenance: Json | null; body: string; note?: string },
+): Section {
   const own = s.provenance;
-  const section: Section = { id: ctx.id(s.title), title: s.title, kind: s.kind, source: shortPath(s.source), provenance: own ?? ctx.inherited?.provenance ?? null, body: s.body };
-  const note = own ? undefined : ctx.inherited?.note ?? s.note;
+  const section: Section = {
+    id: ctx.id(s.title),
+    title: s.title,
+    kind: s.kind,
+    source: shortPath(s.source),
+    provenance: own ?? ctx.inherited?.provenance ?? null,
+    body: s.body,
+  };
+  const note = own ? undefined : (ctx.inherited?.note ?? s.note);
   if (note) section.provenanceNote = note;
   return section;
 }

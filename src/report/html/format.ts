@@ -47,8 +47,18 @@ const RULES: { when: (key: string, v: unknown) => boolean; show: (v: never, key:
   { when: (k, v) => CLASSES.test(k) && Array.isArray(v) && v.every(isNumberArray), show: (v: number[][]) => v.map(classList).join(' + ') },
   { when: (_, v) => typeof v === 'string' && /[\\/]/.test(v) && !/\s/.test(v), show: (v: string) => v.split(/[\\/]/).filter(Boolean).pop() ?? v },
   { when: (_, v) => typeof v === 'string', show: (v: string) => v },
-  { when: (_, v) => Array.isArray(v) && v.every((x) => !isRecord(x) && !Array.isArray(x)), show: (v: unknown[], k) => v.map((x) => formatValue(k, x)).join(' / ') },
-  { when: (_, v) => Array.isArray(v), show: (v: unknown[], k) => v.slice(0, 6).map((x) => compact(k, x)).join('; ') + (v.length > 6 ? `; … (${v.length})` : '') },
+  {
+    when: (_, v) => Array.isArray(v) && v.every((x) => !isRecord(x) && !Array.isArray(x)),
+    show: (v: unknown[], k) => v.map((x) => formatValue(k, x)).join(' / '),
+  },
+  {
+    when: (_, v) => Array.isArray(v),
+    show: (v: unknown[], k) =>
+      v
+        .slice(0, 6)
+        .map((x) => compact(k, x))
+        .join('; ') + (v.length > 6 ? `; … (${v.length})` : ''),
+  },
   { when: (_, v) => isRecord(v), show: (v: Record<string, unknown>, k) => compact(k, v) },
 ];
 
@@ -63,19 +73,37 @@ function compact(parent: string, v: unknown): string {
   if (!isRecord(v)) return formatValue(parent, v);
   const entries = Object.entries(v);
   // {task: [1], accuracy: 0.5} reads "1: 50.00%"
-  if (entries.length === 2 && CLASSES.test(entries[0]![0])) return `${formatValue(entries[0]![0], entries[0]![1])}: ${formatValue(entries[1]![0], entries[1]![1])}`;
+  if (entries.length === 2 && CLASSES.test(entries[0]![0]))
+    return `${formatValue(entries[0]![0], entries[0]![1])}: ${formatValue(entries[1]![0], entries[1]![1])}`;
   return entries.map(([k, x]) => `${k}: ${formatValue(typeof x === 'number' && /^\d+$/.test(k) ? parent : k, x)}`).join(', ');
 }
 
 /** Column headings: known names, else the camelCase key as words. */
 const TITLES: Record<string, string> = {
-  baseAccuracy: 'base accuracy', componentAccuracy: 'component accuracy', baseFlops: 'base FLOPs', componentFlops: 'component FLOPs', flops: 'FLOPs',
-  flopsPerImage: 'FLOPs/image', othersMean: 'other tasks (mean)', own: 'own task', finetuned: 'scaled + fine-tuned', finetunedUnscaled: 'unscaled + fine-tuned',
-  perClassBalanced: 'per class (balanced)', perClassUnbalanced: 'per class (unbalanced)', lowerLeft: 'lower-left triangle', elsewhere: 'elsewhere',
+  baseAccuracy: 'base accuracy',
+  componentAccuracy: 'component accuracy',
+  baseFlops: 'base FLOPs',
+  componentFlops: 'component FLOPs',
+  flops: 'FLOPs',
+  flopsPerImage: 'FLOPs/image',
+  othersMean: 'other tasks (mean)',
+  own: 'own task',
+  finetuned: 'scaled + fine-tuned',
+  finetunedUnscaled: 'unscaled + fine-tuned',
+  perClassBalanced: 'per class (balanced)',
+  perClassUnbalanced: 'per class (unbalanced)',
+  lowerLeft: 'lower-left triangle',
+  elsewhere: 'elsewhere',
 };
 
 export function title(key: string): string {
-  return TITLES[key] ?? key.replace(/([a-z0-9])([A-Z])/g, '$1 $2').replace(/[_-]+/g, ' ').toLowerCase();
+  return (
+    TITLES[key] ??
+    key
+      .replace(/([a-z0-9])([A-Z])/g, '$1 $2')
+      .replace(/[_-]+/g, ' ')
+      .toLowerCase()
+  );
 }
 
 export interface TableOptions {
@@ -94,16 +122,22 @@ export function htmlTable(rows: readonly Record<string, unknown>[], opts: TableO
   for (const r of rows) for (const k of Object.keys(r)) if (!omit.has(k) && !seen.includes(k)) seen.push(k);
   const order = opts.order ?? [];
   const cols = [...order.filter((k) => seen.includes(k)), ...seen.filter((k) => !order.includes(k))];
-  return gridTable(cols.map(title), rows.map((r) => cols.map((k) => formatValue(k, r[k]))), opts);
+  return gridTable(
+    cols.map(title),
+    rows.map((r) => cols.map((k) => formatValue(k, r[k]))),
+    opts,
+  );
 }
 
 /** An HTML table of ready cell texts. */
 export function gridTable(head: readonly string[], body: readonly (readonly string[])[], opts: { caption?: string; className?: string } = {}): string {
   const cls = opts.className ? ` class="${esc(opts.className)}"` : '';
   return [
-    `<table${cls}>`, opts.caption ? `<caption>${esc(opts.caption)}</caption>` : '',
+    `<table${cls}>`,
+    opts.caption ? `<caption>${esc(opts.caption)}</caption>` : '',
     `<thead><tr>${head.map((h) => `<th>${esc(h)}</th>`).join('')}</tr></thead>`,
-    `<tbody>${body.map((r) => `<tr>${r.map((c) => `<td>${esc(c)}</td>`).join('')}</tr>`).join('')}</tbody>`, '</table>',
+    `<tbody>${body.map((r) => `<tr>${r.map((c) => `<td>${esc(c)}</td>`).join('')}</tr>`).join('')}</tbody>`,
+    '</table>',
   ].join('');
 }
 
@@ -111,7 +145,11 @@ export function gridTable(head: readonly string[], body: readonly (readonly stri
 export function fieldTable(obj: Record<string, unknown>, opts: { omit?: string[]; caption?: string } = {}): string {
   const omit = new Set(opts.omit ?? []);
   const entries = Object.entries(obj).filter(([k]) => !omit.has(k));
-  return gridTable(['', ''], entries.map(([k, v]) => [title(k), formatValue(k, v)]), { className: 'fields', ...(opts.caption ? { caption: opts.caption } : {}) });
+  return gridTable(
+    ['', ''],
+    entries.map(([k, v]) => [title(k), formatValue(k, v)]),
+    { className: 'fields', ...(opts.caption ? { caption: opts.caption } : {}) },
+  );
 }
 
 /**

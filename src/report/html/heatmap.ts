@@ -34,7 +34,11 @@ export interface HeatmapData {
 }
 
 /** Pixels per cell by the grid's larger side: big enough to read a value, small enough for 25x25 x 4 panels. */
-const CELL_SIZES: [number, number][] = [[8, 40], [14, 28], [Infinity, 18]];
+const CELL_SIZES: [number, number][] = [
+  [8, 40],
+  [14, 28],
+  [Infinity, 18],
+];
 /** Smallest cell before panels wrap onto a second row. */
 const MIN_CELL = 14;
 /** Page width the panels fit in, and what a row of panels needs besides cells: row labels, legend, gaps. */
@@ -61,42 +65,60 @@ export function heatmapSpec(d: HeatmapData): { spec: object; cells: number } {
   const colLabels = abbreviate(d.cols.map((c) => c.name));
   const extraTitles: string[] = [];
   const values: Record<string, unknown>[] = [];
-  d.panels.forEach((panel, p) => d.rows.forEach((row, r) => d.cols.forEach((col, c) => {
-    const raw = d.values[p]?.[r]?.[c];
-    const v = typeof raw === 'number' && Number.isFinite(raw) ? raw : null;
-    const t = v === null ? 0 : (v - lo) / (hi - lo || 1);
-    const datum: Record<string, unknown> = {
-      panel, r, c, v, shade: v ?? lo, light: v !== null && t <= 0.55,
-      label: v === null ? '' : v.toFixed(2),
-      sender: full(row), receiver: full(col), pair: panel, value: v === null ? 'missing' : d.measure.format(v),
-    };
-    for (const [title, text] of d.extra?.(p, r, c) ?? []) {
-      let i = extraTitles.indexOf(title);
-      if (i < 0) i = extraTitles.push(title) - 1;
-      datum[`x${i}`] = text;
-    }
-    values.push(datum);
-  })));
+  d.panels.forEach((panel, p) =>
+    d.rows.forEach((row, r) =>
+      d.cols.forEach((col, c) => {
+        const raw = d.values[p]?.[r]?.[c];
+        const v = typeof raw === 'number' && Number.isFinite(raw) ? raw : null;
+        const t = v === null ? 0 : (v - lo) / (hi - lo || 1);
+        const datum: Record<string, unknown> = {
+          panel,
+          r,
+          c,
+          v,
+          shade: v ?? lo,
+          light: v !== null && t <= 0.55,
+          label: v === null ? '' : v.toFixed(2),
+          sender: full(row),
+          receiver: full(col),
+          pair: panel,
+          value: v === null ? 'missing' : d.measure.format(v),
+        };
+        for (const [title, text] of d.extra?.(p, r, c) ?? []) {
+          let i = extraTitles.indexOf(title);
+          if (i < 0) i = extraTitles.push(title) - 1;
+          datum[`x${i}`] = text;
+        }
+        values.push(datum);
+      }),
+    ),
+  );
   const names = (labels: string[]): string => `${JSON.stringify(labels)}[datum.value]`;
   const longest = Math.max(...colLabels.map((l) => l.length));
   const tooltip = [
-    { field: 'sender', title: d.rowTitle ?? 'sender cut' }, { field: 'receiver', title: d.colTitle ?? 'receiver cut' },
-    { field: 'value', title: d.measure.title }, { field: 'pair', title: 'pair' },
+    { field: 'sender', title: d.rowTitle ?? 'sender cut' },
+    { field: 'receiver', title: d.colTitle ?? 'receiver cut' },
+    { field: 'value', title: d.measure.title },
+    { field: 'pair', title: 'pair' },
     ...extraTitles.map((title, i) => ({ field: `x${i}`, title })),
   ].map((t) => ({ ...t, type: 'nominal' }));
-  const layer: object[] = [{
-    name: 'cells',
-    mark: { type: 'rect', stroke: 'white', strokeWidth: 1 },
-    encoding: {
-      color: {
-        condition: { test: 'datum.v === null', value: MISSING },
-        field: 'shade', type: 'quantitative', title: d.measure.title,
-        scale: { scheme: 'viridis', domain: [lo, hi], clamp: true },
-        legend: { orient: 'right', gradientLength: Math.min(220, Math.max(120, d.rows.length * cell)) },
+  const layer: object[] = [
+    {
+      name: 'cells',
+      mark: { type: 'rect', stroke: 'white', strokeWidth: 1 },
+      encoding: {
+        color: {
+          condition: { test: 'datum.v === null', value: MISSING },
+          field: 'shade',
+          type: 'quantitative',
+          title: d.measure.title,
+          scale: { scheme: 'viridis', domain: [lo, hi], clamp: true },
+          legend: { orient: 'right', gradientLength: Math.min(220, Math.max(120, d.rows.length * cell)) },
+        },
+        tooltip,
       },
-      tooltip,
     },
-  }];
+  ];
   if (annotate) {
     layer.push({
       mark: { type: 'text', fontSize: cell >= 40 ? 11 : 9 },
@@ -110,13 +132,21 @@ export function heatmapSpec(d: HeatmapData): { spec: object; cells: number } {
     columns,
     facet: { field: 'panel', type: 'nominal', sort: d.panels, title: null, header: { labelFontSize: 13, labelFontWeight: 'bold' } },
     spec: {
-      width, height: d.rows.length * cell,
+      width,
+      height: d.rows.length * cell,
       encoding: {
         x: {
-          field: 'c', type: 'ordinal', scale: { domain: d.cols.map((_, i) => i) },
+          field: 'c',
+          type: 'ordinal',
+          scale: { domain: d.cols.map((_, i) => i) },
           axis: { title: d.colTitle ?? 'receiver cut', labelExpr: names(colLabels), labelAngle: longest * 6 > cell ? -45 : 0, labelLimit: 160 },
         },
-        y: { field: 'r', type: 'ordinal', scale: { domain: d.rows.map((_, i) => i) }, axis: { title: d.rowTitle ?? 'sender cut', labelExpr: names(rowLabels), labelLimit: 160 } },
+        y: {
+          field: 'r',
+          type: 'ordinal',
+          scale: { domain: d.rows.map((_, i) => i) },
+          axis: { title: d.rowTitle ?? 'sender cut', labelExpr: names(rowLabels), labelLimit: 160 },
+        },
       },
       layer,
     },

@@ -58,7 +58,9 @@ export class Page {
       `<style>${CSS}</style>`,
       '</head><body>',
       `<header><h1>${esc(opts.title)}</h1>`,
-      `<p class="made">${sections.length} section${sections.length === 1 ? '' : 's'}${opts.made ? `; page made ${esc(opts.made.date)} by modelsmith ${esc(opts.made.modelsmith)}` : ''}. Hover a heatmap cell or a point for its details; each chart's menu (…) saves it as SVG or PNG.</p>`,
+      `<p class="made">${sections.length} section${sections.length === 1 ? '' : 's'}` +
+        `${opts.made ? `; page made ${esc(opts.made.date)} by modelsmith ${esc(opts.made.modelsmith)}` : ''}. ` +
+        "Hover a heatmap cell or a point for its details; each chart's menu (…) saves it as SVG or PNG.</p>",
       `<nav><ol>${toc}</ol></nav></header>`,
       '<main>',
       ...sections.map(renderSection),
@@ -87,28 +89,45 @@ const PROVENANCE_ROWS: [string, (p: Record<string, unknown>) => unknown][] = [
   ['modelsmith', (p) => p['modelsmith']],
   ['ONNX Runtime', (p) => p['onnxruntime']],
   ['Node.js', (p) => p['node']],
-  ['CPU', (p) => {
-    const c = p['cpu'] as { model?: unknown; cores?: unknown } | undefined;
-    return c && typeof c === 'object' ? `${String(c.model)} (${String(c.cores)} logical cores)` : undefined;
-  }],
-  ['threads', (p) => (Array.isArray(p['threads']) ? (p['threads'].length ? `${p['threads'].join(', ')} (ONNX Runtime intra-op)` : 'no ONNX Runtime session') : undefined)],
+  [
+    'CPU',
+    (p) => {
+      const c = p['cpu'] as { model?: unknown; cores?: unknown } | undefined;
+      return c && typeof c === 'object' ? `${String(c.model)} (${String(c.cores)} logical cores)` : undefined;
+    },
+  ],
+  [
+    'threads',
+    (p) => (Array.isArray(p['threads']) ? (p['threads'].length ? `${p['threads'].join(', ')} (ONNX Runtime intra-op)` : 'no ONNX Runtime session') : undefined),
+  ],
   ['command', (p) => p['command']],
   ['working folder', (p) => p['cwd']],
   ['data', (p) => (Array.isArray(p['data']) ? (p['data'].length ? p['data'].join('\n') : 'none') : p['data'])],
-  ['git commit', (p) => {
-    const g = p['git'] as { commit?: unknown; dirty?: unknown } | null | undefined;
-    return g === null ? 'not run from a git checkout' : g && typeof g === 'object' ? `${String(g.commit)}${g.dirty ? ' (with uncommitted changes)' : ''}` : undefined;
-  }],
+  [
+    'git commit',
+    (p) => {
+      const g = p['git'] as { commit?: unknown; dirty?: unknown } | null | undefined;
+      return g === null
+        ? 'not run from a git checkout'
+        : g && typeof g === 'object'
+          ? `${String(g.commit)}${g.dirty ? ' (with uncommitted changes)' : ''}`
+          : undefined;
+    },
+  ],
   ['date', (p) => p['date']],
 ];
 
 function provenanceBlock(p: Record<string, unknown> | null, note?: string): string {
-  if (!p) return `<details class="provenance"><summary>Provenance: not recorded</summary><p>${esc(note ?? 'These result files carry no provenance block (written by an earlier modelsmith).')}</p></details>`;
+  if (!p) {
+    const why = note ?? 'These result files carry no provenance block (written by an earlier modelsmith).';
+    return `<details class="provenance"><summary>Provenance: not recorded</summary><p>${esc(why)}</p></details>`;
+  }
   const rows = PROVENANCE_ROWS.map(([k, get]) => [k, get(p)] as const).filter(([, v]) => v !== undefined && v !== null && v !== '');
   const brief = [p['modelsmith'] && `modelsmith ${String(p['modelsmith'])}`, p['date'] && String(p['date'])].filter(Boolean).join(', ');
   return [
     `<details class="provenance"><summary>Provenance: ${esc(brief)}${note ? ` <span class="note">(${esc(note)})</span>` : ''}</summary>`,
-    `<table class="fields">${rows.map(([k, v]) => `<tr><th>${esc(k)}</th><td>${k === 'command' ? `<code>${esc(v)}</code>` : esc(v)}</td></tr>`).join('')}</table>`,
+    `<table class="fields">${rows.map(([k, v]) => `<tr><th>${esc(k)}</th><td>${k === 'command' ? `<code>${esc(v)}</code>` : esc(v)}</td></tr>`).join('')}` +
+      '</table>',
     '</details>',
   ].join('');
 }
@@ -117,8 +136,9 @@ const CSS = `
 :root { --fg: #1d2330; --muted: #5b6474; --line: #dde2ea; --bg: #fff; --accent: #2c5aa0; --soft: #f5f7fa; }
 * { box-sizing: border-box; }
 body { margin: 0; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", "DejaVu Sans", Arial, sans-serif; color: var(--fg); background: var(--bg); }
-header, main { max-width: 1240px; margin: 0 auto; padding: 0 24px; }
-header { padding-top: 20px; border-bottom: 1px solid var(--line); }
+header, main { max-width: 1240px; margin: 0 auto; }
+header { padding: 20px 24px 0; }
+header { border-bottom: 1px solid var(--line); }
 h1 { font-size: 22px; margin: 0 0 4px; }
 h2 { font-size: 18px; margin: 0 0 2px; }
 h3 { font-size: 15px; margin: 18px 0 6px; }
@@ -126,7 +146,7 @@ h3 { font-size: 15px; margin: 18px 0 6px; }
 .source { margin: 0 0 8px; font-size: 12px; }
 nav ol { columns: 2; margin: 8px 0 16px; padding-left: 22px; }
 nav .kind { font-size: 12px; }
-section { padding: 18px 0 26px; border-bottom: 1px solid var(--line); }
+section { padding: 18px 24px 26px; border-bottom: 1px solid var(--line); background: var(--bg); }
 a { color: var(--accent); }
 code { font: 12px/1.4 ui-monospace, "DejaVu Sans Mono", Menlo, monospace; word-break: break-all; }
 table { border-collapse: collapse; margin: 8px 0 14px; font-size: 13px; }

@@ -47,11 +47,15 @@ export function optionalJson(path: string): Json | undefined {
 
 /** One JSON object per non-empty line. */
 export function readJsonLines(path: string): Json[] {
-  return readText(path).split('\n').map((l) => l.trim()).filter(Boolean).map((line, i) => {
-    const v = parseJson(line, `${path} line ${i + 1}`);
-    if (!isObject(v)) throw new UserError(`${path} line ${i + 1}: expected a JSON object`);
-    return v;
-  });
+  return readText(path)
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .map((line, i) => {
+      const v = parseJson(line, `${path} line ${i + 1}`);
+      if (!isObject(v)) throw new UserError(`${path} line ${i + 1}: expected a JSON object`);
+      return v;
+    });
 }
 
 function readText(path: string): string {
@@ -61,7 +65,8 @@ function readText(path: string): string {
   } catch (e) {
     throw new UserError(`cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }
-  if (size > MAX_JSON_BYTES) throw new UserError(`${path} is ${(size / 2 ** 20).toFixed(0)} MiB; result files of modelsmith are at most ${MAX_JSON_BYTES / 2 ** 20} MiB`);
+  if (size > MAX_JSON_BYTES)
+    throw new UserError(`${path} is ${(size / 2 ** 20).toFixed(0)} MiB; result files of modelsmith are at most ${MAX_JSON_BYTES / 2 ** 20} MiB`);
   return readFileSync(path, 'utf8');
 }
 

@@ -49,7 +49,11 @@ const SEARCH_DEPTH = 3;
 /** Folders a run keeps its own bookkeeping in: never runs themselves. */
 const NOT_RUNS = new Set(['cells', 'claims', 'node_modules', '.git']);
 
-interface FoundRun { dir: string; kind: RunKind; parts: FoundRun[] }
+interface FoundRun {
+  dir: string;
+  kind: RunKind;
+  parts: FoundRun[];
+}
 
 export interface ReportOptions {
   title?: string;
@@ -68,11 +72,15 @@ export async function buildReport(paths: readonly string[], opts: ReportOptions 
   const runs: FoundRun[] = [];
   const seen = new Set<string>();
   for (const p of paths) {
-    if (!existsSync(p)) throw new UserError(`${p} does not exist: expected a run folder (of demo, stitch, cka, lineage, lego-experiment, train, disassemble or assemble)`);
+    if (!existsSync(p))
+      throw new UserError(`${p} does not exist: expected a run folder (of demo, stitch, cka, lineage, lego-experiment, train, disassemble or assemble)`);
     const dir = statSync(p).isDirectory() ? p : dirname(p);
     const found = findRuns(dir, SEARCH_DEPTH);
     if (!found.length) {
-      throw new UserError(`${p} holds no modelsmith results (looked ${SEARCH_DEPTH} folder levels deep for matrix.json, forest.json, experiment.json, results.json, *.metrics.jsonl and models made by disassemble or assemble)`);
+      throw new UserError(
+        `${p} holds no modelsmith results (looked ${SEARCH_DEPTH} folder levels deep for matrix.json, forest.json, experiment.json, results.json, ` +
+          '*.metrics.jsonl and models made by disassemble or assemble)',
+      );
     }
     // a folder given twice, or inside another given folder, is shown once
     const fresh = found.filter((r) => !seen.has(resolve(r.dir)));
@@ -83,7 +91,7 @@ export async function buildReport(paths: readonly string[], opts: ReportOptions 
   const ctx = newContext(page);
   const sections: Section[] = [];
   const render = async (run: FoundRun, c: RenderContext): Promise<void> => {
-    sections.push(...await run.kind.sections(run.dir, c));
+    sections.push(...(await run.kind.sections(run.dir, c)));
     if (!run.kind.container) return;
     const own = tryReadJson(resolve(run.dir, run.kind.container.provenanceFile));
     const prov = own ? provenanceOf(own) : null;
@@ -93,7 +101,11 @@ export async function buildReport(paths: readonly string[], opts: ReportOptions 
   for (const run of runs) await render(run, ctx);
   const title = opts.title ?? `modelsmith report: ${[...new Set(paths.map((p) => basename(resolve(p))))].join(', ')}`;
   const html = page.render(sections, { title, made: provenance() });
-  return { html, sections: sections.map((s) => ({ id: s.id, title: s.title, kind: s.kind, source: s.source })), heatmaps: [...html.matchAll(/data-heatmap="true" data-cells="(\d+)"/g)].map((m) => Number(m[1])) };
+  return {
+    html,
+    sections: sections.map((s) => ({ id: s.id, title: s.title, kind: s.kind, source: s.source })),
+    heatmaps: [...html.matchAll(/data-heatmap="true" data-cells="(\d+)"/g)].map((m) => Number(m[1])),
+  };
 }
 
 /** The page of one command's output folder: `<dir>/report.html`, its path returned. */
@@ -103,7 +115,8 @@ export async function writeRunReport(dir: string, opts: ReportOptions = {}): Pro
 
 /** Writes the page atomically; returns what it holds. */
 export async function writeReport(paths: readonly string[], file: string, opts: ReportOptions = {}): Promise<ReportResult & { file: string }> {
-  if (existsSync(file) && statSync(file).isDirectory()) throw new UserError(`-o ${file} is a folder: expected the report's file name, e.g. ${file}/report.html`);
+  if (existsSync(file) && statSync(file).isDirectory())
+    throw new UserError(`-o ${file} is a folder: expected the report's file name, e.g. ${file}/report.html`);
   const r = await buildReport(paths, opts);
   writeFileAtomic(file, r.html);
   return { ...r, file };
@@ -113,7 +126,11 @@ export async function writeReport(paths: readonly string[], file: string, opts: 
 function findRuns(dir: string, depth: number): FoundRun[] {
   const kind = RUN_KINDS.find((k) => k.detect(dir));
   if (kind) {
-    const parts = kind.container ? subfolders(dir).flatMap((d) => findRuns(d, depth)).filter((r) => !kind.container!.skip.includes(r.kind.name)) : [];
+    const parts = kind.container
+      ? subfolders(dir)
+          .flatMap((d) => findRuns(d, depth))
+          .filter((r) => !kind.container!.skip.includes(r.kind.name))
+      : [];
     return [{ dir, kind, parts: byKind(parts) }];
   }
   return depth > 0 ? byKind(subfolders(dir).flatMap((d) => findRuns(d, depth - 1))) : [];
@@ -128,7 +145,8 @@ function subfolders(dir: string): string[] {
   try {
     return readdirSync(dir, { withFileTypes: true })
       .filter((e) => e.isDirectory() && !e.name.startsWith('.') && !NOT_RUNS.has(e.name))
-      .map((e) => resolve(dir, e.name)).sort();
+      .map((e) => resolve(dir, e.name))
+      .sort();
   } catch {
     return [];
   }

@@ -46,7 +46,9 @@ export async function legoSections(dir: string, ctx: RenderContext): Promise<Sec
     if (isObject(v) && name !== 'provenance') body.push(`<h3>${esc(title(name))}</h3>`, fieldTable(v));
   }
   const model = typeof r['model'] === 'string' ? baseName(r['model']) : 'model';
-  return [makeSection(ctx, { title: `Model LEGO experiments: ${model}`, kind: 'lego-experiment', source: dir, provenance: provenanceOf(r), body: body.join('\n') })];
+  return [
+    makeSection(ctx, { title: `Model LEGO experiments: ${model}`, kind: 'lego-experiment', source: dir, provenance: provenanceOf(r), body: body.join('\n') }),
+  ];
 }
 
 /**
@@ -65,19 +67,25 @@ export function baseVsComponent(page: Page, rows: Json[], fields = { base: 'base
         bars.push({ group, series: 'component (k-way)', value: component[c] as number });
       }
     });
-    return `<p>Per-class accuracy on each task's test images.</p>${page.chart(groupedBars(bars, { title: 'accuracy', percent: true, series: ['base (N-way)', 'component (k-way)'], groupTitle: 'class' }), { label: 'per-class accuracy' })}`;
+    const spec = groupedBars(bars, { title: 'accuracy', percent: true, series: ['base (N-way)', 'component (k-way)'], groupTitle: 'class' });
+    return `<p>Per-class accuracy on each task's test images.</p>${page.chart(spec, { label: 'per-class accuracy' })}`;
   }
   for (const r of rows) {
-    const b = r[fields.base], c = r[fields.component];
+    const b = r[fields.base],
+      c = r[fields.component];
     if (typeof b === 'number') bars.push({ group: `task ${taskOf(r)}`, series: 'base (N-way)', value: b });
     if (typeof c === 'number') bars.push({ group: `task ${taskOf(r)}`, series: 'component (k-way)', value: c });
   }
-  return bars.length ? page.chart(groupedBars(bars, { title: 'accuracy', percent: true, series: ['base (N-way)', 'component (k-way)'], groupTitle: 'task' }), { label: 'accuracy per task' }) : '';
+  return bars.length
+    ? page.chart(groupedBars(bars, { title: 'accuracy', percent: true, series: ['base (N-way)', 'component (k-way)'], groupTitle: 'task' }), {
+        label: 'accuracy per task',
+      })
+    : '';
 }
 
 /** The base's and the component's per-class maps of a row, by field name (basePerClass / perClass, or base.perClass / component.perClass). */
 function classMaps(r: Json): { base: Json; component: Json } | undefined {
-  const nested = (k: string): Json | undefined => (isObject(r[k]) && isObject((r[k] as Json)['perClass']) ? (r[k] as Json)['perClass'] as Json : undefined);
+  const nested = (k: string): Json | undefined => (isObject(r[k]) && isObject((r[k] as Json)['perClass']) ? ((r[k] as Json)['perClass'] as Json) : undefined);
   const base = (isObject(r['basePerClass']) ? r['basePerClass'] : undefined) ?? nested('base');
   const component = (isObject(r['componentPerClass']) ? r['componentPerClass'] : isObject(r['perClass']) ? r['perClass'] : undefined) ?? nested('component');
   return base && component ? { base, component } : undefined;
@@ -87,15 +95,27 @@ function classMaps(r: Json): { base: Json; component: Json } | undefined {
 function perClassBars(page: Page, row: Json, label: string): string {
   const maps = Object.entries(row).filter(([k, v]) => /perclass/i.test(k) && isObject(v)) as [string, Json][];
   if (maps.length < 2) return '';
-  const bars: Bar[] = maps.flatMap(([k, m]) => Object.entries(m).filter(([, v]) => typeof v === 'number').map(([c, v]) => ({ group: `class ${c}`, series: title(k), value: v as number })));
-  return `<p>${esc(label)}: per-class accuracy.</p>${page.chart(groupedBars(bars, { title: 'accuracy', percent: true, groupTitle: 'class' }), { label: `${label} per class` })}`;
+  const bars: Bar[] = maps.flatMap(([k, m]) =>
+    Object.entries(m)
+      .filter(([, v]) => typeof v === 'number')
+      .map(([c, v]) => ({ group: `class ${c}`, series: title(k), value: v as number })),
+  );
+  const spec = groupedBars(bars, { title: 'accuracy', percent: true, groupTitle: 'class' });
+  return `<p>${esc(label)}: per-class accuracy.</p>${page.chart(spec, { label: `${label} per class` })}`;
 }
 
 function sweepChart(page: Page, rows: Json[]): string {
-  const points = rows.filter((r) => typeof r['accuracy'] === 'number' && typeof r['parameters'] === 'number').map((r) => ({
-    x: r['parameters'] as number, y: r['accuracy'] as number,
-    label: isObject(r['thresholds']) ? Object.entries(r['thresholds']).map(([k, v]) => `${k} ${typeof v === 'number' ? Number(v.toPrecision(3)) : String(v)}`).join(', ') : taskOf(r),
-  }));
+  const points = rows
+    .filter((r) => typeof r['accuracy'] === 'number' && typeof r['parameters'] === 'number')
+    .map((r) => ({
+      x: r['parameters'] as number,
+      y: r['accuracy'] as number,
+      label: isObject(r['thresholds'])
+        ? Object.entries(r['thresholds'])
+            .map(([k, v]) => `${k} ${typeof v === 'number' ? Number(v.toPrecision(3)) : String(v)}`)
+            .join(', ')
+        : taskOf(r),
+    }));
   return points.length ? page.chart(scatter(points, { xTitle: 'component parameters', yTitle: 'accuracy', percent: true }), { label: 'sweep' }) : '';
 }
 
@@ -105,13 +125,39 @@ const taskOf = (r: Json): string => (Array.isArray(r['task']) && r['task'].every
 export function legoDemoBody(page: Page, lego: Json): string {
   const components = Array.isArray(lego['components']) ? lego['components'].filter(isObject) : [];
   const body = [
-    `<p class="summary">${esc(lego['model'] ?? 'The model')} disassembled into one component per task (${esc(lego['samplesPerClass'] ?? '?')} representative samples per class), then the components assembled again.</p>`,
-    htmlTable(components.map((c) => ({ task: c['task'], baseAccuracy: c['baseAccuracy'], componentAccuracy: c['accuracy'], parameters: c['parameters'], flopsPerImage: c['flopsPerImage'], file: c['file'] }))),
-    baseVsComponent(page, components.map((c) => ({ ...c, componentAccuracy: c['accuracy'] }))),
+    `<p class="summary">${esc(lego['model'] ?? 'The model')} disassembled into one component per task ` +
+      `(${esc(lego['samplesPerClass'] ?? '?')} representative samples per class), then the components assembled again.</p>`,
+    htmlTable(
+      components.map((c) => ({
+        task: c['task'],
+        baseAccuracy: c['baseAccuracy'],
+        componentAccuracy: c['accuracy'],
+        parameters: c['parameters'],
+        flopsPerImage: c['flopsPerImage'],
+        file: c['file'],
+      })),
+    ),
+    baseVsComponent(
+      page,
+      components.map((c) => ({ ...c, componentAccuracy: c['accuracy'] })),
+    ),
   ];
   if (isObject(lego['assembled'])) {
     const a = lego['assembled'];
-    body.push('<h3>Assembled</h3>', htmlTable([{ method: a['method'], baseAccuracy: a['baseAccuracy'], unscaled: a['unscaled'], scaled: a['scaled'], parameters: a['parameters'], flopsPerImage: a['flopsPerImage'], file: a['file'] }]));
+    body.push(
+      '<h3>Assembled</h3>',
+      htmlTable([
+        {
+          method: a['method'],
+          baseAccuracy: a['baseAccuracy'],
+          unscaled: a['unscaled'],
+          scaled: a['scaled'],
+          parameters: a['parameters'],
+          flopsPerImage: a['flopsPerImage'],
+          file: a['file'],
+        },
+      ]),
+    );
   }
   return body.join('\n');
 }

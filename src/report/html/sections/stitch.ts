@@ -15,8 +15,11 @@ import type { Section } from '../page.js';
 /** Each measure of matrix.json: heading, legend name, colour domain (null: the data's range) and cell format. */
 const MEASURES: Record<string, { heading: (mode: string) => string; legend: string; domain: [number, number] | null; format: (v: number) => string }> = {
   accuracy: {
-    heading: (mode) => (mode === 'lsq' ? 'Least-squares stitch accuracy' : mode === 'copy' ? 'Copy-trained stitch accuracy' : 'Stitched accuracy (task-trained)'),
-    legend: 'accuracy', domain: [0, 1], format: pct,
+    heading: (mode) =>
+      mode === 'lsq' ? 'Least-squares stitch accuracy' : mode === 'copy' ? 'Copy-trained stitch accuracy' : 'Stitched accuracy (task-trained)',
+    legend: 'accuracy',
+    domain: [0, 1],
+    format: pct,
   },
   initAccuracy: { heading: () => 'Accuracy of the least-squares initialisation', legend: 'accuracy', domain: [0, 1], format: pct },
   fitError: { heading: () => 'Least-squares relative fit error (training images)', legend: 'fit error', domain: [0, 1], format: (v) => v.toFixed(3) },
@@ -29,7 +32,11 @@ const MEASURES: Record<string, { heading: (mode: string) => string; legend: stri
 
 /** Tooltip lines for the other measures of the same cell. */
 const TOOLTIP_MEASURES: [string, string][] = [
-  ['accuracy', 'accuracy'], ['initAccuracy', 'init accuracy'], ['fitError', 'fit error (train)'], ['testFitError', 'fit error (test)'], ['vanillaAccuracy', 'task-trained accuracy'],
+  ['accuracy', 'accuracy'],
+  ['initAccuracy', 'init accuracy'],
+  ['fitError', 'fit error (train)'],
+  ['testFitError', 'fit error (test)'],
+  ['vanillaAccuracy', 'task-trained accuracy'],
 ];
 
 /** What the networks in matrix.json's `base` are. */
@@ -47,7 +54,9 @@ export async function stitchSections(dir: string, ctx: RenderContext): Promise<S
   need(isStringArray(m['receivers']) && m['receivers'].length > 0, file, 'receivers', 'a non-empty list of cut names');
   need(isStringArray(m['kinds']) && m['kinds'].length > 0, file, 'kinds', 'a non-empty list of pair kinds');
   need(isObject(m['matrices']), file, 'matrices', 'an object of measures');
-  const senders = m['senders'], receivers = m['receivers'], kinds = m['kinds'] as PairKind[];
+  const senders = m['senders'],
+    receivers = m['receivers'],
+    kinds = m['kinds'] as PairKind[];
   const mode = String(m['mode']);
   const matrices: Record<string, (number | null)[][][]> = {};
   for (const [measure, byKind] of Object.entries(m['matrices'])) {
@@ -63,32 +72,50 @@ export async function stitchSections(dir: string, ctx: RenderContext): Promise<S
   const cols = cutLabels(receivers, grid?.['receivers']);
   const stitchKinds = readCellKinds(dir, senders.length * receivers.length * kinds.length);
   const panels = kinds.map((k) => PAIR_TITLES[k] ?? k);
-  const extra = (shown: string) => (p: number, r: number, c: number): [string, string][] => {
-    const lines: [string, string][] = [];
-    const sk = stitchKinds.get(`${kinds[p]}\u0000${senders[r]}\u0000${receivers[c]}`);
-    lines.push(['stitch', `${sk ? `${sk}, ` : ''}${mode}`]);
-    for (const [measure, title] of TOOLTIP_MEASURES) {
-      const v = matrices[measure]?.[p]?.[r]?.[c];
-      if (measure !== shown && typeof v === 'number') lines.push([title, MEASURES[measure]!.format(v)]);
-    }
-    return lines;
-  };
+  const extra =
+    (shown: string) =>
+    (p: number, r: number, c: number): [string, string][] => {
+      const lines: [string, string][] = [];
+      const sk = stitchKinds.get(`${kinds[p]}\u0000${senders[r]}\u0000${receivers[c]}`);
+      lines.push(['stitch', `${sk ? `${sk}, ` : ''}${mode}`]);
+      for (const [measure, title] of TOOLTIP_MEASURES) {
+        const v = matrices[measure]?.[p]?.[r]?.[c];
+        if (measure !== shown && typeof v === 'number') lines.push([title, MEASURES[measure]!.format(v)]);
+      }
+      return lines;
+    };
 
   const body: string[] = [];
-  const a = String(m['a'] ?? 'A'), b = String(m['b'] ?? 'B');
+  const a = String(m['a'] ?? 'A'),
+    b = String(m['b'] ?? 'B');
   const cells = isObject(m['cells']) ? m['cells'] : {};
-  body.push(`<p class="summary">Rows: sender cuts of A = <code>${esc(a)}</code>; columns: receiver cuts of B = <code>${esc(b)}</code>. `
-    + `Data <code>${esc(m['data'] ?? '?')}</code>: stitches trained on ${num(m['trainImages'])} images, scored on ${num(m['testImages'])} test images. `
-    + `${num(cells['done'])} of ${num(cells['total'])} cells done${m['complete'] === false ? ' (the grid is not finished: rerun the same command to continue)' : ''}`
-    + `${typeof m['secondsPerCell'] === 'number' ? `, ${m['secondsPerCell'].toFixed(1)} s per cell` : ''}.</p>`);
+  body.push(
+    `<p class="summary">Rows: sender cuts of A = <code>${esc(a)}</code>; columns: receiver cuts of B = <code>${esc(b)}</code>. ` +
+      `Data <code>${esc(m['data'] ?? '?')}</code>: stitches trained on ${num(m['trainImages'])} images, scored on ${num(m['testImages'])} test images. ` +
+      `${num(cells['done'])} of ${num(cells['total'])} cells done` +
+      `${m['complete'] === false ? ' (the grid is not finished: rerun the same command to continue)' : ''}` +
+      `${typeof m['secondsPerCell'] === 'number' ? `, ${m['secondsPerCell'].toFixed(1)} s per cell` : ''}.</p>`,
+  );
   if (isObject(m['base'])) {
-    body.push(gridTable(['network', 'own test accuracy'], Object.entries(m['base']).map(([k, v]) => [NETWORKS[k] ?? k, typeof v === 'number' ? pct(v) : '–']), { caption: 'The networks on the same test images' }));
+    body.push(
+      gridTable(
+        ['network', 'own test accuracy'],
+        Object.entries(m['base']).map(([k, v]) => [NETWORKS[k] ?? k, typeof v === 'number' ? pct(v) : '–']),
+        { caption: 'The networks on the same test images' },
+      ),
+    );
   }
   for (const measure of orderMeasures(Object.keys(matrices))) {
     const def = MEASURES[measure] ?? { heading: () => measure, legend: measure, domain: null, format: (v: number) => number(v) };
     const { spec, cells: n } = heatmapSpec({
-      panels, rows, cols, values: matrices[measure]!, rowTitle: 'sender cut (A)', colTitle: 'receiver cut (B)',
-      measure: { title: def.legend, domain: def.domain ?? dataRange(matrices[measure]!), format: def.format }, extra: extra(measure),
+      panels,
+      rows,
+      cols,
+      values: matrices[measure]!,
+      rowTitle: 'sender cut (A)',
+      colTitle: 'receiver cut (B)',
+      measure: { title: def.legend, domain: def.domain ?? dataRange(matrices[measure]!), format: def.format },
+      extra: extra(measure),
     });
     body.push(`<h3>${esc(def.heading(mode))}</h3>`, ctx.page.chart(spec, { cells: n, label: def.heading(mode) }));
     if (measure === 'accuracy' && isObject(m['triangles'])) body.push(triangleTable(m['triangles'], kinds, pct, 'mean accuracy'));
@@ -96,17 +123,36 @@ export async function stitchSections(dir: string, ctx: RenderContext): Promise<S
   const skipped = Array.isArray(cells['skipped']) ? cells['skipped'].filter(isObject) : [];
   if (skipped.length) body.push('<h3>Skipped cells</h3>', htmlTable(skipped));
   if (isObject(m['options'])) body.push('<h3>Settings</h3>', fieldTable(m['options']));
-  const epochs = isObject(m['options']) && typeof m['options']['epochs'] === 'number' && mode !== 'lsq' ? `, ${m['options']['epochs']} epoch${m['options']['epochs'] === 1 ? '' : 's'}` : '';
-  return [makeSection(ctx, { title: `Stitching: ${baseName(a)} → ${baseName(b)} (${mode}${epochs})`, kind: 'stitch grid', source: dir, provenance: provenanceOf(m), body: body.join('\n') })];
+  const epochs =
+    isObject(m['options']) && typeof m['options']['epochs'] === 'number' && mode !== 'lsq'
+      ? `, ${m['options']['epochs']} epoch${m['options']['epochs'] === 1 ? '' : 's'}`
+      : '';
+  return [
+    makeSection(ctx, {
+      title: `Stitching: ${baseName(a)} → ${baseName(b)} (${mode}${epochs})`,
+      kind: 'stitch grid',
+      source: dir,
+      provenance: provenanceOf(m),
+      body: body.join('\n'),
+    }),
+  ];
 }
 
 /** The lower-left vs elsewhere summary of the reference (sender relatively at least as deep as the receiver). */
 export function triangleTable(triangles: Json, kinds: readonly string[], format: (v: number) => string, what: string): string {
-  const rows = kinds.filter((k) => isObject(triangles[k])).map((k) => {
-    const t = triangles[k] as Json;
-    const lo = typeof t['lowerLeft'] === 'number' ? t['lowerLeft'] : null, hi = typeof t['elsewhere'] === 'number' ? t['elsewhere'] : null;
-    return [PAIR_TITLES[k as PairKind] ?? k, lo === null ? '–' : format(lo), hi === null ? '–' : format(hi), lo === null || hi === null ? '–' : (lo - hi >= 0 ? '+' : '') + format(lo - hi).replace(/^-/, '−')];
-  });
+  const rows = kinds
+    .filter((k) => isObject(triangles[k]))
+    .map((k) => {
+      const t = triangles[k] as Json;
+      const lo = typeof t['lowerLeft'] === 'number' ? t['lowerLeft'] : null,
+        hi = typeof t['elsewhere'] === 'number' ? t['elsewhere'] : null;
+      return [
+        PAIR_TITLES[k as PairKind] ?? k,
+        lo === null ? '–' : format(lo),
+        hi === null ? '–' : format(hi),
+        lo === null || hi === null ? '–' : (lo - hi >= 0 ? '+' : '') + format(lo - hi).replace(/^-/, '−'),
+      ];
+    });
   return gridTable(['pair', `${what}, lower-left triangle`, `${what}, elsewhere`, 'difference'], rows, {
     caption: 'Lower-left triangle: cells whose sender is relatively as deep as the receiver or deeper (row i, column j with i/(rows-1) ≥ j/(cols-1)).',
   });
@@ -151,7 +197,8 @@ function readCellKinds(dir: string, expected: number): Map<string, string> {
 export function dataRange(values: (number | null)[][][]): [number, number] {
   const all = values.flat(2).filter((v): v is number => typeof v === 'number' && Number.isFinite(v));
   if (!all.length) return [0, 1];
-  const lo = Math.min(...all), hi = Math.max(...all);
+  const lo = Math.min(...all),
+    hi = Math.max(...all);
   return hi > lo ? [lo, hi] : [lo, lo + 1];
 }
 
