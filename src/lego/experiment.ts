@@ -232,7 +232,8 @@ function unbalancedCounts(task: number[], lo: number, hi: number, seed: number):
 
 function loadResult(file: string): ExperimentResult {
   try {
-    const r = JSON.parse(readFileSync(file, 'utf8')) as ExperimentResult;
+    // the provenance block is the earlier run's; this run's is attached when the file is written again
+    const { provenance: _, ...r } = JSON.parse(readFileSync(file, 'utf8')) as ExperimentResult & { provenance?: unknown };
     // rows written before the unscaled fine-tuning column existed are measured again
     r.assembly = r.assembly.filter((a) => a.finetunedUnscaled !== undefined);
     return r;
