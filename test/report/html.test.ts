@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as vegaLite from 'vega-lite';
 import { runCli, isOneLineError } from '../helpers/cli.js';
@@ -15,7 +15,8 @@ import { noteData, provenance, recordCommand, writeResultJson } from '../../src/
 import { openDataset } from '../../src/data/resolve.js';
 import { saveModel } from '../../src/onnx/proto.js';
 import { createZooModel } from '../../src/nn/zoo.js';
-import { buildReport } from '../../src/report/html/report.js';
+import { buildReport, writeReport } from '../../src/report/html/report.js';
+import { UserError } from '../../src/util/errors.js';
 import { heatmapSpec } from '../../src/report/html/heatmap.js';
 import { abbreviate, formatValue, htmlTable } from '../../src/report/html/format.js';
 import { writeForestFiles } from '../../src/lineage/render.js';
@@ -68,32 +69,29 @@ test('result files get the same block; the data and threads used are recorded as
   recordCommand([]);
 });
 
-test('report: bad input gets one clear line', () => {
+test('report: bad input gets one clear line naming the file and field', async () => {
   const missing = runCli(['report', join(dir, 'nope')]);
   assert.ok(isOneLineError(missing), missing.stderr);
   assert.match(missing.stderr, /nope does not exist/);
+  // the rest in-process: the same UserErrors, without a process start each
+  const refused = async (paths: string[], message: RegExp, out = join(dir, 'x.html')): Promise<void> => {
+    await assert.rejects(writeReport(paths, out), (e: unknown) => e instanceof UserError && message.test(e.message) && !e.message.includes('\n'));
+  };
   const empty = join(dir, 'empty');
   mkdirSync(join(empty, 'sub'), { recursive: true });
-  const none = runCli(['report', empty, '-o', join(dir, 'x.html')]);
-  assert.ok(isOneLineError(none), none.stderr);
-  assert.match(none.stderr, /holds no modelsmith results/);
+  await refused([empty], /empty holds no modelsmith results/);
   const grid = join(dir, 'grid-bad');
   stitchGridRun(grid, 2, 3);
   const m = JSON.parse(readFileSync(join(grid, 'matrix.json'), 'utf8'));
   m.matrices.accuracy.trained = [[0.5]];
   writeFileSync(join(grid, 'matrix.json'), JSON.stringify(m));
-  const bad = runCli(['report', grid, '-o', join(dir, 'y.html')]);
-  assert.ok(isOneLineError(bad), bad.stderr);
-  assert.match(bad.stderr, /matrix\.json: field "matrices\.accuracy" must be a 2x3 matrix per pair kind/);
+  await refused([grid], /matrix\.json: field "matrices\.accuracy" must be a 2x3 matrix per pair kind/);
   const broken = join(dir, 'broken');
   mkdirSync(broken, { recursive: true });
   writeFileSync(join(broken, 'forest.json'), '{"nodes": [');
-  const b = runCli(['report', broken, '-o', join(dir, 'z.html')]);
-  assert.ok(isOneLineError(b), b.stderr);
-  assert.match(b.stderr, /forest\.json is not valid JSON/);
-  const folder = runCli(['report', grid, '-o', dir]);
-  assert.ok(isOneLineError(folder), folder.stderr);
-  assert.match(folder.stderr, /is a folder/);
+  await refused([broken], /forest\.json is not valid JSON/);
+  await refused([broken], /is a folder/, dir);
+  assert.ok(!existsSync(join(dir, 'x.html')), 'nothing written');
 });
 
 test('the page loads nothing from anywhere: inline scripts only, a CSP forbidding requests, names escaped', async () => {
