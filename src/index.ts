@@ -55,3 +55,5 @@ export { runLineageDemo, scoreZoo, compareOnZoo, type LineageDemoOptions, type L
 export * from './lineage/index.js';
 export * from './lego/index.js';
 export { runLegoDemo, legoDemoMarkdown, type LegoDemoOptions, type LegoDemoResult } from './report/demo-lego.js';
+export * from './report/html/index.js';
+export { provenance, withProvenance, writeResultJson, type Provenance } from './util/provenance.js';

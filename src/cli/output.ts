@@ -1,5 +1,6 @@
 /** How commands talk to the user: human text, or JSON only (--json), or nothing (--quiet). */
 import { setQuiet } from '../util/progress.js';
+import { withProvenance } from '../util/provenance.js';
 
 export interface GlobalFlags {
   json?: boolean;
@@ -16,9 +17,9 @@ export class Output {
     if (!this.flags.json && !this.flags.quiet) process.stdout.write(text + '\n');
   }
 
-  /** The machine-readable result: printed only with --json, as the only thing on stdout. */
+  /** The machine-readable result, with its provenance: printed only with --json, as the only thing on stdout. */
   json(value: unknown): void {
-    if (this.flags.json) process.stdout.write(JSON.stringify(value, null, 2) + '\n');
+    if (this.flags.json) process.stdout.write(JSON.stringify(withProvenance(value), null, 2) + '\n');
   }
 }
 

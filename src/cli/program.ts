@@ -17,6 +17,8 @@ import { registerCka } from './commands/cka.js';
 import { registerLineageZoo } from './commands/lineage-zoo.js';
 import { registerAssemble } from './commands/assemble.js';
 import { registerLegoExperiment } from './commands/lego-experiment.js';
+import { registerReport } from './commands/report.js';
+import { recordCommand } from '../util/provenance.js';
 
 export function buildProgram(): Command {
   const program = new Command('modelsmith')
@@ -41,6 +43,7 @@ export function buildProgram(): Command {
   registerAssemble(program);
   registerLegoExperiment(program);
   registerDemo(program);
+  registerReport(program);
   return program;
 }
 
@@ -51,6 +54,7 @@ function overrideExits(cmd: Command): void {
 
 /** Runs the CLI on argv (as process.argv: node, script, ...args) and returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
+  recordCommand(argv.slice(2));
   const program = buildProgram();
   overrideExits(program);
   try {

@@ -26,7 +26,8 @@ import { sampleCounts } from './samples.js';
 import { DEFAULT_THRESHOLDS, type Thresholds } from './types.js';
 import { assemble } from './assemble.js';
 import { finetuneAssembled } from './finetune.js';
-import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
+import { writeFileAtomic } from '../util/atomic.js';
+import { writeResultJson } from '../util/provenance.js';
 import { info } from '../util/progress.js';
 import { pct } from '../util/format.js';
 import { UserError } from '../util/errors.js';
@@ -95,7 +96,7 @@ export async function runLegoExperiment(opts: ExperimentOptions): Promise<Experi
     model: opts.model, model2: opts.model2 ?? null, data: test.source, samplesPerClass: spc, disassembly: [], assembly: [], mismatch: [], unbalanced: [], sweep: [],
   };
   const save = (): void => {
-    writeJsonAtomic(file, result);
+    writeResultJson(file, result);
     writeFileAtomic(join(opts.outDir, 'report.md'), experimentMarkdown(result));
   };
   const hashes = new Map<string, string>([[opts.model, fileHash(opts.model)], ...(opts.model2 ? [[opts.model2, fileHash(opts.model2)] as [string, string]] : [])]);
@@ -231,7 +232,8 @@ function unbalancedCounts(task: number[], lo: number, hi: number, seed: number):
 
 function loadResult(file: string): ExperimentResult {
   try {
-    const r = JSON.parse(readFileSync(file, 'utf8')) as ExperimentResult;
+    // the provenance block is the earlier run's; this run's is attached when the file is written again
+    const { provenance: _, ...r } = JSON.parse(readFileSync(file, 'utf8')) as ExperimentResult & { provenance?: unknown };
     // rows written before the unscaled fine-tuning column existed are measured again
     r.assembly = r.assembly.filter((a) => a.finetunedUnscaled !== undefined);
     return r;

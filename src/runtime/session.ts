@@ -12,6 +12,7 @@ import { cpus } from 'node:os';
 import type { DType, Model, Tensor, TensorData } from '../onnx/types.js';
 import { encodeModel } from '../onnx/proto.js';
 import { UserError } from '../util/errors.js';
+import { noteThreads } from '../util/provenance.js';
 import { lowerConvs, nchwcBlockSize } from './nchwc.js';
 
 export type OptimizationLevel = 'disabled' | 'basic' | 'extended' | 'all';
@@ -58,6 +59,7 @@ export class ModelSession {
 
   static async create(model: Model, opts: SessionOptions = {}): Promise<ModelSession> {
     const providers = opts.provider && opts.provider !== 'cpu' ? [opts.provider, 'cpu'] : ['cpu'];
+    noteThreads(opts.threads ?? defaultThreads());
     const block = providers.length === 1 && opts.nchwc !== false ? await nchwcBlockSize() : null;
     const runnable = block ? lowerConvs(model, block) : model;
     try {

@@ -21,7 +21,7 @@ import { chooseCuts, defaultReceivers, defaultSenders, type StitchCut } from './
 import { computeGrams, type CutGram } from './cka-grams.js';
 import { ckaPrepared, prepareGram, type CenteredGram } from './cka.js';
 import { writeHeatmaps } from '../report/heatmap.js';
-import { writeJsonAtomic } from '../util/atomic.js';
+import { writeResultJson } from '../util/provenance.js';
 import { Rng } from '../util/random.js';
 import { controlSeed, randomControl, PAIR_TITLES, type PairKind, type RandomBatchNorm } from './controls.js';
 import { triangleMeans } from './matrix.js';
@@ -214,7 +214,7 @@ export async function writeCkaGrid(r: CkaGridResult, dir: string): Promise<strin
         { title: PAIR_TITLES[kind], rows, cols, values: r.matrices[est][kind]!, ...axes })), { title: `linear CKA (${est}), ${what}`, min: 0, max: 1 }));
     }
   }
-  writeJsonAtomic(matrixPath, { ...r, files });
+  writeResultJson(matrixPath, { ...r, files });
   return files;
 }
 

@@ -8,6 +8,7 @@ import { globals, withOutputFlags } from './common.js';
 import { parseChoice, parseInteger, parsePositiveInt } from '../parse.js';
 import { table } from '../output.js';
 import { CKA_POOLS, type CkaPool } from '../../stitch/views.js';
+import { writeRunReport } from '../../report/html/report.js';
 
 interface CkaFlags extends DataFlags {
   samples?: number;
@@ -58,6 +59,7 @@ export function registerCka(program: Command): void {
       ...(flags.std ? { std: flags.std } : {}),
     });
     const files = await writeCkaGrid(r, flags.output);
+    files.push(await writeRunReport(flags.output));
     printMatrix(r, (s) => out.line(s));
     out.line(`wrote ${files.join(', ')}`);
     out.json({ ...r, files });

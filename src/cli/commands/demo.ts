@@ -19,6 +19,7 @@ export function registerDemo(program: Command): void {
       out.line(`lineage: directed accuracy ${pct(r.lineage.full.directed)} (full fine-tuning), ${pct(r.lineage.lowrank.directed)} (LoRA)`);
       out.line(`stitching: ${r.stitch.matrix.senders.length}x${r.stitch.matrix.receivers.length} grid in ${r.stitch.dir}; CKA in ${r.outDir}/cka`);
       out.line(`results: ${r.outDir}/results.json, ${r.outDir}/report.md (${r.seconds.toFixed(1)} s)`);
+      out.line(`report: ${r.report} (open it in a browser)`);
       out.json(r);
     });
 }

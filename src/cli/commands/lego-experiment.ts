@@ -5,6 +5,7 @@ import { parseClasses } from '../../data/classes.js';
 import { globals, withOutputFlags } from './common.js';
 import { parseInteger, parseNumberList, parsePositiveInt } from '../parse.js';
 import { UserError } from '../../util/errors.js';
+import { writeRunReport } from '../../report/html/report.js';
 
 interface ExperimentFlags {
   model: string;
@@ -77,7 +78,8 @@ export function registerLegoExperiment(program: Command): void {
         ...(flags.scaleSamples ? { scaleSamplesPerClass: flags.scaleSamples } : {}), ...(flags.batch ? { batchSize: flags.batch } : {}),
         ...(flags.resume ? { resume: true } : {}),
       });
-      out.line(`wrote ${join(flags.output, 'experiment.json')} and ${join(flags.output, 'report.md')}: ${r.disassembly.length} disassembly, ${r.assembly.length} assembly, ${r.mismatch.length} mismatch, ${r.unbalanced.length} unbalanced, ${r.sweep.length} sweep rows`);
-      out.json(r);
+      const report = await writeRunReport(flags.output);
+      out.line(`wrote ${join(flags.output, 'experiment.json')} and ${join(flags.output, 'report.md')}: ${r.disassembly.length} disassembly, ${r.assembly.length} assembly, ${r.mismatch.length} mismatch, ${r.unbalanced.length} unbalanced, ${r.sweep.length} sweep rows; report: ${report}`);
+      out.json({ ...r, report });
     });
 }

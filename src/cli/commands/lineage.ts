@@ -15,6 +15,7 @@ import { info } from '../../util/progress.js';
 import { UserError } from '../../util/errors.js';
 import { pct } from '../output.js';
 import { globals, withOutputFlags } from './common.js';
+import { writeRunReport } from '../../report/html/report.js';
 
 interface LineageFlags {
   mode: string;
@@ -89,7 +90,8 @@ export function registerLineage(program: Command): void {
       if (score) {
         out.line(`directed accuracy ${pct(score.directed)} (${score.correctEdges}/${score.trueEdges} edges), undirected ${pct(score.undirected)}, clustering ${pct(score.clustering)} (ARI ${score.ari.toFixed(3)}; ${score.predictedTrees} predicted trees, ${score.trueTrees} true)`);
       }
-      out.line(`wrote ${files.json}, ${files.dot}, ${files.svg}, ${files.png}`);
-      out.json({ ...forest, ...(score ? { score } : {}), files });
+      const report = await writeRunReport(flags.output);
+      out.line(`wrote ${files.json}, ${files.dot}, ${files.svg}, ${files.png}, ${report}`);
+      out.json({ ...forest, ...(score ? { score } : {}), files: { ...files, report } });
     });
 }

@@ -11,6 +11,7 @@ import { globals, withOutputFlags } from './common.js';
 import { pct, table } from '../output.js';
 import { parseChoice, parseInteger, parsePositiveInt, parsePositiveNumber } from '../parse.js';
 import { UserError } from '../../util/errors.js';
+import { writeRunReport } from '../../report/html/report.js';
 
 interface StitchFlags {
   data?: string;
@@ -120,8 +121,9 @@ export function registerStitch(program: Command): void {
       }
       out.line(`networks' own test accuracy: ${Object.entries(m.base).map(([k, v]) => `${k} ${pct(v)}`).join(', ')}`);
       out.line(`${r.ran} cells computed now, ${r.resumed} found finished; ${m.cells.done}/${m.cells.total} done${m.complete ? '' : ' (rerun the same command to continue)'}`);
-      out.line(`wrote ${m.files.join(', ')}`);
-      out.json(r);
+      const report = await writeRunReport(flags.output);
+      out.line(`wrote ${m.files.join(', ')}; report: ${report}`);
+      out.json({ ...r, report });
     });
 }
 
