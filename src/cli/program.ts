@@ -17,6 +17,8 @@ import { registerCka } from './commands/cka.js';
 import { registerLineageZoo } from './commands/lineage-zoo.js';
 import { registerAssemble } from './commands/assemble.js';
 import { registerLegoExperiment } from './commands/lego-experiment.js';
+import { registerWorker } from './commands/worker.js';
+import { registerQueue } from './commands/queue.js';
 
 export function buildProgram(): Command {
   const program = new Command('modelsmith')
@@ -40,6 +42,8 @@ export function buildProgram(): Command {
   registerLineageZoo(program);
   registerAssemble(program);
   registerLegoExperiment(program);
+  registerWorker(program);
+  registerQueue(program);
   registerDemo(program);
   return program;
 }

@@ -8,6 +8,8 @@ import { globals, withOutputFlags } from './common.js';
 import { pct, table } from '../output.js';
 import { parseChoice, parseInteger, parseNumberList, parsePositiveInt, parsePositiveNumber } from '../parse.js';
 import { UserError } from '../../util/errors.js';
+import { parseQueueUrl } from '../../queue/connection.js';
+import { stitchDispatch } from '../../queue/stitch.js';
 
 interface StitchFlags {
   data?: string;
@@ -36,6 +38,7 @@ interface StitchFlags {
   std?: number[];
   listCuts?: boolean;
   output?: string;
+  queue?: string;
 }
 
 const list = (s?: string): string[] | undefined => s?.split(',').map((x) => x.trim()).filter(Boolean);
@@ -67,6 +70,7 @@ export function registerStitch(program: Command): void {
     .option('--random-bn <how>', 'BatchNorm statistics of the random control networks: data (re-estimated on 2048 training images) | init (0/1 as initialised)', parseChoice('--random-bn', RANDOM_BATCHNORM), 'data')
     .option('--mean <list>', 'input normalisation mean (for models without normalisation metadata)', parseNumberList('--mean'))
     .option('--std <list>', 'input normalisation std', parseNumberList('--std'))
+    .option('--queue <url>', 'run the cells as jobs on a Redis queue (redis://host:6379, rediss://user:password@host); workers: modelsmith worker --queue <url>')
     .option('-o, --output <dir>', 'grid folder (rerunning with the same folder resumes)')
     .action(async (aFile: string, bFile: string | undefined, flags: StitchFlags, cmd: Command) => {
       const { out, session } = globals(cmd);
@@ -83,6 +87,10 @@ export function registerStitch(program: Command): void {
       if (!flags.data) throw new UserError('stitch needs --data <spec>');
       if (!flags.output) throw new UserError('stitch needs -o <grid folder>');
       if (flags.cacheMb < 0) throw new UserError(`--cache-mb must be 0 or more, got ${flags.cacheMb}`);
+      if (flags.queue) {
+        parseQueueUrl(flags.queue);
+        if (flags.workers > 1) throw new UserError('--workers starts local processes; with --queue start workers on any machine with: modelsmith worker --queue <url>');
+      }
       const bn = list(flags.bn) ?? [];
       for (const b of bn) if (b !== 'before' && b !== 'after') throw new UserError(`--bn expects before, after or before,after, got "${flags.bn}"`);
       const options: Partial<CellOptions> = {
@@ -98,6 +106,7 @@ export function registerStitch(program: Command): void {
         ...(flags.trainLimit ? { trainLimit: flags.trainLimit } : {}), ...(flags.testLimit ? { testLimit: flags.testLimit } : {}),
         ...(flags.mean ? { mean: flags.mean } : {}), ...(flags.std ? { std: flags.std } : {}),
         cacheMb: flags.cacheMb, workers: flags.workers, ...(threads ? { threads } : {}), session, ...(flags.stopAfter ? { stopAfter: flags.stopAfter } : {}),
+        ...(flags.queue ? { dispatch: stitchDispatch(flags.queue) } : {}),
       });
       const m = r.matrix;
       for (const kind of m.kinds) {
