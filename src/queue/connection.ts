@@ -12,6 +12,7 @@
  *   const redis = connectRedis(q);
  */
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { Redis, type RedisOptions } from 'ioredis';
 import { UserError } from '../util/errors.js';
 
@@ -82,7 +83,8 @@ export function connectRedis(q: QueueUrl, extra: RedisOptions = {}): Redis {
     // reconnect forever, at most every 2 s (a restarted Redis is found within that)
     retryStrategy: (times) => Math.min(100 * times, 2000),
     ...(q.username ? { username: q.username } : {}), ...(q.password ? { password: q.password } : {}),
-    ...(q.tls ? { tls: { servername: q.host, ...(q.ca ? { ca: q.ca } : {}) } } : {}),
+    // SNI takes host names only (RFC 6066); certificates for IP addresses are matched without it
+    ...(q.tls ? { tls: { ...(isIP(q.host) ? {} : { servername: q.host }), ...(q.ca ? { ca: q.ca } : {}) } } : {}),
     ...extra,
   };
   const redis = new Redis(opts);

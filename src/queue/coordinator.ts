@@ -90,7 +90,7 @@ export class Coordinator {
   private readonly started = Date.now();
 
   private constructor(readonly url: QueueUrl, readonly run: string, readonly label: string, private readonly redis: Redis,
-    private readonly queue: Queue, private readonly events: QueueEvents, opts: CoordinatorOptions) {
+    private readonly queue: Queue, private readonly events: QueueEvents, private readonly eventsRedis: Redis, opts: CoordinatorOptions) {
     this.blobs = new BlobStore(redis);
     events.on('completed', ({ jobId: id, returnvalue }) => this.completed(id, returnvalue));
     events.on('failed', ({ jobId: id }) => { void this.checkOne(id); });
@@ -105,10 +105,11 @@ export class Coordinator {
     const redis = connectRedis(q);
     const queue = new Queue(QUEUE_NAME, { connection: redis, prefix: BULL_PREFIX });
     queue.on('error', () => {});
-    const events = new QueueEvents(QUEUE_NAME, { connection: connectRedis(q), prefix: BULL_PREFIX, autorun: true });
+    const eventsRedis = connectRedis(q);
+    const events = new QueueEvents(QUEUE_NAME, { connection: eventsRedis, prefix: BULL_PREFIX, autorun: true });
     await events.waitUntilReady();
     await redis.del(cancelKey(run));
-    const c = new Coordinator(q, run, label, redis, queue, events, opts);
+    const c = new Coordinator(q, run, label, redis, queue, events, eventsRedis, opts);
     const workers = await liveWorkers(redis);
     info(`${label}: queue ${q.display}, run ${run} (${workers.length ? `${workers.length} worker${workers.length > 1 ? 's' : ''} connected` : 'no worker connected yet: start some with modelsmith worker --queue <url>'});`
       + ` cancel with: modelsmith queue cancel ${q.display} --run ${run}`);
@@ -270,6 +271,7 @@ export class Coordinator {
     await this.events.close().catch(() => undefined);
     await this.queue.close().catch(() => undefined);
     this.redis.disconnect();
+    this.eventsRedis.disconnect();
   }
 }
 

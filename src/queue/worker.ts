@@ -178,8 +178,9 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     }
   };
 
+  const workerRedis = connectRedis(q);
   const worker = new Worker(QUEUE_NAME, processor, {
-    connection: connectRedis(q), prefix: BULL_PREFIX, concurrency, name,
+    connection: workerRedis, prefix: BULL_PREFIX, concurrency, name,
     lockDuration: o.lockMs ?? 30_000, stalledInterval: o.stallMs ?? 15_000, maxStalledCount: 2,
     autorun: false,
   });
@@ -194,6 +195,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     for (const p of idle.splice(0)) await p.release(p.value).catch(() => undefined);
     await redis.del(workerKey(name)).catch(() => undefined);
     redis.disconnect();
+    workerRedis.disconnect();
   };
   const finished = running.then(finish, async (e: unknown) => { await finish(); throw e; });
   return {

@@ -9,6 +9,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { tempDir } from '../helpers/paths.js';
+import { createZooModel } from '../../src/nn/zoo.js';
+import { saveModel } from '../../src/onnx/proto.js';
+import { setInputSpec, setLabels } from '../../src/onnx/metadata.js';
 
 export const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
@@ -80,6 +83,21 @@ export async function startRedis(o: RedisOptions = {}): Promise<TestRedis> {
   return { url, port, dir, client, stop, start };
 }
 
+/**
+ * Two small ResNets (3 outputs: Fashion-MNIST classes 0-2) as files in `dir`. Untrained:
+ * the queue must reproduce a local run's numbers whatever the weights.
+ */
+export function queueModels(dir: string): string[] {
+  return [31, 32].map((seed) => {
+    const m = createZooModel('resnet', { blocks: [1, 1, 1, 1], width: 0.125, classes: 3, seed });
+    setLabels(m, [0, 1, 2].map((c) => ({ dataset: 'fashion-mnist', class: c })));
+    setInputSpec(m, { shape: [1, 28, 28], mean: [0.286], std: [0.353] });
+    const f = join(dir, `r${seed}.onnx`);
+    saveModel(m, f);
+    return f;
+  });
+}
+
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export interface TestWorker {
@@ -128,15 +146,27 @@ export async function stopWorker(w: TestWorker): Promise<void> {
   await w.exited;
 }
 
-/** Runs the CLI asynchronously (so that workers in this test can run meanwhile). */
-export function runCliAsync(args: string[], timeoutMs = 300_000): Promise<{ code: number | null; stdout: string; stderr: string; proc: ChildProcess }> {
-  return new Promise((resolve) => {
-    const proc = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    children.add(proc);
-    let stdout = '', stderr = '';
-    proc.stdout!.on('data', (d: Buffer) => { stdout += d.toString(); });
-    proc.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
-    const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
-    proc.on('close', (code) => { clearTimeout(timer); children.delete(proc); resolve({ code, stdout, stderr, proc }); });
+/** Starts the CLI in a child process (so that workers in this test run meanwhile). */
+export function startCli(args: string[], timeoutMs = 300_000): { proc: ChildProcess; done: Promise<{ code: number | null; stdout: string; stderr: string }> } {
+  const proc = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(proc);
+  let stdout = '', stderr = '';
+  proc.stdout!.on('data', (d: Buffer) => { stdout += d.toString(); });
+  proc.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+  const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
+  const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+    proc.on('close', (code) => { clearTimeout(timer); children.delete(proc); resolve({ code, stdout, stderr }); });
   });
+  return { proc, done };
+}
+
+export const runCliAsync = (args: string[], timeoutMs?: number): Promise<{ code: number | null; stdout: string; stderr: string }> => startCli(args, timeoutMs).done;
+
+/** Polls until cond() holds. */
+export async function waitFor(cond: () => boolean, what: string, timeoutMs = 120_000): Promise<void> {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
 }
