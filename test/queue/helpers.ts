@@ -59,7 +59,11 @@ export async function startRedis(o: RedisOptions = {}): Promise<TestRedis> {
     ...(o.user ? ['--user', 'default', 'off', '--user', o.user, 'on', `>${o.password}`, '~*', '&*', '+@all'] : o.password ? ['--requirepass', o.password] : [])];
   const auth = o.user ? `${o.user}:${o.password}@` : o.password ? `:${o.password}@` : '';
   const url = `redis://${auth}127.0.0.1:${port}`;
-  const client = (): Redis => new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: null, ...(o.user ? { username: o.user } : {}), ...(o.password ? { password: o.password } : {}) });
+  const client = (): Redis => {
+    const c = new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: null, ...(o.user ? { username: o.user } : {}), ...(o.password ? { password: o.password } : {}) });
+    c.on('error', () => {});
+    return c;
+  };
   const start = async (): Promise<void> => {
     proc = spawn('redis-server', args, { stdio: 'ignore' });
     children.add(proc);
