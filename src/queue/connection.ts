@@ -99,11 +99,14 @@ export function connectRedis(q: QueueUrl, extra: RedisOptions = {}): Redis {
  */
 export async function checkRedis(q: QueueUrl, timeoutMs = 10_000): Promise<void> {
   const redis = connectRedis(q, { retryStrategy: () => null, lazyConnect: true, connectTimeout: timeoutMs });
+  // the first error says why (a refused password closes the connection, and connect() then only says that)
+  let first: Error | undefined;
+  redis.on('error', (e: Error) => { first ??= e; });
   try {
     await redis.connect();
     await redis.ping();
   } catch (e) {
-    const msg = (e as Error).message.split('\n')[0] ?? String(e);
+    const msg = (first ?? (e as Error)).message.split('\n')[0] ?? String(e);
     const hint = /NOAUTH|WRONGPASS|invalid password|invalid username/i.test(msg) ? ' (wrong or missing password/user in the URL)'
       : /ECONNREFUSED|ENOTFOUND|ETIMEDOUT|EHOSTUNREACH/.test(msg) ? ' (is redis-server running there?)' : '';
     throw new UserError(`cannot reach the queue at ${q.display}: ${msg}${hint}`);

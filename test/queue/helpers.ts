@@ -6,6 +6,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { tempDir } from '../helpers/paths.js';
@@ -21,6 +22,8 @@ export interface RedisOptions {
   user?: string;
   /** keep the data across a restart (append-only file) */
   persist?: boolean;
+  /** serve TLS only, with these PEM files (the URL gets rediss:// and ?ca=) */
+  tls?: { cert: string; key: string; ca: string };
 }
 
 export interface TestRedis {
@@ -54,13 +57,17 @@ export async function startRedis(o: RedisOptions = {}): Promise<TestRedis> {
   const port = await freePort();
   const dir = tempDir('queue-redis-');
   let proc: ChildProcess | undefined;
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', o.persist ? 'yes' : 'no',
+  const tls = o.tls ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', o.tls.cert, '--tls-key-file', o.tls.key, '--tls-ca-cert-file', o.tls.ca, '--tls-auth-clients', 'no'] : ['--port', String(port)];
+  const args = [...tls, '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', o.persist ? 'yes' : 'no',
     '--appendfsync', 'always', '--daemonize', 'no', '--loglevel', 'warning',
     ...(o.user ? ['--user', 'default', 'off', '--user', o.user, 'on', `>${o.password}`, '~*', '&*', '+@all'] : o.password ? ['--requirepass', o.password] : [])];
   const auth = o.user ? `${o.user}:${o.password}@` : o.password ? `:${o.password}@` : '';
-  const url = `redis://${auth}127.0.0.1:${port}`;
+  const url = o.tls ? `rediss://${auth}127.0.0.1:${port}?ca=${encodeURIComponent(o.tls.ca)}` : `redis://${auth}127.0.0.1:${port}`;
   const client = (): Redis => {
-    const c = new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: null, ...(o.user ? { username: o.user } : {}), ...(o.password ? { password: o.password } : {}) });
+    const c = new Redis({
+      host: '127.0.0.1', port, maxRetriesPerRequest: null, ...(o.user ? { username: o.user } : {}), ...(o.password ? { password: o.password } : {}),
+      ...(o.tls ? { tls: { ca: readFileSync(o.tls.ca, 'utf8') } } : {}),
+    });
     c.on('error', () => {});
     return c;
   };
@@ -100,6 +107,21 @@ export function queueModels(dir: string): string[] {
     saveModel(m, f);
     return f;
   });
+}
+
+/** A CA and a server certificate for 127.0.0.1 made with openssl (for a TLS Redis). */
+export function testCertificates(): { cert: string; key: string; ca: string } {
+  const d = tempDir('queue-tls-');
+  const run = (args: string[]): void => {
+    const r = spawnSync('openssl', args, { cwd: d, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`openssl ${args[0]} failed: ${r.stderr}`);
+  };
+  run(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=modelsmith test CA']);
+  run(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1']);
+  const ext = join(d, 'ext.cnf');
+  spawnSync('sh', ['-c', `printf 'subjectAltName=IP:127.0.0.1\n' > ${ext}`]);
+  run(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', ext]);
+  return { cert: join(d, 'server.pem'), key: join(d, 'server.key'), ca: join(d, 'ca.pem') };
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
