@@ -18,6 +18,7 @@ import {
   checkExperimentOptions, experimentMarkdown, runLegoExperiment, type ExperimentOptions, type ExperimentResult,
 } from '../lego/experiment.js';
 import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
+import { loadModel, saveModel } from '../onnx/proto.js';
 import { UserError } from '../util/errors.js';
 import { checkBlobRef, type BlobRef } from './blobs.js';
 import { Coordinator, failureMessage, settleAll, type CoordinatorOptions } from './coordinator.js';
@@ -31,6 +32,8 @@ export type LegoJobOptions = Pick<ExperimentOptions, 'tasks' | 'pairs' | 'sample
 export interface LegoPayload {
   model: BlobRef;
   model2?: BlobRef;
+  /** the models' names on the coordinator (as given to it): rows and assembled models' provenance name them */
+  names: { model: string; model2?: string };
   data: DataRef;
   options: LegoJobOptions;
 }
@@ -47,8 +50,6 @@ export interface RowResult {
   files: RowFile[];
 }
 
-/** Stand-ins for the model paths in results (each side puts its own path back). */
-const MODEL = '@@model@@', MODEL2 = '@@model2@@';
 /** Files a row may bring back: the two folders a local run writes models into. */
 const ROW_FILE = /^(components|assembled)\/[A-Za-z0-9._+,=-]+\.onnx$/;
 
@@ -84,8 +85,10 @@ function parseOptions(v: unknown, what: string): LegoJobOptions {
 }
 
 function parsePayload(v: unknown, what: string): LegoPayload {
-  const o = fields(v, what, ['model', 'data', 'options'], ['model2']);
+  const o = fields(v, what, ['model', 'names', 'data', 'options'], ['model2']);
+  const n = fields(o['names'], `${what}.names`, ['model'], ['model2']);
   return {
+    names: { model: str(n['model'], `${what}.names.model`, 1000), ...(n['model2'] !== undefined ? { model2: str(n['model2'], `${what}.names.model2`, 1000) } : {}) },
     model: o['model'] as BlobRef, ...(o['model2'] !== undefined ? { model2: o['model2'] as BlobRef } : {}),
     data: parseDataRef(o['data'], `${what}.data`), options: parseOptions(o['options'], `${what}.options`),
   };
@@ -96,7 +99,7 @@ function parsePayload(v: unknown, what: string): LegoPayload {
  * role names (so that two files with equal bytes stay two models, as in a local run) and
  * the components cut for earlier rows of the same experiment linked in from the work folder.
  */
-async function runInJob(p: LegoPayload, env: WorkerEnv, select: (key: string) => boolean, reuse = true): Promise<{ result: ExperimentResult; used: string[] }> {
+async function runInJob(p: LegoPayload, env: WorkerEnv, select: (key: string) => boolean, reuse = true): Promise<{ result: ExperimentResult; used: string[]; roles: Map<string, string> }> {
   checkBlobRef(p.model, 'model', env.maxBlobBytes);
   if (p.model2) checkBlobRef(p.model2, 'model2', env.maxBlobBytes);
   await env.dataset(p.data, 'train');
@@ -128,8 +131,8 @@ async function runInJob(p: LegoPayload, env: WorkerEnv, select: (key: string) =>
       try { linkSync(join(mine, f), join(cache, f)); } catch { /* another job linked it first */ }
     }
   }
-  const roles = new Map([[model, MODEL], ...(model2 ? [[model2, MODEL2] as [string, string]] : [])]);
-  return { result: substitute(result, roles), used: used.map((f) => `components/${f}`) };
+  const roles = new Map([[model, p.names.model], ...(model2 ? [[model2, p.names.model2 ?? model2] as [string, string]] : [])]);
+  return { result: substitute(result, roles), used: used.map((f) => `components/${f}`), roles };
 }
 
 export const LEGO_PLAN: JobKind<LegoPayload, { skeleton: ExperimentResult; keys: string[] }> = {
@@ -148,7 +151,7 @@ export const LEGO_ROW: JobKind<{ experiment: LegoPayload; key: string }, RowResu
   },
   async run(p, env) {
     let seen = false;
-    const { result, used } = await runInJob(p.experiment, env, (key) => {
+    const { result, used, roles } = await runInJob(p.experiment, env, (key) => {
       seen ||= key === p.key;
       return key === p.key;
     }, !p.key.startsWith('dis:'));
@@ -158,7 +161,16 @@ export const LEGO_ROW: JobKind<{ experiment: LegoPayload; key: string }, RowResu
     const out = join(env.dir, 'out');
     const assembled = existsSync(join(out, 'assembled')) ? readdirSync(join(out, 'assembled')).filter((f) => f.endsWith('.onnx')).map((f) => `assembled/${f}`) : [];
     const files: RowFile[] = [];
-    for (const path of [...used, ...assembled]) files.push({ path, blob: await env.put(join(out, path)) });
+    for (const path of [...used, ...assembled]) {
+      // model files name their parts by file (assembled models' provenance): the coordinator's names, not this worker's paths
+      const m = loadModel(join(out, path));
+      const meta = substitute(m.metadata, roles);
+      if (JSON.stringify(meta) !== JSON.stringify(m.metadata)) {
+        m.metadata = meta;
+        saveModel(m, join(out, path));
+      }
+      files.push({ path, blob: await env.put(join(out, path)) });
+    }
     return { ...found, files };
   },
 };
@@ -188,13 +200,13 @@ export async function legoExperimentOnQueue(url: string, opts: ExperimentOptions
   const c = await Coordinator.open(url, run, `lego-experiment ${opts.outDir}`, co);
   try {
     const payload: LegoPayload = {
-      model: await c.putFile(opts.model), ...(opts.model2 ? { model2: await c.putFile(opts.model2) } : {}), data: await c.data(opts.data), options,
+        model: await c.putFile(opts.model), ...(opts.model2 ? { model2: await c.putFile(opts.model2) } : {}),
+      names: { model: opts.model, ...(opts.model2 ? { model2: opts.model2 } : {}) }, data: await c.data(opts.data), options,
     };
-    const back = new Map([[MODEL, opts.model], ...(opts.model2 ? [[MODEL2, opts.model2] as [string, string]] : [])]);
     const plan = await c.submit<{ skeleton: ExperimentResult; keys: string[] }>('lego-plan', payload, 'plan', false);
     const keys = plan.result.keys;
     const file = join(opts.outDir, 'experiment.json');
-    const result: ExperimentResult = opts.resume && existsSync(file) ? readResult(file) : substitute(plan.result.skeleton, back);
+    const result: ExperimentResult = opts.resume && existsSync(file) ? readResult(file) : plan.result.skeleton;
     const order = new Map(keys.map((k, i) => [k, i]));
     const save = (): void => {
       mkdirSync(opts.outDir, { recursive: true });
@@ -212,7 +224,7 @@ export async function legoExperimentOnQueue(url: string, opts: ExperimentOptions
         writeFileAtomic(join(opts.outDir, f.path), bytes);
       }
       const rows = (result as unknown as Record<string, unknown[]>)[r.table] ??= [];
-      rows.push(substitute(r.row, back));
+      rows.push(r.row);
       rows.sort((x, y) => (order.get((x as { key: string }).key) ?? -1) - (order.get((y as { key: string }).key) ?? -1));
       save();
     }));

@@ -29,7 +29,7 @@ import { info } from '../../util/progress.js';
 import { pct } from '../../util/format.js';
 import { UserError } from '../../util/errors.js';
 import { zooSettings, checkPruneFraction, type LineageZooOptions, type ZooSettings } from './options.js';
-import { planZoo, taskOf, truthEdges, type PlannedModel, type ZooTask } from './plan.js';
+import { planZoo, plannedSeed, taskOf, truthEdges, type PlannedModel, type ZooTask } from './plan.js';
 import { addLora, classifierParams, loraTargets, mergeLora } from './lora.js';
 import { trainSteps, taskAccuracy } from './steps.js';
 import { loadZooModel, readZooRecord, saveZooModel } from './store.js';
@@ -182,7 +182,7 @@ export async function makeModel(ctx: ZooContext, m: PlannedModel, file: string, 
   const { s } = ctx;
   const start = Date.now();
   const parentRecord = m.parent === null ? null : ctx.records.get(m.parent)!;
-  const base = m.parent === null ? createZooModel(s.arch, zooModelOptions(s, ctx.trainData, m.seed)) : parentModel(ctx, m.parent);
+  const base = m.parent === null ? createZooModel(s.arch, zooModelOptions(s, ctx.trainData, m.seed)) : parentModel(ctx, m.parent, m.tree);
   const task = taskOf(m, ctx.trainData.classes, parentRecord?.task.outputOf ?? null);
   let model = base;
   let trainable: string[];
@@ -240,10 +240,13 @@ function setValues(model: Model, name: string, v: Float32Array): void {
   model.graph.initializers.set(name, { dtype: 'float32', dims: [...t.dims], data: Float32Array.from(v) });
 }
 
-function parentModel(ctx: ZooContext, name: string): Model {
+function parentModel(ctx: ZooContext, name: string, tree: number): Model {
   let m = ctx.loaded.get(name);
   if (!m) {
-    m = loadZooModel<ZooModelRecord>(join(ctx.o.outDir, `${name}.safetensors`), ctx.template).model;
+    // the weights on the architecture of the tree's root, whose metadata (arch seed) every model of the tree inherits,
+    // so that a parent read back from its file (a resumed zoo, a queue worker) makes the same child as one kept in memory
+    const root = createZooModel(ctx.s.arch, zooModelOptions(ctx.s, ctx.trainData, plannedSeed(ctx.s.seed, tree, [])));
+    m = loadZooModel<ZooModelRecord>(join(ctx.o.outDir, `${name}.safetensors`), root).model;
     ctx.loaded.set(name, m);
   }
   return m;
