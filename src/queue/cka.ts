@@ -10,6 +10,7 @@
  *   const r = await ckaOnQueue('redis://localhost:6379', { a: 'a.onnx', b: 'b.onnx', data: 'fashion-mnist', split: 'test', options: { samples: 1000 } });
  *   await writeCkaGrid(r, 'runs/cka');
  */
+import { createHash } from 'node:crypto';
 import { totalmem } from 'node:os';
 import { openModel } from '../onnx/open.js';
 import { parseClasses } from '../data/classes.js';
@@ -19,7 +20,7 @@ import { UserError } from '../util/errors.js';
 import type { BlobRef } from './blobs.js';
 import { Coordinator, type CoordinatorOptions } from './coordinator.js';
 import { parseDataRef, type DataRef, type JobKind } from './jobs.js';
-import { bool, fields, int, list, num, oneOf, opt, str } from './schema.js';
+import { bool, canonicalJson, fields, int, list, num, oneOf, opt, str } from './schema.js';
 
 /** computeCkaGrid's options that change the result (threads and the like are the worker's). */
 export type CkaJobOptions = Pick<CkaGridOptions, 'samples' | 'seed' | 'debiased' | 'controls' | 'randomBatchNorm' | 'memoryMiB' | 'batchSize' | 'mean' | 'std'>
@@ -86,7 +87,8 @@ export interface CkaQueueJob {
 /** `modelsmith cka --queue`: the pair as one job; the result as computeCkaGrid returns it, with the coordinator's file names. */
 export async function ckaOnQueue(url: string, job: CkaQueueJob, o: CoordinatorOptions = {}): Promise<CkaGridResult> {
   if (job.split !== 'train' && job.split !== 'test') throw new UserError(`--split expects train or test, got "${String(job.split)}"`);
-  const c = await Coordinator.open(url, `cka-${Date.now().toString(36)}`, `cka ${job.a} ${job.b}`, o);
+  const run = `cka-${createHash('sha256').update(canonicalJson(job)).digest('hex').slice(0, 12)}`;
+  const c = await Coordinator.open(url, run, `cka ${job.a} ${job.b}`, o);
   try {
     const a = await c.putFile(job.a), b = await c.putFile(job.b);
     const data = await c.data(job.data);

@@ -207,7 +207,9 @@ export class Coordinator {
     this.checking = true;
     try {
       if (await this.redis.exists(cancelKey(this.run))) return this.cancelled();
-      for (const id of [...this.waiters.keys()]) await this.checkOne(id);
+      // a fallback for missed events (a Redis restart): in batches, so that thousands of jobs take few round trips
+      const ids = [...this.waiters.keys()];
+      for (let i = 0; i < ids.length; i += 100) await Promise.all(ids.slice(i, i + 100).map((id) => this.checkOne(id)));
     } catch {
       // Redis unreachable for now: the next check tries again
     } finally {

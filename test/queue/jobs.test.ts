@@ -168,3 +168,38 @@ test('queue status shows workers, runs and failures; cancel stops a run and remo
   assert.ok(isOneLineError(unknown), unknown.stderr);
   assert.match(unknown.stderr, /the queue has no run "nosuch"/);
 });
+
+test('SIGTERM lets the running job finish, then the worker exits; a second SIGTERM hands the job back to another worker', async () => {
+  await stopWorker(w);
+  const c = await Coordinator.open(redis.url, 'signals', 'signals test', { checkSeconds: 1 });
+  try {
+    const polite = startWorkerProcess(redis.url, 'polite');
+    const first = c.submit<{ accuracy: number }>('stitch-cell', { grid: { ...grid, testLimit: 40 }, cell }, 'cell for SIGTERM');
+    await polite.waitFor(/job cell for SIGTERM: started/);
+    polite.proc.kill('SIGTERM');
+    assert.equal(await polite.exited, 0);
+    assert.match(polite.log(), /worker polite: stopping after the running job[^]*job cell for SIGTERM: done in/);
+    assert.ok((await first).result.accuracy >= 0);
+
+    // a long lock: without the hand-back its job would wait a minute for stall detection
+    const hasty = startWorkerProcess(redis.url, 'hasty', ['--lock-seconds', '60']);
+    const second = c.submit<{ accuracy: number }>('stitch-cell', { grid: { ...grid, testLimit: 41 }, cell }, 'cell handed back');
+    await hasty.waitFor(/job cell handed back: started/);
+    hasty.proc.kill('SIGTERM');
+    await sleep(50);
+    hasty.proc.kill('SIGTERM');
+    await hasty.exited;
+    assert.match(hasty.log(), /handed back 1 running job/);
+    assert.doesNotMatch(hasty.log(), /job cell handed back: done/);
+    const rescuer = startWorkerProcess(redis.url, 'rescuer');
+    try {
+      // taken at once, not after the lock expires
+      await rescuer.waitFor(/job cell handed back: done/, 20_000);
+      assert.ok((await second).result.accuracy >= 0);
+    } finally {
+      await stopWorker(rescuer);
+    }
+  } finally {
+    await c.close();
+  }
+});
