@@ -12,7 +12,7 @@
 import { realpathSync, existsSync } from 'node:fs';
 import { resolve, sep } from 'node:path';
 import type { Dataset } from '../data/types.js';
-import { openDataset } from '../data/resolve.js';
+import { parseDataSpec } from '../data/view.js';
 import type { SessionOptions } from '../runtime/session.js';
 import { UserError } from '../util/errors.js';
 import type { BlobRef } from './blobs.js';
@@ -97,14 +97,20 @@ export function parseDataRef(v: unknown, what: string): DataRef {
 const NAMED = /^(fashion-mnist|mnist|fashion-mnist-sample|mnist-sample|cifar10|cifar100)$/;
 
 /**
- * The folder a spec reads, for specs that name one (folder:, idx:, cifar10:<dir>, a bare path);
- * undefined for named datasets.
+ * The files and folders a spec reads: the dataset's folder for specs that name one
+ * (folder:, idx:, cifar10:<dir>, a bare path; none for named datasets) and a view's
+ * label file (`::labels=file:<path>`).
  */
-export function specPath(spec: string): string | undefined {
-  const s = spec.trim();
-  if (NAMED.test(s)) return undefined;
-  const m = /^(folder|idx|cifar10|cifar100):(.*)$/.exec(s);
-  return resolve(m ? m[2]! : s);
+export function specPaths(spec: string): string[] {
+  const { base, view } = parseDataSpec(spec.trim());
+  const b = base.trim();
+  const out: string[] = [];
+  if (!NAMED.test(b)) {
+    const m = /^(folder|idx|cifar10|cifar100):(.*)$/.exec(b);
+    out.push(resolve(m ? m[2]! : b));
+  }
+  if (view.labels?.startsWith('file:')) out.push(resolve(view.labels.slice('file:'.length)));
+  return out;
 }
 
 /**
@@ -112,16 +118,16 @@ export function specPath(spec: string): string | undefined {
  * (--data-dir): a job cannot make it read an arbitrary path of its machine.
  */
 export function checkDataSpec(spec: string, dataDirs: readonly string[], worker: string): void {
-  const path = specPath(spec);
-  if (path === undefined) return;
-  const real = existsSync(path) ? realpathSync(path) : path;
-  const inside = dataDirs.some((d) => {
-    const root = existsSync(d) ? realpathSync(d) : resolve(d);
-    return real === root || real.startsWith(root.endsWith(sep) ? root : root + sep);
-  });
-  if (!inside) {
-    throw new UserError(`worker ${worker} does not read dataset "${spec}": it names the folder ${path}, outside the folders this worker allows`
-      + ` (${dataDirs.length ? dataDirs.join(', ') : 'none'}; start it with --data-dir <dir>, or use a named dataset such as fashion-mnist)`);
+  for (const path of specPaths(spec)) {
+    const real = existsSync(path) ? realpathSync(path) : path;
+    const inside = dataDirs.some((d) => {
+      const root = existsSync(d) ? realpathSync(d) : resolve(d);
+      return real === root || real.startsWith(root.endsWith(sep) ? root : root + sep);
+    });
+    if (!inside) {
+      throw new UserError(`worker ${worker} does not read dataset "${spec}": it names ${path}, outside the folders this worker allows`
+        + ` (${dataDirs.length ? dataDirs.join(', ') : 'none'}; start it with --data-dir <dir>, or use a named dataset such as fashion-mnist)`);
+    }
   }
 }
 
