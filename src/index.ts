@@ -53,3 +53,4 @@ export { runLineageDemo, scoreZoo, compareOnZoo, type LineageDemoOptions, type L
 export * from './lineage/index.js';
 export * from './lego/index.js';
 export { runLegoDemo, legoDemoMarkdown, type LegoDemoOptions, type LegoDemoResult } from './report/demo-lego.js';
+export * from './queue/index.js';

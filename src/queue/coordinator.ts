@@ -24,7 +24,7 @@
  */
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
-import { Queue, QueueEvents, type Job } from 'bullmq';
+import { Queue, QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { UserError } from '../util/errors.js';
 import { info, progress, warn, type Progress } from '../util/progress.js';
@@ -337,4 +337,3 @@ export function failureMessage(failed: readonly UserError[], total: number, what
   return `${failed.length} of ${total} ${what} failed: ${shown}${failed.length > 3 ? '; ...' : ''} (finished results are kept; fix the cause and rerun the command, which retries them)`;
 }
 
-export type { Job };
