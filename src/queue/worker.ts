@@ -9,7 +9,8 @@
  *
  * Stopping: stop() (SIGTERM) takes no new job and lets the running ones finish;
  * stop(true) (a second signal, or the grace period) hands them back to the queue, so
- * another worker takes them, and returns at once.
+ * another worker takes them at once; the process should then exit (their computations
+ * still run in it).
  *
  * @example
  *   const w = await startWorker({ url: 'redis://localhost:6379', work: '/var/tmp/modelsmith-work', concurrency: 1, threads: 2 });
@@ -82,6 +83,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   const idle: Pooled[] = [];
   const state: WorkerInfo = { name, started: new Date().toISOString(), concurrency, threads, jobs: 0, failed: 0, seconds: 0, current: [] };
   const active = new Map<string, { job: Job; token: string | undefined }>();
+  let handingBack = false;
 
   const heartbeat = async (): Promise<void> => {
     await redis.set(workerKey(name), JSON.stringify(state), 'EX', 60).catch(() => undefined);
@@ -157,6 +159,8 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
         openData, dataset, pooled,
       };
       const result = await kind.run(payload, env);
+      // handed back meanwhile: another worker owns the job now
+      if (handingBack) throw new Error('handed back to the queue');
       const seconds = (Date.now() - t0) / 1000;
       state.jobs++;
       state.seconds += seconds;
@@ -203,6 +207,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     finished,
     stop: async (handBack = false) => {
       if (handBack) {
+        handingBack = true;
         // give the running jobs back to the queue now instead of waiting for stall detection
         for (const { job, token } of active.values()) await job.moveToWait(token).catch(() => undefined);
         info(`worker ${name}: handed back ${active.size} running job${active.size === 1 ? '' : 's'}`);

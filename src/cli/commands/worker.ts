@@ -39,10 +39,13 @@ export function registerWorker(program: Command): void {
         ...(flags.name ? { name: flags.name } : {}),
       });
       let signals = 0;
+      // handing back leaves the job's computation running in this process: exit right after
+      const handBack = (): void => void w.stop(true).then(() => process.exit(0));
       const onSignal = (): void => {
         signals++;
-        if (signals === 1 && flags.grace) setTimeout(() => void w.stop(true), flags.grace * 1000).unref();
-        void w.stop(signals > 1);
+        if (signals > 1) return handBack();
+        if (flags.grace) setTimeout(handBack, flags.grace * 1000).unref();
+        void w.stop();
       };
       process.on('SIGTERM', onSignal);
       process.on('SIGINT', onSignal);
