@@ -57,3 +57,4 @@ export * from './lego/index.js';
 export { runLegoDemo, legoDemoMarkdown, type LegoDemoOptions, type LegoDemoResult } from './report/demo-lego.js';
 export * from './report/html/index.js';
 export { provenance, withProvenance, writeResultJson, type Provenance } from './util/provenance.js';
+export * from './queue/index.js';

@@ -19,6 +19,8 @@ import { registerAssemble } from './commands/assemble.js';
 import { registerLegoExperiment } from './commands/lego-experiment.js';
 import { registerReport } from './commands/report.js';
 import { recordCommand } from '../util/provenance.js';
+import { registerWorker } from './commands/worker.js';
+import { registerQueue } from './commands/queue.js';
 
 export function buildProgram(): Command {
   const program = new Command('modelsmith')
@@ -42,6 +44,8 @@ export function buildProgram(): Command {
   registerLineageZoo(program);
   registerAssemble(program);
   registerLegoExperiment(program);
+  registerWorker(program);
+  registerQueue(program);
   registerDemo(program);
   registerReport(program);
   return program;

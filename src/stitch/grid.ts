@@ -12,7 +12,6 @@ import { join, resolve } from 'node:path';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { createHash } from 'node:crypto';
-import type { Model } from '../onnx/types.js';
 import { openModel } from '../onnx/open.js';
 import { openDataset } from '../data/resolve.js';
 import type { SessionOptions } from '../runtime/session.js';
@@ -61,6 +60,8 @@ export interface GridRunOptions {
   session?: SessionOptions;
   /** stop after this many cells (this process; for time-boxed runs and tests) */
   stopAfter?: number;
+  /** runs the pending cells elsewhere (modelsmith's queue: src/queue/stitch.ts) instead of local processes */
+  dispatch?: (grid: StitchGrid, opts: GridRunOptions) => Promise<void>;
 }
 
 export interface GridCell {
@@ -148,7 +149,8 @@ export class StitchGrid {
     info(`stitching grid ${this.dir}: ${this.cells.length} cells, ${before} already done, ${pending} to run`);
     rmSync(join(this.dir, 'claims'), { recursive: true, force: true });
     const workers = Math.max(1, Math.min(opts.workers ?? 1, pending || 1));
-    if (workers === 1) await runWorker(this, { ...opts, session: { ...opts.session, ...(opts.threads ? { threads: opts.threads } : {}) } });
+    if (opts.dispatch) await opts.dispatch(this, opts);
+    else if (workers === 1) await runWorker(this, { ...opts, session: { ...opts.session, ...(opts.threads ? { threads: opts.threads } : {}) } });
     else await spawnWorkers(this.dir, workers, opts);
     return { ran: this.done.length - before, skipped: before };
   }
@@ -161,7 +163,7 @@ export class StitchGrid {
   }
 }
 
-function checkOptions(o: CellOptions): void {
+export function checkOptions(o: CellOptions): void {
   if (o.bnAfter && (o.mode === 'lsq' || o.init === 'lsq')) throw new UserError('a least-squares stitch cannot have BatchNorm after it (--bn after); use --bn before or no BatchNorm');
   if (!['task', 'lsq', 'copy'].includes(o.mode)) throw new UserError(`--mode expects task, lsq or copy, got "${o.mode}"`);
   if (!Number.isInteger(o.epochs) || o.epochs < 1) throw new UserError(`--epochs must be a positive integer, got ${o.epochs}`);
@@ -249,14 +251,7 @@ export async function runWorker(grid: StitchGrid, opts: GridRunOptions = {}): Pr
   const f = grid.file;
   const needsWork = rows(grid).filter((r) => r.cells.some((c) => !c.skipped && !existsSync(c.file)));
   if (!needsWork.length) return 0;
-  const a: Model = openModel(f.spec.a), b: Model = openModel(f.spec.b);
-  const ctx = new StitchContext({
-    a, b, aFile: f.spec.a, bFile: f.spec.b, train: await openDataset(f.spec.data, 'train'), test: await openDataset(f.spec.data, 'test'),
-    ...(f.spec.trainLimit ? { trainLimit: f.spec.trainLimit } : {}), ...(f.spec.testLimit ? { testLimit: f.spec.testLimit } : {}),
-    ...(f.spec.mean ? { mean: f.spec.mean } : {}), ...(f.spec.std ? { std: f.spec.std } : {}),
-    cacheMb: f.spec.cacheMb ?? 1024, session: opts.session ?? {}, seed: f.options.seed, randomBatchNorm: f.options.randomBatchNorm ?? 'data',
-  });
-  await ctx.prepare(f.kinds);
+  const ctx = await openGridContext(grid, opts.session ?? {});
   const sessions = new CellSessions();
   const total = grid.cells.filter((c) => !c.skipped).length;
   let ran = 0;
@@ -278,6 +273,19 @@ export async function runWorker(grid: StitchGrid, opts: GridRunOptions = {}): Pr
     await sessions.release();
     await ctx.release();
   }
+}
+
+/** What a grid's cells run in: its models, image lists and random controls (the datasets opened by `open`). */
+export async function openGridContext(grid: StitchGrid, session: SessionOptions, open: typeof openDataset = openDataset): Promise<StitchContext> {
+  const f = grid.file;
+  const ctx = new StitchContext({
+    a: openModel(f.spec.a), b: openModel(f.spec.b), aFile: f.spec.a, bFile: f.spec.b, train: await open(f.spec.data, 'train'), test: await open(f.spec.data, 'test'),
+    ...(f.spec.trainLimit ? { trainLimit: f.spec.trainLimit } : {}), ...(f.spec.testLimit ? { testLimit: f.spec.testLimit } : {}),
+    ...(f.spec.mean ? { mean: f.spec.mean } : {}), ...(f.spec.std ? { std: f.spec.std } : {}),
+    cacheMb: f.spec.cacheMb ?? 1024, session, seed: f.options.seed, randomBatchNorm: f.options.randomBatchNorm ?? 'data',
+  });
+  await ctx.prepare(f.kinds);
+  return ctx;
 }
 
 const WORKER = fileURLToPath(new URL('./worker.js', import.meta.url));

@@ -119,7 +119,7 @@ export function triangleMeans(values: (number | null)[][]): { lowerLeft: number 
 }
 
 /** The test accuracy of A, B and the random counterparts used, on the grid's test images (cached in base.json). */
-async function baseAccuracies(grid: StitchGrid, session: SessionOptions): Promise<Record<string, number>> {
+export async function baseAccuracies(grid: StitchGrid, session: SessionOptions): Promise<Record<string, number>> {
   const path = join(grid.dir, 'base.json');
   const f = grid.file;
   const ids = new Set<'A' | 'B' | 'A0' | 'B0'>(['A', 'B']);

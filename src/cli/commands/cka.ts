@@ -9,6 +9,9 @@ import { parseChoice, parseInteger, parsePositiveInt } from '../parse.js';
 import { table } from '../output.js';
 import { CKA_POOLS, type CkaPool } from '../../stitch/views.js';
 import { writeRunReport } from '../../report/html/report.js';
+import { parseQueueUrl } from '../../queue/connection.js';
+import { ckaOnQueue, type CkaJobOptions } from '../../queue/cka.js';
+import { UserError } from '../../util/errors.js';
 
 interface CkaFlags extends DataFlags {
   samples?: number;
@@ -21,6 +24,7 @@ interface CkaFlags extends DataFlags {
   randomBn: RandomBatchNorm;
   pool: CkaPool;
   output: string;
+  queue?: string;
 }
 
 const nameList = (text: string): string[] => text.split(',').map((s) => s.trim()).filter((s) => s.length);
@@ -37,19 +41,15 @@ export function registerCka(program: Command): void {
     .option('--pool <how>', 'features per image: none (every cut flattened) | tokens (token cuts averaged over their tokens) '
       + '| all (also image cuts averaged over pixels)', parseChoice('--pool', CKA_POOLS), 'none')
     .option('--memory <MiB>', `memory for activations and Gram matrices (default ${DEFAULT_CKA_MEMORY_MIB})`, parsePositiveInt('--memory'))
+    .option('--queue <url>', 'run the pair (one job: its Gram matrices serve every cell) as jobs on a Redis queue (redis://host:6379, rediss://user:password@host); workers: modelsmith worker --queue <url>')
     .requiredOption('-o, --output <dir>', 'folder for matrix.json and the heatmaps (cka.svg/.png; with --controls also cka-biased.* and cka-debiased.*)');
   addDataOptions(cmd).action(async (fileA: string, fileB: string, flags: CkaFlags, c: Command) => {
     const { out, session } = globals(c);
-    const a = { model: openModel(fileA), file: fileA };
-    const b = { model: openModel(fileB), file: fileB };
-    const { ds, classes } = await openDataFromFlags(flags);
-    const r = await computeCkaGrid(a, b, ds, {
-      ...session,
+    const options: CkaJobOptions = {
       ...(flags.samples !== undefined ? { samples: flags.samples } : {}),
       ...(flags.seed !== undefined ? { seed: flags.seed } : {}),
-      ...(classes ? { classes } : {}),
       ...(flags.debiased ? { debiased: true } : {}),
-      ...(flags.controls ? { controls: true, randomBatchNorm: flags.randomBn, train: flags.split === 'train' ? ds : await openDataset(flags.data, 'train') } : {}),
+      ...(flags.controls ? { controls: true, randomBatchNorm: flags.randomBn } : {}),
       ...(flags.senders ? { senders: flags.senders } : {}),
       ...(flags.receivers ? { receivers: flags.receivers } : {}),
       ...(flags.memory !== undefined ? { memoryMiB: flags.memory } : {}),
@@ -57,7 +57,22 @@ export function registerCka(program: Command): void {
       ...(flags.batch ? { batchSize: flags.batch } : {}),
       ...(flags.mean ? { mean: flags.mean } : {}),
       ...(flags.std ? { std: flags.std } : {}),
-    });
+    };
+    let r: CkaGridResult;
+    if (flags.queue) {
+      parseQueueUrl(flags.queue);
+      if (flags.split !== 'train' && flags.split !== 'test') throw new UserError(`--split expects train or test, got "${flags.split}"`);
+      r = await ckaOnQueue(flags.queue, { a: fileA, b: fileB, data: flags.data, split: flags.split, ...(flags.classes !== undefined ? { classes: flags.classes } : {}), options });
+    } else {
+      const a = { model: openModel(fileA), file: fileA };
+      const b = { model: openModel(fileB), file: fileB };
+      const { ds, classes } = await openDataFromFlags(flags);
+      r = await computeCkaGrid(a, b, ds, {
+        ...session, ...options,
+        ...(classes ? { classes } : {}),
+        ...(flags.controls ? { train: flags.split === 'train' ? ds : await openDataset(flags.data, 'train') } : {}),
+      });
+    }
     const files = await writeCkaGrid(r, flags.output);
     files.push(await writeRunReport(flags.output));
     printMatrix(r, (s) => out.line(s));

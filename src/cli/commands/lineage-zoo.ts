@@ -4,6 +4,8 @@ import { parseRanks, parseVariants, type VariantKind } from '../../lineage/zoo/o
 import { globals, withOutputFlags } from './common.js';
 import { pct } from '../output.js';
 import { parseInteger, parseIntList, parsePositiveInt, parsePositiveNumber } from '../parse.js';
+import { parseQueueUrl } from '../../queue/connection.js';
+import { queueZooMaker } from '../../queue/zoo.js';
 
 interface ZooFlags {
   trees: number;
@@ -22,6 +24,7 @@ interface ZooFlags {
   pruneFraction: number;
   onnx?: boolean;
   output: string;
+  queue?: string;
 }
 
 export function registerLineageZoo(program: Command): void {
@@ -41,16 +44,25 @@ export function registerLineageZoo(program: Command): void {
     .option('--variants <list>', 'also write robustness copies <output>-fp16, -int8, -pruned: any of fp16,int8,pruned', parseVariants)
     .option('--prune-fraction <f>', 'pruned copies: fraction of each weight tensor zeroed', Number, 0.2)
     .option('--onnx', 'also write each model as <output>/onnx/<name>.onnx')
+    .option('--queue <url>', 'run the models as jobs on a Redis queue (redis://host:6379, rediss://user:password@host); workers: modelsmith worker --queue <url>')
     .requiredOption('-o, --output <dir>', 'zoo folder (an existing one is continued: models already there are not retrained)')
     .action(async (flags: ZooFlags, cmd: Command) => {
       const { out, session } = globals(cmd);
-      const r = await makeLineageZoo({
+      if (flags.queue) parseQueueUrl(flags.queue);
+      const opts = {
         data: flags.data, outDir: flags.output, trees: flags.trees, children: flags.children, depth: flags.depth,
         arch: flags.arch, width: flags.width, seed: flags.seed, steps: flags.steps, rootSteps: flags.rootSteps, batchSize: flags.batch,
         pruneFraction: flags.pruneFraction,
         ...(flags.lowrank ? { lowrank: flags.lowrank } : {}), ...(flags.hidden ? { hidden: flags.hidden } : {}),
         ...(flags.variants ? { variants: flags.variants } : {}), ...(flags.onnx ? { onnx: true } : {}), ...session,
-      });
+      };
+      const maker = flags.queue ? queueZooMaker(flags.queue, opts) : undefined;
+      let r: Awaited<ReturnType<typeof makeLineageZoo>>;
+      try {
+        r = await makeLineageZoo(opts, maker);
+      } finally {
+        await maker?.close();
+      }
       const accs = r.models.map((m) => m.testAccuracy);
       const mean = accs.reduce((a, b) => a + b, 0) / accs.length;
       out.line(`${r.models.length} models in ${r.settings.trees} trees (${r.trained} trained, ${r.reused} found), ${r.edges.length} edges in ${r.outDir}/truth.json; mean test accuracy on each model's task ${pct(mean)} (min ${pct(Math.min(...accs))}); ${r.seconds.toFixed(1)} s`);

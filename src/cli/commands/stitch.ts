@@ -12,6 +12,8 @@ import { pct, table } from '../output.js';
 import { parseChoice, parseInteger, parsePositiveInt, parsePositiveNumber } from '../parse.js';
 import { UserError } from '../../util/errors.js';
 import { writeRunReport } from '../../report/html/report.js';
+import { parseQueueUrl } from '../../queue/connection.js';
+import { stitchDispatch } from '../../queue/stitch.js';
 
 interface StitchFlags {
   data?: string;
@@ -40,6 +42,7 @@ interface StitchFlags {
   std?: number[];
   listCuts?: boolean;
   output?: string;
+  queue?: string;
 }
 
 const list = (s?: string): string[] | undefined => s?.split(',').map((x) => x.trim()).filter(Boolean);
@@ -70,6 +73,7 @@ export function registerStitch(program: Command): void {
     .option('--stop-after <n>', 'stop after this many cells (rerun to continue)', parsePositiveInt('--stop-after'))
     .option('--seed <n>', 'seed for stitch initialisation, image order and the random networks', parseInteger('--seed'), 0)
     .option('--random-bn <how>', 'BatchNorm statistics of the random control networks: data (re-estimated on 2048 training images) | init (0/1 as initialised)', parseChoice('--random-bn', RANDOM_BATCHNORM), 'data')
+    .option('--queue <url>', 'run the cells as jobs on a Redis queue (redis://host:6379, rediss://user:password@host); workers: modelsmith worker --queue <url>')
     .option('-o, --output <dir>', 'grid folder (rerunning with the same folder resumes)')
     .action(async (aFile: string, bFile: string | undefined, flags: StitchFlags, cmd: Command) => {
       const { out, session } = globals(cmd);
@@ -93,6 +97,10 @@ export function registerStitch(program: Command): void {
       if (!flags.data) throw new UserError('stitch needs --data <spec>');
       if (!flags.output) throw new UserError('stitch needs -o <grid folder>');
       if (flags.cacheMb < 0) throw new UserError(`--cache-mb must be 0 or more, got ${flags.cacheMb}`);
+      if (flags.queue) {
+        parseQueueUrl(flags.queue);
+        if (flags.workers > 1) throw new UserError('--workers starts local processes; with --queue start workers on any machine with: modelsmith worker --queue <url>');
+      }
       const bn = list(flags.bn) ?? [];
       for (const b of bn) if (b !== 'before' && b !== 'after') throw new UserError(`--bn expects before, after or before,after, got "${flags.bn}"`);
       const options: Partial<CellOptions> = {
@@ -108,6 +116,7 @@ export function registerStitch(program: Command): void {
         ...(flags.trainLimit ? { trainLimit: flags.trainLimit } : {}), ...(flags.testLimit ? { testLimit: flags.testLimit } : {}),
         ...(flags.mean ? { mean: flags.mean } : {}), ...(flags.std ? { std: flags.std } : {}),
         cacheMb: flags.cacheMb, workers: flags.workers, ...(threads ? { threads } : {}), session, ...(flags.stopAfter ? { stopAfter: flags.stopAfter } : {}),
+        ...(flags.queue ? { dispatch: stitchDispatch(flags.queue) } : {}),
       });
       const m = r.matrix;
       for (const kind of m.kinds) {

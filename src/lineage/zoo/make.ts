@@ -29,7 +29,7 @@ import { info } from '../../util/progress.js';
 import { pct } from '../../util/format.js';
 import { UserError } from '../../util/errors.js';
 import { zooSettings, checkPruneFraction, type LineageZooOptions, type ZooSettings } from './options.js';
-import { planZoo, taskOf, truthEdges, type PlannedModel, type ZooTask } from './plan.js';
+import { planZoo, plannedSeed, taskOf, truthEdges, type PlannedModel, type ZooTask } from './plan.js';
 import { addLora, classifierParams, loraTargets, mergeLora } from './lora.js';
 import { trainSteps, taskAccuracy } from './steps.js';
 import { loadZooModel, readZooRecord, saveZooModel } from './store.js';
@@ -72,49 +72,96 @@ export interface LineageZooResult {
   variants: VariantResult[];
 }
 
-export async function makeLineageZoo(o: LineageZooOptions): Promise<LineageZooResult> {
+/**
+ * Where a zoo's models are made: in this process (the default), or by queue workers on
+ * other machines (src/queue/zoo.ts). Everything else (resuming, zoo.json, truth.json,
+ * the variants) is the same for both.
+ */
+export interface ZooMaker {
+  /** the dataset's class count (the plan depends on it) and its source lines for zoo.json */
+  data(s: ZooSettings): Promise<{ classes: number; train: string; test: string }>;
+  /**
+   * Makes the models of `todo` (in plan order; a model's parent is either made first or
+   * its record is in `records` and its file in the zoo folder already), writes each as
+   * `<outDir>/<name>.safetensors` and calls `made` with its record as soon as it is written.
+   */
+  make(todo: readonly PlannedModel[], plan: readonly PlannedModel[], records: Map<string, ZooModelRecord>, made: (r: ZooModelRecord) => void): Promise<void>;
+}
+
+export async function makeLineageZoo(o: LineageZooOptions, maker?: ZooMaker): Promise<LineageZooResult> {
   const start = Date.now();
   const s = zooSettings(o);
   const pruneFraction = checkPruneFraction(o.pruneFraction ?? 0.2);
   const previous = checkResume(o.outDir, s);
-  const session: SessionOptions = { ...(o.threads ? { threads: o.threads } : {}), ...(o.provider ? { provider: o.provider } : {}) };
-  const trainData = await openDataset(s.data, 'train');
-  const testData = await openDataset(s.data, 'test');
-  const plan = planZoo(s, trainData.classes);
-  const template = createZooModel(s.arch, zooModelOptions(s, trainData, 0));
-  if (s.lowrank) checkLoraFits(template, s);
-  const normalization = defaultNormalization(trainData.name.replace(/-sample$/, ''), trainData.shape[0]);
-  const ctx: Ctx = { s, o, session, trainData, testData, template, normalization, loaded: new Map(), records: new Map() };
-  let trained = 0;
-  writeZooJson(ctx, plan);
-  for (const [i, m] of plan.entries()) {
-    const file = join(o.outDir, `${m.name}.safetensors`);
-    const label = `[${i + 1}/${plan.length}] ${m.name}`;
+  const m = maker ?? localMaker(o);
+  const data = await m.data(s);
+  const plan = planZoo(s, data.classes);
+  const records = new Map<string, ZooModelRecord>();
+  const write = (): void => writeZooJson(o.outDir, s, data, plan, records);
+  write();
+  const todo: PlannedModel[] = [];
+  for (const [i, pm] of plan.entries()) {
+    const file = join(o.outDir, `${pm.name}.safetensors`);
     const found = existsSync(file) ? readZooRecord<ZooModelRecord>(file) : undefined;
-    if (found) {
-      if (found.name !== m.name || found.seed !== m.seed || found.parent !== m.parent) {
-        throw new UserError(`${file} was made by a different zoo (its record says ${found.name}, seed ${found.seed}); use another output folder`);
-      }
-      ctx.records.set(m.name, { ...found, seconds: previous.get(m.name)?.seconds ?? null });
-      info(`${label}: found ${file}, not retrained`);
-    } else {
-      const rec = await makeModel(ctx, m, file, label);
-      ctx.records.set(m.name, rec);
-      trained++;
+    if (!found) {
+      todo.push(pm);
+      continue;
     }
-    releaseFinished(ctx, plan, i);
-    writeZooJson(ctx, plan);
+    if (found.name !== pm.name || found.seed !== pm.seed || found.parent !== pm.parent) {
+      throw new UserError(`${file} was made by a different zoo (its record says ${found.name}, seed ${found.seed}); use another output folder`);
+    }
+    records.set(pm.name, { ...found, seconds: previous.get(pm.name)?.seconds ?? null });
+    info(`[${i + 1}/${plan.length}] ${pm.name}: found ${file}, not retrained`);
   }
+  let trained = 0;
+  await m.make(todo, plan, records, (r) => {
+    records.set(r.name, r);
+    trained++;
+    write();
+  });
   const edges = truthEdges(plan);
   writeJsonAtomic(join(o.outDir, 'truth.json'), { edges });
   const variants = (o.variants ?? []).map((kind) => makeZooVariant(o.outDir, `${o.outDir.replace(/\/+$/, '')}-${kind}`, kind, { fraction: pruneFraction }));
   return {
-    outDir: o.outDir, settings: s, models: plan.map((m) => ctx.records.get(m.name)!), edges,
+    outDir: o.outDir, settings: s, models: plan.map((pm) => records.get(pm.name)!), edges,
     trained, reused: plan.length - trained, seconds: (Date.now() - start) / 1000, variants,
   };
 }
 
-interface Ctx {
+/** Models made one after another in this process, each parent kept in memory until its last child is made. */
+function localMaker(o: LineageZooOptions): ZooMaker {
+  let ctx: ZooContext | undefined;
+  return {
+    async data(s) {
+      ctx = await openZooContext(o, s);
+      return { classes: ctx.trainData.classes, train: ctx.trainData.source, test: ctx.testData.source };
+    },
+    async make(todo, plan, records, made) {
+      const c = { ...ctx!, records };
+      for (const pm of todo) {
+        const i = plan.indexOf(pm);
+        made(await makeModel(c, pm, join(o.outDir, `${pm.name}.safetensors`), `[${i + 1}/${plan.length}] ${pm.name}`));
+        releaseFinished(c, plan, i);
+      }
+    },
+  };
+}
+
+/**
+ * What making a zoo's models needs: the datasets (opened by `open`), the architecture
+ * template, the normalisation, and the models and records made so far.
+ */
+export async function openZooContext(o: LineageZooOptions, s: ZooSettings, open: typeof openDataset = openDataset): Promise<ZooContext> {
+  const session: SessionOptions = { ...(o.threads ? { threads: o.threads } : {}), ...(o.provider ? { provider: o.provider } : {}) };
+  const trainData = await open(s.data, 'train');
+  const testData = await open(s.data, 'test');
+  const template = createZooModel(s.arch, zooModelOptions(s, trainData, 0));
+  if (s.lowrank) checkLoraFits(template, s);
+  const normalization = defaultNormalization(trainData.name.replace(/-sample$/, ''), trainData.shape[0]);
+  return { s, o, session, trainData, testData, template, normalization, loaded: new Map(), records: new Map() };
+}
+
+export interface ZooContext {
   s: ZooSettings;
   o: LineageZooOptions;
   session: SessionOptions;
@@ -131,11 +178,11 @@ function zooModelOptions(s: ZooSettings, ds: Dataset, seed: number): Parameters<
   return { input: [...ds.shape], classes: ds.classes, width: s.width, seed, ...(s.hidden ? { hidden: s.hidden } : {}) };
 }
 
-async function makeModel(ctx: Ctx, m: PlannedModel, file: string, label: string): Promise<ZooModelRecord> {
+export async function makeModel(ctx: ZooContext, m: PlannedModel, file: string, label: string): Promise<ZooModelRecord> {
   const { s } = ctx;
   const start = Date.now();
   const parentRecord = m.parent === null ? null : ctx.records.get(m.parent)!;
-  const base = m.parent === null ? createZooModel(s.arch, zooModelOptions(s, ctx.trainData, m.seed)) : parentModel(ctx, m.parent);
+  const base = m.parent === null ? createZooModel(s.arch, zooModelOptions(s, ctx.trainData, m.seed)) : parentModel(ctx, m.parent, m.tree);
   const task = taskOf(m, ctx.trainData.classes, parentRecord?.task.outputOf ?? null);
   let model = base;
   let trainable: string[];
@@ -193,17 +240,20 @@ function setValues(model: Model, name: string, v: Float32Array): void {
   model.graph.initializers.set(name, { dtype: 'float32', dims: [...t.dims], data: Float32Array.from(v) });
 }
 
-function parentModel(ctx: Ctx, name: string): Model {
+function parentModel(ctx: ZooContext, name: string, tree: number): Model {
   let m = ctx.loaded.get(name);
   if (!m) {
-    m = loadZooModel<ZooModelRecord>(join(ctx.o.outDir, `${name}.safetensors`), ctx.template).model;
+    // the weights on the architecture of the tree's root, whose metadata (arch seed) every model of the tree inherits,
+    // so that a parent read back from its file (a resumed zoo, a queue worker) makes the same child as one kept in memory
+    const root = createZooModel(ctx.s.arch, zooModelOptions(ctx.s, ctx.trainData, plannedSeed(ctx.s.seed, tree, [])));
+    m = loadZooModel<ZooModelRecord>(join(ctx.o.outDir, `${name}.safetensors`), root).model;
     ctx.loaded.set(name, m);
   }
   return m;
 }
 
 /** Drops models from memory once every child of theirs is done. */
-function releaseFinished(ctx: Ctx, plan: readonly PlannedModel[], done: number): void {
+function releaseFinished(ctx: ZooContext, plan: readonly PlannedModel[], done: number): void {
   for (const name of [...ctx.loaded.keys()]) {
     const pending = plan.some((p, j) => j > done && p.parent === name);
     if (!pending) ctx.loaded.delete(name);
@@ -220,12 +270,12 @@ function labelsOf(task: ZooTask, ds: Dataset): OutputLabel[] {
   return labels;
 }
 
-function writeZooJson(ctx: Ctx, plan: readonly PlannedModel[]): void {
-  writeJsonAtomic(join(ctx.o.outDir, 'zoo.json'), {
-    settings: ctx.s,
-    data: { train: ctx.trainData.source, test: ctx.testData.source },
+function writeZooJson(outDir: string, s: ZooSettings, data: { train: string; test: string }, plan: readonly PlannedModel[], records: Map<string, ZooModelRecord>): void {
+  writeJsonAtomic(join(outDir, 'zoo.json'), {
+    settings: s,
+    data: { train: data.train, test: data.test },
     planned: plan.length,
-    models: plan.filter((m) => ctx.records.has(m.name)).map((m) => ctx.records.get(m.name)),
+    models: plan.filter((m) => records.has(m.name)).map((m) => records.get(m.name)),
   });
 }
 
