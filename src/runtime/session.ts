@@ -11,8 +11,23 @@ import * as ort from 'onnxruntime-node';
 import { cpus } from 'node:os';
 import type { DType, Model, Tensor, TensorData } from '../onnx/types.js';
 import { encodeModel } from '../onnx/proto.js';
+import { createModel } from '../onnx/graph.js';
 import { UserError } from '../util/errors.js';
 import { lowerConvs, nchwcBlockSize } from './nchwc.js';
+
+/**
+ * ONNX Runtime's own log (coloured lines on stderr, e.g. a CUDA library it cannot load)
+ * stays out of normal output: its failures reach the user as one-line errors through the
+ * exceptions below. MODELSMITH_ORT_LOG=verbose|info|warning|error shows it again.
+ */
+const ORT_LOG_LEVELS = ['verbose', 'info', 'warning', 'error', 'fatal'] as const;
+const askedLog = process.env['MODELSMITH_ORT_LOG'];
+ort.env.logLevel = (ORT_LOG_LEVELS as readonly string[]).includes(askedLog ?? '') ? askedLog as typeof ORT_LOG_LEVELS[number] : 'fatal';
+
+/** The execution providers this ONNX Runtime build knows on this platform ('cpu', 'cuda', ...). */
+export function executionProviders(): string[] {
+  return ort.listSupportedBackends().map((b) => b.name);
+}
 
 export type OptimizationLevel = 'disabled' | 'basic' | 'extended' | 'all';
 
@@ -70,6 +85,7 @@ export class ModelSession {
       });
       return new ModelSession(session, model);
     } catch (e) {
+      if (providers.length > 1) await checkProvider(providers[0]!);
       throw new UserError(`ONNX Runtime could not load model ${model.graph.name}: ${firstLine(e)}`);
     }
   }
@@ -94,6 +110,38 @@ export class ModelSession {
 
   async release(): Promise<void> {
     await this.session.release();
+  }
+}
+
+const providerChecks = new Map<string, Promise<void>>();
+
+/**
+ * Throws a one-line UserError when `provider` cannot run here (unknown name, or its
+ * libraries missing, e.g. CUDA on a machine without it), by opening a one-node model
+ * with it; cheap, and done once per provider, so commands can check before any work.
+ */
+export function checkProvider(provider: string): Promise<void> {
+  let check = providerChecks.get(provider);
+  if (!check) {
+    check = probeProvider(provider);
+    providerChecks.set(provider, check);
+  }
+  return check;
+}
+
+async function probeProvider(provider: string): Promise<void> {
+  const known = executionProviders();
+  if (!known.includes(provider)) throw new UserError(`execution provider "${provider}" is not known to ONNX Runtime here; expected one of ${known.join(', ')}`);
+  if (provider === 'cpu') return;
+  const probe = createModel({
+    name: 'provider_probe', nodes: [{ name: 'id', opType: 'Identity', inputs: ['x'], outputs: ['y'], attributes: {} }], initializers: new Map(),
+    inputs: [{ name: 'x', dtype: 'float32', shape: [1] }], outputs: [{ name: 'y', dtype: 'float32', shape: [1] }], valueInfo: new Map(),
+  });
+  try {
+    const s = await ort.InferenceSession.create(encodeModel(probe), { executionProviders: [provider] });
+    await s.release();
+  } catch (e) {
+    throw new UserError(`execution provider "${provider}" cannot run on this machine (${firstLine(e)}); use --provider cpu, or install ONNX Runtime's ${provider} libraries`);
   }
 }
 
