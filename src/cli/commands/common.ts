@@ -2,6 +2,13 @@ import type { Command } from 'commander';
 import type { SessionOptions } from '../../runtime/session.js';
 import { Output, type GlobalFlags } from '../output.js';
 import { parsePositiveInt } from '../parse.js';
+import type { PlannedOutput } from '../../util/output-paths.js';
+
+export { checkOutputs } from '../../util/output-paths.js';
+
+/** An output file or folder for checkOutputs, named by its flag in messages. */
+export const outputFile = (path: string, flag = '-o'): PlannedOutput => ({ flag, path, kind: 'file' });
+export const outputFolder = (path: string, flag = '-o'): PlannedOutput => ({ flag, path, kind: 'folder' });
 
 export interface Globals extends GlobalFlags {
   threads?: string;

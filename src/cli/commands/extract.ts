@@ -4,7 +4,7 @@ import { openModel } from '../../onnx/open.js';
 import { extractSubgraph } from '../../onnx/extract.js';
 import { resolveCut } from '../../onnx/cuts.js';
 import { modelStats } from '../../onnx/stats.js';
-import { globals, withOutputFlags } from './common.js';
+import { checkOutputs, globals, outputFile, withOutputFlags } from './common.js';
 import { compact } from '../output.js';
 
 interface ExtractFlags {
@@ -20,6 +20,7 @@ export function registerExtract(program: Command): void {
     .requiredOption('-o, --output <file>', 'where to write the extracted .onnx model')
     .action((file: string, flags: ExtractFlags, cmd: Command) => {
       const { out } = globals(cmd);
+      checkOutputs([outputFile(flags.output)], [file]);
       const model = openModel(file);
       const from = flags.from ? resolveCut(model, flags.from, file) : model.graph.inputs[0]!.name;
       const to = flags.to ? resolveCut(model, flags.to, file) : model.graph.outputs[0]!.name;

@@ -4,7 +4,7 @@ import { listCuts } from '../../stitch/cuts.js';
 import { PAIR_KINDS, PAIR_TITLES, RANDOM_BATCHNORM, type RandomBatchNorm } from '../../stitch/controls.js';
 import { stitchGrid } from '../../stitch/run.js';
 import type { CellOptions } from '../../stitch/cell.js';
-import { globals, withOutputFlags } from './common.js';
+import { checkOutputs, globals, outputFolder, withOutputFlags } from './common.js';
 import { pct, table } from '../output.js';
 import { parseChoice, parseInteger, parseNumberList, parsePositiveInt, parsePositiveNumber } from '../parse.js';
 import { UserError } from '../../util/errors.js';
@@ -35,6 +35,7 @@ interface StitchFlags {
   mean?: number[];
   std?: number[];
   listCuts?: boolean;
+  overwrite?: boolean;
   output?: string;
 }
 
@@ -68,6 +69,7 @@ export function registerStitch(program: Command): void {
     .option('--mean <list>', 'input normalisation mean (for models without normalisation metadata)', parseNumberList('--mean'))
     .option('--std <list>', 'input normalisation std', parseNumberList('--std'))
     .option('-o, --output <dir>', 'grid folder (rerunning with the same folder resumes)')
+    .option('--overwrite', 'start afresh when the folder holds a grid computed with other models, data or options (its finished cells are discarded)')
     .action(async (aFile: string, bFile: string | undefined, flags: StitchFlags, cmd: Command) => {
       const { out, session } = globals(cmd);
       if (flags.listCuts) {
@@ -81,7 +83,8 @@ export function registerStitch(program: Command): void {
       }
       if (!bFile) throw new UserError('stitch needs two models: modelsmith stitch A.onnx B.onnx --data <spec> -o grid/ (or --list-cuts)');
       if (!flags.data) throw new UserError('stitch needs --data <spec>');
-      if (!flags.output) throw new UserError('stitch needs -o <grid folder>');
+      if (flags.output === undefined) throw new UserError('stitch needs -o <grid folder>');
+      checkOutputs([outputFolder(flags.output)], [aFile, bFile]);
       if (flags.cacheMb < 0) throw new UserError(`--cache-mb must be 0 or more, got ${flags.cacheMb}`);
       const bn = list(flags.bn) ?? [];
       for (const b of bn) if (b !== 'before' && b !== 'after') throw new UserError(`--bn expects before, after or before,after, got "${flags.bn}"`);
@@ -97,7 +100,7 @@ export function registerStitch(program: Command): void {
         ...(senders ? { senders } : {}), ...(receivers ? { receivers } : {}),
         ...(flags.trainLimit ? { trainLimit: flags.trainLimit } : {}), ...(flags.testLimit ? { testLimit: flags.testLimit } : {}),
         ...(flags.mean ? { mean: flags.mean } : {}), ...(flags.std ? { std: flags.std } : {}),
-        cacheMb: flags.cacheMb, workers: flags.workers, ...(threads ? { threads } : {}), session, ...(flags.stopAfter ? { stopAfter: flags.stopAfter } : {}),
+        ...(flags.overwrite ? { overwrite: true } : {}), cacheMb: flags.cacheMb, workers: flags.workers, ...(threads ? { threads } : {}), session, ...(flags.stopAfter ? { stopAfter: flags.stopAfter } : {}),
       });
       const m = r.matrix;
       for (const kind of m.kinds) {
