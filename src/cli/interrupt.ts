@@ -46,7 +46,9 @@ const RESUMABLE: Record<string, (o: Options) => Saved> = {
     return rows ? { saved: `${plural(rows, 'finished row')} in ${file}`, resume: '--resume' } : { saved: 'no finished rows yet', resume: 'again' };
   },
   demo: (o) => ({
-    saved: existsSync(String(o['output'])) ? `the finished stitching cells and lineage-zoo models in ${String(o['output'])} are kept (models are retrained)` : 'nothing yet',
+    saved: existsSync(String(o['output']))
+      ? `the finished stitching cells and lineage-zoo models in ${String(o['output'])} are kept (models are retrained)`
+      : 'nothing yet',
     resume: 'same',
   }),
   cka: () => ({ saved: 'nothing (CKA keeps no partial results)', resume: 'again' }),

@@ -72,6 +72,15 @@ function usageLine(e: UsageError): string {
   return `${text}; see '${e.command} --help'`;
 }
 
+/**
+ * A message kept to one line whatever it quotes: a parser's error may echo bytes of the
+ * file it failed on (line breaks, control characters).
+ */
+export function oneLine(message: string): string {
+  // eslint-disable-next-line no-control-regex
+  return message.replace(/\s*[\r\n]+\s*/g, ' ').replace(/[\u0000-\u001f\u007f]/g, '\ufffd');
+}
+
 /** Runs the CLI on argv (as process.argv: node, script, ...args) and returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
@@ -95,7 +104,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (e instanceof CommanderError) return e.exitCode;
     if (e instanceof UserError) {
-      writeErr(`modelsmith: error: ${e.message}\n`);
+      writeErr(`modelsmith: error: ${oneLine(e.message)}\n`);
       return 1;
     }
     writeErr(`modelsmith: internal error (please report): ${(e as Error)?.stack ?? e}\n`);

@@ -9,6 +9,9 @@
  */
 import * as ort from 'onnxruntime-node';
 import { cpus } from 'node:os';
+import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
 import type { DType, Model, Tensor, TensorData } from '../onnx/types.js';
 import { encodeModel } from '../onnx/proto.js';
 import { createModel } from '../onnx/graph.js';
@@ -118,7 +121,9 @@ const providerChecks = new Map<string, Promise<void>>();
 /**
  * Throws a one-line UserError when `provider` cannot run here (unknown name, or its
  * libraries missing, e.g. CUDA on a machine without it), by opening a one-node model
- * with it; cheap, and done once per provider, so commands can check before any work.
+ * with it. Done once per provider, in a child process: native libraries print their own
+ * complaints straight to the terminal (WebGPU's Dawn does, whatever ORT's log level) or
+ * may even crash, and neither should reach the user instead of one line.
  */
 export function checkProvider(provider: string): Promise<void> {
   let check = providerChecks.get(provider);
@@ -129,6 +134,18 @@ export function checkProvider(provider: string): Promise<void> {
   return check;
 }
 
+const PROBE_SCRIPT = `
+const [ortPath, provider, model] = process.argv.slice(1);
+const ort = (await import(ortPath)).default;
+ort.env.logLevel = 'fatal';
+try {
+  const s = await ort.InferenceSession.create(Buffer.from(model, 'base64'), { executionProviders: [provider] });
+  await s.release();
+} catch (e) {
+  process.stdout.write(String(e?.message ?? e).split('\\n')[0]);
+  process.exit(3);
+}`;
+
 async function probeProvider(provider: string): Promise<void> {
   const known = executionProviders();
   if (!known.includes(provider)) throw new UserError(`execution provider "${provider}" is not known to ONNX Runtime here; expected one of ${known.join(', ')}`);
@@ -137,11 +154,22 @@ async function probeProvider(provider: string): Promise<void> {
     name: 'provider_probe', nodes: [{ name: 'id', opType: 'Identity', inputs: ['x'], outputs: ['y'], attributes: {} }], initializers: new Map(),
     inputs: [{ name: 'x', dtype: 'float32', shape: [1] }], outputs: [{ name: 'y', dtype: 'float32', shape: [1] }], valueInfo: new Map(),
   });
-  try {
-    const s = await ort.InferenceSession.create(encodeModel(probe), { executionProviders: [provider] });
-    await s.release();
-  } catch (e) {
-    throw new UserError(`execution provider "${provider}" cannot run on this machine (${firstLine(e)}); use --provider cpu, or install ONNX Runtime's ${provider} libraries`);
+  const ortPath = pathToFileURL(createRequire(import.meta.url).resolve('onnxruntime-node')).href;
+  const args = ['--input-type=module', '-e', PROBE_SCRIPT, ortPath, provider, Buffer.from(encodeModel(probe)).toString('base64')];
+  const why = await new Promise<string | undefined>((done) => {
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    child.on('error', (e) => done(e.message));
+    child.on('close', (code, signal) => {
+      done(code === 0 ? undefined : out.trim() || `the probe ${signal ? `was killed by ${signal}` : `exited with code ${code}`}`);
+    });
+  });
+  if (why !== undefined) {
+    // native messages open with source locations and assertions: their last sentence says what is wrong
+    const last = why.split(/\.\s+/).map((x) => x.trim()).filter(Boolean).pop() ?? why;
+    throw new UserError(`execution provider "${provider}" cannot run on this machine (${last.slice(0, 300)}); `
+      + `use --provider cpu, or install ONNX Runtime's ${provider} libraries`);
   }
 }
 

@@ -121,7 +121,9 @@ export class StitchGrid {
     const path = join(dir, 'grid.json');
     const old = existsSync(path) ? readGrid(path) : undefined;
     if (old && old.fingerprint !== fingerprint && !spec.overwrite) {
-      throw new UserError(`${dir} holds a stitching grid computed with other models, data or options (${describeDifference(old, { models, spec: abs, options })}); start afresh with --overwrite (discards its finished cells) or use another -o folder`);
+      const why = describeDifference(old, { models, spec: abs, options });
+      throw new UserError(`${dir} holds a stitching grid computed with other models, data or options (${why}); `
+        + 'start afresh with --overwrite (discards its finished cells) or use another -o folder');
     }
     const file: GridFile = { version: 1, fingerprint, spec: abs, options, kinds, senders, receivers, models };
     const grid = new StitchGrid(dir, file);
@@ -177,13 +179,16 @@ export class StitchGrid {
  */
 async function checkGridInputs(a: Model, b: Model, spec: GridSpec, options: CellOptions): Promise<void> {
   const ctx = new StitchContext({
-    a, b, aFile: spec.a, bFile: spec.b, train: await openDataset(spec.data, 'train', { announce: false }), test: await openDataset(spec.data, 'test', { announce: false }),
+    a, b, aFile: spec.a, bFile: spec.b,
+    train: await openDataset(spec.data, 'train', { announce: false }), test: await openDataset(spec.data, 'test', { announce: false }),
     ...(spec.trainLimit ? { trainLimit: spec.trainLimit } : {}), ...(spec.testLimit ? { testLimit: spec.testLimit } : {}),
     ...(spec.mean ? { mean: spec.mean } : {}), ...(spec.std ? { std: spec.std } : {}), seed: options.seed,
   });
   await ctx.release();
   const images = ctx.train.indices.length;
-  if (options.mode !== 'lsq' && images < options.batchSize) throw new UserError(`only ${images} training images, fewer than one batch of ${options.batchSize}; lower --batch`);
+  if (options.mode !== 'lsq' && images < options.batchSize) {
+    throw new UserError(`only ${images} training images, fewer than one batch of ${options.batchSize}; lower --batch`);
+  }
 }
 
 /**

@@ -57,6 +57,8 @@ export function snapshot(dir: string): Map<string, string> {
       if (s.isDirectory()) {
         out.set(relative(dir, p) + '/', '');
         walk(p);
+      } else if (!s.isFile()) {
+        out.set(relative(dir, p), 'not a regular file'); // a FIFO would block a read
       } else {
         out.set(relative(dir, p), createHash('sha256').update(readFileSync(p)).digest('hex'));
       }

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import type { SessionOptions } from '../../runtime/session.js';
 import { Output, type GlobalFlags } from '../output.js';
@@ -9,6 +10,20 @@ export { checkOutputs } from '../../util/output-paths.js';
 /** An output file or folder for checkOutputs, named by its flag in messages. */
 export const outputFile = (path: string, flag = '-o'): PlannedOutput => ({ flag, path, kind: 'file' });
 export const outputFolder = (path: string, flag = '-o'): PlannedOutput => ({ flag, path, kind: 'folder' });
+
+/**
+ * The local folder a --data spec names (idx:<dir>, folder:<dir>, cifar10:<dir>, <dir>): an
+ * input too, so that no output folder is written into a dataset (an image-folder dataset
+ * would gain a class). Dataset names (fashion-mnist, ...) name no local folder.
+ */
+export function dataInputs(...specs: (string | undefined)[]): string[] {
+  return specs.flatMap((spec) => {
+    if (!spec) return [];
+    const colon = spec.indexOf(':');
+    const path = colon > 0 ? spec.slice(colon + 1) : spec;
+    return path && existsSync(path) ? [path] : [];
+  });
+}
 
 export interface Globals extends GlobalFlags {
   threads?: string;

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { makeLineageZoo } from '../../lineage/zoo/make.js';
 import { parseRanks, parseVariants, type VariantKind } from '../../lineage/zoo/options.js';
-import { checkOutputs, globals, outputFolder, withOutputFlags } from './common.js';
+import { checkOutputs, dataInputs, globals, outputFolder, withOutputFlags } from './common.js';
 import { pct } from '../output.js';
 import { parseInteger, parseIntList, parsePositiveInt, parsePositiveNumber } from '../parse.js';
 
@@ -44,7 +44,7 @@ export function registerLineageZoo(program: Command): void {
     .requiredOption('-o, --output <dir>', 'zoo folder (an existing one is continued: models already there are not retrained)')
     .action(async (flags: ZooFlags, cmd: Command) => {
       const { out, session } = globals(cmd);
-      checkOutputs([outputFolder(flags.output)]);
+      checkOutputs([outputFolder(flags.output)], dataInputs(flags.data));
       const r = await makeLineageZoo({
         data: flags.data, outDir: flags.output, trees: flags.trees, children: flags.children, depth: flags.depth,
         arch: flags.arch, width: flags.width, seed: flags.seed, steps: flags.steps, rootSteps: flags.rootSteps, batchSize: flags.batch,

@@ -4,7 +4,7 @@ import { listCuts } from '../../stitch/cuts.js';
 import { PAIR_KINDS, PAIR_TITLES, RANDOM_BATCHNORM, type RandomBatchNorm } from '../../stitch/controls.js';
 import { stitchGrid } from '../../stitch/run.js';
 import type { CellOptions } from '../../stitch/cell.js';
-import { checkOutputs, globals, outputFolder, withOutputFlags } from './common.js';
+import { checkOutputs, dataInputs, globals, outputFolder, withOutputFlags } from './common.js';
 import { pct, table } from '../output.js';
 import { parseChoice, parseInteger, parseNumberList, parsePositiveInt, parsePositiveNumber } from '../parse.js';
 import { UserError } from '../../util/errors.js';
@@ -84,7 +84,7 @@ export function registerStitch(program: Command): void {
       if (!bFile) throw new UserError('stitch needs two models: modelsmith stitch A.onnx B.onnx --data <spec> -o grid/ (or --list-cuts)');
       if (!flags.data) throw new UserError('stitch needs --data <spec>');
       if (flags.output === undefined) throw new UserError('stitch needs -o <grid folder>');
-      checkOutputs([outputFolder(flags.output)], [aFile, bFile]);
+      checkOutputs([outputFolder(flags.output)], [aFile, bFile, ...dataInputs(flags.data)]);
       if (flags.cacheMb < 0) throw new UserError(`--cache-mb must be 0 or more, got ${flags.cacheMb}`);
       const bn = list(flags.bn) ?? [];
       for (const b of bn) if (b !== 'before' && b !== 'after') throw new UserError(`--bn expects before, after or before,after, got "${flags.bn}"`);
@@ -100,7 +100,8 @@ export function registerStitch(program: Command): void {
         ...(senders ? { senders } : {}), ...(receivers ? { receivers } : {}),
         ...(flags.trainLimit ? { trainLimit: flags.trainLimit } : {}), ...(flags.testLimit ? { testLimit: flags.testLimit } : {}),
         ...(flags.mean ? { mean: flags.mean } : {}), ...(flags.std ? { std: flags.std } : {}),
-        ...(flags.overwrite ? { overwrite: true } : {}), cacheMb: flags.cacheMb, workers: flags.workers, ...(threads ? { threads } : {}), session, ...(flags.stopAfter ? { stopAfter: flags.stopAfter } : {}),
+        ...(flags.overwrite ? { overwrite: true } : {}),
+        cacheMb: flags.cacheMb, workers: flags.workers, ...(threads ? { threads } : {}), session, ...(flags.stopAfter ? { stopAfter: flags.stopAfter } : {}),
       });
       const m = r.matrix;
       for (const kind of m.kinds) {
