@@ -28,8 +28,9 @@ export function info(message: string): void {
   if (!globalQuiet) writeErr(message + '\n');
 }
 
+/** Prints a warning to stderr unless quiet (--quiet and --json print nothing but errors and the result). */
 export function warn(message: string): void {
-  writeErr(`warning: ${message}\n`);
+  if (!globalQuiet) writeErr(`warning: ${message}\n`);
 }
 
 export function progress(label: string, total: number, opts: ProgressOptions = {}): Progress {
