@@ -4,6 +4,7 @@ import type { SessionOptions } from '../../runtime/session.js';
 import { Output, type GlobalFlags } from '../output.js';
 import { parsePositiveInt } from '../parse.js';
 import type { PlannedOutput } from '../../util/output-paths.js';
+import { parseDataSpec } from '../../data/view.js';
 
 export { checkOutputs } from '../../util/output-paths.js';
 
@@ -18,9 +19,14 @@ export const outputFolder = (path: string, flag = '-o'): PlannedOutput => ({ fla
  */
 export function dataInputs(...specs: (string | undefined)[]): string[] {
   return specs.flatMap((spec) => {
-    if (!spec) return [];
-    const colon = spec.indexOf(':');
-    const path = colon > 0 ? spec.slice(colon + 1) : spec;
+    let base: string;
+    try {
+      base = parseDataSpec(spec ?? '').base; // without the view the input flags fold in (--resize, ...)
+    } catch {
+      return []; // a malformed spec: opening the data says what is wrong
+    }
+    const colon = base.indexOf(':');
+    const path = colon > 0 ? base.slice(colon + 1) : base;
     return path && existsSync(path) ? [path] : [];
   });
 }
