@@ -60,7 +60,7 @@ function statOf(path: string, o?: PlannedOutput): Stats | undefined {
   try {
     const s = statSync(path);
     if (o?.kind === 'file' && s.isDirectory()) throw new UserError(`${o.flag} ${o.path} is a folder; expected a file path such as ${join(o.path, 'out.onnx')}`);
-    if (o?.kind === 'folder' && !s.isDirectory()) throw new UserError(`${o.flag} ${o.path} is an existing file; expected a folder`);
+    if (o?.kind === 'folder' && !s.isDirectory()) throw new UserError(`${o.flag} ${o.path} is a file; expected a folder`);
     // a device, pipe or socket (-o /dev/null): an atomic write would replace it with a file
     if (o?.kind === 'file' && !s.isFile()) throw new UserError(`${o.flag} ${o.path} is not a regular file; expected a file path such as out.onnx`);
     return s;

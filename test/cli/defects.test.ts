@@ -107,7 +107,7 @@ test('3. bad output paths are one line each, before any work', async () => {
     await refused(['train', 'mlp', ...TRAIN, '-o', fifo], /is not a regular file/);
   }
   const badFolders: [string, RegExp][] = [
-    ['', /-o is empty/], [afile, /is an existing file; expected a folder/], ['/proc/x', /cannot create files in \/proc/],
+    ['', /-o is empty/], [afile, /is a file; expected a folder/], ['/proc/x', /cannot create files in \/proc/],
     [join(afile, 'sub'), /is a file|not a folder/],
   ];
   for (const [o, pattern] of badFolders) {
