@@ -271,11 +271,11 @@ const tempFiles = (d: string): string[] => {
 
 test('9. Ctrl-C during training: exit 130, says what was saved and the command that resumes it', async () => {
   const out = join(dir, 'sigint.onnx');
-  const args = ['train', 'mlp', '--hidden', '8', '--data', data, '--epochs', '40', '--batch', '8', '--threads', '1', '--no-test', '-o', out];
+  const args = ['train', 'mlp', '--hidden', '8', '--data', data, '--epochs', '12', '--batch', '8', '--threads', '1', '--no-test', '-o', out];
   const r = await interrupted(args, () => existsSync(`${out}.ckpt`), 'SIGINT');
   assert.equal(r.code, 130, r.stderr);
   const last = r.stderr.trim().split('\n').pop()!;
-  const m = /^modelsmith: interrupted by SIGINT; saved: checkpoint (\S+) after epoch (\d+) of 40; resume with: modelsmith (.*)$/.exec(last);
+  const m = /^modelsmith: interrupted by SIGINT; saved: checkpoint (\S+) after epoch (\d+) of 12; resume with: modelsmith (.*)$/.exec(last);
   assert.ok(m, last);
   assert.equal(m[1], `${out}.ckpt`);
   assert.ok(!existsSync(out), 'no model written for an unfinished run');
@@ -288,7 +288,7 @@ test('9. Ctrl-C during training: exit 130, says what was saved and the command t
 
 test('9. SIGTERM during a stitching grid with workers: exit 143, workers stopped, finished cells kept', async () => {
   const grid = join(dir, 'grid9');
-  const args = ['stitch', la, lb, '--data', data, '--epochs', '30', '--batch', '8', '--workers', '2', '--controls', '-o', grid];
+  const args = ['stitch', la, lb, '--data', data, '--epochs', '5', '--batch', '8', '--workers', '2', '-o', grid];
   const cells = (): string[] => (existsSync(join(grid, 'cells')) ? readdirSync(join(grid, 'cells')).filter((f) => f.endsWith('.json')) : []);
   const r = await interrupted(args, () => cells().length >= 1, 'SIGTERM');
   assert.equal(r.code, 143, r.stderr);
