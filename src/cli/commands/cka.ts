@@ -4,7 +4,7 @@ import { computeCkaGrid, writeCkaGrid, DEFAULT_CKA_SAMPLES, DEFAULT_CKA_MEMORY_M
 import { addDataOptions, openDataFromFlags, type DataFlags } from '../data-options.js';
 import { openDataset } from '../../data/resolve.js';
 import { RANDOM_BATCHNORM, type RandomBatchNorm } from '../../stitch/controls.js';
-import { globals, withOutputFlags } from './common.js';
+import { checkOutputs, dataInputs, globals, outputFolder, withOutputFlags } from './common.js';
 import { parseChoice, parseInteger, parsePositiveInt } from '../parse.js';
 import { table } from '../output.js';
 import { CKA_POOLS, type CkaPool } from '../../stitch/views.js';
@@ -45,6 +45,7 @@ export function registerCka(program: Command): void {
     .requiredOption('-o, --output <dir>', 'folder for matrix.json and the heatmaps (cka.svg/.png; with --controls also cka-biased.* and cka-debiased.*)');
   addDataOptions(cmd).action(async (fileA: string, fileB: string, flags: CkaFlags, c: Command) => {
     const { out, session } = globals(c);
+    checkOutputs([outputFolder(flags.output)], [fileA, fileB, ...dataInputs(flags.data)]);
     const options: CkaJobOptions = {
       ...(flags.samples !== undefined ? { samples: flags.samples } : {}),
       ...(flags.seed !== undefined ? { seed: flags.seed } : {}),

@@ -3,7 +3,7 @@ import { saveModel } from '../../onnx/proto.js';
 import { openModel } from '../../onnx/open.js';
 import { extractCut } from '../../onnx/cuts.js';
 import { modelStats } from '../../onnx/stats.js';
-import { globals, withOutputFlags } from './common.js';
+import { checkOutputs, globals, outputFile, withOutputFlags } from './common.js';
 import { compact } from '../output.js';
 
 interface ExtractFlags {
@@ -20,6 +20,7 @@ export function registerExtract(program: Command): void {
     .requiredOption('-o, --output <file>', 'where to write the extracted .onnx model')
     .action((file: string, flags: ExtractFlags, cmd: Command) => {
       const { out } = globals(cmd);
+      checkOutputs([outputFile(flags.output)], [file]);
       const model = openModel(file);
       const { model: part, from, to } = extractCut(model, flags.from, flags.to, file);
       saveModel(part, flags.output);

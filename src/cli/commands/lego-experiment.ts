@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { join } from 'node:path';
 import { runLegoExperiment, DEFAULT_SWEEP } from '../../lego/experiment.js';
 import { parseClasses } from '../../data/classes.js';
-import { globals, withOutputFlags } from './common.js';
+import { checkOutputs, dataInputs, globals, outputFolder, withOutputFlags } from './common.js';
 import { parseInteger, parseNumberList, parsePositiveInt } from '../parse.js';
 import { UserError } from '../../util/errors.js';
 import { writeRunReport } from '../../report/html/report.js';
@@ -59,6 +59,7 @@ export function registerLegoExperiment(program: Command): void {
     .requiredOption('-o, --output <dir>', 'folder for experiment.json, report.md, components and assembled models')
     .action(async (flags: ExperimentFlags, cmd: Command) => {
       const { out, session } = globals(cmd);
+      checkOutputs([outputFolder(flags.output)], [flags.model, ...(flags.model2 !== undefined ? [flags.model2] : []), ...dataInputs(flags.data)]);
       let unbalanced: [number, number] | undefined;
       if (flags.unbalanced !== undefined) {
         const m = /^(\d+)-(\d+)$/.exec(flags.unbalanced.trim());

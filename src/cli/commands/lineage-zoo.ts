@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { makeLineageZoo } from '../../lineage/zoo/make.js';
 import { parseRanks, parseVariants, type VariantKind } from '../../lineage/zoo/options.js';
-import { globals, withOutputFlags } from './common.js';
+import { checkOutputs, dataInputs, globals, outputFolder, withOutputFlags } from './common.js';
 import { pct } from '../output.js';
 import { parseInteger, parseIntList, parsePositiveInt, parsePositiveNumber } from '../parse.js';
 import { parseQueueUrl } from '../../queue/connection.js';
@@ -48,6 +48,7 @@ export function registerLineageZoo(program: Command): void {
     .requiredOption('-o, --output <dir>', 'zoo folder (an existing one is continued: models already there are not retrained)')
     .action(async (flags: ZooFlags, cmd: Command) => {
       const { out, session } = globals(cmd);
+      checkOutputs([outputFolder(flags.output)], dataInputs(flags.data));
       if (flags.queue) parseQueueUrl(flags.queue);
       const opts = {
         data: flags.data, outDir: flags.output, trees: flags.trees, children: flags.children, depth: flags.depth,

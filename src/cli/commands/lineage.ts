@@ -14,7 +14,7 @@ import type { ModeOption, ClusterDistance } from '../../lineage/measure.js';
 import { info } from '../../util/progress.js';
 import { UserError } from '../../util/errors.js';
 import { pct } from '../output.js';
-import { globals, withOutputFlags } from './common.js';
+import { checkOutputs, globals, outputFolder, withOutputFlags } from './common.js';
 import { writeRunReport } from '../../report/html/report.js';
 
 interface LineageFlags {
@@ -55,6 +55,7 @@ export function registerLineage(program: Command): void {
     .requiredOption('-o, --output <dir>', 'folder for forest.json, forest.dot, forest.svg, forest.png')
     .action(async (inputs: string[], flags: LineageFlags, cmd: Command) => {
       const { out, session } = globals(cmd);
+      checkOutputs([outputFolder(flags.output)], [...inputs, ...(flags.truth !== undefined ? [flags.truth] : [])]);
       const lambda = Number(flags.lambda);
       if (flags.lambda.trim() === '' || !Number.isFinite(lambda) || lambda < 0) throw new UserError(`--lambda expects a non-negative number, got "${flags.lambda}"`);
       let schatten: number | undefined;

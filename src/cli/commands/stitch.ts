@@ -7,7 +7,7 @@ import type { Model } from '../../onnx/types.js';
 import { PAIR_KINDS, PAIR_TITLES, RANDOM_BATCHNORM, type RandomBatchNorm } from '../../stitch/controls.js';
 import { stitchGrid } from '../../stitch/run.js';
 import type { CellOptions } from '../../stitch/cell.js';
-import { globals, withOutputFlags } from './common.js';
+import { checkOutputs, dataInputs, globals, outputFolder, withOutputFlags } from './common.js';
 import { pct, table } from '../output.js';
 import { parseChoice, parseInteger, parsePositiveInt, parsePositiveNumber } from '../parse.js';
 import { UserError } from '../../util/errors.js';
@@ -41,6 +41,7 @@ interface StitchFlags {
   mean?: number[];
   std?: number[];
   listCuts?: boolean;
+  overwrite?: boolean;
   output?: string;
   queue?: string;
 }
@@ -75,6 +76,7 @@ export function registerStitch(program: Command): void {
     .option('--random-bn <how>', 'BatchNorm statistics of the random control networks: data (re-estimated on 2048 training images) | init (0/1 as initialised)', parseChoice('--random-bn', RANDOM_BATCHNORM), 'data')
     .option('--queue <url>', 'run the cells as jobs on a Redis queue (redis://host:6379, rediss://user:password@host); workers: modelsmith worker --queue <url>')
     .option('-o, --output <dir>', 'grid folder (rerunning with the same folder resumes)')
+    .option('--overwrite', 'start afresh when the folder holds a grid computed with other models, data or options (its finished cells are discarded)')
     .action(async (aFile: string, bFile: string | undefined, flags: StitchFlags, cmd: Command) => {
       const { out, session } = globals(cmd);
       if (flags.listCuts) {
@@ -95,7 +97,8 @@ export function registerStitch(program: Command): void {
       }
       if (!bFile) throw new UserError('stitch needs two models: modelsmith stitch A.onnx B.onnx --data <spec> -o grid/ (or --list-cuts)');
       if (!flags.data) throw new UserError('stitch needs --data <spec>');
-      if (!flags.output) throw new UserError('stitch needs -o <grid folder>');
+      if (flags.output === undefined) throw new UserError('stitch needs -o <grid folder>');
+      checkOutputs([outputFolder(flags.output)], [aFile, bFile, ...dataInputs(flags.data)]);
       if (flags.cacheMb < 0) throw new UserError(`--cache-mb must be 0 or more, got ${flags.cacheMb}`);
       if (flags.queue) {
         parseQueueUrl(flags.queue);
@@ -115,6 +118,7 @@ export function registerStitch(program: Command): void {
         ...(senders ? { senders } : {}), ...(receivers ? { receivers } : {}),
         ...(flags.trainLimit ? { trainLimit: flags.trainLimit } : {}), ...(flags.testLimit ? { testLimit: flags.testLimit } : {}),
         ...(flags.mean ? { mean: flags.mean } : {}), ...(flags.std ? { std: flags.std } : {}),
+        ...(flags.overwrite ? { overwrite: true } : {}),
         cacheMb: flags.cacheMb, workers: flags.workers, ...(threads ? { threads } : {}), session, ...(flags.stopAfter ? { stopAfter: flags.stopAfter } : {}),
         ...(flags.queue ? { dispatch: stitchDispatch(flags.queue) } : {}),
       });

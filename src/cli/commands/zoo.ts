@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { ZOO, createZooModel } from '../../nn/zoo.js';
 import { saveModel } from '../../onnx/proto.js';
 import { modelStats } from '../../onnx/stats.js';
-import { globals, withOutputFlags } from './common.js';
+import { checkOutputs, globals, outputFile, withOutputFlags } from './common.js';
 import { compact, table } from '../output.js';
 import { parseIntList, parseInteger, parsePositiveInt, parsePositiveNumber, parseShape } from '../parse.js';
 
@@ -35,6 +35,7 @@ export function registerZoo(program: Command): void {
     .requiredOption('-o, --output <file>', 'where to write the .onnx model')
     .action((arch: string, flags: CreateFlags, cmd: Command) => {
       const { out } = globals(cmd);
+      checkOutputs([outputFile(flags.output)]);
       const model = createZooModel(arch, {
         input: flags.input, classes: flags.classes, width: flags.width, seed: flags.seed,
         ...(flags.blocks ? { blocks: flags.blocks } : {}), ...(flags.hidden ? { hidden: flags.hidden } : {}),
