@@ -214,7 +214,8 @@ class Merger {
           case 'blocked': return this.componentOf(s, k);
         }
       });
-      this.g.nodes.push({ ...nk, name: `${nk.name}.c${k}`, inputs, outputs: nk.outputs.map((o, j) => (o ? names[j]![k]! : o)), attributes: { ...nk.attributes } });
+      const outputs = nk.outputs.map((o, j) => (o ? names[j]![k]! : o));
+      this.g.nodes.push({ ...nk, name: `${nk.name}.c${k}`, inputs, outputs, attributes: { ...nk.attributes } });
     });
     n0.outputs.forEach((o, j) => {
       if (!o) return;
@@ -234,7 +235,8 @@ class Merger {
     const where = positions(s.layout);
     const idx = Array.from({ length: total(s.layout, k) }, (_, c) => where.get(`${k}:${c}`)!);
     const out = this.claim(`${s.name}.c${k}`);
-    this.g.nodes.push({ name: out, opType: 'Gather', inputs: [s.name, this.addInit(`${s.name}.c${k}.channels`, int64([idx.length], idx))], outputs: [out], attributes: { axis: int(s.axis) } });
+    const indices = this.addInit(`${s.name}.c${k}.channels`, int64([idx.length], idx));
+    this.g.nodes.push({ name: out, opType: 'Gather', inputs: [s.name, indices], outputs: [out], attributes: { axis: int(s.axis) } });
     this.views.set(key, out);
     return out;
   }
@@ -415,7 +417,11 @@ class Merger {
     const v = this.view(i, 0, states[0]);
     const rank = this.rank(i, n0.inputs[0]!);
     if (!v || rank === undefined) return false;
-    const r = reducedAxes(n0, rank, (j) => (states[j]?.kind === 'const' && sameValues((states[j] as { values: Tensor[] }).values) ? toNumbers((states[j] as { values: Tensor[] }).values[0]!) : undefined));
+    const equalConst = (j: number): number[] | undefined => {
+      const s = states[j];
+      return s?.kind === 'const' && sameValues(s.values) ? toNumbers(s.values[0]!) : undefined;
+    };
+    const r = reducedAxes(n0, rank, equalConst);
     if (!r || r.axes.includes(v.axis)) return false;
     const params = states.slice(1).map((s, j) => (s ? this.equalParam(n0, j + 1, s) : ''));
     if (params.some((p) => p === undefined)) return false;
@@ -457,7 +463,9 @@ class Merger {
     const sizes = this.parts.map((_, k) => total(v.layout, k));
     // features of component k: (o * C_k + c) * inner + r; merged: (o * C + position) * inner + r
     const layout: Segment[] = [];
-    for (let o = 0; o < outer; o++) for (const s of v.layout) layout.push({ comp: s.comp, start: (o * sizes[s.comp]! + s.start) * inner, length: s.length * inner });
+    for (let o = 0; o < outer; o++) {
+      for (const s of v.layout) layout.push({ comp: s.comp, start: (o * sizes[s.comp]! + s.start) * inner, length: s.length * inner });
+    }
     if (!isNum(ys[outAxis]) || ys[outAxis] !== c0 * inner * outer) return false;
     const inputs = [v.name()];
     if (n0.opType === 'Reshape') {
@@ -707,7 +715,9 @@ const broadcastsOver = (t: Tensor, axis: number): boolean => axis < 0 || t.dims[
 function channelConstFits(values: readonly Tensor[], layout: readonly Segment[], axis: number): boolean {
   if (sameValues(values) && broadcastsOver(values[0]!, axis)) return true;
   const q = values[0]!.dims.length;
-  return axis >= 0 && values.every((v, k) => v.dims.length === q && v.dims[axis] === total(layout, k) && v.dims.every((d, a) => a === axis || d === values[0]!.dims[a]));
+  const fits = (v: Tensor, k: number): boolean =>
+    v.dims.length === q && v.dims[axis] === total(layout, k) && v.dims.every((d, a) => a === axis || d === values[0]!.dims[a]);
+  return axis >= 0 && values.every(fits);
 }
 
 /** Whether two layouts hold the same channels (in any order). */

@@ -211,7 +211,9 @@ export function analyzeChannels(model: Model): ChannelGraph {
 function unknownOp(node: Node): UserError {
   const op = node.domain && node.domain !== 'ai.onnx' ? `${node.domain}.${node.opType}` : node.opType;
   const known = ['layer', 'binary', 'normalize', 'reshape', 'select'].map((k) => operatorsOfKind(k as OperatorKind).slice(0, 4).join('/')).join(', ');
-  return new UserError(`the disassembler does not understand operator "${op}" (node "${node.name}"); it follows ${known}, activations, pooling and similar operators`);
+  return new UserError(
+    `the disassembler does not understand operator "${op}" (node "${node.name}"); it follows ${known}, activations, pooling and similar operators`,
+  );
 }
 
 function newSpace(cg: ChannelGraph, size: number, tensor: string, fixedBecause?: string): ChannelRef {
@@ -348,7 +350,8 @@ class Analysis {
     const out = cg.acts.get(cg.logits);
     if (!out) throw new UserError(`graph output ${cg.logits} is not computed from the image input ${cg.input}`);
     if (out.kind !== 'tracked' || out.ref.kind !== 'space') {
-      throw new UserError(`the logits ${cg.logits} do not come from a layer whose output rows the disassembler can follow (they are ${out.kind === 'tracked' ? `a ${out.ref.kind} of channels` : 'mixed with other axes'})`);
+      const what = out.kind === 'tracked' ? `a ${out.ref.kind} of channels` : 'mixed with other axes';
+      throw new UserError(`the logits ${cg.logits} do not come from a layer whose output rows the disassembler can follow (they are ${what})`);
     }
     const s = cg.spaces[findSpace(cg, out.ref.id)]!;
     if (s.fixed) throw new UserError(`the logits ${cg.logits} cannot lose classes: ${s.reason ?? 'they are kept whole'}; export the model without it`);
@@ -452,7 +455,9 @@ class Analysis {
     const x = this.settle(this.act(node.inputs[0]!));
     const xs = this.shape(node.inputs[0]!);
     if (!xs) throw new UserError(`${where}: the rank of its input is unknown`);
-    if (node.opType === 'Gemm' && node.inputs[2] && this.isAct(node.inputs[2])) throw new UserError(`${where}: its bias is computed from the image; not supported by the disassembler`);
+    if (node.opType === 'Gemm' && node.inputs[2] && this.isAct(node.inputs[2])) {
+      throw new UserError(`${where}: its bias is computed from the image; not supported by the disassembler`);
+    }
     let o: number, i: number, gi: number, k: number, groups = 1, geometry: ConvGeometry | undefined, w: Float32Array, transposed = false;
     let inAxis: number, outAxis: number;
     if (conv) {
@@ -777,7 +782,9 @@ function sameRef(cg: ChannelGraph, a: ChannelRef, b: ChannelRef): boolean {
   if (a.kind === 'space' && b.kind === 'space') return findSpace(cg, a.id) === findSpace(cg, b.id);
   if (a.kind === 'flatten' && b.kind === 'flatten') return a.block === b.block && (a.outer ?? 1) === (b.outer ?? 1) && sameRef(cg, a.from, b.from);
   if (a.kind === 'concat' && b.kind === 'concat') return a.parts.length === b.parts.length && a.parts.every((p, i) => sameRef(cg, p, b.parts[i]!));
-  if (a.kind === 'gather' && b.kind === 'gather') return a.index.length === b.index.length && a.index.every((v, i) => v === b.index[i]) && sameRef(cg, a.from, b.from);
+  if (a.kind === 'gather' && b.kind === 'gather') {
+    return a.index.length === b.index.length && a.index.every((v, i) => v === b.index[i]) && sameRef(cg, a.from, b.from);
+  }
   return false;
 }
 

@@ -235,7 +235,8 @@ class Pruner {
       if (picks.some((p) => p === undefined)) throw new Error(`node "${node.name}": a kept channel reads a removed one (a modelsmith bug)`);
       const idx = uniqueName(this.out.graph, `${o}.channels`);
       this.out.graph.initializers.set(idx, int64([picks.length], picks as number[]));
-      nodes.push({ name: `${node.name}.channels${nodes.length ? `_${nodes.length}` : ''}`, opType: 'Gather', inputs: [spec.source, idx], outputs: [o], attributes: { axis: int(spec.axis) } });
+      const name = `${node.name}.channels${nodes.length ? `_${nodes.length}` : ''}`;
+      nodes.push({ name, opType: 'Gather', inputs: [spec.source, idx], outputs: [o], attributes: { axis: int(spec.axis) } });
     }
     this.replacements.set(index, nodes);
   }

@@ -37,8 +37,9 @@ async function assertPrunesConsistently(model: Model, seed = 1): Promise<void> {
 }
 
 test('reshape blocks: symbolic batch alone, split and merged axes, trailing ones', () => {
-  assert.deepEqual(reshapeBlocks(['N', 16, 4, 4], ['N', 2, 8, 4, 4]), [{ from: [0], to: [0] }, { from: [1], to: [1, 2] }, { from: [2], to: [3] }, { from: [3], to: [4] }]);
-  assert.deepEqual(reshapeBlocks(['N', 8, 2, 4, 4], ['N', 16, 4, 4]), [{ from: [0], to: [0] }, { from: [1, 2], to: [1] }, { from: [3], to: [2] }, { from: [4], to: [3] }]);
+  const b = (from: number[], to: number[]) => ({ from, to });
+  assert.deepEqual(reshapeBlocks(['N', 16, 4, 4], ['N', 2, 8, 4, 4]), [b([0], [0]), b([1], [1, 2]), b([2], [3]), b([3], [4])]);
+  assert.deepEqual(reshapeBlocks(['N', 8, 2, 4, 4], ['N', 16, 4, 4]), [b([0], [0]), b([1, 2], [1]), b([3], [2]), b([4], [3])]);
   assert.deepEqual(reshapeBlocks(['N', 32, 4, 4], ['N', 32, 16]), [{ from: [0], to: [0] }, { from: [1], to: [1] }, { from: [2, 3], to: [2] }]);
   assert.deepEqual(reshapeBlocks(['N', 8, 1, 1], ['N', 8]), [{ from: [0], to: [0] }, { from: [1, 2, 3], to: [1] }]);
   assert.equal(reshapeBlocks([17, 'N', 32], [17, null, 16]), undefined, 'an unknown dimension cannot be matched');
@@ -133,7 +134,8 @@ function tokenMlp(layerNorm: boolean, seed = 2): Model {
 test('token tensors: channels on the last axis are pruned through MatMuls, biases, position embeddings and a residual', async () => {
   const model = tokenMlp(false);
   const cg = analyzeChannels(model);
-  assert.equal(cg.acts.get('tokens')?.kind === 'tracked' && cg.acts.get('tokens')!.kind === 'tracked' ? (cg.acts.get('tokens') as { axis: number }).axis : -1, 2);
+  const tokens = cg.acts.get('tokens')!;
+  assert.ok(tokens.kind === 'tracked' && tokens.axis === 2, 'channels last');
   assert.ok(!fixed(cg, 'res'), 'without a LayerNorm the residual stream may be pruned');
   const mlp0 = cg.layers.find((l) => l.node.name === 'mlp.0')!;
   assert.equal(mlp0.inAxis, 2);
@@ -167,7 +169,9 @@ test('ViT: attention is kept whole (q/k/v, heads folded into the batch), the MLP
   const cg = analyzeChannels(tv('tv_vit'));
   const byName = (part: string) => cg.layers.filter((l) => l.node.name.includes(part));
   for (const l of byName('mlp.0')) assert.ok(!cg.spaces[findSpace(cg, (l.outRef as { id: number }).id)]!.fixed, `${l.node.name}: hidden units prunable`);
-  for (const l of byName('self_attention/MatMul')) assert.ok(cg.spaces[findSpace(cg, (l.outRef as { id: number }).id)]!.fixed, `${l.node.name}: q/k/v kept whole`);
+  for (const l of byName('self_attention/MatMul')) {
+    assert.ok(cg.spaces[findSpace(cg, (l.outRef as { id: number }).id)]!.fixed, `${l.node.name}: q/k/v kept whole`);
+  }
   const outProj = byName('self_attention/Gemm');
   assert.ok(outProj.length >= 1 && outProj.every((l) => l.inRef.kind === 'untracked'), 'out_proj reads attention output, which is not followed');
   // anything needing out_proj's output needs all of its inputs (an untracked edge)
@@ -186,7 +190,8 @@ test('grouped convolutions keep or drop whole groups, on both sides', () => {
   }
   closeKeep(cg, keep);
   for (const t of cg.ties) {
-    assert.deepEqual(indicesOf(maskOf(cg, t.output, keep)).slice(0, t.outBlock), Array.from({ length: t.outBlock }, (_, k) => k), `${t.node}: group 0's outputs`);
+    const group0 = Array.from({ length: t.outBlock }, (_, k) => k);
+    assert.deepEqual(indicesOf(maskOf(cg, t.output, keep)).slice(0, t.outBlock), group0, `${t.node}: group 0's outputs`);
     const inputs = indicesOf(maskOf(cg, t.input, keep));
     for (let k = 0; k < t.inBlock; k++) assert.ok(inputs.includes(k), `${t.node}: group 0's inputs`);
   }
