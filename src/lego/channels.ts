@@ -354,7 +354,7 @@ class Analysis {
       throw new UserError(`the logits ${cg.logits} do not come from a layer whose output rows the disassembler can follow (they are ${what})`);
     }
     const s = cg.spaces[findSpace(cg, out.ref.id)]!;
-    if (s.fixed) throw new UserError(`the logits ${cg.logits} cannot lose classes: ${s.reason ?? 'they are kept whole'}; export the model without it`);
+    if (s.fixed) throw new UserError(`the logits ${cg.logits} cannot lose classes: ${s.reason ?? 'they are kept whole'}`);
   }
 
   // ---- helpers shared by the rules ----
@@ -401,7 +401,7 @@ class Analysis {
    * Operands meeting elementwise along channel axis `axis` of the output (binary ops,
    * Concat on another axis): activations with the full channel count join; constants
    * with it are sliced by the pruner; other full-size operands keep the set whole.
-   * `broadcast` aligns ranks from the right (numpy); Concat has equal ranks.
+   * Ranks align from the right (numpy broadcasting; Concat operands have equal ranks).
    */
   private joinOperands(node: Node, axis: number, rank: number): void {
     const cg = this.cg;
@@ -414,7 +414,12 @@ class Analysis {
     for (const name of node.inputs) {
       if (!name) continue;
       const s = this.shape(name);
-      if (!s) { computed = true; continue; }
+      if (!s) {
+        // an operand of unknown shape may carry the channels: keep them whole
+        if (this.isAct(name)) untrackedSources.push(...this.sourcesOf(this.act(name)));
+        else computed = true;
+        continue;
+      }
       const local = axis - (rank - s.length);
       const full = local >= 0 && sameDim(s[local], c) && c !== 1;
       if (this.isAct(name)) {
