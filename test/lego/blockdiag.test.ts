@@ -13,7 +13,8 @@ import { analyzeChannels } from '../../src/lego/channels.js';
 import { pruneModel } from '../../src/lego/prune.js';
 import { mergeBlockDiagonal } from '../../src/lego/blockdiag.js';
 import { toFloat32 } from '../../src/onnx/tensor.js';
-import { nameOf, randomKeep, TV_FIXTURES } from './families-helpers.js';
+import { nameOf, randomKeep, splitNet, TV_FIXTURES } from './families-helpers.js';
+import { logitsOf, maxRelDiff, randomBatch } from './disassemble-helpers.js';
 
 function mergedPair(name: string): { parts: Model[]; merged: Model } {
   const cg = analyzeChannels(loadModel(TV_FIXTURES.find((f) => nameOf(f) === name)!));
@@ -67,4 +68,20 @@ test('ViT: attention runs per component, the MLPs and the head are merged', () =
   const mlp = (m: Model): Node[] => m.graph.nodes.filter((n) => n.opType === 'MatMul' && /mlp/.test(n.name) && !/\.c\d+$/.test(n.name));
   assert.equal(mlp(merged).length, mlp(parts[0]!).length, 'one merged MatMul per MLP layer');
   assert.ok(merged.graph.nodes.some((n) => n.opType === 'Gemm' && /head/.test(n.name) && !/\.c\d+$/.test(n.name)));
+});
+
+test('channel selections (a Split, pruned into Gathers) merge into one Gather per part and stay exact', async () => {
+  const cg = analyzeChannels(splitNet([3, 5]));
+  const parts = [7, 8].map((seed) => pruneModel(cg, randomKeep(cg, seed)));
+  const r = mergeBlockDiagonal(parts);
+  assert.ok('model' in r, 'reason' in r ? r.reason : '');
+  assert.deepEqual(perComponent(r.model).map((n) => n.name), []);
+  const batch = randomBatch(2, [3, 4, 4], 9);
+  const [a, b, m] = await Promise.all([...parts, r.model].map((x) => logitsOf(x, batch)));
+  const ka = a!.length / 2, kb = b!.length / 2;
+  const want = Float32Array.from({ length: 2 * (ka + kb) }, (_, p) => {
+    const i = Math.floor(p / (ka + kb)), c = p % (ka + kb);
+    return c < ka ? a![i * ka + c]! : b![i * kb + c - ka]!;
+  });
+  assert.ok(maxRelDiff(m!, want) < 1e-5);
 });

@@ -18,7 +18,7 @@ import { maskedOriginal, pruneModel } from '../../src/lego/prune.js';
 import { assertUserError } from '../helpers/assertions.js';
 import { buildModel, node, randn, vi } from '../helpers/graphs.js';
 import { logitsOf, maxRelDiff, randomBatch } from './disassemble-helpers.js';
-import { nameOf, randomKeep, TV_FIXTURES } from './families-helpers.js';
+import { nameOf, randomKeep, splitNet, TV_FIXTURES } from './families-helpers.js';
 
 const tv = (name: string): Model => loadModel(TV_FIXTURES.find((f) => nameOf(f) === name)!);
 const fixed = (cg: ChannelGraph, tensor: string): boolean => {
@@ -82,6 +82,19 @@ for (const groups of [2, 4]) {
     await assertPrunesConsistently(model, 3);
     const pruned = pruneModel(cg, randomKeep(cg, 3));
     assert.ok(!pruned.graph.nodes.some((n) => n.opType === 'Transpose'), 'the shuffle became one Gather');
+  });
+}
+
+for (const sizes of [[3, 5], undefined]) {
+  test(`Split on the channel axis (${sizes ? `sizes ${sizes.join('+')}` : 'equal parts'}) picks channel ranges; the component gathers the kept ones`, async () => {
+    const model = splitNet(sizes);
+    const cg = analyzeChannels(model);
+    const [a, b] = [cg.gathers.get('part0')!, cg.gathers.get('part1')!];
+    const n0 = sizes?.[0] ?? 4;
+    assert.deepEqual(a.index, Array.from({ length: n0 }, (_, k) => k));
+    assert.deepEqual(b.index, Array.from({ length: 8 - n0 }, (_, k) => n0 + k));
+    await assertPrunesConsistently(model, 6);
+    assert.ok(!pruneModel(cg, randomKeep(cg, 6)).graph.nodes.some((n) => n.opType === 'Split'));
   });
 }
 
