@@ -279,7 +279,7 @@ class Merger {
     const weights = this.constOf(states[1]);
     if (!weights) return false;
     const conv = n0.opType === 'Conv';
-    const rank = this.rank(i, n0.inputs[0]!);
+    const rank = this.rank(n0.inputs[0]!);
     if (!conv && (rank === undefined || (n0.opType === 'Gemm' && (rank !== 2 || attrInt(n0, 'transA', 0) !== 0)))) return false;
     const inAxis = conv ? 1 : rank! - 1;
     const v = x.kind === 'shared' ? undefined : this.view(i, 0, x);
@@ -351,7 +351,7 @@ class Merger {
 
   normalize(i: number, states: (State | undefined)[]): boolean {
     const n0 = this.nodes(i)[0]!;
-    const rank = this.rank(i, n0.inputs[0]!);
+    const rank = this.rank(n0.inputs[0]!);
     if (rank === undefined) return false;
     const axes = normalizedAxes(n0, rank, this.opset);
     return this.unary(i, states, (axis) => !axes.includes(axis));
@@ -369,7 +369,7 @@ class Merger {
 
   binary(i: number, states: (State | undefined)[]): boolean {
     const n0 = this.nodes(i)[0]!;
-    const rank = this.rank(i, n0.outputs[0]!);
+    const rank = this.rank(n0.outputs[0]!);
     if (rank === undefined) return false;
     return this.operands(i, states, rank);
   }
@@ -386,7 +386,7 @@ class Merger {
     for (let j = 0; j < states.length; j++) {
       const v = this.view(i, j, states[j]);
       if (!v) continue;
-      const r = this.rank(i, n0.inputs[j]!);
+      const r = this.rank(n0.inputs[j]!);
       if (r === undefined) return false;
       const a = v.axis + (rank - r);
       if (first && (a !== axis || !sameChannels(v.layout, first.layout))) return false;
@@ -415,7 +415,7 @@ class Merger {
   reduce(i: number, states: (State | undefined)[]): boolean {
     const n0 = this.nodes(i)[0]!;
     const v = this.view(i, 0, states[0]);
-    const rank = this.rank(i, n0.inputs[0]!);
+    const rank = this.rank(n0.inputs[0]!);
     if (!v || rank === undefined) return false;
     const equalConst = (j: number): number[] | undefined => {
       const s = states[j];
@@ -432,7 +432,7 @@ class Merger {
   transpose(i: number, states: (State | undefined)[]): boolean {
     const n0 = this.nodes(i)[0]!;
     const v = this.view(i, 0, states[0]);
-    const rank = this.rank(i, n0.inputs[0]!);
+    const rank = this.rank(n0.inputs[0]!);
     if (!v || rank === undefined) return false;
     this.emit(n0, [v.name()], v.layout, transposePerm(n0, rank).indexOf(v.axis));
     return true;
@@ -485,7 +485,7 @@ class Merger {
 
   concat(i: number, states: (State | undefined)[]): boolean {
     const n0 = this.nodes(i)[0]!;
-    const rank = this.rank(i, n0.outputs[0]!);
+    const rank = this.rank(n0.outputs[0]!);
     if (rank === undefined) return false;
     const axis = ((a) => (a < 0 ? a + rank : a))(attrInt(n0, 'axis', 1));
     const views = states.map((s, j) => this.view(i, j, s));
@@ -507,7 +507,7 @@ class Merger {
   select(i: number, states: (State | undefined)[]): boolean {
     const n0 = this.nodes(i)[0]!;
     const v = this.view(i, 0, states[0]);
-    const rank = this.rank(i, n0.inputs[0]!);
+    const rank = this.rank(n0.inputs[0]!);
     if (!v || rank === undefined || n0.opType === 'Split' || !this.singleOutput(n0)) return false;
     if (n0.opType === 'Slice') {
       const axes = states[3] ? this.constOf(states[3]) : undefined;
@@ -564,8 +564,7 @@ class Merger {
 
   // ---- helpers ----
 
-  private rank(i: number, tensor: string): number | undefined {
-    void i;
+  private rank(tensor: string): number | undefined {
     return this.shapeOf(0, tensor)?.length;
   }
 

@@ -107,3 +107,14 @@ test('contributions do not depend on the batch size (batch 7 vs 64)', async () =
     }
   }
 });
+
+test('position sums: a linear layer over tokens or pixels sees each feature summed over one image\'s positions, any batch axis', async () => {
+  const { positionSums } = await import('../../src/lego/contributions.js');
+  // sequence-first [T=2, N=3, D=4]: x[t, n, d] = 100 t + 10 n + d
+  const seq = Float32Array.from({ length: 24 }, (_, f) => 100 * Math.floor(f / 12) + 10 * (Math.floor(f / 4) % 3) + (f % 4));
+  const out = new Float64Array(4);
+  assert.deepEqual(Array.from(positionSums(seq, [2, 3, 4], 1, 2, 2, out)), [0, 1, 2, 3].map((d) => (0 + 20 + d) + (100 + 20 + d)));
+  // channels-last [N=2, H=1, W=2, C=3]: x[n, 0, w, c] = 10 n + 3 w + c
+  const nhwc = Float32Array.from({ length: 12 }, (_, f) => 10 * Math.floor(f / 6) + 3 * (Math.floor(f / 3) % 2) + (f % 3));
+  assert.deepEqual(Array.from(positionSums(nhwc, [2, 1, 2, 3], 0, 3, 1, new Float64Array(3))), [0, 1, 2].map((c) => (10 + c) + (13 + c)));
+});
