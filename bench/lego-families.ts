@@ -1,7 +1,8 @@
 /**
  * Model LEGO on full-size torchvision exports (tools/torch/export_torchvision.py writes
  * them to /tmp/tv): for each model, disassemble tasks 0-4 and 5-9 on Fashion-MNIST
- * images made RGB and resized to the model's input, assemble the two components with
+ * images made RGB and resized to the model's input (a dataset view, as `--fit` makes
+ * it), assemble the two components with
  * parameter scaling, and check that the assembled logits equal the scaled components'
  * logits side by side. Prints parameters before/after, the assembly method, the largest
  * difference and the seconds of each step. The models are untrained exports: accuracies
@@ -16,6 +17,7 @@ import type { Model } from '../src/onnx/types.js';
 import { loadModel } from '../src/onnx/proto.js';
 import { modelStats } from '../src/onnx/stats.js';
 import { openDataset } from '../src/data/resolve.js';
+import { formatDataSpec } from '../src/data/view.js';
 import { disassemble } from '../src/lego/disassemble.js';
 import { assemble } from '../src/lego/assemble.js';
 import { ModelSession } from '../src/runtime/session.js';
@@ -31,43 +33,16 @@ const perClass = Number(opt('--images', '40'));
 const samples = Number(opt('--samples', '5'));
 setQuiet(true);
 
-/**
- * The first `perClass` images of each class of a 1-channel dataset as 3 x size x size
- * (gray copied to RGB, bilinear resize). Kept here until the data flags for foreign
- * models (resize, channel conversion) are in src/data.
- */
-function asRgb(ds: Dataset, size: number, perClass: number): Dataset {
-  const [c, h, w] = ds.shape;
+/** The first `perClass` images of each class, as a dataset (keeps the run short). */
+function firstPerClass(ds: Dataset, perClass: number): Dataset {
   const picked: number[] = [];
   const count = new Array<number>(ds.classes).fill(0);
   for (let i = 0; i < ds.size && picked.length < perClass * ds.classes; i++) if (count[ds.label(i)]!++ < perClass) picked.push(i);
-  const sample = (img: Float32Array, y: number, x: number): number => {
-    const fy = Math.min(h - 1, Math.max(0, ((y + 0.5) * h) / size - 0.5));
-    const fx = Math.min(w - 1, Math.max(0, ((x + 0.5) * w) / size - 0.5));
-    const [y0, x0] = [Math.floor(fy), Math.floor(fx)];
-    const [y1, x1] = [Math.min(h - 1, y0 + 1), Math.min(w - 1, x0 + 1)];
-    const [dy, dx] = [fy - y0, fx - x0];
-    const at = (yy: number, xx: number): number => img[yy * w + xx]!;
-    return (1 - dy) * ((1 - dx) * at(y0, x0) + dx * at(y0, x1)) + dy * ((1 - dx) * at(y1, x0) + dx * at(y1, x1));
-  };
   return {
-    name: ds.name, split: ds.split, classes: ds.classes, size: picked.length, shape: [3, size, size],
-    source: `${ds.source}, first ${perClass} images per class, gray to RGB, resized to ${size}x${size}`,
+    name: ds.name, split: ds.split, classes: ds.classes, size: picked.length, shape: ds.shape, source: `${ds.source}, first ${perClass} images per class`,
+    ...(ds.classNames ? { classNames: ds.classNames } : {}),
     label: (i: number) => ds.label(picked[i]!),
-    read: async (indices: readonly number[], out: Float32Array) => {
-      if (c !== 1) throw new Error(`expected a 1-channel dataset, got ${c} channels`);
-      const gray = new Float32Array(indices.length * h * w);
-      await ds.read(indices.map((i) => picked[i]!), gray);
-      indices.forEach((_, b) => {
-        const img = gray.subarray(b * h * w, (b + 1) * h * w);
-        for (let y = 0; y < size; y++) {
-          for (let x = 0; x < size; x++) {
-            const v = sample(img, y, x);
-            for (let ch = 0; ch < 3; ch++) out[((b * 3 + ch) * size + y) * size + x] = v;
-          }
-        }
-      });
-    },
+    read: (indices: readonly number[], out: Float32Array) => ds.read(indices.map((i) => picked[i]!), out),
   };
 }
 
@@ -81,7 +56,6 @@ async function logits(model: Model, x: { dims: number[]; data: Float32Array }): 
 }
 
 const spec = opt('--data', 'fashion-mnist-sample');
-const base = await openDataset(spec, 'train', { announce: false });
 const rows: Record<string, unknown>[] = [];
 const log = (s: string): void => { if (!json) console.log(s); };
 log(`${spec}: ${perClass} images per class, ${samples} representative samples per class; tasks 0-4 and 5-9; times on this machine, untrained models`);
@@ -93,7 +67,9 @@ for (const file of models) {
   try {
     const model = loadModel(file);
     const size = model.graph.inputs[0]!.shape![2] as number;
-    const train = asRgb(base, size, perClass);
+    // the images made RGB and resized to the model's input (a dataset view, as --fit does)
+    const view = formatDataSpec(spec, { size: [size, size], channels: 3 });
+    const train = firstPerClass(await openDataset(view, 'train', { announce: false }), perClass);
     row['parameters'] = modelStats(model).parameters;
     const parts: Model[] = [];
     const seconds: number[] = [];

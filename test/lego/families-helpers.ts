@@ -1,6 +1,5 @@
 /** Shared by the family tests: the torchvision fixtures, random kept-channel masks, 3-channel data. */
 import { readdirSync } from 'node:fs';
-import type { Dataset } from '../../src/data/types.js';
 import type { ChannelGraph, SpaceMasks } from '../../src/lego/channels.js';
 import { closeKeep, findSpace } from '../../src/lego/channels.js';
 import type { Model } from '../../src/onnx/types.js';
@@ -40,27 +39,6 @@ export function allKept(cg: ChannelGraph): SpaceMasks {
   const keep: SpaceMasks = new Map();
   cg.spaces.forEach((s, id) => { if (findSpace(cg, id) === id) keep.set(id, new Uint8Array(s.size).fill(1)); });
   return keep;
-}
-
-/** A 1x28x28 dataset seen as 3x32x32 (gray copied to three channels, 2 pixels of zero padding), for the 3x32x32 fixtures. */
-export function rgb32(ds: Dataset): Dataset {
-  const [c, h, w] = ds.shape;
-  if (c !== 1 || h !== 28 || w !== 28) throw new Error(`rgb32 expects a 1x28x28 dataset, got ${ds.shape.join('x')}`);
-  return {
-    name: ds.name, split: ds.split, source: `${ds.source} (as 3x32x32)`, shape: [3, 32, 32], classes: ds.classes, size: ds.size,
-    ...(ds.classNames ? { classNames: ds.classNames } : {}),
-    label: (i: number) => ds.label(i),
-    read: async (indices: readonly number[], out: Float32Array) => {
-      const gray = new Float32Array(indices.length * 28 * 28);
-      await ds.read(indices, gray);
-      out.fill(0, 0, indices.length * 3 * 32 * 32);
-      indices.forEach((_, b) => {
-        for (let ch = 0; ch < 3; ch++) {
-          for (let y = 0; y < 28; y++) out.set(gray.subarray((b * 28 + y) * 28, (b * 28 + y + 1) * 28), ((b * 3 + ch) * 32 + y + 2) * 32 + 2);
-        }
-      });
-    },
-  };
 }
 
 /** The file's base name without .onnx, for test titles. */

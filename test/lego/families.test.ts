@@ -23,7 +23,7 @@ import { maskedOriginal, pruneModel } from '../../src/lego/prune.js';
 import { assemble } from '../../src/lego/assemble.js';
 import { disassemble } from '../../src/lego/disassemble.js';
 import { firstImages, logitsOf, maxRelDiff, randomBatch } from './disassemble-helpers.js';
-import { allKept, nameOf, randomKeep, rgb32, TORCH_FIXTURES, TV_FIXTURES } from './families-helpers.js';
+import { allKept, nameOf, randomKeep, TORCH_FIXTURES, TV_FIXTURES } from './families-helpers.js';
 
 const FILES = [...TV_FIXTURES, ...TORCH_FIXTURES];
 const inputShape = (m: Model): number[] => m.graph.inputs[0]!.shape!.slice(1) as number[];
@@ -92,7 +92,8 @@ async function assertSideBySide(merged: Model, parts: Model[], shape: number[]):
   assert.ok(maxRelDiff(got, want) < 1e-5, `max difference ${maxRelDiff(got, want)}`);
 }
 
-const train = rgb32(firstImages(await openDataset('fashion-mnist-sample', 'train'), 300));
+// Fashion-MNIST made RGB and resized to the fixtures' 3x32x32 (a dataset view, as --fit makes it)
+const train = firstImages(await openDataset('fashion-mnist-sample::resize=32;channels=3', 'train', { announce: false }), 300);
 
 for (const file of TV_FIXTURES) {
   test(`${nameOf(file)}: disassembly on data keeps the task's outputs, prunes something and runs`, async () => {
