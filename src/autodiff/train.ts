@@ -15,6 +15,7 @@ import type { Augmentation, Dataset, Normalization } from '../data/types.js';
 import { batches, batchCount } from '../data/batches.js';
 import { subsetIndices, splitTrainValidation } from '../data/classes.js';
 import { encodeModel, saveModel } from '../onnx/proto.js';
+import { untieAliases } from '../onnx/fold.js';
 import { contentHash, setInputSpec, setLabels, setProvenance, getArch } from '../onnx/metadata.js';
 import { evaluate, type EvalResult } from '../runtime/evaluate.js';
 import { resolveNormalization } from '../runtime/normalization.js';
@@ -146,7 +147,8 @@ async function prepare(job: TrainJob): Promise<Run> {
   const checkpoint = job.checkpoint ?? `${job.output}.ckpt`;
   const resumed = job.resume && existsSync(checkpoint) ? loadCheckpoint(checkpoint) : undefined;
   if (job.resume && !resumed) info(`no checkpoint at ${checkpoint}: starting from the beginning`);
-  const model = resumed?.model ?? job.model;
+  // the exporter's Identity aliases of equal initializers are separate parameters: train them apart
+  const model = untieAliases(resumed?.model ?? job.model);
   const targets = resolveTargets(model, job.data, job.classes);
   const normalization = trainingNormalization(model, job);
   const { train: trainIdx, validation: valIdx } = splitTrainValidation(job.data, job.validation ?? 0.1, job.seed, subsetIndices(job.data, targets.classes));
