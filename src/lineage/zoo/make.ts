@@ -34,6 +34,7 @@ import { addLora, classifierParams, loraTargets, mergeLora } from './lora.js';
 import { trainSteps, taskAccuracy } from './steps.js';
 import { loadZooModel, readZooRecord, saveZooModel } from './store.js';
 import { makeZooVariant, type VariantResult } from './variants.js';
+import { writeHfZoo, type HfZooResult } from './hf.js';
 
 /** One model of a zoo, as recorded in zoo.json and in its file's metadata. */
 export interface ZooModelRecord {
@@ -70,6 +71,8 @@ export interface LineageZooResult {
   reused: number;
   seconds: number;
   variants: VariantResult[];
+  /** the Hugging Face folders, when asked for */
+  hf?: HfZooResult;
 }
 
 export async function makeLineageZoo(o: LineageZooOptions): Promise<LineageZooResult> {
@@ -108,9 +111,10 @@ export async function makeLineageZoo(o: LineageZooOptions): Promise<LineageZooRe
   const edges = truthEdges(plan);
   writeJsonAtomic(join(o.outDir, 'truth.json'), { edges });
   const variants = (o.variants ?? []).map((kind) => makeZooVariant(o.outDir, `${o.outDir.replace(/\/+$/, '')}-${kind}`, kind, { fraction: pruneFraction }));
+  const hf = o.hf ? writeHfZoo(o.outDir, `${o.outDir.replace(/\/+$/, '')}-hf`, o.hfShardBytes !== undefined ? { maxShardBytes: o.hfShardBytes } : {}) : undefined;
   return {
     outDir: o.outDir, settings: s, models: plan.map((m) => ctx.records.get(m.name)!), edges,
-    trained, reused: plan.length - trained, seconds: (Date.now() - start) / 1000, variants,
+    trained, reused: plan.length - trained, seconds: (Date.now() - start) / 1000, variants, ...(hf ? { hf } : {}),
   };
 }
 
@@ -128,7 +132,8 @@ interface Ctx {
 }
 
 function zooModelOptions(s: ZooSettings, ds: Dataset, seed: number): Parameters<typeof createZooModel>[1] {
-  return { input: [...ds.shape], classes: ds.classes, width: s.width, seed, ...(s.hidden ? { hidden: s.hidden } : {}) };
+  const vit = s.vit ? { patch: s.vit.patch, layers: s.vit.layers, heads: s.vit.heads, mlp: s.vit.mlp, hidden: [s.vit.hidden] } : {};
+  return { input: [...ds.shape], classes: ds.classes, width: s.width, seed, ...(s.hidden ? { hidden: s.hidden } : {}), ...vit };
 }
 
 async function makeModel(ctx: Ctx, m: PlannedModel, file: string, label: string): Promise<ZooModelRecord> {
@@ -247,7 +252,8 @@ function checkResume(outDir: string, s: ZooSettings): Map<string, ZooModelRecord
     throw new UserError(`${file} is not valid JSON; move the folder away or delete zoo.json to start over`);
   }
   for (const [k, v] of Object.entries(s)) {
-    const old = (saved as Record<string, unknown> | undefined)?.[k];
+    // a setting added after a zoo was made (e.g. vit) reads as null in its zoo.json
+    const old = (saved as Record<string, unknown> | undefined)?.[k] ?? null;
     if (JSON.stringify(old) !== JSON.stringify(v)) {
       throw new UserError(`${outDir} holds a zoo made with ${k} = ${JSON.stringify(old)}, not ${JSON.stringify(v)}; use the same settings to continue it, or another output folder`);
     }
