@@ -14,8 +14,8 @@ import type { Model } from '../onnx/types.js';
 import type { Augmentation, Dataset, Normalization } from '../data/types.js';
 import { batches, batchCount } from '../data/batches.js';
 import { subsetIndices, splitTrainValidation } from '../data/classes.js';
-import { defaultNormalization } from '../data/known.js';
 import { encodeModel, saveModel } from '../onnx/proto.js';
+import { untieAliases } from '../onnx/fold.js';
 import { contentHash, setInputSpec, setLabels, setProvenance, getArch } from '../onnx/metadata.js';
 import { evaluate, type EvalResult } from '../runtime/evaluate.js';
 import { resolveNormalization } from '../runtime/normalization.js';
@@ -147,7 +147,8 @@ async function prepare(job: TrainJob): Promise<Run> {
   const checkpoint = job.checkpoint ?? `${job.output}.ckpt`;
   const resumed = job.resume && existsSync(checkpoint) ? loadCheckpoint(checkpoint) : undefined;
   if (job.resume && !resumed) info(`no checkpoint at ${checkpoint}: starting from the beginning`);
-  const model = resumed?.model ?? job.model;
+  // the exporter's Identity aliases of equal initializers are separate parameters: train them apart
+  const model = untieAliases(resumed?.model ?? job.model);
   const targets = resolveTargets(model, job.data, job.classes);
   const normalization = trainingNormalization(model, job);
   const { train: trainIdx, validation: valIdx } = splitTrainValidation(job.data, job.validation ?? 0.1, job.seed, subsetIndices(job.data, targets.classes));
@@ -168,8 +169,7 @@ async function prepare(job: TrainJob): Promise<Run> {
 
 function trainingNormalization(model: Model, job: TrainJob): Normalization {
   const explicit = { ...(job.mean ? { mean: job.mean } : {}), ...(job.std ? { std: job.std } : {}) };
-  const r = resolveNormalization(model, job.data.shape[0], explicit);
-  return r.from === 'model metadata' || r.from === '--mean/--std' ? r.normalization : defaultNormalization(job.data.name.replace(/-sample$/, ''), job.data.shape[0]);
+  return resolveNormalization(model, job.data.shape[0], explicit, { fallback: 'dataset', dataset: job.data.name }).normalization;
 }
 
 async function trainEpoch(run: Run, epoch: number): Promise<EpochMetrics> {

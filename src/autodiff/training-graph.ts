@@ -2,12 +2,12 @@
  * Builds the training graph: one ONNX graph that takes a batch, its targets, the
  * trainable parameters (and BatchNorm running statistics, Dropout masks) as inputs and
  * computes the loss, the logits, every parameter's gradient and the updated running
- * statistics with standard opset-17 operators, so ONNX Runtime runs a whole training
+ * statistics with standard operators (opset 17 or the model's own), so ONNX Runtime runs a whole training
  * step's maths in one call.
  */
 import type { Graph, Model, Node } from '../onnx/types.js';
 import type { StateTensor, TrainingGraph, TrainingGraphSpec } from './types.js';
-import { attrFloat, cloneModel, constantValue, int, ints, opsetVersion, topoSort } from '../onnx/graph.js';
+import { attrFloat, cloneModel, constantValue, int, opsetVersion, tensorNames, topoSort, uniqueName } from '../onnx/graph.js';
 import { analyzeShapes } from '../onnx/shapes.js';
 import { foldConstants } from '../onnx/fold.js';
 import { runningStatistics } from '../onnx/parameters.js';
@@ -19,9 +19,15 @@ import { GraphWriter, differentiate, isFloat } from './grad.js';
 import { appendLoss, targetInfo } from './rules/loss.js';
 import { GRAD_RULES } from './rules/index.js';
 
-/** The opset of every training graph; forward models from opset 13 on share its operator semantics for the operators modelsmith differentiates. */
+/**
+ * Training graphs run at opset 17, or at the model's own opset when newer (up to 20,
+ * for Gelu): every node the training graph emits has one meaning across 17-20 (no
+ * Reduce* but ReduceSum gets axes, ReduceSum taking them as an input since 13), and
+ * models from opset 13 on share opset 17's semantics for the operators differentiated.
+ */
 const TRAINING_OPSET = 17;
 const MIN_OPSET = 13;
+const MAX_OPSET = 20;
 
 /**
  * @example
@@ -33,7 +39,7 @@ export function buildTrainingGraph(spec: TrainingGraphSpec): TrainingGraph {
   checkSpec(spec);
   const { model, input, masks } = forwardGraph(spec);
   const g = model.graph;
-  const w = new GraphWriter(g, analyzeShapes(model).known, TRAINING_OPSET);
+  const w = new GraphWriter(g, analyzeShapes(model).known, opsetVersion(model));
   const logits = logitsOf(g, w);
   const inputGradients = [...(spec.inputGradients ?? [])];
   checkInputGradients(w, inputGradients);
@@ -93,7 +99,7 @@ export function buildStatisticsGraph(source: Model, batchSize: number): Statisti
   rewriteDropout(model, false);
   const folded = foldConstants(model);
   folded.graph.nodes = topoSort(folded.graph);
-  const w = new GraphWriter(folded.graph, analyzeShapes(folded).known, TRAINING_OPSET);
+  const w = new GraphWriter(folded.graph, analyzeShapes(folded).known, opsetVersion(folded));
   const { stats } = batchStatistics(w);
   folded.graph.outputs = stats.flatMap((s) => [s.mean, s.variance]).map((name) => ({ name, dtype: 'float32' as const, shape: w.shape(name) }));
   folded.graph.valueInfo.clear();
@@ -117,7 +123,25 @@ function forwardGraph(spec: TrainingGraphSpec): { model: Model; input: string; m
   const masks = rewriteDropout(model, spec.dropout ?? spec.batchNorm === 'train');
   const folded = foldConstants(model);
   folded.graph.nodes = topoSort(folded.graph);
+  stashOutputs(folded.graph);
   return { model: folded, input, masks };
+}
+
+/** Optional outputs that gradient rules read (LayerNormalization's Mean and InvStdDev), by operator and count. */
+const STASHED_OUTPUTS: Readonly<Record<string, number>> = { LayerNormalization: 3 };
+
+/** Gives every node in STASHED_OUTPUTS its optional outputs, so its rule reads them instead of recomputing them. */
+function stashOutputs(g: Graph): void {
+  const taken = tensorNames(g);
+  for (const n of g.nodes) {
+    const want = Object.hasOwn(STASHED_OUTPUTS, n.opType) && (!n.domain || n.domain === 'ai.onnx') ? STASHED_OUTPUTS[n.opType]! : 0;
+    for (let i = 0; i < want; i++) {
+      if (n.outputs[i]) continue;
+      const name = uniqueName(g, `${n.name}/stash_${i}`, taken);
+      taken.add(name);
+      n.outputs[i] = name;
+    }
+  }
 }
 
 function checkSpec(spec: TrainingGraphSpec): void {
@@ -138,10 +162,10 @@ function checkSpec(spec: TrainingGraphSpec): void {
 
 function setTrainingOpset(model: Model): void {
   const v = opsetVersion(model);
-  if (v < MIN_OPSET || v > TRAINING_OPSET) {
-    throw new UserError(`model ${model.graph.name} uses opset ${v}; training supports opsets ${MIN_OPSET} to ${TRAINING_OPSET} (re-export it with opset_version=17)`);
+  if (v < MIN_OPSET || v > MAX_OPSET) {
+    throw new UserError(`model ${model.graph.name} uses opset ${v}; training supports opsets ${MIN_OPSET} to ${MAX_OPSET} (re-export it with opset_version=17)`);
   }
-  model.opsets = [{ domain: '', version: TRAINING_OPSET }];
+  model.opsets = [{ domain: '', version: Math.max(v, TRAINING_OPSET) }];
 }
 
 function dataInput(g: Graph): string {
@@ -271,12 +295,16 @@ function batchStatistics(w: GraphWriter): NormRewrite {
     const channels = shape[1]!;
     const count = shape.reduce((a, b) => a * b, 1) / channels;
     if (count < 2) throw new UserError(`node ${node.name} (BatchNormalization) in training mode needs more than one value per channel (batch x spatial size is ${count}); use a larger batch`);
-    const axes = { axes: ints(shape.map((_, i) => i).filter((i) => i !== 1)) };
+    const axes = w.ints(shape.map((_, i) => i).filter((i) => i !== 1), 'axes');
     const hint = `${node.name}/batch`;
-    const meanKept = w.emit('ReduceMean', [x], { ...axes, keepdims: int(1) }, 1, `${hint}_mean_kept`)[0]!;
+    // ReduceSum, not ReduceMean: its axes input means the same at every opset from 13 on
+    const perValue = w.scalar(1 / count, 'inv_count');
+    const meanOf = (t: string, keepdims: number, h: string): string =>
+      w.emit('Mul', [w.emit('ReduceSum', [t, axes], { keepdims: int(keepdims) }, 1, `${h}_sum`)[0]!, perValue], {}, 1, h)[0]!;
+    const meanKept = meanOf(x, 1, `${hint}_mean_kept`);
     const centred = w.emit('Sub', [x, meanKept], {}, 1, `${hint}_centred`)[0]!;
     const squares = w.emit('Mul', [centred, centred], {}, 1, `${hint}_squares`)[0]!;
-    const variance = w.emit('ReduceMean', [squares], { ...axes, keepdims: int(0) }, 1, `${hint}_var`)[0]!;
+    const variance = meanOf(squares, 0, `${hint}_var`);
     const mean = w.emit('Reshape', [meanKept, w.ints([channels], 'shape')], {}, 1, `${hint}_mean`)[0]!;
     // ONNX stores attributes as float32: round now, so that a model read back from a file builds the same constants
     out.stats.push({ momentum: Math.fround(attrFloat(node, 'momentum', 0.9)), runningMean: node.inputs[3]!, runningVariance: node.inputs[4]!, mean, variance, count });

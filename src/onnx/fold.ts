@@ -8,10 +8,10 @@
  */
 import type { Graph, Model, Node, Tensor, ValueInfo } from './types.js';
 import type { Known } from './op-context.js';
-import { cloneModel, int, uniqueName } from './graph.js';
+import { cloneModel, int, topoSort, uniqueName } from './graph.js';
 import { analyzeShapes } from './shapes.js';
 import { isNum } from './dims.js';
-import { toNumbers } from './tensor.js';
+import { cloneTensor, toNumbers } from './tensor.js';
 import { fromNumbers } from './evaluate.js';
 import { removeDeadNodes, removeUnused, renameTensor, usedTensors } from './prune.js';
 
@@ -65,6 +65,40 @@ function foldNode(node: Node, known: Map<string, Known>, graphOutputs: Set<strin
   if (tensors.some(([, t]) => !t)) return undefined;
   return tensors as [string, Tensor][];
 }
+
+/**
+ * A new model in which every float initializer read through an `Identity` alias (what
+ * torch.onnx.export makes of parameters that happen to be equal: random-init zero
+ * biases, unit LayerNorm weights, all become Identity copies of one tensor) is its own
+ * initializer under the alias's name. Training must untie them: they are separate
+ * parameters that only started equal. Aliases of aliases are untied too; an alias that
+ * is a graph output stays.
+ *
+ * @example
+ *   const m = untieAliases(loadModel('vit.onnx'));   // encoder.ln.bias is now an initializer
+ */
+export function untieAliases(model: Model): Model {
+  const out = cloneModel(model);
+  const g = out.graph;
+  const inputs = new Set(g.inputs.map((v) => v.name));
+  const outputs = new Set(g.outputs.map((v) => v.name));
+  const isAlias = (n: Node): boolean => {
+    if (n.opType !== 'Identity' || (n.domain && n.domain !== 'ai.onnx')) return false;
+    const x = n.inputs[0];
+    const y = n.outputs[0];
+    const t = x ? g.initializers.get(x) : undefined;
+    return !!t && !!y && !inputs.has(x!) && !outputs.has(y) && !g.initializers.has(y) && FLOAT_DTYPES.has(t.dtype);
+  };
+  g.nodes = topoSort(g).filter((n) => {
+    if (!isAlias(n)) return true;
+    g.initializers.set(n.outputs[0]!, cloneTensor(g.initializers.get(n.inputs[0]!)!));
+    g.valueInfo.delete(n.outputs[0]!);
+    return false;
+  });
+  return out;
+}
+
+const FLOAT_DTYPES: ReadonlySet<string> = new Set(['float32', 'float64', 'float16', 'bfloat16']);
 
 /**
  * A Reshape whose target shape is computed at run time from symbolic dims, given a

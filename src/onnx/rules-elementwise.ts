@@ -12,7 +12,7 @@ const sameAs = (inputs: [number, number] = [1, 1]): OpRule => ({
 const UNARY = [
   'Relu', 'Sigmoid', 'Tanh', 'LeakyRelu', 'Sqrt', 'Exp', 'Log', 'Erf', 'Softmax', 'LogSoftmax',
   'Abs', 'Reciprocal', 'Floor', 'Ceil', 'Round', 'Sign', 'Elu', 'Selu', 'HardSigmoid', 'HardSwish',
-  'Softplus', 'Softsign', 'Sin', 'Cos', 'Not', 'LRN',
+  'Softplus', 'Softsign', 'Sin', 'Cos', 'Not', 'LRN', 'Gelu',
 ];
 
 function broadcastAll(c: NodeContext, from = 0): Dim[] | undefined {

@@ -39,6 +39,45 @@ test('Sqrt, Log, Reciprocal on positive inputs; Pow with a constant and with a p
   await checkOp({ op: 'Pow', inputs: [[3, 4], { shape: [4] }] }, { input: positive });
 });
 
+test('activations of torchvision and transformer exports: HardSwish, HardSigmoid, Softplus, Elu, PRelu', async () => {
+  // spread over [-4.5, 4.5] so every piece of HardSwish/HardSigmoid is hit, away from the kinks at +-3 and +-2.5
+  const spread = Float32Array.from({ length: 20 }, (_, i) => -4.45 + i * 0.47);
+  await checkOp({ op: 'HardSwish', inputs: [[4, 5]] }, { input: spread });
+  await checkOp({ op: 'HardSigmoid', inputs: [[4, 5]] }, { input: spread });
+  await checkOp({ op: 'HardSigmoid', inputs: [[4, 5]], attributes: { alpha: float(1 / 6), beta: float(0.5) } }, { input: spread });
+  await checkOp({ op: 'Softplus', inputs: [[4, 5]] }, { input: spread });
+  await checkOp({ op: 'Elu', inputs: [[4, 5]], attributes: { alpha: float(0.7) } }, { input: spread });
+  await checkOp({ op: 'PRelu', inputs: [[2, 3, 2], { shape: [3, 1] }] });
+});
+
+test('elementwise Max and Min of broadcast inputs, ReduceMax and ReduceMin, ReduceL2 and ReduceSumSquare', async () => {
+  for (const op of ['Max', 'Min']) {
+    await checkOp({ op, inputs: [[2, 3], { shape: [3] }, { shape: [2, 1] }] });
+    await checkOp({ op: `Reduce${op}`, inputs: [[2, 3, 4]], attributes: { axes: ints([1]), keepdims: int(0) } });
+    await checkOp({ op: `Reduce${op}`, inputs: [[2, 3, 4]], attributes: { axes: ints([0, -1]) } });
+  }
+  await checkOp({ op: 'ReduceL2', inputs: [[2, 3, 4]], attributes: { axes: ints([-1]), keepdims: int(1) } });
+  await checkOp({ op: 'ReduceSumSquare', inputs: [[2, 3, 4]], attributes: { axes: ints([1]), keepdims: int(0) } });
+});
+
+test('ReduceMax splits the gradient evenly between tied maxima', async () => {
+  const model = buildModel({
+    inputs: [vi('x', [2, 3])],
+    outputs: ['y'],
+    initializers: { t: float32([2, 3], [1, 2, 2, 0, 0, -1]) },
+    nodes: [node('Max', ['x', 't'], ['m']), node('ReduceMax', ['m'], ['y'], { axes: ints([1]), keepdims: int(0) })],
+  });
+  const { buildTrainingGraph } = await import('../../src/autodiff/training-graph.js');
+  const { runOrt } = await import('../helpers/graphs.js');
+  const tg = buildTrainingGraph({ model, trainable: ['t'], loss: 'mse', batchSize: 2, batchNorm: 'eval', inputGradients: ['x'] });
+  // x below t everywhere: row 0's maximum 2 is tied, row 1's is 0 (a zero gradient to share)
+  const out = await runOrt(tg.model, { [tg.feeds.input]: float32([2, 3], [-5, -5, -5, -5, -5, -5]), [tg.feeds.target]: float32([2], [0, 0]), t: model.graph.initializers.get('t')! });
+  const dt = Array.from(out[tg.gradients['t']!]!.data as Float32Array);
+  // mse: dL/dy = 2 (y - 0) / 2 = y -> row 0: 2 split evenly over the two ties
+  assert.deepEqual(dt, [0, 1, 1, 0, 0, 0]);
+  assert.deepEqual(Array.from(out[tg.inputGradients['x']!]!.data as Float32Array), [0, 0, 0, 0, 0, 0]);
+});
+
 test('Clip (ReLU6-style) and Where', async () => {
   await checkOp({ op: 'Clip', inputs: [[4, 5], { constant: float32([], [-0.5]) }, { constant: float32([], [0.6]) }] });
   const model = buildModel({

@@ -1,5 +1,5 @@
 /**
- * Gradients of BatchNormalization over [N, C, ...] (any rank >= 2, so BatchNorm1d on
+ * Gradients of LayerNormalization (below) and of BatchNormalization over [N, C, ...] (any rank >= 2, so BatchNorm1d on
  * [N, C] too). The differentiator hands the training form to this rule as a node with
  * training_mode=1 whose mean/var inputs are the batch mean and biased batch variance
  * (already computed in the forward pass); the evaluation form has the running
@@ -13,6 +13,7 @@ import type { DType, Tensor } from '../../onnx/types.js';
 import type { GradRule } from '../types.js';
 import { attrFloat, attrInt, float, int } from '../../onnx/graph.js';
 import { numel, tensor } from '../../onnx/tensor.js';
+import { normAxis } from '../../onnx/dims.js';
 import { UserError } from '../../util/errors.js';
 import { type Emitter, shapeConstant } from './conv.js';
 
@@ -104,4 +105,43 @@ const batchNormalization: GradRule = (ctx) => {
   return [g.dx, g.dScale, g.dBias, undefined, undefined];
 };
 
-export const RULES: Record<string, GradRule> = { BatchNormalization: batchNormalization };
+/**
+ * LayerNormalization over the axes from `axis` on (D values each), Scale and B
+ * broadcast against them: with x_hat = (x - mean) * invstd and g = dY * Scale,
+ * dX = invstd (g - mean(g) - x_hat mean(g x_hat)), dScale = sum(dY x_hat), dB = sum(dY)
+ * (sums over the broadcast axes). Mean and InvStdDev are the node's own optional
+ * outputs: the training graph asks every LayerNormalization for them (see
+ * STASHED_OUTPUTS); a node without them gets a twin that computes them.
+ */
+const layerNormalization: GradRule = (ctx) => {
+  const { node } = ctx;
+  const dy = ctx.dOutputs[0];
+  if (!dy) return node.inputs.map(() => undefined);
+  const [x, scale, bias] = node.inputs as [string, string, string?];
+  const shape = ctx.shape(x);
+  const axis = normAxis(attrInt(node, 'axis', -1), shape.length, `node ${node.name} (LayerNormalization)`);
+  const axes = shape.map((_, i) => i).filter((i) => i >= axis);
+  const count = numel(shape.slice(axis));
+  const hint = `${node.name}_grad`;
+  const [, mean, invstd] = node.outputs[1] && node.outputs[2]
+    ? node.outputs.map((o) => ctx.forward(o))
+    : ctx.emit('LayerNormalization', node.inputs.filter(Boolean), node.attributes, 3, `${node.name}_stats`);
+  const xhat = op(ctx, 'Mul', [op(ctx, 'Sub', [ctx.forward(x), mean!], `${hint}_centred`), invstd!], `${hint}_xhat`);
+  const out: (string | undefined)[] = [undefined, undefined, undefined];
+  if (bias && ctx.needs[2]) out[2] = ctx.unbroadcast(dy, shape, ctx.shape(bias));
+  if (ctx.needs[1]) out[1] = ctx.unbroadcast(op(ctx, 'Mul', [dy, xhat], `${hint}_dy_xhat`), shape, ctx.shape(scale));
+  if (ctx.needs[0]) {
+    const dtype = ctx.dtype(x);
+    const axesName = shapeConstant(ctx, axes, `${hint}_axes`);
+    const inv = ctx.addConstant(tensor(dtype, [], [1 / count]), `${hint}_inv_count`);
+    const meanOf = (t: string, h: string): string => op(ctx, 'Mul', [op(ctx, 'ReduceSum', [t, axesName], `${h}_sum`, { keepdims: int(1) }), inv], h);
+    const g = op(ctx, 'Mul', [dy, ctx.forward(scale)], `${hint}_g`);
+    const gMean = meanOf(g, `${hint}_g_mean`);
+    const gxMean = meanOf(op(ctx, 'Mul', [g, xhat], `${hint}_g_xhat`), `${hint}_g_xhat_mean`);
+    const centred = op(ctx, 'Sub', [op(ctx, 'Sub', [g, gMean], `${hint}_g_centred`), op(ctx, 'Mul', [xhat, gxMean], `${hint}_proj`)], `${hint}_inner`);
+    out[0] = op(ctx, 'Mul', [centred, invstd!], `${hint}_dx`);
+  }
+  return out;
+};
+
+export const RULES: Record<string, GradRule> = { BatchNormalization: batchNormalization, LayerNormalization: layerNormalization };

@@ -1,11 +1,12 @@
 /**
  * Gradient rules for operators that only move values around: reshapes, transposes,
- * concatenation and splitting, slicing and padding (each other's gradient), and the
- * no-ops (Identity, inactive Dropout).
+ * concatenation and splitting, slicing and padding (each other's gradient), gathers
+ * (scatter-adds), tiling, and the no-ops (Identity, inactive Dropout).
  */
 import type { GradContext, GradRule } from '../types.js';
 import { attrInt, attrInts, attrString, int, ints } from '../../onnx/graph.js';
-import { float32, toNumbers } from '../../onnx/tensor.js';
+import type { DType } from '../../onnx/types.js';
+import { int64, numel, tensor, toNumbers } from '../../onnx/tensor.js';
 import { normAxis, sliceRange } from '../../onnx/dims.js';
 import { UserError } from '../../util/errors.js';
 import { emit1, intsConstant } from '../grad.js';
@@ -47,8 +48,8 @@ const split: GradRule = (c) => {
   return [parts.length === 1 ? parts[0] : emit1(c, 'Concat', parts, { axis: int(axis) })];
 };
 
-function zerosLike(c: GradContext, shape: readonly number[]): string {
-  return emit1(c, 'ConstantOfShape', [intsConstant(c, shape, 'shape')], { value: { kind: 'tensor', value: float32([1], [0]) } }, 'zeros');
+function zerosLike(c: GradContext, shape: readonly number[], dtype: DType = 'float32'): string {
+  return emit1(c, 'ConstantOfShape', [intsConstant(c, shape, 'shape')], { value: { kind: 'tensor', value: tensor(dtype, [1], [0]) } }, 'zeros');
 }
 
 /**
@@ -130,6 +131,69 @@ const pad: GradRule = (c) => {
 
 const expand: GradRule = (c) => [c.unbroadcast(c.dOutputs[0]!, c.shape(c.node.outputs[0]!), c.shape(c.node.inputs[0]!))];
 
+/** Indices of a Gather-like node with negative entries wrapped: computed at build time when constant, else by nodes. */
+function wrappedIndices(c: GradContext, size: number): { name: string; values?: number[] } {
+  const input = c.node.inputs[1]!;
+  const t = c.constant(input);
+  if (t) {
+    const values = toNumbers(t).map((v) => (v < 0 ? v + size : v));
+    if (values.some((v) => v < 0 || v >= size)) throw new UserError(`${where(c)}: an index is outside [-${size}, ${size - 1}]`);
+    return { name: c.addConstant(int64([...t.dims], values), 'indices'), values };
+  }
+  const idx = c.dtype(input) === 'int64' ? input : emit1(c, 'Cast', [input], { to: int(7) }, 'indices64');
+  const negative = emit1(c, 'Less', [idx, intsScalar(c, 0)]);
+  return { name: emit1(c, 'Where', [negative, emit1(c, 'Add', [idx, intsScalar(c, size)]), idx], {}, 'indices') };
+}
+
+const intsScalar = (c: GradContext, v: number): string => c.addConstant(int64([], [v]), 'int');
+
+/**
+ * Gather along `axis`: dY (shape x[:axis] + indices + x[axis+1:]) seen as [pre, K, post]
+ * is added into zeros [pre, n, post] at the indices (ScatterElements with add, so
+ * repeated indices sum). Constant indices that pick a contiguous ascending run (the
+ * class token x[:, 0], a slice written as Gather) need only a Pad.
+ */
+const gather: GradRule = (c) => {
+  if (!c.needs[0]) return [undefined, undefined];
+  const x = c.shape(c.node.inputs[0]!);
+  const axis = normAxis(attrInt(c.node, 'axis', 0), x.length, where(c));
+  const n = x[axis]!;
+  const pre = x.slice(0, axis).reduce((a, b) => a * b, 1);
+  const post = x.slice(axis + 1).reduce((a, b) => a * b, 1);
+  const idx = wrappedIndices(c, n);
+  const k = idx.values?.length ?? numel(c.shape(c.node.inputs[1]!));
+  const dy = emit1(c, 'Reshape', [c.dOutputs[0]!, intsConstant(c, [pre, k, post], 'shape')]);
+  let dx: string;
+  if (idx.values && idx.values.every((v, i) => v === idx.values![0]! + i)) {
+    const first = idx.values[0] ?? 0;
+    dx = emit1(c, 'Pad', [dy, intsConstant(c, [0, first, 0, 0, n - first - k, 0], 'pads')], { mode: { kind: 'string', value: 'constant' } });
+  } else {
+    const spread = emit1(c, 'Expand', [emit1(c, 'Reshape', [idx.name, intsConstant(c, [1, k, 1], 'shape')]), intsConstant(c, [pre, k, post], 'shape')]);
+    dx = emit1(c, 'ScatterElements', [zerosLike(c, [pre, n, post], c.dtype(c.node.inputs[0]!)), spread, dy], { axis: int(1), reduction: { kind: 'string', value: 'add' } });
+  }
+  return [emit1(c, 'Reshape', [dx, intsConstant(c, x, 'shape')]), undefined];
+};
+
+/** GatherElements: dY added into zeros at the same indices (ScatterElements with add). */
+const gatherElements: GradRule = (c) => {
+  if (!c.needs[0]) return [undefined, undefined];
+  const x = c.shape(c.node.inputs[0]!);
+  const axis = normAxis(attrInt(c.node, 'axis', 0), x.length, where(c));
+  const idx = wrappedIndices(c, x[axis]!).name;
+  const zeros = zerosLike(c, x, c.dtype(c.node.inputs[0]!));
+  return [emit1(c, 'ScatterElements', [zeros, idx, c.dOutputs[0]!], { axis: int(axis), reduction: { kind: 'string', value: 'add' } }), undefined];
+};
+
+/** Tile: dY of shape [r0 d0, r1 d1, ...] seen as [r0, d0, r1, d1, ...], summed over the repeat axes. */
+const tile: GradRule = (c) => {
+  const x = c.shape(c.node.inputs[0]!);
+  const reps = constantInput(c, 1, 'repeats');
+  if (reps.every((r) => r === 1)) return [c.dOutputs[0], undefined];
+  const split = emit1(c, 'Reshape', [c.dOutputs[0]!, intsConstant(c, x.flatMap((d, i) => [reps[i]!, d]), 'shape')]);
+  const summed = emit1(c, 'ReduceSum', [split, intsConstant(c, x.map((_, i) => 2 * i), 'axes')], { keepdims: int(0) });
+  return [summed, undefined];
+};
+
 export const RULES: Record<string, GradRule> = {
   Reshape: reshapeBack,
   Flatten: reshapeBack,
@@ -143,4 +207,7 @@ export const RULES: Record<string, GradRule> = {
   Slice: slice,
   Pad: pad,
   Expand: expand,
+  Gather: gather,
+  GatherElements: gatherElements,
+  Tile: tile,
 };

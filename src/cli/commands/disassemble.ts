@@ -1,3 +1,4 @@
+import { addInputOptions } from '../data-options.js';
 import type { Command } from 'commander';
 import { openModel } from '../../onnx/open.js';
 import { saveModel } from '../../onnx/proto.js';
@@ -10,7 +11,7 @@ import { disassemble, saveMasks } from '../../lego/disassemble.js';
 import { DEFAULT_BATCHNORM_SAMPLES } from '../../lego/types.js';
 import { globals, withOutputFlags } from './common.js';
 import { compact, pct, table } from '../output.js';
-import { parseInteger, parseNumberList, parsePositiveInt } from '../parse.js';
+import { parseInteger, parsePositiveInt } from '../parse.js';
 import { UserError } from '../../util/errors.js';
 
 interface DisassembleFlags {
@@ -48,7 +49,7 @@ export function parseUnbalanced(text: string, seed: number): { lo: number; hi: n
 }
 
 export function registerDisassemble(program: Command): void {
-  withOutputFlags(program.command('disassemble <model>').description('cut the sub-network for a task (a set of classes) out of a classifier as a smaller standalone model (Model LEGO)'))
+  addInputOptions(withOutputFlags(program.command('disassemble <model>').description('cut the sub-network for a task (a set of classes) out of a classifier as a smaller standalone model (Model LEGO)')))
     .requiredOption('--data <spec>', 'dataset: the train split chooses representative samples, the test split scores base and component')
     .requiredOption('--task <classes>', 'the task\'s classes, e.g. 0-2 or 1,5,7')
     .option('--samples <n>', 'representative samples per class (most confident training images)', parsePositiveInt('--samples'), 50)
@@ -60,8 +61,6 @@ export function registerDisassemble(program: Command): void {
     .option('--unbalanced <lo,hi>', 'a random number of samples per class in [lo, hi] instead of --samples')
     .option('--seed <n>', 'seed for --unbalanced and for the images that re-estimate BatchNorm statistics', parseInteger('--seed'), 0)
     .option('--bn-samples <n>', `training images of the task's classes that re-estimate the component's BatchNorm statistics; 0 keeps the parent's`, parseInteger('--bn-samples'), DEFAULT_BATCHNORM_SAMPLES)
-    .option('--mean <list>', 'input normalisation mean (for models without normalisation metadata)', parseNumberList('--mean'))
-    .option('--std <list>', 'input normalisation std', parseNumberList('--std'))
     .option('--masks <file>', 'also write the masks (per layer and class) as JSON')
     .requiredOption('-o, --output <file>', 'where to write the component .onnx')
     .action(async (file: string, flags: DisassembleFlags, cmd: Command) => {

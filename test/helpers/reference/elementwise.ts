@@ -3,7 +3,7 @@
  * tensor helpers the other reference modules share. Written for obviousness, not speed.
  */
 import type { Node } from '../../../src/onnx/types.js';
-import { attrFloat, attrInt, attrInts } from '../../../src/onnx/graph.js';
+import { attrFloat, attrInt, attrInts, attrString } from '../../../src/onnx/graph.js';
 import { castTarget } from '../../../src/onnx/evaluate.js';
 import { registerRefOp, type RefTensor } from './registry.js';
 
@@ -204,6 +204,55 @@ function dropout(node: Node, [x]: (RefTensor | undefined)[]): RefTensor[] {
   return node.outputs.length > 1 ? [y, { dims: [...x!.dims], data: new Float64Array(x!.data.length).fill(1) }] : [y];
 }
 
+/**
+ * erf to float64 precision: erf(x) = 2/sqrt(pi) e^{-x^2} sum_n 2^n x^{2n+1} / (1*3*...*(2n+1)),
+ * a series of positive terms (no cancellation); |erf(x)| rounds to 1 beyond 6.
+ */
+export function erf(x: number): number {
+  const a = Math.abs(x);
+  if (a >= 6) return Math.sign(x);
+  let term = a;
+  let sum = a;
+  for (let n = 1; n < 500 && term > sum * 1e-17; n++) {
+    term *= (2 * a * a) / (2 * n + 1);
+    sum += term;
+  }
+  return Math.sign(x) * (2 / Math.sqrt(Math.PI)) * Math.exp(-a * a) * sum;
+}
+
+function gelu(v: number, node: Node): number {
+  if (attrString(node, 'approximate', 'none') === 'tanh') return 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)));
+  return 0.5 * v * (1 + erf(v / Math.SQRT2));
+}
+
+const hardSigmoid = (v: number, node: Node): number => Math.min(1, Math.max(0, attrFloat(node, 'alpha', 0.2) * v + attrFloat(node, 'beta', 0.5)));
+
+/** y = x (x > 0), slope x otherwise; the slope broadcasts against x. */
+const prelu = (_: Node, [x, slope]: (RefTensor | undefined)[]): RefTensor[] => [mapBinary(x!, slope!, (v, s) => (v > 0 ? v : s * v))];
+
+/** ArgMax / ArgMin along one axis (first occurrence, or last with select_last_index). */
+const argExtremum = (better: (a: number, b: number) => boolean) => (node: Node, [x]: (RefTensor | undefined)[]): RefTensor[] => {
+  const t = x!;
+  const axis = normalizeAxis(attrInt(node, 'axis', 0), t.dims.length);
+  const last = attrInt(node, 'select_last_index', 0) === 1;
+  const n = t.dims[axis]!;
+  const stride = strides(t.dims)[axis]!;
+  const keptDims = t.dims.map((d, i) => (i === axis ? 1 : d));
+  const out = refTensor(keptDims);
+  for (let o = 0; o < out.data.length; o++) {
+    const inner = o % stride;
+    const base = (o - inner) * n + inner;
+    let best = 0;
+    for (let k = 1; k < n; k++) {
+      const v = t.data[base + k * stride]!;
+      const w = t.data[base + best * stride]!;
+      if (better(v, w) || (last && v === w)) best = k;
+    }
+    out.data[o] = best;
+  }
+  return [{ dims: attrInt(node, 'keepdims', 1) ? keptDims : t.dims.filter((_, i) => i !== axis), data: out.data }];
+};
+
 const b = (v: boolean): number => (v ? 1 : 0);
 
 registerRefOp('Identity', unary((v) => v));
@@ -218,6 +267,13 @@ registerRefOp('Log', unary(Math.log));
 registerRefOp('Abs', unary(Math.abs));
 registerRefOp('Sign', unary(Math.sign));
 registerRefOp('Reciprocal', unary((v) => 1 / v));
+registerRefOp('Erf', unary(erf));
+registerRefOp('Gelu', unary(gelu));
+registerRefOp('HardSigmoid', unary(hardSigmoid));
+registerRefOp('HardSwish', unary((v) => v * Math.min(1, Math.max(0, v / 6 + 0.5))));
+registerRefOp('Softplus', unary((v) => (v > 30 ? v : Math.log1p(Math.exp(v)))));
+registerRefOp('Elu', unary((v, n) => (v > 0 ? v : attrFloat(n, 'alpha', 1) * Math.expm1(v))));
+registerRefOp('PRelu', prelu);
 registerRefOp('Floor', unary(Math.floor));
 registerRefOp('Ceil', unary(Math.ceil));
 registerRefOp('Not', unary((v) => b(v === 0)));
@@ -246,5 +302,8 @@ registerRefOp('ReduceMean', reduction(0, (a, v) => a + v, (a, n) => a / n));
 registerRefOp('ReduceMax', reduction(-Infinity, Math.max));
 registerRefOp('ReduceMin', reduction(Infinity, Math.min));
 registerRefOp('ReduceSumSquare', reduction(0, (a, v) => a + v * v));
+registerRefOp('ReduceL2', reduction(0, (a, v) => a + v * v, (a) => Math.sqrt(a)));
+registerRefOp('ArgMax', argExtremum((a, c) => a > c));
+registerRefOp('ArgMin', argExtremum((a, c) => a < c));
 registerRefOp('Softmax', softmax(false));
 registerRefOp('LogSoftmax', softmax(true));
