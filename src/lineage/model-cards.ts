@@ -99,9 +99,10 @@ function keyValues(body: readonly string[], key: string, where: string): string[
     if (rest !== '') throw new UserError(`${where}: ${key} must be a name or a list of names, not a block scalar`);
     const items: string[] = [];
     for (const l of body.slice(at + 1)) {
-      if (/^\S/.test(l)) break;
-      const m = /^\s*-\s*(.*)$/.exec(l);
-      if (m) items.push(scalar(stripComment(m[1]!).trim(), key, where));
+      // a block sequence may sit at the key's own indentation ("- item" at column 0)
+      const m = /^\s*-(?:\s+(.*))?$/.exec(l);
+      if (!m && /^\S/.test(l)) break;
+      if (m) items.push(scalar(stripComment(m[1] ?? '').trim(), key, where));
       else if (l.trim() !== '' && !l.trim().startsWith('#')) throw new UserError(`${where}: ${key} must be a name or a list of "- name" lines`);
     }
     return items;
@@ -264,7 +265,8 @@ function quantizedBecause(source: ModelSource, layers: readonly { name: string; 
     const method = typeof q === 'object' && typeof (q as Record<string, unknown>)['quant_method'] === 'string' ? ` (${(q as Record<string, string>)['quant_method']})` : '';
     return `config.json has quantization_config${method}`;
   }
-  const big = layers.filter((l) => l.shape[0]! * l.shape[1]! > 4 * QUANTIZED_MAX_LEVELS);
+  // only layers with well over QUANTIZED_MAX_LEVELS entries can show the levels
+  const big = layers.filter((l) => l.shape[0]! * l.shape[1]! > 2 * QUANTIZED_MAX_LEVELS);
   if (big.length === 0) return undefined;
   if (big.every((l) => distinctAtMost(source.read(l.name), QUANTIZED_MAX_LEVELS))) {
     return `at most ${QUANTIZED_MAX_LEVELS} distinct values in each of ${big.length} examined layers`;

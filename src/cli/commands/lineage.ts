@@ -10,7 +10,7 @@
  */
 import type { Command } from 'commander';
 import { recoverLineage } from '../../lineage/recover.js';
-import { loadTruth, scoreForest } from '../../lineage/truth.js';
+import { loadTruth, scoreForest, signalTrends } from '../../lineage/truth.js';
 import { cardTruth, recoveredCards, relationAgreement, writeModelCards } from '../../lineage/model-cards.js';
 import { expandInputs, modelName } from '../../lineage/sources.js';
 import { forestText, writeForestFiles } from '../../lineage/render.js';
@@ -99,13 +99,16 @@ export function registerLineage(program: Command): void {
       const cards = recoveredCards(forest);
       const cardFiles = writeModelCards(flags.output, cards);
       out.line(forestText(forest));
+      const trends = truth ? signalTrends(forest, truth) : undefined;
       if (score) {
+        const t = trends!;
+        out.line(`along the ${t.kurtosis.edges} true edges, parent -> child: kurtosis rose on ${t.kurtosis.rose}, fell on ${t.kurtosis.fell}; norm rose on ${t.norm.rose}, fell on ${t.norm.fell}`);
         out.line(`directed accuracy ${pct(score.directed)} (${score.correctEdges}/${score.trueEdges} edges), undirected ${pct(score.undirected)}, clustering ${pct(score.clustering)} (ARI ${score.ari.toFixed(3)}; ${score.predictedTrees} predicted trees, ${score.trueTrees} true)`);
       }
       const relations = Object.fromEntries(['finetune', 'adapter', 'quantized'].map((r) => [r, cards.filter((c) => c.base_model_relation === r).length]));
       const agreement = relationAgreement(cards);
       out.line(`model cards: ${Object.entries(relations).map(([r, k]) => `${k} ${r}`).join(', ')}${agreement.compared ? `; the relation agrees with the models' own records on ${agreement.agree} of ${agreement.compared} edges they confirm` : ''}`);
       out.line(`wrote ${files.json}, ${files.dot}, ${files.svg}, ${files.png}, ${cardFiles.json}, ${cardFiles.folder}/`);
-      out.json({ ...forest, ...(score ? { score, truthFrom: flags.truth ? 'file' : 'model cards' } : {}), modelCards: { relations, agreement, cards }, files: { ...files, cards: cardFiles.json } });
+      out.json({ ...forest, ...(score ? { score, truthFrom: flags.truth ? 'file' : 'model cards', trends } : {}), modelCards: { relations, agreement, cards }, files: { ...files, cards: cardFiles.json } });
     });
 }

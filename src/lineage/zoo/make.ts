@@ -138,10 +138,44 @@ function zooModelOptions(s: ZooSettings, ds: Dataset, seed: number): Parameters<
 
 async function makeModel(ctx: Ctx, m: PlannedModel, file: string, label: string): Promise<ZooModelRecord> {
   const { s } = ctx;
-  const start = Date.now();
   const parentRecord = m.parent === null ? null : ctx.records.get(m.parent)!;
   const base = m.parent === null ? createZooModel(s.arch, zooModelOptions(s, ctx.trainData, m.seed)) : parentModel(ctx, m.parent);
-  const task = taskOf(m, ctx.trainData.classes, parentRecord?.task.outputOf ?? null);
+  const { model: final, record } = await trainZooModel({
+    settings: s, planned: m, base, parentTask: parentRecord?.task ?? null, trainData: ctx.trainData, testData: ctx.testData,
+    normalization: ctx.normalization, session: ctx.session, label,
+  });
+  saveZooModel(file, final, { ...record, seconds: null });
+  if (ctx.o.onnx) saveModel(final, join(ctx.o.outDir, 'onnx', `${m.name}.onnx`));
+  ctx.loaded.set(m.name, final);
+  return record;
+}
+
+/** Everything one zoo model's training needs; nothing is read from or written to disk. */
+export interface ZooModelJob {
+  settings: ZooSettings;
+  planned: PlannedModel;
+  /** a fresh zoo model for a root, the trained parent for a descendant */
+  base: Model;
+  /** the parent's task (its class->output mapping is inherited), null for a root */
+  parentTask: ZooTask | null;
+  trainData: Dataset;
+  testData: Dataset;
+  normalization: Normalization;
+  session?: SessionOptions;
+  /** progress label */
+  label: string;
+}
+
+/**
+ * Trains one zoo model from its base: fully, or with LoRA adapters on loraTargets(base)
+ * (plus the classifier) that are merged back. Returns the plain model (same
+ * architecture as `base`, labels and input spec set) and its record, test accuracy
+ * included. Deterministic given the job.
+ */
+export async function trainZooModel(job: ZooModelJob): Promise<{ model: Model; record: ZooModelRecord }> {
+  const { settings: s, planned: m, base, label } = job;
+  const start = Date.now();
+  const task = taskOf(m, job.trainData.classes, job.parentTask?.outputOf ?? null);
   let model = base;
   let trainable: string[];
   let lora: ReturnType<typeof addLora> | undefined;
@@ -153,8 +187,8 @@ async function makeModel(ctx: Ctx, m: PlannedModel, file: string, label: string)
     trainable = selectTrainable(base.graph);
   }
   const r = await trainSteps({
-    model, trainable, data: ctx.trainData, task, steps: m.steps, batchSize: s.batchSize, lr: m.lr,
-    weightDecay: m.parent === null ? s.rootWeightDecay : 0, seed: m.seed, normalization: ctx.normalization, session: ctx.session, label,
+    model, trainable, data: job.trainData, task, steps: m.steps, batchSize: s.batchSize, lr: m.lr,
+    weightDecay: m.parent === null ? s.rootWeightDecay : 0, seed: m.seed, normalization: job.normalization, ...(job.session ? { session: job.session } : {}), label,
   });
   let final: Model;
   if (lora) {
@@ -169,21 +203,18 @@ async function makeModel(ctx: Ctx, m: PlannedModel, file: string, label: string)
   } else {
     final = r.model;
   }
-  setLabels(final, labelsOf(task, ctx.trainData));
-  setInputSpec(final, { shape: [...ctx.trainData.shape] as [number, number, number], mean: ctx.normalization.mean, std: ctx.normalization.std });
-  const accuracy = await taskAccuracy(final, ctx.testData, task, ctx.normalization, ctx.session);
+  setLabels(final, labelsOf(task, job.trainData));
+  setInputSpec(final, { shape: [...job.trainData.shape] as [number, number, number], mean: job.normalization.mean, std: job.normalization.std });
+  const accuracy = await taskAccuracy(final, job.testData, task, job.normalization, job.session);
   const record: ZooModelRecord = {
     name: m.name, tree: m.tree, path: m.path.join('.'), depth: m.path.length, parent: m.parent, seed: m.seed, task,
     lr: m.lr, steps: m.steps, batchSize: s.batchSize, rank: m.rank, loraLayers: lora ? lora.adapters.map((a) => a.weight) : null,
     trained: lora ? [...lora.adapters.map((a) => a.weight), ...classifierParams(base)] : trainable,
     testAccuracy: accuracy, trainLoss: r.loss, seconds: (Date.now() - start) / 1000,
   };
-  saveZooModel(file, final, { ...record, seconds: null });
-  if (ctx.o.onnx) saveModel(final, join(ctx.o.outDir, 'onnx', `${m.name}.onnx`));
-  ctx.loaded.set(m.name, final);
   const what = m.parent === null ? 'root' : `child of ${m.parent}, ${task.kind}${task.kind === 'subset' ? ` ${task.classes.join(',')}` : ''}${m.rank !== null ? `, LoRA rank ${m.rank}` : ''}`;
   info(`${label} (tree ${m.tree}, depth ${m.path.length}, ${what}): lr ${m.lr}, ${m.steps} steps in ${r.seconds.toFixed(1)} s, loss ${r.loss.toFixed(3)}, test accuracy ${pct(accuracy)}`);
-  return record;
+  return { model: final, record };
 }
 
 /** Bad ranks fail before anything is trained. */
