@@ -20,7 +20,9 @@ export { extractSubgraph, addOutputs } from './onnx/extract.js';
 export { prefixNames, mergeGraphs } from './onnx/merge.js';
 export { validateModel, SUPPORTED_OPS } from './onnx/validate.js';
 export { modelStats } from './onnx/stats.js';
-export { cutPoints, resolveCut } from './onnx/cuts.js';
+export { cutPoints, resolveCut, validCutTensors, extractCut, detachShapeReads } from './onnx/cuts.js';
+export { dataFlow, cutProblem, checkCut, batchLayouts, type DataFlow, type BatchLayout } from './onnx/dominators.js';
+export { blockCuts, type FoundCut } from './onnx/blocks.js';
 
 export { ModelSession, type SessionOptions, type OptimizationLevel } from './runtime/session.js';
 export { inferBatches, type InferOptions, type InferResult } from './runtime/infer.js';

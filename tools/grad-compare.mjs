@@ -68,9 +68,9 @@ const result = {
 };
 if (json) console.log(JSON.stringify(result));
 else {
-  console.log(`${modelFile}: ${rows.length} gradient tensors, batch ${result.batch}`);
-  console.log(`  worst per-tensor relative error ${result.worst.toExponential(2)} (${result.worstTensor})`);
-  for (const row of rows.slice(1, 4)) console.log(`  next ${row.error.toExponential(2)} (${row.name})`);
+  for (const row of rows.slice(0, 4)) console.log(`  ${row.error.toExponential(2)} ${row.name}`);
   console.log(`  loss ${r.loss.toFixed(6)} vs PyTorch ${torchLoss.toFixed(6)} (relative ${result.lossError.toExponential(2)}), logits relative ${result.logitsError.toExponential(2)}`);
+  const verdict = result.worst <= tolerance ? 'within' : 'ABOVE';
+  console.log(`worst per-tensor relative error ${result.worst.toExponential(1)} over ${rows.length} tensors (batch ${result.batch}), ${verdict} ${tolerance}`);
 }
 process.exit(result.worst <= tolerance && result.lossError <= tolerance ? 0 : 1);

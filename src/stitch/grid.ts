@@ -168,7 +168,7 @@ function checkOptions(o: CellOptions): void {
   if (!Number.isInteger(o.batchSize) || o.batchSize < 1) throw new UserError(`--batch must be a positive integer, got ${o.batchSize}`);
   if (!(o.lr > 0)) throw new UserError(`--lr must be positive, got ${o.lr}`);
   if (!['random', 'lsq'].includes(o.init)) throw new UserError(`--init expects random or lsq, got "${o.init}"`);
-  if (!['pool', 'flatten'].includes(o.flat)) throw new UserError(`--flat expects pool or flatten, got "${o.flat}"`);
+  if (!['pool', 'flatten', 'class'].includes(o.flat)) throw new UserError(`--flat expects pool, flatten or class, got "${o.flat}"`);
   if (!['constant', 'cosine'].includes(o.schedule)) throw new UserError(`--schedule expects constant or cosine, got "${o.schedule}"`);
 }
 

@@ -25,6 +25,12 @@ The functions here are shared with make_tv_grad_fixtures.py (the committed small
   exactly once, and the model then computes with the ONNX values themselves.
 - Gradients of CrossEntropyLoss (mean) of the logits, in float64 (model.double()) on the
   float32 input, eval mode (Dropout off, BatchNorm on running statistics).
+- The batch is the first `--batch` images of NAME.io.json, unless PyTorch's own float32
+  gradients differ from its float64 ones by more than 1e-5 there (an activation within
+  float32 rounding of a ReLU kink or a max-pool tie makes float32 take the other branch,
+  which moves a deep net's gradients by up to 1e-2 at 64x64, in PyTorch as in
+  modelsmith); then seeded standard normal batches are tried until one is stable. The
+  file records the batch, `float32_error` and `batch_attempt`.
 """
 import argparse
 import base64
@@ -49,6 +55,10 @@ RTOL = 1e-5
 ATOL_SCALE = 1e-6
 CLASSES = 10
 LABEL_SEED = 2025
+# The batch: the .io.json input, else standard normal batches from seeds 1, 2, ... until PyTorch's float32 gradients
+# agree with its float64 ones to STABLE (10x inside the 1e-4 the comparison asks).
+STABLE = 1e-5
+TRIES = 20
 
 
 def fail(msg):
@@ -158,22 +168,36 @@ def labels_for(batch):
     return torch.randint(0, CLASSES, (batch,), generator=torch.Generator().manual_seed(LABEL_SEED))
 
 
-def gradients(model, onnx_path, x, y):
-    """{'loss', 'logits' (float64), 'grads' {onnx name: float64 array}} of CE(model(x), y) in eval mode."""
-    tensors, stats = onnx_tensors(onnx_path)
-    folded = fold_batchnorm(model, x)
-    pairs = match_parameters(folded, tensors, stats)
-    m = use_onnx_values(folded, pairs, tensors).eval()
-    torch.set_num_threads(1)
-    logits = m(x.double())
+def step(folded, pairs, tensors, x, y, dtype):
+    """Loss, logits and {onnx name: gradient} of CE(model(x), y) in eval mode, computed in dtype."""
+    m = use_onnx_values(copy.deepcopy(folded), pairs, tensors).to(dtype).eval()
+    logits = m(x.to(dtype))
     loss = nn.functional.cross_entropy(logits, y)
     loss.backward()
     named = dict(m.named_parameters())
     grads = {}
     for tname, oname, transposed in pairs:
-        g = named[tname].grad.detach().numpy()
+        g = named[tname].grad.detach().double().numpy()
         grads[oname] = np.ascontiguousarray(g.T if transposed else g)
-    return {'loss': loss.item(), 'logits': logits.detach().numpy(), 'grads': grads}
+    return loss.item(), logits.detach().double().numpy(), grads
+
+
+def worst_relative(a, b):
+    """max over tensors of max |a - b| / max |b|"""
+    return max(float(np.abs(a[n] - b[n]).max() / max(np.abs(b[n]).max(), 1e-300)) for n in b)
+
+
+def gradients(model, onnx_path, x, y):
+    """{'loss', 'logits', 'grads' {onnx name: array}} of CE(model(x), y) in float64, eval mode, and 'float32_error':
+    the worst per-tensor relative error of the same step in float32 (PyTorch's own), a measure of how well the batch
+    conditions the gradient (an activation within rounding of a ReLU kink makes float32 take the other branch)."""
+    tensors, stats = onnx_tensors(onnx_path)
+    folded = fold_batchnorm(model, x)
+    pairs = match_parameters(folded, tensors, stats)
+    torch.set_num_threads(1)
+    loss, logits, grads = step(folded, pairs, tensors, x, y, torch.float64)
+    _, _, grads32 = step(folded, pairs, tensors, x, y, torch.float32)
+    return {'loss': loss, 'logits': logits, 'grads': grads, 'float32_error': worst_relative(grads32, grads)}
 
 
 def b64(a, dtype):
@@ -239,11 +263,22 @@ def main():
         fail(f'the rebuilt {a.name} does not reproduce the logits in {a.name}.io.json (seed {seed}); was it exported '
              'by this version of export_torchvision.py?')
     y = labels_for(a.batch)
-    r = gradients(model, onnx_path, x, y)
+    # The first batch on which PyTorch's own float32 step agrees with float64 to STABLE: at a ReLU/MaxPool decision
+    # within float32 rounding the gradient jumps (by up to 1e-2 in deep nets at 64x64), for PyTorch and modelsmith alike.
+    for attempt in range(TRIES):
+        r = gradients(model, onnx_path, x, y)
+        print(f'{a.name}: batch {attempt}: PyTorch float32 vs float64 worst per-tensor {r["float32_error"]:.1e}',
+              file=sys.stderr)
+        if r['float32_error'] <= STABLE:
+            break
+        x = torch.randn(x.shape, generator=torch.Generator().manual_seed(attempt + 1))
+    else:
+        fail(f'no batch of {TRIES} on which PyTorch\'s float32 gradients agree with float64 to {STABLE}')
     tensors = {'input': x.numpy(), 'labels': y.numpy().astype(np.int64), 'logits': r['logits']}
     tensors.update((f'grad/{n}', g.astype(np.float32)) for n, g in r['grads'].items())
     write_safetensors(a.out, tensors, {'loss': repr(r['loss']), 'torch': torch.__version__, 'model': a.name + '.onnx',
-                                       'loss_kind': 'cross-entropy mean, eval mode, float64'})
+                                       'loss_kind': 'cross-entropy mean, eval mode, float64',
+                                       'float32_error': repr(r['float32_error']), 'batch_attempt': str(attempt)})
     print(f'{a.name}: loss {r["loss"]:.6f}, {len(r["grads"])} gradient tensors -> {a.out}', file=sys.stderr)
 
 

@@ -17,7 +17,9 @@ transposed; every trainable ONNX tensor exactly once) and records, in float64 on
   as base64 little-endian float32 (the checks are at 1e-4 relative; float32 halves the
   files);
 - `fd_max_err`: the worst disagreement of float64 central differences (one seeded
-  coordinate per tensor) with the recorded gradients, as a check of the reference.
+  coordinate per tensor) with the recorded gradients, as a check of the reference;
+- `float32_error`: the worst per-tensor relative error of PyTorch's own float32 step
+  against float64 (the script fails above 1e-5: the batch must not sit on a kink).
 
 test/torch/tv-gradients.test.ts compares modelsmith's training-graph gradients with these.
 """
@@ -104,6 +106,8 @@ def main():
         fd = fd_check(model, onnx_path, x, y, r['grads'])
         if fd > FD_TOLERANCE:
             fail(f'{name}: central differences disagree with autograd by {fd:.3g}')
+        if r['float32_error'] > ref.STABLE:
+            fail(f'{name}: PyTorch\'s float32 gradients differ from float64 by {r["float32_error"]:.3g} on this batch')
         doc = {
             'model': name + '.onnx',
             'io': name + '.io.json',
@@ -113,6 +117,7 @@ def main():
             'logits': ref.b64(r['logits'], '<f8'),
             'grads': {n: {'shape': list(g.shape), 'data': ref.b64(g, '<f4')} for n, g in sorted(r['grads'].items())},
             'fd_max_err': fd,
+            'float32_error': r['float32_error'],
             'torch_version': torch.__version__,
             'notes': 'eval mode (BatchNorm folded as exported, Dropout off); CrossEntropyLoss mean over the .io.json '
                      'batch with these labels; computed in float64 with the ONNX weights; logits base64 float64, '

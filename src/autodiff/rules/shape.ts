@@ -131,18 +131,22 @@ const pad: GradRule = (c) => {
 
 const expand: GradRule = (c) => [c.unbroadcast(c.dOutputs[0]!, c.shape(c.node.outputs[0]!), c.shape(c.node.inputs[0]!))];
 
-/** Indices of a Gather-like node with negative entries wrapped: computed at build time when constant, else by nodes. */
-function wrappedIndices(c: GradContext, size: number): { name: string; values?: number[] } {
+/**
+ * Indices of a Gather-like node with negative entries wrapped: `values` when constant
+ * (`name()` then adds them as a constant only if asked), else nodes computing them.
+ */
+function wrappedIndices(c: GradContext, size: number): { name: () => string; values?: number[] } {
   const input = c.node.inputs[1]!;
   const t = c.constant(input);
   if (t) {
     const values = toNumbers(t).map((v) => (v < 0 ? v + size : v));
     if (values.some((v) => v < 0 || v >= size)) throw new UserError(`${where(c)}: an index is outside [-${size}, ${size - 1}]`);
-    return { name: c.addConstant(int64([...t.dims], values), 'indices'), values };
+    return { name: () => c.addConstant(int64([...t.dims], values), 'indices'), values };
   }
   const idx = c.dtype(input) === 'int64' ? input : emit1(c, 'Cast', [input], { to: int(7) }, 'indices64');
   const negative = emit1(c, 'Less', [idx, intsScalar(c, 0)]);
-  return { name: emit1(c, 'Where', [negative, emit1(c, 'Add', [idx, intsScalar(c, size)]), idx], {}, 'indices') };
+  const wrapped = emit1(c, 'Where', [negative, emit1(c, 'Add', [idx, intsScalar(c, size)]), idx], {}, 'indices');
+  return { name: () => wrapped };
 }
 
 const intsScalar = (c: GradContext, v: number): string => c.addConstant(int64([], [v]), 'int');
@@ -168,7 +172,7 @@ const gather: GradRule = (c) => {
     const first = idx.values[0] ?? 0;
     dx = emit1(c, 'Pad', [dy, intsConstant(c, [0, first, 0, 0, n - first - k, 0], 'pads')], { mode: { kind: 'string', value: 'constant' } });
   } else {
-    const spread = emit1(c, 'Expand', [emit1(c, 'Reshape', [idx.name, intsConstant(c, [1, k, 1], 'shape')]), intsConstant(c, [pre, k, post], 'shape')]);
+    const spread = emit1(c, 'Expand', [emit1(c, 'Reshape', [idx.name(), intsConstant(c, [1, k, 1], 'shape')]), intsConstant(c, [pre, k, post], 'shape')]);
     dx = emit1(c, 'ScatterElements', [zerosLike(c, [pre, n, post], c.dtype(c.node.inputs[0]!)), spread, dy], { axis: int(1), reduction: { kind: 'string', value: 'add' } });
   }
   return [emit1(c, 'Reshape', [dx, intsConstant(c, x, 'shape')]), undefined];
@@ -179,7 +183,7 @@ const gatherElements: GradRule = (c) => {
   if (!c.needs[0]) return [undefined, undefined];
   const x = c.shape(c.node.inputs[0]!);
   const axis = normAxis(attrInt(c.node, 'axis', 0), x.length, where(c));
-  const idx = wrappedIndices(c, x[axis]!).name;
+  const idx = wrappedIndices(c, x[axis]!).name();
   const zeros = zerosLike(c, x, c.dtype(c.node.inputs[0]!));
   return [emit1(c, 'ScatterElements', [zeros, idx, c.dOutputs[0]!], { axis: int(axis), reduction: { kind: 'string', value: 'add' } }), undefined];
 };

@@ -7,6 +7,7 @@ import { RANDOM_BATCHNORM, type RandomBatchNorm } from '../../stitch/controls.js
 import { globals, withOutputFlags } from './common.js';
 import { parseChoice, parseInteger, parsePositiveInt } from '../parse.js';
 import { table } from '../output.js';
+import { CKA_POOLS, type CkaPool } from '../../stitch/views.js';
 
 interface CkaFlags extends DataFlags {
   samples?: number;
@@ -17,6 +18,7 @@ interface CkaFlags extends DataFlags {
   receivers?: string[];
   memory?: number;
   randomBn: RandomBatchNorm;
+  pool: CkaPool;
   output: string;
 }
 
@@ -31,6 +33,8 @@ export function registerCka(program: Command): void {
     .option('--senders <cuts>', "A's cuts (rows), comma-separated cut points or tensor names (default: stem and every block)", nameList)
     .option('--receivers <cuts>', "B's cuts (columns) (default: into every block and into the classifier)", nameList)
     .option('--random-bn <how>', 'BatchNorm statistics of the random control networks: data (re-estimated on 2048 training images, as modelsmith stitch does) | init', parseChoice('--random-bn', RANDOM_BATCHNORM), 'data')
+    .option('--pool <how>', 'features per image: none (every cut flattened) | tokens (token cuts averaged over their tokens) '
+      + '| all (also image cuts averaged over pixels)', parseChoice('--pool', CKA_POOLS), 'none')
     .option('--memory <MiB>', `memory for activations and Gram matrices (default ${DEFAULT_CKA_MEMORY_MIB})`, parsePositiveInt('--memory'))
     .requiredOption('-o, --output <dir>', 'folder for matrix.json and the heatmaps (cka.svg/.png; with --controls also cka-biased.* and cka-debiased.*)');
   addDataOptions(cmd).action(async (fileA: string, fileB: string, flags: CkaFlags, c: Command) => {
@@ -48,6 +52,7 @@ export function registerCka(program: Command): void {
       ...(flags.senders ? { senders: flags.senders } : {}),
       ...(flags.receivers ? { receivers: flags.receivers } : {}),
       ...(flags.memory !== undefined ? { memoryMiB: flags.memory } : {}),
+      pool: flags.pool,
       ...(flags.batch ? { batchSize: flags.batch } : {}),
       ...(flags.mean ? { mean: flags.mean } : {}),
       ...(flags.std ? { std: flags.std } : {}),
@@ -60,7 +65,8 @@ export function registerCka(program: Command): void {
 }
 
 function printMatrix(r: CkaGridResult, line: (s: string) => void): void {
-  line(`linear CKA (${r.estimator}), ${r.samples} ${r.split} images; rows: ${r.a} sender cuts, columns: ${r.b} receiver cuts`);
+  const pooled = r.pool === 'none' ? '' : `, pooled: ${r.pool}`;
+  line(`linear CKA (${r.estimator}${pooled}), ${r.samples} ${r.split} images; rows: ${r.a} sender cuts, columns: ${r.b} receiver cuts`);
   const fmt = (v: number | null): string => (v === null ? '-' : v.toFixed(3));
   line(table([['', ...r.receivers], ...r.senders.map((s, i) => [s, ...r.values[i]!.map(fmt)])]));
   for (const kind of r.kinds) {

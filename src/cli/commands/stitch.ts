@@ -1,7 +1,9 @@
 import { addInputOptions } from '../data-options.js';
 import type { Command } from 'commander';
 import { openModel } from '../../onnx/open.js';
-import { listCuts } from '../../stitch/cuts.js';
+import { allCuts, describeShape, listCuts, type StitchCut } from '../../stitch/cuts.js';
+import { hasRecordedCuts } from '../../onnx/cuts.js';
+import type { Model } from '../../onnx/types.js';
 import { PAIR_KINDS, PAIR_TITLES, RANDOM_BATCHNORM, type RandomBatchNorm } from '../../stitch/controls.js';
 import { stitchGrid } from '../../stitch/run.js';
 import type { CellOptions } from '../../stitch/cell.js';
@@ -54,7 +56,8 @@ export function registerStitch(program: Command): void {
     .option('--weight-decay <x>', 'weight decay', Number, 0.01)
     .option('--schedule <name>', 'constant | cosine', 'constant')
     .option('--init <how>', 'initial stitch for training: random | lsq', 'random')
-    .option('--flat <how>', 'into the classifier from a spatial tensor: pool (global average pool + linear) | flatten (flatten + linear)', 'pool')
+    .option('--flat <how>', 'into the classifier from an image or tokens: pool (global average pool / mean of the tokens + linear) '
+      + '| flatten (flatten + linear) | class (a token sender\'s class token + linear)', 'pool')
     .option('--bn <where>', 'BatchNorm around the stitch: before, after or before,after')
     .option('--senders <cuts>', 'sender cut names of A, comma-separated (default: stem and every block)')
     .option('--receivers <cuts>', 'receiver cut names of B (default: into every block and into the classifier)')
@@ -70,10 +73,17 @@ export function registerStitch(program: Command): void {
     .action(async (aFile: string, bFile: string | undefined, flags: StitchFlags, cmd: Command) => {
       const { out, session } = globals(cmd);
       if (flags.listCuts) {
-        const models = [aFile, ...(bFile ? [bFile] : [])].map((f) => ({ file: f, cuts: listCuts(openModel(f), f) }));
+        const models = [aFile, ...(bFile ? [bFile] : [])].map((f) => describeCuts(openModel(f), f));
         for (const m of models) {
-          out.line(`${m.file}:`);
-          out.line(table([['cut', 'tensor', 'kind', 'shape'], ...m.cuts.map((c) => [c.name, c.tensor, c.kind, c.shape.join('x')])]));
+          out.line(`${m.file}: ${m.cuts.length} ${m.recorded ? 'recorded' : 'block-level'} cut points (the default grid), ${m.valid.length} valid cuts in all`);
+          const shape = (c: StitchCut): string => `${describeShape(c.shape)}${c.batchAxis ? ` (batch axis ${c.batchAxis})` : ''}`;
+          out.line(table([['cut', 'kind', 'shape', 'tensor'], ...m.cuts.map((c) => [c.name, c.kind, shape(c), c.tensor])]));
+          const others = m.valid.filter((v) => !m.cuts.some((c) => c.tensor === v.tensor));
+          if (others.length) {
+            out.line('other valid cuts (name them by tensor with --senders/--receivers):');
+            out.line(table([['tensor', 'shape'], ...others.map((c) => [c.tensor, shape(c)])]));
+          }
+          out.line();
         }
         out.json({ models });
         return;
@@ -113,4 +123,9 @@ export function registerStitch(program: Command): void {
       out.line(`wrote ${m.files.join(', ')}`);
       out.json(r);
     });
+}
+
+/** A model's default cut points and every valid cut, for --list-cuts. */
+function describeCuts(model: Model, file: string): { file: string; recorded: boolean; cuts: StitchCut[]; valid: StitchCut[] } {
+  return { file, recorded: hasRecordedCuts(model), cuts: listCuts(model, file), valid: allCuts(model, file) };
 }
