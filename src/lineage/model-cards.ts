@@ -126,7 +126,8 @@ function stripComment(v: string): string {
 function scalar(v: string, key: string, where: string): string {
   let s = v;
   if ((s.startsWith('"') && s.endsWith('"') && s.length >= 2) || (s.startsWith("'") && s.endsWith("'") && s.length >= 2)) s = s.slice(1, -1);
-  if (s === '' || /[\u0000-\u001f]/.test(s) || s.length > 300) throw new UserError(`${where}: ${key} holds an empty or malformed value ${JSON.stringify(v.slice(0, 80))}`);
+  if (s === '' || /[\u0000-\u001f]/.test(s) || s.length > 300)
+    throw new UserError(`${where}: ${key} holds an empty or malformed value ${JSON.stringify(v.slice(0, 80))}`);
   return s;
 }
 
@@ -221,8 +222,9 @@ function declaredBase(source: ModelSource, names: ReadonlySet<string>): Declared
   if (card && (card.base_model.length > 0 || card.base_model_relation)) {
     const b = card.base_model.length === 1 ? card.base_model[0]! : null;
     return {
-      base_model: b === null ? null : resolveBaseModel(b, names) ?? b,
-      ...(card.base_model_relation ? { base_model_relation: card.base_model_relation } : {}), from: 'model card',
+      base_model: b === null ? null : (resolveBaseModel(b, names) ?? b),
+      ...(card.base_model_relation ? { base_model_relation: card.base_model_relation } : {}),
+      from: 'model card',
     };
   }
   const raw = source.metadata()[ZOO_RECORD_KEY];
@@ -262,7 +264,8 @@ function distinctAtMost(v: Float32Array, max: number): boolean {
 function quantizedBecause(source: ModelSource, layers: readonly { name: string; shape: number[] }[]): string | undefined {
   const q = source.config?.['quantization_config'];
   if (q !== undefined && q !== null) {
-    const method = typeof q === 'object' && typeof (q as Record<string, unknown>)['quant_method'] === 'string' ? ` (${(q as Record<string, string>)['quant_method']})` : '';
+    const method =
+      typeof q === 'object' && typeof (q as Record<string, unknown>)['quant_method'] === 'string' ? ` (${(q as Record<string, string>)['quant_method']})` : '';
     return `config.json has quantization_config${method}`;
   }
   // only layers with well over QUANTIZED_MAX_LEVELS entries can show the levels
@@ -296,11 +299,13 @@ export function recoveredCards(forest: LineageForest): RecoveredCard[] {
       if (n.parent === null) return { ...base, base_model: null, base_model_relation: null, evidence: 'a root of the recovered forest' };
       const q = quantizedOf(n.name);
       if (q !== undefined && quantizedOf(n.parent) === undefined) return { ...base, base_model: n.parent, base_model_relation: 'quantized', evidence: q };
-      if (layers.length === 0) return { ...base, base_model: n.parent, base_model_relation: 'finetune', evidence: 'no 2-D layer selected to test the rank of the update' };
+      if (layers.length === 0)
+        return { ...base, base_model: n.parent, base_model_relation: 'finetune', evidence: 'no 2-D layer selected to test the rank of the update' };
       const parent = sources.get(n.parent)!;
       const ranks = layers.map((l) => {
         const [rows, cols] = l.shape as [number, number];
-        const c = src.read(l.name), p = parent.read(l.name);
+        const c = src.read(l.name),
+          p = parent.read(l.name);
         const d = new Float32Array(c.length);
         for (let i = 0; i < d.length; i++) d[i] = c[i]! - p[i]!;
         return { rank: matrixRankFast(d, rows, cols), of: Math.min(rows, cols) };
@@ -308,7 +313,9 @@ export function recoveredCards(forest: LineageForest): RecoveredCard[] {
       const low = ranks.every((r) => r.rank <= ADAPTER_MAX_RANK_FRACTION * r.of);
       const listed = ranks.map((r) => `${r.rank}/${r.of}`).join(', ');
       return {
-        ...base, base_model: n.parent, base_model_relation: low ? 'adapter' : 'finetune',
+        ...base,
+        base_model: n.parent,
+        base_model_relation: low ? 'adapter' : 'finetune',
         evidence: `rank of the update ${listed} on ${ranks.length} examined layers: ${low ? 'low rank (a merged adapter)' : 'full rank'}`,
       };
     });
@@ -319,7 +326,8 @@ export function recoveredCards(forest: LineageForest): RecoveredCard[] {
 
 /** How often the recovered relation matches the declared one, over edges whose declared base is the recovered parent. */
 export function relationAgreement(cards: readonly RecoveredCard[]): { agree: number; compared: number } {
-  let agree = 0, compared = 0;
+  let agree = 0,
+    compared = 0;
   for (const c of cards) {
     const d = c.declared;
     if (!d?.base_model_relation || c.base_model === null || d.base_model !== c.base_model) continue;
@@ -334,9 +342,10 @@ export function relationAgreement(cards: readonly RecoveredCard[]): { agree: num
 /** README.md front matter for one model (a root gets a comment instead of base_model). */
 export function cardFrontMatter(c: RecoveredCard): string {
   const q = (s: string): string => (/^[A-Za-z0-9._/-]+$/.test(s) ? s : JSON.stringify(s));
-  const body = c.base_model === null
-    ? ['# no base_model: a root of the recovered forest']
-    : [`base_model: ${q(c.base_model)}`, `base_model_relation: ${c.base_model_relation}`];
+  const body =
+    c.base_model === null
+      ? ['# no base_model: a root of the recovered forest']
+      : [`base_model: ${q(c.base_model)}`, `base_model_relation: ${c.base_model_relation}`];
   return ['---', ...body, '---', ''].join('\n');
 }
 
@@ -364,7 +373,9 @@ export function writeModelCards(dir: string, cards: readonly RecoveredCard[]): C
   writeJsonAtomic(files.json, {
     rule: {
       quantized: `config.json quantization_config, or at most ${QUANTIZED_MAX_LEVELS} distinct values in every examined layer (child only)`,
-      adapter: `rank(W_child - W_parent) <= ${ADAPTER_MAX_RANK_FRACTION} x min(rows, cols) on every examined layer (up to ${EXAMINED_LAYERS}, evenly spaced over the selection)`,
+      adapter:
+        `rank(W_child - W_parent) <= ${ADAPTER_MAX_RANK_FRACTION} x min(rows, cols) on every examined layer ` +
+        `(up to ${EXAMINED_LAYERS}, evenly spaced over the selection)`,
       finetune: 'otherwise',
     },
     cards: entries.map((e) => ({ ...e.card, file: join('model-cards', e.file) })),

@@ -53,7 +53,10 @@ export function layerPattern(p: string): RegExp {
  */
 export const TRANSFORMER_WEIGHTS: readonly { family: string; pattern: RegExp }[] = [
   { family: 'torchvision ViT', pattern: /\.self_attention\.(in_proj_weight|out_proj\.weight)$|\.mlp\.[03]\.weight$/ },
-  { family: 'Hugging Face ViT/BERT', pattern: /\.attention\.(attention|self)\.(query|key|value)\.weight$|\.attention\.output\.dense\.weight$|\.intermediate\.dense\.weight$|\.layer\.\d+\.output\.dense\.weight$/ },
+  {
+    family: 'Hugging Face ViT/BERT',
+    pattern: /\.attention\.(attention|self)\.(query|key|value)\.weight$|\.(attention\.output|intermediate|layer\.\d+\.output)\.dense\.weight$/,
+  },
   { family: 'timm ViT', pattern: /\.attn\.(qkv|proj)\.weight$|\.mlp\.fc[12]\.weight$/ },
   { family: 'Llama/Mistral', pattern: /\.self_attn\.[qkvo]_proj\.weight$|\.mlp\.(gate|up|down)_proj\.weight$/ },
 ];

@@ -126,7 +126,9 @@ function folderModels(dir: string): string[] {
     .filter((p) => statSync(p).isFile());
   const hf = names.map((n) => join(dir, n)).filter((p) => isDirectory(p) && isHfFolder(p));
   out.push(...hf);
-  if (out.length === 0) throw new UserError(`lineage: folder ${dir} holds no .safetensors or .onnx files and no Hugging Face model folders (config.json + model.safetensors)`);
+  if (out.length === 0) {
+    throw new UserError(`lineage: folder ${dir} holds no .safetensors or .onnx files and no Hugging Face model folders (config.json + model.safetensors)`);
+  }
   return out;
 }
 

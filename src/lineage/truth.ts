@@ -206,7 +206,10 @@ export interface SignalTrend {
  * Whether kurtosis and norm rise or fall from parent to child along the true edges:
  * the evidence behind the direction options (the reference assumes kurtosis falls).
  */
-export function signalTrends(forest: { kurtosis: Record<string, number>; norm: Record<string, number> }, truth: Truth): { kurtosis: SignalTrend; norm: SignalTrend } {
+export function signalTrends(
+  forest: { kurtosis: Record<string, number>; norm: Record<string, number> },
+  truth: Truth,
+): { kurtosis: SignalTrend; norm: SignalTrend } {
   const trend = (v: Record<string, number>): SignalTrend => {
     const t: SignalTrend = { rose: 0, fell: 0, same: 0, edges: truth.edges.length };
     for (const [p, c] of truth.edges) {

@@ -240,7 +240,8 @@ export class GraphBuilder {
     this.checkFree(name);
     if (x.shape.length < 1) throw new UserError(`${name}: layerNorm needs a tensor with a feature axis`);
     const d = x.shape.at(-1)!;
-    const inputs = [x.name, this.param(`${name}.weight`, [d], { kind: 'constant', value: 1 }), this.param(`${name}.bias`, [d], { kind: 'constant', value: 0 })];
+    const scale = this.param(`${name}.weight`, [d], { kind: 'constant', value: 1 });
+    const inputs = [x.name, scale, this.param(`${name}.bias`, [d], { kind: 'constant', value: 0 })];
     return this.node('LayerNormalization', name, inputs, x.shape, { axis: int(-1), epsilon: float(eps) });
   }
 
@@ -305,7 +306,9 @@ export class GraphBuilder {
     const k = sampleAxis(x, axis, base);
     if (sizes.length !== names.length || sizes.length === 0) throw new UserError(`${base}: split needs one name per part`);
     positive(base, Object.fromEntries(sizes.map((s, i) => [`part ${i}`, s])));
-    if (sizes.reduce((a, b) => a + b, 0) !== x.shape[k]) throw new UserError(`${base}: parts ${sizes.join('+')} do not add up to axis ${k} of ${x.name} (${x.shape[k]})`);
+    if (sizes.reduce((a, b) => a + b, 0) !== x.shape[k]) {
+      throw new UserError(`${base}: parts ${sizes.join('+')} do not add up to axis ${k} of ${x.name} (${x.shape[k]})`);
+    }
     for (const nm of names) this.checkFree(nm);
     const splitSizes = this.constant(`${base}.sizes`, int64([sizes.length], sizes));
     const outs = sizes.map((s, i) => {
@@ -323,7 +326,9 @@ export class GraphBuilder {
   select(x: TensorHandle, axis: number, index: number, name?: string): TensorHandle {
     const n = this.auto(name, `${x.name}.select`);
     const k = sampleAxis(x, axis, n);
-    if (!Number.isInteger(index) || index < 0 || index >= x.shape[k]!) throw new UserError(`${n}: index ${index} is outside axis ${k} of ${x.name} (size ${x.shape[k]})`);
+    if (!Number.isInteger(index) || index < 0 || index >= x.shape[k]!) {
+      throw new UserError(`${n}: index ${index} is outside axis ${k} of ${x.name} (size ${x.shape[k]})`);
+    }
     const i = this.constant(`${n}.index`, scalarInt64(index));
     return this.node('Gather', n, [x.name, i], x.shape.filter((_, j) => j !== k), { axis: int(k + 1) });
   }

@@ -162,7 +162,9 @@ function validateVit(opts: ZooOptions, input: readonly [number, number, number])
   for (const [k, val] of Object.entries(s)) if (!isPositiveInt(val)) throw new UserError(`vit: ${k} must be a positive integer, got ${val}`);
   if (s.hidden % s.heads !== 0) throw new UserError(`vit: hidden size ${s.hidden} must be a multiple of heads (${s.heads})`);
   const [, h, w] = input;
-  if (h % s.patch !== 0 || w % s.patch !== 0) throw new UserError(`vit: input ${h}x${w} is not divisible into ${s.patch}x${s.patch} patches; choose a patch size that divides both`);
+  if (h % s.patch !== 0 || w % s.patch !== 0) {
+    throw new UserError(`vit: input ${h}x${w} is not divisible into ${s.patch}x${s.patch} patches; choose a patch size that divides both`);
+  }
   return s;
 }
 

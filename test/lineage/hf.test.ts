@@ -18,12 +18,20 @@ type T = ReturnType<typeof float32>;
 
 /** torchvision-style ViT weight names for one encoder layer of hidden size d. */
 function vitWeights(rng: Rng, d = 8): Record<string, T> {
-  const m = (r: number, c: number): T => float32([r, c], Float32Array.from({ length: r * c }, () => rng.normal()));
+  const m = (r: number, c: number): T =>
+    float32(
+      [r, c],
+      Float32Array.from({ length: r * c }, () => rng.normal()),
+    );
   const p = 'encoder.layers.encoder_layer_0';
   return {
-    [`${p}.self_attention.in_proj_weight`]: m(3 * d, d), [`${p}.self_attention.out_proj.weight`]: m(d, d),
-    [`${p}.mlp.0.weight`]: m(2 * d, d), [`${p}.mlp.3.weight`]: m(d, 2 * d), [`${p}.ln_1.weight`]: float32([d], new Float32Array(d).fill(1)),
-    'heads.head.weight': m(3, d), 'conv_proj.weight': float32([d, 1, 2, 2], new Float32Array(4 * d).fill(0.1)),
+    [`${p}.self_attention.in_proj_weight`]: m(3 * d, d),
+    [`${p}.self_attention.out_proj.weight`]: m(d, d),
+    [`${p}.mlp.0.weight`]: m(2 * d, d),
+    [`${p}.mlp.3.weight`]: m(d, 2 * d),
+    [`${p}.ln_1.weight`]: float32([d], new Float32Array(d).fill(1)),
+    'heads.head.weight': m(3, d),
+    'conv_proj.weight': float32([d, 1, 2, 2], new Float32Array(4 * d).fill(0.1)),
   };
 }
 
@@ -53,7 +61,10 @@ function shardedFolder(dir: string, weights: Record<string, T>, card?: string): 
   return dir;
 }
 
-const card = (base?: string, relation?: string): string => ['---', 'license: mit', ...(base ? [`base_model: ${base}`] : []), ...(relation ? [`base_model_relation: ${relation}`] : []), '---', '# a model', ''].join('\n');
+const card = (base?: string, relation?: string): string =>
+  ['---', 'license: mit', ...(base ? [`base_model: ${base}`] : []), ...(relation ? [`base_model_relation: ${relation}`] : []), '---', '# a model', ''].join(
+    '\n',
+  );
 
 test('Hugging Face folders (single file and sharded) are models named by their folder; transformer weights are selected by default', () => {
   const root = tempDir();
@@ -68,13 +79,18 @@ test('Hugging Face folders (single file and sharded) are models named by their f
   assert.deepEqual(expandInputs([a]).map(modelName), ['vit-a'], 'a model folder given directly is one model');
   const ms = openSources([root]);
   try {
-    assert.deepEqual(ms.map((m) => m.name), ['loose', 'vit-a', 'vit-b.v2']);
+    assert.deepEqual(
+      ms.map((m) => m.name),
+      ['loose', 'vit-a', 'vit-b.v2'],
+    );
     assert.deepEqual(ms[1]!.config, { model_type: 'vit' });
     const sel = selectLayers(ms);
     assert.match(sel.rule, /transformer attention and MLP weights, torchvision ViT names/);
     assert.deepEqual(sel.layers.map((l) => l.name).sort(), [
-      'encoder.layers.encoder_layer_0.mlp.0.weight', 'encoder.layers.encoder_layer_0.mlp.3.weight',
-      'encoder.layers.encoder_layer_0.self_attention.in_proj_weight', 'encoder.layers.encoder_layer_0.self_attention.out_proj.weight',
+      'encoder.layers.encoder_layer_0.mlp.0.weight',
+      'encoder.layers.encoder_layer_0.mlp.3.weight',
+      'encoder.layers.encoder_layer_0.self_attention.in_proj_weight',
+      'encoder.layers.encoder_layer_0.self_attention.out_proj.weight',
     ]);
     const w = ms[2]!.read('encoder.layers.encoder_layer_0.mlp.3.weight');
     assert.equal(w.length, 8 * 16, 'a tensor of the second shard reads back');
@@ -87,10 +103,21 @@ test('other transformer naming conventions select their attention and MLP weight
   const root = tempDir();
   const m = (r: number, c: number): T => float32([r, c], new Float32Array(r * c).fill(1));
   const cases: [Record<string, T>, string[]][] = [
-    [{ 'vit.encoder.layer.0.attention.attention.query.weight': m(4, 4), 'vit.encoder.layer.0.attention.output.dense.weight': m(4, 4),
-      'vit.encoder.layer.0.intermediate.dense.weight': m(8, 4), 'vit.encoder.layer.0.output.dense.weight': m(4, 8), 'classifier.weight': m(2, 4),
-      'vit.embeddings.position_embeddings': float32([1, 5, 4]) }, ['Hugging Face ViT/BERT', '4']],
-    [{ 'blocks.0.attn.qkv.weight': m(12, 4), 'blocks.0.attn.proj.weight': m(4, 4), 'blocks.0.mlp.fc1.weight': m(8, 4), 'head.weight': m(2, 4) }, ['timm ViT', '3']],
+    [
+      {
+        'vit.encoder.layer.0.attention.attention.query.weight': m(4, 4),
+        'vit.encoder.layer.0.attention.output.dense.weight': m(4, 4),
+        'vit.encoder.layer.0.intermediate.dense.weight': m(8, 4),
+        'vit.encoder.layer.0.output.dense.weight': m(4, 8),
+        'classifier.weight': m(2, 4),
+        'vit.embeddings.position_embeddings': float32([1, 5, 4]),
+      },
+      ['Hugging Face ViT/BERT', '4'],
+    ],
+    [
+      { 'blocks.0.attn.qkv.weight': m(12, 4), 'blocks.0.attn.proj.weight': m(4, 4), 'blocks.0.mlp.fc1.weight': m(8, 4), 'head.weight': m(2, 4) },
+      ['timm ViT', '3'],
+    ],
     [{ 'model.layers.0.self_attn.q_proj.weight': m(4, 4), 'model.layers.0.mlp.down_proj.weight': m(4, 8), 'lm_head.weight': m(9, 4) }, ['Llama/Mistral', '2']],
   ];
   cases.forEach(([weights, [family, count]], i) => {
@@ -137,7 +164,10 @@ test('card front matter: base_model as a name, a quoted name, a flow list or a b
   const p = (t: string) => parseCardFields(t, 'README.md');
   assert.equal(p('# no front matter\nbase_model: x\n'), undefined);
   assert.deepEqual(p('---\nlicense: mit\n---\n'), { base_model: [] });
-  assert.deepEqual(p('---\nbase_model: google/vit-base  # the root\nbase_model_relation: adapter\n---\n'), { base_model: ['google/vit-base'], base_model_relation: 'adapter' });
+  assert.deepEqual(p('---\nbase_model: google/vit-base  # the root\nbase_model_relation: adapter\n---\n'), {
+    base_model: ['google/vit-base'],
+    base_model_relation: 'adapter',
+  });
   assert.deepEqual(p('---\nbase_model: "org/a # b"\n---\n'), { base_model: ['org/a # b'] });
   assert.deepEqual(p("---\nbase_model: ['a', b]\n---\n"), { base_model: ['a', 'b'] });
   assert.deepEqual(p('---\ntags:\n- x\nbase_model:\n  - org/one\n  # comment\n  - two\nlicense: mit\n---\n'), { base_model: ['org/one', 'two'] });
@@ -150,22 +180,32 @@ test('cards as truth: base_model resolved by folder name or the last part of org
   const root = tempDir();
   const rng = new Rng(3);
   const nodes = [
-    ['root', undefined], ['kid', card('acme/root', 'finetune')], ['grandkid', card('kid')], ['outsider', card('meta/llama')],
-    ['merged', '---\nbase_model:\n- root\n- kid\nbase_model_relation: merge\n---\n'], ['plain', undefined],
+    ['root', undefined],
+    ['kid', card('acme/root', 'finetune')],
+    ['grandkid', card('kid')],
+    ['outsider', card('meta/llama')],
+    ['merged', '---\nbase_model:\n- root\n- kid\nbase_model_relation: merge\n---\n'],
+    ['plain', undefined],
   ].map(([name, c]) => ({ name: name!, path: hfFolder(join(root, name!), vitWeights(rng), c) }));
   const t = cardTruth(nodes)!;
-  assert.deepEqual(t.truth.edges, [['root', 'kid'], ['kid', 'grandkid']]);
+  assert.deepEqual(t.truth.edges, [
+    ['root', 'kid'],
+    ['kid', 'grandkid'],
+  ]);
   assert.equal(t.cards, 4);
   assert.equal(t.notes.length, 2);
   assert.match(t.notes.join('\n'), /outsider: its card's base_model meta\/llama is not among the models/);
   assert.match(t.notes.join('\n'), /merged: its card names 2 base models \(a merge\)/);
   assert.equal(cardTruth(nodes.filter((n) => n.name === 'root' || n.name === 'plain')), undefined, 'no card names a base: no truth');
   const cyc = tempDir();
-  const cycle = [['x', card('y')], ['y', card('x')]].map(([name, c]) => ({ name: name!, path: hfFolder(join(cyc, name!), vitWeights(rng), c) }));
+  const cycle = [
+    ['x', card('y')],
+    ['y', card('x')],
+  ].map(([name, c]) => ({ name: name!, path: hfFolder(join(cyc, name!), vitWeights(rng), c) }));
   assertUserError(() => cardTruth(cycle), 'model cards', 'cycle');
 });
 
-test('recovered model cards: adapter for a low-rank update, finetune for a full one, quantized for an int8 copy; written as JSON and front matter', async () => {
+test('recovered model cards: adapter for a low-rank update, finetune for a full one, quantized for an int8 copy; JSON and front matter', async () => {
   const root = tempDir();
   const rng = new Rng(4);
   const base = vitWeights(rng, 16);
@@ -173,7 +213,8 @@ test('recovered model cards: adapter for a low-rank update, finetune for a full 
   const derive = (f: (v: Float32Array, rows: number, cols: number) => Float32Array): Record<string, T> =>
     Object.fromEntries(Object.entries(base).map(([n, t]) => [n, names.includes(n) ? float32(t.dims, f(t.data as Float32Array, t.dims[0]!, t.dims[1]!)) : t]));
   const lowRank = derive((v, rows, cols) => {
-    const u = Float32Array.from({ length: rows }, () => rng.normal()), w = Float32Array.from({ length: cols }, () => rng.normal());
+    const u = Float32Array.from({ length: rows }, () => rng.normal()),
+      w = Float32Array.from({ length: cols }, () => rng.normal());
     return v.map((x, i) => x + 0.05 * u[Math.floor(i / cols)]! * w[i % cols]!);
   });
   const full = derive((v) => v.map((x) => x + 0.05 * rng.normal()));
@@ -189,7 +230,10 @@ test('recovered model cards: adapter for a low-rank update, finetune for a full 
   const cards = recoveredCards(forest);
   const by = new Map(cards.map((c) => [c.model, c]));
   assert.deepEqual([...by.values()].map((c) => [c.model, c.base_model, c.base_model_relation]).sort(), [
-    ['base', null, null], ['ft-kid', 'base', 'finetune'], ['int8-kid', 'base', 'quantized'], ['lora-kid', 'base', 'adapter'],
+    ['base', null, null],
+    ['ft-kid', 'base', 'finetune'],
+    ['int8-kid', 'base', 'quantized'],
+    ['lora-kid', 'base', 'adapter'],
   ]);
   assert.match(by.get('lora-kid')!.evidence, /rank of the update 1\/16, 1\/16, 1\/16, 1\/16 on 4 examined layers: low rank/);
   assert.match(by.get('int8-kid')!.evidence, /at most 256 distinct values in each of 1 examined layers/);
@@ -207,8 +251,24 @@ test('lineage CLI on Hugging Face folders: scored from the cards without --truth
   const root = tempDir();
   const rng = new Rng(5);
   const base = vitWeights(rng, 8);
-  const kid = Object.fromEntries(Object.entries(base).map(([n, t]) => [n, float32(t.dims, (t.data as Float32Array).map((x) => x + 0.01 * rng.normal()))]));
-  const grandkid = Object.fromEntries(Object.entries(kid).map(([n, t]) => [n, float32(t.dims, (t.data as Float32Array).map((x) => x + 0.01 * rng.normal()))]));
+  const kid = Object.fromEntries(
+    Object.entries(base).map(([n, t]) => [
+      n,
+      float32(
+        t.dims,
+        (t.data as Float32Array).map((x) => x + 0.01 * rng.normal()),
+      ),
+    ]),
+  );
+  const grandkid = Object.fromEntries(
+    Object.entries(kid).map(([n, t]) => [
+      n,
+      float32(
+        t.dims,
+        (t.data as Float32Array).map((x) => x + 0.01 * rng.normal()),
+      ),
+    ]),
+  );
   hfFolder(join(root, 'a'), base);
   shardedFolder(join(root, 'b'), kid, card('org/a', 'finetune'));
   hfFolder(join(root, 'c'), grandkid, card('b', 'finetune'));

@@ -85,7 +85,9 @@ test('LoRA on a ViT adapts the attention in/out projections and MLP weights (Mat
   const yB0 = await run(lora);
   for (let i = 0; i < y0.length; i++) assert.ok(Math.abs(y0[i]! - yB0[i]!) < 1e-5);
   const rng = new Rng(2);
-  for (const a of adapters) lora.graph.initializers.set(a.b, float32([a.out, a.rank], Float32Array.from({ length: a.out * a.rank }, () => rng.normal() * 0.3)));
+  for (const a of adapters) {
+    lora.graph.initializers.set(a.b, float32([a.out, a.rank], Float32Array.from({ length: a.out * a.rank }, () => rng.normal() * 0.3)));
+  }
   const merged = mergeLora(lora, new Map(), adapters);
   const plain = cloneModel(base);
   for (const [k, v] of merged) plain.graph.initializers.set(k, float32(base.graph.initializers.get(k)!.dims, v));

@@ -28,13 +28,26 @@ const differs = (a: Float32Array, b: Float32Array): boolean => a.some((v, i) => 
 test('lineage-zoo --arch vit, full fine-tuning: every weight moves; Hugging Face folders (sharded) carry the truth in their cards', async () => {
   const dir = join(tempDir(), 'vit-ft');
   const r = await makeLineageZoo({
-    data: 'fashion-mnist-sample', outDir: dir, trees: 1, children: 2, depth: 1, ...TINY, hidden: [...TINY.hidden],
-    steps: 6, rootSteps: 6, batchSize: 16, seed: 3, threads: 1, hf: true, hfShardBytes: 4000,
+    data: 'fashion-mnist-sample',
+    outDir: dir,
+    trees: 1,
+    children: 2,
+    depth: 1,
+    ...TINY,
+    hidden: [...TINY.hidden],
+    steps: 6,
+    rootSteps: 6,
+    batchSize: 16,
+    seed: 3,
+    threads: 1,
+    hf: true,
+    hfShardBytes: 4000,
   });
   assert.equal(r.models.length, 3);
   assert.deepEqual(r.settings.vit, { patch: 7, layers: 1, hidden: 8, heads: 2, mlp: 16 });
   for (const m of r.models.filter((x) => x.parent !== null)) {
-    const child = read(dir, m.name), parent = read(dir, m.parent!);
+    const child = read(dir, m.name),
+      parent = read(dir, m.parent!);
     for (const w of [...ADAPTED, 'conv_proj.weight', 'encoder.pos_embedding', 'class_token', `${P}.ln_1.weight`, 'heads.head.weight']) {
       assert.ok(differs(child.get(w)!.v, parent.get(w)!.v), `${m.name}: ${w} is trained`);
     }
@@ -55,7 +68,12 @@ test('lineage-zoo --arch vit, full fine-tuning: every weight moves; Hugging Face
   const out = join(tempDir(), 'out');
   const cli = runCli(['--threads', '1', 'lineage', hf, '--clusters', '1', '-o', out, '--json']);
   assert.equal(cli.code, 0, cli.stderr);
-  const j = JSON.parse(cli.stdout) as { nodes: { name: string }[]; truthFrom: string; score: { trueEdges: number }; selection: { rule: string; layers: { name: string }[] } };
+  const j = JSON.parse(cli.stdout) as {
+    nodes: { name: string }[];
+    truthFrom: string;
+    score: { trueEdges: number };
+    selection: { rule: string; layers: { name: string }[] };
+  };
   assert.deepEqual(j.nodes.map((n) => n.name).sort(), r.models.map((m) => m.name).sort());
   assert.equal(j.truthFrom, 'model cards');
   assert.equal(j.score.trueEdges, 2);
@@ -64,18 +82,37 @@ test('lineage-zoo --arch vit, full fine-tuning: every weight moves; Hugging Face
   assert.ok(existsSync(join(out, 'model-cards.json')));
 });
 
-test('lineage-zoo --arch vit --lowrank: LoRA on the attention and MLP weights (update rank <= r), norms and embeddings frozen, head trained; cards say adapter', async () => {
+test('lineage-zoo --arch vit --lowrank: LoRA on attention and MLP weights (update rank <= r), the rest frozen but the head; cards say adapter', async () => {
   const dir = join(tempDir(), 'vit-lora');
   const r = await makeLineageZoo({
-    data: 'fashion-mnist-sample', outDir: dir, trees: 1, children: 2, depth: 1, ...TINY, hidden: [...TINY.hidden], lowrank: [2],
-    steps: 40, rootSteps: 6, batchSize: 16, seed: 5, threads: 1,
+    data: 'fashion-mnist-sample',
+    outDir: dir,
+    trees: 1,
+    children: 2,
+    depth: 1,
+    ...TINY,
+    hidden: [...TINY.hidden],
+    lowrank: [2],
+    steps: 40,
+    rootSteps: 6,
+    batchSize: 16,
+    seed: 5,
+    threads: 1,
   });
   for (const m of r.models.filter((x) => x.parent !== null)) {
     assert.deepEqual(m.loraLayers, ADAPTED);
-    const child = read(dir, m.name), parent = read(dir, m.parent!);
+    const child = read(dir, m.name),
+      parent = read(dir, m.parent!);
     for (const w of ADAPTED) {
-      const { shape: [rows, cols], v } = child.get(w)!;
-      const k = matrixRank(v.map((x, i) => x - parent.get(w)!.v[i]!), rows!, cols!);
+      const {
+        shape: [rows, cols],
+        v,
+      } = child.get(w)!;
+      const k = matrixRank(
+        v.map((x, i) => x - parent.get(w)!.v[i]!),
+        rows!,
+        cols!,
+      );
       assert.ok(k >= 1 && k <= 2, `${m.name} ${w}: update rank ${k} should be 1..2`);
     }
     for (const w of ['conv_proj.weight', 'encoder.pos_embedding', 'class_token', `${P}.ln_1.weight`, `${P}.self_attention.in_proj_bias`]) {
@@ -100,7 +137,24 @@ test('lineage-zoo: ViT options are checked before any work', () => {
     [['--patch', '4'], /--patch applies only to --arch vit/],
   ];
   for (const [args, msg] of cases) {
-    const r = runCli(['lineage-zoo', '--data', 'fashion-mnist-sample', '--trees', '1', '--children', '1', '--depth', '1', '--steps', '2', '--root-steps', '2', ...args, '-o', out]);
+    const r = runCli([
+      'lineage-zoo',
+      '--data',
+      'fashion-mnist-sample',
+      '--trees',
+      '1',
+      '--children',
+      '1',
+      '--depth',
+      '1',
+      '--steps',
+      '2',
+      '--root-steps',
+      '2',
+      ...args,
+      '-o',
+      out,
+    ]);
     assert.ok(isOneLineError(r), `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, msg);
   }

@@ -34,10 +34,23 @@ const FIXTURE = JSON.parse(readFileSync(fixture('torch', 'vit_tiny.json'), 'utf8
 for (const fx of FIXTURE.models) {
   const c = fx.config;
   test(`vit ${c.input.join('x')} patch ${c.patch}: torchvision's state_dict loads by name and the logits equal PyTorch's`, async () => {
-    const model = createZooModel('vit', { input: c.input, classes: c.classes, patch: c.patch, layers: c.layers, heads: c.heads, hidden: [c.hidden], mlp: c.mlp });
+    const model = createZooModel('vit', {
+      input: c.input,
+      classes: c.classes,
+      patch: c.patch,
+      layers: c.layers,
+      heads: c.heads,
+      hidden: [c.hidden],
+      mlp: c.mlp,
+    });
     validateModel(model, 'vit.onnx');
-    const ours = [...model.graph.initializers].filter(([, t]) => t.dtype === 'float32').map(([n, t]) => `${n} [${t.dims.join(',')}]`).sort();
-    const theirs = Object.entries(fx.state).map(([n, t]) => `${n} [${t.shape.join(',')}]`).sort();
+    const ours = [...model.graph.initializers]
+      .filter(([, t]) => t.dtype === 'float32')
+      .map(([n, t]) => `${n} [${t.dims.join(',')}]`)
+      .sort();
+    const theirs = Object.entries(fx.state)
+      .map(([n, t]) => `${n} [${t.shape.join(',')}]`)
+      .sort();
     assert.deepEqual(ours, theirs, 'the same parameter names and shapes as torchvision');
     assert.equal(trainableParameterCount(model.graph), fx.parameters);
     for (const [name, t] of Object.entries(fx.state)) model.graph.initializers.set(name, float32(t.shape, floats(t.data)));
@@ -50,7 +63,7 @@ for (const fx of FIXTURE.models) {
   });
 }
 
-test('vit parameter counts follow torchvision\'s formula (values from torchvision 0.14)', () => {
+test("vit parameter counts follow torchvision's formula (values from torchvision 0.14)", () => {
   // VisionTransformer(32, 4, 4, 4, 128, 512); at 1x28x28 conv_proj takes 1 channel
   const cases: [[number, number, number], Parameters<typeof vitParameterCount>[0], number][] = [
     [[3, 32, 32], { patch: 4, layers: 4, heads: 4, hidden: 128, mlp: 512 }, 809_354],
@@ -67,9 +80,17 @@ test('vit parameter counts follow torchvision\'s formula (values from torchvisio
 test('vit: block cuts are token tensors [T, D], the features the class token; forward shapes match the runtime', async () => {
   const model = createZooModel('vit', { input: [1, 28, 28], patch: 7, layers: 3, heads: 2, hidden: [8], mlp: 16, classes: 4, seed: 5 });
   const cuts = getCuts(model)!;
-  assert.deepEqual(cuts.map((c) => [c.name, c.kind]), [
-    ['embedding', 'stem'], ['encoder_layer_0', 'block'], ['encoder_layer_1', 'block'], ['encoder_layer_2', 'block'], ['features', 'features'], ['logits', 'logits'],
-  ]);
+  assert.deepEqual(
+    cuts.map((c) => [c.name, c.kind]),
+    [
+      ['embedding', 'stem'],
+      ['encoder_layer_0', 'block'],
+      ['encoder_layer_1', 'block'],
+      ['encoder_layer_2', 'block'],
+      ['features', 'features'],
+      ['logits', 'logits'],
+    ],
+  );
   assert.equal(cuts[1]!.tensor, 'encoder.layers.encoder_layer_0');
   const shapes = recordedShapes(model, 2);
   for (const c of cuts.slice(0, 4)) assert.deepEqual(shapes.get(c.tensor), [2, 17, 8], c.name);
@@ -83,7 +104,9 @@ test('vit: block cuts are token tensors [T, D], the features the class token; fo
 
 test('vit: seeded torchvision-style init (same seed same bits; pos embedding ~N(0, 0.02^2), class token 0, in_proj bias 0)', () => {
   const make = (seed: number) => createZooModel('vit', { input: [1, 28, 28], patch: 7, layers: 1, heads: 2, hidden: [32], mlp: 64, seed });
-  const a = make(1), b = make(1), c = make(2);
+  const a = make(1),
+    b = make(1),
+    c = make(2);
   const w = (m: ReturnType<typeof make>, n: string): Float32Array => m.graph.initializers.get(n)!.data as Float32Array;
   const name = 'encoder.layers.encoder_layer_0.self_attention.in_proj_weight';
   assert.deepEqual(w(a, name), w(b, name));
@@ -104,7 +127,11 @@ test('vit: bad structure options are refused in one line', () => {
     [{ hidden: [64, 64] }, /hidden is the one embedding size/],
     [{ layers: 0 }, /layers must be a positive integer/],
   ];
-  for (const [opts, msg] of bad) assert.throws(() => createZooModel('vit', opts), (e: unknown) => e instanceof UserError && msg.test(e.message));
+  for (const [opts, msg] of bad)
+    assert.throws(
+      () => createZooModel('vit', opts),
+      (e: unknown) => e instanceof UserError && msg.test(e.message),
+    );
   assert.throws(() => createZooModel('resnet18', { patch: 4 }), /option patch applies only to arch vit/);
   assert.throws(() => createZooModel('mlp', { heads: 4 }), /option heads applies only to arch vit/);
 });
@@ -112,7 +139,26 @@ test('vit: bad structure options are refused in one line', () => {
 test('zoo create vit (CLI): flags reach the model; a patch that does not divide the input is one error line', () => {
   const dir = tempDir();
   const file = join(dir, 'vit.onnx');
-  const r = runCli(['zoo', 'create', 'vit', '--patch', '7', '--layers', '2', '--hidden', '32', '--heads', '4', '--mlp', '64', '--seed', '3', '-o', file, '--json']);
+  const r = runCli([
+    'zoo',
+    'create',
+    'vit',
+    '--patch',
+    '7',
+    '--layers',
+    '2',
+    '--hidden',
+    '32',
+    '--heads',
+    '4',
+    '--mlp',
+    '64',
+    '--seed',
+    '3',
+    '-o',
+    file,
+    '--json',
+  ]);
   assert.equal(r.code, 0, r.stderr);
   const out = JSON.parse(r.stdout) as { parameters: number };
   assert.equal(out.parameters, vitParameterCount({ patch: 7, layers: 2, hidden: 32, heads: 4, mlp: 64 }, [1, 28, 28], 10));

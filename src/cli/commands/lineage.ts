@@ -44,7 +44,9 @@ function oneOf<T extends string>(flag: string, value: string, allowed: readonly 
 const collect = (v: string, prev: string[] = []): string[] => [...prev, ...v.split(',').map((s) => s.trim()).filter(Boolean)];
 
 export function registerLineage(program: Command): void {
-  withOutputFlags(program.command('lineage <inputs...>').description('recover the family tree of a set of models from their weights (MoTHer)'))
+  withOutputFlags(program.command('lineage <inputs...>').description(
+    'recover the family tree of a set of models from their weights (MoTHer); inputs: .safetensors/.onnx files, folders, Hugging Face model folders, list files',
+  ))
     .option('--mode <mode>', 'distance: ft = mean RMS weight difference (reference); lowrank = sum of ranks of differences (reference, LoRA); spectral = mean sigma^q of differences; auto = spectral when affordable, else ft', 'auto')
     .option('--schatten <q>', 'exponent q of --mode spectral (default 0.25; 1 = nuclear norm)')
     .option('--layers <pattern>', 'layers to compare: glob or /regex/ (repeatable or comma-separated; default: square 2-D weight matrices)', collect)
@@ -55,7 +57,8 @@ export function registerLineage(program: Command): void {
     .option('--signal <kurtosis|norm>', 'per-model quantity the direction refers to: kurtosis (reference) or norm (mean square of the weights); default norm, kurtosis for --mode lowrank')
     .option('--direction <dir>', 'parent-higher, parent-lower (parent has the lower signal), or auto (default: parent-lower for norm; auto for kurtosis in --mode lowrank, else parent-higher)')
     .option('--placement <arborescence|rooted-mst>', 'tree per cluster: minimum arborescence of the directed cost (reference), or the distance MST rooted at the lowest-signal model (default: rooted-mst; arborescence for --mode lowrank)')
-    .option('--truth <file>', 'truth.json ({"edges": [["parent", "child"], ...]}) to score against (default: the base_model of the models\' own README.md cards, when they name one)')
+    .option('--truth <file>', 'truth.json ({"edges": [["parent", "child"], ...]}) to score against '
+      + '(default: the base_model of the models\' own README.md cards, when they name one)')
     .requiredOption('-o, --output <dir>', 'folder for forest.json, forest.dot, forest.svg, forest.png, model-cards.json, model-cards/')
     .action(async (inputs: string[], flags: LineageFlags, cmd: Command) => {
       const { out, session } = globals(cmd);
@@ -74,7 +77,8 @@ export function registerLineage(program: Command): void {
       // the cards are read before the weights, so a bad card stops the run before any work
       const fromCards = flags.truth ? undefined : cardTruth(expandInputs(inputs).map((path) => ({ name: modelName(path), path })));
       if (fromCards) {
-        info(`lineage: truth from the models' own cards: ${fromCards.cards} README.md files name a base_model, ${fromCards.truth.edges.length} edges among the models`);
+        const edges = fromCards.truth.edges.length;
+        info(`lineage: truth from the models' own cards: ${fromCards.cards} README.md files name a base_model, ${edges} edges among the models`);
         for (const note of fromCards.notes) info(`lineage: ${note}`);
       }
       const forest = await recoverLineage(inputs, {
@@ -102,13 +106,19 @@ export function registerLineage(program: Command): void {
       const trends = truth ? signalTrends(forest, truth) : undefined;
       if (score) {
         const t = trends!;
-        out.line(`along the ${t.kurtosis.edges} true edges, parent -> child: kurtosis rose on ${t.kurtosis.rose}, fell on ${t.kurtosis.fell}; norm rose on ${t.norm.rose}, fell on ${t.norm.fell}`);
+        out.line(`along the ${t.kurtosis.edges} true edges, parent -> child: kurtosis rose on ${t.kurtosis.rose}, fell on ${t.kurtosis.fell}; `
+          + `norm rose on ${t.norm.rose}, fell on ${t.norm.fell}`);
         out.line(`directed accuracy ${pct(score.directed)} (${score.correctEdges}/${score.trueEdges} edges), undirected ${pct(score.undirected)}, clustering ${pct(score.clustering)} (ARI ${score.ari.toFixed(3)}; ${score.predictedTrees} predicted trees, ${score.trueTrees} true)`);
       }
       const relations = Object.fromEntries(['finetune', 'adapter', 'quantized'].map((r) => [r, cards.filter((c) => c.base_model_relation === r).length]));
       const agreement = relationAgreement(cards);
-      out.line(`model cards: ${Object.entries(relations).map(([r, k]) => `${k} ${r}`).join(', ')}${agreement.compared ? `; the relation agrees with the models' own records on ${agreement.agree} of ${agreement.compared} edges they confirm` : ''}`);
+      const agrees = agreement.compared
+        ? `; the relation agrees with the models' own records on ${agreement.agree} of ${agreement.compared} edges they confirm` : '';
+      out.line(`model cards: ${Object.entries(relations).map(([r, k]) => `${k} ${r}`).join(', ')}${agrees}`);
       out.line(`wrote ${files.json}, ${files.dot}, ${files.svg}, ${files.png}, ${cardFiles.json}, ${cardFiles.folder}/`);
-      out.json({ ...forest, ...(score ? { score, truthFrom: flags.truth ? 'file' : 'model cards', trends } : {}), modelCards: { relations, agreement, cards }, files: { ...files, cards: cardFiles.json } });
+      out.json({
+        ...forest, ...(score ? { score, truthFrom: flags.truth ? 'file' : 'model cards', trends } : {}),
+        modelCards: { relations, agreement, cards }, files: { ...files, cards: cardFiles.json },
+      });
     });
 }

@@ -99,12 +99,21 @@ function writeWeights(dir: string, tensors: [string, Tensor][], max: number | un
 function hfConfig(s: ZooSettings, rec: ZooModelRecord): Record<string, unknown> {
   const vit = s.vit
     ? {
-      model_type: 'vit', architectures: ['VisionTransformer'], hidden_size: s.vit.hidden, num_hidden_layers: s.vit.layers,
-      num_attention_heads: s.vit.heads, intermediate_size: s.vit.mlp, patch_size: s.vit.patch, hidden_act: 'gelu', layer_norm_eps: 1e-6,
-    }
+        model_type: 'vit',
+        architectures: ['VisionTransformer'],
+        hidden_size: s.vit.hidden,
+        num_hidden_layers: s.vit.layers,
+        num_attention_heads: s.vit.heads,
+        intermediate_size: s.vit.mlp,
+        patch_size: s.vit.patch,
+        hidden_act: 'gelu',
+        layer_norm_eps: 1e-6,
+      }
     : { model_type: s.arch, architectures: [s.arch] };
   return {
-    ...vit, num_labels: rec.task.outputOf.length, torch_dtype: 'float32',
+    ...vit,
+    num_labels: rec.task.outputOf.length,
+    torch_dtype: 'float32',
     modelsmith: { arch: s.arch, ...(s.hidden ? { hidden: s.hidden } : {}), width: s.width, data: s.data },
   };
 }
@@ -114,8 +123,17 @@ function modelCard(s: ZooSettings, rec: ZooModelRecord): string {
   const front = ['---', 'library_name: modelsmith', `tags: [lineage-zoo, ${s.arch}]`];
   if (rec.parent !== null) front.push(`base_model: ${rec.parent}`, `base_model_relation: ${rec.rank !== null ? 'adapter' : 'finetune'}`);
   front.push('---');
-  const how = rec.parent === null
-    ? `trained from scratch (${rec.steps} steps)`
-    : `fine-tuned from ${rec.parent} (${rec.rank !== null ? `LoRA rank ${rec.rank}, merged` : 'all weights'}; ${rec.steps} steps, learning rate ${rec.lr}; task: ${rec.task.kind})`;
-  return [...front, '', `# ${rec.name}`, '', `A ${s.arch} of a modelsmith lineage zoo (${s.data}): ${how}. Test accuracy on its task ${pct(rec.testAccuracy)}.`, ''].join('\n');
+  const how =
+    rec.parent === null
+      ? `trained from scratch (${rec.steps} steps)`
+      : `fine-tuned from ${rec.parent} (${rec.rank !== null ? `LoRA rank ${rec.rank}, merged` : 'all weights'}; ` +
+        `${rec.steps} steps, learning rate ${rec.lr}; task: ${rec.task.kind})`;
+  return [
+    ...front,
+    '',
+    `# ${rec.name}`,
+    '',
+    `A ${s.arch} of a modelsmith lineage zoo (${s.data}): ${how}. Test accuracy on its task ${pct(rec.testAccuracy)}.`,
+    '',
+  ].join('\n');
 }

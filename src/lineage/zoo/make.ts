@@ -111,7 +111,8 @@ export async function makeLineageZoo(o: LineageZooOptions): Promise<LineageZooRe
   const edges = truthEdges(plan);
   writeJsonAtomic(join(o.outDir, 'truth.json'), { edges });
   const variants = (o.variants ?? []).map((kind) => makeZooVariant(o.outDir, `${o.outDir.replace(/\/+$/, '')}-${kind}`, kind, { fraction: pruneFraction }));
-  const hf = o.hf ? writeHfZoo(o.outDir, `${o.outDir.replace(/\/+$/, '')}-hf`, o.hfShardBytes !== undefined ? { maxShardBytes: o.hfShardBytes } : {}) : undefined;
+  const hfOptions = o.hfShardBytes !== undefined ? { maxShardBytes: o.hfShardBytes } : {};
+  const hf = o.hf ? writeHfZoo(o.outDir, `${o.outDir.replace(/\/+$/, '')}-hf`, hfOptions) : undefined;
   return {
     outDir: o.outDir, settings: s, models: plan.map((m) => ctx.records.get(m.name)!), edges,
     trained, reused: plan.length - trained, seconds: (Date.now() - start) / 1000, variants, ...(hf ? { hf } : {}),
@@ -188,7 +189,8 @@ export async function trainZooModel(job: ZooModelJob): Promise<{ model: Model; r
   }
   const r = await trainSteps({
     model, trainable, data: job.trainData, task, steps: m.steps, batchSize: s.batchSize, lr: m.lr,
-    weightDecay: m.parent === null ? s.rootWeightDecay : 0, seed: m.seed, normalization: job.normalization, ...(job.session ? { session: job.session } : {}), label,
+    weightDecay: m.parent === null ? s.rootWeightDecay : 0, seed: m.seed, normalization: job.normalization,
+    ...(job.session ? { session: job.session } : {}), label,
   });
   let final: Model;
   if (lora) {

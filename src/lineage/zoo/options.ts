@@ -135,7 +135,9 @@ function vitSettings(arch: string, o: LineageZooOptions): VitShape | null {
     if (flag) throw new UserError(`--${flag} applies only to --arch vit`);
     return null;
   }
-  if (o.hidden !== undefined && o.hidden.length !== 1) throw new UserError(`--hidden for --arch vit is the one embedding size (e.g. 64), got "${o.hidden.join(',')}"`);
+  if (o.hidden !== undefined && o.hidden.length !== 1) {
+    throw new UserError(`--hidden for --arch vit is the one embedding size (e.g. 64), got "${o.hidden.join(',')}"`);
+  }
   const s: VitShape = {
     patch: o.patch ?? LINEAGE_VIT.patch, layers: o.layers ?? LINEAGE_VIT.layers, hidden: o.hidden?.[0] ?? LINEAGE_VIT.hidden,
     heads: o.heads ?? LINEAGE_VIT.heads, mlp: o.mlp ?? LINEAGE_VIT.mlp,

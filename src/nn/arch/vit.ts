@@ -50,7 +50,8 @@ export function scaledVitShape(s: VitShape, ch: (n: number) => number): VitShape
 /** torchvision's formula: sum(p.numel() for p in VisionTransformer(...).parameters()). */
 export function vitParameterCount(s: VitShape, input: readonly [number, number, number], classes: number): number {
   const [c, h, w] = input;
-  const d = s.hidden, m = s.mlp;
+  const d = s.hidden,
+    m = s.mlp;
   const tokens = (h / s.patch) * (w / s.patch) + 1;
   const perLayer = 2 * d + (3 * d * d + 3 * d) + (d * d + d) + 2 * d + (d * m + m) + (m * d + d);
   return d * c * s.patch * s.patch + d + d + tokens * d + s.layers * perLayer + 2 * d + d * classes + classes;
@@ -78,10 +79,14 @@ function selfAttention(b: GraphBuilder, x: TensorHandle, s: VitShape, name: stri
   const [t, d] = x.shape as [number, number];
   const dh = d / s.heads;
   const qkv = b.tokenLinear(x, 3 * d, `${name}.in_proj`, {
-    weight: `${name}.in_proj_weight`, bias: `${name}.in_proj_bias`, weightInit: xavier(d, 3 * d), biasInit: { kind: 'constant', value: 0 },
+    weight: `${name}.in_proj_weight`,
+    bias: `${name}.in_proj_bias`,
+    weightInit: xavier(d, 3 * d),
+    biasInit: { kind: 'constant', value: 0 },
   });
   const [q, k, v] = b.split(qkv, -1, [d, d, d], [`${name}.q`, `${name}.k`, `${name}.v`]) as [TensorHandle, TensorHandle, TensorHandle];
-  const heads = (u: TensorHandle, perm: number[], tag: string): TensorHandle => b.transpose(b.reshape(u, [t, s.heads, dh], `${name}.${tag}_heads`), perm, `${name}.${tag}_t`);
+  const heads = (u: TensorHandle, perm: number[], tag: string): TensorHandle =>
+    b.transpose(b.reshape(u, [t, s.heads, dh], `${name}.${tag}_heads`), perm, `${name}.${tag}_t`);
   const qh = b.scale(heads(q, [1, 0, 2], 'q'), 1 / Math.sqrt(dh), `${name}.q_scaled`); // [H, T, dh]
   const kh = heads(k, [1, 2, 0], 'k'); // [H, dh, T]
   const vh = heads(v, [1, 0, 2], 'v'); // [H, T, dh]
@@ -93,7 +98,8 @@ function selfAttention(b: GraphBuilder, x: TensorHandle, s: VitShape, name: stri
 export const vit: Arch = ({ b, x, classes, ch, vit: shape }: ArchContext) => {
   const s = scaledVitShape(shape ?? VIT_DEFAULTS, ch);
   const [c, h, w] = x.shape as [number, number, number];
-  if (h % s.patch !== 0 || w % s.patch !== 0) throw new UserError(`vit: input ${h}x${w} is not divisible into ${s.patch}x${s.patch} patches; choose a patch size that divides both`);
+  if (h % s.patch !== 0 || w % s.patch !== 0)
+    throw new UserError(`vit: input ${h}x${w} is not divisible into ${s.patch}x${s.patch} patches; choose a patch size that divides both`);
   const fanIn = c * s.patch * s.patch;
   const patches = b.conv(x, { out: s.hidden, kernel: s.patch, stride: s.patch, weightInit: { kind: 'truncNormal', std: Math.sqrt(1 / fanIn) } }, 'conv_proj');
   const n = (h / s.patch) * (w / s.patch);
