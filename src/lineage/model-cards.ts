@@ -45,6 +45,7 @@ export const EXAMINED_LAYERS = 4;
 /** README.md front matter is read from the first this many bytes only. */
 export const MAX_CARD_HEAD_BYTES = 256 * 1024;
 const ZOO_RECORD_KEY = 'modelsmith.zoo';
+const VARIANT_KEY = 'modelsmith.variant';
 
 /** What a model's own files say about its base. */
 export interface DeclaredBase {
@@ -232,10 +233,13 @@ function declaredBase(source: ModelSource, names: ReadonlySet<string>): Declared
   try {
     const r = JSON.parse(raw) as { parent?: unknown; rank?: unknown };
     if (r.parent === null || typeof r.parent === 'string') {
+      // a robustness copy keeps the record of the model it was made from, and says so
+      const variant = source.metadata()[VARIANT_KEY];
+      const kind = variant === undefined ? undefined : (JSON.parse(variant) as { kind?: unknown }).kind;
       return {
         base_model: r.parent,
         ...(r.parent !== null ? { base_model_relation: typeof r.rank === 'number' ? 'adapter' : 'finetune' } : {}),
-        from: 'lineage-zoo record',
+        from: kind === undefined ? 'lineage-zoo record' : `lineage-zoo record of the model this ${String(kind)} copy was made from`,
       };
     }
   } catch {
