@@ -50,7 +50,10 @@ export { selectTrainable } from './autodiff/freeze.js';
 export { openSafetensors, openSafetensorsIndex, writeSafetensors, type SafetensorsFile } from './io/safetensors.js';
 export * from './stitch/index.js';
 export { renderHeatmaps, writeHeatmaps, systemFontsAvailable, type HeatmapPanel, type HeatmapOptions } from './report/heatmap.js';
-export { makeLineageZoo, makeZooVariant, addLora, mergeLora, loraTargets, type LineageZooOptions, type LineageZooResult, type ZooModelRecord, type ZooTask, type VariantKind, type LoraAdapter } from './lineage/zoo/index.js';
+export {
+  makeLineageZoo, makeZooVariant, addLora, mergeLora, loraTargets, trainZooModel, writeHfZoo,
+  type ZooModelJob, type LineageZooOptions, type LineageZooResult, type ZooModelRecord, type ZooTask, type VariantKind, type LoraAdapter,
+} from './lineage/zoo/index.js';
 export { runLineageDemo, scoreZoo, compareOnZoo, type LineageDemoOptions, type LineageDemoResult, type ZooScore } from './report/demo-lineage.js';
 export * from './lineage/index.js';
 export * from './lego/index.js';

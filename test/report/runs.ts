@@ -125,6 +125,7 @@ export async function lineageRun(dir: string): Promise<{ forest: LineageForest; 
       kurtosis: 0,
     })),
     edges: edges.map(([p, c], i) => ({ parent: p, child: c, cost: 0.1 + i / 10, distance: 0.1 + i / 10 })),
+    norm: Object.fromEntries(names.map((n) => [n, 0])),
     roots: ['m0', 'm6'],
     clusters: [
       ['m0', 'm1', 'm2', 'm3'],

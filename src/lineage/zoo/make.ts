@@ -34,6 +34,7 @@ import { addLora, classifierParams, loraTargets, mergeLora } from './lora.js';
 import { trainSteps, taskAccuracy } from './steps.js';
 import { loadZooModel, readZooRecord, saveZooModel } from './store.js';
 import { makeZooVariant, type VariantResult } from './variants.js';
+import { writeHfZoo, type HfZooResult } from './hf.js';
 
 /** One model of a zoo, as recorded in zoo.json and in its file's metadata. */
 export interface ZooModelRecord {
@@ -70,6 +71,8 @@ export interface LineageZooResult {
   reused: number;
   seconds: number;
   variants: VariantResult[];
+  /** the Hugging Face folders, when asked for */
+  hf?: HfZooResult;
 }
 
 /**
@@ -122,9 +125,11 @@ export async function makeLineageZoo(o: LineageZooOptions, maker?: ZooMaker): Pr
   const edges = truthEdges(plan);
   writeJsonAtomic(join(o.outDir, 'truth.json'), { edges });
   const variants = (o.variants ?? []).map((kind) => makeZooVariant(o.outDir, `${o.outDir.replace(/\/+$/, '')}-${kind}`, kind, { fraction: pruneFraction }));
+  const hfOptions = o.hfShardBytes !== undefined ? { maxShardBytes: o.hfShardBytes } : {};
+  const hf = o.hf ? writeHfZoo(o.outDir, `${o.outDir.replace(/\/+$/, '')}-hf`, hfOptions) : undefined;
   return {
     outDir: o.outDir, settings: s, models: plan.map((pm) => records.get(pm.name)!), edges,
-    trained, reused: plan.length - trained, seconds: (Date.now() - start) / 1000, variants,
+    trained, reused: plan.length - trained, seconds: (Date.now() - start) / 1000, variants, ...(hf ? { hf } : {}),
   };
 }
 
@@ -175,15 +180,50 @@ export interface ZooContext {
 }
 
 function zooModelOptions(s: ZooSettings, ds: Dataset, seed: number): Parameters<typeof createZooModel>[1] {
-  return { input: [...ds.shape], classes: ds.classes, width: s.width, seed, ...(s.hidden ? { hidden: s.hidden } : {}) };
+  const vit = s.vit ? { patch: s.vit.patch, layers: s.vit.layers, heads: s.vit.heads, mlp: s.vit.mlp, hidden: [s.vit.hidden] } : {};
+  return { input: [...ds.shape], classes: ds.classes, width: s.width, seed, ...(s.hidden ? { hidden: s.hidden } : {}), ...vit };
 }
 
 export async function makeModel(ctx: ZooContext, m: PlannedModel, file: string, label: string): Promise<ZooModelRecord> {
   const { s } = ctx;
-  const start = Date.now();
   const parentRecord = m.parent === null ? null : ctx.records.get(m.parent)!;
   const base = m.parent === null ? createZooModel(s.arch, zooModelOptions(s, ctx.trainData, m.seed)) : parentModel(ctx, m.parent, m.tree);
-  const task = taskOf(m, ctx.trainData.classes, parentRecord?.task.outputOf ?? null);
+  const { model: final, record } = await trainZooModel({
+    settings: s, planned: m, base, parentTask: parentRecord?.task ?? null, trainData: ctx.trainData, testData: ctx.testData,
+    normalization: ctx.normalization, session: ctx.session, label,
+  });
+  saveZooModel(file, final, { ...record, seconds: null });
+  if (ctx.o.onnx) saveModel(final, join(ctx.o.outDir, 'onnx', `${m.name}.onnx`));
+  ctx.loaded.set(m.name, final);
+  return record;
+}
+
+/** Everything one zoo model's training needs; nothing is read from or written to disk. */
+export interface ZooModelJob {
+  settings: ZooSettings;
+  planned: PlannedModel;
+  /** a fresh zoo model for a root, the trained parent for a descendant */
+  base: Model;
+  /** the parent's task (its class->output mapping is inherited), null for a root */
+  parentTask: ZooTask | null;
+  trainData: Dataset;
+  testData: Dataset;
+  normalization: Normalization;
+  session?: SessionOptions;
+  /** progress label */
+  label: string;
+}
+
+/**
+ * Trains one zoo model from its base: fully, or with LoRA adapters on loraTargets(base)
+ * (plus the classifier) that are merged back. Returns the plain model (same
+ * architecture as `base`, labels and input spec set) and its record, test accuracy
+ * included. Deterministic given the job.
+ */
+export async function trainZooModel(job: ZooModelJob): Promise<{ model: Model; record: ZooModelRecord }> {
+  const { settings: s, planned: m, base, label } = job;
+  const start = Date.now();
+  const task = taskOf(m, job.trainData.classes, job.parentTask?.outputOf ?? null);
   let model = base;
   let trainable: string[];
   let lora: ReturnType<typeof addLora> | undefined;
@@ -195,8 +235,9 @@ export async function makeModel(ctx: ZooContext, m: PlannedModel, file: string, 
     trainable = selectTrainable(base.graph);
   }
   const r = await trainSteps({
-    model, trainable, data: ctx.trainData, task, steps: m.steps, batchSize: s.batchSize, lr: m.lr,
-    weightDecay: m.parent === null ? s.rootWeightDecay : 0, seed: m.seed, normalization: ctx.normalization, session: ctx.session, label,
+    model, trainable, data: job.trainData, task, steps: m.steps, batchSize: s.batchSize, lr: m.lr,
+    weightDecay: m.parent === null ? s.rootWeightDecay : 0, seed: m.seed, normalization: job.normalization,
+    ...(job.session ? { session: job.session } : {}), label,
   });
   let final: Model;
   if (lora) {
@@ -211,21 +252,18 @@ export async function makeModel(ctx: ZooContext, m: PlannedModel, file: string, 
   } else {
     final = r.model;
   }
-  setLabels(final, labelsOf(task, ctx.trainData));
-  setInputSpec(final, { shape: [...ctx.trainData.shape] as [number, number, number], mean: ctx.normalization.mean, std: ctx.normalization.std });
-  const accuracy = await taskAccuracy(final, ctx.testData, task, ctx.normalization, ctx.session);
+  setLabels(final, labelsOf(task, job.trainData));
+  setInputSpec(final, { shape: [...job.trainData.shape] as [number, number, number], mean: job.normalization.mean, std: job.normalization.std });
+  const accuracy = await taskAccuracy(final, job.testData, task, job.normalization, job.session);
   const record: ZooModelRecord = {
     name: m.name, tree: m.tree, path: m.path.join('.'), depth: m.path.length, parent: m.parent, seed: m.seed, task,
     lr: m.lr, steps: m.steps, batchSize: s.batchSize, rank: m.rank, loraLayers: lora ? lora.adapters.map((a) => a.weight) : null,
     trained: lora ? [...lora.adapters.map((a) => a.weight), ...classifierParams(base)] : trainable,
     testAccuracy: accuracy, trainLoss: r.loss, seconds: (Date.now() - start) / 1000,
   };
-  saveZooModel(file, final, { ...record, seconds: null });
-  if (ctx.o.onnx) saveModel(final, join(ctx.o.outDir, 'onnx', `${m.name}.onnx`));
-  ctx.loaded.set(m.name, final);
   const what = m.parent === null ? 'root' : `child of ${m.parent}, ${task.kind}${task.kind === 'subset' ? ` ${task.classes.join(',')}` : ''}${m.rank !== null ? `, LoRA rank ${m.rank}` : ''}`;
   info(`${label} (tree ${m.tree}, depth ${m.path.length}, ${what}): lr ${m.lr}, ${m.steps} steps in ${r.seconds.toFixed(1)} s, loss ${r.loss.toFixed(3)}, test accuracy ${pct(accuracy)}`);
-  return record;
+  return { model: final, record };
 }
 
 /** Bad ranks fail before anything is trained. */
@@ -297,7 +335,8 @@ function checkResume(outDir: string, s: ZooSettings): Map<string, ZooModelRecord
     throw new UserError(`${file} is not valid JSON; move the folder away or delete zoo.json to start over`);
   }
   for (const [k, v] of Object.entries(s)) {
-    const old = (saved as Record<string, unknown> | undefined)?.[k];
+    // a setting added after a zoo was made (e.g. vit) reads as null in its zoo.json
+    const old = (saved as Record<string, unknown> | undefined)?.[k] ?? null;
     if (JSON.stringify(old) !== JSON.stringify(v)) {
       throw new UserError(`${outDir} holds a zoo made with ${k} = ${JSON.stringify(old)}, not ${JSON.stringify(v)}; use the same settings to continue it, or another output folder`);
     }
