@@ -23,7 +23,7 @@ import { parseDataRef, type DataRef, type JobKind } from './jobs.js';
 import { bool, canonicalJson, fields, int, list, num, opt, str } from './schema.js';
 
 /** The options that decide a zoo model's bytes (the settings) and which files it has. */
-export type ZooJobOptions = Pick<LineageZooOptions, 'trees' | 'children' | 'depth' | 'lowrank' | 'arch' | 'hidden' | 'width' | 'seed' | 'rootSteps' | 'steps' | 'batchSize' | 'onnx'>;
+export type ZooJobOptions = Pick<LineageZooOptions, 'trees' | 'children' | 'depth' | 'lowrank' | 'arch' | 'hidden' | 'width' | 'seed' | 'rootSteps' | 'steps' | 'batchSize' | 'onnx' | 'patch' | 'layers' | 'heads' | 'mlp'>;
 
 export interface ZooPayload {
   data: DataRef;
@@ -39,7 +39,7 @@ export interface ZooModelResult {
   files: { path: string; blob: BlobRef }[];
 }
 
-const OPTION_KEYS = ['trees', 'children', 'depth', 'lowrank', 'arch', 'hidden', 'width', 'seed', 'rootSteps', 'steps', 'batchSize', 'onnx'] as const;
+const OPTION_KEYS = ['trees', 'children', 'depth', 'lowrank', 'arch', 'hidden', 'width', 'seed', 'rootSteps', 'steps', 'batchSize', 'onnx', 'patch', 'layers', 'heads', 'mlp'] as const;
 
 function parseOptions(v: unknown, what: string): ZooJobOptions {
   const o = fields(v, what, [], OPTION_KEYS);
@@ -47,6 +47,8 @@ function parseOptions(v: unknown, what: string): ZooJobOptions {
   const out: ZooJobOptions = {};
   const set = <K extends keyof ZooJobOptions>(k: K, val: ZooJobOptions[K] | undefined): void => { if (val !== undefined) out[k] = val; };
   for (const k of ['trees', 'children', 'depth', 'seed', 'rootSteps', 'steps', 'batchSize'] as const) set(k, opt(o, k, what, (x, w) => int(x, w, 0, 0xffffffff)));
+  // the ViT's shape (--arch vit); zooSettings checks the combination
+  for (const k of ['patch', 'layers', 'heads', 'mlp'] as const) set(k, opt(o, k, what, (x, w) => int(x, w, 1, 1_000_000)));
   set('lowrank', opt(o, 'lowrank', what, ints));
   set('hidden', opt(o, 'hidden', what, ints));
   set('arch', opt(o, 'arch', what, (x, w) => str(x, w, 100)));
