@@ -42,7 +42,7 @@ test('demo trains, evaluates, disassembles, assembles, recovers lineage and stit
   // the report page: every part of the demo, checked in a real browser
   assert.equal(d.report, join(out, 'report.html'));
   assert.match(r.stdout, /"command": "modelsmith demo -o /);
-  if (!haveChromium()) return t.skip('needs Debian\'s chromium (/usr/bin/chromium; .ci/run installs it)');
+  assert.ok(haveChromium(), 'needs Debian\'s chromium at /usr/bin/chromium: apt-get install chromium (.ci/run installs it)');
   const c = await checkReport(d.report, join(out, 'browser'));
   assertCleanPage(c);
   assert.deepEqual(c.sections.map((s) => s.kind), ['demo', 'lego (demo)', 'train', 'lineage scores', 'lineage', 'lineage', 'stitch grid', 'CKA']);
