@@ -17,7 +17,8 @@ import { join } from 'node:path';
 import {
   checkExperimentOptions, experimentMarkdown, runLegoExperiment, type ExperimentOptions, type ExperimentResult,
 } from '../lego/experiment.js';
-import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
+import { writeFileAtomic } from '../util/atomic.js';
+import { writeResultJson } from '../util/provenance.js';
 import { loadModel, saveModel } from '../onnx/proto.js';
 import { UserError } from '../util/errors.js';
 import { checkBlobRef, type BlobRef } from './blobs.js';
@@ -210,7 +211,7 @@ export async function legoExperimentOnQueue(url: string, opts: ExperimentOptions
     const order = new Map(keys.map((k, i) => [k, i]));
     const save = (): void => {
       mkdirSync(opts.outDir, { recursive: true });
-      writeJsonAtomic(file, result);
+      writeResultJson(file, result);
       writeFileAtomic(join(opts.outDir, 'report.md'), experimentMarkdown(result));
     };
     const has = (key: string): boolean => rowOf(result, key) !== undefined;
@@ -251,7 +252,9 @@ function checkRow(v: unknown, key: string): RowResult {
 
 function readResult(file: string): ExperimentResult {
   try {
-    return JSON.parse(readFileSync(file, 'utf8')) as ExperimentResult;
+    // the provenance block is the earlier run's; this run's is attached when the file is written again
+    const { provenance: _, ...r } = JSON.parse(readFileSync(file, 'utf8')) as ExperimentResult & { provenance?: unknown };
+    return r as ExperimentResult;
   } catch (e) {
     throw new UserError(`cannot resume: ${file} is not a readable experiment result (${(e as Error).message}); remove it or run without --resume`);
   }

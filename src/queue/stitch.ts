@@ -100,7 +100,8 @@ async function workerGrid(g: GridPayload, env: WorkerEnv): Promise<{ grid: Stitc
         a, b, data: g.data.spec, senders: g.senders, receivers: g.receivers, kinds: g.kinds, options: g.options, allowSkipped: true, cacheMb: g.cacheMb,
         ...(g.trainLimit ? { trainLimit: g.trainLimit } : {}), ...(g.testLimit ? { testLimit: g.testLimit } : {}),
         ...(g.mean ? { mean: g.mean } : {}), ...(g.std ? { std: g.std } : {}),
-      });
+      // the worker's data rules (allowed folders) and the run's dataset identity, before any image is read
+      }, (_spec, split) => env.dataset(g.data, split as 'train' | 'test'));
     })();
     grids.set(cacheKey, p);
     p.catch(() => grids.delete(cacheKey));

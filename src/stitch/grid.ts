@@ -110,7 +110,7 @@ export class StitchGrid {
    *   await grid.run({ workers: 2 });
    *   const m = await grid.collect();
    */
-  static async open(dir: string, spec: GridSpec): Promise<StitchGrid> {
+  static async open(dir: string, spec: GridSpec, open: typeof openDataset = openDataset): Promise<StitchGrid> {
     const a = openModel(spec.a), b = openModel(spec.b);
     const options: CellOptions = { ...DEFAULT_CELL_OPTIONS, ...spec.options };
     checkOptions(options);
@@ -133,7 +133,7 @@ export class StitchGrid {
       const bad = grid.cells.find((c) => c.skipped);
       if (bad) throw new UserError(bad.skipped!);
     }
-    await checkGridInputs(a, b, abs, options);
+    await checkGridInputs(a, b, abs, options, open);
     // everything is checked: only now is anything removed or created
     if (old && old.fingerprint !== fingerprint) removeGridFiles(dir);
     mkdirSync(join(dir, 'cells'), { recursive: true });
@@ -180,10 +180,10 @@ export class StitchGrid {
  * limits, the receiver's classes), checked before the grid folder exists so that a
  * rejected run leaves nothing behind.
  */
-async function checkGridInputs(a: Model, b: Model, spec: GridSpec, options: CellOptions): Promise<void> {
+async function checkGridInputs(a: Model, b: Model, spec: GridSpec, options: CellOptions, open: typeof openDataset): Promise<void> {
   const ctx = new StitchContext({
     a, b, aFile: spec.a, bFile: spec.b,
-    train: await openDataset(spec.data, 'train', { announce: false }), test: await openDataset(spec.data, 'test', { announce: false }),
+    train: await open(spec.data, 'train', { announce: false }), test: await open(spec.data, 'test', { announce: false }),
     ...(spec.trainLimit ? { trainLimit: spec.trainLimit } : {}), ...(spec.testLimit ? { testLimit: spec.testLimit } : {}),
     ...(spec.mean ? { mean: spec.mean } : {}), ...(spec.std ? { std: spec.std } : {}), seed: options.seed,
   });

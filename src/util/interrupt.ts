@@ -19,6 +19,7 @@ const SIGNAL_CODES = { SIGINT: 130, SIGTERM: 143 } as const;
 export type StopSignal = keyof typeof SIGNAL_CODES;
 
 let note: (() => string | undefined) | undefined;
+let owner: ((signal: StopSignal) => void) | undefined;
 const cleanups = new Set<() => void>();
 let installed = false;
 let stopping = false;
@@ -26,6 +27,16 @@ let stopping = false;
 /** What the interrupt line says after "interrupted by SIGINT": computed when the signal comes. */
 export function setInterruptNote(fn: (() => string | undefined) | undefined): void {
   note = fn;
+}
+
+/**
+ * Hands SIGINT/SIGTERM to `handler` instead of stopping the process (a worker finishes its
+ * running job first); returns a function that gives them back.
+ */
+export function ownSignals(handler: (signal: StopSignal) => void): () => void {
+  installProcessHandlers();
+  owner = handler;
+  return () => { if (owner === handler) owner = undefined; };
 }
 
 /** Runs `cleanup` if the process is interrupted; returns a function that unregisters it. */
@@ -72,6 +83,7 @@ export function installProcessHandlers(opts: HandlerOptions = {}): void {
 }
 
 function stop(signal: StopSignal, opts: HandlerOptions): void {
+  if (owner) return owner(signal);
   const code = exitCodeOf(signal);
   if (stopping) process.exit(code); // a second Ctrl-C while cleaning up: go at once
   stopping = true;

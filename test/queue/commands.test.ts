@@ -33,8 +33,8 @@ async function both(args: string[], name: string): Promise<[string, string]> {
 }
 
 const json = (f: string): Record<string, unknown> => JSON.parse(readFileSync(f, 'utf8'));
-/** Drops timings (which differ between any two runs) from a JSON value. */
-const untimed = (v: unknown): unknown => JSON.parse(JSON.stringify(v, (k, x: unknown) => (k === 'seconds' ? undefined : x)));
+/** Drops timings and the provenance block (date, command line: they differ between any two runs) from a JSON value. */
+const untimed = (v: unknown): unknown => JSON.parse(JSON.stringify(v, (k, x: unknown) => (k === 'seconds' || k === 'provenance' ? undefined : x)));
 const files = (d: string): string[] => (existsSync(d) ? readdirSync(d).sort() : []);
 
 test('cka --queue: the pair as one job, the same matrices as a local run', async () => {
@@ -58,6 +58,7 @@ test('lego-experiment --queue: every row a job; experiment.json, report and mode
     '--pairs', '0,1+2,3', '--samples', '5', '--unbalanced', '3-9', '--finetune-epochs', '1', '--alphas', '0.3', '--betas', '0.2', '--batch', '64'], 'lego');
   const l = json(join(local, 'experiment.json')), q = json(join(queued, 'experiment.json'));
   assert.deepEqual(untimed(q), untimed(l));
+  assert.ok(q['provenance'] && l['provenance'], 'both runs record their provenance');
   assert.equal((q['disassembly'] as unknown[]).length, 2);
   for (const sub of ['components', 'assembled']) {
     assert.deepEqual(files(join(queued, sub)), files(join(local, sub)), sub);

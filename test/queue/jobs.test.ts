@@ -6,10 +6,11 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { Queue, type Job } from 'bullmq';
 import { tempDir } from '../helpers/paths.js';
+import { packageRoot } from '../../src/util/paths.js';
 import { runCli, isOneLineError } from '../helpers/cli.js';
 import { BlobStore, CHUNK_BYTES, sha256 } from '../../src/queue/blobs.js';
 import { BULL_PREFIX, Coordinator, JobFailed, QUEUE_NAME, jobId } from '../../src/queue/coordinator.js';
@@ -132,14 +133,19 @@ test('a job that fails deterministically fails once with its error; a result del
   }
 });
 
-test('a failing grid cell through the CLI: reported once in one line, not retried', async () => {
-  const g = join(dir, 'diverging');
-  // more images per batch than training images: found only when the cell trains, on the worker
-  const r = await runCliAsync(['stitch', fa!, fb!, '--data', 'fashion-mnist-sample', '--senders', 'layer2.0', '--receivers', 'features', '--mode', 'task',
-    '--epochs', '1', '--batch', '128', '--train-limit', '64', '--test-limit', '32', '--threads', '1', '--queue', redis.url, '-o', g]);
+test('a job failing on the worker through the CLI: reported once in one line, not retried', async () => {
+  const g = join(dir, 'refused');
+  // a dataset folder the coordinator reads but the worker was not allowed (no --data-dir): found only on the worker
+  const data = join(dir, 'private', 'fashion-mnist');
+  cpSync(join(packageRoot(), 'data', 'sample', 'fashion-mnist'), data, { recursive: true });
+  const r = await runCliAsync(['stitch', fa!, fb!, '--data', data, '--senders', 'layer2.0', '--receivers', 'features', '--mode', 'lsq',
+    '--train-limit', '64', '--test-limit', '32', '--threads', '1', '--queue', redis.url, '-o', g]);
   assert.ok(isOneLineError({ code: r.code ?? -1, stdout: r.stdout, stderr: r.stderr }), `${r.code}: ${r.stderr}`);
-  assert.match(r.stderr, /modelsmith: error: 1 of 2 jobs failed: cell trained--layer2\.0--features: only 64 training images, fewer than one batch of 128; lower --batch/);
-  assert.equal(w.log().split('\n').filter((l) => /^job cell trained--layer2\.0--features: (started|failed)/.test(l)).length, 2, 'started and failed once');
+  const error = r.stderr.trim().split('\n').at(-1)!;
+  assert.match(error, /^modelsmith: error: dataset \S*private\/fashion-mnist: worker guard does not read dataset "[^"]*private\/fashion-mnist": it names \S*private\/fashion-mnist, outside the folders this worker allows \(none; start it with --data-dir <dir>/);
+  const runs = w.log().split('\n').filter((l) => /^job dataset \S*private\/fashion-mnist: (started|failed)/.test(l));
+  assert.equal(runs.length, 2, `started and failed once: ${runs.join(' | ')}`);
+  assert.equal(w.log().split('\n').filter((l) => /^job cell trained--layer2\.0--features: started/.test(l)).length, 0, 'no cell was run on data the worker may not read');
   assert.ok(!existsSync(join(g, 'matrix.json')));
 });
 

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { startWorker } from '../../queue/worker.js';
+import { ownSignals } from '../../util/interrupt.js';
 import { globals, withOutputFlags } from './common.js';
 import { parsePositiveInt, parsePositiveNumber } from '../parse.js';
 
@@ -47,13 +48,12 @@ export function registerWorker(program: Command): void {
         if (flags.grace) setTimeout(handBack, flags.grace * 1000).unref();
         void w.stop();
       };
-      process.on('SIGTERM', onSignal);
-      process.on('SIGINT', onSignal);
+      // the CLI's own handlers would exit at once (143): the worker decides when to go
+      const release = ownSignals(onSignal);
       try {
         await w.finished;
       } finally {
-        process.off('SIGTERM', onSignal);
-        process.off('SIGINT', onSignal);
+        release();
         // ONNX Runtime's thread pools may outlive the last job by a moment; the worker is done
         setTimeout(() => process.exit(process.exitCode ?? 0), 2000).unref();
       }
