@@ -3,10 +3,12 @@
 (torch.onnx.export defaults: eval mode, BatchNorm folded into the convolutions): the
 "trained export" that fine-tuning defaults are measured on (docs/pending/wp-grad.md).
 
-    /usr/bin/python3 tools/torch/train_folded.py {resnet,vgg} OUT.onnx [--epochs 3] [--threads 2]
+    /usr/bin/python3 tools/torch/train_folded.py {resnet,vgg,resnet_small} OUT.onnx [--epochs 3] [--threads 2]
 
 resnet: tools/torch/models.py's ResNet((1,1,1,1), width 0.25) on 1x28x28 (16..128
-channels); vgg: models.py's VGG with cfg [16,M,32,M,64,64,M,128,M] on 1x28x28. SGD
+channels); vgg: models.py's VGG with cfg [16,M,32,M,64,64,M,128,M] on 1x28x28;
+resnet_small: make_fixtures.py's ResNetSmall (5122 parameters, the committed
+fixtures/finetune/resnet_small_fm.onnx with --epochs 2). SGD
 (momentum 0.9, weight decay 5e-4, lr 0.05 cosine), batch 128, inputs normalised with
 mean 0.286 / std 0.353, seed 0; prints the test accuracy. Reads the IDX files of
 /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist).
@@ -47,7 +49,10 @@ def build(name):
         return ResNet((1, 1, 1, 1), width=0.25, in_channels=1)
     if name == 'vgg':
         return VGG([16, 'M', 32, 'M', 64, 64, 'M', 128, 'M'], in_channels=1)
-    sys.exit(f'unknown model {name}; expected resnet or vgg')
+    if name == 'resnet_small':
+        from make_fixtures import ResNetSmall
+        return ResNetSmall()
+    sys.exit(f'unknown model {name}; expected resnet, vgg or resnet_small')
 
 
 def main():
