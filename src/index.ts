@@ -20,7 +20,9 @@ export { extractSubgraph, addOutputs } from './onnx/extract.js';
 export { prefixNames, mergeGraphs } from './onnx/merge.js';
 export { validateModel, SUPPORTED_OPS } from './onnx/validate.js';
 export { modelStats } from './onnx/stats.js';
-export { cutPoints, resolveCut } from './onnx/cuts.js';
+export { cutPoints, resolveCut, validCutTensors, extractCut, detachShapeReads } from './onnx/cuts.js';
+export { dataFlow, cutProblem, checkCut, batchLayouts, type DataFlow, type BatchLayout } from './onnx/dominators.js';
+export { blockCuts, type FoundCut } from './onnx/blocks.js';
 
 export { ModelSession, type SessionOptions, type OptimizationLevel } from './runtime/session.js';
 export { inferBatches, type InferOptions, type InferResult } from './runtime/infer.js';
@@ -48,8 +50,14 @@ export { selectTrainable } from './autodiff/freeze.js';
 export { openSafetensors, openSafetensorsIndex, writeSafetensors, type SafetensorsFile } from './io/safetensors.js';
 export * from './stitch/index.js';
 export { renderHeatmaps, writeHeatmaps, systemFontsAvailable, type HeatmapPanel, type HeatmapOptions } from './report/heatmap.js';
-export { makeLineageZoo, makeZooVariant, addLora, mergeLora, loraTargets, type LineageZooOptions, type LineageZooResult, type ZooModelRecord, type ZooTask, type VariantKind, type LoraAdapter } from './lineage/zoo/index.js';
+export {
+  makeLineageZoo, makeZooVariant, addLora, mergeLora, loraTargets, trainZooModel, writeHfZoo,
+  type ZooModelJob, type LineageZooOptions, type LineageZooResult, type ZooModelRecord, type ZooTask, type VariantKind, type LoraAdapter,
+} from './lineage/zoo/index.js';
 export { runLineageDemo, scoreZoo, compareOnZoo, type LineageDemoOptions, type LineageDemoResult, type ZooScore } from './report/demo-lineage.js';
 export * from './lineage/index.js';
 export * from './lego/index.js';
 export { runLegoDemo, legoDemoMarkdown, type LegoDemoOptions, type LegoDemoResult } from './report/demo-lego.js';
+export * from './report/html/index.js';
+export { provenance, withProvenance, writeResultJson, type Provenance } from './util/provenance.js';
+export * from './queue/index.js';

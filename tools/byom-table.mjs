@@ -113,8 +113,8 @@ const cells = {
     return `loss ${before.toFixed(2)} -> ${after.toFixed(2)}`;
   },
   lego: async (f) => {
-    const a = cli(['disassemble', f.onnx, ...DATA, '--classes', '0-4', '--samples', '10', '-o', join(f.dir, 'c04.onnx')]);
-    const b = cli(['disassemble', f.onnx, ...DATA, '--classes', '5-9', '--samples', '10', '-o', join(f.dir, 'c59.onnx')]);
+    const a = cli(['disassemble', f.onnx, ...DATA, '--task', '0-4', '--samples', '10', '-o', join(f.dir, 'c04.onnx')]);
+    const b = cli(['disassemble', f.onnx, ...DATA, '--task', '5-9', '--samples', '10', '-o', join(f.dir, 'c59.onnx')]);
     const asm = cli(['assemble', join(f.dir, 'c04.onnx'), join(f.dir, 'c59.onnx'), ...DATA, '-o', join(f.dir, 'asm.onnx')]);
     const frac = (r) => (r.component?.parameters ?? r.parameters) / (r.base?.parameters ?? r.parentParameters ?? NaN);
     return `params ${(100 * frac(a)).toFixed(0)}% / ${(100 * frac(b)).toFixed(0)}%; assembled ${asm.parameters ?? '?'}`;

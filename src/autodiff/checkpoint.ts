@@ -14,6 +14,7 @@ import { dirname, resolve } from 'node:path';
 import type { Model, Tensor } from '../onnx/types.js';
 import { decodeModel, encodeModel } from '../onnx/proto.js';
 import { tensor } from '../onnx/tensor.js';
+import { getArch } from '../onnx/metadata.js';
 import { openSafetensors, writeSafetensors, type SafetensorsFile } from '../io/safetensors.js';
 import { UserError } from '../util/errors.js';
 import type { OptimizerConfig } from './optim.js';
@@ -96,6 +97,45 @@ export function loadCheckpoint(path: string): TrainingCheckpoint {
     };
   } finally {
     file.close();
+  }
+}
+
+/**
+ * What keeps `now` from continuing a checkpoint of `saved`: a different architecture
+ * (zoo metadata) or a parameter that is missing or shaped differently, named; null when
+ * both have the same parameters with the same shapes.
+ */
+export function modelMismatch(saved: Model, now: Model): string | null {
+  const [a, b] = [getArch(saved), getArch(now)];
+  if (a && b && a.name !== b.name) return `the architecture was ${a.name} and is ${b.name} now`;
+  if (a && b) {
+    const key = [...new Set([...Object.keys(a), ...Object.keys(b)])].find((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k]));
+    if (key) return `${a.name}'s ${key} was ${JSON.stringify(a[key]) ?? 'unset'} and is ${JSON.stringify(b[key]) ?? 'unset'} now`;
+  }
+  const shape = (t: Tensor | undefined): string => (t ? `[${t.dims.join(', ')}]` : 'absent');
+  for (const [name, t] of now.graph.initializers) {
+    const old = saved.graph.initializers.get(name);
+    if (!old || old.dims.join() !== t.dims.join()) return `parameter "${name}" was ${shape(old)} and is ${shape(t)} now`;
+  }
+  for (const name of saved.graph.initializers.keys()) {
+    if (!now.graph.initializers.has(name)) return `parameter "${name}" was in the checkpoint's model and is absent now`;
+  }
+  return null;
+}
+
+/** Epochs and steps a checkpoint holds, from its header alone; undefined when there is no readable checkpoint. */
+export function checkpointProgress(path: string): { epoch: number; step: number } | undefined {
+  try {
+    const file = openSafetensors(path);
+    try {
+      const md = file.metadata;
+      if (md['format'] !== CHECKPOINT_FORMAT) return undefined;
+      return { epoch: count(parseField(md, 'epoch', path), 'epoch', path), step: count(parseField(md, 'step', path), 'step', path) };
+    } finally {
+      file.close();
+    }
+  } catch {
+    return undefined;
   }
 }
 

@@ -26,7 +26,7 @@ import { resolveTargets, type Targets } from './targets.js';
 import { createOptimizer, type Optimizer, type OptimizerConfig } from './optim.js';
 import { createSchedule, type ScheduleConfig } from './schedule.js';
 import { clipGradNorm } from './clip.js';
-import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
+import { loadCheckpoint, modelMismatch, saveCheckpoint } from './checkpoint.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { hashSeed } from '../util/random.js';
 import { info, progress } from '../util/progress.js';
@@ -180,6 +180,7 @@ async function prepare(job: TrainJob): Promise<Run> {
   const resumed = job.resume && existsSync(checkpoint) ? loadCheckpoint(checkpoint) : undefined;
   if (job.resume && !resumed) info(`no checkpoint at ${checkpoint}: starting from the beginning`);
   // the exporter's Identity aliases of equal initializers are separate parameters: train them apart
+  if (resumed) checkSameSource(resumed, job, checkpoint);
   const model = untieAliases(resumed?.model ?? job.model);
   const targets = resolveTargets(model, job.data, job.classes);
   const normalization = trainingNormalization(model, job);
@@ -274,7 +275,7 @@ function writeCheckpoint(run: Run, epoch: number): void {
     optimizer: { config: job.optimizer, steps: run.optimizer.steps, state: run.optimizer.state() },
     epoch: epoch + 1,
     step: run.session.stepCount,
-    meta: { history: run.history, best: { epoch: run.best.epoch, accuracy: run.best.accuracy }, seed: job.seed, config: configOf(job) },
+    meta: { history: run.history, best: { epoch: run.best.epoch, accuracy: run.best.accuracy }, seed: job.seed, config: configOf(job), source: sourceOf(job) },
     ...(run.best.weights ? { kept: run.best.weights } : {}),
   });
 }
@@ -282,6 +283,26 @@ function writeCheckpoint(run: Run, epoch: number): void {
 /** The settings that must not change across a resume. */
 function configOf(job: TrainJob): Record<string, unknown> {
   return { epochs: job.epochs, batchSize: job.batchSize, lr: job.lr, optimizer: job.optimizer, schedule: job.schedule, seed: job.seed, classes: job.classes ?? null, validation: job.validation ?? 0.1 };
+}
+
+/** The model training started from: the fine-tuned file's hash (null for a fresh zoo model). */
+function sourceOf(job: TrainJob): { hash: string | null } {
+  return { hash: job.parentHash ?? null };
+}
+
+/** A checkpoint continues only the model it was made from: same source file, same architecture and parameter shapes. */
+function checkSameSource(ckpt: ReturnType<typeof loadCheckpoint>, job: TrainJob, file: string): void {
+  const refuse = (why: string): never => {
+    throw new UserError(`cannot resume from ${file}: ${why}; rerun with the model and settings it was made with, or without --resume to start again`);
+  };
+  const saved = ckpt.meta['source'] as { hash: string | null } | undefined;
+  const now = sourceOf(job);
+  if (saved && saved.hash !== now.hash) {
+    const what = (h: string | null): string => (h ? `the model file with hash ${h.slice(0, 12)}` : 'a fresh zoo model');
+    refuse(`it trains ${what(saved.hash)}, but training now starts from ${what(now.hash)}`);
+  }
+  const mismatch = modelMismatch(ckpt.model, job.model);
+  if (mismatch) refuse(mismatch);
 }
 
 function restore(run: Run, ckpt: ReturnType<typeof loadCheckpoint>): void {

@@ -42,10 +42,15 @@ export function parsePositiveNumber(flag: string) {
   };
 }
 
+/** "a", "a or b", "a, b or c" */
+export function alternatives(words: readonly string[]): string {
+  return words.length <= 2 ? words.join(' or ') : `${words.slice(0, -1).join(', ')} or ${words[words.length - 1]}`;
+}
+
 /** One of a fixed set of words, e.g. parseChoice('--random-bn', ['data', 'init']). */
 export function parseChoice<T extends string>(flag: string, choices: readonly T[]) {
   return (text: string): T => {
-    if (!(choices as readonly string[]).includes(text)) throw new UserError(`${flag} expects ${choices.join(' or ')}, got "${text}"`);
+    if (!(choices as readonly string[]).includes(text)) throw new UserError(`${flag} expects ${alternatives(choices)}, got "${text}"`);
     return text as T;
   };
 }

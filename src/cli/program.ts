@@ -4,6 +4,12 @@
  */
 import { Command, CommanderError } from 'commander';
 import { UserError } from '../util/errors.js';
+import { setQuiet } from '../util/progress.js';
+import { writeErr, writeOut } from '../util/sinks.js';
+import { setInterruptNote } from '../util/interrupt.js';
+import { checkProvider, executionProviders } from '../runtime/session.js';
+import { parseChoice } from './parse.js';
+import { interruptNote } from './interrupt.js';
 import { registerZoo } from './commands/zoo.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerEval } from './commands/eval.js';
@@ -17,6 +23,10 @@ import { registerCka } from './commands/cka.js';
 import { registerLineageZoo } from './commands/lineage-zoo.js';
 import { registerAssemble } from './commands/assemble.js';
 import { registerLegoExperiment } from './commands/lego-experiment.js';
+import { registerReport } from './commands/report.js';
+import { recordCommand } from '../util/provenance.js';
+import { registerWorker } from './commands/worker.js';
+import { registerQueue } from './commands/queue.js';
 
 export function buildProgram(): Command {
   const program = new Command('modelsmith')
@@ -25,8 +35,9 @@ export function buildProgram(): Command {
     .option('--json', 'print only a machine-readable JSON result on stdout')
     .option('--quiet', 'print nothing but errors')
     .option('--threads <n>', 'ONNX Runtime intra-op threads (default: all cores)')
-    .option('--provider <name>', 'ONNX Runtime execution provider (cpu, cuda, ...)', 'cpu')
-    .showHelpAfterError()
+    .option('--provider <name>', `ONNX Runtime execution provider: ${executionProviders().join(', ')}`, parseChoice('--provider', executionProviders()), 'cpu')
+    // parse errors are one line plus a hint (see main), not the whole usage text
+    .configureOutput({ outputError: () => {}, writeOut, writeErr })
     .exitOverride();
   registerZoo(program);
   registerInspect(program);
@@ -40,29 +51,73 @@ export function buildProgram(): Command {
   registerLineageZoo(program);
   registerAssemble(program);
   registerLegoExperiment(program);
+  registerWorker(program);
+  registerQueue(program);
   registerDemo(program);
+  registerReport(program);
   return program;
 }
 
+/** A commander parse error, with the command it arose in (for the --help hint). */
+class UsageError extends Error {
+  constructor(readonly error: CommanderError, readonly command: string) {
+    super(error.message);
+  }
+}
+
+const commandPath = (cmd: Command): string => (cmd.parent ? `${commandPath(cmd.parent)} ${cmd.name()}` : cmd.name());
+
 function overrideExits(cmd: Command): void {
-  cmd.exitOverride();
+  cmd.configureOutput({ outputError: () => {}, writeOut, writeErr });
+  cmd.exitOverride((e) => { throw new UsageError(e, commandPath(cmd)); });
   cmd.commands.forEach(overrideExits);
+}
+
+/** "error: unknown command 'inspekt'\n(Did you mean inspect?)" -> one line with a pointer to --help */
+function usageLine(e: UsageError): string {
+  const text = e.error.message.replace(/^error: /, '').split('\n').map((l) => l.trim()).filter(Boolean).join(' ');
+  return `${text}; see '${e.command} --help'`;
+}
+
+/**
+ * A message kept to one line whatever it quotes: a parser's error may echo bytes of the
+ * file it failed on (line breaks, control characters).
+ */
+export function oneLine(message: string): string {
+  // eslint-disable-next-line no-control-regex
+  return message.replace(/\s*[\r\n]+\s*/g, ' ').replace(/[\u0000-\u001f\u007f]/g, '\ufffd');
 }
 
 /** Runs the CLI on argv (as process.argv: node, script, ...args) and returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
+  recordCommand(argv.slice(2));
   const program = buildProgram();
   overrideExits(program);
+  setQuiet(false);
+  program.hook('preAction', async (_program, action) => {
+    setInterruptNote(() => interruptNote(action.name(), action.opts(), argv.slice(2)));
+    const provider = (action.optsWithGlobals() as { provider?: string }).provider;
+    // an unusable provider (no CUDA here) is one line before any work, not after it
+    if (provider && provider !== 'cpu') await checkProvider(provider);
+  });
   try {
     await program.parseAsync(argv);
     return 0;
   } catch (e) {
-    if (e instanceof CommanderError) return e.exitCode;
-    if (e instanceof UserError) {
-      process.stderr.write(`modelsmith: error: ${e.message}\n`);
+    if (e instanceof UsageError) {
+      // help and version were printed by commander; `modelsmith` alone prints the usage text
+      if (e.error.exitCode === 0 || e.error.code === 'commander.help') return e.error.exitCode;
+      writeErr(`modelsmith: error: ${usageLine(e)}\n`);
       return 1;
     }
-    process.stderr.write(`modelsmith: internal error (please report): ${(e as Error)?.stack ?? e}\n`);
+    if (e instanceof CommanderError) return e.exitCode;
+    if (e instanceof UserError) {
+      writeErr(`modelsmith: error: ${oneLine(e.message)}\n`);
+      return 1;
+    }
+    writeErr(`modelsmith: internal error (please report): ${(e as Error)?.stack ?? e}\n`);
     return 2;
+  } finally {
+    setInterruptNote(undefined);
   }
 }

@@ -13,6 +13,7 @@ import { basename, join, resolve } from 'node:path';
 import { UserError } from '../util/errors.js';
 import { packagePath } from '../util/paths.js';
 import { info } from '../util/progress.js';
+import { noteData } from '../util/provenance.js';
 import type { Dataset, ImageShape } from './types.js';
 import { findIdxFiles, expectedIdxFiles, openIdxFolder, type Split } from './idx-folder.js';
 import { findCifarFolder, openCifar, type CifarKind } from './cifar.js';
@@ -74,6 +75,7 @@ export async function openDataset(spec: string, split: Split, opts: OpenOptions 
   const { base, view } = parseDataSpec(spec.trim());
   const ds = applyView(await open(base.trim(), split, opts), view);
   if (opts.announce ?? true) info(ds.source);
+  noteData(ds.source);
   return ds;
 }
 

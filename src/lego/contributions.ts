@@ -46,16 +46,21 @@ export interface ContributionOptions {
 /** Bytes of taps one contribution batch may hold (see the module comment). */
 export const TAP_BUDGET_BYTES = 8 * 2 ** 20;
 
-/** Float32 bytes of every tapped tensor for one image. */
-export function tapBytesPerImage(layers: readonly Layer[]): number {
+/**
+ * Float32 bytes of every tapped tensor for one image. A linear layer over tokens whose
+ * count shape inference could not tell (a class token added by Expand) is counted with
+ * `unknownPositions` positions; the caller passes the image's pixel count, which bounds
+ * the token count of patch-based models.
+ */
+export function tapBytesPerImage(layers: readonly Layer[], unknownPositions = 1): number {
   const perTap = new Map<string, number>();
-  for (const l of layers) perTap.set(l.input, 4 * l.inChannels * (l.conv ? l.conv.inHW[0] * l.conv.inHW[1] : 1));
+  for (const l of layers) perTap.set(l.input, 4 * l.inChannels * (l.conv ? l.conv.inHW[0] * l.conv.inHW[1] : l.positions ?? unknownPositions));
   return [...perTap.values()].reduce((a, b) => a + b, 0);
 }
 
 /** The contribution batch: the caller's (default 256), lowered so that its taps fit the budget. */
-export function contributionBatch(layers: readonly Layer[], requested = 256): number {
-  return Math.max(1, Math.min(requested, Math.floor(TAP_BUDGET_BYTES / Math.max(1, tapBytesPerImage(layers)))));
+export function contributionBatch(layers: readonly Layer[], requested = 256, unknownPositions = 1): number {
+  return Math.max(1, Math.min(requested, Math.floor(TAP_BUDGET_BYTES / Math.max(1, tapBytesPerImage(layers, unknownPositions)))));
 }
 
 /** Valid input positions read by each kernel offset along one axis. */
@@ -145,9 +150,35 @@ export function addLinearContributions(x: Float32Array, offset: number, layer: L
   }
 }
 
-/** Layers whose contributions decide masks: every layer not reading the image itself (the image is never masked). */
+/**
+ * Layers whose contributions decide masks: every layer whose input channels are
+ * followed, except those reading the image itself (the image is never masked).
+ */
 export function maskedLayers(cg: ChannelGraph): Layer[] {
-  return cg.layers.filter((l) => l.input !== cg.input);
+  return cg.layers.filter((l) => l.input !== cg.input && l.inRef.kind !== 'untracked');
+}
+
+/**
+ * Sums a linear layer's input over every position of one image (tokens, pixels of a
+ * channels-last tensor): out[i] = sum over positions of x[b, ..., i, ...]. The relu in
+ * C[b,o,i] = relu(W[o,i] * out[i]) then comes after the sum, as for convolutions.
+ */
+export function positionSums(data: Float32Array, dims: readonly number[], batchAxis: number, featureAxis: number, b: number, out: Float64Array): Float64Array {
+  out.fill(0);
+  const strides = dims.map((_, a) => dims.slice(a + 1).reduce((p, d) => p * d, 1));
+  const n = dims[featureAxis]!;
+  const fs = strides[featureAxis]!;
+  // visit the image's elements: every index with batch = b
+  const total = data.length / dims[batchAxis]!;
+  const bs = strides[batchAxis]!;
+  const outerB = bs * dims[batchAxis]!;
+  for (let k = 0; k < total; k++) {
+    const hi = Math.floor(k / bs);
+    const lo = k % bs;
+    const flat = hi * outerB + b * bs + lo;
+    out[Math.floor(flat / fs) % n]! += data[flat]!;
+  }
+  return out;
 }
 
 /**
@@ -171,7 +202,7 @@ export async function accumulateContributions(cg: ChannelGraph, ds: Dataset, sam
   const scratch = new Map<Layer, Float64Array<ArrayBuffer>>();
   for await (const { batch, outputs } of inferBatches(cg.model, ds, {
     ...opts.session, normalization: opts.normalization, indices: samples.map(([i]) => i), taps,
-    batchSize: contributionBatch(layers, opts.batchSize), ...(opts.label ? { label: opts.label } : {}),
+    batchSize: contributionBatch(layers, opts.batchSize, ds.shape[1]! * ds.shape[2]!), ...(opts.label ? { label: opts.label } : {}),
   })) {
     for (let b = 0; b < batch.size; b++) {
       const ci = classIndex.get(classOfIndex.get(batch.indices[b]!)!)!;
@@ -186,8 +217,13 @@ export async function accumulateContributions(cg: ChannelGraph, ds: Dataset, sam
           if (!t) scratch.set(layer, (t = new Float64Array(layer.inChannels * layer.k)));
           windowSums(data, b * per, layer.inChannels, plan, t);
           addConvContributions(t, layer, acc.values[ci]!);
-        } else {
+        } else if (x.dims.length === 2 && layer.batchAxis === 0) {
           addLinearContributions(data, b * per, layer, acc.values[ci]!);
+        } else {
+          let t = scratch.get(layer);
+          if (!t) scratch.set(layer, (t = new Float64Array(layer.inChannels)));
+          positionSums(data, x.dims, layer.batchAxis, layer.inAxis, b, t);
+          addLinearContributions(Float32Array.from(t), 0, layer, acc.values[ci]!);
         }
         acc.samples[ci]! += 1;
       }

@@ -26,7 +26,8 @@ import { sampleCounts } from './samples.js';
 import { DEFAULT_THRESHOLDS, type Thresholds } from './types.js';
 import { assemble } from './assemble.js';
 import { finetuneAssembled } from './finetune.js';
-import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
+import { writeFileAtomic } from '../util/atomic.js';
+import { writeResultJson } from '../util/provenance.js';
 import { info } from '../util/progress.js';
 import { pct } from '../util/format.js';
 import { UserError } from '../util/errors.js';
@@ -53,6 +54,8 @@ export interface ExperimentOptions {
   batchSize?: number;
   resume?: boolean;
   session?: SessionOptions;
+  /** compute only the rows whose key this accepts (a queue worker runs one row; src/queue/lego.ts) */
+  select?: (key: string) => boolean;
 }
 
 export interface DisassemblyRow { key: string; model: string; task: number[]; baseAccuracy: number; componentAccuracy: number; samples: number; baseParameters: number; componentParameters: number; baseFlops: number; componentFlops: number; warnings: number; seconds: number }
@@ -84,6 +87,8 @@ const taskName = (t: readonly number[]): string => {
 };
 
 export async function runLegoExperiment(opts: ExperimentOptions): Promise<ExperimentResult> {
+  checkExperimentOptions(opts);
+  const skip = (key: string): boolean => opts.select !== undefined && !opts.select(key);
   const session = opts.session ?? {};
   const base = openModel(opts.model);
   const base2 = opts.model2 ? openModel(opts.model2) : undefined;
@@ -95,7 +100,7 @@ export async function runLegoExperiment(opts: ExperimentOptions): Promise<Experi
     model: opts.model, model2: opts.model2 ?? null, data: test.source, samplesPerClass: spc, disassembly: [], assembly: [], mismatch: [], unbalanced: [], sweep: [],
   };
   const save = (): void => {
-    writeJsonAtomic(file, result);
+    writeResultJson(file, result);
     writeFileAtomic(join(opts.outDir, 'report.md'), experimentMarkdown(result));
   };
   const hashes = new Map<string, string>([[opts.model, fileHash(opts.model)], ...(opts.model2 ? [[opts.model2, fileHash(opts.model2)] as [string, string]] : [])]);
@@ -130,7 +135,7 @@ export async function runLegoExperiment(opts: ExperimentOptions): Promise<Experi
   // Table 1 (+ sizes): disassembly
   for (const task of opts.tasks ?? DEFAULT_TASKS) {
     const key = `dis:${taskName(task)}:${spc}`;
-    if (result.disassembly.some((r) => r.key === key)) continue;
+    if (result.disassembly.some((r) => r.key === key) || skip(key)) continue;
     info(`lego-experiment: disassembly of task ${taskName(task)}`);
     const t0 = Date.now();
     const c = await component(base, opts.model, task);
@@ -146,7 +151,7 @@ export async function runLegoExperiment(opts: ExperimentOptions): Promise<Experi
   // Table 3: mismatch, on the same components
   for (const task of opts.tasks ?? DEFAULT_TASKS) {
     const key = `mis:${taskName(task)}:${spc}`;
-    if (result.mismatch.some((r) => r.key === key) || task.length >= test.classes) continue;
+    if (result.mismatch.some((r) => r.key === key) || task.length >= test.classes || skip(key)) continue;
     const c = await component(base, opts.model, task);
     const others: { task: number[]; accuracy: number }[] = [];
     for (let d = 1; d < test.classes; d++) {
@@ -163,7 +168,7 @@ export async function runLegoExperiment(opts: ExperimentOptions): Promise<Experi
   for (const [ta, tb] of opts.pairs ?? DEFAULT_PAIRS) {
     const second = opts.model2 ?? opts.model;
     const key = `asm:${taskName(ta)}+${taskName(tb)}:${second === opts.model ? 'same' : 'two'}:${epochs}`;
-    if (result.assembly.some((r) => r.key === key)) continue;
+    if (result.assembly.some((r) => r.key === key) || skip(key)) continue;
     info(`lego-experiment: assembly of ${taskName(ta)} + ${taskName(tb)}`);
     const t0 = Date.now();
     const a = await component(base, opts.model, ta);
@@ -198,7 +203,7 @@ export async function runLegoExperiment(opts: ExperimentOptions): Promise<Experi
   const [lo, hi] = opts.unbalanced ?? [spc, 3 * spc];
   for (const task of (opts.tasks ?? DEFAULT_TASKS).filter((t) => t.length > 1)) {
     const key = `unb:${taskName(task)}:${spc}:${lo}-${hi}`;
-    if (result.unbalanced.some((r) => r.key === key)) continue;
+    if (result.unbalanced.some((r) => r.key === key) || skip(key)) continue;
     info(`lego-experiment: unbalanced samples for task ${taskName(task)}`);
     const balanced = await component(base, opts.model, task);
     const u = await cut(base, opts.model, task, { unbalanced: { lo, hi, seed: opts.seed ?? 0 } });
@@ -214,7 +219,7 @@ export async function runLegoExperiment(opts: ExperimentOptions): Promise<Experi
   for (const { alpha, beta } of opts.sweep ?? DEFAULT_SWEEP) {
     const thresholds: Thresholds = { alphaConv: alpha, betaConv: beta, alphaLinear: Math.min(0.99, alpha + 0.1), betaLinear: Math.min(0.99, beta + 0.1) };
     const key = `sweep:${taskName(sweepTask)}:${spc}:${alpha}:${beta}`;
-    if (result.sweep.some((r) => r.key === key)) continue;
+    if (result.sweep.some((r) => r.key === key) || skip(key)) continue;
     info(`lego-experiment: sweep alpha ${alpha}, beta ${beta}`);
     const c = await cut(base, opts.model, sweepTask, thresholds);
     const s = modelStats(c.model);
@@ -225,13 +230,38 @@ export async function runLegoExperiment(opts: ExperimentOptions): Promise<Experi
   return result;
 }
 
+/** The checks `modelsmith lego-experiment` applies to its flags, for callers that skip the CLI (queue workers). */
+export function checkExperimentOptions(o: ExperimentOptions): void {
+  const positive = (v: number | undefined, flag: string): void => {
+    if (v !== undefined && !(Number.isInteger(v) && v > 0)) throw new UserError(`${flag} expects a positive integer, got ${v}`);
+  };
+  const classes = (t: readonly number[], flag: string): void => {
+    if (!t.length || !t.every((c) => Number.isInteger(c) && c >= 0 && c < 1000) || new Set(t).size !== t.length) {
+      throw new UserError(`${flag} expects lists of distinct class numbers 0..999, got "${t.join(',')}"`);
+    }
+  };
+  positive(o.samplesPerClass, '--samples');
+  positive(o.scaleSamplesPerClass, '--scale-samples');
+  positive(o.batchSize, '--batch');
+  if (o.finetuneEpochs !== undefined && !Number.isInteger(o.finetuneEpochs)) throw new UserError(`--finetune-epochs expects an integer, got ${o.finetuneEpochs}`);
+  if (o.seed !== undefined && !Number.isInteger(o.seed)) throw new UserError(`--seed expects an integer, got ${o.seed}`);
+  for (const t of o.tasks ?? []) classes(t, '--tasks');
+  for (const [a, b] of o.pairs ?? []) { classes(a, '--pairs'); classes(b, '--pairs'); }
+  if (o.sweepTask) classes(o.sweepTask, '--sweep-task');
+  if (o.unbalanced && !(Number.isInteger(o.unbalanced[0]) && Number.isInteger(o.unbalanced[1]) && o.unbalanced[0] >= 1 && o.unbalanced[1] >= o.unbalanced[0])) {
+    throw new UserError(`--unbalanced expects lo-hi with 1 <= lo <= hi, e.g. 50-150, got "${o.unbalanced.join('-')}"`);
+  }
+  if ((o.sweep ?? []).some((s) => !(s.alpha >= 0 && s.alpha < 1 && s.beta >= 0 && s.beta < 1))) throw new UserError('--alphas and --betas expect values in [0, 1)');
+}
+
 function unbalancedCounts(task: number[], lo: number, hi: number, seed: number): Record<string, number> {
   return Object.fromEntries([...sampleCounts(task, lo, { lo, hi, seed })].map(([c, n]) => [String(c), n]));
 }
 
 function loadResult(file: string): ExperimentResult {
   try {
-    const r = JSON.parse(readFileSync(file, 'utf8')) as ExperimentResult;
+    // the provenance block is the earlier run's; this run's is attached when the file is written again
+    const { provenance: _, ...r } = JSON.parse(readFileSync(file, 'utf8')) as ExperimentResult & { provenance?: unknown };
     // rows written before the unscaled fine-tuning column existed are measured again
     r.assembly = r.assembly.filter((a) => a.finetunedUnscaled !== undefined);
     return r;

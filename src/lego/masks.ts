@@ -15,7 +15,7 @@
  *   const { masks, keep } = computeMasks(cg, contributions, { task: [0, 1], outputs: [0, 1], thresholds: DEFAULT_THRESHOLDS });
  */
 import type { ChannelGraph, Layer, SpaceMasks } from './channels.js';
-import { demand, findSpace, indicesOf, maskOf } from './channels.js';
+import { closeKeep, demand, demandUntracked, findSpace, indicesOf, maskOf } from './channels.js';
 import type { LayerContributions } from './contributions.js';
 import type { LayerMask, Masks, Thresholds } from './types.js';
 
@@ -120,6 +120,7 @@ export function computeMasks(cg: ChannelGraph, contributions: Map<string, LayerC
         }
         if (demand(cg, cg.refs.get(layer.input)!, mask, masks)) changed = true;
       }
+      if (demandUntracked(cg, masks)) changed = true;
     }
     for (const layer of layers) {
       perClass.get(layer.node.name)![String(c)] = {
@@ -152,6 +153,8 @@ export function computeMasks(cg: ChannelGraph, contributions: Map<string, LayerC
     keep.set(id, fresh);
     if (producer) warnings.push(`tensor ${space.tensor}: no channel is needed by the task; kept channel ${best} so that ${producer.node.name} is not empty`);
   });
+  // grouped convolutions keep or drop whole groups
+  closeKeep(cg, keep);
   const layerMasks: LayerMask[] = layers.map((l) => ({
     node: l.node.name, op: l.node.opType, input: l.input, output: l.output, inChannels: l.inChannels, outChannels: l.outChannels,
     perClass: perClass.get(l.node.name)!,

@@ -135,11 +135,16 @@ export interface LastLayer {
   bias?: string;
 }
 
-const PASS_THROUGH = new Set(['Identity', 'Dropout', 'Flatten', 'Reshape', 'Squeeze']);
+/**
+ * Operators between the last layer and the logits that commute with a positive factor
+ * per output channel: f(r x) = r f(x) for r > 0 (reshapes, and per-channel positively
+ * homogeneous operators such as the Relu and pooling after SqueezeNet's final conv).
+ */
+const PASS_THROUGH = new Set(['Identity', 'Dropout', 'Flatten', 'Reshape', 'Squeeze', 'Relu', 'GlobalAveragePool', 'AveragePool', 'MaxPool', 'GlobalMaxPool']);
 
 /**
- * The Gemm (or MatMul + Add) that produces the model's logits, looking back through
- * Identity/Dropout/Flatten. Throws naming the operator found instead.
+ * The Gemm (or MatMul + Add, or Conv) that produces the model's logits, looking back
+ * through PASS_THROUGH operators. Throws naming the operator found instead.
  */
 export function findLastLinear(model: Model, file = 'model'): LastLayer {
   const g = model.graph;
@@ -171,6 +176,11 @@ export function findLastLinear(model: Model, file = 'model'): LastLayer {
     if (!g.initializers.has(n.inputs[1]!)) fail(`the weight of the last MatMul (${n.name}) is not an initializer`);
     return { node: n, weight: n.inputs[1]!, rows: false };
   }
+  if (n.opType === 'Conv') {
+    const [w, bias] = [n.inputs[1]!, n.inputs[2]];
+    if (!g.initializers.has(w) || (bias && !g.initializers.has(bias))) fail(`the weights of the last Conv (${n.name}) are not initializers`);
+    return { node: n, weight: w, rows: true, ...(bias ? { bias } : {}) };
+  }
   return fail(`the logits are computed by ${n.opType} node ${n.name}`);
 }
 
@@ -183,13 +193,17 @@ export function applyScales(model: Model, factors: readonly number[], file = 'mo
   const out = cloneModel(model);
   const g = out.graph;
   const w = g.initializers.get(last.weight)!;
-  if (w.dims.length !== 2) throw new UserError(`${file}: last layer weight ${last.weight} has shape [${w.dims.join(',')}], expected a matrix`);
-  const [r, c] = w.dims as [number, number];
+  if (w.dims.length !== 2 && !(last.rows && w.dims.length > 2)) {
+    throw new UserError(`${file}: last layer weight ${last.weight} has shape [${w.dims.join(',')}], expected a matrix`);
+  }
+  // [out, in, ...kernel] (rows) or [in, out] (columns)
+  const r = w.dims[0]!;
+  const c = w.dims.slice(1).reduce((a, b) => a * b, 1);
   const k = last.rows ? r : c;
   if (k !== factors.length) throw new UserError(`${file}: ${factors.length} scale factors for a last layer with ${k} outputs`);
   const wd = Float32Array.from(toFloat32(w));
   for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) wd[i * c + j]! *= factors[last.rows ? i : j]!;
-  g.initializers.set(last.weight, float32([r, c], wd));
+  g.initializers.set(last.weight, float32([...w.dims], wd));
   if (last.bias) {
     const b = g.initializers.get(last.bias)!;
     g.initializers.set(last.bias, scaledBias(b, factors, file, last.bias));

@@ -91,6 +91,8 @@ export interface LineageForest {
   clusters: string[][];
   selection: { rule: string; layers: { name: string; shape: number[] }[] };
   kurtosis: Record<string, number>;
+  /** per model: sum over the selected layers of mean(W^2), the 'norm' direction signal */
+  norm: Record<string, number>;
   settings: {
     mode: string;
     schatten: number | null;
@@ -183,6 +185,7 @@ export function assemble(m: Measurements, labels: Int32Array, parent: Int32Array
     clusters,
     selection: { rule: m.selection.rule, layers: m.selection.layers.map((l) => ({ name: l.name, shape: l.shape })) },
     kurtosis: Object.fromEntries(m.names.map((nm, i) => [nm, m.kurtosis[i]!])),
+    norm: Object.fromEntries(m.names.map((nm, i) => [nm, m.meanSquare[i]!])),
     settings,
     stats: m.stats,
   };

@@ -9,7 +9,8 @@
 import { join } from 'node:path';
 import { Graphviz } from '@hpcc-js/wasm-graphviz';
 import { Resvg } from '@resvg/resvg-js';
-import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
+import { writeFileAtomic } from '../util/atomic.js';
+import { writeResultJson } from '../util/provenance.js';
 import type { LineageForest } from './forest.js';
 import type { LineageScore } from './truth.js';
 
@@ -81,7 +82,7 @@ export async function writeForestFiles(forest: LineageForest, dir: string, score
   const files = { json: join(dir, 'forest.json'), dot: join(dir, 'forest.dot'), svg: join(dir, 'forest.svg'), png: join(dir, 'forest.png') };
   const dot = forestDot(forest, truthEdges);
   const svg = await dotToSvg(dot);
-  writeJsonAtomic(files.json, score ? { ...forest, score } : forest);
+  writeResultJson(files.json, score ? { ...forest, score, truth: { edges: truthEdges ?? [] } } : forest);
   writeFileAtomic(files.dot, dot);
   writeFileAtomic(files.svg, svg);
   writeFileAtomic(files.png, svgToPng(svg));

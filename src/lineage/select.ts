@@ -1,7 +1,9 @@
 /**
  * Which layers lineage compares. Explicit patterns (globs such as `*.attn.*`, or
- * `/regex/`), or by default the square 2-D floating-point weight matrices (the
- * reference's choice: attention projections in a ViT, hidden Linear layers in an MLP).
+ * `/regex/`), or by default: a transformer's attention projections and MLP weights,
+ * found by the naming conventions in TRANSFORMER_WEIGHTS (the reference compares the
+ * attention and MLP matrices of ViTs); otherwise the square 2-D floating-point weight
+ * matrices (hidden Linear layers in an MLP).
  * Every model must hold every selected layer with the same shape: a model that does not
  * is reported by name, never silently dropped.
  *
@@ -44,6 +46,29 @@ export function layerPattern(p: string): RegExp {
   return new RegExp(`^${re}$`);
 }
 
+/**
+ * Transformer weight matrices by naming convention, one row per family: the attention
+ * projections (query/key/value, fused or not, and output) and the MLP weights. Not the
+ * patch embedding, position embedding, norms or head.
+ */
+export const TRANSFORMER_WEIGHTS: readonly { family: string; pattern: RegExp }[] = [
+  { family: 'torchvision ViT', pattern: /\.self_attention\.(in_proj_weight|out_proj\.weight)$|\.mlp\.[03]\.weight$/ },
+  {
+    family: 'Hugging Face ViT/BERT',
+    pattern: /\.attention\.(attention|self)\.(query|key|value)\.weight$|\.(attention\.output|intermediate|layer\.\d+\.output)\.dense\.weight$/,
+  },
+  { family: 'timm ViT', pattern: /\.attn\.(qkv|proj)\.weight$|\.mlp\.fc[12]\.weight$/ },
+  { family: 'Llama/Mistral', pattern: /\.self_attn\.[qkvo]_proj\.weight$|\.mlp\.(gate|up|down)_proj\.weight$/ },
+];
+
+/** The 2-D float layers any transformer naming convention picks, and which conventions matched. */
+function transformerLayers(layers: readonly LayerInfo[]): { families: string[]; chosen: LayerInfo[] } | undefined {
+  const hit = (l: LayerInfo, pattern: RegExp): boolean => l.float && l.shape.length === 2 && pattern.test(l.name);
+  const chosen = layers.filter((l) => TRANSFORMER_WEIGHTS.some((t) => hit(l, t.pattern)));
+  if (chosen.length === 0) return undefined;
+  return { families: TRANSFORMER_WEIGHTS.filter((t) => chosen.some((l) => hit(l, t.pattern))).map((t) => t.family), chosen };
+}
+
 const isSquare2d = (l: LayerInfo): boolean => l.float && l.shape.length === 2 && l.shape[0] === l.shape[1] && l.shape[0]! > 1;
 
 /** The selected layers, checked to be present with one shape in every model. */
@@ -62,6 +87,10 @@ export function selectLayers(models: readonly ModelSource[], opts: SelectOptions
     }
     const notFloat = chosen.find((l) => !l.float);
     if (notFloat) throw new UserError(`lineage: layer "${notFloat.name}" of ${first.name} is ${notFloat.dtype}, not floating point; narrow --layers`);
+  } else if (transformerLayers(firstLayers)) {
+    const t = transformerLayers(firstLayers)!;
+    chosen = t.chosen;
+    rule = `transformer attention and MLP weights, ${t.families.join(' + ')} names (default)`;
   } else {
     chosen = firstLayers.filter(isSquare2d);
     rule = 'square 2-D floating-point matrices (default)';

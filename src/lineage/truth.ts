@@ -191,3 +191,34 @@ export function adjustedRand(a: number[], b: number[]): number {
   const max = (sa + sb) / 2;
   return max === expected ? 1 : (sumCells - expected) / (max - expected);
 }
+
+/** How a per-model signal changed from parent to child over the true edges. */
+export interface SignalTrend {
+  /** edges where the child's value is higher than its parent's */
+  rose: number;
+  fell: number;
+  /** equal values */
+  same: number;
+  edges: number;
+}
+
+/**
+ * Whether kurtosis and norm rise or fall from parent to child along the true edges:
+ * the evidence behind the direction options (the reference assumes kurtosis falls).
+ */
+export function signalTrends(
+  forest: { kurtosis: Record<string, number>; norm: Record<string, number> },
+  truth: Truth,
+): { kurtosis: SignalTrend; norm: SignalTrend } {
+  const trend = (v: Record<string, number>): SignalTrend => {
+    const t: SignalTrend = { rose: 0, fell: 0, same: 0, edges: truth.edges.length };
+    for (const [p, c] of truth.edges) {
+      const d = v[c]! - v[p]!;
+      if (d > 0) t.rose++;
+      else if (d < 0) t.fell++;
+      else t.same++;
+    }
+    return t;
+  };
+  return { kurtosis: trend(forest.kurtosis), norm: trend(forest.norm) };
+}

@@ -11,7 +11,7 @@
  */
 import type { Attribute, Dim, Graph, Model, Node, Tensor } from '../onnx/types.js';
 import { createModel, emptyGraph, float, int, ints, str } from '../onnx/graph.js';
-import { float32 } from '../onnx/tensor.js';
+import { float32, int64, scalarInt64 } from '../onnx/tensor.js';
 import { UserError } from '../util/errors.js';
 import { type InitSpec, defaultUniformBound, initValues } from './init.js';
 
@@ -33,6 +33,8 @@ export interface ConvOptions {
   dilation?: number;
   /** PyTorch's default: true */
   bias?: boolean;
+  /** the kernel's initialisation; default Kaiming normal (fan in) */
+  weightInit?: InitSpec;
 }
 
 export interface PoolOptions {
@@ -52,6 +54,16 @@ export interface LinearOptions {
   /** 'kaiming' for hidden layers (default); 'uniform' is PyTorch's nn.Linear default, used for classifiers */
   init?: 'kaiming' | 'uniform';
   bias?: boolean;
+}
+
+/** A Linear layer over the last axis of a token tensor [..., in] (a MatMul, not a Gemm). */
+export interface TokenLinearOptions {
+  /** parameter names; default `<name>.weight` and `<name>.bias` (torch's MultiheadAttention says `in_proj_weight`) */
+  weight?: string;
+  bias?: string;
+  /** default PyTorch's nn.Linear: U(+-1/sqrt(in)) for both */
+  weightInit?: InitSpec;
+  biasInit?: InitSpec;
 }
 
 export interface BuilderOptions {
@@ -92,7 +104,7 @@ export class GraphBuilder {
     const ow = Math.floor((w + 2 * pad - span) / stride) + 1;
     if (oh < 1 || ow < 1) throw new UserError(`${name}: input ${h}x${w} is too small for a ${o.kernel}x${o.kernel} kernel (pad ${pad}, dilation ${dilation})`);
     const fanIn = (c / groups) * o.kernel * o.kernel;
-    const inputs = [x.name, this.param(`${name}.weight`, [o.out, c / groups, o.kernel, o.kernel], { kind: 'kaimingNormal', fanIn })];
+    const inputs = [x.name, this.param(`${name}.weight`, [o.out, c / groups, o.kernel, o.kernel], o.weightInit ?? { kind: 'kaimingNormal', fanIn })];
     if (o.bias ?? true) inputs.push(this.param(`${name}.bias`, [o.out], { kind: 'constant', value: 0 }));
     return this.node('Conv', name, inputs, [o.out, oh, ow], {
       kernel_shape: ints([o.kernel, o.kernel]),
@@ -201,6 +213,149 @@ export class GraphBuilder {
       coordinate_transformation_mode: str('asymmetric'),
       nearest_mode: str('floor'),
     });
+  }
+
+  // ---- token (sequence) layers: tensors [T, D] per sample, as transformers use ----
+
+  /** ONNX Reshape to a per-sample shape; the batch axis is kept (-1 in the shape constant). */
+  reshape(x: TensorHandle, shape: readonly number[], name?: string): TensorHandle {
+    const n = this.auto(name, `${x.name}.reshape`);
+    positive(n, Object.fromEntries(shape.map((d, i) => [`dim ${i}`, d])));
+    if (numelOf(shape) !== numelOf(x.shape)) throw new UserError(`${n}: cannot reshape [${x.shape.join(',')}] to [${shape.join(',')}]: sizes differ`);
+    const target = this.constant(`${n}.shape`, int64([shape.length + 1], [-1, ...shape]));
+    return this.node('Reshape', n, [x.name, target], shape, {});
+  }
+
+  /** `perm` orders the per-sample axes (0 = the first axis after the batch). */
+  transpose(x: TensorHandle, perm: readonly number[], name?: string): TensorHandle {
+    const n = this.auto(name, `${x.name}.transpose`);
+    if (perm.length !== x.shape.length || [...perm].sort((a, b) => a - b).some((p, i) => p !== i)) {
+      throw new UserError(`${n}: perm [${perm.join(',')}] is not a permutation of the ${x.shape.length} axes of ${x.name}`);
+    }
+    return this.node('Transpose', n, [x.name], perm.map((p) => x.shape[p]!), { perm: ints([0, ...perm.map((p) => p + 1)]) });
+  }
+
+  /** LayerNormalization over the last axis, with `<name>.weight` (ones) and `<name>.bias` (zeros); torchvision's ViT uses eps 1e-6. */
+  layerNorm(x: TensorHandle, name: string, eps = 1e-6): TensorHandle {
+    this.checkFree(name);
+    if (x.shape.length < 1) throw new UserError(`${name}: layerNorm needs a tensor with a feature axis`);
+    const d = x.shape.at(-1)!;
+    const scale = this.param(`${name}.weight`, [d], { kind: 'constant', value: 1 });
+    const inputs = [x.name, scale, this.param(`${name}.bias`, [d], { kind: 'constant', value: 0 })];
+    return this.node('LayerNormalization', name, inputs, x.shape, { axis: int(-1), epsilon: float(eps) });
+  }
+
+  /**
+   * Y = X W^T + b over the last axis of X [..., in], W stored [out, in] as PyTorch's
+   * nn.Linear: Transpose(W) -> MatMul -> Add. Keeping W in PyTorch's layout (rather
+   * than pre-transposed, as torch.onnx.export leaves it) keeps state_dict names and
+   * shapes, so weights move between the two unchanged. The Add is named `name`.
+   */
+  tokenLinear(x: TensorHandle, out: number, name: string, o: TokenLinearOptions = {}): TensorHandle {
+    this.checkFree(name);
+    if (x.shape.length < 1) throw new UserError(`${name}: tokenLinear needs a tensor with a feature axis`);
+    positive(name, { out });
+    const fanIn = x.shape.at(-1)!;
+    const uniform: InitSpec = { kind: 'uniform', bound: defaultUniformBound(fanIn) };
+    const w = this.param(o.weight ?? `${name}.weight`, [out, fanIn], o.weightInit ?? uniform);
+    const b = this.param(o.bias ?? `${name}.bias`, [out], o.biasInit ?? uniform);
+    const wt = this.node('Transpose', `${name}.weight_t`, [w], [fanIn, out], { perm: ints([1, 0]) });
+    // the weight is not per-sample: its recorded shape must not carry the batch axis
+    this.graph.valueInfo.set(wt.name, { name: wt.name, dtype: 'float32', shape: [fanIn, out] });
+    const product = this.node('MatMul', `${name}.matmul`, [x.name, wt.name], [...x.shape.slice(0, -1), out], {});
+    return this.node('Add', name, [product.name, b], product.shape, {});
+  }
+
+  /** Batched matrix product of two per-sample tensors [..., m, k] x [..., k, n] with equal leading axes. */
+  matmul(a: TensorHandle, b: TensorHandle, name?: string): TensorHandle {
+    const n = this.auto(name, `${a.name}.matmul`);
+    const ra = a.shape.length, rb = b.shape.length;
+    if (ra < 2 || ra !== rb || a.shape.slice(0, -2).some((d, i) => d !== b.shape[i]) || a.shape[ra - 1] !== b.shape[rb - 2]) {
+      throw new UserError(`${n}: cannot multiply ${a.name} [${a.shape.join(',')}] by ${b.name} [${b.shape.join(',')}]`);
+    }
+    return this.node('MatMul', n, [a.name, b.name], [...a.shape.slice(0, -1), b.shape[rb - 1]!], {});
+  }
+
+  /** x times a constant. */
+  scale(x: TensorHandle, factor: number, name?: string): TensorHandle {
+    const n = this.auto(name, `${x.name}.scale`);
+    if (!Number.isFinite(factor)) throw new UserError(`${n}: scale factor must be finite, got ${factor}`);
+    return this.node('Mul', n, [x.name, this.constant(`${n}.factor`, float32([], [factor]))], x.shape, {});
+  }
+
+  /** `axis` counts per-sample axes (negative from the end). */
+  softmax(x: TensorHandle, axis = -1, name?: string): TensorHandle {
+    const n = this.auto(name, `${x.name}.softmax`);
+    const k = sampleAxis(x, axis, n);
+    return this.node('Softmax', n, [x.name], x.shape, { axis: int(k + 1) });
+  }
+
+  /** Exact GELU, x * 0.5 * (1 + erf(x / sqrt 2)): the nodes torch.onnx.export writes for nn.GELU() before opset 20. */
+  gelu(x: TensorHandle, name?: string): TensorHandle {
+    const n = this.auto(name, `${x.name}.gelu`);
+    const scaled = this.node('Div', `${n}.div`, [x.name, this.constant(`${n}.sqrt2`, float32([], [Math.SQRT2]))], x.shape, {});
+    const erf = this.node('Erf', `${n}.erf`, [scaled.name], x.shape, {});
+    const plus1 = this.node('Add', `${n}.add`, [erf.name, this.constant(`${n}.one`, float32([], [1]))], x.shape, {});
+    const times = this.node('Mul', `${n}.mul`, [x.name, plus1.name], x.shape, {});
+    return this.node('Mul', n, [times.name, this.constant(`${n}.half`, float32([], [0.5]))], x.shape, {});
+  }
+
+  /** Splits one per-sample axis into parts of the given sizes; outputs are named by `names`. */
+  split(x: TensorHandle, axis: number, sizes: readonly number[], names: readonly string[]): TensorHandle[] {
+    const base = names[0] ?? `${x.name}.split`;
+    const k = sampleAxis(x, axis, base);
+    if (sizes.length !== names.length || sizes.length === 0) throw new UserError(`${base}: split needs one name per part`);
+    positive(base, Object.fromEntries(sizes.map((s, i) => [`part ${i}`, s])));
+    if (sizes.reduce((a, b) => a + b, 0) !== x.shape[k]) {
+      throw new UserError(`${base}: parts ${sizes.join('+')} do not add up to axis ${k} of ${x.name} (${x.shape[k]})`);
+    }
+    for (const nm of names) this.checkFree(nm);
+    const splitSizes = this.constant(`${base}.sizes`, int64([sizes.length], sizes));
+    const outs = sizes.map((s, i) => {
+      const shape = [...x.shape];
+      shape[k] = s;
+      return { name: names[i]!, shape };
+    });
+    for (const o of outs) this.claim(o.name);
+    this.graph.nodes.push({ name: base, opType: 'Split', inputs: [x.name, splitSizes], outputs: outs.map((o) => o.name), attributes: { axis: int(k + 1) } });
+    for (const o of outs) this.graph.valueInfo.set(o.name, { name: o.name, dtype: 'float32', shape: [BATCH_DIM, ...o.shape] });
+    return outs;
+  }
+
+  /** x[:, index] along a per-sample axis (a Gather with a scalar index: the axis goes away), as torch exports `x[:, 0]`. */
+  select(x: TensorHandle, axis: number, index: number, name?: string): TensorHandle {
+    const n = this.auto(name, `${x.name}.select`);
+    const k = sampleAxis(x, axis, n);
+    if (!Number.isInteger(index) || index < 0 || index >= x.shape[k]!) {
+      throw new UserError(`${n}: index ${index} is outside axis ${k} of ${x.name} (size ${x.shape[k]})`);
+    }
+    const i = this.constant(`${n}.index`, scalarInt64(index));
+    return this.node('Gather', n, [x.name, i], x.shape.filter((_, j) => j !== k), { axis: int(k + 1) });
+  }
+
+  /**
+   * Prepends one learned token to a token tensor [T, D] -> [T + 1, D]: the parameter
+   * `param` [1, 1, D] (torchvision's class_token) is zero-padded to [1, T + 1, D] and
+   * added to x zero-padded at the front. The same values as concatenating the token
+   * with x broadcast over the batch, without the Shape/Expand chain that needs the
+   * batch size at run time (all zeros added are exact).
+   */
+  prependToken(x: TensorHandle, param: string, init: InitSpec, name: string): TensorHandle {
+    this.checkFree(name);
+    if (x.shape.length !== 2) throw new UserError(`${name}: prependToken needs a token tensor [N, T, D], got ${x.name} [N, ${x.shape.join(', ')}]`);
+    const [t, d] = x.shape as [number, number];
+    const token = this.param(param, [1, 1, d], init);
+    const padX = this.node('Pad', `${name}.pad_tokens`, [x.name, this.constant(`${name}.pads_tokens`, int64([6], [0, 1, 0, 0, 0, 0]))], [t + 1, d], {});
+    const padT = this.node('Pad', `${name}.pad_token`, [token, this.constant(`${name}.pads_token`, int64([6], [0, 0, 0, 0, t, 0]))], [t + 1, d], {});
+    this.graph.valueInfo.set(padT.name, { name: padT.name, dtype: 'float32', shape: [1, t + 1, d] });
+    return this.node('Add', name, [padX.name, padT.name], [t + 1, d], {});
+  }
+
+  /** x + a learned tensor `param` of shape [1, ...x's per-sample shape] (torchvision's pos_embedding). */
+  addParameter(x: TensorHandle, param: string, init: InitSpec, name: string): TensorHandle {
+    this.checkFree(name);
+    const p = this.param(param, [1, ...x.shape], init);
+    return this.node('Add', name, [x.name, p], x.shape, {});
   }
 
   /**
@@ -320,6 +475,16 @@ function spatial(x: TensorHandle, name: string, op: string): [number, number, nu
   if (x.shape.length !== 3) throw new UserError(`${name}: ${op} needs an image tensor [N, C, H, W], got ${x.name} [N, ${x.shape.join(', ')}]`);
   return x.shape as [number, number, number];
 }
+
+/** A per-sample axis (negative counts from the end), checked. */
+function sampleAxis(x: TensorHandle, axis: number, name: string): number {
+  const r = x.shape.length;
+  const k = axis < 0 ? axis + r : axis;
+  if (!Number.isInteger(axis) || k < 0 || k >= r) throw new UserError(`${name}: axis ${axis} is outside the ${r} per-sample axes of ${x.name}`);
+  return k;
+}
+
+const numelOf = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
 
 function positive(name: string, values: Record<string, number>): void {
   for (const [k, v] of Object.entries(values)) {

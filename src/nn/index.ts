@@ -3,3 +3,4 @@ export * from './builder.js';
 export * from './init.js';
 export * from '../onnx/parameters.js';
 export { ZOO, ZOO_NAMES, createZooModel, type ZooEntry, type ZooOptions } from './zoo.js';
+export { VIT_DEFAULTS, vitParameterCount, type VitShape } from './arch/vit.js';

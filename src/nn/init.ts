@@ -12,6 +12,12 @@ export type InitSpec =
   | { kind: 'kaimingNormal'; fanIn: number; gain?: number }
   /** U(-bound, bound): PyTorch's default for nn.Linear weight and bias is bound = 1/sqrt(fan_in) */
   | { kind: 'uniform'; bound: number }
+  /** N(0, std^2) */
+  | { kind: 'normal'; std: number }
+  /** N(0, std^2) redrawn outside [-limit, limit]: PyTorch's trunc_normal_ (its default limit is 2, absolute) */
+  | { kind: 'truncNormal'; std: number; limit?: number }
+  /** U(-b, b), b = sqrt(6 / (fanIn + fanOut)): Glorot (Xavier) uniform, as torch.nn.init.xavier_uniform_ */
+  | { kind: 'xavierUniform'; fanIn: number; fanOut: number }
   | { kind: 'constant'; value: number };
 
 /** ReLU's gain: Kaiming's sqrt(2). */
@@ -31,6 +37,28 @@ export function initValues(spec: InitSpec, dims: readonly number[], seed: number
     case 'uniform': {
       const rng = parameterRng(seed, name);
       for (let i = 0; i < out.length; i++) out[i] = rng.uniform(-spec.bound, spec.bound);
+      return out;
+    }
+    case 'normal': {
+      const rng = parameterRng(seed, name);
+      for (let i = 0; i < out.length; i++) out[i] = rng.normal() * spec.std;
+      return out;
+    }
+    case 'truncNormal': {
+      const rng = parameterRng(seed, name);
+      const limit = spec.limit ?? 2;
+      if (!(limit > 0)) throw new Error(`truncNormal limit must be positive, got ${limit}`);
+      for (let i = 0; i < out.length; i++) {
+        let v: number;
+        do v = rng.normal() * spec.std; while (Math.abs(v) > limit);
+        out[i] = v;
+      }
+      return out;
+    }
+    case 'xavierUniform': {
+      const rng = parameterRng(seed, name);
+      const bound = Math.sqrt(6 / (spec.fanIn + spec.fanOut));
+      for (let i = 0; i < out.length; i++) out[i] = rng.uniform(-bound, bound);
       return out;
     }
     case 'kaimingNormal': {

@@ -3,7 +3,7 @@
  * protobufjs code for onnx.proto); this module only converts between its messages and
  * the plain IR in types.ts, and guards against untrusted files.
  */
-import { readFileSync, statSync, openSync, readSync, closeSync, realpathSync } from 'node:fs';
+import { readFileSync, statSync, openSync, readSync, closeSync, realpathSync, type Stats } from 'node:fs';
 import { dirname, resolve, relative, isAbsolute } from 'node:path';
 import onnxProto from 'onnx-proto';
 import type { onnx as O } from 'onnx-proto';
@@ -44,14 +44,21 @@ export const MAX_MODEL_BYTES = 2 ** 31 - 1;
 
 /** Loads an .onnx file. External-data tensors are read only from inside the model's folder. */
 export function loadModel(path: string): Model {
-  let size: number;
+  let stat: Stats;
   try {
-    size = statSync(path).size;
+    stat = statSync(path);
   } catch {
     throw new UserError(`model file not found: ${path}`);
   }
-  if (size > MAX_MODEL_BYTES) throw new UserError(`${path}: ${size} bytes is over the 2 GiB protobuf limit; save large weights as external data`);
-  return decodeModel(readFileSync(path), { file: path, dir: dirname(resolve(path)) });
+  if (!stat.isFile()) throw new UserError(`${path} is ${stat.isDirectory() ? 'a folder' : 'not a regular file'}; expected an .onnx model file`);
+  if (stat.size > MAX_MODEL_BYTES) throw new UserError(`${path}: ${stat.size} bytes is over the 2 GiB protobuf limit; save large weights as external data`);
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(path);
+  } catch (e) {
+    throw new UserError(`${path} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  return decodeModel(bytes, { file: path, dir: dirname(resolve(path)) });
 }
 
 export function decodeModel(bytes: Uint8Array, ctx: LoadContext = { file: '<bytes>', dir: process.cwd() }): Model {

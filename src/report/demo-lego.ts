@@ -38,6 +38,9 @@ export interface LegoDemoComponent {
   baseAccuracy: number;
   /** the component's k-way accuracy on the same images */
   accuracy: number;
+  /** per class of the task (class id -> accuracy): the full model's and the component's */
+  basePerClass: Record<string, number>;
+  perClass: Record<string, number>;
   parameters: number;
   flopsPerImage: number;
   warnings: string[];
@@ -67,9 +70,10 @@ export async function runLegoDemo(opts: LegoDemoOptions): Promise<LegoDemoResult
     saveModel(c.model, file);
     models.push(c.model);
     const s = modelStats(c.model);
+    const baseEval = await evaluate(opts.model, opts.test, { ...session, classes: task });
+    const ownEval = await evaluate(c.model, opts.test, { ...session, classes: task });
     components.push({
-      task, file, baseAccuracy: (await evaluate(opts.model, opts.test, { ...session, classes: task })).accuracy,
-      accuracy: (await evaluate(c.model, opts.test, { ...session, classes: task })).accuracy,
+      task, file, baseAccuracy: baseEval.accuracy, accuracy: ownEval.accuracy, basePerClass: baseEval.perClass, perClass: ownEval.perClass,
       parameters: s.parameters, flopsPerImage: s.flopsPerImage, warnings: c.warnings,
     });
   }

@@ -16,7 +16,8 @@ import { loadTruth, scoreForest, type LineageScore } from '../lineage/truth.js';
 import type { SessionOptions } from '../runtime/session.js';
 import { info } from '../util/progress.js';
 import { pct } from '../util/format.js';
-import { writeJsonAtomic } from '../util/atomic.js';
+import { writeResultJson } from '../util/provenance.js';
+import { writeForestFiles } from '../lineage/render.js';
 
 export interface LineageDemoOptions extends SessionOptions {
   /** default: the shipped sample */
@@ -62,20 +63,25 @@ export async function runLineageDemo(opts: LineageDemoOptions = {}): Promise<Lin
   const lowrank = join(outDir, 'zoo-lora');
   const made = await makeLineageZoo({ ...common, outDir: full });
   await makeLineageZoo({ ...common, outDir: lowrank, lowrank: [2, 4] });
-  const ft = await scoreZoo(full, 'default, K known', { clusters: 2, session });
-  const lr = await scoreZoo(lowrank, 'default, K known', { clusters: 2, session });
+  const ft = await scoreZoo(full, 'default, K known', { clusters: 2, session }, join(outDir, 'forest-ft'));
+  const lr = await scoreZoo(lowrank, 'default, K known', { clusters: 2, session }, join(outDir, 'forest-lora'));
   const result: LineageDemoResult = {
     zoos: { full, lowrank }, models: made.models.length, edges: made.edges.length, full: ft, lowrank: lr, seconds: (Date.now() - start) / 1000,
   };
-  writeJsonAtomic(join(outDir, 'results.json'), result);
+  writeResultJson(join(outDir, 'results.json'), result);
   return result;
 }
 
-/** Recovers a zoo folder's lineage with `options` and scores it against the folder's truth.json. */
-export async function scoreZoo(dir: string, setting: string, options: LineageOptions): Promise<ZooScore> {
+/**
+ * Recovers a zoo folder's lineage with `options` and scores it against the folder's truth.json;
+ * with `forestDir`, also writes the forest files there (forest.json with score and truth, .dot, .svg, .png).
+ */
+export async function scoreZoo(dir: string, setting: string, options: LineageOptions, forestDir?: string): Promise<ZooScore> {
   const t0 = Date.now();
   const forest = await recoverLineage([dir], options);
-  const score = scoreForest(forest, loadTruth(join(dir, 'truth.json'), forest.nodes.map((n) => n.name)));
+  const truth = loadTruth(join(dir, 'truth.json'), forest.nodes.map((n) => n.name));
+  const score = scoreForest(forest, truth);
+  if (forestDir) await writeForestFiles(forest, forestDir, score, truth.edges);
   const { session: _, ...recorded } = options;
   const r: ZooScore = { zoo: dir, setting, options: recorded, ...score, seconds: (Date.now() - t0) / 1000 };
   info(`lineage on ${dir} (${setting}): directed ${pct(score.directed)}, undirected ${pct(score.undirected)}, clustering ${pct(score.clustering)}`);

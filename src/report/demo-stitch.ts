@@ -54,7 +54,11 @@ export async function runStitchDemo(opts: StitchDemoOptions): Promise<StitchDemo
     a, b, data: opts.data ?? 'fashion-mnist-sample', senders, receivers, allowSkipped: true,
     trainLimit: opts.trainLimit ?? 1024, testLimit: opts.testLimit ?? 500, session, ...(opts.threads ? { threads: opts.threads } : {}),
   };
-  const r = await stitchGrid({ ...common, out: dir, options: { mode: 'task', init: 'lsq', epochs: opts.epochs ?? 1, batchSize: 64, lr: 0.01, seed: opts.seed ?? 0 } });
+  // the grid is derived from models this run has just (re)trained: a grid of earlier models is stale, not a conflict
+  const r = await stitchGrid({
+    ...common, out: dir, overwrite: true,
+    options: { mode: 'task', init: 'lsq', epochs: opts.epochs ?? 1, batchSize: 64, lr: 0.01, seed: opts.seed ?? 0 },
+  });
   return { dir, matrix: r.matrix, seconds: (Date.now() - start) / 1000 };
 }
 

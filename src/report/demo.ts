@@ -14,12 +14,14 @@ import { evaluate } from '../runtime/evaluate.js';
 import type { SessionOptions } from '../runtime/session.js';
 import { train } from '../autodiff/train.js';
 import { describeModel } from './inspect.js';
-import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
+import { writeFileAtomic } from '../util/atomic.js';
+import { writeResultJson } from '../util/provenance.js';
 import { pct } from '../util/format.js';
 import { runLineageDemo, type LineageDemoResult } from './demo-lineage.js';
 import { runLegoDemo, legoDemoMarkdown, type LegoDemoResult } from './demo-lego.js';
 import { runStitchDemo, stitchDemoMarkdown, type StitchDemoResult } from './demo-stitch.js';
 import { runCkaDemo } from './demo-cka.js';
+import { writeRunReport } from './html/report.js';
 import type { CkaGridResult } from '../stitch/cka-grid.js';
 
 export interface DemoOptions extends SessionOptions {
@@ -57,6 +59,8 @@ export interface DemoResult {
   /** a 3x3 stitching grid ResNet -> VGG, and linear CKA ResNet -> VGG with controls */
   stitch: StitchDemoResult;
   cka: CkaGridResult;
+  /** the report page, report.html in outDir */
+  report: string;
   seconds: number;
 }
 
@@ -109,9 +113,10 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   const lineage = await runLineageDemo({ ...session, data: spec, outDir: join(outDir, 'lineage'), seed });
   const stitch = await runStitchDemo({ ...session, a: fileOf('resnet1111-w0.25'), b: fileOf('vgg11-w0.25'), data: spec, outDir, seed });
   const cka = await runCkaDemo(fileOf('resnet1111-w0.25'), fileOf('vgg11-w0.25'), test, join(outDir, 'cka'), { ...session, seed });
-  const result: DemoResult = { data: test.source, outDir, models, lego, lineage, stitch, cka: cka.result, seconds: (Date.now() - start) / 1000 };
-  writeJsonAtomic(join(outDir, 'results.json'), result);
+  const result: DemoResult = { data: test.source, outDir, models, lego, lineage, stitch, cka: cka.result, report: join(outDir, 'report.html'), seconds: (Date.now() - start) / 1000 };
+  writeResultJson(join(outDir, 'results.json'), result);
   writeFileAtomic(join(outDir, 'report.md'), [demoMarkdown(result, trainSet.source), legoDemoMarkdown(lego), lineageMarkdown(lineage), stitchDemoMarkdown(stitch), cka.markdown].join('\n'));
+  await writeRunReport(outDir, { title: 'modelsmith demo' });
   return result;
 }
 

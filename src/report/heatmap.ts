@@ -89,6 +89,13 @@ function checkPanel(p: HeatmapPanel): void {
   });
 }
 
+/** An axis label of at most LABEL_CHARS characters: the end of a long name, after an ellipsis. */
+export function shortLabel(name: string): string {
+  return name.length <= LABEL_CHARS ? name : `…${name.slice(name.length - LABEL_CHARS + 1)}`;
+}
+
+const LABEL_CHARS = 32;
+
 function isValue(v: number | null): v is number {
   return v !== null && Number.isFinite(v);
 }
@@ -112,10 +119,11 @@ function panelSpec(p: HeatmapPanel, lo: number, hi: number, digits: number): obj
     const t = v === null ? 0 : (v - lo) / (hi - lo);
     cells.push({ r, c, v, label: v === null ? '–' : v.toFixed(digits), light: v !== null && t <= 0.55 });
   }));
-  // Rows and columns are encoded by index (labels may repeat) and named by labelExpr.
-  const labels = (names: string[]): string => `${JSON.stringify(names)}[datum.value]`;
-  const x = { field: 'c', type: 'ordinal', axis: { title: p.colTitle ?? 'receiver cut', labelExpr: labels(p.cols), labelAngle: -40, orient: 'bottom' }, scale: { domain: p.cols.map((_, i) => i) } };
-  const y = { field: 'r', type: 'ordinal', axis: { title: p.rowTitle ?? 'sender cut', labelExpr: labels(p.rows) }, scale: { domain: p.rows.map((_, i) => i) } };
+  // Rows and columns are encoded by index (labels may repeat) and named by labelExpr; long
+  // names (tensor names) keep their distinguishing end rather than a cut-off start.
+  const labels = (names: string[]): string => `${JSON.stringify(names.map(shortLabel))}[datum.value]`;
+  const x = { field: 'c', type: 'ordinal', axis: { title: p.colTitle ?? 'receiver cut', labelExpr: labels(p.cols), labelAngle: -40, orient: 'bottom', labelLimit: 0 }, scale: { domain: p.cols.map((_, i) => i) } };
+  const y = { field: 'r', type: 'ordinal', axis: { title: p.rowTitle ?? 'sender cut', labelExpr: labels(p.rows), labelLimit: 0 }, scale: { domain: p.rows.map((_, i) => i) } };
   return {
     title: { text: p.title, fontSize: 13 },
     width: Math.max(1, p.cols.length) * CELL_W,

@@ -9,10 +9,29 @@
  */
 import * as ort from 'onnxruntime-node';
 import { cpus } from 'node:os';
+import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
 import type { DType, Model, Tensor, TensorData } from '../onnx/types.js';
 import { encodeModel } from '../onnx/proto.js';
+import { createModel } from '../onnx/graph.js';
 import { UserError } from '../util/errors.js';
+import { noteThreads } from '../util/provenance.js';
 import { lowerConvs, nchwcBlockSize } from './nchwc.js';
+
+/**
+ * ONNX Runtime's own log (coloured lines on stderr, e.g. a CUDA library it cannot load)
+ * stays out of normal output: its failures reach the user as one-line errors through the
+ * exceptions below. MODELSMITH_ORT_LOG=verbose|info|warning|error shows it again.
+ */
+const ORT_LOG_LEVELS = ['verbose', 'info', 'warning', 'error', 'fatal'] as const;
+const askedLog = process.env['MODELSMITH_ORT_LOG'];
+ort.env.logLevel = (ORT_LOG_LEVELS as readonly string[]).includes(askedLog ?? '') ? askedLog as typeof ORT_LOG_LEVELS[number] : 'fatal';
+
+/** The execution providers this ONNX Runtime build knows on this platform ('cpu', 'cuda', ...). */
+export function executionProviders(): string[] {
+  return ort.listSupportedBackends().map((b) => b.name);
+}
 
 export type OptimizationLevel = 'disabled' | 'basic' | 'extended' | 'all';
 
@@ -58,6 +77,7 @@ export class ModelSession {
 
   static async create(model: Model, opts: SessionOptions = {}): Promise<ModelSession> {
     const providers = opts.provider && opts.provider !== 'cpu' ? [opts.provider, 'cpu'] : ['cpu'];
+    noteThreads(opts.threads ?? defaultThreads());
     const block = providers.length === 1 && opts.nchwc !== false ? await nchwcBlockSize() : null;
     const runnable = block ? lowerConvs(model, block) : model;
     try {
@@ -70,6 +90,7 @@ export class ModelSession {
       });
       return new ModelSession(session, model);
     } catch (e) {
+      if (providers.length > 1) await checkProvider(providers[0]!);
       throw new UserError(`ONNX Runtime could not load model ${model.graph.name}: ${firstLine(e)}`);
     }
   }
@@ -94,6 +115,63 @@ export class ModelSession {
 
   async release(): Promise<void> {
     await this.session.release();
+  }
+}
+
+const providerChecks = new Map<string, Promise<void>>();
+
+/**
+ * Throws a one-line UserError when `provider` cannot run here (unknown name, or its
+ * libraries missing, e.g. CUDA on a machine without it), by opening a one-node model
+ * with it. Done once per provider, in a child process: native libraries print their own
+ * complaints straight to the terminal (WebGPU's Dawn does, whatever ORT's log level) or
+ * may even crash, and neither should reach the user instead of one line.
+ */
+export function checkProvider(provider: string): Promise<void> {
+  let check = providerChecks.get(provider);
+  if (!check) {
+    check = probeProvider(provider);
+    providerChecks.set(provider, check);
+  }
+  return check;
+}
+
+const PROBE_SCRIPT = `
+const [ortPath, provider, model] = process.argv.slice(1);
+const ort = (await import(ortPath)).default;
+ort.env.logLevel = 'fatal';
+try {
+  const s = await ort.InferenceSession.create(Buffer.from(model, 'base64'), { executionProviders: [provider] });
+  await s.release();
+} catch (e) {
+  process.stdout.write(String(e?.message ?? e).split('\\n')[0]);
+  process.exit(3);
+}`;
+
+async function probeProvider(provider: string): Promise<void> {
+  const known = executionProviders();
+  if (!known.includes(provider)) throw new UserError(`execution provider "${provider}" is not known to ONNX Runtime here; expected one of ${known.join(', ')}`);
+  if (provider === 'cpu') return;
+  const probe = createModel({
+    name: 'provider_probe', nodes: [{ name: 'id', opType: 'Identity', inputs: ['x'], outputs: ['y'], attributes: {} }], initializers: new Map(),
+    inputs: [{ name: 'x', dtype: 'float32', shape: [1] }], outputs: [{ name: 'y', dtype: 'float32', shape: [1] }], valueInfo: new Map(),
+  });
+  const ortPath = pathToFileURL(createRequire(import.meta.url).resolve('onnxruntime-node')).href;
+  const args = ['--input-type=module', '-e', PROBE_SCRIPT, ortPath, provider, Buffer.from(encodeModel(probe)).toString('base64')];
+  const why = await new Promise<string | undefined>((done) => {
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    child.on('error', (e) => done(e.message));
+    child.on('close', (code, signal) => {
+      done(code === 0 ? undefined : out.trim() || `the probe ${signal ? `was killed by ${signal}` : `exited with code ${code}`}`);
+    });
+  });
+  if (why !== undefined) {
+    // native messages open with source locations and assertions: their last sentence says what is wrong
+    const last = why.split(/\.\s+/).map((x) => x.trim()).filter(Boolean).pop() ?? why;
+    throw new UserError(`execution provider "${provider}" cannot run on this machine (${last.slice(0, 300)}); `
+      + `use --provider cpu, or install ONNX Runtime's ${provider} libraries`);
   }
 }
 

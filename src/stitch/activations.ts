@@ -12,6 +12,7 @@ import { numel } from '../onnx/tensor.js';
 import { ModelSession, type SessionOptions } from '../runtime/session.js';
 import { info } from '../util/progress.js';
 import { prefixModel } from './compose.js';
+import { imageInput } from '../onnx/dominators.js';
 
 /** A fixed list of dataset images (a split, possibly a subset), addressed by position. */
 export interface ImageList {
@@ -27,6 +28,13 @@ export interface Source {
   id: string;
   model: Model;
   normalization: Normalization;
+}
+
+/** Where activations are read: a cut tensor, its per-image shape and its batch axis (absent: 0). */
+export interface ActivationCut {
+  tensor: string;
+  shape: readonly number[];
+  batchAxis?: number;
 }
 
 export interface ActivationBatch {
@@ -60,12 +68,12 @@ export class ActivationStore {
   constructor(private readonly opts: StoreOptions) {}
 
   /**
-   * Batches of activations of `src` at `tensor` (shape `shape` per image) for the images
-   * at `order` (positions in `list`), in that order.
+   * Batches of activations of `src` at a cut (batch-first, `cut.shape` per image) for the
+   * images at `order` (positions in `list`), in that order.
    */
-  async *batches(src: Source, tensor: string, shape: readonly number[], list: ImageList, order: Int32Array, batchSize: number, dropLast = false): AsyncGenerator<ActivationBatch> {
-    const perImage = numel(shape);
-    const entry = await this.cached(src, tensor, perImage, list);
+  async *batches(src: Source, cut: ActivationCut, list: ImageList, order: Int32Array, batchSize: number, dropLast = false): AsyncGenerator<ActivationBatch> {
+    const perImage = numel(cut.shape);
+    const entry = await this.cached(src, cut, perImage, list);
     const count = dropLast ? Math.floor(order.length / batchSize) : Math.ceil(order.length / batchSize);
     for (let k = 0; k < count; k++) {
       const positions = order.subarray(k * batchSize, Math.min(order.length, (k + 1) * batchSize));
@@ -77,7 +85,7 @@ export class ActivationStore {
         yield { x, size: positions.length, positions, labels };
       } else {
         this.stats.streamedBatches++;
-        yield { x: await this.compute(src, tensor, list, positions), size: positions.length, positions, labels };
+        yield { x: await this.compute(src, cut, list, positions), size: positions.length, positions, labels };
       }
     }
   }
@@ -90,7 +98,8 @@ export class ActivationStore {
     this.sessions.clear();
   }
 
-  private async cached(src: Source, tensor: string, perImage: number, list: ImageList): Promise<Entry | undefined> {
+  private async cached(src: Source, cut: ActivationCut, perImage: number, list: ImageList): Promise<Entry | undefined> {
+    const tensor = cut.tensor;
     const key = `${src.id}|${tensor}|${list.name}`;
     const have = this.cache.get(key);
     if (have) { have.lastUse = ++this.clock; return have; }
@@ -101,7 +110,7 @@ export class ActivationStore {
     const bs = this.opts.batchSize ?? 256;
     for (let start = 0; start < list.indices.length; start += bs) {
       const positions = Int32Array.from({ length: Math.min(bs, list.indices.length - start) }, (_, i) => start + i);
-      data.set(await this.compute(src, tensor, list, positions), start * perImage);
+      data.set(await this.compute(src, cut, list, positions), start * perImage);
     }
     const entry = { data, perImage, lastUse: ++this.clock };
     this.cache.set(key, entry);
@@ -120,22 +129,23 @@ export class ActivationStore {
     this.cache.delete(oldest);
   }
 
-  /** Runs the prefix of `src` up to `tensor` on the images at `positions`. */
-  private async compute(src: Source, tensor: string, list: ImageList, positions: Int32Array): Promise<Float32Array> {
-    const session = await this.session(src, tensor);
+  /** Runs the prefix of `src` up to the cut on the images at `positions`. */
+  private async compute(src: Source, cut: ActivationCut, list: ImageList, positions: Int32Array): Promise<Float32Array> {
+    const tensor = cut.tensor;
+    const session = await this.session(src, cut);
     const idx = Array.from(positions, (p) => list.indices[p]!);
     const batch = await loadBatch(list.ds, idx, { normalization: src.normalization });
     const [c, h, w] = list.ds.shape;
-    const input = src.model.graph.inputs[0]!.name;
+    const input = imageInput(src.model);
     const out = await session.run({ [input]: { dims: [idx.length, c, h, w], data: batch.x } }, [tensor]);
     return out[tensor]!.data as Float32Array;
   }
 
-  private session(src: Source, tensor: string): Promise<ModelSession> {
-    const key = `${src.id}|${tensor}`;
+  private session(src: Source, cut: ActivationCut): Promise<ModelSession> {
+    const key = `${src.id}|${cut.tensor}`;
     let s = this.sessions.get(key);
     if (!s) {
-      s = ModelSession.create(prefixModel(src.model, tensor), this.opts.session);
+      s = ModelSession.create(prefixModel(src.model, cut), this.opts.session);
       this.sessions.set(key, s);
     }
     return s;

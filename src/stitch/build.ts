@@ -9,13 +9,17 @@ import { createModel, emptyGraph, float, int, ints, str } from '../onnx/graph.js
 import { float32, int64, numel } from '../onnx/tensor.js';
 import { initValues, defaultUniformBound } from '../nn/init.js';
 import { UserError } from '../util/errors.js';
-import { type StitchSpec, fmt, padFor } from './plan.js';
+import { keepNeeded, removeUnused } from '../onnx/prune.js';
+import { type StitchKind, type StitchSpec, coreFrom, coreTo, fmt, padFor } from './plan.js';
 
 /** Input and output tensor names of every stitch model. */
 export const STITCH_IN = 'x';
 export const STITCH_OUT = 'y';
 export const MAP_WEIGHT = 'stitch.map.weight';
 export const MAP_BIAS = 'stitch.map.bias';
+/** the second map of a stitch into tokens with a class token: the class token from the sender's pool or class token */
+export const CLASS_WEIGHT = 'stitch.class.weight';
+export const CLASS_BIAS = 'stitch.class.bias';
 
 /** Values of a stitch's initializers by name (weights, BatchNorm parameters and statistics). */
 export type StitchWeights = Map<string, Float32Array>;
@@ -28,35 +32,60 @@ export type StitchInit =
   /** explicit values (e.g. a least-squares solution); missing ones get the random init */
   | { kind: 'weights'; weights: StitchWeights; seed?: number };
 
-/** Shape of the learned map's weight: conv [Cb, Ca, k, k] or linear [Cb, F]. */
+/** One learned linear map of a stitch: the main map, and the class-token map where there is one. */
+export interface StitchMap {
+  id: 'map' | 'class';
+  weight: string;
+  bias: string;
+  /** the weight's shape: conv [out, in, k, k] or linear [out, in] */
+  shape: number[];
+}
+
+/** Shape of the main map's weight: conv [Cb, Ca, k, k] or linear [out, in]. */
 export function mapWeightShape(s: StitchSpec): number[] {
-  const cb = s.to[0]!;
+  const [a, b] = [coreFrom(s), coreTo(s)];
   switch (s.kind) {
-    case 'conv1x1': case 'upsample': return [cb, s.from[0]!, 1, 1];
-    case 'downsample': return [cb, s.from[0]!, s.ratio, s.ratio];
-    case 'pool-linear': return [cb, s.from[0]!];
-    case 'flatten-linear': case 'linear': return [cb, numel(s.from)];
+    case 'conv1x1': case 'upsample': return [b[0]!, a[0]!, 1, 1];
+    case 'downsample': return [b[0]!, a[0]!, s.ratio, s.ratio];
+    case 'pool-linear': return [b[0]!, s.from.length === 2 ? s.from[1]! : s.from[0]!];
+    case 'flatten-linear': return [b[0]!, numel(s.from)];
+    case 'linear': return [b[0]!, s.from[0]!];
+    case 'token-linear': return [s.to[1]!, s.from[1]!];
+    case 'class-linear': return [b[0]!, s.from[1]!];
   }
 }
 
-/** Inputs per output of the learned map (the fan-in, and the column count K of the least-squares problem). */
+/** The learned maps of a stitch. */
+export function stitchMaps(s: StitchSpec): StitchMap[] {
+  const maps: StitchMap[] = [{ id: 'map', weight: MAP_WEIGHT, bias: MAP_BIAS, shape: mapWeightShape(s) }];
+  if (s.patchify?.extra) maps.push({ id: 'class', weight: CLASS_WEIGHT, bias: CLASS_BIAS, shape: [s.to[1]!, classInputs(s)] });
+  return maps;
+}
+
+/** Inputs of the class-token map: the sender's class token, or its channels / hidden size pooled. */
+function classInputs(s: StitchSpec): number {
+  return s.from.length === 2 ? s.from[1]! : s.from[0]!;
+}
+
+/** Inputs per output of the main map (the fan-in, and the column count K of its least-squares problem). */
 export const mapFanIn = (s: StitchSpec): number => numel(mapWeightShape(s).slice(1));
 
 /** The stitch's parameter names (what training updates), in graph order. */
 export function stitchParameters(s: StitchSpec): string[] {
   const bn = (p: string): string[] => [`${p}.weight`, `${p}.bias`];
-  return [...(s.bnBefore ? bn('stitch.bn_before') : []), MAP_WEIGHT, MAP_BIAS, ...(s.bnAfter ? bn('stitch.bn_after') : [])];
+  return [...(s.bnBefore ? bn('stitch.bn_before') : []), ...stitchMaps(s).flatMap((m) => [m.weight, m.bias]), ...(s.bnAfter ? bn('stitch.bn_after') : [])];
 }
 
 /** Initial values of every initializer of the stitch. */
 export function initialWeights(s: StitchSpec, init: StitchInit): StitchWeights {
   const w: StitchWeights = new Map();
   const seed = init.kind === 'random' ? init.seed : init.kind === 'weights' ? init.seed ?? 0 : 0;
-  const shape = mapWeightShape(s);
-  const bound = defaultUniformBound(mapFanIn(s));
-  w.set(MAP_WEIGHT, initValues({ kind: 'uniform', bound }, shape, seed, MAP_WEIGHT));
-  w.set(MAP_BIAS, initValues({ kind: 'uniform', bound }, [shape[0]!], seed, MAP_BIAS));
-  for (const [on, p, c] of [[s.bnBefore, 'stitch.bn_before', s.from[0]!], [s.bnAfter, 'stitch.bn_after', s.to[0]!]] as const) {
+  for (const m of stitchMaps(s)) {
+    const bound = defaultUniformBound(numel(m.shape.slice(1)));
+    w.set(m.weight, initValues({ kind: 'uniform', bound }, m.shape, seed, m.weight));
+    w.set(m.bias, initValues({ kind: 'uniform', bound }, [m.shape[0]!], seed, m.bias));
+  }
+  for (const [on, p, c] of [[s.bnBefore, 'stitch.bn_before', coreFrom(s)[0]!], [s.bnAfter, 'stitch.bn_after', coreTo(s)[0]!]] as const) {
     if (!on) continue;
     w.set(`${p}.weight`, new Float32Array(c).fill(1));
     w.set(`${p}.bias`, new Float32Array(c));
@@ -64,8 +93,10 @@ export function initialWeights(s: StitchSpec, init: StitchInit): StitchWeights {
     w.set(`${p}.running_var`, new Float32Array(c).fill(1));
   }
   if (init.kind === 'identity') {
+    const shape = mapWeightShape(s);
     const [cb, fan] = [shape[0]!, mapFanIn(s)];
-    if (s.kind === 'downsample' || s.kind === 'upsample' || cb !== fan || (s.kind !== 'conv1x1' && s.kind !== 'linear' && s.kind !== 'pool-linear')) {
+    if (s.kind === 'downsample' || s.kind === 'upsample' || cb !== fan || s.patchify || s.unpatchify
+      || !['conv1x1', 'linear', 'pool-linear', 'token-linear'].includes(s.kind)) {
       throw new UserError(`an identity stitch needs the same shape on both sides; ${fmt(s.from)} -> ${fmt(s.to)} takes a ${s.kind} stitch`);
     }
     const weight = new Float32Array(cb * fan);
@@ -86,8 +117,12 @@ export function initialWeights(s: StitchSpec, init: StitchInit): StitchWeights {
 
 /** Dims of each initializer of the stitch. */
 export function weightDims(s: StitchSpec): Map<string, number[]> {
-  const dims = new Map<string, number[]>([[MAP_WEIGHT, mapWeightShape(s)], [MAP_BIAS, [s.to[0]!]]]);
-  for (const [on, p, c] of [[s.bnBefore, 'stitch.bn_before', s.from[0]!], [s.bnAfter, 'stitch.bn_after', s.to[0]!]] as const) {
+  const dims = new Map<string, number[]>();
+  for (const m of stitchMaps(s)) {
+    dims.set(m.weight, m.shape);
+    dims.set(m.bias, [m.shape[0]!]);
+  }
+  for (const [on, p, c] of [[s.bnBefore, 'stitch.bn_before', coreFrom(s)[0]!], [s.bnAfter, 'stitch.bn_after', coreTo(s)[0]!]] as const) {
     if (!on) continue;
     for (const k of ['weight', 'bias', 'running_mean', 'running_var']) dims.set(`${p}.${k}`, [c]);
   }
@@ -110,41 +145,119 @@ export function buildStitch(s: StitchSpec, init: StitchInit, opts: { weightsAsIn
     if (opts.weightsAsInputs) g.inputs.push({ name: k, dtype: 'float32', shape: dims.get(k)! });
     else g.initializers.set(k, float32(dims.get(k)!, v));
   }
-  let x = s.bnBefore ? batchNorm(g, STITCH_IN, 'stitch.bn_before') : STITCH_IN;
-  x = prepare(g, s, x);
-  const out = s.bnAfter ? 'stitch.map' : STITCH_OUT;
-  if (s.kind === 'pool-linear' || s.kind === 'flatten-linear' || s.kind === 'linear') {
-    g.nodes.push(node('Gemm', 'stitch.map', [x, MAP_WEIGHT, MAP_BIAS], out, { transB: int(1) }));
+  const { core, image } = senderSide(g, s, STITCH_IN);
+  const mapped = s.bnAfter || s.patchify ? 'stitch.map' : STITCH_OUT;
+  if (s.kind === 'token-linear') {
+    g.nodes.push(node('Gemm', 'stitch.map.rows', [core, MAP_WEIGHT, MAP_BIAS], 'stitch.map.rows', { transB: int(1) }));
+    reshape(g, 'stitch.map.rows', [-1, s.to[0]!, s.to[1]!], mapped);
+  } else if (isLinear(s.kind)) {
+    g.nodes.push(node('Gemm', 'stitch.map', [core, MAP_WEIGHT, MAP_BIAS], mapped, { transB: int(1) }));
   } else {
     const k = s.kind === 'downsample' ? s.ratio : 1;
-    g.nodes.push(node('Conv', 'stitch.map', [x, MAP_WEIGHT, MAP_BIAS], out, convAttrs(s, k)));
+    g.nodes.push(node('Conv', 'stitch.map', [core, MAP_WEIGHT, MAP_BIAS], mapped, convAttrs(s, k)));
   }
-  if (s.bnAfter) batchNorm(g, out, 'stitch.bn_after', STITCH_OUT);
+  if (s.bnAfter) batchNorm(g, mapped, 'stitch.bn_after', STITCH_OUT);
+  if (s.patchify) {
+    // [N, D, h, w] -> [N, h*w, D]: patch (i, j) becomes token i*w + j
+    reshape(g, mapped, [0, s.to[1]!, -1], 'stitch.patchify.flat');
+    const tokens = s.patchify.extra ? 'stitch.patchify' : STITCH_OUT;
+    g.nodes.push(node('Transpose', 'stitch.patchify', ['stitch.patchify.flat'], tokens, { perm: ints([0, 2, 1]) }));
+    if (s.patchify.extra) {
+      const from = classSource(g, s, image);
+      g.nodes.push(node('Gemm', 'stitch.class', [from, CLASS_WEIGHT, CLASS_BIAS], 'stitch.class', { transB: int(1) }));
+      reshape(g, 'stitch.class', [-1, 1, s.to[1]!], 'stitch.class.token');
+      g.nodes.push(node('Concat', 'stitch.tokens', ['stitch.class.token', tokens], STITCH_OUT, { axis: int(1) }));
+    }
+  }
   g.outputs.push({ name: STITCH_OUT, dtype: 'float32', shape: ['N', ...s.to] });
   return createModel(g);
 }
 
+const isLinear = (k: StitchKind): boolean => k === 'pool-linear' || k === 'flatten-linear' || k === 'linear' || k === 'class-linear';
+
 /**
- * The rows of the least-squares problem: a model from `x` [N, ...from] to `rows`
- * [N * S, K], where row (n, pixel) holds exactly the K inputs that the learned map
- * multiplies for that output pixel (space-to-depth patches for strided stitches, the
- * upsampled pixel, the pooled vector). BatchNorm-before is applied with the values given.
+ * The sender's side of a stitch: unpatchify a token sender, BatchNorm-before, then what
+ * the main map reads (`core`: upsampled, pooled, flattened...). `image` is the sender as
+ * the class-token map reads it (after BatchNorm-before).
  */
-export function buildPatchModel(s: StitchSpec, weights?: StitchWeights): Model {
+function senderSide(g: Graph, s: StitchSpec, x: string): { core: string; image: string } {
+  let image = x;
+  if (s.unpatchify) image = unpatchify(g, s, x);
+  if (s.bnBefore) image = batchNorm(g, image, 'stitch.bn_before');
+  return { core: prepare(g, s, image), image: s.unpatchify ? x : image };
+}
+
+/** Tokens [N, T, D] -> the image [N, D, h, w] of the patch tokens (class tokens dropped). */
+function unpatchify(g: Graph, s: StitchSpec, x: string): string {
+  const { extra, grid } = s.unpatchify!;
+  const d = s.from[1]!;
+  let t = x;
+  if (extra) t = sliceTokens(g, x, extra, s.from[0]!, 'stitch.unpatchify.patches');
+  g.nodes.push(node('Transpose', 'stitch.unpatchify.t', [t], 'stitch.unpatchify.t', { perm: ints([0, 2, 1]) }));
+  reshape(g, 'stitch.unpatchify.t', [0, d, grid[0], grid[1]], 'stitch.unpatchify');
+  return 'stitch.unpatchify';
+}
+
+/** What the class-token map reads, [N, F]: the sender's class token, or its global mean. */
+function classSource(g: Graph, s: StitchSpec, image: string): string {
+  if (s.from.length === 3) return globalPool(g, image, 'stitch.class.pool');
+  if (s.patchify!.classFrom === 'class') return classToken(g, image, s.from, 'stitch.class.in');
+  return tokenMean(g, image, 'stitch.class.in');
+}
+
+/** Tokens [start, end) of x [N, T, D] along the token axis. */
+function sliceTokens(g: Graph, x: string, start: number, end: number, out: string): string {
+  const c = (name: string, v: number[]): string => { g.initializers.set(name, int64([1], v)); return name; };
+  g.nodes.push(node('Slice', out, [x, c(`${out}.starts`, [start]), c(`${out}.ends`, [end]), c(`${out}.axes`, [1])], out, {}));
+  return out;
+}
+
+/** The first (class) token of x [N, T, D] as [N, D]. */
+function classToken(g: Graph, x: string, shape: readonly number[], out: string): string {
+  sliceTokens(g, x, 0, 1, `${out}.slice`);
+  return reshape(g, `${out}.slice`, [-1, shape[1]!], out);
+}
+
+function tokenMean(g: Graph, x: string, out: string): string {
+  g.nodes.push(node('ReduceMean', out, [x], out, { axes: ints([1]), keepdims: int(0) }));
+  return out;
+}
+
+function globalPool(g: Graph, x: string, out: string): string {
+  g.nodes.push(node('GlobalAveragePool', `${out}.gap`, [x], `${out}.gap`, {}));
+  g.nodes.push(node('Flatten', out, [`${out}.gap`], out, { axis: int(1) }));
+  return out;
+}
+
+function reshape(g: Graph, x: string, shape: number[], out: string): string {
+  g.initializers.set(`${out}.shape`, int64([shape.length], shape));
+  g.nodes.push(node('Reshape', out, [x, `${out}.shape`], out, {}));
+  return out;
+}
+
+/**
+ * The rows of one map's least-squares problem: a model from `x` [N, ...from] to `rows`
+ * [N * S, K], where row (n, position) holds exactly the K inputs that the map multiplies
+ * for that output position (space-to-depth patches for strided stitches, the upsampled
+ * pixel, the pooled vector, a token). BatchNorm-before is applied with the values given.
+ */
+export function buildPatchModel(s: StitchSpec, weights?: StitchWeights, map: StitchMap['id'] = 'map'): Model {
   const g = emptyGraph('stitch_patches');
   g.inputs.push({ name: STITCH_IN, dtype: 'float32', shape: ['N', ...s.from] });
-  let x = STITCH_IN;
   if (s.bnBefore) {
     const w = weights ?? initialWeights(s, { kind: 'random', seed: 0 });
-    for (const k of ['weight', 'bias', 'running_mean', 'running_var']) g.initializers.set(`stitch.bn_before.${k}`, float32([s.from[0]!], w.get(`stitch.bn_before.${k}`)!));
-    x = batchNorm(g, x, 'stitch.bn_before');
+    for (const k of ['weight', 'bias', 'running_mean', 'running_var']) {
+      g.initializers.set(`stitch.bn_before.${k}`, float32([coreFrom(s)[0]!], w.get(`stitch.bn_before.${k}`)!));
+    }
   }
-  x = prepare(g, s, x);
-  const k = mapFanIn(s);
-  if (s.kind === 'downsample') {
+  const { core, image } = senderSide(g, s, STITCH_IN);
+  const spec = stitchMaps(s).find((m) => m.id === map)!;
+  const k = numel(spec.shape.slice(1));
+  let x = map === 'class' ? classSource(g, s, image) : core;
+  if (map === 'map' && s.kind === 'downsample') {
     // one-hot kernels copy each (channel, ky, kx) of a patch to its own output channel,
     // in the order of the conv weight's [Ca, r, r] flattening
-    const [ca] = s.from as [number];
+    const [ca] = coreFrom(s) as [number];
     const r = s.ratio;
     const eye = new Float32Array(k * ca * r * r);
     for (let c = 0; c < ca; c++) for (let i = 0; i < r * r; i++) eye[(c * r * r + i) * ca * r * r + c * r * r + i] = 1;
@@ -154,7 +267,37 @@ export function buildPatchModel(s: StitchSpec, weights?: StitchWeights): Model {
   }
   rowsOf(g, x, k, 'rows');
   g.outputs.push({ name: 'rows', dtype: 'float32', shape: [null, k] });
+  keepNeeded(g);
+  removeUnused(g);
   return createModel(g);
+}
+
+/**
+ * Appends nodes turning the receiver's activation `y` [N, ...to] into the target rows of
+ * one map, [N * S, M], in the order of that map's input rows.
+ */
+export function targetRows(g: Graph, s: StitchSpec, y: string, map: StitchMap['id'], out: string): void {
+  if (map === 'class') {
+    classToken(g, y, s.to, out);
+    return;
+  }
+  const m = mapWeightShape(s)[0]!;
+  if (s.patchify) {
+    const patches = s.patchify.extra ? sliceTokens(g, y, s.patchify.extra, s.to[0]!, `${out}.patches`) : y;
+    reshape(g, patches, [-1, m], out);
+  } else if (s.kind === 'token-linear') {
+    reshape(g, y, [-1, m], out);
+  } else {
+    rowsOf(g, y, m, out);
+  }
+}
+
+/** Rows per image of a map's least-squares problem (output positions). */
+export function rowsPerImage(s: StitchSpec, map: StitchMap['id']): number {
+  if (map === 'class') return 1;
+  if (s.patchify) return s.patchify.grid[0] * s.patchify.grid[1];
+  if (s.kind === 'token-linear') return s.to[0]!;
+  return s.to.length === 3 ? s.to[1]! * s.to[2]! : 1;
 }
 
 /** Appends nodes turning x [N, K, ...spatial] (or [N, K]) into rows [N * S, K]. */
@@ -165,12 +308,13 @@ export function rowsOf(g: Graph, x: string, k: number, out: string): void {
   g.nodes.push(node('Reshape', out, [`${out}.nsk`, c(`${out}.shape`, int64([2], [-1, k]))], out, {}));
 }
 
-/** The fixed operators before the learned map: upsampling, pooling, flattening. */
+/** The fixed operators before the main map: upsampling, pooling, flattening, the class token, token rows. */
 function prepare(g: Graph, s: StitchSpec, x: string): string {
+  const tokens = s.from.length === 2 && !s.unpatchify;
   switch (s.kind) {
     case 'upsample': {
-      const [, ha, wa] = s.from as [number, number, number];
-      const [, hb, wb] = s.to as [number, number, number];
+      const [, ha, wa] = coreFrom(s) as [number, number, number];
+      const [, hb, wb] = coreTo(s) as [number, number, number];
       g.initializers.set('stitch.up.scales', float32([4], [1, 1, s.ratio, s.ratio]));
       g.nodes.push(node('Resize', 'stitch.up', [x, '', 'stitch.up.scales'], 'stitch.up', {
         mode: str('nearest'), coordinate_transformation_mode: str('asymmetric'), nearest_mode: str('floor'),
@@ -183,20 +327,23 @@ function prepare(g: Graph, s: StitchSpec, x: string): string {
       return 'stitch.crop';
     }
     case 'pool-linear':
-      g.nodes.push(node('GlobalAveragePool', 'stitch.pool', [x], 'stitch.pool', {}));
-      g.nodes.push(node('Flatten', 'stitch.flatten', ['stitch.pool'], 'stitch.flatten', { axis: int(1) }));
-      return 'stitch.flatten';
+      return tokens ? tokenMean(g, x, 'stitch.pool') : globalPool(g, x, 'stitch.flatten');
     case 'flatten-linear':
       g.nodes.push(node('Flatten', 'stitch.flatten', [x], 'stitch.flatten', { axis: int(1) }));
       return 'stitch.flatten';
+    case 'class-linear':
+      return classToken(g, x, s.from, 'stitch.class.in');
+    case 'token-linear':
+      return reshape(g, x, [-1, s.from[1]!], 'stitch.token.rows');
     default:
       return x;
   }
 }
 
 function convAttrs(s: StitchSpec, k: number): Node['attributes'] {
+  const [a, b] = [coreFrom(s), coreTo(s)];
   const pads = s.kind === 'downsample'
-    ? [0, 0, padFor(s.from[1]!, s.to[1]!, k), padFor(s.from[2]!, s.to[2]!, k)]
+    ? [0, 0, padFor(a[1]!, b[1]!, k), padFor(a[2]!, b[2]!, k)]
     : [0, 0, 0, 0];
   return { kernel_shape: ints([k, k]), strides: ints([k, k]), pads: ints(pads), dilations: ints([1, 1]), group: int(1) };
 }

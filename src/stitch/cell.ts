@@ -17,7 +17,7 @@ import type { ActivationBatch, Source } from './activations.js';
 import type { StitchContext } from './context.js';
 import type { StitchCut } from './cuts.js';
 import type { PairKind, RandomBatchNorm } from './controls.js';
-import { type StitchKind, type StitchSpec, planStitch, specKey } from './plan.js';
+import { type FlatFrom, type StitchKind, type StitchSpec, planStitch, specKey } from './plan.js';
 import { type StitchWeights, buildStitch, initialWeights, stitchParameters, weightDims as buildStitchDims } from './build.js';
 import { addOutputs } from '../onnx/extract.js';
 import { STITCH_PREFIX, stitchWithSuffix, suffixModel } from './compose.js';
@@ -39,8 +39,8 @@ export interface CellOptions {
   schedule: 'constant' | 'cosine';
   /** initial stitch for task training: seeded random (default), or the least-squares solution */
   init: 'random' | 'lsq';
-  /** into a flat receiver from a spatial sender: pool (default) or flatten */
-  flat: 'pool' | 'flatten';
+  /** into a flat receiver: pool (default: average pool / mean of the tokens), flatten, or a token sender's class token */
+  flat: FlatFrom;
   bnBefore: boolean;
   bnAfter: boolean;
   seed: number;
@@ -64,7 +64,7 @@ export interface CellResult {
   sender: string;
   receiver: string;
   mode: StitchMode;
-  stitch: { kind: StitchKind; ratio: number; from: number[]; to: number[] };
+  stitch: { kind: StitchKind; ratio: number; from: number[]; to: number[]; unpatchify?: StitchSpec['unpatchify']; patchify?: StitchSpec['patchify'] };
   /** the cell's value: task-trained accuracy (task), least-squares stitch accuracy (lsq), copy-trained accuracy (copy) */
   accuracy: number;
   /** accuracy of the initial stitch (lsq initialisation) before training */
@@ -144,7 +144,10 @@ export async function runCell(ctx: StitchContext, sessions: CellSessions, pair: 
   }
   return {
     kind: pair.kind, sender: pair.sender.name, receiver: pair.receiver.name, mode: o.mode,
-    stitch: { kind: spec.kind, ratio: spec.ratio, from: spec.from, to: spec.to },
+    stitch: {
+      kind: spec.kind, ratio: spec.ratio, from: spec.from, to: spec.to,
+      ...(spec.unpatchify ? { unpatchify: spec.unpatchify } : {}), ...(spec.patchify ? { patchify: spec.patchify } : {}),
+    },
     accuracy: result.accuracy!, ...result,
     trainImages: ctx.train.indices.length, testImages: ctx.test.indices.length, epochs: o.mode === 'lsq' ? 0 : o.epochs,
     seconds: (Date.now() - start) / 1000,
@@ -165,12 +168,12 @@ class Cell {
 
   private senderBatches(list: 'train' | 'test', order: Int32Array, dropLast = false): AsyncGenerator<ActivationBatch> {
     const l = list === 'train' ? this.ctx.train : this.ctx.test;
-    return this.ctx.store.batches(this.sender, this.pair.sender.tensor, this.pair.sender.shape, l, order, this.o.batchSize, dropLast);
+    return this.ctx.store.batches(this.sender, this.pair.sender, l, order, this.o.batchSize, dropLast);
   }
 
   private receiverBatches(list: 'train' | 'test', order: Int32Array, dropLast = false): AsyncGenerator<ActivationBatch> {
     const l = list === 'train' ? this.ctx.train : this.ctx.test;
-    return this.ctx.store.batches(this.receiver, this.pair.receiver.tensor, this.pair.receiver.shape, l, order, this.o.batchSize, dropLast);
+    return this.ctx.store.batches(this.receiver, this.pair.receiver, l, order, this.o.batchSize, dropLast);
   }
 
   private order(list: 'train' | 'test', epoch?: number): Int32Array {
@@ -185,7 +188,7 @@ class Cell {
   async accuracy(weights: StitchWeights): Promise<number> {
     const key = `${this.receiver.id}|${this.pair.receiver.tensor}|${specKey(this.spec)}`;
     const session = await this.sessions.taskEval.get(key, () => ModelSession.create(
-      stitchWithSuffix(buildStitch(this.spec, { kind: 'random', seed: 0 }, { weightsAsInputs: true }), suffixModel(this.receiver.model, this.pair.receiver.tensor)), this.ctx.session));
+      stitchWithSuffix(buildStitch(this.spec, { kind: 'random', seed: 0 }, { weightsAsInputs: true }), suffixModel(this.receiver.model, this.pair.receiver)), this.ctx.session));
     const feeds = prefixed(weights, this.spec);
     const outName = session.outputNames[0]!;
     let correct = 0, total = 0;
@@ -205,7 +208,7 @@ class Cell {
   async trainTask(init: StitchWeights): Promise<{ weights: StitchWeights; loss: number }> {
     const key = `${this.receiver.id}|${this.pair.receiver.tensor}|${this.shareKey}|${this.o.batchSize}`;
     const session = await this.sessions.taskTrain.get(key, () => TrainingSession.create(
-      stitchWithSuffix(buildStitch(this.spec, { kind: 'weights', weights: init }), suffixModel(this.receiver.model, this.pair.receiver.tensor)),
+      stitchWithSuffix(buildStitch(this.spec, { kind: 'weights', weights: init }), suffixModel(this.receiver.model, this.pair.receiver)),
       { trainable: stitchParameters(this.spec).map((p) => STITCH_PREFIX + p), loss: 'cross-entropy', batchSize: this.o.batchSize, batchNorm: 'eval', session: this.ctx.session }));
     const target = new BigInt64Array(this.o.batchSize);
     return this.fit(session, init, (epoch) => this.taskBatches(epoch, target));

@@ -26,12 +26,15 @@ import { createModel, emptyGraph } from '../onnx/graph.js';
 import { inferBatches, DEFAULT_BATCH } from '../runtime/infer.js';
 import { ModelSession, type SessionOptions } from '../runtime/session.js';
 import { info } from '../util/progress.js';
+import { UserError } from '../util/errors.js';
+import { featureViews, type CkaPool } from './views.js';
 
-/** A cut to take a Gram matrix at: its tensor and per-image shape (batch axis excluded). */
+/** A cut to take a Gram matrix at: its tensor, per-image shape (batch axis excluded) and batch axis (absent: 0). */
 export interface GramCut {
   name: string;
   tensor: string;
   shape: readonly number[];
+  batchAxis?: number;
 }
 
 export interface GramOptions extends SessionOptions {
@@ -45,6 +48,8 @@ export interface GramOptions extends SessionOptions {
   label?: string;
   /** model file, for messages */
   file?: string;
+  /** features per image: flattened (default), token cuts mean-pooled, or token and image cuts pooled (views.ts) */
+  pool?: CkaPool;
 }
 
 export interface CutGram extends GramCut {
@@ -59,8 +64,11 @@ interface Job { cut: number; start: number; end: number }
 
 /** Gram matrices of `model` at every cut over the images `opts.indices`. */
 export async function computeGrams(model: Model, ds: Dataset, requested: readonly GramCut[], opts: GramOptions): Promise<CutGram[]> {
-  // Two names for one tensor share one Gram (and one in-place shift per batch).
-  const cuts = requested.filter((c, i) => requested.findIndex((d) => d.tensor === c.tensor) === i);
+  // Each cut is read through its view (batch-first, maybe pooled); two names for one view share one Gram.
+  const viewed = featureViews(model, requested, opts.pool ?? 'none');
+  const asViews = requested.map((c, i) => ({ name: c.name, tensor: viewed.views[i]!.tensor, shape: viewed.views[i]!.shape }));
+  const cuts = asViews.filter((c, i) => asViews.findIndex((d) => d.tensor === c.tensor) === i);
+  model = viewed.model;
   const n = opts.indices.length;
   const features = cuts.map((c) => c.shape.reduce((a, b) => a * b, 1));
   const grams = cuts.map(() => new Float64Array(n * n));
@@ -76,8 +84,8 @@ export async function computeGrams(model: Model, ds: Dataset, requested: readonl
   } finally {
     await gemm.release();
   }
-  return requested.map((c) => {
-    const i = cuts.findIndex((d) => d.tensor === c.tensor);
+  return requested.map((c, k) => {
+    const i = cuts.findIndex((d) => d.tensor === asViews[k]!.tensor);
     return { ...c, features: features[i]!, gram: grams[i]! };
   });
 }
@@ -129,7 +137,8 @@ async function runPass(
       const t = outputs[cuts[c]!.tensor]!;
       const p = features[c]!;
       if (t.dims[0] !== m || t.data.length !== m * p) {
-        throw new Error(`cut ${cuts[c]!.name}: tensor ${cuts[c]!.tensor} has shape [${t.dims.join(',')}], expected [${m}, ${cuts[c]!.shape.join(',')}]`);
+        const want = `[${m}, ${cuts[c]!.shape.join(',')}]`;
+        throw new UserError(`${opts.file ?? 'the model'}: cut "${cuts[c]!.name}" gave a tensor of shape [${t.dims.join(',')}] for ${m} images, expected ${want}`);
       }
       const x = t.data as Float32Array;
       if (!shifts[c]) shifts[c] = columnMean(x, m, p);

@@ -21,10 +21,11 @@ import { chooseCuts, defaultReceivers, defaultSenders, type StitchCut } from './
 import { computeGrams, type CutGram } from './cka-grams.js';
 import { ckaPrepared, prepareGram, type CenteredGram } from './cka.js';
 import { writeHeatmaps } from '../report/heatmap.js';
-import { writeJsonAtomic } from '../util/atomic.js';
+import { writeResultJson } from '../util/provenance.js';
 import { Rng } from '../util/random.js';
 import { controlSeed, randomControl, PAIR_TITLES, type PairKind, type RandomBatchNorm } from './controls.js';
 import { triangleMeans } from './matrix.js';
+import { CKA_POOLS, viewShape, type CkaPool } from './views.js';
 import { info } from '../util/progress.js';
 import { UserError } from '../util/errors.js';
 
@@ -63,12 +64,17 @@ export interface CkaGridOptions extends SessionOptions {
   /** explicit input normalisation for models without metadata (both models) */
   mean?: number[];
   std?: number[];
+  /** features per image: 'none' flattens every cut (default), 'tokens' averages token cuts over their tokens, 'all' also image cuts over pixels */
+  pool?: CkaPool;
 }
 
 export interface CkaCut {
   name: string;
   tensor: string;
+  /** per-image shape of the tensor */
   shape: number[];
+  /** the features compared per image (the shape after pooling) */
+  features?: number[];
 }
 
 export type CkaEstimator = 'biased' | 'debiased';
@@ -89,6 +95,8 @@ export interface CkaGridResult {
   cuts: { senders: CkaCut[]; receivers: CkaCut[] };
   /** 'trained', plus the three random controls with --controls */
   kinds: PairKind[];
+  /** how features were taken per image (views.ts): none (flattened), tokens, all */
+  pool: CkaPool;
   /** estimator -> pair kind -> values[sender][receiver]; null where a representation is constant over the samples */
   matrices: Record<CkaEstimator, Partial<Record<PairKind, (number | null)[][]>>>;
   /** mean CKA in the lower-left triangle (sender relatively as deep as the receiver or deeper) and elsewhere */
@@ -104,16 +112,18 @@ export const DEFAULT_CKA_MEMORY_MIB = 1024;
 /** Computes the CKA matrices between A's sender cuts and B's receiver cuts. */
 export async function computeCkaGrid(a: CkaNetwork, b: CkaNetwork, ds: Dataset, opts: CkaGridOptions = {}): Promise<CkaGridResult> {
   const t0 = Date.now();
+  const pool = opts.pool ?? 'none';
+  if (!CKA_POOLS.includes(pool)) throw new UserError(`--pool expects ${CKA_POOLS.join(', ')}, got "${pool}"`);
   checkSameInputs(a, b);
   checkInputShape(a.model, ds, a.file);
   checkInputShape(b.model, ds, b.file);
   const senders = chooseCuts(a.model, opts.senders, defaultSenders, a.file, 'sender');
   const receivers = chooseCuts(b.model, opts.receivers, defaultReceivers, b.file, 'receiver');
   const seed = opts.seed ?? 0;
-  const pool = opts.classes ? subsetIndices(ds, opts.classes) : undefined;
-  const indices = sampleIndices(pool?.length ?? ds.size, opts.samples ?? DEFAULT_CKA_SAMPLES, seed).map((i) => pool?.[i] ?? i);
+  const among = opts.classes ? subsetIndices(ds, opts.classes) : undefined;
+  const indices = sampleIndices(among?.length ?? ds.size, opts.samples ?? DEFAULT_CKA_SAMPLES, seed).map((i) => among?.[i] ?? i);
   const n = indices.length;
-  if (n < 4) throw new UserError(`CKA needs at least 4 images (the debiased estimator divides by n - 3); ${ds.source} ${ds.split} has ${n}${pool ? ` of classes ${opts.classes!.join(',')}` : ''}`);
+  if (n < 4) throw new UserError(`CKA needs at least 4 images (the debiased estimator divides by n - 3); ${ds.source} ${ds.split} has ${n}${among ? ` of classes ${opts.classes!.join(',')}` : ''}`);
 
   // One network given twice (R1111 -> R1111 from one file) shares its Gram matrices.
   const same = resolve(a.file) === resolve(b.file);
@@ -143,7 +153,7 @@ export async function computeCkaGrid(a: CkaNetwork, b: CkaNetwork, ds: Dataset, 
   for (const { id, net, cuts } of nets) {
     const normalization = resolveNormalization(net.model, ds.shape[0], { ...(opts.mean ? { mean: opts.mean } : {}), ...(opts.std ? { std: opts.std } : {}) }).normalization;
     grams.set(id, await computeGrams(net.model, ds, cuts, {
-      ...sessionOpts(opts), indices, activationBytes: spare, file: net.file, label: `cka ${net.file}`, normalization,
+      ...sessionOpts(opts), indices, activationBytes: spare, file: net.file, label: `cka ${net.file}`, normalization, pool,
       ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
     }));
   }
@@ -170,14 +180,14 @@ export async function computeCkaGrid(a: CkaNetwork, b: CkaNetwork, ds: Dataset, 
       triangles[est][kind] = roundTriangle(triangleMeans(matrices[est][kind]!));
     }
   }
-  const describe = (c: StitchCut): CkaCut => ({ name: c.name, tensor: c.tensor, shape: [...c.shape] });
+  const describe = (c: StitchCut): CkaCut => ({ name: c.name, tensor: c.tensor, shape: [...c.shape], features: viewShape(c.shape, pool) });
   const estimator: CkaEstimator = opts.debiased ? 'debiased' : 'biased';
   return {
     measure: 'linear-cka', estimator,
     a: a.file, b: b.file, data: ds.source, split: ds.split, samples: n, seed,
     senders: senders.map((c) => c.name), receivers: receivers.map((c) => c.name),
     cuts: { senders: senders.map(describe), receivers: receivers.map(describe) },
-    kinds, matrices, triangles, values: matrices[estimator].trained!,
+    kinds, pool, matrices, triangles, values: matrices[estimator].trained!,
     seconds: (Date.now() - t0) / 1000,
   };
 }
@@ -193,7 +203,8 @@ export async function writeCkaGrid(r: CkaGridResult, dir: string): Promise<strin
   const rows = r.senders;
   const cols = r.receivers;
   const axes = { rowTitle: 'sender cut (A)', colTitle: 'receiver cut (B)' };
-  const what = `A = ${baseName(r.a)}, B = ${baseName(r.b)}, ${r.samples} ${r.split} images`;
+  const pooling = r.pool === 'tokens' ? ', tokens mean-pooled' : r.pool === 'all' ? ', tokens and pixels mean-pooled' : '';
+  const what = `A = ${baseName(r.a)}, B = ${baseName(r.b)}, ${r.samples} ${r.split} images${pooling}`;
   const files = [matrixPath];
   files.push(...await writeHeatmaps(join(dir, 'cka'), (['biased', 'debiased'] as const).map((est) => (
     { title: `linear CKA (${est})`, rows, cols, values: r.matrices[est].trained!, ...axes })), { title: `linear CKA, ${what}`, min: 0, max: 1 }));
@@ -203,7 +214,7 @@ export async function writeCkaGrid(r: CkaGridResult, dir: string): Promise<strin
         { title: PAIR_TITLES[kind], rows, cols, values: r.matrices[est][kind]!, ...axes })), { title: `linear CKA (${est}), ${what}`, min: 0, max: 1 }));
     }
   }
-  writeJsonAtomic(matrixPath, { ...r, files });
+  writeResultJson(matrixPath, { ...r, files });
   return files;
 }
 

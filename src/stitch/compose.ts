@@ -9,19 +9,62 @@ import { extractSubgraph } from '../onnx/extract.js';
 import { mergeGraphs } from '../onnx/merge.js';
 import { getInputSpec, getLabels, setInputSpec, setLabels, setProvenance } from '../onnx/metadata.js';
 import { UserError } from '../util/errors.js';
+import { ints, uniqueName } from '../onnx/graph.js';
+import { imageInput } from '../onnx/dominators.js';
+import { detachShapeReads } from '../onnx/cuts.js';
 import { STITCH_IN, STITCH_OUT } from './build.js';
 
-/** The sender's part: image input -> the cut tensor. */
-export function prefixModel(a: Model, tensor: string): Model {
-  return extractSubgraph(a, [a.graph.inputs[0]!.name], [tensor]);
+/** A cut tensor and where its batch axis is (0 when absent). */
+export type CutRef = string | { tensor: string; batchAxis?: number };
+
+const refOf = (c: CutRef): { tensor: string; batchAxis: number } =>
+  (typeof c === 'string' ? { tensor: c, batchAxis: 0 } : { tensor: c.tensor, batchAxis: c.batchAxis ?? 0 });
+
+/**
+ * The sender's part: image input -> the cut tensor, always batch-first (a sequence-first
+ * token tensor [T, N, D] is transposed to [N, T, D] under the same name).
+ */
+export function prefixModel(a: Model, cut: CutRef): Model {
+  const { tensor, batchAxis } = refOf(cut);
+  const m = extractSubgraph(a, [imageInput(a)], [tensor]);
+  if (batchAxis === 0) return m;
+  const g = m.graph;
+  const raw = uniqueName(g, `${tensor}::as_exported`);
+  for (const n of g.nodes) n.outputs = n.outputs.map((o) => (o === tensor ? raw : o));
+  const out = g.outputs[0]!;
+  const rank = out.shape?.length ?? 0;
+  const perm = batchFirstPerm(rank, batchAxis);
+  g.nodes.push({ name: `${tensor}::batch_first`, opType: 'Transpose', inputs: [raw], outputs: [tensor], attributes: { perm: ints(perm) } });
+  g.outputs = [{ ...out, ...(out.shape ? { shape: perm.map((p) => out.shape![p]!) } : {}) }];
+  return m;
 }
 
-/** The receiver's part: the cut tensor -> the first graph output (logits). */
-export function suffixModel(b: Model, tensor: string, file = 'the receiver'): Model {
+/**
+ * The receiver's part: the cut tensor -> the first graph output (logits). Its input is
+ * batch-first whatever the export's layout (transposed back inside).
+ */
+export function suffixModel(b: Model, cut: CutRef, file = 'the receiver'): Model {
+  const { tensor, batchAxis } = refOf(cut);
   const out = b.graph.outputs[0]!.name;
   if (tensor === out) throw new UserError(`receiver cut "${tensor}" is the output of ${file}; nothing of it is left to stitch into (choose an earlier cut)`);
-  if (tensor === b.graph.inputs[0]!.name) throw new UserError(`receiver cut "${tensor}" is the input of ${file}; a stitch into the input would bypass the sender`);
-  return extractSubgraph(b, [tensor], [out]);
+  if (tensor === imageInput(b)) throw new UserError(`receiver cut "${tensor}" is the input of ${file}; a stitch into the input would bypass the sender`);
+  const m = extractSubgraph(detachShapeReads(b, tensor, batchAxis), [tensor], [out]);
+  if (batchAxis === 0) return m;
+  const g = m.graph;
+  const inner = uniqueName(g, `${tensor}::as_exported`);
+  for (const n of g.nodes) n.inputs = n.inputs.map((i) => (i === tensor ? inner : i));
+  const input = g.inputs[0]!;
+  const rank = input.shape?.length ?? 0;
+  const perm = batchFirstPerm(rank, batchAxis);
+  const back = perm.map((_, j) => perm.indexOf(j));
+  g.nodes.unshift({ name: `${tensor}::as_exported`, opType: 'Transpose', inputs: [tensor], outputs: [inner], attributes: { perm: ints(back) } });
+  g.inputs = [{ ...input, ...(input.shape ? { shape: perm.map((p) => input.shape![p]!) } : {}) }];
+  return m;
+}
+
+/** The permutation moving axis `batchAxis` of a rank-`rank` tensor to the front, the others in order. */
+export function batchFirstPerm(rank: number, batchAxis: number): number[] {
+  return [batchAxis, ...Array.from({ length: rank }, (_, i) => i).filter((i) => i !== batchAxis)];
 }
 
 /**
@@ -47,10 +90,11 @@ export const STITCH_PREFIX = 's/';
  *   const m = composeStitched(a, 'layer1.0.relu2', s, b, 'layer1.0.relu2');
  *   await evaluate(m, testSet);
  */
-export function composeStitched(a: Model, senderTensor: string, stitch: Model, b: Model, receiverTensor: string, parents: string[] = []): Model {
-  const pre = prefixModel(a, senderTensor);
-  const suf = suffixModel(b, receiverTensor);
-  const input = a.graph.inputs[0]!.name;
+export function composeStitched(a: Model, sender: CutRef, stitch: Model, b: Model, receiver: CutRef, parents: string[] = []): Model {
+  const senderTensor = refOf(sender).tensor, receiverTensor = refOf(receiver).tensor;
+  const pre = prefixModel(a, sender);
+  const suf = suffixModel(b, receiver);
+  const input = imageInput(a);
   const m = mergeGraphs([{ model: pre, prefix: 'a/' }, { model: stitch, prefix: STITCH_PREFIX }, { model: suf, prefix: 'b/' }], {
     shared: [input],
     connect: [{ from: `a/${senderTensor}`, to: `${STITCH_PREFIX}${STITCH_IN}` }, { from: `${STITCH_PREFIX}${STITCH_OUT}`, to: `b/${receiverTensor}` }],

@@ -3,7 +3,9 @@
  * freshly initialised from a seed. Zoo models are recreated from their architecture
  * metadata (the zoo's own seeded init); any other model keeps its graph and gets new
  * weights drawn like the zoo's (Kaiming normal for kernels and matrices, zero biases,
- * BatchNorm scale 1 / shift 0 / running statistics 0 and 1).
+ * BatchNorm scale 1 / shift 0 / running statistics 0 and 1; LayerNorm 1 / 0; learned
+ * embeddings such as a ViT's class token and position embedding N(0, 0.02^2), as
+ * torchvision initialises them).
  */
 import type { Model } from '../onnx/types.js';
 import { cloneModel } from '../onnx/graph.js';
@@ -105,24 +107,62 @@ function fromZoo(model: Model, seed: number): Model | undefined {
   return same ? fresh : undefined;
 }
 
-const LAYERS = new Set(['Conv', 'ConvTranspose', 'Gemm', 'MatMul']);
+/** What an initializer is to its network, and how a random counterpart draws it. */
+type Role = 'matrix' | 'matrix-in-rows' | 'bias' | 'one' | 'zero' | 'embedding';
+
+/**
+ * The role of each input of the operators that hold parameters: weights get Kaiming
+ * normal (fan-in from the right axis: MatMul's weight is [in, out]), biases and shifts 0,
+ * scales 1; LayerNormalization scale 1 and bias 0.
+ */
+const PARAM_ROLES: Record<string, (Role | undefined)[]> = {
+  Conv: [undefined, 'matrix', 'bias'],
+  ConvTranspose: [undefined, 'matrix', 'bias'],
+  Gemm: [undefined, 'matrix', 'bias'],
+  MatMul: [undefined, 'matrix-in-rows'],
+  BatchNormalization: [undefined, 'one', 'zero', 'zero', 'one'],
+  LayerNormalization: [undefined, 'one', 'zero'],
+  InstanceNormalization: [undefined, 'one', 'zero'],
+};
 
 function reinitialise(model: Model, seed: number): Model {
   const m = cloneModel(model);
-  const bnRole = new Map<string, number>();
-  const learned = new Set<string>();
+  const role = new Map<string, Role>();
+  const data = new Set(m.graph.nodes.flatMap((n) => n.outputs));
+  for (const inp of m.graph.inputs) data.add(inp.name);
   for (const n of m.graph.nodes) {
-    if (n.opType === 'BatchNormalization') n.inputs.forEach((t, i) => { if (i > 0) bnRole.set(t, i); });
-    if (LAYERS.has(n.opType)) n.inputs.slice(1).forEach((t) => learned.add(t));
+    const roles = PARAM_ROLES[n.opType];
+    if (roles) n.inputs.forEach((t, i) => { if (t && roles[i] && !role.has(t)) role.set(t, roles[i]!); });
+    // a MatMul with its weight first (W x)
+    if (n.opType === 'MatMul' && n.inputs[0] && m.graph.initializers.has(n.inputs[0]) && !role.has(n.inputs[0])) role.set(n.inputs[0], 'matrix');
   }
+  for (const n of m.graph.nodes) {
+    // what a layer adds or prepends without a weight op: biases (vectors) and learned
+    // embeddings (a ViT's position embedding, a class token expanded to the batch)
+    if (n.opType !== 'Add' && n.opType !== 'Expand') continue;
+    const touchesData = n.inputs.some((t) => data.has(t));
+    for (const t of n.inputs) {
+      const init = m.graph.initializers.get(t);
+      if (!init || init.dtype !== 'float32' || role.has(t) || numel(init.dims) < 2) continue;
+      if (n.opType === 'Add' && touchesData) role.set(t, init.dims.filter((d) => d > 1).length <= 1 ? 'bias' : 'embedding');
+      if (n.opType === 'Expand') role.set(t, 'embedding');
+    }
+  }
+  // the layout of a weight decides its fan-in: a Gemm without transB holds it as [in, out], like MatMul's
+  const inRows = new Set(m.graph.nodes.filter((n) => n.opType === 'Gemm' && (n.attributes['transB']?.value ?? 0) === 0).map((n) => n.inputs[1]));
   for (const [name, t] of m.graph.initializers) {
-    // shape constants, scales and the like are structure, not weights
-    if (t.dtype !== 'float32' || !(learned.has(name) || bnRole.has(name))) continue;
-    const role = bnRole.get(name);
+    const r = role.get(name);
+    // shape constants, GELU's constants, layer scales and the like are structure, not drawn weights
+    if (t.dtype !== 'float32' || !r) continue;
     let values: Float32Array;
-    if (role !== undefined) values = new Float32Array(numel(t.dims)).fill(role === 1 || role === 4 ? 1 : 0);
-    else if (t.dims.length >= 2) values = initValues({ kind: 'kaimingNormal', fanIn: numel(t.dims.slice(1)) }, t.dims, seed, name);
-    else values = new Float32Array(numel(t.dims));
+    if (r === 'one' || r === 'zero' || r === 'bias') values = new Float32Array(numel(t.dims)).fill(r === 'one' ? 1 : 0);
+    else if (r === 'embedding') values = initValues({ kind: 'kaimingNormal', fanIn: 1, gain: 0.02 }, t.dims, seed, name);
+    else if (t.dims.length < 2) values = new Float32Array(numel(t.dims));
+    else {
+      const rowsIn = r === 'matrix-in-rows' || inRows.has(name);
+      const fanIn = rowsIn ? t.dims[t.dims.length - 2]! : numel(t.dims.slice(1));
+      values = initValues({ kind: 'kaimingNormal', fanIn }, t.dims, seed, name);
+    }
     m.graph.initializers.set(name, float32(t.dims, values));
   }
   return m;

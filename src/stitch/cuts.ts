@@ -1,53 +1,90 @@
 /**
- * Where networks can be cut for stitching: a model's recorded cut points (zoo metadata)
- * or any named tensor, each with its per-sample shape, and the default sender/receiver
- * lists of a stitching grid.
+ * Where networks can be cut for stitching and CKA: a model's recorded cut points (zoo
+ * metadata), else its block-level cuts found from the graph (onnx/blocks.ts), or any
+ * tensor that every input-to-output path passes through; each with its per-image
+ * shape and batch axis, and the default sender/receiver lists of a grid.
+ *
+ * Per-image shapes are [C, H, W] (image), [T, D] (tokens: T tokens of hidden size D, as
+ * in a vision transformer) or [F] (flat). A token tensor may be exported sequence-first
+ * ([T, N, D]); `batchAxis` says where the batch is, and every reader of activations gets
+ * them batch-first.
  */
 import type { Model } from '../onnx/types.js';
-import { cutPoints, resolveCut } from '../onnx/cuts.js';
+import { cutPoints, resolveCut, validCutTensors } from '../onnx/cuts.js';
 import type { CutPoint } from '../onnx/metadata.js';
-import { inferShapes } from '../onnx/shapes.js';
+import { batchLayouts, checkCut } from '../onnx/dominators.js';
 import { UserError } from '../util/errors.js';
 
-/** A cut with the shape of its tensor, without the batch axis ([C, H, W] or [features]). */
+/** A cut with the shape of its tensor without the batch axis ([C, H, W], [T, D] or [F]). */
 export interface StitchCut {
   name: string;
   tensor: string;
   kind: CutPoint['kind'];
   shape: number[];
+  /** the tensor's batch axis (absent: 0; 1 for sequence-first tokens) */
+  batchAxis?: number;
+}
+
+/** What a per-image shape holds. */
+export type CutLayout = 'image' | 'tokens' | 'flat';
+
+export function layoutOf(shape: readonly number[]): CutLayout {
+  return shape.length === 3 ? 'image' : shape.length === 2 ? 'tokens' : 'flat';
+}
+
+/** Words for a shape in messages: "image 64x8x8", "tokens 65x128", "vector 512". */
+export function describeShape(shape: readonly number[]): string {
+  const kind = { image: 'image', tokens: 'tokens', flat: 'vector' }[layoutOf(shape)];
+  return `${kind} ${shape.join('x')}`;
 }
 
 /**
- * The model's cut points with shapes. A model without recorded cuts lists the outputs
- * of its Relu/Add/Flatten/pooling nodes, the usual places to cut a network by hand.
+ * The model's default cut points with shapes: the recorded ones, or the stem, the blocks
+ * and the pooled features found from the graph.
  *
  * @example listCuts(openModel('r.onnx')).map((c) => `${c.name} ${c.shape.join('x')}`)
  */
 export function listCuts(model: Model, file = 'the model'): StitchCut[] {
-  const shapes = inferShapes(model);
-  const recorded = cutPoints(model);
-  const cuts: CutPoint[] = recorded.length ? recorded : model.graph.nodes
-    .filter((n) => CANDIDATE_OPS.has(n.opType))
-    .map((n) => ({ name: n.outputs[0]!, tensor: n.outputs[0]!, kind: 'other' as const }));
-  return cuts.map((c) => ({ ...c, shape: shapeOf(shapes, c.tensor, c.name, file) }));
+  return cutPoints(model).map((c) => withShape(model, c, file));
 }
 
-const CANDIDATE_OPS = new Set(['Relu', 'Add', 'Flatten', 'GlobalAveragePool', 'MaxPool', 'AveragePool', 'Gemm']);
+/**
+ * Every valid cut of the model (a tensor on every path from the input to the output,
+ * with a per-image shape stitching can use), named where a cut point names it.
+ */
+export function allCuts(model: Model, file = 'the model'): StitchCut[] {
+  const named = new Map(cutPoints(model).map((c) => [c.tensor, c]));
+  const layouts = batchLayouts(model);
+  const out: StitchCut[] = [];
+  for (const tensor of validCutTensors(model)) {
+    const l = layouts.get(tensor);
+    if (typeof l !== 'object' || l.shape.length < 1 || l.shape.length > 3) continue;
+    const c = named.get(tensor) ?? { name: tensor, tensor, kind: 'other' as const };
+    out.push(withShape(model, c, file));
+  }
+  for (const c of named.values()) if (c.kind === 'logits' && !out.some((o) => o.tensor === c.tensor)) out.push(withShape(model, c, file));
+  return out;
+}
 
-/** One cut by name (cut point or tensor name), with its shape. */
+/** One cut by name (cut point or tensor name), with its shape; a tensor that is not a cut is refused. */
 export function stitchCut(model: Model, name: string, file = 'the model'): StitchCut {
   const tensor = resolveCut(model, name, file);
   const rec = cutPoints(model).find((c) => c.name === name || c.tensor === name);
-  return { name, tensor, kind: rec?.kind ?? 'other', shape: shapeOf(inferShapes(model), tensor, name, file) };
+  return withShape(model, { name, tensor, kind: rec?.kind ?? 'other' }, file);
 }
 
-function shapeOf(shapes: ReturnType<typeof inferShapes>, tensor: string, name: string, file: string): number[] {
-  const s = shapes.get(tensor)?.shape;
-  const dims = s?.slice(1);
-  if (!s || !dims || dims.some((d) => typeof d !== 'number')) {
-    throw new UserError(`cut "${name}" of ${file}: the shape of tensor "${tensor}" is not known (${s ? s.join('x') : 'no shape'}); stitching needs fixed per-image shapes`);
+function withShape(model: Model, c: CutPoint, file: string): StitchCut {
+  if (c.kind !== 'logits') checkCut(model, c.tensor, file);
+  const l = batchLayouts(model).get(c.tensor);
+  if (typeof l !== 'object') {
+    const shape = l ?? 'not known';
+    throw new UserError(`cut "${c.name}" of ${file}: the shape of tensor "${c.tensor}" is ${shape}; stitching needs a batch axis and fixed per-image sizes`);
   }
-  return dims as number[];
+  if (l.shape.length < 1 || l.shape.length > 3) {
+    const shape = l.shape.join('x') || 'scalar';
+    throw new UserError(`cut "${c.name}" of ${file}: tensor "${c.tensor}" has per-image shape ${shape}; a cut must be an image [C,H,W], tokens [T,D] or a vector [F]`);
+  }
+  return { name: c.name, tensor: c.tensor, kind: c.kind, shape: l.shape, ...(l.batchAxis ? { batchAxis: l.batchAxis } : {}) };
 }
 
 /**
@@ -77,6 +114,6 @@ export function chooseCuts(model: Model, names: readonly string[] | undefined, f
   if (names && names.length) return names.map((n) => stitchCut(model, n, file));
   const all = listCuts(model, file);
   const chosen = fallback(all);
-  if (!chosen.length) throw new UserError(`${file} records no cut points usable as ${role}s; name tensors with --${role}s (see modelsmith stitch --list-cuts)`);
+  if (!chosen.length) throw new UserError(`${file} has no cut points usable as ${role}s; name tensors with --${role}s (see modelsmith stitch --list-cuts)`);
   return chosen;
 }

@@ -8,7 +8,7 @@
  * activations and receiver sessions across the row.
  */
 import { existsSync, mkdirSync, openSync, closeSync, readFileSync, rmSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { createHash } from 'node:crypto';
@@ -19,6 +19,8 @@ import type { SessionOptions } from '../runtime/session.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { info, isQuiet } from '../util/progress.js';
 import { UserError } from '../util/errors.js';
+import { onInterrupt } from '../util/interrupt.js';
+import { writeErr } from '../util/sinks.js';
 import { pct } from '../util/format.js';
 import { type StitchCut, chooseCuts, defaultReceivers, defaultSenders } from './cuts.js';
 import { PAIR_KINDS, type PairKind } from './controls.js';
@@ -51,6 +53,12 @@ export interface GridSpec {
    * cells stay empty (as they always do with the default cuts).
    */
   allowSkipped?: boolean;
+  /**
+   * A folder holding a grid computed with other models, data or options is refused
+   * unless this is set; then that grid's files are removed and the grid starts afresh.
+   * (A grid with the same ones is always continued.)
+   */
+  overwrite?: boolean;
 }
 
 export interface GridRunOptions {
@@ -61,6 +69,8 @@ export interface GridRunOptions {
   session?: SessionOptions;
   /** stop after this many cells (this process; for time-boxed runs and tests) */
   stopAfter?: number;
+  /** runs the pending cells elsewhere (modelsmith's queue: src/queue/stitch.ts) instead of local processes */
+  dispatch?: (grid: StitchGrid, opts: GridRunOptions) => Promise<void>;
 }
 
 export interface GridCell {
@@ -111,11 +121,11 @@ export class StitchGrid {
     const abs = { ...spec, a: resolve(spec.a), b: resolve(spec.b) };
     const fingerprint = hash({ models, data: spec.data, options, trainLimit: spec.trainLimit ?? null, testLimit: spec.testLimit ?? null, mean: spec.mean ?? null, std: spec.std ?? null });
     const path = join(dir, 'grid.json');
-    if (existsSync(path)) {
-      const old = readGrid(path);
-      if (old.fingerprint !== fingerprint) {
-        throw new UserError(`${dir} holds a stitching grid computed with other models, data or options (${describeDifference(old, { models, spec: abs, options })}); use another -o folder or delete it`);
-      }
+    const old = existsSync(path) ? readGrid(path) : undefined;
+    if (old && old.fingerprint !== fingerprint && !spec.overwrite) {
+      const why = describeDifference(old, { models, spec: abs, options });
+      throw new UserError(`${dir} holds a stitching grid computed with other models, data or options (${why}); `
+        + 'start afresh with --overwrite (discards its finished cells) or use another -o folder');
     }
     const file: GridFile = { version: 1, fingerprint, spec: abs, options, kinds, senders, receivers, models };
     const grid = new StitchGrid(dir, file);
@@ -123,6 +133,9 @@ export class StitchGrid {
       const bad = grid.cells.find((c) => c.skipped);
       if (bad) throw new UserError(bad.skipped!);
     }
+    await checkGridInputs(a, b, abs, options);
+    // everything is checked: only now is anything removed or created
+    if (old && old.fingerprint !== fingerprint) removeGridFiles(dir);
     mkdirSync(join(dir, 'cells'), { recursive: true });
     writeJsonAtomic(path, file);
     return grid;
@@ -148,7 +161,8 @@ export class StitchGrid {
     info(`stitching grid ${this.dir}: ${this.cells.length} cells, ${before} already done, ${pending} to run`);
     rmSync(join(this.dir, 'claims'), { recursive: true, force: true });
     const workers = Math.max(1, Math.min(opts.workers ?? 1, pending || 1));
-    if (workers === 1) await runWorker(this, { ...opts, session: { ...opts.session, ...(opts.threads ? { threads: opts.threads } : {}) } });
+    if (opts.dispatch) await opts.dispatch(this, opts);
+    else if (workers === 1) await runWorker(this, { ...opts, session: { ...opts.session, ...(opts.threads ? { threads: opts.threads } : {}) } });
     else await spawnWorkers(this.dir, workers, opts);
     return { ran: this.done.length - before, skipped: before };
   }
@@ -161,14 +175,49 @@ export class StitchGrid {
   }
 }
 
-function checkOptions(o: CellOptions): void {
+/**
+ * What the workers will check when they build their context (data, input shapes, image
+ * limits, the receiver's classes), checked before the grid folder exists so that a
+ * rejected run leaves nothing behind.
+ */
+async function checkGridInputs(a: Model, b: Model, spec: GridSpec, options: CellOptions): Promise<void> {
+  const ctx = new StitchContext({
+    a, b, aFile: spec.a, bFile: spec.b,
+    train: await openDataset(spec.data, 'train', { announce: false }), test: await openDataset(spec.data, 'test', { announce: false }),
+    ...(spec.trainLimit ? { trainLimit: spec.trainLimit } : {}), ...(spec.testLimit ? { testLimit: spec.testLimit } : {}),
+    ...(spec.mean ? { mean: spec.mean } : {}), ...(spec.std ? { std: spec.std } : {}), seed: options.seed,
+  });
+  await ctx.release();
+  const images = ctx.train.indices.length;
+  if (options.mode !== 'lsq' && images < options.batchSize) {
+    throw new UserError(`only ${images} training images, fewer than one batch of ${options.batchSize}; lower --batch`);
+  }
+}
+
+/**
+ * Removes the files a grid wrote in its folder (--overwrite): grid.json, the cells, and
+ * matrix.json with the heatmaps it lists. Nothing else in the folder is touched.
+ */
+export function removeGridFiles(dir: string): void {
+  let listed: string[] = [];
+  try {
+    listed = (JSON.parse(readFileSync(join(dir, 'matrix.json'), 'utf8')) as { files?: unknown }).files as string[];
+  } catch { /* no matrix yet */ }
+  // only plain names in this folder, whatever matrix.json says
+  const own = (Array.isArray(listed) ? listed : []).filter((f) => typeof f === 'string').map((f) => basename(f)).filter((f) => existsSync(join(dir, f)));
+  for (const f of ['grid.json', 'base.json', 'cells', 'claims', ...own, 'matrix.json']) rmSync(join(dir, f), { recursive: true, force: true });
+}
+
+export function checkOptions(o: CellOptions): void {
+  if (!(Number.isFinite(o.momentum) && o.momentum >= 0 && o.momentum < 1)) throw new UserError(`--momentum expects a number in [0, 1), got ${o.momentum}`);
+  if (!(Number.isFinite(o.weightDecay) && o.weightDecay >= 0)) throw new UserError(`--weight-decay expects a finite number >= 0, got ${o.weightDecay}`);
   if (o.bnAfter && (o.mode === 'lsq' || o.init === 'lsq')) throw new UserError('a least-squares stitch cannot have BatchNorm after it (--bn after); use --bn before or no BatchNorm');
   if (!['task', 'lsq', 'copy'].includes(o.mode)) throw new UserError(`--mode expects task, lsq or copy, got "${o.mode}"`);
   if (!Number.isInteger(o.epochs) || o.epochs < 1) throw new UserError(`--epochs must be a positive integer, got ${o.epochs}`);
   if (!Number.isInteger(o.batchSize) || o.batchSize < 1) throw new UserError(`--batch must be a positive integer, got ${o.batchSize}`);
   if (!(o.lr > 0)) throw new UserError(`--lr must be positive, got ${o.lr}`);
   if (!['random', 'lsq'].includes(o.init)) throw new UserError(`--init expects random or lsq, got "${o.init}"`);
-  if (!['pool', 'flatten'].includes(o.flat)) throw new UserError(`--flat expects pool or flatten, got "${o.flat}"`);
+  if (!['pool', 'flatten', 'class'].includes(o.flat)) throw new UserError(`--flat expects pool, flatten or class, got "${o.flat}"`);
   if (!['constant', 'cosine'].includes(o.schedule)) throw new UserError(`--schedule expects constant or cosine, got "${o.schedule}"`);
 }
 
@@ -249,14 +298,7 @@ export async function runWorker(grid: StitchGrid, opts: GridRunOptions = {}): Pr
   const f = grid.file;
   const needsWork = rows(grid).filter((r) => r.cells.some((c) => !c.skipped && !existsSync(c.file)));
   if (!needsWork.length) return 0;
-  const a: Model = openModel(f.spec.a), b: Model = openModel(f.spec.b);
-  const ctx = new StitchContext({
-    a, b, aFile: f.spec.a, bFile: f.spec.b, train: await openDataset(f.spec.data, 'train'), test: await openDataset(f.spec.data, 'test'),
-    ...(f.spec.trainLimit ? { trainLimit: f.spec.trainLimit } : {}), ...(f.spec.testLimit ? { testLimit: f.spec.testLimit } : {}),
-    ...(f.spec.mean ? { mean: f.spec.mean } : {}), ...(f.spec.std ? { std: f.spec.std } : {}),
-    cacheMb: f.spec.cacheMb ?? 1024, session: opts.session ?? {}, seed: f.options.seed, randomBatchNorm: f.options.randomBatchNorm ?? 'data',
-  });
-  await ctx.prepare(f.kinds);
+  const ctx = await openGridContext(grid, opts.session ?? {});
   const sessions = new CellSessions();
   const total = grid.cells.filter((c) => !c.skipped).length;
   let ran = 0;
@@ -280,6 +322,19 @@ export async function runWorker(grid: StitchGrid, opts: GridRunOptions = {}): Pr
   }
 }
 
+/** What a grid's cells run in: its models, image lists and random controls (the datasets opened by `open`). */
+export async function openGridContext(grid: StitchGrid, session: SessionOptions, open: typeof openDataset = openDataset): Promise<StitchContext> {
+  const f = grid.file;
+  const ctx = new StitchContext({
+    a: openModel(f.spec.a), b: openModel(f.spec.b), aFile: f.spec.a, bFile: f.spec.b, train: await open(f.spec.data, 'train'), test: await open(f.spec.data, 'test'),
+    ...(f.spec.trainLimit ? { trainLimit: f.spec.trainLimit } : {}), ...(f.spec.testLimit ? { testLimit: f.spec.testLimit } : {}),
+    ...(f.spec.mean ? { mean: f.spec.mean } : {}), ...(f.spec.std ? { std: f.spec.std } : {}),
+    cacheMb: f.spec.cacheMb ?? 1024, session, seed: f.options.seed, randomBatchNorm: f.options.randomBatchNorm ?? 'data',
+  });
+  await ctx.prepare(f.kinds);
+  return ctx;
+}
+
 const WORKER = fileURLToPath(new URL('./worker.js', import.meta.url));
 
 function spawnWorkers(dir: string, n: number, opts: GridRunOptions): Promise<void> {
@@ -289,14 +344,18 @@ function spawnWorkers(dir: string, n: number, opts: GridRunOptions): Promise<voi
   info(`starting ${n} worker processes (${threads} ONNX Runtime thread${threads > 1 ? 's' : ''} each)`);
   const runs = Array.from({ length: n }, (_, k) => new Promise<string | undefined>((done) => {
     const child = spawn(process.execPath, args(k), { stdio: ['ignore', 'ignore', 'pipe'] });
+    const forget = onInterrupt(() => child.kill('SIGTERM'));
     let last = '';
     child.stderr.on('data', (d: Buffer) => {
       const text = d.toString();
-      if (!isQuiet()) process.stderr.write(text.split('\n').filter(Boolean).map((l) => `[worker ${k}] ${l}\n`).join(''));
+      if (!isQuiet()) writeErr(text.split('\n').filter(Boolean).map((l) => `[worker ${k}] ${l}\n`).join(''));
       const lines = text.trim().split('\n');
       last = lines[lines.length - 1] ?? last;
     });
-    child.on('close', (code, signal) => done(code === 0 ? undefined : `worker ${k} ${signal ? `was killed by ${signal}` : `exited with code ${code}`}${last ? `: ${last}` : ''}`));
+    child.on('close', (code, signal) => {
+      forget();
+      done(code === 0 ? undefined : `worker ${k} ${signal ? `was killed by ${signal}` : `exited with code ${code}`}${last ? `: ${last}` : ''}`);
+    });
   }));
   return Promise.all(runs).then((errors) => {
     const bad = errors.filter(Boolean);

@@ -1,8 +1,12 @@
 /** Model stitching: cuts, stitches, stitched networks, least-squares and copy stitches, controls, grids. */
-export { listCuts, stitchCut, defaultSenders, defaultReceivers, type StitchCut } from './cuts.js';
-export { planStitch, specKey, type StitchSpec, type StitchKind, type PlanOptions } from './plan.js';
-export { buildStitch, buildPatchModel, initialWeights, stitchParameters, mapWeightShape, STITCH_IN, STITCH_OUT, type StitchInit, type StitchWeights } from './build.js';
-export { composeStitched, prefixModel, suffixModel, stitchWithSuffix } from './compose.js';
+export { listCuts, allCuts, stitchCut, defaultSenders, defaultReceivers, describeShape, layoutOf, type StitchCut, type CutLayout } from './cuts.js';
+export { planStitch, specKey, tokenGrid, type StitchSpec, type StitchKind, type PlanOptions, type FlatFrom, type TokenGrid } from './plan.js';
+export {
+  buildStitch, buildPatchModel, initialWeights, stitchParameters, stitchMaps, mapWeightShape, STITCH_IN, STITCH_OUT, MAP_WEIGHT, MAP_BIAS, CLASS_WEIGHT, CLASS_BIAS,
+  type StitchInit, type StitchWeights, type StitchMap,
+} from './build.js';
+export { composeStitched, prefixModel, suffixModel, stitchWithSuffix, batchFirstPerm, type CutRef } from './compose.js';
+export { featureViews, CKA_POOLS, type CkaPool } from './views.js';
 export { LsqAccumulator, solveLsq, fitErrorOf, buildMomentsModel, type LsqMoments, type LsqSolution } from './lsq.js';
 export { randomCounterpart, PAIR_KINDS, PAIR_TITLES, type PairKind } from './controls.js';
 export { ActivationStore, type ImageList, type Source, type ActivationBatch } from './activations.js';

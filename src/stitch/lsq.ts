@@ -15,13 +15,16 @@ import { int64 } from '../onnx/tensor.js';
 import { ModelSession, type SessionOptions } from '../runtime/session.js';
 import { UserError } from '../util/errors.js';
 import { type StitchSpec, fmt } from './plan.js';
-import { MAP_BIAS, MAP_WEIGHT, type StitchWeights, buildPatchModel, mapFanIn, rowsOf } from './build.js';
+import { type StitchMap, type StitchWeights, buildPatchModel, mapFanIn, rowsPerImage, stitchMaps, targetRows } from './build.js';
+import { numel } from '../onnx/tensor.js';
 
 /** Largest K solved in closed form: the K x K float64 system and its Cholesky factor stay under ~300 MB and a minute. */
 export const MAX_LSQ_INPUTS = 4096;
 
-/** The sums of one least-squares problem (row-major Float64Arrays). */
+/** The sums of one least-squares problem (row-major Float64Arrays): one per learned map of a stitch. */
 export interface LsqMoments {
+  /** which map of the stitch (the main map, or the class-token map) */
+  map: StitchMap['id'];
   /** K */
   k: number;
   /** C_B */
@@ -41,21 +44,22 @@ export interface LsqMoments {
 
 export interface LsqSolution {
   weights: StitchWeights;
-  /** ridge added to X1^T X1's diagonal because it was singular (0: none needed) */
+  /** the largest ridge added to an X1^T X1's diagonal because it was singular (0: none needed) */
   ridge: number;
-  /** relative fit error on the data the moments came from */
+  /** relative fit error on the data the moments came from (all maps: summed residuals over summed ||Y||^2) */
   fitError: number;
-  /** the solution as a (K+1) x m matrix, for fitErrorOf */
-  a: Matrix;
+  /** each map's solution as a (K+1) x m matrix, for fitErrorOf */
+  a: Matrix[];
 }
 
-/** The float64 graph: sender activation `x` and receiver activation `y` in, moments out. */
-export function buildMomentsModel(s: StitchSpec, weights?: StitchWeights): Model {
-  const m = cloneModel(buildPatchModel(s, weights));
+/** The float64 graph of one map: sender activation `x` and receiver activation `target` in, moments out. */
+export function buildMomentsModel(s: StitchSpec, weights?: StitchWeights, map: StitchMap['id'] = 'map'): Model {
+  const m = cloneModel(buildPatchModel(s, weights, map));
   const g = m.graph;
-  const cb = s.to[0]!;
+  const spec = stitchMaps(s).find((x) => x.id === map)!;
+  const cb = spec.shape[0]!;
   g.inputs.push({ name: 'target', dtype: 'float32', shape: ['N', ...s.to] });
-  rowsOf(g, 'target', cb, 'yrows');
+  targetRows(g, s, 'target', map, 'yrows');
   const n = (opType: string, inputs: string[], out: string, attributes = {}): void => { g.nodes.push({ name: out, opType, inputs, outputs: [out], attributes }); };
   n('Cast', ['rows'], 'xd', { to: int(11) });
   n('Cast', ['yrows'], 'yd', { to: int(11) });
@@ -67,7 +71,7 @@ export function buildMomentsModel(s: StitchSpec, weights?: StitchWeights): Model
   n('ReduceSum', ['yd', 'axis0'], 'sy', { keepdims: int(0) });
   n('Mul', ['yd', 'yd'], 'y2');
   n('ReduceSum', ['y2'], 'yy', { keepdims: int(0) });
-  const k = mapFanIn(s);
+  const k = numel(spec.shape.slice(1));
   g.outputs = [
     { name: 'xx', dtype: 'float64', shape: [k, k] }, { name: 'xy', dtype: 'float64', shape: [k, cb] },
     { name: 'sx', dtype: 'float64', shape: [k] }, { name: 'sy', dtype: 'float64', shape: [cb] }, { name: 'yy', dtype: 'float64', shape: [] },
@@ -76,7 +80,7 @@ export function buildMomentsModel(s: StitchSpec, weights?: StitchWeights): Model
 }
 
 /**
- * Streams batches into the moments of one least-squares problem.
+ * Streams batches into the moments of a stitch's least-squares problems (one per map).
  *
  * @example
  *   const acc = await LsqAccumulator.create(spec, { threads: 2 });
@@ -84,10 +88,12 @@ export function buildMomentsModel(s: StitchSpec, weights?: StitchWeights): Model
  *   const sol = solveLsq(spec, acc.moments);
  */
 export class LsqAccumulator {
-  readonly moments: LsqMoments;
-  private constructor(private readonly spec: StitchSpec, private readonly session: ModelSession) {
-    const k = mapFanIn(spec), m = spec.to[0]!;
-    this.moments = { k, m, rows: 0, xx: new Float64Array(k * k), xy: new Float64Array(k * m), sx: new Float64Array(k), sy: new Float64Array(m), yy: 0 };
+  readonly moments: LsqMoments[];
+  private constructor(private readonly spec: StitchSpec, private readonly sessions: ModelSession[]) {
+    this.moments = stitchMaps(spec).map((map) => {
+      const k = numel(map.shape.slice(1)), m = map.shape[0]!;
+      return { map: map.id, k, m, rows: 0, xx: new Float64Array(k * k), xy: new Float64Array(k * m), sx: new Float64Array(k), sy: new Float64Array(m), yy: 0 };
+    });
   }
 
   static async create(spec: StitchSpec, session: SessionOptions, weights?: StitchWeights): Promise<LsqAccumulator> {
@@ -95,23 +101,27 @@ export class LsqAccumulator {
     if (k > MAX_LSQ_INPUTS) {
       throw new UserError(`a least-squares ${spec.kind} stitch ${fmt(spec.from)} -> ${fmt(spec.to)} has ${k} inputs per output, a ${k}x${k} system (limit ${MAX_LSQ_INPUTS}); use --flat pool, or a sender cut closer in size to the receiver`);
     }
-    return new LsqAccumulator(spec, await ModelSession.create(buildMomentsModel(spec, weights), session));
+    const sessions: ModelSession[] = [];
+    for (const map of stitchMaps(spec)) sessions.push(await ModelSession.create(buildMomentsModel(spec, weights, map.id), session));
+    return new LsqAccumulator(spec, sessions);
   }
 
   async add(x: Float32Array, y: Float32Array, size: number): Promise<void> {
     const s = this.spec;
-    const out = await this.session.run({ x: { dims: [size, ...s.from], data: x }, target: { dims: [size, ...s.to], data: y } });
-    const m = this.moments;
-    addInto(m.xx, out['xx']!.data as Float64Array);
-    addInto(m.xy, out['xy']!.data as Float64Array);
-    addInto(m.sx, out['sx']!.data as Float64Array);
-    addInto(m.sy, out['sy']!.data as Float64Array);
-    m.yy += (out['yy']!.data as Float64Array)[0]!;
-    m.rows += size * (s.to.length === 3 ? s.to[1]! * s.to[2]! : 1);
+    for (let i = 0; i < this.sessions.length; i++) {
+      const out = await this.sessions[i]!.run({ x: { dims: [size, ...s.from], data: x }, target: { dims: [size, ...s.to], data: y } });
+      const m = this.moments[i]!;
+      addInto(m.xx, out['xx']!.data as Float64Array);
+      addInto(m.xy, out['xy']!.data as Float64Array);
+      addInto(m.sx, out['sx']!.data as Float64Array);
+      addInto(m.sy, out['sy']!.data as Float64Array);
+      m.yy += (out['yy']!.data as Float64Array)[0]!;
+      m.rows += size * rowsPerImage(s, m.map);
+    }
   }
 
   async release(): Promise<void> {
-    await this.session.release();
+    for (const s of this.sessions) await s.release();
   }
 }
 
@@ -136,12 +146,31 @@ function augmented(mo: LsqMoments): { g: Matrix; r: Matrix } {
 }
 
 /**
- * Solves the normal equations by Cholesky. Dead ReLU channels make X1^T X1 singular;
- * then a ridge of 1e-12 x its largest diagonal entry (x100 until it factors) is added
- * and reported: it sets the weights of channels that are always zero to zero and
- * changes nothing else measurably.
+ * Solves each map's normal equations by Cholesky. Dead ReLU channels make X1^T X1
+ * singular; then a ridge of 1e-12 x its largest diagonal entry (x100 until it factors)
+ * is added and reported: it sets the weights of channels that are always zero to zero
+ * and changes nothing else measurably.
  */
-export function solveLsq(s: StitchSpec, mo: LsqMoments): LsqSolution {
+export function solveLsq(s: StitchSpec, moments: LsqMoments | readonly LsqMoments[]): LsqSolution {
+  const all = Array.isArray(moments) ? moments as readonly LsqMoments[] : [moments as LsqMoments];
+  const maps = stitchMaps(s);
+  const weights: StitchWeights = new Map();
+  const solutions: Matrix[] = [];
+  let ridge = 0;
+  for (const mo of all) {
+    const map = maps.find((m) => m.id === mo.map)!;
+    const one = solveOne(s, mo);
+    ridge = Math.max(ridge, one.ridge);
+    solutions.push(one.a);
+    const w = new Float32Array(mo.m * mo.k);
+    for (let o = 0; o < mo.m; o++) for (let i = 0; i < mo.k; i++) w[o * mo.k + i] = one.a.get(i, o);
+    weights.set(map.weight, w);
+    weights.set(map.bias, Float32Array.from({ length: mo.m }, (_, o) => one.a.get(mo.k, o)));
+  }
+  return { weights, ridge, fitError: fitErrorOf(solutions, all), a: solutions };
+}
+
+function solveOne(s: StitchSpec, mo: LsqMoments): { a: Matrix; ridge: number } {
   if (mo.rows === 0) throw new UserError('least-squares stitch: no data was seen');
   const { g, r } = augmented(mo);
   let maxDiag = 0;
@@ -159,25 +188,27 @@ export function solveLsq(s: StitchSpec, mo: LsqMoments): LsqSolution {
     if (!a) ridge = ridge ? ridge * 100 : 1e-12 * maxDiag;
   }
   if (!a) throw new UserError(`least-squares stitch ${fmt(s.from)} -> ${fmt(s.to)}: the normal equations stay singular even with a ridge of ${ridge.toExponential(1)}`);
-  const weights: StitchWeights = new Map();
-  const w = new Float32Array(mo.m * mo.k);
-  for (let o = 0; o < mo.m; o++) for (let i = 0; i < mo.k; i++) w[o * mo.k + i] = a.get(i, o);
-  weights.set(MAP_WEIGHT, w);
-  weights.set(MAP_BIAS, Float32Array.from({ length: mo.m }, (_, o) => a!.get(mo.k, o)));
-  return { weights, ridge, fitError: fitErrorOf(a, mo), a };
+  return { a, ridge };
 }
 
-/** ||X1 A - Y||^2 / ||Y||^2 from the moments of any data set (training or test). */
-export function fitErrorOf(a: Matrix, mo: LsqMoments): number {
-  if (mo.yy === 0) return 0;
-  const { g, r } = augmented(mo);
-  const ga = g.mmul(a);
-  let quad = 0, cross = 0;
-  for (let i = 0; i <= mo.k; i++) {
-    for (let j = 0; j < mo.m; j++) {
-      quad += a.get(i, j) * ga.get(i, j);
-      cross += a.get(i, j) * r.get(i, j);
+/** ||X1 A - Y||^2 / ||Y||^2 from the moments of any data set (training or test), summed over the maps. */
+export function fitErrorOf(a: Matrix | readonly Matrix[], moments: LsqMoments | readonly LsqMoments[]): number {
+  const as = Array.isArray(a) ? a as readonly Matrix[] : [a as Matrix];
+  const ms = Array.isArray(moments) ? moments as readonly LsqMoments[] : [moments as LsqMoments];
+  let residual = 0, total = 0;
+  ms.forEach((mo, i) => {
+    const sol = as[i]!;
+    const { g, r } = augmented(mo);
+    const ga = g.mmul(sol);
+    let quad = 0, cross = 0;
+    for (let p = 0; p <= mo.k; p++) {
+      for (let j = 0; j < mo.m; j++) {
+        quad += sol.get(p, j) * ga.get(p, j);
+        cross += sol.get(p, j) * r.get(p, j);
+      }
     }
-  }
-  return Math.max(0, (mo.yy - 2 * cross + quad) / mo.yy);
+    residual += Math.max(0, mo.yy - 2 * cross + quad);
+    total += mo.yy;
+  });
+  return total === 0 ? 0 : residual / total;
 }

@@ -9,6 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { evaluate } from '../runtime/evaluate.js';
 import { openDataset } from '../data/resolve.js';
 import { writeJsonAtomic } from '../util/atomic.js';
+import { writeResultJson } from '../util/provenance.js';
 import { writeHeatmaps, type HeatmapPanel } from '../report/heatmap.js';
 import type { SessionOptions } from '../runtime/session.js';
 import { PAIR_TITLES, type PairKind } from './controls.js';
@@ -100,7 +101,7 @@ export async function writeMatrix(grid: StitchGrid, session: SessionOptions = {}
     secondsPerCell: computed.length ? computed.reduce((s, r) => s + r.seconds, 0) / computed.length : null,
     files: [join(grid.dir, 'matrix.json'), ...files],
   };
-  writeJsonAtomic(join(grid.dir, 'matrix.json'), matrix);
+  writeResultJson(join(grid.dir, 'matrix.json'), matrix);
   return matrix;
 }
 
@@ -118,7 +119,7 @@ export function triangleMeans(values: (number | null)[][]): { lowerLeft: number 
 }
 
 /** The test accuracy of A, B and the random counterparts used, on the grid's test images (cached in base.json). */
-async function baseAccuracies(grid: StitchGrid, session: SessionOptions): Promise<Record<string, number>> {
+export async function baseAccuracies(grid: StitchGrid, session: SessionOptions): Promise<Record<string, number>> {
   const path = join(grid.dir, 'base.json');
   const f = grid.file;
   const ids = new Set<'A' | 'B' | 'A0' | 'B0'>(['A', 'B']);

@@ -6,7 +6,9 @@
  *   const r = await stitchGrid({ a: 'a.onnx', b: 'b.onnx', data: 'fashion-mnist', out: 'grid', kinds: [...PAIR_KINDS], workers: 2 });
  *   r.matrix.matrices.accuracy?.trained; // rows: sender cuts, columns: receiver cuts
  */
-import { StitchGrid, type GridRunOptions, type GridSpec } from './grid.js';
+import { existsSync, rmdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { StitchGrid, removeGridFiles, type GridRunOptions, type GridSpec } from './grid.js';
 import { writeMatrix, type StitchMatrix } from './matrix.js';
 
 export interface StitchJob extends GridSpec, GridRunOptions {
@@ -23,8 +25,23 @@ export interface StitchJobResult {
 }
 
 export async function stitchGrid(job: StitchJob): Promise<StitchJobResult> {
+  const folderExisted = existsSync(job.out);
+  const fresh = !existsSync(join(job.out, 'grid.json'));
   const grid = await StitchGrid.open(job.out, job);
-  const { ran, skipped } = await grid.run(job);
+  let ran: number, skipped: number;
+  try {
+    ({ ran, skipped } = await grid.run(job));
+  } catch (e) {
+    // a grid this run started that failed before any cell finished leaves no folder behind
+    // (else the corrected command would meet "a grid computed with other options")
+    if (fresh && grid.done.length === 0) {
+      removeGridFiles(job.out);
+      if (!folderExisted) {
+        try { rmdirSync(job.out); } catch { /* not empty: something else was put there meanwhile */ }
+      }
+    }
+    throw e;
+  }
   const matrix = await writeMatrix(grid, { ...job.session, ...(job.threads && (job.workers ?? 1) === 1 ? { threads: job.threads } : {}) });
   return { out: job.out, ran, resumed: skipped, matrix };
 }

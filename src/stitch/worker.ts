@@ -6,6 +6,10 @@
 import { StitchGrid, runWorker } from './grid.js';
 import { setQuiet } from '../util/progress.js';
 import { UserError } from '../util/errors.js';
+import { installProcessHandlers } from '../util/interrupt.js';
+
+// Ctrl-C reaches the workers too: they stop between two cells' writes, and the parent says what was saved
+installProcessHandlers({ silent: true });
 
 async function main(argv: string[]): Promise<number> {
   const dir = argv[0];

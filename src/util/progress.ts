@@ -4,6 +4,7 @@
  * stays clean for --json.
  */
 import cliProgress from 'cli-progress';
+import { writeErr } from './sinks.js';
 
 export interface Progress {
   /** advance by n units; extra is shown after the bar (e.g. "loss 0.31") */
@@ -24,12 +25,12 @@ export function isQuiet(): boolean { return globalQuiet; }
 
 /** Prints an informational line to stderr unless quiet. */
 export function info(message: string): void {
-  if (!globalQuiet) process.stderr.write(message + '\n');
+  if (!globalQuiet) writeErr(message + '\n');
 }
 
 /** Prints a warning to stderr unless quiet (--quiet and --json print nothing but errors and the result). */
 export function warn(message: string): void {
-  if (!globalQuiet) process.stderr.write(`warning: ${message}\n`);
+  if (!globalQuiet) writeErr(`warning: ${message}\n`);
 }
 
 export function progress(label: string, total: number, opts: ProgressOptions = {}): Progress {
@@ -43,7 +44,7 @@ export function progress(label: string, total: number, opts: ProgressOptions = {
     let value = 0;
     return {
       tick(n = 1, extra = '') { value += n; bar.update(value, { extra }); },
-      done(summary) { bar.stop(); if (summary) process.stderr.write(`${label}: ${summary}\n`); },
+      done(summary) { bar.stop(); if (summary) writeErr(`${label}: ${summary}\n`); },
     };
   }
   const start = Date.now();
@@ -58,12 +59,12 @@ export function progress(label: string, total: number, opts: ProgressOptions = {
         last = now;
         const rate = value / ((now - start) / 1000);
         const eta = rate > 0 ? Math.round((total - value) / rate) : 0;
-        process.stderr.write(`${label}: ${value}/${total} (${Math.round((100 * value) / total)}%) eta ${eta}s ${extra}\n`);
+        writeErr(`${label}: ${value}/${total} (${Math.round((100 * value) / total)}%) eta ${eta}s ${extra}\n`);
       }
     },
     done(summary) {
       const s = ((Date.now() - start) / 1000).toFixed(1);
-      process.stderr.write(`${label}: ${value}/${total} in ${s}s${summary ? ` ${summary}` : ''}\n`);
+      writeErr(`${label}: ${value}/${total} in ${s}s${summary ? ` ${summary}` : ''}\n`);
     },
   };
 }

@@ -4,17 +4,20 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runCli } from '../helpers/cli.js';
 import { tempDir } from '../helpers/paths.js';
+import { assertCleanPage, checkReport, haveChromium } from '../helpers/browser.js';
 
 interface DemoJson {
   data: string;
   models: { name: string; accuracy: number; epochs: number }[];
   lego: { components: { accuracy: number; baseAccuracy: number }[]; assembled: { scaled: number } };
   lineage: { full: { directed: number; clustering: number }; lowrank: { directed: number; clustering: number } };
-  stitch: { matrix: { senders: string[]; receivers: string[] } };
-  cka: { matrices: { biased: { trained: (number | null)[][] } } };
+  stitch: { matrix: { senders: string[]; receivers: string[]; kinds: string[]; matrices: Record<string, unknown> } };
+  cka: { senders: string[]; receivers: string[]; kinds: string[]; matrices: { biased: { trained: (number | null)[][] } } };
+  report: string;
+  provenance: { command: string };
 }
 
-test('demo trains, evaluates, disassembles, assembles, recovers lineage and stitches on the shipped sample', () => {
+test('demo trains, evaluates, disassembles, assembles, recovers lineage and stitches on the shipped sample; its report page works in Chromium', async (t) => {
   const out = join(tempDir(), 'demo');
   // the whole main job in one process: allow for a slow, shared CI machine
   const r = runCli(['demo', '-o', out, '--epochs', '1', '--json'], {}, 900_000);
@@ -35,4 +38,20 @@ test('demo trains, evaluates, disassembles, assembles, recovers lineage and stit
   const report = readFileSync(join(out, 'report.md'), 'utf8');
   for (const section of ['Lineage recovery', 'CKA']) assert.ok(report.includes(section), section);
   assert.ok(existsSync(join(out, 'cka', 'cka.png')));
+
+  // the report page: every part of the demo, checked in a real browser
+  assert.equal(d.report, join(out, 'report.html'));
+  assert.match(r.stdout, /"command": "modelsmith demo -o /);
+  assert.ok(haveChromium(), 'needs Debian\'s chromium at /usr/bin/chromium: apt-get install chromium (.ci/run installs it)');
+  const c = await checkReport(d.report, join(out, 'browser'));
+  assertCleanPage(c);
+  assert.deepEqual(c.sections.map((s) => s.kind), ['demo', 'lego (demo)', 'train', 'lineage scores', 'lineage', 'lineage', 'stitch grid', 'CKA']);
+  for (const s of c.sections) assert.ok(s.provenance >= 8, `${s.title}: provenance shown`);
+  const grid = d.stitch.matrix, cka = d.cka;
+  const stitchCells = grid.senders.length * grid.receivers.length * grid.kinds.length;
+  const ckaCells = cka.senders.length * cka.receivers.length * cka.kinds.length;
+  assert.deepEqual(c.heatmaps.map((h) => h.drawn), [...Object.keys(grid.matrices).map(() => stitchCells), ckaCells, ckaCells]);
+  const models = c.tables.find((x) => x.head === 'Zoo models (seed 0)');
+  assert.equal(models?.rows, d.models.length);
+  t.diagnostic(`report charts drawn ${c.drawMs} ms after loading; screenshot ${c.screenshot}`);
 });

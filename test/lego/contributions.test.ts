@@ -8,6 +8,9 @@ import { openDataset } from '../../src/data/resolve.js';
 import { windowOutput } from '../../src/onnx/dims.js';
 import { Rng } from '../../src/util/random.js';
 
+/** Channel refs of a hand-made layer (they matter only to graph analysis). */
+const refs = { inRef: { kind: 'space', id: 0 }, outRef: { kind: 'space', id: 1 }, inAxis: 1, batchAxis: 0 } as const;
+
 interface Spec { cin: number; cout: number; k: [number, number]; stride: [number, number]; pad: [number, number]; dilation: [number, number]; groups: number; hw: [number, number] }
 
 function convLayer(s: Spec, rng: Rng): Layer {
@@ -15,7 +18,7 @@ function convLayer(s: Spec, rng: Rng): Layer {
   const outHW: [number, number] = [0, 1].map((a) => windowOutput(s.hw[a]!, { kernel: s.k[a]!, stride: s.stride[a]!, dilation: s.dilation[a]!, padBegin: s.pad[a]!, padEnd: s.pad[a]! }) as number) as [number, number];
   const conv: ConvGeometry = { kernel: s.k, stride: s.stride, dilation: s.dilation, pad: s.pad, inHW: s.hw, outHW, groups: s.groups };
   const w = Float32Array.from({ length: s.cout * gi * s.k[0] * s.k[1] }, () => rng.normal());
-  return { node: { name: 'c', opType: 'Conv', inputs: [], outputs: [], attributes: {} }, kind: 'conv', input: 'x', output: 'y', weight: 'w', outChannels: s.cout, inChannels: s.cin, groupIn: gi, w, k: s.k[0] * s.k[1], conv };
+  return { node: { name: 'c', opType: 'Conv', inputs: [], outputs: [], attributes: {} }, kind: 'conv', input: 'x', output: 'y', weight: 'w', outChannels: s.cout, inChannels: s.cin, groupIn: gi, w, k: s.k[0] * s.k[1], conv, ...refs };
 }
 
 /** The definition: relu of the sum over output positions and kernel offsets of unfold(x) * W. */
@@ -73,7 +76,7 @@ for (const [name, spec] of specs) {
 }
 
 test('linear contributions are relu(x_i * W_oi), summed over samples', () => {
-  const layer: Layer = { node: { name: 'fc', opType: 'Gemm', inputs: [], outputs: [], attributes: {} }, kind: 'linear', input: 'x', output: 'y', weight: 'w', outChannels: 2, inChannels: 3, groupIn: 3, w: Float32Array.from([1, -2, 3, -1, 0.5, 2]), k: 1 };
+  const layer: Layer = { node: { name: 'fc', opType: 'Gemm', inputs: [], outputs: [], attributes: {} }, kind: 'linear', input: 'x', output: 'y', weight: 'w', outChannels: 2, inChannels: 3, groupIn: 3, w: Float32Array.from([1, -2, 3, -1, 0.5, 2]), k: 1, ...refs };
   const v = new Float64Array(6);
   addLinearContributions(Float32Array.from([1, 2, -1, 0, 2, 1]), 0, layer, v);
   addLinearContributions(Float32Array.from([1, 2, -1, 0, 2, 1]), 3, layer, v);
@@ -103,4 +106,15 @@ test('contributions do not depend on the batch size (batch 7 vs 64)', async () =
       for (let i = 0; i < va.length; i++) assert.ok(Math.abs(va[i]! - vb[i]!) <= 1e-5 * scale, `${name}[${c}][${i}]: ${va[i]} vs ${vb[i]}`);
     }
   }
+});
+
+test('position sums: a linear layer over tokens or pixels sees each feature summed over one image\'s positions, any batch axis', async () => {
+  const { positionSums } = await import('../../src/lego/contributions.js');
+  // sequence-first [T=2, N=3, D=4]: x[t, n, d] = 100 t + 10 n + d
+  const seq = Float32Array.from({ length: 24 }, (_, f) => 100 * Math.floor(f / 12) + 10 * (Math.floor(f / 4) % 3) + (f % 4));
+  const out = new Float64Array(4);
+  assert.deepEqual(Array.from(positionSums(seq, [2, 3, 4], 1, 2, 2, out)), [0, 1, 2, 3].map((d) => (0 + 20 + d) + (100 + 20 + d)));
+  // channels-last [N=2, H=1, W=2, C=3]: x[n, 0, w, c] = 10 n + 3 w + c
+  const nhwc = Float32Array.from({ length: 12 }, (_, f) => 10 * Math.floor(f / 6) + 3 * (Math.floor(f / 3) % 2) + (f % 3));
+  assert.deepEqual(Array.from(positionSums(nhwc, [2, 1, 2, 3], 0, 3, 1, new Float64Array(3))), [0, 1, 2].map((c) => (10 + c) + (13 + c)));
 });

@@ -10,6 +10,7 @@ import { train } from '../../src/autodiff/train.js';
 import { getLabels, getProvenance } from '../../src/onnx/metadata.js';
 import { trainableParameterCount } from '../../src/onnx/parameters.js';
 import { modelStats } from '../../src/onnx/stats.js';
+import { int64 } from '../../src/onnx/tensor.js';
 import { disassemble } from '../../src/lego/disassemble.js';
 import { analyzeChannels } from '../../src/lego/channels.js';
 import type { Model } from '../../src/onnx/types.js';
@@ -37,13 +38,15 @@ function trainedLenet(): Promise<Model> {
 }
 
 /** An MLP with a Softmax in the middle: not something the pruner can slice. */
-function withSoftmax(): Model {
+/** An MLP with an operator the pruner does not follow (Tile) after its first activation. */
+function withUnknownOperator(): Model {
   const m = createZooModel('mlp', { hidden: [16, 8], seed: 1 });
   const g = m.graph;
   const relu = g.nodes.find((n) => n.opType === 'Relu')!;
   const out = relu.outputs[0]!;
   relu.outputs[0] = `${out}.pre`;
-  g.nodes.splice(g.nodes.indexOf(relu) + 1, 0, { name: 'odd_softmax', opType: 'Softmax', inputs: [`${out}.pre`], outputs: [out], attributes: { axis: { kind: 'int', value: 1 } } });
+  g.initializers.set('odd.repeats', int64([2], [1, 1]));
+  g.nodes.splice(g.nodes.indexOf(relu) + 1, 0, { name: 'odd_tile', opType: 'Tile', inputs: [`${out}.pre`, 'odd.repeats'], outputs: [out], attributes: {} });
   return m;
 }
 
@@ -91,7 +94,7 @@ test('a mask that would empty a layer keeps the strongest channel and warns', as
 });
 
 test('an operator the pruner does not understand is named, before any data is read', () => {
-  assertUserError(() => analyzeChannels(withSoftmax()), 'Softmax', 'odd_softmax');
+  assertUserError(() => analyzeChannels(withUnknownOperator()), 'Tile', 'odd_tile');
 });
 
 test('CLI: disassemble prints base vs component accuracy, sizes, writes the component and masks', () => {
@@ -115,12 +118,12 @@ test('CLI: disassemble prints base vs component accuracy, sizes, writes the comp
 });
 
 test('CLI: bad input gets one error line and writes nothing', () => {
-  const modelFile = join(dir, 'softmax.onnx');
-  saveModel(withSoftmax(), modelFile);
+  const modelFile = join(dir, 'tile.onnx');
+  saveModel(withUnknownOperator(), modelFile);
   const out = join(dir, 'never.onnx');
   const r = runCli(['disassemble', modelFile, '--data', 'fashion-mnist-sample', '--task', '0-2', '-o', out]);
   assert.ok(isOneLineError(r), r.stderr);
-  assert.match(r.stderr, /Softmax/);
+  assert.match(r.stderr, /Tile/);
   assert.equal(existsSync(out), false);
   const plain = join(dir, 'plain.onnx');
   saveModel(createZooModel('mlp', { hidden: [8], seed: 2 }), plain);

@@ -12,7 +12,10 @@ import type { Masks } from '../../src/lego/types.js';
 import { tempDir } from '../helpers/paths.js';
 import { firstImages } from './disassemble-helpers.js';
 
-const linear = (o: number, i: number): Layer => ({ node: { name: 'fc', opType: 'Gemm', inputs: [], outputs: [], attributes: {} }, kind: 'linear', input: 'x', output: 'y', weight: 'w', outChannels: o, inChannels: i, groupIn: i, w: new Float32Array(o * i), k: 1 });
+/** Channel refs of a hand-made layer (they matter only to graph analysis). */
+const refs = { inRef: { kind: 'space', id: 0 }, outRef: { kind: 'space', id: 1 }, inAxis: 1, batchAxis: 0 } as const;
+
+const linear = (o: number, i: number): Layer => ({ node: { name: 'fc', opType: 'Gemm', inputs: [], outputs: [], attributes: {} }, kind: 'linear', input: 'x', output: 'y', weight: 'w', outChannels: o, inChannels: i, groupIn: i, w: new Float32Array(o * i), k: 1, ...refs });
 
 test('layer input mask: min-max per output row, alpha, sum over kept outputs, min-max, beta', () => {
   // rows normalise to [0, .5, 1, .25] and [1, 0, .75, .5]; row 2 is not in the output mask

@@ -83,6 +83,18 @@ test('a class with no correctly classified sample keeps factor 1 and is reported
 
 test('scaling refuses the test split and models whose logits do not come from a linear layer', async () => {
   await assert.rejects(computeScales(model(), dataset('test')), (e: unknown) => e instanceof UserError && /test split/.test(e.message));
-  const m = buildModel({ inputs: [vi('input', ['N', 3])], outputs: ['y'], nodes: [node('Relu', ['input'], ['y'], {}, 'r')] });
-  assert.throws(() => findLastLinear(m, 'relu.onnx'), (e: unknown) => e instanceof UserError && /relu\.onnx: cannot scale the logits: the logits are computed by Relu node r/.test(e.message));
+  const m = buildModel({ inputs: [vi('input', ['N', 3])], outputs: ['y'], nodes: [node('Softmax', ['input'], ['y'], {}, 's')] });
+  assert.throws(() => findLastLinear(m, 'softmax.onnx'), (e: unknown) => e instanceof UserError && /softmax\.onnx: cannot scale the logits: the logits are computed by Softmax node s/.test(e.message));
+});
+
+test('a final Conv followed by Relu and global pooling (SqueezeNet) is scaled through them exactly', async () => {
+  const { fixture } = await import('../helpers/paths.js');
+  const { loadModel } = await import('../../src/onnx/proto.js');
+  const { logitsOf, randomBatch } = await import('./disassemble-helpers.js');
+  const m = loadModel(fixture('torchvision', 'tv_squeezenet.onnx'));
+  assert.equal(findLastLinear(m).node.opType, 'Conv');
+  const factors = [0.5, 2, 1, 3, 0.25, 1, 1, 4, 1, 0.1];
+  const batch = randomBatch(2, [3, 32, 32], 1);
+  const [before, after] = [await logitsOf(m, batch), await logitsOf(applyScales(m, factors), batch)];
+  after.forEach((v, i) => assert.ok(Math.abs(v - before[i]! * factors[i % 10]!) < 1e-5 * Math.max(1, Math.abs(v)), `output ${i}`));
 });

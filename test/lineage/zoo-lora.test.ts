@@ -62,6 +62,45 @@ test('the LoRA rewrite computes X (W0 + B A)^T + b: it equals the merged model, 
   assert.ok(moved > 1e-3, 'the adapters changed the function');
 });
 
+test('LoRA on a ViT adapts the attention in/out projections and MLP weights (MatMul form); merged equals adapted', async () => {
+  const base = createZooModel('vit', { input: [1, 28, 28], patch: 7, layers: 2, heads: 2, hidden: [8], mlp: 12, seed: 4 });
+  const layer = (i: number): string[] => [
+    `encoder.layers.encoder_layer_${i}.self_attention.in_proj_weight`, `encoder.layers.encoder_layer_${i}.self_attention.out_proj.weight`,
+    `encoder.layers.encoder_layer_${i}.mlp.0.weight`, `encoder.layers.encoder_layer_${i}.mlp.3.weight`,
+  ];
+  assert.deepEqual(loraTargets(base), [...layer(0), ...layer(1)]);
+  assert.deepEqual(classifierParams(base), ['heads.head.weight', 'heads.head.bias']);
+  const { model: lora, adapters } = addLora(base, loraTargets(base), 2, new Rng(1));
+  assert.deepEqual(adapters.slice(0, 4).map((a) => [a.out, a.in]), [[24, 8], [8, 8], [12, 8], [8, 12]]);
+  const x = { dims: [3, 1, 28, 28], data: Float32Array.from({ length: 3 * 784 }, (_, i) => Math.cos(i)) };
+  const run = async (m: typeof base): Promise<Float32Array> => {
+    const s = await ModelSession.create(m, { threads: 1 });
+    try {
+      return (await s.run({ input: x })).logits!.data as Float32Array;
+    } finally {
+      await s.release();
+    }
+  };
+  const y0 = await run(base);
+  const yB0 = await run(lora);
+  for (let i = 0; i < y0.length; i++) assert.ok(Math.abs(y0[i]! - yB0[i]!) < 1e-5);
+  const rng = new Rng(2);
+  for (const a of adapters) {
+    lora.graph.initializers.set(a.b, float32([a.out, a.rank], Float32Array.from({ length: a.out * a.rank }, () => rng.normal() * 0.3)));
+  }
+  const merged = mergeLora(lora, new Map(), adapters);
+  const plain = cloneModel(base);
+  for (const [k, v] of merged) plain.graph.initializers.set(k, float32(base.graph.initializers.get(k)!.dims, v));
+  const yl = await run(lora);
+  const ym = await run(plain);
+  let moved = 0;
+  for (let i = 0; i < yl.length; i++) {
+    assert.ok(Math.abs(yl[i]! - ym[i]!) < 1e-4, `logit ${i}: ${yl[i]} vs ${ym[i]}`);
+    moved = Math.max(moved, Math.abs(ym[i]! - y0[i]!));
+  }
+  assert.ok(moved > 1e-3, 'the adapters changed the function');
+});
+
 test('a LoRA zoo: weight differences have rank <= r on adapted layers, biases untouched, the head retrained', async () => {
   const dir = join(tempDir(), 'lora');
   const r = await makeLineageZoo({

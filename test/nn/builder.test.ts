@@ -104,3 +104,41 @@ test('builder errors name the layer and what was expected', () => {
   expect(() => b.dropout(c, 1), /ratio/);
   expect(() => b.build(), /no output/);
 });
+
+test('token layers: gelu equals the exact erf form, a prepended token sits at position 0, select takes it back', async () => {
+  const b = new GraphBuilder({ seed: 2 });
+  const x = b.input('input', [3, 4]);
+  const g = b.gelu(x, 'g');
+  const t = b.prependToken(x, 'tok', { kind: 'normal', std: 1 }, 'with_tok');
+  const first = b.select(t, 0, 0, 'first');
+  b.output(g, 'gelu');
+  b.output(first, 'first_out');
+  b.output(b.softmax(b.matmul(t, b.transpose(t, [1, 0], 'tt'), 'gram'), -1, 'attn'), 'attn_out');
+  const model = b.build();
+  const data = Float32Array.from({ length: 2 * 12 }, (_, i) => (i - 12) / 4);
+  const { outputs } = await runModel(model, { input: { dims: [2, 3, 4], data } });
+  // erf by Abramowitz-Stegun 7.1.26 (|error| < 1.5e-7)
+  const erf = (v: number): number => {
+    const s = Math.sign(v), a = Math.abs(v), k = 1 / (1 + 0.3275911 * a);
+    return s * (1 - (((((1.061405429 * k - 1.453152027) * k) + 1.421413741) * k - 0.284496736) * k + 0.254829592) * k * Math.exp(-a * a));
+  };
+  outputs.get('gelu')!.data.forEach((v, i) => assert.ok(Math.abs(v - 0.5 * data[i]! * (1 + erf(data[i]! / Math.SQRT2))) < 1e-5));
+  const tok = model.graph.initializers.get('tok')!.data as Float32Array;
+  assert.deepEqual(outputs.get('first_out')!.dims, [2, 4]);
+  for (let n = 0; n < 2; n++) for (let j = 0; j < 4; j++) assert.equal(outputs.get('first_out')!.data[n * 4 + j], tok[j]);
+  assert.deepEqual(outputs.get('attn_out')!.dims, [2, 4, 4]);
+  const row = outputs.get('attn_out')!.data.slice(0, 4);
+  assert.ok(Math.abs(row.reduce((s, v) => s + v, 0) - 1) < 1e-6, 'softmax rows sum to 1');
+});
+
+test('token layer errors name the layer and what was expected', () => {
+  const b = new GraphBuilder();
+  const x = b.input('input', [6, 4]);
+  const expect = (f: () => unknown, re: RegExp): void => assert.throws(f, (e: unknown) => e instanceof UserError && re.test(e.message));
+  expect(() => b.reshape(x, [5, 5], 'r'), /r: cannot reshape \[6,4\] to \[5,5\]/);
+  expect(() => b.transpose(x, [0, 0], 't'), /t: perm \[0,0\] is not a permutation/);
+  expect(() => b.split(x, -1, [1, 2], ['a', 'b']), /do not add up/);
+  expect(() => b.select(x, 0, 6, 's'), /index 6 is outside axis 0/);
+  expect(() => b.softmax(x, 2, 'sm'), /axis 2 is outside the 2 per-sample axes/);
+  expect(() => b.matmul(x, x, 'mm'), /cannot multiply/);
+});

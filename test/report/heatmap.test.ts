@@ -9,8 +9,14 @@ import { tempDir } from '../helpers/paths.js';
 const rows = ['stem', 'layer1', 'layer2'];
 const cols = ['layer1', 'layer2', 'fc'];
 const panel = (title: string, shift: number): HeatmapPanel => ({
-  title, rows, cols,
-  values: [[0.125 + shift, 0.5, 0.75], [0.25, null, 0.875], [0.3125, 0.625, Number.NaN]],
+  title,
+  rows,
+  cols,
+  values: [
+    [0.125 + shift, 0.5, 0.75],
+    [0.25, null, 0.875],
+    [0.3125, 0.625, Number.NaN],
+  ],
 });
 
 /** width and height from a PNG's IHDR chunk */

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { planStitch } from '../../src/stitch/plan.js';
+import { planStitch, type PlanOptions } from '../../src/stitch/plan.js';
 import { buildStitch, initialWeights, MAP_WEIGHT, MAP_BIAS } from '../../src/stitch/build.js';
 import { LsqAccumulator, solveLsq } from '../../src/stitch/lsq.js';
 import { ModelSession } from '../../src/runtime/session.js';
@@ -12,9 +12,21 @@ import { Rng } from '../../src/util/random.js';
  * least-squares rows (space-to-depth patches, upsampled-and-cropped pixels, pooled
  * vectors) line up with the stitch's own weight layout.
  */
-for (const [from, to] of [[[4, 7, 7], [3, 4, 4]], [[3, 8, 8], [5, 2, 2]], [[6, 4, 4], [3, 7, 7]], [[5, 6, 6], [4]], [[5, 3, 3], [4, 3, 3]]] as const) {
-  test(`least squares recovers a known stitch ${from.join('x')} -> ${to.join('x')}`, async () => {
-    const spec = planStitch(from, to);
+const CASES: [number[], number[], PlanOptions?][] = [
+  [[4, 7, 7], [3, 4, 4]], [[3, 8, 8], [5, 2, 2]], [[6, 4, 4], [3, 7, 7]], [[5, 6, 6], [4]], [[5, 3, 3], [4, 3, 3]],
+  // image -> tokens: patchify onto the receiver's 4x4 grid (strided, 1x1, upsampled), with and without a class token
+  [[3, 8, 8], [17, 5]], [[4, 4, 4], [16, 5]], [[3, 2, 2], [17, 4]],
+  // tokens -> image: class token dropped, 4x4 grid unpatchified, then 1x1 / upsampled / strided
+  [[17, 5], [3, 4, 4]], [[17, 5], [3, 8, 8]], [[17, 5], [4, 2, 2]],
+  // tokens -> tokens: same count (per-token linear), other counts (through the grids; class token from class token or mean)
+  [[17, 5], [17, 3]], [[17, 5], [5, 3]], [[16, 5], [5, 3]], [[5, 4], [17, 3]],
+  // tokens -> flat: mean of the tokens, the class token, all tokens flattened
+  [[17, 5], [4]], [[17, 5], [4], { flat: 'class' }], [[5, 3], [4], { flat: 'flatten' }],
+];
+
+for (const [from, to, opts] of CASES) {
+  test(`least squares recovers a known stitch ${from.join('x')} -> ${to.join('x')}${opts ? ` ${JSON.stringify(opts)}` : ''}`, async () => {
+    const spec = planStitch(from, to, opts);
     const truth = initialWeights(spec, { kind: 'random', seed: 7 });
     const stitch = await ModelSession.create(buildStitch(spec, { kind: 'weights', weights: truth }), { threads: 1 });
     const acc = await LsqAccumulator.create(spec, { threads: 1 });
@@ -30,7 +42,7 @@ for (const [from, to] of [[[4, 7, 7], [3, 4, 4]], [[3, 8, 8], [5, 2, 2]], [[6, 4
     await stitch.release();
     assert.ok(sol.fitError < 1e-10, `fit error ${sol.fitError}`);
     assert.equal(sol.ridge, 0);
-    for (const k of [MAP_WEIGHT, MAP_BIAS]) {
+    for (const k of truth.keys()) {
       const want = truth.get(k)!, got = sol.weights.get(k)!;
       for (let i = 0; i < want.length; i++) assert.ok(Math.abs(want[i]! - got[i]!) < 1e-4, `${k}[${i}]: ${got[i]} vs ${want[i]}`);
     }

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Export torchvision classifiers as a user would: torch.onnx.export with its defaults.
 
-    /usr/bin/python3 tools/torch/export_torchvision.py OUT_DIR [--only name,name] [--seed 0]
+    /usr/bin/python3 tools/torch/export_torchvision.py OUT_DIR [--only name,name] [--seed 0] [--size N]
 
 For each family (random init, 10 classes): <name>.onnx (opset 17, do_constant_folding
 on, eval mode, so BatchNorm is folded into the convolutions) and <name>.io.json (a
@@ -78,8 +78,9 @@ def settle_batchnorm(model, size, seed):
     model.eval()
 
 
-def export(name, out, seed):
-    make, size = FAMILIES[name]
+def export(name, out, seed, size=None):
+    make, default_size = FAMILIES[name]
+    size = size or default_size
     torch.manual_seed(seed)
     model = make()
     settle_batchnorm(model, size, seed + 1)
@@ -101,13 +102,14 @@ def main():
     ap.add_argument('out')
     ap.add_argument('--only', default='')
     ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--size', type=int, default=0, help='input side instead of the family default (64; ViT 32)')
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     names = [n for n in a.only.split(',') if n] or list(FAMILIES)
     for n in names:
         if n not in FAMILIES:
             sys.exit(f'unknown family {n}; known: {", ".join(FAMILIES)}')
-        export(n, a.out, a.seed)
+        export(n, a.out, a.seed, a.size or None)
 
 
 if __name__ == '__main__':

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { runAssembleJob } from '../../lego/assemble-job.js';
-import { globals, withOutputFlags } from './common.js';
+import { checkOutputs, dataInputs, globals, outputFile, withOutputFlags } from './common.js';
 import { compact, pct, table } from '../output.js';
 import { parseInteger, parsePositiveInt, parsePositiveNumber } from '../parse.js';
 import { UserError } from '../../util/errors.js';
@@ -36,6 +36,7 @@ export function registerAssemble(program: Command): void {
     .requiredOption('-o, --output <file>', 'where to write the assembled .onnx model')
     .action(async (files: string[], flags: AssembleFlags, cmd: Command) => {
       const { out, session } = globals(cmd);
+      checkOutputs([outputFile(flags.output)], [...files, ...dataInputs(...flags.data ?? [], ...flags.scaleData ?? [])]);
       if (flags.overlap !== 'refuse' && flags.overlap !== 'merge') throw new UserError(`--overlap expects refuse or merge, got "${flags.overlap}"`);
       if (flags.method !== 'auto' && flags.method !== 'parallel') throw new UserError(`--method expects auto or parallel, got "${flags.method}"`);
       const r = await runAssembleJob({

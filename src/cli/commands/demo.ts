@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { runDemo } from '../../report/demo.js';
-import { globals, withOutputFlags } from './common.js';
+import { checkOutputs, dataInputs, globals, outputFolder, withOutputFlags } from './common.js';
 import { compact, pct, table } from '../output.js';
 import { parsePositiveInt } from '../parse.js';
 
@@ -11,6 +11,7 @@ export function registerDemo(program: Command): void {
     .option('--epochs <n>', 'training epochs per model', parsePositiveInt('--epochs'), 3)
     .action(async (flags: { data: string; output: string; epochs: number }, cmd: Command) => {
       const { out, session } = globals(cmd);
+      checkOutputs([outputFolder(flags.output)], dataInputs(flags.data));
       const r = await runDemo({ ...session, data: flags.data, outDir: flags.output, epochs: flags.epochs });
       out.line(`data: ${r.data}`);
       out.line(table([['model', 'parameters', 'FLOPs/image', 'cuts', 'epochs', 'test accuracy'], ...r.models.map((m) => [m.name, compact(m.parameters), compact(m.flopsPerImage), m.cuts.length, m.epochs, pct(m.accuracy)])]));
@@ -19,6 +20,7 @@ export function registerDemo(program: Command): void {
       out.line(`lineage: directed accuracy ${pct(r.lineage.full.directed)} (full fine-tuning), ${pct(r.lineage.lowrank.directed)} (LoRA)`);
       out.line(`stitching: ${r.stitch.matrix.senders.length}x${r.stitch.matrix.receivers.length} grid in ${r.stitch.dir}; CKA in ${r.outDir}/cka`);
       out.line(`results: ${r.outDir}/results.json, ${r.outDir}/report.md (${r.seconds.toFixed(1)} s)`);
+      out.line(`report: ${r.report} (open it in a browser)`);
       out.json(r);
     });
 }

@@ -9,7 +9,7 @@ import { evaluate } from '../../runtime/evaluate.js';
 import { fileHash } from '../../autodiff/train.js';
 import { disassemble, saveMasks } from '../../lego/disassemble.js';
 import { DEFAULT_BATCHNORM_SAMPLES } from '../../lego/types.js';
-import { globals, withOutputFlags } from './common.js';
+import { checkOutputs, dataInputs, globals, outputFile, withOutputFlags } from './common.js';
 import { compact, pct, table } from '../output.js';
 import { parseInteger, parsePositiveInt } from '../parse.js';
 import { UserError } from '../../util/errors.js';
@@ -65,6 +65,7 @@ export function registerDisassemble(program: Command): void {
     .requiredOption('-o, --output <file>', 'where to write the component .onnx')
     .action(async (file: string, flags: DisassembleFlags, cmd: Command) => {
       const { out, session } = globals(cmd);
+      checkOutputs([outputFile(flags.output), ...(flags.masks !== undefined ? [outputFile(flags.masks, '--masks')] : [])], [file, ...dataInputs(flags.data)]);
       const model = openModel(file);
       const train = await openDataset(flags.data, 'train');
       const task = parseTaskClasses(flags.task, train.classes);

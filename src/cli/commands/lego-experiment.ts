@@ -2,9 +2,12 @@ import type { Command } from 'commander';
 import { join } from 'node:path';
 import { runLegoExperiment, DEFAULT_SWEEP } from '../../lego/experiment.js';
 import { parseClasses } from '../../data/classes.js';
-import { globals, withOutputFlags } from './common.js';
+import { checkOutputs, dataInputs, globals, outputFolder, withOutputFlags } from './common.js';
 import { parseInteger, parseNumberList, parsePositiveInt } from '../parse.js';
 import { UserError } from '../../util/errors.js';
+import { writeRunReport } from '../../report/html/report.js';
+import { parseQueueUrl } from '../../queue/connection.js';
+import { legoExperimentOnQueue } from '../../queue/lego.js';
 
 interface ExperimentFlags {
   model: string;
@@ -24,6 +27,7 @@ interface ExperimentFlags {
   seed: number;
   resume?: boolean;
   output: string;
+  queue?: string;
 }
 
 /** Class lists separated by ';' ("0;0-2;3-9;1,5,7"), each checked against 10 classes at most 1000. */
@@ -51,9 +55,11 @@ export function registerLegoExperiment(program: Command): void {
     .option('--batch <n>', 'batch size', parsePositiveInt('--batch'))
     .option('--seed <n>', 'seed', parseInteger('--seed'), 0)
     .option('--resume', 'keep the rows already in <dir>/experiment.json and run only the missing ones')
+    .option('--queue <url>', 'run the rows as jobs on a Redis queue (redis://host:6379, rediss://user:password@host); workers: modelsmith worker --queue <url>')
     .requiredOption('-o, --output <dir>', 'folder for experiment.json, report.md, components and assembled models')
     .action(async (flags: ExperimentFlags, cmd: Command) => {
       const { out, session } = globals(cmd);
+      checkOutputs([outputFolder(flags.output)], [flags.model, ...(flags.model2 !== undefined ? [flags.model2] : []), ...dataInputs(flags.data)]);
       let unbalanced: [number, number] | undefined;
       if (flags.unbalanced !== undefined) {
         const m = /^(\d+)-(\d+)$/.exec(flags.unbalanced.trim());
@@ -69,15 +75,18 @@ export function registerLegoExperiment(program: Command): void {
         ? (flags.alphas ?? [0.3]).flatMap((alpha) => (flags.betas ?? [0.2]).map((beta) => ({ alpha, beta })))
         : DEFAULT_SWEEP;
       if (sweep.some((s) => !(s.alpha >= 0 && s.alpha < 1 && s.beta >= 0 && s.beta < 1))) throw new UserError('--alphas and --betas expect values in [0, 1)');
-      const r = await runLegoExperiment({
+      if (flags.queue) parseQueueUrl(flags.queue);
+      const opts = {
         model: flags.model, data: flags.data, outDir: flags.output, samplesPerClass: flags.samples, finetuneEpochs: flags.finetuneEpochs,
         sweep, seed: flags.seed, session,
         ...(flags.model2 ? { model2: flags.model2 } : {}), ...(flags.tasks ? { tasks: taskList(flags.tasks, '--tasks') } : {}),
         ...(pairs ? { pairs } : {}), ...(unbalanced ? { unbalanced } : {}), ...(flags.sweepTask ? { sweepTask: parseClasses(flags.sweepTask, 1000) } : {}),
         ...(flags.scaleSamples ? { scaleSamplesPerClass: flags.scaleSamples } : {}), ...(flags.batch ? { batchSize: flags.batch } : {}),
         ...(flags.resume ? { resume: true } : {}),
-      });
-      out.line(`wrote ${join(flags.output, 'experiment.json')} and ${join(flags.output, 'report.md')}: ${r.disassembly.length} disassembly, ${r.assembly.length} assembly, ${r.mismatch.length} mismatch, ${r.unbalanced.length} unbalanced, ${r.sweep.length} sweep rows`);
-      out.json(r);
+      };
+      const r = flags.queue ? await legoExperimentOnQueue(flags.queue, opts) : await runLegoExperiment(opts);
+      const report = await writeRunReport(flags.output);
+      out.line(`wrote ${join(flags.output, 'experiment.json')} and ${join(flags.output, 'report.md')}: ${r.disassembly.length} disassembly, ${r.assembly.length} assembly, ${r.mismatch.length} mismatch, ${r.unbalanced.length} unbalanced, ${r.sweep.length} sweep rows; report: ${report}`);
+      out.json({ ...r, report });
     });
 }

@@ -1,9 +1,11 @@
 import type { Command } from 'commander';
 import { makeLineageZoo } from '../../lineage/zoo/make.js';
 import { parseRanks, parseVariants, type VariantKind } from '../../lineage/zoo/options.js';
-import { globals, withOutputFlags } from './common.js';
+import { checkOutputs, dataInputs, globals, outputFolder, withOutputFlags } from './common.js';
 import { pct } from '../output.js';
 import { parseInteger, parseIntList, parsePositiveInt, parsePositiveNumber } from '../parse.js';
+import { parseQueueUrl } from '../../queue/connection.js';
+import { queueZooMaker } from '../../queue/zoo.js';
 
 interface ZooFlags {
   trees: number;
@@ -12,6 +14,10 @@ interface ZooFlags {
   lowrank?: number[];
   arch: string;
   hidden?: number[];
+  patch?: number;
+  layers?: number;
+  heads?: number;
+  mlp?: number;
   width: number;
   data: string;
   seed: number;
@@ -21,7 +27,10 @@ interface ZooFlags {
   variants?: VariantKind[];
   pruneFraction: number;
   onnx?: boolean;
+  hf?: boolean;
+  hfShardMb?: number;
   output: string;
+  queue?: string;
 }
 
 export function registerLineageZoo(program: Command): void {
@@ -30,8 +39,12 @@ export function registerLineageZoo(program: Command): void {
     .option('--children <n>', 'children per model', parseInteger('--children'), 4)
     .option('--depth <n>', 'levels below each root', parseInteger('--depth'), 2)
     .option('--lowrank <ranks>', 'LoRA fine-tuning with a rank drawn per model from this list, e.g. 4,8 (default: full fine-tuning)', parseRanks)
-    .option('--arch <name>', 'zoo architecture', 'mlp')
-    .option('--hidden <list>', 'MLP hidden sizes (default 128,128,128)', parseIntList('--hidden'))
+    .option('--arch <name>', 'zoo architecture (mlp, vit, or any zoo architecture)', 'mlp')
+    .option('--hidden <list>', 'MLP hidden sizes (default 128,128,128); for --arch vit the embedding size (default 64)', parseIntList('--hidden'))
+    .option('--patch <n>', '--arch vit: patch size (default 7)', parsePositiveInt('--patch'))
+    .option('--layers <n>', '--arch vit: encoder layers (default 2)', parsePositiveInt('--layers'))
+    .option('--heads <n>', '--arch vit: attention heads (default 4)', parsePositiveInt('--heads'))
+    .option('--mlp <n>', '--arch vit: MLP hidden size (default 256)', parsePositiveInt('--mlp'))
     .option('--width <x>', 'width multiplier (non-MLP architectures)', parsePositiveNumber('--width'), 1)
     .requiredOption('--data <spec>', 'dataset: its train split trains, its test split scores each model')
     .option('--seed <n>', 'zoo seed: every model\'s seed, task, learning rate and rank derive from it', parseInteger('--seed'), 0)
@@ -41,23 +54,39 @@ export function registerLineageZoo(program: Command): void {
     .option('--variants <list>', 'also write robustness copies <output>-fp16, -int8, -pruned: any of fp16,int8,pruned', parseVariants)
     .option('--prune-fraction <f>', 'pruned copies: fraction of each weight tensor zeroed', Number, 0.2)
     .option('--onnx', 'also write each model as <output>/onnx/<name>.onnx')
+    .option('--queue <url>', 'run the models as jobs on a Redis queue (redis://host:6379, rediss://user:password@host); workers: modelsmith worker --queue <url>')
+    .option('--hf', 'also write the zoo as Hugging Face model folders (config.json, model.safetensors, README.md card with base_model) in <output>-hf')
+    .option('--hf-shard-mb <n>', 'with --hf: shard weights larger than this many MB (model.safetensors.index.json)', parsePositiveNumber('--hf-shard-mb'))
     .requiredOption('-o, --output <dir>', 'zoo folder (an existing one is continued: models already there are not retrained)')
     .action(async (flags: ZooFlags, cmd: Command) => {
       const { out, session } = globals(cmd);
-      const r = await makeLineageZoo({
+      checkOutputs([outputFolder(flags.output)], dataInputs(flags.data));
+      if (flags.queue) parseQueueUrl(flags.queue);
+      const opts = {
         data: flags.data, outDir: flags.output, trees: flags.trees, children: flags.children, depth: flags.depth,
         arch: flags.arch, width: flags.width, seed: flags.seed, steps: flags.steps, rootSteps: flags.rootSteps, batchSize: flags.batch,
         pruneFraction: flags.pruneFraction,
         ...(flags.lowrank ? { lowrank: flags.lowrank } : {}), ...(flags.hidden ? { hidden: flags.hidden } : {}),
-        ...(flags.variants ? { variants: flags.variants } : {}), ...(flags.onnx ? { onnx: true } : {}), ...session,
-      });
+        ...(flags.patch ? { patch: flags.patch } : {}), ...(flags.layers ? { layers: flags.layers } : {}),
+        ...(flags.heads ? { heads: flags.heads } : {}), ...(flags.mlp ? { mlp: flags.mlp } : {}),
+        ...(flags.variants ? { variants: flags.variants } : {}), ...(flags.onnx ? { onnx: true } : {}),
+        ...(flags.hf ? { hf: true } : {}), ...(flags.hfShardMb !== undefined ? { hfShardBytes: Math.round(flags.hfShardMb * 1e6) } : {}), ...session,
+      };
+      const maker = flags.queue ? queueZooMaker(flags.queue, opts) : undefined;
+      let r: Awaited<ReturnType<typeof makeLineageZoo>>;
+      try {
+        r = await makeLineageZoo(opts, maker);
+      } finally {
+        await maker?.close();
+      }
       const accs = r.models.map((m) => m.testAccuracy);
       const mean = accs.reduce((a, b) => a + b, 0) / accs.length;
       out.line(`${r.models.length} models in ${r.settings.trees} trees (${r.trained} trained, ${r.reused} found), ${r.edges.length} edges in ${r.outDir}/truth.json; mean test accuracy on each model's task ${pct(mean)} (min ${pct(Math.min(...accs))}); ${r.seconds.toFixed(1)} s`);
       for (const v of r.variants) out.line(`${v.kind} copy: ${v.dir}`);
+      if (r.hf) out.line(`Hugging Face folders: ${r.hf.dir}${r.hf.sharded ? ` (${r.hf.sharded} sharded)` : ''}`);
       out.json({
         outDir: r.outDir, settings: r.settings, models: r.models.length, trained: r.trained, reused: r.reused, edges: r.edges.length,
-        meanTestAccuracy: mean, minTestAccuracy: Math.min(...accs), seconds: r.seconds, variants: r.variants,
+        meanTestAccuracy: mean, minTestAccuracy: Math.min(...accs), seconds: r.seconds, variants: r.variants, ...(r.hf ? { hf: r.hf } : {}),
       });
     });
 }

@@ -1,14 +1,19 @@
 import { addInputOptions } from '../data-options.js';
 import type { Command } from 'commander';
 import { openModel } from '../../onnx/open.js';
-import { listCuts } from '../../stitch/cuts.js';
+import { allCuts, describeShape, listCuts, type StitchCut } from '../../stitch/cuts.js';
+import { hasRecordedCuts } from '../../onnx/cuts.js';
+import type { Model } from '../../onnx/types.js';
 import { PAIR_KINDS, PAIR_TITLES, RANDOM_BATCHNORM, type RandomBatchNorm } from '../../stitch/controls.js';
 import { stitchGrid } from '../../stitch/run.js';
 import type { CellOptions } from '../../stitch/cell.js';
-import { globals, withOutputFlags } from './common.js';
+import { checkOutputs, dataInputs, globals, outputFolder, withOutputFlags } from './common.js';
 import { pct, table } from '../output.js';
 import { parseChoice, parseInteger, parsePositiveInt, parsePositiveNumber } from '../parse.js';
 import { UserError } from '../../util/errors.js';
+import { writeRunReport } from '../../report/html/report.js';
+import { parseQueueUrl } from '../../queue/connection.js';
+import { stitchDispatch } from '../../queue/stitch.js';
 
 interface StitchFlags {
   data?: string;
@@ -36,7 +41,9 @@ interface StitchFlags {
   mean?: number[];
   std?: number[];
   listCuts?: boolean;
+  overwrite?: boolean;
   output?: string;
+  queue?: string;
 }
 
 const list = (s?: string): string[] | undefined => s?.split(',').map((x) => x.trim()).filter(Boolean);
@@ -54,7 +61,8 @@ export function registerStitch(program: Command): void {
     .option('--weight-decay <x>', 'weight decay', Number, 0.01)
     .option('--schedule <name>', 'constant | cosine', 'constant')
     .option('--init <how>', 'initial stitch for training: random | lsq', 'random')
-    .option('--flat <how>', 'into the classifier from a spatial tensor: pool (global average pool + linear) | flatten (flatten + linear)', 'pool')
+    .option('--flat <how>', 'into the classifier from an image or tokens: pool (global average pool / mean of the tokens + linear) '
+      + '| flatten (flatten + linear) | class (a token sender\'s class token + linear)', 'pool')
     .option('--bn <where>', 'BatchNorm around the stitch: before, after or before,after')
     .option('--senders <cuts>', 'sender cut names of A, comma-separated (default: stem and every block)')
     .option('--receivers <cuts>', 'receiver cut names of B (default: into every block and into the classifier)')
@@ -66,22 +74,36 @@ export function registerStitch(program: Command): void {
     .option('--stop-after <n>', 'stop after this many cells (rerun to continue)', parsePositiveInt('--stop-after'))
     .option('--seed <n>', 'seed for stitch initialisation, image order and the random networks', parseInteger('--seed'), 0)
     .option('--random-bn <how>', 'BatchNorm statistics of the random control networks: data (re-estimated on 2048 training images) | init (0/1 as initialised)', parseChoice('--random-bn', RANDOM_BATCHNORM), 'data')
+    .option('--queue <url>', 'run the cells as jobs on a Redis queue (redis://host:6379, rediss://user:password@host); workers: modelsmith worker --queue <url>')
     .option('-o, --output <dir>', 'grid folder (rerunning with the same folder resumes)')
+    .option('--overwrite', 'start afresh when the folder holds a grid computed with other models, data or options (its finished cells are discarded)')
     .action(async (aFile: string, bFile: string | undefined, flags: StitchFlags, cmd: Command) => {
       const { out, session } = globals(cmd);
       if (flags.listCuts) {
-        const models = [aFile, ...(bFile ? [bFile] : [])].map((f) => ({ file: f, cuts: listCuts(openModel(f), f) }));
+        const models = [aFile, ...(bFile ? [bFile] : [])].map((f) => describeCuts(openModel(f), f));
         for (const m of models) {
-          out.line(`${m.file}:`);
-          out.line(table([['cut', 'tensor', 'kind', 'shape'], ...m.cuts.map((c) => [c.name, c.tensor, c.kind, c.shape.join('x')])]));
+          out.line(`${m.file}: ${m.cuts.length} ${m.recorded ? 'recorded' : 'block-level'} cut points (the default grid), ${m.valid.length} valid cuts in all`);
+          const shape = (c: StitchCut): string => `${describeShape(c.shape)}${c.batchAxis ? ` (batch axis ${c.batchAxis})` : ''}`;
+          out.line(table([['cut', 'kind', 'shape', 'tensor'], ...m.cuts.map((c) => [c.name, c.kind, shape(c), c.tensor])]));
+          const others = m.valid.filter((v) => !m.cuts.some((c) => c.tensor === v.tensor));
+          if (others.length) {
+            out.line('other valid cuts (name them by tensor with --senders/--receivers):');
+            out.line(table([['tensor', 'shape'], ...others.map((c) => [c.tensor, shape(c)])]));
+          }
+          out.line();
         }
         out.json({ models });
         return;
       }
       if (!bFile) throw new UserError('stitch needs two models: modelsmith stitch A.onnx B.onnx --data <spec> -o grid/ (or --list-cuts)');
       if (!flags.data) throw new UserError('stitch needs --data <spec>');
-      if (!flags.output) throw new UserError('stitch needs -o <grid folder>');
+      if (flags.output === undefined) throw new UserError('stitch needs -o <grid folder>');
+      checkOutputs([outputFolder(flags.output)], [aFile, bFile, ...dataInputs(flags.data)]);
       if (flags.cacheMb < 0) throw new UserError(`--cache-mb must be 0 or more, got ${flags.cacheMb}`);
+      if (flags.queue) {
+        parseQueueUrl(flags.queue);
+        if (flags.workers > 1) throw new UserError('--workers starts local processes; with --queue start workers on any machine with: modelsmith worker --queue <url>');
+      }
       const bn = list(flags.bn) ?? [];
       for (const b of bn) if (b !== 'before' && b !== 'after') throw new UserError(`--bn expects before, after or before,after, got "${flags.bn}"`);
       const options: Partial<CellOptions> = {
@@ -96,7 +118,9 @@ export function registerStitch(program: Command): void {
         ...(senders ? { senders } : {}), ...(receivers ? { receivers } : {}),
         ...(flags.trainLimit ? { trainLimit: flags.trainLimit } : {}), ...(flags.testLimit ? { testLimit: flags.testLimit } : {}),
         ...(flags.mean ? { mean: flags.mean } : {}), ...(flags.std ? { std: flags.std } : {}),
+        ...(flags.overwrite ? { overwrite: true } : {}),
         cacheMb: flags.cacheMb, workers: flags.workers, ...(threads ? { threads } : {}), session, ...(flags.stopAfter ? { stopAfter: flags.stopAfter } : {}),
+        ...(flags.queue ? { dispatch: stitchDispatch(flags.queue) } : {}),
       });
       const m = r.matrix;
       for (const kind of m.kinds) {
@@ -110,7 +134,13 @@ export function registerStitch(program: Command): void {
       }
       out.line(`networks' own test accuracy: ${Object.entries(m.base).map(([k, v]) => `${k} ${pct(v)}`).join(', ')}`);
       out.line(`${r.ran} cells computed now, ${r.resumed} found finished; ${m.cells.done}/${m.cells.total} done${m.complete ? '' : ' (rerun the same command to continue)'}`);
-      out.line(`wrote ${m.files.join(', ')}`);
-      out.json(r);
+      const report = await writeRunReport(flags.output);
+      out.line(`wrote ${m.files.join(', ')}; report: ${report}`);
+      out.json({ ...r, report });
     });
+}
+
+/** A model's default cut points and every valid cut, for --list-cuts. */
+function describeCuts(model: Model, file: string): { file: string; recorded: boolean; cuts: StitchCut[]; valid: StitchCut[] } {
+  return { file, recorded: hasRecordedCuts(model), cuts: listCuts(model, file), valid: allCuts(model, file) };
 }

@@ -9,7 +9,7 @@ import { train, fileHash, FINE_TUNING, FROM_SCRATCH, type TrainJob, type Trainin
 import type { OptimizerConfig } from '../../autodiff/optim.js';
 import type { ScheduleConfig } from '../../autodiff/schedule.js';
 import type { Augmentation } from '../../data/types.js';
-import { globals, withOutputFlags } from './common.js';
+import { checkOutputs, dataInputs, globals, outputFile, withOutputFlags } from './common.js';
 import { pct, table } from '../output.js';
 import { parseIntList, parseInteger, parsePositiveInt, parsePositiveNumber } from '../parse.js';
 import { UserError } from '../../util/errors.js';
@@ -81,6 +81,10 @@ export function registerTrain(program: Command): void {
     .requiredOption('-o, --output <file>', 'where to write the trained .onnx model')
     .action(async (spec: string, flags: TrainFlags, cmd: Command) => {
       const { out, session } = globals(cmd);
+      checkOutputs([
+        outputFile(flags.output), outputFile(flags.checkpoint ?? `${flags.output}.ckpt`, flags.checkpoint ? '--checkpoint' : 'the checkpoint'),
+        outputFile(`${flags.output}.metrics.jsonl`, 'the metrics log'),
+      ], [spec, ...dataInputs(flags.data)]);
       const data = await openDataset(flags.data, 'train');
       const classes = flags.classes !== undefined ? parseClasses(flags.classes, data.classes) : undefined;
       const fromFile = spec.endsWith('.onnx') || existsSync(spec);

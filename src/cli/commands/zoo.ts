@@ -2,13 +2,17 @@ import type { Command } from 'commander';
 import { ZOO, createZooModel } from '../../nn/zoo.js';
 import { saveModel } from '../../onnx/proto.js';
 import { modelStats } from '../../onnx/stats.js';
-import { globals, withOutputFlags } from './common.js';
+import { checkOutputs, globals, outputFile, withOutputFlags } from './common.js';
 import { compact, table } from '../output.js';
 import { parseIntList, parseInteger, parsePositiveInt, parsePositiveNumber, parseShape } from '../parse.js';
 
 interface CreateFlags {
   blocks?: number[];
   hidden?: number[];
+  patch?: number;
+  layers?: number;
+  heads?: number;
+  mlp?: number;
   input: [number, number, number];
   classes: number;
   width: number;
@@ -27,7 +31,11 @@ export function registerZoo(program: Command): void {
     });
   withOutputFlags(zoo.command('create <arch>').description('create a freshly initialised model (seeded Kaiming init)'))
     .option('--blocks <list>', 'residual blocks per stage for "resnet", e.g. 1,1,1,1', parseIntList('--blocks'))
-    .option('--hidden <list>', 'hidden layer sizes for "mlp", e.g. 256,128', parseIntList('--hidden'))
+    .option('--hidden <list>', 'hidden layer sizes for "mlp", e.g. 256,128; the embedding size for "vit", e.g. 128', parseIntList('--hidden'))
+    .option('--patch <n>', 'patch size for "vit" (default 4)', parsePositiveInt('--patch'))
+    .option('--layers <n>', 'encoder layers for "vit" (default 4)', parsePositiveInt('--layers'))
+    .option('--heads <n>', 'attention heads for "vit" (default 4)', parsePositiveInt('--heads'))
+    .option('--mlp <n>', 'MLP hidden size for "vit" (default 512)', parsePositiveInt('--mlp'))
     .option('--input <CxHxW>', 'input shape', parseShape('--input'), [1, 28, 28])
     .option('--classes <n>', 'number of classes', parsePositiveInt('--classes'), 10)
     .option('--width <x>', 'width multiplier for every layer', parsePositiveNumber('--width'), 1)
@@ -35,9 +43,12 @@ export function registerZoo(program: Command): void {
     .requiredOption('-o, --output <file>', 'where to write the .onnx model')
     .action((arch: string, flags: CreateFlags, cmd: Command) => {
       const { out } = globals(cmd);
+      checkOutputs([outputFile(flags.output)]);
       const model = createZooModel(arch, {
         input: flags.input, classes: flags.classes, width: flags.width, seed: flags.seed,
         ...(flags.blocks ? { blocks: flags.blocks } : {}), ...(flags.hidden ? { hidden: flags.hidden } : {}),
+        ...(flags.patch ? { patch: flags.patch } : {}), ...(flags.layers ? { layers: flags.layers } : {}),
+        ...(flags.heads ? { heads: flags.heads } : {}), ...(flags.mlp ? { mlp: flags.mlp } : {}),
       });
       saveModel(model, flags.output);
       const stats = modelStats(model);

@@ -29,11 +29,12 @@ import { info } from '../../util/progress.js';
 import { pct } from '../../util/format.js';
 import { UserError } from '../../util/errors.js';
 import { zooSettings, checkPruneFraction, type LineageZooOptions, type ZooSettings } from './options.js';
-import { planZoo, taskOf, truthEdges, type PlannedModel, type ZooTask } from './plan.js';
+import { planZoo, plannedSeed, taskOf, truthEdges, type PlannedModel, type ZooTask } from './plan.js';
 import { addLora, classifierParams, loraTargets, mergeLora } from './lora.js';
 import { trainSteps, taskAccuracy } from './steps.js';
 import { loadZooModel, readZooRecord, saveZooModel } from './store.js';
 import { makeZooVariant, type VariantResult } from './variants.js';
+import { writeHfZoo, type HfZooResult } from './hf.js';
 
 /** One model of a zoo, as recorded in zoo.json and in its file's metadata. */
 export interface ZooModelRecord {
@@ -70,51 +71,102 @@ export interface LineageZooResult {
   reused: number;
   seconds: number;
   variants: VariantResult[];
+  /** the Hugging Face folders, when asked for */
+  hf?: HfZooResult;
 }
 
-export async function makeLineageZoo(o: LineageZooOptions): Promise<LineageZooResult> {
+/**
+ * Where a zoo's models are made: in this process (the default), or by queue workers on
+ * other machines (src/queue/zoo.ts). Everything else (resuming, zoo.json, truth.json,
+ * the variants) is the same for both.
+ */
+export interface ZooMaker {
+  /** the dataset's class count (the plan depends on it) and its source lines for zoo.json */
+  data(s: ZooSettings): Promise<{ classes: number; train: string; test: string }>;
+  /**
+   * Makes the models of `todo` (in plan order; a model's parent is either made first or
+   * its record is in `records` and its file in the zoo folder already), writes each as
+   * `<outDir>/<name>.safetensors` and calls `made` with its record as soon as it is written.
+   */
+  make(todo: readonly PlannedModel[], plan: readonly PlannedModel[], records: Map<string, ZooModelRecord>, made: (r: ZooModelRecord) => void): Promise<void>;
+}
+
+export async function makeLineageZoo(o: LineageZooOptions, maker?: ZooMaker): Promise<LineageZooResult> {
   const start = Date.now();
   const s = zooSettings(o);
   const pruneFraction = checkPruneFraction(o.pruneFraction ?? 0.2);
   const previous = checkResume(o.outDir, s);
-  const session: SessionOptions = { ...(o.threads ? { threads: o.threads } : {}), ...(o.provider ? { provider: o.provider } : {}) };
-  const trainData = await openDataset(s.data, 'train');
-  const testData = await openDataset(s.data, 'test');
-  const plan = planZoo(s, trainData.classes);
-  const template = createZooModel(s.arch, zooModelOptions(s, trainData, 0));
-  if (s.lowrank) checkLoraFits(template, s);
-  const normalization = defaultNormalization(trainData.name.replace(/-sample$/, ''), trainData.shape[0]);
-  const ctx: Ctx = { s, o, session, trainData, testData, template, normalization, loaded: new Map(), records: new Map() };
-  let trained = 0;
-  writeZooJson(ctx, plan);
-  for (const [i, m] of plan.entries()) {
-    const file = join(o.outDir, `${m.name}.safetensors`);
-    const label = `[${i + 1}/${plan.length}] ${m.name}`;
+  const m = maker ?? localMaker(o);
+  const data = await m.data(s);
+  const plan = planZoo(s, data.classes);
+  const records = new Map<string, ZooModelRecord>();
+  const write = (): void => writeZooJson(o.outDir, s, data, plan, records);
+  write();
+  const todo: PlannedModel[] = [];
+  for (const [i, pm] of plan.entries()) {
+    const file = join(o.outDir, `${pm.name}.safetensors`);
     const found = existsSync(file) ? readZooRecord<ZooModelRecord>(file) : undefined;
-    if (found) {
-      if (found.name !== m.name || found.seed !== m.seed || found.parent !== m.parent) {
-        throw new UserError(`${file} was made by a different zoo (its record says ${found.name}, seed ${found.seed}); use another output folder`);
-      }
-      ctx.records.set(m.name, { ...found, seconds: previous.get(m.name)?.seconds ?? null });
-      info(`${label}: found ${file}, not retrained`);
-    } else {
-      const rec = await makeModel(ctx, m, file, label);
-      ctx.records.set(m.name, rec);
-      trained++;
+    if (!found) {
+      todo.push(pm);
+      continue;
     }
-    releaseFinished(ctx, plan, i);
-    writeZooJson(ctx, plan);
+    if (found.name !== pm.name || found.seed !== pm.seed || found.parent !== pm.parent) {
+      throw new UserError(`${file} was made by a different zoo (its record says ${found.name}, seed ${found.seed}); use another output folder`);
+    }
+    records.set(pm.name, { ...found, seconds: previous.get(pm.name)?.seconds ?? null });
+    info(`[${i + 1}/${plan.length}] ${pm.name}: found ${file}, not retrained`);
   }
+  let trained = 0;
+  await m.make(todo, plan, records, (r) => {
+    records.set(r.name, r);
+    trained++;
+    write();
+  });
   const edges = truthEdges(plan);
   writeJsonAtomic(join(o.outDir, 'truth.json'), { edges });
   const variants = (o.variants ?? []).map((kind) => makeZooVariant(o.outDir, `${o.outDir.replace(/\/+$/, '')}-${kind}`, kind, { fraction: pruneFraction }));
+  const hfOptions = o.hfShardBytes !== undefined ? { maxShardBytes: o.hfShardBytes } : {};
+  const hf = o.hf ? writeHfZoo(o.outDir, `${o.outDir.replace(/\/+$/, '')}-hf`, hfOptions) : undefined;
   return {
-    outDir: o.outDir, settings: s, models: plan.map((m) => ctx.records.get(m.name)!), edges,
-    trained, reused: plan.length - trained, seconds: (Date.now() - start) / 1000, variants,
+    outDir: o.outDir, settings: s, models: plan.map((pm) => records.get(pm.name)!), edges,
+    trained, reused: plan.length - trained, seconds: (Date.now() - start) / 1000, variants, ...(hf ? { hf } : {}),
   };
 }
 
-interface Ctx {
+/** Models made one after another in this process, each parent kept in memory until its last child is made. */
+function localMaker(o: LineageZooOptions): ZooMaker {
+  let ctx: ZooContext | undefined;
+  return {
+    async data(s) {
+      ctx = await openZooContext(o, s);
+      return { classes: ctx.trainData.classes, train: ctx.trainData.source, test: ctx.testData.source };
+    },
+    async make(todo, plan, records, made) {
+      const c = { ...ctx!, records };
+      for (const pm of todo) {
+        const i = plan.indexOf(pm);
+        made(await makeModel(c, pm, join(o.outDir, `${pm.name}.safetensors`), `[${i + 1}/${plan.length}] ${pm.name}`));
+        releaseFinished(c, plan, i);
+      }
+    },
+  };
+}
+
+/**
+ * What making a zoo's models needs: the datasets (opened by `open`), the architecture
+ * template, the normalisation, and the models and records made so far.
+ */
+export async function openZooContext(o: LineageZooOptions, s: ZooSettings, open: typeof openDataset = openDataset): Promise<ZooContext> {
+  const session: SessionOptions = { ...(o.threads ? { threads: o.threads } : {}), ...(o.provider ? { provider: o.provider } : {}) };
+  const trainData = await open(s.data, 'train');
+  const testData = await open(s.data, 'test');
+  const template = createZooModel(s.arch, zooModelOptions(s, trainData, 0));
+  if (s.lowrank) checkLoraFits(template, s);
+  const normalization = defaultNormalization(trainData.name.replace(/-sample$/, ''), trainData.shape[0]);
+  return { s, o, session, trainData, testData, template, normalization, loaded: new Map(), records: new Map() };
+}
+
+export interface ZooContext {
   s: ZooSettings;
   o: LineageZooOptions;
   session: SessionOptions;
@@ -128,15 +180,50 @@ interface Ctx {
 }
 
 function zooModelOptions(s: ZooSettings, ds: Dataset, seed: number): Parameters<typeof createZooModel>[1] {
-  return { input: [...ds.shape], classes: ds.classes, width: s.width, seed, ...(s.hidden ? { hidden: s.hidden } : {}) };
+  const vit = s.vit ? { patch: s.vit.patch, layers: s.vit.layers, heads: s.vit.heads, mlp: s.vit.mlp, hidden: [s.vit.hidden] } : {};
+  return { input: [...ds.shape], classes: ds.classes, width: s.width, seed, ...(s.hidden ? { hidden: s.hidden } : {}), ...vit };
 }
 
-async function makeModel(ctx: Ctx, m: PlannedModel, file: string, label: string): Promise<ZooModelRecord> {
+export async function makeModel(ctx: ZooContext, m: PlannedModel, file: string, label: string): Promise<ZooModelRecord> {
   const { s } = ctx;
-  const start = Date.now();
   const parentRecord = m.parent === null ? null : ctx.records.get(m.parent)!;
-  const base = m.parent === null ? createZooModel(s.arch, zooModelOptions(s, ctx.trainData, m.seed)) : parentModel(ctx, m.parent);
-  const task = taskOf(m, ctx.trainData.classes, parentRecord?.task.outputOf ?? null);
+  const base = m.parent === null ? createZooModel(s.arch, zooModelOptions(s, ctx.trainData, m.seed)) : parentModel(ctx, m.parent, m.tree);
+  const { model: final, record } = await trainZooModel({
+    settings: s, planned: m, base, parentTask: parentRecord?.task ?? null, trainData: ctx.trainData, testData: ctx.testData,
+    normalization: ctx.normalization, session: ctx.session, label,
+  });
+  saveZooModel(file, final, { ...record, seconds: null });
+  if (ctx.o.onnx) saveModel(final, join(ctx.o.outDir, 'onnx', `${m.name}.onnx`));
+  ctx.loaded.set(m.name, final);
+  return record;
+}
+
+/** Everything one zoo model's training needs; nothing is read from or written to disk. */
+export interface ZooModelJob {
+  settings: ZooSettings;
+  planned: PlannedModel;
+  /** a fresh zoo model for a root, the trained parent for a descendant */
+  base: Model;
+  /** the parent's task (its class->output mapping is inherited), null for a root */
+  parentTask: ZooTask | null;
+  trainData: Dataset;
+  testData: Dataset;
+  normalization: Normalization;
+  session?: SessionOptions;
+  /** progress label */
+  label: string;
+}
+
+/**
+ * Trains one zoo model from its base: fully, or with LoRA adapters on loraTargets(base)
+ * (plus the classifier) that are merged back. Returns the plain model (same
+ * architecture as `base`, labels and input spec set) and its record, test accuracy
+ * included. Deterministic given the job.
+ */
+export async function trainZooModel(job: ZooModelJob): Promise<{ model: Model; record: ZooModelRecord }> {
+  const { settings: s, planned: m, base, label } = job;
+  const start = Date.now();
+  const task = taskOf(m, job.trainData.classes, job.parentTask?.outputOf ?? null);
   let model = base;
   let trainable: string[];
   let lora: ReturnType<typeof addLora> | undefined;
@@ -148,8 +235,9 @@ async function makeModel(ctx: Ctx, m: PlannedModel, file: string, label: string)
     trainable = selectTrainable(base.graph);
   }
   const r = await trainSteps({
-    model, trainable, data: ctx.trainData, task, steps: m.steps, batchSize: s.batchSize, lr: m.lr,
-    weightDecay: m.parent === null ? s.rootWeightDecay : 0, seed: m.seed, normalization: ctx.normalization, session: ctx.session, label,
+    model, trainable, data: job.trainData, task, steps: m.steps, batchSize: s.batchSize, lr: m.lr,
+    weightDecay: m.parent === null ? s.rootWeightDecay : 0, seed: m.seed, normalization: job.normalization,
+    ...(job.session ? { session: job.session } : {}), label,
   });
   let final: Model;
   if (lora) {
@@ -164,21 +252,18 @@ async function makeModel(ctx: Ctx, m: PlannedModel, file: string, label: string)
   } else {
     final = r.model;
   }
-  setLabels(final, labelsOf(task, ctx.trainData));
-  setInputSpec(final, { shape: [...ctx.trainData.shape] as [number, number, number], mean: ctx.normalization.mean, std: ctx.normalization.std });
-  const accuracy = await taskAccuracy(final, ctx.testData, task, ctx.normalization, ctx.session);
+  setLabels(final, labelsOf(task, job.trainData));
+  setInputSpec(final, { shape: [...job.trainData.shape] as [number, number, number], mean: job.normalization.mean, std: job.normalization.std });
+  const accuracy = await taskAccuracy(final, job.testData, task, job.normalization, job.session);
   const record: ZooModelRecord = {
     name: m.name, tree: m.tree, path: m.path.join('.'), depth: m.path.length, parent: m.parent, seed: m.seed, task,
     lr: m.lr, steps: m.steps, batchSize: s.batchSize, rank: m.rank, loraLayers: lora ? lora.adapters.map((a) => a.weight) : null,
     trained: lora ? [...lora.adapters.map((a) => a.weight), ...classifierParams(base)] : trainable,
     testAccuracy: accuracy, trainLoss: r.loss, seconds: (Date.now() - start) / 1000,
   };
-  saveZooModel(file, final, { ...record, seconds: null });
-  if (ctx.o.onnx) saveModel(final, join(ctx.o.outDir, 'onnx', `${m.name}.onnx`));
-  ctx.loaded.set(m.name, final);
   const what = m.parent === null ? 'root' : `child of ${m.parent}, ${task.kind}${task.kind === 'subset' ? ` ${task.classes.join(',')}` : ''}${m.rank !== null ? `, LoRA rank ${m.rank}` : ''}`;
   info(`${label} (tree ${m.tree}, depth ${m.path.length}, ${what}): lr ${m.lr}, ${m.steps} steps in ${r.seconds.toFixed(1)} s, loss ${r.loss.toFixed(3)}, test accuracy ${pct(accuracy)}`);
-  return record;
+  return { model: final, record };
 }
 
 /** Bad ranks fail before anything is trained. */
@@ -193,17 +278,20 @@ function setValues(model: Model, name: string, v: Float32Array): void {
   model.graph.initializers.set(name, { dtype: 'float32', dims: [...t.dims], data: Float32Array.from(v) });
 }
 
-function parentModel(ctx: Ctx, name: string): Model {
+function parentModel(ctx: ZooContext, name: string, tree: number): Model {
   let m = ctx.loaded.get(name);
   if (!m) {
-    m = loadZooModel<ZooModelRecord>(join(ctx.o.outDir, `${name}.safetensors`), ctx.template).model;
+    // the weights on the architecture of the tree's root, whose metadata (arch seed) every model of the tree inherits,
+    // so that a parent read back from its file (a resumed zoo, a queue worker) makes the same child as one kept in memory
+    const root = createZooModel(ctx.s.arch, zooModelOptions(ctx.s, ctx.trainData, plannedSeed(ctx.s.seed, tree, [])));
+    m = loadZooModel<ZooModelRecord>(join(ctx.o.outDir, `${name}.safetensors`), root).model;
     ctx.loaded.set(name, m);
   }
   return m;
 }
 
 /** Drops models from memory once every child of theirs is done. */
-function releaseFinished(ctx: Ctx, plan: readonly PlannedModel[], done: number): void {
+function releaseFinished(ctx: ZooContext, plan: readonly PlannedModel[], done: number): void {
   for (const name of [...ctx.loaded.keys()]) {
     const pending = plan.some((p, j) => j > done && p.parent === name);
     if (!pending) ctx.loaded.delete(name);
@@ -220,12 +308,12 @@ function labelsOf(task: ZooTask, ds: Dataset): OutputLabel[] {
   return labels;
 }
 
-function writeZooJson(ctx: Ctx, plan: readonly PlannedModel[]): void {
-  writeJsonAtomic(join(ctx.o.outDir, 'zoo.json'), {
-    settings: ctx.s,
-    data: { train: ctx.trainData.source, test: ctx.testData.source },
+function writeZooJson(outDir: string, s: ZooSettings, data: { train: string; test: string }, plan: readonly PlannedModel[], records: Map<string, ZooModelRecord>): void {
+  writeJsonAtomic(join(outDir, 'zoo.json'), {
+    settings: s,
+    data: { train: data.train, test: data.test },
     planned: plan.length,
-    models: plan.filter((m) => ctx.records.has(m.name)).map((m) => ctx.records.get(m.name)),
+    models: plan.filter((m) => records.has(m.name)).map((m) => records.get(m.name)),
   });
 }
 
@@ -247,7 +335,8 @@ function checkResume(outDir: string, s: ZooSettings): Map<string, ZooModelRecord
     throw new UserError(`${file} is not valid JSON; move the folder away or delete zoo.json to start over`);
   }
   for (const [k, v] of Object.entries(s)) {
-    const old = (saved as Record<string, unknown> | undefined)?.[k];
+    // a setting added after a zoo was made (e.g. vit) reads as null in its zoo.json
+    const old = (saved as Record<string, unknown> | undefined)?.[k] ?? null;
     if (JSON.stringify(old) !== JSON.stringify(v)) {
       throw new UserError(`${outDir} holds a zoo made with ${k} = ${JSON.stringify(old)}, not ${JSON.stringify(v)}; use the same settings to continue it, or another output folder`);
     }

@@ -4,6 +4,7 @@
  * resumed run can refuse to mix models made under different settings.
  */
 import { UserError } from '../../util/errors.js';
+import type { VitShape } from '../../nn/arch/vit.js';
 
 export type VariantKind = 'fp16' | 'int8' | 'pruned';
 export const VARIANT_KINDS: readonly VariantKind[] = ['fp16', 'int8', 'pruned'];
@@ -22,8 +23,13 @@ export interface LineageZooOptions {
   lowrank?: number[];
   /** zoo architecture; default 'mlp' */
   arch?: string;
-  /** MLP hidden sizes; default 128,128,128 (two square 128x128 weights) */
+  /** MLP hidden sizes (default 128,128,128: two square 128x128 weights); for arch vit the one embedding size (default 64) */
   hidden?: number[];
+  /** ViT structure (arch vit only); defaults LINEAGE_VIT */
+  patch?: number;
+  layers?: number;
+  heads?: number;
+  mlp?: number;
   /** zoo width multiplier (non-MLP architectures); default 1 */
   width?: number;
   seed?: number;
@@ -39,6 +45,10 @@ export interface LineageZooOptions {
   pruneFraction?: number;
   /** also write `<outDir>/onnx/<name>.onnx` for each model (kept out of the zoo's top level) */
   onnx?: boolean;
+  /** also write the zoo as Hugging Face model folders with model cards in `<outDir>-hf` */
+  hf?: boolean;
+  /** Hugging Face folders: shard weights larger than this many bytes (default: one file) */
+  hfShardBytes?: number;
   /** ONNX Runtime options */
   threads?: number;
   provider?: string;
@@ -53,6 +63,8 @@ export interface ZooSettings {
   lowrank: number[] | null;
   arch: string;
   hidden: number[] | null;
+  /** the ViT's structure (arch vit), null otherwise */
+  vit: VitShape | null;
   width: number;
   seed: number;
   rootSteps: number;
@@ -67,6 +79,15 @@ export interface ZooSettings {
   /** weight decay on roots' weight matrices (fine-tunes use none, as HF Trainer's default) */
   rootWeightDecay: number;
 }
+
+/**
+ * The ViT a lineage zoo trains by default: torchvision's VisionTransformer with 7x7
+ * patches on 28x28 images (16 tokens + the class token), 2 layers, hidden 64, 4 heads,
+ * MLP 256 (the usual 4x). Small enough that a 63-model zoo trains in minutes on two
+ * shared cores; the structure, and so the selected weights (in_proj [192x64], out_proj
+ * [64x64], mlp.0 [256x64], mlp.3 [64x256] per layer), are those of the paper's ViTs.
+ */
+export const LINEAGE_VIT: Readonly<VitShape> = { patch: 7, layers: 2, hidden: 64, heads: 4, mlp: 256 };
 
 /** Zoos larger than this are almost surely a typo (4 children, depth 6 is 5,461 per tree). */
 const MAX_MODELS = 5000;
@@ -83,7 +104,8 @@ export function zooSettings(o: LineageZooOptions): ZooSettings {
   const seed = o.seed ?? 0;
   if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new UserError(`--seed expects an integer in 0..4294967295, got ${seed}`);
   const arch = o.arch ?? 'mlp';
-  const hidden = o.hidden ?? (arch === 'mlp' ? [128, 128, 128] : undefined);
+  const vit = vitSettings(arch, o);
+  const hidden = vit ? undefined : o.hidden ?? (arch === 'mlp' ? [128, 128, 128] : undefined);
   if (hidden && (hidden.length === 0 || !hidden.every((h) => Number.isInteger(h) && h > 0))) {
     throw new UserError(`--hidden expects positive integer layer sizes such as 128,128,128, got "${hidden.join(',')}"`);
   }
@@ -94,7 +116,7 @@ export function zooSettings(o: LineageZooOptions): ZooSettings {
     data: o.data,
     trees, children, depth,
     lowrank: o.lowrank ? checkRanks(o.lowrank) : null,
-    arch, hidden: hidden ? [...hidden] : null, width, seed,
+    arch, hidden: hidden ? [...hidden] : null, vit, width, seed,
     rootSteps: positiveInt('--root-steps', o.rootSteps ?? 600),
     steps: positiveInt('--steps', o.steps ?? 300),
     batchSize: positiveInt('--batch', o.batchSize ?? 128),
@@ -103,6 +125,25 @@ export function zooSettings(o: LineageZooOptions): ZooSettings {
     loraLr: [0.01, 0.05],
     rootWeightDecay: 5e-4,
   };
+}
+
+/** The ViT structure of a vit zoo (flags over LINEAGE_VIT); flags for another arch are refused. */
+function vitSettings(arch: string, o: LineageZooOptions): VitShape | null {
+  const given = { patch: o.patch, layers: o.layers, heads: o.heads, mlp: o.mlp };
+  if (arch !== 'vit') {
+    const flag = Object.entries(given).find(([, v]) => v !== undefined)?.[0];
+    if (flag) throw new UserError(`--${flag} applies only to --arch vit`);
+    return null;
+  }
+  if (o.hidden !== undefined && o.hidden.length !== 1) {
+    throw new UserError(`--hidden for --arch vit is the one embedding size (e.g. 64), got "${o.hidden.join(',')}"`);
+  }
+  const s: VitShape = {
+    patch: o.patch ?? LINEAGE_VIT.patch, layers: o.layers ?? LINEAGE_VIT.layers, hidden: o.hidden?.[0] ?? LINEAGE_VIT.hidden,
+    heads: o.heads ?? LINEAGE_VIT.heads, mlp: o.mlp ?? LINEAGE_VIT.mlp,
+  };
+  for (const [k, v] of Object.entries(s)) positiveInt(`--${k}`, v);
+  return s;
 }
 
 /** Models in one tree: 1 + C + C^2 + ... + C^D. */

@@ -67,7 +67,7 @@ export function planZoo(s: ZooSettings, classes: number): PlannedModel[] {
 }
 
 function plan(s: ZooSettings, classes: number, name: string, tree: number, path: number[], parent: string | null): PlannedModel {
-  const seed = hashSeed(s.seed, `model:${tree}:${path.join('.')}`);
+  const seed = plannedSeed(s.seed, tree, path);
   if (parent === null) return { name, tree, path, parent, seed, taskKind: 'all', lr: s.rootLr, steps: s.rootSteps, rank: null };
   const rng = new Rng(hashSeed(seed, 'plan'));
   const lora = s.lowrank !== null;
@@ -109,4 +109,9 @@ export function taskOf(m: PlannedModel, classes: number, parentOutputOf: number[
 /** truth.json's edges, parent first. */
 export function truthEdges(models: readonly PlannedModel[]): [string, string][] {
   return models.filter((m) => m.parent !== null).map((m) => [m.parent!, m.name]);
+}
+
+/** The seed of the model at `path` in tree `tree` of a zoo with seed `zooSeed`. */
+export function plannedSeed(zooSeed: number, tree: number, path: readonly number[]): number {
+  return hashSeed(zooSeed, `model:${tree}:${path.join('.')}`);
 }

@@ -1,6 +1,7 @@
 /** What every zoo architecture receives and returns, and the layer patterns they share. */
 import type { CutPoint } from '../../onnx/metadata.js';
 import type { ConvOptions, GraphBuilder, TensorHandle } from '../builder.js';
+import type { VitShape } from './vit.js';
 
 export interface ArchContext {
   b: GraphBuilder;
@@ -13,6 +14,8 @@ export interface ArchContext {
   blocks?: readonly number[];
   /** MLP hidden layer sizes before width scaling (validated by the registry) */
   hidden?: readonly number[];
+  /** ViT structure (validated by the registry; default VIT_DEFAULTS) */
+  vit?: VitShape;
 }
 
 export interface ArchResult {

@@ -1,0 +1,89 @@
+/**
+ * Shape checks for what arrives from Redis (job payloads on a worker, results on the
+ * coordinator): nothing in a job is trusted. Each check names the field and what was
+ * expected; the meaning of the values is then checked by the same library functions the
+ * CLI calls. Written by hand because the project has no schema library and these few
+ * checks (objects with known fields, bounded strings, numbers and lists) need none.
+ */
+import { UserError } from '../util/errors.js';
+
+/** Sizes nothing legitimate comes near. */
+export const LIMITS = { string: 4096, list: 100_000, payloadBytes: 4 * 2 ** 20 } as const;
+
+const show = (v: unknown): string => {
+  const s = JSON.stringify(v);
+  return s === undefined ? String(v) : s.length > 60 ? `${s.slice(0, 57)}...` : s;
+};
+
+/** An object with only the given fields (required ones must be present). */
+export function fields(v: unknown, what: string, required: readonly string[], optional: readonly string[] = []): Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new UserError(`${what} must be an object, got ${show(v)}`);
+  const o = v as Record<string, unknown>;
+  for (const k of Object.keys(o)) {
+    if (!required.includes(k) && !optional.includes(k)) throw new UserError(`${what} has an unexpected field "${k.slice(0, 40)}"`);
+  }
+  for (const k of required) if (o[k] === undefined) throw new UserError(`${what} lacks the field "${k}"`);
+  return o;
+}
+
+export function str(v: unknown, what: string, max: number = LIMITS.string): string {
+  if (typeof v !== 'string') throw new UserError(`${what} must be a string, got ${show(v)}`);
+  if (v.length > max) throw new UserError(`${what} is ${v.length} characters long, more than ${max}`);
+  return v;
+}
+
+export function int(v: unknown, what: string, min = Number.MIN_SAFE_INTEGER, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v)) throw new UserError(`${what} must be an integer, got ${show(v)}`);
+  if (v < min || v > max) throw new UserError(`${what} must be in ${min}..${max}, got ${v}`);
+  return v;
+}
+
+export function num(v: unknown, what: string): number {
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new UserError(`${what} must be a finite number, got ${show(v)}`);
+  return v;
+}
+
+export function bool(v: unknown, what: string): boolean {
+  if (typeof v !== 'boolean') throw new UserError(`${what} must be true or false, got ${show(v)}`);
+  return v;
+}
+
+export function list<T>(v: unknown, what: string, item: (x: unknown, what: string) => T, max: number = LIMITS.list): T[] {
+  if (!Array.isArray(v)) throw new UserError(`${what} must be a list, got ${show(v)}`);
+  if (v.length > max) throw new UserError(`${what} has ${v.length} items, more than ${max}`);
+  return v.map((x, i) => item(x, `${what}[${i}]`));
+}
+
+export function oneOf<T extends string>(v: unknown, what: string, choices: readonly T[]): T {
+  if (typeof v !== 'string' || !(choices as readonly string[]).includes(v)) throw new UserError(`${what} must be one of ${choices.join(', ')}, got ${show(v)}`);
+  return v as T;
+}
+
+/** `check(o[key])` when the field is present; undefined otherwise. */
+export function opt<T>(o: Record<string, unknown>, key: string, what: string, check: (v: unknown, what: string) => T): T | undefined {
+  return o[key] === undefined || o[key] === null ? undefined : check(o[key], `${what}.${key}`);
+}
+
+/** JSON with sorted keys, so equal values hash equally whatever order they were built in. */
+export function canonicalJson(v: unknown): string {
+  return JSON.stringify(v, (_k, x: unknown) => (x && typeof x === 'object' && !Array.isArray(x)
+    ? Object.fromEntries(Object.entries(x as Record<string, unknown>).filter(([, y]) => y !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+    : x));
+}
+
+/** Replaces every occurrence of each key of `map` in every string of `v` (deeply). */
+export function substitute<T>(v: T, map: ReadonlyMap<string, string>): T {
+  if (!map.size) return v;
+  const fix = (s: string): string => {
+    let out = s;
+    for (const [from, to] of map) if (from) out = out.split(from).join(to);
+    return out;
+  };
+  const walk = (x: unknown): unknown => {
+    if (typeof x === 'string') return fix(x);
+    if (Array.isArray(x)) return x.map(walk);
+    if (x && typeof x === 'object') return Object.fromEntries(Object.entries(x as Record<string, unknown>).map(([k, y]) => [k, walk(y)]));
+    return x;
+  };
+  return walk(v) as T;
+}
