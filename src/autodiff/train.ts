@@ -180,8 +180,9 @@ async function prepare(job: TrainJob): Promise<Run> {
   const resumed = job.resume && existsSync(checkpoint) ? loadCheckpoint(checkpoint) : undefined;
   if (job.resume && !resumed) info(`no checkpoint at ${checkpoint}: starting from the beginning`);
   // the exporter's Identity aliases of equal initializers are separate parameters: train them apart
-  if (resumed) checkSameSource(resumed, job, checkpoint);
-  const model = untieAliases(resumed?.model ?? job.model);
+  const fresh = untieAliases(job.model);
+  if (resumed) checkSameSource(resumed, job, fresh, checkpoint);
+  const model = resumed?.model ?? fresh;
   const targets = resolveTargets(model, job.data, job.classes);
   const normalization = trainingNormalization(model, job);
   const { train: trainIdx, validation: valIdx } = splitTrainValidation(job.data, job.validation ?? 0.1, job.seed, subsetIndices(job.data, targets.classes));
@@ -291,7 +292,7 @@ function sourceOf(job: TrainJob): { hash: string | null } {
 }
 
 /** A checkpoint continues only the model it was made from: same source file, same architecture and parameter shapes. */
-function checkSameSource(ckpt: ReturnType<typeof loadCheckpoint>, job: TrainJob, file: string): void {
+function checkSameSource(ckpt: ReturnType<typeof loadCheckpoint>, job: TrainJob, model: Model, file: string): void {
   const refuse = (why: string): never => {
     throw new UserError(`cannot resume from ${file}: ${why}; rerun with the model and settings it was made with, or without --resume to start again`);
   };
@@ -301,7 +302,7 @@ function checkSameSource(ckpt: ReturnType<typeof loadCheckpoint>, job: TrainJob,
     const what = (h: string | null): string => (h ? `the model file with hash ${h.slice(0, 12)}` : 'a fresh zoo model');
     refuse(`it trains ${what(saved.hash)}, but training now starts from ${what(now.hash)}`);
   }
-  const mismatch = modelMismatch(ckpt.model, job.model);
+  const mismatch = modelMismatch(ckpt.model, model);
   if (mismatch) refuse(mismatch);
 }
 
