@@ -189,3 +189,21 @@ test('a ViT encoder block as exported: class token, LayerNorm, two-head attentio
   const r = await checkGradients({ model, trainable, inputGradients: ['x'], batchSize: 2, loss: 'cross-entropy' });
   for (const p of trainable) assert.ok(r.largest[p]! > 1e-6, `${p}: zero gradient`);
 });
+
+test('an opset-18 graph trains at its own opset: Reduce* axes as inputs, Split by num_outputs', async () => {
+  const model = buildModel({
+    inputs: [vi('x', ['N', 3, 4])],
+    outputs: ['y'],
+    initializers: { w: float32([4], [0.5, -1, 2, 1]), axes: int64([1], [1]) },
+    nodes: [
+      node('Mul', ['x', 'w'], ['a']),
+      node('Split', ['a'], ['s1', 's2'], { axis: int(2), num_outputs: int(2) }),
+      node('ReduceMax', ['s1', 'axes'], ['m'], { keepdims: int(1) }),
+      node('Add', ['m', 's2'], ['b']),
+      node('ReduceMean', ['b', 'axes'], ['y'], { keepdims: int(0) }),
+    ],
+  });
+  model.opsets = [{ domain: '', version: 18 }];
+  const r = await checkGradients({ model, trainable: ['w'], inputGradients: ['x'] });
+  assert.equal(r.trainingGraph.model.opsets[0]!.version, 18);
+});

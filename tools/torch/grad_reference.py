@@ -26,11 +26,12 @@ The functions here are shared with make_tv_grad_fixtures.py (the committed small
 - Gradients of CrossEntropyLoss (mean) of the logits, in float64 (model.double()) on the
   float32 input, eval mode (Dropout off, BatchNorm on running statistics).
 - The batch is the first `--batch` images of NAME.io.json, unless PyTorch's own float32
-  gradients differ from its float64 ones by more than 1e-5 there (an activation within
-  float32 rounding of a ReLU kink or a max-pool tie makes float32 take the other branch,
-  which moves a deep net's gradients by up to 1e-2 at 64x64, in PyTorch as in
-  modelsmith); then seeded standard normal batches are tried until one is stable. The
-  file records the batch, `float32_error` and `batch_attempt`.
+  gradients (with 1 and with 2 threads) differ from its float64 ones by more than 1e-5
+  there (an activation within float32 rounding of a ReLU kink or a max-pool tie makes
+  float32 take the other branch, which moves a deep net's gradients by up to 1e-2 at
+  64x64, in PyTorch as in modelsmith); then seeded standard normal batches are tried
+  until one is stable, then (GoogLeNet needs it) single images; else the most stable
+  batch is kept. The file records the batch, `float32_error` and `batch_attempt`.
 """
 import argparse
 import base64
@@ -189,15 +190,23 @@ def worst_relative(a, b):
 
 def gradients(model, onnx_path, x, y):
     """{'loss', 'logits', 'grads' {onnx name: array}} of CE(model(x), y) in float64, eval mode, and 'float32_error':
-    the worst per-tensor relative error of the same step in float32 (PyTorch's own), a measure of how well the batch
-    conditions the gradient (an activation within rounding of a ReLU kink makes float32 take the other branch)."""
+    the worst per-tensor relative error of the same step in float32 (PyTorch's own, with 1 and with 2 threads: two
+    summation orders), a measure of how well the batch conditions the gradient (an activation within float32 rounding
+    of a ReLU kink or a max-pool tie takes the other branch in float32, and deep nets' gradients jump by up to 1e-2)."""
     tensors, stats = onnx_tensors(onnx_path)
     folded = fold_batchnorm(model, x)
     pairs = match_parameters(folded, tensors, stats)
-    torch.set_num_threads(1)
-    loss, logits, grads = step(folded, pairs, tensors, x, y, torch.float64)
-    _, _, grads32 = step(folded, pairs, tensors, x, y, torch.float32)
-    return {'loss': loss, 'logits': logits, 'grads': grads, 'float32_error': worst_relative(grads32, grads)}
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        loss, logits, grads = step(folded, pairs, tensors, x, y, torch.float64)
+        error = 0.0
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            error = max(error, worst_relative(step(folded, pairs, tensors, x, y, torch.float32)[2], grads))
+    finally:
+        torch.set_num_threads(threads)
+    return {'loss': loss, 'logits': logits, 'grads': grads, 'float32_error': error}
 
 
 def b64(a, dtype):
@@ -255,25 +264,33 @@ def main():
     x = decode_input(io)
     if not 1 <= a.batch <= x.shape[0]:
         fail(f'--batch must be between 1 and {x.shape[0]} (the .io.json batch)')
-    x = x[:a.batch]
     with torch.no_grad():
-        logits32 = model.eval()(x)
+        logits32 = model.eval()(x[:a.batch])
     stored = np.frombuffer(base64.b64decode(io['logits']), dtype='<f4').reshape(io['logits_shape'])[:a.batch]
     if not np.allclose(logits32.numpy(), stored, rtol=1e-4, atol=1e-5):
         fail(f'the rebuilt {a.name} does not reproduce the logits in {a.name}.io.json (seed {seed}); was it exported '
              'by this version of export_torchvision.py?')
-    y = labels_for(a.batch)
-    # The first batch on which PyTorch's own float32 step agrees with float64 to STABLE: at a ReLU/MaxPool decision
-    # within float32 rounding the gradient jumps (by up to 1e-2 in deep nets at 64x64), for PyTorch and modelsmith alike.
-    for attempt in range(TRIES):
-        r = gradients(model, onnx_path, x, y)
-        print(f'{a.name}: batch {attempt}: PyTorch float32 vs float64 worst per-tensor {r["float32_error"]:.1e}',
-              file=sys.stderr)
-        if r['float32_error'] <= STABLE:
+    # The first batch on which PyTorch's own float32 steps agree with float64 to STABLE, else the best of TRIES: at a
+    # ReLU/max-pool decision within float32 rounding the gradient jumps, for PyTorch and modelsmith alike.
+    best = None
+    # a deep net may have a unit near a kink in every batch of two (GoogLeNet at 64x64): then single images are tried
+    for size in dict.fromkeys([a.batch, 1]):
+        for attempt in range(TRIES):
+            xb = x[:size] if attempt == 0 else torch.randn((size, *x.shape[1:]), generator=torch.Generator().manual_seed(attempt))
+            yb = labels_for(size)
+            r = gradients(model, onnx_path, xb, yb)
+            print(f'{a.name}: batch of {size}, try {attempt}: PyTorch float32 vs float64 worst per-tensor '
+                  f'{r["float32_error"]:.1e}', file=sys.stderr)
+            if best is None or r['float32_error'] < best[0]['float32_error']:
+                best = (r, xb, yb, attempt)
+            if r['float32_error'] <= STABLE:
+                break
+        if best[0]['float32_error'] <= STABLE:
             break
-        x = torch.randn(x.shape, generator=torch.Generator().manual_seed(attempt + 1))
-    else:
-        fail(f'no batch of {TRIES} on which PyTorch\'s float32 gradients agree with float64 to {STABLE}')
+    r, x, y, attempt = best
+    if r['float32_error'] > STABLE:
+        print(f'{a.name}: no batch is stable to {STABLE}; keeping the most stable, on which PyTorch\'s own float32 '
+              f'gradients differ from float64 by {r["float32_error"]:.1e}', file=sys.stderr)
     tensors = {'input': x.numpy(), 'labels': y.numpy().astype(np.int64), 'logits': r['logits']}
     tensors.update((f'grad/{n}', g.astype(np.float32)) for n, g in r['grads'].items())
     write_safetensors(a.out, tensors, {'loss': repr(r['loss']), 'torch': torch.__version__, 'model': a.name + '.onnx',

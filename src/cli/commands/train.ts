@@ -5,7 +5,7 @@ import { openModel } from '../../onnx/open.js';
 import { createZooModel, ZOO } from '../../nn/zoo.js';
 import { openDataset } from '../../data/resolve.js';
 import { parseClasses } from '../../data/classes.js';
-import { train, fileHash, type TrainJob } from '../../autodiff/train.js';
+import { train, fileHash, FINE_TUNING, FROM_SCRATCH, type TrainJob, type TrainingDefaults } from '../../autodiff/train.js';
 import type { OptimizerConfig } from '../../autodiff/optim.js';
 import type { ScheduleConfig } from '../../autodiff/schedule.js';
 import type { Augmentation } from '../../data/types.js';
@@ -27,7 +27,7 @@ interface TrainFlags {
   nesterov?: boolean;
   weightDecay?: number;
   schedule: string;
-  warmup: number;
+  warmup?: number;
   stepEpochs?: number;
   gamma: number;
   clip?: number;
@@ -47,8 +47,7 @@ interface TrainFlags {
   output: string;
 }
 
-const DEFAULT_LR: Record<string, number> = { sgd: 0.05, adam: 1e-3, adamw: 1e-3 };
-const DEFAULT_DECAY: Record<string, number> = { sgd: 5e-4, adam: 0, adamw: 0.01 };
+const isKind = (k: string, d: TrainingDefaults): k is keyof TrainingDefaults['lr'] => Object.hasOwn(d.lr, k);
 
 export function registerTrain(program: Command): void {
   addInputOptions(withOutputFlags(program.command('train <model>').description('train a zoo architecture from scratch, or fine-tune an .onnx model')))
@@ -56,13 +55,13 @@ export function registerTrain(program: Command): void {
     .option('--classes <list>', 'train on these dataset classes, e.g. 0-4 (with as many classes as outputs, outputs are remapped to them)')
     .option('--epochs <n>', 'epochs', parsePositiveInt('--epochs'), 10)
     .option('--batch <n>', 'batch size', parsePositiveInt('--batch'), 128)
-    .option('--lr <x>', 'peak learning rate (default 0.05 for sgd, 0.001 for adam/adamw)', parsePositiveNumber('--lr'))
+    .option('--lr <x>', `peak learning rate (default: from scratch ${rates(FROM_SCRATCH)}; fine-tuning an .onnx model ${rates(FINE_TUNING)})`, parsePositiveNumber('--lr'))
     .option('--optimizer <name>', 'sgd | adam | adamw', 'sgd')
     .option('--momentum <x>', 'SGD momentum', Number, 0.9)
     .option('--nesterov', 'Nesterov momentum')
     .option('--weight-decay <x>', 'weight decay (default 5e-4 sgd, 0 adam, 0.01 adamw)', Number)
     .option('--schedule <name>', 'constant | step | cosine', 'cosine')
-    .option('--warmup <epochs>', 'linear warm-up length in epochs (may be fractional)', Number, 0)
+    .option('--warmup <epochs>', `linear warm-up length in epochs, may be fractional (default: ${FROM_SCRATCH.warmupEpochs} from scratch, ${FINE_TUNING.warmupEpochs} fine-tuning an .onnx model)`, Number)
     .option('--step-epochs <n>', 'step schedule: multiply the rate by --gamma every n epochs', Number)
     .option('--gamma <x>', 'step schedule factor', Number, 0.1)
     .option('--clip <norm>', 'clip the global gradient norm', parsePositiveNumber('--clip'))
@@ -96,15 +95,16 @@ export function registerTrain(program: Command): void {
           ...(flags.blocks ? { blocks: flags.blocks } : {}), ...(flags.hidden ? { hidden: flags.hidden } : {}),
         });
       if (!fromFile && !(spec in ZOO)) throw new UserError(`"${spec}" is neither an .onnx file nor a zoo architecture`);
+      const defaults = fromFile ? FINE_TUNING : FROM_SCRATCH;
       const job: TrainJob = {
         model, data, output: flags.output, epochs: flags.epochs, batchSize: flags.batch,
-        lr: flags.lr ?? DEFAULT_LR[flags.optimizer] ?? 0.05,
-        optimizer: optimizerConfig(flags), schedule: scheduleConfig(flags, data.size), seed: flags.seed, validation: flags.val,
+        lr: flags.lr ?? (isKind(flags.optimizer, defaults) ? defaults.lr[flags.optimizer] : defaults.lr.sgd),
+        optimizer: optimizerConfig(flags, defaults), schedule: scheduleConfig(flags, data.size, defaults), seed: flags.seed, validation: flags.val,
         keep: parseKeep(flags.keep), session,
         ...(fromFile ? { parentHash: fileHash(spec) } : {}),
         ...(flags.test ? { test: await openDataset(flags.data, 'test') } : {}),
         ...(classes ? { classes } : {}), ...(flags.mean ? { mean: flags.mean } : {}), ...(flags.std ? { std: flags.std } : {}),
-        ...(flags.clip ? { clipNorm: flags.clip } : {}), ...(flags.freeze ? { freeze: flags.freeze } : {}), ...(flags.trainable ? { trainable: flags.trainable } : {}),
+        ...(flags.clip ?? defaults.clipNorm ? { clipNorm: flags.clip ?? defaults.clipNorm } : {}), ...(flags.freeze ? { freeze: flags.freeze } : {}), ...(flags.trainable ? { trainable: flags.trainable } : {}),
         ...augmentation(flags.augment), ...(flags.resume ? { resume: true } : {}), ...(flags.stopAfter ? { stopAfter: flags.stopAfter } : {}), ...(flags.checkpoint ? { checkpoint: flags.checkpoint } : {}),
       };
       const r = await train(job);
@@ -116,16 +116,20 @@ export function registerTrain(program: Command): void {
     });
 }
 
-function optimizerConfig(f: TrainFlags): OptimizerConfig {
-  const weightDecay = f.weightDecay ?? DEFAULT_DECAY[f.optimizer] ?? 0;
+function rates(d: TrainingDefaults): string {
+  return `sgd ${d.lr.sgd}, adam/adamw ${d.lr.adam}`;
+}
+
+function optimizerConfig(f: TrainFlags, d: TrainingDefaults): OptimizerConfig {
+  const weightDecay = f.weightDecay ?? (isKind(f.optimizer, d) ? d.weightDecay[f.optimizer] : 0);
   if (f.optimizer === 'sgd') return { kind: 'sgd', momentum: f.momentum, nesterov: !!f.nesterov, weightDecay };
   if (f.optimizer === 'adam' || f.optimizer === 'adamw') return { kind: f.optimizer, weightDecay };
   throw new UserError(`--optimizer expects sgd, adam or adamw, got "${f.optimizer}"`);
 }
 
-function scheduleConfig(f: TrainFlags, trainSize: number): ScheduleConfig {
+function scheduleConfig(f: TrainFlags, trainSize: number, d: TrainingDefaults): ScheduleConfig {
   const stepsPerEpoch = Math.max(1, Math.floor((trainSize * (1 - f.val)) / f.batch));
-  const warmupSteps = Math.round(f.warmup * stepsPerEpoch);
+  const warmupSteps = Math.min(Math.round((f.warmup ?? d.warmupEpochs) * stepsPerEpoch), stepsPerEpoch * f.epochs);
   if (f.schedule === 'constant') return { kind: 'constant', warmupSteps };
   if (f.schedule === 'cosine') return { kind: 'cosine', warmupSteps };
   if (f.schedule === 'step') {
