@@ -23,9 +23,35 @@ export interface SampleOptions {
   samplesPerClass: number;
   unbalanced?: UnbalancedCounts;
   normalization: Normalization;
+  /** how the softmax that ranks images is computed (default 'float32', see SampleRanking) */
+  ranking?: SampleRanking;
   batchSize?: number;
   session?: SessionOptions;
   label?: string;
+}
+
+/**
+ * 'float32': the softmax as PyTorch computes it in float32 (max subtracted, float32 exp
+ * and sum, times the reciprocal of the sum). Confident images then round to exactly 1.0
+ * and tie; the first image in dataset order wins a tie, as in the official code, which
+ * keeps the first it sees. 'float64': the same formula in double precision, which
+ * separates most of those ties by their true (tiny) differences.
+ */
+export type SampleRanking = 'float32' | 'float64';
+
+/** Softmax probability of output `t` of a logit row, as `ranking` computes it. */
+export function softmaxProb(z: Float32Array, row: number, k: number, t: number, ranking: SampleRanking = 'float32'): number {
+  let max = -Infinity;
+  for (let j = 0; j < k; j++) if (z[row + j]! > max) max = z[row + j]!;
+  if (ranking === 'float64') {
+    let sum = 0;
+    for (let j = 0; j < k; j++) sum += Math.exp(z[row + j]! - max);
+    return Math.exp(z[row + t]! - max) / sum;
+  }
+  const f = Math.fround;
+  let sum = 0;
+  for (let j = 0; j < k; j++) sum = f(sum + f(Math.exp(f(z[row + j]! - max))));
+  return f(f(Math.exp(f(z[row + t]! - max))) * f(1 / sum));
 }
 
 export interface Scored {
@@ -118,12 +144,7 @@ export async function selectSamples(model: Model, ds: Dataset, opts: SampleOptio
     const z = logits.data as Float32Array;
     for (let b = 0; b < batch.size; b++) {
       const y = batch.labels[b]!;
-      const row = b * k;
-      let max = -Infinity;
-      for (let j = 0; j < k; j++) if (z[row + j]! > max) max = z[row + j]!;
-      let sum = 0;
-      for (let j = 0; j < k; j++) sum += Math.exp(z[row + j]! - max);
-      const prob = Math.exp(z[row + outputOf.get(y)!]! - max) / sum;
+      const prob = softmaxProb(z, b * k, k, outputOf.get(y)!, opts.ranking);
       heaps.get(y)!.offer({ index: batch.indices[b]!, prob });
     }
   }

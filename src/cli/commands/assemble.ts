@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { runAssembleJob } from '../../lego/assemble-job.js';
 import { globals, withOutputFlags } from './common.js';
 import { compact, pct, table } from '../output.js';
-import { parseInteger, parsePositiveInt, parsePositiveNumber } from '../parse.js';
+import { parseInteger, parseNumberList, parsePositiveInt, parsePositiveNumber } from '../parse.js';
 import { UserError } from '../../util/errors.js';
 
 interface AssembleFlags {
@@ -17,6 +17,8 @@ interface AssembleFlags {
   overlap: string;
   method: string;
   test: boolean;
+  mean?: number[];
+  std?: number[];
   output: string;
 }
 
@@ -33,6 +35,8 @@ export function registerAssemble(program: Command): void {
     .option('--overlap <mode>', 'components sharing a class: refuse | merge (average the duplicates\' logits)', 'refuse')
     .option('--method <m>', 'auto (block-diagonal when the topologies match, else parallel) | parallel', 'auto')
     .option('--no-test', 'do not score on the test split')
+    .option('--mean <list>', 'input normalisation mean of components that carry none (components from disassemble carry their parent\'s)', parseNumberList('--mean'))
+    .option('--std <list>', 'input normalisation std of components that carry none', parseNumberList('--std'))
     .requiredOption('-o, --output <file>', 'where to write the assembled .onnx model')
     .action(async (files: string[], flags: AssembleFlags, cmd: Command) => {
       const { out, session } = globals(cmd);
@@ -43,6 +47,7 @@ export function registerAssemble(program: Command): void {
         ...(flags.scaleData ? { scaleData: flags.scaleData } : {}), ...(flags.scaleSamples ? { scaleSamplesPerClass: flags.scaleSamples } : {}),
         ...(flags.data ? { data: flags.data } : {}), ...(flags.finetuneEpochs ? { finetuneEpochs: flags.finetuneEpochs } : {}),
         ...(flags.lr ? { lr: flags.lr } : {}), ...(flags.batch ? { batchSize: flags.batch } : {}),
+        ...(flags.mean || flags.std ? { normalization: { ...(flags.mean ? { mean: flags.mean } : {}), ...(flags.std ? { std: flags.std } : {}) } } : {}),
       });
       out.line(`wrote ${r.output}: ${r.method}${r.fallbackReason ? ` (${r.fallbackReason})` : ''}, ${r.outputs} outputs, ${compact(r.parameters)} parameters, ${(r.flopsPerImage / 1e6).toFixed(2)} MFLOPs/image, ${r.scaled ? 'scaled' : 'not scaled'}`);
       const rows: (string | number)[][] = [['model', 'dataset', 'classes', 'test images', 'accuracy']];

@@ -3,7 +3,10 @@ import { join } from 'node:path';
 import { runLegoExperiment, DEFAULT_SWEEP } from '../../lego/experiment.js';
 import { parseClasses } from '../../data/classes.js';
 import { globals, withOutputFlags } from './common.js';
-import { parseInteger, parseNumberList, parsePositiveInt } from '../parse.js';
+import { parseChoice, parseInteger, parseNumberList, parsePositiveInt } from '../parse.js';
+import { RECALIBRATION_MODES, type RecalibrationMode } from '../../lego/recalibrate.js';
+import type { FlattenMode } from '../../lego/masks.js';
+import { DEFAULT_FLATTEN } from '../../lego/types.js';
 import { UserError } from '../../util/errors.js';
 
 interface ExperimentFlags {
@@ -23,6 +26,10 @@ interface ExperimentFlags {
   batch?: number;
   seed: number;
   resume?: boolean;
+  mean?: number[];
+  std?: number[];
+  recalibrate: RecalibrationMode;
+  flatten: FlattenMode;
   output: string;
 }
 
@@ -51,6 +58,10 @@ export function registerLegoExperiment(program: Command): void {
     .option('--batch <n>', 'batch size', parsePositiveInt('--batch'))
     .option('--seed <n>', 'seed', parseInteger('--seed'), 0)
     .option('--resume', 'keep the rows already in <dir>/experiment.json and run only the missing ones')
+    .option('--mean <list>', 'input normalisation mean (for models without normalisation metadata; components carry it on)', parseNumberList('--mean'))
+    .option('--std <list>', 'input normalisation std', parseNumberList('--std'))
+    .option('--recalibrate <mode>', 'component recalibration: affine | batchnorm | none (see disassemble)', parseChoice('--recalibrate', RECALIBRATION_MODES), 'affine')
+    .option('--flatten <mode>', `how masks cross a Flatten: keep | prune (see disassemble; default ${DEFAULT_FLATTEN})`, parseChoice('--flatten', ['prune', 'keep'] as const), DEFAULT_FLATTEN)
     .requiredOption('-o, --output <dir>', 'folder for experiment.json, report.md, components and assembled models')
     .action(async (flags: ExperimentFlags, cmd: Command) => {
       const { out, session } = globals(cmd);
@@ -75,7 +86,8 @@ export function registerLegoExperiment(program: Command): void {
         ...(flags.model2 ? { model2: flags.model2 } : {}), ...(flags.tasks ? { tasks: taskList(flags.tasks, '--tasks') } : {}),
         ...(pairs ? { pairs } : {}), ...(unbalanced ? { unbalanced } : {}), ...(flags.sweepTask ? { sweepTask: parseClasses(flags.sweepTask, 1000) } : {}),
         ...(flags.scaleSamples ? { scaleSamplesPerClass: flags.scaleSamples } : {}), ...(flags.batch ? { batchSize: flags.batch } : {}),
-        ...(flags.resume ? { resume: true } : {}),
+        ...(flags.resume ? { resume: true } : {}), ...(flags.mean ? { mean: flags.mean } : {}), ...(flags.std ? { std: flags.std } : {}),
+        disassembly: { recalibration: flags.recalibrate, flatten: flags.flatten },
       });
       out.line(`wrote ${join(flags.output, 'experiment.json')} and ${join(flags.output, 'report.md')}: ${r.disassembly.length} disassembly, ${r.assembly.length} assembly, ${r.mismatch.length} mismatch, ${r.unbalanced.length} unbalanced, ${r.sweep.length} sweep rows`);
       out.json(r);
