@@ -226,19 +226,29 @@ export async function disassemble(model: Model, train: Dataset, opts: Disassembl
     chosen = await build(thresholds);
     const first = new Map(opts.task.map((k) => [k, chosen.val?.kWay.perClass[String(k)] ?? 0]));
     const level = new Map<number, number>();
-    for (let collapsed = collapsedOf(chosen); collapsed.length > 0 && collapsed.some((k) => (level.get(k) ?? -1) < RELAX_STEPS.length - 1);) {
-      const classThresholds = new Map(chosen.classThresholds);
+    const rounds = [chosen];
+    let current = chosen;
+    for (let collapsed = collapsedOf(current); collapsed.length > 0 && collapsed.some((k) => (level.get(k) ?? -1) < RELAX_STEPS.length - 1);) {
+      const classThresholds = new Map(current.classThresholds);
       for (const k of collapsed) {
         const next = Math.min((level.get(k) ?? -1) + 1, RELAX_STEPS.length - 1);
         level.set(k, next);
         classThresholds.set(k, scaledThresholds(thresholds, RELAX_STEPS[next]!));
       }
       info(`${label || 'disassemble'}: class${collapsed.length > 1 ? 'es' : ''} ${collapsed.join(',')} collapsed on held-out training images; relaxing ${collapsed.length > 1 ? 'their' : 'its'} masks`);
-      chosen = await build(thresholds, classThresholds);
-      collapsed = collapsedOf(chosen);
+      current = await build(thresholds, classThresholds);
+      rounds.push(current);
+      collapsed = collapsedOf(current);
     }
-    for (const [k, l] of level) {
-      relaxed.push({ class: k, before: first.get(k)!, after: chosen.val!.kWay.perClass[String(k)]!, base: base!.kWay.perClass[String(k)]!, thresholds: chosen.classThresholds.get(k)!, rounds: l + 1 });
+    // relaxing one class can starve another: the round with the fewest collapsed classes wins, then the most accurate
+    chosen = rounds.reduce((a, b) => {
+      const ca = collapsedOf(a).length, cb = collapsedOf(b).length;
+      return cb < ca || (cb === ca && b.val!.kWay.accuracy > a.val!.kWay.accuracy) ? b : a;
+    });
+    for (const k of level.keys()) {
+      const t = chosen.classThresholds.get(k);
+      if (!t) continue;
+      relaxed.push({ class: k, before: first.get(k)!, after: chosen.val!.kWay.perClass[String(k)]!, base: base!.kWay.perClass[String(k)]!, thresholds: t, rounds: rounds.indexOf(chosen) });
     }
   }
   const warnings = [...plan.sampleWarnings, ...chosen.mr.warnings];

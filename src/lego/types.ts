@@ -161,6 +161,7 @@ export interface RelaxedClass {
   base: number;
   /** the class's thresholds in the end */
   thresholds: Thresholds;
+  /** relaxation rounds until the component returned (every round relaxes each collapsed class one step) */
   rounds: number;
 }
 

@@ -97,6 +97,45 @@ test('a mask that would empty a layer keeps the strongest channel and warns', as
   assert.equal(k.masks.flatten, 'keep');
 });
 
+test('a class that collapses on held-out training images is detected and its masks relaxed until it recovers', async () => {
+  const model = await trainedLenet();
+  // high thresholds, masks pruned through the Flatten and no recalibration: class 0 starves
+  const opts = { task: [0, 6], samplesPerClass: 10, alphaConv: 0.7, betaConv: 0.7, alphaLinear: 0.7, betaLinear: 0.7, flatten: 'prune' as const, recalibration: 'none' as const, label: '' };
+  const unchecked = await disassemble(model, trainSet, { ...opts, validationPerClass: 0 });
+  assert.equal(unchecked.validation, undefined);
+  const c = await disassemble(model, trainSet, { ...opts, validationPerClass: 100 });
+  const v = c.validation!;
+  assert.equal(v.samples, 196, '98 held-out images per class (a fifth of what is left after the samples)');
+  assert.ok(v.relaxed.length > 0, JSON.stringify(v));
+  for (const r of v.relaxed) {
+    assert.ok(r.before < r.base - v.classDrop, `class ${r.class} had collapsed: ${r.before} vs base ${r.base}`);
+    assert.ok(r.after >= r.base - v.classDrop, `class ${r.class} recovered: ${r.after} vs base ${r.base}`);
+    assert.ok(r.thresholds.alphaConv < 0.7 && r.rounds >= 1);
+    assert.deepEqual(c.masks.classThresholds![String(r.class)], r.thresholds);
+    assert.ok(c.warnings.some((w) => w.startsWith(`class ${r.class} collapsed to`)), c.warnings.join('\n'));
+  }
+  assert.deepEqual(v.collapsed, []);
+  // relaxing only grows the masks: the checked component is at least as large
+  assert.ok(trainableParameterCount(c.model.graph) > trainableParameterCount(unchecked.model.graph));
+  // the held-out images are training images, never the representative samples
+  const held = await evaluate(c.model, trainSet, { classes: [0, 6] });
+  assert.ok(held.samples > v.samples);
+});
+
+test('--max-drop: the smallest candidate within the drop of the base on held-out images', async () => {
+  const model = await trainedLenet();
+  const c = await disassemble(model, trainSet, { task: [1, 3, 8], samplesPerClass: 10, maxDrop: 0.02, validationPerClass: 100, label: '' });
+  const s = c.search!;
+  assert.ok(s.candidates.length >= 3, JSON.stringify(s));
+  assert.equal(s.candidates[0]!.scale, 1, 'the search starts at the reference thresholds');
+  const chosen = s.candidates[s.chosen]!;
+  assert.ok(chosen.accepted && chosen.accuracy >= s.baseAccuracy - 0.02);
+  for (const x of s.candidates) if (x.accepted) assert.ok(x.parameters >= chosen.parameters);
+  assert.equal(trainableParameterCount(c.model.graph), chosen.parameters);
+  assert.deepEqual(c.masks.thresholds, chosen.thresholds);
+  assert.equal(c.validation!.component.accuracy, chosen.accuracy);
+});
+
 test('an operator the pruner does not understand is named, before any data is read', () => {
   assertUserError(() => analyzeChannels(withSoftmax()), 'Softmax', 'odd_softmax');
 });
