@@ -8,8 +8,8 @@ Run (CPU, Debian's python3-torch; a few minutes per epoch on 2 cores):
 
 Models (1x28x28 input normalised with Fashion-MNIST's mean 0.2860 / std 0.3530, 10 classes):
   vgg_fm     conv3x3+BN+ReLU blocks 32,32,M,64,64,M,128,128,M, x.view(N, -1), Linear 1152-256-10
-  resnet_fm  3-stage ResNet with basic blocks (widths 32, 64, 128; one block per stage,
-             strided 1x1 shortcuts), global average pooling, torch.flatten, Linear 128-10
+  resnet_fm  3-stage ResNet with basic blocks (widths 16, 32, 64; one block per stage,
+             strided 1x1 shortcuts), global average pooling, torch.flatten, Linear 64-10
 
 Files written to --out (git-ignored runs/ by default):
   <name>.onnx         torch.onnx.export defaults (do_constant_folding=True, training=EVAL:
@@ -97,7 +97,7 @@ class BasicBlock(nn.Module):
 
 
 class ResNetFm(nn.Module):
-    def __init__(self, classes=10, widths=(32, 64, 128)):
+    def __init__(self, classes=10, widths=(16, 32, 64)):
         super().__init__()
         self.stem = nn.Sequential(*conv_bn_relu(1, widths[0]))
         stages, cin = [], widths[0]
