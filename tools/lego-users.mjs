@@ -22,7 +22,7 @@ const TASKS = ['0', '0-2', '3-9', '1,5,7'];
 const torch = (name) => ({ name, file: join(root, 'runs/torch', `${name}.onnx`), flags: TORCH_NORM });
 const zoo = (name) => ({ name, file: join(root, 'runs/models', `${name}.onnx`), flags: [] });
 const TORCH = ['vgg_fm', 'vgg_fm.nofold', 'resnet_fm', 'resnet_fm.nofold'].map(torch);
-const ZOO = ['vgg16-w0.25', 'r2222-w0.25', 'resnet50-w0.125', 'inception-w0.125'].map(zoo);
+const ZOO = ['vgg16-w0.125', 'r2222-w0.125', 'resnet50-w0.0625', 'inception-w0.0625'].map(zoo);
 const FLATTEN = [torch('vgg_fm'), torch('vgg_fm.nofold'), zoo('lenet5-s1'), zoo('vgg-small-ft')];
 
 /** variant name -> extra disassemble flags, and which models/tasks it runs on (in order of priority). */
@@ -30,12 +30,12 @@ const PLAN = [
   ['default', [], TORCH, TASKS],
   ['flatten-prune', ['--flatten', 'prune'], FLATTEN, TASKS],
   ['default', [], FLATTEN.slice(2), TASKS],
-  ['maxdrop-0.01', ['--max-drop', '0.01'], [torch('vgg_fm'), torch('resnet_fm')], TASKS],
+  ['maxdrop-0.01', ['--max-drop', '0.01'], [torch('vgg_fm'), torch('resnet_fm')], ['0-2', '3-9', '1,5,7']],
   ['default', [], ZOO, TASKS],
-  ['recal-batchnorm', ['--recalibrate', 'batchnorm'], [torch('vgg_fm.nofold'), torch('resnet_fm.nofold'), zoo('r2222-w0.25'), zoo('resnet50-w0.125')], ['0-2', '3-9', '1,5,7']],
-  ['recal-none', ['--recalibrate', 'none'], [torch('vgg_fm'), torch('resnet_fm'), zoo('r2222-w0.25'), zoo('resnet50-w0.125')], ['0-2', '3-9', '1,5,7']],
+  ['recal-batchnorm', ['--recalibrate', 'batchnorm'], [torch('vgg_fm.nofold'), torch('resnet_fm.nofold'), zoo('r2222-w0.125'), zoo('resnet50-w0.0625')], ['0-2', '3-9', '1,5,7']],
+  ['recal-none', ['--recalibrate', 'none'], [torch('vgg_fm'), torch('resnet_fm'), zoo('r2222-w0.125'), zoo('resnet50-w0.0625')], ['0-2', '3-9', '1,5,7']],
   ['ranking-float64', ['--ranking', 'float64'], [torch('vgg_fm'), torch('resnet_fm')], ['0-2', '3-9', '1,5,7']],
-  ['maxdrop-0.01', ['--max-drop', '0.01'], ZOO, TASKS],
+  ['maxdrop-0.01', ['--max-drop', '0.01'], ZOO, ['0-2', '3-9', '1,5,7']],
 ];
 
 const jobs = [];

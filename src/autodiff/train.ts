@@ -14,7 +14,6 @@ import type { Model } from '../onnx/types.js';
 import type { Augmentation, Dataset, Normalization } from '../data/types.js';
 import { batches, batchCount } from '../data/batches.js';
 import { subsetIndices, splitTrainValidation } from '../data/classes.js';
-import { defaultNormalization } from '../data/known.js';
 import { encodeModel, saveModel } from '../onnx/proto.js';
 import { contentHash, setInputSpec, setLabels, setProvenance, getArch } from '../onnx/metadata.js';
 import { evaluate, type EvalResult } from '../runtime/evaluate.js';
@@ -168,8 +167,7 @@ async function prepare(job: TrainJob): Promise<Run> {
 
 function trainingNormalization(model: Model, job: TrainJob): Normalization {
   const explicit = { ...(job.mean ? { mean: job.mean } : {}), ...(job.std ? { std: job.std } : {}) };
-  const r = resolveNormalization(model, job.data.shape[0], explicit);
-  return r.from === 'model metadata' || r.from === '--mean/--std' ? r.normalization : defaultNormalization(job.data.name.replace(/-sample$/, ''), job.data.shape[0]);
+  return resolveNormalization(model, job.data.shape[0], explicit, { fallback: 'dataset', dataset: job.data.name }).normalization;
 }
 
 async function trainEpoch(run: Run, epoch: number): Promise<EpochMetrics> {

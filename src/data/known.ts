@@ -28,7 +28,19 @@ export const DEFAULT_NORMALIZATION: Readonly<Record<string, Normalization>> = {
  * computeNormalization when that matters.
  */
 export function defaultNormalization(name: string, channels: number): Normalization {
-  const known = DEFAULT_NORMALIZATION[name];
+  const known = DEFAULT_NORMALIZATION[name.replace(/-sample$/, '')];
   if (known && known.mean.length === channels) return { mean: [...known.mean], std: [...known.std] };
+  // a grayscale set seen as RGB (view channels=3) has its one channel in all three
+  if (known && known.mean.length === 1) return { mean: new Array<number>(channels).fill(known.mean[0]!), std: new Array<number>(channels).fill(known.std[0]!) };
+  // an RGB set seen as grayscale: the luma of the means; the std is approximated the same way
+  if (known && channels === 1 && known.mean.length === 3) {
+    const luma = (v: readonly number[]): number => 0.2989 * v[0]! + 0.587 * v[1]! + 0.114 * v[2]!;
+    return { mean: [luma(known.mean)], std: [luma(known.std)] };
+  }
   return { mean: new Array<number>(channels).fill(0.5), std: new Array<number>(channels).fill(0.5) };
 }
+
+/** Named normalisations (`--norm`): what pretrained torchvision models expect. */
+export const NORMALIZATION_PRESETS: Readonly<Record<string, Normalization>> = {
+  imagenet: { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] },
+};

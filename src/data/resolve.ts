@@ -18,6 +18,7 @@ import { findIdxFiles, expectedIdxFiles, openIdxFolder, type Split } from './idx
 import { findCifarFolder, openCifar, type CifarKind } from './cifar.js';
 import { openImageFolder } from './folder.js';
 import { FASHION_MNIST_CLASSES, MNIST_CLASSES } from './known.js';
+import { applyView, parseDataSpec } from './view.js';
 
 export interface OpenOptions {
   /** class count of a plain IDX folder (default: largest label + 1) */
@@ -64,9 +65,14 @@ export function samplePath(name: string): string {
   return packagePath('data', 'sample', name);
 }
 
+/**
+ * Opens a dataset by spec. A spec may end in a view (`::resize=64x64;channels=3`, see
+ * view.ts), which adapts the images to a model and travels with the spec everywhere.
+ */
 export async function openDataset(spec: string, split: Split, opts: OpenOptions = {}): Promise<Dataset> {
   if (split !== 'train' && split !== 'test') throw new UserError(`split "${String(split)}" is not valid: expected train or test`);
-  const ds = await open(spec.trim(), split, opts);
+  const { base, view } = parseDataSpec(spec.trim());
+  const ds = applyView(await open(base.trim(), split, opts), view);
   if (opts.announce ?? true) info(ds.source);
   return ds;
 }

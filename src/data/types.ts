@@ -18,6 +18,11 @@ export interface Dataset {
   /** number of classes of the dataset (labels are in [0, classes)) */
   readonly classes: number;
   readonly classNames?: readonly string[];
+  /**
+   * For models that carry no label metadata: output i stands for class outputLabels[i]
+   * (-1: none of this dataset's). Set by a view's `labels` (the `--labels` flag).
+   */
+  readonly outputLabels?: readonly number[];
   readonly size: number;
   label(i: number): number;
   /**

@@ -25,7 +25,8 @@ import type { SessionOptions } from '../runtime/session.js';
 import { applyScales, computeScales, type ScaleResult } from './scale.js';
 import { mergeBlockDiagonal } from './blockdiag.js';
 import { mergeParallel, type InputAdapter } from './parallel.js';
-import { info, warn } from '../util/progress.js';
+import { info } from '../util/progress.js';
+import { resolveNormalization } from '../runtime/normalization.js';
 import { broadcastNormalization } from '../data/augment.js';
 import { UserError } from '../util/errors.js';
 
@@ -84,20 +85,20 @@ export const DEFAULT_SCALE_SAMPLES = 1000;
 
 /**
  * A component with its input normalisation in its metadata: its own, else `given`
- * (--mean/--std); with neither, the component is returned as it is with a warning, since
+ * (--mean/--std); with neither, the component is returned as it is and `missing` is set:
  * it will be fed [0, 1] pixels, which is wrong for any model trained on normalised inputs.
  */
-export function withNormalization(model: Model, file: string, given?: { mean?: number[]; std?: number[] }): { model: Model; warning?: string } {
+export function withNormalization(model: Model, file: string, given?: { mean?: number[]; std?: number[] }): { model: Model; missing: boolean } {
   const spec = getInputSpec(model);
-  if (spec?.mean && spec.std) return { model };
+  if (spec?.mean && spec.std) return { model, missing: false };
   if (given?.mean || given?.std) {
     const shape = spec?.shape ?? inputShapeOf(model, file);
     const norm = broadcastNormalization({ mean: given.mean ?? [0], std: given.std ?? [1] }, shape[0], { mean: '--mean', std: '--std' });
     const copy = { ...model, metadata: { ...model.metadata } };
     setInputSpec(copy, { shape, mean: norm.mean, std: norm.std });
-    return { model: copy };
+    return { model: copy, missing: false };
   }
-  return { model, warning: `${file} carries no input normalisation: it is fed [0, 1] pixels; pass --mean/--std if it was trained on normalised inputs (components written by modelsmith disassemble carry it)` };
+  return { model, missing: true };
 }
 
 function inputShapeOf(model: Model, file: string): [number, number, number] {
@@ -114,7 +115,11 @@ export async function assemble(given: readonly AssemblePart[], opts: AssembleOpt
   const warnings: string[] = [];
   const parts = given.map((p, k) => {
     const r = withNormalization(p.model, files[k]!, opts.normalization);
-    if (r.warning) { warnings.push(r.warning); warn(r.warning); }
+    if (r.missing) {
+      // the one warning per model (runtime/normalization.ts), naming the flags
+      resolveNormalization(r.model, inputShapeOf(r.model, files[k]!)[0], undefined, { file: files[k]! });
+      warnings.push(`${files[k]} carries no input normalisation: fed [0, 1] pixels`);
+    }
     return { ...p, model: r.model };
   });
   const printed = warnings.length;

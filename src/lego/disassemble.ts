@@ -99,7 +99,8 @@ export async function planDisassembly(model: Model, train: Dataset, opts: Disass
   const outputs = taskOutputs(model, train, opts.task);
   // Refuse operators the pruner does not understand before reading any data.
   const cg = analyzeChannels(model);
-  const norm = resolveNormalization(model, train.shape[0], { ...(opts.mean ? { mean: opts.mean } : {}), ...(opts.std ? { std: opts.std } : {}) });
+  // warns (once per model) when the model carries no normalisation and none is given
+  const norm = resolveNormalization(model, train.shape[0], { ...(opts.mean ? { mean: opts.mean } : {}), ...(opts.std ? { std: opts.std } : {}) }, { file: opts.file ?? 'the model' });
   const label = opts.label ?? 'disassemble';
   const common = { normalization: norm.normalization, ...(opts.batchSize ? { batchSize: opts.batchSize } : {}), ...(opts.session ? { session: opts.session } : {}) };
   const selection = await selectSamples(model, train, {
@@ -252,16 +253,20 @@ export async function disassemble(model: Model, train: Dataset, opts: Disassembl
     }
   }
   const warnings = [...plan.sampleWarnings, ...chosen.mr.warnings];
+  if (opts.maxDrop !== undefined && !search) {
+    warnings.push(opts.task.length === 1
+      ? 'max drop ignored: a one-class component always answers its class, so held-out accuracy cannot guide the search; the reference thresholds were used'
+      : 'max drop ignored: it needs held-out images (validation per class > 0); the reference thresholds were used');
+  }
   for (const r of relaxed) {
     warnings.push(`class ${r.class} collapsed to ${pct(r.before)} k-way on held-out training images (base ${pct(r.base)}); relaxed its thresholds to conv ${r.thresholds.alphaConv}/${r.thresholds.betaConv}, linear ${r.thresholds.alphaLinear}/${r.thresholds.betaLinear}: now ${pct(r.after)}`);
   }
   const stillCollapsed = collapsedOf(chosen);
   for (const k of stillCollapsed) warnings.push(`class ${k} is still ${pct(chosen.val!.kWay.perClass[String(k)]!)} k-way on held-out training images (base ${pct(base!.kWay.perClass[String(k)]!)}) with its masks fully relaxed`);
-  if (norm.from.startsWith('none')) warnings.push(NO_NORMALIZATION);
 
   const pruned = chosen.model;
   const { keptOutputs } = chosen.mr;
-  const normalization = norm.from.startsWith('none') ? null : { mean: norm.normalization.mean, std: norm.normalization.std, from: norm.from };
+  const normalization = norm.from === 'none' ? null : { mean: norm.normalization.mean, std: norm.normalization.std, from: norm.from };
   if (normalization) setInputSpec(pruned, { shape: [...train.shape] as [number, number, number], mean: normalization.mean, std: normalization.std });
   const arch = getArch(model);
   if (arch) setArch(pruned, { ...arch, component: true });
@@ -292,9 +297,6 @@ export async function disassemble(model: Model, train: Dataset, opts: Disassembl
     recalibration: chosen.recal, ...(validation ? { validation } : {}), ...(search ? { search } : {}), normalization,
   };
 }
-
-/** The one-line warning for a model fed without any normalisation. */
-export const NO_NORMALIZATION = 'the model carries no input normalisation and none was given: images are fed as [0, 1] pixels; pass --mean/--std if it was trained on normalised inputs';
 
 /** Layers that lost input channels (depthwise convolutions never mix channels, so they are never changed), with their kept outputs. */
 export function changedLayers(cg: ChannelGraph, keep: SpaceMasks): RecalibrationTarget[] {

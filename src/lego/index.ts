@@ -5,7 +5,7 @@ export { selectSamples, sampleCounts, softmaxProb, BoundedHeap, type SampleOptio
 export { accumulateContributions, windowSums, convPlan, addConvContributions, addLinearContributions, maskedLayers, type LayerContributions, type ContributionOptions, type ConvPlan } from './contributions.js';
 export { computeMasks, layerInputMask, type MaskInput, type MaskResult, type FlattenMode } from './masks.js';
 export { pruneModel, maskedOriginal, sliceAxis } from './prune.js';
-export { disassemble, planDisassembly, masksAt, scaledThresholds, heldOutSplit, changedLayers, resolveThresholds, taskOutputs, saveMasks, NO_NORMALIZATION, type DisassemblyPlan } from './disassemble.js';
+export { disassemble, planDisassembly, masksAt, scaledThresholds, heldOutSplit, changedLayers, resolveThresholds, taskOutputs, saveMasks, type DisassemblyPlan } from './disassemble.js';
 export { layerOutputStatistics, recalibrateAffine, RECALIBRATION_MODES, type RecalibrationMode, type RecalibrationTarget, type RecalibratedLayer, type ChannelStatistics, type AffineRecalibration } from './recalibrate.js';
 export { scoreTask, mismatch, type TaskScore, type ClassAccuracy, type Mismatch, type ScoreOptions } from './score.js';
 export { computeScales, applyScales, findLastLinear, pickIndices, type ScaleOptions, type ScaleResult, type Unscaled, type LastLayer } from './scale.js';

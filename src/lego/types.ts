@@ -84,6 +84,8 @@ export interface DisassembleOptions extends Partial<Thresholds> {
   maxDrop?: number;
   /** seeds the held-out images and the recalibration images (default 0) */
   seed?: number;
+  /** the parent's file name, for messages */
+  file?: string;
   /** sha256 of the parent model file, for provenance (default: hash of the model's encoding) */
   parentHash?: string;
   /** label for progress lines (default 'disassemble'); '' for none */

@@ -10,7 +10,7 @@
 import type { Model } from '../onnx/types.js';
 import type { Dataset } from '../data/types.js';
 import { subsetIndices } from '../data/classes.js';
-import { inferBatches } from './infer.js';
+import { checkInputShape, inferBatches } from './infer.js';
 import { mapOutputs } from './labels.js';
 import { resolveNormalization } from './normalization.js';
 import type { SessionOptions } from './session.js';
@@ -53,7 +53,8 @@ export async function evaluate(model: Model, ds: Dataset, opts: EvalOptions = {}
   }
   const indices = subsetIndices(ds, classes, opts.indices);
   if (indices.length === 0) throw new UserError(`no ${ds.split} images of classes ${classes.join(',')} in ${ds.source}`);
-  const norm = resolveNormalization(model, ds.shape[0], { ...(opts.mean ? { mean: opts.mean } : {}), ...(opts.std ? { std: opts.std } : {}) });
+  checkInputShape(model, ds, opts.file);
+  const norm = resolveNormalization(model, ds.shape[0], { ...(opts.mean ? { mean: opts.mean } : {}), ...(opts.std ? { std: opts.std } : {}) }, opts.file ? { file: opts.file } : {});
   const hits = new Map<number, number>();
   const totals = new Map<number, number>();
   const outName = model.graph.outputs[0]!.name;

@@ -45,7 +45,10 @@ export function checkInputShape(model: Model, ds: Pick<Dataset, 'shape' | 'sourc
   if (s && s.length === 4) {
     const want = s.slice(1);
     const ok = want.every((d, i) => typeof d !== 'number' || d === ds.shape[i]);
-    if (!ok) throw new UserError(`${file} expects inputs of shape ${want.join('x')}, but the data (${ds.source}) has images of ${ds.shape.join('x')}`);
+    if (!ok) {
+      throw new UserError(`${file} expects inputs of shape ${want.join('x')}, but the data (${ds.source}) has images of ${ds.shape.join('x')}: `
+        + 'adapt them with --fit (the model\'s size and channels) or --resize HxW and --channels 1|3');
+    }
   } else if (s && s.length !== 4) {
     throw new UserError(`${file}: input ${input.name} has rank ${s.length}; expected an image batch [N, C, H, W]`);
   }

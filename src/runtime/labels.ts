@@ -8,6 +8,10 @@ import type { Model } from '../onnx/types.js';
 import { getLabels, identityLabels, type OutputLabel } from '../onnx/metadata.js';
 import type { Dataset } from '../data/types.js';
 import { UserError } from '../util/errors.js';
+import { warn } from '../util/progress.js';
+
+/** Files already warned about an ignored --labels (one warning per model per process). */
+const warnedLabels = new Set<string>();
 
 export interface OutputMap {
   labels: OutputLabel[];
@@ -22,15 +26,24 @@ export function outputCount(model: Model): number {
 }
 
 /** Maps a classifier's outputs onto the classes of `ds`. */
-export function mapOutputs(model: Model, ds: Pick<Dataset, 'name' | 'classes' | 'classNames'>, file = 'model'): OutputMap {
+export function mapOutputs(model: Model, ds: Pick<Dataset, 'name' | 'classes' | 'classNames' | 'outputLabels'>, file = 'model'): OutputMap {
   const k = outputCount(model);
   let labels = getLabels(model);
-  if (!labels) {
+  if (!labels && ds.outputLabels) {
+    if (k !== -1 && ds.outputLabels.length !== k) {
+      throw new UserError(`${file} has ${k} outputs but --labels gives ${ds.outputLabels.length} labels; give one class per output`);
+    }
+    labels = ds.outputLabels.map((c) => (c >= 0 ? { dataset: ds.name, class: c, ...(ds.classNames?.[c] ? { name: ds.classNames[c] } : {}) } : { dataset: '(none)', class: 0 }));
+  } else if (!labels) {
     if (k !== -1 && k !== ds.classes) {
-      throw new UserError(`${file} has ${k} outputs and carries no label metadata, but ${ds.name} has ${ds.classes} classes; cannot tell which output is which class`);
+      throw new UserError(`${file} has ${k} outputs and carries no label metadata, but ${ds.name} has ${ds.classes} classes; cannot tell which output is which class: give --labels (e.g. --labels 0-${Math.min(k, ds.classes) - 1} or --labels file:names.txt)`);
     }
     labels = identityLabels(ds.name, ds.classes, ds.classNames);
-  } else if (k !== -1 && labels.length !== k) {
+  } else if (ds.outputLabels && !warnedLabels.has(file)) {
+    warnedLabels.add(file);
+    warn(`${file} carries label metadata; --labels applies only to models without it and is ignored for this one`);
+  }
+  if (k !== -1 && labels.length !== k) {
     throw new UserError(`${file}: label metadata lists ${labels.length} classes but the model has ${k} outputs`);
   }
   const classOf = Int32Array.from(labels, (l) => (sameDataset(l.dataset, ds.name) && l.class < ds.classes ? l.class : -1));

@@ -6,7 +6,6 @@
 import type { Model } from '../onnx/types.js';
 import type { Dataset } from '../data/types.js';
 import { subsetIndices } from '../data/classes.js';
-import { defaultNormalization } from '../data/known.js';
 import { resolveNormalization } from '../runtime/normalization.js';
 import { checkInputShape } from '../runtime/infer.js';
 import { resolveTargets } from '../autodiff/targets.js';
@@ -108,8 +107,7 @@ export class StitchContext {
   private normalization(model: Model): Source['normalization'] {
     const ds = this.opts.train;
     const explicit = { ...(this.opts.mean ? { mean: this.opts.mean } : {}), ...(this.opts.std ? { std: this.opts.std } : {}) };
-    const r = resolveNormalization(model, ds.shape[0], explicit);
-    return r.from === 'model metadata' || r.from === '--mean/--std' ? r.normalization : defaultNormalization(ds.name.replace(/-sample$/, ''), ds.shape[0]);
+    return resolveNormalization(model, ds.shape[0], explicit, { fallback: 'dataset', dataset: ds.name }).normalization;
   }
 
   async release(): Promise<void> {

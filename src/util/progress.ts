@@ -27,8 +27,9 @@ export function info(message: string): void {
   if (!globalQuiet) process.stderr.write(message + '\n');
 }
 
+/** Prints a warning to stderr unless quiet (--quiet and --json print nothing but errors and the result). */
 export function warn(message: string): void {
-  process.stderr.write(`warning: ${message}\n`);
+  if (!globalQuiet) process.stderr.write(`warning: ${message}\n`);
 }
 
 export function progress(label: string, total: number, opts: ProgressOptions = {}): Progress {

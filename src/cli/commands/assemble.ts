@@ -2,7 +2,8 @@ import type { Command } from 'commander';
 import { runAssembleJob } from '../../lego/assemble-job.js';
 import { globals, withOutputFlags } from './common.js';
 import { compact, pct, table } from '../output.js';
-import { parseInteger, parseNumberList, parsePositiveInt, parsePositiveNumber } from '../parse.js';
+import { parseInteger, parsePositiveInt, parsePositiveNumber } from '../parse.js';
+import { addInputOptions } from '../data-options.js';
 import { UserError } from '../../util/errors.js';
 
 interface AssembleFlags {
@@ -23,7 +24,7 @@ interface AssembleFlags {
 }
 
 export function registerAssemble(program: Command): void {
-  withOutputFlags(program.command('assemble <components...>').description('assemble components (e.g. from disassemble) into one classifier over the union of their classes'))
+  addInputOptions(withOutputFlags(program.command('assemble <components...>').description('assemble components (e.g. from disassemble) into one classifier over the union of their classes: components carry their input normalisation (--mean/--std or --norm apply to those that do not)')))
     .option('--scale-data <specs...>', 'datasets whose train split measures the scale factors (default: --data)')
     .option('--no-scale', 'assemble without parameter scaling')
     .option('--scale-samples <n>', 'images per class used for scaling (default 1000)', parsePositiveInt('--scale-samples'))
@@ -35,8 +36,6 @@ export function registerAssemble(program: Command): void {
     .option('--overlap <mode>', 'components sharing a class: refuse | merge (average the duplicates\' logits)', 'refuse')
     .option('--method <m>', 'auto (block-diagonal when the topologies match, else parallel) | parallel', 'auto')
     .option('--no-test', 'do not score on the test split')
-    .option('--mean <list>', 'input normalisation mean of components that carry none (components from disassemble carry their parent\'s)', parseNumberList('--mean'))
-    .option('--std <list>', 'input normalisation std of components that carry none', parseNumberList('--std'))
     .requiredOption('-o, --output <file>', 'where to write the assembled .onnx model')
     .action(async (files: string[], flags: AssembleFlags, cmd: Command) => {
       const { out, session } = globals(cmd);

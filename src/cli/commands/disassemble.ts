@@ -1,3 +1,4 @@
+import { addInputOptions } from '../data-options.js';
 import type { Command } from 'commander';
 import { openModel } from '../../onnx/open.js';
 import { saveModel } from '../../onnx/proto.js';
@@ -15,7 +16,7 @@ import { DEFAULT_CLASS_DROP, DEFAULT_FLATTEN, DEFAULT_RECALIBRATION_SAMPLES, DEF
 import { resolveNormalization } from '../../runtime/normalization.js';
 import { globals, withOutputFlags } from './common.js';
 import { compact, pct, table } from '../output.js';
-import { parseChoice, parseInteger, parseNumberList, parsePositiveInt } from '../parse.js';
+import { parseChoice, parseInteger, parsePositiveInt } from '../parse.js';
 import { UserError } from '../../util/errors.js';
 
 interface DisassembleFlags {
@@ -59,7 +60,7 @@ export function parseUnbalanced(text: string, seed: number): { lo: number; hi: n
 }
 
 export function registerDisassemble(program: Command): void {
-  withOutputFlags(program.command('disassemble <model>').description('cut the sub-network for a task (a set of classes) out of a classifier as a smaller standalone model (Model LEGO)'))
+  addInputOptions(withOutputFlags(program.command('disassemble <model>').description('cut the sub-network for a task (a set of classes) out of a classifier as a smaller standalone model (Model LEGO)')))
     .requiredOption('--data <spec>', 'dataset: the train split chooses representative samples, the test split scores base and component')
     .requiredOption('--task <classes>', 'the task\'s classes, e.g. 0-2 or 1,5,7')
     .option('--samples <n>', 'representative samples per class (most confident training images)', parsePositiveInt('--samples'), 50)
@@ -77,8 +78,6 @@ export function registerDisassemble(program: Command): void {
     .option('--holdout <n>', 'held-out training images per class that check every class survives (0: no check)', parseInteger('--holdout'), DEFAULT_VALIDATION_PER_CLASS)
     .option('--class-drop <x>', 'a class whose held-out k-way accuracy falls more than this below the base\'s has collapsed: its masks are relaxed', threshold('--class-drop'), DEFAULT_CLASS_DROP)
     .option('--max-drop <x>', 'accuracy-targeted: the smallest component (thresholds scaled together) within this k-way accuracy drop of the base on held-out training images', threshold('--max-drop'))
-    .option('--mean <list>', 'input normalisation mean (for models without normalisation metadata)', parseNumberList('--mean'))
-    .option('--std <list>', 'input normalisation std', parseNumberList('--std'))
     .option('--masks <file>', 'also write the masks (per layer and class) as JSON')
     .requiredOption('-o, --output <file>', 'where to write the component .onnx')
     .action(async (file: string, flags: DisassembleFlags, cmd: Command) => {
@@ -92,7 +91,7 @@ export function registerDisassemble(program: Command): void {
       const norm = { ...(flags.mean ? { mean: flags.mean } : {}), ...(flags.std ? { std: flags.std } : {}) };
       const started = Date.now();
       const c = await disassemble(model, train, {
-        task, samplesPerClass: flags.samples, session, parentHash: fileHash(file), ...norm, seed: flags.seed,
+        task, samplesPerClass: flags.samples, session, file, parentHash: fileHash(file), ...norm, seed: flags.seed,
         recalibration: flags.recalibrate, recalibrationSamples: flags.recalSamples, flatten: flags.flatten, ranking: flags.ranking,
         validationPerClass: flags.holdout, classDrop: flags.classDrop, ...(flags.maxDrop !== undefined ? { maxDrop: flags.maxDrop } : {}),
         ...(flags.unbalanced ? { unbalanced: parseUnbalanced(flags.unbalanced, flags.seed) } : {}),
@@ -104,7 +103,7 @@ export function registerDisassemble(program: Command): void {
       saveModel(c.model, flags.output);
       if (flags.masks) saveMasks(c.masks, flags.masks);
       const test = await openDataset(flags.data, 'test');
-      const scoreOpts = { task, session, normalization: resolveNormalization(model, test.shape[0], norm).normalization, ...(flags.batch ? { batchSize: flags.batch } : {}) };
+      const scoreOpts = { task, session, normalization: resolveNormalization(model, test.shape[0], norm, { file }).normalization, ...(flags.batch ? { batchSize: flags.batch } : {}) };
       const base = await scoreTask(model, test, { ...scoreOpts, file, label: 'eval base' });
       const comp = await scoreTask(c.model, test, { ...scoreOpts, file: flags.output, label: 'eval component' });
       const s0 = modelStats(model);

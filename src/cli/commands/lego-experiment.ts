@@ -4,6 +4,7 @@ import { runLegoExperiment, DEFAULT_SWEEP } from '../../lego/experiment.js';
 import { parseClasses } from '../../data/classes.js';
 import { globals, withOutputFlags } from './common.js';
 import { parseChoice, parseInteger, parseNumberList, parsePositiveInt } from '../parse.js';
+import { addInputOptions } from '../data-options.js';
 import { RECALIBRATION_MODES, type RecalibrationMode } from '../../lego/recalibrate.js';
 import type { FlattenMode } from '../../lego/masks.js';
 import { DEFAULT_FLATTEN } from '../../lego/types.js';
@@ -41,7 +42,7 @@ function taskList(text: string, flag: string): number[][] {
 }
 
 export function registerLegoExperiment(program: Command): void {
-  withOutputFlags(program.command('lego-experiment').description('run the Model LEGO tables: disassembly, assembly, mismatch, unbalanced samples, threshold sweep'))
+  addInputOptions(withOutputFlags(program.command('lego-experiment').description('run the Model LEGO tables: disassembly, assembly, mismatch, unbalanced samples, threshold sweep')))
     .requiredOption('--model <file>', 'the trained model to disassemble')
     .option('--model2 <file>', 'a second model (other seed or width) for the assembly table')
     .requiredOption('--data <spec>', 'dataset (train split: samples, scaling, fine-tuning; test split: accuracies)')
@@ -58,8 +59,6 @@ export function registerLegoExperiment(program: Command): void {
     .option('--batch <n>', 'batch size', parsePositiveInt('--batch'))
     .option('--seed <n>', 'seed', parseInteger('--seed'), 0)
     .option('--resume', 'keep the rows already in <dir>/experiment.json and run only the missing ones')
-    .option('--mean <list>', 'input normalisation mean (for models without normalisation metadata; components carry it on)', parseNumberList('--mean'))
-    .option('--std <list>', 'input normalisation std', parseNumberList('--std'))
     .option('--recalibrate <mode>', 'component recalibration: affine | batchnorm | none (see disassemble)', parseChoice('--recalibrate', RECALIBRATION_MODES), 'affine')
     .option('--flatten <mode>', `how masks cross a Flatten: keep | prune (see disassemble; default ${DEFAULT_FLATTEN})`, parseChoice('--flatten', ['prune', 'keep'] as const), DEFAULT_FLATTEN)
     .requiredOption('-o, --output <dir>', 'folder for experiment.json, report.md, components and assembled models')

@@ -1,3 +1,4 @@
+import { addInputOptions } from '../data-options.js';
 import type { Command } from 'commander';
 import { openModel } from '../../onnx/open.js';
 import { listCuts } from '../../stitch/cuts.js';
@@ -6,7 +7,7 @@ import { stitchGrid } from '../../stitch/run.js';
 import type { CellOptions } from '../../stitch/cell.js';
 import { globals, withOutputFlags } from './common.js';
 import { pct, table } from '../output.js';
-import { parseChoice, parseInteger, parseNumberList, parsePositiveInt, parsePositiveNumber } from '../parse.js';
+import { parseChoice, parseInteger, parsePositiveInt, parsePositiveNumber } from '../parse.js';
 import { UserError } from '../../util/errors.js';
 
 interface StitchFlags {
@@ -41,7 +42,7 @@ interface StitchFlags {
 const list = (s?: string): string[] | undefined => s?.split(',').map((x) => x.trim()).filter(Boolean);
 
 export function registerStitch(program: Command): void {
-  withOutputFlags(program.command('stitch <A> [B]').description('stitch A\'s layers into B\'s at every pair of cut points (task-trained, least-squares or copy stitches, with random-network controls); matrix.json and heatmaps'))
+  addInputOptions(withOutputFlags(program.command('stitch <A> [B]').description('stitch A\'s layers into B\'s at every pair of cut points (task-trained, least-squares or copy stitches, with random-network controls); matrix.json and heatmaps')))
     .option('--data <spec>', 'dataset: its train split trains the stitches, its test split scores them')
     .option('--list-cuts', 'list the cut points of A (and B) with their shapes, and stop')
     .option('--mode <mode>', 'task (train on cross-entropy) | lsq (closed-form least squares) | copy (also train to copy B\'s activation; EV/ES/SV)', 'task')
@@ -65,8 +66,6 @@ export function registerStitch(program: Command): void {
     .option('--stop-after <n>', 'stop after this many cells (rerun to continue)', parsePositiveInt('--stop-after'))
     .option('--seed <n>', 'seed for stitch initialisation, image order and the random networks', parseInteger('--seed'), 0)
     .option('--random-bn <how>', 'BatchNorm statistics of the random control networks: data (re-estimated on 2048 training images) | init (0/1 as initialised)', parseChoice('--random-bn', RANDOM_BATCHNORM), 'data')
-    .option('--mean <list>', 'input normalisation mean (for models without normalisation metadata)', parseNumberList('--mean'))
-    .option('--std <list>', 'input normalisation std', parseNumberList('--std'))
     .option('-o, --output <dir>', 'grid folder (rerunning with the same folder resumes)')
     .action(async (aFile: string, bFile: string | undefined, flags: StitchFlags, cmd: Command) => {
       const { out, session } = globals(cmd);

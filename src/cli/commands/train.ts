@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { addInputOptions } from '../data-options.js';
 import type { Command } from 'commander';
 import { openModel } from '../../onnx/open.js';
 import { createZooModel, ZOO } from '../../nn/zoo.js';
@@ -10,7 +11,7 @@ import type { ScheduleConfig } from '../../autodiff/schedule.js';
 import type { Augmentation } from '../../data/types.js';
 import { globals, withOutputFlags } from './common.js';
 import { pct, table } from '../output.js';
-import { parseIntList, parseInteger, parseNumberList, parsePositiveInt, parsePositiveNumber } from '../parse.js';
+import { parseIntList, parseInteger, parsePositiveInt, parsePositiveNumber } from '../parse.js';
 import { UserError } from '../../util/errors.js';
 
 interface TrainFlags {
@@ -50,11 +51,9 @@ const DEFAULT_LR: Record<string, number> = { sgd: 0.05, adam: 1e-3, adamw: 1e-3 
 const DEFAULT_DECAY: Record<string, number> = { sgd: 5e-4, adam: 0, adamw: 0.01 };
 
 export function registerTrain(program: Command): void {
-  withOutputFlags(program.command('train <model>').description('train a zoo architecture from scratch, or fine-tune an .onnx model'))
+  addInputOptions(withOutputFlags(program.command('train <model>').description('train a zoo architecture from scratch, or fine-tune an .onnx model')))
     .requiredOption('--data <spec>', 'dataset (its train split is used; see modelsmith eval --help)')
     .option('--classes <list>', 'train on these dataset classes, e.g. 0-4 (with as many classes as outputs, outputs are remapped to them)')
-    .option('--mean <list>', 'input normalisation mean (default: the model\'s metadata, else the dataset\'s standard)', parseNumberList('--mean'))
-    .option('--std <list>', 'input normalisation std', parseNumberList('--std'))
     .option('--epochs <n>', 'epochs', parsePositiveInt('--epochs'), 10)
     .option('--batch <n>', 'batch size', parsePositiveInt('--batch'), 128)
     .option('--lr <x>', 'peak learning rate (default 0.05 for sgd, 0.001 for adam/adamw)', parsePositiveNumber('--lr'))
