@@ -3,14 +3,15 @@
 // docs/pending/wp-lego13.md, as a job list. Each job writes one JSON (the command's --json)
 // under runs/lego13/<variant>/<model>/; finished jobs are skipped, so rerun to go on.
 //
-//   node tools/lego-users.mjs [--only <substring of variant/model/task>] [--list] [--parallel N]
+//   node tools/lego-users.mjs [--only <substring of variant/model/task>] [--list] [--parallel N] [--wait]
+//   (--wait: keep polling for models that are still training instead of skipping their jobs)
 //   node tools/lego-table.mjs runs/lego13            # the tables
 //
 // Models: runs/torch/{vgg_fm,resnet_fm}{,.nofold}.onnx (tools/torch/train_lego_models.py,
 // fed with --mean 0.2860 --std 0.3530) and runs/models/*.onnx (zoo models, which carry
 // their normalisation). A job whose model file is missing is skipped with a note.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
 const root = join(dirname(new URL(import.meta.url).pathname), '..');
@@ -93,12 +94,34 @@ function run(j) {
 }
 
 const queue = todo.filter((j) => !existsSync(j.json));
+const wait = argv.includes('--wait');
 async function worker() {
   for (;;) {
     const k = queue.findIndex((j) => existsSync(j.model) && (j.needs ?? []).every((f) => existsSync(f)));
-    if (k < 0) return;
+    if (k < 0) {
+      // jobs that need models or components not written yet: poll while something can still produce them
+      if (!wait || queue.length === 0) return;
+      await new Promise((r) => setTimeout(r, 60_000));
+      continue;
+    }
     const [j] = queue.splice(k, 1);
-    await run(j);
+    if (existsSync(j.json) || !lock(j)) continue;
+    try {
+      await run(j);
+    } finally {
+      rmSync(`${j.json}.lock`, { force: true });
+    }
+  }
+}
+
+/** Another runner may be on the same list: a job is taken by creating its lock file (remove stale *.lock after a crash). */
+function lock(j) {
+  mkdirSync(dirname(j.json), { recursive: true });
+  try {
+    closeSync(openSync(`${j.json}.lock`, 'wx'));
+    return true;
+  } catch {
+    return false;
   }
 }
 await Promise.all(Array.from({ length: parallel }, worker));
