@@ -86,4 +86,11 @@ if (isDir(asm)) {
   }
   section('Assembly (full test set)', ['run', 'method', 'scaled', 'components (k-way)', 'assembled', 'fine-tuned', 'parameters'], rows);
 }
+for (const f of readdirSync(dir).filter((x) => /^mismatch-.*\.json$/.test(x)).sort()) {
+  const rows = JSON.parse(readFileSync(join(dir, f), 'utf8')).map((m) => [
+    m.file.split('/').slice(-2).join('/'), `{${m.task.join(',')}}`, pct(m.own.accuracy), m.own.meanMaxSoftmax.toFixed(3), m.others.samples,
+    Object.entries(m.others.share).map(([c, v]) => `${c}: ${(100 * v).toFixed(1)}%`).join(', '), m.others.samples ? m.others.meanMaxSoftmax.toFixed(3) : '-',
+  ]);
+  section(`Mismatch (${f.replace(/^mismatch-|\.json$/g, '')})`, ['component', 'task', 'own accuracy', 'own mean max softmax', 'other images', 'share of predictions per class', 'other mean max softmax'], rows);
+}
 console.log(out.join('\n'));
