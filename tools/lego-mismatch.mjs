@@ -22,6 +22,6 @@ for (const file of files) {
   const model = openModel(file);
   const task = (getLabels(model) ?? []).map((l) => l.class);
   const normalization = resolveNormalization(model, test.shape[0], undefined, { file }).normalization;
-  rows.push({ file, ...await mismatch(model, test, { task, normalization, session: { threads: 2 } }) });
+  rows.push({ file, ...(await mismatch(model, test, { task, normalization, session: { threads: 2 } })) });
 }
 console.log(JSON.stringify(rows, null, 1));

@@ -47,12 +47,45 @@ for (const variant of Object.keys(results).sort((a, b) => (a === 'default' ? -1 
     for (const [task, r] of Object.entries(tasks)) {
       const base = kWay(r) ?? r.base.accuracy;
       const relaxed = r.validation?.relaxed?.map((x) => x.class).join(',') || '-';
-      const recal = r.recalibration ? (r.recalibration.skipped ? `${r.recalibration.mode}: none` : r.recalibration.mode === 'affine' ? `${r.recalibration.layers.length} layers` : `${r.recalibration.batchNormLayers} BN`) : '-';
-      rows.push([model, taskLabel(task), pct(r.base.accuracy), pct(kWay(r)), pct(r.component.accuracy), signed(r.component.accuracy - base), pct(worstClass(r)), relaxed, recal,
-        `${compact(r.base.parameters)} -> ${compact(r.component.parameters)}`, `${(r.base.flopsPerImage / 1e6).toFixed(1)} -> ${(r.component.flopsPerImage / 1e6).toFixed(1)}`]);
+      const recal = r.recalibration
+        ? r.recalibration.skipped
+          ? `${r.recalibration.mode}: none`
+          : r.recalibration.mode === 'affine'
+            ? `${r.recalibration.layers.length} layers`
+            : `${r.recalibration.batchNormLayers} BN`
+        : '-';
+      rows.push([
+        model,
+        taskLabel(task),
+        pct(r.base.accuracy),
+        pct(kWay(r)),
+        pct(r.component.accuracy),
+        signed(r.component.accuracy - base),
+        pct(worstClass(r)),
+        relaxed,
+        recal,
+        `${compact(r.base.parameters)} -> ${compact(r.component.parameters)}`,
+        `${(r.base.flopsPerImage / 1e6).toFixed(1)} -> ${(r.component.flopsPerImage / 1e6).toFixed(1)}`,
+      ]);
     }
   }
-  section(`Disassembly${variant ? `: ${variant}` : ''}`, ['model', 'task', 'base N-way', 'base k-way', 'component', 'vs base k-way', 'worst class', 'relaxed classes', 'recalibrated', 'parameters', 'MFLOPs/image'], rows);
+  section(
+    `Disassembly${variant ? `: ${variant}` : ''}`,
+    [
+      'model',
+      'task',
+      'base N-way',
+      'base k-way',
+      'component',
+      'vs base k-way',
+      'worst class',
+      'relaxed classes',
+      'recalibrated',
+      'parameters',
+      'MFLOPs/image',
+    ],
+    rows,
+  );
 }
 
 /** A comparison of `variants` (or of models within one variant) task by task. */
@@ -60,37 +93,87 @@ const compare = (title, pairs, label) => {
   const rows = [];
   for (const [name, a, b] of pairs) {
     for (const task of TASKS) {
-      const ra = a?.[task], rb = b?.[task];
+      const ra = a?.[task],
+        rb = b?.[task];
       if (!ra || !rb) continue;
-      rows.push([name, taskLabel(task), pct(kWay(ra)), pct(ra.component.accuracy), compact(ra.component.parameters), pct(worstClass(ra)),
-        pct(rb.component.accuracy), compact(rb.component.parameters), pct(worstClass(rb)), signed(rb.component.accuracy - ra.component.accuracy)]);
+      rows.push([
+        name,
+        taskLabel(task),
+        pct(kWay(ra)),
+        pct(ra.component.accuracy),
+        compact(ra.component.parameters),
+        pct(worstClass(ra)),
+        pct(rb.component.accuracy),
+        compact(rb.component.parameters),
+        pct(worstClass(rb)),
+        signed(rb.component.accuracy - ra.component.accuracy),
+      ]);
     }
   }
   section(title, ['model', 'task', 'base k-way', `${label[0]}`, 'params', 'worst class', `${label[1]}`, 'params', 'worst class', 'difference'], rows);
 };
 const def = results.default ?? {};
-compare('Folded vs unfolded export (default settings)', Object.keys(def).filter((m) => def[`${m}.nofold`]).map((m) => [m, def[m], def[`${m}.nofold`]]), ['folded', 'unfolded']);
-for (const [variant, label] of [['flatten-prune', ['flatten keep', 'flatten prune']], ['recal-batchnorm', ['affine', 'batchnorm']], ['recal-none', ['affine', 'none']],
-  ['ranking-float64', ['float32 ranking', 'float64 ranking']], ['maxdrop-0.01', ['reference thresholds', '--max-drop 0.01']]]) {
+compare(
+  'Folded vs unfolded export (default settings)',
+  Object.keys(def)
+    .filter((m) => def[`${m}.nofold`])
+    .map((m) => [m, def[m], def[`${m}.nofold`]]),
+  ['folded', 'unfolded'],
+);
+for (const [variant, label] of [
+  ['flatten-prune', ['flatten keep', 'flatten prune']],
+  ['recal-batchnorm', ['affine', 'batchnorm']],
+  ['recal-none', ['affine', 'none']],
+  ['ranking-float64', ['float32 ranking', 'float64 ranking']],
+  ['maxdrop-0.01', ['reference thresholds', '--max-drop 0.01']],
+]) {
   const v = results[variant] ?? {};
-  compare(`${label[0]} vs ${label[1]}`, Object.keys(v).filter((m) => def[m]).map((m) => [m, def[m], v[m]]), label);
+  compare(
+    `${label[0]} vs ${label[1]}`,
+    Object.keys(v)
+      .filter((m) => def[m])
+      .map((m) => [m, def[m], v[m]]),
+    label,
+  );
 }
 const asm = join(dir, 'assembly');
 if (isDir(asm)) {
   const rows = [];
-  for (const f of readdirSync(asm).filter((x) => x.endsWith('.json')).sort()) {
+  for (const f of readdirSync(asm)
+    .filter((x) => x.endsWith('.json'))
+    .sort()) {
     const r = JSON.parse(readFileSync(join(asm, f), 'utf8'));
     const u = r.union[0];
-    rows.push([f.replace(/\.json$/, ''), r.method, r.scaled ? 'yes' : 'no', r.components.map((c) => `${c.classes.join(',')}: ${pct(c.accuracy)}`).join('; '),
-      pct(u?.accuracy), r.finetune ? `${pct(r.finetune.union[0]?.accuracy)} (${r.finetune.epochs.length} ep.)` : '-', compact(r.parameters)]);
+    rows.push([
+      f.replace(/\.json$/, ''),
+      r.method,
+      r.scaled ? 'yes' : 'no',
+      r.components.map((c) => `${c.classes.join(',')}: ${pct(c.accuracy)}`).join('; '),
+      pct(u?.accuracy),
+      r.finetune ? `${pct(r.finetune.union[0]?.accuracy)} (${r.finetune.epochs.length} ep.)` : '-',
+      compact(r.parameters),
+    ]);
   }
   section('Assembly (full test set)', ['run', 'method', 'scaled', 'components (k-way)', 'assembled', 'fine-tuned', 'parameters'], rows);
 }
-for (const f of readdirSync(dir).filter((x) => /^mismatch-.*\.json$/.test(x)).sort()) {
+for (const f of readdirSync(dir)
+  .filter((x) => /^mismatch-.*\.json$/.test(x))
+  .sort()) {
   const rows = JSON.parse(readFileSync(join(dir, f), 'utf8')).map((m) => [
-    m.file.split('/').slice(-2).join('/'), `{${m.task.join(',')}}`, pct(m.own.accuracy), m.own.meanMaxSoftmax.toFixed(3), m.others.samples,
-    Object.entries(m.others.share).map(([c, v]) => `${c}: ${(100 * v).toFixed(1)}%`).join(', '), m.others.samples ? m.others.meanMaxSoftmax.toFixed(3) : '-',
+    m.file.split('/').slice(-2).join('/'),
+    `{${m.task.join(',')}}`,
+    pct(m.own.accuracy),
+    m.own.meanMaxSoftmax.toFixed(3),
+    m.others.samples,
+    Object.entries(m.others.share)
+      .map(([c, v]) => `${c}: ${(100 * v).toFixed(1)}%`)
+      .join(', '),
+    m.others.samples ? m.others.meanMaxSoftmax.toFixed(3) : '-',
   ]);
-  section(`Mismatch (${f.replace(/^mismatch-|\.json$/g, '')})`, ['component', 'task', 'own accuracy', 'own mean max softmax', 'other images', 'share of predictions per class', 'other mean max softmax'], rows);
+  section(
+    `Mismatch (${f.replace(/^mismatch-|\.json$/g, '')})`,
+    ['component', 'task', 'own accuracy', 'own mean max softmax', 'other images', 'share of predictions per class', 'other mean max softmax'],
+    rows,
+  );
 }
 console.log(out.join('\n'));

@@ -33,8 +33,18 @@ const PLAN = [
   ['default', [], FLATTEN.slice(2), TASKS],
   ['maxdrop-0.01', ['--max-drop', '0.01'], [torch('vgg_fm'), torch('resnet_fm')], ['0-2', '3-9', '1,5,7']],
   ['default', [], ZOO, TASKS],
-  ['recal-batchnorm', ['--recalibrate', 'batchnorm'], [torch('vgg_fm.nofold'), torch('resnet_fm.nofold'), zoo('r2222-w0.125'), zoo('resnet50-w0.0625')], ['0-2', '3-9', '1,5,7']],
-  ['recal-none', ['--recalibrate', 'none'], [torch('vgg_fm'), torch('resnet_fm'), zoo('r2222-w0.125'), zoo('resnet50-w0.0625')], ['0-2', '3-9', '1,5,7']],
+  [
+    'recal-batchnorm',
+    ['--recalibrate', 'batchnorm'],
+    [torch('vgg_fm.nofold'), torch('resnet_fm.nofold'), zoo('r2222-w0.125'), zoo('resnet50-w0.0625')],
+    ['0-2', '3-9', '1,5,7'],
+  ],
+  [
+    'recal-none',
+    ['--recalibrate', 'none'],
+    [torch('vgg_fm'), torch('resnet_fm'), zoo('r2222-w0.125'), zoo('resnet50-w0.0625')],
+    ['0-2', '3-9', '1,5,7'],
+  ],
   ['ranking-float64', ['--ranking', 'float64'], [torch('vgg_fm'), torch('resnet_fm')], ['0-2', '3-9', '1,5,7']],
   ['maxdrop-0.01', ['--max-drop', '0.01'], ZOO, ['0-2', '3-9', '1,5,7']],
 ];
@@ -46,8 +56,27 @@ for (const [variant, extra, models, tasks] of PLAN) {
       const base = join(out, variant, m.name, `task-${task.replace(/,/g, '_')}`);
       if (jobs.some((j) => j.json === `${base}.json`)) continue;
       jobs.push({
-        id: `${variant}/${m.name}/${task}`, model: m.file, json: `${base}.json`, log: `${base}.log`,
-        args: ['disassemble', m.file, '--data', 'fashion-mnist', '--task', task, '--samples', '50', ...m.flags, ...extra, '--threads', '2', '-o', `${base}.onnx`, '--json'],
+        id: `${variant}/${m.name}/${task}`,
+        model: m.file,
+        json: `${base}.json`,
+        log: `${base}.log`,
+        args: [
+          'disassemble',
+          m.file,
+          '--data',
+          'fashion-mnist',
+          '--task',
+          task,
+          '--samples',
+          '50',
+          ...m.flags,
+          ...extra,
+          '--threads',
+          '2',
+          '-o',
+          `${base}.onnx`,
+          '--json',
+        ],
       });
     }
   }
@@ -55,10 +84,17 @@ for (const [variant, extra, models, tasks] of PLAN) {
 // assembly of the VGG-style export's {0-2} and {3-9} default components: plain CLI (normalisation from the components'
 // metadata), then with one epoch of fine-tuning
 const comp = (task) => join(out, 'default', 'vgg_fm', `task-${task}.onnx`);
-for (const [name, extra] of [['assemble-vgg_fm', []], ['assemble-vgg_fm-ft1', ['--finetune-epochs', '1']]]) {
+for (const [name, extra] of [
+  ['assemble-vgg_fm', []],
+  ['assemble-vgg_fm-ft1', ['--finetune-epochs', '1']],
+]) {
   const base = join(out, 'assembly', name);
   jobs.push({
-    id: `assembly/${name}`, model: comp('0-2'), needs: [`${comp('0-2')}`, `${comp('3-9')}`], json: `${base}.json`, log: `${base}.log`,
+    id: `assembly/${name}`,
+    model: comp('0-2'),
+    needs: [`${comp('0-2')}`, `${comp('3-9')}`],
+    json: `${base}.json`,
+    log: `${base}.log`,
     args: ['assemble', comp('0-2'), comp('3-9'), '--data', 'fashion-mnist', ...extra, '--threads', '2', '-o', `${base}.onnx`, '--json'],
   });
 }
@@ -66,9 +102,12 @@ for (const [name, extra] of [['assemble-vgg_fm', []], ['assemble-vgg_fm-ft1', ['
 const argv = process.argv.slice(2);
 const only = argv.includes('--only') ? argv[argv.indexOf('--only') + 1] : undefined;
 const parallel = argv.includes('--parallel') ? Number(argv[argv.indexOf('--parallel') + 1]) : 1;
-const todo = jobs.filter((j) => (!only || j.id.includes(only)));
+const todo = jobs.filter((j) => !only || j.id.includes(only));
 if (argv.includes('--list')) {
-  for (const j of todo) console.log(`${existsSync(j.json) ? 'done' : existsSync(j.model) ? 'todo' : 'wait'}  ${j.id}  modelsmith ${j.args.join(' ').replaceAll(root + '/', '')}`);
+  for (const j of todo)
+    console.log(
+      `${existsSync(j.json) ? 'done' : existsSync(j.model) ? 'todo' : 'wait'}  ${j.id}  modelsmith ${j.args.join(' ').replaceAll(root + '/', '')}`,
+    );
   process.exit(0);
 }
 
@@ -79,15 +118,21 @@ function run(j) {
     const child = spawn(process.execPath, [cli, ...j.args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
+    child.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
     child.on('close', (code) => {
       writeFileSync(j.log, stderr);
       if (code === 0) {
         writeFileSync(`${j.json}.tmp`, stdout);
         renameSync(`${j.json}.tmp`, j.json);
       }
-      console.log(`${code === 0 ? 'done' : `FAILED (${code})`} ${j.id} in ${((Date.now() - started) / 1000).toFixed(0)} s${code === 0 ? '' : `: ${stderr.trim().split('\n').pop()}`}`);
+      console.log(
+        `${code === 0 ? 'done' : `FAILED (${code})`} ${j.id} in ${((Date.now() - started) / 1000).toFixed(0)} s${code === 0 ? '' : `: ${stderr.trim().split('\n').pop()}`}`,
+      );
       resolve();
     });
   });

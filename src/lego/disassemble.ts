@@ -32,8 +32,20 @@ import { pruneModel } from './prune.js';
 import { layerOutputStatistics, recalibrateAffine, RECALIBRATION_MODES, type RecalibrationTarget } from './recalibrate.js';
 import { scoreTask, type TaskScore } from './score.js';
 import {
-  DEFAULT_CLASS_DROP, DEFAULT_FLATTEN, DEFAULT_RECALIBRATION_SAMPLES, DEFAULT_SAMPLES_PER_CLASS, DEFAULT_THRESHOLDS, DEFAULT_VALIDATION_PER_CLASS,
-  type Component, type DisassembleOptions, type Masks, type RecalibrationReport, type RelaxedClass, type SearchReport, type Thresholds, type ValidationReport,
+  DEFAULT_CLASS_DROP,
+  DEFAULT_FLATTEN,
+  DEFAULT_RECALIBRATION_SAMPLES,
+  DEFAULT_SAMPLES_PER_CLASS,
+  DEFAULT_THRESHOLDS,
+  DEFAULT_VALIDATION_PER_CLASS,
+  type Component,
+  type DisassembleOptions,
+  type Masks,
+  type RecalibrationReport,
+  type RelaxedClass,
+  type SearchReport,
+  type Thresholds,
+  type ValidationReport,
 } from './types.js';
 
 /** Thresholds from options, defaults filled in and checked. */
@@ -100,12 +112,26 @@ export async function planDisassembly(model: Model, train: Dataset, opts: Disass
   // Refuse operators the pruner does not understand before reading any data.
   const cg = analyzeChannels(model);
   // warns (once per model) when the model carries no normalisation and none is given
-  const norm = resolveNormalization(model, train.shape[0], { ...(opts.mean ? { mean: opts.mean } : {}), ...(opts.std ? { std: opts.std } : {}) }, { file: opts.file ?? 'the model' });
+  const norm = resolveNormalization(
+    model,
+    train.shape[0],
+    { ...(opts.mean ? { mean: opts.mean } : {}), ...(opts.std ? { std: opts.std } : {}) },
+    { file: opts.file ?? 'the model' },
+  );
   const label = opts.label ?? 'disassemble';
-  const common = { normalization: norm.normalization, ...(opts.batchSize ? { batchSize: opts.batchSize } : {}), ...(opts.session ? { session: opts.session } : {}) };
+  const common = {
+    normalization: norm.normalization,
+    ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
+    ...(opts.session ? { session: opts.session } : {}),
+  };
   const selection = await selectSamples(model, train, {
-    ...common, task: opts.task, outputs, samplesPerClass: opts.samplesPerClass ?? DEFAULT_SAMPLES_PER_CLASS, ranking,
-    ...(opts.unbalanced ? { unbalanced: opts.unbalanced } : {}), ...(label ? { label: `${label}: samples` } : {}),
+    ...common,
+    task: opts.task,
+    outputs,
+    samplesPerClass: opts.samplesPerClass ?? DEFAULT_SAMPLES_PER_CLASS,
+    ranking,
+    ...(opts.unbalanced ? { unbalanced: opts.unbalanced } : {}),
+    ...(label ? { label: `${label}: samples` } : {}),
   });
   const warnings: string[] = [];
   const pairs: [number, number][] = [];
@@ -115,30 +141,56 @@ export async function planDisassembly(model: Model, train: Dataset, opts: Disass
     const chosen = selection.perClass.get(c)!;
     counts[String(c)] = chosen.length;
     samples[String(c)] = chosen.map((s) => s.index);
-    if (chosen.length < selection.wanted.get(c)!) warnings.push(`class ${c}: only ${chosen.length} training images, fewer than the ${selection.wanted.get(c)} samples asked for`);
+    if (chosen.length < selection.wanted.get(c)!)
+      warnings.push(`class ${c}: only ${chosen.length} training images, fewer than the ${selection.wanted.get(c)} samples asked for`);
     for (const s of chosen) pairs.push([s.index, c]);
   }
   // Ascending dataset order: the accumulation order (and so the sums) do not depend on the batch size.
   pairs.sort((a, b) => a[0] - b[0]);
-  const contributions = await accumulateContributions(cg, train, pairs, { ...common, classes: opts.task, ...(label ? { label: `${label}: contributions` } : {}) });
+  const contributions = await accumulateContributions(cg, train, pairs, {
+    ...common,
+    classes: opts.task,
+    ...(label ? { label: `${label}: contributions` } : {}),
+  });
   const plan = { cg, thresholds, samples, counts, contributions, outputs, flatten, normalization: norm, task: opts.task };
   const { masks, keep, keptOutputs, warnings: maskWarnings } = masksAt(plan, thresholds);
-  return { cg, keep, keptOutputs, masks, thresholds, warnings: [...warnings, ...maskWarnings], sampleWarnings: warnings, samples, counts, contributions, outputs, flatten, normalization: norm };
+  return {
+    cg,
+    keep,
+    keptOutputs,
+    masks,
+    thresholds,
+    warnings: [...warnings, ...maskWarnings],
+    sampleWarnings: warnings,
+    samples,
+    counts,
+    contributions,
+    outputs,
+    flatten,
+    normalization: norm,
+  };
 }
 
 /** The masks of a plan at other thresholds (and per-class thresholds for relaxed classes). */
 export function masksAt(
   plan: Pick<DisassemblyPlan, 'cg' | 'contributions' | 'outputs' | 'flatten' | 'counts'> & { task: readonly number[] },
-  thresholds: Thresholds, classThresholds?: ReadonlyMap<number, Thresholds>,
+  thresholds: Thresholds,
+  classThresholds?: ReadonlyMap<number, Thresholds>,
 ): MaskResult {
   return computeMasks(plan.cg, plan.contributions, {
-    task: plan.task, outputs: plan.outputs, thresholds, samples: plan.counts, flatten: plan.flatten, ...(classThresholds ? { classThresholds } : {}),
+    task: plan.task,
+    outputs: plan.outputs,
+    thresholds,
+    samples: plan.counts,
+    flatten: plan.flatten,
+    ...(classThresholds ? { classThresholds } : {}),
   });
 }
 
 /** Every reference threshold times `scale`, capped at 0.99 (the --max-drop search's one knob). */
 export function scaledThresholds(t: Thresholds, scale: number): Thresholds {
-  const f = (v: number): number => Math.min(0.99, Math.max(0, v * scale));
+  // rounded to 4 decimals: the thresholds are printed and recorded in the component's provenance
+  const f = (v: number): number => Math.round(Math.min(0.99, Math.max(0, v * scale)) * 1e4) / 1e4;
   return { alphaConv: f(t.alphaConv), betaConv: f(t.betaConv), alphaLinear: f(t.alphaLinear), betaLinear: f(t.betaLinear) };
 }
 
@@ -146,7 +198,13 @@ export function scaledThresholds(t: Thresholds, scale: number): Thresholds {
 const RELAX_STEPS = [0.5, 0.25, 0.1, 0];
 
 /** The held-out split of the task's training images: validation images per class, and the rest (recalibration pool). */
-export function heldOutSplit(train: Dataset, task: readonly number[], exclude: ReadonlySet<number>, perClass: number, seed: number): { validation: number[]; pool: number[] } {
+export function heldOutSplit(
+  train: Dataset,
+  task: readonly number[],
+  exclude: ReadonlySet<number>,
+  perClass: number,
+  seed: number,
+): { validation: number[]; pool: number[] } {
   const validation: number[] = [];
   const pool: number[] = [];
   for (const c of task) {
@@ -162,50 +220,98 @@ export function heldOutSplit(train: Dataset, task: readonly number[], exclude: R
 
 export async function disassemble(model: Model, train: Dataset, opts: DisassembleOptions): Promise<Component> {
   const recalibration = opts.recalibration ?? 'affine';
-  if (!RECALIBRATION_MODES.includes(recalibration)) throw new UserError(`recalibration must be one of ${RECALIBRATION_MODES.join(', ')}, got "${String(recalibration)}"`);
+  if (!RECALIBRATION_MODES.includes(recalibration))
+    throw new UserError(`recalibration must be one of ${RECALIBRATION_MODES.join(', ')}, got "${String(recalibration)}"`);
   const recalSamples = opts.recalibrationSamples ?? DEFAULT_RECALIBRATION_SAMPLES;
-  if (!Number.isInteger(recalSamples) || recalSamples < 0) throw new UserError(`recalibration samples must be a whole number >= 0 (0 recalibrates nothing), got ${recalSamples}`);
+  if (!Number.isInteger(recalSamples) || recalSamples < 0)
+    throw new UserError(`recalibration samples must be a whole number >= 0 (0 recalibrates nothing), got ${recalSamples}`);
   const perClass = opts.validationPerClass ?? DEFAULT_VALIDATION_PER_CLASS;
   if (!Number.isInteger(perClass) || perClass < 0) throw new UserError(`held-out images per class must be a whole number >= 0, got ${perClass}`);
   const classDrop = opts.classDrop ?? DEFAULT_CLASS_DROP;
   if (!(classDrop >= 0 && classDrop <= 1)) throw new UserError(`class drop must be a number in [0, 1], got ${classDrop}`);
-  if (opts.maxDrop !== undefined && !(opts.maxDrop >= 0 && opts.maxDrop <= 1)) throw new UserError(`max drop must be a number in [0, 1], got ${opts.maxDrop}`);
+  if (opts.maxDrop !== undefined && !(opts.maxDrop >= 0 && opts.maxDrop <= 1))
+    throw new UserError(`max drop must be a number in [0, 1], got ${opts.maxDrop}`);
   const plan = await planDisassembly(model, train, opts);
   const { cg, thresholds } = plan;
   const seed = opts.seed ?? 0;
   const label = opts.label ?? 'disassemble';
   const tag = (what: string): { label?: string } => (label ? { label: `${label}: ${what}` } : {});
   const norm = plan.normalization;
-  const common = { normalization: norm.normalization, ...(opts.batchSize ? { batchSize: opts.batchSize } : {}), ...(opts.session ? { session: opts.session } : {}) };
+  const common = {
+    normalization: norm.normalization,
+    ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
+    ...(opts.session ? { session: opts.session } : {}),
+  };
   const labels = mapOutputs(model, train).labels;
   const representative = new Set(Object.values(plan.samples).flat());
   const checks = perClass > 0 && opts.task.length > 1;
   const split = heldOutSplit(train, opts.task, representative, checks ? perClass : 0, seed);
   const recalImages = split.pool.slice(0, recalSamples);
   const rankOf = (t: string): number => cg.known.get(t)?.shape?.length ?? 4;
-  const parentStats = recalibration === 'affine' && recalImages.length >= 2
-    ? await layerOutputStatistics(model, cg.layers.map((l) => l.output), rankOf, train, { ...common, indices: recalImages, ...tag('parent statistics') })
+  const parentStats =
+    recalibration === 'affine' && recalImages.length >= 2
+      ? await layerOutputStatistics(
+          model,
+          cg.layers.map((l) => l.output),
+          rankOf,
+          train,
+          { ...common, indices: recalImages, ...tag('parent statistics') },
+        )
+      : undefined;
+  const base = checks
+    ? await scoreTask(model, train, { ...common, task: opts.task, indices: split.validation, ...tag('held-out check, base') })
     : undefined;
-  const base = checks ? await scoreTask(model, train, { ...common, task: opts.task, indices: split.validation, ...tag('held-out check, base') }) : undefined;
 
-  interface Candidate { model: Model; mr: MaskResult; recal: RecalibrationReport; val?: TaskScore; parameters: number; thresholds: Thresholds; classThresholds: Map<number, Thresholds> }
+  interface Candidate {
+    model: Model;
+    mr: MaskResult;
+    recal: RecalibrationReport;
+    val?: TaskScore;
+    parameters: number;
+    thresholds: Thresholds;
+    classThresholds: Map<number, Thresholds>;
+  }
   const build = async (t: Thresholds, classThresholds = new Map<number, Thresholds>()): Promise<Candidate> => {
     const mr = masksAt({ ...plan, task: opts.task }, t, classThresholds);
     const pruned = pruneModel(cg, mr.keep);
-    setLabels(pruned, mr.keptOutputs.map((o) => labels[o]!));
+    setLabels(
+      pruned,
+      mr.keptOutputs.map((o) => labels[o]!),
+    );
     const recal = await recalibrate(pruned, mr.keep);
-    const val = base ? await scoreTask(recal.model, train, { ...common, task: opts.task, indices: split.validation, ...tag('held-out check') }) : undefined;
-    return { model: recal.model, mr, recal: recal.report, ...(val ? { val } : {}), parameters: trainableParameterCount(recal.model.graph), thresholds: t, classThresholds };
+    const val = base
+      ? await scoreTask(recal.model, train, { ...common, task: opts.task, indices: split.validation, ...tag('held-out check') })
+      : undefined;
+    return {
+      model: recal.model,
+      mr,
+      recal: recal.report,
+      ...(val ? { val } : {}),
+      parameters: trainableParameterCount(recal.model.graph),
+      thresholds: t,
+      classThresholds,
+    };
   };
   const recalibrate = async (pruned: Model, keep: SpaceMasks): Promise<{ model: Model; report: RecalibrationReport }> => {
-    const none = (skipped: string): { model: Model; report: RecalibrationReport } => ({ model: pruned, report: { mode: recalibration, samples: 0, layers: [], batchNormLayers: 0, skipped } });
+    const none = (skipped: string): { model: Model; report: RecalibrationReport } => ({
+      model: pruned,
+      report: { mode: recalibration, samples: 0, layers: [], batchNormLayers: 0, skipped },
+    });
     if (recalibration === 'none') return none('recalibration none: the component is the masked parent');
-    if (recalImages.length < 2) return none(recalSamples === 0 ? 'no recalibration images asked for' : 'fewer than 2 training images of the task left for recalibration');
+    if (recalImages.length < 2)
+      return none(recalSamples === 0 ? 'no recalibration images asked for' : 'fewer than 2 training images of the task left for recalibration');
     if (recalibration === 'batchnorm') {
-      if (!pruned.graph.nodes.some((n) => n.opType === 'BatchNormalization')) return none('the model has no BatchNormalization nodes (folded export?)');
+      if (!pruned.graph.nodes.some((n) => n.opType === 'BatchNormalization'))
+        return none('the model has no BatchNormalization nodes (folded export?)');
       const r = await reestimateBatchNorm(pruned, train, {
-        ...opts.session, indices: recalImages, samples: recalImages.length, seed, ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
-        ...(opts.mean ? { mean: opts.mean } : {}), ...(opts.std ? { std: opts.std } : {}), ...tag('BatchNorm statistics'),
+        ...opts.session,
+        indices: recalImages,
+        samples: recalImages.length,
+        seed,
+        ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
+        ...(opts.mean ? { mean: opts.mean } : {}),
+        ...(opts.std ? { std: opts.std } : {}),
+        ...tag('BatchNorm statistics'),
       });
       return { model: r.model, report: { mode: 'batchnorm', samples: r.samples, layers: [], batchNormLayers: r.layers } };
     }
@@ -214,7 +320,8 @@ export async function disassemble(model: Model, train: Dataset, opts: Disassembl
     const r = await recalibrateAffine(pruned, targets, parentStats!, rankOf, train, { ...common, indices: recalImages, ...tag('recalibration') });
     return { model: r.model, report: { mode: 'affine', samples: r.samples, layers: r.layers, batchNormLayers: 0 } };
   };
-  const collapsedOf = (c: Candidate): number[] => (base && c.val ? opts.task.filter((k) => c.val!.kWay.perClass[String(k)]! < base.kWay.perClass[String(k)]! - classDrop) : []);
+  const collapsedOf = (c: Candidate): number[] =>
+    base && c.val ? opts.task.filter((k) => c.val!.kWay.perClass[String(k)]! < base.kWay.perClass[String(k)]! - classDrop) : [];
 
   let chosen: Candidate;
   let search: SearchReport | undefined;
@@ -236,33 +343,50 @@ export async function disassemble(model: Model, train: Dataset, opts: Disassembl
         level.set(k, next);
         classThresholds.set(k, scaledThresholds(thresholds, RELAX_STEPS[next]!));
       }
-      info(`${label || 'disassemble'}: class${collapsed.length > 1 ? 'es' : ''} ${collapsed.join(',')} collapsed on held-out training images; relaxing ${collapsed.length > 1 ? 'their' : 'its'} masks`);
+      info(
+        `${label || 'disassemble'}: class${collapsed.length > 1 ? 'es' : ''} ${collapsed.join(',')} collapsed on held-out training images; relaxing ${collapsed.length > 1 ? 'their' : 'its'} masks`,
+      );
       current = await build(thresholds, classThresholds);
       rounds.push(current);
       collapsed = collapsedOf(current);
     }
     // relaxing one class can starve another: the round with the fewest collapsed classes wins, then the most accurate
     chosen = rounds.reduce((a, b) => {
-      const ca = collapsedOf(a).length, cb = collapsedOf(b).length;
+      const ca = collapsedOf(a).length,
+        cb = collapsedOf(b).length;
       return cb < ca || (cb === ca && b.val!.kWay.accuracy > a.val!.kWay.accuracy) ? b : a;
     });
     for (const k of level.keys()) {
       const t = chosen.classThresholds.get(k);
       if (!t) continue;
-      relaxed.push({ class: k, before: first.get(k)!, after: chosen.val!.kWay.perClass[String(k)]!, base: base!.kWay.perClass[String(k)]!, thresholds: t, rounds: rounds.indexOf(chosen) });
+      relaxed.push({
+        class: k,
+        before: first.get(k)!,
+        after: chosen.val!.kWay.perClass[String(k)]!,
+        base: base!.kWay.perClass[String(k)]!,
+        thresholds: t,
+        rounds: rounds.indexOf(chosen),
+      });
     }
   }
   const warnings = [...plan.sampleWarnings, ...chosen.mr.warnings];
   if (opts.maxDrop !== undefined && !search) {
-    warnings.push(opts.task.length === 1
-      ? 'max drop ignored: a one-class component always answers its class, so held-out accuracy cannot guide the search; the reference thresholds were used'
-      : 'max drop ignored: it needs held-out images (validation per class > 0); the reference thresholds were used');
+    warnings.push(
+      opts.task.length === 1
+        ? 'max drop ignored: a one-class component always answers its class, so held-out accuracy cannot guide the search; the reference thresholds were used'
+        : 'max drop ignored: it needs held-out images (validation per class > 0); the reference thresholds were used',
+    );
   }
   for (const r of relaxed) {
-    warnings.push(`class ${r.class} collapsed to ${pct(r.before)} k-way on held-out training images (base ${pct(r.base)}); relaxed its thresholds to conv ${r.thresholds.alphaConv}/${r.thresholds.betaConv}, linear ${r.thresholds.alphaLinear}/${r.thresholds.betaLinear}: now ${pct(r.after)}`);
+    warnings.push(
+      `class ${r.class} collapsed to ${pct(r.before)} k-way on held-out training images (base ${pct(r.base)}); relaxed its thresholds to conv ${r.thresholds.alphaConv}/${r.thresholds.betaConv}, linear ${r.thresholds.alphaLinear}/${r.thresholds.betaLinear}: now ${pct(r.after)}`,
+    );
   }
   const stillCollapsed = collapsedOf(chosen);
-  for (const k of stillCollapsed) warnings.push(`class ${k} is still ${pct(chosen.val!.kWay.perClass[String(k)]!)} k-way on held-out training images (base ${pct(base!.kWay.perClass[String(k)]!)}) with its masks fully relaxed`);
+  for (const k of stillCollapsed)
+    warnings.push(
+      `class ${k} is still ${pct(chosen.val!.kWay.perClass[String(k)]!)} k-way on held-out training images (base ${pct(base!.kWay.perClass[String(k)]!)}) after relaxing its masks as far as they go`,
+    );
 
   const pruned = chosen.model;
   const { keptOutputs } = chosen.mr;
@@ -282,19 +406,33 @@ export async function disassemble(model: Model, train: Dataset, opts: Disassembl
     flatten: plan.flatten,
     samplesPerClass: plan.counts,
     ...(opts.unbalanced ? { unbalanced: opts.unbalanced } : {}),
-    recalibration: { mode: chosen.recal.mode, samples: chosen.recal.samples, layers: chosen.recal.layers.length, batchNormLayers: chosen.recal.batchNormLayers, seed },
+    recalibration: {
+      mode: chosen.recal.mode,
+      samples: chosen.recal.samples,
+      layers: chosen.recal.layers.length,
+      batchNormLayers: chosen.recal.batchNormLayers,
+      seed,
+    },
     ...(opts.maxDrop !== undefined ? { maxDrop: opts.maxDrop } : {}),
     ...(parentProvenance ? { parentOperation: parentProvenance.operation } : {}),
   });
   pruned.graph.name = `${model.graph.name}-component`;
   await checkRuns(pruned, train.shape);
   for (const w of warnings) warn(w);
-  const validation: ValidationReport | undefined = base && chosen.val
-    ? { samples: chosen.val.samples, base: base.kWay, component: chosen.val.kWay, classDrop, relaxed, collapsed: stillCollapsed }
-    : undefined;
+  const validation: ValidationReport | undefined =
+    base && chosen.val
+      ? { samples: chosen.val.samples, base: base.kWay, component: chosen.val.kWay, classDrop, relaxed, collapsed: stillCollapsed }
+      : undefined;
   return {
-    model: pruned, task: keptOutputs.map((o) => labels[o]!.class), masks: chosen.mr.masks, warnings, samples: plan.samples,
-    recalibration: chosen.recal, ...(validation ? { validation } : {}), ...(search ? { search } : {}), normalization,
+    model: pruned,
+    task: keptOutputs.map((o) => labels[o]!.class),
+    masks: chosen.mr.masks,
+    warnings,
+    samples: plan.samples,
+    recalibration: chosen.recal,
+    ...(validation ? { validation } : {}),
+    ...(search ? { search } : {}),
+    normalization,
   };
 }
 
@@ -317,7 +455,11 @@ export function changedLayers(cg: ChannelGraph, keep: SpaceMasks): Recalibration
  * component wins. If none is accepted, the most accurate one is returned.
  */
 async function searchSmallest<C extends { parameters: number; val?: TaskScore; thresholds: Thresholds }>(
-  build: (t: Thresholds) => Promise<C>, collapsedOf: (c: C) => number[], reference: Thresholds, baseAccuracy: number, maxDrop: number,
+  build: (t: Thresholds) => Promise<C>,
+  collapsedOf: (c: C) => number[],
+  reference: Thresholds,
+  baseAccuracy: number,
+  maxDrop: number,
 ): Promise<{ chosen: C; report: SearchReport }> {
   const maxScale = 0.99 / Math.max(1e-6, Math.min(...Object.values(reference).filter((v) => v > 0)));
   const tried: { scale: number; c: C; accepted: boolean }[] = [];
@@ -325,7 +467,9 @@ async function searchSmallest<C extends { parameters: number; val?: TaskScore; t
     const c = await build(scaledThresholds(reference, scale));
     const accepted = c.val!.kWay.accuracy >= baseAccuracy - maxDrop - 1e-12 && collapsedOf(c).length === 0;
     tried.push({ scale, c, accepted });
-    info(`max-drop search: thresholds x${scale.toFixed(3)}: ${pct(c.val!.kWay.accuracy)} on held-out images (base ${pct(baseAccuracy)}), ${c.parameters} parameters${accepted ? '' : ', refused'}`);
+    info(
+      `max-drop search: thresholds x${scale.toFixed(3)}: ${pct(c.val!.kWay.accuracy)} on held-out images (base ${pct(baseAccuracy)}), ${c.parameters} parameters${accepted ? '' : ', refused'}`,
+    );
     return accepted;
   };
   let lo = -1;
@@ -334,33 +478,51 @@ async function searchSmallest<C extends { parameters: number; val?: TaskScore; t
     lo = 1;
     for (let s = 2; ; s *= 2) {
       const scale = Math.min(s, maxScale);
-      if (!(await attempt(scale))) { hi = scale; break; }
+      if (!(await attempt(scale))) {
+        hi = scale;
+        break;
+      }
       lo = scale;
       if (scale >= maxScale) break;
     }
   } else {
     hi = 1;
     for (const scale of [0.5, 0.25, 0]) {
-      if (await attempt(scale)) { lo = scale; break; }
+      if (await attempt(scale)) {
+        lo = scale;
+        break;
+      }
       hi = scale;
     }
   }
   if (lo >= 0 && hi >= 0) {
     for (let i = 0; i < 3; i++) {
       const mid = (lo + hi) / 2;
-      if (await attempt(mid)) lo = mid; else hi = mid;
+      if (await attempt(mid)) lo = mid;
+      else hi = mid;
     }
   }
   const accepted = tried.filter((t) => t.accepted);
   const best = accepted.length
     ? accepted.reduce((a, b) => (b.c.parameters < a.c.parameters ? b : a))
     : tried.reduce((a, b) => (b.c.val!.kWay.accuracy > a.c.val!.kWay.accuracy ? b : a));
-  if (!accepted.length) warn(`max-drop search: no component within ${pct(maxDrop)} of the base's ${pct(baseAccuracy)}; returning the most accurate (${pct(best.c.val!.kWay.accuracy)})`);
+  if (!accepted.length)
+    warn(
+      `max-drop search: no component within ${pct(maxDrop)} of the base's ${pct(baseAccuracy)}; returning the most accurate (${pct(best.c.val!.kWay.accuracy)})`,
+    );
   return {
     chosen: best.c,
     report: {
-      maxDrop, baseAccuracy, chosen: tried.indexOf(best),
-      candidates: tried.map((t) => ({ scale: t.scale, thresholds: t.c.thresholds, parameters: t.c.parameters, accuracy: t.c.val!.kWay.accuracy, accepted: t.accepted })),
+      maxDrop,
+      baseAccuracy,
+      chosen: tried.indexOf(best),
+      candidates: tried.map((t) => ({
+        scale: t.scale,
+        thresholds: t.c.thresholds,
+        parameters: t.c.parameters,
+        accuracy: t.c.val!.kWay.accuracy,
+        accepted: t.accepted,
+      })),
     },
   };
 }

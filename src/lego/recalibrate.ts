@@ -20,7 +20,19 @@
  */
 import type { Graph, Model, Node, Tensor } from '../onnx/types.js';
 import type { Dataset, Normalization } from '../data/types.js';
-import { attrFloat, attrInt, cloneModel, constantValue, float as floatAttr, int, ints, opsetVersion, producers, tensorNames, uniqueName } from '../onnx/graph.js';
+import {
+  attrFloat,
+  attrInt,
+  cloneModel,
+  constantValue,
+  float as floatAttr,
+  int,
+  ints,
+  opsetVersion,
+  producers,
+  tensorNames,
+  uniqueName,
+} from '../onnx/graph.js';
 import { float32, int64, numel, toFloat32 } from '../onnx/tensor.js';
 import { removeUnused } from '../onnx/prune.js';
 import { inferBatches } from '../runtime/infer.js';
@@ -88,27 +100,44 @@ function reduceMean(g: Graph, opset: number, x: string, rank: number, out: strin
   return [{ name, opType: 'ReduceMean', inputs: [x, a], outputs: [out], attributes: { keepdims: int(1) } }];
 }
 
-interface Tapped { tensor: string; rank: number; mean: string; variance: string }
+interface Tapped {
+  tensor: string;
+  rank: number;
+  mean: string;
+  variance: string;
+}
 
 /**
  * Adds, for each tensor, its batch mean and (biased) batch variance per channel as graph
  * outputs. With `normalise`, the tensor's consumers see it normalised by those batch
  * statistics and mapped to the given mean and std instead.
  */
-function statisticsGraph(model: Model, tensors: { name: string; rank: number; target?: { mean: Float32Array; std: Float32Array } }[]): { model: Model; tapped: Tapped[] } {
+function statisticsGraph(
+  model: Model,
+  tensors: { name: string; rank: number; target?: { mean: Float32Array; std: Float32Array } }[],
+): { model: Model; tapped: Tapped[] } {
   const m = cloneModel(model);
   const g = m.graph;
   const opset = opsetVersion(m);
   const prod = producers(g);
   const tapped: Tapped[] = [];
   const taken = tensorNames(g);
-  const fresh = (base: string): string => { const n = uniqueName(g, base, taken); taken.add(n); return n; };
+  const fresh = (base: string): string => {
+    const n = uniqueName(g, base, taken);
+    taken.add(n);
+    return n;
+  };
   for (const t of tensors) {
     const node = prod.get(t.name);
     if (!node) throw new Error(`recalibration: tensor ${t.name} has no producer`);
     const raw = t.target ? fresh(`${t.name}.raw`) : t.name;
     if (t.target) node.outputs = node.outputs.map((o) => (o === t.name ? raw : o));
-    const [mean, centred, square, variance] = ['mean', 'centred', 'square', 'variance'].map((s) => fresh(`${t.name}.recal.${s}`)) as [string, string, string, string];
+    const [mean, centred, square, variance] = ['mean', 'centred', 'square', 'variance'].map((s) => fresh(`${t.name}.recal.${s}`)) as [
+      string,
+      string,
+      string,
+      string,
+    ];
     const added: Node[] = [
       ...reduceMean(g, opset, raw, t.rank, mean, fresh(`${t.name}.recal.mean_op`)),
       { name: fresh(`${t.name}.recal.sub`), opType: 'Sub', inputs: [raw, mean], outputs: [centred], attributes: {} },
@@ -117,7 +146,14 @@ function statisticsGraph(model: Model, tensors: { name: string; rank: number; ta
     ];
     if (t.target) {
       const shape = [1, t.target.mean.length, ...new Array<number>(t.rank - 2).fill(1)];
-      const [eps, std, scale, tmean, z, zs] = ['eps', 'std', 'scale', 'target_mean', 'z', 'zs'].map((s) => fresh(`${t.name}.recal.${s}`)) as [string, string, string, string, string, string];
+      const [eps, std, scale, tmean, z, zs] = ['eps', 'std', 'scale', 'target_mean', 'z', 'zs'].map((s) => fresh(`${t.name}.recal.${s}`)) as [
+        string,
+        string,
+        string,
+        string,
+        string,
+        string,
+      ];
       g.initializers.set(eps, float32([], [EPS]));
       g.initializers.set(scale, float32(shape, t.target.std));
       g.initializers.set(tmean, float32(shape, t.target.mean));
@@ -145,11 +181,24 @@ export type RankOf = (tensor: string) => number;
  * Per-channel mean and population variance of `tensors` in `model` over the images
  * (batch statistics merged exactly, Chan et al.), in float64.
  */
-export async function layerOutputStatistics(model: Model, tensors: readonly string[], rankOf: RankOf, ds: Dataset, opts: StatisticsOptions): Promise<Map<string, ChannelStatistics>> {
-  const sg = statisticsGraph(model, tensors.map((name) => ({ name, rank: rankOf(name) })));
+export async function layerOutputStatistics(
+  model: Model,
+  tensors: readonly string[],
+  rankOf: RankOf,
+  ds: Dataset,
+  opts: StatisticsOptions,
+): Promise<Map<string, ChannelStatistics>> {
+  const sg = statisticsGraph(
+    model,
+    tensors.map((name) => ({ name, rank: rankOf(name) })),
+  );
   const acc = new Map<string, ChannelStatistics>();
   for await (const { batch, outputs } of inferBatches(sg.model, ds, {
-    ...opts.session, normalization: opts.normalization, indices: opts.indices, ...(opts.batchSize ? { batchSize: opts.batchSize } : {}), ...(opts.label ? { label: opts.label } : {}),
+    ...opts.session,
+    normalization: opts.normalization,
+    indices: opts.indices,
+    ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
+    ...(opts.label ? { label: opts.label } : {}),
   })) {
     for (const t of sg.tapped) {
       const mean = outputs[t.mean]!.data as Float32Array;
@@ -170,8 +219,8 @@ function merge(acc: Map<string, ChannelStatistics>, tensor: string, mean: Float3
   const total = s.count + n;
   for (let c = 0; c < mean.length; c++) {
     const delta = mean[c]! - s.mean[c]!;
-    const m2 = s.variance[c]! * s.count + variance[c]! * n + delta * delta * s.count * n / total;
-    s.mean[c] = s.mean[c]! + delta * n / total;
+    const m2 = s.variance[c]! * s.count + variance[c]! * n + (delta * delta * s.count * n) / total;
+    s.mean[c] = s.mean[c]! + (delta * n) / total;
     s.variance[c] = m2 / total;
   }
   s.count = total;
@@ -184,7 +233,12 @@ function merge(acc: Map<string, ChannelStatistics>, tensor: string, mean: Float3
  * own statistics, as BatchNorm in training mode.
  */
 export async function recalibrateAffine(
-  component: Model, targets: readonly RecalibrationTarget[], parent: ReadonlyMap<string, ChannelStatistics>, rankOf: RankOf, ds: Dataset, opts: StatisticsOptions,
+  component: Model,
+  targets: readonly RecalibrationTarget[],
+  parent: ReadonlyMap<string, ChannelStatistics>,
+  rankOf: RankOf,
+  ds: Dataset,
+  opts: StatisticsOptions,
 ): Promise<AffineRecalibration> {
   if (targets.length === 0) return { model: component, layers: [], samples: 0 };
   const batchSize = Math.min(opts.batchSize ?? 256, opts.indices.length);
@@ -194,21 +248,37 @@ export async function recalibrateAffine(
     const p = parent.get(t.output);
     if (!p) throw new Error(`recalibration: no parent statistics for ${t.output}`);
     return {
-      name: t.output, rank: rankOf(t.output),
+      name: t.output,
+      rank: rankOf(t.output),
       target: { mean: Float32Array.from(t.channels, (c) => p.mean[c]!), std: Float32Array.from(t.channels, (c) => Math.sqrt(p.variance[c]!)) },
     };
   });
   const sg = statisticsGraph(component, wanted);
-  const sums = new Map(sg.tapped.map((t) => [t.tensor, { mean: new Float64Array(wanted.find((w) => w.name === t.tensor)!.target.mean.length), variance: new Float64Array(wanted.find((w) => w.name === t.tensor)!.target.mean.length) }]));
+  const sums = new Map(
+    sg.tapped.map((t) => [
+      t.tensor,
+      {
+        mean: new Float64Array(wanted.find((w) => w.name === t.tensor)!.target.mean.length),
+        variance: new Float64Array(wanted.find((w) => w.name === t.tensor)!.target.mean.length),
+      },
+    ]),
+  );
   let batches = 0;
   for await (const { outputs } of inferBatches(sg.model, ds, {
-    ...opts.session, normalization: opts.normalization, indices: used, batchSize, ...(opts.label ? { label: opts.label } : {}),
+    ...opts.session,
+    normalization: opts.normalization,
+    indices: used,
+    batchSize,
+    ...(opts.label ? { label: opts.label } : {}),
   })) {
     for (const t of sg.tapped) {
       const s = sums.get(t.tensor)!;
       const mean = outputs[t.mean]!.data as Float32Array;
       const variance = outputs[t.variance]!.data as Float32Array;
-      for (let c = 0; c < s.mean.length; c++) { s.mean[c]! += mean[c]!; s.variance[c]! += variance[c]!; }
+      for (let c = 0; c < s.mean.length; c++) {
+        s.mean[c]! += mean[c]!;
+        s.variance[c]! += variance[c]!;
+      }
     }
     batches++;
   }
@@ -273,7 +343,13 @@ function foldAffine(g: Graph, node: Node, scale: Float32Array, shift: Float32Arr
     const bias = uniqueName(g, `${out}.recal_shift`);
     g.initializers.set(bias, float32([o], shift));
     node.outputs[0] = inner;
-    g.nodes.splice(g.nodes.indexOf(node) + 1, 0, { name: uniqueName(g, `${node.name}.recal_shift`), opType: 'Add', inputs: [inner, bias], outputs: [out], attributes: {} });
+    g.nodes.splice(g.nodes.indexOf(node) + 1, 0, {
+      name: uniqueName(g, `${node.name}.recal_shift`),
+      opType: 'Add',
+      inputs: [inner, bias],
+      outputs: [out],
+      attributes: {},
+    });
     return;
   }
   const slot = 2;

@@ -68,7 +68,11 @@ export async function scoreTask(model: Model, ds: Dataset, opts: ScoreOptions): 
   const hitsK = new Map<number, number>();
   const outName = model.graph.outputs[0]!.name;
   for await (const { batch, outputs } of inferBatches(model, ds, {
-    ...opts.session, normalization: opts.normalization, indices, ...(opts.batchSize ? { batchSize: opts.batchSize } : {}), ...(opts.label ? { label: opts.label } : {}),
+    ...opts.session,
+    normalization: opts.normalization,
+    indices,
+    ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
+    ...(opts.label ? { label: opts.label } : {}),
   })) {
     const t = outputs[outName]!;
     const k = t.dims[1]!;
@@ -125,11 +129,19 @@ export async function mismatch(model: Model, ds: Dataset, opts: Omit<ScoreOption
   const inTask = new Set(opts.task);
   const others = Array.from({ length: ds.classes }, (_, c) => c).filter((c) => !inTask.has(c));
   const counts = new Float64Array(outs.length);
-  let ownCorrect = 0, ownN = 0, ownConf = 0, otherN = 0, otherConf = 0;
+  let ownCorrect = 0,
+    ownN = 0,
+    ownConf = 0,
+    otherN = 0,
+    otherConf = 0;
   const outName = model.graph.outputs[0]!.name;
   const all = subsetIndices(ds, [...opts.task, ...others]);
   for await (const { batch, outputs } of inferBatches(model, ds, {
-    ...opts.session, normalization: opts.normalization, indices: all, ...(opts.batchSize ? { batchSize: opts.batchSize } : {}), ...(opts.label ? { label: opts.label } : {}),
+    ...opts.session,
+    normalization: opts.normalization,
+    indices: all,
+    ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
+    ...(opts.label ? { label: opts.label } : {}),
   })) {
     const t = outputs[outName]!;
     const k = t.dims[1]!;
@@ -138,7 +150,11 @@ export async function mismatch(model: Model, ds: Dataset, opts: Omit<ScoreOption
       const row = b * k;
       let best = 0;
       let max = -Infinity;
-      for (let j = 0; j < outs.length; j++) if (z[row + outs[j]!]! > max) { max = z[row + outs[j]!]!; best = j; }
+      for (let j = 0; j < outs.length; j++)
+        if (z[row + outs[j]!]! > max) {
+          max = z[row + outs[j]!]!;
+          best = j;
+        }
       let sum = 0;
       for (const o of outs) sum += Math.exp(z[row + o]! - max);
       const conf = 1 / sum;

@@ -20,11 +20,24 @@ const norm = { mean: [0.286], std: [0.353] };
 /** Seeded uniform images of any shape, labels i mod classes: enough to measure statistics on hand-built graphs. */
 function syntheticImages(shape: [number, number, number], size: number, seed = 1): Dataset {
   const n = shape[0] * shape[1] * shape[2];
-  const pixels = Float32Array.from({ length: size * n }, (() => { const r = new Rng(seed); return () => r.next(); })());
+  const pixels = Float32Array.from(
+    { length: size * n },
+    (() => {
+      const r = new Rng(seed);
+      return () => r.next();
+    })(),
+  );
   return {
-    name: 'synthetic', split: 'train', source: 'synthetic', shape, classes: 10, size,
+    name: 'synthetic',
+    split: 'train',
+    source: 'synthetic',
+    shape,
+    classes: 10,
+    size,
     label: (i) => i % 10,
-    read: async (indices, out) => { indices.forEach((i, k) => out.set(pixels.subarray(i * n, (i + 1) * n), k * n)); },
+    read: async (indices, out) => {
+      indices.forEach((i, k) => out.set(pixels.subarray(i * n, (i + 1) * n), k * n));
+    },
   };
 }
 
@@ -44,7 +57,10 @@ test('a component of a BatchNorm-folded PyTorch export equals the masked parent 
   // affine recalibration works without BatchNorm nodes: it changes the layers that lost inputs, and says which
   const fixed = await disassemble(model, train, { ...opts, recalibration: 'affine', recalibrationSamples: 128 });
   assert.ok(fixed.recalibration.layers.length > 0 && fixed.recalibration.samples === 128, JSON.stringify(fixed.recalibration));
-  assert.deepEqual(fixed.recalibration.layers.map((l) => l.output), changedLayers(plan.cg, plan.keep).map((t) => t.output));
+  assert.deepEqual(
+    fixed.recalibration.layers.map((l) => l.output),
+    changedLayers(plan.cg, plan.keep).map((t) => t.output),
+  );
   assert.ok(maxRelDiff(await logitsOf(fixed.model, batch), a) > 1e-3, 'recalibration changed the component');
   // batchnorm recalibration on a folded export does nothing, and says so
   const bn = await disassemble(model, train, { ...opts, recalibration: 'batchnorm' });
@@ -57,7 +73,8 @@ test('a component of a BatchNorm-folded PyTorch export equals the masked parent 
 
 /** |mean difference| / parent std and |std ratio - 1|, worst over channels. */
 function worst(parent: ChannelStatistics, channels: readonly number[], got: ChannelStatistics): { shift: number; scale: number } {
-  let shift = 0, scale = 0;
+  let shift = 0,
+    scale = 0;
   channels.forEach((c, j) => {
     const sd = Math.sqrt(parent.variance[c]!);
     if (sd < 1e-3) return;
@@ -75,12 +92,30 @@ async function checkMatchesParent(model: Model, ds: Dataset, task: number[], nor
   assert.ok(targets.length > 0, 'some layer lost input channels');
   const indices = Array.from({ length: 256 }, (_, i) => i);
   const common = { indices, normalization, session: { threads: 1 } };
-  const parent = await layerOutputStatistics(model, cg.layers.map((l) => l.output), rankOf, ds, common);
+  const parent = await layerOutputStatistics(
+    model,
+    cg.layers.map((l) => l.output),
+    rankOf,
+    ds,
+    common,
+  );
   const pruned = pruneModel(cg, plan.keep);
-  const before = await layerOutputStatistics(pruned, targets.map((t) => t.output), rankOf, ds, common);
+  const before = await layerOutputStatistics(
+    pruned,
+    targets.map((t) => t.output),
+    rankOf,
+    ds,
+    common,
+  );
   const r = await recalibrateAffine(pruned, targets, parent, rankOf, ds, { ...common, batchSize: 64 });
   assert.equal(r.samples, 256);
-  const after = await layerOutputStatistics(r.model, targets.map((t) => t.output), rankOf, ds, common);
+  const after = await layerOutputStatistics(
+    r.model,
+    targets.map((t) => t.output),
+    rankOf,
+    ds,
+    common,
+  );
   // the first corrected layer reads unchanged inputs: its output statistics become the parent's (up to batch-vs-global variance)
   const first = targets[0]!;
   const w0 = worst(parent.get(first.output)!, first.channels, after.get(first.output)!);
@@ -89,15 +124,18 @@ async function checkMatchesParent(model: Model, ds: Dataset, task: number[], nor
   for (const t of targets) {
     const b = worst(parent.get(t.output)!, t.channels, before.get(t.output)!);
     const a = worst(parent.get(t.output)!, t.channels, after.get(t.output)!);
-    assert.ok(a.shift + a.scale < 0.2 && a.shift + a.scale <= b.shift + b.scale, `${t.output}: before ${JSON.stringify(b)}, after ${JSON.stringify(a)}`);
+    assert.ok(
+      a.shift + a.scale < 0.2 && a.shift + a.scale <= b.shift + b.scale,
+      `${t.output}: before ${JSON.stringify(b)}, after ${JSON.stringify(a)}`,
+    );
   }
 }
 
-test('affine recalibration gives each corrected layer the parent\'s per-channel statistics: Conv without bias, MatMul (hand-built)', async () => {
+test("affine recalibration gives each corrected layer the parent's per-channel statistics: Conv without bias, MatMul (hand-built)", async () => {
   await checkMatchesParent(torchViewNet(), syntheticImages([3, 8, 8], 300), [2, 5], { mean: [0.5, 0.5, 0.5], std: [0.3, 0.3, 0.3] });
 });
 
-test('affine recalibration gives each corrected layer the parent\'s per-channel statistics: unfolded PyTorch export (Conv, BatchNorm, Gemm)', async () => {
+test("affine recalibration gives each corrected layer the parent's per-channel statistics: unfolded PyTorch export (Conv, BatchNorm, Gemm)", async () => {
   await checkMatchesParent(loadModel(fixture('torch', 'vgg_small.nofold.onnx')), train, [0, 3], norm);
 });
 
