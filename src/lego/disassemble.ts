@@ -187,6 +187,14 @@ export function masksAt(
   });
 }
 
+/**
+ * A class has collapsed when its held-out k-way accuracy is more than `drop` below the
+ * base's, or below half of it (for classes the base itself gets less than `drop` right).
+ */
+export function collapsed(accuracy: number, base: number, drop: number): boolean {
+  return accuracy < Math.max(base - drop, base / 2);
+}
+
 /** Every reference threshold times `scale`, capped at 0.99 (the --max-drop search's one knob). */
 export function scaledThresholds(t: Thresholds, scale: number): Thresholds {
   // rounded to 4 decimals: the thresholds are printed and recorded in the component's provenance
@@ -321,7 +329,7 @@ export async function disassemble(model: Model, train: Dataset, opts: Disassembl
     return { model: r.model, report: { mode: 'affine', samples: r.samples, layers: r.layers, batchNormLayers: 0 } };
   };
   const collapsedOf = (c: Candidate): number[] =>
-    base && c.val ? opts.task.filter((k) => c.val!.kWay.perClass[String(k)]! < base.kWay.perClass[String(k)]! - classDrop) : [];
+    base && c.val ? opts.task.filter((k) => collapsed(c.val!.kWay.perClass[String(k)]!, base.kWay.perClass[String(k)]!, classDrop)) : [];
 
   let chosen: Candidate;
   let search: SearchReport | undefined;
@@ -351,11 +359,12 @@ export async function disassemble(model: Model, train: Dataset, opts: Disassembl
       collapsed = collapsedOf(current);
     }
     // relaxing one class can starve another: the round with the fewest collapsed classes wins, then the most accurate
-    chosen = rounds.reduce((a, b) => {
-      const ca = collapsedOf(a).length,
-        cb = collapsedOf(b).length;
-      return cb < ca || (cb === ca && b.val!.kWay.accuracy > a.val!.kWay.accuracy) ? b : a;
-    });
+    // Relaxing one class can starve another, and relaxing a class that does not recover only grows the component:
+    // among the rounds with the fewest collapsed classes, the smallest within half a point of the most accurate.
+    const fewest = Math.min(...rounds.map((r) => collapsedOf(r).length));
+    const candidates = rounds.filter((r) => collapsedOf(r).length === fewest);
+    const best = Math.max(...candidates.map((r) => r.val!.kWay.accuracy));
+    chosen = candidates.filter((r) => r.val!.kWay.accuracy >= best - 0.005).reduce((a, b) => (b.parameters < a.parameters ? b : a));
     for (const k of level.keys()) {
       const t = chosen.classThresholds.get(k);
       if (!t) continue;
@@ -385,7 +394,7 @@ export async function disassemble(model: Model, train: Dataset, opts: Disassembl
   const stillCollapsed = collapsedOf(chosen);
   for (const k of stillCollapsed)
     warnings.push(
-      `class ${k} is still ${pct(chosen.val!.kWay.perClass[String(k)]!)} k-way on held-out training images (base ${pct(base!.kWay.perClass[String(k)]!)}) after relaxing its masks as far as they go`,
+      `class ${k} is still ${pct(chosen.val!.kWay.perClass[String(k)]!)} k-way on held-out training images (base ${pct(base!.kWay.perClass[String(k)]!)}) and relaxing its masks did not bring it back`,
     );
 
   const pruned = chosen.model;

@@ -76,7 +76,7 @@ export function registerDisassemble(program: Command): void {
     .option('--flatten <mode>', `keep: every channel feeding a Flatten of a spatial map is kept (the official code); prune: masks cross it (default ${DEFAULT_FLATTEN})`, parseChoice('--flatten', ['prune', 'keep'] as const), DEFAULT_FLATTEN)
     .option('--ranking <p>', 'softmax precision ranking the representative samples: float32 (PyTorch\'s; ties go to the first image, as the official code) or float64', parseChoice('--ranking', ['float32', 'float64'] as const), 'float32')
     .option('--holdout <n>', 'held-out training images per class that check every class survives (0: no check)', parseInteger('--holdout'), DEFAULT_VALIDATION_PER_CLASS)
-    .option('--class-drop <x>', 'a class whose held-out k-way accuracy falls more than this below the base\'s has collapsed: its masks are relaxed', threshold('--class-drop'), DEFAULT_CLASS_DROP)
+    .option('--class-drop <x>', 'a class whose held-out k-way accuracy falls more than this below the base\'s (or below half of it) has collapsed: its masks are relaxed', threshold('--class-drop'), DEFAULT_CLASS_DROP)
     .option('--max-drop <x>', 'accuracy-targeted: the smallest component (thresholds scaled together) within this k-way accuracy drop of the base on held-out training images', threshold('--max-drop'))
     .option('--masks <file>', 'also write the masks (per layer and class) as JSON')
     .requiredOption('-o, --output <file>', 'where to write the component .onnx')
