@@ -344,27 +344,28 @@ export async function disassemble(model: Model, train: Dataset, opts: Disassembl
     const level = new Map<number, number>();
     const rounds = [chosen];
     let current = chosen;
-    for (let collapsed = collapsedOf(current); collapsed.length > 0 && collapsed.some((k) => (level.get(k) ?? -1) < RELAX_STEPS.length - 1);) {
+    for (let down = collapsedOf(current); down.length > 0 && down.some((k) => (level.get(k) ?? -1) < RELAX_STEPS.length - 1);) {
       const classThresholds = new Map(current.classThresholds);
-      for (const k of collapsed) {
+      for (const k of down) {
         const next = Math.min((level.get(k) ?? -1) + 1, RELAX_STEPS.length - 1);
         level.set(k, next);
         classThresholds.set(k, scaledThresholds(thresholds, RELAX_STEPS[next]!));
       }
       info(
-        `${label || 'disassemble'}: class${collapsed.length > 1 ? 'es' : ''} ${collapsed.join(',')} collapsed on held-out training images; relaxing ${collapsed.length > 1 ? 'their' : 'its'} masks`,
+        `${label || 'disassemble'}: class${down.length > 1 ? 'es' : ''} ${down.join(',')} collapsed on held-out training images; relaxing ${down.length > 1 ? 'their' : 'its'} masks`,
       );
       current = await build(thresholds, classThresholds);
       rounds.push(current);
-      collapsed = collapsedOf(current);
+      down = collapsedOf(current);
     }
-    // relaxing one class can starve another: the round with the fewest collapsed classes wins, then the most accurate
     // Relaxing one class can starve another, and relaxing a class that does not recover only grows the component:
     // among the rounds with the fewest collapsed classes, the smallest within half a point of the most accurate.
-    const fewest = Math.min(...rounds.map((r) => collapsedOf(r).length));
-    const candidates = rounds.filter((r) => collapsedOf(r).length === fewest);
-    const best = Math.max(...candidates.map((r) => r.val!.kWay.accuracy));
-    chosen = candidates.filter((r) => r.val!.kWay.accuracy >= best - 0.005).reduce((a, b) => (b.parameters < a.parameters ? b : a));
+    if (rounds.length > 1) {
+      const fewest = Math.min(...rounds.map((r) => collapsedOf(r).length));
+      const candidates = rounds.filter((r) => collapsedOf(r).length === fewest);
+      const best = Math.max(...candidates.map((r) => r.val!.kWay.accuracy));
+      chosen = candidates.filter((r) => r.val!.kWay.accuracy >= best - 0.005).reduce((a, b) => (b.parameters < a.parameters ? b : a));
+    }
     for (const k of level.keys()) {
       const t = chosen.classThresholds.get(k);
       if (!t) continue;
