@@ -95,7 +95,7 @@ for (const [name, extra] of [
     needs: [`${comp('0-2')}`, `${comp('3-9')}`],
     json: `${base}.json`,
     log: `${base}.log`,
-    args: ['assemble', comp('0-2'), comp('3-9'), '--data', 'fashion-mnist', ...extra, '--threads', '2', '-o', `${base}.onnx`, '--json'],
+    args: ['assemble', comp('0-2'), comp('3-9'), '--data', 'fashion-mnist', ...extra, '--threads', '1', '-o', `${base}.onnx`, '--json'],
   });
 }
 

@@ -2,9 +2,10 @@
 """Train the two PyTorch Fashion-MNIST classifiers of the "Model LEGO on the models
 users bring" experiments (issue 13) and export each twice, as a user would.
 
-Run (CPU, Debian's python3-torch; a few minutes per epoch on 2 cores):
+Run (CPU, Debian's python3-torch; single-threaded by default: on a shared machine OpenMP
+threads spin while they wait for each other):
 
-    nice -n 10 /usr/bin/python3 tools/torch/train_lego_models.py [--epochs 4] [--out runs/torch]
+    nice -n 10 /usr/bin/python3 tools/torch/train_lego_models.py [--epochs 2] [--models vgg_fm,resnet_fm] [--out runs/torch]
 
 Models (1x28x28 input normalised with Fashion-MNIST's mean 0.2860 / std 0.3530, 10 classes):
   vgg_fm     conv3x3+BN+ReLU blocks 32,32,M,64,64,M,128,128,M, x.view(N, -1), Linear 1152-256-10
@@ -151,10 +152,10 @@ def export(model, path, fold):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument('--epochs', type=int, default=4)
+    ap.add_argument('--epochs', type=int, default=2)
     ap.add_argument('--out', default='runs/torch')
     ap.add_argument('--models', default='vgg_fm,resnet_fm')
-    ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--threads', type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
@@ -180,6 +181,9 @@ def main():
                 loss.backward()
                 opt.step()
                 sched.step()
+                step = i // batch + 1
+                if step % 100 == 0:
+                    print(f'{name} epoch {epoch + 1} step {step}: loss {loss.item():.3f} ({time.time() - t0:.0f} s)', flush=True)
             print(f'{name} epoch {epoch + 1}/{args.epochs}: test accuracy {accuracy(model, xte, yte):.4f} ({time.time() - t0:.0f} s)', flush=True)
         model.eval()
         acc = accuracy(model, xte, yte)
