@@ -75,7 +75,7 @@ for (const file of models) {
     const seconds: number[] = [];
     for (const task of [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]) {
       const t0 = performance.now();
-      const c = await disassemble(model, train, { task, samplesPerClass: samples, batchNormSamples: 64, label: '' });
+      const c = await disassemble(model, train, { task, samplesPerClass: samples, recalibrationSamples: 64, label: '' });
       seconds.push((performance.now() - t0) / 1000);
       parts.push(c.model);
     }

@@ -4,7 +4,7 @@
 # samples per class, default thresholds. One JSON per model and task in
 # runs/lego-full/<model>/; finished ones are skipped (rerun to go on). Then prints the
 # table: node tools/lego-table.mjs runs/lego-full
-#   MODELS="vgg16-w0.5 ..." to choose; EXTRA="--bn-samples 0" for other settings (own OUT folder).
+#   MODELS="vgg16-w0.5 ..." to choose; EXTRA="--recalibrate none" for other settings (own OUT folder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 m=runs/models

@@ -18,7 +18,7 @@ import { evaluate } from '../runtime/evaluate.js';
 import { sameDataset } from '../runtime/labels.js';
 import type { SessionOptions } from '../runtime/session.js';
 import { fileHash } from '../autodiff/train.js';
-import { assemble, componentLabels, type AssembleResult, type AssemblyMethod, type OverlapMode } from './assemble.js';
+import { assemble, componentLabels, withNormalization, type AssembleResult, type AssemblyMethod, type OverlapMode } from './assemble.js';
 import { finetuneAssembled } from './finetune.js';
 import type { EpochMetrics } from '../autodiff/train.js';
 import { UserError } from '../util/errors.js';
@@ -42,6 +42,8 @@ export interface AssembleJob {
   /** score on the test splits (default true when data is known) */
   test?: boolean;
   session?: SessionOptions;
+  /** input normalisation of components that carry none in their metadata (--mean/--std) */
+  normalization?: { mean?: number[]; std?: number[] };
 }
 
 export interface Accuracy {
@@ -73,7 +75,9 @@ export interface AssembleJobResult {
 
 export async function runAssembleJob(job: AssembleJob): Promise<AssembleJobResult> {
   if (job.files.length === 0) throw new UserError('assemble: give at least one component .onnx file');
-  const models = job.files.map((f) => openModel(f));
+  // components without normalisation metadata get --mean/--std written in, so that scaling, scoring and
+  // fine-tuning all feed them alike (assemble warns about those left without any)
+  const models = job.files.map((f) => withNormalization(openModel(f), f, job.normalization).model);
   models.forEach((m, k) => componentLabels(m, job.files[k]!));
   const scale = job.scale ?? true;
   const scaleSpecs = job.scaleData?.length ? job.scaleData : job.data ?? [];
@@ -84,6 +88,7 @@ export async function runAssembleJob(job: AssembleJob): Promise<AssembleJobResul
     ...(scale ? { scaleData: scaleSets } : {}), ...(job.scaleSamplesPerClass ? { scaleSamplesPerClass: job.scaleSamplesPerClass } : {}),
     ...(job.seed !== undefined ? { seed: job.seed } : {}), ...(job.overlap ? { overlap: job.overlap } : {}), ...(job.method ? { method: job.method } : {}),
     ...(job.batchSize ? { batchSize: job.batchSize } : {}), ...(job.session ? { session: job.session } : {}),
+    ...(job.normalization ? { normalization: job.normalization } : {}),
   });
   saveModel(r.model, job.output);
   const testSpecs = job.data?.length ? job.data : scaleSpecs;

@@ -26,6 +26,8 @@ import { applyScales, computeScales, type ScaleResult } from './scale.js';
 import { mergeBlockDiagonal } from './blockdiag.js';
 import { mergeParallel, type InputAdapter } from './parallel.js';
 import { info } from '../util/progress.js';
+import { resolveNormalization } from '../runtime/normalization.js';
+import { broadcastNormalization } from '../data/augment.js';
 import { UserError } from '../util/errors.js';
 
 export type OverlapMode = 'refuse' | 'merge';
@@ -53,6 +55,8 @@ export interface AssembleOptions {
   method?: 'auto' | AssemblyMethod;
   batchSize?: number;
   session?: SessionOptions;
+  /** input normalisation of components that carry none in their metadata (--mean/--std) */
+  normalization?: { mean?: number[]; std?: number[] };
 }
 
 export interface ClassOverlap {
@@ -79,9 +83,46 @@ export interface AssembleResult {
 export const MERGE_MATRIX = 'lego.merge_duplicates';
 export const DEFAULT_SCALE_SAMPLES = 1000;
 
-export async function assemble(parts: readonly AssemblePart[], opts: AssembleOptions = {}): Promise<AssembleResult> {
-  if (parts.length === 0) throw new UserError('assemble: no components given');
-  const files = parts.map((p, k) => p.file ?? `component ${k}`);
+/**
+ * A component with its input normalisation in its metadata: its own, else `given`
+ * (--mean/--std); with neither, the component is returned as it is and `missing` is set:
+ * it will be fed [0, 1] pixels, which is wrong for any model trained on normalised inputs.
+ */
+export function withNormalization(model: Model, file: string, given?: { mean?: number[]; std?: number[] }): { model: Model; missing: boolean } {
+  const spec = getInputSpec(model);
+  if (spec?.mean && spec.std) return { model, missing: false };
+  if (given?.mean || given?.std) {
+    const shape = spec?.shape ?? inputShapeOf(model, file);
+    const norm = broadcastNormalization({ mean: given.mean ?? [0], std: given.std ?? [1] }, shape[0], { mean: '--mean', std: '--std' });
+    const copy = { ...model, metadata: { ...model.metadata } };
+    setInputSpec(copy, { shape, mean: norm.mean, std: norm.std });
+    return { model: copy, missing: false };
+  }
+  return { model, missing: true };
+}
+
+function inputShapeOf(model: Model, file: string): [number, number, number] {
+  const s = model.graph.inputs[0]?.shape?.slice(1);
+  if (model.graph.inputs.length !== 1 || !s || s.length !== 3 || !s.every((d) => typeof d === 'number')) {
+    throw new UserError(`${file}: expected one image input [N, C, H, W] with fixed C, H, W`);
+  }
+  return s as [number, number, number];
+}
+
+export async function assemble(given: readonly AssemblePart[], opts: AssembleOptions = {}): Promise<AssembleResult> {
+  if (given.length === 0) throw new UserError('assemble: no components given');
+  const files = given.map((p, k) => p.file ?? `component ${k}`);
+  const warnings: string[] = [];
+  const parts = given.map((p, k) => {
+    const r = withNormalization(p.model, files[k]!, opts.normalization);
+    if (r.missing) {
+      // the one warning per model (runtime/normalization.ts), naming the flags
+      resolveNormalization(r.model, inputShapeOf(r.model, files[k]!)[0], undefined, { file: files[k]! });
+      warnings.push(`${files[k]} carries no input normalisation: fed [0, 1] pixels`);
+    }
+    return { ...p, model: r.model };
+  });
+  const printed = warnings.length;
   const labels = parts.map((p, k) => componentLabels(p.model, files[k]!));
   const shape = commonInputShape(parts, files);
   const overlaps = findOverlaps(labels);
@@ -91,7 +132,6 @@ export async function assemble(parts: readonly AssemblePart[], opts: AssembleOpt
     const list = overlaps.map((x) => `${x.dataset} class ${x.class} (${x.components.map((k) => files[k]).join(', ')})`).join('; ');
     throw new UserError(`components overlap in ${overlaps.length} class${overlaps.length > 1 ? 'es' : ''}: ${list}; pass --overlap merge to average their logits, or assemble components with disjoint tasks (first: ${files[o.components[0]!]} and ${files[o.components[1]!]})`);
   }
-  const warnings: string[] = [];
   const scales: (ScaleResult | null)[] = [];
   const scaled: Model[] = [];
   for (let k = 0; k < parts.length; k++) {
@@ -129,7 +169,7 @@ export async function assemble(parts: readonly AssemblePart[], opts: AssembleOpt
     outLabels = mergeDuplicates(model!, outLabels);
     warnings.push(`merged ${overlaps.length} duplicate class${overlaps.length > 1 ? 'es' : ''} by averaging their logits`);
   }
-  for (const w of warnings) info(`warning: ${w}`);
+  for (const w of warnings.slice(printed)) info(`warning: ${w}`);
   setMetadata(model!, parts, files, {
     labels: outLabels, shape, norm: norms[0], method, scales, overlap: overlapMode, overlaps, ...(fallbackReason ? { fallbackReason } : {}),
   });

@@ -23,7 +23,9 @@ import type { SessionOptions } from '../runtime/session.js';
 import { fileHash } from '../autodiff/train.js';
 import { disassemble } from './disassemble.js';
 import { sampleCounts } from './samples.js';
-import { DEFAULT_THRESHOLDS, type Thresholds } from './types.js';
+import { mismatch, scoreTask, type Mismatch } from './score.js';
+import { resolveNormalization } from '../runtime/normalization.js';
+import { DEFAULT_THRESHOLDS, type DisassembleOptions, type Thresholds } from './types.js';
 import { assemble } from './assemble.js';
 import { finetuneAssembled } from './finetune.js';
 import { writeFileAtomic } from '../util/atomic.js';
@@ -56,11 +58,23 @@ export interface ExperimentOptions {
   session?: SessionOptions;
   /** compute only the rows whose key this accepts (a queue worker runs one row; src/queue/lego.ts) */
   select?: (key: string) => boolean;
+  /** input normalisation for models without normalisation metadata (components carry it on) */
+  mean?: number[];
+  std?: number[];
+  /** disassembly settings other than the task, samples and thresholds (recalibration, flatten, ...) */
+  disassembly?: Pick<DisassembleOptions, 'recalibration' | 'recalibrationSamples' | 'flatten' | 'ranking' | 'validationPerClass' | 'classDrop' | 'maxDrop'>;
 }
 
-export interface DisassemblyRow { key: string; model: string; task: number[]; baseAccuracy: number; componentAccuracy: number; samples: number; baseParameters: number; componentParameters: number; baseFlops: number; componentFlops: number; warnings: number; seconds: number }
+export interface DisassemblyRow {
+  key: string; model: string; task: number[];
+  /** base N-way and k-way accuracy on the task's test images; the component's (k-way) */
+  baseAccuracy: number; baseKWay: number; componentAccuracy: number;
+  /** classes whose masks were relaxed after collapsing on held-out training images */
+  relaxed: number[];
+  samples: number; baseParameters: number; componentParameters: number; baseFlops: number; componentFlops: number; warnings: number; seconds: number;
+}
 export interface AssemblyRow { key: string; tasks: [number[], number[]]; models: [string, string]; baseAccuracy: number[]; unscaled: number; scaled: number; finetuned: number | null; finetunedUnscaled: number | null; finetuneEpochs: number; method: string; parameters: number; flops: number; seconds: number }
-export interface MismatchRow { key: string; task: number[]; own: number; others: { task: number[]; accuracy: number }[]; othersMean: number }
+export interface MismatchRow extends Mismatch { key: string }
 export interface UnbalancedRow { key: string; task: number[]; counts: Record<string, number>; balanced: number; unbalanced: number; perClassBalanced: Record<string, number>; perClassUnbalanced: Record<string, number> }
 export interface SweepRow { key: string; task: number[]; thresholds: Thresholds; accuracy: number; parameters: number; flops: number }
 
@@ -107,12 +121,15 @@ export async function runLegoExperiment(opts: ExperimentOptions): Promise<Experi
   const baseStats = modelStats(base);
   const components = new Map<string, Model>();
   const warnings = new Map<string, number>();
-  const cut = async (which: Model, name: string, task: number[], extra: Partial<Thresholds> & { unbalanced?: { lo: number; hi: number; seed: number } } = {}): Promise<{ model: Model; warnings: string[]; seconds: number }> => {
+  const relaxedOf = new Map<string, number[]>();
+  const norm = { ...(opts.mean ? { mean: opts.mean } : {}), ...(opts.std ? { std: opts.std } : {}) };
+  type CutOptions = Partial<Thresholds> & { unbalanced?: { lo: number; hi: number; seed: number }; validationPerClass?: number };
+  const cut = async (which: Model, name: string, task: number[], extra: CutOptions = {}): Promise<{ model: Model; warnings: string[]; relaxed: number[]; seconds: number }> => {
     const t0 = Date.now();
     const c = await disassemble(which, train, {
-      task, samplesPerClass: spc, session, parentHash: hashes.get(name)!, ...extra, ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
+      task, samplesPerClass: spc, session, parentHash: hashes.get(name)!, ...norm, ...opts.disassembly, ...extra, ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
     });
-    return { model: c.model, warnings: c.warnings, seconds: (Date.now() - t0) / 1000 };
+    return { model: c.model, warnings: c.warnings, relaxed: c.validation?.relaxed.map((r) => r.class) ?? [], seconds: (Date.now() - t0) / 1000 };
   };
   const component = async (which: Model, name: string, task: number[]): Promise<Model> => {
     const key = `${name}:${taskName(task)}`;
@@ -124,13 +141,15 @@ export async function runLegoExperiment(opts: ExperimentOptions): Promise<Experi
         const c = await cut(which, name, task);
         m = c.model;
         warnings.set(key, c.warnings.length);
+        relaxedOf.set(key, c.relaxed);
       }
       saveModel(m, f);
       components.set(key, m);
     }
     return m;
   };
-  const acc = async (m: Model, classes: number[]): Promise<number> => (await evaluate(m, test, { ...session, classes })).accuracy;
+  const acc = async (m: Model, classes: number[]): Promise<number> => (await evaluate(m, test, { ...session, classes, ...norm })).accuracy;
+  const normalization = (m: Model) => resolveNormalization(m, test.shape[0], norm).normalization;
 
   // Table 1 (+ sizes): disassembly
   for (const task of opts.tasks ?? DEFAULT_TASKS) {
@@ -140,8 +159,10 @@ export async function runLegoExperiment(opts: ExperimentOptions): Promise<Experi
     const t0 = Date.now();
     const c = await component(base, opts.model, task);
     const s = modelStats(c);
+    const b = await scoreTask(base, test, { task, session, normalization: normalization(base) });
     result.disassembly.push({
-      key, model: opts.model, task, baseAccuracy: await acc(base, task), componentAccuracy: await acc(c, task), samples: spc,
+      key, model: opts.model, task, baseAccuracy: b.nWay.accuracy, baseKWay: b.kWay.accuracy, componentAccuracy: await acc(c, task),
+      relaxed: relaxedOf.get(`${opts.model}:${taskName(task)}`) ?? [], samples: spc,
       baseParameters: baseStats.parameters, componentParameters: s.parameters, baseFlops: baseStats.flopsPerImage, componentFlops: s.flopsPerImage,
       warnings: warnings.get(`${opts.model}:${taskName(task)}`) ?? 0, seconds: (Date.now() - t0) / 1000,
     });
@@ -153,13 +174,7 @@ export async function runLegoExperiment(opts: ExperimentOptions): Promise<Experi
     const key = `mis:${taskName(task)}:${spc}`;
     if (result.mismatch.some((r) => r.key === key) || task.length >= test.classes || skip(key)) continue;
     const c = await component(base, opts.model, task);
-    const others: { task: number[]; accuracy: number }[] = [];
-    for (let d = 1; d < test.classes; d++) {
-      const other = task.map((x) => (x + d) % test.classes).sort((a, b) => a - b);
-      if (taskName(other) === taskName(task)) continue;
-      others.push({ task: other, accuracy: await acc(c, other) });
-    }
-    result.mismatch.push({ key, task, own: await acc(c, task), others, othersMean: others.reduce((a, o) => a + o.accuracy, 0) / Math.max(1, others.length) });
+    result.mismatch.push({ key, ...await mismatch(c, test, { task, session, normalization: normalization(c) }) });
     save();
   }
 
@@ -175,8 +190,8 @@ export async function runLegoExperiment(opts: ExperimentOptions): Promise<Experi
     const b = await component(base2 ?? base, second, tb);
     const union = [...new Set([...ta, ...tb])].sort((x, y) => x - y);
     const parts = [{ model: a, file: `${opts.model}[${taskName(ta)}]` }, { model: b, file: `${second}[${taskName(tb)}]` }];
-    const plain = await assemble(parts, { session });
-    const scaled = await assemble(parts, { session, scaleData: [train], ...(opts.scaleSamplesPerClass ? { scaleSamplesPerClass: opts.scaleSamplesPerClass } : {}), seed: opts.seed ?? 0 });
+    const plain = await assemble(parts, { session, normalization: norm });
+    const scaled = await assemble(parts, { session, normalization: norm, scaleData: [train], ...(opts.scaleSamplesPerClass ? { scaleSamplesPerClass: opts.scaleSamplesPerClass } : {}), seed: opts.seed ?? 0 });
     const f = join(opts.outDir, 'assembled', `${key.replace(/[:,+]/g, '_')}.onnx`);
     saveModel(scaled.model, f);
     let finetuned: number | null = null;
@@ -207,8 +222,8 @@ export async function runLegoExperiment(opts: ExperimentOptions): Promise<Experi
     info(`lego-experiment: unbalanced samples for task ${taskName(task)}`);
     const balanced = await component(base, opts.model, task);
     const u = await cut(base, opts.model, task, { unbalanced: { lo, hi, seed: opts.seed ?? 0 } });
-    const eb = await evaluate(balanced, test, { ...session, classes: task });
-    const eu = await evaluate(u.model, test, { ...session, classes: task });
+    const eb = await evaluate(balanced, test, { ...session, classes: task, ...norm });
+    const eu = await evaluate(u.model, test, { ...session, classes: task, ...norm });
     const counts = unbalancedCounts(task, lo, hi, opts.seed ?? 0);
     result.unbalanced.push({ key, task, counts, balanced: eb.accuracy, unbalanced: eu.accuracy, perClassBalanced: eb.perClass, perClassUnbalanced: eu.perClass });
     save();
@@ -221,7 +236,8 @@ export async function runLegoExperiment(opts: ExperimentOptions): Promise<Experi
     const key = `sweep:${taskName(sweepTask)}:${spc}:${alpha}:${beta}`;
     if (result.sweep.some((r) => r.key === key) || skip(key)) continue;
     info(`lego-experiment: sweep alpha ${alpha}, beta ${beta}`);
-    const c = await cut(base, opts.model, sweepTask, thresholds);
+    // the raw effect of the thresholds: no held-out class check relaxing collapsed classes
+    const c = await cut(base, opts.model, sweepTask, { ...thresholds, validationPerClass: 0 });
     const s = modelStats(c.model);
     result.sweep.push({ key, task: sweepTask, thresholds, accuracy: await acc(c.model, sweepTask), parameters: s.parameters, flops: s.flopsPerImage });
     save();
@@ -262,8 +278,11 @@ function loadResult(file: string): ExperimentResult {
   try {
     // the provenance block is the earlier run's; this run's is attached when the file is written again
     const { provenance: _, ...r } = JSON.parse(readFileSync(file, 'utf8')) as ExperimentResult & { provenance?: unknown };
-    // rows written before the unscaled fine-tuning column existed are measured again
+    // rows written before the unscaled fine-tuning column, the base k-way column and the
+    // per-class mismatch measure existed are measured again
     r.assembly = r.assembly.filter((a) => a.finetunedUnscaled !== undefined);
+    r.disassembly = r.disassembly.filter((d) => d.baseKWay !== undefined);
+    r.mismatch = r.mismatch.filter((m) => m.others && typeof m.others === 'object' && 'share' in m.others);
     return r;
   } catch (e) {
     throw new UserError(`cannot resume: ${file} is not a readable experiment result (${(e as Error).message}); remove it or run without --resume`);
@@ -273,23 +292,27 @@ function loadResult(file: string): ExperimentResult {
 /** The tables as Markdown. */
 export function experimentMarkdown(r: ExperimentResult): string {
   const n = (x: number): string => x.toLocaleString('en-US');
+  const signed = (x: number): string => `${x >= 0 ? '+' : ''}${(100 * x).toFixed(2)}`;
   const m = (x: number): string => (x / 1e6).toFixed(2);
   const lines = [
     '# Model LEGO experiments', '', `Model: ${r.model}${r.model2 ? `; second model: ${r.model2}` : ''}`, '', `Test data: ${r.data}`, '',
     `Representative samples: ${r.samplesPerClass} per class (training split). Thresholds: conv alpha ${DEFAULT_THRESHOLDS.alphaConv} beta ${DEFAULT_THRESHOLDS.betaConv}, linear alpha ${DEFAULT_THRESHOLDS.alphaLinear} beta ${DEFAULT_THRESHOLDS.betaLinear} unless swept.`, '',
-    '## Disassembly', '', 'Base: the full model\'s N-way accuracy on the task\'s test images. Component: its k-way accuracy on the same images.', '',
-    '| task | base | component | change | base params | component params | base MFLOPs | component MFLOPs | seconds |', '|---|---|---|---|---|---|---|---|---|',
-    ...r.disassembly.map((d) => `| ${taskName(d.task)} | ${pct(d.baseAccuracy)} | ${pct(d.componentAccuracy)} | ${((d.componentAccuracy - d.baseAccuracy) * 100).toFixed(2)} | ${n(d.baseParameters)} | ${n(d.componentParameters)} | ${m(d.baseFlops)} | ${m(d.componentFlops)} | ${d.seconds.toFixed(1)} |`),
+    '## Disassembly', '',
+    'Accuracy on the task\'s test images. Base N-way: the full model\'s arg-max over all its classes; base k-way: over the task\'s classes only (its logits sliced to the task), which is what a component answers. The change is the component against base k-way.', '',
+    '| task | base N-way | base k-way | component | change vs k-way | relaxed classes | base params | component params | base MFLOPs | component MFLOPs | seconds |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
+    ...r.disassembly.map((d) => `| ${taskName(d.task)} | ${pct(d.baseAccuracy)} | ${pct(d.baseKWay)} | ${pct(d.componentAccuracy)} | ${signed(d.componentAccuracy - d.baseKWay)} | ${d.relaxed.length ? d.relaxed.join(',') : '-'} | ${n(d.baseParameters)} | ${n(d.componentParameters)} | ${m(d.baseFlops)} | ${m(d.componentFlops)} | ${d.seconds.toFixed(1)} |`),
     '', '## Assembly', '', 'Accuracy on the union of the two tasks\' test images. Base: each parent model\'s N-way accuracy on those images. Parameters and FLOPs of a block-diagonal model count its zero blocks (it runs dense).', '',
     '| tasks | method | base | unscaled | scaled | unscaled + fine-tuned | scaled + fine-tuned | params | MFLOPs |', '|---|---|---|---|---|---|---|---|---|',
     ...r.assembly.map((a) => `| ${taskName(a.tasks[0])} + ${taskName(a.tasks[1])}${a.models[0] === a.models[1] ? ' (one model)' : ' (two models)'} | ${a.method} | ${a.baseAccuracy.map(pct).join(' / ')} | ${pct(a.unscaled)} | ${pct(a.scaled)} | ${a.finetunedUnscaled === null || a.finetunedUnscaled === undefined ? '-' : `${pct(a.finetunedUnscaled)} (${a.finetuneEpochs} ep.)`} | ${a.finetuned === null ? '-' : `${pct(a.finetuned)} (${a.finetuneEpochs} ep.)`} | ${n(a.parameters)} | ${m(a.flops)} |`),
-    '', '## Mismatch', '', 'A component\'s accuracy on its own task vs on the other tasks of the same size (the task shifted by 1..C-1 classes).', '',
-    '| task | own task | other tasks (mean) | other tasks (min-max) |', '|---|---|---|---|',
-    ...r.mismatch.map((x) => `| ${taskName(x.task)} | ${pct(x.own)} | ${pct(x.othersMean)} | ${pct(Math.min(...x.others.map((o) => o.accuracy)))}-${pct(Math.max(...x.others.map((o) => o.accuracy)))} |`),
+    '', '## Mismatch', '',
+    'Each component on its own task\'s test images (k-way accuracy, mean max softmax) and on the test images of every class outside its task, where a k-way component cannot be right: which of its classes it answers (share of those images, summing to 100%) and how confident it is (mean max softmax). A task-specific component is less confident outside its task.', '',
+    '| task | own accuracy | own mean max softmax | other images | share of predictions per class | other mean max softmax |', '|---|---|---|---|---|---|',
+    ...r.mismatch.map((x) => `| ${taskName(x.task)} | ${pct(x.own.accuracy)} | ${x.own.meanMaxSoftmax.toFixed(3)} | ${x.others.samples} | ${Object.entries(x.others.share).map(([c, v]) => `${c}:${(100 * v).toFixed(1)}%`).join(' ')} | ${x.others.samples ? x.others.meanMaxSoftmax.toFixed(3) : '-'} |`),
     '', '## Unbalanced representative samples', '',
     '| task | samples per class (unbalanced) | balanced | unbalanced | per class balanced | per class unbalanced |', '|---|---|---|---|---|---|',
     ...r.unbalanced.map((u) => `| ${taskName(u.task)} | ${Object.entries(u.counts).map(([c, k]) => `${c}:${k}`).join(' ')} | ${pct(u.balanced)} | ${pct(u.unbalanced)} | ${Object.entries(u.perClassBalanced).map(([c, a]) => `${c}:${(a * 100).toFixed(0)}`).join(' ')} | ${Object.entries(u.perClassUnbalanced).map(([c, a]) => `${c}:${(a * 100).toFixed(0)}`).join(' ')} |`),
-    '', '## Threshold sweep', '', 'Linear thresholds are the conv ones + 0.1.', '',
+    '', '## Threshold sweep', '', 'Linear thresholds are the conv ones + 0.1; no held-out class check (nothing relaxed), so each row is its thresholds\' own effect.', '',
     '| task | alpha | beta | accuracy | params | MFLOPs |', '|---|---|---|---|---|---|',
     ...r.sweep.map((s) => `| ${taskName(s.task)} | ${s.thresholds.alphaConv} | ${s.thresholds.betaConv} | ${pct(s.accuracy)} | ${n(s.parameters)} | ${m(s.flops)} |`),
     '',

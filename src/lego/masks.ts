@@ -14,7 +14,7 @@
  * @example
  *   const { masks, keep } = computeMasks(cg, contributions, { task: [0, 1], outputs: [0, 1], thresholds: DEFAULT_THRESHOLDS });
  */
-import type { ChannelGraph, Layer, SpaceMasks } from './channels.js';
+import type { ChannelGraph, ChannelRef, Layer, SpaceMasks } from './channels.js';
 import { closeKeep, demand, demandUntracked, findSpace, indicesOf, maskOf } from './channels.js';
 import type { LayerContributions } from './contributions.js';
 import type { LayerMask, Masks, Thresholds } from './types.js';
@@ -27,6 +27,24 @@ export interface MaskInput {
   thresholds: Thresholds;
   /** representative samples used per class, for the record */
   samples?: Record<string, number>;
+  /** per task class (dataset class id): thresholds replacing `thresholds` for that class (a relaxed class) */
+  classThresholds?: ReadonlyMap<number, Thresholds>;
+  /** how a classifier's mask crosses a Flatten of a spatial map (default 'prune'; see FlattenMode) */
+  flatten?: FlattenMode;
+}
+
+/**
+ * How a mask crosses a Flatten of a spatial map (feature blocks of more than one value per
+ * channel). 'prune': a channel is kept when any of its features is (spec section 3).
+ * 'keep': the official code's behaviour, which resets its mask to all-ones where shapes
+ * disagree: every channel feeding the Flatten is kept, and layers before it are masked from
+ * there. A Flatten of 1x1 maps (after global pooling) is a plain channel map either way.
+ */
+export type FlattenMode = 'prune' | 'keep';
+
+/** A layer's input demand as the Flatten mode lets it cross to the producers. */
+function crossing(ref: ChannelRef, mask: Uint8Array, flatten: FlattenMode): Uint8Array {
+  return flatten === 'keep' && ref.kind === 'flatten' && ref.block > 1 ? new Uint8Array(mask.length).fill(1) : mask;
 }
 
 export interface MaskResult {
@@ -102,6 +120,7 @@ export function computeMasks(cg: ChannelGraph, contributions: Map<string, LayerC
   const perClass = new Map<string, Record<string, { in: number[]; out: number[] }>>(layers.map((l) => [l.node.name, {}]));
   const rescuedAt = new Map<string, number[]>();
   input.task.forEach((c, ci) => {
+    const t = input.classThresholds?.get(c) ?? thresholds;
     const masks: SpaceMasks = new Map();
     const start = new Uint8Array(logitsSize);
     start[input.outputs[ci]!] = 1;
@@ -110,15 +129,16 @@ export function computeMasks(cg: ChannelGraph, contributions: Map<string, LayerC
       changed = false;
       for (const layer of reverse) {
         const out = maskOf(cg, cg.refs.get(layer.output)!, masks);
-        const alpha = layer.kind === 'conv' ? thresholds.alphaConv : thresholds.alphaLinear;
-        const beta = layer.kind === 'conv' ? thresholds.betaConv : thresholds.betaLinear;
+        const alpha = layer.kind === 'conv' ? t.alphaConv : t.alphaLinear;
+        const beta = layer.kind === 'conv' ? t.betaConv : t.betaLinear;
         const v = contributions.get(layer.node.name)!.values[ci]!;
         const { mask, rescued } = layerInputMask(layer, v, out, alpha, beta);
         if (rescued) {
           const list = rescuedAt.get(layer.node.name) ?? [];
           if (!list.includes(c)) rescuedAt.set(layer.node.name, [...list, c]);
         }
-        if (demand(cg, cg.refs.get(layer.input)!, mask, masks)) changed = true;
+        const inRef = cg.refs.get(layer.input)!;
+        if (demand(cg, inRef, crossing(inRef, mask, input.flatten ?? 'prune'), masks)) changed = true;
       }
       if (demandUntracked(cg, masks)) changed = true;
     }
@@ -161,7 +181,11 @@ export function computeMasks(cg: ChannelGraph, contributions: Map<string, LayerC
     task: { in: indicesOf(maskOf(cg, cg.refs.get(l.input)!, keep)), out: indicesOf(maskOf(cg, cg.refs.get(l.output)!, keep)) },
   }));
   return {
-    masks: { task: [...input.task], thresholds: { ...thresholds }, samples: input.samples ?? {}, layers: layerMasks },
+    masks: {
+      task: [...input.task], thresholds: { ...thresholds }, samples: input.samples ?? {}, flatten: input.flatten ?? 'prune',
+      ...(input.classThresholds?.size ? { classThresholds: Object.fromEntries([...input.classThresholds].map(([c, t]) => [String(c), { ...t }])) } : {}),
+      layers: layerMasks,
+    },
     keep, keptOutputs, warnings,
   };
 }

@@ -23,9 +23,80 @@ export interface SampleOptions {
   samplesPerClass: number;
   unbalanced?: UnbalancedCounts;
   normalization: Normalization;
+  /** how the softmax that ranks images is computed (default 'float32', see SampleRanking) */
+  ranking?: SampleRanking;
   batchSize?: number;
   session?: SessionOptions;
   label?: string;
+}
+
+/**
+ * 'float32': the softmax exactly as PyTorch computes it on the CPU in float32 (its AVX2
+ * kernel: the max subtracted, Sleef's expf, the sum reduced across the eight SIMD lanes,
+ * times the reciprocal of the sum), bit for bit. Confident images then round to exactly
+ * 1.0 and tie; the first image in dataset order wins a tie, as in the official code,
+ * which keeps the first it sees. 'float64': the same formula in double precision, which
+ * separates most of those ties by their true (tiny) differences.
+ */
+export type SampleRanking = 'float32' | 'float64';
+
+const f32 = Math.fround;
+/** float32 fused multiply-add: the float64 product of two float32 values is exact, so only the sum rounds (twice, in rare ties). */
+const fma32 = (a: number, b: number, c: number): number => f32(a * b + c);
+const LOG2E = f32(1.442695040888963407359924681001892137426645954152985934135449406931);
+const LN2_HI = f32(0.693145751953125);
+const LN2_LO = f32(1.428606765330187045e-06);
+const EXP_POLY = [0.000198527617612853646278381, 0.00139304355252534151077271, 0.00833336077630519866943359, 0.0416664853692054748535156, 0.166666671633720397949219, 0.5].map(f32);
+
+/**
+ * Sleef's expf (the u10 variant PyTorch's vectorised float exp calls). Written out here
+ * because no JavaScript library reproduces it, and Math.exp rounded to float32 differs
+ * from it in the last bit for about one value in twelve, which reorders tied samples.
+ */
+export function sleefExpf(x: number): number {
+  const d = f32(x);
+  const t = f32(d * LOG2E);
+  let q = Math.round(t);
+  if (q - t === 0.5 && q % 2 !== 0) q -= 1; // round half to even, as vrint
+  let s = fma32(q, -LN2_HI, d);
+  s = fma32(q, -LN2_LO, s);
+  let u = EXP_POLY[0]!;
+  for (let i = 1; i < EXP_POLY.length; i++) u = fma32(u, s, EXP_POLY[i]!);
+  u = f32(1 + fma32(f32(s * s), u, s));
+  const half = q >> 1;
+  u = f32(f32(u * 2 ** half) * 2 ** (q - half));
+  if (d < -104) return 0;
+  if (d > 100) return Infinity;
+  return u;
+}
+
+/** PyTorch's float sum over a row (vec::reduce_all with 8 AVX2 lanes, then the lanes folded as a tree). */
+function torchSum(e: Float32Array | number[], n: number): number {
+  const lanes = 8;
+  if (n < lanes) {
+    let s = 0;
+    for (let j = 0; j < n; j++) s = f32(s + e[j]!);
+    return s;
+  }
+  const a = new Array<number>(lanes);
+  for (let l = 0; l < lanes; l++) a[l] = e[l]!;
+  for (let d = lanes; d < n; d += lanes) for (let l = 0; l < lanes && d + l < n; l++) a[l] = f32(a[l]! + e[d + l]!);
+  const p = (i: number, j: number): number => f32(a[i]! + a[j]!);
+  return f32(f32(p(0, 4) + p(2, 6)) + f32(p(1, 5) + p(3, 7)));
+}
+
+/** Softmax probability of output `t` of a logit row, as `ranking` computes it. */
+export function softmaxProb(z: Float32Array, row: number, k: number, t: number, ranking: SampleRanking = 'float32'): number {
+  let max = -Infinity;
+  for (let j = 0; j < k; j++) if (z[row + j]! > max) max = z[row + j]!;
+  if (ranking === 'float64') {
+    let sum = 0;
+    for (let j = 0; j < k; j++) sum += Math.exp(z[row + j]! - max);
+    return Math.exp(z[row + t]! - max) / sum;
+  }
+  const e = new Array<number>(k);
+  for (let j = 0; j < k; j++) e[j] = sleefExpf(f32(z[row + j]! - max));
+  return f32(e[t]! * f32(1 / torchSum(e, k)));
 }
 
 export interface Scored {
@@ -58,7 +129,7 @@ export function sampleCounts(task: readonly number[], samplesPerClass: number, u
   return counts;
 }
 
-/** "a is a better sample than b": higher probability, then lower index (deterministic ties). */
+/** "a is a better sample than b": higher probability, then lower index (the first seen wins a tie, as in the official code). */
 const better = (a: Scored, b: Scored): boolean => a.prob > b.prob || (a.prob === b.prob && a.index < b.index);
 
 /** Keeps the k best items seen; the root is the worst kept. */
@@ -118,12 +189,7 @@ export async function selectSamples(model: Model, ds: Dataset, opts: SampleOptio
     const z = logits.data as Float32Array;
     for (let b = 0; b < batch.size; b++) {
       const y = batch.labels[b]!;
-      const row = b * k;
-      let max = -Infinity;
-      for (let j = 0; j < k; j++) if (z[row + j]! > max) max = z[row + j]!;
-      let sum = 0;
-      for (let j = 0; j < k; j++) sum += Math.exp(z[row + j]! - max);
-      const prob = Math.exp(z[row + outputOf.get(y)!]! - max) / sum;
+      const prob = softmaxProb(z, b * k, k, outputOf.get(y)!, opts.ranking);
       heaps.get(y)!.offer({ index: batch.indices[b]!, prob });
     }
   }

@@ -24,11 +24,12 @@ import { UserError } from '../util/errors.js';
 import { checkBlobRef, type BlobRef } from './blobs.js';
 import { Coordinator, failureMessage, settleAll, type CoordinatorOptions } from './coordinator.js';
 import { parseDataRef, type DataRef, type JobKind, type WorkerEnv } from './jobs.js';
-import { canonicalJson, fields, int, list, num, opt, str, substitute } from './schema.js';
+import { canonicalJson, fields, int, list, num, oneOf, opt, str, substitute } from './schema.js';
+import { RECALIBRATION_MODES } from '../lego/recalibrate.js';
 
 /** The options that define an experiment's rows (paths, resuming and sessions are each side's own). */
 export type LegoJobOptions = Pick<ExperimentOptions, 'tasks' | 'pairs' | 'samplesPerClass' | 'unbalanced' | 'finetuneEpochs' | 'sweep' | 'sweepTask'
-  | 'scaleSamplesPerClass' | 'seed' | 'batchSize'>;
+  | 'scaleSamplesPerClass' | 'seed' | 'batchSize' | 'mean' | 'std' | 'disassembly'>;
 
 export interface LegoPayload {
   model: BlobRef;
@@ -55,7 +56,7 @@ export interface RowResult {
 const ROW_FILE = /^(components|assembled)\/[A-Za-z0-9._+,=-]+\.onnx$/;
 
 function parseOptions(v: unknown, what: string): LegoJobOptions {
-  const o = fields(v, what, [], ['tasks', 'pairs', 'samplesPerClass', 'unbalanced', 'finetuneEpochs', 'sweep', 'sweepTask', 'scaleSamplesPerClass', 'seed', 'batchSize']);
+  const o = fields(v, what, [], ['tasks', 'pairs', 'samplesPerClass', 'unbalanced', 'finetuneEpochs', 'sweep', 'sweepTask', 'scaleSamplesPerClass', 'seed', 'batchSize', 'mean', 'std', 'disassembly']);
   const classes = (x: unknown, w: string): number[] => list(x, w, (y, ww) => int(y, ww, 0, 999), 1000);
   const out: LegoJobOptions = {};
   const set = <K extends keyof LegoJobOptions>(k: K, val: LegoJobOptions[K] | undefined): void => { if (val !== undefined) out[k] = val; };
@@ -80,6 +81,37 @@ function parseOptions(v: unknown, what: string): LegoJobOptions {
   set('scaleSamplesPerClass', opt(o, 'scaleSamplesPerClass', what, (x, w) => int(x, w, 1, 1_000_000)));
   set('seed', opt(o, 'seed', what, int));
   set('batchSize', opt(o, 'batchSize', what, (x, w) => int(x, w, 1, 65_536)));
+  const stats = (positive: boolean) => (x: unknown, w: string): number[] => list(x, w, (y, ww) => {
+    const n = num(y, ww);
+    if (positive && !(n > 0)) throw new UserError(`${ww} must be > 0, got ${n}`);
+    return n;
+  }, 4);
+  set('mean', opt(o, 'mean', what, stats(false)));
+  set('std', opt(o, 'std', what, stats(true)));
+  set('disassembly', opt(o, 'disassembly', what, (x, w) => {
+    const d = fields(x, w, [], ['recalibration', 'recalibrationSamples', 'flatten', 'ranking', 'validationPerClass', 'classDrop', 'maxDrop']);
+    const out: NonNullable<LegoJobOptions['disassembly']> = {};
+    const fraction = (y: unknown, ww: string): number => {
+      const n = num(y, ww);
+      if (!(n >= 0 && n <= 1)) throw new UserError(`${ww} must be in [0, 1], got ${n}`);
+      return n;
+    };
+    const recalibration = opt(d, 'recalibration', w, (y, ww) => oneOf(y, ww, RECALIBRATION_MODES));
+    const flatten = opt(d, 'flatten', w, (y, ww) => oneOf(y, ww, ['prune', 'keep'] as const));
+    const ranking = opt(d, 'ranking', w, (y, ww) => oneOf(y, ww, ['float32', 'float64'] as const));
+    const recalibrationSamples = opt(d, 'recalibrationSamples', w, (y, ww) => int(y, ww, 0, 1_000_000));
+    const validationPerClass = opt(d, 'validationPerClass', w, (y, ww) => int(y, ww, 0, 1_000_000));
+    const classDrop = opt(d, 'classDrop', w, fraction);
+    const maxDrop = opt(d, 'maxDrop', w, fraction);
+    if (recalibration !== undefined) out.recalibration = recalibration;
+    if (flatten !== undefined) out.flatten = flatten;
+    if (ranking !== undefined) out.ranking = ranking;
+    if (recalibrationSamples !== undefined) out.recalibrationSamples = recalibrationSamples;
+    if (validationPerClass !== undefined) out.validationPerClass = validationPerClass;
+    if (classDrop !== undefined) out.classDrop = classDrop;
+    if (maxDrop !== undefined) out.maxDrop = maxDrop;
+    return out;
+  }));
   // the same checks as the CLI's flags, before anything is fetched
   checkExperimentOptions({ model: '', data: '', outDir: '', ...out });
   return out;
@@ -194,7 +226,7 @@ function rowOf(r: ExperimentResult, key: string): { table: string; row: RowResul
 export async function legoExperimentOnQueue(url: string, opts: ExperimentOptions, co: CoordinatorOptions = {}): Promise<ExperimentResult> {
   checkExperimentOptions(opts);
   const options: LegoJobOptions = {};
-  for (const k of ['tasks', 'pairs', 'samplesPerClass', 'unbalanced', 'finetuneEpochs', 'sweep', 'sweepTask', 'scaleSamplesPerClass', 'seed', 'batchSize'] as const) {
+  for (const k of ['tasks', 'pairs', 'samplesPerClass', 'unbalanced', 'finetuneEpochs', 'sweep', 'sweepTask', 'scaleSamplesPerClass', 'seed', 'batchSize', 'mean', 'std', 'disassembly'] as const) {
     if (opts[k] !== undefined) (options as Record<string, unknown>)[k] = opts[k];
   }
   const run = `lego-${createHash('sha256').update(canonicalJson({ out: opts.outDir, options })).digest('hex').slice(0, 12)}`;

@@ -2,17 +2,18 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { createZooModel } from '../../src/nn/zoo.js';
-import { getLabels, setInputSpec, setLabels } from '../../src/onnx/metadata.js';
+import { getInputSpec, getLabels, setInputSpec, setLabels } from '../../src/onnx/metadata.js';
 import { loadModel, saveModel } from '../../src/onnx/proto.js';
 import { runCli, isOneLineError } from '../helpers/cli.js';
 import { tempDir } from '../helpers/paths.js';
 
 const dir = tempDir();
 
-function save(name: string, classes: number[], seed: number, input: [number, number, number] = [1, 28, 28]): string {
+function save(name: string, classes: number[], seed: number, input: [number, number, number] = [1, 28, 28], normalised = true): string {
   const m = createZooModel('mlp', { hidden: [16], input, classes: classes.length, seed });
   setLabels(m, classes.map((c) => ({ dataset: 'fashion-mnist', class: c })));
-  setInputSpec(m, { shape: input, mean: [0.286], std: [0.353] });
+  if (normalised) setInputSpec(m, { shape: input, mean: [0.286], std: [0.353] });
+  else delete m.metadata['modelsmith.input'];
   const f = join(dir, name);
   saveModel(m, f);
   return f;
@@ -53,4 +54,24 @@ test('modelsmith assemble: overlapping classes, input shapes and missing scale d
   const noData = runCli(['assemble', a, c, '-o', join(dir, 'z.onnx')]);
   assert.ok(isOneLineError(noData), noData.stderr);
   assert.match(noData.stderr, /--scale-data/);
+});
+
+test('modelsmith assemble: components without normalisation metadata get a one-line warning naming --mean/--std, or take them from the flags', () => {
+  const a = save('n1.onnx', [0, 1], 1, [1, 28, 28], false), b = save('n2.onnx', [2, 3], 2, [1, 28, 28], false);
+  assert.equal(getInputSpec(loadModel(a))?.mean, undefined, 'the component carries no normalisation');
+  const warned = runCli(['assemble', a, b, '--no-scale', '--no-test', '-o', join(dir, 'n.onnx'), '--threads', '1']);
+  assert.equal(warned.code, 0, warned.stderr);
+  const lines = warned.stderr.split('\n').filter((l) => /carries no input normalisation/.test(l));
+  assert.equal(lines.length, 2, warned.stderr);
+  assert.match(lines[0]!, /n1\.onnx.*--mean\/--std/);
+  assert.equal(getInputSpec(loadModel(join(dir, 'n.onnx')))?.mean, undefined);
+  const given = runCli(['assemble', a, b, '--no-scale', '--no-test', '--mean', '0.286', '--std', '0.353', '-o', join(dir, 'g.onnx'), '--threads', '1']);
+  assert.equal(given.code, 0, given.stderr);
+  assert.doesNotMatch(given.stderr, /carries no input normalisation/);
+  assert.deepEqual(getInputSpec(loadModel(join(dir, 'g.onnx'))), { shape: [1, 28, 28], mean: [0.286], std: [0.353] });
+  // components that carry it: no warning, and the assembled model carries it on
+  const c = save('m1.onnx', [4], 3), d = save('m2.onnx', [5], 4);
+  const quiet = runCli(['assemble', c, d, '--no-scale', '--no-test', '-o', join(dir, 'q.onnx'), '--threads', '1']);
+  assert.doesNotMatch(quiet.stderr, /normalisation/);
+  assert.deepEqual(getInputSpec(loadModel(join(dir, 'q.onnx')))?.mean, [0.286]);
 });

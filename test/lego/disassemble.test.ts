@@ -11,7 +11,7 @@ import { getLabels, getProvenance } from '../../src/onnx/metadata.js';
 import { trainableParameterCount } from '../../src/onnx/parameters.js';
 import { modelStats } from '../../src/onnx/stats.js';
 import { int64 } from '../../src/onnx/tensor.js';
-import { disassemble } from '../../src/lego/disassemble.js';
+import { collapsed, disassemble } from '../../src/lego/disassemble.js';
 import { analyzeChannels } from '../../src/lego/channels.js';
 import type { Model } from '../../src/onnx/types.js';
 import { UserError } from '../../src/util/errors.js';
@@ -83,7 +83,7 @@ test('a task naming classes the model does not have is refused', async () => {
 
 test('a mask that would empty a layer keeps the strongest channel and warns', async () => {
   const model = await trainedLenet();
-  const c = await disassemble(model, trainSet, { task: [1], samplesPerClass: 5, alphaConv: 1, alphaLinear: 1, label: '' });
+  const c = await disassemble(model, trainSet, { task: [1], samplesPerClass: 5, alphaConv: 1, alphaLinear: 1, flatten: 'prune', label: '' });
   assert.ok(c.warnings.some((w) => /no input channel passed the thresholds/.test(w)), c.warnings.join('\n'));
   const inputs = (name: string): number => c.masks.layers.find((x) => x.node === name)!.task.in.length;
   assert.equal(inputs('conv2'), 1, 'conv2 keeps one input channel');
@@ -91,6 +91,52 @@ test('a mask that would empty a layer keeps the strongest channel and warns', as
   assert.equal(inputs('fc2'), 1);
   const r = await evaluate(c.model, testSet, { classes: [1] });
   assert.equal(r.accuracy, 1, 'a one-class component always answers that class');
+  // --flatten keep (the official behaviour): the channels feeding the Flatten all stay, layers before it are still masked
+  const k = await disassemble(model, trainSet, { task: [1], samplesPerClass: 5, alphaConv: 1, alphaLinear: 1, flatten: 'keep', label: '' });
+  const kin = (name: string): number => k.masks.layers.find((x) => x.node === name)!.task.in.length;
+  assert.equal(kin('fc1'), 400);
+  assert.equal(k.masks.layers.find((x) => x.node === 'conv2')!.task.out.length, 16);
+  assert.equal(kin('conv2'), 1);
+  assert.equal(k.masks.flatten, 'keep');
+});
+
+test('a class that collapses on held-out training images is detected and its masks relaxed until it recovers', async () => {
+  const model = await trainedLenet();
+  // high thresholds, masks pruned through the Flatten and no recalibration: class 0 starves
+  const opts = { task: [0, 6], samplesPerClass: 10, alphaConv: 0.7, betaConv: 0.7, alphaLinear: 0.7, betaLinear: 0.7, flatten: 'prune' as const, recalibration: 'none' as const, label: '' };
+  const unchecked = await disassemble(model, trainSet, { ...opts, validationPerClass: 0 });
+  assert.equal(unchecked.validation, undefined);
+  const c = await disassemble(model, trainSet, { ...opts, validationPerClass: 100 });
+  const v = c.validation!;
+  assert.equal(v.samples, 196, '98 held-out images per class (a fifth of what is left after the samples)');
+  assert.ok(v.relaxed.length > 0, JSON.stringify(v));
+  for (const r of v.relaxed) {
+    assert.ok(collapsed(r.before, r.base, v.classDrop), `class ${r.class} had collapsed: ${r.before} vs base ${r.base}`);
+    assert.ok(!collapsed(r.after, r.base, v.classDrop), `class ${r.class} recovered: ${r.after} vs base ${r.base}`);
+    assert.ok(r.thresholds.alphaConv < 0.7 && r.rounds >= 1);
+    assert.deepEqual(c.masks.classThresholds![String(r.class)], r.thresholds);
+    assert.ok(c.warnings.some((w) => w.startsWith(`class ${r.class} collapsed to`)), c.warnings.join('\n'));
+  }
+  assert.deepEqual(v.collapsed, []);
+  // relaxing only grows the masks: the checked component is at least as large
+  assert.ok(trainableParameterCount(c.model.graph) > trainableParameterCount(unchecked.model.graph));
+  // the held-out images are training images, never the representative samples
+  const held = await evaluate(c.model, trainSet, { classes: [0, 6] });
+  assert.ok(held.samples > v.samples);
+});
+
+test('--max-drop: the smallest candidate within the drop of the base on held-out images', async () => {
+  const model = await trainedLenet();
+  const c = await disassemble(model, trainSet, { task: [1, 3, 8], samplesPerClass: 10, maxDrop: 0.02, validationPerClass: 100, label: '' });
+  const s = c.search!;
+  assert.ok(s.candidates.length >= 3, JSON.stringify(s));
+  assert.equal(s.candidates[0]!.scale, 1, 'the search starts at the reference thresholds');
+  const chosen = s.candidates[s.chosen]!;
+  assert.ok(chosen.accepted && chosen.accuracy >= s.baseAccuracy - 0.02);
+  for (const x of s.candidates) if (x.accepted) assert.ok(x.parameters >= chosen.parameters);
+  assert.equal(trainableParameterCount(c.model.graph), chosen.parameters);
+  assert.deepEqual(c.masks.thresholds, chosen.thresholds);
+  assert.equal(c.validation!.component.accuracy, chosen.accuracy);
 });
 
 test('an operator the pruner does not understand is named, before any data is read', () => {
@@ -139,14 +185,16 @@ test('CLI: bad input gets one error line and writes nothing', () => {
   }
 });
 
-test('a component re-estimates its BatchNorm statistics on the task\'s training images, or keeps the parent\'s with 0', async () => {
+test('recalibration batchnorm re-estimates BatchNorm statistics on the task\'s training images; none keeps the parent\'s', async () => {
   const model = createZooModel('resnet', { blocks: [1, 1, 1, 1], width: 0.125, seed: 2 });
   const task = [3, 4];
   const opts = { task, samplesPerClass: 4, batchSize: 32, label: '', session: { threads: 1 } };
-  const kept = await disassemble(model, trainSet, { ...opts, batchNormSamples: 0 });
-  const fresh = await disassemble(model, trainSet, { ...opts, batchNormSamples: 64, seed: 7 });
-  assert.deepEqual(getProvenance(kept.model)!['batchNorm'], { statistics: 'parent' });
-  assert.deepEqual(getProvenance(fresh.model)!['batchNorm'], { statistics: 'reestimated', samples: 64, seed: 7 });
+  const kept = await disassemble(model, trainSet, { ...opts, recalibration: 'none' });
+  const fresh = await disassemble(model, trainSet, { ...opts, recalibration: 'batchnorm', recalibrationSamples: 64, seed: 7 });
+  const bnCount = model.graph.nodes.filter((n) => n.opType === 'BatchNormalization').length;
+  assert.deepEqual(getProvenance(kept.model)!['recalibration'], { mode: 'none', samples: 0, layers: 0, batchNormLayers: 0, seed: 0 });
+  assert.deepEqual(getProvenance(fresh.model)!['recalibration'], { mode: 'batchnorm', samples: 64, layers: 0, batchNormLayers: bnCount, seed: 7 });
+  assert.equal(fresh.recalibration.batchNormLayers, bnCount);
   // the stem's BatchNorm keeps every channel: the parent's statistics survive unchanged with 0
   const bn = model.graph.nodes.find((n) => n.opType === 'BatchNormalization')!;
   const parentMean = model.graph.initializers.get(bn.inputs[3]!)!.data;
@@ -155,8 +203,8 @@ test('a component re-estimates its BatchNorm statistics on the task\'s training 
   if (keptMean.length === parentMean.length) assert.deepEqual(keptMean, parentMean);
   assert.ok(freshMean.some((v) => v !== 0), 're-estimated means differ from the fresh model\'s zeros');
   // same images (seeded) -> same statistics; both components run and keep the task's outputs
-  const again = await disassemble(model, trainSet, { ...opts, batchNormSamples: 64, seed: 7 });
+  const again = await disassemble(model, trainSet, { ...opts, recalibration: 'batchnorm', recalibrationSamples: 64, seed: 7 });
   assert.deepEqual(again.model.graph.initializers.get(bn.inputs[3]!)!.data, freshMean);
   assert.deepEqual(fresh.task, task);
-  await assert.rejects(disassemble(model, trainSet, { ...opts, batchNormSamples: -1 }), /BatchNorm samples must be a whole number/);
+  await assert.rejects(disassemble(model, trainSet, { ...opts, recalibrationSamples: -1 }), /recalibration samples must be a whole number/);
 });

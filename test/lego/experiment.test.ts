@@ -33,12 +33,23 @@ test('lego-experiment writes every table and resumes without redoing rows', asyn
   for (const d of r.disassembly) {
     assert.ok(d.componentParameters < d.baseParameters, 'components are smaller');
     assert.ok(d.componentAccuracy >= 0 && d.componentAccuracy <= 1);
+    // k-way can only be easier than N-way: fewer classes to confuse
+    assert.ok(d.baseKWay >= d.baseAccuracy, `base k-way ${d.baseKWay} vs N-way ${d.baseAccuracy}`);
   }
+  assert.equal(r.disassembly[0]!.baseKWay, 1, 'one class: the base\'s 1-way answer is always right');
   assert.equal(r.mismatch.length, 2);
-  assert.equal(r.mismatch[0]!.others.length, 9);
-  // a one-class component can only ever answer its class: 100% on it, 0% on every other class
-  assert.equal(r.mismatch[0]!.own, 1);
-  assert.equal(r.mismatch[0]!.othersMean, 0);
+  // a one-class component answers its class on every image, with softmax 1
+  assert.equal(r.mismatch[0]!.own.accuracy, 1);
+  assert.deepEqual(r.mismatch[0]!.others.share, { 0: 1 });
+  assert.equal(r.mismatch[0]!.others.samples, 900, 'every test image of the nine other classes');
+  assert.ok(Math.abs(r.mismatch[0]!.others.meanMaxSoftmax - 1) < 1e-9);
+  // the seed's measure: the shares of predictions on other tasks' images sum to 1
+  const m3 = r.mismatch[1]!;
+  assert.deepEqual(Object.keys(m3.others.share), ['0', '1', '2']);
+  assert.ok(Math.abs(Object.values(m3.others.share).reduce((a, b) => a + b, 0) - 1) < 1e-12);
+  assert.equal(m3.others.samples, 700);
+  assert.ok(m3.others.meanMaxSoftmax >= 1 / 3 && m3.others.meanMaxSoftmax <= 1);
+  assert.ok(m3.own.meanMaxSoftmax >= 1 / 3 && m3.own.meanMaxSoftmax <= 1);
   assert.equal(r.assembly.length, 1);
   const a = r.assembly[0]!;
   assert.equal(a.baseAccuracy.length, 2);

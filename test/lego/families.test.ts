@@ -98,7 +98,7 @@ const train = firstImages(await openDataset('fashion-mnist-sample::resize=32;cha
 for (const file of TV_FIXTURES) {
   test(`${nameOf(file)}: disassembly on data keeps the task's outputs, prunes something and runs`, async () => {
     const model = loadModel(file);
-    const c = await disassemble(model, train, { task: [2, 7], samplesPerClass: 3, batchSize: 16, batchNormSamples: 0, label: '' });
+    const c = await disassemble(model, train, { task: [2, 7], samplesPerClass: 3, batchSize: 16, recalibrationSamples: 0, label: '' });
     validateModel(c.model);
     assert.deepEqual(c.task, [2, 7]);
     assert.ok(trainableParameterCount(c.model.graph) < trainableParameterCount(model.graph), 'something was pruned');
@@ -110,7 +110,7 @@ for (const file of TV_FIXTURES) {
 
 test('ConvNeXt on data: the LayerNorm\'d streams stay whole in the task masks, MLP hidden units are pruned', async () => {
   const model = loadModel(TV_FIXTURES.find((f) => nameOf(f) === 'tv_convnext')!);
-  const c = await disassemble(model, train, { task: [0], samplesPerClass: 2, batchSize: 16, batchNormSamples: 0, label: '' });
+  const c = await disassemble(model, train, { task: [0], samplesPerClass: 2, batchSize: 16, recalibrationSamples: 0, label: '' });
   const cg = analyzeChannels(model);
   // every LayerNorm'd stream keeps all its channels; the MLP hidden layers may lose some
   for (const l of c.masks.layers) {

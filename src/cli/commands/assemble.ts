@@ -3,6 +3,7 @@ import { runAssembleJob } from '../../lego/assemble-job.js';
 import { checkOutputs, dataInputs, globals, outputFile, withOutputFlags } from './common.js';
 import { compact, pct, table } from '../output.js';
 import { parseInteger, parsePositiveInt, parsePositiveNumber } from '../parse.js';
+import { addInputOptions } from '../data-options.js';
 import { UserError } from '../../util/errors.js';
 
 interface AssembleFlags {
@@ -17,11 +18,13 @@ interface AssembleFlags {
   overlap: string;
   method: string;
   test: boolean;
+  mean?: number[];
+  std?: number[];
   output: string;
 }
 
 export function registerAssemble(program: Command): void {
-  withOutputFlags(program.command('assemble <components...>').description('assemble components (e.g. from disassemble) into one classifier over the union of their classes'))
+  addInputOptions(withOutputFlags(program.command('assemble <components...>').description('assemble components (e.g. from disassemble) into one classifier over the union of their classes: components carry their input normalisation (--mean/--std or --norm apply to those that do not)')))
     .option('--scale-data <specs...>', 'datasets whose train split measures the scale factors (default: --data)')
     .option('--no-scale', 'assemble without parameter scaling')
     .option('--scale-samples <n>', 'images per class used for scaling (default 1000)', parsePositiveInt('--scale-samples'))
@@ -44,6 +47,7 @@ export function registerAssemble(program: Command): void {
         ...(flags.scaleData ? { scaleData: flags.scaleData } : {}), ...(flags.scaleSamples ? { scaleSamplesPerClass: flags.scaleSamples } : {}),
         ...(flags.data ? { data: flags.data } : {}), ...(flags.finetuneEpochs ? { finetuneEpochs: flags.finetuneEpochs } : {}),
         ...(flags.lr ? { lr: flags.lr } : {}), ...(flags.batch ? { batchSize: flags.batch } : {}),
+        ...(flags.mean || flags.std ? { normalization: { ...(flags.mean ? { mean: flags.mean } : {}), ...(flags.std ? { std: flags.std } : {}) } } : {}),
       });
       out.line(`wrote ${r.output}: ${r.method}${r.fallbackReason ? ` (${r.fallbackReason})` : ''}, ${r.outputs} outputs, ${compact(r.parameters)} parameters, ${(r.flopsPerImage / 1e6).toFixed(2)} MFLOPs/image, ${r.scaled ? 'scaled' : 'not scaled'}`);
       const rows: (string | number)[][] = [['model', 'dataset', 'classes', 'test images', 'accuracy']];

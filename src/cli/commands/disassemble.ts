@@ -5,13 +5,18 @@ import { saveModel } from '../../onnx/proto.js';
 import { modelStats } from '../../onnx/stats.js';
 import { openDataset } from '../../data/resolve.js';
 import { parseClasses } from '../../data/classes.js';
-import { evaluate } from '../../runtime/evaluate.js';
 import { fileHash } from '../../autodiff/train.js';
 import { disassemble, saveMasks } from '../../lego/disassemble.js';
-import { DEFAULT_BATCHNORM_SAMPLES } from '../../lego/types.js';
+import type { Component } from '../../lego/types.js';
+import { scoreTask } from '../../lego/score.js';
+import { RECALIBRATION_MODES, type RecalibrationMode } from '../../lego/recalibrate.js';
+import type { FlattenMode } from '../../lego/masks.js';
+import type { SampleRanking } from '../../lego/samples.js';
+import { DEFAULT_CLASS_DROP, DEFAULT_FLATTEN, DEFAULT_RECALIBRATION_SAMPLES, DEFAULT_VALIDATION_PER_CLASS } from '../../lego/types.js';
+import { resolveNormalization } from '../../runtime/normalization.js';
 import { checkOutputs, dataInputs, globals, outputFile, withOutputFlags } from './common.js';
 import { compact, pct, table } from '../output.js';
-import { parseInteger, parsePositiveInt } from '../parse.js';
+import { parseChoice, parseInteger, parsePositiveInt } from '../parse.js';
 import { UserError } from '../../util/errors.js';
 
 interface DisassembleFlags {
@@ -28,7 +33,13 @@ interface DisassembleFlags {
   mean?: number[];
   std?: number[];
   masks?: string;
-  bnSamples: number;
+  recalibrate: RecalibrationMode;
+  recalSamples: number;
+  flatten: FlattenMode;
+  ranking: SampleRanking;
+  holdout: number;
+  classDrop: number;
+  maxDrop?: number;
   output: string;
 }
 
@@ -59,8 +70,14 @@ export function registerDisassemble(program: Command): void {
     .option('--beta-linear <x>', 'linear input-mask threshold (default 0.3)', threshold('--beta-linear'))
     .option('--batch <n>', 'batch size', parsePositiveInt('--batch'))
     .option('--unbalanced <lo,hi>', 'a random number of samples per class in [lo, hi] instead of --samples')
-    .option('--seed <n>', 'seed for --unbalanced and for the images that re-estimate BatchNorm statistics', parseInteger('--seed'), 0)
-    .option('--bn-samples <n>', `training images of the task's classes that re-estimate the component's BatchNorm statistics; 0 keeps the parent's`, parseInteger('--bn-samples'), DEFAULT_BATCHNORM_SAMPLES)
+    .option('--seed <n>', 'seed for --unbalanced, the held-out images and the recalibration images', parseInteger('--seed'), 0)
+    .option('--recalibrate <mode>', 'affine: map each layer that lost inputs to the parent\'s per-channel output statistics (works on BatchNorm-folded exports); batchnorm: re-estimate BatchNorm statistics only; none: the masked parent', parseChoice('--recalibrate', RECALIBRATION_MODES), 'affine')
+    .option('--recal-samples <n>', 'training images of the task (held-out ones excluded) that recalibrate the component; 0: none', parseInteger('--recal-samples'), DEFAULT_RECALIBRATION_SAMPLES)
+    .option('--flatten <mode>', `keep: every channel feeding a Flatten of a spatial map is kept (the official code); prune: masks cross it (default ${DEFAULT_FLATTEN})`, parseChoice('--flatten', ['prune', 'keep'] as const), DEFAULT_FLATTEN)
+    .option('--ranking <p>', 'softmax precision ranking the representative samples: float32 (PyTorch\'s; ties go to the first image, as the official code) or float64', parseChoice('--ranking', ['float32', 'float64'] as const), 'float32')
+    .option('--holdout <n>', 'held-out training images per class that check every class survives (0: no check)', parseInteger('--holdout'), DEFAULT_VALIDATION_PER_CLASS)
+    .option('--class-drop <x>', 'a class whose held-out k-way accuracy falls more than this below the base\'s (or below half of it) has collapsed: its masks are relaxed', threshold('--class-drop'), DEFAULT_CLASS_DROP)
+    .option('--max-drop <x>', 'accuracy-targeted: the smallest component (thresholds scaled together) within this k-way accuracy drop of the base on held-out training images', threshold('--max-drop'))
     .option('--masks <file>', 'also write the masks (per layer and class) as JSON')
     .requiredOption('-o, --output <file>', 'where to write the component .onnx')
     .action(async (file: string, flags: DisassembleFlags, cmd: Command) => {
@@ -69,10 +86,15 @@ export function registerDisassemble(program: Command): void {
       const model = openModel(file);
       const train = await openDataset(flags.data, 'train');
       const task = parseTaskClasses(flags.task, train.classes);
+      if (flags.holdout === 0 && flags.maxDrop !== undefined) throw new UserError('--max-drop needs held-out images: --holdout must be > 0');
+      if (flags.recalSamples < 0) throw new UserError(`--recal-samples expects a whole number >= 0, got ${flags.recalSamples}`);
+      if (flags.holdout < 0) throw new UserError(`--holdout expects a whole number >= 0, got ${flags.holdout}`);
       const norm = { ...(flags.mean ? { mean: flags.mean } : {}), ...(flags.std ? { std: flags.std } : {}) };
       const started = Date.now();
       const c = await disassemble(model, train, {
-        task, samplesPerClass: flags.samples, session, parentHash: fileHash(file), ...norm, batchNormSamples: flags.bnSamples, seed: flags.seed,
+        task, samplesPerClass: flags.samples, session, file, parentHash: fileHash(file), ...norm, seed: flags.seed,
+        recalibration: flags.recalibrate, recalibrationSamples: flags.recalSamples, flatten: flags.flatten, ranking: flags.ranking,
+        validationPerClass: flags.holdout, classDrop: flags.classDrop, ...(flags.maxDrop !== undefined ? { maxDrop: flags.maxDrop } : {}),
         ...(flags.unbalanced ? { unbalanced: parseUnbalanced(flags.unbalanced, flags.seed) } : {}),
         ...(flags.batch ? { batchSize: flags.batch } : {}),
         ...(flags.alphaConv !== undefined ? { alphaConv: flags.alphaConv } : {}), ...(flags.betaConv !== undefined ? { betaConv: flags.betaConv } : {}),
@@ -82,27 +104,50 @@ export function registerDisassemble(program: Command): void {
       saveModel(c.model, flags.output);
       if (flags.masks) saveMasks(c.masks, flags.masks);
       const test = await openDataset(flags.data, 'test');
-      const evalOpts = { ...session, classes: c.task, ...norm, ...(flags.batch ? { batchSize: flags.batch } : {}) };
-      const base = await evaluate(model, test, { ...evalOpts, file, label: 'eval base' });
-      const comp = await evaluate(c.model, test, { ...evalOpts, file: flags.output, label: 'eval component' });
+      const scoreOpts = { task, session, normalization: resolveNormalization(model, test.shape[0], norm, { file }).normalization, ...(flags.batch ? { batchSize: flags.batch } : {}) };
+      const base = await scoreTask(model, test, { ...scoreOpts, file, label: 'eval base' });
+      const comp = await scoreTask(c.model, test, { ...scoreOpts, file: flags.output, label: 'eval component' });
       const s0 = modelStats(model);
       const s1 = modelStats(c.model);
+      const n = s0.outputs[0]?.shape?.[1] ?? '?';
+      const k = c.task.length;
+      const change = (x: number): string => `${x >= 0 ? '+' : ''}${(100 * x).toFixed(2)}`;
       out.line(`wrote ${flags.output}: component for classes ${c.task.join(',')} (${seconds.toFixed(1)} s)${flags.masks ? `; masks in ${flags.masks}` : ''}`);
       out.line(table([
-        ['model', 'accuracy on task images', 'parameters', 'FLOPs/image'],
-        [`base (${s0.outputs[0]?.shape?.[1] ?? '?'}-way)`, pct(base.accuracy), compact(s0.parameters), compact(s0.flopsPerImage)],
-        [`component (${c.task.length}-way)`, pct(comp.accuracy), compact(s1.parameters), compact(s1.flopsPerImage)],
+        ['model', 'accuracy on task images', 'vs base k-way', 'parameters', 'FLOPs/image'],
+        [`base (${n}-way)`, pct(base.nWay.accuracy), '', compact(s0.parameters), compact(s0.flopsPerImage)],
+        [`base (${k}-way: logits of the task's classes)`, pct(base.kWay.accuracy), '', '', ''],
+        [`component (${k}-way)`, pct(comp.kWay.accuracy), change(comp.kWay.accuracy - base.kWay.accuracy), compact(s1.parameters), compact(s1.flopsPerImage)],
       ]));
       out.line(`scored on ${comp.samples} ${test.split} images of classes ${c.task.join(',')} (${test.source})`);
+      out.line(`recalibration: ${recalibrationLine(c.recalibration)}`);
+      if (c.validation) {
+        const v = c.validation;
+        const relaxed = v.relaxed.length ? `; relaxed the masks of class${v.relaxed.length > 1 ? 'es' : ''} ${v.relaxed.map((r) => `${r.class} (${pct(r.before)} -> ${pct(r.after)})`).join(', ')}` : '; no class collapsed';
+        out.line(`held-out check on ${v.samples} training images: component ${pct(v.component.accuracy)} vs base ${pct(v.base.accuracy)} k-way${relaxed}`);
+      }
+      if (c.search) {
+        const ch = c.search.candidates[c.search.chosen]!;
+        out.line(`--max-drop ${c.search.maxDrop}: thresholds x${ch.scale.toFixed(3)} (conv ${ch.thresholds.alphaConv.toFixed(3)}/${ch.thresholds.betaConv.toFixed(3)}, linear ${ch.thresholds.alphaLinear.toFixed(3)}/${ch.thresholds.betaLinear.toFixed(3)}), ${pct(ch.accuracy)} on held-out images vs base ${pct(c.search.baseAccuracy)}; ${c.search.candidates.length} candidates tried`);
+      }
       if (c.warnings.length) out.line(`${c.warnings.length} warning(s), see above`);
       out.json({
         output: flags.output, task: c.task, seconds,
-        base: { accuracy: base.accuracy, perClass: base.perClass, parameters: s0.parameters, flopsPerImage: s0.flopsPerImage },
-        component: { accuracy: comp.accuracy, perClass: comp.perClass, parameters: s1.parameters, flopsPerImage: s1.flopsPerImage },
-        samples: comp.samples, data: test.source, thresholds: c.masks.thresholds, samplesPerClass: c.masks.samples, batchNormSamples: flags.bnSamples,
-        warnings: c.warnings, ...(flags.masks ? { masks: flags.masks } : {}),
+        base: { accuracy: base.nWay.accuracy, perClass: base.nWay.perClass, kWay: base.kWay, parameters: s0.parameters, flopsPerImage: s0.flopsPerImage },
+        component: { accuracy: comp.kWay.accuracy, perClass: comp.kWay.perClass, parameters: s1.parameters, flopsPerImage: s1.flopsPerImage },
+        change: comp.kWay.accuracy - base.kWay.accuracy,
+        samples: comp.samples, data: test.source, thresholds: c.masks.thresholds, samplesPerClass: c.masks.samples, flatten: c.masks.flatten, ranking: flags.ranking,
+        recalibration: c.recalibration, ...(c.validation ? { validation: c.validation } : {}), ...(c.search ? { search: c.search } : {}),
+        normalization: c.normalization, warnings: c.warnings, ...(flags.masks ? { masks: flags.masks } : {}),
       });
     });
+}
+
+/** What recalibration did, in one line. */
+function recalibrationLine(r: Component['recalibration']): string {
+  if (r.skipped) return `${r.mode}: nothing done (${r.skipped})`;
+  if (r.mode === 'batchnorm') return `BatchNorm statistics of ${r.batchNormLayers} layer(s) re-estimated on ${r.samples} training images`;
+  return `${r.layers.length} layer(s) that lost input channels mapped to the parent's per-channel output statistics on ${r.samples} training images`;
 }
 
 /** --task parsing: parseClasses with the flag named --task in messages. */

@@ -3,7 +3,11 @@ import { join } from 'node:path';
 import { runLegoExperiment, DEFAULT_SWEEP } from '../../lego/experiment.js';
 import { parseClasses } from '../../data/classes.js';
 import { checkOutputs, dataInputs, globals, outputFolder, withOutputFlags } from './common.js';
-import { parseInteger, parseNumberList, parsePositiveInt } from '../parse.js';
+import { parseChoice, parseInteger, parseNumberList, parsePositiveInt } from '../parse.js';
+import { addInputOptions } from '../data-options.js';
+import { RECALIBRATION_MODES, type RecalibrationMode } from '../../lego/recalibrate.js';
+import type { FlattenMode } from '../../lego/masks.js';
+import { DEFAULT_FLATTEN } from '../../lego/types.js';
 import { UserError } from '../../util/errors.js';
 import { writeRunReport } from '../../report/html/report.js';
 import { parseQueueUrl } from '../../queue/connection.js';
@@ -26,6 +30,10 @@ interface ExperimentFlags {
   batch?: number;
   seed: number;
   resume?: boolean;
+  mean?: number[];
+  std?: number[];
+  recalibrate: RecalibrationMode;
+  flatten: FlattenMode;
   output: string;
   queue?: string;
 }
@@ -38,7 +46,7 @@ function taskList(text: string, flag: string): number[][] {
 }
 
 export function registerLegoExperiment(program: Command): void {
-  withOutputFlags(program.command('lego-experiment').description('run the Model LEGO tables: disassembly, assembly, mismatch, unbalanced samples, threshold sweep'))
+  addInputOptions(withOutputFlags(program.command('lego-experiment').description('run the Model LEGO tables: disassembly, assembly, mismatch, unbalanced samples, threshold sweep')))
     .requiredOption('--model <file>', 'the trained model to disassemble')
     .option('--model2 <file>', 'a second model (other seed or width) for the assembly table')
     .requiredOption('--data <spec>', 'dataset (train split: samples, scaling, fine-tuning; test split: accuracies)')
@@ -55,6 +63,8 @@ export function registerLegoExperiment(program: Command): void {
     .option('--batch <n>', 'batch size', parsePositiveInt('--batch'))
     .option('--seed <n>', 'seed', parseInteger('--seed'), 0)
     .option('--resume', 'keep the rows already in <dir>/experiment.json and run only the missing ones')
+    .option('--recalibrate <mode>', 'component recalibration: affine | batchnorm | none (see disassemble)', parseChoice('--recalibrate', RECALIBRATION_MODES), 'affine')
+    .option('--flatten <mode>', `how masks cross a Flatten: keep | prune (see disassemble; default ${DEFAULT_FLATTEN})`, parseChoice('--flatten', ['prune', 'keep'] as const), DEFAULT_FLATTEN)
     .option('--queue <url>', 'run the rows as jobs on a Redis queue (redis://host:6379, rediss://user:password@host); workers: modelsmith worker --queue <url>')
     .requiredOption('-o, --output <dir>', 'folder for experiment.json, report.md, components and assembled models')
     .action(async (flags: ExperimentFlags, cmd: Command) => {
@@ -82,7 +92,8 @@ export function registerLegoExperiment(program: Command): void {
         ...(flags.model2 ? { model2: flags.model2 } : {}), ...(flags.tasks ? { tasks: taskList(flags.tasks, '--tasks') } : {}),
         ...(pairs ? { pairs } : {}), ...(unbalanced ? { unbalanced } : {}), ...(flags.sweepTask ? { sweepTask: parseClasses(flags.sweepTask, 1000) } : {}),
         ...(flags.scaleSamples ? { scaleSamplesPerClass: flags.scaleSamples } : {}), ...(flags.batch ? { batchSize: flags.batch } : {}),
-        ...(flags.resume ? { resume: true } : {}),
+        ...(flags.resume ? { resume: true } : {}), ...(flags.mean ? { mean: flags.mean } : {}), ...(flags.std ? { std: flags.std } : {}),
+        disassembly: { recalibration: flags.recalibrate, flatten: flags.flatten },
       };
       const r = flags.queue ? await legoExperimentOnQueue(flags.queue, opts) : await runLegoExperiment(opts);
       const report = await writeRunReport(flags.output);

@@ -13,9 +13,9 @@ import type { Page, Section } from '../page.js';
 
 /** Known tables first, in the order of the paper, with a sentence on how to read each. */
 const TABLES: [string, string][] = [
-  ['disassembly', "Base: the full model's N-way accuracy on the task's test images; component: its k-way accuracy on the same images."],
+  ['disassembly', "On the task's test images: the base's N-way accuracy, the base's k-way accuracy (its logits sliced to the task's classes) and the component's k-way accuracy; compare the component with base k-way."],
   ['assembly', "Accuracy on the union of the two tasks' test images; base: each parent's N-way accuracy on those images."],
-  ['mismatch', "A component's accuracy on its own task vs on the other tasks of the same size."],
+  ['mismatch', "Per component: accuracy and mean max softmax on its own task's images; on every other class's images, the share of predictions each of its classes gets (sums to 1) and the mean max softmax (how confidently it answers images it was not made for)."],
   ['unbalanced', 'Components from unbalanced vs balanced representative samples.'],
   ['sweep', 'Disassembly thresholds against accuracy and size.'],
 ];
@@ -55,29 +55,30 @@ export async function legoSections(dir: string, ctx: RenderContext): Promise<Sec
  * Base vs component accuracy bars: per class when the rows carry per-class accuracies
  * (two maps class -> accuracy, the base's and the component's), else per task.
  */
-export function baseVsComponent(page: Page, rows: Json[], fields = { base: 'baseAccuracy', component: 'componentAccuracy' }): string {
+export function baseVsComponent(page: Page, rows: Json[], fields = { base: rows.every((r) => typeof r['baseKWay'] === 'number') ? 'baseKWay' : 'baseAccuracy', component: 'componentAccuracy' }): string {
   const perClass = rows.map((r) => classMaps(r)).filter((m) => m !== undefined);
   const bars: Bar[] = [];
+  const baseSeries = fields.base === 'baseKWay' ? 'base (k-way)' : 'base (N-way)';
   if (perClass.length === rows.length && perClass.length > 0) {
     rows.forEach((r, i) => {
       const { base, component } = perClass[i]!;
       for (const c of Object.keys(component)) {
         const group = `${rows.length > 1 ? `task ${taskOf(r)}: ` : ''}class ${c}`;
-        if (typeof base[c] === 'number') bars.push({ group, series: 'base (N-way)', value: base[c] as number });
+        if (typeof base[c] === 'number') bars.push({ group, series: baseSeries, value: base[c] as number });
         bars.push({ group, series: 'component (k-way)', value: component[c] as number });
       }
     });
-    const spec = groupedBars(bars, { title: 'accuracy', percent: true, series: ['base (N-way)', 'component (k-way)'], groupTitle: 'class' });
+    const spec = groupedBars(bars, { title: 'accuracy', percent: true, series: [baseSeries, 'component (k-way)'], groupTitle: 'class' });
     return `<p>Per-class accuracy on each task's test images.</p>${page.chart(spec, { label: 'per-class accuracy' })}`;
   }
   for (const r of rows) {
     const b = r[fields.base],
       c = r[fields.component];
-    if (typeof b === 'number') bars.push({ group: `task ${taskOf(r)}`, series: 'base (N-way)', value: b });
+    if (typeof b === 'number') bars.push({ group: `task ${taskOf(r)}`, series: baseSeries, value: b });
     if (typeof c === 'number') bars.push({ group: `task ${taskOf(r)}`, series: 'component (k-way)', value: c });
   }
   return bars.length
-    ? page.chart(groupedBars(bars, { title: 'accuracy', percent: true, series: ['base (N-way)', 'component (k-way)'], groupTitle: 'task' }), {
+    ? page.chart(groupedBars(bars, { title: 'accuracy', percent: true, series: [baseSeries, 'component (k-way)'], groupTitle: 'task' }), {
         label: 'accuracy per task',
       })
     : '';
@@ -131,6 +132,7 @@ export function legoDemoBody(page: Page, lego: Json): string {
       components.map((c) => ({
         task: c['task'],
         baseAccuracy: c['baseAccuracy'],
+        ...(typeof c['baseKWay'] === 'number' ? { baseKWay: c['baseKWay'] } : {}),
         componentAccuracy: c['accuracy'],
         parameters: c['parameters'],
         flopsPerImage: c['flopsPerImage'],
