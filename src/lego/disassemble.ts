@@ -32,6 +32,7 @@ import { pruneModel } from './prune.js';
 import { layerOutputStatistics, recalibrateAffine, RECALIBRATION_MODES, type RecalibrationTarget } from './recalibrate.js';
 import { scoreTask, type TaskScore } from './score.js';
 import {
+  DEFAULT_ACCURACY_GUARD,
   DEFAULT_CLASS_DROP,
   DEFAULT_FLATTEN,
   DEFAULT_RECALIBRATION_SAMPLES,
@@ -202,6 +203,11 @@ export function scaledThresholds(t: Thresholds, scale: number): Thresholds {
   return { alphaConv: f(t.alphaConv), betaConv: f(t.betaConv), alphaLinear: f(t.alphaLinear), betaLinear: f(t.betaLinear) };
 }
 
+/** The lower of two thresholds, field by field. */
+function minThresholds(a: Thresholds, b: Thresholds): Thresholds {
+  return { alphaConv: Math.min(a.alphaConv, b.alphaConv), betaConv: Math.min(a.betaConv, b.betaConv), alphaLinear: Math.min(a.alphaLinear, b.alphaLinear), betaLinear: Math.min(a.betaLinear, b.betaLinear) };
+}
+
 /** How far a collapsed class's thresholds are relaxed, round by round (factors of its current thresholds' reference). */
 const RELAX_STEPS = [0.5, 0.25, 0.1, 0];
 
@@ -212,18 +218,20 @@ export function heldOutSplit(
   exclude: ReadonlySet<number>,
   perClass: number,
   seed: number,
-): { validation: number[]; pool: number[] } {
+): { validation: number[]; pool: number[]; short: number[] } {
   const validation: number[] = [];
   const pool: number[] = [];
+  const short: number[] = [];
   for (const c of task) {
     const all = subsetIndices(train, [c]).filter((i) => !exclude.has(i));
     const order = new Rng(hashSeed(seed, `lego-holdout:${c}`)).shuffle(all);
     const n = Math.min(perClass, Math.floor(all.length / 5));
+    if (perClass > 0 && n === 0) short.push(c);
     validation.push(...order.slice(0, n));
     pool.push(...order.slice(n));
   }
   validation.sort((a, b) => a - b);
-  return { validation, pool: new Rng(hashSeed(seed, 'lego-recalibration')).shuffle(pool.sort((a, b) => a - b)) as number[] };
+  return { validation, short, pool: new Rng(hashSeed(seed, 'lego-recalibration')).shuffle(pool.sort((a, b) => a - b)) as number[] };
 }
 
 export async function disassemble(model: Model, train: Dataset, opts: DisassembleOptions): Promise<Component> {
@@ -239,6 +247,8 @@ export async function disassemble(model: Model, train: Dataset, opts: Disassembl
   if (!(classDrop >= 0 && classDrop <= 1)) throw new UserError(`class drop must be a number in [0, 1], got ${classDrop}`);
   if (opts.maxDrop !== undefined && !(opts.maxDrop >= 0 && opts.maxDrop <= 1))
     throw new UserError(`max drop must be a number in [0, 1], got ${opts.maxDrop}`);
+  const guard = opts.guard ?? DEFAULT_ACCURACY_GUARD;
+  if (!(guard >= 0 && guard <= 1)) throw new UserError(`accuracy guard must be a number in [0, 1], got ${guard}`);
   const plan = await planDisassembly(model, train, opts);
   const { cg, thresholds } = plan;
   const seed = opts.seed ?? 0;
@@ -252,8 +262,14 @@ export async function disassemble(model: Model, train: Dataset, opts: Disassembl
   };
   const labels = mapOutputs(model, train).labels;
   const representative = new Set(Object.values(plan.samples).flat());
-  const checks = perClass > 0 && opts.task.length > 1;
-  const split = heldOutSplit(train, opts.task, representative, checks ? perClass : 0, seed);
+  const wanted = perClass > 0 && opts.task.length > 1;
+  const split = heldOutSplit(train, opts.task, representative, wanted ? perClass : 0, seed);
+  // a class with too few training images left for a held-out fifth: no check (and no guard, no --max-drop)
+  const checks = wanted && split.short.length === 0;
+  const splitWarnings = wanted && !checks
+    ? [`no held-out check: class${split.short.length > 1 ? 'es' : ''} ${split.short.join(',')} ha${split.short.length > 1 ? 've' : 's'} too few training images besides the representative samples (a fifth of them is held out)`]
+    : [];
+  if (wanted && !checks) split.pool.push(...split.validation.splice(0));
   const recalImages = split.pool.slice(0, recalSamples);
   const rankOf = (t: string): number => cg.known.get(t)?.shape?.length ?? 4;
   const parentStats =
@@ -335,7 +351,7 @@ export async function disassemble(model: Model, train: Dataset, opts: Disassembl
   let search: SearchReport | undefined;
   const relaxed: RelaxedClass[] = [];
   if (opts.maxDrop !== undefined && base) {
-    const r = await searchSmallest(build, collapsedOf, thresholds, base.kWay.accuracy, opts.maxDrop);
+    const r = await searchSmallest(build, collapsedOf, thresholds, base.kWay.accuracy, opts.maxDrop, 'max-drop');
     chosen = r.chosen;
     search = r.report;
   } else {
@@ -366,6 +382,21 @@ export async function disassemble(model: Model, train: Dataset, opts: Disassembl
       const best = Math.max(...candidates.map((r) => r.val!.kWay.accuracy));
       chosen = candidates.filter((r) => r.val!.kWay.accuracy >= best - 0.005).reduce((a, b) => (b.parameters < a.parameters ? b : a));
     }
+    // the guard: a component far below the base on held-out images (no single class collapsed, but many
+    // lost a little) gets all its thresholds lowered together, relaxed classes keeping their lower ones
+    if (base && guard < 1 && chosen.val!.kWay.accuracy < base.kWay.accuracy - guard - 1e-12) {
+      const keepRelaxed = chosen.classThresholds;
+      const lowered = (t: Thresholds): Promise<Candidate> => {
+        const per = new Map([...keepRelaxed].map(([k, c]) => [k, minThresholds(c, t)] as [number, Thresholds]));
+        return build(t, per);
+      };
+      info(`${label || 'disassemble'}: ${pct(chosen.val!.kWay.accuracy)} k-way on held-out training images, more than ${pct(guard)} below the base's ${pct(base.kWay.accuracy)}; lowering all thresholds`);
+      // below threshold 0 every input a kept output reads stays: the parent restricted to the task's outputs
+      const all: Thresholds = { alphaConv: -1, betaConv: -1, alphaLinear: -1, betaLinear: -1 };
+      const r = await searchSmallest(lowered, collapsedOf, thresholds, base.kWay.accuracy, guard, 'guard', chosen, () => build(all));
+      chosen = r.chosen;
+      search = r.report;
+    }
     for (const k of level.keys()) {
       const t = chosen.classThresholds.get(k);
       if (!t) continue;
@@ -375,11 +406,11 @@ export async function disassemble(model: Model, train: Dataset, opts: Disassembl
         after: chosen.val!.kWay.perClass[String(k)]!,
         base: base!.kWay.perClass[String(k)]!,
         thresholds: t,
-        rounds: rounds.indexOf(chosen),
+        rounds: rounds.includes(chosen) ? rounds.indexOf(chosen) : rounds.length - 1,
       });
     }
   }
-  const warnings = [...plan.sampleWarnings, ...chosen.mr.warnings];
+  const warnings = [...plan.sampleWarnings, ...splitWarnings, ...chosen.mr.warnings];
   if (opts.maxDrop !== undefined && !search) {
     warnings.push(
       opts.task.length === 1
@@ -471,6 +502,11 @@ async function searchSmallest<C extends { parameters: number; val?: TaskScore; t
   reference: Thresholds,
   baseAccuracy: number,
   maxDrop: number,
+  kind: SearchReport['kind'],
+  /** the guard: the component at the reference thresholds, already built and refused; only lower scales are tried */
+  refused?: C,
+  /** the guard's last resort when no scale is accepted: every channel a kept output reads (recorded as scale -1) */
+  floor?: () => Promise<C>,
 ): Promise<{ chosen: C; report: SearchReport }> {
   const maxScale = 0.99 / Math.max(1e-6, Math.min(...Object.values(reference).filter((v) => v > 0)));
   const tried: { scale: number; c: C; accepted: boolean }[] = [];
@@ -479,13 +515,14 @@ async function searchSmallest<C extends { parameters: number; val?: TaskScore; t
     const accepted = c.val!.kWay.accuracy >= baseAccuracy - maxDrop - 1e-12 && collapsedOf(c).length === 0;
     tried.push({ scale, c, accepted });
     info(
-      `max-drop search: thresholds x${scale.toFixed(3)}: ${pct(c.val!.kWay.accuracy)} on held-out images (base ${pct(baseAccuracy)}), ${c.parameters} parameters${accepted ? '' : ', refused'}`,
+      `${kind} search: thresholds x${scale.toFixed(3)}: ${pct(c.val!.kWay.accuracy)} on held-out images (base ${pct(baseAccuracy)}), ${c.parameters} parameters${accepted ? '' : ', refused'}`,
     );
     return accepted;
   };
   let lo = -1;
   let hi = -1;
-  if (await attempt(1)) {
+  if (refused) tried.push({ scale: 1, c: refused, accepted: false });
+  if (!refused && (await attempt(1))) {
     lo = 1;
     for (let s = 2; ; s *= 2) {
       const scale = Math.min(s, maxScale);
@@ -513,17 +550,24 @@ async function searchSmallest<C extends { parameters: number; val?: TaskScore; t
       else hi = mid;
     }
   }
+  if (floor && !tried.some((t) => t.accepted)) {
+    const c = await floor();
+    const ok = c.val!.kWay.accuracy >= baseAccuracy - maxDrop - 1e-12 && collapsedOf(c).length === 0;
+    tried.push({ scale: -1, c, accepted: ok });
+    info(`${kind} search: every channel the task's outputs read: ${pct(c.val!.kWay.accuracy)} on held-out images (base ${pct(baseAccuracy)}), ${c.parameters} parameters${ok ? '' : ', refused'}`);
+  }
   const accepted = tried.filter((t) => t.accepted);
   const best = accepted.length
     ? accepted.reduce((a, b) => (b.c.parameters < a.c.parameters ? b : a))
     : tried.reduce((a, b) => (b.c.val!.kWay.accuracy > a.c.val!.kWay.accuracy ? b : a));
   if (!accepted.length)
     warn(
-      `max-drop search: no component within ${pct(maxDrop)} of the base's ${pct(baseAccuracy)}; returning the most accurate (${pct(best.c.val!.kWay.accuracy)})`,
+      `${kind} search: no component within ${pct(maxDrop)} of the base's ${pct(baseAccuracy)}; returning the most accurate (${pct(best.c.val!.kWay.accuracy)})`,
     );
   return {
     chosen: best.c,
     report: {
+      kind,
       maxDrop,
       baseAccuracy,
       chosen: tried.indexOf(best),

@@ -62,7 +62,7 @@ export interface ExperimentOptions {
   mean?: number[];
   std?: number[];
   /** disassembly settings other than the task, samples and thresholds (recalibration, flatten, ...) */
-  disassembly?: Pick<DisassembleOptions, 'recalibration' | 'recalibrationSamples' | 'flatten' | 'ranking' | 'validationPerClass' | 'classDrop' | 'maxDrop'>;
+  disassembly?: Pick<DisassembleOptions, 'recalibration' | 'recalibrationSamples' | 'flatten' | 'ranking' | 'validationPerClass' | 'classDrop' | 'maxDrop' | 'guard'>;
 }
 
 export interface DisassemblyRow {

@@ -49,6 +49,16 @@ export const DEFAULT_VALIDATION_PER_CLASS = 200;
  */
 export const DEFAULT_CLASS_DROP = 0.2;
 
+/**
+ * The default accuracy guard: when the component at the reference thresholds (after the
+ * class check) is more than this below the base's k-way accuracy on the held-out images,
+ * every threshold is lowered together (the --max-drop search, downwards only) to the
+ * smallest component within it. 0.02 on held-out training images keeps components within
+ * 3 points of base k-way on the test split where the reference thresholds alone lost 13
+ * (a narrow ResNet-50, task {3-9}; README "Model LEGO on the models users bring").
+ */
+export const DEFAULT_ACCURACY_GUARD = 0.02;
+
 export interface UnbalancedCounts {
   /** each class gets a random count in [lo, hi] (inclusive), drawn from `seed` */
   lo: number;
@@ -86,6 +96,12 @@ export interface DisassembleOptions extends Partial<Thresholds> {
    * whose k-way accuracy on the held-out images is at most this far below the base's
    */
   maxDrop?: number;
+  /**
+   * with the reference thresholds (no maxDrop): the largest held-out k-way accuracy drop vs
+   * the base accepted before all thresholds are lowered together (default
+   * DEFAULT_ACCURACY_GUARD; 1 turns the guard off)
+   */
+  guard?: number;
   /** seeds the held-out images and the recalibration images (default 0) */
   seed?: number;
   /** the parent's file name, for messages */
@@ -183,7 +199,7 @@ export interface ValidationReport {
 }
 
 export interface SearchCandidate {
-  /** factor applied to every reference threshold (capped at 0.99) */
+  /** factor applied to every reference threshold (capped at 0.99); -1: the guard's last resort, every channel a kept output reads */
   scale: number;
   thresholds: Thresholds;
   parameters: number;
@@ -193,6 +209,8 @@ export interface SearchCandidate {
 }
 
 export interface SearchReport {
+  /** 'max-drop': the smallest component within maxDrop; 'guard': the reference thresholds lost more than maxDrop, lowered until within it */
+  kind: 'max-drop' | 'guard';
   maxDrop: number;
   baseAccuracy: number;
   candidates: SearchCandidate[];

@@ -89,7 +89,7 @@ function parseOptions(v: unknown, what: string): LegoJobOptions {
   set('mean', opt(o, 'mean', what, stats(false)));
   set('std', opt(o, 'std', what, stats(true)));
   set('disassembly', opt(o, 'disassembly', what, (x, w) => {
-    const d = fields(x, w, [], ['recalibration', 'recalibrationSamples', 'flatten', 'ranking', 'validationPerClass', 'classDrop', 'maxDrop']);
+    const d = fields(x, w, [], ['recalibration', 'recalibrationSamples', 'flatten', 'ranking', 'validationPerClass', 'classDrop', 'maxDrop', 'guard']);
     const out: NonNullable<LegoJobOptions['disassembly']> = {};
     const fraction = (y: unknown, ww: string): number => {
       const n = num(y, ww);
@@ -103,6 +103,8 @@ function parseOptions(v: unknown, what: string): LegoJobOptions {
     const validationPerClass = opt(d, 'validationPerClass', w, (y, ww) => int(y, ww, 0, 1_000_000));
     const classDrop = opt(d, 'classDrop', w, fraction);
     const maxDrop = opt(d, 'maxDrop', w, fraction);
+    const guard = opt(d, 'guard', w, fraction);
+    if (guard !== undefined) out.guard = guard;
     if (recalibration !== undefined) out.recalibration = recalibration;
     if (flatten !== undefined) out.flatten = flatten;
     if (ranking !== undefined) out.ranking = ranking;

@@ -61,7 +61,7 @@ const BASELINES: string[][] = [
   ['eval', mlp, '--data', data],
   ['extract', la, '--to', 'fc1', '-o', '{o}.onnx'],
   ['train', 'mlp', '--hidden', '4', '--data', data, '--epochs', '1', '--batch', '8', '--no-test', '-o', '{o}.onnx'],
-  ['disassemble', la, '--data', data, '--task', '0-2', '--samples', '2', '--bn-samples', '8', '-o', '{o}.onnx'],
+  ['disassemble', la, '--data', data, '--task', '0-2', '--samples', '2', '--recal-samples', '8', '-o', '{o}.onnx'],
   ['assemble', labelled('ca.onnx', 0), labelled('cb.onnx', 1), '--no-scale', '--no-test', '--overlap', 'merge', '-o', '{o}.onnx'],
   ['lineage', ...[1, 2, 3].map((seed) => save(`mlp88-${seed}.onnx`, 'mlp', { hidden: [8, 8], seed })), '-o', '{o}'],
   ['stitch', la, lb, '--data', data, '--epochs', '1', '--batch', '8', '--senders', 'stem', '--receivers', 'fc1', '-o', '{o}'],

@@ -66,7 +66,9 @@ test('a component of a trained model keeps its accuracy on the task and is small
     const p = getProvenance(c.model)!;
     assert.equal(p.operation, 'disassembled');
     assert.equal(p.parents.length, 1);
-    assert.deepEqual(p['thresholds'], { alphaConv: 0.3, betaConv: 0.2, alphaLinear: 0.4, betaLinear: 0.3 });
+    // the reference thresholds, unless the accuracy guard lowered them (then they are the chosen candidate's)
+    const expected = c.search?.kind === 'guard' ? c.search.candidates[c.search.chosen]!.thresholds : { alphaConv: 0.3, betaConv: 0.2, alphaLinear: 0.4, betaLinear: 0.3 };
+    assert.deepEqual(p['thresholds'], expected);
     assert.equal(p['dataset'], 'fashion-mnist');
     assert.deepEqual(c.samples[String(task[0])]!.length, 20);
   }
@@ -103,7 +105,7 @@ test('a mask that would empty a layer keeps the strongest channel and warns', as
 test('a class that collapses on held-out training images is detected and its masks relaxed until it recovers', async () => {
   const model = await trainedLenet();
   // high thresholds, masks pruned through the Flatten and no recalibration: class 0 starves
-  const opts = { task: [0, 6], samplesPerClass: 10, alphaConv: 0.7, betaConv: 0.7, alphaLinear: 0.7, betaLinear: 0.7, flatten: 'prune' as const, recalibration: 'none' as const, label: '' };
+  const opts = { task: [0, 6], samplesPerClass: 10, alphaConv: 0.7, betaConv: 0.7, alphaLinear: 0.7, betaLinear: 0.7, flatten: 'prune' as const, recalibration: 'none' as const, guard: 1, label: '' };
   const unchecked = await disassemble(model, trainSet, { ...opts, validationPerClass: 0 });
   assert.equal(unchecked.validation, undefined);
   const c = await disassemble(model, trainSet, { ...opts, validationPerClass: 100 });
@@ -123,6 +125,25 @@ test('a class that collapses on held-out training images is detected and its mas
   // the held-out images are training images, never the representative samples
   const held = await evaluate(c.model, trainSet, { classes: [0, 6] });
   assert.ok(held.samples > v.samples);
+});
+
+test('the default accuracy guard: reference thresholds far below the base on held-out images are lowered together until within the guard', async () => {
+  const model = await trainedLenet();
+  const opts = { task: [2, 4, 6], samplesPerClass: 10, alphaConv: 0.8, betaConv: 0.8, alphaLinear: 0.8, betaLinear: 0.8, recalibration: 'none' as const, validationPerClass: 100, label: '' };
+  const off = await disassemble(model, trainSet, { ...opts, guard: 1 });
+  const v0 = off.validation!;
+  assert.ok(v0.component.accuracy < v0.base.accuracy - 0.02, `the fixture needs a lossy component: ${v0.component.accuracy} vs base ${v0.base.accuracy}`);
+  assert.equal(off.search, undefined, 'no guard, no search');
+  const c = await disassemble(model, trainSet, opts);
+  const s = c.search!;
+  assert.equal(s.kind, 'guard');
+  assert.equal(s.maxDrop, 0.02);
+  assert.deepEqual({ scale: s.candidates[0]!.scale, accepted: s.candidates[0]!.accepted }, { scale: 1, accepted: false }, 'the reference component was refused');
+  assert.ok(s.candidates.every((x) => x.scale <= 1), 'the guard only lowers thresholds');
+  const chosen = s.candidates[s.chosen]!;
+  assert.ok(chosen.accepted, JSON.stringify(s.candidates));
+  assert.ok(c.validation!.component.accuracy >= c.validation!.base.accuracy - 0.02);
+  assert.ok(trainableParameterCount(c.model.graph) > trainableParameterCount(off.model.graph), 'lower thresholds keep more');
 });
 
 test('--max-drop: the smallest candidate within the drop of the base on held-out images', async () => {

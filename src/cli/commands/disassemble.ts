@@ -12,7 +12,7 @@ import { scoreTask } from '../../lego/score.js';
 import { RECALIBRATION_MODES, type RecalibrationMode } from '../../lego/recalibrate.js';
 import type { FlattenMode } from '../../lego/masks.js';
 import type { SampleRanking } from '../../lego/samples.js';
-import { DEFAULT_CLASS_DROP, DEFAULT_FLATTEN, DEFAULT_RECALIBRATION_SAMPLES, DEFAULT_VALIDATION_PER_CLASS } from '../../lego/types.js';
+import { DEFAULT_ACCURACY_GUARD, DEFAULT_CLASS_DROP, DEFAULT_FLATTEN, DEFAULT_RECALIBRATION_SAMPLES, DEFAULT_VALIDATION_PER_CLASS } from '../../lego/types.js';
 import { resolveNormalization } from '../../runtime/normalization.js';
 import { checkOutputs, dataInputs, globals, outputFile, withOutputFlags } from './common.js';
 import { compact, pct, table } from '../output.js';
@@ -40,6 +40,7 @@ interface DisassembleFlags {
   holdout: number;
   classDrop: number;
   maxDrop?: number;
+  guard: number;
   output: string;
 }
 
@@ -78,6 +79,7 @@ export function registerDisassemble(program: Command): void {
     .option('--holdout <n>', 'held-out training images per class that check every class survives (0: no check)', parseInteger('--holdout'), DEFAULT_VALIDATION_PER_CLASS)
     .option('--class-drop <x>', 'a class whose held-out k-way accuracy falls more than this below the base\'s (or below half of it) has collapsed: its masks are relaxed', threshold('--class-drop'), DEFAULT_CLASS_DROP)
     .option('--max-drop <x>', 'accuracy-targeted: the smallest component (thresholds scaled together) within this k-way accuracy drop of the base on held-out training images', threshold('--max-drop'))
+    .option('--guard <x>', `with the reference thresholds: a component more than this below the base's k-way accuracy on held-out training images gets all thresholds lowered together until it is within (1: off)`, threshold('--guard'), DEFAULT_ACCURACY_GUARD)
     .option('--masks <file>', 'also write the masks (per layer and class) as JSON')
     .requiredOption('-o, --output <file>', 'where to write the component .onnx')
     .action(async (file: string, flags: DisassembleFlags, cmd: Command) => {
@@ -94,7 +96,7 @@ export function registerDisassemble(program: Command): void {
       const c = await disassemble(model, train, {
         task, samplesPerClass: flags.samples, session, file, parentHash: fileHash(file), ...norm, seed: flags.seed,
         recalibration: flags.recalibrate, recalibrationSamples: flags.recalSamples, flatten: flags.flatten, ranking: flags.ranking,
-        validationPerClass: flags.holdout, classDrop: flags.classDrop, ...(flags.maxDrop !== undefined ? { maxDrop: flags.maxDrop } : {}),
+        validationPerClass: flags.holdout, classDrop: flags.classDrop, guard: flags.guard, ...(flags.maxDrop !== undefined ? { maxDrop: flags.maxDrop } : {}),
         ...(flags.unbalanced ? { unbalanced: parseUnbalanced(flags.unbalanced, flags.seed) } : {}),
         ...(flags.batch ? { batchSize: flags.batch } : {}),
         ...(flags.alphaConv !== undefined ? { alphaConv: flags.alphaConv } : {}), ...(flags.betaConv !== undefined ? { betaConv: flags.betaConv } : {}),
@@ -128,7 +130,7 @@ export function registerDisassemble(program: Command): void {
       }
       if (c.search) {
         const ch = c.search.candidates[c.search.chosen]!;
-        out.line(`--max-drop ${c.search.maxDrop}: thresholds x${ch.scale.toFixed(3)} (conv ${ch.thresholds.alphaConv.toFixed(3)}/${ch.thresholds.betaConv.toFixed(3)}, linear ${ch.thresholds.alphaLinear.toFixed(3)}/${ch.thresholds.betaLinear.toFixed(3)}), ${pct(ch.accuracy)} on held-out images vs base ${pct(c.search.baseAccuracy)}; ${c.search.candidates.length} candidates tried`);
+        out.line(`${c.search.kind === 'guard' ? `guard: the reference thresholds were more than ${c.search.maxDrop} below the base; lowered to` : `--max-drop ${c.search.maxDrop}:`} thresholds x${ch.scale.toFixed(3)} (conv ${ch.thresholds.alphaConv.toFixed(3)}/${ch.thresholds.betaConv.toFixed(3)}, linear ${ch.thresholds.alphaLinear.toFixed(3)}/${ch.thresholds.betaLinear.toFixed(3)}), ${pct(ch.accuracy)} on held-out images vs base ${pct(c.search.baseAccuracy)}; ${c.search.candidates.length} candidates tried`);
       }
       if (c.warnings.length) out.line(`${c.warnings.length} warning(s), see above`);
       out.json({
