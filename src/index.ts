@@ -49,7 +49,7 @@ export { saveCheckpoint, loadCheckpoint, type TrainingCheckpoint } from './autod
 export { selectTrainable } from './autodiff/freeze.js';
 export { openSafetensors, openSafetensorsIndex, writeSafetensors, type SafetensorsFile } from './io/safetensors.js';
 export * from './stitch/index.js';
-export { renderHeatmaps, writeHeatmaps, systemFontsAvailable, type HeatmapPanel, type HeatmapOptions } from './report/heatmap.js';
+export { renderHeatmaps, writeHeatmaps, systemFontsAvailable, type HeatmapPanel, type HeatmapOptions } from './plot/heatmap.js';
 export {
   makeLineageZoo, makeZooVariant, addLora, mergeLora, loraTargets, trainZooModel, writeHfZoo,
   type ZooModelJob, type LineageZooOptions, type LineageZooResult, type ZooModelRecord, type ZooTask, type VariantKind, type LoraAdapter,

@@ -9,14 +9,14 @@
  *     epochs: 10, batchSize: 128, lr: 0.05, optimizer: { kind: 'sgd', momentum: 0.9, weightDecay: 5e-4 },
  *     schedule: { kind: 'cosine' }, seed: 0, output: 'r.onnx' });
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import type { Model } from '../onnx/types.js';
 import type { Augmentation, Dataset, Normalization } from '../data/types.js';
 import { batches, batchCount } from '../data/batches.js';
 import { subsetIndices, splitTrainValidation } from '../data/classes.js';
-import { encodeModel, saveModel } from '../onnx/proto.js';
+import { saveModel } from '../onnx/proto.js';
 import { untieAliases } from '../onnx/fold.js';
-import { contentHash, setInputSpec, setLabels, setProvenance, getArch } from '../onnx/metadata.js';
+import { setInputSpec, setLabels, setProvenance, getArch } from '../onnx/metadata.js';
 import { evaluate, type EvalResult } from '../runtime/evaluate.js';
 import { resolveNormalization } from '../runtime/normalization.js';
 import type { SessionOptions } from '../runtime/session.js';
@@ -329,13 +329,6 @@ function writeLog(run: Run): void {
   writeFileAtomic(run.job.log ?? `${run.job.output}.metrics.jsonl`, run.history.map((m) => JSON.stringify(m)).join('\n') + '\n');
 }
 
-
-/** Hash of a model file's bytes, for provenance. */
-export function fileHash(path: string): string {
-  return contentHash(readFileSync(path));
-}
-
-/** Hash of an in-memory model's encoding. */
-export function modelHash(model: Model): string {
-  return contentHash(encodeModel(model));
-}
+// Provenance hashing lives in onnx/metadata.ts; this re-export only serves lego/disassemble.ts and
+// cli/commands/disassemble.ts until they import it from there (they were being edited in parallel).
+export { fileHash, modelHash } from '../onnx/metadata.js';

@@ -14,8 +14,7 @@
  */
 import type { Model } from '../onnx/types.js';
 import type { Dataset } from '../data/types.js';
-import { encodeModel } from '../onnx/proto.js';
-import { contentHash, getArch, getInputSpec, getLabels, setArch, setCuts, setInputSpec, setLabels, setProvenance, type OutputLabel } from '../onnx/metadata.js';
+import { getArch, getInputSpec, getLabels, modelHash, setArch, setCuts, setInputSpec, setLabels, setProvenance, type OutputLabel } from '../onnx/metadata.js';
 import { validateModel } from '../onnx/validate.js';
 import { float32 } from '../onnx/tensor.js';
 import { uniqueName, tensorNames } from '../onnx/graph.js';
@@ -289,7 +288,7 @@ function setMetadata(model: Model, parts: readonly AssemblePart[], files: string
   setCuts(model, [{ name: 'logits', tensor: model.graph.outputs[0]!.name, kind: 'logits' }]);
   setProvenance(model, {
     operation: 'assembled',
-    parents: parts.map((p) => p.hash ?? contentHash(encodeModel(p.model))),
+    parents: parts.map((p) => p.hash ?? modelHash(p.model)),
     method: m.method,
     ...(m.fallbackReason && m.method === 'parallel' ? { parallelBecause: m.fallbackReason } : {}),
     components: parts.map((p, k) => ({ file: files[k], outputs: getLabels(p.model)?.length ?? null, scaleFactors: m.scales[k]?.factors ?? null })),

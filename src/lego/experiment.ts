@@ -20,7 +20,7 @@ import { modelStats } from '../onnx/stats.js';
 import { openDataset } from '../data/resolve.js';
 import { evaluate } from '../runtime/evaluate.js';
 import type { SessionOptions } from '../runtime/session.js';
-import { fileHash } from '../autodiff/train.js';
+import { fileHash } from '../onnx/metadata.js';
 import { disassemble } from './disassemble.js';
 import { sampleCounts } from './samples.js';
 import { mismatch, scoreTask, type Mismatch } from './score.js';

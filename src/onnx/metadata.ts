@@ -3,7 +3,9 @@
  * read them; every reader validates and names the key when a value is malformed.
  */
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { Model } from './types.js';
+import { encodeModel } from './proto.js';
 import { UserError } from '../util/errors.js';
 
 export const KEYS = {
@@ -125,4 +127,14 @@ export function setProvenance(model: Model, p: Provenance): void {
 /** Content hash used to name parents in provenance. */
 export function contentHash(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
+}
+
+/** Hash of a model file's bytes, for provenance. */
+export function fileHash(path: string): string {
+  return contentHash(readFileSync(path));
+}
+
+/** Hash of an in-memory model's encoding (the same as `fileHash` of the saved file). */
+export function modelHash(model: Model): string {
+  return contentHash(encodeModel(model));
 }

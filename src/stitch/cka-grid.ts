@@ -20,7 +20,7 @@ import type { SessionOptions } from '../runtime/session.js';
 import { chooseCuts, defaultReceivers, defaultSenders, type StitchCut } from './cuts.js';
 import { computeGrams, type CutGram } from './cka-grams.js';
 import { ckaPrepared, prepareGram, type CenteredGram } from './cka.js';
-import { writeHeatmaps } from '../report/heatmap.js';
+import { writeHeatmaps } from '../plot/heatmap.js';
 import { writeResultJson } from '../util/provenance.js';
 import { Rng } from '../util/random.js';
 import { controlSeed, randomControl, PAIR_TITLES, type PairKind, type RandomBatchNorm } from './controls.js';

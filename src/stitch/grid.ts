@@ -28,7 +28,7 @@ import { type CellOptions, type CellResult, type StitchPair, CellSessions, DEFAU
 import { StitchContext } from './context.js';
 import { mapFanIn } from './build.js';
 import { MAX_LSQ_INPUTS } from './lsq.js';
-import { fileHash } from '../autodiff/train.js';
+import { fileHash } from '../onnx/metadata.js';
 
 export interface GridSpec {
   /** sender and receiver model files */

@@ -10,7 +10,7 @@ import { evaluate } from '../runtime/evaluate.js';
 import { openDataset } from '../data/resolve.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { writeResultJson } from '../util/provenance.js';
-import { writeHeatmaps, type HeatmapPanel } from '../report/heatmap.js';
+import { writeHeatmaps, type HeatmapPanel } from '../plot/heatmap.js';
 import type { SessionOptions } from '../runtime/session.js';
 import { PAIR_TITLES, type PairKind } from './controls.js';
 import type { CellResult } from './cell.js';

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Resvg } from '@resvg/resvg-js';
-import { renderHeatmaps, writeHeatmaps, systemFontsAvailable, type HeatmapPanel } from '../../src/report/heatmap.js';
+import { renderHeatmaps, writeHeatmaps, systemFontsAvailable, type HeatmapPanel } from '../../src/plot/heatmap.js';
 import { tempDir } from '../helpers/paths.js';
 
 const rows = ['stem', 'layer1', 'layer2'];
