@@ -1,63 +1,77 @@
 /**
- * modelsmith as a library. Every CLI command is a thin wrapper over one of these.
+ * modelsmith as a library: what users call, grouped by layer. Every CLI command is a thin
+ * wrapper over one of these. Internals are not exported here; code inside the repository
+ * (tests, benchmarks, tools) imports the modules it needs directly.
  *
  * @example
  *   import { createZooModel, saveModel, openDataset, evaluate } from 'modelsmith';
  *   const model = createZooModel('resnet', { blocks: [1, 1, 1, 1], width: 0.25, seed: 1 });
  *   saveModel(model, 'r.onnx');
  *   const r = await evaluate(model, await openDataset('fashion-mnist', 'test'), { mean: [0.286], std: [0.353] });
+ *
+ * @packageDocumentation
  */
-export type * from './onnx/types.js';
-export * from './onnx/tensor.js';
-export * from './onnx/graph.js';
-export { loadModel, saveModel, encodeModel, decodeModel } from './onnx/proto.js';
+
+// Models: open, save, describe, cut (ONNX graphs with modelsmith's metadata).
+export type { Model, Graph, Node, Tensor, DType } from './onnx/types.js';
+export type { OutputLabel, InputSpec, CutPoint, Provenance } from './onnx/metadata.js';
 export { openModel } from './onnx/open.js';
-export * from './onnx/metadata.js';
-export * from './onnx/parameters.js';
-export { inferShapes, annotateShapes } from './onnx/shapes.js';
-export { foldConstants } from './onnx/fold.js';
-export { extractSubgraph, addOutputs } from './onnx/extract.js';
-export { prefixNames, mergeGraphs } from './onnx/merge.js';
-export { validateModel, SUPPORTED_OPS } from './onnx/validate.js';
-export { modelStats } from './onnx/stats.js';
-export { cutPoints, resolveCut, validCutTensors, extractCut, detachShapeReads } from './onnx/cuts.js';
-export { dataFlow, cutProblem, checkCut, batchLayouts, type DataFlow, type BatchLayout } from './onnx/dominators.js';
-export { blockCuts, type FoundCut } from './onnx/blocks.js';
-
-export { ModelSession, type SessionOptions, type OptimizationLevel } from './runtime/session.js';
-export { inferBatches, type InferOptions, type InferResult } from './runtime/infer.js';
-export { evaluate, type EvalOptions, type EvalResult } from './runtime/evaluate.js';
-export { mapOutputs, type OutputMap } from './runtime/labels.js';
-export { resolveNormalization } from './runtime/normalization.js';
-
-export * from './nn/index.js';
-export * from './data/index.js';
-
+export { saveModel } from './onnx/proto.js';
+export { modelStats, type ModelStats } from './onnx/stats.js';
+export { validateModel } from './onnx/validate.js';
+export { extractCut, type ExtractedCut } from './onnx/cuts.js';
+export { createZooModel, ZOO_NAMES, type ZooOptions } from './nn/zoo.js';
 export { describeModel, type ModelReport } from './report/inspect.js';
+
+// Datasets.
+export type { Dataset, Batch, Normalization, Augmentation, ImageShape } from './data/types.js';
+export { openDataset, type OpenOptions } from './data/resolve.js';
+export { parseClasses } from './data/classes.js';
+export { loadBatch, type LoadOptions } from './data/batches.js';
+export { defaultNormalization } from './data/known.js';
+export { computeNormalization } from './data/stats.js';
+
+// Running and evaluating (ONNX Runtime).
+export { ModelSession, type SessionOptions } from './runtime/session.js';
+export { evaluate, type EvalOptions, type EvalResult } from './runtime/evaluate.js';
+export { inferBatches, type InferOptions, type InferResult } from './runtime/infer.js';
+
+// Training (gradients of ONNX graphs).
+export { train, type TrainJob, type TrainConfig, type TrainResult, type EpochMetrics } from './autodiff/train.js';
+export type { OptimizerConfig } from './autodiff/optim.js';
+export type { ScheduleConfig } from './autodiff/schedule.js';
+
+// Model LEGO: disassemble classifiers into task components, assemble components.
+export type { Component, DisassembleOptions } from './lego/types.js';
+export { disassemble } from './lego/disassemble.js';
+export { assemble, type AssemblePart, type AssembleOptions, type AssembleResult } from './lego/assemble.js';
+export { runAssembleJob, type AssembleJob, type AssembleJobResult } from './lego/assemble-job.js';
+export { finetuneAssembled, type FinetuneOptions, type FinetuneResult } from './lego/finetune.js';
+export { runLegoExperiment, type ExperimentOptions, type ExperimentResult } from './lego/experiment.js';
+
+// Lineage recovery (MoTHer) and zoos with known lineage.
+export { recoverLineage, type LineageOptions } from './lineage/recover.js';
+export type { LineageForest, ForestNode, ForestEdge } from './lineage/forest.js';
+export { loadTruth, scoreForest, type Truth, type LineageScore } from './lineage/truth.js';
+export { forestText, writeForestFiles } from './lineage/render.js';
+export { makeLineageZoo, type LineageZooResult } from './lineage/zoo/make.js';
+export type { LineageZooOptions } from './lineage/zoo/options.js';
+
+// Stitching and CKA.
+export { listCuts, type StitchCut } from './stitch/cuts.js';
+export { stitchGrid, type StitchJob, type StitchJobResult } from './stitch/run.js';
+export { computeCkaGrid, writeCkaGrid, type CkaNetwork, type CkaGridOptions, type CkaGridResult } from './stitch/cka-grid.js';
+export { linearCka } from './stitch/cka.js';
+
+// Reports and figures.
 export { runDemo, type DemoOptions, type DemoResult } from './report/demo.js';
+export { writeReport, type ReportOptions, type ReportResult } from './report/html/report.js';
+export { writeHeatmaps, type HeatmapPanel, type HeatmapOptions } from './plot/heatmap.js';
+
+// Scale-out on a Redis queue.
+export { startWorker, type WorkerOptions, type RunningWorker } from './queue/worker.js';
+export { queueStatus, cancelRun, clearQueue, type QueueStatus } from './queue/admin.js';
+
+// Utilities users meet.
 export { UserError } from './util/errors.js';
 export { Rng } from './util/random.js';
-
-export { train, type TrainJob, type TrainConfig, type TrainResult, type EpochMetrics } from './autodiff/train.js';
-export { TrainingSession, type StepResult } from './autodiff/trainer.js';
-export { buildTrainingGraph } from './autodiff/training-graph.js';
-export type { TrainingGraph, TrainingGraphSpec, GradRule, GradContext, Loss } from './autodiff/types.js';
-export { createOptimizer, type Optimizer, type OptimizerConfig } from './autodiff/optim.js';
-export { createSchedule, type ScheduleConfig } from './autodiff/schedule.js';
-export { clipGradNorm } from './autodiff/clip.js';
-export { saveCheckpoint, loadCheckpoint, type TrainingCheckpoint } from './autodiff/checkpoint.js';
-export { selectTrainable } from './autodiff/freeze.js';
-export { openSafetensors, openSafetensorsIndex, writeSafetensors, type SafetensorsFile } from './io/safetensors.js';
-export * from './stitch/index.js';
-export { renderHeatmaps, writeHeatmaps, systemFontsAvailable, type HeatmapPanel, type HeatmapOptions } from './plot/heatmap.js';
-export {
-  makeLineageZoo, makeZooVariant, addLora, mergeLora, loraTargets, trainZooModel, writeHfZoo,
-  type ZooModelJob, type LineageZooOptions, type LineageZooResult, type ZooModelRecord, type ZooTask, type VariantKind, type LoraAdapter,
-} from './lineage/zoo/index.js';
-export { runLineageDemo, scoreZoo, compareOnZoo, type LineageDemoOptions, type LineageDemoResult, type ZooScore } from './report/demo-lineage.js';
-export * from './lineage/index.js';
-export * from './lego/index.js';
-export { runLegoDemo, legoDemoMarkdown, type LegoDemoOptions, type LegoDemoResult } from './report/demo-lego.js';
-export * from './report/html/index.js';
-export { provenance, withProvenance, writeResultJson, type Provenance } from './util/provenance.js';
-export * from './queue/index.js';

@@ -144,6 +144,14 @@ interface Run {
   best: { epoch: number; accuracy: number; weights?: Map<string, Float32Array> };
 }
 
+/**
+ * Trains (or fine-tunes) a model by the job; writes the model, a checkpoint every epoch and the metrics log.
+ *
+ * @example
+ *   const r = await train({ model: createZooModel('lenet5', { seed: 0 }), data: await openDataset('fashion-mnist', 'train'),
+ *     epochs: 2, batchSize: 128, lr: 0.05, optimizer: { kind: 'sgd', momentum: 0.9 }, seed: 0, output: 'lenet5.onnx' });
+ *   console.log(r.test?.accuracy);
+ */
 export async function train(job: TrainJob): Promise<TrainResult> {
   const run = await prepare(job);
   const startEpoch = run.history.length;

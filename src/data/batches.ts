@@ -43,7 +43,13 @@ export interface LoadOptions {
   seed?: number;
 }
 
-/** Reads the given images as one batch: [0, 1] pixels, then augmentation, then normalisation. */
+/**
+ * Reads the given images as one batch: [0, 1] pixels, then augmentation, then normalisation.
+ *
+ * @example
+ *   const batch = await loadBatch(ds, [0, 1, 2], { normalization: { mean: [0.286], std: [0.353] } });
+ *   batch.x.length;   // 3 * 1 * 28 * 28, normalised float32 NCHW
+ */
 export async function loadBatch(ds: Dataset, indices: Int32Array | readonly number[], opts: LoadOptions = {}): Promise<Batch> {
   const size = indices.length;
   const list = Array.from(indices);

@@ -8,6 +8,9 @@ const ITEM = /^(\d+)(?:\s*-\s*(\d+))?$/;
 /**
  * Parses a class list such as "0-2,5" against a dataset of `classes` classes.
  * Returns the class ids sorted and without repeats.
+ *
+ * @example
+ *   parseClasses('0-2,5', 10);   // [0, 1, 2, 5]
  */
 export function parseClasses(text: string, classes: number): number[] {
   const items = text.split(',').map((s) => s.trim());

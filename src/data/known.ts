@@ -26,6 +26,9 @@ export const DEFAULT_NORMALIZATION: Readonly<Record<string, Normalization>> = {
  * The normalisation to use for a dataset: its standard one when known, otherwise
  * mean 0.5 / std 0.5 per channel (maps [0, 1] to [-1, 1]); compute a dataset's own with
  * computeNormalization when that matters.
+ *
+ * @example
+ *   defaultNormalization('fashion-mnist', 1);   // { mean: [0.286], std: [0.353] }
  */
 export function defaultNormalization(name: string, channels: number): Normalization {
   const known = DEFAULT_NORMALIZATION[name.replace(/-sample$/, '')];

@@ -69,6 +69,10 @@ export function samplePath(name: string): string {
 /**
  * Opens a dataset by spec. A spec may end in a view (`::resize=64x64;channels=3`, see
  * view.ts), which adapts the images to a model and travels with the spec everywhere.
+ *
+ * @example
+ *   const test = await openDataset('fashion-mnist', 'test');   // prints which files were used
+ *   const big = await openDataset('fashion-mnist-sample::resize=64x64;channels=3', 'train');
  */
 export async function openDataset(spec: string, split: Split, opts: OpenOptions = {}): Promise<Dataset> {
   if (split !== 'train' && split !== 'test') throw new UserError(`split "${String(split)}" is not valid: expected train or test`);

@@ -4,6 +4,9 @@ import type { Dataset, Normalization } from './types.js';
 /**
  * Mean and standard deviation per channel over `indices` (default: the whole dataset),
  * read in batches so memory stays bounded. Accumulates in float64.
+ *
+ * @example
+ *   const norm = await computeNormalization(await openDataset('folder:photos', 'train'));
  */
 export async function computeNormalization(ds: Dataset, indices?: readonly number[], batchSize = 256): Promise<Normalization> {
   const [c, h, w] = ds.shape;

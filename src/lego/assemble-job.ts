@@ -72,6 +72,12 @@ export interface AssembleJobResult {
   finetune?: { epochs: EpochMetrics[]; data: string; union: Accuracy[] };
 }
 
+/**
+ * What `modelsmith assemble` does: opens the components, assembles, optionally scales and fine-tunes, scores and saves.
+ *
+ * @example
+ *   const r = await runAssembleJob({ files: ['c01.onnx', 'c23.onnx'], output: 'c0123.onnx', data: ['fashion-mnist'], test: true });
+ */
 export async function runAssembleJob(job: AssembleJob): Promise<AssembleJobResult> {
   if (job.files.length === 0) throw new UserError('assemble: give at least one component .onnx file');
   // components without normalisation metadata get --mean/--std written in, so that scaling, scoring and

@@ -108,6 +108,14 @@ function inputShapeOf(model: Model, file: string): [number, number, number] {
   return s as [number, number, number];
 }
 
+/**
+ * Assembles task components into one classifier: block-diagonal merge where the graphs allow it, else side by side.
+ *
+ * @example
+ *   const parts = ['c01.onnx', 'c23.onnx'].map((file) => ({ model: openModel(file), file }));
+ *   const { model, method } = await assemble(parts);
+ *   saveModel(model, 'c0123.onnx');
+ */
 export async function assemble(given: readonly AssemblePart[], opts: AssembleOptions = {}): Promise<AssembleResult> {
   if (given.length === 0) throw new UserError('assemble: no components given');
   const files = given.map((p, k) => p.file ?? `component ${k}`);

@@ -100,6 +100,12 @@ const taskName = (t: readonly number[]): string => {
   return contiguous && s.length > 2 ? `${s[0]}-${s[s.length - 1]}` : s.join(',');
 };
 
+/**
+ * The Model LEGO experiment: disassembles every task, assembles the pairs, sweeps the thresholds, writes tables.
+ *
+ * @example
+ *   const r = await runLegoExperiment({ model: 'r.onnx', data: 'fashion-mnist', outDir: 'runs/lego', tasks: [[0, 1], [2, 3]], pairs: [[[0, 1], [2, 3]]] });
+ */
 export async function runLegoExperiment(opts: ExperimentOptions): Promise<ExperimentResult> {
   checkExperimentOptions(opts);
   const skip = (key: string): boolean => opts.select !== undefined && !opts.select(key);

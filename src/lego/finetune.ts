@@ -114,6 +114,9 @@ export interface FinetuneResult {
  * Trains every weight of the assembled model (the off-diagonal zeros included, so the
  * components can learn to tell each other's classes apart) on `data`; the duplicate-
  * averaging matrix, if any, stays fixed. Labels and input normalisation are kept.
+ *
+ * @example
+ *   await finetuneAssembled(assembled.model, [await openDataset('fashion-mnist', 'train')], { epochs: 1, output: 'c0123-ft.onnx' });
  */
 export async function finetuneAssembled(model: Model, data: readonly Dataset[], opts: FinetuneOptions): Promise<FinetuneResult> {
   const labels = getLabels(model);

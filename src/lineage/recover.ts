@@ -14,7 +14,13 @@ import { closeSources, openSources } from './sources.js';
 
 export interface LineageOptions extends MeasureOptions, ForestOptions {}
 
-/** Reads the models layer by layer, measures them and builds the forest. */
+/**
+ * Reads the models layer by layer, measures them and builds the forest.
+ *
+ * @example
+ *   const forest = await recoverLineage(['zoo/models'], { mode: 'auto' });
+ *   console.log(forestText(forest));
+ */
 export async function recoverLineage(inputs: readonly string[], options: LineageOptions = {}): Promise<LineageForest> {
   const models = openSources(inputs);
   try {

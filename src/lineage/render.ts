@@ -16,7 +16,12 @@ import type { LineageScore } from './truth.js';
 
 const fmt = (x: number): string => (Math.abs(x) >= 100 || x === 0 ? x.toFixed(0) : x.toPrecision(3));
 
-/** One line per model, children indented under their parent, trees in cluster order. */
+/**
+ * One line per model, children indented under their parent, trees in cluster order.
+ *
+ * @example
+ *   console.log(forestText(await recoverLineage(['zoo/models'])));
+ */
 export function forestText(forest: LineageForest): string {
   const kids = new Map<string, string[]>();
   for (const e of forest.edges) {
@@ -77,7 +82,12 @@ export interface ForestFiles {
   png: string;
 }
 
-/** Writes forest.json (with the score when given), forest.dot, forest.svg and forest.png atomically. */
+/**
+ * Writes forest.json (with the score when given), forest.dot, forest.svg and forest.png atomically.
+ *
+ * @example
+ *   await writeForestFiles(forest, 'runs/lineage', score);
+ */
 export async function writeForestFiles(forest: LineageForest, dir: string, score?: LineageScore, truthEdges?: readonly [string, string][]): Promise<ForestFiles> {
   const files = { json: join(dir, 'forest.json'), dot: join(dir, 'forest.dot'), svg: join(dir, 'forest.svg'), png: join(dir, 'forest.png') };
   const dot = forestDot(forest, truthEdges);

@@ -33,7 +33,12 @@ export interface LineageScore {
   predictedTrees: number;
 }
 
-/** Parses and checks a truth file against the model names: unknown names, two parents, self edges and cycles are errors. */
+/**
+ * Parses and checks a truth file against the model names: unknown names, two parents, self edges and cycles are errors.
+ *
+ * @example
+ *   const truth = loadTruth('zoo/truth.json', forest.nodes.map((n) => n.name));
+ */
 export function loadTruth(path: string, names: readonly string[]): Truth {
   let raw: unknown;
   try {
@@ -96,6 +101,12 @@ export interface ScoredForest {
   edges: readonly { parent: string; child: string }[];
 }
 
+/**
+ * How well a recovered forest matches the truth: edges found, directions, clusters.
+ *
+ * @example
+ *   const score = scoreForest(forest, loadTruth('zoo/truth.json', forest.nodes.map((n) => n.name)));
+ */
 export function scoreForest(forest: ScoredForest, truth: Truth): LineageScore {
   const names = forest.nodes.map((n) => n.name);
   const truthChecked = checkTruth(truth, names);

@@ -70,6 +70,12 @@ export const ZOO: Readonly<Record<string, ZooEntry>> = {
 
 export const ZOO_NAMES: readonly string[] = Object.keys(ZOO);
 
+/**
+ * A freshly initialised model of the zoo (`ZOO_NAMES`), seeded.
+ *
+ * @example
+ *   const model = createZooModel('resnet', { blocks: [1, 1, 1, 1], width: 0.25, input: [1, 28, 28], seed: 1 });
+ */
 export function createZooModel(arch: string, opts: ZooOptions = {}): Model {
   const e = Object.hasOwn(ZOO, arch) ? ZOO[arch] : undefined;
   if (!e) throw new UserError(`unknown architecture "${arch}"; known: ${ZOO_NAMES.join(', ')}`);

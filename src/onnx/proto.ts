@@ -219,6 +219,12 @@ export function encodeModel(model: Model): Uint8Array {
   return onnx.ModelProto.encode(m).finish();
 }
 
+/**
+ * Writes a model to an .onnx file atomically (a temporary file, then a rename).
+ *
+ * @example
+ *   saveModel(createZooModel('lenet5'), 'lenet5.onnx');
+ */
 export function saveModel(model: Model, path: string): void {
   writeFileAtomic(path, encodeModel(model));
 }

@@ -73,7 +73,12 @@ export async function renderHeatmaps(panels: HeatmapPanel[], opts: HeatmapOption
   return { svg, png };
 }
 
-/** Writes `<basePath>.svg` and `<basePath>.png` atomically; returns the two paths. */
+/**
+ * Writes `<basePath>.svg` and `<basePath>.png` atomically; returns the two paths.
+ *
+ * @example
+ *   await writeHeatmaps('grid/accuracy', [{ title: 'a -> b', rows: ['stem', 'layer1'], cols: ['layer1', 'fc'], values: [[0.9, 0.5], [0.92, null]] }], { min: 0, max: 1 });
+ */
 export async function writeHeatmaps(basePath: string, panels: HeatmapPanel[], opts: HeatmapOptions = {}): Promise<string[]> {
   const { svg, png } = await renderHeatmaps(panels, opts);
   const paths = [`${basePath}.svg`, `${basePath}.png`];

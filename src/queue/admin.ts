@@ -48,7 +48,13 @@ async function open<T>(url: string, fn: (queue: Queue, redis: ReturnType<typeof 
 const runOf = (j: Job): string => (typeof j.data?.run === 'string' ? j.data.run : '?');
 const labelOf = (j: Job): string => (typeof j.data?.label === 'string' ? j.data.label : String(j.id));
 
-/** Job counts, live workers with their throughput, runs with work left, and recent failures. */
+/**
+ * Job counts, live workers with their throughput, runs with work left, and recent failures.
+ *
+ * @example
+ *   const s = await queueStatus('redis://queue-host:6379');
+ *   console.log(s.counts, s.workers.length);
+ */
 export async function queueStatus(url: string, opts: { scan?: number } = {}): Promise<QueueStatus> {
   return open(url, async (queue, redis) => {
     const c = await queue.getJobCounts('waiting', 'active', 'delayed', 'completed', 'failed', 'prioritized');
@@ -81,6 +87,9 @@ export async function queueStatus(url: string, opts: { scan?: number } = {}): Pr
  * Cancels a run (or, without one, every run with work left): its waiting jobs are
  * removed, workers refuse its jobs from now on, and its coordinator stops with a message.
  * Jobs already running finish; finished results stay (rerunning the command resumes).
+ *
+ * @example
+ *   await cancelRun('redis://queue-host:6379', 'stitch-a-b');
  */
 export async function cancelRun(url: string, run?: string): Promise<{ runs: string[]; removed: number }> {
   return open(url, async (queue, redis) => {
@@ -102,7 +111,12 @@ export async function cancelRun(url: string, run?: string): Promise<{ runs: stri
   });
 }
 
-/** Empties the queue: every job, result and blob (refused while jobs run, unless forced). */
+/**
+ * Empties the queue: every job, result and blob (refused while jobs run, unless forced).
+ *
+ * @example
+ *   await clearQueue('redis://queue-host:6379');
+ */
 export async function clearQueue(url: string, force = false): Promise<{ blobs: number }> {
   return open(url, async (queue, redis) => {
     const active = await queue.getActiveCount();

@@ -63,6 +63,13 @@ export interface RunningWorker {
 
 interface Pooled { key: string; value: object; release: (t: object) => Promise<void> }
 
+/**
+ * Starts a worker that runs queued jobs (stitch cells, CKA, LEGO, zoo models) until stopped.
+ *
+ * @example
+ *   const worker = await startWorker({ url: 'redis://queue-host:6379', work: '/tmp/modelsmith-work' });
+ *   process.on('SIGINT', () => void worker.stop());
+ */
 export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   const q = parseQueueUrl(o.url);
   const concurrency = o.concurrency ?? 1;

@@ -74,6 +74,12 @@ const DEMO_MODELS: { name: string; arch: string; opts: { width?: number; blocks?
   { name: 'inception-w0.25', arch: 'inception', opts: { width: 0.25 }, train: false },
 ];
 
+/**
+ * The demo: trains small models, then disassembles, assembles, stitches and recovers lineage, and writes a report.
+ *
+ * @example
+ *   const r = await runDemo({ data: 'fashion-mnist-sample', outDir: 'runs/demo', epochs: 1 });
+ */
 export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   const start = Date.now();
   const outDir = opts.outDir ?? join('runs', 'demo');

@@ -32,6 +32,13 @@ export interface ModelReport {
   provenance: Provenance | null;
 }
 
+/**
+ * What `modelsmith inspect` prints: inputs, outputs, operators, parameters, FLOPs, labels, cuts, provenance.
+ *
+ * @example
+ *   const r = describeModel(openModel('m.onnx'), 'm.onnx');
+ *   console.log(r.parameters, r.flopsPerImage, r.cuts.map((c) => c.name));
+ */
 export function describeModel(model: Model, file: string): ModelReport {
   const stats = modelStats(model);
   const summary = (v: { name: string; dtype: string; shape?: Dim[] }): TensorSummary => ({ name: v.name, dtype: v.dtype, shape: v.shape ?? null });

@@ -55,6 +55,14 @@ export function checkInputShape(model: Model, ds: Pick<Dataset, 'shape' | 'sourc
   return input.name;
 }
 
+/**
+ * Runs the model over the dataset batch by batch; with `taps`, intermediate tensors come back as extra outputs.
+ *
+ * @example
+ *   for await (const { batch, outputs } of inferBatches(model, test, { normalization: { mean: [0.286], std: [0.353] }, taps: ['layer1.0.relu2'] })) {
+ *     outputs['layer1.0.relu2'].dims;   // [batch size, 16, 28, 28]
+ *   }
+ */
 export async function* inferBatches(model: Model, ds: Dataset, opts: InferOptions): AsyncGenerator<InferResult> {
   const inputName = checkInputShape(model, ds, opts.file);
   const taps = opts.taps ?? [];

@@ -72,6 +72,14 @@ export function defaultThreads(): number {
   return Math.max(1, cpus().length);
 }
 
+/**
+ * An ONNX Runtime inference session over a model, with modelsmith's thread and provider settings.
+ *
+ * @example
+ *   const session = await ModelSession.create(openModel('r.onnx'), { threads: 2 });
+ *   const batch = await loadBatch(ds, [0, 1, 2, 3], { normalization: defaultNormalization('fashion-mnist', 1) });
+ *   const outputs = await session.run({ [session.inputNames[0]!]: { dims: [4, 1, 28, 28], data: batch.x } });
+ */
 export class ModelSession {
   private constructor(private readonly session: ort.InferenceSession, readonly model: Model) {}
 

@@ -109,7 +109,14 @@ export interface CkaGridResult {
 export const DEFAULT_CKA_SAMPLES = 1000;
 export const DEFAULT_CKA_MEMORY_MIB = 1024;
 
-/** Computes the CKA matrices between A's sender cuts and B's receiver cuts. */
+/**
+ * Computes the CKA matrices between A's sender cuts and B's receiver cuts.
+ *
+ * @example
+ *   const r = await computeCkaGrid({ model: openModel('a.onnx'), file: 'a.onnx' }, { model: openModel('b.onnx'), file: 'b.onnx' },
+ *     await openDataset('fashion-mnist', 'test'), { samples: 1000 });
+ *   await writeCkaGrid(r, 'runs/cka');
+ */
 export async function computeCkaGrid(a: CkaNetwork, b: CkaNetwork, ds: Dataset, opts: CkaGridOptions = {}): Promise<CkaGridResult> {
   const t0 = Date.now();
   const pool = opts.pool ?? 'none';
@@ -197,6 +204,9 @@ export async function computeCkaGrid(a: CkaNetwork, b: CkaNetwork, ds: Dataset, 
  * pair's biased and debiased matrices side by side, and with controls also
  * `cka-biased.*` and `cka-debiased.*` with the four pair kinds side by side (the layout of
  * a stitching grid's accuracy heatmap).
+ *
+ * @example
+ *   const files = await writeCkaGrid(await computeCkaGrid(a, b, test), 'runs/cka');
  */
 export async function writeCkaGrid(r: CkaGridResult, dir: string): Promise<string[]> {
   const matrixPath = join(dir, 'matrix.json');

@@ -125,7 +125,13 @@ export function linearCkaFromGrams(k: Gram, l: Gram, n: number, opts: CkaOptions
   return ckaPrepared(prepareGram(k, n, opts), prepareGram(l, n, opts));
 }
 
-/** Linear CKA of two row-major feature matrices X (n x p1) and Y (n x p2). */
+/**
+ * Linear CKA of two row-major feature matrices X (n x p1) and Y (n x p2).
+ *
+ * @example
+ *   // two 100 x 64 and 100 x 32 feature matrices, rows are the same 100 images
+ *   const cka = linearCka(x, 64, y, 32, 100);
+ */
 export function linearCka(x: ArrayLike<number>, p1: number, y: ArrayLike<number>, p2: number, n: number, opts: CkaOptions = {}): number | null {
   return linearCkaFromGrams(gramMatrix(x, n, p1), gramMatrix(y, n, p2), n, opts);
 }

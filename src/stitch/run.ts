@@ -24,6 +24,13 @@ export interface StitchJobResult {
   matrix: StitchMatrix;
 }
 
+/**
+ * A stitching grid between two models: every sender cut of A into every receiver cut of B, with the controls; resumable.
+ *
+ * @example
+ *   const r = await stitchGrid({ a: 'a.onnx', b: 'b.onnx', data: 'fashion-mnist', out: 'runs/stitch' });
+ *   console.log(r.matrix);
+ */
 export async function stitchGrid(job: StitchJob): Promise<StitchJobResult> {
   const folderExisted = existsSync(job.out);
   const fresh = !existsSync(join(job.out, 'grid.json'));

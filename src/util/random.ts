@@ -3,6 +3,10 @@
  * than taken from a package because every result modelsmith reports must be
  * reproducible bit for bit from its seed across dependency upgrades, and the generator
  * is twenty lines.
+ *
+ * @example
+ *   const rng = new Rng(42);
+ *   const order = rng.shuffle([0, 1, 2, 3]);
  */
 export class Rng {
   private s0: number; private s1: number; private s2: number; private s3: number;

@@ -91,6 +91,12 @@ export interface ZooMaker {
   make(todo: readonly PlannedModel[], plan: readonly PlannedModel[], records: Map<string, ZooModelRecord>, made: (r: ZooModelRecord) => void): Promise<void>;
 }
 
+/**
+ * Makes a model zoo with known lineage by really training the models (roots, fine-tuned children, variants) and writes its truth.
+ *
+ * @example
+ *   const zoo = await makeLineageZoo({ data: 'fashion-mnist-sample', outDir: 'zoo', trees: 2, children: 2, depth: 2 });
+ */
 export async function makeLineageZoo(o: LineageZooOptions, maker?: ZooMaker): Promise<LineageZooResult> {
   const start = Date.now();
   const s = zooSettings(o);

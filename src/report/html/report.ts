@@ -113,7 +113,12 @@ export async function writeRunReport(dir: string, opts: ReportOptions = {}): Pro
   return (await writeReport([dir], join(dir, 'report.html'), opts)).file;
 }
 
-/** Writes the page atomically; returns what it holds. */
+/**
+ * Writes the page atomically; returns what it holds.
+ *
+ * @example
+ *   await writeReport(['runs/demo', 'runs/stitch'], 'report.html');
+ */
 export async function writeReport(paths: readonly string[], file: string, opts: ReportOptions = {}): Promise<ReportResult & { file: string }> {
   if (existsSync(file) && statSync(file).isDirectory())
     throw new UserError(`-o ${file} is a folder: expected the report's file name, e.g. ${file}/report.html`);
