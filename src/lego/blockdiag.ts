@@ -169,7 +169,7 @@ class Merger {
 
   private node(i: number, n0: Node): void {
     if (n0.opType === 'Constant') {
-      const values = this.parts.map((p, k) => constantValue(p.model.graph, p.order[i]!.outputs[0]!));
+      const values = this.parts.map((p) => constantValue(p.model.graph, p.order[i]!.outputs[0]!));
       if (!values.every((v): v is Tensor => v !== undefined)) throw new NotMergeable(`Constant node ${n0.name} has no readable value`);
       this.state.set(n0.outputs[0]!, { kind: 'const', values });
       return;
@@ -293,7 +293,6 @@ class Merger {
       const kk = numel(spatial);
       let merged: Tensor;
       let layout: Segment[];
-      let group = 1;
       if (groups.every((g) => g === 1)) {
         merged = v ? blockDiagonal(weights, v.layout, kk) : concatRows(weights);
         layout = canonical(weights.map((t) => t.dims[0]!));
@@ -306,7 +305,7 @@ class Merger {
         const rows: Segment[] = v.layout.map((s) => ({ comp: s.comp, start: (s.start / gi) * og, length: (s.length / gi) * og }));
         merged = gatherRows(weights, rows);
         layout = compact(rows);
-        group = layoutLength(v.layout) / gi;
+        const group = layoutLength(v.layout) / gi;
         const inputs = [v.name(), this.addInit(n0.inputs[1]!, merged)];
         if (bias) inputs.push(this.addInit(n0.inputs[2]!, gatherRows(bias, rows)));
         this.emit(n0, inputs, layout, 1, { ...n0.attributes, group: int(group) });

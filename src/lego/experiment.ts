@@ -13,7 +13,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Model } from '../onnx/types.js';
-import type { Dataset } from '../data/types.js';
 import { openModel } from '../onnx/open.js';
 import { saveModel } from '../onnx/proto.js';
 import { modelStats } from '../onnx/stats.js';

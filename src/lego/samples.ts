@@ -43,7 +43,7 @@ export type SampleRanking = 'float32' | 'float64';
 const f32 = Math.fround;
 /** float32 fused multiply-add: the float64 product of two float32 values is exact, so only the sum rounds (twice, in rare ties). */
 const fma32 = (a: number, b: number, c: number): number => f32(a * b + c);
-const LOG2E = f32(1.442695040888963407359924681001892137426645954152985934135449406931);
+const LOG2E = f32(Math.LOG2E);
 const LN2_HI = f32(0.693145751953125);
 const LN2_LO = f32(1.428606765330187045e-06);
 const EXP_POLY = [0.000198527617612853646278381, 0.00139304355252534151077271, 0.00833336077630519866943359, 0.0416664853692054748535156, 0.166666671633720397949219, 0.5].map(f32);

@@ -127,6 +127,7 @@ function stripComment(v: string): string {
 function scalar(v: string, key: string, where: string): string {
   let s = v;
   if ((s.startsWith('"') && s.endsWith('"') && s.length >= 2) || (s.startsWith("'") && s.endsWith("'") && s.length >= 2)) s = s.slice(1, -1);
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what this refuses
   if (s === '' || /[\u0000-\u001f]/.test(s) || s.length > 300)
     throw new UserError(`${where}: ${key} holds an empty or malformed value ${JSON.stringify(v.slice(0, 80))}`);
   return s;

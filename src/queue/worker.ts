@@ -180,7 +180,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
       info(`job ${label}: failed: ${msg.split('\n')[0]}`);
       // a UserError (bad job, bad options, bad data) fails the same way on every try
       if (e instanceof UserError || e instanceof UnrecoverableError) throw new UnrecoverableError(msg);
-      throw new Error(msg);
+      throw new Error(msg, { cause: e });
     } finally {
       active.delete(String(job.id));
       state.current.splice(state.current.indexOf(label), 1);

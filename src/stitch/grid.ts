@@ -23,7 +23,7 @@ import { onInterrupt } from '../util/interrupt.js';
 import { writeErr } from '../util/sinks.js';
 import { pct } from '../util/format.js';
 import { type StitchCut, chooseCuts, defaultReceivers, defaultSenders } from './cuts.js';
-import { PAIR_KINDS, type PairKind } from './controls.js';
+import type { PairKind } from './controls.js';
 import { type CellOptions, type CellResult, type StitchPair, CellSessions, DEFAULT_CELL_OPTIONS, pairSpec, runCell } from './cell.js';
 import { StitchContext } from './context.js';
 import { mapFanIn } from './build.js';

@@ -9,7 +9,6 @@ import { openSafetensors, writeSafetensors } from '../../src/io/safetensors.js';
 import { encodeModel } from '../../src/onnx/proto.js';
 import { createZooModel } from '../../src/nn/zoo.js';
 import { runningStatistics, trainableParameters } from '../../src/onnx/parameters.js';
-import { UserError } from '../../src/util/errors.js';
 import { tempDir } from '../helpers/paths.js';
 import { assertUserError } from '../helpers/assertions.js';
 

@@ -234,6 +234,7 @@ test('8. --provider: an unknown name lists the valid ones; an unusable one is on
     if (r.code === 0) continue; // the provider works here
     assert.ok(isOneLineError(r), r.stderr);
     assert.match(r.stderr, new RegExp(`execution provider "${provider}" cannot run on this machine .*--provider cpu`));
+    // eslint-disable-next-line no-control-regex -- an ANSI escape in the message is what this test rules out
     assert.doesNotMatch(r.stderr, /\x1b\[|\[E:onnxruntime|provider_bridge|XDG_RUNTIME_DIR|Vulkan/);
   }
 });

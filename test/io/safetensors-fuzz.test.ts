@@ -23,7 +23,7 @@ function readAll(path: string): 'ok' | 'refused' {
     return 'ok';
   } catch (e) {
     if (e instanceof UserError) return 'refused';
-    throw new Error(`not a UserError: ${(e as Error)?.stack ?? e}`);
+    throw new Error(`not a UserError: ${(e as Error)?.stack ?? e}`, { cause: e });
   }
 }
 

@@ -5,7 +5,6 @@ import { join } from 'node:path';
 import { openSafetensors, openSafetensorsIndex, writeSafetensors } from '../../src/io/safetensors.js';
 import type { Tensor } from '../../src/onnx/types.js';
 import { floatToHalf, tensor } from '../../src/onnx/tensor.js';
-import { UserError } from '../../src/util/errors.js';
 import { tempDir } from '../helpers/paths.js';
 import { assertUserError } from '../helpers/assertions.js';
 

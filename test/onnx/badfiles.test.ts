@@ -1,11 +1,9 @@
 import { test } from 'node:test';
-import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import onnxProto from 'onnx-proto';
 import { encodeModel, loadModel } from '../../src/onnx/proto.js';
 import { validateModel } from '../../src/onnx/validate.js';
-import { UserError } from '../../src/util/errors.js';
 import { buildModel, node, tinyConvNet, vi } from '../helpers/graphs.js';
 import { tempDir } from '../helpers/paths.js';
 import { assertUserError } from '../helpers/assertions.js';

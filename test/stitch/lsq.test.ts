@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { planStitch, type PlanOptions } from '../../src/stitch/plan.js';
-import { buildStitch, initialWeights, MAP_WEIGHT, MAP_BIAS } from '../../src/stitch/build.js';
+import { buildStitch, initialWeights, MAP_WEIGHT } from '../../src/stitch/build.js';
 import { LsqAccumulator, solveLsq } from '../../src/stitch/lsq.js';
 import { ModelSession } from '../../src/runtime/session.js';
 import { numel } from '../../src/onnx/tensor.js';

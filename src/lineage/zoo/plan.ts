@@ -47,10 +47,9 @@ export function planZoo(s: ZooSettings, classes: number): PlannedModel[] {
   const out: PlannedModel[] = [];
   for (let t = 0; t < s.trees; t++) {
     // breadth first, so parents come first
-    let level: PlannedModel[] = [];
     const root = plan(s, classes, name(out.length), t, [], null);
     out.push(root);
-    level = [root];
+    let level: PlannedModel[] = [root];
     for (let d = 1; d <= s.depth; d++) {
       const next: PlannedModel[] = [];
       for (const parent of level) {
