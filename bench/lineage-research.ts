@@ -12,7 +12,8 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { closeSources, openSources } from '../src/lineage/sources.js';
-import { measureModels, type LineageMode, type Measurements } from '../src/lineage/measure.js';
+import { measureModels, type Measurements } from '../src/lineage/measure.js';
+import type { LineageMode } from '../src/lineage/modes.js';
 import { buildForest, type ForestOptions } from '../src/lineage/forest.js';
 import { loadTruth, scoreForest, treeOf } from '../src/lineage/truth.js';
 import { setQuiet } from '../src/util/progress.js';

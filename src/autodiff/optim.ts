@@ -38,7 +38,10 @@ export interface OptimizerOptions {
 }
 
 /** Default weight decay per kind, as PyTorch's constructors have it. */
-const DEFAULT_DECAY = { sgd: 0, adam: 0, adamw: 0.01 } as const;
+const DEFAULT_DECAY: Readonly<Record<OptimizerConfig['kind'], number>> = { sgd: 0, adam: 0, adamw: 0.01 };
+
+/** The optimiser kinds (the keys of a per-kind table, so the list cannot miss one). */
+export const OPTIMIZER_KINDS = Object.keys(DEFAULT_DECAY) as readonly OptimizerConfig['kind'][];
 
 export function createOptimizer(config: OptimizerConfig, options: OptimizerOptions = {}): Optimizer {
   const decay = options.decay ?? (() => true);

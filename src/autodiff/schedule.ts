@@ -29,6 +29,10 @@ export type ScheduleConfig = Common & (
   | { kind: 'cosine'; minLr?: number }
 );
 
+/** The schedule kinds, the keys of a per-kind record so that the list cannot miss one. */
+const KIND_SET: Readonly<Record<ScheduleConfig['kind'], true>> = { constant: true, step: true, cosine: true };
+export const SCHEDULE_KINDS = Object.keys(KIND_SET) as readonly ScheduleConfig['kind'][];
+
 export type Schedule = (step: number) => number;
 
 export function createSchedule(config: ScheduleConfig, totalSteps: number): Schedule {

@@ -34,6 +34,10 @@ import { UserError } from '../util/errors.js';
 import { pct } from '../util/format.js';
 import { argmaxRow } from '../runtime/argmax.js';
 
+/** Which weights `train` writes: the last epoch's or the best validation epoch's. */
+export const KEEP_CHOICES = ['last', 'best'] as const;
+export type KeepChoice = (typeof KEEP_CHOICES)[number];
+
 /** What `train` uses for flags left out: the peak learning rate and weight decay per optimiser, warm-up, clipping. */
 export interface TrainingDefaults {
   lr: Readonly<Record<OptimizerConfig['kind'], number>>;
@@ -82,7 +86,7 @@ export interface TrainConfig {
   freeze?: string;
   trainable?: string;
   /** which weights to write: the last epoch's (default) or the best validation epoch's */
-  keep?: 'last' | 'best';
+  keep?: KeepChoice;
 }
 
 export interface TrainJob extends TrainConfig {

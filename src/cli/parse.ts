@@ -1,5 +1,6 @@
 /** Parsers for CLI option values; each error names the flag and what was expected. */
 import { UserError } from '../util/errors.js';
+import { alternatives } from '../util/format.js';
 
 export function parseNumberList(flag: string) {
   return (text: string): number[] => {
@@ -40,11 +41,6 @@ export function parsePositiveNumber(flag: string) {
     if (!Number.isFinite(v) || v <= 0) throw new UserError(`${flag} expects a positive number, got "${text}"`);
     return v;
   };
-}
-
-/** "a", "a or b", "a, b or c" */
-export function alternatives(words: readonly string[]): string {
-  return words.length <= 2 ? words.join(' or ') : `${words.slice(0, -1).join(', ')} or ${words[words.length - 1]}`;
 }
 
 /** One of a fixed set of words, e.g. parseChoice('--random-bn', ['data', 'init']). */

@@ -29,8 +29,10 @@ import { resolveNormalization } from '../runtime/normalization.js';
 import { broadcastNormalization } from '../data/augment.js';
 import { UserError } from '../util/errors.js';
 
-export type OverlapMode = 'refuse' | 'merge';
-export type AssemblyMethod = 'block-diagonal' | 'parallel';
+export const OVERLAP_MODES = ['refuse', 'merge'] as const;
+export type OverlapMode = (typeof OVERLAP_MODES)[number];
+export const ASSEMBLY_METHODS = ['block-diagonal', 'parallel'] as const;
+export type AssemblyMethod = (typeof ASSEMBLY_METHODS)[number];
 
 export interface AssemblePart {
   model: Model;

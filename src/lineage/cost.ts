@@ -8,7 +8,8 @@
  *   const M = directedCost(D, kurt, n, { lambda: 0.3, direction: 'parent-higher' });
  */
 
-export type KurtosisDirection = 'parent-higher' | 'parent-lower';
+export const KURTOSIS_DIRECTIONS = ['parent-higher', 'parent-lower'] as const;
+export type KurtosisDirection = (typeof KURTOSIS_DIRECTIONS)[number];
 
 export interface CostOptions {
   lambda: number;

@@ -11,12 +11,15 @@
  */
 import { UserError } from '../util/errors.js';
 import { arborescenceCost, minArborescence } from './arborescence.js';
-import { directedCost, submatrix, type KurtosisDirection } from './cost.js';
+import { directedCost, submatrix, KURTOSIS_DIRECTIONS, type KurtosisDirection } from './cost.js';
 import type { Measurements } from './measure.js';
+import { MODES } from './modes.js';
 import { cutTree, estimateKGap, estimateKSilhouette, wardLinkage } from './ward.js';
 
-export type Direction = KurtosisDirection | 'auto';
-export type ClusterMethod = 'gap' | 'silhouette';
+export const DIRECTIONS = [...KURTOSIS_DIRECTIONS, 'auto'] as const;
+export type Direction = (typeof DIRECTIONS)[number];
+export const CLUSTER_METHODS = ['gap', 'silhouette'] as const;
+export type ClusterMethod = (typeof CLUSTER_METHODS)[number];
 
 export interface ForestOptions {
   /** number of trees; estimated when omitted */
@@ -41,7 +44,8 @@ export interface ForestOptions {
   placement?: Placement;
 }
 
-export type Placement = 'arborescence' | 'rooted-mst';
+export const PLACEMENTS = ['arborescence', 'rooted-mst'] as const;
+export type Placement = (typeof PLACEMENTS)[number];
 
 /** Prim's MST on the symmetric k x k distance, oriented away from the root the signal picks. */
 export function rootedMst(d: ArrayLike<number>, score: readonly number[], k: number, dir: KurtosisDirection): Int32Array {
@@ -64,7 +68,11 @@ export function rootedMst(d: ArrayLike<number>, score: readonly number[], k: num
   return parent;
 }
 
-export type DirectionSignal = 'kurtosis' | 'norm';
+export const DIRECTION_SIGNALS = ['kurtosis', 'norm'] as const;
+export type DirectionSignal = (typeof DIRECTION_SIGNALS)[number];
+
+/** The kurtosis direction a signal implies when the signal is given and the direction is not: a parent has the lower norm, the higher kurtosis. */
+const SIGNAL_DIRECTION: Readonly<Record<DirectionSignal, KurtosisDirection>> = { norm: 'parent-lower', kurtosis: 'parent-higher' };
 
 export interface ForestNode {
   name: string;
@@ -112,14 +120,11 @@ export function buildForest(m: Measurements, opts: ForestOptions = {}): LineageF
   const n = m.names.length;
   const lambda = opts.lambda ?? 0.3;
   if (!(Number.isFinite(lambda) && lambda >= 0)) throw new UserError(`lineage: lambda must be a non-negative number, got ${lambda}`);
-  // norm grew from parent to child on 58 of 60 edges of both full fine-tuning zoos; on
-  // LoRA zoos neither signal is reliable, so low-rank mode keeps the reference's kurtosis
-  const signal = opts.signal ?? (m.mode === 'lowrank' ? 'kurtosis' : 'norm');
-  const direction = opts.direction ?? (signal === 'norm' ? 'parent-lower' : m.mode === 'lowrank' && opts.signal === undefined ? 'auto' : 'parent-higher');
+  const defaults = MODES[m.mode].defaults;
+  const signal = opts.signal ?? defaults.signal;
+  const direction = opts.direction ?? (opts.signal === undefined ? defaults.direction : SIGNAL_DIRECTION[signal]);
   const score = signal === 'norm' ? m.meanSquare : m.kurtosis;
-  // defaults chosen on runs/zoo/ft-s1 and lora-s1 and kept because they also won on the
-  // zoos not tuned on (ft-s2, ft-s3, ft-105-s4; lora-s2): see bench/lineage-research.ts
-  const placement = opts.placement ?? (m.mode === 'lowrank' ? 'arborescence' : 'rooted-mst');
+  const placement = opts.placement ?? defaults.placement;
   const merges = wardLinkage(m.clusterD, n);
   let k: number;
   let clusterInfo: LineageForest['settings']['clusters'];

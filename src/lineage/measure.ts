@@ -18,25 +18,23 @@
  *   m.d[0 * m.names.length + 1]   // distance between the first two models
  */
 import type { SessionOptions } from '../runtime/session.js';
-import { progress } from '../util/progress.js';
+import { progress, warn } from '../util/progress.js';
 import { UserError } from '../util/errors.js';
-import { GramEngine, meanAbsDistances, squaredDistances } from './gram.js';
+import { meanAbsDistances } from './gram.js';
 import { excessKurtosis } from './kurtosis.js';
-import { pairRanks } from './rank.js';
-import { pairSchatten } from './spectral.js';
+import { MODES, type LineageMode, type ModeOption } from './modes.js';
 import { all2dLayers, selectLayers, type LayerSelection, type SelectedLayer } from './select.js';
 import type { ModelSource } from './sources.js';
 
-export type LineageMode = 'ft' | 'lowrank' | 'spectral';
-export type ClusterDistance = 'reference' | 'selected';
+export const CLUSTER_DISTANCES = ['reference', 'selected'] as const;
+export type ClusterDistance = (typeof CLUSTER_DISTANCES)[number];
 /** Schatten exponent of the spectral mode (chosen on runs/zoo/ft-s1, see bench/lineage-research.ts). */
 export const DEFAULT_SCHATTEN = 0.25;
 
 /**
- * 'auto' (the default) picks spectral when its estimated cost is affordable (the pairs'
+ * Mode 'auto' (the default) picks spectral when its estimated cost is affordable (the pairs'
  * SVD work under SPECTRAL_BUDGET_FLOPS, minutes in JavaScript) and ft otherwise.
  */
-export type ModeOption = LineageMode | 'auto';
 export const SPECTRAL_BUDGET_FLOPS = 2e11;
 
 export interface MeasureOptions {
@@ -93,10 +91,12 @@ export async function measureModels(models: readonly ModelSource[], opts: Measur
   if (n < 2) throw new UserError(`lineage: needs at least 2 models, got ${n}`);
   const selection = selectLayers(models, opts.layers ? { patterns: opts.layers } : {});
   const mode = resolveMode(opts.mode ?? 'auto', selection.layers, n);
+  const rule = MODES[mode];
+  if (opts.schatten !== undefined && !rule.schatten) warn(`lineage: the Schatten exponent applies to mode spectral only; mode ${mode} does not use it`);
   const selected = new Set(selection.layers.map((l) => l.name));
   const not2d = selection.layers.find((l) => l.shape.length !== 2);
-  if (mode !== 'ft' && not2d) throw new UserError(`lineage: --mode ${mode} compares matrices, but layer "${not2d.name}" is [${not2d.shape.join('x')}]; narrow --layers to 2-D weights`);
-  const l1Layers = mode !== 'lowrank' && clusterDistance === 'reference' ? all2dLayers(models) : [];
+  if (rule.matrices && not2d) throw new UserError(`lineage: --mode ${mode} compares matrices, but layer "${not2d.name}" is [${not2d.shape.join('x')}]; narrow --layers to 2-D weights`);
+  const l1Layers = rule.referenceClustering && clusterDistance === 'reference' ? all2dLayers(models) : [];
   const l1Names = new Set(l1Layers.map((l) => l.name));
   // every layer read once, in the first model's order
   const toRead: SelectedLayer[] = [...selection.layers, ...l1Layers.filter((l) => !selected.has(l.name))];
@@ -107,7 +107,7 @@ export async function measureModels(models: readonly ModelSource[], opts: Measur
   const kurtosis = new Float64Array(n);
   const meanSquare = new Float64Array(n);
   let bytesRead = 0, repairedPairs = 0;
-  const engine = mode === 'ft' ? await GramEngine.create(opts.session) : undefined;
+  const resources = await rule.resources(opts.session);
   const bar = progress('lineage: reading layers', toRead.length);
   try {
     for (const layer of toRead) {
@@ -129,17 +129,9 @@ export async function measureModels(models: readonly ModelSource[], opts: Measur
           for (let j = 0; j < p; j++) s += row[j]! * row[j]!;
           meanSquare[i]! += s / p;
         }
-        if (mode === 'ft') {
-          const { d2, repaired } = await squaredDistances(engine!, stack, n, p);
-          repairedPairs += repaired;
-          for (let k = 0; k < n * n; k++) d[k]! += Math.sqrt(d2[k]! / p) / selection.layers.length;
-        } else if (mode === 'spectral') {
-          const nuc = pairSchatten(stack, n, layer.shape[0]!, layer.shape[1]!, schatten);
-          for (let k = 0; k < n * n; k++) d[k]! += nuc[k]! / selection.layers.length;
-        } else {
-          const ranks = pairRanks(stack, n, layer.shape[0]!, layer.shape[1]!);
-          for (let k = 0; k < n * n; k++) d[k]! += ranks[k]!;
-        }
+        const term = await rule.layerDistance({ stack, n, size: p, shape: layer.shape, layers: selection.layers.length, schatten }, resources);
+        repairedPairs += term.repaired;
+        for (let k = 0; k < n * n; k++) d[k]! += term.d[k]!;
       }
       if (l1Names.has(layer.name)) {
         const a = meanAbsDistances(stack, n, p);
@@ -148,7 +140,7 @@ export async function measureModels(models: readonly ModelSource[], opts: Measur
       bar.tick(1, layer.name);
     }
   } finally {
-    await engine?.release();
+    await resources.release();
   }
   const seconds = (performance.now() - t0) / 1000;
   bar.done(`${toRead.length} layers, ${(bytesRead / 1e6).toFixed(1)} MB of weights`);
@@ -156,7 +148,7 @@ export async function measureModels(models: readonly ModelSource[], opts: Measur
     names: models.map((m) => m.name),
     paths: models.map((m) => m.path),
     mode,
-    schatten: mode === 'spectral' ? schatten : null,
+    schatten: rule.schatten ? schatten : null,
     selection,
     d,
     clusterD: l1Layers.length > 0 ? l1 : d,

@@ -24,7 +24,10 @@ import { STITCH_PREFIX, stitchWithSuffix, suffixModel } from './compose.js';
 import { LsqAccumulator, fitErrorOf, solveLsq } from './lsq.js';
 import { SessionCache } from './sessions.js';
 
-export type StitchMode = 'task' | 'lsq' | 'copy';
+export const STITCH_MODES = ['task', 'lsq', 'copy'] as const;
+export type StitchMode = (typeof STITCH_MODES)[number];
+export const STITCH_SCHEDULES = ['constant', 'cosine'] as const;
+export const STITCH_INITS = ['random', 'lsq'] as const;
 
 export interface CellOptions {
   mode: StitchMode;
@@ -36,9 +39,9 @@ export interface CellOptions {
   lr: number;
   momentum: number;
   weightDecay: number;
-  schedule: 'constant' | 'cosine';
+  schedule: (typeof STITCH_SCHEDULES)[number];
   /** initial stitch for task training: seeded random (default), or the least-squares solution */
-  init: 'random' | 'lsq';
+  init: (typeof STITCH_INITS)[number];
   /** into a flat receiver: pool (default: average pool / mean of the tokens), flatten, or a token sender's class token */
   flat: FlatFrom;
   bnBefore: boolean;

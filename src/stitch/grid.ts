@@ -21,10 +21,11 @@ import { info, isQuiet } from '../util/progress.js';
 import { UserError } from '../util/errors.js';
 import { onInterrupt } from '../util/interrupt.js';
 import { writeErr } from '../util/sinks.js';
-import { pct } from '../util/format.js';
+import { alternatives, pct } from '../util/format.js';
 import { type StitchCut, chooseCuts, defaultReceivers, defaultSenders } from './cuts.js';
 import type { PairKind } from './controls.js';
-import { type CellOptions, type CellResult, type StitchPair, CellSessions, DEFAULT_CELL_OPTIONS, pairSpec, runCell } from './cell.js';
+import { type CellOptions, type CellResult, type StitchPair, CellSessions, DEFAULT_CELL_OPTIONS, STITCH_INITS, STITCH_MODES, STITCH_SCHEDULES, pairSpec, runCell } from './cell.js';
+import { FLAT_FROMS } from './plan.js';
 import { StitchContext } from './context.js';
 import { mapFanIn } from './build.js';
 import { MAX_LSQ_INPUTS } from './lsq.js';
@@ -212,13 +213,13 @@ export function checkOptions(o: CellOptions): void {
   if (!(Number.isFinite(o.momentum) && o.momentum >= 0 && o.momentum < 1)) throw new UserError(`--momentum expects a number in [0, 1), got ${o.momentum}`);
   if (!(Number.isFinite(o.weightDecay) && o.weightDecay >= 0)) throw new UserError(`--weight-decay expects a finite number >= 0, got ${o.weightDecay}`);
   if (o.bnAfter && (o.mode === 'lsq' || o.init === 'lsq')) throw new UserError('a least-squares stitch cannot have BatchNorm after it (--bn after); use --bn before or no BatchNorm');
-  if (!['task', 'lsq', 'copy'].includes(o.mode)) throw new UserError(`--mode expects task, lsq or copy, got "${o.mode}"`);
+  if (!STITCH_MODES.includes(o.mode)) throw new UserError(`--mode expects ${alternatives(STITCH_MODES)}, got "${o.mode}"`);
   if (!Number.isInteger(o.epochs) || o.epochs < 1) throw new UserError(`--epochs must be a positive integer, got ${o.epochs}`);
   if (!Number.isInteger(o.batchSize) || o.batchSize < 1) throw new UserError(`--batch must be a positive integer, got ${o.batchSize}`);
   if (!(o.lr > 0)) throw new UserError(`--lr must be positive, got ${o.lr}`);
-  if (!['random', 'lsq'].includes(o.init)) throw new UserError(`--init expects random or lsq, got "${o.init}"`);
-  if (!['pool', 'flatten', 'class'].includes(o.flat)) throw new UserError(`--flat expects pool, flatten or class, got "${o.flat}"`);
-  if (!['constant', 'cosine'].includes(o.schedule)) throw new UserError(`--schedule expects constant or cosine, got "${o.schedule}"`);
+  if (!STITCH_INITS.includes(o.init)) throw new UserError(`--init expects ${alternatives(STITCH_INITS)}, got "${o.init}"`);
+  if (!FLAT_FROMS.includes(o.flat)) throw new UserError(`--flat expects ${alternatives(FLAT_FROMS)}, got "${o.flat}"`);
+  if (!STITCH_SCHEDULES.includes(o.schedule)) throw new UserError(`--schedule expects ${alternatives(STITCH_SCHEDULES)}, got "${o.schedule}"`);
 }
 
 const safe = (s: string): string => s.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 60) + (/[^A-Za-z0-9._-]/.test(s) ? `-${hash(s).slice(0, 6)}` : '');

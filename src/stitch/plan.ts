@@ -66,7 +66,8 @@ export interface StitchSpec {
 }
 
 /** How a token sender feeds a flat receiver: mean over tokens, all tokens flattened, or the class token. */
-export type FlatFrom = 'pool' | 'flatten' | 'class';
+export const FLAT_FROMS = ['pool', 'flatten', 'class'] as const;
+export type FlatFrom = (typeof FLAT_FROMS)[number];
 
 export interface PlanOptions {
   /** into a flat receiver: 'pool' (default), 'flatten', or 'class' (a token sender's class token) */

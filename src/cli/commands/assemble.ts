@@ -1,10 +1,14 @@
 import type { Command } from 'commander';
 import { runAssembleJob } from '../../lego/assemble-job.js';
+import { OVERLAP_MODES, type AssemblyMethod, type OverlapMode } from '../../lego/assemble.js';
 import { checkOutputs, dataInputs, globals, outputFile, withOutputFlags } from './common.js';
 import { compact, pct, table } from '../output.js';
-import { parseInteger, parsePositiveInt, parsePositiveNumber } from '../parse.js';
+import { parseChoice, parseInteger, parsePositiveInt, parsePositiveNumber } from '../parse.js';
 import { addInputOptions } from '../data-options.js';
-import { UserError } from '../../util/errors.js';
+
+/** --method: block-diagonal is what auto tries first, so the CLI offers only auto and forcing the parallel fallback. */
+const METHOD_CHOICES = ['auto', 'parallel'] as const satisfies readonly ('auto' | AssemblyMethod)[];
+type MethodChoice = (typeof METHOD_CHOICES)[number];
 
 interface AssembleFlags {
   scaleData?: string[];
@@ -15,8 +19,8 @@ interface AssembleFlags {
   lr?: number;
   batch?: number;
   seed: number;
-  overlap: string;
-  method: string;
+  overlap: OverlapMode;
+  method: MethodChoice;
   test: boolean;
   mean?: number[];
   std?: number[];
@@ -33,15 +37,13 @@ export function registerAssemble(program: Command): void {
     .option('--lr <x>', 'fine-tuning learning rate (default 0.01, SGD momentum 0.9, cosine)', parsePositiveNumber('--lr'))
     .option('--batch <n>', 'batch size', parsePositiveInt('--batch'))
     .option('--seed <n>', 'seed for the scaling sample choice and fine-tuning', parseInteger('--seed'), 0)
-    .option('--overlap <mode>', 'components sharing a class: refuse | merge (average the duplicates\' logits)', 'refuse')
-    .option('--method <m>', 'auto (block-diagonal when the topologies match, else parallel) | parallel', 'auto')
+    .option('--overlap <mode>', 'components sharing a class: refuse | merge (average the duplicates\' logits)', parseChoice('--overlap', OVERLAP_MODES), 'refuse')
+    .option('--method <m>', 'auto (block-diagonal when the topologies match, else parallel) | parallel', parseChoice('--method', METHOD_CHOICES), 'auto')
     .option('--no-test', 'do not score on the test split')
     .requiredOption('-o, --output <file>', 'where to write the assembled .onnx model')
     .action(async (files: string[], flags: AssembleFlags, cmd: Command) => {
       const { out, session } = globals(cmd);
       checkOutputs([outputFile(flags.output)], [...files, ...dataInputs(...flags.data ?? [], ...flags.scaleData ?? [])]);
-      if (flags.overlap !== 'refuse' && flags.overlap !== 'merge') throw new UserError(`--overlap expects refuse or merge, got "${flags.overlap}"`);
-      if (flags.method !== 'auto' && flags.method !== 'parallel') throw new UserError(`--method expects auto or parallel, got "${flags.method}"`);
       const r = await runAssembleJob({
         files, output: flags.output, scale: flags.scale, seed: flags.seed, overlap: flags.overlap, method: flags.method, test: flags.test, session,
         ...(flags.scaleData ? { scaleData: flags.scaleData } : {}), ...(flags.scaleSamples ? { scaleSamplesPerClass: flags.scaleSamples } : {}),

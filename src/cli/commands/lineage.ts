@@ -14,8 +14,10 @@ import { loadTruth, scoreForest, signalTrends } from '../../lineage/truth.js';
 import { cardTruth, recoveredCards, relationAgreement, writeModelCards } from '../../lineage/model-cards.js';
 import { expandInputs, modelName } from '../../lineage/sources.js';
 import { forestText, writeForestFiles } from '../../lineage/render.js';
-import type { Direction, DirectionSignal, ClusterMethod, Placement } from '../../lineage/forest.js';
-import type { ModeOption, ClusterDistance } from '../../lineage/measure.js';
+import { CLUSTER_METHODS, DIRECTIONS, DIRECTION_SIGNALS, PLACEMENTS, type ClusterMethod, type Direction, type DirectionSignal, type Placement } from '../../lineage/forest.js';
+import { CLUSTER_DISTANCES, type ClusterDistance } from '../../lineage/measure.js';
+import { MODE_OPTIONS, type ModeOption } from '../../lineage/modes.js';
+import { parseChoice, parsePositiveNumber } from '../parse.js';
 import { info } from '../../util/progress.js';
 import { UserError } from '../../util/errors.js';
 import { pct } from '../output.js';
@@ -23,23 +25,18 @@ import { checkOutputs, globals, outputFolder, withOutputFlags } from './common.j
 import { writeRunReport } from '../../report/html/report.js';
 
 interface LineageFlags {
-  mode: string;
+  mode: ModeOption;
   layers?: string[];
   clusters?: string;
-  clusterMethod: string;
-  clusterDistance: string;
+  clusterMethod: ClusterMethod;
+  clusterDistance: ClusterDistance;
   lambda: string;
-  direction?: string;
-  signal?: string;
-  placement?: string;
-  schatten?: string;
+  direction?: Direction;
+  signal?: DirectionSignal;
+  placement?: Placement;
+  schatten?: number;
   truth?: string;
   output: string;
-}
-
-function oneOf<T extends string>(flag: string, value: string, allowed: readonly T[]): T {
-  if (!(allowed as readonly string[]).includes(value)) throw new UserError(`${flag} must be one of ${allowed.join(', ')}, got "${value}"`);
-  return value as T;
 }
 
 const collect = (v: string, prev: string[] = []): string[] => [...prev, ...v.split(',').map((s) => s.trim()).filter(Boolean)];
@@ -48,16 +45,16 @@ export function registerLineage(program: Command): void {
   withOutputFlags(program.command('lineage <inputs...>').description(
     'recover the family tree of a set of models from their weights (MoTHer); inputs: .safetensors/.onnx files, folders, Hugging Face model folders, list files',
   ))
-    .option('--mode <mode>', 'distance: ft = mean RMS weight difference (reference); lowrank = sum of ranks of differences (reference, LoRA); spectral = mean sigma^q of differences; auto = spectral when affordable, else ft', 'auto')
-    .option('--schatten <q>', 'exponent q of --mode spectral (default 0.25; 1 = nuclear norm)')
+    .option('--mode <mode>', 'distance: ft = mean RMS weight difference (reference); lowrank = sum of ranks of differences (reference, LoRA); spectral = mean sigma^q of differences; auto = spectral when affordable, else ft', parseChoice('--mode', MODE_OPTIONS), 'auto')
+    .option('--schatten <q>', 'exponent q of --mode spectral, in (0, 2] (default 0.25; 1 = nuclear norm)', parsePositiveNumber('--schatten'))
     .option('--layers <pattern>', 'layers to compare: glob or /regex/ (repeatable or comma-separated; default: square 2-D weight matrices)', collect)
     .option('--clusters <K>', 'number of trees (default: estimated)')
-    .option('--cluster-method <gap|silhouette>', 'how K is estimated when --clusters is omitted', 'gap')
-    .option('--cluster-distance <reference|selected>', 'Ward distance: reference = mean |dW| over all 2-D layers (ft), selected = the lineage distance', 'reference')
+    .option('--cluster-method <gap|silhouette>', 'how K is estimated when --clusters is omitted', parseChoice('--cluster-method', CLUSTER_METHODS), 'gap')
+    .option('--cluster-distance <reference|selected>', 'Ward distance: reference = mean |dW| over all 2-D layers (ft), selected = the lineage distance', parseChoice('--cluster-distance', CLUSTER_DISTANCES), 'reference')
     .option('--lambda <x>', 'weight of the direction penalty (lambda x mean D per violated edge)', '0.3')
-    .option('--signal <kurtosis|norm>', 'per-model quantity the direction refers to: kurtosis (reference) or norm (mean square of the weights); default norm, kurtosis for --mode lowrank')
-    .option('--direction <dir>', 'parent-higher, parent-lower (parent has the lower signal), or auto (default: parent-lower for norm; auto for kurtosis in --mode lowrank, else parent-higher)')
-    .option('--placement <arborescence|rooted-mst>', 'tree per cluster: minimum arborescence of the directed cost (reference), or the distance MST rooted at the lowest-signal model (default: rooted-mst; arborescence for --mode lowrank)')
+    .option('--signal <kurtosis|norm>', 'per-model quantity the direction refers to: kurtosis (reference) or norm (mean square of the weights); default norm, kurtosis for --mode lowrank', parseChoice('--signal', DIRECTION_SIGNALS))
+    .option('--direction <dir>', 'parent-higher, parent-lower (parent has the lower signal), or auto (default: parent-lower for norm; auto for kurtosis in --mode lowrank, else parent-higher)', parseChoice('--direction', DIRECTIONS))
+    .option('--placement <arborescence|rooted-mst>', 'tree per cluster: minimum arborescence of the directed cost (reference), or the distance MST rooted at the lowest-signal model (default: rooted-mst; arborescence for --mode lowrank)', parseChoice('--placement', PLACEMENTS))
     .option('--truth <file>', 'truth.json ({"edges": [["parent", "child"], ...]}) to score against '
       + '(default: the base_model of the models\' own README.md cards, when they name one)')
     .requiredOption('-o, --output <dir>', 'folder for forest.json, forest.dot, forest.svg, forest.png, model-cards.json, model-cards/')
@@ -66,11 +63,6 @@ export function registerLineage(program: Command): void {
       checkOutputs([outputFolder(flags.output)], [...inputs, ...(flags.truth !== undefined ? [flags.truth] : [])]);
       const lambda = Number(flags.lambda);
       if (flags.lambda.trim() === '' || !Number.isFinite(lambda) || lambda < 0) throw new UserError(`--lambda expects a non-negative number, got "${flags.lambda}"`);
-      let schatten: number | undefined;
-      if (flags.schatten !== undefined) {
-        schatten = Number(flags.schatten);
-        if (!(schatten > 0 && schatten <= 2)) throw new UserError(`--schatten expects a number in (0, 2], got "${flags.schatten}"`);
-      }
       let clusters: number | undefined;
       if (flags.clusters !== undefined) {
         clusters = Number(flags.clusters);
@@ -84,16 +76,16 @@ export function registerLineage(program: Command): void {
         for (const note of fromCards.notes) info(`lineage: ${note}`);
       }
       const forest = await recoverLineage(inputs, {
-        mode: oneOf<ModeOption>('--mode', flags.mode, ['auto', 'ft', 'lowrank', 'spectral']),
-        ...(schatten !== undefined ? { schatten } : {}),
-        ...(flags.placement !== undefined ? { placement: oneOf<Placement>('--placement', flags.placement, ['arborescence', 'rooted-mst']) } : {}),
-        ...(flags.signal !== undefined ? { signal: oneOf<DirectionSignal>('--signal', flags.signal, ['kurtosis', 'norm']) } : {}),
+        mode: flags.mode,
+        ...(flags.schatten !== undefined ? { schatten: flags.schatten } : {}),
+        ...(flags.placement !== undefined ? { placement: flags.placement } : {}),
+        ...(flags.signal !== undefined ? { signal: flags.signal } : {}),
         ...(flags.layers ? { layers: flags.layers } : {}),
         ...(clusters !== undefined ? { clusters } : {}),
-        clusterMethod: oneOf<ClusterMethod>('--cluster-method', flags.clusterMethod, ['gap', 'silhouette']),
-        clusterDistance: oneOf<ClusterDistance>('--cluster-distance', flags.clusterDistance, ['reference', 'selected']),
+        clusterMethod: flags.clusterMethod,
+        clusterDistance: flags.clusterDistance,
         lambda,
-        ...(flags.direction !== undefined ? { direction: oneOf<Direction>('--direction', flags.direction, ['parent-higher', 'parent-lower', 'auto']) } : {}),
+        ...(flags.direction !== undefined ? { direction: flags.direction } : {}),
         session,
       });
       info(`lineage: ${forest.nodes.length} models; layers: ${forest.selection.rule}: ${forest.selection.layers.map((l) => `${l.name} [${l.shape.join('x')}]`).join(', ')}`);

@@ -6,7 +6,8 @@ import { hasRecordedCuts } from '../../onnx/cuts.js';
 import type { Model } from '../../onnx/types.js';
 import { PAIR_KINDS, PAIR_TITLES, RANDOM_BATCHNORM, type RandomBatchNorm } from '../../stitch/controls.js';
 import { stitchGrid } from '../../stitch/run.js';
-import type { CellOptions } from '../../stitch/cell.js';
+import { STITCH_INITS, STITCH_MODES, STITCH_SCHEDULES, type CellOptions, type StitchMode } from '../../stitch/cell.js';
+import { FLAT_FROMS } from '../../stitch/plan.js';
 import { checkOutputs, dataInputs, globals, outputFolder, withOutputFlags } from './common.js';
 import { pct, table } from '../output.js';
 import { parseChoice, parseInteger, parsePositiveInt, parsePositiveNumber } from '../parse.js';
@@ -17,16 +18,16 @@ import { stitchDispatch } from '../../queue/stitch.js';
 
 interface StitchFlags {
   data?: string;
-  mode: string;
+  mode: StitchMode;
   controls?: boolean;
   epochs: number;
   batch: number;
   lr: number;
   momentum: number;
   weightDecay: number;
-  schedule: string;
-  init: string;
-  flat: string;
+  schedule: CellOptions['schedule'];
+  init: CellOptions['init'];
+  flat: CellOptions['flat'];
   bn?: string;
   senders?: string;
   receivers?: string;
@@ -52,17 +53,17 @@ export function registerStitch(program: Command): void {
   addInputOptions(withOutputFlags(program.command('stitch <A> [B]').description('stitch A\'s layers into B\'s at every pair of cut points (task-trained, least-squares or copy stitches, with random-network controls); matrix.json and heatmaps')))
     .option('--data <spec>', 'dataset: its train split trains the stitches, its test split scores them')
     .option('--list-cuts', 'list the cut points of A (and B) with their shapes, and stop')
-    .option('--mode <mode>', 'task (train on cross-entropy) | lsq (closed-form least squares) | copy (also train to copy B\'s activation; EV/ES/SV)', 'task')
+    .option('--mode <mode>', 'task (train on cross-entropy) | lsq (closed-form least squares) | copy (also train to copy B\'s activation; EV/ES/SV)', parseChoice('--mode', STITCH_MODES), 'task')
     .option('--controls', 'also compute the three controls: random sender, random receiver, both random')
     .option('--epochs <n>', 'stitch training epochs', parsePositiveInt('--epochs'), 4)
     .option('--batch <n>', 'batch size', parsePositiveInt('--batch'), 256)
     .option('--lr <x>', 'SGD learning rate', parsePositiveNumber('--lr'), 0.01)
     .option('--momentum <x>', 'SGD momentum', Number, 0.9)
     .option('--weight-decay <x>', 'weight decay', Number, 0.01)
-    .option('--schedule <name>', 'constant | cosine', 'constant')
-    .option('--init <how>', 'initial stitch for training: random | lsq', 'random')
+    .option('--schedule <name>', 'constant | cosine', parseChoice('--schedule', STITCH_SCHEDULES), 'constant')
+    .option('--init <how>', 'initial stitch for training: random | lsq', parseChoice('--init', STITCH_INITS), 'random')
     .option('--flat <how>', 'into the classifier from an image or tokens: pool (global average pool / mean of the tokens + linear) '
-      + '| flatten (flatten + linear) | class (a token sender\'s class token + linear)', 'pool')
+      + '| flatten (flatten + linear) | class (a token sender\'s class token + linear)', parseChoice('--flat', FLAT_FROMS), 'pool')
     .option('--bn <where>', 'BatchNorm around the stitch: before, after or before,after')
     .option('--senders <cuts>', 'sender cut names of A, comma-separated (default: stem and every block)')
     .option('--receivers <cuts>', 'receiver cut names of B (default: into every block and into the classifier)')
@@ -107,8 +108,8 @@ export function registerStitch(program: Command): void {
       const bn = list(flags.bn) ?? [];
       for (const b of bn) if (b !== 'before' && b !== 'after') throw new UserError(`--bn expects before, after or before,after, got "${flags.bn}"`);
       const options: Partial<CellOptions> = {
-        mode: flags.mode as CellOptions['mode'], epochs: flags.epochs, batchSize: flags.batch, lr: flags.lr, momentum: flags.momentum, weightDecay: flags.weightDecay,
-        schedule: flags.schedule as CellOptions['schedule'], init: flags.init as CellOptions['init'], flat: flags.flat as CellOptions['flat'],
+        mode: flags.mode, epochs: flags.epochs, batchSize: flags.batch, lr: flags.lr, momentum: flags.momentum, weightDecay: flags.weightDecay,
+        schedule: flags.schedule, init: flags.init, flat: flags.flat,
         bnBefore: bn.includes('before'), bnAfter: bn.includes('after'), seed: flags.seed, randomBatchNorm: flags.randomBn,
       };
       const senders = list(flags.senders), receivers = list(flags.receivers);
