@@ -42,6 +42,15 @@ export function parsePositiveNumber(flag: string) {
   };
 }
 
+/** A number in [0, 1] (thresholds, accuracy drops). */
+export function parseFraction(flag: string) {
+  return (text: string): number => {
+    const v = Number(text);
+    if (!Number.isFinite(v) || v < 0 || v > 1) throw new UserError(`${flag} expects a number in [0, 1], got "${text}"`);
+    return v;
+  };
+}
+
 /** "a", "a or b", "a, b or c" */
 export function alternatives(words: readonly string[]): string {
   return words.length <= 2 ? words.join(' or ') : `${words.slice(0, -1).join(', ')} or ${words[words.length - 1]}`;
