@@ -1,7 +1,7 @@
 /**
  * Inference throughput of zoo models through ONNX Runtime, as a fraction of the
  * machine's MatMul peak. `npm run bench` (add `-- --quick` for a short check,
- * `-- --json` for machine-readable output, `-- --threads N`).
+ * `-- --json` for machine-readable output, `-- --threads N`, `-- --only <name part>`).
  */
 import { createZooModel } from '../src/nn/zoo.js';
 import { modelStats } from '../src/onnx/stats.js';
@@ -19,6 +19,7 @@ const CASES = [
   { name: 'ResNet-18 (3x32x32)', arch: 'resnet18', opts: {} },
 ];
 const BATCHES = [64, 256];
+const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined;
 
 const results: Record<string, unknown>[] = [];
 const log = (s: string): void => { if (!json) console.log(s); };
@@ -26,7 +27,7 @@ const log = (s: string): void => { if (!json) console.log(s); };
 const peak = await matmulPeak(threads, seconds);
 log(`machine: ${machine()}, ONNX Runtime intra-op threads: ${threads}`);
 log(`reference: MatMul 2048x2048 peak ${peak.toFixed(1)} GFLOP/s`);
-for (const c of CASES) {
+for (const c of CASES.filter((k) => !only || k.name.includes(only))) {
   const model = createZooModel(c.arch, { input: [3, 32, 32], classes: 10, width: 1, seed: 0, ...c.opts });
   const flops = modelStats(model).flopsPerImage;
   const session = await ModelSession.create(model, { threads });

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Measures fine-tuning settings on exported models: the table behind `train`'s defaults
-// for an .onnx input (docs/pending/wp-grad.md). For each model and each option set it
+// for an .onnx input (README "Fine-tuning exported models: the defaults"). For each model and each option set it
 // runs `modelsmith train <model> --data <data> --epochs E <options>` and records whether
 // it diverged, the last epoch's training loss, the validation accuracy and the test
 // accuracy, next to the model's test accuracy before fine-tuning (`modelsmith eval`).

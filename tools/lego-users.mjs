@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Model LEGO on the models users bring (issue 13): every disassembly and assembly run of
-// docs/pending/wp-lego13.md, as a job list. Each job writes one JSON (the command's --json)
+// README "Model LEGO on the models users bring", as a job list. Each job writes one JSON (the command's --json)
 // under runs/lego13/<variant>/<model>/; finished jobs are skipped, so rerun to go on.
 //
 //   node tools/lego-users.mjs [--only <substring of variant/model/task>] [--list] [--parallel N] [--wait]

@@ -1,5 +1,5 @@
 #!/bin/sh
-# The ViT lineage measurements of issue 12 (docs/pending/wp-vitlin.md): two ViT zoos on
+# The ViT lineage measurements of issue 12 (README "Lineage on ViT zoos"): two ViT zoos on
 # Fashion-MNIST (3 trees x 21 models; full fine-tuning and LoRA ranks 4/8), each also
 # written as Hugging Face folders with model cards, then lineage with the defaults and
 # with the reference options. Resumable: rerun after an interruption and finished

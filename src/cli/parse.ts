@@ -43,6 +43,15 @@ export function parsePositiveNumber(flag: string) {
   };
 }
 
+/** A number in [0, 1] (thresholds, accuracy drops). */
+export function parseFraction(flag: string) {
+  return (text: string): number => {
+    const v = Number(text);
+    if (!Number.isFinite(v) || v < 0 || v > 1) throw new UserError(`${flag} expects a number in [0, 1], got "${text}"`);
+    return v;
+  };
+}
+
 /** One of a fixed set of words, e.g. parseChoice('--random-bn', ['data', 'init']). */
 export function parseChoice<T extends string>(flag: string, choices: readonly T[]) {
   return (text: string): T => {

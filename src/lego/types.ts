@@ -31,7 +31,7 @@ export const DEFAULT_RECALIBRATION_SAMPLES = 2048;
 /**
  * How the classifier's mask crosses a Flatten of a spatial map by default. Measured on
  * the PyTorch VGG-style exports, the fine-tuned vgg_small fixture and LeNet-5 (README,
- * docs/pending/wp-lego13.md): pruning there starved whole classes, keeping (the official
+ * README "Model LEGO on the models users bring"): pruning there starved whole classes, keeping (the official
  * behaviour) did not and cost little size.
  */
 export const DEFAULT_FLATTEN: FlattenMode = 'keep';
@@ -45,7 +45,7 @@ export const DEFAULT_VALIDATION_PER_CLASS = 200;
  * masks are relaxed. 0.2: the collapses this exists for leave a class near 0%, while
  * confusable classes (shirt, pullover, coat) trade 10 points between them, and relaxing
  * those only grew the component (LeNet-5 {3-9}: 16.6k -> 43.2k parameters for +1 point,
- * docs/pending/wp-lego13.md).
+ * README "Model LEGO on the models users bring").
  */
 export const DEFAULT_CLASS_DROP = 0.2;
 

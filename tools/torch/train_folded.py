@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Train a BatchNorm CNN on Fashion-MNIST in PyTorch and export it as users do
 (torch.onnx.export defaults: eval mode, BatchNorm folded into the convolutions): the
-"trained export" that fine-tuning defaults are measured on (docs/pending/wp-grad.md).
+"trained export" that fine-tuning defaults are measured on (README "Fine-tuning exported models: the defaults").
 
     /usr/bin/python3 tools/torch/train_folded.py {resnet,vgg,resnet_small} OUT.onnx [--epochs 3] [--threads 2]
 

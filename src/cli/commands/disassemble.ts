@@ -16,7 +16,7 @@ import { DEFAULT_ACCURACY_GUARD, DEFAULT_CLASS_DROP, DEFAULT_FLATTEN, DEFAULT_RE
 import { resolveNormalization } from '../../runtime/normalization.js';
 import { checkOutputs, dataInputs, globals, outputFile, withOutputFlags } from './common.js';
 import { compact, pct, table } from '../output.js';
-import { parseChoice, parseInteger, parsePositiveInt } from '../parse.js';
+import { parseChoice, parseFraction, parseInteger, parsePositiveInt } from '../parse.js';
 import { UserError } from '../../util/errors.js';
 
 interface DisassembleFlags {
@@ -44,11 +44,7 @@ interface DisassembleFlags {
   output: string;
 }
 
-const threshold = (flag: string) => (text: string): number => {
-  const v = Number(text);
-  if (!Number.isFinite(v) || v < 0 || v > 1) throw new UserError(`${flag} expects a number in [0, 1], got "${text}"`);
-  return v;
-};
+const threshold = parseFraction;
 
 /** "5,20" -> { lo: 5, hi: 20 } */
 export function parseUnbalanced(text: string, seed: number): { lo: number; hi: number; seed: number } {
@@ -74,7 +70,7 @@ export function registerDisassemble(program: Command): void {
     .option('--seed <n>', 'seed for --unbalanced, the held-out images and the recalibration images', parseInteger('--seed'), 0)
     .option('--recalibrate <mode>', 'affine: map each layer that lost inputs to the parent\'s per-channel output statistics (works on BatchNorm-folded exports); batchnorm: re-estimate BatchNorm statistics only; none: the masked parent', parseChoice('--recalibrate', RECALIBRATION_MODES), 'affine')
     .option('--recal-samples <n>', 'training images of the task (held-out ones excluded) that recalibrate the component; 0: none', parseInteger('--recal-samples'), DEFAULT_RECALIBRATION_SAMPLES)
-    .option('--flatten <mode>', `keep: every channel feeding a Flatten of a spatial map is kept (the official code); prune: masks cross it (default ${DEFAULT_FLATTEN})`, parseChoice('--flatten', ['prune', 'keep'] as const), DEFAULT_FLATTEN)
+    .option('--flatten <mode>', `keep: every channel feeding a Flatten of a spatial map is kept (the official code); prune: masks cross it`, parseChoice('--flatten', ['prune', 'keep'] as const), DEFAULT_FLATTEN)
     .option('--ranking <p>', 'softmax precision ranking the representative samples: float32 (PyTorch\'s; ties go to the first image, as the official code) or float64', parseChoice('--ranking', ['float32', 'float64'] as const), 'float32')
     .option('--holdout <n>', 'held-out training images per class that check every class survives (0: no check)', parseInteger('--holdout'), DEFAULT_VALIDATION_PER_CLASS)
     .option('--class-drop <x>', 'a class whose held-out k-way accuracy falls more than this below the base\'s (or below half of it) has collapsed: its masks are relaxed', threshold('--class-drop'), DEFAULT_CLASS_DROP)

@@ -3,11 +3,11 @@ import { join } from 'node:path';
 import { runLegoExperiment, DEFAULT_SWEEP } from '../../lego/experiment.js';
 import { parseClasses } from '../../data/classes.js';
 import { checkOutputs, dataInputs, globals, outputFolder, withOutputFlags } from './common.js';
-import { parseChoice, parseInteger, parseNumberList, parsePositiveInt } from '../parse.js';
+import { parseChoice, parseFraction, parseInteger, parseNumberList, parsePositiveInt } from '../parse.js';
 import { addInputOptions } from '../data-options.js';
 import { RECALIBRATION_MODES, type RecalibrationMode } from '../../lego/recalibrate.js';
 import type { FlattenMode } from '../../lego/masks.js';
-import { DEFAULT_FLATTEN } from '../../lego/types.js';
+import { DEFAULT_ACCURACY_GUARD, DEFAULT_CLASS_DROP, DEFAULT_FLATTEN, DEFAULT_RECALIBRATION_SAMPLES, DEFAULT_VALIDATION_PER_CLASS } from '../../lego/types.js';
 import { UserError } from '../../util/errors.js';
 import { writeRunReport } from '../../report/html/report.js';
 import { parseQueueUrl } from '../../queue/connection.js';
@@ -34,6 +34,12 @@ interface ExperimentFlags {
   std?: number[];
   recalibrate: RecalibrationMode;
   flatten: FlattenMode;
+  recalSamples: number;
+  ranking: 'float32' | 'float64';
+  holdout: number;
+  classDrop: number;
+  guard: number;
+  maxDrop?: number;
   output: string;
   queue?: string;
 }
@@ -64,7 +70,13 @@ export function registerLegoExperiment(program: Command): void {
     .option('--seed <n>', 'seed', parseInteger('--seed'), 0)
     .option('--resume', 'keep the rows already in <dir>/experiment.json and run only the missing ones')
     .option('--recalibrate <mode>', 'component recalibration: affine | batchnorm | none (see disassemble)', parseChoice('--recalibrate', RECALIBRATION_MODES), 'affine')
-    .option('--flatten <mode>', `how masks cross a Flatten: keep | prune (see disassemble; default ${DEFAULT_FLATTEN})`, parseChoice('--flatten', ['prune', 'keep'] as const), DEFAULT_FLATTEN)
+    .option('--flatten <mode>', 'how masks cross a Flatten: keep | prune (see disassemble)', parseChoice('--flatten', ['prune', 'keep'] as const), DEFAULT_FLATTEN)
+    .option('--recal-samples <n>', 'training images that recalibrate each component (see disassemble)', parseInteger('--recal-samples'), DEFAULT_RECALIBRATION_SAMPLES)
+    .option('--ranking <p>', 'softmax precision ranking the representative samples: float32 | float64 (see disassemble)', parseChoice('--ranking', ['float32', 'float64'] as const), 'float32')
+    .option('--holdout <n>', 'held-out training images per class checking each component (0: no check; see disassemble)', parseInteger('--holdout'), DEFAULT_VALIDATION_PER_CLASS)
+    .option('--class-drop <x>', 'per-class held-out accuracy drop that counts as a collapse (see disassemble)', parseFraction('--class-drop'), DEFAULT_CLASS_DROP)
+    .option('--guard <x>', 'accuracy guard of the reference thresholds (1: off; see disassemble)', parseFraction('--guard'), DEFAULT_ACCURACY_GUARD)
+    .option('--max-drop <x>', 'accuracy-targeted components for the disassembly table (see disassemble)', parseFraction('--max-drop'))
     .option('--queue <url>', 'run the rows as jobs on a Redis queue (redis://host:6379, rediss://user:password@host); workers: modelsmith worker --queue <url>')
     .requiredOption('-o, --output <dir>', 'folder for experiment.json, report.md, components and assembled models')
     .action(async (flags: ExperimentFlags, cmd: Command) => {
@@ -86,6 +98,8 @@ export function registerLegoExperiment(program: Command): void {
         : DEFAULT_SWEEP;
       if (sweep.some((s) => !(s.alpha >= 0 && s.alpha < 1 && s.beta >= 0 && s.beta < 1))) throw new UserError('--alphas and --betas expect values in [0, 1)');
       if (flags.queue) parseQueueUrl(flags.queue);
+      if (flags.recalSamples < 0) throw new UserError(`--recal-samples expects a whole number >= 0, got ${flags.recalSamples}`);
+      if (flags.holdout < 0) throw new UserError(`--holdout expects a whole number >= 0, got ${flags.holdout}`);
       const opts = {
         model: flags.model, data: flags.data, outDir: flags.output, samplesPerClass: flags.samples, finetuneEpochs: flags.finetuneEpochs,
         sweep, seed: flags.seed, session,
@@ -93,7 +107,10 @@ export function registerLegoExperiment(program: Command): void {
         ...(pairs ? { pairs } : {}), ...(unbalanced ? { unbalanced } : {}), ...(flags.sweepTask ? { sweepTask: parseClasses(flags.sweepTask, 1000) } : {}),
         ...(flags.scaleSamples ? { scaleSamplesPerClass: flags.scaleSamples } : {}), ...(flags.batch ? { batchSize: flags.batch } : {}),
         ...(flags.resume ? { resume: true } : {}), ...(flags.mean ? { mean: flags.mean } : {}), ...(flags.std ? { std: flags.std } : {}),
-        disassembly: { recalibration: flags.recalibrate, flatten: flags.flatten },
+        disassembly: {
+          recalibration: flags.recalibrate, flatten: flags.flatten, recalibrationSamples: flags.recalSamples, ranking: flags.ranking,
+          validationPerClass: flags.holdout, classDrop: flags.classDrop, guard: flags.guard, ...(flags.maxDrop !== undefined ? { maxDrop: flags.maxDrop } : {}),
+        },
       };
       const r = flags.queue ? await legoExperimentOnQueue(flags.queue, opts) : await runLegoExperiment(opts);
       const report = await writeRunReport(flags.output);
