@@ -174,13 +174,20 @@ class Pruner {
     }
   }
 
+  /** The node's output channel space when it loses channels: where the channels sit, which are kept, how many there were. */
+  private prunedOutput(node: Node): { a: Tracked; chKeep: number[]; c: number } | undefined {
+    const a = this.tracked(node.outputs[0]!);
+    if (!a) return undefined;
+    const chKeep = this.kept(a.ref);
+    if (!chKeep) return undefined;
+    return { a, chKeep, c: refSize(this.cg, a.ref) };
+  }
+
   /** Constant operands with a per-channel axis (aligned from the right) lose the removed channels. */
   operands(node: Node, index: number): void {
-    const a = this.tracked(node.outputs[0]!);
-    if (!a) return;
-    const chKeep = this.kept(a.ref);
-    if (!chKeep) return;
-    const c = refSize(this.cg, a.ref);
+    const out = this.prunedOutput(node);
+    if (!out) return;
+    const { a, chKeep, c } = out;
     node.inputs.forEach((name, slot) => {
       if (!name || this.cg.acts.has(name)) return;
       const t = this.constant(name);
@@ -191,11 +198,9 @@ class Pruner {
   }
 
   channelParams(node: Node, index: number): void {
-    const a = this.tracked(node.outputs[0]!);
-    if (!a) return;
-    const chKeep = this.kept(a.ref);
-    if (!chKeep) return;
-    const c = refSize(this.cg, a.ref);
+    const out = this.prunedOutput(node);
+    if (!out) return;
+    const { chKeep, c } = out;
     node.inputs.forEach((name, slot) => {
       if (slot === 0 || !name) return;
       const t = this.constant(name);

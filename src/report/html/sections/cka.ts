@@ -4,13 +4,13 @@
  * the lower-left vs elsewhere summary of each.
  */
 import { join } from 'node:path';
-import { PAIR_TITLES, type PairKind } from '../../../stitch/controls.js';
+import { PAIR_TITLES } from '../../../stitch/controls.js';
 import { heatmapSpec } from '../heatmap.js';
 import { esc } from '../format.js';
-import { isMatrix, isObject, isStringArray, need, provenanceOf, readJson, tryReadJson } from '../read.js';
+import { isMatrix, isObject, need, provenanceOf, tryReadJson } from '../read.js';
 import { baseName, makeSection, type RenderContext } from '../context.js';
 import type { Section } from '../page.js';
-import { cutLabels, triangleTable } from './stitch.js';
+import { cutLabels, readGridMatrix, triangleTable } from './stitch.js';
 
 const ESTIMATORS = ['biased', 'debiased'] as const;
 const fmt = (v: number): string => v.toFixed(3);
@@ -22,15 +22,7 @@ export function isCkaGrid(dir: string): boolean {
 
 export async function ckaSections(dir: string, ctx: RenderContext): Promise<Section[]> {
   const file = join(dir, 'matrix.json');
-  const m = readJson(file);
-  need(isStringArray(m['senders']) && m['senders'].length > 0, file, 'senders', 'a non-empty list of cut names');
-  need(isStringArray(m['receivers']) && m['receivers'].length > 0, file, 'receivers', 'a non-empty list of cut names');
-  need(isStringArray(m['kinds']) && m['kinds'].length > 0, file, 'kinds', 'a non-empty list of pair kinds');
-  need(isObject(m['matrices']), file, 'matrices', 'an object with the biased and debiased matrices');
-  const senders = m['senders'],
-    receivers = m['receivers'],
-    kinds = m['kinds'] as PairKind[];
-  const matrices = m['matrices'];
+  const { m, senders, receivers, kinds, matrices } = readGridMatrix(file, 'an object with the biased and debiased matrices');
   const of = (est: string): (number | null)[][][] | undefined => {
     const byKind = matrices[est];
     if (!isObject(byKind)) return undefined;

@@ -47,19 +47,22 @@ export function isStitchGrid(dir: string): boolean {
   return !!m && isObject(m['matrices']) && typeof m['mode'] === 'string' && isStringArray(m['senders']);
 }
 
-export async function stitchSections(dir: string, ctx: RenderContext): Promise<Section[]> {
-  const file = join(dir, 'matrix.json');
+/** What the matrix.json of a stitching grid and of a CKA grid share, each field checked: cut names, pair kinds, the matrices. */
+export function readGridMatrix(file: string, matrices: string): { m: Json; senders: string[]; receivers: string[]; kinds: PairKind[]; matrices: Json } {
   const m = readJson(file);
   need(isStringArray(m['senders']) && m['senders'].length > 0, file, 'senders', 'a non-empty list of cut names');
   need(isStringArray(m['receivers']) && m['receivers'].length > 0, file, 'receivers', 'a non-empty list of cut names');
   need(isStringArray(m['kinds']) && m['kinds'].length > 0, file, 'kinds', 'a non-empty list of pair kinds');
-  need(isObject(m['matrices']), file, 'matrices', 'an object of measures');
-  const senders = m['senders'],
-    receivers = m['receivers'],
-    kinds = m['kinds'] as PairKind[];
+  need(isObject(m['matrices']), file, 'matrices', matrices);
+  return { m, senders: m['senders'], receivers: m['receivers'], kinds: m['kinds'] as PairKind[], matrices: m['matrices'] };
+}
+
+export async function stitchSections(dir: string, ctx: RenderContext): Promise<Section[]> {
+  const file = join(dir, 'matrix.json');
+  const { m, senders, receivers, kinds, matrices: measures } = readGridMatrix(file, 'an object of measures');
   const mode = String(m['mode']);
   const matrices: Record<string, (number | null)[][][]> = {};
-  for (const [measure, byKind] of Object.entries(m['matrices'])) {
+  for (const [measure, byKind] of Object.entries(measures)) {
     if (!isObject(byKind)) continue;
     const all = kinds.map((k) => byKind[k]);
     if (all.every((x) => isMatrix(x, senders.length, receivers.length))) matrices[measure] = all as (number | null)[][][];
