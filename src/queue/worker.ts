@@ -180,7 +180,10 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
       info(`job ${label}: failed: ${msg.split('\n')[0]}`);
       // a UserError (bad job, bad options, bad data) fails the same way on every try
       if (e instanceof UserError || e instanceof UnrecoverableError) throw new UnrecoverableError(msg);
-      throw new Error(msg, { cause: e });
+      // only the message travels to the coordinator (the job's failedReason); with a `cause` attached the coordinator
+      // received an empty reason (test/queue/jobs.test.ts, a job failing on the worker through the CLI)
+      // eslint-disable-next-line preserve-caught-error
+      throw new Error(msg);
     } finally {
       active.delete(String(job.id));
       state.current.splice(state.current.indexOf(label), 1);
