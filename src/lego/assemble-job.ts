@@ -7,6 +7,7 @@
  *   const r = await runAssembleJob({ files: ['a.onnx', 'b.onnx'], data: ['fashion-mnist'], output: 'ab.onnx' });
  *   console.log(r.union.map((u) => u.accuracy));
  */
+import type { ScaleMethod } from './scale.js';
 import type { Model } from '../onnx/types.js';
 import type { Dataset } from '../data/types.js';
 import { openModel } from '../onnx/open.js';
@@ -30,6 +31,8 @@ export interface AssembleJob {
   /** false: assemble without parameter scaling */
   scale?: boolean;
   scaleSamplesPerClass?: number;
+  /** how scale factors are found (default DEFAULT_SCALE_METHOD, see AssembleOptions) */
+  scaleMethod?: ScaleMethod;
   /** dataset specs: training data for fine-tuning, and test data for the accuracies */
   data?: string[];
   finetuneEpochs?: number;
@@ -61,7 +64,11 @@ export interface AssembleJobResult {
   outputs: number;
   labels: { dataset: string; class: number }[];
   scaled: boolean;
+  scaleMethod: ScaleMethod | null;
   scaleFactors: (number[] | null)[];
+  /** 'fit' scaling: the shift added to each output, per component */
+  scaleShifts?: (number[] | null)[];
+  calibration?: AssembleResult['calibration'];
   warnings: string[];
   parameters: number;
   flopsPerImage: number;
@@ -91,6 +98,7 @@ export async function runAssembleJob(job: AssembleJob): Promise<AssembleJobResul
   const scaleSets = scale ? await openAll(scaleSpecs, 'train') : [];
   const r: AssembleResult = await assemble(models.map((model, k) => ({ model, file: job.files[k]!, hash: fileHash(job.files[k]!) })), {
     ...(scale ? { scaleData: scaleSets } : {}), ...(job.scaleSamplesPerClass ? { scaleSamplesPerClass: job.scaleSamplesPerClass } : {}),
+    ...(job.scaleMethod ? { scaleMethod: job.scaleMethod } : {}),
     ...(job.seed !== undefined ? { seed: job.seed } : {}), ...(job.overlap ? { overlap: job.overlap } : {}), ...(job.method ? { method: job.method } : {}),
     ...(job.batchSize ? { batchSize: job.batchSize } : {}), ...(job.session ? { session: job.session } : {}),
     ...(job.normalization ? { normalization: job.normalization } : {}),
@@ -105,7 +113,9 @@ export async function runAssembleJob(job: AssembleJob): Promise<AssembleJobResul
   const result: AssembleJobResult = {
     output: job.output, method: r.method, ...(r.fallbackReason ? { fallbackReason: r.fallbackReason } : {}),
     outputs: r.labels.length, labels: r.labels.map((l) => ({ dataset: l.dataset, class: l.class })),
-    scaled: scale, scaleFactors: r.scales.map((s) => s?.factors ?? null), warnings: r.warnings,
+    scaled: scale, scaleMethod: r.scales.find((s) => s)?.method ?? null, scaleFactors: r.scales.map((s) => s?.factors ?? null),
+    ...(r.scales.some((s) => s?.shifts) ? { scaleShifts: r.scales.map((s) => s?.shifts ?? null) } : {}),
+    ...(r.calibration ? { calibration: r.calibration } : {}), warnings: r.warnings,
     parameters: stats.parameters, flopsPerImage: stats.flopsPerImage, components, union,
   };
   if (job.finetuneEpochs) {

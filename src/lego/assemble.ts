@@ -21,7 +21,8 @@ import { uniqueName, tensorNames } from '../onnx/graph.js';
 import { inferShapes } from '../onnx/shapes.js';
 import { outputCount, sameDataset } from '../runtime/labels.js';
 import type { SessionOptions } from '../runtime/session.js';
-import { applyScales, computeScales, type ScaleResult } from './scale.js';
+import { applyAffine, applyScales, computeScales, fitAffine, pickIndices, SCALE_METHODS, type AffineFit, type ScaleMethod, type ScaleResult } from './scale.js';
+import { inferBatches } from '../runtime/infer.js';
 import { mergeBlockDiagonal } from './blockdiag.js';
 import { mergeParallel, type InputAdapter } from './parallel.js';
 import { info } from '../util/progress.js';
@@ -50,6 +51,13 @@ export interface AssembleOptions {
   scaleData?: readonly Dataset[];
   /** images per class for scaling (seeded choice; default 1000) */
   scaleSamplesPerClass?: number;
+  /**
+   * 'fit' (default): one scale and one shift per output fitted on the union of the
+   * components' classes (needs one dataset holding every class and no overlapping classes;
+   * otherwise 'mean-max' is used, with a warning); 'mean-max': the paper's r_j = 1 / mean max
+   * logit per component
+   */
+  scaleMethod?: ScaleMethod;
   seed?: number;
   overlap?: OverlapMode;
   /** 'auto' (default): block-diagonal when the topologies match, else parallel */
@@ -74,6 +82,8 @@ export interface AssembleResult {
   fallbackReason?: string;
   /** per component: its scale factors, or null without scaling */
   scales: (ScaleResult | null)[];
+  /** the 'fit' scaling: accuracy on its calibration images before and after */
+  calibration?: { method: 'fit'; images: number; before: number; after: number };
   /** the assembled model's outputs */
   labels: OutputLabel[];
   overlaps: ClassOverlap[];
@@ -83,6 +93,50 @@ export interface AssembleResult {
 /** Name of the constant that averages duplicate classes' logits (frozen when fine-tuning). */
 export const MERGE_MATRIX = 'lego.merge_duplicates';
 export const DEFAULT_SCALE_SAMPLES = 1000;
+export const DEFAULT_SCALE_METHOD: ScaleMethod = 'fit';
+
+/**
+ * The 'fit' scaling: every component's logits on the same training images (up to
+ * scaleSamplesPerClass of each class of the union), concatenated in assembly order, and one
+ * scale and shift per output fitted so that the assembled arg-max classifies them.
+ */
+async function fitScales(models: readonly Model[], labels: readonly OutputLabel[][], ds: Dataset, files: readonly string[], opts: AssembleOptions): Promise<{ factors: number[][]; shifts: number[][]; fit: AffineFit }> {
+  if (ds.split === 'test') throw new UserError(`parameter scaling must not look at the test split (${ds.source}); use the train split`);
+  const flat = labels.flat();
+  const outputOf = new Map(flat.map((l, j) => [l.class, j]));
+  const indices = pickIndices(ds, [...outputOf.keys()].sort((a, b) => a - b), opts.scaleSamplesPerClass ?? DEFAULT_SCALE_SAMPLES, opts.seed ?? 0);
+  const k = flat.length;
+  const z = new Float32Array(indices.length * k);
+  const targets = new Int32Array(indices.length);
+  let offset = 0;
+  for (let c = 0; c < models.length; c++) {
+    const model = models[c]!;
+    const kc = labels[c]!.length;
+    const outName = model.graph.outputs[0]!.name;
+    const norm = resolveNormalization(model, ds.shape[0], {}, { file: files[c]! });
+    let row = 0;
+    for await (const { batch, outputs } of inferBatches(model, ds, {
+      ...opts.session, normalization: norm.normalization, indices, file: files[c]!, label: `scale ${files[c]}`,
+      ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
+    })) {
+      const logits = outputs[outName]!.data as Float32Array;
+      for (let b = 0; b < batch.size; b++, row++) {
+        if (c === 0) targets[row] = outputOf.get(batch.labels[b]!)!;
+        for (let j = 0; j < kc; j++) z[row * k + offset + j] = logits[b * kc + j]!;
+      }
+    }
+    offset += kc;
+  }
+  const fit = fitAffine(z, indices.length, k, targets);
+  const factors: number[][] = [], shifts: number[][] = [];
+  offset = 0;
+  for (const l of labels) {
+    factors.push(fit.scale.slice(offset, offset + l.length));
+    shifts.push(fit.shift.slice(offset, offset + l.length));
+    offset += l.length;
+  }
+  return { factors, shifts, fit };
+}
 
 /**
  * A component with its input normalisation in its metadata: its own, else `given`
@@ -143,14 +197,34 @@ export async function assemble(given: readonly AssemblePart[], opts: AssembleOpt
   }
   const scales: (ScaleResult | null)[] = [];
   const scaled: Model[] = [];
-  for (let k = 0; k < parts.length; k++) {
+  let calibration: AssembleResult['calibration'];
+  const scaleMethod = opts.scaleMethod ?? DEFAULT_SCALE_METHOD;
+  if (!SCALE_METHODS.includes(scaleMethod)) throw new UserError(`scale method must be one of ${SCALE_METHODS.join(', ')}, got "${String(scaleMethod)}"`);
+  const scaling = !!opts.scaleData && opts.scaleData.length > 0;
+  if (scaling && scaleMethod === 'fit') {
+    const sets = [...new Set(labels.map((l, k) => scaleDataFor(l, opts.scaleData!, files[k]!)))];
+    const why = overlaps.length ? 'the components share classes' : sets.length > 1 ? 'the components classify classes of different datasets' : undefined;
+    if (why) {
+      warnings.push(`scaling by mean max logit instead of a fit: ${why}`);
+    } else {
+      const fitted = await fitScales(parts.map((p) => p.model), labels, sets[0]!, files, opts);
+      calibration = { method: 'fit', images: fitted.fit.images, before: fitted.fit.before, after: fitted.fit.after };
+      info(`scaling: one scale and shift per output fitted on ${fitted.fit.images} training images of the ${labels.flat().length} classes: ${(100 * fitted.fit.before).toFixed(2)}% -> ${(100 * fitted.fit.after).toFixed(2)}% on them`);
+      for (let k = 0; k < parts.length; k++) {
+        scales.push({ method: 'fit', factors: fitted.factors[k]!, shifts: fitted.shifts[k]!, correct: [], meanMaxLogit: [], unscaled: [], data: sets[0]!.source });
+        scaled.push(applyAffine(parts[k]!.model, fitted.factors[k]!, fitted.shifts[k]!, files[k]!));
+      }
+    }
+  }
+  for (let k = scaled.length; k < parts.length; k++) {
     const p = parts[k]!;
     if (!opts.scaleData || opts.scaleData.length === 0) { scales.push(null); scaled.push(p.model); continue; }
     const ds = scaleDataFor(labels[k]!, opts.scaleData, files[k]!);
-    const s = await computeScales(p.model, ds, {
+    const s0 = await computeScales(p.model, ds, {
       maxPerClass: opts.scaleSamplesPerClass ?? DEFAULT_SCALE_SAMPLES, seed: opts.seed ?? 0, file: files[k]!, label: `scale ${files[k]}`,
       ...(opts.batchSize ? { batchSize: opts.batchSize } : {}), ...(opts.session ? { session: opts.session } : {}),
     });
+    const s: ScaleResult = { method: 'mean-max', ...s0 };
     for (const u of s.unscaled) warnings.push(`${files[k]}: output ${u.output} (class ${u.class}) keeps scale 1: ${u.reason}`);
     scales.push(s);
     scaled.push(applyScales(p.model, s.factors, files[k]!));
@@ -183,7 +257,7 @@ export async function assemble(given: readonly AssemblePart[], opts: AssembleOpt
     labels: outLabels, shape, norm: norms[0], method, scales, overlap: overlapMode, overlaps, ...(fallbackReason ? { fallbackReason } : {}),
   });
   validateModel(model!, 'assembled model');
-  return { model: model!, method, ...(fallbackReason && method === 'parallel' ? { fallbackReason } : {}), scales, labels: outLabels, overlaps, warnings };
+  return { model: model!, method, ...(fallbackReason && method === 'parallel' ? { fallbackReason } : {}), scales, ...(calibration ? { calibration } : {}), labels: outLabels, overlaps, warnings };
 }
 
 /** A component's output labels; assembly needs to know which class each output is. */

@@ -45,8 +45,12 @@ export interface Unscaled {
 }
 
 export interface ScaleResult {
-  /** r_j per output of the model */
+  /** how the factors were found (default 'mean-max', the paper's r_j) */
+  method?: ScaleMethod;
+  /** r_j per output of the model ('fit': the fitted scale) */
   factors: number[];
+  /** 'fit': the fitted shift added to each output's logit */
+  shifts?: number[];
   /** correctly classified samples per output the mean was taken over */
   correct: number[];
   /** mean max logit per output (null when it had no correct sample) */
@@ -218,4 +222,101 @@ function scaledBias(b: Tensor, factors: readonly number[], file: string, name: s
   if (v.length === 1) return float32([k], factors.map((f) => v[0]! * f));
   if (v.length !== k) throw new UserError(`${file}: bias ${name} has ${v.length} values, expected ${k}`);
   return float32([...b.dims], Array.from(v, (x, j) => x * factors[j]!));
+}
+
+/** How the components' logits are put on one scale before assembly (one row per method). */
+export const SCALE_METHODS = ['fit', 'mean-max'] as const;
+export type ScaleMethod = (typeof SCALE_METHODS)[number];
+
+export interface AffineFit {
+  /** per output of the assembled model: its logit becomes scale[j] * z_j + shift[j] */
+  scale: number[];
+  shift: number[];
+  /** accuracy on the calibration images before (plain concatenated logits) and after the fit */
+  before: number;
+  after: number;
+  images: number;
+}
+
+/**
+ * Fits one scale (> 0) and one shift per output of the assembled model so that the softmax
+ * over all outputs classifies `logits` (rows: images, columns: outputs) as `targets`
+ * (output index per image): mean cross-entropy, minimised by full-batch Adam on
+ * (log scale, shift) from the plain logits (scale 1, shift 0). Deterministic: no sampling.
+ *
+ * Why not the paper's r_j = 1 / mean max logit: measured on a PyTorch VGG
+ * (docs: README "Model LEGO on the models users bring"), it cost 3.6 points even on the
+ * base model's own sliced logits (90.66% -> 87.07%); components tell their classes apart
+ * well, what assembly needs is their logits on one scale, which is what this fits.
+ * Written by hand: 2K parameters and a softmax, no library needed.
+ */
+export function fitAffine(logits: Float32Array, rows: number, k: number, targets: Int32Array, iterations = 1000, lr = 0.05): AffineFit {
+  const u = new Float64Array(k), b = new Float64Array(k);
+  const m1 = new Float64Array(2 * k), m2 = new Float64Array(2 * k);
+  const gu = new Float64Array(k), gb = new Float64Array(k);
+  const p = new Float64Array(k);
+  const accuracy = (): number => {
+    let ok = 0;
+    for (let n = 0; n < rows; n++) {
+      let best = 0, bv = -Infinity;
+      for (let j = 0; j < k; j++) { const v = Math.exp(u[j]!) * logits[n * k + j]! + b[j]!; if (v > bv) { bv = v; best = j; } }
+      if (best === targets[n]) ok++;
+    }
+    return rows ? ok / rows : 0;
+  };
+  const before = accuracy();
+  for (let it = 1; it <= iterations; it++) {
+    gu.fill(0); gb.fill(0);
+    for (let n = 0; n < rows; n++) {
+      let max = -Infinity;
+      for (let j = 0; j < k; j++) { p[j] = Math.exp(u[j]!) * logits[n * k + j]! + b[j]!; if (p[j]! > max) max = p[j]!; }
+      let sum = 0;
+      for (let j = 0; j < k; j++) { p[j] = Math.exp(p[j]! - max); sum += p[j]!; }
+      for (let j = 0; j < k; j++) {
+        const d = p[j]! / sum - (j === targets[n] ? 1 : 0);
+        gu[j]! += d * Math.exp(u[j]!) * logits[n * k + j]!;
+        gb[j]! += d;
+      }
+    }
+    // Adam (beta1 0.9, beta2 0.999): logit magnitudes differ by model, plain steps would not
+    for (let j = 0; j < 2 * k; j++) {
+      const g = (j < k ? gu[j]! : gb[j - k]!) / Math.max(1, rows);
+      m1[j] = 0.9 * m1[j]! + 0.1 * g;
+      m2[j] = 0.999 * m2[j]! + 0.001 * g * g;
+      const step = (lr * (m1[j]! / (1 - 0.9 ** it))) / (Math.sqrt(m2[j]! / (1 - 0.999 ** it)) + 1e-8);
+      if (j < k) u[j]! -= step;
+      else b[j - k]! -= step;
+    }
+  }
+  return { scale: Array.from(u, Math.exp), shift: Array.from(b), before, after: accuracy(), images: rows };
+}
+
+/**
+ * A copy of `model` whose output j is factors[j] * z_j + shifts[j]: the last layer's row j
+ * scaled, and the shift added to its bias (a bias is created where the layer has none).
+ */
+export function applyAffine(model: Model, factors: readonly number[], shifts: readonly number[], file = 'model'): Model {
+  const out = applyScales(model, factors, file);
+  if (shifts.every((s) => s === 0)) return out;
+  const last = findLastLinear(out, file);
+  const g = out.graph;
+  if (last.bias) {
+    const b = toFloat32(g.initializers.get(last.bias)!);
+    g.initializers.set(last.bias, float32([shifts.length], Array.from(shifts, (s, j) => (b.length === 1 ? b[0]! : b[j]!) + s)));
+    return out;
+  }
+  const name = `${last.node.name || 'logits'}.lego_shift`;
+  g.initializers.set(name, float32([shifts.length], [...shifts]));
+  if (last.node.opType === 'Gemm') {
+    last.node.inputs[2] = name;
+  } else if (last.node.opType === 'Conv') {
+    last.node.inputs[2] = name;
+  } else {
+    // a MatMul without bias: z = MatMul(x, W) + shift, the MatMul + Add pattern findLastLinear reads
+    const z = last.node.outputs[0]!;
+    const pre = `${z}.lego_unshifted`;
+    last.node.outputs[0] = pre;
+    g.nodes.splice(g.nodes.indexOf(last.node) + 1, 0, { name: `${last.node.name || 'logits'}_lego_shift`, opType: 'Add', inputs: [pre, name], outputs: [z], attributes: {} });
+  }
+  return out;
 }

@@ -52,9 +52,9 @@ test('fine-tuning the assembled model improves its union accuracy and keeps labe
   assert.ok(!existsSync(`${out}.ckpt`), 'the checkpoint is removed');
 });
 
-test('two disassembled components of two models assemble to the concatenation of the scaled components\' logits', async () => {
+for (const method of ['fit', 'mean-max'] as const) test(`two disassembled components of two models assemble to the concatenation of the ${method}-scaled components' logits`, async () => {
   const { disassemble } = await import('../../src/lego/disassemble.js');
-  const { applyScales } = await import('../../src/lego/scale.js');
+  const { applyAffine } = await import('../../src/lego/scale.js');
   const { runOrt } = await import('../helpers/graphs.js');
   const { float32 } = await import('../../src/onnx/tensor.js');
   const { Rng } = await import('../../src/util/random.js');
@@ -67,10 +67,16 @@ test('two disassembled components of two models assemble to the concatenation of
   };
   const a = (await disassemble(full(1, 1), train, { task: [0, 1, 2, 3, 4], samplesPerClass: 5, label: '', session: { threads: 1 } })).model;
   const b = (await disassemble(full(2, 1.5), train, { task: [5, 6, 7, 8, 9], samplesPerClass: 5, label: '', session: { threads: 1 } })).model;
-  const r = await assemble([{ model: a }, { model: b }], { scaleData: [train], scaleSamplesPerClass: 50, session: { threads: 1 } });
+  const r = await assemble([{ model: a }, { model: b }], { scaleData: [train], scaleSamplesPerClass: 50, scaleMethod: method, session: { threads: 1 } });
   assert.equal(r.method, 'block-diagonal');
-  assert.ok(r.scales.every((s) => s !== null && s.factors.length === 5));
-  const parts = [applyScales(a, r.scales[0]!.factors), applyScales(b, r.scales[1]!.factors)];
+  assert.ok(r.scales.every((s) => s !== null && s.factors.length === 5 && s.method === method));
+  assert.ok(r.scales.every((s) => s!.factors.every((f) => f > 0)), 'scales are positive');
+  if (method === 'fit') {
+    assert.ok(r.calibration && r.calibration.images === 500 && r.calibration.after >= r.calibration.before, JSON.stringify(r.calibration));
+    assert.ok(r.scales.every((s) => s!.shifts!.length === 5));
+  } else assert.equal(r.calibration, undefined);
+  const shift = (k: number): number[] => r.scales[k]!.shifts ?? new Array(5).fill(0);
+  const parts = [applyAffine(a, r.scales[0]!.factors, shift(0)), applyAffine(b, r.scales[1]!.factors, shift(1))];
   const n = 4;
   const rng = new Rng(5);
   const x = float32([n, 1, 28, 28], Array.from({ length: n * 784 }, () => rng.normal()));

@@ -98,3 +98,38 @@ test('a final Conv followed by Relu and global pooling (SqueezeNet) is scaled th
   const [before, after] = [await logitsOf(m, batch), await logitsOf(applyScales(m, factors), batch)];
   after.forEach((v, i) => assert.ok(Math.abs(v - before[i]! * factors[i % 10]!) < 1e-5 * Math.max(1, Math.abs(v)), `output ${i}`));
 });
+
+test('applyAffine: output j becomes a_j * z_j + b_j for a Gemm with and without bias and for a bare MatMul', async () => {
+  const { applyAffine } = await import('../../src/lego/scale.js');
+  const x = float32([2, 1, 2, 2], [0.2, -0.4, 0.9, 0.1, 1, 0.5, -0.3, 0.7]);
+  const a = [2, 0.5, 3], b = [0.25, -1, 0.5];
+  const matmul = buildModel({
+    inputs: [vi('input', ['N', 1, 2, 2])], outputs: ['logits'],
+    initializers: { w: float32([4, 3], [1, 0, 2, 0, 1, 0, -1, 0, 1, 0, 3, 1]) },
+    nodes: [node('Flatten', ['input'], ['f'], { axis: int(1) }, 'flatten'), node('MatMul', ['f', 'w'], ['logits'], {}, 'fc')],
+  });
+  for (const m of [model(true), model(false), matmul]) {
+    const before = (await runOrt(m, { input: x }))['logits']!.data as Float32Array;
+    const after = (await runOrt(applyAffine(m, a, b), { input: x }))['logits']!.data as Float32Array;
+    for (let i = 0; i < 6; i++) assert.ok(Math.abs(after[i]! - (a[i % 3]! * before[i]! + b[i % 3]!)) < 1e-5, `${m.graph.nodes.at(-1)!.opType} output ${i}`);
+    assert.ok(findLastLinear(applyAffine(m, a, b)), 'the result is still scalable');
+  }
+});
+
+test('fitAffine: logits of two groups on different scales are put on one; deterministic, positive scales', async () => {
+  const { fitAffine } = await import('../../src/lego/scale.js');
+  // outputs 0-1 speak 10x louder than outputs 2-3; each image's own output is the largest within its group
+  const rows = 200, k = 4;
+  const z = new Float32Array(rows * k);
+  const t = new Int32Array(rows);
+  for (let n = 0; n < rows; n++) {
+    const c = n % k;
+    t[n] = c;
+    for (let j = 0; j < k; j++) z[n * k + j] = (j === c ? 3 : 1 + ((n * 7 + j) % 5) / 10) * (j < 2 ? 10 : 1);
+  }
+  const f = fitAffine(z, rows, k, t);
+  assert.ok(f.before <= 0.75, `plain logits confuse the groups: ${f.before}`);
+  assert.equal(f.after, 1);
+  assert.ok(f.scale.every((s) => s > 0));
+  assert.deepEqual(fitAffine(z, rows, k, t), f, 'deterministic');
+});
