@@ -15,7 +15,7 @@ import { dirname, join } from 'node:path';
 import { machine } from './common.js';
 
 const args = process.argv.slice(2);
-const flag = (name: string, dflt: string): string => (args.includes(name) ? args[args.indexOf(name) + 1] ?? dflt : dflt);
+const flag = (name: string, dflt: string): string => (args.includes(name) ? (args[args.indexOf(name) + 1] ?? dflt) : dflt);
 const quick = args.includes('--quick');
 const json = args.includes('--json');
 const threads = flag('--threads', '2');
@@ -32,12 +32,21 @@ const MODELS = [
 
 const probe = spawnSync(python, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' });
 if (probe.status !== 0) {
-  console.log(`bench:compare: no PyTorch to compare with (${python} -c "import torch" failed${probe.error ? `: ${probe.error.message}` : ''}); install python3-torch (Debian) or pass --python <path>`);
+  console.log(
+    `bench:compare: no PyTorch to compare with (${python} -c "import torch" failed${probe.error ? `: ${probe.error.message}` : ''}); install python3-torch (Debian) or pass --python <path>`,
+  );
   process.exit(0);
 }
 const torchVersion = probe.stdout.trim();
 
-interface Row { kind: 'training' | 'inference'; model: string; batch: number; modelsmith: number; pytorch: number; ratio: number }
+interface Row {
+  kind: 'training' | 'inference';
+  model: string;
+  batch: number;
+  modelsmith: number;
+  pytorch: number;
+  ratio: number;
+}
 
 function runJson(cmd: string, argv: string[]): { results: Record<string, unknown>[] } {
   const r = spawnSync(cmd, argv, { encoding: 'utf8', maxBuffer: 1 << 26 });
@@ -46,20 +55,33 @@ function runJson(cmd: string, argv: string[]): { results: Record<string, unknown
 }
 
 const rows: Row[] = [];
-const log = (s: string): void => { if (!json) console.log(s); };
+const log = (s: string): void => {
+  if (!json) console.log(s);
+};
 log(`machine: ${machine()}; threads ${threads}; PyTorch ${torchVersion}${quick ? ' (--quick: a smoke check, not a measurement)' : ''}`);
 for (const kind of ['training', 'inference'] as const) {
   for (const m of MODELS) {
     if (kind === 'inference' && m.trainingOnly) continue;
     const ours = runJson(process.execPath, [join(here, `${kind}.js`), '--json', '--threads', threads, ...(quick ? ['--quick'] : []), '--only', m.ours]);
-    const theirs = runJson(python, [join(root, 'tools', 'torch', `bench_${kind}.py`), '--json', '--threads', threads, '--models', m.torch, ...(quick ? ['--quick'] : [])]);
+    const theirs = runJson(python, [
+      join(root, 'tools', 'torch', `bench_${kind}.py`),
+      '--json',
+      '--threads',
+      threads,
+      '--models',
+      m.torch,
+      ...(quick ? ['--quick'] : []),
+    ]);
     for (const t of theirs.results) {
       const batch = Number(t['batch']);
       const o = ours.results.find((r) => String(r['model']).startsWith(m.ours) && Number(r['batch']) === batch);
       if (!o) continue;
-      const a = Number(o['imagesPerSecond']), b = Number(t['images_per_s']);
+      const a = Number(o['imagesPerSecond']),
+        b = Number(t['images_per_s']);
       rows.push({ kind, model: m.label, batch, modelsmith: a, pytorch: b, ratio: a / b });
-      log(`${kind.padEnd(9)} ${m.label.padEnd(30)} batch ${String(batch).padStart(3)}: modelsmith ${a.toFixed(1).padStart(8)} images/s, PyTorch ${b.toFixed(1).padStart(8)} images/s, ratio ${(a / b).toFixed(2)}`);
+      log(
+        `${kind.padEnd(9)} ${m.label.padEnd(30)} batch ${String(batch).padStart(3)}: modelsmith ${a.toFixed(1).padStart(8)} images/s, PyTorch ${b.toFixed(1).padStart(8)} images/s, ratio ${(a / b).toFixed(2)}`,
+      );
     }
   }
 }

@@ -12,7 +12,16 @@ import { maxPoolGrad } from '../src/autodiff/rules/pool.js';
 import { batchNormGrad } from '../src/autodiff/rules/norm.js';
 import { float32, int64, numel } from '../src/onnx/tensor.js';
 import { ModelSession } from '../src/runtime/session.js';
-import { chooseInputGradMethod, chooseWeightGradMethod, convInputGrad, convWeightGrad, type ConvGeometry, type Emitter, INPUT_GRAD_METHODS, WEIGHT_GRAD_METHODS } from '../src/autodiff/rules/conv.js';
+import {
+  chooseInputGradMethod,
+  chooseWeightGradMethod,
+  convInputGrad,
+  convWeightGrad,
+  type ConvGeometry,
+  type Emitter,
+  INPUT_GRAD_METHODS,
+  WEIGHT_GRAD_METHODS,
+} from '../src/autodiff/rules/conv.js';
 import { machine, matmulPeak, randomInput, time } from './common.js';
 
 const args = process.argv.slice(2);
@@ -33,16 +42,40 @@ interface Case {
   pad: number;
 }
 
-const conv3 = (cin: number, cout: number, size: number, stride = 1): Case => ({ name: `3x3 ${cin}->${cout} @${size}${stride > 1 ? ' s2' : ''}`, cin, cout, size, kernel: 3, stride, pad: 1 });
-const conv1 = (cin: number, cout: number, size: number, stride = 1): Case => ({ name: `1x1 ${cin}->${cout} @${size}${stride > 1 ? ' s2' : ''}`, cin, cout, size, kernel: 1, stride, pad: 0 });
+const conv3 = (cin: number, cout: number, size: number, stride = 1): Case => ({
+  name: `3x3 ${cin}->${cout} @${size}${stride > 1 ? ' s2' : ''}`,
+  cin,
+  cout,
+  size,
+  kernel: 3,
+  stride,
+  pad: 1,
+});
+const conv1 = (cin: number, cout: number, size: number, stride = 1): Case => ({
+  name: `1x1 ${cin}->${cout} @${size}${stride > 1 ? ' s2' : ''}`,
+  cin,
+  cout,
+  size,
+  kernel: 1,
+  stride,
+  pad: 0,
+});
 
 const ALL_CASES: Case[] = [
-  conv3(16, 16, 28), conv3(32, 32, 14), conv3(64, 64, 7),
-  conv3(64, 64, 32), conv3(128, 128, 16), conv3(128, 128, 8),
-  conv3(16, 32, 28, 2), conv3(64, 128, 32, 2),
-  conv1(64, 128, 32, 2), conv1(64, 64, 16),
+  conv3(16, 16, 28),
+  conv3(32, 32, 14),
+  conv3(64, 64, 7),
+  conv3(64, 64, 32),
+  conv3(128, 128, 16),
+  conv3(128, 128, 8),
+  conv3(16, 32, 28, 2),
+  conv3(64, 128, 32, 2),
+  conv1(64, 128, 32, 2),
+  conv1(64, 64, 16),
   // the deep layers of VGG-11 / ResNet-18 at width 1 on 32x32 inputs
-  conv3(256, 256, 8), conv3(512, 512, 4), conv3(512, 512, 2),
+  conv3(256, 256, 8),
+  conv3(512, 512, 4),
+  conv3(512, 512, 2),
 ];
 
 const only = args.includes('--cases') ? args[args.indexOf('--cases') + 1]!.split(',').map(Number) : undefined;
@@ -80,8 +113,14 @@ class GraphEmitter implements Emitter {
 function geometry(c: Case): ConvGeometry {
   const out = Math.floor((c.size + 2 * c.pad - c.kernel) / c.stride) + 1;
   return {
-    x: [batch, c.cin, c.size, c.size], w: [c.cout, c.cin, c.kernel, c.kernel], y: [batch, c.cout, out, out], group: 1,
-    strides: [c.stride, c.stride], dilations: [1, 1], padsBegin: [c.pad, c.pad], padsEnd: [c.pad, c.pad],
+    x: [batch, c.cin, c.size, c.size],
+    w: [c.cout, c.cin, c.kernel, c.kernel],
+    y: [batch, c.cout, out, out],
+    group: 1,
+    strides: [c.stride, c.stride],
+    dilations: [1, 1],
+    padsBegin: [c.pad, c.pad],
+    padsEnd: [c.pad, c.pad],
   };
 }
 
@@ -91,9 +130,18 @@ const feed = (dims: number[], seed: number): { dims: number[]; data: Float32Arra
 function forwardGraph(g: ConvGeometry, weightAsInput: boolean): GraphEmitter {
   const e = new GraphEmitter();
   const w = weightAsInput ? e.input('w', g.w) : e.addConstant(float32(g.w, randomInput(numel(g.w), 3)), 'w');
-  const [y] = e.emit('Conv', [e.input('x', g.x), w], {
-    kernel_shape: ints(g.w.slice(2)), strides: ints(g.strides), pads: ints([...g.padsBegin, ...g.padsEnd]), group: int(1),
-  }, 1, 'y');
+  const [y] = e.emit(
+    'Conv',
+    [e.input('x', g.x), w],
+    {
+      kernel_shape: ints(g.w.slice(2)),
+      strides: ints(g.strides),
+      pads: ints([...g.padsBegin, ...g.padsEnd]),
+      group: int(1),
+    },
+    1,
+    'y',
+  );
   e.output(y!);
   return e;
 }
@@ -154,7 +202,9 @@ function median(xs: number[]): number {
 }
 
 const results: Record<string, unknown>[] = [];
-const log = (s: string): void => { if (!json) console.log(s); };
+const log = (s: string): void => {
+  if (!json) console.log(s);
+};
 const peak = await matmulPeak(threads, seconds);
 log(`machine: ${machine()}, ONNX Runtime intra-op threads: ${threads}, batch ${batch}`);
 log(`reference: MatMul 2048x2048 peak ${peak.toFixed(1)} GFLOP/s`);
@@ -166,8 +216,13 @@ for (const c of CASES) {
   const gflop = (2 * numel(g.y) * numel(g.w.slice(1))) / 1e9;
   const chosen = { input: chooseInputGradMethod(g), weight: chooseWeightGradMethod(g) };
   results.push({ case: c.name, batch, gflop, ms, chosen });
-  const rest = Object.entries(ms).filter(([k]) => !k.startsWith('forward')).map(([k, t]) => `${k} ${t.toFixed(1)} (${(t / fwd).toFixed(2)})`).join(', ');
-  log(`${c.name}: forward ${fwd.toFixed(1)} [${(gflop / (fwd / 1000)).toFixed(0)} GFLOP/s], with weights as initializer ${ms['forward (weights initializer)']!.toFixed(1)} (${(ms['forward (weights initializer)']! / fwd).toFixed(2)}); ${rest}; rule: dX ${chosen.input}, dW ${chosen.weight}`);
+  const rest = Object.entries(ms)
+    .filter(([k]) => !k.startsWith('forward'))
+    .map(([k, t]) => `${k} ${t.toFixed(1)} (${(t / fwd).toFixed(2)})`)
+    .join(', ');
+  log(
+    `${c.name}: forward ${fwd.toFixed(1)} [${(gflop / (fwd / 1000)).toFixed(0)} GFLOP/s], with weights as initializer ${ms['forward (weights initializer)']!.toFixed(1)} (${(ms['forward (weights initializer)']! / fwd).toFixed(2)}); ${rest}; rule: dX ${chosen.input}, dW ${chosen.weight}`,
+  );
 }
 
 /** Pooling and BatchNorm backward next to their forward, on a ResNet/VGG-sized activation. */
@@ -194,12 +249,21 @@ function otherVariants(): Variant[] {
   pool('k3 s2 p1', 3, 2, 1);
   const c = 64;
   const bnFwd = new GraphEmitter();
-  const stats = (e: GraphEmitter, names: string[]): string[] => names.map((n) => e.addConstant(float32([c], new Array<number>(c).fill(n === 'var' ? 1 : 0.5)), n));
-  bnFwd.output(bnFwd.emit('BatchNormalization', [bnFwd.input('x', shape), ...stats(bnFwd, ['scale', 'bias', 'mean', 'var'])], { epsilon: float(1e-5) }, 1, 'y')[0]!);
+  const stats = (e: GraphEmitter, names: string[]): string[] =>
+    names.map((n) => e.addConstant(float32([c], new Array<number>(c).fill(n === 'var' ? 1 : 0.5)), n));
+  bnFwd.output(
+    bnFwd.emit('BatchNormalization', [bnFwd.input('x', shape), ...stats(bnFwd, ['scale', 'bias', 'mean', 'var'])], { epsilon: float(1e-5) }, 1, 'y')[0]!,
+  );
   out.push({ name: 'BatchNorm forward (inference form)', graph: bnFwd, feeds: { x } });
   const bnBwd = new GraphEmitter();
   const [scale, mean, variance] = stats(bnBwd, ['scale', 'mean', 'var']);
-  const g = batchNormGrad(bnBwd, { x: bnBwd.input('x', shape), scale: scale!, mean: mean!, variance: variance!, shape, epsilon: 1e-5, dtype: 'float32' }, bnBwd.input('dy', shape), true, { dx: true, dScale: true, dBias: true });
+  const g = batchNormGrad(
+    bnBwd,
+    { x: bnBwd.input('x', shape), scale: scale!, mean: mean!, variance: variance!, shape, epsilon: 1e-5, dtype: 'float32' },
+    bnBwd.input('dy', shape),
+    true,
+    { dx: true, dScale: true, dBias: true },
+  );
   for (const t of [g.dx, g.dScale, g.dBias]) bnBwd.output(t!);
   out.push({ name: 'BatchNorm train backward', graph: bnBwd, feeds: { x, dy: feed(shape, 7) } });
   return out;
@@ -207,5 +271,9 @@ function otherVariants(): Variant[] {
 
 const others = await measureInterleaved(otherVariants());
 results.push({ case: `pooling and BatchNorm on [${batch}, 64, 32, 32]`, ms: others });
-log(`pooling and BatchNorm on [${batch},64,32,32]: ${Object.entries(others).map(([k, t]) => `${k} ${t.toFixed(1)}`).join(', ')}`);
+log(
+  `pooling and BatchNorm on [${batch},64,32,32]: ${Object.entries(others)
+    .map(([k, t]) => `${k} ${t.toFixed(1)}`)
+    .join(', ')}`,
+);
 if (json) console.log(JSON.stringify({ machine: machine(), threads, batch, matmulPeakGflops: peak, results }, null, 2));

@@ -22,7 +22,9 @@ const BATCHES = [64, 256];
 const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined;
 
 const results: Record<string, unknown>[] = [];
-const log = (s: string): void => { if (!json) console.log(s); };
+const log = (s: string): void => {
+  if (!json) console.log(s);
+};
 
 const peak = await matmulPeak(threads, seconds);
 log(`machine: ${machine()}, ONNX Runtime intra-op threads: ${threads}`);
@@ -37,7 +39,9 @@ for (const c of CASES.filter((k) => !only || k.name.includes(only))) {
     const ips = b / t.median;
     const gflops = (ips * flops) / 1e9;
     results.push({ model: c.name, batch: b, imagesPerSecond: ips, gflops, fractionOfPeak: gflops / peak, flopsPerImage: flops });
-    log(`inference ${c.name} batch ${b}: ${ips.toFixed(0)} images/s, ${gflops.toFixed(1)} GFLOP/s (${((100 * gflops) / peak).toFixed(0)}% of MatMul peak; ${(flops / 1e6).toFixed(1)} MFLOPs/image)`);
+    log(
+      `inference ${c.name} batch ${b}: ${ips.toFixed(0)} images/s, ${gflops.toFixed(1)} GFLOP/s (${((100 * gflops) / peak).toFixed(0)}% of MatMul peak; ${(flops / 1e6).toFixed(1)} MFLOPs/image)`,
+    );
   }
   await session.release();
 }

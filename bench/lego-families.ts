@@ -28,7 +28,12 @@ const args = process.argv.slice(2);
 const opt = (name: string, fallback: string): string => (args.includes(name) ? args[args.indexOf(name) + 1]! : fallback);
 const json = args.includes('--json');
 const files = args.filter((a, i) => a.endsWith('.onnx') && !args[i - 1]?.startsWith('--'));
-const models = files.length ? files : readdirSync('/tmp/tv').filter((f) => f.endsWith('.onnx')).sort().map((f) => join('/tmp/tv', f));
+const models = files.length
+  ? files
+  : readdirSync('/tmp/tv')
+      .filter((f) => f.endsWith('.onnx'))
+      .sort()
+      .map((f) => join('/tmp/tv', f));
 const perClass = Number(opt('--images', '40'));
 const samples = Number(opt('--samples', '5'));
 setQuiet(true);
@@ -39,10 +44,19 @@ function firstPerClass(ds: Dataset, perClass: number): Dataset {
   const count = new Array<number>(ds.classes).fill(0);
   for (let i = 0; i < ds.size && picked.length < perClass * ds.classes; i++) if (count[ds.label(i)]!++ < perClass) picked.push(i);
   return {
-    name: ds.name, split: ds.split, classes: ds.classes, size: picked.length, shape: ds.shape, source: `${ds.source}, first ${perClass} images per class`,
+    name: ds.name,
+    split: ds.split,
+    classes: ds.classes,
+    size: picked.length,
+    shape: ds.shape,
+    source: `${ds.source}, first ${perClass} images per class`,
     ...(ds.classNames ? { classNames: ds.classNames } : {}),
     label: (i: number) => ds.label(picked[i]!),
-    read: (indices: readonly number[], out: Float32Array) => ds.read(indices.map((i) => picked[i]!), out),
+    read: (indices: readonly number[], out: Float32Array) =>
+      ds.read(
+        indices.map((i) => picked[i]!),
+        out,
+      ),
   };
 }
 
@@ -57,7 +71,9 @@ async function logits(model: Model, x: { dims: number[]; data: Float32Array }): 
 
 const spec = opt('--data', 'fashion-mnist-sample');
 const rows: Record<string, unknown>[] = [];
-const log = (s: string): void => { if (!json) console.log(s); };
+const log = (s: string): void => {
+  if (!json) console.log(s);
+};
 log(`${spec}: ${perClass} images per class, ${samples} representative samples per class; tasks 0-4 and 5-9; times on this machine, untrained models`);
 log('| model | parameters | component 0-4 | component 5-9 | assembled | method | max diff | seconds (disassemble, disassemble, assemble) |');
 log('|---|---|---|---|---|---|---|---|');
@@ -73,14 +89,20 @@ for (const file of models) {
     row['parameters'] = modelStats(model).parameters;
     const parts: Model[] = [];
     const seconds: number[] = [];
-    for (const task of [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]) {
+    for (const task of [
+      [0, 1, 2, 3, 4],
+      [5, 6, 7, 8, 9],
+    ]) {
       const t0 = performance.now();
       const c = await disassemble(model, train, { task, samplesPerClass: samples, recalibrationSamples: 64, label: '' });
       seconds.push((performance.now() - t0) / 1000);
       parts.push(c.model);
     }
     const t0 = performance.now();
-    const r = await assemble(parts.map((m, k) => ({ model: m, file: `${name}-${k}` })), { scaleData: [train], scaleSamplesPerClass: perClass });
+    const r = await assemble(
+      parts.map((m, k) => ({ model: m, file: `${name}-${k}` })),
+      { scaleData: [train], scaleSamplesPerClass: perClass },
+    );
     seconds.push((performance.now() - t0) / 1000);
     // the assembled logits must be the components' logits times their scale factors, side by side
     const rng = new Rng(1);
@@ -99,10 +121,16 @@ for (const file of models) {
       });
     }
     Object.assign(row, {
-      components: parts.map((m) => modelStats(m).parameters), assembled: modelStats(r.model).parameters, method: r.method, maxDiff: worst, seconds,
+      components: parts.map((m) => modelStats(m).parameters),
+      assembled: modelStats(r.model).parameters,
+      method: r.method,
+      maxDiff: worst,
+      seconds,
     });
     const comps = row['components'] as number[];
-    log(`| ${name} | ${fmt(row['parameters'] as number)} | ${fmt(comps[0]!)} | ${fmt(comps[1]!)} | ${fmt(row['assembled'] as number)} | ${r.method} | ${worst.toExponential(1)} | ${seconds.map((s) => s.toFixed(0)).join(', ')} |`);
+    log(
+      `| ${name} | ${fmt(row['parameters'] as number)} | ${fmt(comps[0]!)} | ${fmt(comps[1]!)} | ${fmt(row['assembled'] as number)} | ${r.method} | ${worst.toExponential(1)} | ${seconds.map((s) => s.toFixed(0)).join(', ')} |`,
+    );
   } catch (e) {
     row['error'] = (e as Error).message;
     log(`| ${name} | failed: ${(e as Error).message} |`);

@@ -30,7 +30,9 @@ class SyntheticCifar implements Dataset {
   readonly shape = [3, 32, 32] as const;
   readonly classes = CLASSES;
   readonly size = CLASSES * PER_CLASS;
-  label(i: number): number { return i % CLASSES; }
+  label(i: number): number {
+    return i % CLASSES;
+  }
   async read(indices: readonly number[], out: Float32Array): Promise<void> {
     const n = 3 * 32 * 32;
     indices.forEach((i, k) => {
@@ -47,12 +49,25 @@ if (args[0] === '--child') {
   setQuiet(true);
   const model = createZooModel(arch!, { input: [3, 32, 32], classes: CLASSES, width: Number(width), seed: 0 });
   const t0 = performance.now();
-  const c = await disassemble(model, new SyntheticCifar(), { task: [0, 1, 2, 3, 4], samplesPerClass: Number(spc), batchSize: BATCH, session: { threads: Number(threads) }, label: '' });
+  const c = await disassemble(model, new SyntheticCifar(), {
+    task: [0, 1, 2, 3, 4],
+    samplesPerClass: Number(spc),
+    batchSize: BATCH,
+    session: { threads: Number(threads) },
+    label: '',
+  });
   const seconds = (performance.now() - t0) / 1000;
-  process.stdout.write(JSON.stringify({
-    arch, width: Number(width), samplesPerClass: Number(spc), seconds, peakRssMiB: process.resourceUsage().maxRSS / 1024,
-    parameters: modelStats(model).parameters, componentParameters: modelStats(c.model).parameters,
-  }) + '\n');
+  process.stdout.write(
+    JSON.stringify({
+      arch,
+      width: Number(width),
+      samplesPerClass: Number(spc),
+      seconds,
+      peakRssMiB: process.resourceUsage().maxRSS / 1024,
+      parameters: modelStats(model).parameters,
+      componentParameters: modelStats(c.model).parameters,
+    }) + '\n',
+  );
   process.exit(0);
 }
 
@@ -65,24 +80,36 @@ if (!(width > 0)) throw new Error(`--width expects a positive number, got ${args
 const suffix = width === 1 ? '' : ` w${width}`;
 const samplesArg = args.indexOf('--samples');
 const SAMPLES = samplesArg >= 0 ? args[samplesArg + 1]!.split(',').map(Number) : [10, 50, 200];
-if (!SAMPLES.every((n) => Number.isInteger(n) && n > 0 && n <= PER_CLASS)) throw new Error(`--samples expects comma-separated integers in 1..${PER_CLASS}, got ${args[samplesArg + 1]}`);
-const CASES = quick ? [{ name: 'ResNet-50 w0.25', arch: 'resnet50', width: 0.25 }] : [
-  { name: `VGG-16${suffix}`, arch: 'vgg16', width },
-  { name: `ResNet-50${suffix}`, arch: 'resnet50', width },
-];
-const log = (s: string): void => { if (!json) console.log(s); };
+if (!SAMPLES.every((n) => Number.isInteger(n) && n > 0 && n <= PER_CLASS))
+  throw new Error(`--samples expects comma-separated integers in 1..${PER_CLASS}, got ${args[samplesArg + 1]}`);
+const CASES = quick
+  ? [{ name: 'ResNet-50 w0.25', arch: 'resnet50', width: 0.25 }]
+  : [
+      { name: `VGG-16${suffix}`, arch: 'vgg16', width },
+      { name: `ResNet-50${suffix}`, arch: 'resnet50', width },
+    ];
+const log = (s: string): void => {
+  if (!json) console.log(s);
+};
 const peak = await matmulPeak(threads, quick ? 1 : 3);
 log(`machine: ${machine()}, ONNX Runtime intra-op threads: ${threads}; reference: MatMul 2048x2048 peak ${peak.toFixed(1)} GFLOP/s`);
-log(`disassembly of task 0-4 from an untrained model, 3x32x32, 10 classes, ${CLASSES * PER_CLASS} synthetic training images, batch ${BATCH}; one child process per row`);
+log(
+  `disassembly of task 0-4 from an untrained model, 3x32x32, 10 classes, ${CLASSES * PER_CLASS} synthetic training images, batch ${BATCH}; one child process per row`,
+);
 const self = fileURLToPath(import.meta.url);
 const rows: Record<string, unknown>[] = [];
 for (const c of CASES) {
   for (const spc of SAMPLES) {
     const r = spawnSync(process.execPath, [self, '--child', c.arch, String(c.width), String(spc), String(threads)], { encoding: 'utf8', maxBuffer: 1 << 20 });
-    if (r.status !== 0) { console.error(`${c.name} at ${spc} samples/class failed:\n${r.stderr}`); process.exit(1); }
+    if (r.status !== 0) {
+      console.error(`${c.name} at ${spc} samples/class failed:\n${r.stderr}`);
+      process.exit(1);
+    }
     const row = JSON.parse(r.stdout.trim().split('\n').pop()!) as { seconds: number; peakRssMiB: number; parameters: number; componentParameters: number };
     rows.push({ model: c.name, ...row });
-    log(`${c.name}: ${spc} samples/class: ${row.seconds.toFixed(1)} s, peak RSS ${row.peakRssMiB.toFixed(0)} MiB (component ${row.componentParameters.toLocaleString('en-US')} of ${row.parameters.toLocaleString('en-US')} parameters)`);
+    log(
+      `${c.name}: ${spc} samples/class: ${row.seconds.toFixed(1)} s, peak RSS ${row.peakRssMiB.toFixed(0)} MiB (component ${row.componentParameters.toLocaleString('en-US')} of ${row.parameters.toLocaleString('en-US')} parameters)`,
+    );
   }
 }
 if (json) console.log(JSON.stringify({ machine: machine(), threads, matmulPeakGflops: peak, rows }, null, 2));

@@ -77,7 +77,9 @@ async function main(): Promise<void> {
       const s = scoreForest(forest, truth);
       const seconds = (performance.now() - t0) / 1000;
       rows.push({ variant: v.label, directed: s.directed, undirected: s.undirected, clustering: s.clustering, k: forest.settings.clusters.k, seconds });
-      console.log(`${v.label.padEnd(58)} directed ${(100 * s.directed).toFixed(1).padStart(5)}%  undirected ${(100 * s.undirected).toFixed(1).padStart(5)}%  clustering ${(100 * s.clustering).toFixed(1)}%  (${seconds.toFixed(1)} s)`);
+      console.log(
+        `${v.label.padEnd(58)} directed ${(100 * s.directed).toFixed(1).padStart(5)}%  undirected ${(100 * s.undirected).toFixed(1).padStart(5)}%  clustering ${(100 * s.clustering).toFixed(1)}%  (${seconds.toFixed(1)} s)`,
+      );
     }
     closeSources(models);
     results.push({ zoo, models: names.length, trees: k, rows });

@@ -23,7 +23,10 @@ import { Rng } from '../src/util/random.js';
 import { setQuiet } from '../src/util/progress.js';
 import { machine } from './common.js';
 
-const TREES = 5, CHILDREN = 4, LAYERS = 12, SIDE = 768;
+const TREES = 5,
+  CHILDREN = 4,
+  LAYERS = 12,
+  SIDE = 768;
 const P = SIDE * SIDE;
 
 function arg(name: string): string | undefined {
@@ -42,7 +45,10 @@ function noisy(base: Float32Array | undefined, a: number, rng: Rng): Float32Arra
 function writeZoo(dir: string): number {
   let k = 0;
   const save = (weights: Float32Array[]): void => {
-    writeSafetensors(join(dir, `m${String(k++).padStart(3, '0')}.safetensors`), weights.map((w, l) => [`layer${l}.attn.weight`, float32([SIDE, SIDE], w)] as const));
+    writeSafetensors(
+      join(dir, `m${String(k++).padStart(3, '0')}.safetensors`),
+      weights.map((w, l) => [`layer${l}.attn.weight`, float32([SIDE, SIDE], w)] as const),
+    );
   };
   const rng = new Rng(1);
   for (let t = 0; t < TREES; t++) {
@@ -65,7 +71,15 @@ async function measureChild(dir: string): Promise<void> {
   const m = await measureModels(models, { mode: 'ft', clusterDistance: 'selected' });
   const seconds = (performance.now() - t0) / 1000;
   closeSources(models);
-  process.stdout.write(JSON.stringify({ seconds, bytes: m.stats.bytesRead, repaired: m.stats.repairedPairs, layers: m.stats.layersRead, maxRssBytes: process.resourceUsage().maxRSS * 1024 }) + '\n');
+  process.stdout.write(
+    JSON.stringify({
+      seconds,
+      bytes: m.stats.bytesRead,
+      repaired: m.stats.repairedPairs,
+      layers: m.stats.layersRead,
+      maxRssBytes: process.resourceUsage().maxRSS * 1024,
+    }) + '\n',
+  );
 }
 
 /** The reference's way: for each pair, load both models' layers and difference them. */
@@ -76,16 +90,22 @@ function directPairs(dir: string, files: string[], pairs: number): { seconds: nu
     const i = rng.int(files.length);
     let j = rng.int(files.length - 1);
     if (j >= i) j++;
-    const a = openSafetensors(join(dir, files[i]!)), b = openSafetensors(join(dir, files[j]!));
+    const a = openSafetensors(join(dir, files[i]!)),
+      b = openSafetensors(join(dir, files[j]!));
     let d = 0;
     for (const t of a.tensors) {
-      const x = a.readFloat32(t.name), y = b.readFloat32(t.name);
+      const x = a.readFloat32(t.name),
+        y = b.readFloat32(t.name);
       let s = 0;
-      for (let q = 0; q < x.length; q++) { const e = x[q]! - y[q]!; s += e * e; }
+      for (let q = 0; q < x.length; q++) {
+        const e = x[q]! - y[q]!;
+        s += e * e;
+      }
       d += Math.sqrt(s / x.length) / a.tensors.length;
     }
     if (!(d > 0)) throw new Error('distance should be positive');
-    a.close(); b.close();
+    a.close();
+    b.close();
   }
   const seconds = (performance.now() - t0) / 1000;
   return { seconds, perPair: seconds / pairs };
@@ -110,19 +130,25 @@ async function main(): Promise<void> {
   const n = writeZoo(dir);
   const files = Array.from({ length: n }, (_, k) => `m${String(k).padStart(3, '0')}.safetensors`);
   const bytes = n * LAYERS * P * 4;
-  console.log(`wrote ${n} models x ${LAYERS} layers ${SIDE}x${SIDE} F32 (${(bytes / 1e9).toFixed(2)} GB) in ${((performance.now() - t0) / 1000).toFixed(1)} s to ${dir}`);
+  console.log(
+    `wrote ${n} models x ${LAYERS} layers ${SIDE}x${SIDE} F32 (${(bytes / 1e9).toFixed(2)} GB) in ${((performance.now() - t0) / 1000).toFixed(1)} s to ${dir}`,
+  );
 
   const self = fileURLToPath(import.meta.url);
   const r = spawnSync(process.execPath, [self, '--measure', dir], { encoding: 'utf8', maxBuffer: 1 << 20 });
   if (r.status !== 0) throw new Error(`measure child failed: ${r.stderr}`);
   const res = JSON.parse(r.stdout.trim().split('\n').pop()!) as { seconds: number; bytes: number; repaired: number; maxRssBytes: number };
   const allPairs = (n * (n - 1)) / 2;
-  console.log(`blocked (Gram in float64 via ONNX Runtime, layer by layer): ${res.seconds.toFixed(1)} s for ${allPairs} pairs, ${(res.bytes / res.seconds / 1e6).toFixed(0)} MB of weights/s, ${res.repaired} pairs repaired directly`);
+  console.log(
+    `blocked (Gram in float64 via ONNX Runtime, layer by layer): ${res.seconds.toFixed(1)} s for ${allPairs} pairs, ${(res.bytes / res.seconds / 1e6).toFixed(0)} MB of weights/s, ${res.repaired} pairs repaired directly`,
+  );
   console.log(`peak RSS of the blocked computation: ${(res.maxRssBytes / 1e6).toFixed(0)} MB (limit 1500 MB): ${res.maxRssBytes < 1.5e9 ? 'OK' : 'OVER'}`);
 
   const direct = directPairs(dir, files, pairs);
   const extrapolated = direct.perPair * allPairs;
-  console.log(`direct per-pair loop (reload both models per pair, as the reference): ${(direct.perPair * 1000).toFixed(0)} ms per pair over ${pairs} sampled pairs -> ${extrapolated.toFixed(0)} s for all ${allPairs} pairs (extrapolated), ${(extrapolated / res.seconds).toFixed(1)}x the blocked time`);
+  console.log(
+    `direct per-pair loop (reload both models per pair, as the reference): ${(direct.perPair * 1000).toFixed(0)} ms per pair over ${pairs} sampled pairs -> ${extrapolated.toFixed(0)} s for all ${allPairs} pairs (extrapolated), ${(extrapolated / res.seconds).toFixed(1)}x the blocked time`,
+  );
 
   const size = statSync(join(dir, files[0]!)).size;
   console.log(`disk sequential read (dd bs=16M iflag=direct, one ${(size / 1e6).toFixed(0)} MB model file): ${diskRead(join(dir, files[n - 1]!))}`);

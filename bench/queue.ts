@@ -38,7 +38,9 @@ const json = args.includes('--json');
 const trainN = opt('--train', quick ? 512 : 4096);
 const testN = opt('--test', quick ? 256 : 2000);
 const width = opt('--width', quick ? 0.25 : 0.5);
-const log = (s: string): void => { if (!json) console.log(s); };
+const log = (s: string): void => {
+  if (!json) console.log(s);
+};
 setQuiet(true);
 
 const MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
@@ -55,7 +57,10 @@ const files = [1, 2].map((seed) => {
   const m = createZooModel('resnet', { blocks: [1, 1, 1, 1], width, input: [1, 28, 28], classes: 10, seed });
   const n = defaultNormalization('fashion-mnist', 1);
   setInputSpec(m, { shape: [1, 28, 28], mean: n.mean, std: n.std });
-  setLabels(m, Array.from({ length: 10 }, (_, c) => ({ dataset: 'fashion-mnist', class: c })));
+  setLabels(
+    m,
+    Array.from({ length: 10 }, (_, c) => ({ dataset: 'fashion-mnist', class: c })),
+  );
   const f = join(dir, `r${seed}.onnx`);
   saveModel(m, f);
   return f;
@@ -64,7 +69,14 @@ const senders = quick ? ['stem', 'layer2.0'] : ['stem', 'layer1.0', 'layer2.0', 
 const receivers = quick ? ['layer2.0', 'features'] : ['layer1.0', 'layer2.0', 'layer3.0', 'features'];
 const cells = senders.length * receivers.length;
 const spec = {
-  a: files[0]!, b: files[1]!, data, senders, receivers, options: { mode: 'lsq' as const, batchSize: 256 }, trainLimit: trainN, testLimit: testN,
+  a: files[0]!,
+  b: files[1]!,
+  data,
+  senders,
+  receivers,
+  options: { mode: 'lsq' as const, batchSize: 256 },
+  trainLimit: trainN,
+  testLimit: testN,
 };
 
 async function freePort(): Promise<number> {
@@ -83,15 +95,33 @@ children.push(redis);
 const url = `redis://127.0.0.1:${port}`;
 
 function startWorkers(n: number): Promise<ChildProcess[]> {
-  return Promise.all(Array.from({ length: n }, (_, k) => new Promise<ChildProcess>((resolve) => {
-    const w = spawn(process.execPath, [MAIN, 'worker', '--queue', url, '--threads', '1', '--name', `bench${k}`, '--work', join(dir, `work${n}-${k}`)], { stdio: ['ignore', 'ignore', 'pipe'] });
-    children.push(w);
-    w.stderr!.on('data', (d: Buffer) => { if (/worker bench\d+: queue/.test(d.toString())) resolve(w); });
-  })));
+  return Promise.all(
+    Array.from(
+      { length: n },
+      (_, k) =>
+        new Promise<ChildProcess>((resolve) => {
+          const w = spawn(process.execPath, [MAIN, 'worker', '--queue', url, '--threads', '1', '--name', `bench${k}`, '--work', join(dir, `work${n}-${k}`)], {
+            stdio: ['ignore', 'ignore', 'pipe'],
+          });
+          children.push(w);
+          w.stderr!.on('data', (d: Buffer) => {
+            if (/worker bench\d+: queue/.test(d.toString())) resolve(w);
+          });
+        }),
+    ),
+  );
 }
 
 async function stopWorkers(ws: ChildProcess[]): Promise<void> {
-  await Promise.all(ws.map((w) => new Promise<void>((resolve) => { w.on('exit', () => resolve()); w.kill('SIGTERM'); })));
+  await Promise.all(
+    ws.map(
+      (w) =>
+        new Promise<void>((resolve) => {
+          w.on('exit', () => resolve());
+          w.kill('SIGTERM');
+        }),
+    ),
+  );
 }
 
 async function timed(out: string, queue: boolean): Promise<{ seconds: number; matrix: unknown }> {
@@ -100,7 +130,9 @@ async function timed(out: string, queue: boolean): Promise<{ seconds: number; ma
   return { seconds: (performance.now() - t0) / 1000, matrix: r.matrix.matrices };
 }
 
-log(`machine: ${machine()}; data: ${data}, ${trainN} training and ${testN} test images; ResNet(1,1,1,1) width ${width}; ${cells} least-squares cells; 1 ONNX Runtime thread per process`);
+log(
+  `machine: ${machine()}; data: ${data}, ${trainN} training and ${testN} test images; ResNet(1,1,1,1) width ${width}; ${cells} least-squares cells; 1 ONNX Runtime thread per process`,
+);
 await new Promise((r) => setTimeout(r, 500));
 const local = await timed(join(dir, 'local'), false);
 const cellSeconds = local.seconds / cells;
@@ -117,7 +149,9 @@ for (const n of [1, 2]) {
   log(`queue, ${n} worker${n > 1 ? 's' : ''}: ${r.seconds.toFixed(1)} s, ${((3600 * cells) / r.seconds).toFixed(0)} cells per hour (same matrices as local)`);
 }
 const overhead = (runs['1']!.seconds - local.seconds) / cells;
-log(`overhead per job (queue with 1 worker - local, per cell): ${(overhead * 1000).toFixed(0)} ms = ${((100 * overhead) / cellSeconds).toFixed(1)}% of a least-squares cell`);
+log(
+  `overhead per job (queue with 1 worker - local, per cell): ${(overhead * 1000).toFixed(0)} ms = ${((100 * overhead) / cellSeconds).toFixed(1)}% of a least-squares cell`,
+);
 log(`speed-up with 2 workers over 1: ${(runs['1']!.seconds / runs['2']!.seconds).toFixed(2)}x`);
 
 // the queue alone: round trips of a trivial job (a cached dataset lookup) with one idle worker
@@ -137,10 +171,26 @@ trips.sort((x, y) => x - y);
 const trip = trips[Math.floor(trips.length / 2)]!;
 log(`round trip of a trivial job: median ${trip.toFixed(1)} ms (${((100 * trip) / 1000 / cellSeconds).toFixed(2)}% of a least-squares cell)`);
 if (json) {
-  console.log(JSON.stringify({
-    machine: machine(), data, trainImages: trainN, testImages: testN, width, cells, local: { seconds: local.seconds, secondsPerCell: cellSeconds, cellsPerHour: 3600 / cellSeconds },
-    queue: runs, overheadSecondsPerJob: overhead, overheadShareOfCell: overhead / cellSeconds, roundTripMs: trip, matricesEqual: true,
-  }, null, 2));
+  console.log(
+    JSON.stringify(
+      {
+        machine: machine(),
+        data,
+        trainImages: trainN,
+        testImages: testN,
+        width,
+        cells,
+        local: { seconds: local.seconds, secondsPerCell: cellSeconds, cellsPerHour: 3600 / cellSeconds },
+        queue: runs,
+        overheadSecondsPerJob: overhead,
+        overheadShareOfCell: overhead / cellSeconds,
+        roundTripMs: trip,
+        matricesEqual: true,
+      },
+      null,
+      2,
+    ),
+  );
 }
 cleanup();
 process.exit(0);

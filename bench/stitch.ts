@@ -29,7 +29,9 @@ const threads = opt('--threads', 2);
 const trainN = opt('--train', quick ? 2048 : 10000);
 const testN = opt('--test', quick ? 1000 : 10000);
 const epochs = opt('--epochs', 1);
-const log = (s: string): void => { if (!json) console.log(s); };
+const log = (s: string): void => {
+  if (!json) console.log(s);
+};
 setQuiet(true);
 
 const train = await openDataset('fashion-mnist', 'train');
@@ -40,7 +42,8 @@ const make = (seed: number) => {
   setInputSpec(m, { shape: [1, 28, 28], mean: n.mean, std: n.std });
   return m;
 };
-const a = make(1), b = make(2);
+const a = make(1),
+  b = make(2);
 const senders = listCuts(a).filter((c) => ['stem', 'layer2.0', 'layer4.0'].includes(c.name));
 const receivers = listCuts(b).filter((c) => ['stem', 'layer2.0', 'features'].includes(c.name));
 const peak = await matmulPeak(threads, quick ? 1 : 3);
@@ -71,5 +74,14 @@ for (const cacheMb of [2048, 0]) {
 const [cached, streamed] = results as { secondsPerCell: number }[];
 log(`caching speed-up: ${(streamed!.secondsPerCell / cached!.secondsPerCell).toFixed(2)}x`);
 const scale = (4 * 60000) / (epochs * trainN);
-log(`extrapolated to the reference length (4 epochs x 60,000 images; training time scales linearly, test scoring once): about ${(cached!.secondsPerCell * scale).toFixed(0)} s per cell cached (an upper bound: it scales the test scoring too)`);
-if (json) console.log(JSON.stringify({ machine: machine(), threads, matmulPeakGflops: peak, data: train.source, trainImages: trainN, testImages: testN, epochs, results }, null, 2));
+log(
+  `extrapolated to the reference length (4 epochs x 60,000 images; training time scales linearly, test scoring once): about ${(cached!.secondsPerCell * scale).toFixed(0)} s per cell cached (an upper bound: it scales the test scoring too)`,
+);
+if (json)
+  console.log(
+    JSON.stringify(
+      { machine: machine(), threads, matmulPeakGflops: peak, data: train.source, trainImages: trainN, testImages: testN, epochs, results },
+      null,
+      2,
+    ),
+  );

@@ -25,7 +25,9 @@ const CASES = [
 ];
 
 const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined;
-const log = (s: string): void => { if (!json) console.log(s); };
+const log = (s: string): void => {
+  if (!json) console.log(s);
+};
 const results: Record<string, unknown>[] = [];
 const peak = await matmulPeak(threads, quick ? 1 : 3);
 log(`machine: ${machine()}, ONNX Runtime intra-op threads: ${threads}`);
@@ -35,21 +37,39 @@ for (const c of CASES.filter((k) => !only || k.name.includes(only))) {
   const flops = modelStats(model).flopsPerImage;
   const buildStart = performance.now();
   const session = await TrainingSession.create(model, {
-    trainable: trainableParameters(model.graph), loss: 'cross-entropy', batchSize: BATCH, batchNorm: 'train', session: { threads },
+    trainable: trainableParameters(model.graph),
+    loss: 'cross-entropy',
+    batchSize: BATCH,
+    batchNorm: 'train',
+    session: { threads },
   });
   const buildSeconds = (performance.now() - buildStart) / 1000;
   const optimizer = createOptimizer({ kind: 'sgd', momentum: 0.9, weightDecay: 5e-4 });
   const [ch, h, w] = c.opts.input;
   const x = randomInput(BATCH * ch * h * w);
   const target = BigInt64Array.from({ length: BATCH }, (_, i) => BigInt(i % 10));
-  const t = await time(async () => {
-    const r = await session.step(x, target);
-    optimizer.step(session.params, r.grads, 0.01);
-  }, seconds, 1);
+  const t = await time(
+    async () => {
+      const r = await session.step(x, target);
+      optimizer.step(session.params, r.grads, 0.01);
+    },
+    seconds,
+    1,
+  );
   await session.release();
   const ips = BATCH / t.median;
   const gflops = (3 * flops * ips) / 1e9;
-  results.push({ model: c.name, batch: BATCH, imagesPerSecond: ips, gflops, fractionOfPeak: gflops / peak, flopsPerImage: flops, graphBuildSeconds: buildSeconds });
-  log(`training ${c.name} batch ${BATCH}: ${ips.toFixed(1)} images/s, ${gflops.toFixed(1)} GFLOP/s (${((100 * gflops) / peak).toFixed(0)}% of MatMul peak; session set-up ${buildSeconds.toFixed(1)} s)`);
+  results.push({
+    model: c.name,
+    batch: BATCH,
+    imagesPerSecond: ips,
+    gflops,
+    fractionOfPeak: gflops / peak,
+    flopsPerImage: flops,
+    graphBuildSeconds: buildSeconds,
+  });
+  log(
+    `training ${c.name} batch ${BATCH}: ${ips.toFixed(1)} images/s, ${gflops.toFixed(1)} GFLOP/s (${((100 * gflops) / peak).toFixed(0)}% of MatMul peak; session set-up ${buildSeconds.toFixed(1)} s)`,
+  );
 }
 if (json) console.log(JSON.stringify({ machine: machine(), threads, matmulPeakGflops: peak, results }, null, 2));

@@ -49,7 +49,15 @@ export type { FlattenMode } from './lego/masks.js';
 export type { SampleRanking } from './lego/samples.js';
 export type { ScaleResult } from './lego/scale.js';
 export { disassemble } from './lego/disassemble.js';
-export { assemble, type AssemblePart, type AssembleOptions, type AssembleResult, type AssemblyMethod, type OverlapMode, type ClassOverlap } from './lego/assemble.js';
+export {
+  assemble,
+  type AssemblePart,
+  type AssembleOptions,
+  type AssembleResult,
+  type AssemblyMethod,
+  type OverlapMode,
+  type ClassOverlap,
+} from './lego/assemble.js';
 export { runAssembleJob, type AssembleJob, type AssembleJobResult, type Accuracy } from './lego/assemble-job.js';
 export { finetuneAssembled, type FinetuneOptions, type FinetuneResult } from './lego/finetune.js';
 export { runLegoExperiment, type ExperimentOptions, type ExperimentResult } from './lego/experiment.js';

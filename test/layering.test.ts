@@ -82,8 +82,16 @@ const edges = folderEdges();
 
 test('the layer table names every folder of src/', () => {
   const folders = readdirSync(SRC, { withFileTypes: true }).map((e) => e.name);
-  assert.deepEqual(folders.filter((f) => !(f in LAYERS)), [], 'place new folders in LAYERS');
-  assert.deepEqual(Object.keys(LAYERS).filter((f) => !folders.includes(f)), [], 'LAYERS names folders that are gone');
+  assert.deepEqual(
+    folders.filter((f) => !(f in LAYERS)),
+    [],
+    'place new folders in LAYERS',
+  );
+  assert.deepEqual(
+    Object.keys(LAYERS).filter((f) => !folders.includes(f)),
+    [],
+    'LAYERS names folders that are gone',
+  );
   assert.ok(edges.length > 100, `only ${edges.length} cross-folder imports were read: the parser missed imports`);
 });
 
@@ -118,5 +126,8 @@ test('the folders of src/ import each other without cycles', () => {
 
 test('the allow-list holds only imports that are still needed', () => {
   const seen = new Set(edges.map((e) => `${e.from} -> ${e.to}`));
-  assert.deepEqual(Object.keys(ALLOWED).filter((k) => !seen.has(k)), []);
+  assert.deepEqual(
+    Object.keys(ALLOWED).filter((k) => !seen.has(k)),
+    [],
+  );
 });

@@ -147,7 +147,7 @@ if (isDir(asm)) {
     rows.push([
       f.replace(/\.json$/, ''),
       r.method,
-      r.scaled ? 'yes' : 'no',
+      r.scaled ? (r.scaleMethod ?? 'mean-max') : 'no',
       r.components.map((c) => `${c.classes.join(',')}: ${pct(c.accuracy)}`).join('; '),
       pct(u?.accuracy),
       r.finetune ? `${pct(r.finetune.union[0]?.accuracy)} (${r.finetune.epochs.length} ep.)` : '-',

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Model LEGO on the models users bring (issue 13): every disassembly and assembly run of
-// README "Model LEGO on the models users bring", as a job list. Each job writes one JSON (the command's --json)
+// docs/pending/wp-lego13.md, as a job list. Each job writes one JSON (the command's --json)
 // under runs/lego13/<variant>/<model>/; finished jobs are skipped, so rerun to go on.
 //
 //   node tools/lego-users.mjs [--only <substring of variant/model/task>] [--list] [--parallel N] [--wait]
@@ -82,10 +82,12 @@ for (const [variant, extra, models, tasks] of PLAN) {
   }
 }
 // assembly of the VGG-style export's {0-2} and {3-9} default components: plain CLI (normalisation from the components'
-// metadata), then with one epoch of fine-tuning
+// metadata; the default fitted scaling, the paper's mean-max scaling, no scaling), then with one epoch of fine-tuning
 const comp = (task) => join(out, 'default', 'vgg_fm', `task-${task}.onnx`);
 for (const [name, extra] of [
   ['assemble-vgg_fm', []],
+  ['assemble-vgg_fm-meanmax', ['--scale-method', 'mean-max']],
+  ['assemble-vgg_fm-unscaled', ['--no-scale']],
   ['assemble-vgg_fm-ft1', ['--finetune-epochs', '1']],
 ]) {
   const base = join(out, 'assembly', name);

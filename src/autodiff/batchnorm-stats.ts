@@ -68,10 +68,14 @@ export async function reestimateBatchNorm(model: Model, ds: Dataset, opts: Batch
   if (sg.layers.length === 0) return { model: result, layers: 0, samples: 0 };
   for (const l of sg.layers) {
     for (const name of [l.runningMean, l.runningVariance]) {
-      if (!result.graph.initializers.has(name)) throw new UserError(`${file}: BatchNorm running statistic "${name}" is not a stored initializer; cannot re-estimate it`);
+      if (!result.graph.initializers.has(name))
+        throw new UserError(`${file}: BatchNorm running statistic "${name}" is not a stored initializer; cannot re-estimate it`);
     }
   }
-  const sums = sg.layers.map((l) => ({ mean: new Float64Array(result.graph.initializers.get(l.runningMean)!.data.length), variance: new Float64Array(result.graph.initializers.get(l.runningVariance)!.data.length) }));
+  const sums = sg.layers.map((l) => ({
+    mean: new Float64Array(result.graph.initializers.get(l.runningMean)!.data.length),
+    variance: new Float64Array(result.graph.initializers.get(l.runningVariance)!.data.length),
+  }));
   const norm = resolveNormalization(model, ds.shape[0], { ...(opts.mean ? { mean: opts.mean } : {}), ...(opts.std ? { std: opts.std } : {}) }).normalization;
   const session = await ModelSession.create(sg.model, opts);
   const bar = opts.label ? progress(opts.label, used) : undefined;
@@ -92,8 +96,20 @@ export async function reestimateBatchNorm(model: Model, ds: Dataset, opts: Batch
   }
   sg.layers.forEach((l, k) => {
     const dims = result.graph.initializers.get(l.runningMean)!.dims;
-    result.graph.initializers.set(l.runningMean, float32(dims, Float32Array.from(sums[k]!.mean, (v) => v / count)));
-    result.graph.initializers.set(l.runningVariance, float32(dims, Float32Array.from(sums[k]!.variance, (v) => v / count)));
+    result.graph.initializers.set(
+      l.runningMean,
+      float32(
+        dims,
+        Float32Array.from(sums[k]!.mean, (v) => v / count),
+      ),
+    );
+    result.graph.initializers.set(
+      l.runningVariance,
+      float32(
+        dims,
+        Float32Array.from(sums[k]!.variance, (v) => v / count),
+      ),
+    );
   });
   return { model: result, layers: sg.layers.length, samples: used };
 }

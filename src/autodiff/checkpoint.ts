@@ -48,7 +48,9 @@ export function saveCheckpoint(path: string, ckpt: TrainingCheckpoint): void {
   const tensors = new Map<string, Tensor>();
   for (const [name, t] of graph.initializers) {
     if (name === MODEL_TENSOR || name.startsWith(OPTIMIZER_PREFIX) || name.startsWith(KEPT_PREFIX)) {
-      throw new UserError(`cannot checkpoint initializer "${name}": names "${MODEL_TENSOR}", "${OPTIMIZER_PREFIX}*" and "${KEPT_PREFIX}*" are reserved for the checkpoint's own tensors`);
+      throw new UserError(
+        `cannot checkpoint initializer "${name}": names "${MODEL_TENSOR}", "${OPTIMIZER_PREFIX}*" and "${KEPT_PREFIX}*" are reserved for the checkpoint's own tensors`,
+      );
     }
     tensors.set(name, t);
   }
@@ -81,7 +83,8 @@ export function loadCheckpoint(path: string): TrainingCheckpoint {
   const file = openSafetensors(path);
   try {
     const md = file.metadata;
-    if (md['format'] !== CHECKPOINT_FORMAT) throw new UserError(`${path}: not a modelsmith training checkpoint (a safetensors file without "format": "${CHECKPOINT_FORMAT}" metadata)`);
+    if (md['format'] !== CHECKPOINT_FORMAT)
+      throw new UserError(`${path}: not a modelsmith training checkpoint (a safetensors file without "format": "${CHECKPOINT_FORMAT}" metadata)`);
     if (md['format_version'] !== String(CHECKPOINT_VERSION)) {
       throw new UserError(`${path}: checkpoint format version ${md['format_version']}, but this modelsmith reads version ${CHECKPOINT_VERSION}`);
     }
@@ -89,10 +92,18 @@ export function loadCheckpoint(path: string): TrainingCheckpoint {
     const kept = readPrefixed(file, KEPT_PREFIX);
     return {
       model: readModel(file, field('initializers'), path),
-      optimizer: { config: field('optimizer') as OptimizerConfig, steps: count(field('optimizer_steps'), 'optimizer_steps', path), state: readPrefixed(file, OPTIMIZER_PREFIX) },
+      optimizer: {
+        config: field('optimizer') as OptimizerConfig,
+        steps: count(field('optimizer_steps'), 'optimizer_steps', path),
+        state: readPrefixed(file, OPTIMIZER_PREFIX),
+      },
       epoch: count(field('epoch'), 'epoch', path),
       step: count(field('step'), 'step', path),
-      meta: Object.fromEntries(Object.keys(md).filter((k) => k.startsWith(META_PREFIX)).map((k) => [k.slice(META_PREFIX.length), field(k)])),
+      meta: Object.fromEntries(
+        Object.keys(md)
+          .filter((k) => k.startsWith(META_PREFIX))
+          .map((k) => [k.slice(META_PREFIX.length), field(k)]),
+      ),
       ...(kept.size > 0 ? { kept } : {}),
     };
   } finally {
@@ -140,7 +151,8 @@ export function checkpointProgress(path: string): { epoch: number; step: number 
 }
 
 function readModel(file: SafetensorsFile, order: unknown, path: string): Model {
-  if (!Array.isArray(order) || !order.every((n) => typeof n === 'string')) throw new UserError(`${path}: checkpoint metadata "initializers" must be a list of names`);
+  if (!Array.isArray(order) || !order.every((n) => typeof n === 'string'))
+    throw new UserError(`${path}: checkpoint metadata "initializers" must be a list of names`);
   const model = decodeModel(need(file, MODEL_TENSOR, path).data as Uint8Array, { file: `${path} (${MODEL_TENSOR})`, dir: dirname(resolve(path)) });
   for (const name of order as string[]) model.graph.initializers.set(name, need(file, name, path));
   return model;
@@ -170,6 +182,7 @@ function parseField(md: Readonly<Record<string, string>>, key: string, path: str
 }
 
 function count(v: unknown, key: string, path: string): number {
-  if (!Number.isSafeInteger(v) || (v as number) < 0) throw new UserError(`${path}: checkpoint metadata "${key}" must be a non-negative integer, got ${JSON.stringify(v)}`);
+  if (!Number.isSafeInteger(v) || (v as number) < 0)
+    throw new UserError(`${path}: checkpoint metadata "${key}" must be a non-negative integer, got ${JSON.stringify(v)}`);
   return v as number;
 }

@@ -8,13 +8,19 @@ import { trainableParameters } from '../onnx/parameters.js';
 import { UserError } from '../util/errors.js';
 
 function globToRegExp(glob: string): RegExp {
-  const escaped = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  const escaped = glob
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
   return new RegExp(`^${escaped}$`);
 }
 
 function matching(names: readonly string[], patterns: string, flag: string): Set<string> {
   const out = new Set<string>();
-  for (const p of patterns.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const p of patterns
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const re = globToRegExp(p);
     const hits = names.filter((n) => re.test(n));
     if (!hits.length) {

@@ -28,7 +28,11 @@ export class GraphWriter {
   private readonly taken: Set<string>;
   private readonly shared = new Map<string, string>();
 
-  constructor(readonly graph: Graph, readonly known: Map<string, Known>, readonly opset: number) {
+  constructor(
+    readonly graph: Graph,
+    readonly known: Map<string, Known>,
+    readonly opset: number,
+  ) {
     this.taken = tensorNames(graph);
     for (const n of graph.nodes) this.taken.add(n.name);
   }
@@ -42,7 +46,13 @@ export class GraphWriter {
   }
 
   /** Appends a node with `outputs` fresh names (from `hint`) or the given names; returns them, their shapes already known. */
-  emit(opType: string, inputs: readonly string[], attributes: Record<string, Attribute> = {}, outputs: number | readonly string[] = 1, hint = opType.toLowerCase()): string[] {
+  emit(
+    opType: string,
+    inputs: readonly string[],
+    attributes: Record<string, Attribute> = {},
+    outputs: number | readonly string[] = 1,
+    hint = opType.toLowerCase(),
+  ): string[] {
     const outs = typeof outputs === 'number' ? Array.from({ length: outputs }, () => this.name(hint)) : [...outputs];
     for (const o of outs) this.taken.add(o);
     const node: Node = { name: this.name(`${hint}.node`), opType, inputs: [...inputs], outputs: outs, attributes };
@@ -53,13 +63,20 @@ export class GraphWriter {
 
   /** Records the shapes of a node's outputs (nodes added or changed by hand). */
   infer(node: Node): void {
-    const known = inferNode(node, node.inputs.map((i) => (i ? this.known.get(i) : undefined)), this.opset);
-    node.outputs.forEach((o, i) => { if (o) this.known.set(o, known[i]!); });
+    const known = inferNode(
+      node,
+      node.inputs.map((i) => (i ? this.known.get(i) : undefined)),
+      this.opset,
+    );
+    node.outputs.forEach((o, i) => {
+      if (o) this.known.set(o, known[i]!);
+    });
   }
 
   /** An initializer holding `value`; small constants with equal values are shared. */
   constant(value: Tensor, hint: string): string {
-    const key = numel(value.dims) <= 64 ? `${value.dtype}[${value.dims.join(',')}]${Array.from(value.data as ArrayLike<number | bigint>).join(',')}` : undefined;
+    const key =
+      numel(value.dims) <= 64 ? `${value.dtype}[${value.dims.join(',')}]${Array.from(value.data as ArrayLike<number | bigint>).join(',')}` : undefined;
     const existing = key === undefined ? undefined : this.shared.get(key);
     if (existing) return existing;
     const name = this.name(hint);
@@ -167,7 +184,13 @@ function tensorsReaching(order: readonly Node[], seeds: Iterable<string>): Set<s
   return reach;
 }
 
-function applyRule(w: GraphWriter, rules: Readonly<Record<string, GradRule>>, node: Node, dOutputs: (string | undefined)[], needs: boolean[]): (string | undefined)[] {
+function applyRule(
+  w: GraphWriter,
+  rules: Readonly<Record<string, GradRule>>,
+  node: Node,
+  dOutputs: (string | undefined)[],
+  needs: boolean[],
+): (string | undefined)[] {
   const rule = Object.hasOwn(rules, node.opType) && (!node.domain || node.domain === 'ai.onnx') ? rules[node.opType] : undefined;
   if (!rule) throw new UserError(`no gradient rule for operator ${node.opType} (node ${node.name})`);
   return rule(new RuleContext(w, node, dOutputs, needs));
@@ -178,7 +201,9 @@ function checked(w: GraphWriter, node: Node, i: number, grad: string): string {
   const want = w.shape(node.inputs[i]!);
   const got = w.shape(grad);
   if (!sameDims(want, got)) {
-    throw new Error(`gradient rule for ${node.opType} (node ${node.name}) gave input ${i} ("${node.inputs[i]}", [${want.join(',')}]) a gradient of shape [${got.join(',')}]`);
+    throw new Error(
+      `gradient rule for ${node.opType} (node ${node.name}) gave input ${i} ("${node.inputs[i]}", [${want.join(',')}]) a gradient of shape [${got.join(',')}]`,
+    );
   }
   return grad;
 }
@@ -214,7 +239,12 @@ class Gradients {
 class RuleContext implements GradContext {
   private readonly prefix: string;
 
-  constructor(private readonly w: GraphWriter, readonly node: Node, readonly dOutputs: readonly (string | undefined)[], readonly needs: readonly boolean[]) {
+  constructor(
+    private readonly w: GraphWriter,
+    readonly node: Node,
+    readonly dOutputs: readonly (string | undefined)[],
+    readonly needs: readonly boolean[],
+  ) {
     this.prefix = `grad/${node.name || node.opType}`;
   }
 
@@ -230,7 +260,13 @@ class RuleContext implements GradContext {
     return this.w.known.get(tensor)?.tensor;
   }
 
-  emit(opType: string, inputs: readonly string[], attributes: Record<string, Attribute> = {}, outputs: number | readonly string[] = 1, hint = opType.toLowerCase()): string[] {
+  emit(
+    opType: string,
+    inputs: readonly string[],
+    attributes: Record<string, Attribute> = {},
+    outputs: number | readonly string[] = 1,
+    hint = opType.toLowerCase(),
+  ): string[] {
     return this.w.emit(opType, inputs, attributes, outputs, `${this.prefix}/${hint}`);
   }
 

@@ -46,9 +46,13 @@ export const OPTIMIZER_KINDS = Object.keys(DEFAULT_DECAY) as readonly OptimizerC
 export function createOptimizer(config: OptimizerConfig, options: OptimizerOptions = {}): Optimizer {
   const decay = options.decay ?? (() => true);
   switch (config.kind) {
-    case 'sgd': return new Sgd(config, decay);
-    case 'adam': case 'adamw': return new Adam(config, decay);
-    default: throw new UserError(`optimizer kind ${JSON.stringify((config as { kind: unknown }).kind)} is not known (expected sgd, adam or adamw)`);
+    case 'sgd':
+      return new Sgd(config, decay);
+    case 'adam':
+    case 'adamw':
+      return new Adam(config, decay);
+    default:
+      throw new UserError(`optimizer kind ${JSON.stringify((config as { kind: unknown }).kind)} is not known (expected sgd, adam or adamw)`);
   }
 }
 
@@ -67,7 +71,11 @@ abstract class BaseOptimizer implements Optimizer {
   private count = 0;
   private loaded = false;
 
-  constructor(readonly config: OptimizerConfig, private readonly decay: (param: string) => boolean, private readonly slots: readonly string[]) {}
+  constructor(
+    readonly config: OptimizerConfig,
+    private readonly decay: (param: string) => boolean,
+    private readonly slots: readonly string[],
+  ) {}
 
   get steps(): number {
     return this.count;
@@ -90,7 +98,8 @@ abstract class BaseOptimizer implements Optimizer {
     // Checked before any update, so that a failed call leaves nothing half-stepped.
     for (const [name, p] of params) {
       const g = grads.get(name);
-      if (!g || g.length !== p.length) throw new Error(`optimizer: parameter "${name}" (${p.length} values) has ${g ? `a gradient of ${g.length} values` : 'no gradient'}`);
+      if (!g || g.length !== p.length)
+        throw new Error(`optimizer: parameter "${name}" (${p.length} values) has ${g ? `a gradient of ${g.length} values` : 'no gradient'}`);
     }
     this.count++;
     for (const [name, p] of params) this.update(name, p, grads.get(name)!, lr, this.decay(name));
@@ -115,7 +124,8 @@ abstract class BaseOptimizer implements Optimizer {
         const key = `${name}/${slot}`;
         expected.add(key);
         const b = this.buffers.get(key);
-        if (!b && this.count > 0) throw new UserError(`optimizer state after ${this.count} steps lacks "${key}": was the checkpoint written for other trainable parameters?`);
+        if (!b && this.count > 0)
+          throw new UserError(`optimizer state after ${this.count} steps lacks "${key}": was the checkpoint written for other trainable parameters?`);
         if (b && b.length !== p.length) throw new UserError(`optimizer state "${key}" has ${b.length} values; parameter "${name}" has ${p.length}`);
       }
     }
@@ -210,7 +220,9 @@ class Adam extends BaseOptimizer {
     const wd = decays ? this.weightDecay : 0;
     const t = this.steps;
     const k = {
-      b1: this.beta1, b2: this.beta2, eps: this.eps,
+      b1: this.beta1,
+      b2: this.beta2,
+      eps: this.eps,
       stepSize: lr / (1 - this.beta1 ** t),
       sqrtBc2: Math.sqrt(1 - this.beta2 ** t),
       // AdamW shrinks the parameter before the update; Adam folds decay into the gradient.
@@ -221,7 +233,15 @@ class Adam extends BaseOptimizer {
   }
 }
 
-interface AdamStep { b1: number; b2: number; eps: number; stepSize: number; sqrtBc2: number; shrink: number; l2: number }
+interface AdamStep {
+  b1: number;
+  b2: number;
+  eps: number;
+  stepSize: number;
+  sqrtBc2: number;
+  shrink: number;
+  l2: number;
+}
 
 function adamUpdate(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, k: AdamStep): void {
   const { b1, b2, eps, stepSize, shrink, l2 } = k;

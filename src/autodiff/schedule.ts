@@ -21,13 +21,14 @@ interface Common {
   warmupSteps?: number;
 }
 
-export type ScheduleConfig = Common & (
-  | { kind: 'constant' }
-  /** multiply by gamma (default 0.1) every stepSize steps, or at each milestone step */
-  | { kind: 'step'; gamma?: number; stepSize?: number; milestones?: number[] }
-  /** minLr in the units of lr (default 0) */
-  | { kind: 'cosine'; minLr?: number }
-);
+export type ScheduleConfig = Common &
+  (
+    | { kind: 'constant' }
+    /** multiply by gamma (default 0.1) every stepSize steps, or at each milestone step */
+    | { kind: 'step'; gamma?: number; stepSize?: number; milestones?: number[] }
+    /** minLr in the units of lr (default 0) */
+    | { kind: 'cosine'; minLr?: number }
+  );
 
 /** The schedule kinds, the keys of a per-kind record so that the list cannot miss one. */
 const KIND_SET: Readonly<Record<ScheduleConfig['kind'], true>> = { constant: true, step: true, cosine: true };
@@ -52,10 +53,14 @@ export function createSchedule(config: ScheduleConfig, totalSteps: number): Sche
 
 function mainSchedule(config: ScheduleConfig, lr: number, steps: number): Schedule {
   switch (config.kind) {
-    case 'constant': return () => lr;
-    case 'step': return stepDecay(config, lr);
-    case 'cosine': return cosine(config.minLr ?? 0, lr, steps);
-    default: throw new UserError(`schedule kind ${JSON.stringify((config as { kind: unknown }).kind)} is not known (expected constant, step or cosine)`);
+    case 'constant':
+      return () => lr;
+    case 'step':
+      return stepDecay(config, lr);
+    case 'cosine':
+      return cosine(config.minLr ?? 0, lr, steps);
+    default:
+      throw new UserError(`schedule kind ${JSON.stringify((config as { kind: unknown }).kind)} is not known (expected constant, step or cosine)`);
   }
 }
 

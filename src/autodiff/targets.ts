@@ -21,7 +21,11 @@ export interface Targets {
 export function resolveTargets(model: Model, ds: Pick<Dataset, 'name' | 'classes' | 'classNames'>, classes?: number[], file = 'the model'): Targets {
   const k = outputCount(model);
   if (classes && k === classes.length) {
-    return fromList(ds, classes, classes.map((c) => labelFor(ds, c)));
+    return fromList(
+      ds,
+      classes,
+      classes.map((c) => labelFor(ds, c)),
+    );
   }
   if (!getLabels(model) && k !== ds.classes) {
     throw new UserError(`${file} has ${k} outputs but ${ds.name} has ${ds.classes} classes; pass --classes with ${k} classes to choose which output is which`);
@@ -31,11 +35,16 @@ export function resolveTargets(model: Model, ds: Pick<Dataset, 'name' | 'classes
   let wanted = [...new Set(Array.from(map.classOf).filter((c) => c >= 0))].sort((a, b) => a - b);
   if (classes) {
     const missing = classes.filter((c) => !wanted.includes(c));
-    if (missing.length) throw new UserError(`${file} has no output for class${missing.length > 1 ? 'es' : ''} ${missing.join(',')} of ${ds.name} (it has ${k} outputs); pass exactly ${k} classes to remap its outputs`);
+    if (missing.length)
+      throw new UserError(
+        `${file} has no output for class${missing.length > 1 ? 'es' : ''} ${missing.join(',')} of ${ds.name} (it has ${k} outputs); pass exactly ${k} classes to remap its outputs`,
+      );
     wanted = classes;
   }
   const outputOf = new Int32Array(ds.classes).fill(-1);
-  map.classOf.forEach((c, j) => { if (c >= 0 && wanted.includes(c)) outputOf[c] = j; });
+  map.classOf.forEach((c, j) => {
+    if (c >= 0 && wanted.includes(c)) outputOf[c] = j;
+  });
   return { classes: wanted, outputOf, labels };
 }
 

@@ -170,14 +170,20 @@ export async function train(job: TrainJob): Promise<TrainResult> {
       }
       writeCheckpoint(run, epoch);
       writeLog(run);
-      info(`epoch ${epoch + 1}/${job.epochs}: loss ${metrics.trainLoss.toFixed(4)}, train acc ${pct(metrics.trainAccuracy)}, val acc ${metrics.valAccuracy === null ? '-' : pct(metrics.valAccuracy)}, ${metrics.imagesPerSecond.toFixed(0)} images/s`);
+      info(
+        `epoch ${epoch + 1}/${job.epochs}: loss ${metrics.trainLoss.toFixed(4)}, train acc ${pct(metrics.trainAccuracy)}, val acc ${metrics.valAccuracy === null ? '-' : pct(metrics.valAccuracy)}, ${metrics.imagesPerSecond.toFixed(0)} images/s`,
+      );
     }
     if (job.keep === 'best' && run.best.weights) run.session.load(run.best.weights);
     const model = finalModel(run);
     saveModel(model, job.output);
     const result: TrainResult = {
-      output: job.output, epochs: run.history, bestEpoch: run.best.epoch + 1, trainable: run.session.params.size,
-      classes: run.targets.classes, data: job.data.source,
+      output: job.output,
+      epochs: run.history,
+      bestEpoch: run.best.epoch + 1,
+      trainable: run.session.params.size,
+      classes: run.targets.classes,
+      data: job.data.source,
     };
     if (job.test) result.test = await evaluate(model, job.test, { ...job.session, classes: run.targets.classes, label: 'test' });
     return result;
@@ -198,16 +204,33 @@ async function prepare(job: TrainJob): Promise<Run> {
   const targets = resolveTargets(model, job.data, job.classes);
   const normalization = trainingNormalization(model, job);
   const { train: trainIdx, validation: valIdx } = splitTrainValidation(job.data, job.validation ?? 0.1, job.seed, subsetIndices(job.data, targets.classes));
-  if (trainIdx.length < job.batchSize) throw new UserError(`only ${trainIdx.length} training images of classes ${targets.classes.join(',')} in ${job.data.source}, fewer than one batch of ${job.batchSize}; lower --batch`);
+  if (trainIdx.length < job.batchSize)
+    throw new UserError(
+      `only ${trainIdx.length} training images of classes ${targets.classes.join(',')} in ${job.data.source}, fewer than one batch of ${job.batchSize}; lower --batch`,
+    );
   const trainable = selectTrainable(model.graph, { ...(job.freeze ? { freeze: job.freeze } : {}), ...(job.trainable ? { trainable: job.trainable } : {}) });
   const session = await TrainingSession.create(model, {
-    trainable, loss: 'cross-entropy', batchSize: job.batchSize, batchNorm: 'train', seed: job.seed, ...(job.session ? { session: job.session } : {}),
+    trainable,
+    loss: 'cross-entropy',
+    batchSize: job.batchSize,
+    batchNorm: 'train',
+    seed: job.seed,
+    ...(job.session ? { session: job.session } : {}),
   });
   const optimizer = createOptimizer(job.optimizer);
   const steps = job.epochs * batchCount(trainIdx.length, job.batchSize, true);
   const schedule = createSchedule(job.schedule, steps);
   const run: Run = {
-    job, targets, normalization, trainIdx, valIdx, session, optimizer, lrAt: (s) => job.lr * schedule(s), history: [], best: { epoch: -1, accuracy: -1 },
+    job,
+    targets,
+    normalization,
+    trainIdx,
+    valIdx,
+    session,
+    optimizer,
+    lrAt: (s) => job.lr * schedule(s),
+    history: [],
+    best: { epoch: -1, accuracy: -1 },
   };
   if (resumed) restore(run, resumed);
   return run;
@@ -224,10 +247,18 @@ async function trainEpoch(run: Run, epoch: number): Promise<EpochMetrics> {
   const nBatches = batchCount(run.trainIdx.length, job.batchSize, true);
   const bar = progress(`epoch ${epoch + 1}/${job.epochs}`, nBatches * job.batchSize);
   const target = new BigInt64Array(job.batchSize);
-  let lossSum = 0, correct = 0, seen = 0, lr = 0;
+  let lossSum = 0,
+    correct = 0,
+    seen = 0,
+    lr = 0;
   const iter = batches(job.data, {
-    batchSize: job.batchSize, shuffle: true, seed: hashSeed(job.seed, `epoch:${epoch}`), dropLast: true,
-    normalization: run.normalization, indices: run.trainIdx, ...(job.augmentation ? { augmentation: job.augmentation } : {}),
+    batchSize: job.batchSize,
+    shuffle: true,
+    seed: hashSeed(job.seed, `epoch:${epoch}`),
+    dropLast: true,
+    normalization: run.normalization,
+    indices: run.trainIdx,
+    ...(job.augmentation ? { augmentation: job.augmentation } : {}),
   });
   for await (const batch of iter) {
     for (let b = 0; b < batch.size; b++) target[b] = BigInt(run.targets.outputOf[batch.labels[b]!]!);
@@ -236,7 +267,9 @@ async function trainEpoch(run: Run, epoch: number): Promise<EpochMetrics> {
     const r = await session.step(batch.x, target);
     const norm = job.clipNorm ? clipGradNorm(r.grads, job.clipNorm) : 0;
     if (!Number.isFinite(r.loss) || !Number.isFinite(norm)) {
-      throw new UserError(`training diverged: the loss is ${r.loss} at epoch ${epoch + 1}, step ${step + 1} (learning rate ${lr.toPrecision(3)}); lower --lr${job.clipNorm ? '' : ' or clip gradients with --clip'}`);
+      throw new UserError(
+        `training diverged: the loss is ${r.loss} at epoch ${epoch + 1}, step ${step + 1} (learning rate ${lr.toPrecision(3)}); lower --lr${job.clipNorm ? '' : ' or clip gradients with --clip'}`,
+      );
     }
     run.optimizer.step(session.params, r.grads, lr);
     lossSum += r.loss * batch.size;
@@ -246,7 +279,16 @@ async function trainEpoch(run: Run, epoch: number): Promise<EpochMetrics> {
   }
   bar.done();
   const seconds = (Date.now() - start) / 1000;
-  return { epoch: epoch + 1, step: session.stepCount, lr, trainLoss: lossSum / seen, trainAccuracy: correct / seen, valAccuracy: null, seconds, imagesPerSecond: seen / seconds };
+  return {
+    epoch: epoch + 1,
+    step: session.stepCount,
+    lr,
+    trainLoss: lossSum / seen,
+    trainAccuracy: correct / seen,
+    valAccuracy: null,
+    seconds,
+    imagesPerSecond: seen / seconds,
+  };
 }
 
 function countCorrect(logits: Float32Array, target: BigInt64Array, n: number): number {
@@ -270,9 +312,18 @@ function finalModel(run: Run): Model {
   setInputSpec(m, { shape: [...job.data.shape], mean: run.normalization.mean, std: run.normalization.std });
   const parents = job.parentHash ? [job.parentHash] : [];
   setProvenance(m, {
-    operation: job.parentHash ? 'fine-tuned' : 'trained', parents, seed: job.seed, data: job.data.source, classes: run.targets.classes,
-    epochs: job.epochs, batchSize: job.batchSize, lr: job.lr, optimizer: job.optimizer, schedule: job.schedule,
-    trainable: run.session.params.size, arch: getArch(m)?.name ?? null,
+    operation: job.parentHash ? 'fine-tuned' : 'trained',
+    parents,
+    seed: job.seed,
+    data: job.data.source,
+    classes: run.targets.classes,
+    epochs: job.epochs,
+    batchSize: job.batchSize,
+    lr: job.lr,
+    optimizer: job.optimizer,
+    schedule: job.schedule,
+    trainable: run.session.params.size,
+    arch: getArch(m)?.name ?? null,
   });
   return m;
 }
@@ -295,7 +346,16 @@ function writeCheckpoint(run: Run, epoch: number): void {
 
 /** The settings that must not change across a resume. */
 function configOf(job: TrainJob): Record<string, unknown> {
-  return { epochs: job.epochs, batchSize: job.batchSize, lr: job.lr, optimizer: job.optimizer, schedule: job.schedule, seed: job.seed, classes: job.classes ?? null, validation: job.validation ?? 0.1 };
+  return {
+    epochs: job.epochs,
+    batchSize: job.batchSize,
+    lr: job.lr,
+    optimizer: job.optimizer,
+    schedule: job.schedule,
+    seed: job.seed,
+    classes: job.classes ?? null,
+    validation: job.validation ?? 0.1,
+  };
 }
 
 /** The model training started from: the fine-tuned file's hash (null for a fresh zoo model). */
@@ -323,7 +383,9 @@ function restore(run: Run, ckpt: ReturnType<typeof loadCheckpoint>): void {
   const now = configOf(run.job);
   for (const k of ['batchSize', 'seed', 'optimizer', 'schedule', 'lr', 'epochs', 'classes', 'validation']) {
     if (saved && JSON.stringify(saved[k]) !== JSON.stringify(now[k])) {
-      throw new UserError(`cannot resume: ${k} was ${JSON.stringify(saved[k])} in the checkpoint and is ${JSON.stringify(now[k])} now; rerun with the same settings or without --resume`);
+      throw new UserError(
+        `cannot resume: ${k} was ${JSON.stringify(saved[k])} in the checkpoint and is ${JSON.stringify(now[k])} now; rerun with the same settings or without --resume`,
+      );
     }
   }
   run.optimizer.loadState(ckpt.optimizer.state, ckpt.optimizer.steps);
@@ -332,7 +394,9 @@ function restore(run: Run, ckpt: ReturnType<typeof loadCheckpoint>): void {
   const best = ckpt.meta['best'] as { epoch: number; accuracy: number } | undefined;
   if (best) run.best = { ...best, ...(run.job.keep === 'best' && ckpt.kept ? { weights: ckpt.kept } : {}) };
   if (run.job.keep === 'best' && best && best.epoch >= 0 && !ckpt.kept) {
-    throw new UserError(`cannot resume with --keep best: the checkpoint was written with --keep last and holds no best-epoch weights; resume with --keep last or start again`);
+    throw new UserError(
+      `cannot resume with --keep best: the checkpoint was written with --keep last and holds no best-epoch weights; resume with --keep last or start again`,
+    );
   }
   info(`resumed from ${run.job.checkpoint ?? `${run.job.output}.ckpt`} after epoch ${ckpt.epoch}`);
 }
@@ -340,7 +404,3 @@ function restore(run: Run, ckpt: ReturnType<typeof loadCheckpoint>): void {
 function writeLog(run: Run): void {
   writeFileAtomic(run.job.log ?? `${run.job.output}.metrics.jsonl`, run.history.map((m) => JSON.stringify(m)).join('\n') + '\n');
 }
-
-// Provenance hashing lives in onnx/metadata.ts; this re-export only serves lego/disassemble.ts and
-// cli/commands/disassemble.ts until they import it from there (they were being edited in parallel).
-export { fileHash, modelHash } from '../onnx/metadata.js';

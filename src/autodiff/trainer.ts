@@ -73,9 +73,7 @@ export class TrainingSession {
     const inputShape = this.forward.graph.inputs[0]!.shape!.slice(1) as number[];
     const feeds: Record<string, Feed> = {
       [g.feeds.input]: { dims: [g.batchSize, ...inputShape], data: x },
-      [g.feeds.target]: target instanceof BigInt64Array
-        ? { dtype: 'int64', dims: [g.batchSize], data: target }
-        : { dims: this.logitsShape(), data: target },
+      [g.feeds.target]: target instanceof BigInt64Array ? { dtype: 'int64', dims: [g.batchSize], data: target } : { dims: this.logitsShape(), data: target },
     };
     for (const [name, v] of this.params) feeds[name] = { dims: this.forward.graph.initializers.get(name)!.dims, data: v };
     for (const s of g.state) feeds[s.input] = { dims: this.forward.graph.initializers.get(s.name)!.dims, data: this.state.get(s.name)! };

@@ -105,7 +105,11 @@ export function buildStatisticsGraph(source: Model, batchSize: number): Statisti
   folded.graph.valueInfo.clear();
   removeDeadNodes(folded.graph);
   removeUnused(folded.graph);
-  return { model: folded, input, layers: stats.map(({ runningMean, runningVariance, mean, variance, count }) => ({ runningMean, runningVariance, mean, variance, count })) };
+  return {
+    model: folded,
+    input,
+    layers: stats.map(({ runningMean, runningVariance, mean, variance, count }) => ({ runningMean, runningVariance, mean, variance, count })),
+  };
 }
 
 /**
@@ -163,14 +167,17 @@ function checkSpec(spec: TrainingGraphSpec): void {
 function setTrainingOpset(model: Model): void {
   const v = opsetVersion(model);
   if (v < MIN_OPSET || v > MAX_OPSET) {
-    throw new UserError(`model ${model.graph.name} uses opset ${v}; training supports opsets ${MIN_OPSET} to ${MAX_OPSET} (re-export it with opset_version=17)`);
+    throw new UserError(
+      `model ${model.graph.name} uses opset ${v}; training supports opsets ${MIN_OPSET} to ${MAX_OPSET} (re-export it with opset_version=17)`,
+    );
   }
   model.opsets = [{ domain: '', version: Math.max(v, TRAINING_OPSET) }];
 }
 
 function dataInput(g: Graph): string {
   const inputs = g.inputs.filter((v) => !g.initializers.has(v.name));
-  if (inputs.length !== 1) throw new UserError(`model ${g.name} has ${inputs.length} inputs (${inputs.map((v) => v.name).join(', ')}); training needs exactly one data input`);
+  if (inputs.length !== 1)
+    throw new UserError(`model ${g.name} has ${inputs.length} inputs (${inputs.map((v) => v.name).join(', ')}); training needs exactly one data input`);
   const v = inputs[0]!;
   if (v.dtype !== 'float32') throw new UserError(`input "${v.name}" is ${v.dtype}; training needs a float32 input`);
   return v.name;
@@ -182,7 +189,10 @@ function fixBatch(g: Graph, batch: number): void {
     if (g.initializers.has(v.name)) return v;
     if (!v.shape || v.shape.length === 0) throw new UserError(`input "${v.name}" has no known shape; training needs [batch, ...] with static sizes`);
     const [first, ...rest] = v.shape;
-    if (isNum(first) && first !== batch) throw new UserError(`input "${v.name}" has a fixed batch size of ${first}; build the training graph with batch size ${first} or re-export with a dynamic batch axis`);
+    if (isNum(first) && first !== batch)
+      throw new UserError(
+        `input "${v.name}" has a fixed batch size of ${first}; build the training graph with batch size ${first} or re-export with a dynamic batch axis`,
+      );
     const bad = rest.findIndex((d) => !isNum(d));
     if (bad >= 0) throw new UserError(`input "${v.name}" has a symbolic size at axis ${bad + 1}; training needs static sizes except the batch axis`);
     return { ...v, shape: [batch, ...rest] };
@@ -213,7 +223,8 @@ function rewriteDropout(model: Model, active: boolean): TrainingGraph['masks'] {
   const masks: TrainingGraph['masks'] = [];
   g.nodes = g.nodes.map((n): Node => {
     if (n.opType !== 'Dropout') return n;
-    if (n.outputs[1] && used.has(n.outputs[1])) throw new UserError(`node ${n.name} (Dropout): its mask output is read by the graph; training cannot rewrite it`);
+    if (n.outputs[1] && used.has(n.outputs[1]))
+      throw new UserError(`node ${n.name} (Dropout): its mask output is read by the graph; training cannot rewrite it`);
     const ratio = dropoutRatio(g, n);
     const x = n.inputs[0]!;
     if (!active || ratio === 0) return { name: n.name, opType: 'Identity', inputs: [x], outputs: [n.outputs[0]!], attributes: {} };
@@ -294,8 +305,14 @@ function batchStatistics(w: GraphWriter): NormRewrite {
     if (shape.length < 2) throw new UserError(`node ${node.name} (BatchNormalization): input "${x}" needs a channel axis, found [${shape.join(',')}]`);
     const channels = shape[1]!;
     const count = shape.reduce((a, b) => a * b, 1) / channels;
-    if (count < 2) throw new UserError(`node ${node.name} (BatchNormalization) in training mode needs more than one value per channel (batch x spatial size is ${count}); use a larger batch`);
-    const axes = w.ints(shape.map((_, i) => i).filter((i) => i !== 1), 'axes');
+    if (count < 2)
+      throw new UserError(
+        `node ${node.name} (BatchNormalization) in training mode needs more than one value per channel (batch x spatial size is ${count}); use a larger batch`,
+      );
+    const axes = w.ints(
+      shape.map((_, i) => i).filter((i) => i !== 1),
+      'axes',
+    );
     const hint = `${node.name}/batch`;
     // ReduceSum, not ReduceMean: its axes input means the same at every opset from 13 on
     const perValue = w.scalar(1 / count, 'inv_count');
@@ -307,7 +324,14 @@ function batchStatistics(w: GraphWriter): NormRewrite {
     const variance = meanOf(squares, 0, `${hint}_var`);
     const mean = w.emit('Reshape', [meanKept, w.ints([channels], 'shape')], {}, 1, `${hint}_mean`)[0]!;
     // ONNX stores attributes as float32: round now, so that a model read back from a file builds the same constants
-    out.stats.push({ momentum: Math.fround(attrFloat(node, 'momentum', 0.9)), runningMean: node.inputs[3]!, runningVariance: node.inputs[4]!, mean, variance, count });
+    out.stats.push({
+      momentum: Math.fround(attrFloat(node, 'momentum', 0.9)),
+      runningMean: node.inputs[3]!,
+      runningVariance: node.inputs[4]!,
+      mean,
+      variance,
+      count,
+    });
     inferenceForm(node, used);
     node.inputs = [x, node.inputs[1]!, node.inputs[2]!, mean, variance];
     out.views.set(node, { ...node, inputs: [...node.inputs], attributes: { ...node.attributes, training_mode: int(1) } });
@@ -327,7 +351,8 @@ function evalBatchNorm(g: Graph): NormRewrite {
 /** Drops training_mode and the running-statistics outputs (nothing may read them). */
 function inferenceForm(n: Node, used: Set<string>): void {
   const extra = n.outputs.slice(1).find((o) => o && used.has(o));
-  if (extra) throw new UserError(`node ${n.name} (BatchNormalization): output "${extra}" (a running statistic) is read by the graph; training cannot rewrite it`);
+  if (extra)
+    throw new UserError(`node ${n.name} (BatchNormalization): output "${extra}" (a running statistic) is read by the graph; training cannot rewrite it`);
   delete n.attributes['training_mode'];
   n.outputs = [n.outputs[0]!];
 }

@@ -50,7 +50,10 @@ interface InputFlags {
 /** --data, --split, --classes, --batch and the input flags (eval, cka, ...). */
 export function addDataOptions(cmd: Command, defaultSplit = 'test'): Command {
   cmd
-    .requiredOption('--data <spec>', 'dataset: fashion-mnist | mnist | fashion-mnist-sample | cifar10:<dir> | cifar100:<dir> | folder:<dir> | <dir with IDX files>')
+    .requiredOption(
+      '--data <spec>',
+      'dataset: fashion-mnist | mnist | fashion-mnist-sample | cifar10:<dir> | cifar100:<dir> | folder:<dir> | <dir with IDX files>',
+    )
     .option('--split <split>', 'train or test', defaultSplit)
     .option('--classes <list>', 'only these dataset classes, e.g. 0-2,5')
     .option('--batch <n>', 'batch size', parsePositiveInt('--batch'));
@@ -65,14 +68,25 @@ export function addDataOptions(cmd: Command, defaultSplit = 'test'): Command {
  */
 export function addInputOptions(cmd: Command): Command {
   return cmd
-    .option('--mean <list>', 'input normalisation mean, one value or one per channel (default: the model\'s metadata)', parseNumberList('--mean'))
+    .option('--mean <list>', "input normalisation mean, one value or one per channel (default: the model's metadata)", parseNumberList('--mean'))
     .option('--std <list>', 'input normalisation std, one value or one per channel', parseNumberList('--std'))
-    .option('--norm <preset>', 'normalisation instead of --mean/--std: model (its metadata, default) | imagenet | dataset (the dataset\'s own statistics) | none', parseChoice('--norm', NORM_CHOICES))
-    .option('--resize <size>', 'resize images to N or HxW (bilinear, antialiased when shrinking, as torchvision\'s Resize)', (v: string) => parseSize(v, '--resize'))
+    .option(
+      '--norm <preset>',
+      "normalisation instead of --mean/--std: model (its metadata, default) | imagenet | dataset (the dataset's own statistics) | none",
+      parseChoice('--norm', NORM_CHOICES),
+    )
+    .option('--resize <size>', "resize images to N or HxW (bilinear, antialiased when shrinking, as torchvision's Resize)", (v: string) =>
+      parseSize(v, '--resize'),
+    )
     .option('--channels <n>', 'convert images to 1 (grayscale) or 3 (RGB) channels', (v: string) => parseChannels(v, '--channels'))
-    .option('--fit', 'resize and convert images to the model\'s input shape (same aspect ratio only)')
-    .option('--labels <list|file>', 'for a model without label metadata: the dataset class of each output, as ids (0-9, 0,2,5) or a file of class names/ids, one per line (or a JSON array)')
-    .hook('preAction', async (_cmd, action) => { await foldInputFlags(action); });
+    .option('--fit', "resize and convert images to the model's input shape (same aspect ratio only)")
+    .option(
+      '--labels <list|file>',
+      'for a model without label metadata: the dataset class of each output, as ids (0-9, 0,2,5) or a file of class names/ids, one per line (or a JSON array)',
+    )
+    .hook('preAction', async (_cmd, action) => {
+      await foldInputFlags(action);
+    });
 }
 
 /** Opens the dataset (already adapted by the folded flags) and parses --classes. */
@@ -126,7 +140,7 @@ function labelsSpec(value: string): string {
 /** --fit: the view that turns the dataset's images into the first model argument's input shape. */
 async function fitView(cmd: Command, spec: string): Promise<DataView> {
   const file = cmd.args.find((a) => a.endsWith('.onnx') && existsSync(a));
-  if (!file) throw new UserError('--fit adapts the images to a model\'s input, but this command was given no .onnx model file: use --resize/--channels');
+  if (!file) throw new UserError("--fit adapts the images to a model's input, but this command was given no .onnx model file: use --resize/--channels");
   const input = openModel(file).graph.inputs[0]?.shape;
   const [c, h, w] = input && input.length === 4 ? input.slice(1) : [];
   if (typeof c !== 'number' || typeof h !== 'number' || typeof w !== 'number') {
@@ -135,7 +149,9 @@ async function fitView(cmd: Command, spec: string): Promise<DataView> {
   const ds = await openDataset(spec, 'test', { announce: false }).catch(() => openDataset(spec, 'train', { announce: false }));
   const [, h0, w0] = ds.shape;
   if (Math.abs(h / w - h0 / w0) > 1e-6) {
-    throw new UserError(`--fit: ${file} takes ${h}x${w} images and ${ds.name} has ${h0}x${w0}: resizing would change the aspect ratio (${(w0 / h0).toFixed(2)} -> ${(w / h).toFixed(2)}); give --resize ${h}x${w} to stretch them anyway`);
+    throw new UserError(
+      `--fit: ${file} takes ${h}x${w} images and ${ds.name} has ${h0}x${w0}: resizing would change the aspect ratio (${(w0 / h0).toFixed(2)} -> ${(w / h).toFixed(2)}); give --resize ${h}x${w} to stretch them anyway`,
+    );
   }
   if (c !== 1 && c !== 3) throw new UserError(`--fit: ${file} takes ${c}-channel images; only 1 and 3 channels can be made from images`);
   return { size: [h, w], channels: c };

@@ -41,8 +41,12 @@ const RESUMABLE: Record<string, (o: Options) => Saved> = {
     let rows = 0;
     try {
       const r = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
-      rows = Object.values(r).filter(Array.isArray).reduce((s, a) => s + (a as unknown[]).length, 0);
-    } catch { /* none yet */ }
+      rows = Object.values(r)
+        .filter(Array.isArray)
+        .reduce((s, a) => s + (a as unknown[]).length, 0);
+    } catch {
+      /* none yet */
+    }
     return rows ? { saved: `${plural(rows, 'finished row')} in ${file}`, resume: '--resume' } : { saved: 'no finished rows yet', resume: 'again' };
   },
   demo: (o) => ({

@@ -3,4 +3,6 @@ import { main } from './program.js';
 import { installProcessHandlers } from '../util/interrupt.js';
 
 installProcessHandlers();
-main(process.argv).then((code) => { process.exitCode = code; });
+main(process.argv).then((code) => {
+  process.exitCode = code;
+});

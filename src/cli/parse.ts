@@ -4,7 +4,10 @@ import { alternatives } from '../util/format.js';
 
 export function parseNumberList(flag: string) {
   return (text: string): number[] => {
-    const parts = text.split(',').map((s) => s.trim()).filter((s) => s.length);
+    const parts = text
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s.length);
     const values = parts.map(Number);
     if (!parts.length || values.some((v) => !Number.isFinite(v))) throw new UserError(`${flag} expects a comma-separated list of numbers, got "${text}"`);
     return values;

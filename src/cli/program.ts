@@ -60,7 +60,10 @@ export function buildProgram(): Command {
 
 /** A commander parse error, with the command it arose in (for the --help hint). */
 class UsageError extends Error {
-  constructor(readonly error: CommanderError, readonly command: string) {
+  constructor(
+    readonly error: CommanderError,
+    readonly command: string,
+  ) {
     super(error.message);
   }
 }
@@ -69,13 +72,20 @@ const commandPath = (cmd: Command): string => (cmd.parent ? `${commandPath(cmd.p
 
 function overrideExits(cmd: Command): void {
   cmd.configureOutput({ outputError: () => {}, writeOut, writeErr });
-  cmd.exitOverride((e) => { throw new UsageError(e, commandPath(cmd)); });
+  cmd.exitOverride((e) => {
+    throw new UsageError(e, commandPath(cmd));
+  });
   cmd.commands.forEach(overrideExits);
 }
 
 /** "error: unknown command 'inspekt'\n(Did you mean inspect?)" -> one line with a pointer to --help */
 function usageLine(e: UsageError): string {
-  const text = e.error.message.replace(/^error: /, '').split('\n').map((l) => l.trim()).filter(Boolean).join(' ');
+  const text = e.error.message
+    .replace(/^error: /, '')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .join(' ');
   return `${text}; see '${e.command} --help'`;
 }
 

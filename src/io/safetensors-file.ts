@@ -65,7 +65,12 @@ class SingleFile implements SafetensorsFile {
   private readonly byName: Map<string, TensorEntry>;
   private fd: number | undefined;
 
-  constructor(readonly path: string, fd: number, readonly metadata: Readonly<Record<string, string>>, entries: TensorEntry[]) {
+  constructor(
+    readonly path: string,
+    fd: number,
+    readonly metadata: Readonly<Record<string, string>>,
+    entries: TensorEntry[],
+  ) {
     this.fd = fd;
     this.byName = new Map(entries.map((e) => [e.name, e]));
     this.tensors = entries.map(({ name, dtype, shape, byteSize }) => ({ name, dtype, shape: [...shape], byteSize }));

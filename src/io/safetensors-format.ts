@@ -12,8 +12,16 @@ import { UserError } from '../util/errors.js';
 export type SafetensorsDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
 const TO_IR: Record<SafetensorsDType, DType> = {
-  F64: 'float64', F32: 'float32', F16: 'float16', BF16: 'bfloat16',
-  I64: 'int64', I32: 'int32', I16: 'int16', I8: 'int8', U8: 'uint8', BOOL: 'bool',
+  F64: 'float64',
+  F32: 'float32',
+  F16: 'float16',
+  BF16: 'bfloat16',
+  I64: 'int64',
+  I32: 'int32',
+  I16: 'int16',
+  I8: 'int8',
+  U8: 'uint8',
+  BOOL: 'bool',
 };
 const FROM_IR = Object.fromEntries(Object.entries(TO_IR).map(([k, v]) => [v, k])) as Record<DType, SafetensorsDType>;
 
@@ -54,7 +62,8 @@ export function headerLength(prefix: Uint8Array, fileSize: number, file: string)
   if (fileSize < 8 || prefix.length < 8) throw new UserError(`${file}: ${fileSize} bytes is too short for a safetensors file (needs an 8-byte header length)`);
   const n = new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true);
   if (n > BigInt(MAX_HEADER_BYTES)) throw new UserError(`${file}: header length ${n} is over the ${MAX_HEADER_BYTES}-byte limit: not a safetensors file?`);
-  if (n > BigInt(fileSize - 8)) throw new UserError(`${file}: header length ${n} runs past the end of the ${fileSize}-byte file: truncated or not a safetensors file`);
+  if (n > BigInt(fileSize - 8))
+    throw new UserError(`${file}: header length ${n} runs past the end of the ${fileSize}-byte file: truncated or not a safetensors file`);
   return Number(n);
 }
 

@@ -32,9 +32,7 @@ function collect(tensors: NamedTensors): [string, Tensor][] {
     checkTensor(name, t);
   }
   const size = (t: Tensor): number => itemSize(safetensorsDType(t.dtype));
-  return entries
-    .map(([n, t]): [string, Tensor] => [n, t])
-    .sort(([an, at], [bn, bt]) => size(bt) - size(at) || (an < bn ? -1 : an > bn ? 1 : 0));
+  return entries.map(([n, t]): [string, Tensor] => [n, t]).sort(([an, at], [bn, bt]) => size(bt) - size(at) || (an < bn ? -1 : an > bn ? 1 : 0));
 }
 
 function checkTensor(name: string, t: Tensor): void {
@@ -43,7 +41,9 @@ function checkTensor(name: string, t: Tensor): void {
   }
   const storage = allocate(t.dtype, 0).constructor as new () => unknown;
   if (!(t.data instanceof storage) || t.data.length !== numel(t.dims)) {
-    throw new UserError(`safetensors: tensor "${name}" (${t.dtype} [${t.dims.join(', ')}]) holds ${t.data.length} values in a ${t.data.constructor.name}; expected ${numel(t.dims)}`);
+    throw new UserError(
+      `safetensors: tensor "${name}" (${t.dtype} [${t.dims.join(', ')}]) holds ${t.data.length} values in a ${t.data.constructor.name}; expected ${numel(t.dims)}`,
+    );
   }
 }
 

@@ -30,10 +30,15 @@ export function bfloat16ToFloat32(words: Uint16Array): Float32Array {
 /** Any tensor's values as a Float32Array (float32 data is returned as is, not copied). */
 export function tensorToFloat32(t: Tensor): Float32Array {
   switch (t.dtype) {
-    case 'float32': return t.data as Float32Array;
-    case 'float16': return halfToFloat32(t.data as Uint16Array);
-    case 'bfloat16': return bfloat16ToFloat32(t.data as Uint16Array);
-    case 'int64': return Float32Array.from(t.data as BigInt64Array, (v) => Number(v));
-    default: return Float32Array.from(t.data as ArrayLike<number>);
+    case 'float32':
+      return t.data as Float32Array;
+    case 'float16':
+      return halfToFloat32(t.data as Uint16Array);
+    case 'bfloat16':
+      return bfloat16ToFloat32(t.data as Uint16Array);
+    case 'int64':
+      return Float32Array.from(t.data as BigInt64Array, (v) => Number(v));
+    default:
+      return Float32Array.from(t.data as ArrayLike<number>);
   }
 }

@@ -92,37 +92,57 @@ export async function runAssembleJob(job: AssembleJob): Promise<AssembleJobResul
   const models = job.files.map((f) => withNormalization(openModel(f), f, job.normalization).model);
   models.forEach((m, k) => componentLabels(m, job.files[k]!));
   const scale = job.scale ?? true;
-  const scaleSpecs = job.scaleData?.length ? job.scaleData : job.data ?? [];
+  const scaleSpecs = job.scaleData?.length ? job.scaleData : (job.data ?? []);
   if (scale && scaleSpecs.length === 0) throw new UserError('parameter scaling needs data: pass --scale-data <spec> (its train split is used), or --no-scale');
   if (job.finetuneEpochs && !job.data?.length) throw new UserError('--finetune-epochs needs --data <spec> for the training images');
   const scaleSets = scale ? await openAll(scaleSpecs, 'train') : [];
-  const r: AssembleResult = await assemble(models.map((model, k) => ({ model, file: job.files[k]!, hash: fileHash(job.files[k]!) })), {
-    ...(scale ? { scaleData: scaleSets } : {}), ...(job.scaleSamplesPerClass ? { scaleSamplesPerClass: job.scaleSamplesPerClass } : {}),
-    ...(job.scaleMethod ? { scaleMethod: job.scaleMethod } : {}),
-    ...(job.seed !== undefined ? { seed: job.seed } : {}), ...(job.overlap ? { overlap: job.overlap } : {}), ...(job.method ? { method: job.method } : {}),
-    ...(job.batchSize ? { batchSize: job.batchSize } : {}), ...(job.session ? { session: job.session } : {}),
-    ...(job.normalization ? { normalization: job.normalization } : {}),
-  });
+  const r: AssembleResult = await assemble(
+    models.map((model, k) => ({ model, file: job.files[k]!, hash: fileHash(job.files[k]!) })),
+    {
+      ...(scale ? { scaleData: scaleSets } : {}),
+      ...(job.scaleSamplesPerClass ? { scaleSamplesPerClass: job.scaleSamplesPerClass } : {}),
+      ...(job.scaleMethod ? { scaleMethod: job.scaleMethod } : {}),
+      ...(job.seed !== undefined ? { seed: job.seed } : {}),
+      ...(job.overlap ? { overlap: job.overlap } : {}),
+      ...(job.method ? { method: job.method } : {}),
+      ...(job.batchSize ? { batchSize: job.batchSize } : {}),
+      ...(job.session ? { session: job.session } : {}),
+      ...(job.normalization ? { normalization: job.normalization } : {}),
+    },
+  );
   saveModel(r.model, job.output);
   const testSpecs = job.data?.length ? job.data : scaleSpecs;
   const tests = job.test === false ? [] : await openAll(testSpecs, 'test');
   const components: Accuracy[] = [];
-  for (let k = 0; k < models.length; k++) components.push(...await scoreByDataset(models[k]!, job.files[k]!, tests, job.session));
+  for (let k = 0; k < models.length; k++) components.push(...(await scoreByDataset(models[k]!, job.files[k]!, tests, job.session)));
   const union = await scoreByDataset(r.model, 'assembled', tests, job.session);
   const stats = modelStats(r.model);
   const result: AssembleJobResult = {
-    output: job.output, method: r.method, ...(r.fallbackReason ? { fallbackReason: r.fallbackReason } : {}),
-    outputs: r.labels.length, labels: r.labels.map((l) => ({ dataset: l.dataset, class: l.class })),
-    scaled: scale, scaleMethod: r.scales.find((s) => s)?.method ?? null, scaleFactors: r.scales.map((s) => s?.factors ?? null),
+    output: job.output,
+    method: r.method,
+    ...(r.fallbackReason ? { fallbackReason: r.fallbackReason } : {}),
+    outputs: r.labels.length,
+    labels: r.labels.map((l) => ({ dataset: l.dataset, class: l.class })),
+    scaled: scale,
+    scaleMethod: r.scales.find((s) => s)?.method ?? null,
+    scaleFactors: r.scales.map((s) => s?.factors ?? null),
     ...(r.scales.some((s) => s?.shifts) ? { scaleShifts: r.scales.map((s) => s?.shifts ?? null) } : {}),
-    ...(r.calibration ? { calibration: r.calibration } : {}), warnings: r.warnings,
-    parameters: stats.parameters, flopsPerImage: stats.flopsPerImage, components, union,
+    ...(r.calibration ? { calibration: r.calibration } : {}),
+    warnings: r.warnings,
+    parameters: stats.parameters,
+    flopsPerImage: stats.flopsPerImage,
+    components,
+    union,
   };
   if (job.finetuneEpochs) {
     const trainSets = await openAll(job.data!, 'train');
     const ft = await finetuneAssembled(r.model, trainSets, {
-      epochs: job.finetuneEpochs, output: job.output, ...(job.lr ? { lr: job.lr } : {}), ...(job.batchSize ? { batchSize: job.batchSize } : {}),
-      ...(job.seed !== undefined ? { seed: job.seed } : {}), ...(job.session ? { session: job.session } : {}),
+      epochs: job.finetuneEpochs,
+      output: job.output,
+      ...(job.lr ? { lr: job.lr } : {}),
+      ...(job.batchSize ? { batchSize: job.batchSize } : {}),
+      ...(job.seed !== undefined ? { seed: job.seed } : {}),
+      ...(job.session ? { session: job.session } : {}),
     });
     result.finetune = { epochs: ft.epochs, data: ft.data, union: await scoreByDataset(ft.model, 'assembled+finetuned', tests, job.session) };
   }

@@ -100,11 +100,22 @@ export const DEFAULT_SCALE_METHOD: ScaleMethod = 'fit';
  * scaleSamplesPerClass of each class of the union), concatenated in assembly order, and one
  * scale and shift per output fitted so that the assembled arg-max classifies them.
  */
-async function fitScales(models: readonly Model[], labels: readonly OutputLabel[][], ds: Dataset, files: readonly string[], opts: AssembleOptions): Promise<{ factors: number[][]; shifts: number[][]; fit: AffineFit }> {
+async function fitScales(
+  models: readonly Model[],
+  labels: readonly OutputLabel[][],
+  ds: Dataset,
+  files: readonly string[],
+  opts: AssembleOptions,
+): Promise<{ factors: number[][]; shifts: number[][]; fit: AffineFit }> {
   if (ds.split === 'test') throw new UserError(`parameter scaling must not look at the test split (${ds.source}); use the train split`);
   const flat = labels.flat();
   const outputOf = new Map(flat.map((l, j) => [l.class, j]));
-  const indices = pickIndices(ds, [...outputOf.keys()].sort((a, b) => a - b), opts.scaleSamplesPerClass ?? DEFAULT_SCALE_SAMPLES, opts.seed ?? 0);
+  const indices = pickIndices(
+    ds,
+    [...outputOf.keys()].sort((a, b) => a - b),
+    opts.scaleSamplesPerClass ?? DEFAULT_SCALE_SAMPLES,
+    opts.seed ?? 0,
+  );
   const k = flat.length;
   const z = new Float32Array(indices.length * k);
   const targets = new Int32Array(indices.length);
@@ -116,7 +127,11 @@ async function fitScales(models: readonly Model[], labels: readonly OutputLabel[
     const norm = resolveNormalization(model, ds.shape[0], {}, { file: files[c]! });
     let row = 0;
     for await (const { batch, outputs } of inferBatches(model, ds, {
-      ...opts.session, normalization: norm.normalization, indices, file: files[c]!, label: `scale ${files[c]}`,
+      ...opts.session,
+      normalization: norm.normalization,
+      indices,
+      file: files[c]!,
+      label: `scale ${files[c]}`,
       ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
     })) {
       const logits = outputs[outName]!.data as Float32Array;
@@ -128,7 +143,8 @@ async function fitScales(models: readonly Model[], labels: readonly OutputLabel[
     offset += kc;
   }
   const fit = fitAffine(z, indices.length, k, targets);
-  const factors: number[][] = [], shifts: number[][] = [];
+  const factors: number[][] = [],
+    shifts: number[][] = [];
   offset = 0;
   for (const l of labels) {
     factors.push(fit.scale.slice(offset, offset + l.length));
@@ -193,7 +209,9 @@ export async function assemble(given: readonly AssemblePart[], opts: AssembleOpt
   if (overlaps.length && overlapMode === 'refuse') {
     const o = overlaps[0]!;
     const list = overlaps.map((x) => `${x.dataset} class ${x.class} (${x.components.map((k) => files[k]).join(', ')})`).join('; ');
-    throw new UserError(`components overlap in ${overlaps.length} class${overlaps.length > 1 ? 'es' : ''}: ${list}; pass --overlap merge to average their logits, or assemble components with disjoint tasks (first: ${files[o.components[0]!]} and ${files[o.components[1]!]})`);
+    throw new UserError(
+      `components overlap in ${overlaps.length} class${overlaps.length > 1 ? 'es' : ''}: ${list}; pass --overlap merge to average their logits, or assemble components with disjoint tasks (first: ${files[o.components[0]!]} and ${files[o.components[1]!]})`,
+    );
   }
   const scales: (ScaleResult | null)[] = [];
   const scaled: Model[] = [];
@@ -207,22 +225,46 @@ export async function assemble(given: readonly AssemblePart[], opts: AssembleOpt
     if (why) {
       warnings.push(`scaling by mean max logit instead of a fit: ${why}`);
     } else {
-      const fitted = await fitScales(parts.map((p) => p.model), labels, sets[0]!, files, opts);
+      const fitted = await fitScales(
+        parts.map((p) => p.model),
+        labels,
+        sets[0]!,
+        files,
+        opts,
+      );
       calibration = { method: 'fit', images: fitted.fit.images, before: fitted.fit.before, after: fitted.fit.after };
-      info(`scaling: one scale and shift per output fitted on ${fitted.fit.images} training images of the ${labels.flat().length} classes: ${(100 * fitted.fit.before).toFixed(2)}% -> ${(100 * fitted.fit.after).toFixed(2)}% on them`);
+      info(
+        `scaling: one scale and shift per output fitted on ${fitted.fit.images} training images of the ${labels.flat().length} classes: ${(100 * fitted.fit.before).toFixed(2)}% -> ${(100 * fitted.fit.after).toFixed(2)}% on them`,
+      );
       for (let k = 0; k < parts.length; k++) {
-        scales.push({ method: 'fit', factors: fitted.factors[k]!, shifts: fitted.shifts[k]!, correct: [], meanMaxLogit: [], unscaled: [], data: sets[0]!.source });
+        scales.push({
+          method: 'fit',
+          factors: fitted.factors[k]!,
+          shifts: fitted.shifts[k]!,
+          correct: [],
+          meanMaxLogit: [],
+          unscaled: [],
+          data: sets[0]!.source,
+        });
         scaled.push(applyAffine(parts[k]!.model, fitted.factors[k]!, fitted.shifts[k]!, files[k]!));
       }
     }
   }
   for (let k = scaled.length; k < parts.length; k++) {
     const p = parts[k]!;
-    if (!opts.scaleData || opts.scaleData.length === 0) { scales.push(null); scaled.push(p.model); continue; }
+    if (!opts.scaleData || opts.scaleData.length === 0) {
+      scales.push(null);
+      scaled.push(p.model);
+      continue;
+    }
     const ds = scaleDataFor(labels[k]!, opts.scaleData, files[k]!);
     const s0 = await computeScales(p.model, ds, {
-      maxPerClass: opts.scaleSamplesPerClass ?? DEFAULT_SCALE_SAMPLES, seed: opts.seed ?? 0, file: files[k]!, label: `scale ${files[k]}`,
-      ...(opts.batchSize ? { batchSize: opts.batchSize } : {}), ...(opts.session ? { session: opts.session } : {}),
+      maxPerClass: opts.scaleSamplesPerClass ?? DEFAULT_SCALE_SAMPLES,
+      seed: opts.seed ?? 0,
+      file: files[k]!,
+      label: `scale ${files[k]}`,
+      ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
+      ...(opts.session ? { session: opts.session } : {}),
     });
     const s: ScaleResult = { method: 'mean-max', ...s0 };
     for (const u of s.unscaled) warnings.push(`${files[k]}: output ${u.output} (class ${u.class}) keeps scale 1: ${u.reason}`);
@@ -240,7 +282,10 @@ export async function assemble(given: readonly AssemblePart[], opts: AssembleOpt
     fallbackReason = 'parallel branches requested';
   } else {
     const r = mergeBlockDiagonal(scaled);
-    if ('model' in r) { model = r.model; method = 'block-diagonal'; } else fallbackReason = r.reason;
+    if ('model' in r) {
+      model = r.model;
+      method = 'block-diagonal';
+    } else fallbackReason = r.reason;
   }
   if (method === 'parallel') {
     if (opts.method === 'block-diagonal') throw new UserError(`cannot assemble block-diagonally: ${fallbackReason}`);
@@ -254,16 +299,35 @@ export async function assemble(given: readonly AssemblePart[], opts: AssembleOpt
   }
   for (const w of warnings.slice(printed)) info(`warning: ${w}`);
   setMetadata(model!, parts, files, {
-    labels: outLabels, shape, norm: norms[0], method, scales, overlap: overlapMode, overlaps, ...(fallbackReason ? { fallbackReason } : {}),
+    labels: outLabels,
+    shape,
+    norm: norms[0],
+    method,
+    scales,
+    overlap: overlapMode,
+    overlaps,
+    ...(fallbackReason ? { fallbackReason } : {}),
   });
   validateModel(model!, 'assembled model');
-  return { model: model!, method, ...(fallbackReason && method === 'parallel' ? { fallbackReason } : {}), scales, ...(calibration ? { calibration } : {}), labels: outLabels, overlaps, warnings };
+  return {
+    model: model!,
+    method,
+    ...(fallbackReason && method === 'parallel' ? { fallbackReason } : {}),
+    scales,
+    ...(calibration ? { calibration } : {}),
+    labels: outLabels,
+    overlaps,
+    warnings,
+  };
 }
 
 /** A component's output labels; assembly needs to know which class each output is. */
 export function componentLabels(model: Model, file: string): OutputLabel[] {
   const labels = getLabels(model);
-  if (!labels) throw new UserError(`${file} carries no label metadata (modelsmith.labels); assembly needs each output's class and dataset: use components written by modelsmith disassemble or train`);
+  if (!labels)
+    throw new UserError(
+      `${file} carries no label metadata (modelsmith.labels); assembly needs each output's class and dataset: use components written by modelsmith disassemble or train`,
+    );
   const k = outputCount(model);
   if (k !== -1 && k !== labels.length) throw new UserError(`${file}: label metadata lists ${labels.length} classes but the model has ${k} outputs`);
   return labels;
@@ -281,7 +345,10 @@ function commonInputShape(parts: readonly AssemblePart[], files: string[]): [num
   });
   const first = shapes[0]!;
   const bad = shapes.findIndex((s) => s.join('x') !== first.join('x'));
-  if (bad >= 0) throw new UserError(`components have different input shapes: ${files[0]} expects ${first.join('x')}, ${files[bad]} expects ${shapes[bad]!.join('x')}; components must share one input`);
+  if (bad >= 0)
+    throw new UserError(
+      `components have different input shapes: ${files[0]} expects ${first.join('x')}, ${files[bad]} expects ${shapes[bad]!.join('x')}; components must share one input`,
+    );
   return first;
 }
 
@@ -304,7 +371,10 @@ export function findOverlaps(labels: readonly OutputLabel[][]): ClassOverlap[] {
 function scaleDataFor(labels: OutputLabel[], data: readonly Dataset[], file: string): Dataset {
   const names = [...new Set(labels.map((l) => l.dataset))];
   const ds = data.find((d) => names.some((n) => sameDataset(n, d.name)));
-  if (!ds) throw new UserError(`${file} classifies classes of ${names.join(', ')}, but no --scale-data dataset is one of them (given: ${data.map((d) => d.name).join(', ')})`);
+  if (!ds)
+    throw new UserError(
+      `${file} classifies classes of ${names.join(', ')}, but no --scale-data dataset is one of them (given: ${data.map((d) => d.name).join(', ')})`,
+    );
   return ds;
 }
 
@@ -313,11 +383,14 @@ function scaleDataFor(labels: OutputLabel[], data: readonly Dataset[], file: str
  * component 0 expects) to the component's own expected input; undefined where the two
  * agree.
  */
-function inputAdapters(norms: (ReturnType<typeof getInputSpec>)[], channels: number): (InputAdapter | undefined)[] {
-  const full = (v: number[] | undefined, fill: number): number[] => (v === undefined ? new Array(channels).fill(fill) : v.length === 1 ? new Array(channels).fill(v[0]!) : v);
-  const m0 = full(norms[0]?.mean, 0), s0 = full(norms[0]?.std, 1);
+function inputAdapters(norms: ReturnType<typeof getInputSpec>[], channels: number): (InputAdapter | undefined)[] {
+  const full = (v: number[] | undefined, fill: number): number[] =>
+    v === undefined ? new Array(channels).fill(fill) : v.length === 1 ? new Array(channels).fill(v[0]!) : v;
+  const m0 = full(norms[0]?.mean, 0),
+    s0 = full(norms[0]?.std, 1);
   return norms.map((n) => {
-    const m = full(n?.mean, 0), s = full(n?.std, 1);
+    const m = full(n?.mean, 0),
+      s = full(n?.std, 1);
     if (m.every((v, c) => Math.abs(v - m0[c]!) < 1e-7) && s.every((v, c) => Math.abs(v - s0[c]!) < 1e-7)) return undefined;
     return { scale: s0.map((v, c) => v / s[c]!), shift: m0.map((v, c) => (v - m[c]!) / s[c]!) };
   });
@@ -334,14 +407,21 @@ function mergeDuplicates(model: Model, labels: OutputLabel[]): OutputLabel[] {
   const col = labels.map((l) => {
     const key = classKey(l);
     let u = at.get(key);
-    if (u === undefined) { u = unique.length; at.set(key, u); unique.push(l); }
+    if (u === undefined) {
+      u = unique.length;
+      at.set(key, u);
+      unique.push(l);
+    }
     return u;
   });
   const counts = new Array<number>(unique.length).fill(0);
   for (const u of col) counts[u]!++;
-  const k = labels.length, n = unique.length;
+  const k = labels.length,
+    n = unique.length;
   const m = new Float32Array(k * n);
-  col.forEach((u, j) => { m[j * n + u] = 1 / counts[u]!; });
+  col.forEach((u, j) => {
+    m[j * n + u] = 1 / counts[u]!;
+  });
   const g = model.graph;
   const out = g.outputs[0]!;
   const taken = tensorNames(g);

@@ -128,10 +128,15 @@ class Merger {
       p.model.graph.inputs.forEach((v, i) => index.set(v.name, `input${i}`));
       const out: string[] = [];
       p.order.forEach((n, i) => {
-        const ins = n.inputs.map((t) => (t === '' ? '-' : index.get(t) ?? (p.model.graph.initializers.has(t) ? 'init' : `?${t}`)));
-        const attrs = Object.keys(n.attributes).sort().filter((k) => k !== 'group').map((k) => (n.opType === 'Constant' ? k : `${k}=${JSON.stringify(n.attributes[k])}`));
+        const ins = n.inputs.map((t) => (t === '' ? '-' : (index.get(t) ?? (p.model.graph.initializers.has(t) ? 'init' : `?${t}`))));
+        const attrs = Object.keys(n.attributes)
+          .sort()
+          .filter((k) => k !== 'group')
+          .map((k) => (n.opType === 'Constant' ? k : `${k}=${JSON.stringify(n.attributes[k])}`));
         out.push(`${n.domain ?? ''}:${n.opType}(${ins.join(',')})[${attrs.join(';')}]`);
-        n.outputs.forEach((o, j) => { if (o) index.set(o, `n${i}.${j}`); });
+        n.outputs.forEach((o, j) => {
+          if (o) index.set(o, `n${i}.${j}`);
+        });
       });
       out.push(`outputs:${p.model.graph.outputs.map((o) => index.get(o.name) ?? '?').join(',')}`);
       return out;
@@ -140,14 +145,18 @@ class Merger {
     for (let k = 0; k < this.parts.length; k++) {
       const p = this.parts[k]!;
       if (p.model.graph.inputs.length !== 1) throw new NotMergeable(`component ${k} has ${p.model.graph.inputs.length} graph inputs; one image input expected`);
-      if (p.model.graph.outputs.length !== 1) throw new NotMergeable(`component ${k} has ${p.model.graph.outputs.length} graph outputs; one logits output expected`);
+      if (p.model.graph.outputs.length !== 1)
+        throw new NotMergeable(`component ${k} has ${p.model.graph.outputs.length} graph outputs; one logits output expected`);
       if (k === 0) continue;
       const sig = refsOf(p);
-      if (sig.length !== first.length) throw new NotMergeable(`component ${k} has ${p.order.length} nodes, component 0 has ${this.parts[0]!.order.length}: different topologies`);
+      if (sig.length !== first.length)
+        throw new NotMergeable(`component ${k} has ${p.order.length} nodes, component 0 has ${this.parts[0]!.order.length}: different topologies`);
       const at = sig.findIndex((s, i) => s !== first[i]);
       if (at >= 0) {
         const n = p.order[at];
-        throw new NotMergeable(`component ${k} differs from component 0 at ${n ? `node ${at} (${n.opType} ${n.name})` : 'the graph outputs'}: different topologies`);
+        throw new NotMergeable(
+          `component ${k} differs from component 0 at ${n ? `node ${at} (${n.opType} ${n.name})` : 'the graph outputs'}: different topologies`,
+        );
       }
     }
   }
@@ -176,7 +185,10 @@ class Merger {
     }
     const states = n0.inputs.map((t, j) => (t === '' ? undefined : this.stateOf(i, j)));
     if (n0.inputs.some((t, j) => t !== '' && !states[j])) throw new NotMergeable(`node ${n0.name} (${n0.opType}) reads a tensor no earlier node produces`);
-    const kind = operatorKind(n0, (t) => { const s = this.state.get(t); return !!s && s.kind !== 'const'; });
+    const kind = operatorKind(n0, (t) => {
+      const s = this.state.get(t);
+      return !!s && s.kind !== 'const';
+    });
     // layers always belong to their component, even on the shared image with equal weights
     if (kind !== 'layer' && !states.some((s) => s?.kind === 'blocked' || s?.kind === 'split')) {
       if (states.every((s) => !s || s.kind === 'shared' || (s.kind === 'const' && sameValues(s.values)))) return this.sharedNode(i, states);
@@ -192,7 +204,9 @@ class Merger {
     const inputs = n0.inputs.map((t, j) => (t === '' ? t : this.sharedName(n0, j, states[j]!)));
     const outputs = n0.outputs.map((o) => (o ? this.claim(o) : o));
     this.g.nodes.push({ ...n0, inputs, outputs, attributes: { ...n0.attributes } });
-    n0.outputs.forEach((o, j) => { if (o) this.state.set(o, { kind: 'shared', name: outputs[j]! }); });
+    n0.outputs.forEach((o, j) => {
+      if (o) this.state.set(o, { kind: 'shared', name: outputs[j]! });
+    });
   }
 
   /**
@@ -208,10 +222,14 @@ class Merger {
         const s = states[j];
         if (t === '' || !s) return t;
         switch (s.kind) {
-          case 'shared': return s.name;
-          case 'const': return this.addInit(`${n0.inputs[j]}.c${k}`, s.values[k]!);
-          case 'split': return s.names[k]!;
-          case 'blocked': return this.componentOf(s, k);
+          case 'shared':
+            return s.name;
+          case 'const':
+            return this.addInit(`${n0.inputs[j]}.c${k}`, s.values[k]!);
+          case 'split':
+            return s.names[k]!;
+          case 'blocked':
+            return this.componentOf(s, k);
         }
       });
       const outputs = nk.outputs.map((o, j) => (o ? names[j]![k]! : o));
@@ -251,7 +269,8 @@ class Merger {
     const axis = s.axis;
     const layout = canonical(s.sizes);
     return {
-      layout, axis,
+      layout,
+      axis,
       name: () => {
         const now = this.state.get(tensor);
         if (now?.kind === 'blocked') return now.name;
@@ -389,14 +408,20 @@ class Merger {
       if (r === undefined) return false;
       const a = v.axis + (rank - r);
       if (first && (a !== axis || !sameChannels(v.layout, first.layout))) return false;
-      if (!first) { first = v; axis = a; }
+      if (!first) {
+        first = v;
+        axis = a;
+      }
     }
     if (!first) return false;
     // plan every operand before emitting anything, so that a refusal leaves no node behind
     const plan: (() => string | undefined)[] = [];
     for (let j = 0; j < states.length; j++) {
       const s = states[j];
-      if (!s) { plan.push(() => n0.inputs[j]!); continue; }
+      if (!s) {
+        plan.push(() => n0.inputs[j]!);
+        continue;
+      }
       const v = this.view(i, j, s);
       if (v) {
         plan.push(() => (sameLayout(v.layout, first.layout) ? v.name() : this.permute(v.name(), v.layout, first.layout, v.axis)));
@@ -407,7 +432,12 @@ class Merger {
       if (!channelConstFits(s.values, first.layout, at)) return false;
       plan.push(() => this.channelConst(n0.inputs[j]!, s.values, first.layout, at));
     }
-    this.emit(n0, plan.map((f) => f()!), first.layout, axis);
+    this.emit(
+      n0,
+      plan.map((f) => f()!),
+      first.layout,
+      axis,
+    );
     return true;
   }
 
@@ -470,7 +500,15 @@ class Merger {
     if (n0.opType === 'Reshape') {
       const target = ys.map((d, a) => (a === outAxis ? layoutLength(layout) : d));
       if (target.filter((d) => !isNum(d)).length > 1) return false;
-      inputs.push(this.addInit(`${n0.inputs[1]}.merged`, int64([target.length], target.map((d) => (isNum(d) ? d : -1)))));
+      inputs.push(
+        this.addInit(
+          `${n0.inputs[1]}.merged`,
+          int64(
+            [target.length],
+            target.map((d) => (isNum(d) ? d : -1)),
+          ),
+        ),
+      );
     } else {
       for (let j = 1; j < n0.inputs.length; j++) {
         const p = states[j] ? this.equalParam(n0, j, states[j]!) : '';
@@ -498,7 +536,12 @@ class Merger {
       for (const seg of v.layout) layout.push({ comp: seg.comp, start: offsets[seg.comp]! + seg.start, length: seg.length });
       for (let k = 0; k < this.parts.length; k++) offsets[k]! += total(v.layout, k);
     }
-    this.emit(n0, (views as View[]).map((v) => v.name()), compact(layout), axis);
+    this.emit(
+      n0,
+      (views as View[]).map((v) => v.name()),
+      compact(layout),
+      axis,
+    );
     return true;
   }
 
@@ -510,7 +553,14 @@ class Merger {
     if (!v || rank === undefined || n0.opType === 'Split' || !this.singleOutput(n0)) return false;
     if (n0.opType === 'Slice') {
       const axes = states[3] ? this.constOf(states[3]) : undefined;
-      if (!axes || !sameValues(axes) || toNumbers(axes[0]!).map((a) => (a < 0 ? a + rank : a)).includes(v.axis)) return false;
+      if (
+        !axes ||
+        !sameValues(axes) ||
+        toNumbers(axes[0]!)
+          .map((a) => (a < 0 ? a + rank : a))
+          .includes(v.axis)
+      )
+        return false;
       const params = states.slice(1).map((s, j) => (s ? this.equalParam(n0, j + 1, s) : ''));
       if (params.some((p) => p === undefined)) return false;
       this.emit(n0, [v.name(), ...(params as string[])], v.layout, v.axis);
@@ -638,7 +688,9 @@ const never: Rule = () => false;
 /** What each operator kind does to layouts (false: the node runs per component). */
 const MERGE: Record<OperatorKind, Rule> = {
   layer: Merger.prototype.layer,
-  unary: function (this: Merger, i, states) { return this.unary(i, states); },
+  unary: function (this: Merger, i, states) {
+    return this.unary(i, states);
+  },
   spatial: Merger.prototype.spatial,
   binary: Merger.prototype.binary,
   'channel-params': Merger.prototype['channel-params'],
@@ -676,7 +728,8 @@ function positions(layout: readonly Segment[]): Map<string, number> {
 }
 
 function sameLayout(a: readonly Segment[], b: readonly Segment[]): boolean {
-  const x = compact(a), y = compact(b);
+  const x = compact(a),
+    y = compact(b);
   return x.length === y.length && x.every((s, i) => s.comp === y[i]!.comp && s.start === y[i]!.start && s.length === y[i]!.length);
 }
 
@@ -695,7 +748,8 @@ function compact(layout: readonly Segment[]): Segment[] {
 
 function sameTensor(a: Tensor, b: Tensor): boolean {
   if (a.dtype !== b.dtype || a.dims.join() !== b.dims.join()) return false;
-  const x = a.data, y = b.data;
+  const x = a.data,
+    y = b.data;
   for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
   return true;
 }
@@ -722,7 +776,10 @@ function channelConstFits(values: readonly Tensor[], layout: readonly Segment[],
 function sameChannels(a: readonly Segment[], b: readonly Segment[]): boolean {
   if (layoutLength(a) !== layoutLength(b)) return false;
   const where = positions(a);
-  return b.every((s) => { for (let t = 0; t < s.length; t++) if (!where.has(`${s.comp}:${s.start + t}`)) return false; return true; });
+  return b.every((s) => {
+    for (let t = 0; t < s.length; t++) if (!where.has(`${s.comp}:${s.start + t}`)) return false;
+    return true;
+  });
 }
 
 /** Stacks [O_k, ...rest] tensors along axis 0. */
@@ -730,7 +787,10 @@ function concatRows(ts: readonly Tensor[]): Tensor {
   const rest = ts[0]!.dims.slice(1);
   const data = new Float32Array(ts.reduce((a, t) => a + numel(t.dims), 0));
   let at = 0;
-  for (const t of ts) { data.set(toFloat32(t), at); at += numel(t.dims); }
+  for (const t of ts) {
+    data.set(toFloat32(t), at);
+    at += numel(t.dims);
+  }
   return float32([ts.reduce((a, t) => a + t.dims[0]!, 0), ...rest], data);
 }
 
@@ -756,7 +816,10 @@ function gatherAlong(ts: readonly Tensor[], layout: readonly Segment[], axis: nu
       p += s.length;
     }
   }
-  return float32(dims.map((d, a) => (a === axis ? n : d)), data);
+  return float32(
+    dims.map((d, a) => (a === axis ? n : d)),
+    data,
+  );
 }
 
 /**
@@ -770,7 +833,10 @@ function blockDiagonal(ws: readonly Tensor[], layout: readonly Segment[], kk: nu
   const outTotal = outs.reduce((a, b) => a + b, 0);
   const data = new Float32Array(outTotal * inTotal * kk);
   const rowOffset: number[] = [];
-  outs.reduce((a, o, k) => { rowOffset[k] = a; return a + o; }, 0);
+  outs.reduce((a, o, k) => {
+    rowOffset[k] = a;
+    return a + o;
+  }, 0);
   ws.forEach((w, k) => {
     const ik = w.dims[1]!;
     if (ik !== total(layout, k)) throw new NotMergeable(`a layer of component ${k} reads ${ik} channels but its input has ${total(layout, k)}`);
@@ -808,9 +874,10 @@ function flatBias(t: Tensor, outs: number, n0: Node): Tensor {
 
 function maxOpsets(models: readonly Model[]): Model['opsets'] {
   const best = new Map<string, number>();
-  for (const m of models) for (const o of m.opsets) {
-    const d = o.domain === 'ai.onnx' ? '' : o.domain;
-    best.set(d, Math.max(best.get(d) ?? 0, o.version));
-  }
+  for (const m of models)
+    for (const o of m.opsets) {
+      const d = o.domain === 'ai.onnx' ? '' : o.domain;
+      best.set(d, Math.max(best.get(d) ?? 0, o.version));
+    }
   return [...best].map(([domain, version]) => ({ domain, version }));
 }

@@ -36,7 +36,16 @@ import { autoPadProblem, axisPads, isNum } from '../onnx/dims.js';
 import { toFloat32, toNumbers } from '../onnx/tensor.js';
 import { UserError } from '../util/errors.js';
 import {
-  normalizedAxes, operatorKind, operatorsOfKind, reducedAxes, reshapeBlocks, sliceIndices, splitSizes, transposePerm, SINGLE_OUTPUT, type OperatorKind,
+  normalizedAxes,
+  operatorKind,
+  operatorsOfKind,
+  reducedAxes,
+  reshapeBlocks,
+  sliceIndices,
+  splitSizes,
+  transposePerm,
+  SINGLE_OUTPUT,
+  type OperatorKind,
 } from './operators.js';
 
 /** How the channels of an activation axis map onto spaces. */
@@ -192,8 +201,21 @@ export function analyzeChannels(model: Model): ChannelGraph {
   if (g.outputs.length < 1) throw new UserError('the model has no output');
   const { known, order } = analyzeShapes(model);
   const cg: ChannelGraph = {
-    model, order, known, acts: new Map(), refs: new Map(), layers: [], roles: new Map(), spaces: [], parent: [], ties: [], edges: [],
-    gathers: new Map(), input: g.inputs[0]!.name, logits: g.outputs[0]!.name, opset: opsetVersion(model),
+    model,
+    order,
+    known,
+    acts: new Map(),
+    refs: new Map(),
+    layers: [],
+    roles: new Map(),
+    spaces: [],
+    parent: [],
+    ties: [],
+    edges: [],
+    gathers: new Map(),
+    input: g.inputs[0]!.name,
+    logits: g.outputs[0]!.name,
+    opset: opsetVersion(model),
   };
   const inShape = known.get(cg.input)?.shape;
   if (!inShape || (inShape.length !== 4 && inShape.length !== 2)) {
@@ -210,7 +232,13 @@ export function analyzeChannels(model: Model): ChannelGraph {
 
 function unknownOp(node: Node): UserError {
   const op = node.domain && node.domain !== 'ai.onnx' ? `${node.domain}.${node.opType}` : node.opType;
-  const known = ['layer', 'binary', 'normalize', 'reshape', 'select'].map((k) => operatorsOfKind(k as OperatorKind).slice(0, 4).join('/')).join(', ');
+  const known = ['layer', 'binary', 'normalize', 'reshape', 'select']
+    .map((k) =>
+      operatorsOfKind(k as OperatorKind)
+        .slice(0, 4)
+        .join('/'),
+    )
+    .join(', ');
   return new UserError(
     `the disassembler does not understand operator "${op}" (node "${node.name}"); it follows ${known}, activations, pooling and similar operators`,
   );
@@ -240,7 +268,10 @@ function unite(cg: ChannelGraph, a: number, b: number): number {
   const drop = Math.max(ra, rb);
   cg.parent[drop] = keep;
   const [k, d] = [cg.spaces[keep]!, cg.spaces[drop]!];
-  if (d.fixed && !k.fixed) { k.fixed = true; if (d.reason) k.reason = d.reason; }
+  if (d.fixed && !k.fixed) {
+    k.fixed = true;
+    if (d.reason) k.reason = d.reason;
+  }
   return keep;
 }
 
@@ -249,33 +280,53 @@ export function fixRef(cg: ChannelGraph, ref: ChannelRef, reason: string): void 
   switch (ref.kind) {
     case 'space': {
       const s = cg.spaces[findSpace(cg, ref.id)]!;
-      if (!s.fixed) { s.fixed = true; s.reason = reason; }
+      if (!s.fixed) {
+        s.fixed = true;
+        s.reason = reason;
+      }
       return;
     }
-    case 'concat': ref.parts.forEach((p) => fixRef(cg, p, reason)); return;
-    case 'flatten': case 'gather': fixRef(cg, ref.from, reason); return;
-    case 'untracked': ref.sources.forEach((p) => fixRef(cg, p, reason)); return;
+    case 'concat':
+      ref.parts.forEach((p) => fixRef(cg, p, reason));
+      return;
+    case 'flatten':
+    case 'gather':
+      fixRef(cg, ref.from, reason);
+      return;
+    case 'untracked':
+      ref.sources.forEach((p) => fixRef(cg, p, reason));
+      return;
   }
 }
 
 /** Channels of a ref. */
 export function refSize(cg: ChannelGraph, ref: ChannelRef): number {
   switch (ref.kind) {
-    case 'space': return cg.spaces[findSpace(cg, ref.id)]!.size;
-    case 'concat': return ref.parts.reduce((s, p) => s + refSize(cg, p), 0);
-    case 'flatten': return refSize(cg, ref.from) * ref.block * (ref.outer ?? 1);
-    case 'gather': return ref.index.length;
-    case 'untracked': return ref.size;
+    case 'space':
+      return cg.spaces[findSpace(cg, ref.id)]!.size;
+    case 'concat':
+      return ref.parts.reduce((s, p) => s + refSize(cg, p), 0);
+    case 'flatten':
+      return refSize(cg, ref.from) * ref.block * (ref.outer ?? 1);
+    case 'gather':
+      return ref.index.length;
+    case 'untracked':
+      return ref.size;
   }
 }
 
 /** Whether some space behind a ref may lose channels. */
 export function prunable(cg: ChannelGraph, ref: ChannelRef): boolean {
   switch (ref.kind) {
-    case 'space': return !cg.spaces[findSpace(cg, ref.id)]!.fixed;
-    case 'concat': return ref.parts.some((p) => prunable(cg, p));
-    case 'flatten': case 'gather': return prunable(cg, ref.from);
-    case 'untracked': return false;
+    case 'space':
+      return !cg.spaces[findSpace(cg, ref.id)]!.fixed;
+    case 'concat':
+      return ref.parts.some((p) => prunable(cg, p));
+    case 'flatten':
+    case 'gather':
+      return prunable(cg, ref.from);
+    case 'untracked':
+      return false;
   }
 }
 
@@ -299,7 +350,10 @@ class Analysis {
   private readonly g: Graph;
   private where = '';
 
-  constructor(private readonly cg: ChannelGraph, private readonly prod: Map<string, Node>) {
+  constructor(
+    private readonly cg: ChannelGraph,
+    private readonly prod: Map<string, Node>,
+  ) {
     this.g = cg.model.graph;
   }
 
@@ -336,7 +390,10 @@ class Analysis {
 
   node(node: Node): void {
     const cg = this.cg;
-    if (!node.inputs.some(this.isAct)) { cg.roles.set(node, 'ignore'); return; }
+    if (!node.inputs.some(this.isAct)) {
+      cg.roles.set(node, 'ignore');
+      return;
+    }
     const kind = operatorKind(node, this.isAct);
     if (!kind) throw unknownOp(node);
     cg.roles.set(node, kind);
@@ -435,7 +492,7 @@ class Analysis {
         computed = true;
       }
     }
-    if (!ref) return this.untracked(node, 'its operands\' channels could not be followed');
+    if (!ref) return this.untracked(node, "its operands' channels could not be followed");
     if (computed) fixRef(cg, ref, `an operand with the same channels is computed in the graph and cannot be sliced (${this.where})`);
     if (untrackedSources.length) {
       fixRef(cg, ref, `it meets an operand whose channels are not followed (${this.where})`);
@@ -463,7 +520,14 @@ class Analysis {
     if (node.opType === 'Gemm' && node.inputs[2] && this.isAct(node.inputs[2])) {
       throw new UserError(`${where}: its bias is computed from the image; not supported by the disassembler`);
     }
-    let o: number, i: number, gi: number, k: number, groups = 1, geometry: ConvGeometry | undefined, w: Float32Array, transposed = false;
+    let o: number,
+      i: number,
+      gi: number,
+      k: number,
+      groups = 1,
+      geometry: ConvGeometry | undefined,
+      w: Float32Array,
+      transposed = false;
     let inAxis: number, outAxis: number;
     if (conv) {
       if (xs.length !== 4) throw new UserError(`${where}: only 2-D convolutions on [N, C, H, W] are supported, input has shape ${JSON.stringify(xs)}`);
@@ -517,7 +581,7 @@ class Analysis {
     if (inRef.kind === 'untracked') cg.edges.push({ target: outRef, sources: inRef.sources });
     const batchAxis = follows ? (x as Extract<Activation, { kind: 'tracked' }>).batch : -1;
     const outBatch = follows ? (node.opType === 'Gemm' ? 0 : batchAxis) : this.batchBySymbol(node.outputs[0]!);
-    this.set(node.outputs[0]!, { kind: 'tracked', ref: outRef, axis: outAxis, batch: outBatch, rank: conv ? 4 : (node.opType === 'Gemm' ? 2 : xs.length) });
+    this.set(node.outputs[0]!, { kind: 'tracked', ref: outRef, axis: outAxis, batch: outBatch, rank: conv ? 4 : node.opType === 'Gemm' ? 2 : xs.length });
     let positions: number | undefined = 1;
     for (let a = 0; a < xs.length && !conv; a++) {
       if (a === inAxis || a === batchAxis) continue;
@@ -525,9 +589,23 @@ class Analysis {
       positions = isNum(d) && positions !== undefined ? positions * d : undefined;
     }
     cg.layers.push({
-      node, kind: conv ? 'conv' : 'linear', input: node.inputs[0]!, output: node.outputs[0]!, weight: node.inputs[1]!,
-      outChannels: o, inChannels: i, groupIn: gi, w, k, ...(geometry ? { conv: geometry } : {}), ...(conv ? {} : { transposed }),
-      ...(depthwise ? { depthwise } : {}), inRef, outRef, inAxis, batchAxis,
+      node,
+      kind: conv ? 'conv' : 'linear',
+      input: node.inputs[0]!,
+      output: node.outputs[0]!,
+      weight: node.inputs[1]!,
+      outChannels: o,
+      inChannels: i,
+      groupIn: gi,
+      w,
+      k,
+      ...(geometry ? { conv: geometry } : {}),
+      ...(conv ? {} : { transposed }),
+      ...(depthwise ? { depthwise } : {}),
+      inRef,
+      outRef,
+      inAxis,
+      batchAxis,
       ...(positions !== undefined && !conv ? { positions } : {}),
     });
   }
@@ -559,7 +637,7 @@ class Analysis {
     const x = this.settle(this.act(node.inputs[0]!));
     const xs = this.shape(node.inputs[0]!);
     const ys = this.shape(node.outputs[0]!);
-    const keepsAxes = !!xs && !!ys && sameDim(xs[1], ys[1]) && (xs[0] === ys[0]);
+    const keepsAxes = !!xs && !!ys && sameDim(xs[1], ys[1]) && xs[0] === ys[0];
     if (x.kind !== 'tracked' || x.axis !== 1 || x.batch !== 0 || !keepsAxes || node.inputs.slice(1).some(this.isAct)) {
       return this.untracked(node, 'it acts on the channel or batch axis');
     }
@@ -578,7 +656,7 @@ class Analysis {
       const axis = a.axis + (rank - s.length);
       if (sameDim(s[a.axis], ys[axis]) && ys[axis] !== 1) return this.joinOperands(node, axis, rank);
     }
-    this.untracked(node, 'no operand carries the output\'s channels');
+    this.untracked(node, "no operand carries the output's channels");
   }
 
   'channel-params'(node: Node): void {
@@ -676,7 +754,13 @@ class Analysis {
       }
       if (!outAxes.every((a) => isNum(ys[a]))) return this.untracked(node, 'it splits the channels into axes of unknown size');
       return this.pass(node, {
-        kind: 'spread', ref: x.ref, axes: outAxes, table, batch, rank, origin: x.kind === 'tracked' ? input : x.origin,
+        kind: 'spread',
+        ref: x.ref,
+        axes: outAxes,
+        table,
+        batch,
+        rank,
+        origin: x.kind === 'tracked' ? input : x.origin,
       });
     }
     if (x.kind !== 'tracked' || outAxes.length !== 1) return this.untracked(node, 'it merges channels with other axes into several axes');
@@ -692,7 +776,7 @@ class Analysis {
     const ys = this.shape(node.outputs[0]!);
     if (!ys) return this.untracked(node, 'its output rank is unknown');
     const rank = ys.length;
-    const axis = (a => (a < 0 ? a + rank : a))(attrInt(node, 'axis', 1));
+    const axis = ((a) => (a < 0 ? a + rank : a))(attrInt(node, 'axis', 1));
     const acts = node.inputs.map((t) => (this.isAct(t) ? this.settle(this.act(t)) : undefined));
     const onChannels = acts.some((a) => a?.kind === 'tracked' && a.axis === axis);
     if (onChannels) {
@@ -726,7 +810,13 @@ class Analysis {
       const size = xs[axis];
       if (axis === x.axis) {
         if (idxRank === 0 || !isNum(size)) return this.untracked(node, 'it picks a single channel');
-        return this.pass(node, picked(node.outputs[0]!, idx.map((v) => (v < 0 ? v + size : v))));
+        return this.pass(
+          node,
+          picked(
+            node.outputs[0]!,
+            idx.map((v) => (v < 0 ? v + size : v)),
+          ),
+        );
       }
       const drop = (a: number): number => (idxRank === 0 && a > axis ? a - 1 : a);
       return this.pass(node, { ...x, axis: drop(x.axis), batch: drop(x.batch), rank: idxRank === 0 ? x.rank - 1 : x.rank });
@@ -749,14 +839,24 @@ class Analysis {
     // Split
     const axis = norm(attrInt(node, 'axis', 0));
     if (axis === x.batch) return this.untracked(node, 'it splits the batch');
-    if (axis !== x.axis) { node.outputs.forEach((o) => o && this.set(o, x)); return; }
+    if (axis !== x.axis) {
+      node.outputs.forEach((o) => o && this.set(o, x));
+      return;
+    }
     const size = xs[axis];
     const sizes = isNum(size) ? splitSizes(node, size, cg.opset, (i) => this.values(node.inputs[i])) : undefined;
     if (!sizes) return this.untracked(node, 'its part sizes are not known');
     let start = 0;
     node.outputs.forEach((o, j) => {
       const n = sizes[j]!;
-      if (o) this.set(o, picked(o, Array.from({ length: n }, (_, t) => start + t)));
+      if (o)
+        this.set(
+          o,
+          picked(
+            o,
+            Array.from({ length: n }, (_, t) => start + t),
+          ),
+        );
       start += n;
     });
   }
@@ -809,7 +909,10 @@ export function maskOf(cg: ChannelGraph, ref: ChannelRef, masks: SpaceMasks): Ui
       const parts = ref.parts.map((p) => maskOf(cg, p, masks));
       const out = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
       let off = 0;
-      for (const p of parts) { out.set(p, off); off += p.length; }
+      for (const p of parts) {
+        out.set(p, off);
+        off += p.length;
+      }
       return out;
     }
     case 'flatten': {
@@ -825,7 +928,8 @@ export function maskOf(cg: ChannelGraph, ref: ChannelRef, masks: SpaceMasks): Ui
       const m = maskOf(cg, ref.from, masks);
       return Uint8Array.from(ref.index, (i) => m[i]!);
     }
-    case 'untracked': return new Uint8Array(ref.size).fill(1);
+    case 'untracked':
+      return new Uint8Array(ref.size).fill(1);
   }
 }
 
@@ -837,7 +941,11 @@ export function demand(cg: ChannelGraph, ref: ChannelRef, mask: Uint8Array, mask
       let m = masks.get(id);
       if (!m) masks.set(id, (m = new Uint8Array(cg.spaces[id]!.size)));
       let grew = false;
-      for (let i = 0; i < m.length; i++) if (mask[i] && !m[i]) { m[i] = 1; grew = true; }
+      for (let i = 0; i < m.length; i++)
+        if (mask[i] && !m[i]) {
+          m[i] = 1;
+          grew = true;
+        }
       return grew;
     }
     case 'concat': {
@@ -858,7 +966,9 @@ export function demand(cg: ChannelGraph, ref: ChannelRef, mask: Uint8Array, mask
     }
     case 'gather': {
       const ch = new Uint8Array(refSize(cg, ref.from));
-      ref.index.forEach((i, j) => { if (mask[j]) ch[i] = 1; });
+      ref.index.forEach((i, j) => {
+        if (mask[j]) ch[i] = 1;
+      });
       return demand(cg, ref.from, ch, masks);
     }
     case 'untracked': {

@@ -54,7 +54,7 @@ export const TAP_BUDGET_BYTES = 8 * 2 ** 20;
  */
 export function tapBytesPerImage(layers: readonly Layer[], unknownPositions = 1): number {
   const perTap = new Map<string, number>();
-  for (const l of layers) perTap.set(l.input, 4 * l.inChannels * (l.conv ? l.conv.inHW[0] * l.conv.inHW[1] : l.positions ?? unknownPositions));
+  for (const l of layers) perTap.set(l.input, 4 * l.inChannels * (l.conv ? l.conv.inHW[0] * l.conv.inHW[1] : (l.positions ?? unknownPositions)));
   return [...perTap.values()].reduce((a, b) => a + b, 0);
 }
 
@@ -98,7 +98,13 @@ export function convPlan(geometry: ConvGeometry): ConvPlan {
  * The sum over output positions factorises into rows times columns, so each offset
  * costs one pass over the rows it reads instead of a pass per output position.
  */
-export function windowSums(data: Float32Array, offset: number, channels: number, plan: ConvPlan, out = new Float64Array(channels * plan.rows.length * plan.cols.length)): Float64Array {
+export function windowSums(
+  data: Float32Array,
+  offset: number,
+  channels: number,
+  plan: ConvPlan,
+  out = new Float64Array(channels * plan.rows.length * plan.cols.length),
+): Float64Array {
   const [h, w] = plan.geometry.inHW;
   const kh = plan.rows.length;
   const kw = plan.cols.length;
@@ -185,7 +191,12 @@ export function positionSums(data: Float32Array, dims: readonly number[], batchA
  * Streams `samples` ([dataset index, class] pairs, visited in the given order) through
  * the model and accumulates V for every layer of maskedLayers(cg).
  */
-export async function accumulateContributions(cg: ChannelGraph, ds: Dataset, samples: readonly (readonly [number, number])[], opts: ContributionOptions): Promise<Map<string, LayerContributions>> {
+export async function accumulateContributions(
+  cg: ChannelGraph,
+  ds: Dataset,
+  samples: readonly (readonly [number, number])[],
+  opts: ContributionOptions,
+): Promise<Map<string, LayerContributions>> {
   const layers = maskedLayers(cg);
   const classIndex = new Map(opts.classes.map((c, i) => [c, i]));
   const result = new Map<string, LayerContributions>();
@@ -201,8 +212,12 @@ export async function accumulateContributions(cg: ChannelGraph, ds: Dataset, sam
   const classOfIndex = new Map(samples.map(([i, c]) => [i, c]));
   const scratch = new Map<Layer, Float64Array<ArrayBuffer>>();
   for await (const { batch, outputs } of inferBatches(cg.model, ds, {
-    ...opts.session, normalization: opts.normalization, indices: samples.map(([i]) => i), taps,
-    batchSize: contributionBatch(layers, opts.batchSize, ds.shape[1]! * ds.shape[2]!), ...(opts.label ? { label: opts.label } : {}),
+    ...opts.session,
+    normalization: opts.normalization,
+    indices: samples.map(([i]) => i),
+    taps,
+    batchSize: contributionBatch(layers, opts.batchSize, ds.shape[1]! * ds.shape[2]!),
+    ...(opts.label ? { label: opts.label } : {}),
   })) {
     for (let b = 0; b < batch.size; b++) {
       const ci = classIndex.get(classOfIndex.get(batch.indices[b]!)!)!;

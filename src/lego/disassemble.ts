@@ -13,10 +13,9 @@ import type { Dataset } from '../data/types.js';
 import { mapOutputs } from '../runtime/labels.js';
 import { resolveNormalization, type ResolvedNormalization } from '../runtime/normalization.js';
 import { ModelSession } from '../runtime/session.js';
-import { getArch, getProvenance, setArch, setInputSpec, setLabels, setProvenance } from '../onnx/metadata.js';
+import { getArch, getProvenance, modelHash, setArch, setInputSpec, setLabels, setProvenance } from '../onnx/metadata.js';
 import { validateModel } from '../onnx/validate.js';
 import { trainableParameterCount } from '../onnx/parameters.js';
-import { modelHash } from '../autodiff/train.js';
 import { reestimateBatchNorm } from '../autodiff/batchnorm-stats.js';
 import { subsetIndices } from '../data/classes.js';
 import { writeJsonAtomic } from '../util/atomic.js';
@@ -205,7 +204,12 @@ export function scaledThresholds(t: Thresholds, scale: number): Thresholds {
 
 /** The lower of two thresholds, field by field. */
 function minThresholds(a: Thresholds, b: Thresholds): Thresholds {
-  return { alphaConv: Math.min(a.alphaConv, b.alphaConv), betaConv: Math.min(a.betaConv, b.betaConv), alphaLinear: Math.min(a.alphaLinear, b.alphaLinear), betaLinear: Math.min(a.betaLinear, b.betaLinear) };
+  return {
+    alphaConv: Math.min(a.alphaConv, b.alphaConv),
+    betaConv: Math.min(a.betaConv, b.betaConv),
+    alphaLinear: Math.min(a.alphaLinear, b.alphaLinear),
+    betaLinear: Math.min(a.betaLinear, b.betaLinear),
+  };
 }
 
 /** How far a collapsed class's thresholds are relaxed, round by round (factors of its current thresholds' reference). */
@@ -234,6 +238,16 @@ export function heldOutSplit(
   return { validation, short, pool: new Rng(hashSeed(seed, 'lego-recalibration')).shuffle(pool.sort((a, b) => a - b)) as number[] };
 }
 
+/**
+ * The component of `model` for `opts.task`: representative samples, masks, pruning,
+ * recalibration, the held-out class check and the accuracy guard (or the --max-drop
+ * search); the component carries labels, normalisation and provenance.
+ *
+ * @example
+ *   const c = await disassemble(openModel('vgg.onnx'), await openDataset('fashion-mnist', 'train'), { task: [0, 1, 2] });
+ *   console.log(c.validation?.component.accuracy, c.recalibration.mode); // held-out k-way accuracy, 'affine'
+ *   saveModel(c.model, 'vgg-0-2.onnx');
+ */
 export async function disassemble(model: Model, train: Dataset, opts: DisassembleOptions): Promise<Component> {
   const recalibration = opts.recalibration ?? 'affine';
   if (!RECALIBRATION_MODES.includes(recalibration))
@@ -245,8 +259,7 @@ export async function disassemble(model: Model, train: Dataset, opts: Disassembl
   if (!Number.isInteger(perClass) || perClass < 0) throw new UserError(`held-out images per class must be a whole number >= 0, got ${perClass}`);
   const classDrop = opts.classDrop ?? DEFAULT_CLASS_DROP;
   if (!(classDrop >= 0 && classDrop <= 1)) throw new UserError(`class drop must be a number in [0, 1], got ${classDrop}`);
-  if (opts.maxDrop !== undefined && !(opts.maxDrop >= 0 && opts.maxDrop <= 1))
-    throw new UserError(`max drop must be a number in [0, 1], got ${opts.maxDrop}`);
+  if (opts.maxDrop !== undefined && !(opts.maxDrop >= 0 && opts.maxDrop <= 1)) throw new UserError(`max drop must be a number in [0, 1], got ${opts.maxDrop}`);
   const guard = opts.guard ?? DEFAULT_ACCURACY_GUARD;
   if (!(guard >= 0 && guard <= 1)) throw new UserError(`accuracy guard must be a number in [0, 1], got ${guard}`);
   const plan = await planDisassembly(model, train, opts);
@@ -266,9 +279,12 @@ export async function disassemble(model: Model, train: Dataset, opts: Disassembl
   const split = heldOutSplit(train, opts.task, representative, wanted ? perClass : 0, seed);
   // a class with too few training images left for a held-out fifth: no check (and no guard, no --max-drop)
   const checks = wanted && split.short.length === 0;
-  const splitWarnings = wanted && !checks
-    ? [`no held-out check: class${split.short.length > 1 ? 'es' : ''} ${split.short.join(',')} ha${split.short.length > 1 ? 've' : 's'} too few training images besides the representative samples (a fifth of them is held out)`]
-    : [];
+  const splitWarnings =
+    wanted && !checks
+      ? [
+          `no held-out check: class${split.short.length > 1 ? 'es' : ''} ${split.short.join(',')} ha${split.short.length > 1 ? 've' : 's'} too few training images besides the representative samples (a fifth of them is held out)`,
+        ]
+      : [];
   if (wanted && !checks) split.pool.push(...split.validation.splice(0));
   const recalImages = split.pool.slice(0, recalSamples);
   const rankOf = (t: string): number => cg.known.get(t)?.shape?.length ?? 4;
@@ -282,9 +298,7 @@ export async function disassemble(model: Model, train: Dataset, opts: Disassembl
           { ...common, indices: recalImages, ...tag('parent statistics') },
         )
       : undefined;
-  const base = checks
-    ? await scoreTask(model, train, { ...common, task: opts.task, indices: split.validation, ...tag('held-out check, base') })
-    : undefined;
+  const base = checks ? await scoreTask(model, train, { ...common, task: opts.task, indices: split.validation, ...tag('held-out check, base') }) : undefined;
 
   interface Candidate {
     model: Model;
@@ -303,9 +317,7 @@ export async function disassemble(model: Model, train: Dataset, opts: Disassembl
       mr.keptOutputs.map((o) => labels[o]!),
     );
     const recal = await recalibrate(pruned, mr.keep);
-    const val = base
-      ? await scoreTask(recal.model, train, { ...common, task: opts.task, indices: split.validation, ...tag('held-out check') })
-      : undefined;
+    const val = base ? await scoreTask(recal.model, train, { ...common, task: opts.task, indices: split.validation, ...tag('held-out check') }) : undefined;
     return {
       model: recal.model,
       mr,
@@ -325,8 +337,7 @@ export async function disassemble(model: Model, train: Dataset, opts: Disassembl
     if (recalImages.length < 2)
       return none(recalSamples === 0 ? 'no recalibration images asked for' : 'fewer than 2 training images of the task left for recalibration');
     if (recalibration === 'batchnorm') {
-      if (!pruned.graph.nodes.some((n) => n.opType === 'BatchNormalization'))
-        return none('the model has no BatchNormalization nodes (folded export?)');
+      if (!pruned.graph.nodes.some((n) => n.opType === 'BatchNormalization')) return none('the model has no BatchNormalization nodes (folded export?)');
       const r = await reestimateBatchNorm(pruned, train, {
         ...opts.session,
         indices: recalImages,
@@ -390,7 +401,9 @@ export async function disassemble(model: Model, train: Dataset, opts: Disassembl
         const per = new Map([...keepRelaxed].map(([k, c]) => [k, minThresholds(c, t)] as [number, Thresholds]));
         return build(t, per);
       };
-      info(`${label || 'disassemble'}: ${pct(chosen.val!.kWay.accuracy)} k-way on held-out training images, more than ${pct(guard)} below the base's ${pct(base.kWay.accuracy)}; lowering all thresholds`);
+      info(
+        `${label || 'disassemble'}: ${pct(chosen.val!.kWay.accuracy)} k-way on held-out training images, more than ${pct(guard)} below the base's ${pct(base.kWay.accuracy)}; lowering all thresholds`,
+      );
       // below threshold 0 every input a kept output reads stays: the parent restricted to the task's outputs
       const all: Thresholds = { alphaConv: -1, betaConv: -1, alphaLinear: -1, betaLinear: -1 };
       const r = await searchSmallest(lowered, collapsedOf, thresholds, base.kWay.accuracy, guard, 'guard', chosen, () => build(all));
@@ -554,7 +567,9 @@ async function searchSmallest<C extends { parameters: number; val?: TaskScore; t
     const c = await floor();
     const ok = c.val!.kWay.accuracy >= baseAccuracy - maxDrop - 1e-12 && collapsedOf(c).length === 0;
     tried.push({ scale: -1, c, accepted: ok });
-    info(`${kind} search: every channel the task's outputs read: ${pct(c.val!.kWay.accuracy)} on held-out images (base ${pct(baseAccuracy)}), ${c.parameters} parameters${ok ? '' : ', refused'}`);
+    info(
+      `${kind} search: every channel the task's outputs read: ${pct(c.val!.kWay.accuracy)} on held-out images (base ${pct(baseAccuracy)}), ${c.parameters} parameters${ok ? '' : ', refused'}`,
+    );
   }
   const accepted = tried.filter((t) => t.accepted);
   const best = accepted.length

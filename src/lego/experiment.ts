@@ -61,21 +61,65 @@ export interface ExperimentOptions {
   mean?: number[];
   std?: number[];
   /** disassembly settings other than the task, samples and thresholds (recalibration, flatten, ...) */
-  disassembly?: Pick<DisassembleOptions, 'recalibration' | 'recalibrationSamples' | 'flatten' | 'ranking' | 'validationPerClass' | 'classDrop' | 'maxDrop' | 'guard'>;
+  disassembly?: Pick<
+    DisassembleOptions,
+    'recalibration' | 'recalibrationSamples' | 'flatten' | 'ranking' | 'validationPerClass' | 'classDrop' | 'maxDrop' | 'guard'
+  >;
 }
 
 export interface DisassemblyRow {
-  key: string; model: string; task: number[];
+  key: string;
+  model: string;
+  task: number[];
   /** base N-way and k-way accuracy on the task's test images; the component's (k-way) */
-  baseAccuracy: number; baseKWay: number; componentAccuracy: number;
+  baseAccuracy: number;
+  baseKWay: number;
+  componentAccuracy: number;
   /** classes whose masks were relaxed after collapsing on held-out training images */
   relaxed: number[];
-  samples: number; baseParameters: number; componentParameters: number; baseFlops: number; componentFlops: number; warnings: number; seconds: number;
+  samples: number;
+  baseParameters: number;
+  componentParameters: number;
+  baseFlops: number;
+  componentFlops: number;
+  warnings: number;
+  seconds: number;
 }
-export interface AssemblyRow { key: string; tasks: [number[], number[]]; models: [string, string]; baseAccuracy: number[]; unscaled: number; scaled: number; finetuned: number | null; finetunedUnscaled: number | null; finetuneEpochs: number; method: string; parameters: number; flops: number; seconds: number }
-export interface MismatchRow extends Mismatch { key: string }
-export interface UnbalancedRow { key: string; task: number[]; counts: Record<string, number>; balanced: number; unbalanced: number; perClassBalanced: Record<string, number>; perClassUnbalanced: Record<string, number> }
-export interface SweepRow { key: string; task: number[]; thresholds: Thresholds; accuracy: number; parameters: number; flops: number }
+export interface AssemblyRow {
+  key: string;
+  tasks: [number[], number[]];
+  models: [string, string];
+  baseAccuracy: number[];
+  unscaled: number;
+  scaled: number;
+  finetuned: number | null;
+  finetunedUnscaled: number | null;
+  finetuneEpochs: number;
+  method: string;
+  parameters: number;
+  flops: number;
+  seconds: number;
+}
+export interface MismatchRow extends Mismatch {
+  key: string;
+}
+export interface UnbalancedRow {
+  key: string;
+  task: number[];
+  counts: Record<string, number>;
+  balanced: number;
+  unbalanced: number;
+  perClassBalanced: Record<string, number>;
+  perClassUnbalanced: Record<string, number>;
+}
+export interface SweepRow {
+  key: string;
+  task: number[];
+  thresholds: Thresholds;
+  accuracy: number;
+  parameters: number;
+  flops: number;
+}
 
 export interface ExperimentResult {
   model: string;
@@ -90,7 +134,16 @@ export interface ExperimentResult {
 }
 
 export const DEFAULT_TASKS = [[0], [0, 1, 2], [3, 4, 5, 6, 7, 8, 9], [1, 5, 7]];
-export const DEFAULT_PAIRS: [number[], number[]][] = [[[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]], [[0, 1, 2], [3, 4, 5, 6, 7, 8, 9]]];
+export const DEFAULT_PAIRS: [number[], number[]][] = [
+  [
+    [0, 1, 2, 3, 4],
+    [5, 6, 7, 8, 9],
+  ],
+  [
+    [0, 1, 2],
+    [3, 4, 5, 6, 7, 8, 9],
+  ],
+];
 export const DEFAULT_SWEEP = [0.1, 0.3, 0.5, 0.7].flatMap((alpha) => [0.1, 0.2, 0.4].map((beta) => ({ alpha, beta })));
 
 const taskName = (t: readonly number[]): string => {
@@ -115,24 +168,50 @@ export async function runLegoExperiment(opts: ExperimentOptions): Promise<Experi
   const test = await openDataset(opts.data, 'test');
   const spc = opts.samplesPerClass ?? 50;
   const file = join(opts.outDir, 'experiment.json');
-  const result: ExperimentResult = opts.resume && existsSync(file) ? loadResult(file) : {
-    model: opts.model, model2: opts.model2 ?? null, data: test.source, samplesPerClass: spc, disassembly: [], assembly: [], mismatch: [], unbalanced: [], sweep: [],
-  };
+  const result: ExperimentResult =
+    opts.resume && existsSync(file)
+      ? loadResult(file)
+      : {
+          model: opts.model,
+          model2: opts.model2 ?? null,
+          data: test.source,
+          samplesPerClass: spc,
+          disassembly: [],
+          assembly: [],
+          mismatch: [],
+          unbalanced: [],
+          sweep: [],
+        };
   const save = (): void => {
     writeResultJson(file, result);
     writeFileAtomic(join(opts.outDir, 'report.md'), experimentMarkdown(result));
   };
-  const hashes = new Map<string, string>([[opts.model, fileHash(opts.model)], ...(opts.model2 ? [[opts.model2, fileHash(opts.model2)] as [string, string]] : [])]);
+  const hashes = new Map<string, string>([
+    [opts.model, fileHash(opts.model)],
+    ...(opts.model2 ? [[opts.model2, fileHash(opts.model2)] as [string, string]] : []),
+  ]);
   const baseStats = modelStats(base);
   const components = new Map<string, Model>();
   const warnings = new Map<string, number>();
   const relaxedOf = new Map<string, number[]>();
   const norm = { ...(opts.mean ? { mean: opts.mean } : {}), ...(opts.std ? { std: opts.std } : {}) };
   type CutOptions = Partial<Thresholds> & { unbalanced?: { lo: number; hi: number; seed: number }; validationPerClass?: number };
-  const cut = async (which: Model, name: string, task: number[], extra: CutOptions = {}): Promise<{ model: Model; warnings: string[]; relaxed: number[]; seconds: number }> => {
+  const cut = async (
+    which: Model,
+    name: string,
+    task: number[],
+    extra: CutOptions = {},
+  ): Promise<{ model: Model; warnings: string[]; relaxed: number[]; seconds: number }> => {
     const t0 = Date.now();
     const c = await disassemble(which, train, {
-      task, samplesPerClass: spc, session, parentHash: hashes.get(name)!, ...norm, ...opts.disassembly, ...extra, ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
+      task,
+      samplesPerClass: spc,
+      session,
+      parentHash: hashes.get(name)!,
+      ...norm,
+      ...opts.disassembly,
+      ...extra,
+      ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
     });
     return { model: c.model, warnings: c.warnings, relaxed: c.validation?.relaxed.map((r) => r.class) ?? [], seconds: (Date.now() - t0) / 1000 };
   };
@@ -166,10 +245,20 @@ export async function runLegoExperiment(opts: ExperimentOptions): Promise<Experi
     const s = modelStats(c);
     const b = await scoreTask(base, test, { task, session, normalization: normalization(base) });
     result.disassembly.push({
-      key, model: opts.model, task, baseAccuracy: b.nWay.accuracy, baseKWay: b.kWay.accuracy, componentAccuracy: await acc(c, task),
-      relaxed: relaxedOf.get(`${opts.model}:${taskName(task)}`) ?? [], samples: spc,
-      baseParameters: baseStats.parameters, componentParameters: s.parameters, baseFlops: baseStats.flopsPerImage, componentFlops: s.flopsPerImage,
-      warnings: warnings.get(`${opts.model}:${taskName(task)}`) ?? 0, seconds: (Date.now() - t0) / 1000,
+      key,
+      model: opts.model,
+      task,
+      baseAccuracy: b.nWay.accuracy,
+      baseKWay: b.kWay.accuracy,
+      componentAccuracy: await acc(c, task),
+      relaxed: relaxedOf.get(`${opts.model}:${taskName(task)}`) ?? [],
+      samples: spc,
+      baseParameters: baseStats.parameters,
+      componentParameters: s.parameters,
+      baseFlops: baseStats.flopsPerImage,
+      componentFlops: s.flopsPerImage,
+      warnings: warnings.get(`${opts.model}:${taskName(task)}`) ?? 0,
+      seconds: (Date.now() - t0) / 1000,
     });
     save();
   }
@@ -179,7 +268,7 @@ export async function runLegoExperiment(opts: ExperimentOptions): Promise<Experi
     const key = `mis:${taskName(task)}:${spc}`;
     if (result.mismatch.some((r) => r.key === key) || task.length >= test.classes || skip(key)) continue;
     const c = await component(base, opts.model, task);
-    result.mismatch.push({ key, ...await mismatch(c, test, { task, session, normalization: normalization(c) }) });
+    result.mismatch.push({ key, ...(await mismatch(c, test, { task, session, normalization: normalization(c) })) });
     save();
   }
 
@@ -194,16 +283,31 @@ export async function runLegoExperiment(opts: ExperimentOptions): Promise<Experi
     const a = await component(base, opts.model, ta);
     const b = await component(base2 ?? base, second, tb);
     const union = [...new Set([...ta, ...tb])].sort((x, y) => x - y);
-    const parts = [{ model: a, file: `${opts.model}[${taskName(ta)}]` }, { model: b, file: `${second}[${taskName(tb)}]` }];
+    const parts = [
+      { model: a, file: `${opts.model}[${taskName(ta)}]` },
+      { model: b, file: `${second}[${taskName(tb)}]` },
+    ];
     const plain = await assemble(parts, { session, normalization: norm });
-    const scaled = await assemble(parts, { session, normalization: norm, scaleData: [train], ...(opts.scaleSamplesPerClass ? { scaleSamplesPerClass: opts.scaleSamplesPerClass } : {}), seed: opts.seed ?? 0 });
+    const scaled = await assemble(parts, {
+      session,
+      normalization: norm,
+      scaleData: [train],
+      ...(opts.scaleSamplesPerClass ? { scaleSamplesPerClass: opts.scaleSamplesPerClass } : {}),
+      seed: opts.seed ?? 0,
+    });
     const f = join(opts.outDir, 'assembled', `${key.replace(/[:,+]/g, '_')}.onnx`);
     saveModel(scaled.model, f);
     let finetuned: number | null = null;
     let finetunedUnscaled: number | null = null;
     if (epochs > 0) {
       const tune = async (m: Model, suffix: string): Promise<number> => {
-        const ft = await finetuneAssembled(m, [train], { epochs, output: f.replace(/\.onnx$/, `.${suffix}.onnx`), seed: opts.seed ?? 0, session, ...(opts.batchSize ? { batchSize: opts.batchSize } : {}) });
+        const ft = await finetuneAssembled(m, [train], {
+          epochs,
+          output: f.replace(/\.onnx$/, `.${suffix}.onnx`),
+          seed: opts.seed ?? 0,
+          session,
+          ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
+        });
         return acc(ft.model, union);
       };
       finetuned = await tune(scaled.model, 'finetuned');
@@ -211,10 +315,19 @@ export async function runLegoExperiment(opts: ExperimentOptions): Promise<Experi
     }
     const s = modelStats(scaled.model);
     result.assembly.push({
-      key, tasks: [ta, tb], models: [opts.model, second],
+      key,
+      tasks: [ta, tb],
+      models: [opts.model, second],
       baseAccuracy: [await acc(base, union), ...(base2 ? [await acc(base2, union)] : [])],
-      unscaled: await acc(plain.model, union), scaled: await acc(scaled.model, union), finetuned, finetunedUnscaled, finetuneEpochs: epochs,
-      method: scaled.method, parameters: s.parameters, flops: s.flopsPerImage, seconds: (Date.now() - t0) / 1000,
+      unscaled: await acc(plain.model, union),
+      scaled: await acc(scaled.model, union),
+      finetuned,
+      finetunedUnscaled,
+      finetuneEpochs: epochs,
+      method: scaled.method,
+      parameters: s.parameters,
+      flops: s.flopsPerImage,
+      seconds: (Date.now() - t0) / 1000,
     });
     save();
   }
@@ -230,7 +343,15 @@ export async function runLegoExperiment(opts: ExperimentOptions): Promise<Experi
     const eb = await evaluate(balanced, test, { ...session, classes: task, ...norm });
     const eu = await evaluate(u.model, test, { ...session, classes: task, ...norm });
     const counts = unbalancedCounts(task, lo, hi, opts.seed ?? 0);
-    result.unbalanced.push({ key, task, counts, balanced: eb.accuracy, unbalanced: eu.accuracy, perClassBalanced: eb.perClass, perClassUnbalanced: eu.perClass });
+    result.unbalanced.push({
+      key,
+      task,
+      counts,
+      balanced: eb.accuracy,
+      unbalanced: eu.accuracy,
+      perClassBalanced: eb.perClass,
+      perClassUnbalanced: eu.perClass,
+    });
     save();
   }
 
@@ -264,15 +385,20 @@ export function checkExperimentOptions(o: ExperimentOptions): void {
   positive(o.samplesPerClass, '--samples');
   positive(o.scaleSamplesPerClass, '--scale-samples');
   positive(o.batchSize, '--batch');
-  if (o.finetuneEpochs !== undefined && !Number.isInteger(o.finetuneEpochs)) throw new UserError(`--finetune-epochs expects an integer, got ${o.finetuneEpochs}`);
+  if (o.finetuneEpochs !== undefined && !Number.isInteger(o.finetuneEpochs))
+    throw new UserError(`--finetune-epochs expects an integer, got ${o.finetuneEpochs}`);
   if (o.seed !== undefined && !Number.isInteger(o.seed)) throw new UserError(`--seed expects an integer, got ${o.seed}`);
   for (const t of o.tasks ?? []) classes(t, '--tasks');
-  for (const [a, b] of o.pairs ?? []) { classes(a, '--pairs'); classes(b, '--pairs'); }
+  for (const [a, b] of o.pairs ?? []) {
+    classes(a, '--pairs');
+    classes(b, '--pairs');
+  }
   if (o.sweepTask) classes(o.sweepTask, '--sweep-task');
   if (o.unbalanced && !(Number.isInteger(o.unbalanced[0]) && Number.isInteger(o.unbalanced[1]) && o.unbalanced[0] >= 1 && o.unbalanced[1] >= o.unbalanced[0])) {
     throw new UserError(`--unbalanced expects lo-hi with 1 <= lo <= hi, e.g. 50-150, got "${o.unbalanced.join('-')}"`);
   }
-  if ((o.sweep ?? []).some((s) => !(s.alpha >= 0 && s.alpha < 1 && s.beta >= 0 && s.beta < 1))) throw new UserError('--alphas and --betas expect values in [0, 1)');
+  if ((o.sweep ?? []).some((s) => !(s.alpha >= 0 && s.alpha < 1 && s.beta >= 0 && s.beta < 1)))
+    throw new UserError('--alphas and --betas expect values in [0, 1)');
 }
 
 function unbalancedCounts(task: number[], lo: number, hi: number, seed: number): Record<string, number> {
@@ -300,26 +426,73 @@ export function experimentMarkdown(r: ExperimentResult): string {
   const signed = (x: number): string => `${x >= 0 ? '+' : ''}${(100 * x).toFixed(2)}`;
   const m = (x: number): string => (x / 1e6).toFixed(2);
   const lines = [
-    '# Model LEGO experiments', '', `Model: ${r.model}${r.model2 ? `; second model: ${r.model2}` : ''}`, '', `Test data: ${r.data}`, '',
-    `Representative samples: ${r.samplesPerClass} per class (training split). Thresholds: conv alpha ${DEFAULT_THRESHOLDS.alphaConv} beta ${DEFAULT_THRESHOLDS.betaConv}, linear alpha ${DEFAULT_THRESHOLDS.alphaLinear} beta ${DEFAULT_THRESHOLDS.betaLinear} unless swept.`, '',
-    '## Disassembly', '',
-    'Accuracy on the task\'s test images. Base N-way: the full model\'s arg-max over all its classes; base k-way: over the task\'s classes only (its logits sliced to the task), which is what a component answers. The change is the component against base k-way.', '',
+    '# Model LEGO experiments',
+    '',
+    `Model: ${r.model}${r.model2 ? `; second model: ${r.model2}` : ''}`,
+    '',
+    `Test data: ${r.data}`,
+    '',
+    `Representative samples: ${r.samplesPerClass} per class (training split). Thresholds: conv alpha ${DEFAULT_THRESHOLDS.alphaConv} beta ${DEFAULT_THRESHOLDS.betaConv}, linear alpha ${DEFAULT_THRESHOLDS.alphaLinear} beta ${DEFAULT_THRESHOLDS.betaLinear} unless swept.`,
+    '',
+    '## Disassembly',
+    '',
+    "Accuracy on the task's test images. Base N-way: the full model's arg-max over all its classes; base k-way: over the task's classes only (its logits sliced to the task), which is what a component answers. The change is the component against base k-way.",
+    '',
     '| task | base N-way | base k-way | component | change vs k-way | relaxed classes | base params | component params | base MFLOPs | component MFLOPs | seconds |',
     '|---|---|---|---|---|---|---|---|---|---|---|',
-    ...r.disassembly.map((d) => `| ${taskName(d.task)} | ${pct(d.baseAccuracy)} | ${pct(d.baseKWay)} | ${pct(d.componentAccuracy)} | ${signed(d.componentAccuracy - d.baseKWay)} | ${d.relaxed.length ? d.relaxed.join(',') : '-'} | ${n(d.baseParameters)} | ${n(d.componentParameters)} | ${m(d.baseFlops)} | ${m(d.componentFlops)} | ${d.seconds.toFixed(1)} |`),
-    '', '## Assembly', '', 'Accuracy on the union of the two tasks\' test images. Base: each parent model\'s N-way accuracy on those images. Parameters and FLOPs of a block-diagonal model count its zero blocks (it runs dense).', '',
-    '| tasks | method | base | unscaled | scaled | unscaled + fine-tuned | scaled + fine-tuned | params | MFLOPs |', '|---|---|---|---|---|---|---|---|---|',
-    ...r.assembly.map((a) => `| ${taskName(a.tasks[0])} + ${taskName(a.tasks[1])}${a.models[0] === a.models[1] ? ' (one model)' : ' (two models)'} | ${a.method} | ${a.baseAccuracy.map(pct).join(' / ')} | ${pct(a.unscaled)} | ${pct(a.scaled)} | ${a.finetunedUnscaled === null || a.finetunedUnscaled === undefined ? '-' : `${pct(a.finetunedUnscaled)} (${a.finetuneEpochs} ep.)`} | ${a.finetuned === null ? '-' : `${pct(a.finetuned)} (${a.finetuneEpochs} ep.)`} | ${n(a.parameters)} | ${m(a.flops)} |`),
-    '', '## Mismatch', '',
-    'Each component on its own task\'s test images (k-way accuracy, mean max softmax) and on the test images of every class outside its task, where a k-way component cannot be right: which of its classes it answers (share of those images, summing to 100%) and how confident it is (mean max softmax). A task-specific component is less confident outside its task.', '',
-    '| task | own accuracy | own mean max softmax | other images | share of predictions per class | other mean max softmax |', '|---|---|---|---|---|---|',
-    ...r.mismatch.map((x) => `| ${taskName(x.task)} | ${pct(x.own.accuracy)} | ${x.own.meanMaxSoftmax.toFixed(3)} | ${x.others.samples} | ${Object.entries(x.others.share).map(([c, v]) => `${c}:${(100 * v).toFixed(1)}%`).join(' ')} | ${x.others.samples ? x.others.meanMaxSoftmax.toFixed(3) : '-'} |`),
-    '', '## Unbalanced representative samples', '',
-    '| task | samples per class (unbalanced) | balanced | unbalanced | per class balanced | per class unbalanced |', '|---|---|---|---|---|---|',
-    ...r.unbalanced.map((u) => `| ${taskName(u.task)} | ${Object.entries(u.counts).map(([c, k]) => `${c}:${k}`).join(' ')} | ${pct(u.balanced)} | ${pct(u.unbalanced)} | ${Object.entries(u.perClassBalanced).map(([c, a]) => `${c}:${(a * 100).toFixed(0)}`).join(' ')} | ${Object.entries(u.perClassUnbalanced).map(([c, a]) => `${c}:${(a * 100).toFixed(0)}`).join(' ')} |`),
-    '', '## Threshold sweep', '', 'Linear thresholds are the conv ones + 0.1; no held-out class check (nothing relaxed), so each row is its thresholds\' own effect.', '',
-    '| task | alpha | beta | accuracy | params | MFLOPs |', '|---|---|---|---|---|---|',
-    ...r.sweep.map((s) => `| ${taskName(s.task)} | ${s.thresholds.alphaConv} | ${s.thresholds.betaConv} | ${pct(s.accuracy)} | ${n(s.parameters)} | ${m(s.flops)} |`),
+    ...r.disassembly.map(
+      (d) =>
+        `| ${taskName(d.task)} | ${pct(d.baseAccuracy)} | ${pct(d.baseKWay)} | ${pct(d.componentAccuracy)} | ${signed(d.componentAccuracy - d.baseKWay)} | ${d.relaxed.length ? d.relaxed.join(',') : '-'} | ${n(d.baseParameters)} | ${n(d.componentParameters)} | ${m(d.baseFlops)} | ${m(d.componentFlops)} | ${d.seconds.toFixed(1)} |`,
+    ),
+    '',
+    '## Assembly',
+    '',
+    "Accuracy on the union of the two tasks' test images. Base: each parent model's N-way accuracy on those images. Parameters and FLOPs of a block-diagonal model count its zero blocks (it runs dense).",
+    '',
+    '| tasks | method | base | unscaled | scaled | unscaled + fine-tuned | scaled + fine-tuned | params | MFLOPs |',
+    '|---|---|---|---|---|---|---|---|---|',
+    ...r.assembly.map(
+      (a) =>
+        `| ${taskName(a.tasks[0])} + ${taskName(a.tasks[1])}${a.models[0] === a.models[1] ? ' (one model)' : ' (two models)'} | ${a.method} | ${a.baseAccuracy.map(pct).join(' / ')} | ${pct(a.unscaled)} | ${pct(a.scaled)} | ${a.finetunedUnscaled === null || a.finetunedUnscaled === undefined ? '-' : `${pct(a.finetunedUnscaled)} (${a.finetuneEpochs} ep.)`} | ${a.finetuned === null ? '-' : `${pct(a.finetuned)} (${a.finetuneEpochs} ep.)`} | ${n(a.parameters)} | ${m(a.flops)} |`,
+    ),
+    '',
+    '## Mismatch',
+    '',
+    "Each component on its own task's test images (k-way accuracy, mean max softmax) and on the test images of every class outside its task, where a k-way component cannot be right: which of its classes it answers (share of those images, summing to 100%) and how confident it is (mean max softmax). A task-specific component is less confident outside its task.",
+    '',
+    '| task | own accuracy | own mean max softmax | other images | share of predictions per class | other mean max softmax |',
+    '|---|---|---|---|---|---|',
+    ...r.mismatch.map(
+      (x) =>
+        `| ${taskName(x.task)} | ${pct(x.own.accuracy)} | ${x.own.meanMaxSoftmax.toFixed(3)} | ${x.others.samples} | ${Object.entries(x.others.share)
+          .map(([c, v]) => `${c}:${(100 * v).toFixed(1)}%`)
+          .join(' ')} | ${x.others.samples ? x.others.meanMaxSoftmax.toFixed(3) : '-'} |`,
+    ),
+    '',
+    '## Unbalanced representative samples',
+    '',
+    '| task | samples per class (unbalanced) | balanced | unbalanced | per class balanced | per class unbalanced |',
+    '|---|---|---|---|---|---|',
+    ...r.unbalanced.map(
+      (u) =>
+        `| ${taskName(u.task)} | ${Object.entries(u.counts)
+          .map(([c, k]) => `${c}:${k}`)
+          .join(' ')} | ${pct(u.balanced)} | ${pct(u.unbalanced)} | ${Object.entries(u.perClassBalanced)
+          .map(([c, a]) => `${c}:${(a * 100).toFixed(0)}`)
+          .join(' ')} | ${Object.entries(u.perClassUnbalanced)
+          .map(([c, a]) => `${c}:${(a * 100).toFixed(0)}`)
+          .join(' ')} |`,
+    ),
+    '',
+    '## Threshold sweep',
+    '',
+    "Linear thresholds are the conv ones + 0.1; no held-out class check (nothing relaxed), so each row is its thresholds' own effect.",
+    '',
+    '| task | alpha | beta | accuracy | params | MFLOPs |',
+    '|---|---|---|---|---|---|',
+    ...r.sweep.map(
+      (s) => `| ${taskName(s.task)} | ${s.thresholds.alphaConv} | ${s.thresholds.betaConv} | ${pct(s.accuracy)} | ${n(s.parameters)} | ${m(s.flops)} |`,
+    ),
     '',
   ];
   return lines.join('\n');

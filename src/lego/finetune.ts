@@ -39,27 +39,40 @@ export class UnionDataset implements Dataset {
   private readonly index: Int32Array;
   private readonly labels: Int32Array;
 
-  constructor(private readonly parts: readonly Dataset[], outputs: readonly OutputLabel[]) {
+  constructor(
+    private readonly parts: readonly Dataset[],
+    outputs: readonly OutputLabel[],
+  ) {
     if (parts.length === 0) throw new UserError('fine-tuning needs training data (--data)');
     const first = parts[0]!;
     for (const p of parts) {
-      if (p.shape.join('x') !== first.shape.join('x')) throw new UserError(`fine-tuning data ${p.source} has images of ${p.shape.join('x')}, ${first.source} has ${first.shape.join('x')}`);
+      if (p.shape.join('x') !== first.shape.join('x'))
+        throw new UserError(`fine-tuning data ${p.source} has images of ${p.shape.join('x')}, ${first.source} has ${first.shape.join('x')}`);
     }
     this.split = first.split;
     this.shape = first.shape;
     this.classes = outputs.length;
-    const part: number[] = [], index: number[] = [], labels: number[] = [];
+    const part: number[] = [],
+      index: number[] = [],
+      labels: number[] = [];
     parts.forEach((ds, k) => {
       const outputOf = new Map<number, number>();
-      outputs.forEach((l, j) => { if (sameDataset(l.dataset, ds.name) && !outputOf.has(l.class)) outputOf.set(l.class, j); });
+      outputs.forEach((l, j) => {
+        if (sameDataset(l.dataset, ds.name) && !outputOf.has(l.class)) outputOf.set(l.class, j);
+      });
       for (let i = 0; i < ds.size; i++) {
         const j = outputOf.get(ds.label(i));
         if (j === undefined) continue;
-        part.push(k); index.push(i); labels.push(j);
+        part.push(k);
+        index.push(i);
+        labels.push(j);
       }
     });
     const missing = [...new Set(outputs.map((l) => l.dataset))].filter((d) => !parts.some((p) => sameDataset(d, p.name)));
-    if (missing.length) throw new UserError(`the assembled model has classes of ${missing.join(', ')}, but no --data dataset is ${missing.length > 1 ? 'one of them' : 'it'} (given: ${parts.map((p) => p.name).join(', ')})`);
+    if (missing.length)
+      throw new UserError(
+        `the assembled model has classes of ${missing.join(', ')}, but no --data dataset is ${missing.length > 1 ? 'one of them' : 'it'} (given: ${parts.map((p) => p.name).join(', ')})`,
+      );
     if (labels.length === 0) throw new UserError(`no training images of the assembled model's classes in ${parts.map((p) => p.source).join(', ')}`);
     this.part = Int32Array.from(part);
     this.index = Int32Array.from(index);
@@ -83,7 +96,8 @@ export class UnionDataset implements Dataset {
       const k = this.part[i]!;
       let e = byPart.get(k);
       if (!e) byPart.set(k, (e = { at: [], idx: [] }));
-      e.at.push(pos); e.idx.push(this.index[i]!);
+      e.at.push(pos);
+      e.idx.push(this.index[i]!);
     });
     for (const [k, e] of byPart) {
       const tmp = new Float32Array(e.idx.length * n);
@@ -127,18 +141,28 @@ export async function finetuneAssembled(model: Model, data: readonly Dataset[], 
   const spec = getInputSpec(model);
   const channels = union.shape[0];
   const r = await train({
-    model: working, data: union, output: opts.output, epochs: opts.epochs, batchSize: opts.batchSize ?? 128,
-    lr: opts.lr ?? 0.01, optimizer: opts.optimizer ?? { kind: 'sgd', momentum: 0.9, weightDecay: 5e-4 },
-    schedule: { kind: 'cosine', warmupSteps: 0 }, seed: opts.seed ?? 0,
+    model: working,
+    data: union,
+    output: opts.output,
+    epochs: opts.epochs,
+    batchSize: opts.batchSize ?? 128,
+    lr: opts.lr ?? 0.01,
+    optimizer: opts.optimizer ?? { kind: 'sgd', momentum: 0.9, weightDecay: 5e-4 },
+    schedule: { kind: 'cosine', warmupSteps: 0 },
+    seed: opts.seed ?? 0,
     // a model without normalisation metadata takes [0, 1] pixels: keep it that way
-    mean: spec?.mean ?? new Array(channels).fill(0), std: spec?.std ?? new Array(channels).fill(1),
+    mean: spec?.mean ?? new Array(channels).fill(0),
+    std: spec?.std ?? new Array(channels).fill(1),
     ...(model.graph.initializers.has(MERGE_MATRIX) ? { freeze: MERGE_MATRIX } : {}),
     ...(opts.session ? { session: opts.session } : {}),
   });
   const tuned = loadModel(opts.output);
   setLabels(tuned, labels);
   const before = getProvenance(model);
-  setProvenance(tuned, { ...(before ?? { operation: 'assembled', parents: [] }), finetune: { epochs: opts.epochs, data: union.source, lr: opts.lr ?? 0.01, seed: opts.seed ?? 0 } });
+  setProvenance(tuned, {
+    ...(before ?? { operation: 'assembled', parents: [] }),
+    finetune: { epochs: opts.epochs, data: union.source, lr: opts.lr ?? 0.01, seed: opts.seed ?? 0 },
+  });
   saveModel(tuned, opts.output);
   for (const extra of [`${opts.output}.ckpt`, `${opts.output}.metrics.jsonl`]) rmSync(extra, { force: true });
   return { model: tuned, epochs: r.epochs, data: union.source };

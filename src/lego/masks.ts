@@ -98,10 +98,17 @@ export function layerInputMask(layer: Layer, v: Float64Array, out: Uint8Array, a
   }
   let min = Infinity;
   let max = -Infinity;
-  for (const x of s) { if (x < min) min = x; if (x > max) max = x; }
+  for (const x of s) {
+    if (x < min) min = x;
+    if (x > max) max = x;
+  }
   const den = max - min + EPS;
   let any = false;
-  for (let i = 0; i < s.length; i++) if ((s[i]! - min) / den > beta) { mask[i] = 1; any = true; }
+  for (let i = 0; i < s.length; i++)
+    if ((s[i]! - min) / den > beta) {
+      mask[i] = 1;
+      any = true;
+    }
   if (any) return { mask, rescued: false };
   let best = 0;
   for (let i = 1; i < strength.length; i++) if (strength[i]! > strength[best]!) best = i;
@@ -151,7 +158,9 @@ export function computeMasks(cg: ChannelGraph, contributions: Map<string, LayerC
     for (const [id, m] of masks) demand(cg, { kind: 'space', id }, m, keep);
   });
   for (const [layer, classes] of rescuedAt) {
-    warnings.push(`layer ${layer}: no input channel passed the thresholds for class${classes.length > 1 ? 'es' : ''} ${classes.join(',')}; kept the channel with the highest contribution`);
+    warnings.push(
+      `layer ${layer}: no input channel passed the thresholds for class${classes.length > 1 ? 'es' : ''} ${classes.join(',')}; kept the channel with the highest contribution`,
+    );
   }
   // The logits keep exactly the task's rows; other spaces never demanded keep their
   // strongest channel so that no layer is left empty.
@@ -163,10 +172,16 @@ export function computeMasks(cg: ChannelGraph, contributions: Map<string, LayerC
   }
   cg.spaces.forEach((space, id) => {
     if (findSpace(cg, id) !== id) return;
-    if (space.fixed) { keep.set(id, new Uint8Array(space.size).fill(1)); return; }
+    if (space.fixed) {
+      keep.set(id, new Uint8Array(space.size).fill(1));
+      return;
+    }
     const m = keep.get(id);
     if (m && m.some((x) => x)) return;
-    const producer = cg.layers.find((l) => { const r = cg.refs.get(l.output)!; return r.kind === 'space' && findSpace(cg, r.id) === id; });
+    const producer = cg.layers.find((l) => {
+      const r = cg.refs.get(l.output)!;
+      return r.kind === 'space' && findSpace(cg, r.id) === id;
+    });
     const best = producer ? strongestOutput(producer, contributions) : 0;
     const fresh = new Uint8Array(space.size);
     fresh[best] = 1;
@@ -176,17 +191,27 @@ export function computeMasks(cg: ChannelGraph, contributions: Map<string, LayerC
   // grouped convolutions keep or drop whole groups
   closeKeep(cg, keep);
   const layerMasks: LayerMask[] = layers.map((l) => ({
-    node: l.node.name, op: l.node.opType, input: l.input, output: l.output, inChannels: l.inChannels, outChannels: l.outChannels,
+    node: l.node.name,
+    op: l.node.opType,
+    input: l.input,
+    output: l.output,
+    inChannels: l.inChannels,
+    outChannels: l.outChannels,
     perClass: perClass.get(l.node.name)!,
     task: { in: indicesOf(maskOf(cg, cg.refs.get(l.input)!, keep)), out: indicesOf(maskOf(cg, cg.refs.get(l.output)!, keep)) },
   }));
   return {
     masks: {
-      task: [...input.task], thresholds: { ...thresholds }, samples: input.samples ?? {}, flatten: input.flatten ?? 'prune',
+      task: [...input.task],
+      thresholds: { ...thresholds },
+      samples: input.samples ?? {},
+      flatten: input.flatten ?? 'prune',
       ...(input.classThresholds?.size ? { classThresholds: Object.fromEntries([...input.classThresholds].map(([c, t]) => [String(c), { ...t }])) } : {}),
       layers: layerMasks,
     },
-    keep, keptOutputs, warnings,
+    keep,
+    keptOutputs,
+    warnings,
   };
 }
 
@@ -199,7 +224,10 @@ function strongestOutput(layer: Layer, contributions: Map<string, LayerContribut
   for (let o = 0; o < layer.outChannels; o++) {
     let s = 0;
     for (const v of c.values) for (let i = 0; i < layer.groupIn; i++) s += v[o * layer.groupIn + i]!;
-    if (s > bestValue) { bestValue = s; best = o; }
+    if (s > bestValue) {
+      bestValue = s;
+      best = o;
+    }
   }
   return best;
 }

@@ -38,14 +38,18 @@ import { attrInt, attrInts } from '../onnx/graph.js';
 import { isNum, sliceRange } from '../onnx/dims.js';
 
 export type OperatorKind =
-  | 'layer' | 'unary' | 'spatial' | 'binary' | 'channel-params' | 'normalize' | 'reduce'
-  | 'transpose' | 'reshape' | 'concat' | 'select' | 'mix' | 'shape';
+  'layer' | 'unary' | 'spatial' | 'binary' | 'channel-params' | 'normalize' | 'reduce' | 'transpose' | 'reshape' | 'concat' | 'select' | 'mix' | 'shape';
 
 const KINDS: Record<string, OperatorKind> = {};
-const register = (kind: OperatorKind, ops: string): void => { for (const op of ops.split(/\s+/).filter(Boolean)) KINDS[op] = kind; };
+const register = (kind: OperatorKind, ops: string): void => {
+  for (const op of ops.split(/\s+/).filter(Boolean)) KINDS[op] = kind;
+};
 register('layer', 'Conv Gemm MatMul');
-register('unary', `Relu LeakyRelu Sigmoid Tanh Clip Elu Selu Celu HardSigmoid HardSwish Softplus Softsign Gelu Mish Erf Identity
-  Dropout Neg Abs Exp Log Sqrt Reciprocal Floor Ceil Round Cast Sin Cos ThresholdedRelu Shrink`);
+register(
+  'unary',
+  `Relu LeakyRelu Sigmoid Tanh Clip Elu Selu Celu HardSigmoid HardSwish Softplus Softsign Gelu Mish Erf Identity
+  Dropout Neg Abs Exp Log Sqrt Reciprocal Floor Ceil Round Cast Sin Cos ThresholdedRelu Shrink`,
+);
 register('spatial', 'MaxPool AveragePool LpPool GlobalAveragePool GlobalMaxPool GlobalLpPool Resize Upsample Pad');
 register('binary', 'Add Sub Mul Div Pow PRelu Max Min Sum Mean');
 register('channel-params', 'BatchNormalization InstanceNormalization');
@@ -82,14 +86,23 @@ export function normalizedAxes(node: Node, rank: number, opset: number): number[
   const norm = (a: number): number => (a < 0 ? a + rank : a);
   const from = (a: number): number[] => Array.from({ length: rank - a }, (_, k) => a + k);
   switch (node.opType) {
-    case 'LayerNormalization': return from(norm(attrInt(node, 'axis', -1)));
-    case 'Softmax': case 'LogSoftmax': case 'Hardmax':
+    case 'LayerNormalization':
+      return from(norm(attrInt(node, 'axis', -1)));
+    case 'Softmax':
+    case 'LogSoftmax':
+    case 'Hardmax':
       // before opset 13 these flattened every axis from `axis` on into one
       return opset >= 13 ? [norm(attrInt(node, 'axis', -1))] : from(norm(attrInt(node, 'axis', 1)));
-    case 'LpNormalization': return [norm(attrInt(node, 'axis', -1))];
-    case 'MeanVarianceNormalization': return attrInts(node, 'axes', [0, 2, 3]).map(norm).sort((a, b) => a - b);
-    case 'LRN': return [1];
-    default: return [];
+    case 'LpNormalization':
+      return [norm(attrInt(node, 'axis', -1))];
+    case 'MeanVarianceNormalization':
+      return attrInts(node, 'axes', [0, 2, 3])
+        .map(norm)
+        .sort((a, b) => a - b);
+    case 'LRN':
+      return [1];
+    default:
+      return [];
   }
 }
 

@@ -59,7 +59,10 @@ class Pruner {
   /** node index -> the nodes that replace it */
   private readonly replacements = new Map<number, Node[]>();
 
-  constructor(private readonly cg: ChannelGraph, private readonly keep: SpaceMasks) {
+  constructor(
+    private readonly cg: ChannelGraph,
+    private readonly keep: SpaceMasks,
+  ) {
     this.out = cloneModel(cg.model);
     this.prod = producers(this.out.graph);
     for (const n of this.out.graph.nodes) for (const i of n.inputs) if (i) this.users.set(i, (this.users.get(i) ?? 0) + 1);
@@ -221,7 +224,14 @@ class Pruner {
     if (!a || !prunable(this.cg, a.ref)) return;
     const dims = this.prunedShape(out)!;
     if (dims.filter((d) => typeof d !== 'number').length > 1) throw new Error(`node "${node.name}": reshape target cannot be rewritten (a modelsmith bug)`);
-    this.replace(index, 1, int64([dims.length], dims.map((d) => (typeof d === 'number' ? d : -1))));
+    this.replace(
+      index,
+      1,
+      int64(
+        [dims.length],
+        dims.map((d) => (typeof d === 'number' ? d : -1)),
+      ),
+    );
   }
 
   /** Channel selections and shuffles: one Gather of the kept channels per output. */
@@ -269,7 +279,14 @@ const PRUNE: Record<OperatorKind, Rule> = {
   'channel-params': Pruner.prototype.channelParams,
   concat: Pruner.prototype.concat,
   reshape: Pruner.prototype.reshape,
-  unary: none, spatial: none, normalize: none, reduce: none, transpose: none, select: none, mix: none, shape: none,
+  unary: none,
+  spatial: none,
+  normalize: none,
+  reduce: none,
+  transpose: none,
+  select: none,
+  mix: none,
+  shape: none,
 };
 
 /**

@@ -45,8 +45,10 @@ const f32 = Math.fround;
 const fma32 = (a: number, b: number, c: number): number => f32(a * b + c);
 const LOG2E = f32(Math.LOG2E);
 const LN2_HI = f32(0.693145751953125);
-const LN2_LO = f32(1.428606765330187045e-06);
-const EXP_POLY = [0.000198527617612853646278381, 0.00139304355252534151077271, 0.00833336077630519866943359, 0.0416664853692054748535156, 0.166666671633720397949219, 0.5].map(f32);
+const LN2_LO = f32(1.428606765330187045e-6);
+const EXP_POLY = [
+  0.000198527617612853646278381, 0.00139304355252534151077271, 0.00833336077630519866943359, 0.0416664853692054748535156, 0.166666671633720397949219, 0.5,
+].map(f32);
 
 /**
  * Sleef's expf (the u10 variant PyTorch's vectorised float exp calls). Written out here
@@ -137,7 +139,9 @@ export class BoundedHeap {
   private readonly items: Scored[] = [];
   constructor(readonly capacity: number) {}
 
-  get size(): number { return this.items.length; }
+  get size(): number {
+    return this.items.length;
+  }
 
   offer(s: Scored): void {
     const h = this.items;
@@ -178,11 +182,16 @@ export async function selectSamples(model: Model, ds: Dataset, opts: SampleOptio
   const outputOf = new Map(opts.task.map((c, i) => [c, opts.outputs[i]!]));
   const indices = subsetIndices(ds, opts.task);
   for (const c of opts.task) {
-    if (!indices.some((i) => ds.label(i) === c)) throw new UserError(`class ${c} has no images in ${ds.source} (${ds.split} split); cannot choose representative samples`);
+    if (!indices.some((i) => ds.label(i) === c))
+      throw new UserError(`class ${c} has no images in ${ds.source} (${ds.split} split); cannot choose representative samples`);
   }
   const outName = model.graph.outputs[0]!.name;
   for await (const { batch, outputs } of inferBatches(model, ds, {
-    ...opts.session, normalization: opts.normalization, indices, ...(opts.batchSize ? { batchSize: opts.batchSize } : {}), ...(opts.label ? { label: opts.label } : {}),
+    ...opts.session,
+    normalization: opts.normalization,
+    indices,
+    ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
+    ...(opts.label ? { label: opts.label } : {}),
   })) {
     const logits = outputs[outName]!;
     const k = logits.dims[1]!;

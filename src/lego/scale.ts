@@ -75,8 +75,12 @@ export async function computeScales(model: Model, ds: Dataset, opts: ScaleOption
   const outName = model.graph.outputs[0]!.name;
   if (indices.length > 0) {
     for await (const { batch, outputs } of inferBatches(model, ds, {
-      ...opts.session, normalization: norm.normalization, indices, file,
-      ...(opts.batchSize ? { batchSize: opts.batchSize } : {}), ...(opts.label ? { label: opts.label } : {}),
+      ...opts.session,
+      normalization: norm.normalization,
+      indices,
+      file,
+      ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
+      ...(opts.label ? { label: opts.label } : {}),
     })) {
       const logits = outputs[outName]!.data as Float32Array;
       for (let b = 0; b < batch.size; b++) {
@@ -94,7 +98,11 @@ export async function computeScales(model: Model, ds: Dataset, opts: ScaleOption
   const unscaled: Unscaled[] = [];
   for (let j = 0; j < k; j++) {
     const c = map.classOf[j]!;
-    if (c < 0) { factors.push(1); meanMaxLogit.push(null); continue; }
+    if (c < 0) {
+      factors.push(1);
+      meanMaxLogit.push(null);
+      continue;
+    }
     if (counts[j] === 0) {
       factors.push(1);
       meanMaxLogit.push(null);
@@ -104,7 +112,11 @@ export async function computeScales(model: Model, ds: Dataset, opts: ScaleOption
     const mean = sums[j]! / counts[j]!;
     meanMaxLogit.push(mean);
     // A negative mean would flip the sign of the class's logit; leave such a class alone.
-    if (!(mean > 0)) { factors.push(1); unscaled.push({ output: j, class: c, reason: 'mean max logit is not positive' }); continue; }
+    if (!(mean > 0)) {
+      factors.push(1);
+      unscaled.push({ output: j, class: c, reason: 'mean max logit is not positive' });
+      continue;
+    }
     factors.push(1 / mean);
   }
   return { factors, correct: Array.from(counts), meanMaxLogit, unscaled, data: ds.source };
@@ -173,7 +185,8 @@ export function findLastLinear(model: Model, file = 'model'): LastLayer {
     const [a, b] = n.inputs as [string, string];
     const biasName = g.initializers.has(b) ? b : g.initializers.has(a) ? a : undefined;
     const mm = prod.get(biasName === b ? a : b);
-    if (!biasName || !mm || mm.opType !== 'MatMul' || !g.initializers.has(mm.inputs[1]!)) return fail(`the logits come from an Add (${n.name}) that is not MatMul + constant bias`);
+    if (!biasName || !mm || mm.opType !== 'MatMul' || !g.initializers.has(mm.inputs[1]!))
+      return fail(`the logits come from an Add (${n.name}) that is not MatMul + constant bias`);
     return { node: mm, weight: mm.inputs[1]!, rows: false, bias: biasName };
   }
   if (n.opType === 'MatMul') {
@@ -219,9 +232,16 @@ function scaledBias(b: Tensor, factors: readonly number[], file: string, name: s
   const k = factors.length;
   const v = toFloat32(b);
   // A broadcast (scalar) bias becomes one value per output so that each can be scaled.
-  if (v.length === 1) return float32([k], factors.map((f) => v[0]! * f));
+  if (v.length === 1)
+    return float32(
+      [k],
+      factors.map((f) => v[0]! * f),
+    );
   if (v.length !== k) throw new UserError(`${file}: bias ${name} has ${v.length} values, expected ${k}`);
-  return float32([...b.dims], Array.from(v, (x, j) => x * factors[j]!));
+  return float32(
+    [...b.dims],
+    Array.from(v, (x, j) => x * factors[j]!),
+  );
 }
 
 /** How the components' logits are put on one scale before assembly (one row per method). */
@@ -251,27 +271,44 @@ export interface AffineFit {
  * Written by hand: 2K parameters and a softmax, no library needed.
  */
 export function fitAffine(logits: Float32Array, rows: number, k: number, targets: Int32Array, iterations = 1000, lr = 0.05): AffineFit {
-  const u = new Float64Array(k), b = new Float64Array(k);
-  const m1 = new Float64Array(2 * k), m2 = new Float64Array(2 * k);
-  const gu = new Float64Array(k), gb = new Float64Array(k);
+  const u = new Float64Array(k),
+    b = new Float64Array(k);
+  const m1 = new Float64Array(2 * k),
+    m2 = new Float64Array(2 * k);
+  const gu = new Float64Array(k),
+    gb = new Float64Array(k);
   const p = new Float64Array(k);
   const accuracy = (): number => {
     let ok = 0;
     for (let n = 0; n < rows; n++) {
-      let best = 0, bv = -Infinity;
-      for (let j = 0; j < k; j++) { const v = Math.exp(u[j]!) * logits[n * k + j]! + b[j]!; if (v > bv) { bv = v; best = j; } }
+      let best = 0,
+        bv = -Infinity;
+      for (let j = 0; j < k; j++) {
+        const v = Math.exp(u[j]!) * logits[n * k + j]! + b[j]!;
+        if (v > bv) {
+          bv = v;
+          best = j;
+        }
+      }
       if (best === targets[n]) ok++;
     }
     return rows ? ok / rows : 0;
   };
   const before = accuracy();
   for (let it = 1; it <= iterations; it++) {
-    gu.fill(0); gb.fill(0);
+    gu.fill(0);
+    gb.fill(0);
     for (let n = 0; n < rows; n++) {
       let max = -Infinity;
-      for (let j = 0; j < k; j++) { p[j] = Math.exp(u[j]!) * logits[n * k + j]! + b[j]!; if (p[j]! > max) max = p[j]!; }
+      for (let j = 0; j < k; j++) {
+        p[j] = Math.exp(u[j]!) * logits[n * k + j]! + b[j]!;
+        if (p[j]! > max) max = p[j]!;
+      }
       let sum = 0;
-      for (let j = 0; j < k; j++) { p[j] = Math.exp(p[j]! - max); sum += p[j]!; }
+      for (let j = 0; j < k; j++) {
+        p[j] = Math.exp(p[j]! - max);
+        sum += p[j]!;
+      }
       for (let j = 0; j < k; j++) {
         const d = p[j]! / sum - (j === targets[n] ? 1 : 0);
         gu[j]! += d * Math.exp(u[j]!) * logits[n * k + j]!;
@@ -302,7 +339,13 @@ export function applyAffine(model: Model, factors: readonly number[], shifts: re
   const g = out.graph;
   if (last.bias) {
     const b = toFloat32(g.initializers.get(last.bias)!);
-    g.initializers.set(last.bias, float32([shifts.length], Array.from(shifts, (s, j) => (b.length === 1 ? b[0]! : b[j]!) + s)));
+    g.initializers.set(
+      last.bias,
+      float32(
+        [shifts.length],
+        Array.from(shifts, (s, j) => (b.length === 1 ? b[0]! : b[j]!) + s),
+      ),
+    );
     return out;
   }
   const name = `${last.node.name || 'logits'}.lego_shift`;
@@ -316,7 +359,13 @@ export function applyAffine(model: Model, factors: readonly number[], shifts: re
     const z = last.node.outputs[0]!;
     const pre = `${z}.lego_unshifted`;
     last.node.outputs[0] = pre;
-    g.nodes.splice(g.nodes.indexOf(last.node) + 1, 0, { name: `${last.node.name || 'logits'}_lego_shift`, opType: 'Add', inputs: [pre, name], outputs: [z], attributes: {} });
+    g.nodes.splice(g.nodes.indexOf(last.node) + 1, 0, {
+      name: `${last.node.name || 'logits'}_lego_shift`,
+      opType: 'Add',
+      inputs: [pre, name],
+      outputs: [z],
+      attributes: {},
+    });
   }
   return out;
 }

@@ -18,11 +18,15 @@ export function minArborescenceRooted(cost: ArrayLike<number>, n: number, root: 
   const parent = new Int32Array(n).fill(-1);
   for (let v = 0; v < n; v++) {
     if (v === root) continue;
-    let best = Infinity, bu = -1;
+    let best = Infinity,
+      bu = -1;
     for (let u = 0; u < n; u++) {
       if (u === v) continue;
       const c = cost[u * n + v]!;
-      if (c < best) { best = c; bu = u; }
+      if (c < best) {
+        best = c;
+        bu = u;
+      }
     }
     if (bu < 0) throw new Error(`arborescence: node ${v} has no incoming edge`);
     parent[v] = bu;
@@ -33,7 +37,10 @@ export function minArborescenceRooted(cost: ArrayLike<number>, n: number, root: 
   let count = 0;
   for (let v = 0; v < n; v++) {
     let x = v;
-    while (x !== root && id[x] === -1 && mark[x] !== v) { mark[x] = v; x = parent[x]!; }
+    while (x !== root && id[x] === -1 && mark[x] !== v) {
+      mark[x] = v;
+      x = parent[x]!;
+    }
     if (x !== root && id[x] === -1 && mark[x] === v) {
       for (let y = parent[x]!; y !== x; y = parent[y]!) id[y] = count;
       id[x] = count++;
@@ -55,7 +62,11 @@ export function minArborescenceRooted(cost: ArrayLike<number>, n: number, root: 
       if (c === Infinity) continue;
       const w = c - (inCycle[v] ? cost[parent[v]! * n + v]! : 0);
       const k = id[u]! * m + id[v]!;
-      if (w < c2[k]!) { c2[k] = w; from[k] = u; to[k] = v; }
+      if (w < c2[k]!) {
+        c2[k] = w;
+        from[k] = u;
+        to[k] = v;
+      }
     }
   }
   const p2 = minArborescenceRooted(c2, m, id[root]!);
@@ -73,7 +84,10 @@ export function minArborescenceRooted(cost: ArrayLike<number>, n: number, root: 
 export function minArborescence(cost: ArrayLike<number>, n: number): Int32Array {
   if (n === 1) return Int32Array.of(-1);
   let total = 0;
-  for (let i = 0; i < n * n; i++) { const c = cost[i]!; if (Number.isFinite(c)) total += Math.abs(c); }
+  for (let i = 0; i < n * n; i++) {
+    const c = cost[i]!;
+    if (Number.isFinite(c)) total += Math.abs(c);
+  }
   const big = 2 * total + 1;
   const m = n + 1;
   const c2 = new Float64Array(m * m).fill(Infinity);

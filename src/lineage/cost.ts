@@ -34,7 +34,10 @@ export function directedCost(d: ArrayLike<number>, score: ArrayLike<number>, n: 
   const m = new Float64Array(n * n);
   for (let u = 0; u < n; u++) {
     for (let v = 0; v < n; v++) {
-      if (u === v) { m[u * n + v] = Infinity; continue; }
+      if (u === v) {
+        m[u * n + v] = Infinity;
+        continue;
+      }
       const wrong = opts.direction === 'parent-higher' ? score[v]! > score[u]! : score[v]! < score[u]!;
       m[u * n + v] = d[u * n + v]! + (wrong ? penalty : 0);
     }

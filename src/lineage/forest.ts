@@ -62,7 +62,10 @@ export function rootedMst(d: ArrayLike<number>, score: readonly number[], k: num
     inTree[u] = 1;
     parent[u] = from[u]!;
     for (let v = 0; v < k; v++) {
-      if (!inTree[v] && d[u * k + v]! < best[v]!) { best[v] = d[u * k + v]!; from[v] = u; }
+      if (!inTree[v] && d[u * k + v]! < best[v]!) {
+        best[v] = d[u * k + v]!;
+        from[v] = u;
+      }
     }
   }
   return parent;
@@ -130,7 +133,8 @@ export function buildForest(m: Measurements, opts: ForestOptions = {}): LineageF
   let clusterInfo: LineageForest['settings']['clusters'];
   if (opts.clusters !== undefined) {
     k = opts.clusters;
-    if (!Number.isInteger(k) || k < 1 || k > n) throw new UserError(`lineage: --clusters must be an integer from 1 to ${n} (the number of models), got ${opts.clusters}`);
+    if (!Number.isInteger(k) || k < 1 || k > n)
+      throw new UserError(`lineage: --clusters must be an integer from 1 to ${n} (the number of models), got ${opts.clusters}`);
     clusterInfo = { k, estimated: false };
   } else {
     const method = opts.clusterMethod ?? 'gap';
@@ -165,16 +169,33 @@ export function buildForest(m: Measurements, opts: ForestOptions = {}): LineageF
     });
   }
   return assemble(m, labels, parent, cost, {
-    mode: m.mode, schatten: m.schatten, lambda, direction, signal, placement, directionUsed, clusters: clusterInfo, clusterDistance: m.clusterDistance,
+    mode: m.mode,
+    schatten: m.schatten,
+    lambda,
+    direction,
+    signal,
+    placement,
+    directionUsed,
+    clusters: clusterInfo,
+    clusterDistance: m.clusterDistance,
   });
 }
 
 /** Turns labels + parent array into the forest record. */
 export function assemble(m: Measurements, labels: Int32Array, parent: Int32Array, cost: Float64Array, settings: LineageForest['settings']): LineageForest {
   const n = m.names.length;
-  const depth = (v: number): number => { let d = 0; for (let x = parent[v]!; x >= 0; x = parent[x]!) d++; return d; };
+  const depth = (v: number): number => {
+    let d = 0;
+    for (let x = parent[v]!; x >= 0; x = parent[x]!) d++;
+    return d;
+  };
   const nodes: ForestNode[] = m.names.map((name, i) => ({
-    name, path: m.paths[i]!, cluster: labels[i]!, parent: parent[i]! >= 0 ? m.names[parent[i]!]! : null, depth: depth(i), kurtosis: m.kurtosis[i]!,
+    name,
+    path: m.paths[i]!,
+    cluster: labels[i]!,
+    parent: parent[i]! >= 0 ? m.names[parent[i]!]! : null,
+    depth: depth(i),
+    kurtosis: m.kurtosis[i]!,
   }));
   const edges: ForestEdge[] = [];
   for (let v = 0; v < n; v++) {

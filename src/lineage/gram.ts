@@ -63,8 +63,10 @@ export class GramEngine {
 
 /** sum((a_i - b_i)^2) over rows i and j of the stack, in float64. */
 export function directSquaredDistance(stack: Float32Array, i: number, j: number, p: number): number {
-  let s0 = 0, s1 = 0;
-  const a = i * p, b = j * p;
+  let s0 = 0,
+    s1 = 0;
+  const a = i * p,
+    b = j * p;
   let k = 0;
   for (; k + 1 < p; k += 2) {
     const d0 = stack[a + k]! - stack[b + k]!;
@@ -72,7 +74,10 @@ export function directSquaredDistance(stack: Float32Array, i: number, j: number,
     s0 += d0 * d0;
     s1 += d1 * d1;
   }
-  if (k < p) { const d = stack[a + k]! - stack[b + k]!; s0 += d * d; }
+  if (k < p) {
+    const d = stack[a + k]! - stack[b + k]!;
+    s0 += d * d;
+  }
   return s0 + s1;
 }
 
@@ -108,7 +113,8 @@ export function meanAbsDistances(stack: Float32Array, n: number, p: number): Flo
   for (let i = 0; i < n; i++) {
     for (let j = i + 1; j < n; j++) {
       let s = 0;
-      const a = i * p, b = j * p;
+      const a = i * p,
+        b = j * p;
       for (let k = 0; k < p; k++) s += Math.abs(stack[a + k]! - stack[b + k]!);
       out[i * n + j] = out[j * n + i] = s / p;
     }

@@ -13,7 +13,8 @@ export function excessKurtosis(x: ArrayLike<number>): number {
   let s = 0;
   for (let i = 0; i < n; i++) s += x[i]!;
   const mean = s / n;
-  let m2 = 0, m4 = 0;
+  let m2 = 0,
+    m4 = 0;
   for (let i = 0; i < n; i++) {
     const d = x[i]! - mean;
     const d2 = d * d;

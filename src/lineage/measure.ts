@@ -72,7 +72,8 @@ export function spectralCost(layers: readonly SelectedLayer[], n: number): numbe
   let perPair = 0;
   for (const l of layers) {
     if (l.shape.length !== 2) return Infinity;
-    const a = Math.min(l.shape[0]!, l.shape[1]!), b = Math.max(l.shape[0]!, l.shape[1]!);
+    const a = Math.min(l.shape[0]!, l.shape[1]!),
+      b = Math.max(l.shape[0]!, l.shape[1]!);
     perPair += a * a * b + (4 / 3) * a ** 3;
   }
   return pairs * perPair;
@@ -95,7 +96,8 @@ export async function measureModels(models: readonly ModelSource[], opts: Measur
   if (opts.schatten !== undefined && !rule.schatten) warn(`lineage: the Schatten exponent applies to mode spectral only; mode ${mode} does not use it`);
   const selected = new Set(selection.layers.map((l) => l.name));
   const not2d = selection.layers.find((l) => l.shape.length !== 2);
-  if (rule.matrices && not2d) throw new UserError(`lineage: --mode ${mode} compares matrices, but layer "${not2d.name}" is [${not2d.shape.join('x')}]; narrow --layers to 2-D weights`);
+  if (rule.matrices && not2d)
+    throw new UserError(`lineage: --mode ${mode} compares matrices, but layer "${not2d.name}" is [${not2d.shape.join('x')}]; narrow --layers to 2-D weights`);
   const l1Layers = rule.referenceClustering && clusterDistance === 'reference' ? all2dLayers(models) : [];
   const l1Names = new Set(l1Layers.map((l) => l.name));
   // every layer read once, in the first model's order
@@ -106,7 +108,8 @@ export async function measureModels(models: readonly ModelSource[], opts: Measur
   const l1 = new Float64Array(n * n);
   const kurtosis = new Float64Array(n);
   const meanSquare = new Float64Array(n);
-  let bytesRead = 0, repairedPairs = 0;
+  let bytesRead = 0,
+    repairedPairs = 0;
   const resources = await rule.resources(opts.session);
   const bar = progress('lineage: reading layers', toRead.length);
   try {

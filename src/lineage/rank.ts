@@ -26,7 +26,8 @@ export function singularValues(values: ArrayLike<number>, rows: number, cols: nu
   for (let i = 0; i < rows; i++) {
     for (let j = 0; j < cols; j++) {
       const v = values[i * cols + j]!;
-      if (tall) m.set(i, j, v); else m.set(j, i, v);
+      if (tall) m.set(i, j, v);
+      else m.set(j, i, v);
     }
   }
   const svd = new SVD(m, { computeLeftSingularVectors: false, computeRightSingularVectors: false, autoTranspose: false });

@@ -50,7 +50,12 @@ const q = (s: string): string => `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"
 /** Graphviz DOT: one subgraph cluster per tree, edges labelled with their cost; with a score, wrong edges are red. */
 export function forestDot(forest: LineageForest, truthEdges?: readonly [string, string][]): string {
   const right = new Set((truthEdges ?? []).map(([p, c]) => `${p}\u0000${c}`));
-  const out = ['digraph lineage {', '  rankdir=TB;', '  node [shape=box, style="rounded,filled", fillcolor="#eef3fb", fontname="Helvetica", fontsize=10];', '  edge [fontname="Helvetica", fontsize=8];'];
+  const out = [
+    'digraph lineage {',
+    '  rankdir=TB;',
+    '  node [shape=box, style="rounded,filled", fillcolor="#eef3fb", fontname="Helvetica", fontsize=10];',
+    '  edge [fontname="Helvetica", fontsize=8];',
+  ];
   forest.clusters.forEach((members, c) => {
     out.push(`  subgraph cluster_${c} {`, `    label=${q(`tree ${c + 1}`)}; color="#9aa7b8";`);
     for (const m of members) out.push(`    ${q(m)}${forest.roots.includes(m) ? ' [fillcolor="#d7e6c8"]' : ''};`);
@@ -88,7 +93,12 @@ export interface ForestFiles {
  * @example
  *   await writeForestFiles(forest, 'runs/lineage', score);
  */
-export async function writeForestFiles(forest: LineageForest, dir: string, score?: LineageScore, truthEdges?: readonly [string, string][]): Promise<ForestFiles> {
+export async function writeForestFiles(
+  forest: LineageForest,
+  dir: string,
+  score?: LineageScore,
+  truthEdges?: readonly [string, string][],
+): Promise<ForestFiles> {
   const files = { json: join(dir, 'forest.json'), dot: join(dir, 'forest.dot'), svg: join(dir, 'forest.svg'), png: join(dir, 'forest.png') };
   const dot = forestDot(forest, truthEdges);
   const svg = await dotToSvg(dot);

@@ -42,7 +42,10 @@ export function layerPattern(p: string): RegExp {
       throw new UserError(`--layers: ${p} is not a valid regular expression (${(e as Error).message})`);
     }
   }
-  const re = p.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  const re = p
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
   return new RegExp(`^${re}$`);
 }
 
@@ -83,7 +86,9 @@ export function selectLayers(models: readonly ModelSource[], opts: SelectOptions
     chosen = firstLayers.filter((l) => res.some((r) => r.test(l.name)));
     rule = `layers matching ${opts.patterns.join(', ')}`;
     if (chosen.length === 0) {
-      throw new UserError(`lineage: --layers ${opts.patterns.join(', ')} matches no tensor of ${first.name} (it has ${preview(firstLayers.map((l) => l.name))})`);
+      throw new UserError(
+        `lineage: --layers ${opts.patterns.join(', ')} matches no tensor of ${first.name} (it has ${preview(firstLayers.map((l) => l.name))})`,
+      );
     }
     const notFloat = chosen.find((l) => !l.float);
     if (notFloat) throw new UserError(`lineage: layer "${notFloat.name}" of ${first.name} is ${notFloat.dtype}, not floating point; narrow --layers`);
@@ -95,7 +100,9 @@ export function selectLayers(models: readonly ModelSource[], opts: SelectOptions
     chosen = firstLayers.filter(isSquare2d);
     rule = 'square 2-D floating-point matrices (default)';
     if (chosen.length === 0) {
-      throw new UserError(`lineage: ${first.name} has no square 2-D weight matrix; choose layers with --layers (it has ${preview(firstLayers.map((l) => `${l.name} [${l.shape.join('x')}]`))})`);
+      throw new UserError(
+        `lineage: ${first.name} has no square 2-D weight matrix; choose layers with --layers (it has ${preview(firstLayers.map((l) => `${l.name} [${l.shape.join('x')}]`))})`,
+      );
     }
   }
   const layers = chosen.map((l) => ({ name: l.name, shape: [...l.shape], size: l.shape.reduce((a, b) => a * b, 1) }));
@@ -106,7 +113,10 @@ export function selectLayers(models: readonly ModelSource[], opts: SelectOptions
 /** Every 2-D floating-point tensor shared by all models (the reference's clustering distance uses them all). */
 export function all2dLayers(models: readonly ModelSource[]): SelectedLayer[] {
   const first = models[0]!;
-  const layers = first.layers().filter((l) => l.float && l.shape.length === 2).map((l) => ({ name: l.name, shape: [...l.shape], size: l.shape[0]! * l.shape[1]! }));
+  const layers = first
+    .layers()
+    .filter((l) => l.float && l.shape.length === 2)
+    .map((l) => ({ name: l.name, shape: [...l.shape], size: l.shape[0]! * l.shape[1]! }));
   checkShared(models, layers, '2-D');
   return layers;
 }
@@ -116,9 +126,14 @@ function checkShared(models: readonly ModelSource[], layers: readonly SelectedLa
     const have = new Map(m.layers().map((l) => [l.name, l]));
     for (const l of layers) {
       const h = have.get(l.name);
-      if (!h) throw new UserError(`lineage: model ${m.name} (${m.path}) has no layer "${l.name}" (a ${what} layer of ${models[0]!.name}); all models must share the compared layers`);
+      if (!h)
+        throw new UserError(
+          `lineage: model ${m.name} (${m.path}) has no layer "${l.name}" (a ${what} layer of ${models[0]!.name}); all models must share the compared layers`,
+        );
       if (h.shape.length !== l.shape.length || h.shape.some((d, i) => d !== l.shape[i])) {
-        throw new UserError(`lineage: layer "${l.name}" is [${h.shape.join('x')}] in ${m.name} but [${l.shape.join('x')}] in ${models[0]!.name}; models must share the compared layers`);
+        throw new UserError(
+          `lineage: layer "${l.name}" is [${h.shape.join('x')}] in ${m.name} but [${l.shape.join('x')}] in ${models[0]!.name}; models must share the compared layers`,
+        );
       }
       if (!h.float) throw new UserError(`lineage: layer "${l.name}" of ${m.name} is ${h.dtype}, not floating point`);
     }

@@ -59,7 +59,13 @@ export const MAX_HF_CONFIG_BYTES = 1024 * 1024;
 
 /** True when `dir` holds config.json and model.safetensors or model.safetensors.index.json. */
 export function isHfFolder(dir: string): boolean {
-  const isFile = (p: string): boolean => { try { return statSync(p).isFile(); } catch { return false; } };
+  const isFile = (p: string): boolean => {
+    try {
+      return statSync(p).isFile();
+    } catch {
+      return false;
+    }
+  };
   return isFile(join(dir, HF_CONFIG)) && HF_WEIGHTS.some((w) => isFile(join(dir, w)));
 }
 
@@ -144,7 +150,10 @@ function shardNames(indexPath: string): string[] {
 
 function listFile(path: string): string[] {
   const base = dirname(resolve(path));
-  const lines = readFileSync(path, 'utf8').split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+  const lines = readFileSync(path, 'utf8')
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('#'));
   if (lines.length === 0) throw new UserError(`lineage: list file ${path} names no models`);
   const out: string[] = [];
   for (const l of lines) {
@@ -199,7 +208,13 @@ const FLOAT_IR = new Set(['float64', 'float32', 'float16', 'bfloat16']);
  */
 function openHfFolder(dir: string): ModelSource {
   const real = realOrThrow(dir, dir);
-  const weights = HF_WEIGHTS.map((w) => join(dir, w)).find((p) => { try { return statSync(p).isFile(); } catch { return false; } });
+  const weights = HF_WEIGHTS.map((w) => join(dir, w)).find((p) => {
+    try {
+      return statSync(p).isFile();
+    } catch {
+      return false;
+    }
+  });
   if (!weights) throw new UserError(`lineage: ${dir} is not a Hugging Face model folder: it has no ${HF_WEIGHTS.join(' or ')}`);
   const config = readHfConfig(join(dir, HF_CONFIG), real);
   const inside = realOrThrow(weights, dir);
@@ -269,7 +284,12 @@ export function readBounded(path: string, max: number, what: string): string {
 
 class SafetensorsSource implements ModelSource {
   readonly name: string;
-  constructor(readonly path: string, private readonly file: SafetensorsFile, name?: string, readonly config?: Readonly<Record<string, unknown>>) {
+  constructor(
+    readonly path: string,
+    private readonly file: SafetensorsFile,
+    name?: string,
+    readonly config?: Readonly<Record<string, unknown>>,
+  ) {
     this.name = name ?? modelStem(path);
   }
   metadata(): Readonly<Record<string, string>> {

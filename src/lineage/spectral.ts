@@ -29,7 +29,10 @@ export function symmetricEigenvalues(a: Float64Array, n: number): Float64Array {
       if (scale === 0) {
         e[i] = a[ri + l]!;
       } else {
-        for (let k = 0; k <= l; k++) { a[ri + k]! /= scale; h += a[ri + k]! * a[ri + k]!; }
+        for (let k = 0; k <= l; k++) {
+          a[ri + k]! /= scale;
+          h += a[ri + k]! * a[ri + k]!;
+        }
         let f = a[ri + l]!;
         let g = f >= 0 ? -Math.sqrt(h) : Math.sqrt(h);
         e[i] = scale * g;
@@ -76,14 +79,20 @@ export function symmetricEigenvalues(a: Float64Array, n: number): Float64Array {
         let g = (d[l + 1]! - d[l]!) / (2 * e[l]!);
         let r = Math.hypot(g, 1);
         g = d[m]! - d[l]! + e[l]! / (g + (g >= 0 ? Math.abs(r) : -Math.abs(r)));
-        let s = 1, c = 1, p = 0;
+        let s = 1,
+          c = 1,
+          p = 0;
         let i: number;
         for (i = m - 1; i >= l; i--) {
           const f = s * e[i]!;
           const b = c * e[i]!;
           r = Math.hypot(f, g);
           e[i + 1] = r;
-          if (r === 0) { d[i + 1]! -= p; e[m] = 0; break; }
+          if (r === 0) {
+            d[i + 1]! -= p;
+            e[m] = 0;
+            break;
+          }
           s = f / r;
           c = g / r;
           g = d[i + 1]! - p;
@@ -122,7 +131,8 @@ export function smallGram(a: ArrayLike<number>, rows: number, cols: number): { g
   for (let i = 0; i < rows; i++) {
     for (let j = i; j < rows; j++) {
       let s = 0;
-      const oi = i * cols, oj = j * cols;
+      const oi = i * cols,
+        oj = j * cols;
       for (let k = 0; k < cols; k++) s += a[oi + k]! * a[oj + k]!;
       g[i * rows + j] = g[j * rows + i] = s;
     }

@@ -86,7 +86,7 @@ function update(w: Float32Array, size: number, step: number, rng: Rng, rank?: nu
   const out = Float32Array.from(w);
   let norm = 0;
   for (const x of w) norm += x * x;
-  const scale = (step * Math.sqrt(norm / w.length));
+  const scale = step * Math.sqrt(norm / w.length);
   if (rank === undefined) {
     for (let i = 0; i < out.length; i++) out[i]! += scale * rng.normal();
     return out;

@@ -112,7 +112,8 @@ export function scoreForest(forest: ScoredForest, truth: Truth): LineageScore {
   const truthChecked = checkTruth(truth, names);
   const directedSet = new Set(truthChecked.edges.map(([p, c]) => `${p}\u0000${c}`));
   const undirectedSet = new Set(truthChecked.edges.flatMap(([p, c]) => [`${p}\u0000${c}`, `${c}\u0000${p}`]));
-  let directed = 0, undirected = 0;
+  let directed = 0,
+    undirected = 0;
   for (const e of forest.edges) {
     const k = `${e.parent}\u0000${e.child}`;
     if (directedSet.has(k)) directed++;
@@ -136,11 +137,15 @@ export function scoreForest(forest: ScoredForest, truth: Truth): LineageScore {
 
 function labelsOf(keys: string[]): number[] {
   const ids = new Map<string, number>();
-  return keys.map((k) => { if (!ids.has(k)) ids.set(k, ids.size); return ids.get(k)!; });
+  return keys.map((k) => {
+    if (!ids.has(k)) ids.set(k, ids.size);
+    return ids.get(k)!;
+  });
 }
 
 function contingency(a: number[], b: number[]): number[][] {
-  const ka = Math.max(...a) + 1, kb = Math.max(...b) + 1;
+  const ka = Math.max(...a) + 1,
+    kb = Math.max(...b) + 1;
   const t = Array.from({ length: ka }, () => new Array<number>(kb).fill(0));
   a.forEach((x, i) => t[x]![b[i]!]!++);
   return t;
@@ -153,15 +158,19 @@ export function matchedFraction(a: number[], b: number[]): number {
   const cost = Array.from({ length: size }, (_, i) => Array.from({ length: size }, (_, j) => -(t[i]?.[j] ?? 0)));
   const assign = hungarian(cost);
   let s = 0;
-  assign.forEach((j, i) => { s += t[i]?.[j] ?? 0; });
+  assign.forEach((j, i) => {
+    s += t[i]?.[j] ?? 0;
+  });
   return s / a.length;
 }
 
 /** Minimum-cost perfect assignment of a square matrix (rows -> columns), O(n^3). */
 export function hungarian(cost: number[][]): number[] {
   const n = cost.length;
-  const u = new Array<number>(n + 1).fill(0), v = new Array<number>(n + 1).fill(0);
-  const p = new Array<number>(n + 1).fill(0), way = new Array<number>(n + 1).fill(0);
+  const u = new Array<number>(n + 1).fill(0),
+    v = new Array<number>(n + 1).fill(0);
+  const p = new Array<number>(n + 1).fill(0),
+    way = new Array<number>(n + 1).fill(0);
   for (let i = 1; i <= n; i++) {
     p[0] = i;
     let j0 = 0;
@@ -170,19 +179,33 @@ export function hungarian(cost: number[][]): number[] {
     do {
       used[j0] = true;
       const i0 = p[j0]!;
-      let delta = Infinity, j1 = 0;
+      let delta = Infinity,
+        j1 = 0;
       for (let j = 1; j <= n; j++) {
         if (used[j]) continue;
         const cur = cost[i0 - 1]![j - 1]! - u[i0]! - v[j]!;
-        if (cur < minv[j]!) { minv[j] = cur; way[j] = j0; }
-        if (minv[j]! < delta) { delta = minv[j]!; j1 = j; }
+        if (cur < minv[j]!) {
+          minv[j] = cur;
+          way[j] = j0;
+        }
+        if (minv[j]! < delta) {
+          delta = minv[j]!;
+          j1 = j;
+        }
       }
       for (let j = 0; j <= n; j++) {
-        if (used[j]) { u[p[j]!]! += delta; v[j]! -= delta; } else minv[j]! -= delta;
+        if (used[j]) {
+          u[p[j]!]! += delta;
+          v[j]! -= delta;
+        } else minv[j]! -= delta;
       }
       j0 = j1;
     } while (p[j0] !== 0);
-    do { const j1 = way[j0]!; p[j0] = p[j1]!; j0 = j1; } while (j0);
+    do {
+      const j1 = way[j0]!;
+      p[j0] = p[j1]!;
+      j0 = j1;
+    } while (j0);
   }
   const rowToCol = new Array<number>(n).fill(-1);
   for (let j = 1; j <= n; j++) if (p[j]! > 0) rowToCol[p[j]! - 1] = j - 1;
@@ -197,7 +220,8 @@ export function adjustedRand(a: number[], b: number[]): number {
   for (const row of t) for (const x of row) sumCells += c2(x);
   const rows = t.map((r) => r.reduce((s, x) => s + x, 0));
   const cols = t[0]!.map((_, j) => t.reduce((s, r) => s + r[j]!, 0));
-  const sa = rows.reduce((s, x) => s + c2(x), 0), sb = cols.reduce((s, x) => s + c2(x), 0);
+  const sa = rows.reduce((s, x) => s + c2(x), 0),
+    sb = cols.reduce((s, x) => s + c2(x), 0);
   const expected = (sa * sb) / c2(a.length);
   const max = (sa + sb) / 2;
   return max === expected ? 1 : (sumCells - expected) / (max - expected);

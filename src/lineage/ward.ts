@@ -28,20 +28,28 @@ export function wardLinkage(dist: ArrayLike<number>, n: number): Merge[] {
   const active = new Array<boolean>(n).fill(true);
   const merges: Merge[] = [];
   for (let step = 0; step < n - 1; step++) {
-    let bi = -1, bj = -1, best = Infinity;
+    let bi = -1,
+      bj = -1,
+      best = Infinity;
     for (let i = 0; i < n; i++) {
       if (!active[i]) continue;
       for (let j = i + 1; j < n; j++) {
         if (!active[j]) continue;
         const v = d[i * n + j]!;
-        if (v < best || bi < 0) { best = v; bi = i; bj = j; }
+        if (v < best || bi < 0) {
+          best = v;
+          bi = i;
+          bj = j;
+        }
       }
     }
-    const ni = size[bi]!, nj = size[bj]!;
+    const ni = size[bi]!,
+      nj = size[bj]!;
     for (let k = 0; k < n; k++) {
       if (!active[k] || k === bi || k === bj) continue;
       const nk = size[k]!;
-      const dki = d[k * n + bi]!, dkj = d[k * n + bj]!;
+      const dki = d[k * n + bi]!,
+        dkj = d[k * n + bj]!;
       const v = Math.sqrt(Math.max(0, ((ni + nk) * dki * dki + (nj + nk) * dkj * dkj - nk * best * best) / (ni + nj + nk)));
       d[k * n + bi] = d[bi * n + k] = v;
     }
@@ -59,7 +67,10 @@ export function cutTree(merges: readonly Merge[], n: number, k: number): Int32Ar
   if (k < 1 || k > n) throw new RangeError(`cannot cut ${n} items into ${k} clusters`);
   const parent = Array.from({ length: 2 * n }, (_, i) => i);
   const find = (x: number): number => {
-    while (parent[x] !== x) { parent[x] = parent[parent[x]!]!; x = parent[x]!; }
+    while (parent[x] !== x) {
+      parent[x] = parent[parent[x]!]!;
+      x = parent[x]!;
+    }
     return x;
   };
   // merges in height order (Ward heights are monotone, but sort to be safe with ties)
@@ -93,11 +104,15 @@ export interface KEstimate {
 export function estimateKGap(merges: readonly Merge[], n: number): KEstimate {
   const h = merges.map((m) => m.height).sort((a, b) => a - b);
   const scores: Record<number, number> = {};
-  let best = 2, bestGap = -Infinity;
+  let best = 2,
+    bestGap = -Infinity;
   for (let k = 2; k <= n - 1; k++) {
     const gap = h[n - k]! - h[n - k - 1]!;
     scores[k] = gap;
-    if (gap > bestGap) { bestGap = gap; best = k; }
+    if (gap > bestGap) {
+      bestGap = gap;
+      best = k;
+    }
   }
   return { k: n < 3 ? 1 : best, method: 'gap', scores };
 }
@@ -123,11 +138,15 @@ export function silhouette(dist: ArrayLike<number>, n: number, labels: Int32Arra
 
 export function estimateKSilhouette(merges: readonly Merge[], dist: ArrayLike<number>, n: number): KEstimate {
   const scores: Record<number, number> = {};
-  let best = 1, bestScore = -Infinity;
+  let best = 1,
+    bestScore = -Infinity;
   for (let k = 2; k <= n - 1; k++) {
     const s = silhouette(dist, n, cutTree(merges, n, k));
     scores[k] = s;
-    if (s > bestScore) { bestScore = s; best = k; }
+    if (s > bestScore) {
+      bestScore = s;
+      best = k;
+    }
   }
   return { k: best, method: 'silhouette', scores };
 }

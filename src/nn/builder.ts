@@ -93,7 +93,10 @@ export class GraphBuilder {
   conv(x: TensorHandle, o: ConvOptions, name: string): TensorHandle {
     this.checkFree(name);
     const [c, h, w] = spatial(x, name, 'conv');
-    const stride = o.stride ?? 1, pad = o.pad ?? 0, groups = o.groups ?? 1, dilation = o.dilation ?? 1;
+    const stride = o.stride ?? 1,
+      pad = o.pad ?? 0,
+      groups = o.groups ?? 1,
+      dilation = o.dilation ?? 1;
     positive(name, { out: o.out, kernel: o.kernel, stride, groups, dilation });
     if (!Number.isInteger(pad) || pad < 0) throw new UserError(`${name}: pad must be a non-negative integer, got ${pad}`);
     if (c % groups !== 0 || o.out % groups !== 0) {
@@ -173,7 +176,8 @@ export class GraphBuilder {
 
   add(a: TensorHandle, b: TensorHandle, name?: string): TensorHandle {
     const n = this.auto(name, `${a.name}.add`);
-    if (!sameShape(a.shape, b.shape)) throw new UserError(`${n}: cannot add ${a.name} [${a.shape.join(',')}] and ${b.name} [${b.shape.join(',')}]: shapes differ`);
+    if (!sameShape(a.shape, b.shape))
+      throw new UserError(`${n}: cannot add ${a.name} [${a.shape.join(',')}] and ${b.name} [${b.shape.join(',')}]: shapes differ`);
     return this.node('Add', n, [a.name, b.name], a.shape, {});
   }
 
@@ -191,7 +195,13 @@ export class GraphBuilder {
     }
     const shape = [...xs[0]!.shape];
     shape[k] = xs.reduce((s, x) => s + x.shape[k]!, 0);
-    return this.node('Concat', n, xs.map((x) => x.name), shape, { axis: int(axis) });
+    return this.node(
+      'Concat',
+      n,
+      xs.map((x) => x.name),
+      shape,
+      { axis: int(axis) },
+    );
   }
 
   /** Identity at inference; the ratio is a Constant node so it does not count as a parameter. */
@@ -232,7 +242,13 @@ export class GraphBuilder {
     if (perm.length !== x.shape.length || [...perm].sort((a, b) => a - b).some((p, i) => p !== i)) {
       throw new UserError(`${n}: perm [${perm.join(',')}] is not a permutation of the ${x.shape.length} axes of ${x.name}`);
     }
-    return this.node('Transpose', n, [x.name], perm.map((p) => x.shape[p]!), { perm: ints([0, ...perm.map((p) => p + 1)]) });
+    return this.node(
+      'Transpose',
+      n,
+      [x.name],
+      perm.map((p) => x.shape[p]!),
+      { perm: ints([0, ...perm.map((p) => p + 1)]) },
+    );
   }
 
   /** LayerNormalization over the last axis, with `<name>.weight` (ones) and `<name>.bias` (zeros); torchvision's ViT uses eps 1e-6. */
@@ -269,7 +285,8 @@ export class GraphBuilder {
   /** Batched matrix product of two per-sample tensors [..., m, k] x [..., k, n] with equal leading axes. */
   matmul(a: TensorHandle, b: TensorHandle, name?: string): TensorHandle {
     const n = this.auto(name, `${a.name}.matmul`);
-    const ra = a.shape.length, rb = b.shape.length;
+    const ra = a.shape.length,
+      rb = b.shape.length;
     if (ra < 2 || ra !== rb || a.shape.slice(0, -2).some((d, i) => d !== b.shape[i]) || a.shape[ra - 1] !== b.shape[rb - 2]) {
       throw new UserError(`${n}: cannot multiply ${a.name} [${a.shape.join(',')}] by ${b.name} [${b.shape.join(',')}]`);
     }
@@ -330,7 +347,13 @@ export class GraphBuilder {
       throw new UserError(`${n}: index ${index} is outside axis ${k} of ${x.name} (size ${x.shape[k]})`);
     }
     const i = this.constant(`${n}.index`, scalarInt64(index));
-    return this.node('Gather', n, [x.name, i], x.shape.filter((_, j) => j !== k), { axis: int(k + 1) });
+    return this.node(
+      'Gather',
+      n,
+      [x.name, i],
+      x.shape.filter((_, j) => j !== k),
+      { axis: int(k + 1) },
+    );
   }
 
   /**
@@ -439,11 +462,13 @@ export class GraphBuilder {
 
   private poolShape(x: TensorHandle, o: PoolOptions, name: string): number[] {
     const [c, h, w] = spatial(x, name, 'pool');
-    const stride = o.stride ?? o.kernel, pad = o.pad ?? 0;
+    const stride = o.stride ?? o.kernel,
+      pad = o.pad ?? 0;
     positive(name, { kernel: o.kernel, stride });
     if (!Number.isInteger(pad) || pad < 0 || 2 * pad > o.kernel) throw new UserError(`${name}: pool pad must be an integer in 0..kernel/2, got ${pad}`);
     const size = (n: number): number => poolOutput(n, o.kernel, stride, pad, o.ceil ?? false);
-    const oh = size(h), ow = size(w);
+    const oh = size(h),
+      ow = size(w);
     if (oh < 1 || ow < 1) throw new UserError(`${name}: input ${h}x${w} is too small for a ${o.kernel}x${o.kernel} pool`);
     return [c, oh, ow];
   }

@@ -50,7 +50,8 @@ export function initValues(spec: InitSpec, dims: readonly number[], seed: number
       if (!(limit > 0)) throw new Error(`truncNormal limit must be positive, got ${limit}`);
       for (let i = 0; i < out.length; i++) {
         let v: number;
-        do v = rng.normal() * spec.std; while (Math.abs(v) > limit);
+        do v = rng.normal() * spec.std;
+        while (Math.abs(v) > limit);
         out[i] = v;
       }
       return out;

@@ -64,8 +64,13 @@ export const ZOO: Readonly<Record<string, ZooEntry>> = {
   resnet34: entry('resnet34', 'ResNet-34: basic blocks [3,4,6,3], CIFAR stem', resnet34),
   resnet50: entry('resnet50', 'ResNet-50: bottleneck blocks [3,4,6,3], CIFAR stem', resnet50),
   inception: entry('inception', 'GoogLeNet-style Inception net for small images (kuangliu CIFAR definition)', inception),
-  vit: entry('vit', 'Vision Transformer as torchvision builds it (--patch 4 --layers 4 --hidden 128 --heads 4 --mlp 512 by default), class-token head',
-    vit, ['hidden', 'patch', 'layers', 'heads', 'mlp']),
+  vit: entry('vit', 'Vision Transformer as torchvision builds it (--patch 4 --layers 4 --hidden 128 --heads 4 --mlp 512 by default), class-token head', vit, [
+    'hidden',
+    'patch',
+    'layers',
+    'heads',
+    'mlp',
+  ]),
 };
 
 export const ZOO_NAMES: readonly string[] = Object.keys(ZOO);
@@ -90,7 +95,10 @@ function buildZooModel(name: string, arch: Arch, opts: ZooOptions): Model {
   const b = new GraphBuilder({ seed: o.seed, graphName: name });
   const x = b.input('input', o.input);
   const result = arch({
-    b, x, classes: o.classes, ch: scaleWidth(o.width),
+    b,
+    x,
+    classes: o.classes,
+    ch: scaleWidth(o.width),
     ...(o.blocks ? { blocks: o.blocks } : {}),
     ...(o.hidden && name !== 'vit' ? { hidden: o.hidden } : {}),
     ...(o.vit ? { vit: o.vit } : {}),
@@ -99,8 +107,14 @@ function buildZooModel(name: string, arch: Arch, opts: ZooOptions): Model {
   const model = b.build();
   const blocks = o.blocks ?? FIXED_BLOCKS[name] ?? (name === 'resnet' ? [2, 2, 2, 2] : undefined);
   setArch(model, {
-    name, ...(blocks ? { blocks } : {}), ...(o.hidden && !o.vit ? { hidden: o.hidden } : {}), ...(o.vit ?? {}),
-    width: o.width, input: o.input, classes: o.classes, seed: o.seed,
+    name,
+    ...(blocks ? { blocks } : {}),
+    ...(o.hidden && !o.vit ? { hidden: o.hidden } : {}),
+    ...(o.vit ?? {}),
+    width: o.width,
+    input: o.input,
+    classes: o.classes,
+    seed: o.seed,
   });
   setInputSpec(model, { shape: o.input });
   setCuts(model, [...result.cuts, { name: 'logits', tensor: logits.name, kind: 'logits' }]);

@@ -33,9 +33,40 @@ const WEIGHTED_OPS = new Set(['Conv', 'ConvTranspose', 'Gemm', 'MatMul', 'ConvIn
 
 /** Operators a layer's output extends over (its activation, normalisation, local pooling). */
 const TRAILING_OPS = new Set([
-  'Relu', 'LeakyRelu', 'PRelu', 'Elu', 'Selu', 'Celu', 'Gelu', 'Sigmoid', 'HardSigmoid', 'HardSwish', 'Tanh', 'Softplus', 'Softsign', 'Mish', 'Erf',
-  'Clip', 'Add', 'Sub', 'Mul', 'Div', 'Pow', 'Sqrt', 'Exp', 'Neg', 'Abs', 'Min', 'Max',
-  'BatchNormalization', 'InstanceNormalization', 'Dropout', 'Identity', 'MaxPool', 'AveragePool', 'LpPool',
+  'Relu',
+  'LeakyRelu',
+  'PRelu',
+  'Elu',
+  'Selu',
+  'Celu',
+  'Gelu',
+  'Sigmoid',
+  'HardSigmoid',
+  'HardSwish',
+  'Tanh',
+  'Softplus',
+  'Softsign',
+  'Mish',
+  'Erf',
+  'Clip',
+  'Add',
+  'Sub',
+  'Mul',
+  'Div',
+  'Pow',
+  'Sqrt',
+  'Exp',
+  'Neg',
+  'Abs',
+  'Min',
+  'Max',
+  'BatchNormalization',
+  'InstanceNormalization',
+  'Dropout',
+  'Identity',
+  'MaxPool',
+  'AveragePool',
+  'LpPool',
 ]);
 
 const POOL_OPS = new Set(['MaxPool', 'AveragePool', 'LpPool']);
@@ -90,7 +121,10 @@ export function blockCuts(model: Model): FoundCut[] {
   let features: string | undefined;
   for (let i = bodyEnd + 1; i < last; i++) {
     const s = shape(chain[i]!);
-    if (s && s.length === 1) { features = chain[i]; break; }
+    if (s && s.length === 1) {
+      features = chain[i];
+      break;
+    }
   }
 
   const steps = chainSteps(flow, bodyEnd, extent);
@@ -232,7 +266,12 @@ function nameUnits(units: Unit[]): FoundCut[] {
   const used = new Set(['features']);
   return units.map((u, i) => {
     let name = names[i]!;
-    if (used.has(name)) for (let k = 2; ; k++) if (!used.has(`${names[i]}#${k}`)) { name = `${names[i]}#${k}`; break; }
+    if (used.has(name))
+      for (let k = 2; ; k++)
+        if (!used.has(`${names[i]}#${k}`)) {
+          name = `${names[i]}#${k}`;
+          break;
+        }
     used.add(name);
     return { name, tensor: u.tensor, kind: u.kind };
   });

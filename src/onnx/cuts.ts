@@ -75,7 +75,12 @@ export function detachShapeReads(model: Model, tensor: string, batchAxis = 0, ou
   const g = model.graph;
   const after = new Set<string>([tensor]);
   const stack = [tensor];
-  while (stack.length) for (const s of flow.succs.get(stack.pop()!) ?? []) if (!after.has(s)) { after.add(s); stack.push(s); }
+  while (stack.length)
+    for (const s of flow.succs.get(stack.pop()!) ?? [])
+      if (!after.has(s)) {
+        after.add(s);
+        stack.push(s);
+      }
   const prod = producers(g);
   const reads: Node[] = [];
   const seen = new Set<string>();
@@ -108,12 +113,18 @@ export function detachShapeReads(model: Model, tensor: string, batchAxis = 0, ou
     const values = k?.values;
     if (!k?.shape || !values || k.shape.length > 1 || !values.every((v) => typeof v === 'number' || v === symbol)) {
       const what = values ? values.join('x') : 'values unknown';
-      throw new UserError(`the part of the model after "${tensor}" reads the shape of an earlier tensor through node "${node.name}" (${node.opType}) `
-        + `in a way modelsmith cannot rebuild from the cut (${what})`);
+      throw new UserError(
+        `the part of the model after "${tensor}" reads the shape of an earlier tensor through node "${node.name}" (${node.opType}) ` +
+          `in a way modelsmith cannot rebuild from the cut (${what})`,
+      );
     }
     const parts: string[] = [];
     values.forEach((v, i) => {
-      if (v === symbol) { needBatch = true; parts.push(batchName); return; }
+      if (v === symbol) {
+        needBatch = true;
+        parts.push(batchName);
+        return;
+      }
       const c = uniqueName(mg, `${out}::${i}`);
       mg.initializers.set(c, int64([1], [v as number]));
       parts.push(c);

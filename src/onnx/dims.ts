@@ -152,7 +152,14 @@ export function autoPadProblem(autoPad: string): string | undefined {
  * (NOTSET), none (VALID), or SAME_* (which depends on the input size: undefined while it
  * is unknown). auto_pad must have passed autoPadProblem.
  */
-export function axisPads(autoPad: string, size: Dim, kernel: number, stride: number, dilation: number, explicit: readonly [number, number]): [number, number] | undefined {
+export function axisPads(
+  autoPad: string,
+  size: Dim,
+  kernel: number,
+  stride: number,
+  dilation: number,
+  explicit: readonly [number, number],
+): [number, number] | undefined {
   if (autoPad === 'VALID') return [0, 0];
   if (autoPad === 'SAME_UPPER' || autoPad === 'SAME_LOWER') return isNum(size) ? samePads(size, kernel, stride, dilation, autoPad === 'SAME_UPPER') : undefined;
   return [explicit[0], explicit[1]];

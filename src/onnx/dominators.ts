@@ -173,7 +173,8 @@ export function checkCut(model: Model, tensor: string, file = 'the model', descr
   const flow = dataFlow(model);
   let around = '';
   if (flow.live.has(tensor)) {
-    const before = chainBefore(flow, tensor), after = chainAfter(flow, tensor);
+    const before = chainBefore(flow, tensor),
+      after = chainAfter(flow, tensor);
     const names = [before !== flow.input ? describe(before) : undefined, after && after !== flow.output ? describe(after) : undefined].filter(Boolean);
     if (names.length) around = `; the nearest cuts around it are ${names.join(' and ')}`;
   }

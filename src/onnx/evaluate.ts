@@ -43,7 +43,10 @@ const isInt = (d: DType): boolean => d.startsWith('int') || d === 'uint8';
 function strides(dims: readonly number[]): number[] {
   const s = new Array<number>(dims.length);
   let k = 1;
-  for (let i = dims.length - 1; i >= 0; i--) { s[i] = k; k *= dims[i]!; }
+  for (let i = dims.length - 1; i >= 0; i--) {
+    s[i] = k;
+    k *= dims[i]!;
+  }
   return s;
 }
 
@@ -109,7 +112,12 @@ function elementwise(op: string, inputs: Tensor[], out: Tensor['dims'], dtype: D
   const f = ELEMENTWISE[op]!;
   const cols = inputs.map((t) => broadcastValues(t, out));
   const intMath = isInt(inputs[inputs.length - 1]!.dtype);
-  const values = Array.from({ length: numel(out) }, (_, i) => f(cols.map((c) => c[i]!), intMath));
+  const values = Array.from({ length: numel(out) }, (_, i) =>
+    f(
+      cols.map((c) => c[i]!),
+      intMath,
+    ),
+  );
   return fromNumbers(dtype, out, values);
 }
 
@@ -126,18 +134,35 @@ export function evaluate(node: Node, inputs: (Tensor | undefined)[], outDims: nu
   const dims = outDims[0]!;
   const dtype = outDtypes[0]!;
   if (node.outputs.length !== 1) return undefined;
-  if (ELEMENTWISE[op]) return [elementwise(op, inputs.filter((t): t is Tensor => !!t), dims, dtype)];
+  if (ELEMENTWISE[op])
+    return [
+      elementwise(
+        op,
+        inputs.filter((t): t is Tensor => !!t),
+        dims,
+        dtype,
+      ),
+    ];
   if (SAME_ORDER.has(op)) return [{ dtype, dims: [...dims], data: x!.data }];
   switch (op) {
-    case 'Cast': return [fromNumbers(dtype, dims, toNumbers(x!))];
-    case 'Expand': return [fromNumbers(dtype, dims, broadcastValues(x!, dims))];
-    case 'Concat': return [concat(node, inputs as Tensor[], dims, dtype)];
-    case 'Gather': return [gather(node, x!, inputs[1]!, dims)];
-    case 'Slice': return slice(node, inputs, dims);
-    case 'Transpose': return [transpose(node, x!, dims)];
-    case 'ConstantOfShape': return [constantOfShape(node, dims)];
-    case 'Range': return [range(inputs as Tensor[], dims, dtype)];
-    default: return undefined;
+    case 'Cast':
+      return [fromNumbers(dtype, dims, toNumbers(x!))];
+    case 'Expand':
+      return [fromNumbers(dtype, dims, broadcastValues(x!, dims))];
+    case 'Concat':
+      return [concat(node, inputs as Tensor[], dims, dtype)];
+    case 'Gather':
+      return [gather(node, x!, inputs[1]!, dims)];
+    case 'Slice':
+      return slice(node, inputs, dims);
+    case 'Transpose':
+      return [transpose(node, x!, dims)];
+    case 'ConstantOfShape':
+      return [constantOfShape(node, dims)];
+    case 'Range':
+      return [range(inputs as Tensor[], dims, dtype)];
+    default:
+      return undefined;
   }
 }
 
@@ -194,14 +219,18 @@ function transpose(node: Node, x: Tensor, dims: number[]): Tensor {
 
 function constantOfShape(node: Node, dims: number[]): Tensor {
   const value = attrTensor(node, 'value');
-  const fill = value ? toNumbers(value)[0] ?? 0 : 0;
+  const fill = value ? (toNumbers(value)[0] ?? 0) : 0;
   return fromNumbers(value?.dtype ?? 'float32', dims, new Array<number>(numel(dims)).fill(fill));
 }
 
 function range([start, , delta]: Tensor[], dims: number[], dtype: DType): Tensor {
   const s = toNumbers(start!)[0]!;
   const d = toNumbers(delta!)[0]!;
-  return fromNumbers(dtype, dims, Array.from({ length: dims[0]! }, (_, i) => s + i * d));
+  return fromNumbers(
+    dtype,
+    dims,
+    Array.from({ length: dims[0]! }, (_, i) => s + i * d),
+  );
 }
 
 /** The dtype a Cast node produces. */

@@ -52,7 +52,8 @@ export function foldConstants(model: Model): Model {
  */
 function withNamedUnknowns(m: Model): Model {
   const inputs: ValueInfo[] = m.graph.inputs.map((v) =>
-    v.shape ? { ...v, shape: v.shape.map((d, i) => (d === null ? `unknown dim ${i} of ${v.name}` : d)) } : v);
+    v.shape ? { ...v, shape: v.shape.map((d, i) => (d === null ? `unknown dim ${i} of ${v.name}` : d)) } : v,
+  );
   return { ...m, graph: { ...m.graph, inputs } };
 }
 
@@ -128,7 +129,7 @@ function staticReshape(g: Graph, node: Node, known: Map<string, Known>): Node {
 
 /** Identity, and Dropout in inference mode, replaced by their input where that keeps graph outputs' names. */
 function removeNoOps(g: Graph, known: Map<string, Known>): void {
-  for (let k = 0; k < g.nodes.length; ) {
+  for (let k = 0; k < g.nodes.length;) {
     if (removeNoOp(g, g.nodes[k]!, known)) g.nodes.splice(k, 1);
     else k++;
   }

@@ -148,7 +148,10 @@ export function topoSort(graph: Graph): Node[] {
     }
   }
   if (order.length !== graph.nodes.length) {
-    const stuck = graph.nodes.filter((n) => !order.includes(n)).slice(0, 3).map((n) => n.name);
+    const stuck = graph.nodes
+      .filter((n) => !order.includes(n))
+      .slice(0, 3)
+      .map((n) => n.name);
     throw new UserError(`graph ${graph.name} has a cycle through nodes ${stuck.join(', ')}`);
   }
   return order;
@@ -164,9 +167,11 @@ export function constantValue(graph: Graph, name: string, prod = producers(graph
     if (t) return t;
     const a = p.attributes;
     if (a['value_int']?.kind === 'int') return { dtype: 'int64', dims: [], data: BigInt64Array.of(BigInt(a['value_int'].value)) };
-    if (a['value_ints']?.kind === 'ints') return { dtype: 'int64', dims: [a['value_ints'].value.length], data: BigInt64Array.from(a['value_ints'].value.map(BigInt)) };
+    if (a['value_ints']?.kind === 'ints')
+      return { dtype: 'int64', dims: [a['value_ints'].value.length], data: BigInt64Array.from(a['value_ints'].value.map(BigInt)) };
     if (a['value_float']?.kind === 'float') return { dtype: 'float32', dims: [], data: Float32Array.of(a['value_float'].value) };
-    if (a['value_floats']?.kind === 'floats') return { dtype: 'float32', dims: [a['value_floats'].value.length], data: Float32Array.from(a['value_floats'].value) };
+    if (a['value_floats']?.kind === 'floats')
+      return { dtype: 'float32', dims: [a['value_floats'].value.length], data: Float32Array.from(a['value_floats'].value) };
   }
   return undefined;
 }

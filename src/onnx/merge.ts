@@ -102,11 +102,17 @@ function combine(graphs: Graph[], name: string): Graph {
   const defined = new Map<string, number>();
   const define = (t: string, part: number): void => {
     const other = defined.get(t);
-    if (other !== undefined && other !== part) throw new UserError(`mergeGraphs: tensor "${t}" is defined by part ${other} and part ${part}; give the parts different prefixes or leave it out of shared`);
+    if (other !== undefined && other !== part)
+      throw new UserError(
+        `mergeGraphs: tensor "${t}" is defined by part ${other} and part ${part}; give the parts different prefixes or leave it out of shared`,
+      );
     defined.set(t, part);
   };
   graphs.forEach((p, k) => {
-    for (const [n, t] of p.initializers) { define(n, k); g.initializers.set(n, t); }
+    for (const [n, t] of p.initializers) {
+      define(n, k);
+      g.initializers.set(n, t);
+    }
     for (const n of p.nodes) for (const o of n.outputs) if (o) define(o, k);
     g.nodes.push(...p.nodes);
     for (const [n, v] of p.valueInfo) g.valueInfo.set(n, v);
@@ -131,7 +137,7 @@ function addInput(g: Graph, v: ValueInfo): void {
   have.shape = have.shape.map((d, i): Dim => {
     const e = v.shape![i]!;
     if (typeof d === 'number' && typeof e === 'number' && d !== e) clash();
-    return typeof d === 'number' ? d : typeof e === 'number' ? e : d ?? e;
+    return typeof d === 'number' ? d : typeof e === 'number' ? e : (d ?? e);
   });
 }
 
@@ -139,7 +145,9 @@ function connect(g: Graph, c: Connection): void {
   const names = tensorNames(g);
   checkExists(c.from, names);
   if (!g.inputs.some((v) => v.name === c.to)) {
-    throw new UserError(`mergeGraphs: cannot connect "${c.from}" to "${c.to}": "${c.to}" is not a graph input of any part (inputs: ${g.inputs.map((v) => v.name).join(', ')})`);
+    throw new UserError(
+      `mergeGraphs: cannot connect "${c.from}" to "${c.to}": "${c.to}" is not a graph input of any part (inputs: ${g.inputs.map((v) => v.name).join(', ')})`,
+    );
   }
   g.inputs = g.inputs.filter((v) => v.name !== c.to);
   for (const n of g.nodes) n.inputs = n.inputs.map((i) => (i === c.to ? c.from : i));

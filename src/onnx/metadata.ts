@@ -72,9 +72,12 @@ const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object
 const isNumArray = (v: unknown): v is number[] => Array.isArray(v) && v.every((x) => typeof x === 'number' && Number.isFinite(x));
 
 export function getLabels(model: Model): OutputLabel[] | undefined {
-  return readJson<OutputLabel[]>(model, KEYS.labels,
+  return readJson<OutputLabel[]>(
+    model,
+    KEYS.labels,
     (v) => Array.isArray(v) && v.every((l) => isObj(l) && typeof l['dataset'] === 'string' && Number.isInteger(l['class'])),
-    'a list of {dataset, class} objects');
+    'a list of {dataset, class} objects',
+  );
 }
 
 export function setLabels(model: Model, labels: OutputLabel[]): void {
@@ -87,10 +90,17 @@ export function identityLabels(dataset: string, n: number, names?: readonly stri
 }
 
 export function getInputSpec(model: Model): InputSpec | undefined {
-  return readJson<InputSpec>(model, KEYS.input,
-    (v) => isObj(v) && isNumArray(v['shape']) && v['shape'].length === 3
-      && (v['mean'] === undefined || isNumArray(v['mean'])) && (v['std'] === undefined || (isNumArray(v['std']) && v['std'].every((s) => s > 0))),
-    '{shape: [C,H,W], mean?: number[], std?: number[]}');
+  return readJson<InputSpec>(
+    model,
+    KEYS.input,
+    (v) =>
+      isObj(v) &&
+      isNumArray(v['shape']) &&
+      v['shape'].length === 3 &&
+      (v['mean'] === undefined || isNumArray(v['mean'])) &&
+      (v['std'] === undefined || (isNumArray(v['std']) && v['std'].every((s) => s > 0))),
+    '{shape: [C,H,W], mean?: number[], std?: number[]}',
+  );
 }
 
 export function setInputSpec(model: Model, spec: InputSpec): void {
@@ -106,9 +116,12 @@ export function setArch(model: Model, arch: ArchInfo): void {
 }
 
 export function getCuts(model: Model): CutPoint[] | undefined {
-  return readJson<CutPoint[]>(model, KEYS.cuts,
+  return readJson<CutPoint[]>(
+    model,
+    KEYS.cuts,
     (v) => Array.isArray(v) && v.every((c) => isObj(c) && typeof c['name'] === 'string' && typeof c['tensor'] === 'string'),
-    'a list of {name, tensor, kind} objects');
+    'a list of {name, tensor, kind} objects',
+  );
 }
 
 export function setCuts(model: Model, cuts: CutPoint[]): void {
@@ -116,8 +129,12 @@ export function setCuts(model: Model, cuts: CutPoint[]): void {
 }
 
 export function getProvenance(model: Model): Provenance | undefined {
-  return readJson<Provenance>(model, KEYS.provenance,
-    (v) => isObj(v) && typeof v['operation'] === 'string' && Array.isArray(v['parents']), '{operation, parents, ...}');
+  return readJson<Provenance>(
+    model,
+    KEYS.provenance,
+    (v) => isObj(v) && typeof v['operation'] === 'string' && Array.isArray(v['parents']),
+    '{operation, parents, ...}',
+  );
 }
 
 export function setProvenance(model: Model, p: Provenance): void {

@@ -44,7 +44,11 @@ export interface OpRule {
 }
 
 export class NodeContext {
-  constructor(readonly node: Node, private readonly known: (Known | undefined)[], readonly opset: number) {}
+  constructor(
+    readonly node: Node,
+    private readonly known: (Known | undefined)[],
+    readonly opset: number,
+  ) {}
 
   /** `node "conv2" (Conv)`: the prefix of every message about this node. */
   get where(): string {
@@ -106,6 +110,4 @@ export class NodeContext {
 }
 
 /** A single output with the given dtype and shape. */
-export const one = (dtype: DType, shape?: Dim[], values?: Dim[]): OutInfo[] => [
-  { dtype, ...(shape ? { shape } : {}), ...(values ? { values } : {}) },
-];
+export const one = (dtype: DType, shape?: Dim[], values?: Dim[]): OutInfo[] => [{ dtype, ...(shape ? { shape } : {}), ...(values ? { values } : {}) }];

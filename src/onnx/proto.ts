@@ -15,18 +15,43 @@ import { writeFileAtomic } from '../util/atomic.js';
 const { onnx } = onnxProto;
 
 const DTYPE_OF_CODE: Record<number, DType> = {
-  1: 'float32', 2: 'uint8', 3: 'int8', 5: 'int16', 6: 'int32', 7: 'int64', 9: 'bool', 10: 'float16', 11: 'float64', 16: 'bfloat16',
+  1: 'float32',
+  2: 'uint8',
+  3: 'int8',
+  5: 'int16',
+  6: 'int32',
+  7: 'int64',
+  9: 'bool',
+  10: 'float16',
+  11: 'float64',
+  16: 'bfloat16',
 };
 const CODE_OF_DTYPE: Record<DType, number> = {
-  float32: 1, uint8: 2, int8: 3, int16: 5, int32: 6, int64: 7, bool: 9, float16: 10, float64: 11, bfloat16: 16,
+  float32: 1,
+  uint8: 2,
+  int8: 3,
+  int16: 5,
+  int32: 6,
+  int64: 7,
+  bool: 9,
+  float16: 10,
+  float64: 11,
+  bfloat16: 16,
 };
 const TENSOR_TYPE_NAMES: Record<number, string> = {
-  0: 'UNDEFINED', 4: 'UINT16', 8: 'STRING', 12: 'UINT32', 13: 'UINT64', 14: 'COMPLEX64', 15: 'COMPLEX128',
+  0: 'UNDEFINED',
+  4: 'UINT16',
+  8: 'STRING',
+  12: 'UINT32',
+  13: 'UINT64',
+  14: 'COMPLEX64',
+  15: 'COMPLEX128',
 };
 
 export function dtypeFromCode(code: number, where: string): DType {
   const d = DTYPE_OF_CODE[code];
-  if (!d) throw new UserError(`${where}: element type ${TENSOR_TYPE_NAMES[code] ?? code} is not supported (supported: ${Object.values(DTYPE_OF_CODE).join(', ')})`);
+  if (!d)
+    throw new UserError(`${where}: element type ${TENSOR_TYPE_NAMES[code] ?? code} is not supported (supported: ${Object.values(DTYPE_OF_CODE).join(', ')})`);
   return d;
 }
 export const dtypeCode = (d: DType): number => CODE_OF_DTYPE[d];
@@ -37,7 +62,10 @@ function num(v: unknown): number {
   return Number(v ?? 0);
 }
 
-interface LoadContext { file: string; dir: string }
+interface LoadContext {
+  file: string;
+  dir: string;
+}
 
 /** Largest model file modelsmith will read in one piece (protobuf's own hard limit is 2 GiB). */
 export const MAX_MODEL_BYTES = 2 ** 31 - 1;
@@ -131,14 +159,22 @@ function nodeFromProto(n: O.INodeProto, index: number, ctx: LoadContext): Node {
 function attributeFromProto(a: O.IAttributeProto, where: string, ctx: LoadContext): Attribute {
   const T = onnx.AttributeProto.AttributeType;
   switch (a.type) {
-    case T.INT: return { kind: 'int', value: num(a.i) };
-    case T.FLOAT: return { kind: 'float', value: a.f ?? 0 };
-    case T.STRING: return { kind: 'string', value: Buffer.from(a.s ?? new Uint8Array()).toString('utf8') };
-    case T.INTS: return { kind: 'ints', value: (a.ints ?? []).map(num) };
-    case T.FLOATS: return { kind: 'floats', value: [...(a.floats ?? [])] };
-    case T.STRINGS: return { kind: 'strings', value: (a.strings ?? []).map((s) => Buffer.from(s).toString('utf8')) };
-    case T.TENSOR: return { kind: 'tensor', value: tensorFromProto(a.t!, ctx) };
-    default: return { kind: 'opaque', value: onnx.AttributeProto.toObject(a as O.AttributeProto) };
+    case T.INT:
+      return { kind: 'int', value: num(a.i) };
+    case T.FLOAT:
+      return { kind: 'float', value: a.f ?? 0 };
+    case T.STRING:
+      return { kind: 'string', value: Buffer.from(a.s ?? new Uint8Array()).toString('utf8') };
+    case T.INTS:
+      return { kind: 'ints', value: (a.ints ?? []).map(num) };
+    case T.FLOATS:
+      return { kind: 'floats', value: [...(a.floats ?? [])] };
+    case T.STRINGS:
+      return { kind: 'strings', value: (a.strings ?? []).map((s) => Buffer.from(s).toString('utf8')) };
+    case T.TENSOR:
+      return { kind: 'tensor', value: tensorFromProto(a.t!, ctx) };
+    default:
+      return { kind: 'opaque', value: onnx.AttributeProto.toObject(a as O.AttributeProto) };
   }
 }
 
@@ -171,10 +207,14 @@ export function tensorFromProto(t: O.ITensorProto, ctx: LoadContext): Tensor {
 
 function typedFieldValues(t: O.ITensorProto, dtype: DType): unknown[] {
   switch (dtype) {
-    case 'float32': return t.floatData ?? [];
-    case 'float64': return t.doubleData ?? [];
-    case 'int64': return t.int64Data ?? [];
-    default: return t.int32Data ?? [];
+    case 'float32':
+      return t.floatData ?? [];
+    case 'float64':
+      return t.doubleData ?? [];
+    case 'int64':
+      return t.int64Data ?? [];
+    default:
+      return t.int32Data ?? [];
   }
 }
 
@@ -201,7 +241,11 @@ function readExternal(t: O.ITensorProto, nbytes: number, where: string, ctx: Loa
   }
   const buf = new Uint8Array(length);
   const fd = openSync(real, 'r');
-  try { readSync(fd, buf, 0, length, offset); } finally { closeSync(fd); }
+  try {
+    readSync(fd, buf, 0, length, offset);
+  } finally {
+    closeSync(fd);
+  }
   return buf;
 }
 
@@ -262,14 +306,22 @@ function nodeToProto(n: Node): O.INodeProto {
 function attributeToProto(name: string, a: Attribute): O.IAttributeProto {
   const T = onnx.AttributeProto.AttributeType;
   switch (a.kind) {
-    case 'int': return onnx.AttributeProto.create({ name, type: T.INT, i: a.value });
-    case 'float': return onnx.AttributeProto.create({ name, type: T.FLOAT, f: a.value });
-    case 'string': return onnx.AttributeProto.create({ name, type: T.STRING, s: Buffer.from(a.value, 'utf8') });
-    case 'ints': return onnx.AttributeProto.create({ name, type: T.INTS, ints: a.value });
-    case 'floats': return onnx.AttributeProto.create({ name, type: T.FLOATS, floats: a.value });
-    case 'strings': return onnx.AttributeProto.create({ name, type: T.STRINGS, strings: a.value.map((s) => Buffer.from(s, 'utf8')) });
-    case 'tensor': return onnx.AttributeProto.create({ name, type: T.TENSOR, t: tensorToProto(a.value, '') });
-    case 'opaque': return onnx.AttributeProto.fromObject(a.value as Record<string, unknown>);
+    case 'int':
+      return onnx.AttributeProto.create({ name, type: T.INT, i: a.value });
+    case 'float':
+      return onnx.AttributeProto.create({ name, type: T.FLOAT, f: a.value });
+    case 'string':
+      return onnx.AttributeProto.create({ name, type: T.STRING, s: Buffer.from(a.value, 'utf8') });
+    case 'ints':
+      return onnx.AttributeProto.create({ name, type: T.INTS, ints: a.value });
+    case 'floats':
+      return onnx.AttributeProto.create({ name, type: T.FLOATS, floats: a.value });
+    case 'strings':
+      return onnx.AttributeProto.create({ name, type: T.STRINGS, strings: a.value.map((s) => Buffer.from(s, 'utf8')) });
+    case 'tensor':
+      return onnx.AttributeProto.create({ name, type: T.TENSOR, t: tensorToProto(a.value, '') });
+    case 'opaque':
+      return onnx.AttributeProto.fromObject(a.value as Record<string, unknown>);
   }
 }
 

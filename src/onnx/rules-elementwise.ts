@@ -10,9 +10,33 @@ const sameAs = (inputs: [number, number] = [1, 1]): OpRule => ({
 });
 
 const UNARY = [
-  'Relu', 'Sigmoid', 'Tanh', 'LeakyRelu', 'Sqrt', 'Exp', 'Log', 'Erf', 'Softmax', 'LogSoftmax',
-  'Abs', 'Reciprocal', 'Floor', 'Ceil', 'Round', 'Sign', 'Elu', 'Selu', 'HardSigmoid', 'HardSwish',
-  'Softplus', 'Softsign', 'Sin', 'Cos', 'Not', 'LRN', 'Gelu',
+  'Relu',
+  'Sigmoid',
+  'Tanh',
+  'LeakyRelu',
+  'Sqrt',
+  'Exp',
+  'Log',
+  'Erf',
+  'Softmax',
+  'LogSoftmax',
+  'Abs',
+  'Reciprocal',
+  'Floor',
+  'Ceil',
+  'Round',
+  'Sign',
+  'Elu',
+  'Selu',
+  'HardSigmoid',
+  'HardSwish',
+  'Softplus',
+  'Softsign',
+  'Sin',
+  'Cos',
+  'Not',
+  'LRN',
+  'Gelu',
 ];
 
 function broadcastAll(c: NodeContext, from = 0): Dim[] | undefined {
@@ -63,7 +87,10 @@ export const ELEMENTWISE_RULES: Record<string, OpRule> = {
   Dropout: {
     inputs: [1, 3],
     outputs: [1, 2],
-    infer: (c) => [{ dtype: c.dtype(0), ...shapeOf(c) }, { dtype: 'bool', ...shapeOf(c) }],
+    infer: (c) => [
+      { dtype: c.dtype(0), ...shapeOf(c) },
+      { dtype: 'bool', ...shapeOf(c) },
+    ],
   },
   Add: { ...broadcasting((c) => c.dtype(0)), values: arithmetic((a, b) => a + b, 0, true) },
   Sub: { ...broadcasting((c) => c.dtype(0)), values: arithmetic((a, b) => a - b, 0, false) },
@@ -72,8 +99,7 @@ export const ELEMENTWISE_RULES: Record<string, OpRule> = {
   Pow: broadcasting((c) => c.dtype(0)),
   Mod: broadcasting((c) => c.dtype(0)),
   PRelu: broadcasting((c) => c.dtype(0)),
-  ...Object.fromEntries(['Equal', 'Greater', 'Less', 'GreaterOrEqual', 'LessOrEqual', 'And', 'Or', 'Xor']
-    .map((op) => [op, broadcasting(() => 'bool')])),
+  ...Object.fromEntries(['Equal', 'Greater', 'Less', 'GreaterOrEqual', 'LessOrEqual', 'And', 'Or', 'Xor'].map((op) => [op, broadcasting(() => 'bool')])),
   ...Object.fromEntries(['Max', 'Min', 'Sum', 'Mean'].map((op) => [op, broadcasting((c) => c.dtype(0), [1, 2 ** 31])])),
   Where: broadcasting((c) => c.dtype(1), [3, 3]),
 };

@@ -48,7 +48,7 @@ function reshape(c: NodeContext): ReturnType<OpRule['infer']> {
   const allowZero = c.int('allowzero', 0) === 1;
   if (target.filter((v) => v === -1).length > 1) c.fail(`shape ${fmt(target)} has more than one -1`);
   const out = target.map((v, i): Dim => {
-    if (v === 0 && !allowZero) return x ? x[i] ?? c.fail(`shape ${fmt(target)} copies dim ${i} (0), input ${fmt(x)} has no such dim`) : null;
+    if (v === 0 && !allowZero) return x ? (x[i] ?? c.fail(`shape ${fmt(target)} copies dim ${i} (0), input ${fmt(x)} has no such dim`)) : null;
     if (isNum(v) && v < -1) c.fail(`shape ${fmt(target)} has the invalid entry ${v}`);
     return v;
   });
@@ -80,7 +80,10 @@ function unsqueeze(c: NodeContext): ReturnType<OpRule['infer']> {
   const at = new Set(axes.map((a) => c.axis(a, rank)));
   if (at.size !== axes.length) c.fail(`axes [${axes.join(',')}] repeat an axis`);
   const rest = [...x];
-  return one(c.dtype(0), Array.from({ length: rank }, (_, i) => (at.has(i) ? 1 : rest.shift()!)));
+  return one(
+    c.dtype(0),
+    Array.from({ length: rank }, (_, i) => (at.has(i) ? 1 : rest.shift()!)),
+  );
 }
 
 function squeeze(c: NodeContext): ReturnType<OpRule['infer']> {
@@ -90,11 +93,17 @@ function squeeze(c: NodeContext): ReturnType<OpRule['infer']> {
   if (c.has(1) && !given) return one(c.dtype(0));
   if (!given) {
     if (x.some((d) => !isNum(d))) return one(c.dtype(0));
-    return one(c.dtype(0), x.filter((d) => d !== 1));
+    return one(
+      c.dtype(0),
+      x.filter((d) => d !== 1),
+    );
   }
   const axes = new Set(given.map((a) => c.axis(a, x.length)));
   for (const a of axes) if (isNum(x[a]) && x[a] !== 1) c.fail(`cannot squeeze axis ${a} of ${fmt(x)}: its size is not 1`);
-  return one(c.dtype(0), x.filter((_, i) => !axes.has(i)));
+  return one(
+    c.dtype(0),
+    x.filter((_, i) => !axes.has(i)),
+  );
 }
 
 function transpose(c: NodeContext): ReturnType<OpRule['infer']> {
@@ -103,7 +112,10 @@ function transpose(c: NodeContext): ReturnType<OpRule['infer']> {
   const perm = c.ints('perm') ?? x.map((_, i) => x.length - 1 - i);
   const sorted = [...perm].sort((a, b) => a - b);
   if (perm.length !== x.length || sorted.some((p, i) => p !== i)) c.fail(`perm [${perm.join(',')}] is not a permutation of the ${x.length} axes of ${fmt(x)}`);
-  return one(c.dtype(0), perm.map((p) => x[p]!));
+  return one(
+    c.dtype(0),
+    perm.map((p) => x[p]!),
+  );
 }
 
 function constantOfShape(c: NodeContext): ReturnType<OpRule['infer']> {

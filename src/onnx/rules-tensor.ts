@@ -49,10 +49,21 @@ const split: Infer = (c) => {
     const chunk = isNum(size) ? Math.ceil(size / n) : null;
     parts = Array.from({ length: n }, (_, i) => (chunk === null || !isNum(size) ? null : Math.max(0, Math.min(chunk, size - i * chunk))));
   }
-  return parts.map((p) => one(c.dtype(0), x.map((d, i) => (i === axis ? p : d)))[0]!);
+  return parts.map(
+    (p) =>
+      one(
+        c.dtype(0),
+        x.map((d, i) => (i === axis ? p : d)),
+      )[0]!,
+  );
 };
 
-interface SliceParams { starts: number[]; ends: number[]; axes: number[]; steps: number[] }
+interface SliceParams {
+  starts: number[];
+  ends: number[];
+  axes: number[];
+  steps: number[];
+}
 
 function sliceParams(c: NodeContext, rank: number): SliceParams | undefined {
   const starts = c.inputOrAttr(1, 'starts');
@@ -78,7 +89,11 @@ const slice: Infer = (c) => {
   const x = c.shape(0);
   if (!x) return one(c.dtype(0));
   const p = sliceParams(c, x.length);
-  if (!p) return one(c.dtype(0), x.map(() => null));
+  if (!p)
+    return one(
+      c.dtype(0),
+      x.map(() => null),
+    );
   const out = [...x];
   p.axes.forEach((a, k) => (out[a] = slicedDim(x[a]!, p.starts[k]!, p.ends[k]!, p.steps[k]!)));
   return one(c.dtype(0), out);
@@ -118,9 +133,17 @@ const pad: Infer = (c) => {
   const x = c.shape(0);
   const pads = c.inputOrAttr(1, 'pads');
   if (!x) return one(c.dtype(0));
-  if (!pads) return one(c.dtype(0), x.map(() => null));
+  if (!pads)
+    return one(
+      c.dtype(0),
+      x.map(() => null),
+    );
   const axes = c.has(3) ? c.numbers(3) : x.map((_, i) => i);
-  if (!axes) return one(c.dtype(0), x.map(() => null));
+  if (!axes)
+    return one(
+      c.dtype(0),
+      x.map(() => null),
+    );
   if (pads.length !== 2 * axes.length) c.fail(`pads has ${pads.length} values, expected ${2 * axes.length} for ${fmt(x)}`);
   const out = [...x];
   axes.forEach((a0, k) => {
@@ -151,7 +174,10 @@ function resizeLike(c: NodeContext, scalesAt: number, sizesAt: number): OutInfo[
       out[a] = isNum(d) ? Math.floor(d * scales[k]!) : scales[k] === 1 ? d : null;
     });
   } else {
-    return one(c.dtype(0), x.map(() => null));
+    return one(
+      c.dtype(0),
+      x.map(() => null),
+    );
   }
   return one(c.dtype(0), out);
 }
@@ -191,22 +217,31 @@ const tile: Infer = (c) => {
   const x = c.shape(0);
   const reps = c.numbers(1);
   if (!x) return one(c.dtype(0));
-  if (!reps) return one(c.dtype(0), x.map(() => null));
+  if (!reps)
+    return one(
+      c.dtype(0),
+      x.map(() => null),
+    );
   if (reps.length !== x.length) c.fail(`repeats has ${reps.length} values for an input of rank ${x.length}`);
-  return one(c.dtype(0), x.map((d, i) => (isNum(d) ? d * reps[i]! : reps[i] === 1 ? d : null)));
+  return one(
+    c.dtype(0),
+    x.map((d, i) => (isNum(d) ? d * reps[i]! : reps[i] === 1 ? d : null)),
+  );
 };
 
 /** DepthToSpace (up) and SpaceToDepth (down) with blocksize b. */
-const spaceDepth = (up: boolean): Infer => (c) => {
-  const x = c.shape(0);
-  const b = c.int('blocksize', 0);
-  if (!x) return one(c.dtype(0));
-  if (x.length !== 4) c.fail(`input should be 4-D [N,C,H,W], found ${fmt(x)}`);
-  const [n, ch, h, w] = x as [Dim, Dim, Dim, Dim];
-  const mul = (d: Dim, k: number): Dim => (isNum(d) ? d * k : null);
-  const div = (d: Dim, k: number): Dim => (isNum(d) ? d / k : null);
-  return one(c.dtype(0), up ? [n, div(ch, b * b), mul(h, b), mul(w, b)] : [n, mul(ch, b * b), div(h, b), div(w, b)]);
-};
+const spaceDepth =
+  (up: boolean): Infer =>
+  (c) => {
+    const x = c.shape(0);
+    const b = c.int('blocksize', 0);
+    if (!x) return one(c.dtype(0));
+    if (x.length !== 4) c.fail(`input should be 4-D [N,C,H,W], found ${fmt(x)}`);
+    const [n, ch, h, w] = x as [Dim, Dim, Dim, Dim];
+    const mul = (d: Dim, k: number): Dim => (isNum(d) ? d * k : null);
+    const div = (d: Dim, k: number): Dim => (isNum(d) ? d / k : null);
+    return one(c.dtype(0), up ? [n, div(ch, b * b), mul(h, b), mul(w, b)] : [n, mul(ch, b * b), div(h, b), div(w, b)]);
+  };
 
 const REDUCE_OPS = ['ReduceMean', 'ReduceSum', 'ReduceMax', 'ReduceMin', 'ReduceProd', 'ReduceL1', 'ReduceL2', 'ReduceSumSquare', 'ReduceLogSumExp'];
 

@@ -74,7 +74,11 @@ export function analyzeShapes(model: Model): ShapeAnalysis {
   const order = topoSort(g);
   const opset = opsetVersion(model);
   for (const node of order) {
-    const outs = inferNode(node, node.inputs.map((i) => (i ? known.get(i) : undefined)), opset);
+    const outs = inferNode(
+      node,
+      node.inputs.map((i) => (i ? known.get(i) : undefined)),
+      opset,
+    );
     node.outputs.forEach((name, i) => {
       if (name) known.set(name, withDeclared(outs[i]!, declared.get(name)));
     });
@@ -139,7 +143,12 @@ function constantOutput(node: Node, inputs: (Known | undefined)[], outs: Known[]
   const present = inputs.filter((_, i) => node.inputs[i]);
   if (present.length === 0 || !present.every((k) => k?.tensor && numel(k.tensor.dims) <= MAX_FOLD_ELEMENTS)) return undefined;
   if (outs.some((o) => !o.shape || !o.shape.every(isNum))) return undefined;
-  return evaluate(node, inputs.map((k) => k?.tensor), outs.map((o) => o.shape as number[]), outs.map((o) => o.dtype))?.[0];
+  return evaluate(
+    node,
+    inputs.map((k) => k?.tensor),
+    outs.map((o) => o.shape as number[]),
+    outs.map((o) => o.dtype),
+  )?.[0];
 }
 
 /** Fills dims that inference could not determine from the model's own declarations. */

@@ -35,9 +35,33 @@ export interface ModelStats {
 }
 
 const FREE = new Set([
-  'Reshape', 'Flatten', 'Squeeze', 'Unsqueeze', 'Transpose', 'Concat', 'Split', 'Slice', 'Gather', 'GatherElements',
-  'Pad', 'Identity', 'Dropout', 'Shape', 'Size', 'Constant', 'ConstantOfShape', 'Cast', 'CastLike', 'Expand', 'Tile',
-  'Range', 'DepthToSpace', 'SpaceToDepth', 'ScatterElements', 'ScatterND', 'OneHot',
+  'Reshape',
+  'Flatten',
+  'Squeeze',
+  'Unsqueeze',
+  'Transpose',
+  'Concat',
+  'Split',
+  'Slice',
+  'Gather',
+  'GatherElements',
+  'Pad',
+  'Identity',
+  'Dropout',
+  'Shape',
+  'Size',
+  'Constant',
+  'ConstantOfShape',
+  'Cast',
+  'CastLike',
+  'Expand',
+  'Tile',
+  'Range',
+  'DepthToSpace',
+  'SpaceToDepth',
+  'ScatterElements',
+  'ScatterND',
+  'OneHot',
 ]);
 
 /**
@@ -84,7 +108,7 @@ export function nodeFlops(n: Node, get: (tensor: string) => Known | undefined): 
   if (FREE.has(n.opType)) return 0;
   const shape = (i: number): Dim[] | undefined => (n.inputs[i] ? get(n.inputs[i]!)?.shape : undefined);
   const out = count(get(n.outputs[0] ?? '')?.shape);
-  const bias = (i: number): number => (n.inputs[i] ? out ?? 0 : 0);
+  const bias = (i: number): number => (n.inputs[i] ? (out ?? 0) : 0);
   if (out === undefined) return undefined;
   switch (n.opType) {
     case 'Conv': {
@@ -106,13 +130,18 @@ export function nodeFlops(n: Node, get: (tensor: string) => Known | undefined): 
       const k = a?.[a.length - 1];
       return isNum(k) ? 2 * k * out : undefined;
     }
-    case 'BatchNormalization': case 'InstanceNormalization': case 'LayerNormalization':
+    case 'BatchNormalization':
+    case 'InstanceNormalization':
+    case 'LayerNormalization':
       return 2 * out;
-    case 'MaxPool': case 'AveragePool': case 'LpPool': {
+    case 'MaxPool':
+    case 'AveragePool':
+    case 'LpPool': {
       const k = n.attributes['kernel_shape'];
       return k?.kind === 'ints' ? out * numel(k.value) : undefined;
     }
-    case 'Resize': case 'Upsample':
+    case 'Resize':
+    case 'Upsample':
       return attrString(n, 'mode', 'nearest') === 'nearest' ? 0 : out;
     default:
       if (n.opType.startsWith('Reduce') || n.opType.startsWith('Global') || n.opType.startsWith('Arg')) return count(shape(0));

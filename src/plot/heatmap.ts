@@ -44,7 +44,13 @@ const FONT = 'DejaVu Sans, Liberation Sans, Arial, Helvetica, sans-serif';
 /** PNG pixels per SVG unit: twice for legible annotations. */
 const PNG_SCALE = 2;
 
-interface Cell { r: number; c: number; v: number | null; label: string; light: boolean }
+interface Cell {
+  r: number;
+  c: number;
+  v: number | null;
+  label: string;
+  light: boolean;
+}
 
 /** Renders the panels to one SVG and its PNG. */
 export async function renderHeatmaps(panels: HeatmapPanel[], opts: HeatmapOptions = {}): Promise<{ svg: string; png: Buffer }> {
@@ -69,7 +75,9 @@ export async function renderHeatmaps(panels: HeatmapPanel[], opts: HeatmapOption
     background: 'white',
     fitTo: { mode: 'zoom', value: PNG_SCALE },
     font: { loadSystemFonts: true, defaultFontFamily: 'DejaVu Sans' },
-  }).render().asPng();
+  })
+    .render()
+    .asPng();
   return { svg, png };
 }
 
@@ -108,7 +116,13 @@ function isValue(v: number | null): v is number {
 function scaleRange(panels: HeatmapPanel[], opts: HeatmapOptions): [number, number] {
   let lo = Infinity;
   let hi = -Infinity;
-  for (const p of panels) for (const row of p.values) for (const v of row) if (isValue(v)) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+  for (const p of panels)
+    for (const row of p.values)
+      for (const v of row)
+        if (isValue(v)) {
+          lo = Math.min(lo, v);
+          hi = Math.max(hi, v);
+        }
   lo = opts.min ?? (Number.isFinite(lo) ? lo : 0);
   hi = opts.max ?? (Number.isFinite(hi) ? hi : 1);
   // A constant matrix still needs a non-empty domain for the colour scale.
@@ -118,17 +132,29 @@ function scaleRange(panels: HeatmapPanel[], opts: HeatmapOptions): [number, numb
 
 function panelSpec(p: HeatmapPanel, lo: number, hi: number, digits: number): object {
   const cells: Cell[] = [];
-  p.values.forEach((row, r) => row.forEach((raw, c) => {
-    const v = isValue(raw) ? raw : null;
-    // viridis is dark at the low end: light text there, dark text on the bright high end.
-    const t = v === null ? 0 : (v - lo) / (hi - lo);
-    cells.push({ r, c, v, label: v === null ? '–' : v.toFixed(digits), light: v !== null && t <= 0.55 });
-  }));
+  p.values.forEach((row, r) =>
+    row.forEach((raw, c) => {
+      const v = isValue(raw) ? raw : null;
+      // viridis is dark at the low end: light text there, dark text on the bright high end.
+      const t = v === null ? 0 : (v - lo) / (hi - lo);
+      cells.push({ r, c, v, label: v === null ? '–' : v.toFixed(digits), light: v !== null && t <= 0.55 });
+    }),
+  );
   // Rows and columns are encoded by index (labels may repeat) and named by labelExpr; long
   // names (tensor names) keep their distinguishing end rather than a cut-off start.
   const labels = (names: string[]): string => `${JSON.stringify(names.map(shortLabel))}[datum.value]`;
-  const x = { field: 'c', type: 'ordinal', axis: { title: p.colTitle ?? 'receiver cut', labelExpr: labels(p.cols), labelAngle: -40, orient: 'bottom', labelLimit: 0 }, scale: { domain: p.cols.map((_, i) => i) } };
-  const y = { field: 'r', type: 'ordinal', axis: { title: p.rowTitle ?? 'sender cut', labelExpr: labels(p.rows), labelLimit: 0 }, scale: { domain: p.rows.map((_, i) => i) } };
+  const x = {
+    field: 'c',
+    type: 'ordinal',
+    axis: { title: p.colTitle ?? 'receiver cut', labelExpr: labels(p.cols), labelAngle: -40, orient: 'bottom', labelLimit: 0 },
+    scale: { domain: p.cols.map((_, i) => i) },
+  };
+  const y = {
+    field: 'r',
+    type: 'ordinal',
+    axis: { title: p.rowTitle ?? 'sender cut', labelExpr: labels(p.rows), labelLimit: 0 },
+    scale: { domain: p.rows.map((_, i) => i) },
+  };
   return {
     title: { text: p.title, fontSize: 13 },
     width: Math.max(1, p.cols.length) * CELL_W,
@@ -145,7 +171,9 @@ function panelSpec(p: HeatmapPanel, lo: number, hi: number, digits: number): obj
         mark: { type: 'rect', stroke: 'white', strokeWidth: 1 },
         encoding: {
           color: {
-            field: 'v', type: 'quantitative', title: 'value',
+            field: 'v',
+            type: 'quantitative',
+            title: 'value',
             scale: { scheme: 'viridis', domain: [lo, hi], clamp: true },
           },
         },
@@ -183,6 +211,8 @@ function hasFontFile(dir: string, depth = 0): boolean {
       if (e.isFile() && /\.(ttf|otf|ttc)$/i.test(e.name)) return true;
       if (e.isDirectory() && hasFontFile(join(dir, e.name), depth + 1)) return true;
     }
-  } catch { return false; }
+  } catch {
+    return false;
+  }
   return false;
 }

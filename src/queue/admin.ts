@@ -70,14 +70,26 @@ export async function queueStatus(url: string, opts: { scan?: number } = {}): Pr
     const failedJobs = (await queue.getJobs(['failed'], 0, limit)).filter(Boolean);
     for (const j of failedJobs) add(j, 'failed');
     for (const j of await queue.getJobs(['completed'], 0, limit)) if (j) add(j, 'completed');
-    const done = Object.fromEntries(Object.entries(await redis.hgetall(WORKER_STATS))
-      .filter(([k]) => k.endsWith(' done')).map(([k, v]) => [k.slice(0, -' done'.length), Number(v)]));
+    const done = Object.fromEntries(
+      Object.entries(await redis.hgetall(WORKER_STATS))
+        .filter(([k]) => k.endsWith(' done'))
+        .map(([k, v]) => [k.slice(0, -' done'.length), Number(v)]),
+    );
     return {
       queue: parseQueueUrl(url).display,
-      counts: { waiting: (c['waiting'] ?? 0) + (c['prioritized'] ?? 0), active: c['active'] ?? 0, delayed: c['delayed'] ?? 0, completed: c['completed'] ?? 0, failed: c['failed'] ?? 0 },
-      workers: await liveWorkers(redis), done,
+      counts: {
+        waiting: (c['waiting'] ?? 0) + (c['prioritized'] ?? 0),
+        active: c['active'] ?? 0,
+        delayed: c['delayed'] ?? 0,
+        completed: c['completed'] ?? 0,
+        failed: c['failed'] ?? 0,
+      },
+      workers: await liveWorkers(redis),
+      done,
       runs: [...runs.values()].sort((a, b) => a.run.localeCompare(b.run)),
-      failures: failedJobs.sort((a, b) => (b.finishedOn ?? 0) - (a.finishedOn ?? 0)).slice(0, 10)
+      failures: failedJobs
+        .sort((a, b) => (b.finishedOn ?? 0) - (a.finishedOn ?? 0))
+        .slice(0, 10)
         .map((j) => ({ run: runOf(j), label: labelOf(j), reason: (j.failedReason ?? '').split('\n')[0]!, attempts: j.attemptsMade })),
     };
   });
@@ -105,7 +117,10 @@ export async function cancelRun(url: string, run?: string): Promise<{ runs: stri
     let removed = 0;
     for (const j of waiting) {
       if (!runs.includes(runOf(j)) || (await j.getState()) === 'active') continue;
-      await j.remove().then(() => removed++, () => undefined);
+      await j.remove().then(
+        () => removed++,
+        () => undefined,
+      );
     }
     return { runs, removed };
   });

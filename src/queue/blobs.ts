@@ -41,7 +41,8 @@ export function checkBlobRef(v: unknown, what: string, maxBytes: number): BlobRe
   const extra = Object.keys(r).find((k) => k !== 'sha256' && k !== 'bytes');
   if (extra) throw new UserError(`${what} has an unexpected field "${extra}" (a blob reference is {sha256, bytes})`);
   if (typeof r.sha256 !== 'string' || !SHA.test(r.sha256)) throw new UserError(`${what}.sha256 must be 64 lowercase hex digits, got ${describe(r.sha256)}`);
-  if (typeof r.bytes !== 'number' || !Number.isSafeInteger(r.bytes) || r.bytes < 0) throw new UserError(`${what}.bytes must be a non-negative integer, got ${describe(r.bytes)}`);
+  if (typeof r.bytes !== 'number' || !Number.isSafeInteger(r.bytes) || r.bytes < 0)
+    throw new UserError(`${what}.bytes must be a non-negative integer, got ${describe(r.bytes)}`);
   if (r.bytes > maxBytes) {
     throw new UserError(`${what} declares ${r.bytes} bytes, more than the limit of ${maxBytes} bytes (${(maxBytes / 2 ** 20).toFixed(0)} MiB, --max-blob-mb)`);
   }
@@ -54,7 +55,10 @@ const describe = (v: unknown): string => {
 };
 
 export class BlobStore {
-  constructor(readonly redis: Redis, readonly prefix = KEY_PREFIX) {}
+  constructor(
+    readonly redis: Redis,
+    readonly prefix = KEY_PREFIX,
+  ) {}
 
   private key(sha: string, chunk?: number): string {
     return `${this.prefix}blob:${sha}${chunk === undefined ? '' : `:${chunk}`}`;
@@ -92,20 +96,24 @@ export class BlobStore {
     const m = /^(\d+) (\d+)$/.exec(meta);
     const chunks = Math.max(1, Math.ceil(ref.bytes / CHUNK_BYTES));
     if (!m || Number(m[1]) !== ref.bytes || Number(m[2]) !== chunks) {
-      throw new UserError(`${what}: blob ${ref.sha256.slice(0, 12)}... is stored as "${meta.slice(0, 40)}", not the ${ref.bytes} bytes the job declares; refusing it`);
+      throw new UserError(
+        `${what}: blob ${ref.sha256.slice(0, 12)}... is stored as "${meta.slice(0, 40)}", not the ${ref.bytes} bytes the job declares; refusing it`,
+      );
     }
     const hash = createHash('sha256');
     for (let i = 0; i < chunks; i++) {
       const expected = Math.min(CHUNK_BYTES, ref.bytes - i * CHUNK_BYTES);
       const len = await this.redis.strlen(this.key(ref.sha256, i));
-      if (len !== expected) throw new UserError(`${what}: chunk ${i} of blob ${ref.sha256.slice(0, 12)}... holds ${len} bytes, expected ${expected}; refusing it`);
+      if (len !== expected)
+        throw new UserError(`${what}: chunk ${i} of blob ${ref.sha256.slice(0, 12)}... holds ${len} bytes, expected ${expected}; refusing it`);
       const part = await this.redis.getBuffer(this.key(ref.sha256, i));
       if (!part || part.byteLength !== expected) throw new UserError(`${what}: chunk ${i} of blob ${ref.sha256.slice(0, 12)}... changed while it was read`);
       hash.update(part);
       sink(part);
     }
     const got = hash.digest('hex');
-    if (got !== ref.sha256) throw new UserError(`${what}: blob ${ref.sha256.slice(0, 12)}... failed verification: its content hashes to ${got.slice(0, 12)}...; refusing it`);
+    if (got !== ref.sha256)
+      throw new UserError(`${what}: blob ${ref.sha256.slice(0, 12)}... failed verification: its content hashes to ${got.slice(0, 12)}...; refusing it`);
   }
 
   /** The verified bytes of a blob. */
@@ -127,7 +135,9 @@ export class BlobStore {
     const fd = openSync(tmp, 'w');
     let ok = false;
     try {
-      await this.read(ref, what, (p) => { writeSync(fd, p); });
+      await this.read(ref, what, (p) => {
+        writeSync(fd, p);
+      });
       fsyncSync(fd);
       ok = true;
     } finally {

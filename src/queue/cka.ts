@@ -24,8 +24,10 @@ import { parseDataRef, type DataRef, type JobKind } from './jobs.js';
 import { bool, canonicalJson, fields, int, list, num, oneOf, opt, str } from './schema.js';
 
 /** computeCkaGrid's options that change the result (threads and the like are the worker's). */
-export type CkaJobOptions = Pick<CkaGridOptions, 'samples' | 'seed' | 'debiased' | 'controls' | 'randomBatchNorm' | 'memoryMiB' | 'batchSize' | 'mean' | 'std' | 'pool'>
-  & { senders?: string[]; receivers?: string[] };
+export type CkaJobOptions = Pick<
+  CkaGridOptions,
+  'samples' | 'seed' | 'debiased' | 'controls' | 'randomBatchNorm' | 'memoryMiB' | 'batchSize' | 'mean' | 'std' | 'pool'
+> & { senders?: string[]; receivers?: string[] };
 
 export interface CkaPayload {
   a: BlobRef;
@@ -40,38 +42,69 @@ export const CKA: JobKind<CkaPayload, CkaGridResult> = {
   parse(raw) {
     const w = 'cka payload';
     const o = fields(raw, w, ['a', 'b', 'data', 'split', 'options'], ['classes']);
-    const p = fields(o['options'], `${w}.options`, [], ['samples', 'seed', 'debiased', 'controls', 'randomBatchNorm', 'senders', 'receivers', 'memoryMiB', 'batchSize', 'mean', 'std', 'pool']);
+    const p = fields(
+      o['options'],
+      `${w}.options`,
+      [],
+      ['samples', 'seed', 'debiased', 'controls', 'randomBatchNorm', 'senders', 'receivers', 'memoryMiB', 'batchSize', 'mean', 'std', 'pool'],
+    );
     const names = (x: unknown, what: string): string[] => list(x, what, (y, ww) => str(y, ww, 1000), 10_000);
     const numbers = (x: unknown, what: string): number[] => list(x, what, num, 64);
     const options: CkaJobOptions = {};
-    const set = <K extends keyof CkaJobOptions>(k: K, v: CkaJobOptions[K] | undefined): void => { if (v !== undefined) options[k] = v; };
+    const set = <K extends keyof CkaJobOptions>(k: K, v: CkaJobOptions[K] | undefined): void => {
+      if (v !== undefined) options[k] = v;
+    };
     const ow = `${w}.options`;
-    set('samples', opt(p, 'samples', ow, (x, ww) => int(x, ww, 1, 10_000_000)));
+    set(
+      'samples',
+      opt(p, 'samples', ow, (x, ww) => int(x, ww, 1, 10_000_000)),
+    );
     set('seed', opt(p, 'seed', ow, int));
     set('debiased', opt(p, 'debiased', ow, bool));
     set('controls', opt(p, 'controls', ow, bool));
-    set('randomBatchNorm', opt(p, 'randomBatchNorm', ow, (x, ww) => oneOf(x, ww, RANDOM_BATCHNORM)));
+    set(
+      'randomBatchNorm',
+      opt(p, 'randomBatchNorm', ow, (x, ww) => oneOf(x, ww, RANDOM_BATCHNORM)),
+    );
     set('senders', opt(p, 'senders', ow, names));
     set('receivers', opt(p, 'receivers', ow, names));
     // the CLI takes any --memory; a job may not ask for more than the machine has
-    set('memoryMiB', opt(p, 'memoryMiB', ow, (x, ww) => int(x, ww, 1, Math.floor(totalmem() / 2 ** 20))));
-    set('batchSize', opt(p, 'batchSize', ow, (x, ww) => int(x, ww, 1, 65_536)));
+    set(
+      'memoryMiB',
+      opt(p, 'memoryMiB', ow, (x, ww) => int(x, ww, 1, Math.floor(totalmem() / 2 ** 20))),
+    );
+    set(
+      'batchSize',
+      opt(p, 'batchSize', ow, (x, ww) => int(x, ww, 1, 65_536)),
+    );
     set('mean', opt(p, 'mean', ow, numbers));
     set('std', opt(p, 'std', ow, numbers));
-    set('pool', opt(p, 'pool', ow, (x, ww) => oneOf(x, ww, CKA_POOLS)));
+    set(
+      'pool',
+      opt(p, 'pool', ow, (x, ww) => oneOf(x, ww, CKA_POOLS)),
+    );
     const classes = opt(o, 'classes', w, (x, ww) => list(x, ww, (y, www) => int(y, www, 0, 1_000_000), 100_000));
     return {
-      a: o['a'] as BlobRef, b: o['b'] as BlobRef, data: parseDataRef(o['data'], `${w}.data`), split: oneOf(o['split'], `${w}.split`, ['train', 'test'] as const),
-      options, ...(classes ? { classes } : {}),
+      a: o['a'] as BlobRef,
+      b: o['b'] as BlobRef,
+      data: parseDataRef(o['data'], `${w}.data`),
+      split: oneOf(o['split'], `${w}.split`, ['train', 'test'] as const),
+      options,
+      ...(classes ? { classes } : {}),
     };
   },
   async run(p, env) {
     const ds = await env.dataset(p.data, p.split);
-    if (p.classes?.some((c) => c >= ds.classes)) throw new UserError(`--classes: class ${p.classes.find((c) => c >= ds.classes)} does not exist in ${p.data.spec} (${ds.classes} classes)`);
-    const a = await env.blob(p.a, 'model A'), b = await env.blob(p.b, 'model B');
+    if (p.classes?.some((c) => c >= ds.classes))
+      throw new UserError(`--classes: class ${p.classes.find((c) => c >= ds.classes)} does not exist in ${p.data.spec} (${ds.classes} classes)`);
+    const a = await env.blob(p.a, 'model A'),
+      b = await env.blob(p.b, 'model B');
     const train = p.options.controls ? (p.split === 'train' ? ds : await env.dataset(p.data, 'train')) : undefined;
     return computeCkaGrid({ model: openModel(a), file: a }, { model: openModel(b), file: b }, ds, {
-      ...env.session, ...p.options, ...(p.classes ? { classes: p.classes } : {}), ...(train ? { train } : {}),
+      ...env.session,
+      ...p.options,
+      ...(p.classes ? { classes: p.classes } : {}),
+      ...(train ? { train } : {}),
     });
   },
 };
@@ -92,7 +125,8 @@ export async function ckaOnQueue(url: string, job: CkaQueueJob, o: CoordinatorOp
   const run = `cka-${createHash('sha256').update(canonicalJson(job)).digest('hex').slice(0, 12)}`;
   const c = await Coordinator.open(url, run, `cka ${job.a} ${job.b}`, o);
   try {
-    const a = await c.putFile(job.a), b = await c.putFile(job.b);
+    const a = await c.putFile(job.a),
+      b = await c.putFile(job.b);
     const data = await c.data(job.data);
     const classes = job.classes !== undefined ? parseClasses(job.classes, data.expect.classes) : undefined;
     const payload: CkaPayload = { a, b, data, split: job.split, options: job.options, ...(classes ? { classes } : {}) };

@@ -63,7 +63,13 @@ export function parseQueueUrl(text: string): QueueUrl {
   const password = u.password ? decodeURIComponent(u.password) : undefined;
   const host = u.hostname.replace(/^\[(.*)\]$/, '$1');
   return {
-    host, port, db, tls, ...(username ? { username } : {}), ...(password ? { password } : {}), ...(ca ? { ca } : {}),
+    host,
+    port,
+    db,
+    tls,
+    ...(username ? { username } : {}),
+    ...(password ? { password } : {}),
+    ...(ca ? { ca } : {}),
     display: `${u.protocol}//${username ? username : ''}${password ? ':***' : ''}${username || password ? '@' : ''}${u.host}${db ? `/${db}` : ''}`,
   };
 }
@@ -79,10 +85,15 @@ function mask(text: string): string {
  */
 export function connectRedis(q: QueueUrl, extra: RedisOptions = {}): Redis {
   const opts: RedisOptions = {
-    host: q.host, port: q.port, db: q.db, maxRetriesPerRequest: null, enableReadyCheck: true,
+    host: q.host,
+    port: q.port,
+    db: q.db,
+    maxRetriesPerRequest: null,
+    enableReadyCheck: true,
     // reconnect forever, at most every 2 s (a restarted Redis is found within that)
     retryStrategy: (times) => Math.min(100 * times, 2000),
-    ...(q.username ? { username: q.username } : {}), ...(q.password ? { password: q.password } : {}),
+    ...(q.username ? { username: q.username } : {}),
+    ...(q.password ? { password: q.password } : {}),
     // SNI takes host names only (RFC 6066); certificates for IP addresses are matched without it
     ...(q.tls ? { tls: { ...(isIP(q.host) ? {} : { servername: q.host }), ...(q.ca ? { ca: q.ca } : {}) } } : {}),
     ...extra,
@@ -101,14 +112,19 @@ export async function checkRedis(q: QueueUrl, timeoutMs = 10_000): Promise<void>
   const redis = connectRedis(q, { retryStrategy: () => null, lazyConnect: true, connectTimeout: timeoutMs });
   // the first error says why (a refused password closes the connection, and connect() then only says that)
   let first: Error | undefined;
-  redis.on('error', (e: Error) => { first ??= e; });
+  redis.on('error', (e: Error) => {
+    first ??= e;
+  });
   try {
     await redis.connect();
     await redis.ping();
   } catch (e) {
     const msg = (first ?? (e as Error)).message.split('\n')[0] ?? String(e);
-    const hint = /NOAUTH|WRONGPASS|invalid password|invalid username/i.test(msg) ? ' (wrong or missing password/user in the URL)'
-      : /ECONNREFUSED|ENOTFOUND|ETIMEDOUT|EHOSTUNREACH/.test(msg) ? ' (is redis-server running there?)' : '';
+    const hint = /NOAUTH|WRONGPASS|invalid password|invalid username/i.test(msg)
+      ? ' (wrong or missing password/user in the URL)'
+      : /ECONNREFUSED|ENOTFOUND|ETIMEDOUT|EHOSTUNREACH/.test(msg)
+        ? ' (is redis-server running there?)'
+        : '';
     throw new UserError(`cannot reach the queue at ${q.display}: ${msg}${hint}`);
   } finally {
     redis.disconnect();

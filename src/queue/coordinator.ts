@@ -45,7 +45,10 @@ export const WORKER_STATS = `${KEY_PREFIX}stats`;
 
 /** `<kind>.<hash>`: the same job from any coordinator gets the same id. */
 export function jobId(kind: string, payload: unknown): string {
-  return `${kind}.${createHash('sha256').update(`${kind}\n${canonicalJson(payload)}`).digest('hex').slice(0, 40)}`;
+  return `${kind}.${createHash('sha256')
+    .update(`${kind}\n${canonicalJson(payload)}`)
+    .digest('hex')
+    .slice(0, 40)}`;
 }
 
 export interface CoordinatorOptions {
@@ -62,7 +65,10 @@ export interface Done<R> {
 
 /** A job that failed for good: its label and the worker's error. */
 export class JobFailed extends UserError {
-  constructor(readonly label: string, readonly reason: string) {
+  constructor(
+    readonly label: string,
+    readonly reason: string,
+  ) {
     super(`${label}: ${reason}`);
   }
 }
@@ -89,13 +95,28 @@ export class Coordinator {
   private checking = false;
   private readonly started = Date.now();
 
-  private constructor(readonly url: QueueUrl, readonly run: string, readonly label: string, private readonly redis: Redis,
-    private readonly queue: Queue, private readonly events: QueueEvents, private readonly eventsRedis: Redis, opts: CoordinatorOptions) {
+  private constructor(
+    readonly url: QueueUrl,
+    readonly run: string,
+    readonly label: string,
+    private readonly redis: Redis,
+    private readonly queue: Queue,
+    private readonly events: QueueEvents,
+    private readonly eventsRedis: Redis,
+    opts: CoordinatorOptions,
+  ) {
     this.blobs = new BlobStore(redis);
     events.on('completed', ({ jobId: id, returnvalue }) => this.completed(id, returnvalue));
-    events.on('failed', ({ jobId: id }) => { void this.checkOne(id); });
+    events.on('failed', ({ jobId: id }) => {
+      void this.checkOne(id);
+    });
     events.on('error', () => {});
-    this.timer = setInterval(() => { void this.checkAll(); }, (opts.checkSeconds ?? 5) * 1000);
+    this.timer = setInterval(
+      () => {
+        void this.checkAll();
+      },
+      (opts.checkSeconds ?? 5) * 1000,
+    );
   }
 
   /** Connects (failing with one line when Redis cannot be reached) and clears an earlier cancel of this run. */
@@ -111,8 +132,10 @@ export class Coordinator {
     await redis.del(cancelKey(run));
     const c = new Coordinator(q, run, label, redis, queue, events, eventsRedis, opts);
     const workers = await liveWorkers(redis);
-    info(`${label}: queue ${q.display}, run ${run} (${workers.length ? `${workers.length} worker${workers.length > 1 ? 's' : ''} connected` : 'no worker connected yet: start some with modelsmith worker --queue <url>'});`
-      + ` cancel with: modelsmith queue cancel ${q.display} --run ${run}`);
+    info(
+      `${label}: queue ${q.display}, run ${run} (${workers.length ? `${workers.length} worker${workers.length > 1 ? 's' : ''} connected` : 'no worker connected yet: start some with modelsmith worker --queue <url>'});` +
+        ` cancel with: modelsmith queue cancel ${q.display} --run ${run}`,
+    );
     return c;
   }
 
@@ -134,8 +157,12 @@ export class Coordinator {
 
   /** data(), and which files the worker read (its source lines). */
   async dataWithSources(spec: string): Promise<{ ref: DataRef; sources: { train: string; test: string } }> {
-    const { result: r } = await this.submit<DataIdentity & { sources: { train: string; test: string } }>('data',
-      { spec, nonce: `${this.run}:${Date.now()}:${process.pid}` }, `dataset ${spec}`, false);
+    const { result: r } = await this.submit<DataIdentity & { sources: { train: string; test: string } }>(
+      'data',
+      { spec, nonce: `${this.run}:${Date.now()}:${process.pid}` },
+      `dataset ${spec}`,
+      false,
+    );
     info(`${this.label}: dataset ${spec} on the workers: ${r.sources.test}`);
     return { ref: { spec, expect: { classes: r.classes, shape: r.shape, train: r.train, test: r.test } }, sources: r.sources };
   }
@@ -158,15 +185,28 @@ export class Coordinator {
         // the same job twice in one run: both callers get its one result
         this.waiters.set(id, {
           ...prior,
-          resolve: (r) => { prior.resolve(r); resolve(r as Done<R>); },
-          reject: (e) => { prior.reject(e); reject(e); },
+          resolve: (r) => {
+            prior.resolve(r);
+            resolve(r as Done<R>);
+          },
+          reject: (e) => {
+            prior.reject(e);
+            reject(e);
+          },
         });
         return;
       }
       this.waiters.set(id, {
-        kind, data,
-        resolve: (r) => { if (tracked) this.tick(); resolve(r as Done<R>); },
-        reject: (e) => { if (tracked) this.tick(); reject(e); },
+        kind,
+        data,
+        resolve: (r) => {
+          if (tracked) this.tick();
+          resolve(r as Done<R>);
+        },
+        reject: (e) => {
+          if (tracked) this.tick();
+          reject(e);
+        },
       });
       this.enqueue(id, kind, data).catch((e: unknown) => this.fail(id, (e as Error).message));
     });
@@ -174,7 +214,11 @@ export class Coordinator {
 
   private async enqueue(id: string, kind: string, data: JobData): Promise<void> {
     await this.queue.add(kind, data, {
-      jobId: id, attempts: JOB_ATTEMPTS, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: false, removeOnFail: false,
+      jobId: id,
+      attempts: JOB_ATTEMPTS,
+      backoff: { type: 'exponential', delay: 1000 },
+      removeOnComplete: false,
+      removeOnFail: false,
     });
     const job = await this.queue.getJob(id);
     if (job && (await job.getState()) === 'failed') {
@@ -194,7 +238,13 @@ export class Coordinator {
       if (await this.redis.exists(cancelKey(this.run))) return this.cancelled();
       // Redis lost it (restarted without persistence): put its blobs back and add it again
       for (const [sha, path] of this.files) if (!(await this.blobs.has(sha))) await this.blobs.putFile(path);
-      await this.queue.add(w.kind, w.data, { jobId: id, attempts: JOB_ATTEMPTS, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: false, removeOnFail: false });
+      await this.queue.add(w.kind, w.data, {
+        jobId: id,
+        attempts: JOB_ATTEMPTS,
+        backoff: { type: 'exponential', delay: 1000 },
+        removeOnComplete: false,
+        removeOnFail: false,
+      });
       return;
     }
     const state = await job.getState();
@@ -297,7 +347,9 @@ export async function liveWorkers(redis: Redis): Promise<WorkerInfo[]> {
       if (!v) continue;
       try {
         out.push(JSON.parse(v) as WorkerInfo);
-      } catch { /* a foreign key: ignore */ }
+      } catch {
+        /* a foreign key: ignore */
+      }
     }
   } while (cursor !== '0');
   return out.sort((a, b) => a.name.localeCompare(b.name));
@@ -333,7 +385,9 @@ export async function settleAll<R>(jobs: Promise<R>[]): Promise<{ results: (R | 
 
 /** One line for failed jobs: how many, and the first errors. */
 export function failureMessage(failed: readonly UserError[], total: number, what: string): string {
-  const shown = failed.slice(0, 3).map((f) => f.message).join('; ');
+  const shown = failed
+    .slice(0, 3)
+    .map((f) => f.message)
+    .join('; ');
   return `${failed.length} of ${total} ${what} failed: ${shown}${failed.length > 3 ? '; ...' : ''} (finished results are kept; fix the cause and rerun the command, which retries them)`;
 }
-

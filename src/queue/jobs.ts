@@ -88,7 +88,8 @@ export function parseDataRef(v: unknown, what: string): DataRef {
     expect: {
       classes: int(e['classes'], `${what}.expect.classes`, 1, 1_000_000),
       shape: list(e['shape'], `${what}.expect.shape`, (x, w) => int(x, w, 1, 1_000_000), 4),
-      train: int(e['train'], `${what}.expect.train`, 0), test: int(e['test'], `${what}.expect.test`, 0),
+      train: int(e['train'], `${what}.expect.train`, 0),
+      test: int(e['test'], `${what}.expect.test`, 0),
     },
   };
 }
@@ -125,8 +126,10 @@ export function checkDataSpec(spec: string, dataDirs: readonly string[], worker:
       return real === root || real.startsWith(root.endsWith(sep) ? root : root + sep);
     });
     if (!inside) {
-      throw new UserError(`worker ${worker} does not read dataset "${spec}": it names ${path}, outside the folders this worker allows`
-        + ` (${dataDirs.length ? dataDirs.join(', ') : 'none'}; start it with --data-dir <dir>, or use a named dataset such as fashion-mnist)`);
+      throw new UserError(
+        `worker ${worker} does not read dataset "${spec}": it names ${path}, outside the folders this worker allows` +
+          ` (${dataDirs.length ? dataDirs.join(', ') : 'none'}; start it with --data-dir <dir>, or use a named dataset such as fashion-mnist)`,
+      );
     }
   }
 }
@@ -140,7 +143,9 @@ export function checkIdentity(ds: Dataset, split: 'train' | 'test', ref: DataRef
   const got = `${ds.classes} classes of ${ds.shape.join('x')} images, ${ds.size} ${split} images`;
   const want = `${e.classes} classes of ${e.shape.join('x')} images, ${e[split]} ${split} images`;
   if (got !== want) {
-    throw new UserError(`worker ${worker} resolves dataset "${ref.spec}" to ${got} (${ds.source}), but this run uses ${want}; `
-      + 'install the same dataset on every worker (or set $MODELSMITH_DATA there)');
+    throw new UserError(
+      `worker ${worker} resolves dataset "${ref.spec}" to ${got} (${ds.source}), but this run uses ${want}; ` +
+        'install the same dataset on every worker (or set $MODELSMITH_DATA there)',
+    );
   }
 }

@@ -23,10 +23,10 @@ const DATA: JobKind<{ spec: string }, DataIdentity & { sources: { train: string;
 };
 
 export const JOB_KINDS: Readonly<Record<string, JobKind<never, unknown>>> = {
-  'data': DATA,
+  data: DATA,
   'stitch-cell': STITCH_CELL,
   'stitch-base': STITCH_BASE,
-  'cka': CKA,
+  cka: CKA,
   'lego-plan': LEGO_PLAN,
   'lego-row': LEGO_ROW,
   'zoo-model': ZOO_MODEL,

@@ -14,9 +14,7 @@
 import { existsSync, linkSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import {
-  checkExperimentOptions, experimentMarkdown, runLegoExperiment, type ExperimentOptions, type ExperimentResult,
-} from '../lego/experiment.js';
+import { checkExperimentOptions, experimentMarkdown, runLegoExperiment, type ExperimentOptions, type ExperimentResult } from '../lego/experiment.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { writeResultJson } from '../util/provenance.js';
 import { loadModel, saveModel } from '../onnx/proto.js';
@@ -28,8 +26,22 @@ import { canonicalJson, fields, int, list, num, oneOf, opt, str, substitute } fr
 import { RECALIBRATION_MODES } from '../lego/recalibrate.js';
 
 /** The options that define an experiment's rows (paths, resuming and sessions are each side's own). */
-export type LegoJobOptions = Pick<ExperimentOptions, 'tasks' | 'pairs' | 'samplesPerClass' | 'unbalanced' | 'finetuneEpochs' | 'sweep' | 'sweepTask'
-  | 'scaleSamplesPerClass' | 'seed' | 'batchSize' | 'mean' | 'std' | 'disassembly'>;
+export type LegoJobOptions = Pick<
+  ExperimentOptions,
+  | 'tasks'
+  | 'pairs'
+  | 'samplesPerClass'
+  | 'unbalanced'
+  | 'finetuneEpochs'
+  | 'sweep'
+  | 'sweepTask'
+  | 'scaleSamplesPerClass'
+  | 'seed'
+  | 'batchSize'
+  | 'mean'
+  | 'std'
+  | 'disassembly'
+>;
 
 export interface LegoPayload {
   model: BlobRef;
@@ -56,64 +68,134 @@ export interface RowResult {
 const ROW_FILE = /^(components|assembled)\/[A-Za-z0-9._+,=-]+\.onnx$/;
 
 function parseOptions(v: unknown, what: string): LegoJobOptions {
-  const o = fields(v, what, [], ['tasks', 'pairs', 'samplesPerClass', 'unbalanced', 'finetuneEpochs', 'sweep', 'sweepTask', 'scaleSamplesPerClass', 'seed', 'batchSize', 'mean', 'std', 'disassembly']);
+  const o = fields(
+    v,
+    what,
+    [],
+    [
+      'tasks',
+      'pairs',
+      'samplesPerClass',
+      'unbalanced',
+      'finetuneEpochs',
+      'sweep',
+      'sweepTask',
+      'scaleSamplesPerClass',
+      'seed',
+      'batchSize',
+      'mean',
+      'std',
+      'disassembly',
+    ],
+  );
   const classes = (x: unknown, w: string): number[] => list(x, w, (y, ww) => int(y, ww, 0, 999), 1000);
   const out: LegoJobOptions = {};
-  const set = <K extends keyof LegoJobOptions>(k: K, val: LegoJobOptions[K] | undefined): void => { if (val !== undefined) out[k] = val; };
-  set('tasks', opt(o, 'tasks', what, (x, w) => list(x, w, classes, 1000)));
-  set('pairs', opt(o, 'pairs', what, (x, w) => list(x, w, (y, ww) => {
-    const pair = list(y, ww, classes, 2);
-    if (pair.length !== 2) throw new UserError(`${ww} must be a pair of class lists`);
-    return pair as [number[], number[]];
-  }, 1000)));
-  set('samplesPerClass', opt(o, 'samplesPerClass', what, (x, w) => int(x, w, 1, 1_000_000)));
-  set('unbalanced', opt(o, 'unbalanced', what, (x, w) => {
-    const u = list(x, w, (y, ww) => int(y, ww, 1, 1_000_000), 2);
-    if (u.length !== 2) throw new UserError(`${w} must be [lo, hi]`);
-    return u as [number, number];
-  }));
-  set('finetuneEpochs', opt(o, 'finetuneEpochs', what, (x, w) => int(x, w, -1, 100_000)));
-  set('sweep', opt(o, 'sweep', what, (x, w) => list(x, w, (y, ww) => {
-    const s = fields(y, ww, ['alpha', 'beta']);
-    return { alpha: num(s['alpha'], `${ww}.alpha`), beta: num(s['beta'], `${ww}.beta`) };
-  }, 10_000)));
+  const set = <K extends keyof LegoJobOptions>(k: K, val: LegoJobOptions[K] | undefined): void => {
+    if (val !== undefined) out[k] = val;
+  };
+  set(
+    'tasks',
+    opt(o, 'tasks', what, (x, w) => list(x, w, classes, 1000)),
+  );
+  set(
+    'pairs',
+    opt(o, 'pairs', what, (x, w) =>
+      list(
+        x,
+        w,
+        (y, ww) => {
+          const pair = list(y, ww, classes, 2);
+          if (pair.length !== 2) throw new UserError(`${ww} must be a pair of class lists`);
+          return pair as [number[], number[]];
+        },
+        1000,
+      ),
+    ),
+  );
+  set(
+    'samplesPerClass',
+    opt(o, 'samplesPerClass', what, (x, w) => int(x, w, 1, 1_000_000)),
+  );
+  set(
+    'unbalanced',
+    opt(o, 'unbalanced', what, (x, w) => {
+      const u = list(x, w, (y, ww) => int(y, ww, 1, 1_000_000), 2);
+      if (u.length !== 2) throw new UserError(`${w} must be [lo, hi]`);
+      return u as [number, number];
+    }),
+  );
+  set(
+    'finetuneEpochs',
+    opt(o, 'finetuneEpochs', what, (x, w) => int(x, w, -1, 100_000)),
+  );
+  set(
+    'sweep',
+    opt(o, 'sweep', what, (x, w) =>
+      list(
+        x,
+        w,
+        (y, ww) => {
+          const s = fields(y, ww, ['alpha', 'beta']);
+          return { alpha: num(s['alpha'], `${ww}.alpha`), beta: num(s['beta'], `${ww}.beta`) };
+        },
+        10_000,
+      ),
+    ),
+  );
   set('sweepTask', opt(o, 'sweepTask', what, classes));
-  set('scaleSamplesPerClass', opt(o, 'scaleSamplesPerClass', what, (x, w) => int(x, w, 1, 1_000_000)));
+  set(
+    'scaleSamplesPerClass',
+    opt(o, 'scaleSamplesPerClass', what, (x, w) => int(x, w, 1, 1_000_000)),
+  );
   set('seed', opt(o, 'seed', what, int));
-  set('batchSize', opt(o, 'batchSize', what, (x, w) => int(x, w, 1, 65_536)));
-  const stats = (positive: boolean) => (x: unknown, w: string): number[] => list(x, w, (y, ww) => {
-    const n = num(y, ww);
-    if (positive && !(n > 0)) throw new UserError(`${ww} must be > 0, got ${n}`);
-    return n;
-  }, 4);
+  set(
+    'batchSize',
+    opt(o, 'batchSize', what, (x, w) => int(x, w, 1, 65_536)),
+  );
+  const stats =
+    (positive: boolean) =>
+    (x: unknown, w: string): number[] =>
+      list(
+        x,
+        w,
+        (y, ww) => {
+          const n = num(y, ww);
+          if (positive && !(n > 0)) throw new UserError(`${ww} must be > 0, got ${n}`);
+          return n;
+        },
+        4,
+      );
   set('mean', opt(o, 'mean', what, stats(false)));
   set('std', opt(o, 'std', what, stats(true)));
-  set('disassembly', opt(o, 'disassembly', what, (x, w) => {
-    const d = fields(x, w, [], ['recalibration', 'recalibrationSamples', 'flatten', 'ranking', 'validationPerClass', 'classDrop', 'maxDrop', 'guard']);
-    const out: NonNullable<LegoJobOptions['disassembly']> = {};
-    const fraction = (y: unknown, ww: string): number => {
-      const n = num(y, ww);
-      if (!(n >= 0 && n <= 1)) throw new UserError(`${ww} must be in [0, 1], got ${n}`);
-      return n;
-    };
-    const recalibration = opt(d, 'recalibration', w, (y, ww) => oneOf(y, ww, RECALIBRATION_MODES));
-    const flatten = opt(d, 'flatten', w, (y, ww) => oneOf(y, ww, ['prune', 'keep'] as const));
-    const ranking = opt(d, 'ranking', w, (y, ww) => oneOf(y, ww, ['float32', 'float64'] as const));
-    const recalibrationSamples = opt(d, 'recalibrationSamples', w, (y, ww) => int(y, ww, 0, 1_000_000));
-    const validationPerClass = opt(d, 'validationPerClass', w, (y, ww) => int(y, ww, 0, 1_000_000));
-    const classDrop = opt(d, 'classDrop', w, fraction);
-    const maxDrop = opt(d, 'maxDrop', w, fraction);
-    const guard = opt(d, 'guard', w, fraction);
-    if (guard !== undefined) out.guard = guard;
-    if (recalibration !== undefined) out.recalibration = recalibration;
-    if (flatten !== undefined) out.flatten = flatten;
-    if (ranking !== undefined) out.ranking = ranking;
-    if (recalibrationSamples !== undefined) out.recalibrationSamples = recalibrationSamples;
-    if (validationPerClass !== undefined) out.validationPerClass = validationPerClass;
-    if (classDrop !== undefined) out.classDrop = classDrop;
-    if (maxDrop !== undefined) out.maxDrop = maxDrop;
-    return out;
-  }));
+  set(
+    'disassembly',
+    opt(o, 'disassembly', what, (x, w) => {
+      const d = fields(x, w, [], ['recalibration', 'recalibrationSamples', 'flatten', 'ranking', 'validationPerClass', 'classDrop', 'maxDrop', 'guard']);
+      const out: NonNullable<LegoJobOptions['disassembly']> = {};
+      const fraction = (y: unknown, ww: string): number => {
+        const n = num(y, ww);
+        if (!(n >= 0 && n <= 1)) throw new UserError(`${ww} must be in [0, 1], got ${n}`);
+        return n;
+      };
+      const recalibration = opt(d, 'recalibration', w, (y, ww) => oneOf(y, ww, RECALIBRATION_MODES));
+      const flatten = opt(d, 'flatten', w, (y, ww) => oneOf(y, ww, ['prune', 'keep'] as const));
+      const ranking = opt(d, 'ranking', w, (y, ww) => oneOf(y, ww, ['float32', 'float64'] as const));
+      const recalibrationSamples = opt(d, 'recalibrationSamples', w, (y, ww) => int(y, ww, 0, 1_000_000));
+      const validationPerClass = opt(d, 'validationPerClass', w, (y, ww) => int(y, ww, 0, 1_000_000));
+      const classDrop = opt(d, 'classDrop', w, fraction);
+      const maxDrop = opt(d, 'maxDrop', w, fraction);
+      const guard = opt(d, 'guard', w, fraction);
+      if (guard !== undefined) out.guard = guard;
+      if (recalibration !== undefined) out.recalibration = recalibration;
+      if (flatten !== undefined) out.flatten = flatten;
+      if (ranking !== undefined) out.ranking = ranking;
+      if (recalibrationSamples !== undefined) out.recalibrationSamples = recalibrationSamples;
+      if (validationPerClass !== undefined) out.validationPerClass = validationPerClass;
+      if (classDrop !== undefined) out.classDrop = classDrop;
+      if (maxDrop !== undefined) out.maxDrop = maxDrop;
+      return out;
+    }),
+  );
   // the same checks as the CLI's flags, before anything is fetched
   checkExperimentOptions({ model: '', data: '', outDir: '', ...out });
   return out;
@@ -123,9 +205,14 @@ function parsePayload(v: unknown, what: string): LegoPayload {
   const o = fields(v, what, ['model', 'names', 'data', 'options'], ['model2']);
   const n = fields(o['names'], `${what}.names`, ['model'], ['model2']);
   return {
-    names: { model: str(n['model'], `${what}.names.model`, 1000), ...(n['model2'] !== undefined ? { model2: str(n['model2'], `${what}.names.model2`, 1000) } : {}) },
-    model: o['model'] as BlobRef, ...(o['model2'] !== undefined ? { model2: o['model2'] as BlobRef } : {}),
-    data: parseDataRef(o['data'], `${what}.data`), options: parseOptions(o['options'], `${what}.options`),
+    names: {
+      model: str(n['model'], `${what}.names.model`, 1000),
+      ...(n['model2'] !== undefined ? { model2: str(n['model2'], `${what}.names.model2`, 1000) } : {}),
+    },
+    model: o['model'] as BlobRef,
+    ...(o['model2'] !== undefined ? { model2: o['model2'] as BlobRef } : {}),
+    data: parseDataRef(o['data'], `${what}.data`),
+    options: parseOptions(o['options'], `${what}.options`),
   };
 }
 
@@ -134,7 +221,12 @@ function parsePayload(v: unknown, what: string): LegoPayload {
  * role names (so that two files with equal bytes stay two models, as in a local run) and
  * the components cut for earlier rows of the same experiment linked in from the work folder.
  */
-async function runInJob(p: LegoPayload, env: WorkerEnv, select: (key: string) => boolean, reuse = true): Promise<{ result: ExperimentResult; used: string[]; roles: Map<string, string> }> {
+async function runInJob(
+  p: LegoPayload,
+  env: WorkerEnv,
+  select: (key: string) => boolean,
+  reuse = true,
+): Promise<{ result: ExperimentResult; used: string[]; roles: Map<string, string> }> {
   checkBlobRef(p.model, 'model', env.maxBlobBytes);
   if (p.model2) checkBlobRef(p.model2, 'model2', env.maxBlobBytes);
   await env.dataset(p.data, 'train');
@@ -157,13 +249,24 @@ async function runInJob(p: LegoPayload, env: WorkerEnv, select: (key: string) =>
   const inode = (path: string): number => statSync(path).ino;
   const before = new Map(readdirSync(mine).map((f) => [f, inode(join(mine, f))]));
   const result = await runLegoExperiment({
-    model, ...(model2 ? { model2 } : {}), data: p.data.spec, outDir: join(env.dir, 'out'), ...p.options, resume: true, select, session: env.session,
+    model,
+    ...(model2 ? { model2 } : {}),
+    data: p.data.spec,
+    outDir: join(env.dir, 'out'),
+    ...p.options,
+    resume: true,
+    select,
+    session: env.session,
   });
   // components this row saved (a rewrite replaces the linked file): shared with later rows, sent with this one
   const used = readdirSync(mine).filter((f) => f.endsWith('.onnx') && before.get(f) !== inode(join(mine, f)));
   for (const f of used) {
     if (!existsSync(join(cache, f))) {
-      try { linkSync(join(mine, f), join(cache, f)); } catch { /* another job linked it first */ }
+      try {
+        linkSync(join(mine, f), join(cache, f));
+      } catch {
+        /* another job linked it first */
+      }
     }
   }
   const roles = new Map([[model, p.names.model], ...(model2 ? [[model2, p.names.model2 ?? model2] as [string, string]] : [])]);
@@ -174,7 +277,10 @@ export const LEGO_PLAN: JobKind<LegoPayload, { skeleton: ExperimentResult; keys:
   parse: (raw) => parsePayload(raw, 'lego-plan payload'),
   async run(p, env) {
     const keys: string[] = [];
-    const { result } = await runInJob(p, env, (key) => { keys.push(key); return false; });
+    const { result } = await runInJob(p, env, (key) => {
+      keys.push(key);
+      return false;
+    });
     return { skeleton: result, keys };
   },
 };
@@ -186,15 +292,24 @@ export const LEGO_ROW: JobKind<{ experiment: LegoPayload; key: string }, RowResu
   },
   async run(p, env) {
     let seen = false;
-    const { result, used, roles } = await runInJob(p.experiment, env, (key) => {
-      seen ||= key === p.key;
-      return key === p.key;
-    }, !p.key.startsWith('dis:'));
+    const { result, used, roles } = await runInJob(
+      p.experiment,
+      env,
+      (key) => {
+        seen ||= key === p.key;
+        return key === p.key;
+      },
+      !p.key.startsWith('dis:'),
+    );
     if (!seen) throw new UserError(`the experiment has no row "${p.key}"`);
     const found = rowOf(result, p.key);
     if (!found) throw new UserError(`row "${p.key}" was not computed`);
     const out = join(env.dir, 'out');
-    const assembled = existsSync(join(out, 'assembled')) ? readdirSync(join(out, 'assembled')).filter((f) => f.endsWith('.onnx')).map((f) => `assembled/${f}`) : [];
+    const assembled = existsSync(join(out, 'assembled'))
+      ? readdirSync(join(out, 'assembled'))
+          .filter((f) => f.endsWith('.onnx'))
+          .map((f) => `assembled/${f}`)
+      : [];
     const files: RowFile[] = [];
     for (const path of [...used, ...assembled]) {
       // model files name their parts by file (assembled models' provenance): the coordinator's names, not this worker's paths
@@ -228,15 +343,35 @@ function rowOf(r: ExperimentResult, key: string): { table: string; row: RowResul
 export async function legoExperimentOnQueue(url: string, opts: ExperimentOptions, co: CoordinatorOptions = {}): Promise<ExperimentResult> {
   checkExperimentOptions(opts);
   const options: LegoJobOptions = {};
-  for (const k of ['tasks', 'pairs', 'samplesPerClass', 'unbalanced', 'finetuneEpochs', 'sweep', 'sweepTask', 'scaleSamplesPerClass', 'seed', 'batchSize', 'mean', 'std', 'disassembly'] as const) {
+  for (const k of [
+    'tasks',
+    'pairs',
+    'samplesPerClass',
+    'unbalanced',
+    'finetuneEpochs',
+    'sweep',
+    'sweepTask',
+    'scaleSamplesPerClass',
+    'seed',
+    'batchSize',
+    'mean',
+    'std',
+    'disassembly',
+  ] as const) {
     if (opts[k] !== undefined) (options as Record<string, unknown>)[k] = opts[k];
   }
-  const run = `lego-${createHash('sha256').update(canonicalJson({ out: opts.outDir, options })).digest('hex').slice(0, 12)}`;
+  const run = `lego-${createHash('sha256')
+    .update(canonicalJson({ out: opts.outDir, options }))
+    .digest('hex')
+    .slice(0, 12)}`;
   const c = await Coordinator.open(url, run, `lego-experiment ${opts.outDir}`, co);
   try {
     const payload: LegoPayload = {
-        model: await c.putFile(opts.model), ...(opts.model2 ? { model2: await c.putFile(opts.model2) } : {}),
-      names: { model: opts.model, ...(opts.model2 ? { model2: opts.model2 } : {}) }, data: await c.data(opts.data), options,
+      model: await c.putFile(opts.model),
+      ...(opts.model2 ? { model2: await c.putFile(opts.model2) } : {}),
+      names: { model: opts.model, ...(opts.model2 ? { model2: opts.model2 } : {}) },
+      data: await c.data(opts.data),
+      options,
     };
     const plan = await c.submit<{ skeleton: ExperimentResult; keys: string[] }>('lego-plan', payload, 'plan', false);
     const keys = plan.result.keys;
@@ -251,18 +386,20 @@ export async function legoExperimentOnQueue(url: string, opts: ExperimentOptions
     const has = (key: string): boolean => rowOf(result, key) !== undefined;
     const todo = keys.filter((k) => !has(k));
     c.track(todo.length, 'rows');
-    const jobs = todo.map((key) => c.submit<RowResult>('lego-row', { experiment: payload, key }, `row ${key}`).then(async ({ result: raw }) => {
-      const r = checkRow(raw, key);
-      if (has(key)) return;
-      for (const f of r.files) {
-        const bytes = await c.blobs.get(checkBlobRef(f.blob, `file ${f.path}`, 2 ** 40), `file ${f.path}`);
-        writeFileAtomic(join(opts.outDir, f.path), bytes);
-      }
-      const rows = (result as unknown as Record<string, unknown[]>)[r.table] ??= [];
-      rows.push(r.row);
-      rows.sort((x, y) => (order.get((x as { key: string }).key) ?? -1) - (order.get((y as { key: string }).key) ?? -1));
-      save();
-    }));
+    const jobs = todo.map((key) =>
+      c.submit<RowResult>('lego-row', { experiment: payload, key }, `row ${key}`).then(async ({ result: raw }) => {
+        const r = checkRow(raw, key);
+        if (has(key)) return;
+        for (const f of r.files) {
+          const bytes = await c.blobs.get(checkBlobRef(f.blob, `file ${f.path}`, 2 ** 40), `file ${f.path}`);
+          writeFileAtomic(join(opts.outDir, f.path), bytes);
+        }
+        const rows = ((result as unknown as Record<string, unknown[]>)[r.table] ??= []);
+        rows.push(r.row);
+        rows.sort((x, y) => (order.get((x as { key: string }).key) ?? -1) - (order.get((y as { key: string }).key) ?? -1));
+        save();
+      }),
+    );
     const { failed } = await settleAll(jobs);
     save();
     if (failed.length) throw new UserError(failureMessage(failed, jobs.length, 'rows'));
@@ -279,7 +416,8 @@ function checkRow(v: unknown, key: string): RowResult {
     throw new UserError(`a worker returned an unreadable result for row ${key}`);
   }
   for (const f of r.files) {
-    if (!f || typeof f.path !== 'string' || !ROW_FILE.test(f.path)) throw new UserError(`a worker's result for row ${key} names the file ${JSON.stringify(f?.path)}, not one a row writes`);
+    if (!f || typeof f.path !== 'string' || !ROW_FILE.test(f.path))
+      throw new UserError(`a worker's result for row ${key} names the file ${JSON.stringify(f?.path)}, not one a row writes`);
   }
   return r;
 }

@@ -59,15 +59,20 @@ function parseGrid(v: unknown, what: string): GridPayload {
   // the CLI's own checks, before anything is fetched
   checkOptions(options);
   const out: GridPayload = {
-    a: o['a'] as BlobRef, b: o['b'] as BlobRef, data: parseDataRef(o['data'], `${what}.data`),
+    a: o['a'] as BlobRef,
+    b: o['b'] as BlobRef,
+    data: parseDataRef(o['data'], `${what}.data`),
     senders: list(o['senders'], `${what}.senders`, (x, w) => str(x, w, 1000), MAX_CUTS),
     receivers: list(o['receivers'], `${what}.receivers`, (x, w) => str(x, w, 1000), MAX_CUTS),
-    kinds, options,
+    kinds,
+    options,
     // activations cached per worker: at most the machine's memory (the CLI accepts any size; a job must not)
     cacheMb: int(o['cacheMb'], `${what}.cacheMb`, 0, Math.floor(totalmem() / 2 ** 20)),
   };
-  const tl = opt(o, 'trainLimit', what, limit), vl = opt(o, 'testLimit', what, limit);
-  const mean = opt(o, 'mean', what, numbers), std = opt(o, 'std', what, numbers);
+  const tl = opt(o, 'trainLimit', what, limit),
+    vl = opt(o, 'testLimit', what, limit);
+  const mean = opt(o, 'mean', what, numbers),
+    std = opt(o, 'std', what, numbers);
   return { ...out, ...(tl ? { trainLimit: tl } : {}), ...(vl ? { testLimit: vl } : {}), ...(mean ? { mean } : {}), ...(std ? { std } : {}) };
 }
 
@@ -95,13 +100,28 @@ async function workerGrid(g: GridPayload, env: WorkerEnv): Promise<{ grid: Stitc
   let p = grids.get(cacheKey);
   if (!p) {
     p = (async () => {
-      const a = await env.blob(g.a, 'model A'), b = await env.blob(g.b, 'model B');
-      return StitchGrid.open(join(env.work, 'stitch', key), {
-        a, b, data: g.data.spec, senders: g.senders, receivers: g.receivers, kinds: g.kinds, options: g.options, allowSkipped: true, cacheMb: g.cacheMb,
-        ...(g.trainLimit ? { trainLimit: g.trainLimit } : {}), ...(g.testLimit ? { testLimit: g.testLimit } : {}),
-        ...(g.mean ? { mean: g.mean } : {}), ...(g.std ? { std: g.std } : {}),
-      // the worker's data rules (allowed folders) and the run's dataset identity, before any image is read
-      }, (_spec, split) => env.dataset(g.data, split as 'train' | 'test'));
+      const a = await env.blob(g.a, 'model A'),
+        b = await env.blob(g.b, 'model B');
+      return StitchGrid.open(
+        join(env.work, 'stitch', key),
+        {
+          a,
+          b,
+          data: g.data.spec,
+          senders: g.senders,
+          receivers: g.receivers,
+          kinds: g.kinds,
+          options: g.options,
+          allowSkipped: true,
+          cacheMb: g.cacheMb,
+          ...(g.trainLimit ? { trainLimit: g.trainLimit } : {}),
+          ...(g.testLimit ? { testLimit: g.testLimit } : {}),
+          ...(g.mean ? { mean: g.mean } : {}),
+          ...(g.std ? { std: g.std } : {}),
+          // the worker's data rules (allowed folders) and the run's dataset identity, before any image is read
+        },
+        (_spec, split) => env.dataset(g.data, split as 'train' | 'test'),
+      );
     })();
     grids.set(cacheKey, p);
     p.catch(() => grids.delete(cacheKey));
@@ -120,7 +140,11 @@ export const STITCH_CELL: JobKind<CellPayload, CellResult> = {
     const c = fields(o['cell'], 'stitch-cell payload.cell', ['kind', 'sender', 'receiver']);
     return {
       grid: parseGrid(o['grid'], 'stitch-cell payload.grid'),
-      cell: { kind: oneOf(c['kind'], 'cell.kind', PAIR_KINDS), sender: str(c['sender'], 'cell.sender', 1000), receiver: str(c['receiver'], 'cell.receiver', 1000) },
+      cell: {
+        kind: oneOf(c['kind'], 'cell.kind', PAIR_KINDS),
+        sender: str(c['sender'], 'cell.sender', 1000),
+        receiver: str(c['receiver'], 'cell.receiver', 1000),
+      },
     };
   },
   async run(p, env) {
@@ -130,10 +154,18 @@ export const STITCH_CELL: JobKind<CellPayload, CellResult> = {
     if (!cell) throw new UserError(`the grid has no cell ${p.cell.kind} ${p.cell.sender} -> ${p.cell.receiver}`);
     if (cell.skipped) throw new UserError(cell.skipped);
     const pair = { kind: cell.kind, sender: f.senders[cell.i]!, receiver: f.receivers[cell.j]! };
-    return env.pooled(`stitch:${key}`,
-      async () => ({ ctx: await openGridContext(grid, env.session, (_spec, split) => env.dataset(p.grid.data, split as 'train' | 'test')), sessions: new CellSessions() }),
-      async (t: { ctx: StitchContext; sessions: CellSessions }) => { await t.sessions.release(); await t.ctx.release(); },
-      (t) => runCell(t.ctx, t.sessions, pair, f.options));
+    return env.pooled(
+      `stitch:${key}`,
+      async () => ({
+        ctx: await openGridContext(grid, env.session, (_spec, split) => env.dataset(p.grid.data, split as 'train' | 'test')),
+        sessions: new CellSessions(),
+      }),
+      async (t: { ctx: StitchContext; sessions: CellSessions }) => {
+        await t.sessions.release();
+        await t.ctx.release();
+      },
+      (t) => runCell(t.ctx, t.sessions, pair, f.options),
+    );
   },
 };
 
@@ -160,15 +192,23 @@ export const STITCH_BASE: JobKind<{ grid: GridPayload }, Record<string, number>>
 export function stitchDispatch(url: string, o: CoordinatorOptions = {}): NonNullable<GridRunOptions['dispatch']> {
   return async (grid, opts) => {
     const f = grid.file;
-    if ((opts.workers ?? 1) > 1) throw new UserError('--workers starts local processes; with --queue start workers on any machine with: modelsmith worker --queue <url>');
+    if ((opts.workers ?? 1) > 1)
+      throw new UserError('--workers starts local processes; with --queue start workers on any machine with: modelsmith worker --queue <url>');
     const c = await Coordinator.open(url, `stitch-${f.fingerprint}`, `stitch ${grid.dir}`, o);
     try {
       const payload: GridPayload = {
-        a: await c.putFile(f.spec.a), b: await c.putFile(f.spec.b), data: await c.data(f.spec.data),
-        senders: f.senders.map((s) => s.name), receivers: f.receivers.map((r) => r.name), kinds: f.kinds, options: f.options,
+        a: await c.putFile(f.spec.a),
+        b: await c.putFile(f.spec.b),
+        data: await c.data(f.spec.data),
+        senders: f.senders.map((s) => s.name),
+        receivers: f.receivers.map((r) => r.name),
+        kinds: f.kinds,
+        options: f.options,
         cacheMb: f.spec.cacheMb ?? 1024,
-        ...(f.spec.trainLimit ? { trainLimit: f.spec.trainLimit } : {}), ...(f.spec.testLimit ? { testLimit: f.spec.testLimit } : {}),
-        ...(f.spec.mean ? { mean: f.spec.mean } : {}), ...(f.spec.std ? { std: f.spec.std } : {}),
+        ...(f.spec.trainLimit ? { trainLimit: f.spec.trainLimit } : {}),
+        ...(f.spec.testLimit ? { testLimit: f.spec.testLimit } : {}),
+        ...(f.spec.mean ? { mean: f.spec.mean } : {}),
+        ...(f.spec.std ? { std: f.spec.std } : {}),
       };
       const pending = opts.stopAfter !== undefined ? grid.pending.slice(0, opts.stopAfter) : grid.pending;
       c.track(pending.length, 'cells');
@@ -179,13 +219,22 @@ export function stitchDispatch(url: string, o: CoordinatorOptions = {}): NonNull
           const have = existsSync(basePath) ? readFileSync(basePath, 'utf8') : '';
           if (have !== JSON.stringify(base, null, 2) + '\n') writeJsonAtomic(basePath, base);
         }),
-        ...pending.map((cell) => c.submit<CellResult>('stitch-cell', {
-          grid: payload, cell: { kind: cell.kind, sender: f.senders[cell.i]!.name, receiver: f.receivers[cell.j]!.name },
-        }, `cell ${cell.id}`).then(({ result, worker }) => {
-          const r = checkCell(result, cell.kind, f.senders[cell.i]!.name, f.receivers[cell.j]!.name);
-          // at-least-once delivery: the first result is kept, a repeat is not written again
-          if (!existsSync(cell.file)) writeJsonAtomic(cell.file, { ...r, finishedAt: new Date().toISOString(), worker });
-        })),
+        ...pending.map((cell) =>
+          c
+            .submit<CellResult>(
+              'stitch-cell',
+              {
+                grid: payload,
+                cell: { kind: cell.kind, sender: f.senders[cell.i]!.name, receiver: f.receivers[cell.j]!.name },
+              },
+              `cell ${cell.id}`,
+            )
+            .then(({ result, worker }) => {
+              const r = checkCell(result, cell.kind, f.senders[cell.i]!.name, f.receivers[cell.j]!.name);
+              // at-least-once delivery: the first result is kept, a repeat is not written again
+              if (!existsSync(cell.file)) writeJsonAtomic(cell.file, { ...r, finishedAt: new Date().toISOString(), worker });
+            }),
+        ),
       ];
       const { failed } = await settleAll(jobs);
       if (failed.length) throw new UserError(failureMessage(failed, jobs.length, 'jobs'));

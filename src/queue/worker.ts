@@ -61,7 +61,11 @@ export interface RunningWorker {
   stop(handBack?: boolean): Promise<void>;
 }
 
-interface Pooled { key: string; value: object; release: (t: object) => Promise<void> }
+interface Pooled {
+  key: string;
+  value: object;
+  release: (t: object) => Promise<void>;
+}
 
 /**
  * Starts a worker that runs queued jobs (stitch cells, CKA, LEGO, zoo models) until stopped.
@@ -73,7 +77,8 @@ interface Pooled { key: string; value: object; release: (t: object) => Promise<v
 export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   const q = parseQueueUrl(o.url);
   const concurrency = o.concurrency ?? 1;
-  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 256) throw new UserError(`--concurrency expects an integer in 1..256, got ${concurrency}`);
+  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 256)
+    throw new UserError(`--concurrency expects an integer in 1..256, got ${concurrency}`);
   const threads = o.threads ?? Math.max(1, Math.floor(availableParallelism() / concurrency));
   if (!Number.isInteger(threads) || threads < 1) throw new UserError(`--threads expects a positive integer, got ${threads}`);
   const maxBlobMb = o.maxBlobMb ?? 4096;
@@ -144,7 +149,10 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     info(`job ${label}: started (${job.name}, ${job.id})`);
     try {
       const kind = JOB_KINDS[job.name];
-      if (!kind) throw new UserError(`unknown job kind "${String(job.name).slice(0, 40)}" (this worker runs ${Object.keys(JOB_KINDS).join(', ')}; is it an older modelsmith?)`);
+      if (!kind)
+        throw new UserError(
+          `unknown job kind "${String(job.name).slice(0, 40)}" (this worker runs ${Object.keys(JOB_KINDS).join(', ')}; is it an older modelsmith?)`,
+        );
       const size = Buffer.byteLength(JSON.stringify(job.data ?? null));
       if (size > LIMITS.payloadBytes) throw new UserError(`the job's data is ${size} bytes, more than the ${LIMITS.payloadBytes} a job may carry`);
       const data = fields(job.data, 'job data', ['v', 'run', 'label', 'payload']);
@@ -155,7 +163,11 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
       rmSync(dir, { recursive: true, force: true });
       mkdirSync(dir, { recursive: true });
       const env: WorkerEnv = {
-        name, work, dir, session, maxBlobBytes: maxBlobMb * 2 ** 20,
+        name,
+        work,
+        dir,
+        session,
+        maxBlobBytes: maxBlobMb * 2 ** 20,
         blob: async (ref, what) => {
           const r = checkBlobRef(ref, what, maxBlobMb * 2 ** 20);
           const path = await blobs.fetchTo(r, join(work, 'blobs'), what);
@@ -163,7 +175,9 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
           return path;
         },
         put: (path) => blobs.putFile(path),
-        openData, dataset, pooled,
+        openData,
+        dataset,
+        pooled,
       };
       const result = await kind.run(payload, env);
       // handed back meanwhile: another worker owns the job now
@@ -194,14 +208,23 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
 
   const workerRedis = connectRedis(q);
   const worker = new Worker(QUEUE_NAME, processor, {
-    connection: workerRedis, prefix: BULL_PREFIX, concurrency, name,
-    lockDuration: o.lockMs ?? 30_000, stalledInterval: o.stallMs ?? 15_000, maxStalledCount: 2,
+    connection: workerRedis,
+    prefix: BULL_PREFIX,
+    concurrency,
+    name,
+    lockDuration: o.lockMs ?? 30_000,
+    stalledInterval: o.stallMs ?? 15_000,
+    maxStalledCount: 2,
     autorun: false,
   });
   worker.on('error', () => {});
-  const beat = setInterval(() => { void heartbeat(); }, 5000);
+  const beat = setInterval(() => {
+    void heartbeat();
+  }, 5000);
   await heartbeat();
-  info(`worker ${name}: queue ${q.display}, ${concurrency} job${concurrency > 1 ? 's' : ''} at once, ${threads} ONNX Runtime thread${threads > 1 ? 's' : ''} each, work folder ${work}`);
+  info(
+    `worker ${name}: queue ${q.display}, ${concurrency} job${concurrency > 1 ? 's' : ''} at once, ${threads} ONNX Runtime thread${threads > 1 ? 's' : ''} each, work folder ${work}`,
+  );
   const running = worker.run();
   let stopping: Promise<void> | undefined;
   const finish = async (): Promise<void> => {
@@ -211,7 +234,10 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     redis.disconnect();
     workerRedis.disconnect();
   };
-  const finished = running.then(finish, async (e: unknown) => { await finish(); throw e; });
+  const finished = running.then(finish, async (e: unknown) => {
+    await finish();
+    throw e;
+  });
   return {
     name,
     finished,

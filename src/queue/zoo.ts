@@ -23,7 +23,25 @@ import { parseDataRef, type DataRef, type JobKind } from './jobs.js';
 import { bool, canonicalJson, fields, int, list, num, opt, str } from './schema.js';
 
 /** The options that decide a zoo model's bytes (the settings) and which files it has. */
-export type ZooJobOptions = Pick<LineageZooOptions, 'trees' | 'children' | 'depth' | 'lowrank' | 'arch' | 'hidden' | 'width' | 'seed' | 'rootSteps' | 'steps' | 'batchSize' | 'onnx' | 'patch' | 'layers' | 'heads' | 'mlp'>;
+export type ZooJobOptions = Pick<
+  LineageZooOptions,
+  | 'trees'
+  | 'children'
+  | 'depth'
+  | 'lowrank'
+  | 'arch'
+  | 'hidden'
+  | 'width'
+  | 'seed'
+  | 'rootSteps'
+  | 'steps'
+  | 'batchSize'
+  | 'onnx'
+  | 'patch'
+  | 'layers'
+  | 'heads'
+  | 'mlp'
+>;
 
 export interface ZooPayload {
   data: DataRef;
@@ -39,19 +57,49 @@ export interface ZooModelResult {
   files: { path: string; blob: BlobRef }[];
 }
 
-const OPTION_KEYS = ['trees', 'children', 'depth', 'lowrank', 'arch', 'hidden', 'width', 'seed', 'rootSteps', 'steps', 'batchSize', 'onnx', 'patch', 'layers', 'heads', 'mlp'] as const;
+const OPTION_KEYS = [
+  'trees',
+  'children',
+  'depth',
+  'lowrank',
+  'arch',
+  'hidden',
+  'width',
+  'seed',
+  'rootSteps',
+  'steps',
+  'batchSize',
+  'onnx',
+  'patch',
+  'layers',
+  'heads',
+  'mlp',
+] as const;
 
 function parseOptions(v: unknown, what: string): ZooJobOptions {
   const o = fields(v, what, [], OPTION_KEYS);
   const ints = (x: unknown, w: string): number[] => list(x, w, (y, ww) => int(y, ww, 1, 1_000_000), 64);
   const out: ZooJobOptions = {};
-  const set = <K extends keyof ZooJobOptions>(k: K, val: ZooJobOptions[K] | undefined): void => { if (val !== undefined) out[k] = val; };
-  for (const k of ['trees', 'children', 'depth', 'seed', 'rootSteps', 'steps', 'batchSize'] as const) set(k, opt(o, k, what, (x, w) => int(x, w, 0, 0xffffffff)));
+  const set = <K extends keyof ZooJobOptions>(k: K, val: ZooJobOptions[K] | undefined): void => {
+    if (val !== undefined) out[k] = val;
+  };
+  for (const k of ['trees', 'children', 'depth', 'seed', 'rootSteps', 'steps', 'batchSize'] as const)
+    set(
+      k,
+      opt(o, k, what, (x, w) => int(x, w, 0, 0xffffffff)),
+    );
   // the ViT's shape (--arch vit); zooSettings checks the combination
-  for (const k of ['patch', 'layers', 'heads', 'mlp'] as const) set(k, opt(o, k, what, (x, w) => int(x, w, 1, 1_000_000)));
+  for (const k of ['patch', 'layers', 'heads', 'mlp'] as const)
+    set(
+      k,
+      opt(o, k, what, (x, w) => int(x, w, 1, 1_000_000)),
+    );
   set('lowrank', opt(o, 'lowrank', what, ints));
   set('hidden', opt(o, 'hidden', what, ints));
-  set('arch', opt(o, 'arch', what, (x, w) => str(x, w, 100)));
+  set(
+    'arch',
+    opt(o, 'arch', what, (x, w) => str(x, w, 100)),
+  );
   set('width', opt(o, 'width', what, num));
   set('onnx', opt(o, 'onnx', what, bool));
   return out;
@@ -71,7 +119,13 @@ export const ZOO_MODEL: JobKind<ZooPayload, ZooModelResult> = {
     return { data, options, model: str(o['model'], `${w}.model`, 200), ...(o['parent'] !== undefined ? { parent: o['parent'] as BlobRef } : {}) };
   },
   async run(p, env) {
-    const o: LineageZooOptions = { ...p.options, data: p.data.spec, outDir: env.dir, threads: env.session.threads ?? 1, ...(env.session.provider ? { provider: env.session.provider } : {}) };
+    const o: LineageZooOptions = {
+      ...p.options,
+      data: p.data.spec,
+      outDir: env.dir,
+      threads: env.session.threads ?? 1,
+      ...(env.session.provider ? { provider: env.session.provider } : {}),
+    };
     const s = zooSettings(o);
     const key = `${env.work}\n${canonicalJson(s)}`;
     let ctxp = contexts.get(key);
@@ -118,7 +172,10 @@ export function queueZooMaker(url: string, o: LineageZooOptions, co: Coordinator
   return {
     async data(s) {
       settings = s;
-      const run = `zoo-${createHash('sha256').update(canonicalJson({ s, out: o.outDir })).digest('hex').slice(0, 12)}`;
+      const run = `zoo-${createHash('sha256')
+        .update(canonicalJson({ s, out: o.outDir }))
+        .digest('hex')
+        .slice(0, 12)}`;
       c = await Coordinator.open(url, run, `lineage-zoo ${o.outDir}`, co);
       const d = await c.dataWithSources(s.data);
       data = d.ref;
@@ -132,10 +189,15 @@ export function queueZooMaker(url: string, o: LineageZooOptions, co: Coordinator
       const one = async (m: PlannedModel): Promise<void> => {
         if (m.parent !== null) {
           const wait = done.get(m.parent);
-          if (wait) await wait.catch(() => { throw new UserError(`model ${m.name}: its parent ${m.parent} failed`); });
+          if (wait)
+            await wait.catch(() => {
+              throw new UserError(`model ${m.name}: its parent ${m.parent} failed`);
+            });
         }
         const payload: ZooPayload = {
-          data: data!, options, model: m.name,
+          data: data!,
+          options,
+          model: m.name,
           ...(m.parent !== null ? { parent: await coordinator.putFile(join(o.outDir, `${m.parent}.safetensors`)) } : {}),
         };
         const { result } = await coordinator.submit<ZooModelResult>('zoo-model', payload, `model ${m.name}`);
@@ -162,8 +224,17 @@ export function queueZooMaker(url: string, o: LineageZooOptions, co: Coordinator
 function checkResult(v: unknown, m: PlannedModel, onnx: boolean): ZooModelResult {
   const r = v as ZooModelResult;
   const want = [`${m.name}.safetensors`, ...(onnx ? [`onnx/${m.name}.onnx`] : [])];
-  if (!r || typeof r !== 'object' || !r.record || r.record.name !== m.name || r.record.parent !== m.parent || r.record.seed !== m.seed
-    || !Array.isArray(r.files) || r.files.length !== want.length || !r.files.every((f, i) => f && f.path === want[i])) {
+  if (
+    !r ||
+    typeof r !== 'object' ||
+    !r.record ||
+    r.record.name !== m.name ||
+    r.record.parent !== m.parent ||
+    r.record.seed !== m.seed ||
+    !Array.isArray(r.files) ||
+    r.files.length !== want.length ||
+    !r.files.every((f, i) => f && f.path === want[i])
+  ) {
     throw new UserError(`a worker returned an unreadable result for zoo model ${m.name}`);
   }
   return r;

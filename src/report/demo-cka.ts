@@ -20,9 +20,17 @@ export interface CkaDemoResult {
   markdown: string;
 }
 
-export async function runCkaDemo(fileA: string, fileB: string, test: Dataset, outDir: string, opts: SessionOptions & { samples?: number; seed?: number } = {}): Promise<CkaDemoResult> {
+export async function runCkaDemo(
+  fileA: string,
+  fileB: string,
+  test: Dataset,
+  outDir: string,
+  opts: SessionOptions & { samples?: number; seed?: number } = {},
+): Promise<CkaDemoResult> {
   const result = await computeCkaGrid({ model: openModel(fileA), file: fileA }, { model: openModel(fileB), file: fileB }, test, {
-    ...opts, samples: opts.samples ?? 500, controls: true,
+    ...opts,
+    samples: opts.samples ?? 500,
+    controls: true,
   });
   const files = await writeCkaGrid(result, outDir);
   return { result, files, markdown: ckaMarkdown(result, outDir) };
@@ -33,13 +41,23 @@ export function ckaMarkdown(r: CkaGridResult, outDir: string): string {
   const rel = basename(outDir);
   const fmt = (v: number | null): string => (v === null ? '-' : v.toFixed(2));
   const lines = [
-    `## Linear CKA: ${r.a} -> ${r.b}`, '',
-    `${r.samples} ${r.split} images; rows: sender cuts of A, columns: receiver cuts of B; biased estimator (debiased and controls in ${rel}/matrix.json).`, '',
-    `| | ${r.receivers.join(' | ')} |`, `|---|${r.receivers.map(() => '---').join('|')}|`,
-    ...r.senders.map((s, i) => `| ${s} | ${r.matrices.biased.trained![i]!.map(fmt).join(' | ')} |`), '',
-    '| pair | lower-left triangle (biased) | elsewhere (biased) | lower-left (debiased) | elsewhere (debiased) |', '|---|---|---|---|---|',
-    ...r.kinds.map((k) => `| ${k} | ${fmt(r.triangles.biased[k]!.lowerLeft)} | ${fmt(r.triangles.biased[k]!.elsewhere)} | ${fmt(r.triangles.debiased[k]!.lowerLeft)} | ${fmt(r.triangles.debiased[k]!.elsewhere)} |`), '',
-    `![CKA](${rel}/cka.png)`, '',
+    `## Linear CKA: ${r.a} -> ${r.b}`,
+    '',
+    `${r.samples} ${r.split} images; rows: sender cuts of A, columns: receiver cuts of B; biased estimator (debiased and controls in ${rel}/matrix.json).`,
+    '',
+    `| | ${r.receivers.join(' | ')} |`,
+    `|---|${r.receivers.map(() => '---').join('|')}|`,
+    ...r.senders.map((s, i) => `| ${s} | ${r.matrices.biased.trained![i]!.map(fmt).join(' | ')} |`),
+    '',
+    '| pair | lower-left triangle (biased) | elsewhere (biased) | lower-left (debiased) | elsewhere (debiased) |',
+    '|---|---|---|---|---|',
+    ...r.kinds.map(
+      (k) =>
+        `| ${k} | ${fmt(r.triangles.biased[k]!.lowerLeft)} | ${fmt(r.triangles.biased[k]!.elsewhere)} | ${fmt(r.triangles.debiased[k]!.lowerLeft)} | ${fmt(r.triangles.debiased[k]!.elsewhere)} |`,
+    ),
+    '',
+    `![CKA](${rel}/cka.png)`,
+    '',
   ];
   return lines.join('\n');
 }

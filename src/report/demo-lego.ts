@@ -62,7 +62,10 @@ export interface LegoDemoResult {
 
 export async function runLegoDemo(opts: LegoDemoOptions): Promise<LegoDemoResult> {
   const start = Date.now();
-  const tasks = opts.tasks ?? [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]];
+  const tasks = opts.tasks ?? [
+    [0, 1, 2, 3, 4],
+    [5, 6, 7, 8, 9],
+  ];
   const spc = opts.samplesPerClass ?? 10;
   const session = opts.session ?? {};
   const dir = join(opts.outDir, 'lego');
@@ -77,8 +80,16 @@ export async function runLegoDemo(opts: LegoDemoOptions): Promise<LegoDemoResult
     const b = await scoreTask(opts.model, opts.test, { task, session, normalization: resolveNormalization(opts.model, opts.test.shape[0]).normalization });
     const ownEval = await evaluate(c.model, opts.test, { ...session, classes: task });
     components.push({
-      task, file, baseAccuracy: b.nWay.accuracy, baseKWay: b.kWay.accuracy, accuracy: ownEval.accuracy, basePerClass: b.kWay.perClass, perClass: ownEval.perClass,
-      parameters: s.parameters, flopsPerImage: s.flopsPerImage, warnings: c.warnings,
+      task,
+      file,
+      baseAccuracy: b.nWay.accuracy,
+      baseKWay: b.kWay.accuracy,
+      accuracy: ownEval.accuracy,
+      basePerClass: b.kWay.perClass,
+      perClass: ownEval.perClass,
+      parameters: s.parameters,
+      flopsPerImage: s.flopsPerImage,
+      warnings: c.warnings,
     });
   }
   const parts = models.map((model, k) => ({ model, file: components[k]!.file }));
@@ -90,13 +101,19 @@ export async function runLegoDemo(opts: LegoDemoOptions): Promise<LegoDemoResult
   const s = modelStats(scaled.model);
   const base = modelStats(opts.model);
   return {
-    model: opts.name, parameters: base.parameters, flopsPerImage: base.flopsPerImage, samplesPerClass: spc, components,
+    model: opts.name,
+    parameters: base.parameters,
+    flopsPerImage: base.flopsPerImage,
+    samplesPerClass: spc,
+    components,
     assembled: {
-      file, method: scaled.method,
+      file,
+      method: scaled.method,
       baseAccuracy: (await evaluate(opts.model, opts.test, { ...session, classes: union })).accuracy,
       unscaled: (await evaluate(plain.model, opts.test, { ...session, classes: union })).accuracy,
       scaled: (await evaluate(scaled.model, opts.test, { ...session, classes: union })).accuracy,
-      parameters: s.parameters, flopsPerImage: s.flopsPerImage,
+      parameters: s.parameters,
+      flopsPerImage: s.flopsPerImage,
     },
     seconds: (Date.now() - start) / 1000,
   };
@@ -107,13 +124,22 @@ export function legoDemoMarkdown(r: LegoDemoResult): string {
   const mf = (x: number): string => (x / 1e6).toFixed(2);
   const n = (x: number): string => x.toLocaleString('en-US');
   return [
-    '## Model LEGO', '',
-    `${r.model} (${n(r.parameters)} parameters, ${mf(r.flopsPerImage)} MFLOPs/image) disassembled into one component per task (${r.samplesPerClass} representative samples per class), then the components assembled again (${r.assembled.method}).`, '',
-    'A component answers among its task\'s classes, so it is compared with the base model restricted to them (base k-way); base N-way is the base\'s arg-max over all classes on the same images.', '',
-    '| model | classes | base N-way | base k-way | accuracy | parameters | MFLOPs/image |', '|---|---|---|---|---|---|---|',
-    ...r.components.map((c) => `| component | ${c.task.join(',')} | ${pct(c.baseAccuracy)} | ${pct(c.baseKWay)} | ${pct(c.accuracy)} (k-way) | ${n(c.parameters)} | ${mf(c.flopsPerImage)} |`),
+    '## Model LEGO',
+    '',
+    `${r.model} (${n(r.parameters)} parameters, ${mf(r.flopsPerImage)} MFLOPs/image) disassembled into one component per task (${r.samplesPerClass} representative samples per class), then the components assembled again (${r.assembled.method}).`,
+    '',
+    "A component answers among its task's classes, so it is compared with the base model restricted to them (base k-way); base N-way is the base's arg-max over all classes on the same images.",
+    '',
+    '| model | classes | base N-way | base k-way | accuracy | parameters | MFLOPs/image |',
+    '|---|---|---|---|---|---|---|',
+    ...r.components.map(
+      (c) =>
+        `| component | ${c.task.join(',')} | ${pct(c.baseAccuracy)} | ${pct(c.baseKWay)} | ${pct(c.accuracy)} (k-way) | ${n(c.parameters)} | ${mf(c.flopsPerImage)} |`,
+    ),
     `| assembled, unscaled | ${r.components.flatMap((c) => c.task).join(',')} | ${pct(r.assembled.baseAccuracy)} | - | ${pct(r.assembled.unscaled)} | ${n(r.assembled.parameters)} | ${mf(r.assembled.flopsPerImage)} |`,
     `| assembled, scaled | ${r.components.flatMap((c) => c.task).join(',')} | ${pct(r.assembled.baseAccuracy)} | - | ${pct(r.assembled.scaled)} | ${n(r.assembled.parameters)} | ${mf(r.assembled.flopsPerImage)} |`,
-    '', `Model LEGO section time: ${r.seconds.toFixed(1)} s.`, '',
+    '',
+    `Model LEGO section time: ${r.seconds.toFixed(1)} s.`,
+    '',
   ].join('\n');
 }

@@ -56,8 +56,16 @@ export async function runLineageDemo(opts: LineageDemoOptions = {}): Promise<Lin
   const outDir = opts.outDir ?? join('runs', 'demo', 'lineage');
   const session: SessionOptions = { ...(opts.threads ? { threads: opts.threads } : {}), ...(opts.provider ? { provider: opts.provider } : {}) };
   const common = {
-    data: opts.data ?? 'fashion-mnist-sample', trees: 2, children: 2, depth: 2, hidden: [64, 64, 64],
-    rootSteps: opts.rootSteps ?? 300, steps: opts.steps ?? 150, batchSize: 64, seed: opts.seed ?? 0, ...session,
+    data: opts.data ?? 'fashion-mnist-sample',
+    trees: 2,
+    children: 2,
+    depth: 2,
+    hidden: [64, 64, 64],
+    rootSteps: opts.rootSteps ?? 300,
+    steps: opts.steps ?? 150,
+    batchSize: 64,
+    seed: opts.seed ?? 0,
+    ...session,
   };
   const full = join(outDir, 'zoo-ft');
   const lowrank = join(outDir, 'zoo-lora');
@@ -66,7 +74,12 @@ export async function runLineageDemo(opts: LineageDemoOptions = {}): Promise<Lin
   const ft = await scoreZoo(full, 'default, K known', { clusters: 2, session }, join(outDir, 'forest-ft'));
   const lr = await scoreZoo(lowrank, 'default, K known', { clusters: 2, session }, join(outDir, 'forest-lora'));
   const result: LineageDemoResult = {
-    zoos: { full, lowrank }, models: made.models.length, edges: made.edges.length, full: ft, lowrank: lr, seconds: (Date.now() - start) / 1000,
+    zoos: { full, lowrank },
+    models: made.models.length,
+    edges: made.edges.length,
+    full: ft,
+    lowrank: lr,
+    seconds: (Date.now() - start) / 1000,
   };
   writeResultJson(join(outDir, 'results.json'), result);
   return result;
@@ -79,7 +92,10 @@ export async function runLineageDemo(opts: LineageDemoOptions = {}): Promise<Lin
 export async function scoreZoo(dir: string, setting: string, options: LineageOptions, forestDir?: string): Promise<ZooScore> {
   const t0 = Date.now();
   const forest = await recoverLineage([dir], options);
-  const truth = loadTruth(join(dir, 'truth.json'), forest.nodes.map((n) => n.name));
+  const truth = loadTruth(
+    join(dir, 'truth.json'),
+    forest.nodes.map((n) => n.name),
+  );
   const score = scoreForest(forest, truth);
   if (forestDir) await writeForestFiles(forest, forestDir, score, truth.edges);
   const { session: _, ...recorded } = options;

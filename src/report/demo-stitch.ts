@@ -46,17 +46,28 @@ export async function runStitchDemo(opts: StitchDemoOptions): Promise<StitchDemo
     saveModel(m, f);
     return f;
   };
-  const a = file(opts.a, 'sender'), b = file(opts.b, 'receiver');
+  const a = file(opts.a, 'sender'),
+    b = file(opts.b, 'receiver');
   const senders = spread(defaultSenders(listCuts(openModel(a), a)));
   const receivers = spread(defaultReceivers(listCuts(openModel(b), b)));
   const session: SessionOptions = { ...(opts.threads ? { threads: opts.threads } : {}), ...(opts.provider ? { provider: opts.provider } : {}) };
   const common = {
-    a, b, data: opts.data ?? 'fashion-mnist-sample', senders, receivers, allowSkipped: true,
-    trainLimit: opts.trainLimit ?? 1024, testLimit: opts.testLimit ?? 500, session, ...(opts.threads ? { threads: opts.threads } : {}),
+    a,
+    b,
+    data: opts.data ?? 'fashion-mnist-sample',
+    senders,
+    receivers,
+    allowSkipped: true,
+    trainLimit: opts.trainLimit ?? 1024,
+    testLimit: opts.testLimit ?? 500,
+    session,
+    ...(opts.threads ? { threads: opts.threads } : {}),
   };
   // the grid is derived from models this run has just (re)trained: a grid of earlier models is stale, not a conflict
   const r = await stitchGrid({
-    ...common, out: dir, overwrite: true,
+    ...common,
+    out: dir,
+    overwrite: true,
     options: { mode: 'task', init: 'lsq', epochs: opts.epochs ?? 1, batchSize: 64, lr: 0.01, seed: opts.seed ?? 0 },
   });
   return { dir, matrix: r.matrix, seconds: (Date.now() - start) / 1000 };
@@ -81,6 +92,14 @@ export function stitchDemoMarkdown(r: StitchDemoResult): string {
       '',
     ];
   };
-  return ['## Stitching', '', ...tableOf(r.matrix, 'initAccuracy', 'Least-squares stitch accuracy'), ...tableOf(r.matrix, 'accuracy', 'After 1 epoch of task training from it'),
-    `Own test accuracy: ${Object.entries(r.matrix.base).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}. Heatmaps: ${r.dir}/accuracy.png, ${r.dir}/init-accuracy.png, ${r.dir}/fit-error.png (${r.seconds.toFixed(1)} s).`, ''].join('\n');
+  return [
+    '## Stitching',
+    '',
+    ...tableOf(r.matrix, 'initAccuracy', 'Least-squares stitch accuracy'),
+    ...tableOf(r.matrix, 'accuracy', 'After 1 epoch of task training from it'),
+    `Own test accuracy: ${Object.entries(r.matrix.base)
+      .map(([k, v]) => `${k} ${v.toFixed(2)}`)
+      .join(', ')}. Heatmaps: ${r.dir}/accuracy.png, ${r.dir}/init-accuracy.png, ${r.dir}/fit-error.png (${r.seconds.toFixed(1)} s).`,
+    '',
+  ].join('\n');
 }

@@ -96,8 +96,16 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     let valAccuracy: number | null = null;
     if (s.train) {
       const r = await train({
-        model, data: trainSet, epochs, batchSize: 64, lr: 0.05, optimizer: { kind: 'sgd', momentum: 0.9, weightDecay: 5e-4 },
-        schedule: { kind: 'cosine', warmupSteps: 0 }, seed, output: file, session: opts,
+        model,
+        data: trainSet,
+        epochs,
+        batchSize: 64,
+        lr: 0.05,
+        optimizer: { kind: 'sgd', momentum: 0.9, weightDecay: 5e-4 },
+        schedule: { kind: 'cosine', warmupSteps: 0 },
+        seed,
+        output: file,
+        session: opts,
       });
       valAccuracy = r.epochs[r.epochs.length - 1]!.valAccuracy;
       model = loadModel(file);
@@ -108,20 +116,49 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     const report = describeModel(model, file);
     const ev = await evaluate(model, test, { ...opts, file, label: `eval ${s.name}` });
     models.push({
-      name: s.name, file, arch: s.arch, parameters: report.parameters, flopsPerImage: report.flopsPerImage,
-      operators: Object.values(report.operators).reduce((a, b) => a + b, 0), cuts: report.cuts.map((c) => c.name),
-      epochs: s.train ? epochs : 0, trainSeconds, valAccuracy, accuracy: ev.accuracy, samples: ev.samples,
+      name: s.name,
+      file,
+      arch: s.arch,
+      parameters: report.parameters,
+      flopsPerImage: report.flopsPerImage,
+      operators: Object.values(report.operators).reduce((a, b) => a + b, 0),
+      cuts: report.cuts.map((c) => c.name),
+      epochs: s.train ? epochs : 0,
+      trainSeconds,
+      valAccuracy,
+      accuracy: ev.accuracy,
+      samples: ev.samples,
     });
   }
   const fileOf = (name: string): string => models.find((m) => m.name === name)!.file;
   const session: SessionOptions = { ...(opts.threads ? { threads: opts.threads } : {}), ...(opts.provider ? { provider: opts.provider } : {}) };
-  const lego = await runLegoDemo({ model: loadModel(fileOf('vgg11-w0.25')), name: 'vgg11-w0.25', train: trainSet, test, outDir: join(outDir, 'lego'), session });
+  const lego = await runLegoDemo({
+    model: loadModel(fileOf('vgg11-w0.25')),
+    name: 'vgg11-w0.25',
+    train: trainSet,
+    test,
+    outDir: join(outDir, 'lego'),
+    session,
+  });
   const lineage = await runLineageDemo({ ...session, data: spec, outDir: join(outDir, 'lineage'), seed });
   const stitch = await runStitchDemo({ ...session, a: fileOf('resnet1111-w0.25'), b: fileOf('vgg11-w0.25'), data: spec, outDir, seed });
   const cka = await runCkaDemo(fileOf('resnet1111-w0.25'), fileOf('vgg11-w0.25'), test, join(outDir, 'cka'), { ...session, seed });
-  const result: DemoResult = { data: test.source, outDir, models, lego, lineage, stitch, cka: cka.result, report: join(outDir, 'report.html'), seconds: (Date.now() - start) / 1000 };
+  const result: DemoResult = {
+    data: test.source,
+    outDir,
+    models,
+    lego,
+    lineage,
+    stitch,
+    cka: cka.result,
+    report: join(outDir, 'report.html'),
+    seconds: (Date.now() - start) / 1000,
+  };
   writeResultJson(join(outDir, 'results.json'), result);
-  writeFileAtomic(join(outDir, 'report.md'), [demoMarkdown(result, trainSet.source), legoDemoMarkdown(lego), lineageMarkdown(lineage), stitchDemoMarkdown(stitch), cka.markdown].join('\n'));
+  writeFileAtomic(
+    join(outDir, 'report.md'),
+    [demoMarkdown(result, trainSet.source), legoDemoMarkdown(lego), lineageMarkdown(lineage), stitchDemoMarkdown(stitch), cka.markdown].join('\n'),
+  );
   await writeRunReport(outDir, { title: 'modelsmith demo' });
   return result;
 }
@@ -129,16 +166,24 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
 function lineageMarkdown(r: LineageDemoResult): string {
   const row = (name: string, s: LineageDemoResult['full']): string => `| ${name} | ${pct(s.directed)} | ${pct(s.undirected)} | ${pct(s.clustering)} |`;
   return [
-    '## Lineage recovery', '',
-    `Two zoos of ${r.models} models each (2 trees, 1 root + 2 children + 4 grandchildren, MLP 64-64-64), really fine-tuned on the same data; recovered from the weights alone with the number of trees given (${r.seconds.toFixed(1)} s).`, '',
-    '| fine-tuning | directed accuracy | undirected | clustering |', '|---|---|---|---|',
-    row('full', r.full), row('low-rank (LoRA)', r.lowrank), '',
+    '## Lineage recovery',
+    '',
+    `Two zoos of ${r.models} models each (2 trees, 1 root + 2 children + 4 grandchildren, MLP 64-64-64), really fine-tuned on the same data; recovered from the weights alone with the number of trees given (${r.seconds.toFixed(1)} s).`,
+    '',
+    '| fine-tuning | directed accuracy | undirected | clustering |',
+    '|---|---|---|---|',
+    row('full', r.full),
+    row('low-rank (LoRA)', r.lowrank),
+    '',
   ].join('\n');
 }
 
 function demoMarkdown(r: DemoResult, trainSource: string): string {
   const acc = (x: number | null): string => (x === null ? '-' : pct(x));
-  const rows = r.models.map((m) => `| ${m.name} | ${m.parameters.toLocaleString('en-US')} | ${(m.flopsPerImage / 1e6).toFixed(2)} | ${m.cuts.length} | ${m.epochs} | ${m.trainSeconds.toFixed(1)} | ${acc(m.valAccuracy)} | ${acc(m.accuracy)} |`);
+  const rows = r.models.map(
+    (m) =>
+      `| ${m.name} | ${m.parameters.toLocaleString('en-US')} | ${(m.flopsPerImage / 1e6).toFixed(2)} | ${m.cuts.length} | ${m.epochs} | ${m.trainSeconds.toFixed(1)} | ${acc(m.valAccuracy)} | ${acc(m.accuracy)} |`,
+  );
   return [
     '# modelsmith demo',
     '',

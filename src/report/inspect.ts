@@ -8,7 +8,18 @@
  */
 import type { Dim, Model } from '../onnx/types.js';
 import { modelStats } from '../onnx/stats.js';
-import { getArch, getCuts, getInputSpec, getLabels, getProvenance, type ArchInfo, type CutPoint, type InputSpec, type OutputLabel, type Provenance } from '../onnx/metadata.js';
+import {
+  getArch,
+  getCuts,
+  getInputSpec,
+  getLabels,
+  getProvenance,
+  type ArchInfo,
+  type CutPoint,
+  type InputSpec,
+  type OutputLabel,
+  type Provenance,
+} from '../onnx/metadata.js';
 
 export interface TensorSummary {
   name: string;

@@ -56,16 +56,27 @@ export async function evaluate(model: Model, ds: Dataset, opts: EvalOptions = {}
   const known = [...new Set(Array.from(map.classOf).filter((c) => c >= 0))].sort((a, b) => a - b);
   const classes = opts.classes ?? known;
   for (const c of classes) {
-    if (!Number.isInteger(c) || c < 0 || c >= ds.classes) throw new UserError(`class ${c} is out of range: ${ds.name} has ${ds.classes} classes (0-${ds.classes - 1})`);
+    if (!Number.isInteger(c) || c < 0 || c >= ds.classes)
+      throw new UserError(`class ${c} is out of range: ${ds.name} has ${ds.classes} classes (0-${ds.classes - 1})`);
   }
   const indices = subsetIndices(ds, classes, opts.indices);
   if (indices.length === 0) throw new UserError(`no ${ds.split} images of classes ${classes.join(',')} in ${ds.source}`);
   checkInputShape(model, ds, opts.file);
-  const norm = resolveNormalization(model, ds.shape[0], { ...(opts.mean ? { mean: opts.mean } : {}), ...(opts.std ? { std: opts.std } : {}) }, opts.file ? { file: opts.file } : {});
+  const norm = resolveNormalization(
+    model,
+    ds.shape[0],
+    { ...(opts.mean ? { mean: opts.mean } : {}), ...(opts.std ? { std: opts.std } : {}) },
+    opts.file ? { file: opts.file } : {},
+  );
   const hits = new Map<number, number>();
   const totals = new Map<number, number>();
   const outName = model.graph.outputs[0]!.name;
-  for await (const { batch, outputs } of inferBatches(model, ds, { ...opts, normalization: norm.normalization, indices, ...(opts.label ? { label: opts.label } : {}) })) {
+  for await (const { batch, outputs } of inferBatches(model, ds, {
+    ...opts,
+    normalization: norm.normalization,
+    indices,
+    ...(opts.label ? { label: opts.label } : {}),
+  })) {
     const logits = outputs[outName]!;
     const k = logits.dims[1]!;
     const data = logits.data as Float32Array;

@@ -40,14 +40,19 @@ export const DEFAULT_BATCH = 256;
 export function checkInputShape(model: Model, ds: Pick<Dataset, 'shape' | 'source'>, file = 'model'): string {
   const input = model.graph.inputs[0];
   if (!input) throw new UserError(`${file} has no graph input`);
-  if (model.graph.inputs.length > 1) throw new UserError(`${file} has ${model.graph.inputs.length} inputs (${model.graph.inputs.map((i) => i.name).join(', ')}); modelsmith feeds image classifiers with one input`);
+  if (model.graph.inputs.length > 1)
+    throw new UserError(
+      `${file} has ${model.graph.inputs.length} inputs (${model.graph.inputs.map((i) => i.name).join(', ')}); modelsmith feeds image classifiers with one input`,
+    );
   const s = input.shape;
   if (s && s.length === 4) {
     const want = s.slice(1);
     const ok = want.every((d, i) => typeof d !== 'number' || d === ds.shape[i]);
     if (!ok) {
-      throw new UserError(`${file} expects inputs of shape ${want.join('x')}, but the data (${ds.source}) has images of ${ds.shape.join('x')}: `
-        + 'adapt them with --fit (the model\'s size and channels) or --resize HxW and --channels 1|3');
+      throw new UserError(
+        `${file} expects inputs of shape ${want.join('x')}, but the data (${ds.source}) has images of ${ds.shape.join('x')}: ` +
+          "adapt them with --fit (the model's size and channels) or --resize HxW and --channels 1|3",
+      );
     }
   } else if (s && s.length !== 4) {
     throw new UserError(`${file}: input ${input.name} has rank ${s.length}; expected an image batch [N, C, H, W]`);

@@ -33,10 +33,14 @@ export function mapOutputs(model: Model, ds: Pick<Dataset, 'name' | 'classes' | 
     if (k !== -1 && ds.outputLabels.length !== k) {
       throw new UserError(`${file} has ${k} outputs but --labels gives ${ds.outputLabels.length} labels; give one class per output`);
     }
-    labels = ds.outputLabels.map((c) => (c >= 0 ? { dataset: ds.name, class: c, ...(ds.classNames?.[c] ? { name: ds.classNames[c] } : {}) } : { dataset: '(none)', class: 0 }));
+    labels = ds.outputLabels.map((c) =>
+      c >= 0 ? { dataset: ds.name, class: c, ...(ds.classNames?.[c] ? { name: ds.classNames[c] } : {}) } : { dataset: '(none)', class: 0 },
+    );
   } else if (!labels) {
     if (k !== -1 && k !== ds.classes) {
-      throw new UserError(`${file} has ${k} outputs and carries no label metadata, but ${ds.name} has ${ds.classes} classes; cannot tell which output is which class: give --labels (e.g. --labels 0-${Math.min(k, ds.classes) - 1} or --labels file:names.txt)`);
+      throw new UserError(
+        `${file} has ${k} outputs and carries no label metadata, but ${ds.name} has ${ds.classes} classes; cannot tell which output is which class: give --labels (e.g. --labels 0-${Math.min(k, ds.classes) - 1} or --labels file:names.txt)`,
+      );
     }
     labels = identityLabels(ds.name, ds.classes, ds.classNames);
   } else if (ds.outputLabels && !warnedLabels.has(file)) {

@@ -47,10 +47,24 @@ async function detect(): Promise<number | null> {
     const g = createModel({
       name: 'nchwc_probe',
       nodes: [{ name: 'conv', opType: 'Conv', inputs: ['x', 'w'], outputs: ['y'], attributes: { pads: ints([1, 1, 1, 1]) } }],
-      initializers: new Map(), inputs: [{ name: 'x', dtype: 'float32', shape: xDims }, { name: 'w', dtype: 'float32', shape: wDims }],
-      outputs: [{ name: 'y', dtype: 'float32', shape: [1, channels, 5, 5] }], valueInfo: new Map(),
+      initializers: new Map(),
+      inputs: [
+        { name: 'x', dtype: 'float32', shape: xDims },
+        { name: 'w', dtype: 'float32', shape: wDims },
+      ],
+      outputs: [{ name: 'y', dtype: 'float32', shape: [1, channels, 5, 5] }],
+      valueInfo: new Map(),
     });
-    return block === null ? g : lowerConvs(g, block, new Map([['w', wDims], ['x', xDims]]));
+    return block === null
+      ? g
+      : lowerConvs(
+          g,
+          block,
+          new Map([
+            ['w', wDims],
+            ['x', xDims],
+          ]),
+        );
   };
   const run = async (m: Model): Promise<Float32Array | null> => {
     try {
@@ -115,7 +129,14 @@ export function lowerConvs(model: Model, block: number, shapes?: ReadonlyMap<str
       { name: fresh(`${node.name}_nchwc_wtr`), opType: 'Transpose', inputs: [w6], outputs: [wt], attributes: { perm: ints([0, 2, 4, 5, 3, 1]) } },
       { name: fresh(`${node.name}_nchwc_w4r`), opType: 'Reshape', inputs: [wt, shape4], outputs: [wb], attributes: {} },
       { name: node.name, opType: 'Conv', domain: NCHWC_DOMAIN, inputs: b ? [xb, wb, b] : [xb, wb], outputs: [yb], attributes: convAttributes(node, [kh, kw]) },
-      { name: fresh(`${node.name}_nchwc_out`), opType: 'ReorderOutput', domain: NCHWC_DOMAIN, inputs: [yb], outputs: [node.outputs[0]!], attributes: { channels: int(o) } },
+      {
+        name: fresh(`${node.name}_nchwc_out`),
+        opType: 'ReorderOutput',
+        domain: NCHWC_DOMAIN,
+        inputs: [yb],
+        outputs: [node.outputs[0]!],
+        attributes: { channels: int(o) },
+      },
     );
   }
   if (lowered === 0) return model;
@@ -133,7 +154,12 @@ function knownShapes(model: Model): Map<string, Dim[]> | undefined {
 }
 
 /** The weight shape [O, C, kh, kw] of a Conv the blocked kernel can run, else undefined. */
-function eligible(node: Node, block: number, known: ReadonlyMap<string, readonly Dim[]>, initializers: ReadonlyMap<string, Tensor>): [number, number, number, number] | undefined {
+function eligible(
+  node: Node,
+  block: number,
+  known: ReadonlyMap<string, readonly Dim[]>,
+  initializers: ReadonlyMap<string, Tensor>,
+): [number, number, number, number] | undefined {
   if (node.opType !== 'Conv' || (node.domain ?? '') !== '' || node.outputs.length !== 1) return undefined;
   const w = node.inputs[1];
   if (!w || initializers.has(w)) return undefined;

@@ -36,7 +36,12 @@ const warned = new Set<string>();
  * @example
  *   resolveNormalization(model, 3, {}, { fallback: 'dataset', dataset: 'cifar10' }).normalization;
  */
-export function resolveNormalization(model: Model, channels: number, explicit?: { mean?: number[]; std?: number[] }, opts: NormalizationFallback = {}): ResolvedNormalization {
+export function resolveNormalization(
+  model: Model,
+  channels: number,
+  explicit?: { mean?: number[]; std?: number[] },
+  opts: NormalizationFallback = {},
+): ResolvedNormalization {
   if (explicit?.mean || explicit?.std) {
     const norm = { mean: explicit.mean ?? [0], std: explicit.std ?? [1] };
     return { normalization: broadcastNormalization(norm, channels, { mean: '--mean', std: '--std' }), from: '--mean/--std' };
@@ -52,7 +57,9 @@ export function resolveNormalization(model: Model, channels: number, explicit?: 
   const file = opts.file ?? 'a model';
   if (!warned.has(file)) {
     warned.add(file);
-    warn(`${file} carries no input normalisation and none was given: feeding raw [0, 1] pixels; if it expects normalised inputs pass --mean/--std or --norm imagenet|dataset`);
+    warn(
+      `${file} carries no input normalisation and none was given: feeding raw [0, 1] pixels; if it expects normalised inputs pass --mean/--std or --norm imagenet|dataset`,
+    );
   }
   return { normalization: { mean: new Array(channels).fill(0), std: new Array(channels).fill(1) }, from: 'none' };
 }

@@ -26,7 +26,7 @@ import { lowerConvs, nchwcBlockSize } from './nchwc.js';
  */
 const ORT_LOG_LEVELS = ['verbose', 'info', 'warning', 'error', 'fatal'] as const;
 const askedLog = process.env['MODELSMITH_ORT_LOG'];
-ort.env.logLevel = (ORT_LOG_LEVELS as readonly string[]).includes(askedLog ?? '') ? askedLog as typeof ORT_LOG_LEVELS[number] : 'fatal';
+ort.env.logLevel = (ORT_LOG_LEVELS as readonly string[]).includes(askedLog ?? '') ? (askedLog as (typeof ORT_LOG_LEVELS)[number]) : 'fatal';
 
 /** The execution providers this ONNX Runtime build knows on this platform ('cpu', 'cuda', ...). */
 export function executionProviders(): string[] {
@@ -53,7 +53,14 @@ export interface SessionOptions {
 export type Feed = Tensor | { dims: readonly number[]; data: Float32Array };
 
 const ORT_TYPE: Partial<Record<DType, ort.Tensor.Type>> = {
-  float32: 'float32', float64: 'float64', int64: 'int64', int32: 'int32', int8: 'int8', uint8: 'uint8', bool: 'bool', float16: 'float16',
+  float32: 'float32',
+  float64: 'float64',
+  int64: 'int64',
+  int32: 'int32',
+  int8: 'int8',
+  uint8: 'uint8',
+  bool: 'bool',
+  float16: 'float16',
 };
 
 function toOrt(f: Feed): ort.Tensor {
@@ -81,7 +88,10 @@ export function defaultThreads(): number {
  *   const outputs = await session.run({ [session.inputNames[0]!]: { dims: [4, 1, 28, 28], data: batch.x } });
  */
 export class ModelSession {
-  private constructor(private readonly session: ort.InferenceSession, readonly model: Model) {}
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    readonly model: Model,
+  ) {}
 
   static async create(model: Model, opts: SessionOptions = {}): Promise<ModelSession> {
     const providers = opts.provider && opts.provider !== 'cpu' ? [opts.provider, 'cpu'] : ['cpu'];
@@ -103,8 +113,12 @@ export class ModelSession {
     }
   }
 
-  get inputNames(): readonly string[] { return this.session.inputNames; }
-  get outputNames(): readonly string[] { return this.session.outputNames; }
+  get inputNames(): readonly string[] {
+    return this.session.inputNames;
+  }
+  get outputNames(): readonly string[] {
+    return this.session.outputNames;
+  }
 
   /** Runs the model; `outputs` restricts which outputs are fetched (default: all). */
   async run(feeds: Record<string, Feed>, outputs?: readonly string[]): Promise<Record<string, Tensor>> {
@@ -161,15 +175,21 @@ async function probeProvider(provider: string): Promise<void> {
   if (!known.includes(provider)) throw new UserError(`execution provider "${provider}" is not known to ONNX Runtime here; expected one of ${known.join(', ')}`);
   if (provider === 'cpu') return;
   const probe = createModel({
-    name: 'provider_probe', nodes: [{ name: 'id', opType: 'Identity', inputs: ['x'], outputs: ['y'], attributes: {} }], initializers: new Map(),
-    inputs: [{ name: 'x', dtype: 'float32', shape: [1] }], outputs: [{ name: 'y', dtype: 'float32', shape: [1] }], valueInfo: new Map(),
+    name: 'provider_probe',
+    nodes: [{ name: 'id', opType: 'Identity', inputs: ['x'], outputs: ['y'], attributes: {} }],
+    initializers: new Map(),
+    inputs: [{ name: 'x', dtype: 'float32', shape: [1] }],
+    outputs: [{ name: 'y', dtype: 'float32', shape: [1] }],
+    valueInfo: new Map(),
   });
   const ortPath = pathToFileURL(createRequire(import.meta.url).resolve('onnxruntime-node')).href;
   const args = ['--input-type=module', '-e', PROBE_SCRIPT, ortPath, provider, Buffer.from(encodeModel(probe)).toString('base64')];
   const why = await new Promise<string | undefined>((done) => {
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'ignore'] });
     let out = '';
-    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
     child.on('error', (e) => done(e.message));
     child.on('close', (code, signal) => {
       done(code === 0 ? undefined : out.trim() || `the probe ${signal ? `was killed by ${signal}` : `exited with code ${code}`}`);
@@ -177,9 +197,16 @@ async function probeProvider(provider: string): Promise<void> {
   });
   if (why !== undefined) {
     // native messages open with source locations and assertions: their last sentence says what is wrong
-    const last = why.split(/\.\s+/).map((x) => x.trim()).filter(Boolean).pop() ?? why;
-    throw new UserError(`execution provider "${provider}" cannot run on this machine (${last.slice(0, 300)}); `
-      + `use --provider cpu, or install ONNX Runtime's ${provider} libraries`);
+    const last =
+      why
+        .split(/\.\s+/)
+        .map((x) => x.trim())
+        .filter(Boolean)
+        .pop() ?? why;
+    throw new UserError(
+      `execution provider "${provider}" cannot run on this machine (${last.slice(0, 300)}); ` +
+        `use --provider cpu, or install ONNX Runtime's ${provider} libraries`,
+    );
   }
 }
 

@@ -55,7 +55,11 @@ export interface StoreOptions {
   batchSize?: number;
 }
 
-interface Entry { data: Float32Array; perImage: number; lastUse: number }
+interface Entry {
+  data: Float32Array;
+  perImage: number;
+  lastUse: number;
+}
 
 export class ActivationStore {
   private readonly cache = new Map<string, Entry>();
@@ -102,7 +106,10 @@ export class ActivationStore {
     const tensor = cut.tensor;
     const key = `${src.id}|${tensor}|${list.name}`;
     const have = this.cache.get(key);
-    if (have) { have.lastUse = ++this.clock; return have; }
+    if (have) {
+      have.lastUse = ++this.clock;
+      return have;
+    }
     const bytes = perImage * list.indices.length * 4;
     if (bytes > this.opts.cacheBytes) return undefined;
     while (this.used + bytes > this.opts.cacheBytes) this.evict();
@@ -116,14 +123,20 @@ export class ActivationStore {
     this.cache.set(key, entry);
     this.used += bytes;
     this.stats.cacheFills++;
-    info(`cached ${src.id} ${tensor} on ${list.indices.length} ${list.name} images (${(bytes / 2 ** 20).toFixed(0)} MiB; ${(this.used / 2 ** 20).toFixed(0)} of ${(this.opts.cacheBytes / 2 ** 20).toFixed(0)} MiB in use)`);
+    info(
+      `cached ${src.id} ${tensor} on ${list.indices.length} ${list.name} images (${(bytes / 2 ** 20).toFixed(0)} MiB; ${(this.used / 2 ** 20).toFixed(0)} of ${(this.opts.cacheBytes / 2 ** 20).toFixed(0)} MiB in use)`,
+    );
     return entry;
   }
 
   private evict(): void {
     let oldest: string | undefined;
     let t = Infinity;
-    for (const [k, e] of this.cache) if (e.lastUse < t) { t = e.lastUse; oldest = k; }
+    for (const [k, e] of this.cache)
+      if (e.lastUse < t) {
+        t = e.lastUse;
+        oldest = k;
+      }
     if (oldest === undefined) return;
     this.used -= this.cache.get(oldest)!.data.length * 4;
     this.cache.delete(oldest);

@@ -45,13 +45,21 @@ export interface StitchMap {
 export function mapWeightShape(s: StitchSpec): number[] {
   const [a, b] = [coreFrom(s), coreTo(s)];
   switch (s.kind) {
-    case 'conv1x1': case 'upsample': return [b[0]!, a[0]!, 1, 1];
-    case 'downsample': return [b[0]!, a[0]!, s.ratio, s.ratio];
-    case 'pool-linear': return [b[0]!, s.from.length === 2 ? s.from[1]! : s.from[0]!];
-    case 'flatten-linear': return [b[0]!, numel(s.from)];
-    case 'linear': return [b[0]!, s.from[0]!];
-    case 'token-linear': return [s.to[1]!, s.from[1]!];
-    case 'class-linear': return [b[0]!, s.from[1]!];
+    case 'conv1x1':
+    case 'upsample':
+      return [b[0]!, a[0]!, 1, 1];
+    case 'downsample':
+      return [b[0]!, a[0]!, s.ratio, s.ratio];
+    case 'pool-linear':
+      return [b[0]!, s.from.length === 2 ? s.from[1]! : s.from[0]!];
+    case 'flatten-linear':
+      return [b[0]!, numel(s.from)];
+    case 'linear':
+      return [b[0]!, s.from[0]!];
+    case 'token-linear':
+      return [s.to[1]!, s.from[1]!];
+    case 'class-linear':
+      return [b[0]!, s.from[1]!];
   }
 }
 
@@ -79,13 +87,16 @@ export function stitchParameters(s: StitchSpec): string[] {
 /** Initial values of every initializer of the stitch. */
 export function initialWeights(s: StitchSpec, init: StitchInit): StitchWeights {
   const w: StitchWeights = new Map();
-  const seed = init.kind === 'random' ? init.seed : init.kind === 'weights' ? init.seed ?? 0 : 0;
+  const seed = init.kind === 'random' ? init.seed : init.kind === 'weights' ? (init.seed ?? 0) : 0;
   for (const m of stitchMaps(s)) {
     const bound = defaultUniformBound(numel(m.shape.slice(1)));
     w.set(m.weight, initValues({ kind: 'uniform', bound }, m.shape, seed, m.weight));
     w.set(m.bias, initValues({ kind: 'uniform', bound }, [m.shape[0]!], seed, m.bias));
   }
-  for (const [on, p, c] of [[s.bnBefore, 'stitch.bn_before', coreFrom(s)[0]!], [s.bnAfter, 'stitch.bn_after', coreTo(s)[0]!]] as const) {
+  for (const [on, p, c] of [
+    [s.bnBefore, 'stitch.bn_before', coreFrom(s)[0]!],
+    [s.bnAfter, 'stitch.bn_after', coreTo(s)[0]!],
+  ] as const) {
     if (!on) continue;
     w.set(`${p}.weight`, new Float32Array(c).fill(1));
     w.set(`${p}.bias`, new Float32Array(c));
@@ -95,8 +106,14 @@ export function initialWeights(s: StitchSpec, init: StitchInit): StitchWeights {
   if (init.kind === 'identity') {
     const shape = mapWeightShape(s);
     const [cb, fan] = [shape[0]!, mapFanIn(s)];
-    if (s.kind === 'downsample' || s.kind === 'upsample' || cb !== fan || s.patchify || s.unpatchify
-      || !['conv1x1', 'linear', 'pool-linear', 'token-linear'].includes(s.kind)) {
+    if (
+      s.kind === 'downsample' ||
+      s.kind === 'upsample' ||
+      cb !== fan ||
+      s.patchify ||
+      s.unpatchify ||
+      !['conv1x1', 'linear', 'pool-linear', 'token-linear'].includes(s.kind)
+    ) {
       throw new UserError(`an identity stitch needs the same shape on both sides; ${fmt(s.from)} -> ${fmt(s.to)} takes a ${s.kind} stitch`);
     }
     const weight = new Float32Array(cb * fan);
@@ -108,7 +125,8 @@ export function initialWeights(s: StitchSpec, init: StitchInit): StitchWeights {
     for (const [k, v] of init.weights) {
       const have = w.get(k);
       if (!have) throw new UserError(`stitch weights: "${k}" is not a tensor of a ${s.kind} stitch (tensors: ${[...w.keys()].join(', ')})`);
-      if (have.length !== v.length) throw new UserError(`stitch weights: "${k}" has ${v.length} values, a ${s.kind} stitch ${fmt(s.from)} -> ${fmt(s.to)} needs ${have.length}`);
+      if (have.length !== v.length)
+        throw new UserError(`stitch weights: "${k}" has ${v.length} values, a ${s.kind} stitch ${fmt(s.from)} -> ${fmt(s.to)} needs ${have.length}`);
       w.set(k, Float32Array.from(v));
     }
   }
@@ -122,7 +140,10 @@ export function weightDims(s: StitchSpec): Map<string, number[]> {
     dims.set(m.weight, m.shape);
     dims.set(m.bias, [m.shape[0]!]);
   }
-  for (const [on, p, c] of [[s.bnBefore, 'stitch.bn_before', coreFrom(s)[0]!], [s.bnAfter, 'stitch.bn_after', coreTo(s)[0]!]] as const) {
+  for (const [on, p, c] of [
+    [s.bnBefore, 'stitch.bn_before', coreFrom(s)[0]!],
+    [s.bnAfter, 'stitch.bn_after', coreTo(s)[0]!],
+  ] as const) {
     if (!on) continue;
     for (const k of ['weight', 'bias', 'running_mean', 'running_var']) dims.set(`${p}.${k}`, [c]);
   }
@@ -207,7 +228,10 @@ function classSource(g: Graph, s: StitchSpec, image: string): string {
 
 /** Tokens [start, end) of x [N, T, D] along the token axis. */
 function sliceTokens(g: Graph, x: string, start: number, end: number, out: string): string {
-  const c = (name: string, v: number[]): string => { g.initializers.set(name, int64([1], v)); return name; };
+  const c = (name: string, v: number[]): string => {
+    g.initializers.set(name, int64([1], v));
+    return name;
+  };
   g.nodes.push(node('Slice', out, [x, c(`${out}.starts`, [start]), c(`${out}.ends`, [end]), c(`${out}.axes`, [1])], out, {}));
   return out;
 }
@@ -302,7 +326,10 @@ export function rowsPerImage(s: StitchSpec, map: StitchMap['id']): number {
 
 /** Appends nodes turning x [N, K, ...spatial] (or [N, K]) into rows [N * S, K]. */
 export function rowsOf(g: Graph, x: string, k: number, out: string): void {
-  const c = (name: string, t: Tensor): string => { g.initializers.set(name, t); return name; };
+  const c = (name: string, t: Tensor): string => {
+    g.initializers.set(name, t);
+    return name;
+  };
   g.nodes.push(node('Reshape', `${out}.nks`, [x, c(`${out}.nks.shape`, int64([3], [0, k, -1]))], `${out}.nks`, {}));
   g.nodes.push(node('Transpose', `${out}.nsk`, [`${out}.nks`], `${out}.nsk`, { perm: ints([0, 2, 1]) }));
   g.nodes.push(node('Reshape', out, [`${out}.nsk`, c(`${out}.shape`, int64([2], [-1, k]))], out, {}));
@@ -316,9 +343,13 @@ function prepare(g: Graph, s: StitchSpec, x: string): string {
       const [, ha, wa] = coreFrom(s) as [number, number, number];
       const [, hb, wb] = coreTo(s) as [number, number, number];
       g.initializers.set('stitch.up.scales', float32([4], [1, 1, s.ratio, s.ratio]));
-      g.nodes.push(node('Resize', 'stitch.up', [x, '', 'stitch.up.scales'], 'stitch.up', {
-        mode: str('nearest'), coordinate_transformation_mode: str('asymmetric'), nearest_mode: str('floor'),
-      }));
+      g.nodes.push(
+        node('Resize', 'stitch.up', [x, '', 'stitch.up.scales'], 'stitch.up', {
+          mode: str('nearest'),
+          coordinate_transformation_mode: str('asymmetric'),
+          nearest_mode: str('floor'),
+        }),
+      );
       if (ha * s.ratio === hb && wa * s.ratio === wb) return 'stitch.up';
       g.initializers.set('stitch.crop.starts', int64([2], [0, 0]));
       g.initializers.set('stitch.crop.ends', int64([2], [hb, wb]));
@@ -342,14 +373,17 @@ function prepare(g: Graph, s: StitchSpec, x: string): string {
 
 function convAttrs(s: StitchSpec, k: number): Node['attributes'] {
   const [a, b] = [coreFrom(s), coreTo(s)];
-  const pads = s.kind === 'downsample'
-    ? [0, 0, padFor(a[1]!, b[1]!, k), padFor(a[2]!, b[2]!, k)]
-    : [0, 0, 0, 0];
+  const pads = s.kind === 'downsample' ? [0, 0, padFor(a[1]!, b[1]!, k), padFor(a[2]!, b[2]!, k)] : [0, 0, 0, 0];
   return { kernel_shape: ints([k, k]), strides: ints([k, k]), pads: ints(pads), dilations: ints([1, 1]), group: int(1) };
 }
 
 function batchNorm(g: Graph, x: string, p: string, out = p): string {
-  g.nodes.push(node('BatchNormalization', p, [x, `${p}.weight`, `${p}.bias`, `${p}.running_mean`, `${p}.running_var`], out, { epsilon: float(1e-5), momentum: float(0.9) }));
+  g.nodes.push(
+    node('BatchNormalization', p, [x, `${p}.weight`, `${p}.bias`, `${p}.running_mean`, `${p}.running_var`], out, {
+      epsilon: float(1e-5),
+      momentum: float(0.9),
+    }),
+  );
   return out;
 }
 

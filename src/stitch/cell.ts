@@ -52,8 +52,19 @@ export interface CellOptions {
 }
 
 export const DEFAULT_CELL_OPTIONS: CellOptions = {
-  mode: 'task', epochs: 4, batchSize: 256, lr: 0.01, momentum: 0.9, weightDecay: 0.01, schedule: 'constant',
-  init: 'random', flat: 'pool', bnBefore: false, bnAfter: false, seed: 0, randomBatchNorm: 'data',
+  mode: 'task',
+  epochs: 4,
+  batchSize: 256,
+  lr: 0.01,
+  momentum: 0.9,
+  weightDecay: 0.01,
+  schedule: 'constant',
+  init: 'random',
+  flat: 'pool',
+  bnBefore: false,
+  bnAfter: false,
+  seed: 0,
+  randomBatchNorm: 'data',
 };
 
 export interface StitchPair {
@@ -118,7 +129,8 @@ export function pairSpec(pair: StitchPair, o: Pick<CellOptions, 'flat' | 'bnBefo
 export async function runCell(ctx: StitchContext, sessions: CellSessions, pair: StitchPair, o: CellOptions): Promise<CellResult> {
   const start = Date.now();
   const spec = pairSpec(pair, o);
-  if (o.bnAfter && (o.mode === 'lsq' || o.init === 'lsq')) throw new UserError('a least-squares stitch cannot have BatchNorm after it (--bn after); use --bn before or no BatchNorm');
+  if (o.bnAfter && (o.mode === 'lsq' || o.init === 'lsq'))
+    throw new UserError('a least-squares stitch cannot have BatchNorm after it (--bn after); use --bn before or no BatchNorm');
   const cell = new Cell(ctx, sessions, pair, spec, o);
   const seed = hashSeed(o.seed, `stitch:${pair.sender.name}->${pair.receiver.name}`);
   let init = initialWeights(spec, { kind: 'random', seed });
@@ -146,13 +158,23 @@ export async function runCell(ctx: StitchContext, sessions: CellSessions, pair: 
     }
   }
   return {
-    kind: pair.kind, sender: pair.sender.name, receiver: pair.receiver.name, mode: o.mode,
+    kind: pair.kind,
+    sender: pair.sender.name,
+    receiver: pair.receiver.name,
+    mode: o.mode,
     stitch: {
-      kind: spec.kind, ratio: spec.ratio, from: spec.from, to: spec.to,
-      ...(spec.unpatchify ? { unpatchify: spec.unpatchify } : {}), ...(spec.patchify ? { patchify: spec.patchify } : {}),
+      kind: spec.kind,
+      ratio: spec.ratio,
+      from: spec.from,
+      to: spec.to,
+      ...(spec.unpatchify ? { unpatchify: spec.unpatchify } : {}),
+      ...(spec.patchify ? { patchify: spec.patchify } : {}),
     },
-    accuracy: result.accuracy!, ...result,
-    trainImages: ctx.train.indices.length, testImages: ctx.test.indices.length, epochs: o.mode === 'lsq' ? 0 : o.epochs,
+    accuracy: result.accuracy!,
+    ...result,
+    trainImages: ctx.train.indices.length,
+    testImages: ctx.test.indices.length,
+    epochs: o.mode === 'lsq' ? 0 : o.epochs,
     seconds: (Date.now() - start) / 1000,
   } as CellResult;
 }
@@ -163,7 +185,13 @@ class Cell {
   /** sessions of stitches with BatchNorm bake its statistics in: never shared */
   private readonly shareKey: string;
 
-  constructor(readonly ctx: StitchContext, readonly sessions: CellSessions, readonly pair: StitchPair, readonly spec: StitchSpec, readonly o: CellOptions) {
+  constructor(
+    readonly ctx: StitchContext,
+    readonly sessions: CellSessions,
+    readonly pair: StitchPair,
+    readonly spec: StitchSpec,
+    readonly o: CellOptions,
+  ) {
     this.sender = ctx.sender(pair.kind);
     this.receiver = ctx.receiver(pair.kind);
     this.shareKey = spec.bnBefore || spec.bnAfter ? `unique${++uniqueKey}` : specKey(spec);
@@ -190,11 +218,16 @@ class Cell {
   /** Test accuracy of the stitched network with these stitch weights. */
   async accuracy(weights: StitchWeights): Promise<number> {
     const key = `${this.receiver.id}|${this.pair.receiver.tensor}|${specKey(this.spec)}`;
-    const session = await this.sessions.taskEval.get(key, () => ModelSession.create(
-      stitchWithSuffix(buildStitch(this.spec, { kind: 'random', seed: 0 }, { weightsAsInputs: true }), suffixModel(this.receiver.model, this.pair.receiver)), this.ctx.session));
+    const session = await this.sessions.taskEval.get(key, () =>
+      ModelSession.create(
+        stitchWithSuffix(buildStitch(this.spec, { kind: 'random', seed: 0 }, { weightsAsInputs: true }), suffixModel(this.receiver.model, this.pair.receiver)),
+        this.ctx.session,
+      ),
+    );
     const feeds = prefixed(weights, this.spec);
     const outName = session.outputNames[0]!;
-    let correct = 0, total = 0;
+    let correct = 0,
+      total = 0;
     for await (const b of this.senderBatches('test', this.order('test'))) {
       const out = await session.run({ ...feeds, [`${STITCH_PREFIX}x`]: { dims: [b.size, ...this.spec.from], data: b.x } }, [outName]);
       const logits = out[outName]!.data as Float32Array;
@@ -210,9 +243,18 @@ class Cell {
   /** Trains the stitch on cross-entropy through the frozen receiver suffix. */
   async trainTask(init: StitchWeights): Promise<{ weights: StitchWeights; loss: number }> {
     const key = `${this.receiver.id}|${this.pair.receiver.tensor}|${this.shareKey}|${this.o.batchSize}`;
-    const session = await this.sessions.taskTrain.get(key, () => TrainingSession.create(
-      stitchWithSuffix(buildStitch(this.spec, { kind: 'weights', weights: init }), suffixModel(this.receiver.model, this.pair.receiver)),
-      { trainable: stitchParameters(this.spec).map((p) => STITCH_PREFIX + p), loss: 'cross-entropy', batchSize: this.o.batchSize, batchNorm: 'eval', session: this.ctx.session }));
+    const session = await this.sessions.taskTrain.get(key, () =>
+      TrainingSession.create(
+        stitchWithSuffix(buildStitch(this.spec, { kind: 'weights', weights: init }), suffixModel(this.receiver.model, this.pair.receiver)),
+        {
+          trainable: stitchParameters(this.spec).map((p) => STITCH_PREFIX + p),
+          loss: 'cross-entropy',
+          batchSize: this.o.batchSize,
+          batchNorm: 'eval',
+          session: this.ctx.session,
+        },
+      ),
+    );
     const target = new BigInt64Array(this.o.batchSize);
     return this.fit(session, init, (epoch) => this.taskBatches(epoch, target));
   }
@@ -227,21 +269,34 @@ class Cell {
   /** Trains the stitch alone to reproduce the receiver's activation (mean squared error). */
   async trainCopy(init: StitchWeights): Promise<{ weights: StitchWeights; loss: number }> {
     const key = `${this.shareKey}|${this.o.batchSize}`;
-    const session = await this.sessions.copyTrain.get(key, () => TrainingSession.create(buildStitch(this.spec, { kind: 'weights', weights: init }), {
-      trainable: stitchParameters(this.spec),
-      loss: 'mse', batchSize: this.o.batchSize, batchNorm: 'eval', session: this.ctx.session,
-    }));
+    const session = await this.sessions.copyTrain.get(key, () =>
+      TrainingSession.create(buildStitch(this.spec, { kind: 'weights', weights: init }), {
+        trainable: stitchParameters(this.spec),
+        loss: 'mse',
+        batchSize: this.o.batchSize,
+        batchNorm: 'eval',
+        session: this.ctx.session,
+      }),
+    );
     return this.fit(session, init, (epoch) => this.copyBatches(epoch), '');
   }
 
   private async *copyBatches(epoch: number): AsyncGenerator<{ x: Float32Array; target: Float32Array }> {
-    for await (const [s, r] of zip(this.senderBatches('train', this.order('train', epoch), true), this.receiverBatches('train', this.order('train', epoch), true))) {
+    for await (const [s, r] of zip(
+      this.senderBatches('train', this.order('train', epoch), true),
+      this.receiverBatches('train', this.order('train', epoch), true),
+    )) {
       yield { x: s.x, target: r.x };
     }
   }
 
   /** The SGD loop shared by task and copy training. */
-  private async fit<T extends BigInt64Array | Float32Array>(session: TrainingSession, init: StitchWeights, data: (epoch: number) => AsyncIterable<{ x: Float32Array; target: T }>, prefix = STITCH_PREFIX): Promise<{ weights: StitchWeights; loss: number }> {
+  private async fit<T extends BigInt64Array | Float32Array>(
+    session: TrainingSession,
+    init: StitchWeights,
+    data: (epoch: number) => AsyncIterable<{ x: Float32Array; target: T }>,
+    prefix = STITCH_PREFIX,
+  ): Promise<{ weights: StitchWeights; loss: number }> {
     const o = this.o;
     session.load(new Map([...init].map(([k, v]) => [prefix + k, v])));
     session.stepCount = 0;
@@ -249,14 +304,21 @@ class Cell {
     const perEpoch = Math.floor(this.ctx.train.indices.length / o.batchSize);
     if (perEpoch < 1) throw new UserError(`only ${this.ctx.train.indices.length} training images, fewer than one batch of ${o.batchSize}; lower --batch`);
     const schedule = createSchedule({ kind: o.schedule }, o.epochs * perEpoch);
-    let step = 0, lossSum = 0, seen = 0;
+    let step = 0,
+      lossSum = 0,
+      seen = 0;
     for (let epoch = 0; epoch < o.epochs; epoch++) {
-      lossSum = 0; seen = 0;
+      lossSum = 0;
+      seen = 0;
       for await (const b of data(epoch)) {
         const r = await session.step(b.x, b.target);
-        if (!Number.isFinite(r.loss)) throw new UserError(`stitch training diverged (${this.pair.kind} ${this.pair.sender.name} -> ${this.pair.receiver.name}): the loss is ${r.loss} at epoch ${epoch + 1}, step ${step + 1}; lower --lr`);
+        if (!Number.isFinite(r.loss))
+          throw new UserError(
+            `stitch training diverged (${this.pair.kind} ${this.pair.sender.name} -> ${this.pair.receiver.name}): the loss is ${r.loss} at epoch ${epoch + 1}, step ${step + 1}; lower --lr`,
+          );
         optimizer.step(session.params, r.grads, o.lr * schedule(step++));
-        lossSum += r.loss; seen++;
+        lossSum += r.loss;
+        seen++;
       }
     }
     const weights: StitchWeights = new Map(init);
@@ -281,16 +343,24 @@ class Cell {
 
   /** EV, ES, SV: mean squared differences on the test images between expected, vanilla and copy-trained outputs. */
   async compareOutputs(vanilla: StitchWeights, copy: StitchWeights): Promise<{ ev: number; es: number; sv: number }> {
-    const session = await this.sessions.stitchEval.get(specKey(this.spec), () => ModelSession.create(buildStitch(this.spec, { kind: 'random', seed: 0 }, { weightsAsInputs: true }), this.ctx.session));
+    const session = await this.sessions.stitchEval.get(specKey(this.spec), () =>
+      ModelSession.create(buildStitch(this.spec, { kind: 'random', seed: 0 }, { weightsAsInputs: true }), this.ctx.session),
+    );
     const order = this.order('test');
-    let ev = 0, es = 0, sv = 0, n = 0;
+    let ev = 0,
+      es = 0,
+      sv = 0,
+      n = 0;
     const run = async (w: StitchWeights, x: Float32Array, size: number): Promise<Float32Array> =>
       (await session.run({ ...prefixed(w, this.spec, ''), x: { dims: [size, ...this.spec.from], data: x } }, ['y']))['y']!.data as Float32Array;
     for await (const [s, r] of zip(this.senderBatches('test', order), this.receiverBatches('test', order))) {
-      const v = await run(vanilla, s.x, s.size), c = await run(copy, s.x, s.size);
+      const v = await run(vanilla, s.x, s.size),
+        c = await run(copy, s.x, s.size);
       for (let i = 0; i < v.length; i++) {
         const e = r.x[i]!;
-        ev += (v[i]! - e) ** 2; es += (c[i]! - e) ** 2; sv += (c[i]! - v[i]!) ** 2;
+        ev += (v[i]! - e) ** 2;
+        es += (c[i]! - e) ** 2;
+        sv += (c[i]! - v[i]!) ** 2;
       }
       n += v.length;
     }
@@ -337,13 +407,18 @@ function prefixed(w: StitchWeights, spec: StitchSpec, prefix = STITCH_PREFIX): R
 async function channelStats(batches: AsyncIterable<ActivationBatch>, shape: readonly number[]): Promise<{ mean: Float32Array; variance: Float32Array }> {
   const c = shape[0]!;
   const pix = numel(shape.slice(1));
-  const s = new Float64Array(c), s2 = new Float64Array(c);
+  const s = new Float64Array(c),
+    s2 = new Float64Array(c);
   let n = 0;
   for await (const b of batches) {
     for (let i = 0; i < b.size; i++) {
       for (let ch = 0; ch < c; ch++) {
         const base = (i * c + ch) * pix;
-        for (let p = 0; p < pix; p++) { const v = b.x[base + p]!; s[ch]! += v; s2[ch]! += v * v; }
+        for (let p = 0; p < pix; p++) {
+          const v = b.x[base + p]!;
+          s[ch]! += v;
+          s2[ch]! += v * v;
+        }
       }
     }
     n += b.size * pix;

@@ -60,7 +60,11 @@ export interface CutGram extends GramCut {
 
 export const DEFAULT_ACTIVATION_BYTES = 512 * 2 ** 20;
 
-interface Job { cut: number; start: number; end: number }
+interface Job {
+  cut: number;
+  start: number;
+  end: number;
+}
 
 /** Gram matrices of `model` at every cut over the images `opts.indices`. */
 export async function computeGrams(model: Model, ds: Dataset, requested: readonly GramCut[], opts: GramOptions): Promise<CutGram[]> {
@@ -107,7 +111,11 @@ export function planPasses(features: readonly number[], n: number, budget: numbe
   let bytes = 0;
   for (const j of jobs) {
     const b = (j.end - j.start) * rowBytes[j.cut]!;
-    if (current.length && bytes + b > budget) { passes.push(current); current = []; bytes = 0; }
+    if (current.length && bytes + b > budget) {
+      passes.push(current);
+      current = [];
+      bytes = 0;
+    }
     current.push(j);
     bytes += b;
   }
@@ -116,8 +124,16 @@ export function planPasses(features: readonly number[], n: number, budget: numbe
 }
 
 async function runPass(
-  model: Model, ds: Dataset, cuts: readonly GramCut[], features: readonly number[], jobs: Job[],
-  grams: Float64Array[], shifts: (Float32Array | undefined)[], gemm: ModelSession, opts: GramOptions, label: string | undefined,
+  model: Model,
+  ds: Dataset,
+  cuts: readonly GramCut[],
+  features: readonly number[],
+  jobs: Job[],
+  grams: Float64Array[],
+  shifts: (Float32Array | undefined)[],
+  gemm: ModelSession,
+  opts: GramOptions,
+  label: string | undefined,
 ): Promise<void> {
   const n = opts.indices.length;
   const from = Math.min(...jobs.map((j) => j.start));
@@ -126,8 +142,13 @@ async function runPass(
   const taps = [...new Set(cutsInPass.map((c) => cuts[c]!.tensor))];
   let pos = from;
   for await (const { batch, outputs } of inferBatches(model, ds, {
-    ...sessionOpts(opts), normalization: opts.normalization, indices: opts.indices.slice(from), taps,
-    batchSize: opts.batchSize ?? DEFAULT_BATCH, ...(label ? { label } : {}), ...(opts.file ? { file: opts.file } : {}),
+    ...sessionOpts(opts),
+    normalization: opts.normalization,
+    indices: opts.indices.slice(from),
+    taps,
+    batchSize: opts.batchSize ?? DEFAULT_BATCH,
+    ...(label ? { label } : {}),
+    ...(opts.file ? { file: opts.file } : {}),
   })) {
     const m = batch.size;
     // Shifted in place: the tapped outputs are this batch's own buffers, and a copy would
@@ -138,7 +159,9 @@ async function runPass(
       const p = features[c]!;
       if (t.dims[0] !== m || t.data.length !== m * p) {
         const want = `[${m}, ${cuts[c]!.shape.join(',')}]`;
-        throw new UserError(`${opts.file ?? 'the model'}: cut "${cuts[c]!.name}" gave a tensor of shape [${t.dims.join(',')}] for ${m} images, expected ${want}`);
+        throw new UserError(
+          `${opts.file ?? 'the model'}: cut "${cuts[c]!.name}" gave a tensor of shape [${t.dims.join(',')}] for ${m} images, expected ${want}`,
+        );
       }
       const x = t.data as Float32Array;
       if (!shifts[c]) shifts[c] = columnMean(x, m, p);
@@ -189,5 +212,9 @@ function gemmModel(): Model {
 }
 
 function sessionOpts(o: SessionOptions): SessionOptions {
-  return { ...(o.threads !== undefined ? { threads: o.threads } : {}), ...(o.provider ? { provider: o.provider } : {}), ...(o.optimization ? { optimization: o.optimization } : {}) };
+  return {
+    ...(o.threads !== undefined ? { threads: o.threads } : {}),
+    ...(o.provider ? { provider: o.provider } : {}),
+    ...(o.optimization ? { optimization: o.optimization } : {}),
+  };
 }

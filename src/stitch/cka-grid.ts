@@ -130,7 +130,10 @@ export async function computeCkaGrid(a: CkaNetwork, b: CkaNetwork, ds: Dataset, 
   const among = opts.classes ? subsetIndices(ds, opts.classes) : undefined;
   const indices = sampleIndices(among?.length ?? ds.size, opts.samples ?? DEFAULT_CKA_SAMPLES, seed).map((i) => among?.[i] ?? i);
   const n = indices.length;
-  if (n < 4) throw new UserError(`CKA needs at least 4 images (the debiased estimator divides by n - 3); ${ds.source} ${ds.split} has ${n}${among ? ` of classes ${opts.classes!.join(',')}` : ''}`);
+  if (n < 4)
+    throw new UserError(
+      `CKA needs at least 4 images (the debiased estimator divides by n - 3); ${ds.source} ${ds.split} has ${n}${among ? ` of classes ${opts.classes!.join(',')}` : ''}`,
+    );
 
   // One network given twice (R1111 -> R1111 from one file) shares its Gram matrices.
   const same = resolve(a.file) === resolve(b.file);
@@ -138,10 +141,13 @@ export async function computeCkaGrid(a: CkaNetwork, b: CkaNetwork, ds: Dataset, 
   const nets: { id: string; net: CkaNetwork; cuts: StitchCut[] }[] = [{ id: 'A', net: a, cuts: same ? unionCuts(senders, receivers) : senders }];
   if (!same) nets.push({ id: 'B', net: b, cuts: receivers });
   if (opts.controls) {
-    const random = (m: Model, side: 'sender' | 'receiver'): Promise<Model> => randomControl(m, controlSeed(seed, side), opts.train ?? ds, {
-      batchNorm: opts.randomBatchNorm ?? 'data', session: sessionOpts(opts),
-      normalization: resolveNormalization(m, ds.shape[0], { ...(opts.mean ? { mean: opts.mean } : {}), ...(opts.std ? { std: opts.std } : {}) }).normalization,
-    });
+    const random = (m: Model, side: 'sender' | 'receiver'): Promise<Model> =>
+      randomControl(m, controlSeed(seed, side), opts.train ?? ds, {
+        batchNorm: opts.randomBatchNorm ?? 'data',
+        session: sessionOpts(opts),
+        normalization: resolveNormalization(m, ds.shape[0], { ...(opts.mean ? { mean: opts.mean } : {}), ...(opts.std ? { std: opts.std } : {}) })
+          .normalization,
+      });
     nets.push({ id: 'A0', net: { model: await random(a.model, 'sender'), file: `random ${a.file}` }, cuts: senders });
     nets.push({ id: 'B0', net: { model: await random(b.model, 'receiver'), file: `random ${b.file}` }, cuts: receivers });
   }
@@ -153,20 +159,41 @@ export async function computeCkaGrid(a: CkaNetwork, b: CkaNetwork, ds: Dataset, 
   const centredBytes = 8 * n * n * (senders.length + receivers.length) * (opts.controls ? 2 : 1);
   const spare = budget - gramBytes;
   if (spare < Math.min(budget / 8, 64 * 2 ** 20) || gramBytes + centredBytes > budget) {
-    throw new UserError(`--samples ${n}: the Gram matrices alone need ${mib(gramBytes + centredBytes)} MiB (8 n^2 bytes for each of ${gramCount} cuts and their centred copies) of the ${mib(budget)} MiB memory budget; use fewer --samples or a larger --memory`);
+    throw new UserError(
+      `--samples ${n}: the Gram matrices alone need ${mib(gramBytes + centredBytes)} MiB (8 n^2 bytes for each of ${gramCount} cuts and their centred copies) of the ${mib(budget)} MiB memory budget; use fewer --samples or a larger --memory`,
+    );
   }
-  info(`cka: ${n} ${ds.split} images of ${ds.source}; ${senders.length} sender cuts x ${receivers.length} receiver cuts${opts.controls ? ', with random controls' : ''}`);
+  info(
+    `cka: ${n} ${ds.split} images of ${ds.source}; ${senders.length} sender cuts x ${receivers.length} receiver cuts${opts.controls ? ', with random controls' : ''}`,
+  );
   const grams = new Map<string, CutGram[]>();
   for (const { id, net, cuts } of nets) {
-    const normalization = resolveNormalization(net.model, ds.shape[0], { ...(opts.mean ? { mean: opts.mean } : {}), ...(opts.std ? { std: opts.std } : {}) }).normalization;
-    grams.set(id, await computeGrams(net.model, ds, cuts, {
-      ...sessionOpts(opts), indices, activationBytes: spare, file: net.file, label: `cka ${net.file}`, normalization, pool,
-      ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
-    }));
+    const normalization = resolveNormalization(net.model, ds.shape[0], {
+      ...(opts.mean ? { mean: opts.mean } : {}),
+      ...(opts.std ? { std: opts.std } : {}),
+    }).normalization;
+    grams.set(
+      id,
+      await computeGrams(net.model, ds, cuts, {
+        ...sessionOpts(opts),
+        indices,
+        activationBytes: spare,
+        file: net.file,
+        label: `cka ${net.file}`,
+        normalization,
+        pool,
+        ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
+      }),
+    );
   }
   if (same) grams.set('B', grams.get('A')!);
   const gramOf = (id: string, cut: StitchCut): Float64Array => grams.get(id)!.find((g) => g.tensor === cut.tensor)!.gram;
-  const pairIds: Record<PairKind, [string, string]> = { 'trained': ['A', 'B'], 'random-sender': ['A0', 'B'], 'random-receiver': ['A', 'B0'], 'random-both': ['A0', 'B0'] };
+  const pairIds: Record<PairKind, [string, string]> = {
+    trained: ['A', 'B'],
+    'random-sender': ['A0', 'B'],
+    'random-receiver': ['A', 'B0'],
+    'random-both': ['A0', 'B0'],
+  };
 
   const matrices: CkaGridResult['matrices'] = { biased: {}, debiased: {} };
   const triangles: CkaGridResult['triangles'] = { biased: {}, debiased: {} };
@@ -176,7 +203,11 @@ export async function computeCkaGrid(a: CkaNetwork, b: CkaNetwork, ds: Dataset, 
     const centred = new Map<string, CenteredGram[]>();
     const prepared = (id: string, cuts: StitchCut[]): CenteredGram[] => {
       const key = `${id}:${cuts === senders ? 's' : 'r'}`;
-      if (!centred.has(key)) centred.set(key, cuts.map((c) => prepareGram(gramOf(id, c), n, { debiased })));
+      if (!centred.has(key))
+        centred.set(
+          key,
+          cuts.map((c) => prepareGram(gramOf(id, c), n, { debiased })),
+        );
       return centred.get(key)!;
     };
     for (const kind of kinds) {
@@ -190,11 +221,22 @@ export async function computeCkaGrid(a: CkaNetwork, b: CkaNetwork, ds: Dataset, 
   const describe = (c: StitchCut): CkaCut => ({ name: c.name, tensor: c.tensor, shape: [...c.shape], features: viewShape(c.shape, pool) });
   const estimator: CkaEstimator = opts.debiased ? 'debiased' : 'biased';
   return {
-    measure: 'linear-cka', estimator,
-    a: a.file, b: b.file, data: ds.source, split: ds.split, samples: n, seed,
-    senders: senders.map((c) => c.name), receivers: receivers.map((c) => c.name),
+    measure: 'linear-cka',
+    estimator,
+    a: a.file,
+    b: b.file,
+    data: ds.source,
+    split: ds.split,
+    samples: n,
+    seed,
+    senders: senders.map((c) => c.name),
+    receivers: receivers.map((c) => c.name),
     cuts: { senders: senders.map(describe), receivers: receivers.map(describe) },
-    kinds, pool, matrices, triangles, values: matrices[estimator].trained!,
+    kinds,
+    pool,
+    matrices,
+    triangles,
+    values: matrices[estimator].trained!,
     seconds: (Date.now() - t0) / 1000,
   };
 }
@@ -216,12 +258,22 @@ export async function writeCkaGrid(r: CkaGridResult, dir: string): Promise<strin
   const pooling = r.pool === 'tokens' ? ', tokens mean-pooled' : r.pool === 'all' ? ', tokens and pixels mean-pooled' : '';
   const what = `A = ${baseName(r.a)}, B = ${baseName(r.b)}, ${r.samples} ${r.split} images${pooling}`;
   const files = [matrixPath];
-  files.push(...await writeHeatmaps(join(dir, 'cka'), (['biased', 'debiased'] as const).map((est) => (
-    { title: `linear CKA (${est})`, rows, cols, values: r.matrices[est].trained!, ...axes })), { title: `linear CKA, ${what}`, min: 0, max: 1 }));
+  files.push(
+    ...(await writeHeatmaps(
+      join(dir, 'cka'),
+      (['biased', 'debiased'] as const).map((est) => ({ title: `linear CKA (${est})`, rows, cols, values: r.matrices[est].trained!, ...axes })),
+      { title: `linear CKA, ${what}`, min: 0, max: 1 },
+    )),
+  );
   if (r.kinds.length > 1) {
     for (const est of ['biased', 'debiased'] as const) {
-      files.push(...await writeHeatmaps(join(dir, `cka-${est}`), r.kinds.map((kind) => (
-        { title: PAIR_TITLES[kind], rows, cols, values: r.matrices[est][kind]!, ...axes })), { title: `linear CKA (${est}), ${what}`, min: 0, max: 1 }));
+      files.push(
+        ...(await writeHeatmaps(
+          join(dir, `cka-${est}`),
+          r.kinds.map((kind) => ({ title: PAIR_TITLES[kind], rows, cols, values: r.matrices[est][kind]!, ...axes })),
+          { title: `linear CKA (${est}), ${what}`, min: 0, max: 1 },
+        )),
+      );
     }
   }
   writeResultJson(matrixPath, { ...r, files });
@@ -245,7 +297,9 @@ function checkSameInputs(a: CkaNetwork, b: CkaNetwork): void {
   const sa = shape(a.model);
   const sb = shape(b.model);
   if (sa && sb && sa !== sb) {
-    throw new UserError(`${a.file} takes ${sa} inputs but ${b.file} takes ${sb}; CKA compares two networks on the same images, so their input shapes must match`);
+    throw new UserError(
+      `${a.file} takes ${sa} inputs but ${b.file} takes ${sb}; CKA compares two networks on the same images, so their input shapes must match`,
+    );
   }
 }
 
@@ -267,5 +321,9 @@ const mib = (bytes: number): string => (bytes / 2 ** 20).toFixed(0);
 const baseName = (f: string): string => f.split(/[\\/]/).pop() ?? f;
 
 function sessionOpts(o: SessionOptions): SessionOptions {
-  return { ...(o.threads !== undefined ? { threads: o.threads } : {}), ...(o.provider ? { provider: o.provider } : {}), ...(o.optimization ? { optimization: o.optimization } : {}) };
+  return {
+    ...(o.threads !== undefined ? { threads: o.threads } : {}),
+    ...(o.provider ? { provider: o.provider } : {}),
+    ...(o.optimization ? { optimization: o.optimization } : {}),
+  };
 }

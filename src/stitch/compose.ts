@@ -18,7 +18,7 @@ import { STITCH_IN, STITCH_OUT } from './build.js';
 export type CutRef = string | { tensor: string; batchAxis?: number };
 
 const refOf = (c: CutRef): { tensor: string; batchAxis: number } =>
-  (typeof c === 'string' ? { tensor: c, batchAxis: 0 } : { tensor: c.tensor, batchAxis: c.batchAxis ?? 0 });
+  typeof c === 'string' ? { tensor: c, batchAxis: 0 } : { tensor: c.tensor, batchAxis: c.batchAxis ?? 0 };
 
 /**
  * The sender's part: image input -> the cut tensor, always batch-first (a sequence-first
@@ -74,9 +74,17 @@ export function batchFirstPerm(rank: number, batchAxis: number): number[] {
  */
 export function stitchWithSuffix(stitch: Model, suffix: Model): Model {
   const to = suffix.graph.inputs[0]!.name;
-  return mergeGraphs([{ model: stitch, prefix: 's/' }, { model: suffix, prefix: 'b/' }], {
-    connect: [{ from: `s/${STITCH_OUT}`, to: `b/${to}` }], outputs: [`b/${suffix.graph.outputs[0]!.name}`], name: 'stitch_suffix',
-  });
+  return mergeGraphs(
+    [
+      { model: stitch, prefix: 's/' },
+      { model: suffix, prefix: 'b/' },
+    ],
+    {
+      connect: [{ from: `s/${STITCH_OUT}`, to: `b/${to}` }],
+      outputs: [`b/${suffix.graph.outputs[0]!.name}`],
+      name: 'stitch_suffix',
+    },
+  );
 }
 
 export const STITCH_PREFIX = 's/';
@@ -91,16 +99,27 @@ export const STITCH_PREFIX = 's/';
  *   await evaluate(m, testSet);
  */
 export function composeStitched(a: Model, sender: CutRef, stitch: Model, b: Model, receiver: CutRef, parents: string[] = []): Model {
-  const senderTensor = refOf(sender).tensor, receiverTensor = refOf(receiver).tensor;
+  const senderTensor = refOf(sender).tensor,
+    receiverTensor = refOf(receiver).tensor;
   const pre = prefixModel(a, sender);
   const suf = suffixModel(b, receiver);
   const input = imageInput(a);
-  const m = mergeGraphs([{ model: pre, prefix: 'a/' }, { model: stitch, prefix: STITCH_PREFIX }, { model: suf, prefix: 'b/' }], {
-    shared: [input],
-    connect: [{ from: `a/${senderTensor}`, to: `${STITCH_PREFIX}${STITCH_IN}` }, { from: `${STITCH_PREFIX}${STITCH_OUT}`, to: `b/${receiverTensor}` }],
-    outputs: [`b/${b.graph.outputs[0]!.name}`],
-    name: 'stitched',
-  });
+  const m = mergeGraphs(
+    [
+      { model: pre, prefix: 'a/' },
+      { model: stitch, prefix: STITCH_PREFIX },
+      { model: suf, prefix: 'b/' },
+    ],
+    {
+      shared: [input],
+      connect: [
+        { from: `a/${senderTensor}`, to: `${STITCH_PREFIX}${STITCH_IN}` },
+        { from: `${STITCH_PREFIX}${STITCH_OUT}`, to: `b/${receiverTensor}` },
+      ],
+      outputs: [`b/${b.graph.outputs[0]!.name}`],
+      name: 'stitched',
+    },
+  );
   const labels = getLabels(b);
   if (labels) setLabels(m, labels);
   const spec = getInputSpec(a);

@@ -49,7 +49,8 @@ export class StitchContext {
   private readonly sources = new Map<string, Source>();
 
   constructor(readonly opts: ContextOptions) {
-    const aFile = opts.aFile ?? 'model A', bFile = opts.bFile ?? 'model B';
+    const aFile = opts.aFile ?? 'model A',
+      bFile = opts.bFile ?? 'model B';
     checkSameInput(opts.a, opts.b, aFile, bFile);
     checkInputShape(opts.a, opts.train, aFile);
     checkInputShape(opts.b, opts.train, bFile);
@@ -98,7 +99,9 @@ export class StitchContext {
       const base = id === 'A0' ? this.opts.a : this.opts.b;
       const normalization = this.normalization(base);
       const model = await randomControl(base, controlSeed(seed, id === 'A0' ? 'sender' : 'receiver'), this.opts.train, {
-        batchNorm: this.opts.randomBatchNorm ?? 'data', normalization, session: this.session,
+        batchNorm: this.opts.randomBatchNorm ?? 'data',
+        normalization,
+        session: this.session,
       });
       this.sources.set(id, { id, model, normalization });
     }
@@ -130,9 +133,12 @@ function imageList(ds: Dataset, classes: number[], limit: number | undefined, se
 }
 
 function checkSameInput(a: Model, b: Model, aFile: string, bFile: string): void {
-  const sa = a.graph.inputs[0]?.shape?.slice(1), sb = b.graph.inputs[0]?.shape?.slice(1);
+  const sa = a.graph.inputs[0]?.shape?.slice(1),
+    sb = b.graph.inputs[0]?.shape?.slice(1);
   if (!sa || !sb) return;
   if (sa.length !== sb.length || sa.some((d, i) => typeof d === 'number' && typeof sb[i] === 'number' && d !== sb[i])) {
-    throw new UserError(`${aFile} takes inputs of shape ${sa.join('x')} but ${bFile} takes ${sb.join('x')}; stitching needs both networks to see the same images`);
+    throw new UserError(
+      `${aFile} takes inputs of shape ${sa.join('x')} but ${bFile} takes ${sb.join('x')}; stitching needs both networks to see the same images`,
+    );
   }
 }

@@ -27,7 +27,7 @@ import { hashSeed } from '../util/random.js';
  * 'init' keeps the initial 0/1.
  */
 export const RANDOM_BATCHNORM = ['data', 'init'] as const;
-export type RandomBatchNorm = typeof RANDOM_BATCHNORM[number];
+export type RandomBatchNorm = (typeof RANDOM_BATCHNORM)[number];
 
 /**
  * The seed of the random sender or receiver network: one derivation for stitching and
@@ -55,7 +55,9 @@ export async function randomControl(model: Model, seed: number, train: Dataset, 
   const fresh = randomCounterpart(model, seed);
   if ((opts.batchNorm ?? 'data') === 'init' || !fresh.graph.nodes.some((n) => n.opType === 'BatchNormalization')) return fresh;
   const r = await reestimateBatchNorm(fresh, train, {
-    ...opts.session, samples: opts.samples ?? 2048, seed: hashSeed(seed, 'batchnorm'),
+    ...opts.session,
+    samples: opts.samples ?? 2048,
+    seed: hashSeed(seed, 'batchnorm'),
     ...(opts.normalization ? { mean: opts.normalization.mean, std: opts.normalization.std } : {}),
   });
   return r.model;
@@ -66,7 +68,7 @@ export const PAIR_KINDS: readonly PairKind[] = ['trained', 'random-sender', 'ran
 
 /** A row/column title for each kind (sender -> receiver). */
 export const PAIR_TITLES: Record<PairKind, string> = {
-  'trained': 'trained -> trained',
+  trained: 'trained -> trained',
   'random-sender': 'random -> trained',
   'random-receiver': 'trained -> random',
   'random-both': 'random -> random',
@@ -101,9 +103,10 @@ function fromZoo(model: Model, seed: number): Model | undefined {
   }
   // the zoo must rebuild the very same graph (same tensors, same shapes of weights)
   const names = tensorNames(model.graph);
-  const same = [...fresh.graph.initializers].every(([k, t]) => model.graph.initializers.get(k)?.data.length === t.data.length)
-    && fresh.graph.initializers.size === model.graph.initializers.size
-    && [...tensorNames(fresh.graph)].every((n) => names.has(n));
+  const same =
+    [...fresh.graph.initializers].every(([k, t]) => model.graph.initializers.get(k)?.data.length === t.data.length) &&
+    fresh.graph.initializers.size === model.graph.initializers.size &&
+    [...tensorNames(fresh.graph)].every((n) => names.has(n));
   return same ? fresh : undefined;
 }
 
@@ -132,7 +135,10 @@ function reinitialise(model: Model, seed: number): Model {
   for (const inp of m.graph.inputs) data.add(inp.name);
   for (const n of m.graph.nodes) {
     const roles = PARAM_ROLES[n.opType];
-    if (roles) n.inputs.forEach((t, i) => { if (t && roles[i] && !role.has(t)) role.set(t, roles[i]!); });
+    if (roles)
+      n.inputs.forEach((t, i) => {
+        if (t && roles[i] && !role.has(t)) role.set(t, roles[i]!);
+      });
     // a MatMul with its weight first (W x)
     if (n.opType === 'MatMul' && n.inputs[0] && m.graph.initializers.has(n.inputs[0]) && !role.has(n.inputs[0])) role.set(n.inputs[0], 'matrix');
   }

@@ -82,7 +82,9 @@ function withShape(model: Model, c: CutPoint, file: string): StitchCut {
   }
   if (l.shape.length < 1 || l.shape.length > 3) {
     const shape = l.shape.join('x') || 'scalar';
-    throw new UserError(`cut "${c.name}" of ${file}: tensor "${c.tensor}" has per-image shape ${shape}; a cut must be an image [C,H,W], tokens [T,D] or a vector [F]`);
+    throw new UserError(
+      `cut "${c.name}" of ${file}: tensor "${c.tensor}" has per-image shape ${shape}; a cut must be an image [C,H,W], tokens [T,D] or a vector [F]`,
+    );
   }
   return { name: c.name, tensor: c.tensor, kind: c.kind, shape: l.shape, ...(l.batchAxis ? { batchAxis: l.batchAxis } : {}) };
 }
@@ -110,7 +112,13 @@ export function defaultReceivers(cuts: readonly StitchCut[]): StitchCut[] {
 }
 
 /** Resolves a list of names, or the defaults when none are given. */
-export function chooseCuts(model: Model, names: readonly string[] | undefined, fallback: (c: StitchCut[]) => StitchCut[], file: string, role: string): StitchCut[] {
+export function chooseCuts(
+  model: Model,
+  names: readonly string[] | undefined,
+  fallback: (c: StitchCut[]) => StitchCut[],
+  file: string,
+  role: string,
+): StitchCut[] {
   if (names && names.length) return names.map((n) => stitchCut(model, n, file));
   const all = listCuts(model, file);
   const chosen = fallback(all);

@@ -24,7 +24,18 @@ import { writeErr } from '../util/sinks.js';
 import { alternatives, pct } from '../util/format.js';
 import { type StitchCut, chooseCuts, defaultReceivers, defaultSenders } from './cuts.js';
 import type { PairKind } from './controls.js';
-import { type CellOptions, type CellResult, type StitchPair, CellSessions, DEFAULT_CELL_OPTIONS, STITCH_INITS, STITCH_MODES, STITCH_SCHEDULES, pairSpec, runCell } from './cell.js';
+import {
+  type CellOptions,
+  type CellResult,
+  type StitchPair,
+  CellSessions,
+  DEFAULT_CELL_OPTIONS,
+  STITCH_INITS,
+  STITCH_MODES,
+  STITCH_SCHEDULES,
+  pairSpec,
+  runCell,
+} from './cell.js';
 import { FLAT_FROMS } from './plan.js';
 import { StitchContext } from './context.js';
 import { mapFanIn } from './build.js';
@@ -98,7 +109,10 @@ interface GridFile {
 
 export class StitchGrid {
   readonly cells: GridCell[];
-  private constructor(readonly dir: string, readonly file: GridFile) {
+  private constructor(
+    readonly dir: string,
+    readonly file: GridFile,
+  ) {
     this.cells = planCells(dir, file);
   }
 
@@ -112,7 +126,8 @@ export class StitchGrid {
    *   const m = await grid.collect();
    */
   static async open(dir: string, spec: GridSpec, open: typeof openDataset = openDataset): Promise<StitchGrid> {
-    const a = openModel(spec.a), b = openModel(spec.b);
+    const a = openModel(spec.a),
+      b = openModel(spec.b);
     const options: CellOptions = { ...DEFAULT_CELL_OPTIONS, ...spec.options };
     checkOptions(options);
     const senders = chooseCuts(a, spec.senders, defaultSenders, spec.a, 'sender');
@@ -120,13 +135,23 @@ export class StitchGrid {
     const kinds = spec.kinds ?? ['trained'];
     const models = { a: fileHash(spec.a), b: fileHash(spec.b) };
     const abs = { ...spec, a: resolve(spec.a), b: resolve(spec.b) };
-    const fingerprint = hash({ models, data: spec.data, options, trainLimit: spec.trainLimit ?? null, testLimit: spec.testLimit ?? null, mean: spec.mean ?? null, std: spec.std ?? null });
+    const fingerprint = hash({
+      models,
+      data: spec.data,
+      options,
+      trainLimit: spec.trainLimit ?? null,
+      testLimit: spec.testLimit ?? null,
+      mean: spec.mean ?? null,
+      std: spec.std ?? null,
+    });
     const path = join(dir, 'grid.json');
     const old = existsSync(path) ? readGrid(path) : undefined;
     if (old && old.fingerprint !== fingerprint && !spec.overwrite) {
       const why = describeDifference(old, { models, spec: abs, options });
-      throw new UserError(`${dir} holds a stitching grid computed with other models, data or options (${why}); `
-        + 'start afresh with --overwrite (discards its finished cells) or use another -o folder');
+      throw new UserError(
+        `${dir} holds a stitching grid computed with other models, data or options (${why}); ` +
+          'start afresh with --overwrite (discards its finished cells) or use another -o folder',
+      );
     }
     const file: GridFile = { version: 1, fingerprint, spec: abs, options, kinds, senders, receivers, models };
     const grid = new StitchGrid(dir, file);
@@ -183,10 +208,17 @@ export class StitchGrid {
  */
 async function checkGridInputs(a: Model, b: Model, spec: GridSpec, options: CellOptions, open: typeof openDataset): Promise<void> {
   const ctx = new StitchContext({
-    a, b, aFile: spec.a, bFile: spec.b,
-    train: await open(spec.data, 'train', { announce: false }), test: await open(spec.data, 'test', { announce: false }),
-    ...(spec.trainLimit ? { trainLimit: spec.trainLimit } : {}), ...(spec.testLimit ? { testLimit: spec.testLimit } : {}),
-    ...(spec.mean ? { mean: spec.mean } : {}), ...(spec.std ? { std: spec.std } : {}), seed: options.seed,
+    a,
+    b,
+    aFile: spec.a,
+    bFile: spec.b,
+    train: await open(spec.data, 'train', { announce: false }),
+    test: await open(spec.data, 'test', { announce: false }),
+    ...(spec.trainLimit ? { trainLimit: spec.trainLimit } : {}),
+    ...(spec.testLimit ? { testLimit: spec.testLimit } : {}),
+    ...(spec.mean ? { mean: spec.mean } : {}),
+    ...(spec.std ? { std: spec.std } : {}),
+    seed: options.seed,
   });
   await ctx.release();
   const images = ctx.train.indices.length;
@@ -203,16 +235,22 @@ export function removeGridFiles(dir: string): void {
   let listed: string[] = [];
   try {
     listed = (JSON.parse(readFileSync(join(dir, 'matrix.json'), 'utf8')) as { files?: unknown }).files as string[];
-  } catch { /* no matrix yet */ }
+  } catch {
+    /* no matrix yet */
+  }
   // only plain names in this folder, whatever matrix.json says
-  const own = (Array.isArray(listed) ? listed : []).filter((f) => typeof f === 'string').map((f) => basename(f)).filter((f) => existsSync(join(dir, f)));
+  const own = (Array.isArray(listed) ? listed : [])
+    .filter((f) => typeof f === 'string')
+    .map((f) => basename(f))
+    .filter((f) => existsSync(join(dir, f)));
   for (const f of ['grid.json', 'base.json', 'cells', 'claims', ...own, 'matrix.json']) rmSync(join(dir, f), { recursive: true, force: true });
 }
 
 export function checkOptions(o: CellOptions): void {
   if (!(Number.isFinite(o.momentum) && o.momentum >= 0 && o.momentum < 1)) throw new UserError(`--momentum expects a number in [0, 1), got ${o.momentum}`);
   if (!(Number.isFinite(o.weightDecay) && o.weightDecay >= 0)) throw new UserError(`--weight-decay expects a finite number >= 0, got ${o.weightDecay}`);
-  if (o.bnAfter && (o.mode === 'lsq' || o.init === 'lsq')) throw new UserError('a least-squares stitch cannot have BatchNorm after it (--bn after); use --bn before or no BatchNorm');
+  if (o.bnAfter && (o.mode === 'lsq' || o.init === 'lsq'))
+    throw new UserError('a least-squares stitch cannot have BatchNorm after it (--bn after); use --bn before or no BatchNorm');
   if (!STITCH_MODES.includes(o.mode)) throw new UserError(`--mode expects ${alternatives(STITCH_MODES)}, got "${o.mode}"`);
   if (!Number.isInteger(o.epochs) || o.epochs < 1) throw new UserError(`--epochs must be a positive integer, got ${o.epochs}`);
   if (!Number.isInteger(o.batchSize) || o.batchSize < 1) throw new UserError(`--batch must be a positive integer, got ${o.batchSize}`);
@@ -236,7 +274,9 @@ function planCells(dir: string, f: GridFile): GridCell[] {
           const spec = pairSpec({ kind, sender: s, receiver: r }, f.options);
           const k = mapFanIn(spec);
           if ((f.options.mode === 'lsq' || f.options.init === 'lsq') && k > MAX_LSQ_INPUTS) {
-            throw new UserError(`a least-squares ${spec.kind} stitch has ${k} inputs per output, more than the ${MAX_LSQ_INPUTS} solved in closed form; use --flat pool`);
+            throw new UserError(
+              `a least-squares ${spec.kind} stitch has ${k} inputs per output, more than the ${MAX_LSQ_INPUTS} solved in closed form; use --flat pool`,
+            );
           }
         } catch (e) {
           if (!(e instanceof UserError)) throw e;
@@ -256,7 +296,8 @@ function readGrid(path: string): GridFile {
   } catch (e) {
     throw new UserError(`${path} is not a readable stitching grid file: ${(e as Error).message.split('\n')[0]}`);
   }
-  if (g.version !== 1 || !Array.isArray(g.senders) || !Array.isArray(g.receivers)) throw new UserError(`${path} is not a stitching grid file of this modelsmith version`);
+  if (g.version !== 1 || !Array.isArray(g.senders) || !Array.isArray(g.receivers))
+    throw new UserError(`${path} is not a stitching grid file of this modelsmith version`);
   return g;
 }
 
@@ -264,7 +305,9 @@ function describeDifference(old: GridFile, now: Pick<GridFile, 'models' | 'spec'
   if (old.models.a !== now.models.a) return `sender model ${old.spec.a} had other contents`;
   if (old.models.b !== now.models.b) return `receiver model ${old.spec.b} had other contents`;
   if (old.spec.data !== now.spec.data) return `data was ${old.spec.data}`;
-  const diff = Object.keys(now.options).find((k) => JSON.stringify((old.options as unknown as Record<string, unknown>)[k]) !== JSON.stringify((now.options as unknown as Record<string, unknown>)[k]));
+  const diff = Object.keys(now.options).find(
+    (k) => JSON.stringify((old.options as unknown as Record<string, unknown>)[k]) !== JSON.stringify((now.options as unknown as Record<string, unknown>)[k]),
+  );
   if (diff) return `option ${diff} was ${JSON.stringify((old.options as unknown as Record<string, unknown>)[diff])}`;
   return 'image limits or normalisation differ';
 }
@@ -313,7 +356,9 @@ export async function runWorker(grid: StitchGrid, opts: GridRunOptions = {}): Pr
         const r = await runCell(ctx, sessions, pair, f.options);
         writeJsonAtomic(c.file, { ...r, finishedAt: new Date().toISOString(), pid: process.pid });
         ran++;
-        info(`cell ${grid.done.length}/${total} ${c.kind} ${pair.sender.name} -> ${pair.receiver.name}: accuracy ${pct(r.accuracy)}${r.fitError !== undefined ? `, fit error ${r.fitError.toExponential(2)}` : ''} (${r.seconds.toFixed(1)} s)`);
+        info(
+          `cell ${grid.done.length}/${total} ${c.kind} ${pair.sender.name} -> ${pair.receiver.name}: accuracy ${pct(r.accuracy)}${r.fitError !== undefined ? `, fit error ${r.fitError.toExponential(2)}` : ''} (${r.seconds.toFixed(1)} s)`,
+        );
       }
     }
     return ran;
@@ -327,10 +372,20 @@ export async function runWorker(grid: StitchGrid, opts: GridRunOptions = {}): Pr
 export async function openGridContext(grid: StitchGrid, session: SessionOptions, open: typeof openDataset = openDataset): Promise<StitchContext> {
   const f = grid.file;
   const ctx = new StitchContext({
-    a: openModel(f.spec.a), b: openModel(f.spec.b), aFile: f.spec.a, bFile: f.spec.b, train: await open(f.spec.data, 'train'), test: await open(f.spec.data, 'test'),
-    ...(f.spec.trainLimit ? { trainLimit: f.spec.trainLimit } : {}), ...(f.spec.testLimit ? { testLimit: f.spec.testLimit } : {}),
-    ...(f.spec.mean ? { mean: f.spec.mean } : {}), ...(f.spec.std ? { std: f.spec.std } : {}),
-    cacheMb: f.spec.cacheMb ?? 1024, session, seed: f.options.seed, randomBatchNorm: f.options.randomBatchNorm ?? 'data',
+    a: openModel(f.spec.a),
+    b: openModel(f.spec.b),
+    aFile: f.spec.a,
+    bFile: f.spec.b,
+    train: await open(f.spec.data, 'train'),
+    test: await open(f.spec.data, 'test'),
+    ...(f.spec.trainLimit ? { trainLimit: f.spec.trainLimit } : {}),
+    ...(f.spec.testLimit ? { testLimit: f.spec.testLimit } : {}),
+    ...(f.spec.mean ? { mean: f.spec.mean } : {}),
+    ...(f.spec.std ? { std: f.spec.std } : {}),
+    cacheMb: f.spec.cacheMb ?? 1024,
+    session,
+    seed: f.options.seed,
+    randomBatchNorm: f.options.randomBatchNorm ?? 'data',
   });
   await ctx.prepare(f.kinds);
   return ctx;
@@ -340,24 +395,44 @@ const WORKER = fileURLToPath(new URL('./worker.js', import.meta.url));
 
 function spawnWorkers(dir: string, n: number, opts: GridRunOptions): Promise<void> {
   const threads = opts.threads ?? 1;
-  const args = (k: number): string[] => [WORKER, dir, '--threads', String(threads), '--index', String(k),
-    ...(opts.session?.provider ? ['--provider', opts.session.provider] : []), ...(opts.stopAfter !== undefined ? ['--stop-after', String(opts.stopAfter)] : []), ...(isQuiet() ? ['--quiet'] : [])];
+  const args = (k: number): string[] => [
+    WORKER,
+    dir,
+    '--threads',
+    String(threads),
+    '--index',
+    String(k),
+    ...(opts.session?.provider ? ['--provider', opts.session.provider] : []),
+    ...(opts.stopAfter !== undefined ? ['--stop-after', String(opts.stopAfter)] : []),
+    ...(isQuiet() ? ['--quiet'] : []),
+  ];
   info(`starting ${n} worker processes (${threads} ONNX Runtime thread${threads > 1 ? 's' : ''} each)`);
-  const runs = Array.from({ length: n }, (_, k) => new Promise<string | undefined>((done) => {
-    const child = spawn(process.execPath, args(k), { stdio: ['ignore', 'ignore', 'pipe'] });
-    const forget = onInterrupt(() => child.kill('SIGTERM'));
-    let last = '';
-    child.stderr.on('data', (d: Buffer) => {
-      const text = d.toString();
-      if (!isQuiet()) writeErr(text.split('\n').filter(Boolean).map((l) => `[worker ${k}] ${l}\n`).join(''));
-      const lines = text.trim().split('\n');
-      last = lines[lines.length - 1] ?? last;
-    });
-    child.on('close', (code, signal) => {
-      forget();
-      done(code === 0 ? undefined : `worker ${k} ${signal ? `was killed by ${signal}` : `exited with code ${code}`}${last ? `: ${last}` : ''}`);
-    });
-  }));
+  const runs = Array.from(
+    { length: n },
+    (_, k) =>
+      new Promise<string | undefined>((done) => {
+        const child = spawn(process.execPath, args(k), { stdio: ['ignore', 'ignore', 'pipe'] });
+        const forget = onInterrupt(() => child.kill('SIGTERM'));
+        let last = '';
+        child.stderr.on('data', (d: Buffer) => {
+          const text = d.toString();
+          if (!isQuiet())
+            writeErr(
+              text
+                .split('\n')
+                .filter(Boolean)
+                .map((l) => `[worker ${k}] ${l}\n`)
+                .join(''),
+            );
+          const lines = text.trim().split('\n');
+          last = lines[lines.length - 1] ?? last;
+        });
+        child.on('close', (code, signal) => {
+          forget();
+          done(code === 0 ? undefined : `worker ${k} ${signal ? `was killed by ${signal}` : `exited with code ${code}`}${last ? `: ${last}` : ''}`);
+        });
+      }),
+  );
   return Promise.all(runs).then((errors) => {
     const bad = errors.filter(Boolean);
     if (bad.length) throw new UserError(`${bad.join('; ')} (finished cells are kept; rerun to continue)`);

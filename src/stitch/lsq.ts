@@ -60,7 +60,9 @@ export function buildMomentsModel(s: StitchSpec, weights?: StitchWeights, map: S
   const cb = spec.shape[0]!;
   g.inputs.push({ name: 'target', dtype: 'float32', shape: ['N', ...s.to] });
   targetRows(g, s, 'target', map, 'yrows');
-  const n = (opType: string, inputs: string[], out: string, attributes = {}): void => { g.nodes.push({ name: out, opType, inputs, outputs: [out], attributes }); };
+  const n = (opType: string, inputs: string[], out: string, attributes = {}): void => {
+    g.nodes.push({ name: out, opType, inputs, outputs: [out], attributes });
+  };
   n('Cast', ['rows'], 'xd', { to: int(11) });
   n('Cast', ['yrows'], 'yd', { to: int(11) });
   n('Transpose', ['xd'], 'xt', { perm: ints([1, 0]) });
@@ -73,8 +75,11 @@ export function buildMomentsModel(s: StitchSpec, weights?: StitchWeights, map: S
   n('ReduceSum', ['y2'], 'yy', { keepdims: int(0) });
   const k = numel(spec.shape.slice(1));
   g.outputs = [
-    { name: 'xx', dtype: 'float64', shape: [k, k] }, { name: 'xy', dtype: 'float64', shape: [k, cb] },
-    { name: 'sx', dtype: 'float64', shape: [k] }, { name: 'sy', dtype: 'float64', shape: [cb] }, { name: 'yy', dtype: 'float64', shape: [] },
+    { name: 'xx', dtype: 'float64', shape: [k, k] },
+    { name: 'xy', dtype: 'float64', shape: [k, cb] },
+    { name: 'sx', dtype: 'float64', shape: [k] },
+    { name: 'sy', dtype: 'float64', shape: [cb] },
+    { name: 'yy', dtype: 'float64', shape: [] },
   ];
   return m;
 }
@@ -89,9 +94,13 @@ export function buildMomentsModel(s: StitchSpec, weights?: StitchWeights, map: S
  */
 export class LsqAccumulator {
   readonly moments: LsqMoments[];
-  private constructor(private readonly spec: StitchSpec, private readonly sessions: ModelSession[]) {
+  private constructor(
+    private readonly spec: StitchSpec,
+    private readonly sessions: ModelSession[],
+  ) {
     this.moments = stitchMaps(spec).map((map) => {
-      const k = numel(map.shape.slice(1)), m = map.shape[0]!;
+      const k = numel(map.shape.slice(1)),
+        m = map.shape[0]!;
       return { map: map.id, k, m, rows: 0, xx: new Float64Array(k * k), xy: new Float64Array(k * m), sx: new Float64Array(k), sy: new Float64Array(m), yy: 0 };
     });
   }
@@ -99,7 +108,9 @@ export class LsqAccumulator {
   static async create(spec: StitchSpec, session: SessionOptions, weights?: StitchWeights): Promise<LsqAccumulator> {
     const k = mapFanIn(spec);
     if (k > MAX_LSQ_INPUTS) {
-      throw new UserError(`a least-squares ${spec.kind} stitch ${fmt(spec.from)} -> ${fmt(spec.to)} has ${k} inputs per output, a ${k}x${k} system (limit ${MAX_LSQ_INPUTS}); use --flat pool, or a sender cut closer in size to the receiver`);
+      throw new UserError(
+        `a least-squares ${spec.kind} stitch ${fmt(spec.from)} -> ${fmt(spec.to)} has ${k} inputs per output, a ${k}x${k} system (limit ${MAX_LSQ_INPUTS}); use --flat pool, or a sender cut closer in size to the receiver`,
+      );
     }
     const sessions: ModelSession[] = [];
     for (const map of stitchMaps(spec)) sessions.push(await ModelSession.create(buildMomentsModel(spec, weights, map.id), session));
@@ -152,7 +163,7 @@ function augmented(mo: LsqMoments): { g: Matrix; r: Matrix } {
  * and changes nothing else measurably.
  */
 export function solveLsq(s: StitchSpec, moments: LsqMoments | readonly LsqMoments[]): LsqSolution {
-  const all = Array.isArray(moments) ? moments as readonly LsqMoments[] : [moments as LsqMoments];
+  const all = Array.isArray(moments) ? (moments as readonly LsqMoments[]) : [moments as LsqMoments];
   const maps = stitchMaps(s);
   const weights: StitchWeights = new Map();
   const solutions: Matrix[] = [];
@@ -165,7 +176,10 @@ export function solveLsq(s: StitchSpec, moments: LsqMoments | readonly LsqMoment
     const w = new Float32Array(mo.m * mo.k);
     for (let o = 0; o < mo.m; o++) for (let i = 0; i < mo.k; i++) w[o * mo.k + i] = one.a.get(i, o);
     weights.set(map.weight, w);
-    weights.set(map.bias, Float32Array.from({ length: mo.m }, (_, o) => one.a.get(mo.k, o)));
+    weights.set(
+      map.bias,
+      Float32Array.from({ length: mo.m }, (_, o) => one.a.get(mo.k, o)),
+    );
   }
   return { weights, ridge, fitError: fitErrorOf(solutions, all), a: solutions };
 }
@@ -187,20 +201,25 @@ function solveOne(s: StitchSpec, mo: LsqMoments): { a: Matrix; ridge: number } {
     }
     if (!a) ridge = ridge ? ridge * 100 : 1e-12 * maxDiag;
   }
-  if (!a) throw new UserError(`least-squares stitch ${fmt(s.from)} -> ${fmt(s.to)}: the normal equations stay singular even with a ridge of ${ridge.toExponential(1)}`);
+  if (!a)
+    throw new UserError(
+      `least-squares stitch ${fmt(s.from)} -> ${fmt(s.to)}: the normal equations stay singular even with a ridge of ${ridge.toExponential(1)}`,
+    );
   return { a, ridge };
 }
 
 /** ||X1 A - Y||^2 / ||Y||^2 from the moments of any data set (training or test), summed over the maps. */
 export function fitErrorOf(a: Matrix | readonly Matrix[], moments: LsqMoments | readonly LsqMoments[]): number {
-  const as = Array.isArray(a) ? a as readonly Matrix[] : [a as Matrix];
-  const ms = Array.isArray(moments) ? moments as readonly LsqMoments[] : [moments as LsqMoments];
-  let residual = 0, total = 0;
+  const as = Array.isArray(a) ? (a as readonly Matrix[]) : [a as Matrix];
+  const ms = Array.isArray(moments) ? (moments as readonly LsqMoments[]) : [moments as LsqMoments];
+  let residual = 0,
+    total = 0;
   ms.forEach((mo, i) => {
     const sol = as[i]!;
     const { g, r } = augmented(mo);
     const ga = g.mmul(sol);
-    let quad = 0, cross = 0;
+    let quad = 0,
+      cross = 0;
     for (let p = 0; p <= mo.k; p++) {
       for (let j = 0; j < mo.m; j++) {
         quad += sol.get(p, j) * ga.get(p, j);

@@ -100,7 +100,9 @@ export function planStitch(from: readonly number[], to: readonly number[], opts:
     } else throw new UserError(`cannot stitch ${desc}: the sender must be an image [C,H,W], tokens [T,D] or a flat vector`);
   } else if (to.length === 3) {
     if (from.length === 1) {
-      throw new UserError(`cannot stitch ${desc}: a flat sender vector cannot feed a spatial receiver tensor; choose a later receiver cut or an earlier sender cut`);
+      throw new UserError(
+        `cannot stitch ${desc}: a flat sender vector cannot feed a spatial receiver tensor; choose a later receiver cut or an earlier sender cut`,
+      );
     }
     if (from.length === 2) {
       const unpatchify = gridOf(from, desc, 'sender');
@@ -173,7 +175,9 @@ function spatialKind(from: number[], to: number[], desc: string): { kind: Stitch
     const r = powerOfTwo((k) => Math.ceil(hb / k) === ha && Math.ceil(wb / k) === wa, Math.max(hb, wb));
     if (r) return { kind: 'upsample', ratio: r };
   }
-  throw new UserError(`cannot stitch ${desc}: the spatial sizes ${ha}x${wa} and ${hb}x${wb} differ by no power-of-2 factor r (the smaller must be ceil(larger / r), r = 2, 4, 8, ...)`);
+  throw new UserError(
+    `cannot stitch ${desc}: the spatial sizes ${ha}x${wa} and ${hb}x${wb} differ by no power-of-2 factor r (the smaller must be ceil(larger / r), r = 2, 4, 8, ...)`,
+  );
 }
 
 function powerOfTwo(fits: (r: number) => boolean, limit: number): number | undefined {
@@ -189,6 +193,8 @@ export const fmt = (s: readonly number[]): string => `[${s.join('x')}]`;
 /** A short stable key of a spec (sessions for equal specs are shared). */
 export function specKey(s: StitchSpec): string {
   const tok = (g: TokenGrid | undefined, p: string): string => (g ? `:${p}${g.extra}+${g.grid.join('x')}` : '');
-  return `${s.kind}:${s.from.join('x')}->${s.to.join('x')}:r${s.ratio}${s.bnBefore ? ':bnb' : ''}${s.bnAfter ? ':bna' : ''}`
-    + `${tok(s.unpatchify, 'u')}${tok(s.patchify, 'p')}${s.patchify ? `:${s.patchify.classFrom}` : ''}`;
+  return (
+    `${s.kind}:${s.from.join('x')}->${s.to.join('x')}:r${s.ratio}${s.bnBefore ? ':bnb' : ''}${s.bnAfter ? ':bna' : ''}` +
+    `${tok(s.unpatchify, 'u')}${tok(s.patchify, 'p')}${s.patchify ? `:${s.patchify.classFrom}` : ''}`
+  );
 }

@@ -44,7 +44,11 @@ export async function stitchGrid(job: StitchJob): Promise<StitchJobResult> {
     if (fresh && grid.done.length === 0) {
       removeGridFiles(job.out);
       if (!folderExisted) {
-        try { rmdirSync(job.out); } catch { /* not empty: something else was put there meanwhile */ }
+        try {
+          rmdirSync(job.out);
+        } catch {
+          /* not empty: something else was put there meanwhile */
+        }
       }
     }
     throw e;

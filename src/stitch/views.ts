@@ -16,7 +16,7 @@ import { batchFirstPerm } from './compose.js';
 import { UserError } from '../util/errors.js';
 
 export const CKA_POOLS = ['none', 'tokens', 'all'] as const;
-export type CkaPool = typeof CKA_POOLS[number];
+export type CkaPool = (typeof CKA_POOLS)[number];
 
 /** A cut as CKA reads it. */
 export interface ViewCut {

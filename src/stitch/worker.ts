@@ -26,8 +26,11 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-main(process.argv.slice(2)).then((code) => process.exit(code), (e: unknown) => {
-  if (e instanceof UserError) process.stderr.write(`modelsmith: error: ${e.message}\n`);
-  else process.stderr.write(`modelsmith: internal error (please report): ${(e as Error)?.stack ?? e}\n`);
-  process.exit(e instanceof UserError ? 1 : 2);
-});
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    if (e instanceof UserError) process.stderr.write(`modelsmith: error: ${e.message}\n`);
+    else process.stderr.write(`modelsmith: internal error (please report): ${(e as Error)?.stack ?? e}\n`);
+    process.exit(e instanceof UserError ? 1 : 2);
+  },
+);

@@ -36,13 +36,17 @@ export function setInterruptNote(fn: (() => string | undefined) | undefined): vo
 export function ownSignals(handler: (signal: StopSignal) => void): () => void {
   installProcessHandlers();
   owner = handler;
-  return () => { if (owner === handler) owner = undefined; };
+  return () => {
+    if (owner === handler) owner = undefined;
+  };
 }
 
 /** Runs `cleanup` if the process is interrupted; returns a function that unregisters it. */
 export function onInterrupt(cleanup: () => void): () => void {
   cleanups.add(cleanup);
-  return () => { cleanups.delete(cleanup); };
+  return () => {
+    cleanups.delete(cleanup);
+  };
 }
 
 /** The line printed on an interrupt (exported for tests). */
@@ -88,12 +92,20 @@ function stop(signal: StopSignal, opts: HandlerOptions): void {
   if (stopping) process.exit(code); // a second Ctrl-C while cleaning up: go at once
   stopping = true;
   for (const c of cleanups) {
-    try { c(); } catch { /* best effort: we are exiting */ }
+    try {
+      c();
+    } catch {
+      /* best effort: we are exiting */
+    }
   }
   if (!opts.silent) {
     // a progress bar may have hidden the cursor and left the line unfinished
     const tty = process.stderr.isTTY ? '\x1b[?25h\n' : '';
-    try { process.stderr.write(`${tty}${interruptMessage(signal)}\n`); } catch { /* stderr gone */ }
+    try {
+      process.stderr.write(`${tty}${interruptMessage(signal)}\n`);
+    } catch {
+      /* stderr gone */
+    }
   }
   process.exit(code);
 }

@@ -84,7 +84,11 @@ function holds(ds: Stats | undefined, input: string, is: Stats): boolean {
   if (!ds) return false;
   if (sameFile(ds, is)) return true;
   const paths = new Set([resolve(input)]);
-  try { paths.add(realpathSync(input)); } catch { /* only the path as given */ }
+  try {
+    paths.add(realpathSync(input));
+  } catch {
+    /* only the path as given */
+  }
   for (let p of paths) {
     for (let up = dirname(p); up !== p; p = up, up = dirname(p)) {
       const s = statOf(up);

@@ -17,7 +17,9 @@ export function packageRoot(): string {
     if (existsSync(pj)) {
       try {
         if ((JSON.parse(readFileSync(pj, 'utf8')) as { name?: string }).name === 'modelsmith') return (root = dir);
-      } catch { /* keep walking */ }
+      } catch {
+        /* keep walking */
+      }
     }
     const up = dirname(dir);
     if (up === dir) return (root = process.cwd());

@@ -20,8 +20,12 @@ export interface ProgressOptions {
 
 let globalQuiet = false;
 /** The CLI sets this from --quiet/--json so library calls stay silent too. */
-export function setQuiet(q: boolean): void { globalQuiet = q; }
-export function isQuiet(): boolean { return globalQuiet; }
+export function setQuiet(q: boolean): void {
+  globalQuiet = q;
+}
+export function isQuiet(): boolean {
+  return globalQuiet;
+}
 
 /** Prints an informational line to stderr unless quiet. */
 export function info(message: string): void {
@@ -37,14 +41,25 @@ export function progress(label: string, total: number, opts: ProgressOptions = {
   if (opts.quiet ?? globalQuiet) return { tick() {}, done() {} };
   if (process.stderr.isTTY) {
     const bar = new cliProgress.SingleBar(
-      { format: `${label} [{bar}] {percentage}% {value}/{total} eta {eta_formatted} {extra}`, stream: process.stderr, hideCursor: true, clearOnComplete: false },
+      {
+        format: `${label} [{bar}] {percentage}% {value}/{total} eta {eta_formatted} {extra}`,
+        stream: process.stderr,
+        hideCursor: true,
+        clearOnComplete: false,
+      },
       cliProgress.Presets.shades_classic,
     );
     bar.start(total, 0, { extra: '' });
     let value = 0;
     return {
-      tick(n = 1, extra = '') { value += n; bar.update(value, { extra }); },
-      done(summary) { bar.stop(); if (summary) writeErr(`${label}: ${summary}\n`); },
+      tick(n = 1, extra = '') {
+        value += n;
+        bar.update(value, { extra });
+      },
+      done(summary) {
+        bar.stop();
+        if (summary) writeErr(`${label}: ${summary}\n`);
+      },
     };
   }
   const start = Date.now();

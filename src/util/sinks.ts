@@ -27,8 +27,16 @@ export function writeErr(text: string): void {
 /** Runs `fn` with modelsmith's stdout and stderr text collected instead of printed (calls must not overlap). */
 export async function captureOutput<T>(fn: () => Promise<T>): Promise<{ value: T; out: string; err: string }> {
   if (current) throw new Error('captureOutput calls must not overlap');
-  const out: string[] = [], err: string[] = [];
-  current = { out: (t) => { out.push(t); }, err: (t) => { err.push(t); } };
+  const out: string[] = [],
+    err: string[] = [];
+  current = {
+    out: (t) => {
+      out.push(t);
+    },
+    err: (t) => {
+      err.push(t);
+    },
+  };
   try {
     const value = await fn();
     return { value, out: out.join(''), err: err.join('') };

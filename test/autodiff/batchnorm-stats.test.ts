@@ -41,7 +41,10 @@ test('re-estimated statistics make every BatchNorm see what it normalises (one b
     const scale = Math.max(...measured.map(Math.abs), 1e-6);
     measured.forEach((m, c) => assert.ok(Math.abs(m - stored[c]!) <= 2e-3 * scale, `${bn.name} channel ${c}: stored ${stored[c]} vs measured ${m}`));
     const variance = r.model.graph.initializers.get(bn.inputs[4]!)!.data as Float32Array;
-    assert.ok(variance.every((v) => v > 0), `${bn.name}: variances are positive`);
+    assert.ok(
+      variance.every((v) => v > 0),
+      `${bn.name}: variances are positive`,
+    );
   }
 });
 

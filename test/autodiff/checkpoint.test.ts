@@ -88,11 +88,19 @@ test('files that are not checkpoints of this version, or lack tensors, are refus
 
   const missing = join(dir, 'missing.ckpt');
   const param = trainableParameters(checkpoint(1).model.graph)[3]!;
-  writeSafetensors(missing, [...tensors].filter(([n]) => n !== param), metadata);
+  writeSafetensors(
+    missing,
+    [...tensors].filter(([n]) => n !== param),
+    metadata,
+  );
   assertUserError(() => loadCheckpoint(missing), missing, `lacks tensor "${param}"`);
 
   const noModel = join(dir, 'nomodel.ckpt');
-  writeSafetensors(noModel, [...tensors].filter(([n]) => n !== '__model__.onnx'), metadata);
+  writeSafetensors(
+    noModel,
+    [...tensors].filter(([n]) => n !== '__model__.onnx'),
+    metadata,
+  );
   assertUserError(() => loadCheckpoint(noModel), '__model__.onnx');
 
   const badMeta = join(dir, 'badmeta.ckpt');
@@ -100,7 +108,7 @@ test('files that are not checkpoints of this version, or lack tensors, are refus
   assertUserError(() => loadCheckpoint(badMeta), '"epoch"', 'non-negative integer');
 });
 
-test('an initializer named like the checkpoint\'s own tensors is refused', () => {
+test("an initializer named like the checkpoint's own tensors is refused", () => {
   const ckpt = checkpoint(1);
   ckpt.model.graph.initializers.set('optimizer/x', { dtype: 'float32', dims: [1], data: new Float32Array(1) });
   assertUserError(() => saveCheckpoint(join(tempDir(), 'x.ckpt'), ckpt), '"optimizer/x"', 'reserved');

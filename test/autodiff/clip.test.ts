@@ -17,7 +17,10 @@ test('the global norm spans every gradient; above maxNorm all are scaled by one 
 test('gradients below maxNorm are left alone', () => {
   const g = grads([3], [4]);
   assert.equal(clipGradNorm(g, 5.01), 5);
-  assert.deepEqual([...g.values()].map((a) => [...a]), [[3], [4]]);
+  assert.deepEqual(
+    [...g.values()].map((a) => [...a]),
+    [[3], [4]],
+  );
   const odd = grads([1, 2, 2], []);
   assert.equal(clipGradNorm(odd, 10), 3, 'odd lengths and empty gradients');
 });
@@ -30,5 +33,8 @@ test('a non-finite norm is returned and the gradients are not touched', () => {
 });
 
 test('maxNorm must be positive', () => {
-  assert.throws(() => clipGradNorm(grads([1]), 0), (e) => e instanceof UserError && /clipping norm/.test(e.message));
+  assert.throws(
+    () => clipGradNorm(grads([1]), 0),
+    (e) => e instanceof UserError && /clipping norm/.test(e.message),
+  );
 });

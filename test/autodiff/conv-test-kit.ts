@@ -53,8 +53,16 @@ export function refOp(node: Node, inputs: (RefTensor | undefined)[]): RefTensor[
 }
 
 /** Runs the node in ORT (float32) and in the reference (float64); asserts every output agrees. */
-export async function assertMatchesOrt(node: Node, inputs: Record<string, RefTensor>, tolerance = 1e-4, outputDtypes: Record<string, 'int64'> = {}): Promise<RefTensor[]> {
-  const ref = refOp(node, node.inputs.map((n) => (n ? inputs[n] : undefined)));
+export async function assertMatchesOrt(
+  node: Node,
+  inputs: Record<string, RefTensor>,
+  tolerance = 1e-4,
+  outputDtypes: Record<string, 'int64'> = {},
+): Promise<RefTensor[]> {
+  const ref = refOp(
+    node,
+    node.inputs.map((n) => (n ? inputs[n] : undefined)),
+  );
   const g = emptyGraph('single');
   g.nodes.push(node);
   for (const name of node.inputs) if (name) g.inputs.push({ name, dtype: 'float32', shape: inputs[name]!.dims });
@@ -107,8 +115,16 @@ export function linearGradient(node: Node, inputs: (RefTensor | undefined)[], wh
  * the forward node and the rule's backward nodes in one graph, fed float32 inputs and
  * output gradients. Returns each input's gradient (undefined where the rule gave none).
  */
-export async function runRule(rule: GradRule, node: Node, inputs: Record<string, RefTensor>, options: { needs?: boolean[]; constants?: string[]; int64?: string[]; seed?: number; withoutForward?: boolean } = {}): Promise<{ grads: (Float32Array | undefined)[]; dys: RefTensor[]; outputs: RefTensor[] }> {
-  const outputs = refOp(node, node.inputs.map((n) => (n ? inputs[n] : undefined)));
+export async function runRule(
+  rule: GradRule,
+  node: Node,
+  inputs: Record<string, RefTensor>,
+  options: { needs?: boolean[]; constants?: string[]; int64?: string[]; seed?: number; withoutForward?: boolean } = {},
+): Promise<{ grads: (Float32Array | undefined)[]; dys: RefTensor[]; outputs: RefTensor[] }> {
+  const outputs = refOp(
+    node,
+    node.inputs.map((n) => (n ? inputs[n] : undefined)),
+  );
   const rng = new Rng(options.seed ?? 7);
   const dys = outputs.map((o) => randomRef(rng, o.dims));
   const e = new TestEmitter();
@@ -128,7 +144,11 @@ export async function runRule(rule: GradRule, node: Node, inputs: Record<string,
     node,
     dOutputs,
     needs: options.needs ?? node.inputs.map((n) => !!n && !constants.has(n)),
-    shape: (t) => { const s = shapes.get(t); assert.ok(s, `test context: no shape for ${t}`); return s; },
+    shape: (t) => {
+      const s = shapes.get(t);
+      assert.ok(s, `test context: no shape for ${t}`);
+      return s;
+    },
     dtype: () => 'float32',
     constant: (t) => e.graph.initializers.get(t),
     emit: (op, ins, attrs, n, hint) => e.emit(op, ins, attrs, n, hint),
@@ -144,7 +164,9 @@ export async function runRule(rule: GradRule, node: Node, inputs: Record<string,
   // As the differentiator does: every emitted operator must be known to the IR's shape
   // inference, and each gradient must have its input's shape.
   const inferred = inferShapes(model);
-  grads.forEach((g, i) => { if (g) assert.deepEqual(inferred.get(g)?.shape, inputs[node.inputs[i]!]!.dims, `inferred shape of the gradient of ${node.inputs[i]}`); });
+  grads.forEach((g, i) => {
+    if (g) assert.deepEqual(inferred.get(g)?.shape, inputs[node.inputs[i]!]!.dims, `inferred shape of the gradient of ${node.inputs[i]}`);
+  });
   const got = wanted.length > 0 ? await runOrt(model, feeds) : {};
   return { grads: grads.map((g) => (g ? (got[g]!.data as Float32Array) : undefined)), dys, outputs };
 }

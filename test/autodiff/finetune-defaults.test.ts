@@ -25,7 +25,11 @@ const ARGS = ['--data', 'fashion-mnist-sample', '--mean', '0.286', '--std', '0.3
 /** Mean cross-entropy on 500 fixed images of a split of the sample. */
 async function loss(file: string, split: 'train' | 'test'): Promise<number> {
   const data = await openDataset('fashion-mnist-sample', split, { announce: false });
-  const batch = await loadBatch(data, Array.from({ length: 500 }, (_, i) => 2 * i), { normalization: { mean: [0.286], std: [0.353] } });
+  const batch = await loadBatch(
+    data,
+    Array.from({ length: 500 }, (_, i) => 2 * i),
+    { normalization: { mean: [0.286], std: [0.353] } },
+  );
   const session = await ModelSession.create(openModel(file), { threads: 1 });
   try {
     const logits = (await session.run({ input: { dims: [500, 1, 28, 28], data: batch.x } }))['logits']!.data as Float32Array;

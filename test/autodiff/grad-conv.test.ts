@@ -30,14 +30,22 @@ const CASES: ConvCase[] = [
   { name: '1x1 stride 2', x: [2, 3, 5, 5], w: [2, 3, 1, 1], attrs: { strides: ints([2, 2]) } },
   { name: 'non-square 1x3', x: [2, 2, 4, 6], w: [3, 2, 1, 3], attrs: { pads: ints([0, 1, 0, 1]) } },
   { name: 'SAME_UPPER stride 2', x: [1, 2, 5, 6], w: [2, 2, 3, 3], attrs: { auto_pad: str('SAME_UPPER'), strides: ints([2, 2]) } },
-  { name: 'groups 2, dilated 2x3 kernel, asymmetric pads', x: [1, 4, 6, 7], w: [4, 2, 2, 3], attrs: { group: int(2), dilations: ints([1, 2]), pads: ints([1, 2, 0, 1]) } },
+  {
+    name: 'groups 2, dilated 2x3 kernel, asymmetric pads',
+    x: [1, 4, 6, 7],
+    w: [4, 2, 2, 3],
+    attrs: { group: int(2), dilations: ints([1, 2]), pads: ints([1, 2, 0, 1]) },
+  },
   { name: '1x1 padded (pads beyond the kernel reach)', x: [1, 2, 3, 3], w: [2, 2, 1, 1], attrs: { pads: ints([1, 1, 1, 1]) } },
   { name: '1-D', x: [2, 3, 9], w: [2, 3, 3], attrs: { pads: ints([1, 2]), strides: ints([2]) } },
 ];
 
 let id = 0;
 const convNode = (c: ConvCase, bias: boolean): Node => ({
-  name: `conv${id++}`, opType: 'Conv', inputs: bias ? ['x', 'w', 'b'] : ['x', 'w'], outputs: ['y'],
+  name: `conv${id++}`,
+  opType: 'Conv',
+  inputs: bias ? ['x', 'w', 'b'] : ['x', 'w'],
+  outputs: ['y'],
   attributes: { kernel_shape: ints(c.w.slice(2)), ...c.attrs },
 });
 
@@ -57,7 +65,7 @@ test('reference ConvTranspose matches ONNX Runtime (strides, pads, output_paddin
   ];
   for (const c of cases) {
     const node: Node = { name: `ct${id++}`, opType: 'ConvTranspose', inputs: ['x', 'w', 'b'], outputs: ['y'], attributes: c.attrs };
-    const groups = c.attrs.group?.value as number | undefined ?? 1;
+    const groups = (c.attrs.group?.value as number | undefined) ?? 1;
     await assertMatchesOrt(node, { x: randomRef(rng, c.x), w: randomRef(rng, c.w), b: randomRef(rng, [c.w[1]! * groups]) }, 1e-5);
   }
 });
@@ -93,7 +101,9 @@ test('Conv gradient pieces: every input- and weight-gradient formulation, bias s
     WEIGHT_GRAD_METHODS.forEach((m, i) => assertClose(dwRef, dws[i]!, 1e-5, `${c.name}: dW by ${m}`));
     const dbRef = new Float64Array(c.w[0]!);
     const per = dy.data.length / dy.dims[0]! / c.w[0]!;
-    dy.data.forEach((v, i) => { dbRef[Math.floor(i / per) % c.w[0]!] += v; });
+    dy.data.forEach((v, i) => {
+      dbRef[Math.floor(i / per) % c.w[0]!] += v;
+    });
     assertClose(dbRef, db!, 1e-5, `${c.name}: dB`);
   }
 });
@@ -128,13 +138,25 @@ test('Conv through the training graph matches finite differences (gradcheck)', a
 
 test('a small CNN (Conv, BatchNorm, Relu, MaxPool, Resize, AveragePool, GlobalAveragePool, Gemm) matches finite differences end to end', async () => {
   const rng = new Rng(9);
-  const t = (dims: number[]) => float32(dims, Array.from({ length: dims.reduce((a, b) => a * b, 1) }, () => rng.normal() * 0.5));
+  const t = (dims: number[]) =>
+    float32(
+      dims,
+      Array.from({ length: dims.reduce((a, b) => a * b, 1) }, () => rng.normal() * 0.5),
+    );
   const model = buildModel({
     inputs: [vi('input', [2, 2, 6, 6])],
     outputs: ['logits'],
     initializers: {
-      w1: t([4, 2, 3, 3]), b1: t([4]), s1: t([4]), o1: t([4]), m1: t([4]), v1: float32([4], [1, 0.5, 2, 1.5]),
-      w2: t([3, 4, 3, 3]), scales: float32([4], [1, 1, 2, 2]), fc: t([5, 3]), fcb: t([5]),
+      w1: t([4, 2, 3, 3]),
+      b1: t([4]),
+      s1: t([4]),
+      o1: t([4]),
+      m1: t([4]),
+      v1: float32([4], [1, 0.5, 2, 1.5]),
+      w2: t([3, 4, 3, 3]),
+      scales: float32([4], [1, 1, 2, 2]),
+      fc: t([5, 3]),
+      fcb: t([5]),
     },
     nodes: [
       gnode('Conv', ['input', 'w1', 'b1'], ['c1'], { kernel_shape: ints([3, 3]), pads: ints([1, 1, 1, 1]) }),

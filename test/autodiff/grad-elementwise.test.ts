@@ -71,7 +71,11 @@ test('ReduceMax splits the gradient evenly between tied maxima', async () => {
   const { runOrt } = await import('../helpers/graphs.js');
   const tg = buildTrainingGraph({ model, trainable: ['t'], loss: 'mse', batchSize: 2, batchNorm: 'eval', inputGradients: ['x'] });
   // x below t everywhere: row 0's maximum 2 is tied, row 1's is 0 (a zero gradient to share)
-  const out = await runOrt(tg.model, { [tg.feeds.input]: float32([2, 3], [-5, -5, -5, -5, -5, -5]), [tg.feeds.target]: float32([2], [0, 0]), t: model.graph.initializers.get('t')! });
+  const out = await runOrt(tg.model, {
+    [tg.feeds.input]: float32([2, 3], [-5, -5, -5, -5, -5, -5]),
+    [tg.feeds.target]: float32([2], [0, 0]),
+    t: model.graph.initializers.get('t')!,
+  });
   const dt = Array.from(out[tg.gradients['t']!]!.data as Float32Array);
   // mse: dL/dy = 2 (y - 0) / 2 = y -> row 0: 2 split evenly over the two ties
   assert.deepEqual(dt, [0, 1, 1, 0, 0, 0]);

@@ -5,10 +5,16 @@ import { float, int } from '../../src/onnx/graph.js';
 import { float32 } from '../../src/onnx/tensor.js';
 import { Rng } from '../../src/util/random.js';
 
-const rand = (rng: Rng, dims: number[]) => float32(dims, Array.from({ length: dims.reduce((a, b) => a * b, 1) }, () => rng.normal()));
+const rand = (rng: Rng, dims: number[]) =>
+  float32(
+    dims,
+    Array.from({ length: dims.reduce((a, b) => a * b, 1) }, () => rng.normal()),
+  );
 
 test('Gemm: every transA/transB combination, alpha and beta, bias broadcast from [N], [1,N] and a scalar', async () => {
-  const m = 3, k = 4, n = 5;
+  const m = 3,
+    k = 4,
+    n = 5;
   for (const transA of [0, 1]) {
     for (const transB of [0, 1]) {
       const rng = new Rng(10 + transA * 2 + transB);

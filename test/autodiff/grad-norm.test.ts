@@ -12,7 +12,10 @@ import { assertClose, assertMatchesOrt, numericGradient, randomRef, runRule } fr
 
 let id = 0;
 const bn = (training: boolean, outputs = ['y']): Node => ({
-  name: `bn${id++}`, opType: 'BatchNormalization', inputs: ['x', 'scale', 'bias', 'mean', 'var'], outputs,
+  name: `bn${id++}`,
+  opType: 'BatchNormalization',
+  inputs: ['x', 'scale', 'bias', 'mean', 'var'],
+  outputs,
   attributes: { epsilon: float(1e-3), momentum: float(0.9), ...(training ? { training_mode: int(1) } : {}) },
 });
 
@@ -31,7 +34,11 @@ function activations(rng: Rng, dims: number[]): RefTensor {
   return x;
 }
 
-const SHAPES = [[3, 2, 3, 4], [5, 3], [2, 2, 5]];
+const SHAPES = [
+  [3, 2, 3, 4],
+  [5, 3],
+  [2, 2, 5],
+];
 
 test('reference BatchNormalization matches ONNX Runtime (inference and training_mode=1, 4-D, 3-D and 2-D)', async () => {
   const rng = new Rng(1);
@@ -49,7 +56,9 @@ test('BatchNormalization eval-mode gradient (affine map) matches finite differen
     const inputs = params(rng, activations(rng, dims));
     const { grads, dys } = await runRule(RULES.BatchNormalization!, node, inputs, { constants: ['mean', 'var'] });
     const args = [inputs.x, inputs.scale, inputs.bias, inputs.mean, inputs.var];
-    ['x', 'scale', 'bias'].forEach((name, i) => assertClose(numericGradient(node, args, i, dys[0]!, 1e-5), grads[i]!, 1e-5, `eval ${JSON.stringify(dims)} d${name}`));
+    ['x', 'scale', 'bias'].forEach((name, i) =>
+      assertClose(numericGradient(node, args, i, dys[0]!, 1e-5), grads[i]!, 1e-5, `eval ${JSON.stringify(dims)} d${name}`),
+    );
   }
 });
 
@@ -65,7 +74,9 @@ test('BatchNormalization train-mode gradient (through the batch statistics) matc
     inputs.var = { dims: [dims[1]!], data: variance };
     const { grads, dys } = await runRule(RULES.BatchNormalization!, node, inputs, { constants: ['mean', 'var'], withoutForward: true });
     const args = [inputs.x, inputs.scale, inputs.bias, inputs.mean, inputs.var];
-    ['x', 'scale', 'bias'].forEach((name, i) => assertClose(numericGradient(node, args, i, dys[0]!, 1e-5), grads[i]!, 2e-5, `train ${JSON.stringify(dims)} d${name}`));
+    ['x', 'scale', 'bias'].forEach((name, i) =>
+      assertClose(numericGradient(node, args, i, dys[0]!, 1e-5), grads[i]!, 2e-5, `train ${JSON.stringify(dims)} d${name}`),
+    );
   }
 });
 
@@ -78,15 +89,39 @@ test('BatchNormalization train-mode input gradient alone (frozen scale and bias)
   inputs.mean = { dims: [3], data: mean };
   inputs.var = { dims: [3], data: variance };
   const { grads, dys } = await runRule(RULES.BatchNormalization!, node, inputs, { constants: ['scale', 'bias', 'mean', 'var'], withoutForward: true });
-  assertClose(numericGradient(node, [inputs.x, inputs.scale, inputs.bias, inputs.mean, inputs.var], 0, dys[0]!, 1e-5), grads[0]!, 2e-5, 'train dX, frozen affine');
+  assertClose(
+    numericGradient(node, [inputs.x, inputs.scale, inputs.bias, inputs.mean, inputs.var], 0, dys[0]!, 1e-5),
+    grads[0]!,
+    2e-5,
+    'train dX, frozen affine',
+  );
 });
 
 test('BatchNormalization through the training graph, train and eval, 4-D and 2-D (gradcheck)', async () => {
-  for (const dims of [[4, 3, 2, 3], [6, 4]]) {
+  for (const dims of [
+    [4, 3, 2, 3],
+    [6, 4],
+  ]) {
     const c = dims[1]!;
-    const running = [{ constant: float32([c], Array.from({ length: c }, (_, i) => 0.1 * i)) }, { constant: float32([c], Array.from({ length: c }, (_, i) => 1 + 0.5 * i)) }];
+    const running = [
+      {
+        constant: float32(
+          [c],
+          Array.from({ length: c }, (_, i) => 0.1 * i),
+        ),
+      },
+      {
+        constant: float32(
+          [c],
+          Array.from({ length: c }, (_, i) => 1 + 0.5 * i),
+        ),
+      },
+    ];
     for (const batchNorm of ['train', 'eval'] as const) {
-      await checkOp({ op: 'BatchNormalization', inputs: [dims, { shape: [c] }, { shape: [c] }, ...running], attributes: { epsilon: float(1e-5), momentum: float(0.9) } }, { batchNorm });
+      await checkOp(
+        { op: 'BatchNormalization', inputs: [dims, { shape: [c] }, { shape: [c] }, ...running], attributes: { epsilon: float(1e-5), momentum: float(0.9) } },
+        { batchNorm },
+      );
     }
   }
 });

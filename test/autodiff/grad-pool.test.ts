@@ -10,7 +10,13 @@ import { checkOp } from '../helpers/gradcheck.js';
 import { assertClose, assertMatchesOrt, numericGradient, randomRef, runRule } from './conv-test-kit.js';
 
 let id = 0;
-const pool = (opType: string, attrs: Record<string, Attribute>, outputs = ['y']): Node => ({ name: `pool${id++}`, opType, inputs: ['x'], outputs, attributes: attrs });
+const pool = (opType: string, attrs: Record<string, Attribute>, outputs = ['y']): Node => ({
+  name: `pool${id++}`,
+  opType,
+  inputs: ['x'],
+  outputs,
+  attributes: attrs,
+});
 
 const MAX_CASES: { name: string; x: number[]; attrs: Record<string, Attribute> }[] = [
   { name: 'k2 s2', x: [2, 3, 6, 6], attrs: { kernel_shape: ints([2, 2]), strides: ints([2, 2]) } },
@@ -26,10 +32,26 @@ const MAX_CASES: { name: string; x: number[]; attrs: Record<string, Attribute> }
 const AVG_CASES: { name: string; x: number[]; attrs: Record<string, Attribute> }[] = [
   { name: 'k2 s2 (tiles)', x: [2, 3, 6, 6], attrs: { kernel_shape: ints([2, 2]), strides: ints([2, 2]) } },
   { name: 'k2 s2 floor leaves a row', x: [1, 2, 5, 5], attrs: { kernel_shape: ints([2, 2]), strides: ints([2, 2]) } },
-  { name: 'k3 s2 pad 1 exclude pad', x: [2, 2, 7, 7], attrs: { kernel_shape: ints([3, 3]), strides: ints([2, 2]), pads: ints([1, 1, 1, 1]), count_include_pad: int(0) } },
-  { name: 'k3 s2 pad 1 include pad', x: [2, 2, 7, 7], attrs: { kernel_shape: ints([3, 3]), strides: ints([2, 2]), pads: ints([1, 1, 1, 1]), count_include_pad: int(1) } },
-  { name: 'k3 s2 asymmetric pad ceil include pad', x: [1, 2, 8, 6], attrs: { kernel_shape: ints([3, 3]), strides: ints([2, 2]), pads: ints([1, 0, 0, 1]), ceil_mode: int(1), count_include_pad: int(1) } },
-  { name: 'k3 s2 pad 1 ceil exclude pad', x: [1, 2, 8, 6], attrs: { kernel_shape: ints([3, 3]), strides: ints([2, 2]), pads: ints([1, 1, 1, 1]), ceil_mode: int(1) } },
+  {
+    name: 'k3 s2 pad 1 exclude pad',
+    x: [2, 2, 7, 7],
+    attrs: { kernel_shape: ints([3, 3]), strides: ints([2, 2]), pads: ints([1, 1, 1, 1]), count_include_pad: int(0) },
+  },
+  {
+    name: 'k3 s2 pad 1 include pad',
+    x: [2, 2, 7, 7],
+    attrs: { kernel_shape: ints([3, 3]), strides: ints([2, 2]), pads: ints([1, 1, 1, 1]), count_include_pad: int(1) },
+  },
+  {
+    name: 'k3 s2 asymmetric pad ceil include pad',
+    x: [1, 2, 8, 6],
+    attrs: { kernel_shape: ints([3, 3]), strides: ints([2, 2]), pads: ints([1, 0, 0, 1]), ceil_mode: int(1), count_include_pad: int(1) },
+  },
+  {
+    name: 'k3 s2 pad 1 ceil exclude pad',
+    x: [1, 2, 8, 6],
+    attrs: { kernel_shape: ints([3, 3]), strides: ints([2, 2]), pads: ints([1, 1, 1, 1]), ceil_mode: int(1) },
+  },
   { name: 'k2x3 s1 non-square', x: [2, 1, 4, 5], attrs: { kernel_shape: ints([2, 3]), pads: ints([0, 1, 1, 1]), count_include_pad: int(1) } },
   { name: '1-D', x: [2, 2, 8], attrs: { kernel_shape: ints([3]), strides: ints([2]), pads: ints([1, 1]) } },
 ];

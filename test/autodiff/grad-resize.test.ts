@@ -20,13 +20,28 @@ interface ResizeCase {
 }
 
 const CASES: ResizeCase[] = [
-  { name: 'x2 asymmetric floor (the zoo upsample)', x: [2, 3, 3, 4], scales: [1, 1, 2, 2], modes: { coordinate_transformation_mode: 'asymmetric', nearest_mode: 'floor' } },
-  { name: 'x3 asymmetric floor, one axis', x: [1, 2, 3, 2], scales: [1, 1, 3, 1], modes: { coordinate_transformation_mode: 'asymmetric', nearest_mode: 'floor' } },
+  {
+    name: 'x2 asymmetric floor (the zoo upsample)',
+    x: [2, 3, 3, 4],
+    scales: [1, 1, 2, 2],
+    modes: { coordinate_transformation_mode: 'asymmetric', nearest_mode: 'floor' },
+  },
+  {
+    name: 'x3 asymmetric floor, one axis',
+    x: [1, 2, 3, 2],
+    scales: [1, 1, 3, 1],
+    modes: { coordinate_transformation_mode: 'asymmetric', nearest_mode: 'floor' },
+  },
   { name: 'x2 half_pixel round_prefer_floor (defaults)', x: [1, 2, 3, 3], scales: [1, 1, 2, 2], modes: {} },
   { name: 'x3 asymmetric round_prefer_floor (not blocks)', x: [1, 2, 2, 3], scales: [1, 1, 3, 3], modes: { coordinate_transformation_mode: 'asymmetric' } },
   { name: 'sizes, align_corners', x: [1, 1, 3, 4], sizes: [1, 1, 5, 7], modes: { coordinate_transformation_mode: 'align_corners' } },
   { name: 'x1.5 half_pixel', x: [2, 1, 4, 2], scales: [1, 1, 1.5, 1.5], modes: {} },
-  { name: 'downsample x0.5 asymmetric', x: [1, 2, 4, 6], scales: [1, 1, 0.5, 0.5], modes: { coordinate_transformation_mode: 'asymmetric', nearest_mode: 'floor' } },
+  {
+    name: 'downsample x0.5 asymmetric',
+    x: [1, 2, 4, 6],
+    scales: [1, 1, 0.5, 0.5],
+    modes: { coordinate_transformation_mode: 'asymmetric', nearest_mode: 'floor' },
+  },
 ];
 
 let id = 0;
@@ -47,7 +62,9 @@ test('reference Resize (nearest) matches ONNX Runtime', async () => {
     const consts = constInputs(c);
     const expected = refOp(node, [x, undefined, consts.scales, consts.sizes])[0]!;
     const model = buildModel({
-      nodes: [node], inputs: [vi('x', c.x)], outputs: ['y'],
+      nodes: [node],
+      inputs: [vi('x', c.x)],
+      outputs: ['y'],
       initializers: c.sizes ? { sizes: int64([4], c.sizes) } : { scales: toFloat32Tensor(consts.scales!) },
     });
     const got = (await runOrt(model, { x: toFloat32Tensor(x) })).y!;
@@ -67,6 +84,14 @@ test('Resize nearest gradient matches finite differences (block sums and general
 });
 
 test('Resize x2 through the training graph matches finite differences (gradcheck)', async () => {
-  await checkOp({ op: 'Resize', inputs: [[2, 2, 3, 3], null, { constant: float32([4], [1, 1, 2, 2]) }], attributes: { mode: str('nearest'), coordinate_transformation_mode: str('asymmetric'), nearest_mode: str('floor') } });
-  await checkOp({ op: 'Resize', inputs: [[1, 2, 2, 3], null, { constant: float32([4], [1, 1, 3, 3]) }], attributes: { mode: str('nearest'), coordinate_transformation_mode: str('asymmetric') } });
+  await checkOp({
+    op: 'Resize',
+    inputs: [[2, 2, 3, 3], null, { constant: float32([4], [1, 1, 2, 2]) }],
+    attributes: { mode: str('nearest'), coordinate_transformation_mode: str('asymmetric'), nearest_mode: str('floor') },
+  });
+  await checkOp({
+    op: 'Resize',
+    inputs: [[1, 2, 2, 3], null, { constant: float32([4], [1, 1, 3, 3]) }],
+    attributes: { mode: str('nearest'), coordinate_transformation_mode: str('asymmetric') },
+  });
 });

@@ -30,8 +30,13 @@ test('Slice: unit steps, negative indices, steps of 2 and -1, clamped ends', asy
   const slice = (starts: number[], ends: number[], axes: number[], steps?: number[]) =>
     checkOp({
       op: 'Slice',
-      inputs: [[3, 7, 5], { constant: int64([starts.length], starts) }, { constant: int64([ends.length], ends) }, { constant: int64([axes.length], axes) },
-        ...(steps ? [{ constant: int64([steps.length], steps) }] : [])],
+      inputs: [
+        [3, 7, 5],
+        { constant: int64([starts.length], starts) },
+        { constant: int64([ends.length], ends) },
+        { constant: int64([axes.length], axes) },
+        ...(steps ? [{ constant: int64([steps.length], steps) }] : []),
+      ],
     });
   await slice([1], [3], [1]);
   await slice([-4, 0], [1000, -1], [1, 2]);
@@ -54,7 +59,17 @@ test('a chain of shape operators between two parameters', async () => {
   const model = buildModel({
     inputs: [vi('x', [2, 12])],
     outputs: ['y'],
-    initializers: { w: float32([12], Array.from({ length: 12 }, (_, i) => 0.1 * i - 0.5)), shape: int64([3], [2, 3, 4]), b: float32([4, 1, 3], Array.from({ length: 12 }, (_, i) => 0.05 * i)) },
+    initializers: {
+      w: float32(
+        [12],
+        Array.from({ length: 12 }, (_, i) => 0.1 * i - 0.5),
+      ),
+      shape: int64([3], [2, 3, 4]),
+      b: float32(
+        [4, 1, 3],
+        Array.from({ length: 12 }, (_, i) => 0.05 * i),
+      ),
+    },
     nodes: [
       node('Mul', ['x', 'w'], ['a']),
       node('Reshape', ['a', 'shape'], ['r']),

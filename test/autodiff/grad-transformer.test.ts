@@ -18,13 +18,19 @@ import { RULES as NORM } from '../../src/autodiff/rules/norm.js';
 
 test('reference LayerNormalization (Y, Mean, InvStdDev) and Erf, HardSwish, HardSigmoid match ONNX Runtime', async () => {
   const rng = new Rng(1);
-  const ln = (axis: number, scaleDims: number[], outputs = ['y', 'mean', 'invstd']): Node =>
-    ({ name: 'ln', opType: 'LayerNormalization', inputs: ['x', 's', 'b'], outputs, attributes: { axis: int(axis), epsilon: float(1e-3) } });
+  const ln = (axis: number, scaleDims: number[], outputs = ['y', 'mean', 'invstd']): Node => ({
+    name: 'ln',
+    opType: 'LayerNormalization',
+    inputs: ['x', 's', 'b'],
+    outputs,
+    attributes: { axis: int(axis), epsilon: float(1e-3) },
+  });
   await assertMatchesOrt(ln(-1, [4]), { x: randomRef(rng, [2, 3, 4]), s: randomRef(rng, [4]), b: randomRef(rng, [4]) }, 1e-5);
   await assertMatchesOrt(ln(1, [3, 4]), { x: randomRef(rng, [2, 3, 4]), s: randomRef(rng, [3, 4]), b: randomRef(rng, [3, 4]) }, 1e-5);
   const x = randomRef(rng, [3, 7]);
   x.data = x.data.map((v) => v * 3);
-  for (const opType of ['Erf', 'HardSwish', 'HardSigmoid']) await assertMatchesOrt({ name: opType, opType, inputs: ['x'], outputs: ['y'], attributes: {} }, { x }, 1e-5);
+  for (const opType of ['Erf', 'HardSwish', 'HardSigmoid'])
+    await assertMatchesOrt({ name: opType, opType, inputs: ['x'], outputs: ['y'], attributes: {} }, { x }, 1e-5);
 });
 
 test('LayerNormalization: last axis, several axes, scale broadcast over the normalised axes, without bias', async () => {
@@ -62,7 +68,13 @@ test('LayerNormalization: the training graph stashes Mean/InvStdDev on the forwa
   assert.equal(ln[0]!.outputs[1], 'my_mean');
   assert.equal(ln[0]!.outputs.length, 3);
   // the rule alone, on a node with only Y (as a pass that skipped the stash would hand it over)
-  const single: Node = { name: 'ln1', opType: 'LayerNormalization', inputs: ['x', 's', 'b'], outputs: ['y'], attributes: { axis: int(-1), epsilon: float(1e-4) } };
+  const single: Node = {
+    name: 'ln1',
+    opType: 'LayerNormalization',
+    inputs: ['x', 's', 'b'],
+    outputs: ['y'],
+    attributes: { axis: int(-1), epsilon: float(1e-4) },
+  };
   const inputs = { x: randomRef(rng, [3, 2, 5]), s: randomRef(rng, [5]), b: randomRef(rng, [5]) };
   const { grads, dys } = await runRule(NORM.LayerNormalization!, single, inputs, { needs: [true, false, false] });
   assertClose(numericGradient(single, [inputs.x, inputs.s, inputs.b], 0, dys[0]!, 1e-5), grads[0]!, 1e-5, 'dX through the twin');
@@ -72,7 +84,10 @@ test('Erf, and Gelu (opset 20, exact and tanh forms)', async () => {
   const wide = Float32Array.from({ length: 15 }, (_, i) => -3 + i * 0.43);
   await checkOp({ op: 'Erf', inputs: [[3, 5]] }, { input: wide });
   for (const approximate of ['none', 'tanh']) {
-    const { model, trainable } = { model: buildModel({ inputs: [vi('x', [3, 5])], outputs: ['y'], nodes: [node('Gelu', ['x'], ['y'], { approximate: str(approximate) })] }), trainable: [] };
+    const { model, trainable } = {
+      model: buildModel({ inputs: [vi('x', [3, 5])], outputs: ['y'], nodes: [node('Gelu', ['x'], ['y'], { approximate: str(approximate) })] }),
+      trainable: [],
+    };
     model.opsets = [{ domain: '', version: 20 }];
     await checkGradients({ model, trainable, inputGradients: ['x'], input: wide });
   }
@@ -103,7 +118,10 @@ test('Gather with indices computed in the graph (negative ones wrapped at run ti
     ],
   });
   const r = await checkGradients({ model, trainable: ['w'], inputGradients: ['x'] });
-  assert.ok(r.trainingGraph.model.graph.nodes.some((n) => n.opType === 'ScatterElements'), 'computed indices go through a scatter-add');
+  assert.ok(
+    r.trainingGraph.model.graph.nodes.some((n) => n.opType === 'ScatterElements'),
+    'computed indices go through a scatter-add',
+  );
 });
 
 test('GatherElements and Tile', async () => {
@@ -140,16 +158,34 @@ test('MatMul: attention-shaped rank-4 products, broadcasting both ways, a weight
 
 test('a ViT encoder block as exported: class token, LayerNorm, two-head attention, Erf GELU MLP, x[:, 0]', async () => {
   const rng = new Rng(8);
-  const d = 4, tokens = 3, heads = 2, hd = d / heads;
+  const d = 4,
+    tokens = 3,
+    heads = 2,
+    hd = d / heads;
   const model = buildModel({
     inputs: [vi('x', ['N', tokens - 1, d])],
     outputs: ['y'],
     initializers: {
-      cls: randn(rng, [1, 1, d]), pos: randn(rng, [1, tokens, d]), s1: randn(rng, [d], 1), b1: randn(rng, [d]),
-      wqkv: randn(rng, [d, 3 * d], 0.7), bqkv: randn(rng, [3 * d]), wo: randn(rng, [d, d], 0.7),
-      s2: randn(rng, [d], 1), b2: randn(rng, [d]), w1: randn(rng, [d, 6], 0.7), w2: randn(rng, [6, d], 0.7),
-      expand: int64([3], [2, 1, 1]), split: int64([3], [d, d, d]), heads: int64([4], [2, tokens, heads, hd]), merged: int64([3], [2, tokens, d]),
-      scale: float32([], [1 / Math.sqrt(hd)]), sqrt2: float32([], [Math.SQRT2]), one: float32([], [1]), half: float32([], [0.5]), zero: int64([], [0]),
+      cls: randn(rng, [1, 1, d]),
+      pos: randn(rng, [1, tokens, d]),
+      s1: randn(rng, [d], 1),
+      b1: randn(rng, [d]),
+      wqkv: randn(rng, [d, 3 * d], 0.7),
+      bqkv: randn(rng, [3 * d]),
+      wo: randn(rng, [d, d], 0.7),
+      s2: randn(rng, [d], 1),
+      b2: randn(rng, [d]),
+      w1: randn(rng, [d, 6], 0.7),
+      w2: randn(rng, [6, d], 0.7),
+      expand: int64([3], [2, 1, 1]),
+      split: int64([3], [d, d, d]),
+      heads: int64([4], [2, tokens, heads, hd]),
+      merged: int64([3], [2, tokens, d]),
+      scale: float32([], [1 / Math.sqrt(hd)]),
+      sqrt2: float32([], [Math.SQRT2]),
+      one: float32([], [1]),
+      half: float32([], [0.5]),
+      zero: int64([], [0]),
     },
     nodes: [
       node('Expand', ['cls', 'expand'], ['clsb']),

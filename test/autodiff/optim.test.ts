@@ -59,7 +59,11 @@ function run(config: OptimizerConfig, p: number[], grads: number[][], lr: number
 }
 
 test('SGD with momentum 0.9 and weight decay matches hand-computed values over 3 steps', () => {
-  const g = [[0.5, -1], [0.5, -1], [0.5, -1]];
+  const g = [
+    [0.5, -1],
+    [0.5, -1],
+    [0.5, -1],
+  ];
   const cfg: OptimizerConfig = { kind: 'sgd', momentum: 0.9, weightDecay: 0.1 };
   assertClose(run(cfg, [1, 2], g.slice(0, 1), 0.1), [0.94, 2.08], 'step 1 (buffer = first gradient)');
   assertClose(run(cfg, [1, 2], g.slice(0, 2), 0.1), [0.8266, 2.2312], 'step 2');
@@ -68,7 +72,11 @@ test('SGD with momentum 0.9 and weight decay matches hand-computed values over 3
 });
 
 test('Nesterov SGD uses g + momentum * buf', () => {
-  const g = [[0.5, -1], [0.5, -1], [-0.25, 3]];
+  const g = [
+    [0.5, -1],
+    [0.5, -1],
+    [-0.25, 3],
+  ];
   const cfg: OptimizerConfig = { kind: 'sgd', momentum: 0.9, nesterov: true, weightDecay: 0.1 };
   assertClose(run(cfg, [1, 2], g.slice(0, 1), 0.1), [0.886, 2.152], 'step 1');
   assertClose(run(cfg, [1, 2], g.slice(0, 2), 0.1), [0.725566, torchSgd([1, 2], g.slice(0, 2), 0.1, 0.9, 0.1, true)[1]!], 'step 2');
@@ -77,9 +85,12 @@ test('Nesterov SGD uses g + momentum * buf', () => {
 });
 
 test('Adam corrects the bias of its moments at steps 1 and 2', () => {
-  const g = [[0.5, -1], [0.1, 2]];
+  const g = [
+    [0.5, -1],
+    [0.1, 2],
+  ];
   // Step 1: m^ = g and v^ = g^2, so each parameter moves by lr * g / (|g| + eps), i.e. ~lr.
-  assertClose(run({ kind: 'adam' }, [1, 2], g.slice(0, 1), 0.01), [1 - 0.01 * 0.5 / (0.5 + 1e-8), 2 + 0.01 / (1 + 1e-8)], 'step 1');
+  assertClose(run({ kind: 'adam' }, [1, 2], g.slice(0, 1), 0.01), [1 - (0.01 * 0.5) / (0.5 + 1e-8), 2 + 0.01 / (1 + 1e-8)], 'step 1');
   const m = 0.9 * 0.05 + 0.1 * 0.1;
   const v = 0.999 * 0.00025 + 0.001 * 0.01;
   const p2 = 0.99 - (0.01 * (m / 0.19)) / (Math.sqrt(v / (1 - 0.999 ** 2)) + 1e-8);
@@ -101,7 +112,11 @@ test('AdamW differs from Adam exactly by the decoupled decay', () => {
   adam.step(pa, params(g), 0.01);
   adamw.step(pw, params(g), 0.01);
   const diff = Array.from(pw.get('p0')!, (x, i) => x - pa.get('p0')![i]!);
-  assertClose(diff, p0.map((x) => -0.01 * 0.1 * x), 'p_adamw - p_adam = -lr * wd * p');
+  assertClose(
+    diff,
+    p0.map((x) => -0.01 * 0.1 * x),
+    'p_adamw - p_adam = -lr * wd * p',
+  );
   // The decay never enters the gradient, so the moments are the same.
   assert.deepEqual(adamw.state(), adam.state());
   const l2 = createOptimizer({ kind: 'adam', weightDecay: 0.1 });
@@ -160,29 +175,74 @@ test('state() and loadState() round trip: a resumed optimiser continues bit for 
 });
 
 test('loaded state that does not fit the parameters is refused on the next step', () => {
-  const resume = (state: Map<string, Float32Array>): (() => void) => () => {
-    const opt = createOptimizer({ kind: 'adam' });
-    opt.loadState(state, 3);
-    opt.step(params([1, 2]), params([0, 0]), 0.1);
-  };
+  const resume =
+    (state: Map<string, Float32Array>): (() => void) =>
+    () => {
+      const opt = createOptimizer({ kind: 'adam' });
+      opt.loadState(state, 3);
+      opt.step(params([1, 2]), params([0, 0]), 0.1);
+    };
   const f2 = (): Float32Array => new Float32Array(2);
   assert.throws(resume(new Map([['p0/exp_avg', f2()]])), (e) => e instanceof UserError && /lacks "p0\/exp_avg_sq"/.test(e.message));
-  assert.throws(resume(new Map([['p0/exp_avg', f2()], ['p0/exp_avg_sq', new Float32Array(3)]])), (e) => e instanceof UserError && /3 values/.test(e.message));
-  assert.throws(resume(new Map([['p0/exp_avg', f2()], ['p0/exp_avg_sq', f2()], ['old/exp_avg', f2()]])), (e) => e instanceof UserError && /"old\/exp_avg" belongs to no parameter/.test(e.message));
-  assert.doesNotThrow(resume(new Map([['p0/exp_avg', f2()], ['p0/exp_avg_sq', f2()]])));
+  assert.throws(
+    resume(
+      new Map([
+        ['p0/exp_avg', f2()],
+        ['p0/exp_avg_sq', new Float32Array(3)],
+      ]),
+    ),
+    (e) => e instanceof UserError && /3 values/.test(e.message),
+  );
+  assert.throws(
+    resume(
+      new Map([
+        ['p0/exp_avg', f2()],
+        ['p0/exp_avg_sq', f2()],
+        ['old/exp_avg', f2()],
+      ]),
+    ),
+    (e) => e instanceof UserError && /"old\/exp_avg" belongs to no parameter/.test(e.message),
+  );
+  assert.doesNotThrow(
+    resume(
+      new Map([
+        ['p0/exp_avg', f2()],
+        ['p0/exp_avg_sq', f2()],
+      ]),
+    ),
+  );
 });
 
 test('bad settings and inputs are refused', () => {
-  assert.throws(() => createOptimizer({ kind: 'sgd', momentum: 0, nesterov: true }), (e) => e instanceof UserError && /Nesterov/.test(e.message));
-  assert.throws(() => createOptimizer({ kind: 'adam', beta1: 1 }), (e) => e instanceof UserError && /beta1/.test(e.message));
-  assert.throws(() => createOptimizer({ kind: 'adamw', weightDecay: -1 }), (e) => e instanceof UserError && /weight decay/.test(e.message));
-  assert.throws(() => createOptimizer({ kind: 'rmsprop' } as unknown as OptimizerConfig), (e) => e instanceof UserError && /rmsprop/.test(e.message));
+  assert.throws(
+    () => createOptimizer({ kind: 'sgd', momentum: 0, nesterov: true }),
+    (e) => e instanceof UserError && /Nesterov/.test(e.message),
+  );
+  assert.throws(
+    () => createOptimizer({ kind: 'adam', beta1: 1 }),
+    (e) => e instanceof UserError && /beta1/.test(e.message),
+  );
+  assert.throws(
+    () => createOptimizer({ kind: 'adamw', weightDecay: -1 }),
+    (e) => e instanceof UserError && /weight decay/.test(e.message),
+  );
+  assert.throws(
+    () => createOptimizer({ kind: 'rmsprop' } as unknown as OptimizerConfig),
+    (e) => e instanceof UserError && /rmsprop/.test(e.message),
+  );
   const opt = createOptimizer({ kind: 'sgd' });
-  assert.throws(() => opt.step(params([1]), params([1]), NaN), (e) => e instanceof UserError && /learning rate/.test(e.message));
+  assert.throws(
+    () => opt.step(params([1]), params([1]), NaN),
+    (e) => e instanceof UserError && /learning rate/.test(e.message),
+  );
   assert.throws(() => opt.step(params([1, 2]), params([1]), 0.1), /p0/);
   const ps = params([1], [2, 3]);
   assert.throws(() => opt.step(ps, params([1], [1]), 0.1), /p1/);
-  assert.deepEqual([...ps.values()].map((p) => [...p]), [[1], [2, 3]], 'nothing updated by a failed step');
+  assert.deepEqual(
+    [...ps.values()].map((p) => [...p]),
+    [[1], [2, 3]],
+    'nothing updated by a failed step',
+  );
   assert.equal(opt.steps, 0);
   assert.throws(() => opt.step(params([1]), new Map(), 0.1), /no gradient/);
 });

@@ -36,7 +36,10 @@ test('cosine goes from lr to minLr over the steps after warm-up, as CosineAnneal
 
 test('bad schedule settings are refused', () => {
   const bad = (config: ScheduleConfig, total: number, part: RegExp): void => {
-    assert.throws(() => createSchedule(config, total), (e) => e instanceof UserError && part.test(e.message));
+    assert.throws(
+      () => createSchedule(config, total),
+      (e) => e instanceof UserError && part.test(e.message),
+    );
   };
   bad({ kind: 'constant', warmupSteps: 11 }, 10, /warmupSteps/);
   bad({ kind: 'constant' }, 0, /positive integer/);

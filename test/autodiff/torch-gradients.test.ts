@@ -9,7 +9,8 @@ import { readGradFixture, type GradTensor } from '../helpers/grad-fixtures.js';
 function relError(a: ArrayLike<number>, b: GradTensor | Float64Array): number {
   const ref = 'data' in b ? b.data : b;
   assert.equal(a.length, ref.length);
-  let diff = 0, scale = 0;
+  let diff = 0,
+    scale = 0;
   for (let i = 0; i < ref.length; i++) {
     diff = Math.max(diff, Math.abs(a[i]! - ref[i]!));
     scale = Math.max(scale, Math.abs(ref[i]!));
@@ -25,8 +26,13 @@ for (const name of ['vgg_small', 'resnet_small']) {
       const model = loadModel(fx.modelFile);
       const trainable = trainableParameters(model.graph);
       const t = await TrainingSession.create(model, {
-        trainable, loss: 'cross-entropy', batchSize: fx.inputShape[0]!, batchNorm: mode, dropout: false,
-        inputGradients: ['input'], session: { threads: 1 },
+        trainable,
+        loss: 'cross-entropy',
+        batchSize: fx.inputShape[0]!,
+        batchNorm: mode,
+        dropout: false,
+        inputGradients: ['input'],
+        session: { threads: 1 },
       });
       const r = await t.step(fx.input, BigInt64Array.from(fx.labels.map(BigInt)));
       assert.ok(Math.abs(r.loss - ref.loss) / Math.abs(ref.loss) < 1e-4, `loss ${r.loss} vs ${ref.loss}`);

@@ -14,9 +14,16 @@ const dir = tempDir();
 
 function job(over: Partial<TrainJob> & { output: string }): TrainJob {
   return {
-    model: createZooModel('lenet5', { seed: 1 }), data, epochs: 2, batchSize: 64, lr: 0.05,
-    optimizer: { kind: 'sgd', momentum: 0.9, weightDecay: 5e-4 }, schedule: { kind: 'cosine', warmupSteps: 0 }, seed: 1,
-    session: { threads: 1 }, ...over,
+    model: createZooModel('lenet5', { seed: 1 }),
+    data,
+    epochs: 2,
+    batchSize: 64,
+    lr: 0.05,
+    optimizer: { kind: 'sgd', momentum: 0.9, weightDecay: 5e-4 },
+    schedule: { kind: 'cosine', warmupSteps: 0 },
+    seed: 1,
+    session: { threads: 1 },
+    ...over,
   };
 }
 
@@ -47,7 +54,10 @@ test('resuming is exact: 2 epochs straight equal 1 epoch, stop, resume, 1 epoch'
 });
 
 test('a learning rate that makes the loss NaN stops with the step named', async () => {
-  await assert.rejects(train(job({ output: join(dir, 'nan.onnx'), lr: 1e12, epochs: 1 })), (e: Error) => e instanceof UserError && /diverged.*step \d+/.test(e.message));
+  await assert.rejects(
+    train(job({ output: join(dir, 'nan.onnx'), lr: 1e12, epochs: 1 })),
+    (e: Error) => e instanceof UserError && /diverged.*step \d+/.test(e.message),
+  );
 });
 
 test('a --freeze pattern that matches nothing is an error', async () => {
@@ -59,7 +69,10 @@ test('an output count different from the data classes is an error unless --class
   await assert.rejects(train(job({ output: join(dir, 'c.onnx'), model: three })), /3 outputs.*--classes/);
   const r = await train(job({ output: join(dir, 'c.onnx'), model: three, classes: [2, 5, 7], epochs: 1 }));
   assert.deepEqual(r.classes, [2, 5, 7]);
-  assert.deepEqual(getLabels(loadModel(join(dir, 'c.onnx')))!.map((l) => l.class), [2, 5, 7]);
+  assert.deepEqual(
+    getLabels(loadModel(join(dir, 'c.onnx')))!.map((l) => l.class),
+    [2, 5, 7],
+  );
 });
 
 test('fine-tuning with --freeze keeps the frozen parameters and records the parent', async () => {
@@ -79,8 +92,15 @@ test('fine-tuning with --freeze keeps the frozen parameters and records the pare
 test('--keep best survives a resume: the best epoch from before the stop is the one written', async () => {
   // lr high enough that validation accuracy falls after the first epoch, so the best
   // weights are the ones saved before the stop (this seed's run: best epoch 1 of 3)
-  const base = () => ({ model: createZooModel('mlp', { hidden: [32], seed: 3 }), batchSize: 64, seed: 3, epochs: 3, lr: 0.2, keep: 'best' as const,
-    schedule: { kind: 'constant' as const, warmupSteps: 0 } });
+  const base = () => ({
+    model: createZooModel('mlp', { hidden: [32], seed: 3 }),
+    batchSize: 64,
+    seed: 3,
+    epochs: 3,
+    lr: 0.2,
+    keep: 'best' as const,
+    schedule: { kind: 'constant' as const, warmupSteps: 0 },
+  });
   const straight = join(dir, 'best-straight.onnx');
   const s = await train(job({ ...base(), output: straight }));
   const resumed = join(dir, 'best-resumed.onnx');
@@ -91,6 +111,10 @@ test('--keep best survives a resume: the best epoch from before the stop is the 
   const a = loadModel(straight).graph.initializers;
   const b = loadModel(resumed).graph.initializers;
   for (const [name, t] of a) assert.deepEqual(b.get(name)!.data, t.data, name);
-  await assert.rejects(train(job({ ...base(), keep: 'last', epochs: 3, output: join(dir, 'best-resumed-last.onnx'), stopAfter: 1 })).then(() =>
-    train(job({ ...base(), output: join(dir, 'best-resumed-last.onnx'), resume: true }))), /--keep best.*--keep last/);
+  await assert.rejects(
+    train(job({ ...base(), keep: 'last', epochs: 3, output: join(dir, 'best-resumed-last.onnx'), stopAfter: 1 })).then(() =>
+      train(job({ ...base(), output: join(dir, 'best-resumed-last.onnx'), resume: true })),
+    ),
+    /--keep best.*--keep last/,
+  );
 });

@@ -49,7 +49,10 @@ test('frozen parameters: gradients flow through a frozen Gemm to the trainable l
   assert.ok(g.initializers.has('w2') && g.initializers.has('b2'), 'frozen weights stay initializers');
   assert.ok(!g.initializers.has('w1') && g.inputs.some((v) => v.name === 'w1'), 'trainable weights become inputs');
   assert.ok(!g.outputs.some((o) => o.name.includes('w2') || o.name.includes('b2')), 'no gradient output for frozen weights');
-  assert.deepEqual(g.outputs.map((o) => o.name), [tg.loss, tg.logits, 'grad/w1', 'grad/b1', 'grad/x', 'grad/h']);
+  assert.deepEqual(
+    g.outputs.map((o) => o.name),
+    [tg.loss, tg.logits, 'grad/w1', 'grad/b1', 'grad/x', 'grad/h'],
+  );
   assert.deepEqual(g.outputs[0]!.shape, []);
   validateModel(tg.model);
 });
@@ -64,9 +67,15 @@ test('the logits and the cross-entropy loss: stable for huge logits, gradient (s
   const tg = buildTrainingGraph({ model, trainable: ['s'], loss: 'cross-entropy', batchSize: 2, batchNorm: 'eval', inputGradients: ['logits'] });
   const x = [1, 2, 3, 0.001, 0.5, -0.002];
   const out = await runOrt(tg.model, feedsFor(tg, model, float32([2, 3], x), int64([2], [2, 1])));
-  const z = [[1000, 2, -3000], [1, 0.5, 2]];
-  const lse = z.map((r) => { const m = Math.max(...r); return m + Math.log(r.reduce((s, v) => s + Math.exp(v - m), 0)); });
-  const expected = ((lse[0]! - z[0]![2]!) + (lse[1]! - z[1]![1]!)) / 2;
+  const z = [
+    [1000, 2, -3000],
+    [1, 0.5, 2],
+  ];
+  const lse = z.map((r) => {
+    const m = Math.max(...r);
+    return m + Math.log(r.reduce((s, v) => s + Math.exp(v - m), 0));
+  });
+  const expected = (lse[0]! - z[0]![2]! + (lse[1]! - z[1]![1]!)) / 2;
   assert.ok(Number.isFinite(out[tg.loss]!.data[0] as number));
   close([out[tg.loss]!.data[0] as number], [expected], 1e-5);
   const dz = z.flatMap((r, b) => r.map((v, k) => (Math.exp(v - lse[b]!) - (k === [2, 1][b] ? 1 : 0)) / 2));
@@ -82,7 +91,10 @@ test('mean squared error: value and gradient', async () => {
   const z = Array.from(out[tg.logits]!.data as Float32Array);
   const mse = z.reduce((s, v, i) => s + (v - target[i]!) ** 2, 0) / 6;
   close([out[tg.loss]!.data[0] as number], [mse]);
-  close(out[tg.inputGradients['logits']!]!.data as Float32Array, z.map((v, i) => (2 * (v - target[i]!)) / 6));
+  close(
+    out[tg.inputGradients['logits']!]!.data as Float32Array,
+    z.map((v, i) => (2 * (v - target[i]!)) / 6),
+  );
 });
 
 /** x [N,3,2,2] -> BatchNormalization (momentum 0.8) -> Flatten -> Gemm -> logits */
@@ -92,8 +104,10 @@ function bnModel(): Model {
     inputs: [vi('x', ['N', 3, 2, 2])],
     outputs: ['logits'],
     initializers: {
-      scale: float32([3], [1.5, 0.5, -1]), bias: float32([3], [0.1, -0.2, 0.3]),
-      mean: float32([3], [0.2, -0.1, 0.4]), var: float32([3], [1.2, 0.8, 2]),
+      scale: float32([3], [1.5, 0.5, -1]),
+      bias: float32([3], [0.1, -0.2, 0.3]),
+      mean: float32([3], [0.2, -0.1, 0.4]),
+      var: float32([3], [1.2, 0.8, 2]),
       w: randn(rng, [2, 12]),
     },
     nodes: [
@@ -107,12 +121,18 @@ function bnModel(): Model {
 test('BatchNormalization train: batch statistics, biased variance to normalise, unbiased running update', async () => {
   const model = bnModel();
   const tg = buildTrainingGraph({ model, trainable: [], loss: 'mse', batchSize: 4, batchNorm: 'train', inputGradients: ['bn'] });
-  assert.deepEqual(tg.state.map((s) => s.name), ['mean', 'var']);
+  assert.deepEqual(
+    tg.state.map((s) => s.name),
+    ['mean', 'var'],
+  );
   assert.ok(tg.model.graph.inputs.some((v) => v.name === 'mean') && !tg.model.graph.initializers.has('mean'));
   const rng = new Rng(2);
   const x = Array.from({ length: 48 }, () => rng.normal() * 2 + 1);
   const out = await runOrt(tg.model, feedsFor(tg, model, float32([4, 3, 2, 2], x), float32([4, 2])));
-  const scale = [1.5, 0.5, -1], bias = [0.1, -0.2, 0.3], rm = [0.2, -0.1, 0.4], rv = [1.2, 0.8, 2];
+  const scale = [1.5, 0.5, -1],
+    bias = [0.1, -0.2, 0.3],
+    rm = [0.2, -0.1, 0.4],
+    rv = [1.2, 0.8, 2];
   const values = (c: number): number[] => x.filter((_, i) => Math.floor(i / 4) % 3 === c);
   const bn = new Array<number>(48);
   const newMean: number[] = [];
@@ -122,14 +142,22 @@ test('BatchNormalization train: batch statistics, biased variance to normalise, 
     const mu = v.reduce((a, b) => a + b, 0) / 16;
     const biased = v.reduce((a, b) => a + (b - mu) ** 2, 0) / 16;
     newMean.push(0.8 * rm[c]! + 0.2 * mu);
-    newVar.push(0.8 * rv[c]! + 0.2 * biased * 16 / 15);
-    x.forEach((val, i) => { if (Math.floor(i / 4) % 3 === c) bn[i] = ((val - mu) / Math.sqrt(biased + 1e-3)) * scale[c]! + bias[c]!; });
+    newVar.push(0.8 * rv[c]! + (0.2 * biased * 16) / 15);
+    x.forEach((val, i) => {
+      if (Math.floor(i / 4) % 3 === c) bn[i] = ((val - mu) / Math.sqrt(biased + 1e-3)) * scale[c]! + bias[c]!;
+    });
   }
   const grads = (name: string): OrtValue => out[tg.state.find((s) => s.name === name)!.output]!;
   close(grads('mean').data as Float32Array, newMean, 1e-5);
   close(grads('var').data as Float32Array, newVar, 1e-5);
   // the BN output itself is not an output of the graph: read it through its (mse) gradient's graph instead
-  const tap = buildTrainingGraph({ model: { ...model, graph: { ...model.graph, outputs: [{ name: 'bn', dtype: 'float32' }] } }, trainable: [], loss: 'mse', batchSize: 4, batchNorm: 'train' });
+  const tap = buildTrainingGraph({
+    model: { ...model, graph: { ...model.graph, outputs: [{ name: 'bn', dtype: 'float32' }] } },
+    trainable: [],
+    loss: 'mse',
+    batchSize: 4,
+    batchNorm: 'train',
+  });
   const direct = await runOrt(tap.model, feedsFor(tap, model, float32([4, 3, 2, 2], x), float32([4, 3, 2, 2])));
   close(direct[tap.logits]!.data as Float32Array, bn, 1e-4);
 });
@@ -139,7 +167,10 @@ test('BatchNormalization eval: the affine map with running statistics; logits eq
   const tg = buildTrainingGraph({ model, trainable: ['w'], loss: 'mse', batchSize: 4, batchNorm: 'eval' });
   assert.deepEqual(tg.state, []);
   assert.ok(tg.model.graph.initializers.has('mean'));
-  const x = float32([4, 3, 2, 2], Array.from({ length: 48 }, (_, i) => Math.sin(i)));
+  const x = float32(
+    [4, 3, 2, 2],
+    Array.from({ length: 48 }, (_, i) => Math.sin(i)),
+  );
   const out = await runOrt(tg.model, feedsFor(tg, model, x, float32([4, 2])));
   const reference = await runOrt(model, { x });
   close(out[tg.logits]!.data as Float32Array, reference['logits']!.data as Float32Array, 1e-6);
@@ -151,10 +182,7 @@ test('Dropout: active becomes a product with a fed mask; inactive disappears', a
     inputs: [vi('x', ['N', 5])],
     outputs: ['logits'],
     initializers: { ratio: float32([], [0.25]), w: randn(rng, [3, 5]) },
-    nodes: [
-      node('Dropout', ['x', 'ratio'], ['d'], {}, 'drop'),
-      node('Gemm', ['d', 'w'], ['logits'], { transB: int(1) }, 'fc'),
-    ],
+    nodes: [node('Dropout', ['x', 'ratio'], ['d'], {}, 'drop'), node('Gemm', ['d', 'w'], ['logits'], { transB: int(1) }, 'fc')],
   });
   const active = buildTrainingGraph({ model, trainable: ['w'], loss: 'mse', batchSize: 2, batchNorm: 'train' });
   assert.deepEqual(active.masks, [{ input: 'mask/drop', shape: [2, 5], ratio: 0.25 }]);
@@ -198,8 +226,10 @@ test('an operator without a gradient rule on the differentiated path is a UserEr
     initializers: { w: float32([3], [1, 2, 3]) },
     nodes: [node('Mul', ['x', 'w'], ['a']), node('Softsign', ['a'], ['y'], {}, 'soft')],
   });
-  assert.throws(() => buildTrainingGraph({ model, trainable: ['w'], loss: 'mse', batchSize: 2, batchNorm: 'eval' }),
-    (e: unknown) => e instanceof UserError && e.message === 'no gradient rule for operator Softsign (node soft)');
+  assert.throws(
+    () => buildTrainingGraph({ model, trainable: ['w'], loss: 'mse', batchSize: 2, batchNorm: 'eval' }),
+    (e: unknown) => e instanceof UserError && e.message === 'no gradient rule for operator Softsign (node soft)',
+  );
   // the same operator off the path (nothing trainable before it) is fine
   assert.doesNotThrow(() => buildTrainingGraph({ model, trainable: [], loss: 'mse', batchSize: 2, batchNorm: 'eval' }));
   // a rule that gives no gradient for an input on the path (Clip's bounds) must not freeze it silently
@@ -209,8 +239,10 @@ test('an operator without a gradient rule on the differentiated path is a UserEr
     initializers: { lo: float32([], [-0.5]) },
     nodes: [node('Clip', ['x', 'lo'], ['y'], {}, 'clip')],
   });
-  assert.throws(() => buildTrainingGraph({ model: clip, trainable: ['lo'], loss: 'mse', batchSize: 2, batchNorm: 'eval' }),
-    /no gradient rule for input 1 \("lo"\) of operator Clip \(node clip\)/);
+  assert.throws(
+    () => buildTrainingGraph({ model: clip, trainable: ['lo'], loss: 'mse', batchSize: 2, batchNorm: 'eval' }),
+    /no gradient rule for input 1 \("lo"\) of operator Clip \(node clip\)/,
+  );
 });
 
 test('bad specifications are UserErrors naming the problem', () => {
@@ -234,7 +266,10 @@ test('bad specifications are UserErrors naming the problem', () => {
     initializers: { s: float32([3], [1, 1, 1]), b: float32([3]), m: float32([3]), v: float32([3], [1, 1, 1]) },
     nodes: [node('BatchNormalization', ['x', 's', 'b', 'm', 'v'], ['y'], {}, 'bn1d')],
   });
-  assert.throws(() => buildTrainingGraph({ model: flat, trainable: [], loss: 'mse', batchSize: 1, batchNorm: 'train' }), /bn1d.*more than one value per channel/);
+  assert.throws(
+    () => buildTrainingGraph({ model: flat, trainable: [], loss: 'mse', batchSize: 1, batchNorm: 'train' }),
+    /bn1d.*more than one value per channel/,
+  );
 });
 
 test('a model read back from its file gives the same training graph, byte for byte (exact resume)', () => {

@@ -70,7 +70,10 @@ async function check(c: Case, batchNorm: 'train' | 'eval'): Promise<void> {
   });
   validateModel(report.trainingGraph.model);
   assert.ok(report.checked >= 6, `${c.arch}: only ${report.checked} coordinates checked`);
-  assert.ok(Object.values(report.largest).some((v) => v > 1e-6), `${c.arch}: every checked gradient is zero`);
+  assert.ok(
+    Object.values(report.largest).some((v) => v > 1e-6),
+    `${c.arch}: every checked gradient is zero`,
+  );
 }
 
 for (const c of CASES) {
@@ -80,5 +83,8 @@ for (const c of CASES) {
 }
 
 test('resnet [1,1,1,1]: gradients match finite differences with BatchNorm in evaluation mode', async () => {
-  await check(CASES.find((c) => c.arch === 'resnet')!, 'eval');
+  await check(
+    CASES.find((c) => c.arch === 'resnet')!,
+    'eval',
+  );
 });

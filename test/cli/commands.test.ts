@@ -23,13 +23,24 @@ test('zoo create -> inspect -> eval, with JSON results', () => {
   const file = join(dir, 'r.onnx');
   const created = json(['zoo', 'create', 'resnet', '--blocks', '1,1,1,1', '--width', '0.25', '--seed', '3', '-o', file]);
   assert.ok(existsSync(file));
-  const info = json(['inspect', file]) as { parameters: number; flopsPerImage: number; cuts: { name: string }[]; operators: Record<string, number>; inputs: { shape: unknown[] }[] };
+  const info = json(['inspect', file]) as {
+    parameters: number;
+    flopsPerImage: number;
+    cuts: { name: string }[];
+    operators: Record<string, number>;
+    inputs: { shape: unknown[] }[];
+  };
   assert.equal(info.parameters, created['parameters']);
   assert.ok(info.flopsPerImage > 1e6);
   assert.ok(info.cuts.length >= 6, 'stem, 4 blocks, features, logits');
   assert.ok(info.operators['Conv']! >= 9);
   assert.deepEqual(info.inputs[0]!.shape, ['N', 1, 28, 28]);
-  const ev = json(['eval', file, '--data', 'fashion-mnist-sample', '--classes', '0-2', '--mean', '0.286', '--std', '0.353']) as { accuracy: number; perClass: Record<string, number>; samples: number; data: string };
+  const ev = json(['eval', file, '--data', 'fashion-mnist-sample', '--classes', '0-2', '--mean', '0.286', '--std', '0.353']) as {
+    accuracy: number;
+    perClass: Record<string, number>;
+    samples: number;
+    data: string;
+  };
   assert.equal(ev.samples, 300);
   assert.deepEqual(Object.keys(ev.perClass).sort(), ['0', '1', '2']);
   assert.ok(ev.accuracy >= 0 && ev.accuracy <= 1);
@@ -65,4 +76,3 @@ test('extract cuts a zoo model at a cut point', () => {
   assert.ok((r['nodes'] as number) > 0);
   assert.ok(existsSync(part));
 });
-

@@ -90,8 +90,12 @@ test('1. an output path that is an input (same path, symlink, hard link, a folde
 
 test('3. bad output paths are one line each, before any work', async () => {
   const badFiles: [string, RegExp][] = [
-    ['', /-o is empty/], ['.', /-o \. names a folder/], [join(dir, 'newdir') + '/', /names a folder/], ['/proc/x.onnx', /cannot create files in \/proc/],
-    [afolder, /is a folder; expected a file/], [join(afile, 'x.onnx'), /is a file|not a folder/],
+    ['', /-o is empty/],
+    ['.', /-o \. names a folder/],
+    [join(dir, 'newdir') + '/', /names a folder/],
+    ['/proc/x.onnx', /cannot create files in \/proc/],
+    [afolder, /is a folder; expected a file/],
+    [join(afile, 'x.onnx'), /is a file|not a folder/],
   ];
   for (const [o, pattern] of badFiles) {
     await refused(['zoo', 'create', 'mlp', '-o', o], pattern);
@@ -107,7 +111,9 @@ test('3. bad output paths are one line each, before any work', async () => {
     await refused(['train', 'mlp', ...TRAIN, '-o', fifo], /is not a regular file/);
   }
   const badFolders: [string, RegExp][] = [
-    ['', /-o is empty/], [afile, /is a file; expected a folder/], ['/proc/x', /cannot create files in \/proc/],
+    ['', /-o is empty/],
+    [afile, /is a file; expected a folder/],
+    ['/proc/x', /cannot create files in \/proc/],
     [join(afile, 'sub'), /is a file|not a folder/],
   ];
   for (const [o, pattern] of badFolders) {
@@ -125,17 +131,23 @@ test('2. train --resume refuses a checkpoint of another model, naming what diffe
   const out = join(dir, 'resume.onnx');
   await ok(['train', 'mlp', '--hidden', '8', ...TRAIN, '--stop-after', '1', '-o', out]);
   assert.ok(existsSync(`${out}.ckpt`));
-  await refused(['train', 'mlp', '--hidden', '16', ...TRAIN, '--resume', '-o', out],
-    /cannot resume from .*resume\.onnx\.ckpt: mlp's hidden was \[8\] and is \[16\] now/);
+  await refused(
+    ['train', 'mlp', '--hidden', '16', ...TRAIN, '--resume', '-o', out],
+    /cannot resume from .*resume\.onnx\.ckpt: mlp's hidden was \[8\] and is \[16\] now/,
+  );
   await refused(['train', 'lenet5', ...TRAIN, '--resume', '-o', out], /the architecture was mlp and is lenet5 now/);
-  await refused(['train', mlp, ...TRAIN, '--resume', '-o', out],
-    /it trains a fresh zoo model, but training now starts from the model file with hash [0-9a-f]{12}/);
+  await refused(
+    ['train', mlp, ...TRAIN, '--resume', '-o', out],
+    /it trains a fresh zoo model, but training now starts from the model file with hash [0-9a-f]{12}/,
+  );
   // fine-tuning: the source file's contents are part of the checkpoint
   const tuned = join(dir, 'tuned.onnx');
   await ok(['train', mlp, ...TRAIN, '--stop-after', '1', '-o', tuned]);
   const other = model('mlp-seed1.onnx', 'mlp', { hidden: [8], seed: 1 });
-  await refused(['train', other, ...TRAIN, '--resume', '-o', tuned],
-    /it trains the model file with hash [0-9a-f]{12}, but training now starts from the model file with hash [0-9a-f]{12}/);
+  await refused(
+    ['train', other, ...TRAIN, '--resume', '-o', tuned],
+    /it trains the model file with hash [0-9a-f]{12}, but training now starts from the model file with hash [0-9a-f]{12}/,
+  );
   // the right model still resumes
   const r = await ok(['train', 'mlp', '--hidden', '8', ...TRAIN.filter((a) => a !== '--quiet'), '--resume', '-o', out, '--json']);
   assert.equal((JSON.parse(r.stdout) as { epochs: unknown[] }).epochs.length, 3);
@@ -165,13 +177,13 @@ test('4. a rejected stitch run leaves no grid folder; other options need --overw
   await ok([...base, '--lr', '0.02', '--overwrite']);
   const second = JSON.parse(readFileSync(join(grid, 'grid.json'), 'utf8')) as { options: { lr: number } };
   assert.equal(second.options.lr, 0.02);
-  assert.equal(readFileSync(join(grid, 'mine.txt'), 'utf8'), 'kept\n', '--overwrite removes only the grid\'s own files');
+  assert.equal(readFileSync(join(grid, 'mine.txt'), 'utf8'), 'kept\n', "--overwrite removes only the grid's own files");
   // the same options continue (finished cells found), with or without --overwrite
   const again = await ok([...base, '--lr', '0.02', '--overwrite', '--json']);
   assert.equal((JSON.parse(again.stdout) as { ran: number }).ran, 0);
 });
 
-test('5. the demo\'s stitching grid reruns into the same folder after its models changed (e.g. other --epochs)', async () => {
+test("5. the demo's stitching grid reruns into the same folder after its models changed (e.g. other --epochs)", async () => {
   const out = join(dir, 'demo5');
   const b = join(dir, 'demo5-b.onnx');
   copyFileSync(lb, b);
@@ -188,11 +200,16 @@ test('5. the demo\'s stitching grid reruns into the same folder after its models
 });
 
 test('6. a closed stdout (| head) ends quietly with exit code 0', async () => {
-  for (const args of [['inspect', la], ['eval', la, '--data', data]]) {
+  for (const args of [
+    ['inspect', la],
+    ['eval', la, '--data', data],
+  ]) {
     const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout.destroy(); // the reader is gone before the first line
     let stderr = '';
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
     const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
     assert.equal(code, 0, `${args[0]}: ${stderr}`);
     assert.doesNotMatch(stderr, /EPIPE|Error|at /, args[0]);
@@ -242,9 +259,14 @@ test('8. --provider: an unknown name lists the valid ones; an unusable one is on
 /** Spawns the CLI, waits until `ready()` holds, sends `signal`, and returns the result. */
 async function interrupted(args: string[], ready: () => boolean, signal: NodeJS.Signals): Promise<CliResult> {
   const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '', stderr = '';
-  child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-  child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  let stdout = '',
+    stderr = '';
+  child.stdout.on('data', (d: Buffer) => {
+    stdout += d.toString();
+  });
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
   const closed = new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
   const started = Date.now();
   while (!ready()) {
@@ -297,7 +319,11 @@ test('9. SIGTERM during a stitching grid with workers: exit 143, workers stopped
   assert.match(last, /^modelsmith: interrupted by SIGTERM; saved: \d+ finished cells? in \S+grid9; resume with: modelsmith stitch .* -o \S+grid9$/);
   const kept = snapshot(grid);
   await new Promise((res) => setTimeout(res, 1500));
-  assert.deepEqual(changes(kept, snapshot(grid)).filter((c) => !c.includes('claims')), [], 'the workers stopped with their parent');
+  assert.deepEqual(
+    changes(kept, snapshot(grid)).filter((c) => !c.includes('claims')),
+    [],
+    'the workers stopped with their parent',
+  );
   assert.deepEqual(tempFiles(grid), []);
 });
 
@@ -305,15 +331,21 @@ test('9. what an interrupt says for each resumable command', () => {
   const lego = join(dir, 'lego9');
   mkdirSync(lego);
   writeFileSync(join(lego, 'experiment.json'), JSON.stringify({ model: 'm', disassembly: [{}, {}], assembly: [{}], mismatch: [], unbalanced: [], sweep: [] }));
-  assert.equal(interruptNote('lego-experiment', { output: lego }, ['lego-experiment', '--model', 'm.onnx', '-o', lego]),
-    `saved: 3 finished rows in ${join(lego, 'experiment.json')}; resume with: modelsmith lego-experiment --model m.onnx -o ${lego} --resume`);
+  assert.equal(
+    interruptNote('lego-experiment', { output: lego }, ['lego-experiment', '--model', 'm.onnx', '-o', lego]),
+    `saved: 3 finished rows in ${join(lego, 'experiment.json')}; resume with: modelsmith lego-experiment --model m.onnx -o ${lego} --resume`,
+  );
   const zoo = join(dir, 'zoo9');
   mkdirSync(zoo);
   for (const n of ['model-00', 'model-01']) writeFileSync(join(zoo, `${n}.safetensors`), '');
-  assert.equal(interruptNote('lineage-zoo', { output: zoo }, ['lineage-zoo', '--data', 'x', '-o', zoo]),
-    `saved: 2 finished models in ${zoo}; resume with: modelsmith lineage-zoo --data x -o ${zoo}`);
-  assert.match(interruptNote('cka', { output: 'k' }, ['cka', 'a b.onnx', 'c.onnx', '-o', 'k'])!,
-    /^saved: nothing .*; run again with: modelsmith cka 'a b\.onnx' c\.onnx -o k$/);
+  assert.equal(
+    interruptNote('lineage-zoo', { output: zoo }, ['lineage-zoo', '--data', 'x', '-o', zoo]),
+    `saved: 2 finished models in ${zoo}; resume with: modelsmith lineage-zoo --data x -o ${zoo}`,
+  );
+  assert.match(
+    interruptNote('cka', { output: 'k' }, ['cka', 'a b.onnx', 'c.onnx', '-o', 'k'])!,
+    /^saved: nothing .*; run again with: modelsmith cka 'a b\.onnx' c\.onnx -o k$/,
+  );
   assert.match(interruptNote('train', { output: join(dir, 'never.onnx') }, ['train', 'mlp', '-o', 'never.onnx', '--resume'])!, /^saved: no checkpoint yet/);
   assert.match(interruptNote('demo', { output: dir }, ['demo', '-o', dir])!, /resume with: modelsmith demo -o/);
   assert.equal(interruptNote('inspect', {}, ['inspect', 'm.onnx']), undefined);

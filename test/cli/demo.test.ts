@@ -42,15 +42,22 @@ test('demo trains, evaluates, disassembles, assembles, recovers lineage and stit
   // the report page: every part of the demo, checked in a real browser
   assert.equal(d.report, join(out, 'report.html'));
   assert.match(r.stdout, /"command": "modelsmith demo -o /);
-  assert.ok(haveChromium(), 'needs Debian\'s chromium at /usr/bin/chromium: apt-get install chromium (.ci/run installs it)');
+  assert.ok(haveChromium(), "needs Debian's chromium at /usr/bin/chromium: apt-get install chromium (.ci/run installs it)");
   const c = await checkReport(d.report, join(out, 'browser'));
   assertCleanPage(c);
-  assert.deepEqual(c.sections.map((s) => s.kind), ['demo', 'lego (demo)', 'train', 'lineage scores', 'lineage', 'lineage', 'stitch grid', 'CKA']);
+  assert.deepEqual(
+    c.sections.map((s) => s.kind),
+    ['demo', 'lego (demo)', 'train', 'lineage scores', 'lineage', 'lineage', 'stitch grid', 'CKA'],
+  );
   for (const s of c.sections) assert.ok(s.provenance >= 8, `${s.title}: provenance shown`);
-  const grid = d.stitch.matrix, cka = d.cka;
+  const grid = d.stitch.matrix,
+    cka = d.cka;
   const stitchCells = grid.senders.length * grid.receivers.length * grid.kinds.length;
   const ckaCells = cka.senders.length * cka.receivers.length * cka.kinds.length;
-  assert.deepEqual(c.heatmaps.map((h) => h.drawn), [...Object.keys(grid.matrices).map(() => stitchCells), ckaCells, ckaCells]);
+  assert.deepEqual(
+    c.heatmaps.map((h) => h.drawn),
+    [...Object.keys(grid.matrices).map(() => stitchCells), ckaCells, ckaCells],
+  );
   const models = c.tables.find((x) => x.head === 'Zoo models (seed 0)');
   assert.equal(models?.rows, d.models.length);
   t.diagnostic(`report charts drawn ${c.drawMs} ms after loading; screenshot ${c.screenshot}`);

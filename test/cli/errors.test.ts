@@ -79,6 +79,12 @@ test('bad option values name the flag', () => {
   expectError(['zoo', 'create', 'resnet', '--input', '28x28', '-o', join(dir, 'r.onnx')], /--input/);
   expectError(['zoo', 'create', 'alexnet', '-o', join(dir, 'r.onnx')], /alexnet/);
   expectError(['eval', model, '--data', 'fashion-mnist-sample', '--mean', '0.1,0.2'], /--mean|2 values/);
-  expectError(['stitch', good, good, '--data', 'fashion-mnist-sample', '--controls', '--random-bn', 'maybe', '-o', join(dir, 'g')], /--random-bn expects data or init, got "maybe"/);
-  expectError(['cka', good, good, '--data', 'fashion-mnist-sample', '--random-bn', 'maybe', '-o', join(dir, 'k')], /--random-bn expects data or init, got "maybe"/);
+  expectError(
+    ['stitch', good, good, '--data', 'fashion-mnist-sample', '--controls', '--random-bn', 'maybe', '-o', join(dir, 'g')],
+    /--random-bn expects data or init, got "maybe"/,
+  );
+  expectError(
+    ['cka', good, good, '--data', 'fashion-mnist-sample', '--random-bn', 'maybe', '-o', join(dir, 'k')],
+    /--random-bn expects data or init, got "maybe"/,
+  );
 });

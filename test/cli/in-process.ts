@@ -29,9 +29,13 @@ export function tinyIdx(dir: string, train = 48, test = 20, seed = 1): string {
   const rng = new Rng(seed);
   const write = (prefix: string, n: number): void => {
     const images = Buffer.alloc(16 + n * 784);
-    images.writeUInt32BE(0x803, 0); images.writeUInt32BE(n, 4); images.writeUInt32BE(28, 8); images.writeUInt32BE(28, 12);
+    images.writeUInt32BE(0x803, 0);
+    images.writeUInt32BE(n, 4);
+    images.writeUInt32BE(28, 8);
+    images.writeUInt32BE(28, 12);
     const labels = Buffer.alloc(8 + n);
-    labels.writeUInt32BE(0x801, 0); labels.writeUInt32BE(n, 4);
+    labels.writeUInt32BE(0x801, 0);
+    labels.writeUInt32BE(n, 4);
     for (let i = 0; i < n; i++) {
       const label = i % 10;
       labels[8 + i] = label;
@@ -71,7 +75,9 @@ export function snapshot(dir: string): Map<string, string> {
 /** The differences between two snapshots, for assertion messages ([] when equal). */
 export function changes(before: Map<string, string>, after: Map<string, string>): string[] {
   const out: string[] = [];
-  for (const [k, v] of after) if (!before.has(k)) out.push(`new ${k}`); else if (before.get(k) !== v) out.push(`changed ${k}`);
+  for (const [k, v] of after)
+    if (!before.has(k)) out.push(`new ${k}`);
+    else if (before.get(k) !== v) out.push(`changed ${k}`);
   for (const k of before.keys()) if (!after.has(k)) out.push(`removed ${k}`);
   return out;
 }

@@ -35,7 +35,10 @@ test('a killed run leaves a valid checkpoint, and --resume finishes with the sam
       if (existsSync(ckpt)) {
         clearInterval(poll);
         // kill it somewhere inside the second epoch
-        setTimeout(() => { child.kill('SIGKILL'); resolve(); }, 300);
+        setTimeout(() => {
+          child.kill('SIGKILL');
+          resolve();
+        }, 300);
       } else if (Date.now() - started > 60_000) {
         clearInterval(poll);
         child.kill('SIGKILL');

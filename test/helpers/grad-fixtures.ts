@@ -33,7 +33,10 @@ export interface GradFixture {
   modes: Record<GradMode, GradModeResult>;
 }
 
-interface TensorFile { shape: number[]; data: string }
+interface TensorFile {
+  shape: number[];
+  data: string;
+}
 
 interface ModeFile {
   loss: number;

@@ -125,7 +125,10 @@ function makeFeeds(tg: TrainingGraph, o: GradCheckOptions, rng: Rng): Record<str
   const targetShape = targetInfo.shape as number[];
   if (targetInfo.dtype === 'int64') {
     const classes = (g.outputs.find((v) => v.name === tg.logits)!.shape as number[])[1]!;
-    feeds[tg.feeds.target] = int64(targetShape, Array.from({ length: numel(targetShape) }, () => rng.int(classes)));
+    feeds[tg.feeds.target] = int64(
+      targetShape,
+      Array.from({ length: numel(targetShape) }, () => rng.int(classes)),
+    );
   } else {
     feeds[tg.feeds.target] = float32(targetShape, normal(rng, numel(targetShape)));
   }
@@ -133,7 +136,10 @@ function makeFeeds(tg: TrainingGraph, o: GradCheckOptions, rng: Rng): Record<str
   for (const s of tg.state) feeds[s.input] = o.model.graph.initializers.get(s.name)!;
   for (const m of tg.masks) {
     const keep = 1 / (1 - m.ratio);
-    feeds[m.input] = float32(m.shape, Array.from({ length: numel(m.shape) }, () => (rng.next() < m.ratio ? 0 : keep)));
+    feeds[m.input] = float32(
+      m.shape,
+      Array.from({ length: numel(m.shape) }, () => (rng.next() < m.ratio ? 0 : keep)),
+    );
   }
   return feeds;
 }

@@ -36,7 +36,10 @@ export function buildModel(p: ModelParts): Model {
 
 /** A float32 tensor of seeded normal values scaled by `scale`. */
 export function randn(rng: Rng, dims: number[], scale = 0.5): Tensor {
-  return float32(dims, Array.from({ length: numel(dims) }, () => rng.normal() * scale));
+  return float32(
+    dims,
+    Array.from({ length: numel(dims) }, () => rng.normal() * scale),
+  );
 }
 
 /**
@@ -70,8 +73,11 @@ export function torchViewNet(seed = 2): Model {
     inputs: [vi('input', ['N', 3, 8, 8])],
     outputs: ['logits'],
     initializers: {
-      w1: randn(rng, [4, 3, 3, 3]), fc_w: randn(rng, [64, 10]), fc_b: randn(rng, [10]),
-      zero: int64([], [0]), axes0: int64([1], [0]),
+      w1: randn(rng, [4, 3, 3, 3]),
+      fc_w: randn(rng, [64, 10]),
+      fc_b: randn(rng, [10]),
+      zero: int64([], [0]),
+      axes0: int64([1], [0]),
     },
     nodes: [
       node('Conv', ['input', 'w1'], ['conv1'], { kernel_shape: ints([3, 3]), pads: ints([1, 1, 1, 1]), strides: ints([2, 2]) }, 'conv1'),

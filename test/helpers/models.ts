@@ -17,7 +17,13 @@ export function constantClassifier(bias: number[], shape: [number, number, numbe
   g.initializers.set('fc.weight', float32([k, features]));
   g.initializers.set('fc.bias', float32([k], bias));
   g.nodes.push({ name: 'flatten', opType: 'Flatten', inputs: ['input'], outputs: ['features'], attributes: { axis: { kind: 'int', value: 1 } } });
-  g.nodes.push({ name: 'fc', opType: 'Gemm', inputs: ['features', 'fc.weight', 'fc.bias'], outputs: ['logits'], attributes: { transB: { kind: 'int', value: 1 } } });
+  g.nodes.push({
+    name: 'fc',
+    opType: 'Gemm',
+    inputs: ['features', 'fc.weight', 'fc.bias'],
+    outputs: ['logits'],
+    attributes: { transB: { kind: 'int', value: 1 } },
+  });
   g.outputs.push({ name: 'logits', dtype: 'float32', shape: ['N', k] });
   const m = createModel(g);
   if (labels) setLabels(m, labels);

@@ -15,7 +15,10 @@ function readAll(path: string): 'ok' | 'refused' {
     try {
       for (const t of f.tensors) {
         const v = f.readFloat32(t.name);
-        assert.equal(v.length, t.shape.reduce((a, b) => a * b, 1));
+        assert.equal(
+          v.length,
+          t.shape.reduce((a, b) => a * b, 1),
+        );
       }
     } finally {
       f.close();
@@ -32,16 +35,26 @@ const HEADER_EDITS: ((h: string, rng: Rng) => string)[] = [
   (h, r) => h.replace(/\d+/g, (d) => (r.next() < 0.15 ? String(Number(d) + r.int(9) - 4) : d)),
   (h, r) => h.replace(/\d+/g, (d) => (r.next() < 0.1 ? ['-1', '1e300', '0', '18446744073709551616', '2.5', 'null', '"7"'][r.int(7)]! : d)),
   (h, r) => h.replace(/"(F32|F16|BF16|F64|I8|U8)"/g, (d) => (r.next() < 0.3 ? ['"F8_E4M3"', '"f32"', '""', '7', '"BOOL"', '"I64"'][r.int(6)]! : d)),
-  (h, r) => h.replace(/"shape":\[[^\]]*\]/g, (d) => (r.next() < 0.3 ? ['"shape":[]', '"shape":[1e9,1e9]', '"shape":"x"', '"shape":[2,-3]', '"shape":[0]'][r.int(5)]! : d)),
+  (h, r) =>
+    h.replace(/"shape":\[[^\]]*\]/g, (d) =>
+      r.next() < 0.3 ? ['"shape":[]', '"shape":[1e9,1e9]', '"shape":"x"', '"shape":[2,-3]', '"shape":[0]'][r.int(5)]! : d,
+    ),
   (h, r) => h.replace(/"data_offsets":\[(\d+),(\d+)\]/g, (d, a: string, b: string) => (r.next() < 0.4 ? `"data_offsets":[${b},${a}]` : d)),
-  (h, r) => { const i = r.int(h.length); return h.slice(0, i) + h.slice(i + 1 + r.int(4)); },
-  (h, r) => { const i = r.int(h.length); return h.slice(0, i) + ['{', '}', '[', '"', ',', ':', '\\', '\u00ff'][r.int(8)]! + h.slice(i); },
+  (h, r) => {
+    const i = r.int(h.length);
+    return h.slice(0, i) + h.slice(i + 1 + r.int(4));
+  },
+  (h, r) => {
+    const i = r.int(h.length);
+    return h.slice(0, i) + ['{', '}', '[', '"', ',', ':', '\\', '\u00ff'][r.int(8)]! + h.slice(i);
+  },
   (h) => h.replace('"__metadata__":{', '"__metadata__":{"x":1,'),
 ];
 
 function mutate(valid: Uint8Array, headerLen: number, rng: Rng): Uint8Array {
   const kind = rng.int(5);
-  if (kind === 0) { // byte flips, biased towards the length prefix and the header
+  if (kind === 0) {
+    // byte flips, biased towards the length prefix and the header
     const out = Uint8Array.from(valid);
     const flips = 1 + rng.int(4);
     for (let k = 0; k < flips; k++) {
@@ -51,7 +64,8 @@ function mutate(valid: Uint8Array, headerLen: number, rng: Rng): Uint8Array {
     return out;
   }
   if (kind === 1) return valid.slice(0, rng.int(valid.length)); // truncation
-  if (kind === 2) { // header length edits
+  if (kind === 2) {
+    // header length edits
     const out = Uint8Array.from(valid);
     const dv = new DataView(out.buffer);
     const choices = [0n, 1n, BigInt(headerLen - 1), BigInt(headerLen + 1), BigInt(valid.length), 2n ** 63n, BigInt(100_000_001), BigInt(rng.nextU32())];
@@ -75,14 +89,22 @@ function mutate(valid: Uint8Array, headerLen: number, rng: Rng): Uint8Array {
 test('two thousand seeded random mutations of a valid file: each either reads or is refused with a UserError', () => {
   const dir = tempDir();
   const src = join(dir, 'valid.safetensors');
-  writeSafetensors(src, {
-    'a.weight': tensor('float32', [4, 4], Array.from({ length: 16 }, (_, i) => i / 3)),
-    'a.bias': tensor('float16', [4], [0x3c00, 0, 0xbc00, 0x4000]),
-    'b.weight': tensor('bfloat16', [2, 3], [0x3f80, 1, 2, 3, 4, 5]),
-    'c.idx': tensor('int64', [2], [1, -1]),
-    'd.u8': tensor('uint8', [5], [1, 2, 3, 4, 5]),
-    'e.f64': tensor('float64', [2], [Math.PI, 1]),
-  }, { note: 'fuzz' });
+  writeSafetensors(
+    src,
+    {
+      'a.weight': tensor(
+        'float32',
+        [4, 4],
+        Array.from({ length: 16 }, (_, i) => i / 3),
+      ),
+      'a.bias': tensor('float16', [4], [0x3c00, 0, 0xbc00, 0x4000]),
+      'b.weight': tensor('bfloat16', [2, 3], [0x3f80, 1, 2, 3, 4, 5]),
+      'c.idx': tensor('int64', [2], [1, -1]),
+      'd.u8': tensor('uint8', [5], [1, 2, 3, 4, 5]),
+      'e.f64': tensor('float64', [2], [Math.PI, 1]),
+    },
+    { note: 'fuzz' },
+  );
   const valid = new Uint8Array(readFileSync(src));
   const headerLen = Number(new DataView(valid.buffer, valid.byteOffset).getBigUint64(0, true));
   assert.equal(readAll(src), 'ok');

@@ -81,7 +81,10 @@ test('the writer pads the header with spaces to 8 bytes and aligns every tensor 
   assert.match(text, /^\{.*\} *$/);
   const header = JSON.parse(text) as Record<string, { dtype: string; data_offsets: [number, number] }>;
   const size: Record<string, number> = { F64: 8, I64: 8, F32: 4, I32: 4, F16: 2, BF16: 2, I16: 2, I8: 1, U8: 1, BOOL: 1 };
-  const spans = Object.entries(header).filter(([k]) => k !== '__metadata__').map(([, v]) => v).sort((a, b) => a.data_offsets[0] - b.data_offsets[0]);
+  const spans = Object.entries(header)
+    .filter(([k]) => k !== '__metadata__')
+    .map(([, v]) => v)
+    .sort((a, b) => a.data_offsets[0] - b.data_offsets[0]);
   let end = 0;
   for (const s of spans) {
     assert.equal(s.data_offsets[0], end, 'no holes between tensors');
@@ -207,7 +210,15 @@ test('an unknown tensor name is a clear error', () => {
 test('the writer refuses duplicate names, the reserved name and data of the wrong size', () => {
   const dir = tempDir();
   const t = every['u8']!;
-  assertUserError(() => writeSafetensors(join(dir, 'a'), [['x', t], ['x', t]]), '"x"', 'twice');
+  assertUserError(
+    () =>
+      writeSafetensors(join(dir, 'a'), [
+        ['x', t],
+        ['x', t],
+      ]),
+    '"x"',
+    'twice',
+  );
   assertUserError(() => writeSafetensors(join(dir, 'b'), { __metadata__: t }), 'reserved');
   assertUserError(() => writeSafetensors(join(dir, 'c'), { x: { dtype: 'float32', dims: [3], data: new Float32Array(2) } }), '"x"', 'expected 3');
   assertUserError(() => writeSafetensors(join(dir, 'd'), { x: { dtype: 'float16', dims: [2], data: new Float32Array(2) } }), '"x"', 'Float32Array');
@@ -228,13 +239,22 @@ function writeIndex(dir: string, weightMap: Record<string, string>): string {
 test('a sharded checkpoint reads through its index like one file', () => {
   const dir = tempDir();
   writeShards(dir);
-  const f = openSafetensorsIndex(writeIndex(dir, {
-    'a.weight': 'model-00001-of-00002.safetensors',
-    'a.bias': 'model-00001-of-00002.safetensors',
-    'b.weight': 'model-00002-of-00002.safetensors',
-  }));
+  const f = openSafetensorsIndex(
+    writeIndex(dir, {
+      'a.weight': 'model-00001-of-00002.safetensors',
+      'a.bias': 'model-00001-of-00002.safetensors',
+      'b.weight': 'model-00002-of-00002.safetensors',
+    }),
+  );
   assert.deepEqual(f.metadata, { total_size: '34' });
-  assert.deepEqual(f.tensors.map((t) => [t.name, t.dtype]), [['a.weight', 'F32'], ['a.bias', 'F16'], ['b.weight', 'BF16']]);
+  assert.deepEqual(
+    f.tensors.map((t) => [t.name, t.dtype]),
+    [
+      ['a.weight', 'F32'],
+      ['a.bias', 'F16'],
+      ['b.weight', 'BF16'],
+    ],
+  );
   assert.deepEqual(f.readTensor('a.weight').data, every['f32']!.data);
   assert.deepEqual([...f.readFloat32('b.weight')], [1, -3.140625]);
   assert.equal(f.has('c'), false);
@@ -255,7 +275,7 @@ test('shard names that leave the index folder are refused', () => {
   symlinkSync(outside, join(dir, 'link.safetensors'));
   assertUserError(() => openSafetensorsIndex(writeIndex(dir, { 'b.weight': 'link.safetensors' })), 'outside the index', 'symlink');
   assertUserError(() => openSafetensorsIndex(writeIndex(dir, { 'b.weight': 'nope.safetensors' })), 'not found');
-  assertUserError(() => openSafetensorsIndex(writeIndex(dir, { 'z': 'model-00002-of-00002.safetensors' })), '"z"', 'no such tensor');
+  assertUserError(() => openSafetensorsIndex(writeIndex(dir, { z: 'model-00002-of-00002.safetensors' })), '"z"', 'no such tensor');
   const bad = join(dir, 'bad.index.json');
   writeFileSync(bad, '{"weight_map": 3}');
   assertUserError(() => openSafetensorsIndex(bad), 'weight_map');

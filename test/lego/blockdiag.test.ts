@@ -30,13 +30,16 @@ const perComponent = (m: Model): Node[] => m.graph.nodes.filter((n) => /\.c\d+$/
 for (const name of TV_FIXTURES.map(nameOf).filter((n) => n !== 'tv_convnext' && n !== 'tv_vit')) {
   test(`${name}: every node of the merged model serves all components at once`, () => {
     const { parts, merged } = mergedPair(name);
-    assert.deepEqual(perComponent(merged).map((n) => n.name), []);
+    assert.deepEqual(
+      perComponent(merged).map((n) => n.name),
+      [],
+    );
     const layers = (m: Model): number => m.graph.nodes.filter((n) => n.opType === 'Conv' || n.opType === 'Gemm' || n.opType === 'MatMul').length;
     assert.equal(layers(merged), layers(parts[0]!), 'one merged node per layer');
   });
 }
 
-test('grouped and depthwise convolutions merge into one convolution holding every component\'s groups', () => {
+test("grouped and depthwise convolutions merge into one convolution holding every component's groups", () => {
   for (const name of ['tv_regnet_x', 'tv_mobilenet_v2', 'tv_shufflenet_v2']) {
     const { parts, merged } = mergedPair(name);
     const grouped = (m: Model): Node[] => m.graph.nodes.filter((n) => n.opType === 'Conv' && attrInt(n, 'group', 1) > 1);
@@ -75,12 +78,17 @@ test('channel selections (a Split, pruned into Gathers) merge into one Gather pe
   const parts = [7, 8].map((seed) => pruneModel(cg, randomKeep(cg, seed)));
   const r = mergeBlockDiagonal(parts);
   assert.ok('model' in r, 'reason' in r ? r.reason : '');
-  assert.deepEqual(perComponent(r.model).map((n) => n.name), []);
+  assert.deepEqual(
+    perComponent(r.model).map((n) => n.name),
+    [],
+  );
   const batch = randomBatch(2, [3, 4, 4], 9);
   const [a, b, m] = await Promise.all([...parts, r.model].map((x) => logitsOf(x, batch)));
-  const ka = a!.length / 2, kb = b!.length / 2;
+  const ka = a!.length / 2,
+    kb = b!.length / 2;
   const want = Float32Array.from({ length: 2 * (ka + kb) }, (_, p) => {
-    const i = Math.floor(p / (ka + kb)), c = p % (ka + kb);
+    const i = Math.floor(p / (ka + kb)),
+      c = p % (ka + kb);
     return c < ka ? a![i * ka + c]! : b![i * kb + c - ka]!;
   });
   assert.ok(maxRelDiff(m!, want) < 1e-5);

@@ -40,8 +40,15 @@ test('reshape blocks: symbolic batch alone, split and merged axes, trailing ones
   const b = (from: number[], to: number[]) => ({ from, to });
   assert.deepEqual(reshapeBlocks(['N', 16, 4, 4], ['N', 2, 8, 4, 4]), [b([0], [0]), b([1], [1, 2]), b([2], [3]), b([3], [4])]);
   assert.deepEqual(reshapeBlocks(['N', 8, 2, 4, 4], ['N', 16, 4, 4]), [b([0], [0]), b([1, 2], [1]), b([3], [2]), b([4], [3])]);
-  assert.deepEqual(reshapeBlocks(['N', 32, 4, 4], ['N', 32, 16]), [{ from: [0], to: [0] }, { from: [1], to: [1] }, { from: [2, 3], to: [2] }]);
-  assert.deepEqual(reshapeBlocks(['N', 8, 1, 1], ['N', 8]), [{ from: [0], to: [0] }, { from: [1, 2, 3], to: [1] }]);
+  assert.deepEqual(reshapeBlocks(['N', 32, 4, 4], ['N', 32, 16]), [
+    { from: [0], to: [0] },
+    { from: [1], to: [1] },
+    { from: [2, 3], to: [2] },
+  ]);
+  assert.deepEqual(reshapeBlocks(['N', 8, 1, 1], ['N', 8]), [
+    { from: [0], to: [0] },
+    { from: [1, 2, 3], to: [1] },
+  ]);
   assert.equal(reshapeBlocks([17, 'N', 32], [17, null, 16]), undefined, 'an unknown dimension cannot be matched');
   assert.equal(reshapeBlocks(['N', 6], ['N', 4]), undefined);
 });
@@ -53,8 +60,12 @@ function shuffleNet(groups: number, seed = 1): Model {
     inputs: [vi('input', ['N', 3, 4, 4])],
     outputs: ['logits'],
     initializers: {
-      w1: randn(rng, [8, 3, 1, 1]), b1: randn(rng, [8]), w2: randn(rng, [6, 8, 1, 1]), fc: randn(rng, [5, 6]),
-      split: int64([5], [0, groups, 8 / groups, 4, 4]), merge: int64([4], [0, 8, 4, 4]),
+      w1: randn(rng, [8, 3, 1, 1]),
+      b1: randn(rng, [8]),
+      w2: randn(rng, [6, 8, 1, 1]),
+      fc: randn(rng, [5, 6]),
+      split: int64([5], [0, groups, 8 / groups, 4, 4]),
+      merge: int64([4], [0, 8, 4, 4]),
     },
     nodes: [
       node('Conv', ['input', 'w1', 'b1'], ['c1'], { kernel_shape: ints([1, 1]) }, 'c1'),
@@ -77,7 +88,10 @@ for (const groups of [2, 4]) {
     const g = cg.gathers.get('shuffled')!;
     const per = 8 / groups;
     // channel_shuffle: output j = k * groups + group reads input group * per + k
-    assert.deepEqual(g.index, Array.from({ length: 8 }, (_, j) => (j % groups) * per + Math.floor(j / groups)));
+    assert.deepEqual(
+      g.index,
+      Array.from({ length: 8 }, (_, j) => (j % groups) * per + Math.floor(j / groups)),
+    );
     assert.equal(g.source, 'r1');
     await assertPrunesConsistently(model, 3);
     const pruned = pruneModel(cg, randomKeep(cg, 3));
@@ -91,8 +105,14 @@ for (const sizes of [[3, 5], undefined]) {
     const cg = analyzeChannels(model);
     const [a, b] = [cg.gathers.get('part0')!, cg.gathers.get('part1')!];
     const n0 = sizes?.[0] ?? 4;
-    assert.deepEqual(a.index, Array.from({ length: n0 }, (_, k) => k));
-    assert.deepEqual(b.index, Array.from({ length: 8 - n0 }, (_, k) => n0 + k));
+    assert.deepEqual(
+      a.index,
+      Array.from({ length: n0 }, (_, k) => k),
+    );
+    assert.deepEqual(
+      b.index,
+      Array.from({ length: 8 - n0 }, (_, k) => n0 + k),
+    );
     await assertPrunesConsistently(model, 6);
     assert.ok(!pruneModel(cg, randomKeep(cg, 6)).graph.nodes.some((n) => n.opType === 'Split'));
   });
@@ -106,12 +126,18 @@ test('ShuffleNetV2: every shuffle interleaves the two branches and every chunk t
   assert.ok(shuffles.length >= 3 && chunks.length >= 2);
   for (const s of shuffles) {
     const half = s.index.length / 2;
-    assert.deepEqual(s.index, s.index.map((_, j) => (j % 2) * half + Math.floor(j / 2)));
+    assert.deepEqual(
+      s.index,
+      s.index.map((_, j) => (j % 2) * half + Math.floor(j / 2)),
+    );
   }
   for (const c of chunks) {
     const n = c.index.length;
     assert.ok(c.index[0] === 0 || c.index[0] === n, 'first or second half');
-    assert.deepEqual(c.index, c.index.map((_, j) => c.index[0]! + j));
+    assert.deepEqual(
+      c.index,
+      c.index.map((_, j) => c.index[0]! + j),
+    );
   }
 });
 
@@ -123,8 +149,17 @@ function tokenMlp(layerNorm: boolean, seed = 2): Model {
     inputs: [vi('input', ['N', 3, 4, 4])],
     outputs: ['logits'],
     initializers: {
-      patch: randn(rng, [8, 3, 2, 2]), target: int64([3], [0, 8, 4]), pos: randn(rng, [1, 4, 8]), ln_w: randn(rng, [8]), ln_b: randn(rng, [8]),
-      w1: randn(rng, [8, 16]), b1: randn(rng, [16]), w2: randn(rng, [16, 8]), b2: randn(rng, [8]), fc: randn(rng, [5, 8]), fc_b: randn(rng, [5]),
+      patch: randn(rng, [8, 3, 2, 2]),
+      target: int64([3], [0, 8, 4]),
+      pos: randn(rng, [1, 4, 8]),
+      ln_w: randn(rng, [8]),
+      ln_b: randn(rng, [8]),
+      w1: randn(rng, [8, 16]),
+      b1: randn(rng, [16]),
+      w2: randn(rng, [16, 8]),
+      b2: randn(rng, [8]),
+      fc: randn(rng, [5, 8]),
+      fc_b: randn(rng, [5]),
     },
     nodes: [
       node('Conv', ['input', 'patch'], ['p'], { kernel_shape: ints([2, 2]), strides: ints([2, 2]) }, 'patch'),
@@ -166,7 +201,7 @@ test('a LayerNorm over the channels keeps that channel set whole (it would chang
   await assertPrunesConsistently(model, 5);
 });
 
-test('ConvNeXt: the LayerNorm\'d streams are kept whole, the MLP hidden layers and the classes may be pruned', () => {
+test("ConvNeXt: the LayerNorm'd streams are kept whole, the MLP hidden layers and the classes may be pruned", () => {
   const cg = analyzeChannels(tv('tv_convnext'));
   const mlp = cg.layers.filter((l) => l.node.opType === 'MatMul');
   assert.ok(mlp.length >= 4);

@@ -11,14 +11,38 @@ import { Rng } from '../../src/util/random.js';
 /** Channel refs of a hand-made layer (they matter only to graph analysis). */
 const refs = { inRef: { kind: 'space', id: 0 }, outRef: { kind: 'space', id: 1 }, inAxis: 1, batchAxis: 0 } as const;
 
-interface Spec { cin: number; cout: number; k: [number, number]; stride: [number, number]; pad: [number, number]; dilation: [number, number]; groups: number; hw: [number, number] }
+interface Spec {
+  cin: number;
+  cout: number;
+  k: [number, number];
+  stride: [number, number];
+  pad: [number, number];
+  dilation: [number, number];
+  groups: number;
+  hw: [number, number];
+}
 
 function convLayer(s: Spec, rng: Rng): Layer {
   const gi = s.cin / s.groups;
-  const outHW: [number, number] = [0, 1].map((a) => windowOutput(s.hw[a]!, { kernel: s.k[a]!, stride: s.stride[a]!, dilation: s.dilation[a]!, padBegin: s.pad[a]!, padEnd: s.pad[a]! }) as number) as [number, number];
+  const outHW: [number, number] = [0, 1].map(
+    (a) => windowOutput(s.hw[a]!, { kernel: s.k[a]!, stride: s.stride[a]!, dilation: s.dilation[a]!, padBegin: s.pad[a]!, padEnd: s.pad[a]! }) as number,
+  ) as [number, number];
   const conv: ConvGeometry = { kernel: s.k, stride: s.stride, dilation: s.dilation, pad: s.pad, inHW: s.hw, outHW, groups: s.groups };
   const w = Float32Array.from({ length: s.cout * gi * s.k[0] * s.k[1] }, () => rng.normal());
-  return { node: { name: 'c', opType: 'Conv', inputs: [], outputs: [], attributes: {} }, kind: 'conv', input: 'x', output: 'y', weight: 'w', outChannels: s.cout, inChannels: s.cin, groupIn: gi, w, k: s.k[0] * s.k[1], conv, ...refs };
+  return {
+    node: { name: 'c', opType: 'Conv', inputs: [], outputs: [], attributes: {} },
+    kind: 'conv',
+    input: 'x',
+    output: 'y',
+    weight: 'w',
+    outChannels: s.cout,
+    inChannels: s.cin,
+    groupIn: gi,
+    w,
+    k: s.k[0] * s.k[1],
+    conv,
+    ...refs,
+  };
 }
 
 /** The definition: relu of the sum over output positions and kernel offsets of unfold(x) * W. */
@@ -33,14 +57,16 @@ function direct(x: Float32Array, layer: Layer): Float64Array {
     for (let il = 0; il < layer.groupIn; il++) {
       const i = grp * layer.groupIn + il;
       let s = 0;
-      for (let oh = 0; oh < g.outHW[0]; oh++) for (let ow = 0; ow < g.outHW[1]; ow++) {
-        for (let a = 0; a < kh; a++) for (let b = 0; b < kw; b++) {
-          const ih = oh * g.stride[0] - g.pad[0] + a * g.dilation[0];
-          const iw = ow * g.stride[1] - g.pad[1] + b * g.dilation[1];
-          if (ih < 0 || ih >= h || iw < 0 || iw >= w) continue;
-          s += x[(i * h + ih) * w + iw]! * layer.w[((o * layer.groupIn + il) * kh + a) * kw + b]!;
+      for (let oh = 0; oh < g.outHW[0]; oh++)
+        for (let ow = 0; ow < g.outHW[1]; ow++) {
+          for (let a = 0; a < kh; a++)
+            for (let b = 0; b < kw; b++) {
+              const ih = oh * g.stride[0] - g.pad[0] + a * g.dilation[0];
+              const iw = ow * g.stride[1] - g.pad[1] + b * g.dilation[1];
+              if (ih < 0 || ih >= h || iw < 0 || iw >= w) continue;
+              s += x[(i * h + ih) * w + iw]! * layer.w[((o * layer.groupIn + il) * kh + a) * kw + b]!;
+            }
         }
-      }
       v[o * layer.groupIn + il] = Math.max(0, s);
     }
   }
@@ -76,7 +102,19 @@ for (const [name, spec] of specs) {
 }
 
 test('linear contributions are relu(x_i * W_oi), summed over samples', () => {
-  const layer: Layer = { node: { name: 'fc', opType: 'Gemm', inputs: [], outputs: [], attributes: {} }, kind: 'linear', input: 'x', output: 'y', weight: 'w', outChannels: 2, inChannels: 3, groupIn: 3, w: Float32Array.from([1, -2, 3, -1, 0.5, 2]), k: 1, ...refs };
+  const layer: Layer = {
+    node: { name: 'fc', opType: 'Gemm', inputs: [], outputs: [], attributes: {} },
+    kind: 'linear',
+    input: 'x',
+    output: 'y',
+    weight: 'w',
+    outChannels: 2,
+    inChannels: 3,
+    groupIn: 3,
+    w: Float32Array.from([1, -2, 3, -1, 0.5, 2]),
+    k: 1,
+    ...refs,
+  };
   const v = new Float64Array(6);
   addLinearContributions(Float32Array.from([1, 2, -1, 0, 2, 1]), 0, layer, v);
   addLinearContributions(Float32Array.from([1, 2, -1, 0, 2, 1]), 3, layer, v);
@@ -96,7 +134,10 @@ test('contributions do not depend on the batch size (batch 7 vs 64)', async () =
   assert.equal(a.size, maskedLayers(cg).length);
   for (const [name, ca] of a) {
     const cb = b.get(name)!;
-    assert.deepEqual(ca.samples, [2, 6].map((c) => samples.filter(([, l]) => l === c).length));
+    assert.deepEqual(
+      ca.samples,
+      [2, 6].map((c) => samples.filter(([, l]) => l === c).length),
+    );
     for (let c = 0; c < 2; c++) {
       const va = ca.values[c]!;
       const vb = cb.values[c]!;
@@ -108,13 +149,19 @@ test('contributions do not depend on the batch size (batch 7 vs 64)', async () =
   }
 });
 
-test('position sums: a linear layer over tokens or pixels sees each feature summed over one image\'s positions, any batch axis', async () => {
+test("position sums: a linear layer over tokens or pixels sees each feature summed over one image's positions, any batch axis", async () => {
   const { positionSums } = await import('../../src/lego/contributions.js');
   // sequence-first [T=2, N=3, D=4]: x[t, n, d] = 100 t + 10 n + d
   const seq = Float32Array.from({ length: 24 }, (_, f) => 100 * Math.floor(f / 12) + 10 * (Math.floor(f / 4) % 3) + (f % 4));
   const out = new Float64Array(4);
-  assert.deepEqual(Array.from(positionSums(seq, [2, 3, 4], 1, 2, 2, out)), [0, 1, 2, 3].map((d) => (0 + 20 + d) + (100 + 20 + d)));
+  assert.deepEqual(
+    Array.from(positionSums(seq, [2, 3, 4], 1, 2, 2, out)),
+    [0, 1, 2, 3].map((d) => 0 + 20 + d + (100 + 20 + d)),
+  );
   // channels-last [N=2, H=1, W=2, C=3]: x[n, 0, w, c] = 10 n + 3 w + c
   const nhwc = Float32Array.from({ length: 12 }, (_, f) => 10 * Math.floor(f / 6) + 3 * (Math.floor(f / 3) % 2) + (f % 3));
-  assert.deepEqual(Array.from(positionSums(nhwc, [2, 1, 2, 3], 0, 3, 1, new Float64Array(3))), [0, 1, 2].map((c) => (10 + c) + (13 + c)));
+  assert.deepEqual(
+    Array.from(positionSums(nhwc, [2, 1, 2, 3], 0, 3, 1, new Float64Array(3))),
+    [0, 1, 2].map((c) => 10 + c + (13 + c)),
+  );
 });

@@ -35,8 +35,13 @@ import type { Dataset } from '../../src/data/types.js';
 export function firstImages(ds: Dataset, n: number): Dataset {
   const size = Math.min(n, ds.size);
   return {
-    name: ds.name, split: ds.split, source: `${ds.source} (first ${size} images)`, shape: ds.shape, classes: ds.classes,
-    ...(ds.classNames ? { classNames: ds.classNames } : {}), size,
+    name: ds.name,
+    split: ds.split,
+    source: `${ds.source} (first ${size} images)`,
+    shape: ds.shape,
+    classes: ds.classes,
+    ...(ds.classNames ? { classNames: ds.classNames } : {}),
+    size,
     label: (i: number) => ds.label(i),
     read: (indices: readonly number[], out: Float32Array) => ds.read(indices, out),
   };

@@ -29,8 +29,16 @@ function trainedLenet(): Promise<Model> {
   trained ??= (async () => {
     const output = join(dir, 'lenet.onnx');
     await train({
-      model: createZooModel('lenet5', { seed: 1 }), data: trainSet, output, epochs: 2, batchSize: 64, lr: 0.05,
-      optimizer: { kind: 'sgd', momentum: 0.9, weightDecay: 5e-4 }, schedule: { kind: 'cosine' }, seed: 1, validation: 0,
+      model: createZooModel('lenet5', { seed: 1 }),
+      data: trainSet,
+      output,
+      epochs: 2,
+      batchSize: 64,
+      lr: 0.05,
+      optimizer: { kind: 'sgd', momentum: 0.9, weightDecay: 5e-4 },
+      schedule: { kind: 'cosine' },
+      seed: 1,
+      validation: 0,
     });
     return loadModel(output);
   })();
@@ -62,12 +70,16 @@ test('a component of a trained model keeps its accuracy on the task and is small
     assert.ok(trainableParameterCount(c.model.graph) < trainableParameterCount(model.graph));
     assert.ok(modelStats(c.model).flopsPerImage < modelStats(model).flopsPerImage);
     assert.deepEqual(c.task, task);
-    assert.deepEqual(getLabels(c.model)!.map((l) => l.class), task);
+    assert.deepEqual(
+      getLabels(c.model)!.map((l) => l.class),
+      task,
+    );
     const p = getProvenance(c.model)!;
     assert.equal(p.operation, 'disassembled');
     assert.equal(p.parents.length, 1);
     // the reference thresholds, unless the accuracy guard lowered them (then they are the chosen candidate's)
-    const expected = c.search?.kind === 'guard' ? c.search.candidates[c.search.chosen]!.thresholds : { alphaConv: 0.3, betaConv: 0.2, alphaLinear: 0.4, betaLinear: 0.3 };
+    const expected =
+      c.search?.kind === 'guard' ? c.search.candidates[c.search.chosen]!.thresholds : { alphaConv: 0.3, betaConv: 0.2, alphaLinear: 0.4, betaLinear: 0.3 };
     assert.deepEqual(p['thresholds'], expected);
     assert.equal(p['dataset'], 'fashion-mnist');
     assert.deepEqual(c.samples[String(task[0])]!.length, 20);
@@ -77,16 +89,25 @@ test('a component of a trained model keeps its accuracy on the task and is small
 test('a task naming classes the model does not have is refused', async () => {
   const model = await trainedLenet();
   const c = await disassemble(model, trainSet, { task: [4, 6], samplesPerClass: 3, label: '' });
-  await assert.rejects(disassemble(c.model, trainSet, { task: [4, 5], label: '' }), (e: unknown) => e instanceof UserError && /task class 5 is not one of the model's classes: it classifies classes 4,6/.test(e.message));
+  await assert.rejects(
+    disassemble(c.model, trainSet, { task: [4, 5], label: '' }),
+    (e: unknown) => e instanceof UserError && /task class 5 is not one of the model's classes: it classifies classes 4,6/.test(e.message),
+  );
   await assert.rejects(disassemble(model, trainSet, { task: [10], label: '' }), (e: unknown) => e instanceof UserError && /task class 10/.test(e.message));
   await assert.rejects(disassemble(model, trainSet, { task: [], label: '' }), UserError);
-  await assert.rejects(disassemble(model, trainSet, { task: [1], alphaConv: 1.5, label: '' }), (e: unknown) => e instanceof UserError && /alphaConv/.test(e.message));
+  await assert.rejects(
+    disassemble(model, trainSet, { task: [1], alphaConv: 1.5, label: '' }),
+    (e: unknown) => e instanceof UserError && /alphaConv/.test(e.message),
+  );
 });
 
 test('a mask that would empty a layer keeps the strongest channel and warns', async () => {
   const model = await trainedLenet();
   const c = await disassemble(model, trainSet, { task: [1], samplesPerClass: 5, alphaConv: 1, alphaLinear: 1, flatten: 'prune', label: '' });
-  assert.ok(c.warnings.some((w) => /no input channel passed the thresholds/.test(w)), c.warnings.join('\n'));
+  assert.ok(
+    c.warnings.some((w) => /no input channel passed the thresholds/.test(w)),
+    c.warnings.join('\n'),
+  );
   const inputs = (name: string): number => c.masks.layers.find((x) => x.node === name)!.task.in.length;
   assert.equal(inputs('conv2'), 1, 'conv2 keeps one input channel');
   assert.equal(inputs('fc1'), 25, 'fc1 keeps one channel: one 5x5 block of flattened features');
@@ -105,7 +126,18 @@ test('a mask that would empty a layer keeps the strongest channel and warns', as
 test('a class that collapses on held-out training images is detected and its masks relaxed until it recovers', async () => {
   const model = await trainedLenet();
   // high thresholds, masks pruned through the Flatten and no recalibration: class 0 starves
-  const opts = { task: [0, 6], samplesPerClass: 10, alphaConv: 0.7, betaConv: 0.7, alphaLinear: 0.7, betaLinear: 0.7, flatten: 'prune' as const, recalibration: 'none' as const, guard: 1, label: '' };
+  const opts = {
+    task: [0, 6],
+    samplesPerClass: 10,
+    alphaConv: 0.7,
+    betaConv: 0.7,
+    alphaLinear: 0.7,
+    betaLinear: 0.7,
+    flatten: 'prune' as const,
+    recalibration: 'none' as const,
+    guard: 1,
+    label: '',
+  };
   const unchecked = await disassemble(model, trainSet, { ...opts, validationPerClass: 0 });
   assert.equal(unchecked.validation, undefined);
   const c = await disassemble(model, trainSet, { ...opts, validationPerClass: 100 });
@@ -117,7 +149,10 @@ test('a class that collapses on held-out training images is detected and its mas
     assert.ok(!collapsed(r.after, r.base, v.classDrop), `class ${r.class} recovered: ${r.after} vs base ${r.base}`);
     assert.ok(r.thresholds.alphaConv < 0.7 && r.rounds >= 1);
     assert.deepEqual(c.masks.classThresholds![String(r.class)], r.thresholds);
-    assert.ok(c.warnings.some((w) => w.startsWith(`class ${r.class} collapsed to`)), c.warnings.join('\n'));
+    assert.ok(
+      c.warnings.some((w) => w.startsWith(`class ${r.class} collapsed to`)),
+      c.warnings.join('\n'),
+    );
   }
   assert.deepEqual(v.collapsed, []);
   // relaxing only grows the masks: the checked component is at least as large
@@ -129,7 +164,17 @@ test('a class that collapses on held-out training images is detected and its mas
 
 test('the default accuracy guard: reference thresholds far below the base on held-out images are lowered together until within the guard', async () => {
   const model = await trainedLenet();
-  const opts = { task: [2, 4, 6], samplesPerClass: 10, alphaConv: 0.8, betaConv: 0.8, alphaLinear: 0.8, betaLinear: 0.8, recalibration: 'none' as const, validationPerClass: 100, label: '' };
+  const opts = {
+    task: [2, 4, 6],
+    samplesPerClass: 10,
+    alphaConv: 0.8,
+    betaConv: 0.8,
+    alphaLinear: 0.8,
+    betaLinear: 0.8,
+    recalibration: 'none' as const,
+    validationPerClass: 100,
+    label: '',
+  };
   const off = await disassemble(model, trainSet, { ...opts, guard: 1 });
   const v0 = off.validation!;
   assert.ok(v0.component.accuracy < v0.base.accuracy - 0.02, `the fixture needs a lossy component: ${v0.component.accuracy} vs base ${v0.base.accuracy}`);
@@ -138,8 +183,15 @@ test('the default accuracy guard: reference thresholds far below the base on hel
   const s = c.search!;
   assert.equal(s.kind, 'guard');
   assert.equal(s.maxDrop, 0.02);
-  assert.deepEqual({ scale: s.candidates[0]!.scale, accepted: s.candidates[0]!.accepted }, { scale: 1, accepted: false }, 'the reference component was refused');
-  assert.ok(s.candidates.every((x) => x.scale <= 1), 'the guard only lowers thresholds');
+  assert.deepEqual(
+    { scale: s.candidates[0]!.scale, accepted: s.candidates[0]!.accepted },
+    { scale: 1, accepted: false },
+    'the reference component was refused',
+  );
+  assert.ok(
+    s.candidates.every((x) => x.scale <= 1),
+    'the guard only lowers thresholds',
+  );
   const chosen = s.candidates[s.chosen]!;
   assert.ok(chosen.accepted, JSON.stringify(s.candidates));
   assert.ok(c.validation!.component.accuracy >= c.validation!.base.accuracy - 0.02);
@@ -169,16 +221,53 @@ test('CLI: disassemble prints base vs component accuracy, sizes, writes the comp
   saveModel(createZooModel('mlp', { hidden: [32, 16], seed: 2 }), modelFile);
   const out = join(dir, 'cli-comp.onnx');
   const masks = join(dir, 'cli-masks.json');
-  const r = runCli(['disassemble', modelFile, '--data', 'fashion-mnist-sample', '--task', '0-2', '--samples', '5', '--masks', masks, '-o', out, '--json', '--threads', '1']);
+  const r = runCli([
+    'disassemble',
+    modelFile,
+    '--data',
+    'fashion-mnist-sample',
+    '--task',
+    '0-2',
+    '--samples',
+    '5',
+    '--masks',
+    masks,
+    '-o',
+    out,
+    '--json',
+    '--threads',
+    '1',
+  ]);
   assert.equal(r.code, 0, r.stderr);
-  const j = JSON.parse(r.stdout) as { task: number[]; base: { accuracy: number; parameters: number; flopsPerImage: number }; component: { accuracy: number; parameters: number; flopsPerImage: number }; samples: number };
+  const j = JSON.parse(r.stdout) as {
+    task: number[];
+    base: { accuracy: number; parameters: number; flopsPerImage: number };
+    component: { accuracy: number; parameters: number; flopsPerImage: number };
+    samples: number;
+  };
   assert.deepEqual(j.task, [0, 1, 2]);
   assert.equal(j.samples, 300);
   assert.ok(j.component.parameters < j.base.parameters && j.component.flopsPerImage < j.base.flopsPerImage);
   assert.ok(existsSync(out));
-  assert.deepEqual(getLabels(loadModel(out))!.map((l) => l.class), [0, 1, 2]);
+  assert.deepEqual(
+    getLabels(loadModel(out))!.map((l) => l.class),
+    [0, 1, 2],
+  );
   assert.deepEqual((JSON.parse(readFileSync(masks, 'utf8')) as { task: number[] }).task, [0, 1, 2]);
-  const text = runCli(['disassemble', modelFile, '--data', 'fashion-mnist-sample', '--task', '4', '--samples', '3', '-o', join(dir, 'c4.onnx'), '--threads', '1']);
+  const text = runCli([
+    'disassemble',
+    modelFile,
+    '--data',
+    'fashion-mnist-sample',
+    '--task',
+    '4',
+    '--samples',
+    '3',
+    '-o',
+    join(dir, 'c4.onnx'),
+    '--threads',
+    '1',
+  ]);
   assert.equal(text.code, 0, text.stderr);
   assert.match(text.stdout, /base \(10-way\)/);
   assert.match(text.stdout, /component \(1-way\)/);
@@ -206,7 +295,7 @@ test('CLI: bad input gets one error line and writes nothing', () => {
   }
 });
 
-test('recalibration batchnorm re-estimates BatchNorm statistics on the task\'s training images; none keeps the parent\'s', async () => {
+test("recalibration batchnorm re-estimates BatchNorm statistics on the task's training images; none keeps the parent's", async () => {
   const model = createZooModel('resnet', { blocks: [1, 1, 1, 1], width: 0.125, seed: 2 });
   const task = [3, 4];
   const opts = { task, samplesPerClass: 4, batchSize: 32, label: '', session: { threads: 1 } };
@@ -222,7 +311,10 @@ test('recalibration batchnorm re-estimates BatchNorm statistics on the task\'s t
   const keptMean = kept.model.graph.initializers.get(bn.inputs[3]!)!.data;
   const freshMean = fresh.model.graph.initializers.get(bn.inputs[3]!)!.data as Float32Array;
   if (keptMean.length === parentMean.length) assert.deepEqual(keptMean, parentMean);
-  assert.ok(freshMean.some((v) => v !== 0), 're-estimated means differ from the fresh model\'s zeros');
+  assert.ok(
+    freshMean.some((v) => v !== 0),
+    "re-estimated means differ from the fresh model's zeros",
+  );
   // same images (seeded) -> same statistics; both components run and keep the task's outputs
   const again = await disassemble(model, trainSet, { ...opts, recalibration: 'batchnorm', recalibrationSamples: 64, seed: 7 });
   assert.deepEqual(again.model.graph.initializers.get(bn.inputs[3]!)!.data, freshMean);

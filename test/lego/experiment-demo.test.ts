@@ -9,14 +9,22 @@ import { train } from '../../src/autodiff/train.js';
 import { runLegoDemo, legoDemoMarkdown } from '../../src/report/demo-lego.js';
 import { tempDir } from '../helpers/paths.js';
 
-test('the demo\'s Model LEGO section disassembles two tasks, assembles them and reports accuracies', async () => {
+test("the demo's Model LEGO section disassembles two tasks, assembles them and reports accuracies", async () => {
   const dir = tempDir();
   const trainSet = await openDataset('fashion-mnist-sample', 'train');
   const test = await openDataset('fashion-mnist-sample', 'test');
   const file = join(dir, 'lenet.onnx');
   await train({
-    model: createZooModel('lenet5', { input: [1, 28, 28], classes: 10, seed: 0 }), data: trainSet, epochs: 1, batchSize: 64, lr: 0.05,
-    optimizer: { kind: 'sgd', momentum: 0.9, weightDecay: 5e-4 }, schedule: { kind: 'cosine', warmupSteps: 0 }, seed: 0, output: file, session: { threads: 1 },
+    model: createZooModel('lenet5', { input: [1, 28, 28], classes: 10, seed: 0 }),
+    data: trainSet,
+    epochs: 1,
+    batchSize: 64,
+    lr: 0.05,
+    optimizer: { kind: 'sgd', momentum: 0.9, weightDecay: 5e-4 },
+    schedule: { kind: 'cosine', warmupSteps: 0 },
+    seed: 0,
+    output: file,
+    session: { threads: 1 },
   });
   const r = await runLegoDemo({ model: loadModel(file), name: 'lenet5', train: trainSet, test, outDir: dir, session: { threads: 1 } });
   assert.equal(r.components.length, 2);

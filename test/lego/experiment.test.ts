@@ -13,7 +13,10 @@ const dir = tempDir();
 
 function baseModel(seed: number, hidden: number): string {
   const m = createZooModel('mlp', { hidden: [hidden], input: [1, 28, 28], classes: 10, seed });
-  setLabels(m, Array.from({ length: 10 }, (_, c) => ({ dataset: 'fashion-mnist', class: c })));
+  setLabels(
+    m,
+    Array.from({ length: 10 }, (_, c) => ({ dataset: 'fashion-mnist', class: c })),
+  );
   setInputSpec(m, { shape: [1, 28, 28], mean: [0.286], std: [0.353] });
   const f = join(dir, `mlp-${seed}.onnx`);
   saveModel(m, f);
@@ -21,12 +24,30 @@ function baseModel(seed: number, hidden: number): string {
 }
 
 test('lego-experiment writes every table and resumes without redoing rows', async () => {
-  const m1 = baseModel(1, 32), m2 = baseModel(2, 24);
+  const m1 = baseModel(1, 32),
+    m2 = baseModel(2, 24);
   const outDir = join(dir, 'exp');
   const opts = {
-    model: m1, model2: m2, data: 'fashion-mnist-sample', outDir, tasks: [[0], [0, 1, 2]], pairs: [[[0, 1], [2, 3]]] as [number[], number[]][],
-    samplesPerClass: 5, unbalanced: [3, 9] as [number, number], finetuneEpochs: 1, sweep: [{ alpha: 0.3, beta: 0.2 }, { alpha: 0.6, beta: 0.5 }],
-    batchSize: 64, session: { threads: 1 },
+    model: m1,
+    model2: m2,
+    data: 'fashion-mnist-sample',
+    outDir,
+    tasks: [[0], [0, 1, 2]],
+    pairs: [
+      [
+        [0, 1],
+        [2, 3],
+      ],
+    ] as [number[], number[]][],
+    samplesPerClass: 5,
+    unbalanced: [3, 9] as [number, number],
+    finetuneEpochs: 1,
+    sweep: [
+      { alpha: 0.3, beta: 0.2 },
+      { alpha: 0.6, beta: 0.5 },
+    ],
+    batchSize: 64,
+    session: { threads: 1 },
   };
   const r = await runLegoExperiment(opts);
   assert.equal(r.disassembly.length, 2);
@@ -36,7 +57,7 @@ test('lego-experiment writes every table and resumes without redoing rows', asyn
     // k-way can only be easier than N-way: fewer classes to confuse
     assert.ok(d.baseKWay >= d.baseAccuracy, `base k-way ${d.baseKWay} vs N-way ${d.baseAccuracy}`);
   }
-  assert.equal(r.disassembly[0]!.baseKWay, 1, 'one class: the base\'s 1-way answer is always right');
+  assert.equal(r.disassembly[0]!.baseKWay, 1, "one class: the base's 1-way answer is always right");
   assert.equal(r.mismatch.length, 2);
   // a one-class component answers its class on every image, with softmax 1
   assert.equal(r.mismatch[0]!.own.accuracy, 1);

@@ -56,7 +56,10 @@ for (const file of FILES) {
     const parts = [3, 4].map((seed, k) => {
       const keep = randomKeep(cg, seed);
       const m = pruneModel(cg, keep);
-      setLabels(m, indicesOf(maskOf(cg, cg.refs.get(cg.logits)!, keep)).map((c) => ({ dataset: `task${k}`, class: c })));
+      setLabels(
+        m,
+        indicesOf(maskOf(cg, cg.refs.get(cg.logits)!, keep)).map((c) => ({ dataset: `task${k}`, class: c })),
+      );
       return m;
     });
     const r = await assemble(parts.map((m) => ({ model: m })));
@@ -71,7 +74,10 @@ test('components of different families assemble as parallel branches: ResNet-18 
     const cg = analyzeChannels(loadModel(file));
     const keep = randomKeep(cg, 10 + k);
     const m = pruneModel(cg, keep);
-    setLabels(m, indicesOf(maskOf(cg, cg.refs.get(cg.logits)!, keep)).map((c) => ({ dataset: `task${k}`, class: c })));
+    setLabels(
+      m,
+      indicesOf(maskOf(cg, cg.refs.get(cg.logits)!, keep)).map((c) => ({ dataset: `task${k}`, class: c })),
+    );
     return m;
   });
   const r = await assemble(parts.map((model) => ({ model })));
@@ -87,7 +93,11 @@ async function assertSideBySide(merged: Model, parts: Model[], shape: number[]):
   const widths = outs.map((o) => o.length / n);
   const want = new Float32Array(n * widths.reduce((a, b) => a + b, 0));
   let p = 0;
-  for (let b = 0; b < n; b++) outs.forEach((o, k) => { want.set(o.subarray(b * widths[k]!, (b + 1) * widths[k]!), p); p += widths[k]!; });
+  for (let b = 0; b < n; b++)
+    outs.forEach((o, k) => {
+      want.set(o.subarray(b * widths[k]!, (b + 1) * widths[k]!), p);
+      p += widths[k]!;
+    });
   const got = await logitsOf(merged, batch);
   assert.ok(maxRelDiff(got, want) < 1e-5, `max difference ${maxRelDiff(got, want)}`);
 }
@@ -108,7 +118,7 @@ for (const file of TV_FIXTURES) {
   });
 }
 
-test('ConvNeXt on data: the LayerNorm\'d streams stay whole in the task masks, MLP hidden units are pruned', async () => {
+test("ConvNeXt on data: the LayerNorm'd streams stay whole in the task masks, MLP hidden units are pruned", async () => {
   const model = loadModel(TV_FIXTURES.find((f) => nameOf(f) === 'tv_convnext')!);
   const c = await disassemble(model, train, { task: [0], samplesPerClass: 2, batchSize: 16, recalibrationSamples: 0, label: '' });
   const cg = analyzeChannels(model);
@@ -118,5 +128,8 @@ test('ConvNeXt on data: the LayerNorm\'d streams stay whole in the task masks, M
     const inFixed = layer.inRef.kind === 'space' && cg.spaces[findSpace(cg, layer.inRef.id)]!.fixed;
     if (inFixed) assert.equal(l.task.in.length, l.inChannels, `${l.node} reads a LayerNorm'd stream: kept whole`);
   }
-  assert.ok(c.masks.layers.some((l) => l.op === 'MatMul' && l.task.out.length < l.outChannels), 'some MLP hidden units are pruned');
+  assert.ok(
+    c.masks.layers.some((l) => l.op === 'MatMul' && l.task.out.length < l.outChannels),
+    'some MLP hidden units are pruned',
+  );
 });

@@ -15,7 +15,19 @@ import { firstImages } from './disassemble-helpers.js';
 /** Channel refs of a hand-made layer (they matter only to graph analysis). */
 const refs = { inRef: { kind: 'space', id: 0 }, outRef: { kind: 'space', id: 1 }, inAxis: 1, batchAxis: 0 } as const;
 
-const linear = (o: number, i: number): Layer => ({ node: { name: 'fc', opType: 'Gemm', inputs: [], outputs: [], attributes: {} }, kind: 'linear', input: 'x', output: 'y', weight: 'w', outChannels: o, inChannels: i, groupIn: i, w: new Float32Array(o * i), k: 1, ...refs });
+const linear = (o: number, i: number): Layer => ({
+  node: { name: 'fc', opType: 'Gemm', inputs: [], outputs: [], attributes: {} },
+  kind: 'linear',
+  input: 'x',
+  output: 'y',
+  weight: 'w',
+  outChannels: o,
+  inChannels: i,
+  groupIn: i,
+  w: new Float32Array(o * i),
+  k: 1,
+  ...refs,
+});
 
 test('layer input mask: min-max per output row, alpha, sum over kept outputs, min-max, beta', () => {
   // rows normalise to [0, .5, 1, .25] and [1, 0, .75, .5]; row 2 is not in the output mask
@@ -42,7 +54,12 @@ test('layer input mask: nothing passing the thresholds keeps the strongest input
 });
 
 test('depthwise layers keep exactly the inputs of their kept outputs', () => {
-  const l: Layer = { ...linear(4, 4), kind: 'conv', groupIn: 1, conv: { kernel: [3, 3], stride: [1, 1], dilation: [1, 1], pad: [1, 1], inHW: [4, 4], outHW: [4, 4], groups: 4 } };
+  const l: Layer = {
+    ...linear(4, 4),
+    kind: 'conv',
+    groupIn: 1,
+    conv: { kernel: [3, 3], stride: [1, 1], dilation: [1, 1], pad: [1, 1], inHW: [4, 4], outHW: [4, 4], groups: 4 },
+  };
   const r = layerInputMask(l, Float64Array.from([1, 2, 3, 4]), Uint8Array.from([0, 1, 0, 1]), 0.3, 0.2);
   assert.deepEqual(Array.from(r.mask), [0, 1, 0, 1]);
 });
@@ -71,7 +88,11 @@ test('masks per layer and class are written as JSON; the task mask is the union 
 
 test('unbalanced representative samples: seeded counts per class are used and recorded', async () => {
   const train = firstImages(await openDataset('fashion-mnist-sample', 'train'), 400);
-  const plan = await planDisassembly(createZooModel('mlp', { hidden: [16], seed: 1 }), train, { task: [0, 3, 8], unbalanced: { lo: 2, hi: 9, seed: 5 }, label: '' });
+  const plan = await planDisassembly(createZooModel('mlp', { hidden: [16], seed: 1 }), train, {
+    task: [0, 3, 8],
+    unbalanced: { lo: 2, hi: 9, seed: 5 },
+    label: '',
+  });
   const want = sampleCounts([0, 3, 8], 0, { lo: 2, hi: 9, seed: 5 });
   for (const c of [0, 3, 8]) {
     assert.equal(plan.masks.samples[String(c)], want.get(c));

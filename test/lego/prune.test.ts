@@ -58,14 +58,17 @@ test('residual groups keep one channel set: every identity shortcut reads what t
   assert.ok(stream.length < layer('layer1.1.conv1').inChannels, 'something was pruned from the stream');
 });
 
-test('Concat offsets: the layer after an Inception module reads the branches\' kept channels at their offsets', async () => {
+test("Concat offsets: the layer after an Inception module reads the branches' kept channels at their offsets", async () => {
   const model = createZooModel('inception', { width: 0.0625, seed: 5 });
   const plan = await planDisassembly(model, train, { task: [3], samplesPerClass: 4, label: '' });
   const layer = (n: string) => plan.masks.layers.find((l) => l.node === n)!;
   const branches = ['a3.b1.0', 'a3.b2.3', 'a3.b3.6', 'a3.b4.1'].map(layer);
   let off = 0;
   const expected: number[] = [];
-  for (const b of branches) { expected.push(...b.task.out.map((c) => c + off)); off += b.outChannels; }
+  for (const b of branches) {
+    expected.push(...b.task.out.map((c) => c + off));
+    off += b.outChannels;
+  }
   assert.deepEqual(layer('b3.b1.0').task.in, expected);
 });
 

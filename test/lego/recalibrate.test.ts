@@ -124,10 +124,7 @@ async function checkMatchesParent(model: Model, ds: Dataset, task: number[], nor
   for (const t of targets) {
     const b = worst(parent.get(t.output)!, t.channels, before.get(t.output)!);
     const a = worst(parent.get(t.output)!, t.channels, after.get(t.output)!);
-    assert.ok(
-      a.shift + a.scale < 0.2 && a.shift + a.scale <= b.shift + b.scale,
-      `${t.output}: before ${JSON.stringify(b)}, after ${JSON.stringify(a)}`,
-    );
+    assert.ok(a.shift + a.scale < 0.2 && a.shift + a.scale <= b.shift + b.scale, `${t.output}: before ${JSON.stringify(b)}, after ${JSON.stringify(a)}`);
   }
 }
 

@@ -10,35 +10,60 @@ import { UserError } from '../../src/util/errors.js';
 
 // 1x2x2 images; pixel bytes / 255 are the features
 const PIXELS = [
-  [255, 0, 0, 0], [200, 10, 0, 0], [0, 255, 0, 0], [0, 100, 0, 0], [0, 0, 255, 0], [0, 0, 0, 255], [255, 0, 0, 0],
+  [255, 0, 0, 0],
+  [200, 10, 0, 0],
+  [0, 255, 0, 0],
+  [0, 100, 0, 0],
+  [0, 0, 255, 0],
+  [0, 0, 0, 255],
+  [255, 0, 0, 0],
 ];
 const LABELS = [0, 0, 1, 1, 2, 2, 1];
-const W = [[2, 0, 0, 0], [0, 4, 0, 0], [0, 0, -1, 1]];
+const W = [
+  [2, 0, 0, 0],
+  [0, 4, 0, 0],
+  [0, 0, -1, 1],
+];
 const B = [0.5, 0, 0.1];
 
 function dataset(split = 'train'): ByteImageDataset {
-  return new ByteImageDataset({ name: 'fashion-mnist', split, source: 'hand-made', shape: [1, 2, 2], classes: 10 },
-    Uint8Array.from(PIXELS.flat()), Uint8Array.from(LABELS), 'labels');
+  return new ByteImageDataset(
+    { name: 'fashion-mnist', split, source: 'hand-made', shape: [1, 2, 2], classes: 10 },
+    Uint8Array.from(PIXELS.flat()),
+    Uint8Array.from(LABELS),
+    'labels',
+  );
 }
 
 function model(withBias = true) {
   const m = buildModel({
-    inputs: [vi('input', ['N', 1, 2, 2])], outputs: ['logits'],
+    inputs: [vi('input', ['N', 1, 2, 2])],
+    outputs: ['logits'],
     initializers: { w: float32([3, 4], W.flat()), ...(withBias ? { b: float32([3], B) } : {}) },
-    nodes: [node('Flatten', ['input'], ['f'], { axis: int(1) }, 'flatten'), node('Gemm', ['f', 'w', ...(withBias ? ['b'] : [])], ['logits'], { transB: int(1) }, 'fc')],
+    nodes: [
+      node('Flatten', ['input'], ['f'], { axis: int(1) }, 'flatten'),
+      node('Gemm', ['f', 'w', ...(withBias ? ['b'] : [])], ['logits'], { transB: int(1) }, 'fc'),
+    ],
   });
-  setLabels(m, [0, 1, 2].map((c) => ({ dataset: 'fashion-mnist', class: c })));
+  setLabels(
+    m,
+    [0, 1, 2].map((c) => ({ dataset: 'fashion-mnist', class: c })),
+  );
   return m;
 }
 
 /** r_j computed by hand: logits = W x + b; over samples whose arg-max is their label. */
 function expected(): { factors: number[]; correct: number[] } {
-  const sums = [0, 0, 0], counts = [0, 0, 0];
+  const sums = [0, 0, 0],
+    counts = [0, 0, 0];
   PIXELS.forEach((p, i) => {
     const x = p.map((v) => v / 255);
     const z = W.map((row, j) => row.reduce((a, w, t) => a + w * x[t]!, 0) + B[j]!);
     const best = z.indexOf(Math.max(...z));
-    if (best === LABELS[i]) { sums[best]! += z[best]!; counts[best]!++; }
+    if (best === LABELS[i]) {
+      sums[best]! += z[best]!;
+      counts[best]!++;
+    }
   });
   return { factors: sums.map((s, j) => (counts[j] ? 1 / (s / counts[j]!) : 1)), correct: counts };
 }
@@ -62,7 +87,10 @@ test('applyScales multiplies row j and bias j by r_j, so logit j is multiplied b
   const after = (await runOrt(scaled, { input: x }))['logits']!.data as Float32Array;
   factors.forEach((f, j) => assert.ok(Math.abs(after[j]! - f * before[j]!) < 1e-6));
   // the input model is untouched
-  assert.deepEqual(Array.from(m.graph.initializers.get('b')!.data as Float32Array), B.map((v) => Math.fround(v)));
+  assert.deepEqual(
+    Array.from(m.graph.initializers.get('b')!.data as Float32Array),
+    B.map((v) => Math.fround(v)),
+  );
   // a model without bias scales too
   const nb = applyScales(model(false), factors);
   const nbOut = (await runOrt(nb, { input: x }))['logits']!.data as Float32Array;
@@ -73,18 +101,25 @@ test('applyScales multiplies row j and bias j by r_j, so logit j is multiplied b
 test('a class with no correctly classified sample keeps factor 1 and is reported', async () => {
   const m = model();
   // make class 1 never win: its row becomes zero and the bias very negative
-  const w = Float32Array.from(W.flat()); w.fill(0, 4, 8);
+  const w = Float32Array.from(W.flat());
+  w.fill(0, 4, 8);
   m.graph.initializers.set('w', float32([3, 4], w));
   m.graph.initializers.set('b', float32([3], [0.5, -10, 0.1]));
   const s = await computeScales(m, dataset());
   assert.equal(s.factors[1], 1);
-  assert.deepEqual(s.unscaled.map((u) => [u.output, u.class, u.reason]), [[1, 1, 'no correctly classified sample']]);
+  assert.deepEqual(
+    s.unscaled.map((u) => [u.output, u.class, u.reason]),
+    [[1, 1, 'no correctly classified sample']],
+  );
 });
 
 test('scaling refuses the test split and models whose logits do not come from a linear layer', async () => {
   await assert.rejects(computeScales(model(), dataset('test')), (e: unknown) => e instanceof UserError && /test split/.test(e.message));
   const m = buildModel({ inputs: [vi('input', ['N', 3])], outputs: ['y'], nodes: [node('Softmax', ['input'], ['y'], {}, 's')] });
-  assert.throws(() => findLastLinear(m, 'softmax.onnx'), (e: unknown) => e instanceof UserError && /softmax\.onnx: cannot scale the logits: the logits are computed by Softmax node s/.test(e.message));
+  assert.throws(
+    () => findLastLinear(m, 'softmax.onnx'),
+    (e: unknown) => e instanceof UserError && /softmax\.onnx: cannot scale the logits: the logits are computed by Softmax node s/.test(e.message),
+  );
 });
 
 test('a final Conv followed by Relu and global pooling (SqueezeNet) is scaled through them exactly', async () => {
@@ -102,9 +137,11 @@ test('a final Conv followed by Relu and global pooling (SqueezeNet) is scaled th
 test('applyAffine: output j becomes a_j * z_j + b_j for a Gemm with and without bias and for a bare MatMul', async () => {
   const { applyAffine } = await import('../../src/lego/scale.js');
   const x = float32([2, 1, 2, 2], [0.2, -0.4, 0.9, 0.1, 1, 0.5, -0.3, 0.7]);
-  const a = [2, 0.5, 3], b = [0.25, -1, 0.5];
+  const a = [2, 0.5, 3],
+    b = [0.25, -1, 0.5];
   const matmul = buildModel({
-    inputs: [vi('input', ['N', 1, 2, 2])], outputs: ['logits'],
+    inputs: [vi('input', ['N', 1, 2, 2])],
+    outputs: ['logits'],
     initializers: { w: float32([4, 3], [1, 0, 2, 0, 1, 0, -1, 0, 1, 0, 3, 1]) },
     nodes: [node('Flatten', ['input'], ['f'], { axis: int(1) }, 'flatten'), node('MatMul', ['f', 'w'], ['logits'], {}, 'fc')],
   });
@@ -119,7 +156,8 @@ test('applyAffine: output j becomes a_j * z_j + b_j for a Gemm with and without 
 test('fitAffine: logits of two groups on different scales are put on one; deterministic, positive scales', async () => {
   const { fitAffine } = await import('../../src/lego/scale.js');
   // outputs 0-1 speak 10x louder than outputs 2-3; each image's own output is the largest within its group
-  const rows = 200, k = 4;
+  const rows = 200,
+    k = 4;
   const z = new Float32Array(rows * k);
   const t = new Int32Array(rows);
   for (let n = 0; n < rows; n++) {

@@ -12,9 +12,14 @@ function* allArborescences(n: number, root?: number): Generator<Int32Array> {
       const roots = [...p].filter((x) => x === -1).length;
       if (roots !== 1) return;
       if (root !== undefined && p[root] !== -1) return;
-      for (let s = 0; s < n; s++) { // acyclic: every chain reaches the root within n steps
-        let x = s, k = 0;
-        while (p[x]! >= 0 && k <= n) { x = p[x]!; k++; }
+      for (let s = 0; s < n; s++) {
+        // acyclic: every chain reaches the root within n steps
+        let x = s,
+          k = 0;
+        while (p[x]! >= 0 && k <= n) {
+          x = p[x]!;
+          k++;
+        }
         if (k > n) return;
       }
       yield Int32Array.from(p);
@@ -76,13 +81,9 @@ test('with a fixed root, the result matches brute force over arborescences with 
 
 test('a cycle of cheap edges is broken where it is cheapest to enter', () => {
   // 0->1->2->0 cost 1 each; entering from 3 costs 10 into 0, 5 into 1; 3 has expensive in-edges
-  const n = 4, I = Infinity;
-  const c = Float64Array.from([
-    I, 1, 50, 50,
-    50, I, 1, 50,
-    1, 50, I, 50,
-    10, 5, 50, I,
-  ]);
+  const n = 4,
+    I = Infinity;
+  const c = Float64Array.from([I, 1, 50, 50, 50, I, 1, 50, 1, 50, I, 50, 10, 5, 50, I]);
   const p = minArborescence(c, n);
   // best: root at a cycle node, e.g. root 2: 2->0 (1), 0->1 (1), ? ->3 (50) = 52; root 3: 3->1 (5), 1->2, 2->0 = 7
   assert.deepEqual([...p], [2, 3, 1, -1]);

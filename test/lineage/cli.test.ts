@@ -26,7 +26,10 @@ test('modelsmith lineage writes forest files, prints the tree and the accuracies
   const j = runCli(['lineage', dir, '--json', '--layers', 'layer0.*', '--mode', 'spectral', '--signal', 'norm', '-o', out]);
   assert.equal(j.code, 0, j.stderr);
   const res = JSON.parse(j.stdout);
-  assert.deepEqual(res.selection.layers.map((l: { name: string }) => l.name), ['layer0.weight']);
+  assert.deepEqual(
+    res.selection.layers.map((l: { name: string }) => l.name),
+    ['layer0.weight'],
+  );
   assert.equal(res.settings.clusters.estimated, true);
   assert.equal(res.settings.mode, 'spectral');
   assert.equal(res.settings.schatten, 0.25);

@@ -6,17 +6,22 @@ import { Rng } from '../../src/util/random.js';
 /** The plain per-pair loop, in float64, as the reference computes it. */
 function directAll(stack: Float32Array, n: number, p: number): Float64Array {
   const out = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) {
-    let s = 0;
-    for (let k = 0; k < p; k++) { const d = stack[i * p + k]! - stack[j * p + k]!; s += d * d; }
-    out[i * n + j] = s;
-  }
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j < n; j++) {
+      let s = 0;
+      for (let k = 0; k < p; k++) {
+        const d = stack[i * p + k]! - stack[j * p + k]!;
+        s += d * d;
+      }
+      out[i * n + j] = s;
+    }
   return out;
 }
 
 test('blockwise Gram distances agree with the direct per-pair loop to 1e-6 relative, near-identical models included', async () => {
   const rng = new Rng(21);
-  const n = 12, p = 70_000;
+  const n = 12,
+    p = 70_000;
   const base = Float32Array.from({ length: p }, () => 0.05 * rng.normal() + 0.01);
   const stack = new Float32Array(n * p);
   for (let i = 0; i < n; i++) {
@@ -29,12 +34,20 @@ test('blockwise Gram distances agree with the direct per-pair loop to 1e-6 relat
     const { d2, repaired } = await squaredDistances(engine, stack, n, p);
     const want = directAll(stack, n, p);
     let worst = 0;
-    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) {
-      if (i === j) { assert.equal(d2[i * n + j], 0); continue; }
-      const w = Math.sqrt(want[i * n + j]!), g = Math.sqrt(d2[i * n + j]!);
-      if (w === 0) { assert.equal(g, 0); continue; }
-      worst = Math.max(worst, Math.abs(g - w) / w);
-    }
+    for (let i = 0; i < n; i++)
+      for (let j = 0; j < n; j++) {
+        if (i === j) {
+          assert.equal(d2[i * n + j], 0);
+          continue;
+        }
+        const w = Math.sqrt(want[i * n + j]!),
+          g = Math.sqrt(d2[i * n + j]!);
+        if (w === 0) {
+          assert.equal(g, 0);
+          continue;
+        }
+        worst = Math.max(worst, Math.abs(g - w) / w);
+      }
     assert.ok(worst < 1e-6, `worst relative error ${worst}`);
     assert.ok(repaired > 0, 'near pairs were recomputed directly');
     assert.ok(repaired < (n * (n - 1)) / 2, 'far pairs come from the Gram product');
@@ -51,7 +64,8 @@ test('blockwise Gram distances agree with the direct per-pair loop to 1e-6 relat
 
 test('the Gram product is exact across column blocks (p larger than one block)', async () => {
   const rng = new Rng(4);
-  const n = 3, p = 1_500_000; // 32 MiB / (8 x 3) = 1,398,101 columns per block -> two blocks
+  const n = 3,
+    p = 1_500_000; // 32 MiB / (8 x 3) = 1,398,101 columns per block -> two blocks
   const stack = Float32Array.from({ length: n * p }, () => rng.normal());
   const engine = await GramEngine.create({ threads: 1 });
   try {

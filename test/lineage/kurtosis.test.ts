@@ -31,6 +31,9 @@ test('kurtosis of Float32Array weights matches the definition; Gaussian samples 
   const g = Float32Array.from({ length: 200_000 }, () => rng.normal());
   assert.ok(Math.abs(excessKurtosis(g) - definition([...g])) < 1e-9);
   assert.ok(Math.abs(excessKurtosis(g)) < 0.05);
-  const lap = Float32Array.from({ length: 200_000 }, () => { const u = rng.next() - 0.5; return -Math.sign(u) * Math.log(1 - 2 * Math.abs(u)); });
+  const lap = Float32Array.from({ length: 200_000 }, () => {
+    const u = rng.next() - 0.5;
+    return -Math.sign(u) * Math.log(1 - 2 * Math.abs(u));
+  });
   assert.ok(Math.abs(excessKurtosis(lap) - 3) < 0.2, `Laplace excess kurtosis ${excessKurtosis(lap)}`);
 });

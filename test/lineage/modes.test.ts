@@ -22,7 +22,7 @@ function measurements(mode: LineageMode): Measurements {
   };
 }
 
-test('each mode\'s forest defaults come from its entry in the mode table', () => {
+test("each mode's forest defaults come from its entry in the mode table", () => {
   const expected: Record<LineageMode, [string, string, string]> = {
     ft: ['norm', 'parent-lower', 'rooted-mst'],
     lowrank: ['kurtosis', 'auto', 'arborescence'],
@@ -46,9 +46,12 @@ test('a signal given without a direction takes the direction that signal implies
 });
 
 test('only the matrix modes need 2-D layers, only spectral uses the Schatten exponent, low-rank clusters on its own distance', () => {
-  assert.deepEqual(LINEAGE_MODES.map((m) => [m, MODES[m].matrices, MODES[m].schatten, MODES[m].referenceClustering]), [
-    ['ft', false, false, true],
-    ['lowrank', true, false, false],
-    ['spectral', true, true, true],
-  ]);
+  assert.deepEqual(
+    LINEAGE_MODES.map((m) => [m, MODES[m].matrices, MODES[m].schatten, MODES[m].referenceClustering]),
+    [
+      ['ft', false, false, true],
+      ['lowrank', true, false, false],
+      ['spectral', true, true, true],
+    ],
+  );
 });

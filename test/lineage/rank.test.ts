@@ -22,14 +22,20 @@ test('rank of hand-made matrices', () => {
   assert.equal(matrixRank([1, 2, 3, 4, 5, 6, 7, 8, 10], 3, 3), 3);
   assert.equal(matrixRank([1, 2, 3, 4, 5, 6, 7, 8, 9], 3, 3), 2);
   const rng = new Rng(1);
-  for (const [rows, cols, r] of [[32, 32, 4], [40, 24, 7], [24, 40, 1], [16, 16, 16], [64, 64, 8]] as const) {
+  for (const [rows, cols, r] of [
+    [32, 32, 4],
+    [40, 24, 7],
+    [24, 40, 1],
+    [16, 16, 16],
+    [64, 64, 8],
+  ] as const) {
     const m = lowRank(rows, cols, r, rng);
     assert.equal(matrixRank(m, rows, cols), r, `${rows}x${cols} rank ${r}`);
     assert.equal(matrixRankFast(m, rows, cols), r, `fast path: ${rows}x${cols} rank ${r}`);
   }
 });
 
-test('the tolerance is numpy\'s: sigma_max * max(m, n) * eps(float32)', () => {
+test("the tolerance is numpy's: sigma_max * max(m, n) * eps(float32)", () => {
   assert.equal(EPS_FLOAT32, 1.1920928955078125e-7);
   assert.equal(rankTolerance(2, 3, 5), 2 * 5 * EPS_FLOAT32);
   // diag(1, t): t just above the tolerance counts, just below does not
@@ -49,7 +55,9 @@ test('pairRanks: a LoRA-like update of rank r gives rank r between parent and ch
   const child = base.map((v, i) => v + 0.01 * upd[i]!);
   const other = Float32Array.from({ length: n * n }, () => rng.normal());
   const stack = new Float32Array(3 * n * n);
-  stack.set(base, 0); stack.set(child, n * n); stack.set(other, 2 * n * n);
+  stack.set(base, 0);
+  stack.set(child, n * n);
+  stack.set(other, 2 * n * n);
   const r = pairRanks(stack, 3, n, n);
   assert.equal(r[0 * 3 + 1], 3);
   assert.equal(r[1 * 3 + 0], 3);

@@ -19,7 +19,10 @@ test('a synthetic forest is recovered: placement exact, D as defined, every node
   assert.equal(forest.nodes.length, 21);
   assert.equal(forest.roots.length, 3, 'one root per tree');
   assert.equal(forest.edges.length, 18);
-  assert.deepEqual(forest.selection.layers.map((l) => l.name), ['layer0.weight', 'layer1.weight']);
+  assert.deepEqual(
+    forest.selection.layers.map((l) => l.name),
+    ['layer0.weight', 'layer1.weight'],
+  );
   const s = scoreForest(forest, zoo.truth);
   assert.equal(s.clustering, 1);
   assert.equal(s.undirected, 1, 'random-walk updates, no direction penalty: nearest neighbours are the true edges');
@@ -38,10 +41,11 @@ test('D is the mean over layers of RMS differences; kurtosis is the per-layer su
   const n = ms.length;
   const w = ms.map((s) => ['layer0.weight', 'layer1.weight'].map((l) => s.read(l)));
   const rms = (a: Float32Array, b: Float32Array): number => Math.sqrt(a.reduce((t, x, i) => t + (x - b[i]!) ** 2, 0) / a.length);
-  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) {
-    const want = (rms(w[i]![0]!, w[j]![0]!) + rms(w[i]![1]!, w[j]![1]!)) / 2;
-    assert.ok(Math.abs(m.d[i * n + j]! - want) <= 1e-9 * Math.max(want, 1e-30), `D[${i},${j}]`);
-  }
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j < n; j++) {
+      const want = (rms(w[i]![0]!, w[j]![0]!) + rms(w[i]![1]!, w[j]![1]!)) / 2;
+      assert.ok(Math.abs(m.d[i * n + j]! - want) <= 1e-9 * Math.max(want, 1e-30), `D[${i},${j}]`);
+    }
   closeSources(ms);
   const hi = buildForest(m, { clusters: 1, signal: 'kurtosis', direction: 'parent-higher' });
   const lo = buildForest(m, { clusters: 1, signal: 'kurtosis', direction: 'parent-lower' });
@@ -60,7 +64,10 @@ test('D is the mean over layers of RMS differences; kurtosis is the per-layer su
   const total = (f: typeof hi): number => f.edges.reduce((s, e) => s + e.cost, 0);
   assert.equal(total(auto), Math.min(total(hi), total(lo)));
   // with lambda = 0 the direction cannot matter
-  assert.equal(total(buildForest(m, { clusters: 1, lambda: 0, direction: 'parent-higher' })), total(buildForest(m, { clusters: 1, lambda: 0, direction: 'parent-lower' })));
+  assert.equal(
+    total(buildForest(m, { clusters: 1, lambda: 0, direction: 'parent-higher' })),
+    total(buildForest(m, { clusters: 1, lambda: 0, direction: 'parent-lower' })),
+  );
   assertUserError(() => buildForest(m, { clusters: 0 }), '--clusters', 'from 1 to 3');
   assertUserError(() => buildForest(m, { clusters: 4 }), '--clusters');
 });
@@ -96,5 +103,8 @@ test('mode auto: spectral for small matrices, ft when the spectral work would be
   assert.equal(f.settings.mode, 'spectral');
   assert.equal(f.settings.schatten, DEFAULT_SCHATTEN);
   const r = await recoverLineage([dir], { ...REFERENCE_OPTIONS, clusters: 1 });
-  assert.deepEqual([r.settings.mode, r.settings.signal, r.settings.direction, r.settings.lambda, r.settings.schatten, r.settings.placement], ['ft', 'kurtosis', 'parent-higher', 0.3, null, 'arborescence']);
+  assert.deepEqual(
+    [r.settings.mode, r.settings.signal, r.settings.direction, r.settings.lambda, r.settings.schatten, r.settings.placement],
+    ['ft', 'kurtosis', 'parent-higher', 0.3, null, 'arborescence'],
+  );
 });

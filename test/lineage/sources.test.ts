@@ -32,7 +32,10 @@ test('inputs: folders, list files and single files resolve to models named by st
   assert.deepEqual(expandInputs([dir]).map(modelStem), ['m1', 'm2']);
   assert.deepEqual(expandInputs([list]).map(modelStem), ['m3']);
   const ms = openSources([dir, list]);
-  assert.deepEqual(ms.map((m) => m.name), ['m1', 'm2', 'm3']);
+  assert.deepEqual(
+    ms.map((m) => m.name),
+    ['m1', 'm2', 'm3'],
+  );
   assert.deepEqual([...ms[1]!.read('b.weight')].slice(0, 2), [2, 2]);
   closeSources(ms);
   assertUserError(() => openSources([dir, join(dir, 'm1.safetensors')]), '"m1"', 'unique');
@@ -62,9 +65,24 @@ test('default selection: square 2-D float matrices; patterns: globs and /regex/'
   const def = selectLayers(ms);
   assert.deepEqual(def.layers.map((l) => l.name).sort(), ['a.weight', 'b.weight']);
   assert.match(def.rule, /square 2-D/);
-  assert.deepEqual(selectLayers(ms, { patterns: ['a.*'] }).layers.map((l) => l.name).sort(), ['a.bias', 'a.weight']);
-  assert.deepEqual(selectLayers(ms, { patterns: ['/^(head|b)\\.weight$/'] }).layers.map((l) => l.name).sort(), ['b.weight', 'head.weight']);
-  assert.deepEqual(all2dLayers(ms).map((l) => l.name).sort(), ['a.weight', 'b.weight', 'head.weight']);
+  assert.deepEqual(
+    selectLayers(ms, { patterns: ['a.*'] })
+      .layers.map((l) => l.name)
+      .sort(),
+    ['a.bias', 'a.weight'],
+  );
+  assert.deepEqual(
+    selectLayers(ms, { patterns: ['/^(head|b)\\.weight$/'] })
+      .layers.map((l) => l.name)
+      .sort(),
+    ['b.weight', 'head.weight'],
+  );
+  assert.deepEqual(
+    all2dLayers(ms)
+      .map((l) => l.name)
+      .sort(),
+    ['a.weight', 'b.weight', 'head.weight'],
+  );
   assertUserError(() => selectLayers(ms, { patterns: ['zzz*'] }), 'zzz*', 'matches no tensor', 'm1');
   assertUserError(() => selectLayers(ms, { patterns: ['emb.*'] }), 'emb.weight', 'not floating point');
   assertUserError(() => layerPattern('/(/'), 'regular expression');
@@ -99,7 +117,8 @@ test('ONNX models are read through their initializers', () => {
   const sel = selectLayers(ms);
   assert.equal(sel.layers.length, 2, `square layers: ${sel.layers.map((l) => l.name)}`);
   assert.deepEqual(sel.layers[0]!.shape, [16, 16]);
-  const a = ms[0]!.read(sel.layers[0]!.name), b = ms[1]!.read(sel.layers[0]!.name);
+  const a = ms[0]!.read(sel.layers[0]!.name),
+    b = ms[1]!.read(sel.layers[0]!.name);
   assert.equal(a.length, 256);
   assert.notDeepEqual([...a], [...b], 'different seeds, different weights');
   closeSources(ms);

@@ -18,14 +18,24 @@ const euclid = (pts: number[][]): Float64Array => {
 function bruteWard(pts: number[][]): { members: number[][]; height: number }[] {
   let clusters = pts.map((_, i) => [i]);
   const centroid = (c: number[]): number[] => pts[0]!.map((_, k) => c.reduce((s, i) => s + pts[i]![k]!, 0) / c.length);
-  const ess = (c: number[]): number => { const m = centroid(c); return c.reduce((s, i) => s + pts[i]!.reduce((t, x, k) => t + (x - m[k]!) ** 2, 0), 0); };
+  const ess = (c: number[]): number => {
+    const m = centroid(c);
+    return c.reduce((s, i) => s + pts[i]!.reduce((t, x, k) => t + (x - m[k]!) ** 2, 0), 0);
+  };
   const out: { members: number[][]; height: number }[] = [];
   while (clusters.length > 1) {
-    let best = Infinity, bi = 0, bj = 1;
-    for (let i = 0; i < clusters.length; i++) for (let j = i + 1; j < clusters.length; j++) {
-      const inc = ess([...clusters[i]!, ...clusters[j]!]) - ess(clusters[i]!) - ess(clusters[j]!);
-      if (inc < best - 1e-12) { best = inc; bi = i; bj = j; }
-    }
+    let best = Infinity,
+      bi = 0,
+      bj = 1;
+    for (let i = 0; i < clusters.length; i++)
+      for (let j = i + 1; j < clusters.length; j++) {
+        const inc = ess([...clusters[i]!, ...clusters[j]!]) - ess(clusters[i]!) - ess(clusters[j]!);
+        if (inc < best - 1e-12) {
+          best = inc;
+          bi = i;
+          bj = j;
+        }
+      }
     out.push({ members: [clusters[bi]!, clusters[bj]!].map((c) => [...c].sort((a, b) => a - b)), height: Math.sqrt(2 * best) });
     clusters = [...clusters.filter((_, k) => k !== bi && k !== bj), [...clusters[bi]!, ...clusters[bj]!]];
   }
@@ -63,7 +73,15 @@ test('textbook example: 1-D points 0, 1, 5, 6, 20 (heights by hand)', () => {
   const m = wardLinkage(euclid(pts), 5);
   // {0,1} and {5,6} at distance 1; then {0,1}+{5,6}: sqrt(2 * (2*2/4) * 5^2) = sqrt(50);
   // last: {0,1,5,6} (centroid 3) + {20}: sqrt(2 * (4*1/5) * 17^2) = sqrt(462.4)
-  assert.deepEqual(m.map((x) => [x.a, x.b, x.size]), [[0, 1, 2], [2, 3, 2], [5, 6, 4], [4, 7, 5]]);
+  assert.deepEqual(
+    m.map((x) => [x.a, x.b, x.size]),
+    [
+      [0, 1, 2],
+      [2, 3, 2],
+      [5, 6, 4],
+      [4, 7, 5],
+    ],
+  );
   assert.ok(Math.abs(m[2]!.height - Math.sqrt(50)) < 1e-12);
   assert.ok(Math.abs(m[3]!.height - Math.sqrt(462.4)) < 1e-12);
   assert.deepEqual([...cutTree(m, 5, 2)], [0, 0, 0, 0, 1]);
@@ -74,7 +92,12 @@ test('textbook example: 1-D points 0, 1, 5, 6, 20 (heights by hand)', () => {
 
 test('K estimates find well separated groups', () => {
   const rng = new Rng(5);
-  const centres = [[0, 0], [30, 0], [0, 30], [30, 30]];
+  const centres = [
+    [0, 0],
+    [30, 0],
+    [0, 30],
+    [30, 30],
+  ];
   const pts = centres.flatMap((c) => Array.from({ length: 6 }, () => [c[0]! + rng.normal(), c[1]! + rng.normal()]));
   const d = euclid(pts);
   const m = wardLinkage(d, pts.length);

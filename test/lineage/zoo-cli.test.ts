@@ -20,7 +20,24 @@ test('lineage-zoo CLI: bad options are one-line errors naming the flag', () => {
     [['--data', 'no/such/folder'], /no\/such\/folder/],
   ];
   for (const [args, msg] of cases) {
-    const r = runCli(['lineage-zoo', '--data', 'fashion-mnist-sample', '--steps', '2', '--root-steps', '2', '--trees', '1', '--children', '1', '--depth', '1', ...args, '-o', out]);
+    const r = runCli([
+      'lineage-zoo',
+      '--data',
+      'fashion-mnist-sample',
+      '--steps',
+      '2',
+      '--root-steps',
+      '2',
+      '--trees',
+      '1',
+      '--children',
+      '1',
+      '--depth',
+      '1',
+      ...args,
+      '-o',
+      out,
+    ]);
     assert.ok(isOneLineError(r), `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, msg);
   }
@@ -34,7 +51,33 @@ test('lineage-zoo CLI: bad options are one-line errors naming the flag', () => {
 
 test('lineage-zoo CLI: --json prints a summary; the folder holds models, truth and records', () => {
   const out = join(tempDir(), 'z');
-  const r = runCli(['--threads', '1', 'lineage-zoo', '--data', 'fashion-mnist-sample', '--trees', '2', '--children', '1', '--depth', '1', '--hidden', '16,16', '--steps', '5', '--root-steps', '10', '--batch', '32', '--seed', '4', '--onnx', '--json', '-o', out]);
+  const r = runCli([
+    '--threads',
+    '1',
+    'lineage-zoo',
+    '--data',
+    'fashion-mnist-sample',
+    '--trees',
+    '2',
+    '--children',
+    '1',
+    '--depth',
+    '1',
+    '--hidden',
+    '16,16',
+    '--steps',
+    '5',
+    '--root-steps',
+    '10',
+    '--batch',
+    '32',
+    '--seed',
+    '4',
+    '--onnx',
+    '--json',
+    '-o',
+    out,
+  ]);
   assert.equal(r.code, 0, r.stderr);
   const j = JSON.parse(r.stdout) as { models: number; edges: number; trained: number; meanTestAccuracy: number };
   assert.deepEqual([j.models, j.edges, j.trained], [4, 2, 4]);

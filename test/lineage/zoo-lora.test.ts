@@ -14,7 +14,11 @@ import { tempDir } from '../helpers/paths.js';
 
 /** rank(a - b), the difference taken in float32, with numpy's default tolerance as lineage uses it. */
 function rank(a: Float32Array, b: Float32Array, m: number, n: number): number {
-  return matrixRank(a.map((v, i) => v - b[i]!), m, n);
+  return matrixRank(
+    a.map((v, i) => v - b[i]!),
+    m,
+    n,
+  );
 }
 
 function read(dir: string, name: string): Map<string, { shape: number[]; v: Float32Array }> {
@@ -33,7 +37,13 @@ test('the LoRA rewrite computes X (W0 + B A)^T + b: it equals the merged model, 
   assert.deepEqual(loraTargets(base), ['fc1.weight', 'fc2.weight']);
   assert.deepEqual(classifierParams(base), ['fc3.weight', 'fc3.bias']);
   const { model: lora, adapters } = addLora(base, loraTargets(base), 3, new Rng(1));
-  assert.deepEqual(adapters.map((a) => [a.weight, a.out, a.in, a.rank]), [['fc1.weight', 16, 784, 3], ['fc2.weight', 12, 16, 3]]);
+  assert.deepEqual(
+    adapters.map((a) => [a.weight, a.out, a.in, a.rank]),
+    [
+      ['fc1.weight', 16, 784, 3],
+      ['fc2.weight', 12, 16, 3],
+    ],
+  );
   const x = { dims: [5, 1, 28, 28], data: Float32Array.from({ length: 5 * 784 }, (_, i) => Math.sin(i)) };
   const run = async (m: typeof base): Promise<Float32Array> => {
     const s = await ModelSession.create(m, { threads: 1 });
@@ -48,7 +58,14 @@ test('the LoRA rewrite computes X (W0 + B A)^T + b: it equals the merged model, 
   for (let i = 0; i < y0.length; i++) assert.ok(Math.abs(y0[i]! - yB0[i]!) < 1e-5);
   // nonzero B: the adapted graph and the merged plain graph agree
   const rng = new Rng(2);
-  for (const a of adapters) lora.graph.initializers.set(a.b, float32([a.out, a.rank], Float32Array.from({ length: a.out * a.rank }, () => rng.normal() * 0.1)));
+  for (const a of adapters)
+    lora.graph.initializers.set(
+      a.b,
+      float32(
+        [a.out, a.rank],
+        Float32Array.from({ length: a.out * a.rank }, () => rng.normal() * 0.1),
+      ),
+    );
   const merged = mergeLora(lora, new Map(), adapters);
   const plain = cloneModel(base);
   for (const [k, v] of merged) plain.graph.initializers.set(k, float32(base.graph.initializers.get(k)!.dims, v));
@@ -65,13 +82,23 @@ test('the LoRA rewrite computes X (W0 + B A)^T + b: it equals the merged model, 
 test('LoRA on a ViT adapts the attention in/out projections and MLP weights (MatMul form); merged equals adapted', async () => {
   const base = createZooModel('vit', { input: [1, 28, 28], patch: 7, layers: 2, heads: 2, hidden: [8], mlp: 12, seed: 4 });
   const layer = (i: number): string[] => [
-    `encoder.layers.encoder_layer_${i}.self_attention.in_proj_weight`, `encoder.layers.encoder_layer_${i}.self_attention.out_proj.weight`,
-    `encoder.layers.encoder_layer_${i}.mlp.0.weight`, `encoder.layers.encoder_layer_${i}.mlp.3.weight`,
+    `encoder.layers.encoder_layer_${i}.self_attention.in_proj_weight`,
+    `encoder.layers.encoder_layer_${i}.self_attention.out_proj.weight`,
+    `encoder.layers.encoder_layer_${i}.mlp.0.weight`,
+    `encoder.layers.encoder_layer_${i}.mlp.3.weight`,
   ];
   assert.deepEqual(loraTargets(base), [...layer(0), ...layer(1)]);
   assert.deepEqual(classifierParams(base), ['heads.head.weight', 'heads.head.bias']);
   const { model: lora, adapters } = addLora(base, loraTargets(base), 2, new Rng(1));
-  assert.deepEqual(adapters.slice(0, 4).map((a) => [a.out, a.in]), [[24, 8], [8, 8], [12, 8], [8, 12]]);
+  assert.deepEqual(
+    adapters.slice(0, 4).map((a) => [a.out, a.in]),
+    [
+      [24, 8],
+      [8, 8],
+      [12, 8],
+      [8, 12],
+    ],
+  );
   const x = { dims: [3, 1, 28, 28], data: Float32Array.from({ length: 3 * 784 }, (_, i) => Math.cos(i)) };
   const run = async (m: typeof base): Promise<Float32Array> => {
     const s = await ModelSession.create(m, { threads: 1 });
@@ -86,7 +113,13 @@ test('LoRA on a ViT adapts the attention in/out projections and MLP weights (Mat
   for (let i = 0; i < y0.length; i++) assert.ok(Math.abs(y0[i]! - yB0[i]!) < 1e-5);
   const rng = new Rng(2);
   for (const a of adapters) {
-    lora.graph.initializers.set(a.b, float32([a.out, a.rank], Float32Array.from({ length: a.out * a.rank }, () => rng.normal() * 0.3)));
+    lora.graph.initializers.set(
+      a.b,
+      float32(
+        [a.out, a.rank],
+        Float32Array.from({ length: a.out * a.rank }, () => rng.normal() * 0.3),
+      ),
+    );
   }
   const merged = mergeLora(lora, new Map(), adapters);
   const plain = cloneModel(base);
@@ -104,8 +137,18 @@ test('LoRA on a ViT adapts the attention in/out projections and MLP weights (Mat
 test('a LoRA zoo: weight differences have rank <= r on adapted layers, biases untouched, the head retrained', async () => {
   const dir = join(tempDir(), 'lora');
   const r = await makeLineageZoo({
-    data: 'fashion-mnist-sample', outDir: dir, trees: 1, children: 2, depth: 2, lowrank: [2, 3], hidden: [64, 64, 64],
-    steps: 120, rootSteps: 30, batchSize: 64, seed: 7, threads: 1,
+    data: 'fashion-mnist-sample',
+    outDir: dir,
+    trees: 1,
+    children: 2,
+    depth: 2,
+    lowrank: [2, 3],
+    hidden: [64, 64, 64],
+    steps: 120,
+    rootSteps: 30,
+    batchSize: 64,
+    seed: 7,
+    threads: 1,
   });
   const byName = new Map(r.models.map((m) => [m.name, m]));
   const adapted = ['fc1.weight', 'fc2.weight', 'fc3.weight'];
@@ -116,9 +159,13 @@ test('a LoRA zoo: weight differences have rank <= r on adapted layers, biases un
     }
     assert.deepEqual(m.loraLayers, adapted);
     assert.ok(m.rank === 2 || m.rank === 3);
-    const child = read(dir, m.name), parent = read(dir, m.parent);
+    const child = read(dir, m.name),
+      parent = read(dir, m.parent);
     for (const w of adapted) {
-      const { shape: [rows, cols], v } = child.get(w)!;
+      const {
+        shape: [rows, cols],
+        v,
+      } = child.get(w)!;
       const k = rank(v, parent.get(w)!.v, rows!, cols!);
       assert.ok(k >= 1 && k <= m.rank!, `${m.name} ${w}: rank ${k} of the update should be in 1..${m.rank}`);
     }
@@ -128,7 +175,10 @@ test('a LoRA zoo: weight differences have rank <= r on adapted layers, biases un
     const grand = m.depth === 2 ? byName.get(m.parent)! : undefined;
     if (grand) {
       const gp = read(dir, grand.parent!);
-      const { shape: [rows, cols], v } = child.get('fc2.weight')!;
+      const {
+        shape: [rows, cols],
+        v,
+      } = child.get('fc2.weight')!;
       const k = rank(v, gp.get('fc2.weight')!.v, rows!, cols!);
       assert.ok(k <= m.rank! + grand.rank!, `grandchild vs grandparent rank ${k} <= ${m.rank! + grand.rank!}`);
     }

@@ -12,7 +12,10 @@ import { assertUserError } from '../helpers/assertions.js';
 test('int8 quantisation and pruning on known arrays', () => {
   const q = quantizeInt8(Float32Array.from([0.5, -1.27, 0.004, 0.006, 1]));
   assert.ok(Math.abs(q.scale - 0.01) < 1e-9);
-  assert.deepEqual([...q.values].map((v) => Math.round(v / q.scale)), [50, -127, 0, 1, 100]);
+  assert.deepEqual(
+    [...q.values].map((v) => Math.round(v / q.scale)),
+    [50, -127, 0, 1, 100],
+  );
   assert.deepEqual([...quantizeInt8(new Float32Array(3)).values], [0, 0, 0]);
   assert.deepEqual([...pruneL1(Float32Array.from([0.3, -0.1, 0.05, -0.4, 0.2]), 0.4)], [Math.fround(0.3), 0, 0, Math.fround(-0.4), Math.fround(0.2)]);
   // ties broken by position, exactly floor(f * n) zeroed
@@ -22,14 +25,31 @@ test('int8 quantisation and pruning on known arrays', () => {
 test('fp16, int8 and pruned copies of a zoo have the properties claimed and the same truth', async () => {
   const root = tempDir();
   const dir = join(root, 'zoo');
-  await makeLineageZoo({ data: 'fashion-mnist-sample', outDir: dir, trees: 1, children: 2, depth: 1, hidden: [24, 24], steps: 10, rootSteps: 20, batchSize: 64, seed: 9, threads: 1, variants: ['fp16', 'int8', 'pruned'], pruneFraction: 0.3 });
+  await makeLineageZoo({
+    data: 'fashion-mnist-sample',
+    outDir: dir,
+    trees: 1,
+    children: 2,
+    depth: 1,
+    hidden: [24, 24],
+    steps: 10,
+    rootSteps: 20,
+    batchSize: 64,
+    seed: 9,
+    threads: 1,
+    variants: ['fp16', 'int8', 'pruned'],
+    pruneFraction: 0.3,
+  });
   const truth = readFileSync(join(dir, 'truth.json'), 'utf8');
   const names = readdirSync(dir).filter((f) => f.endsWith('.safetensors'));
   assert.equal(names.length, 3);
   for (const kind of ['fp16', 'int8', 'pruned']) {
     const vdir = `${dir}-${kind}`;
     assert.equal(readFileSync(join(vdir, 'truth.json'), 'utf8'), truth);
-    assert.deepEqual(readdirSync(vdir).filter((f) => f.endsWith('.safetensors')), names);
+    assert.deepEqual(
+      readdirSync(vdir).filter((f) => f.endsWith('.safetensors')),
+      names,
+    );
     for (const file of names) {
       const src = openSafetensors(join(dir, file));
       const dst = openSafetensors(join(vdir, file));
@@ -62,10 +82,14 @@ test('fp16, int8 and pruned copies of a zoo have the properties claimed and the 
           } else {
             const zeroed = b.reduce((n, v, i) => n + (v === 0 && a[i] !== 0 ? 1 : 0), 0);
             assert.equal(zeroed, Math.floor(0.3 * a.length) - a.reduce((n, v) => n + (v === 0 ? 1 : 0), 0));
-            let maxZeroed = 0, minKept = Infinity;
+            let maxZeroed = 0,
+              minKept = Infinity;
             b.forEach((v, i) => {
               if (v === 0) maxZeroed = Math.max(maxZeroed, Math.abs(a[i]!));
-              else { assert.equal(v, a[i]); minKept = Math.min(minKept, Math.abs(a[i]!)); }
+              else {
+                assert.equal(v, a[i]);
+                minKept = Math.min(minKept, Math.abs(a[i]!));
+              }
             });
             assert.ok(maxZeroed <= minKept, 'the smallest magnitudes were pruned');
           }

@@ -32,22 +32,32 @@ test('a zoo has the tree shape, truth and records its options ask for; children 
   assert.equal(r.trained, 14);
   const truth = JSON.parse(readFileSync(join(dir, 'truth.json'), 'utf8')) as { edges: [string, string][] };
   assert.equal(truth.edges.length, 12);
-  const files = readdirSync(dir).filter((f) => f.endsWith('.safetensors')).map((f) => f.replace(/\.safetensors$/, '')).sort();
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith('.safetensors'))
+    .map((f) => f.replace(/\.safetensors$/, ''))
+    .sort();
   assert.deepEqual(files, r.models.map((m) => m.name).sort());
   const byName = new Map(r.models.map((m) => [m.name, m]));
   // every edge joins a depth-d model to a depth-(d+1) model of the same tree
   for (const [p, c] of truth.edges) {
-    const pm = byName.get(p)!, cm = byName.get(c)!;
+    const pm = byName.get(p)!,
+      cm = byName.get(c)!;
     assert.equal(cm.parent, p);
     assert.equal(pm.tree, cm.tree);
     assert.equal(cm.depth, pm.depth + 1);
   }
   for (const t of [0, 1]) {
     const inTree = r.models.filter((m) => m.tree === t);
-    assert.deepEqual([0, 1, 2].map((d) => inTree.filter((m) => m.depth === d).length), [1, 2, 4]);
+    assert.deepEqual(
+      [0, 1, 2].map((d) => inTree.filter((m) => m.depth === d).length),
+      [1, 2, 4],
+    );
   }
   // names are opaque: not in training (tree) order
-  assert.notDeepEqual(r.models.map((m) => m.name), [...r.models.map((m) => m.name)].sort());
+  assert.notDeepEqual(
+    r.models.map((m) => m.name),
+    [...r.models.map((m) => m.name)].sort(),
+  );
   const zoo = JSON.parse(readFileSync(join(dir, 'zoo.json'), 'utf8')) as { models: ZooModelRecord[]; settings: { seed: number } };
   assert.equal(zoo.models.length, 14);
   assert.equal(zoo.settings.seed, 3);
@@ -60,14 +70,18 @@ test('a zoo has the tree shape, truth and records its options ask for; children 
     }
     const parent = byName.get(m.parent)!;
     if (m.task.kind === 'subset') {
-      assert.deepEqual(m.task.outputOf, parent.task.outputOf, 'a subset task keeps its parent\'s head');
+      assert.deepEqual(m.task.outputOf, parent.task.outputOf, "a subset task keeps its parent's head");
       assert.ok(m.task.classes.length >= 2 && m.task.classes.length < 10);
     } else {
       assert.equal(m.task.kind, 'permutation');
-      assert.deepEqual([...m.task.outputOf].sort((a, b) => a - b), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+      assert.deepEqual(
+        [...m.task.outputOf].sort((a, b) => a - b),
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+      );
     }
     // full fine-tuning moves every tensor, and differently from the parent
-    const a = tensors(dir, m.name), b = tensors(dir, m.parent);
+    const a = tensors(dir, m.name),
+      b = tensors(dir, m.parent);
     assert.deepEqual([...a.keys()].sort(), [...b.keys()].sort());
     for (const [k, v] of a) assert.ok(!equal(v, b.get(k)!), `${m.name}.${k} should differ from its parent's`);
   }
@@ -97,7 +111,10 @@ test('a zoo resumes: only missing models are trained, and the same seed gives id
   const root1 = first.models.find((m) => m.parent === null)!;
   assert.ok(!equal(tensors(dir, root1.name).get('fc2.weight')!, tensors(other, r2.models[0]!.name).get('fc2.weight')!));
   // continuing a folder with other settings is refused
-  await assert.rejects(makeLineageZoo({ ...opts, steps: 13 }), (e: unknown) => e instanceof UserError && /holds a zoo made with steps = 12, not 13/.test(e.message));
+  await assert.rejects(
+    makeLineageZoo({ ...opts, steps: 13 }),
+    (e: unknown) => e instanceof UserError && /holds a zoo made with steps = 12, not 13/.test(e.message),
+  );
 });
 
 test('zoo options: bad values are clear errors; tree sizes and plans follow the options', () => {

@@ -5,7 +5,7 @@ import { topoSort } from '../../src/onnx/graph.js';
 import { UserError } from '../../src/util/errors.js';
 import { randomInput, recordedShapes, runModel } from './run-model.js';
 
-test('every builder op runs, and the tracked shapes match the runtime\'s', async () => {
+test("every builder op runs, and the tracked shapes match the runtime's", async () => {
   const b = new GraphBuilder({ seed: 1 });
   const x = b.input('input', [4, 8, 12]);
   const c1 = b.conv(x, { out: 6, kernel: 3, stride: 2, pad: 1, bias: false }, 'c1');
@@ -30,12 +30,14 @@ test('every builder op runs, and the tracked shapes match the runtime\'s', async
   for (const [name, dims] of shapes) assert.deepEqual(outputs.get(name)?.dims, dims, `shape of ${name}`);
 
   // Resize is nearest with integer scale: output (i, j) reads input (i/2, j/2) rounded down.
-  const a = outputs.get(ap.name)!, u = outputs.get('up')!;
+  const a = outputs.get(ap.name)!,
+    u = outputs.get('up')!;
   const [, C, H, W] = a.dims as [number, number, number, number];
   for (let c = 0; c < 2 * C; c++) {
-    for (let i = 0; i < 2 * H; i++) for (let j = 0; j < 2 * W; j++) {
-      assert.equal(u.data[(c * 2 * H + i) * 2 * W + j], a.data[(c * H + (i >> 1)) * W + (j >> 1)]);
-    }
+    for (let i = 0; i < 2 * H; i++)
+      for (let j = 0; j < 2 * W; j++) {
+        assert.equal(u.data[(c * 2 * H + i) * 2 * W + j], a.data[(c * H + (i >> 1)) * W + (j >> 1)]);
+      }
   }
   // Dropout is the identity at inference: the concatenated tail equals the upsampled tensor.
   const catT = outputs.get('cat')!;
@@ -61,7 +63,13 @@ test('linear is Gemm with a [out, in] weight, as PyTorch', async () => {
 
 test('pool output sizes agree with the runtime, ceil mode included', async () => {
   const cases: [n: number, k: number, s: number, p: number, ceil: boolean][] = [
-    [5, 2, 2, 1, true], [7, 2, 2, 0, true], [7, 3, 2, 1, true], [6, 3, 3, 1, true], [28, 2, 2, 0, false], [3, 2, 2, 0, false], [8, 3, 2, 1, false],
+    [5, 2, 2, 1, true],
+    [7, 2, 2, 0, true],
+    [7, 3, 2, 1, true],
+    [6, 3, 3, 1, true],
+    [28, 2, 2, 0, false],
+    [3, 2, 2, 0, false],
+    [8, 3, 2, 1, false],
   ];
   for (const [n, k, s, p, ceil] of cases) {
     const b = new GraphBuilder();
@@ -119,8 +127,10 @@ test('token layers: gelu equals the exact erf form, a prepended token sits at po
   const { outputs } = await runModel(model, { input: { dims: [2, 3, 4], data } });
   // erf by Abramowitz-Stegun 7.1.26 (|error| < 1.5e-7)
   const erf = (v: number): number => {
-    const s = Math.sign(v), a = Math.abs(v), k = 1 / (1 + 0.3275911 * a);
-    return s * (1 - (((((1.061405429 * k - 1.453152027) * k) + 1.421413741) * k - 0.284496736) * k + 0.254829592) * k * Math.exp(-a * a));
+    const s = Math.sign(v),
+      a = Math.abs(v),
+      k = 1 / (1 + 0.3275911 * a);
+    return s * (1 - ((((1.061405429 * k - 1.453152027) * k + 1.421413741) * k - 0.284496736) * k + 0.254829592) * k * Math.exp(-a * a));
   };
   outputs.get('gelu')!.data.forEach((v, i) => assert.ok(Math.abs(v - 0.5 * data[i]! * (1 + erf(data[i]! / Math.SQRT2))) < 1e-5));
   const tok = model.graph.initializers.get('tok')!.data as Float32Array;

@@ -4,20 +4,25 @@ import { createZooModel } from '../../src/nn/zoo.js';
 import { initValues } from '../../src/nn/init.js';
 import type { Model } from '../../src/onnx/types.js';
 
-const small = (seed: number, blocks = [1, 1, 1, 1]): Model =>
-  createZooModel('resnet', { input: [3, 32, 32], width: 0.25, blocks, seed });
+const small = (seed: number, blocks = [1, 1, 1, 1]): Model => createZooModel('resnet', { input: [3, 32, 32], width: 0.25, blocks, seed });
 
 const weights = (m: Model, name: string): Float32Array => m.graph.initializers.get(name)!.data as Float32Array;
 
 function stats(a: Float32Array): { mean: number; std: number } {
-  let s = 0, s2 = 0;
-  for (const v of a) { s += v; s2 += v * v; }
+  let s = 0,
+    s2 = 0;
+  for (const v of a) {
+    s += v;
+    s2 += v * v;
+  }
   const mean = s / a.length;
   return { mean, std: Math.sqrt(s2 / a.length - mean * mean) };
 }
 
 test('the same seed gives bit-identical weights; another seed changes every random tensor', () => {
-  const a = small(5), b = small(5), c = small(6);
+  const a = small(5),
+    b = small(5),
+    c = small(6);
   for (const [name, t] of a.graph.initializers) {
     const bytes = (m: Model): Buffer => Buffer.from((m.graph.initializers.get(name)!.data as Float32Array).buffer);
     assert.ok(bytes(a).equals(Buffer.from((t.data as Float32Array).buffer)));
@@ -28,7 +33,8 @@ test('the same seed gives bit-identical weights; another seed changes every rand
 });
 
 test('adding a block leaves the weights of every other layer unchanged', () => {
-  const a = small(1, [1, 1, 1, 1]), b = small(1, [2, 1, 1, 1]);
+  const a = small(1, [1, 1, 1, 1]),
+    b = small(1, [2, 1, 1, 1]);
   assert.ok(b.graph.initializers.has('layer1.1.conv1.weight'));
   for (const name of ['conv1.weight', 'layer1.0.conv2.weight', 'layer3.0.conv1.weight', 'fc.weight']) {
     assert.deepEqual(weights(a, name), weights(b, name), name);
@@ -46,7 +52,7 @@ test('convolution weights are Kaiming normal: mean 0, std sqrt(2 / fan_in)', () 
   }
 });
 
-test('BatchNorm starts as identity; the classifier uses PyTorch\'s default uniform init', () => {
+test("BatchNorm starts as identity; the classifier uses PyTorch's default uniform init", () => {
   const m = small(3);
   assert.ok(weights(m, 'bn1.weight').every((v) => v === 1));
   assert.ok(weights(m, 'layer1.0.bn2.bias').every((v) => v === 0));
@@ -56,7 +62,10 @@ test('BatchNorm starts as identity; the classifier uses PyTorch\'s default unifo
   const bound = 1 / Math.sqrt(fanIn);
   for (const name of ['fc.weight', 'fc.bias']) {
     const w = weights(m, name);
-    assert.ok(w.every((v) => Math.abs(v) <= bound), `${name} within +-${bound}`);
+    assert.ok(
+      w.every((v) => Math.abs(v) <= bound),
+      `${name} within +-${bound}`,
+    );
   }
   const w = weights(m, 'fc.weight');
   assert.ok(Math.max(...w) > 0.8 * bound && Math.min(...w) < -0.8 * bound, 'spread over the whole interval');

@@ -43,7 +43,10 @@ export async function runModel(model: Model, inputs: Record<string, { dims: numb
 export function recordedShapes(model: Model, batch: number): Map<string, number[]> {
   const m = new Map<string, number[]>();
   for (const v of [...model.graph.valueInfo.values(), ...model.graph.outputs]) {
-    m.set(v.name, (v.shape ?? []).map((d) => (typeof d === 'number' ? d : batch)));
+    m.set(
+      v.name,
+      (v.shape ?? []).map((d) => (typeof d === 'number' ? d : batch)),
+    );
   }
   return m;
 }

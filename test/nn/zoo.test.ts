@@ -33,7 +33,10 @@ for (const ref of REFERENCE) {
 
 /** Full-width models are too slow to run in the suite; thin ones have the same structure. */
 const RUN_WIDTH: Record<string, number> = { mlp: 1, lenet5: 1 };
-const INPUTS: [number, number, number][] = [[1, 28, 28], [3, 32, 32]];
+const INPUTS: [number, number, number][] = [
+  [1, 28, 28],
+  [3, 32, 32],
+];
 
 for (const arch of ZOO_NAMES) {
   for (const input of INPUTS) {
@@ -41,8 +44,14 @@ for (const arch of ZOO_NAMES) {
       const classes = 7;
       const width = RUN_WIDTH[arch] ?? 0.125;
       const model = createZooModel(arch, { input, classes, width, seed: 3, ...(arch === 'resnet' ? { blocks: [1, 1, 1, 1] } : {}) });
-      assert.deepEqual(model.graph.inputs.map((v) => [v.name, v.shape]), [['input', ['N', ...input]]]);
-      assert.deepEqual(model.graph.outputs.map((v) => [v.name, v.shape]), [['logits', ['N', classes]]]);
+      assert.deepEqual(
+        model.graph.inputs.map((v) => [v.name, v.shape]),
+        [['input', ['N', ...input]]],
+      );
+      assert.deepEqual(
+        model.graph.outputs.map((v) => [v.name, v.shape]),
+        [['logits', ['N', classes]]],
+      );
       validateModel(model, `${arch}.onnx`);
       assert.deepEqual(inferShapes(model).get('logits')?.shape, ['N', classes], 'IR shape inference agrees with the builder');
 
@@ -52,49 +61,71 @@ for (const arch of ZOO_NAMES) {
       const logits = outputs.get('logits')!;
       assert.deepEqual(logits.dims, [2, classes]);
       assert.ok(logits.data.every(Number.isFinite), 'logits are finite');
-      assert.ok(logits.data.some((v) => v !== logits.data[0]), 'logits are not constant');
+      assert.ok(
+        logits.data.some((v) => v !== logits.data[0]),
+        'logits are not constant',
+      );
       for (const [name, dims] of shapes) assert.deepEqual(outputs.get(name)?.dims, dims, `shape of ${name}`);
     });
   }
 }
 
 test('metadata: arch, input spec, provenance and cut points that exist in the graph', () => {
-  for (const arch of ZOO_NAMES) for (const input of INPUTS) {
-    const model = createZooModel(arch, { input, classes: 5, width: 0.125, seed: 11 });
-    const info = getArch(model)!;
-    assert.equal(info.name, arch);
-    assert.equal(info['width'], 0.125);
-    assert.equal(info['classes'], 5);
-    assert.equal(info['seed'], 11);
-    assert.deepEqual(info['input'], input);
-    if (arch.startsWith('resnet')) assert.equal((info['blocks'] as number[]).length, 4);
-    assert.deepEqual(getInputSpec(model), { shape: input });
-    assert.deepEqual(getProvenance(model), { operation: 'created', parents: [], seed: 11 });
+  for (const arch of ZOO_NAMES)
+    for (const input of INPUTS) {
+      const model = createZooModel(arch, { input, classes: 5, width: 0.125, seed: 11 });
+      const info = getArch(model)!;
+      assert.equal(info.name, arch);
+      assert.equal(info['width'], 0.125);
+      assert.equal(info['classes'], 5);
+      assert.equal(info['seed'], 11);
+      assert.deepEqual(info['input'], input);
+      if (arch.startsWith('resnet')) assert.equal((info['blocks'] as number[]).length, 4);
+      assert.deepEqual(getInputSpec(model), { shape: input });
+      assert.deepEqual(getProvenance(model), { operation: 'created', parents: [], seed: 11 });
 
-    const cuts = getCuts(model)!;
-    const names = tensorNames(model.graph);
-    for (const c of cuts) assert.ok(names.has(c.tensor), `${arch}: cut ${c.name} -> ${c.tensor} exists`);
-    assert.equal(new Set(cuts.map((c) => c.name)).size, cuts.length, `${arch}: cut names are unique`);
-    assert.equal(new Set(cuts.map((c) => c.tensor)).size, cuts.length, `${arch}: cut tensors are distinct`);
-    const kinds = cuts.map((c) => c.kind);
-    assert.equal(kinds[0], 'stem', arch);
-    assert.deepEqual(kinds.slice(-2), ['features', 'logits'], arch);
-    assert.ok(kinds.includes('block'), `${arch} has block cuts`);
-    assert.equal(cuts.at(-1)!.tensor, 'logits');
-  }
+      const cuts = getCuts(model)!;
+      const names = tensorNames(model.graph);
+      for (const c of cuts) assert.ok(names.has(c.tensor), `${arch}: cut ${c.name} -> ${c.tensor} exists`);
+      assert.equal(new Set(cuts.map((c) => c.name)).size, cuts.length, `${arch}: cut names are unique`);
+      assert.equal(new Set(cuts.map((c) => c.tensor)).size, cuts.length, `${arch}: cut tensors are distinct`);
+      const kinds = cuts.map((c) => c.kind);
+      assert.equal(kinds[0], 'stem', arch);
+      assert.deepEqual(kinds.slice(-2), ['features', 'logits'], arch);
+      assert.ok(kinds.includes('block'), `${arch} has block cuts`);
+      assert.equal(cuts.at(-1)!.tensor, 'logits');
+    }
 });
 
 test('resnet cut points: stem, one per residual block, pooled features', () => {
   const model = createZooModel('resnet', { input: [3, 32, 32], width: 0.125, blocks: [1, 2, 1, 1] });
-  assert.deepEqual(getCuts(model)!.map((c) => `${c.name}=${c.tensor}`), [
-    'stem=stem.relu', 'layer1.0=layer1.0.relu2', 'layer2.0=layer2.0.relu2', 'layer2.1=layer2.1.relu2',
-    'layer3.0=layer3.0.relu2', 'layer4.0=layer4.0.relu2', 'features=flatten', 'logits=logits',
-  ]);
+  assert.deepEqual(
+    getCuts(model)!.map((c) => `${c.name}=${c.tensor}`),
+    [
+      'stem=stem.relu',
+      'layer1.0=layer1.0.relu2',
+      'layer2.0=layer2.0.relu2',
+      'layer2.1=layer2.1.relu2',
+      'layer3.0=layer3.0.relu2',
+      'layer4.0=layer4.0.relu2',
+      'features=flatten',
+      'logits=logits',
+    ],
+  );
 });
 
 test('initializer names read like a PyTorch state_dict', () => {
   const r = createZooModel('resnet18', { input: [3, 32, 32], width: 0.125 }).graph.initializers;
-  for (const k of ['conv1.weight', 'bn1.running_var', 'layer1.0.conv1.weight', 'layer1.0.bn1.running_var', 'layer2.0.downsample.0.weight', 'layer2.0.downsample.1.bias', 'fc.weight', 'fc.bias']) {
+  for (const k of [
+    'conv1.weight',
+    'bn1.running_var',
+    'layer1.0.conv1.weight',
+    'layer1.0.bn1.running_var',
+    'layer2.0.downsample.0.weight',
+    'layer2.0.downsample.1.bias',
+    'fc.weight',
+    'fc.bias',
+  ]) {
     assert.ok(r.has(k), k);
   }
   assert.ok(!r.has('layer1.0.downsample.0.weight'), 'identity shortcut where the shape is kept');
@@ -132,7 +163,10 @@ test('width and class count scale the layers', () => {
   assert.deepEqual(dims('fc3.weight'), [13, 25]);
   assert.deepEqual(dims('fc4.weight'), [3, 13]);
   const linear = createZooModel('mlp', { hidden: [] });
-  assert.deepEqual(getCuts(linear)!.map((c) => `${c.kind}:${c.tensor}`), ['features:flatten', 'logits:logits']);
+  assert.deepEqual(
+    getCuts(linear)!.map((c) => `${c.kind}:${c.tensor}`),
+    ['features:flatten', 'logits:logits'],
+  );
   const tiny = createZooModel('resnet', { input: [3, 32, 32], width: 0.001, blocks: [1, 1, 1, 1] });
   assert.deepEqual(tiny.graph.initializers.get('conv1.weight')!.dims, [1, 3, 3, 3], 'channels never drop below 1');
 });
@@ -161,8 +195,15 @@ test('bad options are UserErrors naming what was expected', () => {
     ['lenet5', { input: [1, 8, 8] }, /too small/],
   ];
   for (const [arch, opts, msg] of bad) {
-    assert.throws(() => createZooModel(arch, opts), (e: unknown) => e instanceof UserError && msg.test(e.message), `${arch} ${JSON.stringify(opts)}`);
+    assert.throws(
+      () => createZooModel(arch, opts),
+      (e: unknown) => e instanceof UserError && msg.test(e.message),
+      `${arch} ${JSON.stringify(opts)}`,
+    );
   }
-  assert.throws(() => createZooModel('resnet99'), (e: unknown) => e instanceof UserError && /unknown architecture "resnet99"; known: mlp, lenet5, .*inception/.test(e.message));
+  assert.throws(
+    () => createZooModel('resnet99'),
+    (e: unknown) => e instanceof UserError && /unknown architecture "resnet99"; known: mlp, lenet5, .*inception/.test(e.message),
+  );
   assert.throws(() => createZooModel('toString'), UserError);
 });

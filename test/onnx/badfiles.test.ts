@@ -48,10 +48,15 @@ test('external data outside the model folder is refused', () => {
     graph: {
       name: 'g',
       node: [{ opType: 'Identity', input: ['w'], output: ['y'], name: 'id' }],
-      initializer: [{
-        name: 'w', dataType: 1, dims: [4], dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
-        externalData: [{ key: 'location', value: '../secret.bin' }],
-      }],
+      initializer: [
+        {
+          name: 'w',
+          dataType: 1,
+          dims: [4],
+          dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
+          externalData: [{ key: 'location', value: '../secret.bin' }],
+        },
+      ],
       output: [{ name: 'y', type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 4 }] } } } }],
     },
   });

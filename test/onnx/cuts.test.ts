@@ -41,14 +41,16 @@ test('the dominator chain of a residual net skips the tensors the skip connectio
 
 test('a tensor inside a torchvision residual block is refused with the bypassing node and the cuts around it', () => {
   const m = openModel(tv('resnet18'));
-  assertUserError(() => resolveCut(m, '/layer1/layer1.0/relu/Relu_output_0', 'r18.onnx'),
+  assertUserError(
+    () => resolveCut(m, '/layer1/layer1.0/relu/Relu_output_0', 'r18.onnx'),
     'tensor "/layer1/layer1.0/relu/Relu_output_0" of r18.onnx is not a cut point: it is inside a block: the path into node "/layer1/layer1.0/Add" (Add) bypasses it',
-    '"stem" (/maxpool/MaxPool_output_0)');
+    '"stem" (/maxpool/MaxPool_output_0)',
+  );
   assert.equal(resolveCut(m, 'layer2.1'), '/layer2/layer2.1/relu_1/Relu_output_0');
   assert.equal(resolveCut(m, '/layer2/layer2.1/Add_output_0'), '/layer2/layer2.1/Add_output_0');
 });
 
-test('shape arithmetic is never a cut (ShuffleNet\'s channel-split sizes)', () => {
+test("shape arithmetic is never a cut (ShuffleNet's channel-split sizes)", () => {
   const m = openModel(tv('shufflenet_v2'));
   assert.match(cutProblem(m, '/stage2/stage2.1/Add_output_0')!, /does not depend on the values of the input "input" \(it is a constant or shape arithmetic\)/);
   for (const c of blockCuts(m)) assert.ok(dataFlow(m).chainSet.has(c.tensor), c.name);
@@ -75,7 +77,10 @@ for (const [family, names] of Object.entries(EXPECTED)) {
   test(`default block-level cuts of the ${family} fixture: ${names.join(', ')}`, () => {
     const m = openModel(tv(family));
     const cuts = blockCuts(m);
-    assert.deepEqual(cuts.map((c) => c.name), names);
+    assert.deepEqual(
+      cuts.map((c) => c.name),
+      names,
+    );
     assert.equal(cuts[0]!.kind, 'stem');
     const flow = dataFlow(m);
     for (const c of cuts) assert.ok(flow.chainSet.has(c.tensor), `${c.name} (${c.tensor}) is on every path`);
@@ -86,7 +91,7 @@ for (const [family, names] of Object.entries(EXPECTED)) {
   });
 }
 
-test('block cuts of a ResNet end after the block\'s ReLU, and the stem after the max pool', () => {
+test("block cuts of a ResNet end after the block's ReLU, and the stem after the max pool", () => {
   const cuts = blockCuts(openModel(tv('resnet18')));
   assert.equal(cuts.find((c) => c.name === 'stem')!.tensor, '/maxpool/MaxPool_output_0');
   assert.equal(cuts.find((c) => c.name === 'layer1.0')!.tensor, '/layer1/layer1.0/relu_1/Relu_output_0');
@@ -124,14 +129,19 @@ function sequenceFirstNet(seed = 4): ReturnType<typeof buildModel> {
     inputs: [vi('input', ['N', 3, 8, 8])],
     outputs: ['logits'],
     initializers: {
-      pw: randn(rng, [6, 3, 4, 4]), w0: randn(rng, [6, 6]), w1: randn(rng, [6, 6]), fc_w: randn(rng, [5, 6]), fc_b: randn(rng, [5]),
+      pw: randn(rng, [6, 3, 4, 4]),
+      w0: randn(rng, [6, 6]),
+      w1: randn(rng, [6, 6]),
+      fc_w: randn(rng, [5, 6]),
+      fc_b: randn(rng, [5]),
       shape: { dtype: 'int64', dims: [3], data: BigInt64Array.from([0n, 6n, -1n]) },
     },
     nodes: [
       node('Conv', ['input', 'pw'], ['/patch/conv'], { kernel_shape: ints([4, 4]), strides: ints([4, 4]) }, '/patch/Conv'),
       node('Reshape', ['/patch/conv', 'shape'], ['/patch/flat'], {}, '/patch/Reshape'),
       node('Transpose', ['/patch/flat'], ['/patch/tokens'], { perm: ints([2, 0, 1]) }, '/patch/Transpose'),
-      ...block(0, '/patch/tokens'), ...block(1, '/enc/layer0/out'),
+      ...block(0, '/patch/tokens'),
+      ...block(1, '/enc/layer0/out'),
       node('ReduceMean', ['/enc/layer1/out'], ['/pool'], { axes: ints([0]), keepdims: int(0) }, '/ReduceMean'),
       node('Gemm', ['/pool', 'fc_w', 'fc_b'], ['logits'], { transB: int(1) }, '/head/Gemm'),
     ],
@@ -141,7 +151,10 @@ function sequenceFirstNet(seed = 4): ReturnType<typeof buildModel> {
 test('a sequence-first token model: its cuts have batch axis 1 and per-image shape [tokens, hidden]', () => {
   const m = sequenceFirstNet();
   const cuts = blockCuts(m);
-  assert.deepEqual(cuts.map((c) => c.name), ['stem', 'layer0', 'layer1', 'features']);
+  assert.deepEqual(
+    cuts.map((c) => c.name),
+    ['stem', 'layer0', 'layer1', 'features'],
+  );
   assert.deepEqual(batchLayouts(m).get(cuts[1]!.tensor), { batchAxis: 1, shape: [4, 6] });
   assert.match(cutProblem(m, '/enc/layer0/relu')!, /the path into node "\/enc\/layer0\/Add"/);
 });
@@ -149,7 +162,10 @@ test('a sequence-first token model: its cuts have batch axis 1 and per-image sha
 test('splitting a sequence-first model at a token cut and joining the halves gives the model back', async () => {
   const m = sequenceFirstNet();
   const rng = new Rng(9);
-  const x = float32([3, 3, 8, 8], Array.from({ length: 3 * 192 }, () => rng.normal()));
+  const x = float32(
+    [3, 3, 8, 8],
+    Array.from({ length: 3 * 192 }, () => rng.normal()),
+  );
   const whole = (await runOrt(m, { input: x }))['logits']!.data as Float32Array;
   const cut = '/enc/layer0/out';
   const head = (await runOrt(extractSubgraph(m, ['input'], [cut]), { input: x }))[cut]!;
@@ -158,7 +174,7 @@ test('splitting a sequence-first model at a token cut and joining the halves giv
   for (let i = 0; i < whole.length; i++) assert.ok(Math.abs(whole[i]! - tail[i]!) < 1e-5);
 });
 
-test('the part of torchvision\'s ViT after its patch embedding reads the batch size from the cut, not the input image', async () => {
+test("the part of torchvision's ViT after its patch embedding reads the batch size from the cut, not the input image", async () => {
   const m = openModel(tv('vit'));
   const io = tvIo('vit');
   const cut = '/conv_proj/Conv_output_0';
@@ -166,7 +182,8 @@ test('the part of torchvision\'s ViT after its patch embedding reads the batch s
   const head = (await runOrt(extractSubgraph(m, ['input'], [cut]), { input: io.input }))[cut]!;
   const detached = detachShapeReads(m, cut);
   assert.ok(!detached.graph.nodes.some((n) => n.opType === 'Shape' && n.inputs[0] === 'input'), 'no shape read of the input is left');
-  const tail = (await runOrt(extractSubgraph(detached, [cut], ['logits']), { [cut]: float32(head.dims, head.data as Float32Array) }))['logits']!.data as Float32Array;
+  const tail = (await runOrt(extractSubgraph(detached, [cut], ['logits']), { [cut]: float32(head.dims, head.data as Float32Array) }))['logits']!
+    .data as Float32Array;
   const want = io.logits;
   assert.equal(tail.length, want.length);
   for (let i = 0; i < want.length; i++) assert.ok(Math.abs(want[i]! - tail[i]!) < 1e-4, `logit ${i}: ${tail[i]} vs ${want[i]}`);
@@ -179,7 +196,8 @@ for (const family of ['resnet18', 'densenet', 'convnext', 'shufflenet_v2', 'vit'
     const want = io.logits;
     for (const c of blockCuts(m)) {
       const head = (await runOrt(extractCut(m, undefined, c.name).model, { input: io.input }))[c.tensor]!;
-      const tail = (await runOrt(extractCut(m, c.name, undefined).model, { [c.tensor]: float32(head.dims, head.data as Float32Array) }))['logits']!.data as Float32Array;
+      const tail = (await runOrt(extractCut(m, c.name, undefined).model, { [c.tensor]: float32(head.dims, head.data as Float32Array) }))['logits']!
+        .data as Float32Array;
       for (let i = 0; i < want.length; i++) assert.ok(Math.abs(want[i]! - tail[i]!) < 1e-4, `${c.name}: logit ${i} ${tail[i]} vs ${want[i]}`);
     }
   });

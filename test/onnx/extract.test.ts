@@ -7,15 +7,21 @@ import { UserError } from '../../src/util/errors.js';
 import { Rng } from '../../src/util/random.js';
 import { randn, residualNet, runOrt, tinyConvNet } from '../helpers/graphs.js';
 
-test('the middle part, run on a tapped intermediate tensor, gives the whole model\'s output', async () => {
+test("the middle part, run on a tapped intermediate tensor, gives the whole model's output", async () => {
   const m = tinyConvNet();
   setArch(m, { name: 'tiny' });
   const tapped = addOutputs(m, ['relu1']);
-  assert.deepEqual(tapped.graph.outputs.map((o) => o.name), ['logits', 'relu1']);
+  assert.deepEqual(
+    tapped.graph.outputs.map((o) => o.name),
+    ['logits', 'relu1'],
+  );
   assert.deepEqual(tapped.graph.outputs[1], { name: 'relu1', dtype: 'float32', shape: ['N', 4, 8, 8] });
 
   const mid = extractSubgraph(m, ['relu1'], ['logits']);
-  assert.deepEqual(mid.graph.nodes.map((n) => n.name), ['pool1', 'flatten', 'fc']);
+  assert.deepEqual(
+    mid.graph.nodes.map((n) => n.name),
+    ['pool1', 'flatten', 'fc'],
+  );
   assert.deepEqual(mid.graph.inputs, [{ name: 'relu1', dtype: 'float32', shape: ['N', 4, 8, 8] }]);
   assert.deepEqual([...mid.graph.initializers.keys()].sort(), ['fc_b', 'fc_w']);
   assert.deepEqual(getArch(mid), { name: 'tiny' });
@@ -29,12 +35,17 @@ test('the middle part, run on a tapped intermediate tensor, gives the whole mode
   assert.deepEqual(Array.from(part['logits']!.data as Float32Array), Array.from(whole['logits']!.data as Float32Array));
 });
 
-test('a residual block cut in the middle needs both branches\' inputs', async () => {
+test("a residual block cut in the middle needs both branches' inputs", async () => {
   const m = residualNet();
-  assert.throws(() => extractSubgraph(m, ['r'], ['out']),
-    (e: unknown) => e instanceof UserError && /output "out" depends on tensor "input", which is not among the given inputs \[r\]/.test(e.message));
+  assert.throws(
+    () => extractSubgraph(m, ['r'], ['out']),
+    (e: unknown) => e instanceof UserError && /output "out" depends on tensor "input", which is not among the given inputs \[r\]/.test(e.message),
+  );
   const tail = extractSubgraph(m, ['r', 'input'], ['out']);
-  assert.deepEqual(tail.graph.nodes.map((n) => n.opType), ['Add', 'Relu', 'GlobalAveragePool', 'Flatten', 'Gemm']);
+  assert.deepEqual(
+    tail.graph.nodes.map((n) => n.opType),
+    ['Add', 'Relu', 'GlobalAveragePool', 'Flatten', 'Gemm'],
+  );
   const head = extractSubgraph(m, ['input'], ['r']);
   assert.deepEqual(head.graph.outputs, [{ name: 'r', dtype: 'float32', shape: ['N', 2, 6, 6] }]);
   const x = randn(new Rng(1), [1, 2, 6, 6], 1);
@@ -46,7 +57,9 @@ test('a residual block cut in the middle needs both branches\' inputs', async ()
 
 test('an unknown tensor name is refused with nearby names', () => {
   const m = tinyConvNet();
-  assert.throws(() => extractSubgraph(m, ['relu_1'], ['logits']),
-    (e: unknown) => e instanceof UserError && /tensor "relu_1" does not exist in model; nearby names: relu1/.test(e.message));
+  assert.throws(
+    () => extractSubgraph(m, ['relu_1'], ['logits']),
+    (e: unknown) => e instanceof UserError && /tensor "relu_1" does not exist in model; nearby names: relu1/.test(e.message),
+  );
   assert.throws(() => addOutputs(m, ['nope']), /tensor "nope" does not exist in model/);
 });

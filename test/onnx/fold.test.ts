@@ -93,11 +93,7 @@ test('graph outputs keep their names when an Identity feeds them, and Dropout in
     inputs: [vi('x', ['N', 4])],
     outputs: ['y', 'd'],
     initializers: { on: { dtype: 'bool', dims: [], data: Uint8Array.of(1) }, ratio: { dtype: 'float32', dims: [], data: Float32Array.of(0.5) } },
-    nodes: [
-      node('Relu', ['x'], ['r']),
-      node('Identity', ['r'], ['y']),
-      node('Dropout', ['r', 'ratio', 'on'], ['d'], {}, 'train_dropout'),
-    ],
+    nodes: [node('Relu', ['x'], ['r']), node('Identity', ['r'], ['y']), node('Dropout', ['r', 'ratio', 'on'], ['d'], {}, 'train_dropout')],
   });
   const folded = foldConstants(m);
   assert.deepEqual(ops(folded), ['Relu', 'Dropout']);

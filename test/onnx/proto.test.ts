@@ -19,11 +19,21 @@ function sampleModel(): Model {
       big: int64([1], [Number.MAX_SAFE_INTEGER]),
     },
     nodes: [
-      node('Custom', ['x', 'w', ''], ['y', ''], {
-        i: int(-7), f: float(0.5), s: str('héllo'), is: ints([1, -2, 3]),
-        fs: { kind: 'floats', value: [0.25, -1] }, ss: { kind: 'strings', value: ['a', 'b c'] },
-        t: { kind: 'tensor', value: int64([2], [5, -6]) },
-      }, 'custom_node'),
+      node(
+        'Custom',
+        ['x', 'w', ''],
+        ['y', ''],
+        {
+          i: int(-7),
+          f: float(0.5),
+          s: str('héllo'),
+          is: ints([1, -2, 3]),
+          fs: { kind: 'floats', value: [0.25, -1] },
+          ss: { kind: 'strings', value: ['a', 'b c'] },
+          t: { kind: 'tensor', value: int64([2], [5, -6]) },
+        },
+        'custom_node',
+      ),
     ],
   });
   m.metadata = { 'modelsmith.arch': '{"name":"test"}', note: 'ünïcode' };

@@ -8,19 +8,55 @@ import { UserError } from '../../src/util/errors.js';
 import { buildModel, node, tinyConvNet, vi } from '../helpers/graphs.js';
 
 function assertInvalid(m: Model, pattern: RegExp, file = 'net.onnx'): void {
-  assert.throws(() => validateModel(m, file), (e: unknown) => {
-    assert.ok(e instanceof UserError, String(e));
-    assert.match(e.message, new RegExp(`^${file.replace('.', '\\.')}: `));
-    assert.match(e.message, pattern);
-    return true;
-  });
+  assert.throws(
+    () => validateModel(m, file),
+    (e: unknown) => {
+      assert.ok(e instanceof UserError, String(e));
+      assert.match(e.message, new RegExp(`^${file.replace('.', '\\.')}: `));
+      assert.match(e.message, pattern);
+      return true;
+    },
+  );
 }
 
 test('a well-formed model passes, and the operator list covers the zoo', () => {
   validateModel(tinyConvNet());
-  for (const op of ['Conv', 'BatchNormalization', 'Relu', 'MaxPool', 'AveragePool', 'GlobalAveragePool', 'Gemm', 'MatMul', 'Add', 'Mul',
-    'Flatten', 'Reshape', 'Concat', 'Constant', 'Shape', 'Gather', 'Unsqueeze', 'Squeeze', 'Identity', 'Dropout', 'Softmax', 'Resize',
-    'Pad', 'Slice', 'Transpose', 'ConvTranspose', 'ReduceSum', 'Where', 'ScatterElements', 'Greater', 'Sub', 'Div', 'Sqrt', 'Expand']) {
+  for (const op of [
+    'Conv',
+    'BatchNormalization',
+    'Relu',
+    'MaxPool',
+    'AveragePool',
+    'GlobalAveragePool',
+    'Gemm',
+    'MatMul',
+    'Add',
+    'Mul',
+    'Flatten',
+    'Reshape',
+    'Concat',
+    'Constant',
+    'Shape',
+    'Gather',
+    'Unsqueeze',
+    'Squeeze',
+    'Identity',
+    'Dropout',
+    'Softmax',
+    'Resize',
+    'Pad',
+    'Slice',
+    'Transpose',
+    'ConvTranspose',
+    'ReduceSum',
+    'Where',
+    'ScatterElements',
+    'Greater',
+    'Sub',
+    'Div',
+    'Sqrt',
+    'Expand',
+  ]) {
     assert.ok(SUPPORTED_OPS.includes(op), op);
   }
 });
@@ -49,7 +85,8 @@ test('structural problems are reported one at a time with the node or tensor', (
 
 test('cycles are found', () => {
   const m = buildModel({
-    inputs: [vi('x', [2])], outputs: ['b'],
+    inputs: [vi('x', [2])],
+    outputs: ['b'],
     nodes: [node('Add', ['x', 'b'], ['a'], {}, 'first'), node('Relu', ['a'], ['b'], {}, 'second')],
   });
   assertInvalid(m, /cycle through nodes first, second/);
@@ -57,7 +94,8 @@ test('cycles are found', () => {
 
 test('shape conflicts found by inference are reported', () => {
   const m = buildModel({
-    inputs: [vi('x', [1, 3, 8, 8])], outputs: ['y'],
+    inputs: [vi('x', [1, 3, 8, 8])],
+    outputs: ['y'],
     initializers: { w1: float32([32, 3, 3, 3]), w2: float32([8, 16, 3, 3]) },
     nodes: [
       node('Conv', ['x', 'w1'], ['h'], { kernel_shape: ints([3, 3]) }, 'conv1'),

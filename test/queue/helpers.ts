@@ -49,7 +49,9 @@ export async function freePort(): Promise<number> {
 }
 
 const children = new Set<ChildProcess>();
-process.on('exit', () => { for (const c of children) c.kill('SIGKILL'); });
+process.on('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
+});
 
 export async function startRedis(o: RedisOptions = {}): Promise<TestRedis> {
   const which = spawnSync('redis-server', ['--version'], { encoding: 'utf8' });
@@ -57,15 +59,49 @@ export async function startRedis(o: RedisOptions = {}): Promise<TestRedis> {
   const port = await freePort();
   const dir = tempDir('queue-redis-');
   let proc: ChildProcess | undefined;
-  const tls = o.tls ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', o.tls.cert, '--tls-key-file', o.tls.key, '--tls-ca-cert-file', o.tls.ca, '--tls-auth-clients', 'no'] : ['--port', String(port)];
-  const args = [...tls, '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', o.persist ? 'yes' : 'no',
-    '--appendfsync', 'always', '--daemonize', 'no', '--loglevel', 'warning',
-    ...(o.user ? ['--user', 'default', 'off', '--user', o.user, 'on', `>${o.password}`, '~*', '&*', '+@all'] : o.password ? ['--requirepass', o.password] : [])];
+  const tls = o.tls
+    ? [
+        '--port',
+        '0',
+        '--tls-port',
+        String(port),
+        '--tls-cert-file',
+        o.tls.cert,
+        '--tls-key-file',
+        o.tls.key,
+        '--tls-ca-cert-file',
+        o.tls.ca,
+        '--tls-auth-clients',
+        'no',
+      ]
+    : ['--port', String(port)];
+  const args = [
+    ...tls,
+    '--bind',
+    '127.0.0.1',
+    '--dir',
+    dir,
+    '--save',
+    '',
+    '--appendonly',
+    o.persist ? 'yes' : 'no',
+    '--appendfsync',
+    'always',
+    '--daemonize',
+    'no',
+    '--loglevel',
+    'warning',
+    ...(o.user ? ['--user', 'default', 'off', '--user', o.user, 'on', `>${o.password}`, '~*', '&*', '+@all'] : o.password ? ['--requirepass', o.password] : []),
+  ];
   const auth = o.user ? `${o.user}:${o.password}@` : o.password ? `:${o.password}@` : '';
   const url = o.tls ? `rediss://${auth}127.0.0.1:${port}?ca=${encodeURIComponent(o.tls.ca)}` : `redis://${auth}127.0.0.1:${port}`;
   const client = (): Redis => {
     const c = new Redis({
-      host: '127.0.0.1', port, maxRetriesPerRequest: null, ...(o.user ? { username: o.user } : {}), ...(o.password ? { password: o.password } : {}),
+      host: '127.0.0.1',
+      port,
+      maxRetriesPerRequest: null,
+      ...(o.user ? { username: o.user } : {}),
+      ...(o.password ? { password: o.password } : {}),
       ...(o.tls ? { tls: { ca: readFileSync(o.tls.ca, 'utf8') } } : {}),
     });
     c.on('error', () => {});
@@ -77,7 +113,10 @@ export async function startRedis(o: RedisOptions = {}): Promise<TestRedis> {
     for (let i = 0; i < 100; i++) {
       const c = client();
       c.on('error', () => {});
-      const ok = await c.ping().then(() => true, () => false);
+      const ok = await c.ping().then(
+        () => true,
+        () => false,
+      );
       c.disconnect();
       if (ok) return;
       await sleep(100);
@@ -87,7 +126,10 @@ export async function startRedis(o: RedisOptions = {}): Promise<TestRedis> {
   const stop = async (): Promise<void> => {
     const p = proc;
     if (!p || p.exitCode !== null) return;
-    await new Promise<void>((resolve) => { p.on('exit', () => resolve()); p.kill('SIGTERM'); });
+    await new Promise<void>((resolve) => {
+      p.on('exit', () => resolve());
+      p.kill('SIGTERM');
+    });
     children.delete(p);
   };
   await start();
@@ -101,7 +143,10 @@ export async function startRedis(o: RedisOptions = {}): Promise<TestRedis> {
 export function queueModels(dir: string): string[] {
   return [31, 32].map((seed) => {
     const m = createZooModel('resnet', { blocks: [1, 1, 1, 1], width: 0.125, classes: 3, seed });
-    setLabels(m, [0, 1, 2].map((c) => ({ dataset: 'fashion-mnist', class: c })));
+    setLabels(
+      m,
+      [0, 1, 2].map((c) => ({ dataset: 'fashion-mnist', class: c })),
+    );
     setInputSpec(m, { shape: [1, 28, 28], mean: [0.286], std: [0.353] });
     const f = join(dir, `r${seed}.onnx`);
     saveModel(m, f);
@@ -139,8 +184,11 @@ export interface TestWorker {
 /** `modelsmith worker` in a child process, with short lock and stall times so that a killed worker's job moves on in seconds. */
 export function startWorkerProcess(url: string, name: string, extra: string[] = []): TestWorker {
   const work = tempDir(`queue-worker-${name}-`);
-  const proc = spawn(process.execPath, [MAIN, 'worker', '--queue', url, '--name', name, '--threads', '1', '--work', join(work, 'w'),
-    '--lock-seconds', '4', '--stall-seconds', '1', ...extra], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = spawn(
+    process.execPath,
+    [MAIN, 'worker', '--queue', url, '--name', name, '--threads', '1', '--work', join(work, 'w'), '--lock-seconds', '4', '--stall-seconds', '1', ...extra],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
   children.add(proc);
   let text = '';
   const listeners = new Set<() => void>();
@@ -148,21 +196,33 @@ export function startWorkerProcess(url: string, name: string, extra: string[] = 
     text += d.toString();
     for (const l of listeners) l();
   });
-  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => { children.delete(proc); resolve(code); }));
-  return {
-    proc, name, log: () => text, exited,
-    waitFor: (re, timeoutMs = 120_000) => new Promise<void>((resolve, reject) => {
-      const check = (): void => {
-        if (re.test(text)) {
-          listeners.delete(check);
-          clearTimeout(timer);
-          resolve();
-        }
-      };
-      const timer = setTimeout(() => { listeners.delete(check); reject(new Error(`worker ${name} did not print ${re} within ${timeoutMs} ms:\n${text}`)); }, timeoutMs);
-      listeners.add(check);
-      check();
+  const exited = new Promise<number | null>((resolve) =>
+    proc.on('exit', (code) => {
+      children.delete(proc);
+      resolve(code);
     }),
+  );
+  return {
+    proc,
+    name,
+    log: () => text,
+    exited,
+    waitFor: (re, timeoutMs = 120_000) =>
+      new Promise<void>((resolve, reject) => {
+        const check = (): void => {
+          if (re.test(text)) {
+            listeners.delete(check);
+            clearTimeout(timer);
+            resolve();
+          }
+        };
+        const timer = setTimeout(() => {
+          listeners.delete(check);
+          reject(new Error(`worker ${name} did not print ${re} within ${timeoutMs} ms:\n${text}`));
+        }, timeoutMs);
+        listeners.add(check);
+        check();
+      }),
   };
 }
 
@@ -176,17 +236,27 @@ export async function stopWorker(w: TestWorker): Promise<void> {
 export function startCli(args: string[], timeoutMs = 300_000): { proc: ChildProcess; done: Promise<{ code: number | null; stdout: string; stderr: string }> } {
   const proc = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(proc);
-  let stdout = '', stderr = '';
-  proc.stdout!.on('data', (d: Buffer) => { stdout += d.toString(); });
-  proc.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+  let stdout = '',
+    stderr = '';
+  proc.stdout!.on('data', (d: Buffer) => {
+    stdout += d.toString();
+  });
+  proc.stderr!.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
   const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
   const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-    proc.on('close', (code) => { clearTimeout(timer); children.delete(proc); resolve({ code, stdout, stderr }); });
+    proc.on('close', (code) => {
+      clearTimeout(timer);
+      children.delete(proc);
+      resolve({ code, stdout, stderr });
+    });
   });
   return { proc, done };
 }
 
-export const runCliAsync = (args: string[], timeoutMs?: number): Promise<{ code: number | null; stdout: string; stderr: string }> => startCli(args, timeoutMs).done;
+export const runCliAsync = (args: string[], timeoutMs?: number): Promise<{ code: number | null; stdout: string; stderr: string }> =>
+  startCli(args, timeoutMs).done;
 
 /** Polls until cond() holds. */
 export async function waitFor(cond: () => boolean, what: string, timeoutMs = 120_000): Promise<void> {

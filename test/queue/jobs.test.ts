@@ -35,11 +35,20 @@ after(async () => {
 });
 
 const blobs = new BlobStore(client);
-const A = await blobs.putFile(fa!), B = await blobs.putFile(fb!);
+const A = await blobs.putFile(fa!),
+  B = await blobs.putFile(fb!);
 const DATA = { spec: 'fashion-mnist-sample', expect: { classes: 10, shape: [1, 28, 28], train: 5000, test: 1000 } };
 const grid = {
-  a: A, b: B, data: DATA, senders: ['layer2.0'], receivers: ['features'], kinds: ['trained'],
-  options: { ...DEFAULT_CELL_OPTIONS, mode: 'lsq' }, trainLimit: 64, testLimit: 32, cacheMb: 64,
+  a: A,
+  b: B,
+  data: DATA,
+  senders: ['layer2.0'],
+  receivers: ['features'],
+  kinds: ['trained'],
+  options: { ...DEFAULT_CELL_OPTIONS, mode: 'lsq' },
+  trainLimit: 64,
+  testLimit: 32,
+  cacheMb: 64,
 };
 const cell = { kind: 'trained', sender: 'layer2.0', receiver: 'features' };
 
@@ -81,19 +90,69 @@ test('crafted jobs are refused with one clear error each, not retried, with noth
   await client.set(`modelsmith:blob:${big}`, `${3 * CHUNK_BYTES} 3`);
   const outsideBefore = files(sandbox).filter((f) => !f.startsWith('work'));
   const cases: [string, string, unknown, RegExp][] = [
-    ['a model given as a path', 'stitch-cell', { grid: { ...grid, a: '/etc/passwd' }, cell }, /model A must be a content-addressed blob reference \{sha256, bytes\}, got "\/etc\/passwd"/],
-    ['a blob hash that is a path', 'stitch-cell', { grid: { ...grid, b: { sha256: '../../../etc/passwd', bytes: 10 } }, cell }, /model B\.sha256 must be 64 lowercase hex digits/],
-    ['a blob whose content does not match its hash', 'stitch-cell', { grid: { ...grid, a: { sha256: claimed, bytes: bogus.byteLength } }, cell }, /model A: blob [0-9a-f]{12}\.\.\. failed verification: its content hashes to [0-9a-f]{12}/],
-    ['an absurd blob size', 'stitch-cell', { grid: { ...grid, a: { sha256: big, bytes: 1e15 } }, cell }, /model A declares 1000000000000000 bytes, more than the limit of 4294967296 bytes/],
-    ['a blob stored with another size than declared', 'stitch-cell', { grid: { ...grid, a: { sha256: big, bytes: 10 } }, cell }, /is stored as "50331648 3", not the 10 bytes the job declares/],
+    [
+      'a model given as a path',
+      'stitch-cell',
+      { grid: { ...grid, a: '/etc/passwd' }, cell },
+      /model A must be a content-addressed blob reference \{sha256, bytes\}, got "\/etc\/passwd"/,
+    ],
+    [
+      'a blob hash that is a path',
+      'stitch-cell',
+      { grid: { ...grid, b: { sha256: '../../../etc/passwd', bytes: 10 } }, cell },
+      /model B\.sha256 must be 64 lowercase hex digits/,
+    ],
+    [
+      'a blob whose content does not match its hash',
+      'stitch-cell',
+      { grid: { ...grid, a: { sha256: claimed, bytes: bogus.byteLength } }, cell },
+      /model A: blob [0-9a-f]{12}\.\.\. failed verification: its content hashes to [0-9a-f]{12}/,
+    ],
+    [
+      'an absurd blob size',
+      'stitch-cell',
+      { grid: { ...grid, a: { sha256: big, bytes: 1e15 } }, cell },
+      /model A declares 1000000000000000 bytes, more than the limit of 4294967296 bytes/,
+    ],
+    [
+      'a blob stored with another size than declared',
+      'stitch-cell',
+      { grid: { ...grid, a: { sha256: big, bytes: 10 } }, cell },
+      /is stored as "50331648 3", not the 10 bytes the job declares/,
+    ],
     ['an absurd activation cache', 'stitch-cell', { grid: { ...grid, cacheMb: 1e12 }, cell }, /grid\.cacheMb must be in 0\.\.\d+, got 1000000000000/],
-    ['options the CLI refuses', 'stitch-cell', { grid: { ...grid, options: { ...grid.options, epochs: -1 } }, cell }, /--epochs must be a positive integer, got -1/],
+    [
+      'options the CLI refuses',
+      'stitch-cell',
+      { grid: { ...grid, options: { ...grid.options, epochs: -1 } }, cell },
+      /--epochs must be a positive integer, got -1/,
+    ],
     ['an oversized payload', 'stitch-cell', { grid, cell, pad: 'x'.repeat(5 * 2 ** 20) }, /the job's data is \d+ bytes, more than the 4194304 a job may carry/],
-    ['a dataset folder outside the allowed ones', 'stitch-cell', { grid: { ...grid, data: { ...DATA, spec: 'folder:/etc' } }, cell }, /does not read dataset "folder:\/etc": it names \/etc, outside the folders this worker allows \(none/],
-    ['a label file outside the allowed folders', 'stitch-cell', { grid: { ...grid, data: { ...DATA, spec: 'fashion-mnist-sample::labels=file:/etc/passwd' } }, cell }, /it names \/etc\/passwd, outside the folders/],
-    ['a dataset path that climbs out', 'cka', { a: A, b: B, data: { ...DATA, spec: `../../../${sandbox}` }, split: 'test', options: {} }, /does not read dataset/],
+    [
+      'a dataset folder outside the allowed ones',
+      'stitch-cell',
+      { grid: { ...grid, data: { ...DATA, spec: 'folder:/etc' } }, cell },
+      /does not read dataset "folder:\/etc": it names \/etc, outside the folders this worker allows \(none/,
+    ],
+    [
+      'a label file outside the allowed folders',
+      'stitch-cell',
+      { grid: { ...grid, data: { ...DATA, spec: 'fashion-mnist-sample::labels=file:/etc/passwd' } }, cell },
+      /it names \/etc\/passwd, outside the folders/,
+    ],
+    [
+      'a dataset path that climbs out',
+      'cka',
+      { a: A, b: B, data: { ...DATA, spec: `../../../${sandbox}` }, split: 'test', options: {} },
+      /does not read dataset/,
+    ],
     ['an unknown field', 'stitch-cell', { grid: { ...grid, out: '/tmp/x' }, cell }, /stitch-cell payload\.grid has an unexpected field "out"/],
-    ['a zoo model that is not in the plan', 'zoo-model', { data: DATA, options: { trees: 1, children: 1, depth: 1, steps: 1, rootSteps: 1 }, model: '../../evil' }, /the zoo has no model "\.\.\/\.\.\/evil"/],
+    [
+      'a zoo model that is not in the plan',
+      'zoo-model',
+      { data: DATA, options: { trees: 1, children: 1, depth: 1, steps: 1, rootSteps: 1 }, model: '../../evil' },
+      /the zoo has no model "\.\.\/\.\.\/evil"/,
+    ],
     ['an unknown kind', 'rm-rf', {}, /unknown job kind "rm-rf"/],
   ];
   for (const [what, kind, payload, expected] of cases) {
@@ -104,9 +163,17 @@ test('crafted jobs are refused with one clear error each, not retried, with noth
     assert.equal(job.attemptsMade, 1, `${what}: not retried`);
   }
   assert.ok(!existsSync(join(sandbox, 'work', 'blobs', claimed)), 'the mismatching blob was not kept');
-  assert.deepEqual(files(join(sandbox, 'work', 'blobs')).filter((f) => !f.startsWith(A.sha256) && !f.startsWith(B.sha256)), [], 'only the genuine blobs are in the cache');
+  assert.deepEqual(
+    files(join(sandbox, 'work', 'blobs')).filter((f) => !f.startsWith(A.sha256) && !f.startsWith(B.sha256)),
+    [],
+    'only the genuine blobs are in the cache',
+  );
   assert.deepEqual(files(join(sandbox, 'work', 'jobs')), [], 'job folders are removed');
-  assert.deepEqual(files(sandbox).filter((f) => !f.startsWith('work')), outsideBefore, 'nothing written next to the work folder');
+  assert.deepEqual(
+    files(sandbox).filter((f) => !f.startsWith('work')),
+    outsideBefore,
+    'nothing written next to the work folder',
+  );
   assert.equal(w.proc.exitCode, null, 'the worker is still running');
 });
 
@@ -114,18 +181,39 @@ test('a job that fails deterministically fails once with its error; a result del
   const c = await Coordinator.open(redis.url, 'faults', 'faults test', { checkSeconds: 1 });
   try {
     const bad = c.submit('stitch-cell', { grid, cell: { ...cell, sender: 'layer9.9' } }, 'cell with a bad cut');
-    await assert.rejects(bad, (e: unknown) => e instanceof JobFailed && /cell with a bad cut: the grid has no cell trained layer9\.9 -> features/.test(e.message));
+    await assert.rejects(
+      bad,
+      (e: unknown) => e instanceof JobFailed && /cell with a bad cut: the grid has no cell trained layer9\.9 -> features/.test(e.message),
+    );
     const failed = await queue.getJob(jobId('stitch-cell', { grid, cell: { ...cell, sender: 'layer9.9' } }));
     assert.equal(failed!.attemptsMade, 1, 'not retried');
-    assert.equal(w.log().split('\n').filter((l) => /^job cell with a bad cut: failed/.test(l)).length, 1, 'run once');
+    assert.equal(
+      w
+        .log()
+        .split('\n')
+        .filter((l) => /^job cell with a bad cut: failed/.test(l)).length,
+      1,
+      'run once',
+    );
 
     const first = await c.submit<{ accuracy: number }>('stitch-cell', { grid, cell }, 'cell X');
     assert.ok(first.result.accuracy >= 0 && first.result.accuracy <= 1);
     // at-least-once delivery: the same job runs and completes again while the run goes on
     await (await queue.getJob(jobId('stitch-cell', { grid, cell })))!.retry('completed');
-    const other = await c.submit<{ accuracy: number }>('stitch-cell', { grid: { ...grid, receivers: ['layer4.0'] }, cell: { ...cell, receiver: 'layer4.0' } }, 'cell Y');
+    const other = await c.submit<{ accuracy: number }>(
+      'stitch-cell',
+      { grid: { ...grid, receivers: ['layer4.0'] }, cell: { ...cell, receiver: 'layer4.0' } },
+      'cell Y',
+    );
     assert.ok(other.result.accuracy >= 0);
-    await waitFor(() => w.log().split('\n').filter((l) => /^job cell X: done/.test(l)).length === 2, 'cell X to run twice');
+    await waitFor(
+      () =>
+        w
+          .log()
+          .split('\n')
+          .filter((l) => /^job cell X: done/.test(l)).length === 2,
+      'cell X to run twice',
+    );
     await waitFor(() => c.stats().duplicates >= 1, 'the repeated result to arrive', 20_000);
     assert.equal(c.stats().workers['guard']!.jobs, 2, 'each result counted once');
   } finally {
@@ -138,14 +226,48 @@ test('a job failing on the worker through the CLI: reported once in one line, no
   // a dataset folder the coordinator reads but the worker was not allowed (no --data-dir): found only on the worker
   const data = join(dir, 'private', 'fashion-mnist');
   cpSync(join(packageRoot(), 'data', 'sample', 'fashion-mnist'), data, { recursive: true });
-  const r = await runCliAsync(['stitch', fa!, fb!, '--data', data, '--senders', 'layer2.0', '--receivers', 'features', '--mode', 'lsq',
-    '--train-limit', '64', '--test-limit', '32', '--threads', '1', '--queue', redis.url, '-o', g]);
+  const r = await runCliAsync([
+    'stitch',
+    fa!,
+    fb!,
+    '--data',
+    data,
+    '--senders',
+    'layer2.0',
+    '--receivers',
+    'features',
+    '--mode',
+    'lsq',
+    '--train-limit',
+    '64',
+    '--test-limit',
+    '32',
+    '--threads',
+    '1',
+    '--queue',
+    redis.url,
+    '-o',
+    g,
+  ]);
   assert.ok(isOneLineError({ code: r.code ?? -1, stdout: r.stdout, stderr: r.stderr }), `${r.code}: ${r.stderr}`);
   const error = r.stderr.trim().split('\n').at(-1)!;
-  assert.match(error, /^modelsmith: error: dataset \S*private\/fashion-mnist: worker guard does not read dataset "[^"]*private\/fashion-mnist": it names \S*private\/fashion-mnist, outside the folders this worker allows \(none; start it with --data-dir <dir>/);
-  const runs = w.log().split('\n').filter((l) => /^job dataset \S*private\/fashion-mnist: (started|failed)/.test(l));
+  assert.match(
+    error,
+    /^modelsmith: error: dataset \S*private\/fashion-mnist: worker guard does not read dataset "[^"]*private\/fashion-mnist": it names \S*private\/fashion-mnist, outside the folders this worker allows \(none; start it with --data-dir <dir>/,
+  );
+  const runs = w
+    .log()
+    .split('\n')
+    .filter((l) => /^job dataset \S*private\/fashion-mnist: (started|failed)/.test(l));
   assert.equal(runs.length, 2, `started and failed once: ${runs.join(' | ')}`);
-  assert.equal(w.log().split('\n').filter((l) => /^job cell trained--layer2\.0--features: started/.test(l)).length, 0, 'no cell was run on data the worker may not read');
+  assert.equal(
+    w
+      .log()
+      .split('\n')
+      .filter((l) => /^job cell trained--layer2\.0--features: started/.test(l)).length,
+    0,
+    'no cell was run on data the worker may not read',
+  );
   assert.ok(!existsSync(join(g, 'matrix.json')));
 });
 

@@ -19,15 +19,45 @@ const redis = await startRedis({ persist: true });
 after(() => redis.stop());
 
 // 1 sender x 2 receivers x 4 pair kinds (the trained pair and the three random controls) = 8 least-squares cells
-const GRID = ['stitch', a!, b!, '--data', 'fashion-mnist-sample', '--senders', 'layer2.0', '--receivers', 'layer1.0,features', '--controls',
-  '--random-bn', 'init', '--mode', 'lsq', '--batch', '32', '--train-limit', '96', '--test-limit', '64', '--threads', '1'];
+const GRID = [
+  'stitch',
+  a!,
+  b!,
+  '--data',
+  'fashion-mnist-sample',
+  '--senders',
+  'layer2.0',
+  '--receivers',
+  'layer1.0,features',
+  '--controls',
+  '--random-bn',
+  'init',
+  '--mode',
+  'lsq',
+  '--batch',
+  '32',
+  '--train-limit',
+  '96',
+  '--test-limit',
+  '64',
+  '--threads',
+  '1',
+];
 const CELLS = 8;
 
-const cellFiles = (g: string): string[] => (existsSync(join(g, 'cells')) ? readdirSync(join(g, 'cells')).filter((f) => f.endsWith('.json')).sort() : []);
+const cellFiles = (g: string): string[] =>
+  existsSync(join(g, 'cells'))
+    ? readdirSync(join(g, 'cells'))
+        .filter((f) => f.endsWith('.json'))
+        .sort()
+    : [];
 /** A cell's numbers: everything but when, where and how long. */
 const numbers = (g: string, f: string): Record<string, unknown> => {
   const { seconds, finishedAt, pid, worker, ...rest } = JSON.parse(readFileSync(join(g, 'cells', f), 'utf8'));
-  void seconds; void finishedAt; void pid; void worker;
+  void seconds;
+  void finishedAt;
+  void pid;
+  void worker;
   return rest;
 };
 const matrix = (g: string): Record<string, unknown> => {
@@ -45,10 +75,15 @@ function assertEqualsLocal(g: string): void {
   assert.deepEqual(matrix(g), matrix(local));
 }
 
-const doneCount = (w: TestWorker, label: string): number => w.log().split('\n').filter((l) => l === `job ${label}: done` || l.startsWith(`job ${label}: done in`)).length;
+const doneCount = (w: TestWorker, label: string): number =>
+  w
+    .log()
+    .split('\n')
+    .filter((l) => l === `job ${label}: done` || l.startsWith(`job ${label}: done in`)).length;
 
 test('a grid run by 2 workers through the queue equals the local run number for number', async () => {
-  const w1 = startWorkerProcess(redis.url, 'w1'), w2 = startWorkerProcess(redis.url, 'w2');
+  const w1 = startWorkerProcess(redis.url, 'w1'),
+    w2 = startWorkerProcess(redis.url, 'w2');
   try {
     const g = join(dir, 'two');
     const r = await runCliAsync([...GRID, '--queue', redis.url, '-o', g, '--json']);
@@ -113,7 +148,11 @@ test('a restarted coordinator collects what the workers finished meanwhile witho
     await first.done;
     const kept = cellFiles(g).length;
     // the worker goes on with the cells already queued
-    const cellsDone = (): number => w.log().split('\n').filter((l) => /^job cell .*: done in/.test(l)).length;
+    const cellsDone = (): number =>
+      w
+        .log()
+        .split('\n')
+        .filter((l) => /^job cell .*: done in/.test(l)).length;
     await waitFor(() => cellsDone() >= CELLS, 'the worker to finish the queued cells');
     const second = await runCliAsync([...GRID, '--queue', redis.url, '-o', g, '--json']);
     assert.equal(second.code, 0, second.stderr);

@@ -53,7 +53,13 @@ test('normalisation: flags beat metadata, metadata beats none, lists broadcast o
 test('taps stream intermediate tensors batch by batch', async () => {
   const m = constantClassifier(onehot(10, 0));
   let seen = 0;
-  for await (const { batch, outputs } of inferBatches(m, ds, { threads: 1, batchSize: 64, normalization: { mean: [0], std: [1] }, indices: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], taps: ['features'] })) {
+  for await (const { batch, outputs } of inferBatches(m, ds, {
+    threads: 1,
+    batchSize: 64,
+    normalization: { mean: [0], std: [1] },
+    indices: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+    taps: ['features'],
+  })) {
     assert.deepEqual(outputs['features']!.dims, [batch.size, 784]);
     // the flattened features are the (unnormalised) pixels
     assert.deepEqual(Array.from((outputs['features']!.data as Float32Array).subarray(0, 784)), Array.from(batch.x.subarray(0, 784)));

@@ -35,7 +35,10 @@ test('the NCHWc block size is detected (x86 builds of ONNX Runtime have the bloc
 
 test('lowering rewrites only 2-D single-group convs with run-time weights and divisible channels', { skip: block === null }, () => {
   const lowered = lowerConvs(convs(), block!);
-  const blocked = lowered.graph.nodes.filter((n) => n.domain === NCHWC_DOMAIN && n.opType === 'Conv').map((n) => n.name).sort();
+  const blocked = lowered.graph.nodes
+    .filter((n) => n.domain === NCHWC_DOMAIN && n.opType === 'Conv')
+    .map((n) => n.name)
+    .sort();
   assert.deepEqual(blocked, ['dilated', 'plain', 'strided']);
   assert.ok(lowered.opsets.some((o) => o.domain === NCHWC_DOMAIN));
   assert.equal(lowerConvs(createZooModel('lenet5'), block!).graph.nodes.length, createZooModel('lenet5').graph.nodes.length, 'constant weights untouched');

@@ -26,7 +26,10 @@ test('modelsmith cka writes matrix.json and the heatmaps, with controls, and pri
   assert.equal(j.estimator, 'debiased');
   assert.deepEqual(j.senders, ['stem', 'layer2.0']);
   assert.deepEqual(j.receivers, ['stem', 'layer1.0', 'features']);
-  assert.deepEqual(j.cuts.senders.map((c: { tensor: string }) => c.tensor), ['stem.relu', 'layer2.0.relu2']);
+  assert.deepEqual(
+    j.cuts.senders.map((c: { tensor: string }) => c.tensor),
+    ['stem.relu', 'layer2.0.relu2'],
+  );
   assert.deepEqual(j.kinds, ['trained', 'random-sender', 'random-receiver', 'random-both']);
   assert.deepEqual(j.values, j.matrices.debiased.trained);
   for (const est of ['biased', 'debiased']) {

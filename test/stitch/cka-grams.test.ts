@@ -22,8 +22,12 @@ const cuts = listCuts(model).filter((c) => ['stem', 'layer2.0', 'features'].incl
 const indices = sampleIndices(ds.size, 37, 3);
 
 function maxRelDiff(a: Float64Array, b: Float64Array): number {
-  let scale = 0; let diff = 0;
-  for (let i = 0; i < a.length; i++) { scale = Math.max(scale, Math.abs(b[i]!)); diff = Math.max(diff, Math.abs(a[i]! - b[i]!)); }
+  let scale = 0;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) {
+    scale = Math.max(scale, Math.abs(b[i]!));
+    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
+  }
   return diff / scale;
 }
 
@@ -35,7 +39,10 @@ test('row-block planning covers every row of every cut within the budget', () =>
     assert.ok(bytes <= 30_000, `pass holds ${bytes} bytes`);
   }
   for (let cut = 0; cut < 3; cut++) {
-    const rows = passes.flat().filter((j) => j.cut === cut).sort((x, y) => x.start - y.start);
+    const rows = passes
+      .flat()
+      .filter((j) => j.cut === cut)
+      .sort((x, y) => x.start - y.start);
     assert.equal(rows[0]!.start, 0);
     assert.equal(rows[rows.length - 1]!.end, 50);
     rows.slice(1).forEach((j, i) => assert.equal(j.start, rows[i]!.end));
@@ -55,11 +62,17 @@ test('Gram matrices from ORT match float64 Grams of the tapped activations, in o
   const acts = chunks.map((parts) => {
     const out = new Float64Array(parts.reduce((s, p) => s + p.length, 0));
     let o = 0;
-    for (const p of parts) { out.set(p, o); o += p.length; }
+    for (const p of parts) {
+      out.set(p, o);
+      o += p.length;
+    }
     return out;
   });
   cuts.forEach((c, i) => {
-    assert.equal(one[i]!.features, c.shape.reduce((a, b) => a * b, 1));
+    assert.equal(
+      one[i]!.features,
+      c.shape.reduce((a, b) => a * b, 1),
+    );
     const direct = centerGram(gramMatrix(acts[i]!, n, one[i]!.features), n);
     // the stored Grams are of mean-shifted features: equal after centring
     assert.ok(maxRelDiff(centerGram(one[i]!.gram, n), direct) < 1e-4, `${c.name} one pass`);
@@ -79,8 +92,17 @@ test('a network against itself (two copies of the file) gives CKA 1 on the diago
   saveModel(model, fa);
   copyFileSync(fa, fb);
   const names = ['stem', 'layer1.0', 'layer3.0', 'features'];
-  for (const [x, y] of [[fa, fb], [fa, fa]] as const) {
-    const r = await computeCkaGrid({ model: openModel(x), file: x }, { model: openModel(y), file: y }, ds, { samples: 40, senders: names, receivers: names, threads: 1, debiased: true });
+  for (const [x, y] of [
+    [fa, fb],
+    [fa, fa],
+  ] as const) {
+    const r = await computeCkaGrid({ model: openModel(x), file: x }, { model: openModel(y), file: y }, ds, {
+      samples: 40,
+      senders: names,
+      receivers: names,
+      threads: 1,
+      debiased: true,
+    });
     assert.equal(r.samples, 40);
     assert.deepEqual(r.senders, names);
     const biased = r.matrices.biased.trained!;
@@ -110,8 +132,12 @@ test('default cuts follow the stitching layout; a different network differs from
 
 test('unknown cuts, different input shapes and too few images are user errors', async () => {
   const wide = createZooModel('resnet', { blocks: [1, 1, 1, 1], width: 0.125, input: [3, 32, 32], seed: 1 });
-  const run = (b: typeof model, opts: object) => computeCkaGrid({ model, file: 'a.onnx' }, { model: b, file: 'b.onnx' }, ds, { threads: 1, samples: 8, ...opts });
-  await assert.rejects(run(model, { senders: ['layer9.9'] }), (e: Error) => e instanceof UserError && /cut "layer9.9" does not exist in a.onnx/.test(e.message));
+  const run = (b: typeof model, opts: object) =>
+    computeCkaGrid({ model, file: 'a.onnx' }, { model: b, file: 'b.onnx' }, ds, { threads: 1, samples: 8, ...opts });
+  await assert.rejects(
+    run(model, { senders: ['layer9.9'] }),
+    (e: Error) => e instanceof UserError && /cut "layer9.9" does not exist in a.onnx/.test(e.message),
+  );
   await assert.rejects(run(model, { receivers: ['nope'] }), (e: Error) => e instanceof UserError && /"nope".*b.onnx/.test(e.message));
   await assert.rejects(run(wide, {}), (e: Error) => e instanceof UserError && /1x28x28.*3x32x32/.test(e.message));
   await assert.rejects(run(model, { samples: 3 }), (e: Error) => e instanceof UserError && /at least 4 images/.test(e.message));
@@ -122,7 +148,10 @@ test('the image sample is seeded, sorted and capped by the split size', () => {
   assert.deepEqual(sampleIndices(100, 10, 1), sampleIndices(100, 10, 1));
   assert.notDeepEqual(sampleIndices(100, 10, 1), sampleIndices(100, 10, 2));
   const s = sampleIndices(100, 10, 1);
-  assert.deepEqual(s, [...s].sort((a, b) => a - b));
+  assert.deepEqual(
+    s,
+    [...s].sort((a, b) => a - b),
+  );
   assert.equal(new Set(s).size, 10);
   assert.equal(sampleIndices(5, 10, 0).length, 5);
 });

@@ -27,8 +27,14 @@ function featureCka(x: Float64Array, p1: number, y: Float64Array, p2: number, n:
 function songHsic(k: Float64Array, l: Float64Array, n: number): number {
   const kt = Float64Array.from(k);
   const lt = Float64Array.from(l);
-  for (let i = 0; i < n; i++) { kt[i * n + i] = 0; lt[i * n + i] = 0; }
-  let trace = 0; let sumK = 0; let sumL = 0; let oneKL1 = 0;
+  for (let i = 0; i < n; i++) {
+    kt[i * n + i] = 0;
+    lt[i * n + i] = 0;
+  }
+  let trace = 0;
+  let sumK = 0;
+  let sumL = 0;
+  let oneKL1 = 0;
   const colL = new Float64Array(n);
   for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) colL[i]! += lt[i * n + j]!;
   for (let i = 0; i < n; i++) {
@@ -44,10 +50,14 @@ function songHsic(k: Float64Array, l: Float64Array, n: number): number {
 
 test('Gram-form CKA equals the feature-space formula on random matrices', () => {
   const rng = new Rng(1);
-  for (const [n, p1, p2] of [[12, 5, 9], [30, 40, 3], [7, 2, 2]] as const) {
+  for (const [n, p1, p2] of [
+    [12, 5, 9],
+    [30, 40, 3],
+    [7, 2, 2],
+  ] as const) {
     const x = randn(rng, n, p1);
     // Y partly depends on X so that the values are not all near one number
-    const y = Float64Array.from({ length: n * p2 }, (_, i) => rng.normal() + x[(Math.floor(i / p2) * p1)]! * 2);
+    const y = Float64Array.from({ length: n * p2 }, (_, i) => rng.normal() + x[Math.floor(i / p2) * p1]! * 2);
     const expected = featureCka(x, p1, y, p2, n);
     const got = linearCka(x, p1, y, p2, n)!;
     assert.ok(Math.abs(got - expected) < 1e-12, `n=${n}: ${got} vs ${expected}`);
@@ -63,7 +73,9 @@ test('CKA(X, X) = 1 for both estimators', () => {
 
 test('CKA is invariant to orthogonal transforms and isotropic scaling of either side, but not to anisotropic scaling', () => {
   const rng = new Rng(3);
-  const n = 20; const p = 6; const q = 4;
+  const n = 20;
+  const p = 6;
+  const q = 4;
   const x = randn(rng, n, p);
   const y = randn(rng, n, q).map((v, i) => v + x[Math.floor(i / q) * p + (i % q)]!);
   const orth = new QrDecomposition(new Matrix(Array.from({ length: p }, () => Array.from({ length: p }, () => rng.normal())))).orthogonalMatrix;
@@ -87,7 +99,11 @@ test('the debiased estimator is the unbiased HSIC of Song et al. 2012', () => {
   const rng = new Rng(4);
   const n = 15;
   const k = gramMatrix(randn(rng, n, 7), n, 7);
-  const l = gramMatrix(randn(rng, n, 3).map((v) => v * v), n, 3);
+  const l = gramMatrix(
+    randn(rng, n, 3).map((v) => v * v),
+    n,
+    3,
+  );
   const direct = songHsic(k, l, n);
   assert.ok(Math.abs(hsicUnbiased(k, l, n) - direct) < 1e-9 * Math.abs(direct) + 1e-12, `${hsicUnbiased(k, l, n)} vs ${direct}`);
   assert.ok(Math.abs(frobenius(centerGramUnbiased(k, n), centerGramUnbiased(l, n)) / (n * (n - 3)) - direct) < 1e-9 * Math.abs(direct));
@@ -97,10 +113,13 @@ test('the debiased estimator is the unbiased HSIC of Song et al. 2012', () => {
 
 test('at small n, unrelated wide features look similar to biased CKA but not to debiased CKA', () => {
   const rng = new Rng(5);
-  const n = 16; const p = 400;
-  const biased: number[] = []; const debiased: number[] = [];
+  const n = 16;
+  const p = 400;
+  const biased: number[] = [];
+  const debiased: number[] = [];
   for (let t = 0; t < 5; t++) {
-    const x = randn(rng, n, p); const y = randn(rng, n, p);
+    const x = randn(rng, n, p);
+    const y = randn(rng, n, p);
     biased.push(linearCka(x, p, y, p, n)!);
     debiased.push(linearCka(x, p, y, p, n, { debiased: true })!);
   }

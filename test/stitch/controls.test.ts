@@ -17,8 +17,14 @@ test('random controls re-estimate BatchNorm statistics on data by default, keep 
   const data = await randomControl(trained, 11, train, opts);
   const again = await randomControl(trained, 11, train, opts);
   const init = await randomControl(trained, 11, train, { ...opts, batchNorm: 'init' });
-  assert.ok(meanOf(init).every((v) => v === 0), 'init keeps the fresh 0 means');
-  assert.ok(meanOf(data).some((v) => v !== 0), 'data re-estimates them');
+  assert.ok(
+    meanOf(init).every((v) => v === 0),
+    'init keeps the fresh 0 means',
+  );
+  assert.ok(
+    meanOf(data).some((v) => v !== 0),
+    'data re-estimates them',
+  );
   assert.deepEqual(meanOf(again), meanOf(data));
   // the weights are the same random draw either way: only the statistics differ
   const conv = trained.graph.nodes.find((n) => n.opType === 'Conv')!.inputs[1]!;
@@ -27,7 +33,16 @@ test('random controls re-estimate BatchNorm statistics on data by default, keep 
 });
 
 test('a grid context makes the random networks its kinds need, and refuses to hand out unprepared ones', async () => {
-  const ctx = new StitchContext({ a: trained, b: trained, train, test: train, trainLimit: 64, testLimit: 64, session: { threads: 1 }, randomBatchNorm: 'init' });
+  const ctx = new StitchContext({
+    a: trained,
+    b: trained,
+    train,
+    test: train,
+    trainLimit: 64,
+    testLimit: 64,
+    session: { threads: 1 },
+    randomBatchNorm: 'init',
+  });
   try {
     assert.throws(() => ctx.source('B0'), /not prepared/);
     await ctx.prepare(['random-receiver']);
@@ -47,9 +62,18 @@ test('the random counterpart of a ViT export re-draws its weights, biases, Layer
     assert.notDeepEqual(get(fresh, name), get(vit, name), name);
     assert.ok(Math.abs(std(get(fresh, name)) - 0.02) < 0.006, `${name} std ${std(get(fresh, name))}`);
   }
-  assert.ok(get(fresh, 'encoder.layers.encoder_layer_0.self_attention.in_proj_bias').every((x) => x === 0), 'an attention bias added by a separate Add is 0');
-  assert.ok(get(fresh, 'encoder.layers.encoder_layer_0.ln_1.weight').every((x) => x === 1), 'LayerNorm scale 1');
-  assert.ok(get(fresh, 'encoder.layers.encoder_layer_0.ln_1.bias').every((x) => x === 0), 'LayerNorm shift 0');
+  assert.ok(
+    get(fresh, 'encoder.layers.encoder_layer_0.self_attention.in_proj_bias').every((x) => x === 0),
+    'an attention bias added by a separate Add is 0',
+  );
+  assert.ok(
+    get(fresh, 'encoder.layers.encoder_layer_0.ln_1.weight').every((x) => x === 1),
+    'LayerNorm scale 1',
+  );
+  assert.ok(
+    get(fresh, 'encoder.layers.encoder_layer_0.ln_1.bias').every((x) => x === 0),
+    'LayerNorm shift 0',
+  );
   // MatMul holds its weight as [in, out]: Kaiming normal with fan-in = rows
   const mm = vit.graph.nodes.find((n) => n.opType === 'MatMul' && vit.graph.initializers.has(n.inputs[1]!))!.inputs[1]!;
   const dims = fresh.graph.initializers.get(mm)!.dims;

@@ -16,7 +16,8 @@ const data = tinyCifar(join(dir, 'data'), 20, 12);
 const RESNET = fixture('torchvision', 'tv_resnet18.onnx');
 const VIT = fixture('torchvision', 'tv_vit.onnx');
 const INSIDE = '/layer1/layer1.0/relu/Relu_output_0';
-const REASON = /tensor "\/layer1\/layer1\.0\/relu\/Relu_output_0" of .*tv_resnet18\.onnx is not a cut point: it is inside a block: the path into node "\/layer1\/layer1\.0\/Add" \(Add\) bypasses it/;
+const REASON =
+  /tensor "\/layer1\/layer1\.0\/relu\/Relu_output_0" of .*tv_resnet18\.onnx is not a cut point: it is inside a block: the path into node "\/layer1\/layer1\.0\/Add" \(Add\) bypasses it/;
 
 test('extract refuses a tensor inside a residual block with one line naming the bypassing node', () => {
   const out = join(dir, 'part.onnx');
@@ -53,11 +54,22 @@ test('stitch --list-cuts shows the block-level cuts by name, with token shapes f
   const r = runCli(['stitch', RESNET, VIT, '--list-cuts', '--json']);
   assert.equal(r.code, 0, r.stderr);
   const [res, vit] = JSON.parse(r.stdout).models as { cuts: { name: string; shape: number[] }[]; valid: { tensor: string }[]; recorded: boolean }[];
-  assert.deepEqual(res!.cuts.map((c) => c.name), ['stem', 'layer1.0', 'layer1.1', 'layer2.0', 'layer2.1', 'layer3.0', 'layer3.1', 'layer4.0', 'layer4.1', 'features']);
+  assert.deepEqual(
+    res!.cuts.map((c) => c.name),
+    ['stem', 'layer1.0', 'layer1.1', 'layer2.0', 'layer2.1', 'layer3.0', 'layer3.1', 'layer4.0', 'layer4.1', 'features'],
+  );
   assert.equal(res!.recorded, false);
   assert.ok(res!.valid.some((v) => v.tensor === '/layer1/layer1.0/Add_output_0'));
   assert.ok(!res!.valid.some((v) => v.tensor === INSIDE));
-  assert.deepEqual(vit!.cuts.map((c) => [c.name, c.shape]), [['stem', [17, 32]], ['encoder_layer_0', [17, 32]], ['encoder_layer_1', [17, 32]], ['features', [32]]]);
+  assert.deepEqual(
+    vit!.cuts.map((c) => [c.name, c.shape]),
+    [
+      ['stem', [17, 32]],
+      ['encoder_layer_0', [17, 32]],
+      ['encoder_layer_1', [17, 32]],
+      ['features', [32]],
+    ],
+  );
 });
 
 test('cka runs on ShuffleNet with its default cuts (no shape arithmetic among them)', () => {

@@ -14,10 +14,34 @@ const dir = tempDir('stitch-grid-');
 const a = await tinyTrained(21, dir);
 const b = await tinyTrained(22, dir);
 const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
-const GRID = ['stitch', a.file, b.file, '--data', 'fashion-mnist-sample', '--senders', 'stem,layer3.0', '--receivers', 'layer1.0,features',
-  '--epochs', '1', '--batch', '32', '--train-limit', '96', '--test-limit', '64', '--threads', '1'];
+const GRID = [
+  'stitch',
+  a.file,
+  b.file,
+  '--data',
+  'fashion-mnist-sample',
+  '--senders',
+  'stem,layer3.0',
+  '--receivers',
+  'layer1.0,features',
+  '--epochs',
+  '1',
+  '--batch',
+  '32',
+  '--train-limit',
+  '96',
+  '--test-limit',
+  '64',
+  '--threads',
+  '1',
+];
 
-const cellFiles = (g: string): string[] => (existsSync(join(g, 'cells')) ? readdirSync(join(g, 'cells')).filter((f) => f.endsWith('.json')).sort() : []);
+const cellFiles = (g: string): string[] =>
+  existsSync(join(g, 'cells'))
+    ? readdirSync(join(g, 'cells'))
+        .filter((f) => f.endsWith('.json'))
+        .sort()
+    : [];
 
 test('a grid stopped halfway and rerun computes only the missing cells', () => {
   const g = join(dir, 'resume');

@@ -16,9 +16,17 @@ export async function tinyTrained(seed: number, dir = tempDir('stitch-test-')): 
   const file = join(dir, `r${seed}.onnx`);
   await train({
     model: createZooModel('resnet', { blocks: [1, 1, 1, 1], width: 0.125, classes: 3, seed }),
-    data: await openDataset('fashion-mnist-sample', 'train'), classes: CLASSES, epochs: 1, batchSize: 64, lr: 0.05,
-    optimizer: { kind: 'sgd', momentum: 0.9, weightDecay: 5e-4 }, schedule: { kind: 'constant' }, seed, validation: 0.1,
-    output: file, session: { threads: 1 },
+    data: await openDataset('fashion-mnist-sample', 'train'),
+    classes: CLASSES,
+    epochs: 1,
+    batchSize: 64,
+    lr: 0.05,
+    optimizer: { kind: 'sgd', momentum: 0.9, weightDecay: 5e-4 },
+    schedule: { kind: 'constant' },
+    seed,
+    validation: 0.1,
+    output: file,
+    session: { threads: 1 },
   });
   return { file, model: loadModel(file) };
 }

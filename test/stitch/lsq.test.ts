@@ -13,15 +13,70 @@ import { Rng } from '../../src/util/random.js';
  * vectors) line up with the stitch's own weight layout.
  */
 const CASES: [number[], number[], PlanOptions?][] = [
-  [[4, 7, 7], [3, 4, 4]], [[3, 8, 8], [5, 2, 2]], [[6, 4, 4], [3, 7, 7]], [[5, 6, 6], [4]], [[5, 3, 3], [4, 3, 3]],
+  [
+    [4, 7, 7],
+    [3, 4, 4],
+  ],
+  [
+    [3, 8, 8],
+    [5, 2, 2],
+  ],
+  [
+    [6, 4, 4],
+    [3, 7, 7],
+  ],
+  [[5, 6, 6], [4]],
+  [
+    [5, 3, 3],
+    [4, 3, 3],
+  ],
   // image -> tokens: patchify onto the receiver's 4x4 grid (strided, 1x1, upsampled), with and without a class token
-  [[3, 8, 8], [17, 5]], [[4, 4, 4], [16, 5]], [[3, 2, 2], [17, 4]],
+  [
+    [3, 8, 8],
+    [17, 5],
+  ],
+  [
+    [4, 4, 4],
+    [16, 5],
+  ],
+  [
+    [3, 2, 2],
+    [17, 4],
+  ],
   // tokens -> image: class token dropped, 4x4 grid unpatchified, then 1x1 / upsampled / strided
-  [[17, 5], [3, 4, 4]], [[17, 5], [3, 8, 8]], [[17, 5], [4, 2, 2]],
+  [
+    [17, 5],
+    [3, 4, 4],
+  ],
+  [
+    [17, 5],
+    [3, 8, 8],
+  ],
+  [
+    [17, 5],
+    [4, 2, 2],
+  ],
   // tokens -> tokens: same count (per-token linear), other counts (through the grids; class token from class token or mean)
-  [[17, 5], [17, 3]], [[17, 5], [5, 3]], [[16, 5], [5, 3]], [[5, 4], [17, 3]],
+  [
+    [17, 5],
+    [17, 3],
+  ],
+  [
+    [17, 5],
+    [5, 3],
+  ],
+  [
+    [16, 5],
+    [5, 3],
+  ],
+  [
+    [5, 4],
+    [17, 3],
+  ],
   // tokens -> flat: mean of the tokens, the class token, all tokens flattened
-  [[17, 5], [4]], [[17, 5], [4], { flat: 'class' }], [[5, 3], [4], { flat: 'flatten' }],
+  [[17, 5], [4]],
+  [[17, 5], [4], { flat: 'class' }],
+  [[5, 3], [4], { flat: 'flatten' }],
 ];
 
 for (const [from, to, opts] of CASES) {
@@ -43,7 +98,8 @@ for (const [from, to, opts] of CASES) {
     assert.ok(sol.fitError < 1e-10, `fit error ${sol.fitError}`);
     assert.equal(sol.ridge, 0);
     for (const k of truth.keys()) {
-      const want = truth.get(k)!, got = sol.weights.get(k)!;
+      const want = truth.get(k)!,
+        got = sol.weights.get(k)!;
       for (let i = 0; i < want.length; i++) assert.ok(Math.abs(want[i]! - got[i]!) < 1e-4, `${k}[${i}]: ${got[i]} vs ${want[i]}`);
     }
   });

@@ -25,9 +25,17 @@ const CASES = [
 
 for (const c of CASES) {
   test(`stitch gradients through the receiver: ${c.what}`, async () => {
-    const from = stitchCut(c.a, c.from), to = stitchCut(c.b, c.to);
+    const from = stitchCut(c.a, c.from),
+      to = stitchCut(c.b, c.to);
     const spec = planStitch(from.shape, to.shape);
     const model = stitchWithSuffix(buildStitch(spec, { kind: 'random', seed: 3 }), suffixModel(c.b, to));
-    await checkGradients({ model, trainable: stitchParameters(spec).map((p) => STITCH_PREFIX + p), loss: 'cross-entropy', batchNorm: 'eval', batchSize: 2, coordinates: 12 });
+    await checkGradients({
+      model,
+      trainable: stitchParameters(spec).map((p) => STITCH_PREFIX + p),
+      loss: 'cross-entropy',
+      batchNorm: 'eval',
+      batchSize: 2,
+      coordinates: 12,
+    });
   });
 }

@@ -56,7 +56,10 @@ for (const p of PLANS) {
     assert.deepEqual(mapWeightShape(spec), p.weight);
     const grids = `${spec.unpatchify ? `u${spec.unpatchify.extra}+${spec.unpatchify.grid.join('x')}` : ''}${spec.patchify ? `p${spec.patchify.extra}+${spec.patchify.grid.join('x')}` : ''}`;
     assert.equal(grids, p.tokens ?? '');
-    const x = float32([2, ...p.from], Array.from({ length: 2 * numel(p.from) }, (_, i) => Math.sin(i)));
+    const x = float32(
+      [2, ...p.from],
+      Array.from({ length: 2 * numel(p.from) }, (_, i) => Math.sin(i)),
+    );
     const out = await runOrt(buildStitch(spec, { kind: 'random', seed: 1 }), { x });
     assert.deepEqual(out['y']!.dims, [2, ...p.to]);
   });
@@ -88,21 +91,66 @@ const eye = (n: number): Float32Array => Float32Array.from({ length: n * n }, (_
  * extra + i*g + j) and the class token to position 0.
  */
 const SELF: { from: string; to: string; weights: (classToken: Float32Array) => StitchWeights; what: string }[] = [
-  { from: '/conv_proj/Conv_output_0', to: '/Transpose_output_0', what: 'image -> tokens (patchify)', weights: () => new Map([[MAP_WEIGHT, eye(32)], [MAP_BIAS, new Float32Array(32)]]) },
-  { from: '/Transpose_output_0', to: '/conv_proj/Conv_output_0', what: 'tokens -> image (unpatchify)', weights: () => new Map([[MAP_WEIGHT, eye(32)], [MAP_BIAS, new Float32Array(32)]]) },
   {
-    from: '/conv_proj/Conv_output_0', to: '/Concat_2_output_0', what: 'image -> tokens with the class token',
-    weights: (cls) => new Map([[MAP_WEIGHT, eye(32)], [MAP_BIAS, new Float32Array(32)], [CLASS_WEIGHT, new Float32Array(32 * 32)], [CLASS_BIAS, cls]]),
+    from: '/conv_proj/Conv_output_0',
+    to: '/Transpose_output_0',
+    what: 'image -> tokens (patchify)',
+    weights: () =>
+      new Map([
+        [MAP_WEIGHT, eye(32)],
+        [MAP_BIAS, new Float32Array(32)],
+      ]),
   },
-  { from: '/Concat_2_output_0', to: '/conv_proj/Conv_output_0', what: 'tokens with a class token -> image', weights: () => new Map([[MAP_WEIGHT, eye(32)], [MAP_BIAS, new Float32Array(32)]]) },
-  { from: 'stem', to: 'stem', what: 'tokens -> tokens', weights: () => new Map([[MAP_WEIGHT, eye(32)], [MAP_BIAS, new Float32Array(32)]]) },
+  {
+    from: '/Transpose_output_0',
+    to: '/conv_proj/Conv_output_0',
+    what: 'tokens -> image (unpatchify)',
+    weights: () =>
+      new Map([
+        [MAP_WEIGHT, eye(32)],
+        [MAP_BIAS, new Float32Array(32)],
+      ]),
+  },
+  {
+    from: '/conv_proj/Conv_output_0',
+    to: '/Concat_2_output_0',
+    what: 'image -> tokens with the class token',
+    weights: (cls) =>
+      new Map([
+        [MAP_WEIGHT, eye(32)],
+        [MAP_BIAS, new Float32Array(32)],
+        [CLASS_WEIGHT, new Float32Array(32 * 32)],
+        [CLASS_BIAS, cls],
+      ]),
+  },
+  {
+    from: '/Concat_2_output_0',
+    to: '/conv_proj/Conv_output_0',
+    what: 'tokens with a class token -> image',
+    weights: () =>
+      new Map([
+        [MAP_WEIGHT, eye(32)],
+        [MAP_BIAS, new Float32Array(32)],
+      ]),
+  },
+  {
+    from: 'stem',
+    to: 'stem',
+    what: 'tokens -> tokens',
+    weights: () =>
+      new Map([
+        [MAP_WEIGHT, eye(32)],
+        [MAP_BIAS, new Float32Array(32)],
+      ]),
+  },
 ];
 
 for (const c of SELF) {
   test(`ViT stitched into itself by an identity ${c.what} stitch (${c.from} -> ${c.to}) computes its own logits`, async () => {
     const vit = openModel(VIT);
     const io = vitIo();
-    const a = stitchCut(vit, c.from), b = stitchCut(vit, c.to);
+    const a = stitchCut(vit, c.from),
+      b = stitchCut(vit, c.to);
     const spec = planStitch(a.shape, b.shape);
     const stitch = buildStitch(spec, { kind: 'weights', weights: c.weights(toFloat32(vit.graph.initializers.get('class_token')!)) });
     const m = composeStitched(vit, a, stitch, vit, b);
@@ -116,8 +164,16 @@ test('a ResNet <-> ViT least-squares stitching grid with the three random contro
   const data = tinyCifar(join(dir, 'data'), 48, 24);
   const session = { threads: 1 };
   const r = await stitchGrid({
-    a: RESNET, b: VIT, data, out: join(dir, 'rv'), kinds: [...PAIR_KINDS], options: { mode: 'lsq', batchSize: 16 },
-    senders: ['stem', 'layer2.0', 'layer4.1'], receivers: ['stem', 'encoder_layer_0', 'features'], session, threads: 1,
+    a: RESNET,
+    b: VIT,
+    data,
+    out: join(dir, 'rv'),
+    kinds: [...PAIR_KINDS],
+    options: { mode: 'lsq', batchSize: 16 },
+    senders: ['stem', 'layer2.0', 'layer4.1'],
+    receivers: ['stem', 'encoder_layer_0', 'features'],
+    session,
+    threads: 1,
   });
   const m = r.matrix;
   assert.ok(m.complete);
@@ -139,22 +195,38 @@ test('a ResNet <-> ViT least-squares stitching grid with the three random contro
   assert.equal(cell('layer2.0', 'features').stitch.kind, 'pool-linear');
   // the other way: ViT tokens into the ResNet
   const back = await stitchGrid({
-    a: VIT, b: RESNET, data, out: join(dir, 'vr'), options: { mode: 'lsq', batchSize: 16 },
-    senders: ['stem', 'encoder_layer_1'], receivers: ['stem', 'layer3.0', 'features'], session, threads: 1,
+    a: VIT,
+    b: RESNET,
+    data,
+    out: join(dir, 'vr'),
+    options: { mode: 'lsq', batchSize: 16 },
+    senders: ['stem', 'encoder_layer_1'],
+    receivers: ['stem', 'layer3.0', 'features'],
+    session,
+    threads: 1,
   });
   assert.ok(back.matrix.complete);
   for (const row of back.matrix.matrices.accuracy!.trained!) for (const x of row) assert.ok(typeof x === 'number');
 });
 
 /** Features of `model` at `tensor` for the images, batch-first, as rows (optionally mean over tokens). */
-async function features(model: ReturnType<typeof openModel>, ds: Dataset, indices: number[], tensor: string, perm: number[], meanTokens: boolean): Promise<Float32Array[]> {
+async function features(
+  model: ReturnType<typeof openModel>,
+  ds: Dataset,
+  indices: number[],
+  tensor: string,
+  perm: number[],
+  meanTokens: boolean,
+): Promise<Float32Array[]> {
   const rows: Float32Array[] = [];
   for await (const { outputs } of inferBatches(model, ds, { normalization: { mean: [0, 0, 0], std: [1, 1, 1] }, indices, taps: [tensor], batchSize: 8 })) {
     const t = outputs[tensor]!;
     const dims = t.dims;
     const data = t.data as Float32Array;
     // index of element (n, i, j) of the batch-first [N, T, D] view
-    const nAxis = perm[0]!, tAxis = perm[1]!, dAxis = perm[2]!;
+    const nAxis = perm[0]!,
+      tAxis = perm[1]!,
+      dAxis = perm[2]!;
     const stride = [dims[1]! * dims[2]!, dims[2]!, 1];
     const [n, tok, d] = [dims[nAxis]!, dims[tAxis]!, dims[dAxis]!];
     for (let k = 0; k < n; k++) {
@@ -173,11 +245,13 @@ async function features(model: ReturnType<typeof openModel>, ds: Dataset, indice
 }
 
 function assertGramsClose(got: Float64Array, rows: Float32Array[], what: string): void {
-  const n = rows.length, p = rows[0]!.length;
+  const n = rows.length,
+    p = rows[0]!.length;
   const flat = new Float64Array(n * p);
   rows.forEach((r, i) => flat.set(r, i * p));
   // centre both: computeGrams shifts features by a mean, which centring removes
-  const want = centred(gramMatrix(flat, n, p), n), have = centred(got, n);
+  const want = centred(gramMatrix(flat, n, p), n),
+    have = centred(got, n);
   let scale = 0;
   for (const v of want) scale = Math.max(scale, Math.abs(v));
   for (let i = 0; i < want.length; i++) assert.ok(Math.abs(want[i]! - have[i]!) <= 1e-4 * scale, `${what}: gram[${i}] ${have[i]} vs ${want[i]}`);
@@ -186,7 +260,10 @@ function assertGramsClose(got: Float64Array, rows: Float32Array[], what: string)
 function centred(k: Float64Array, n: number): Float64Array {
   const row = new Float64Array(n);
   let all = 0;
-  for (let i = 0; i < n; i++) { for (let j = 0; j < n; j++) row[i]! += k[i * n + j]! / n; all += row[i]! / n; }
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < n; j++) row[i]! += k[i * n + j]! / n;
+    all += row[i]! / n;
+  }
   return Float64Array.from(k, (v, ij) => v - row[Math.floor(ij / n)]! - row[ij % n]! + all);
 }
 
@@ -210,9 +287,16 @@ function memoryDataset(n: number, seed: number): Dataset {
   const rng = new Rng(seed);
   const pixels = Float32Array.from({ length: n * 192 }, () => rng.uniform(0, 1));
   return {
-    name: 'memory', split: 'test', source: 'memory', shape: [3, 8, 8], classes: 5, size: n,
+    name: 'memory',
+    split: 'test',
+    source: 'memory',
+    shape: [3, 8, 8],
+    classes: 5,
+    size: n,
     label: (i) => i % 5,
-    read: async (idx, out) => { idx.forEach((i, k) => out.set(pixels.subarray(i * 192, (i + 1) * 192), k * 192)); },
+    read: async (idx, out) => {
+      idx.forEach((i, k) => out.set(pixels.subarray(i * 192, (i + 1) * 192), k * 192));
+    },
   };
 }
 
@@ -221,7 +305,12 @@ test('CKA reads a sequence-first token cut [T, N, D] batch-first', async () => {
   const m = buildModel({
     inputs: [vi('input', ['N', 3, 8, 8])],
     outputs: ['logits'],
-    initializers: { pw: randn(rng, [6, 3, 4, 4]), w: randn(rng, [6, 6]), fc: randn(rng, [5, 6]), shape: { dtype: 'int64', dims: [3], data: BigInt64Array.from([0n, 6n, -1n]) } },
+    initializers: {
+      pw: randn(rng, [6, 3, 4, 4]),
+      w: randn(rng, [6, 6]),
+      fc: randn(rng, [5, 6]),
+      shape: { dtype: 'int64', dims: [3], data: BigInt64Array.from([0n, 6n, -1n]) },
+    },
     nodes: [
       node('Conv', ['input', 'pw'], ['c'], { kernel_shape: ints([4, 4]), strides: ints([4, 4]) }, '/patch/Conv'),
       node('Reshape', ['c', 'shape'], ['f'], {}, '/patch/Reshape'),
@@ -248,10 +337,17 @@ test('CKA reads a sequence-first token cut [T, N, D] batch-first', async () => {
 test('CKA between a ResNet and a ViT with token pooling: a full matrix, features per cut recorded', async () => {
   const dir = tempDir('tokens-ckagrid-');
   const ds = await openDataset(tinyCifar(join(dir, 'data'), 10, 16), 'test', { announce: false });
-  const r = await computeCkaGrid({ model: openModel(RESNET), file: RESNET }, { model: openModel(VIT), file: VIT }, ds, { samples: 16, pool: 'tokens', threads: 1 });
+  const r = await computeCkaGrid({ model: openModel(RESNET), file: RESNET }, { model: openModel(VIT), file: VIT }, ds, {
+    samples: 16,
+    pool: 'tokens',
+    threads: 1,
+  });
   assert.equal(r.pool, 'tokens');
   assert.deepEqual(r.receivers, ['stem', 'encoder_layer_0', 'features']);
-  assert.deepEqual(r.cuts.receivers.map((c) => c.features), [[32], [32], [32]]);
+  assert.deepEqual(
+    r.cuts.receivers.map((c) => c.features),
+    [[32], [32], [32]],
+  );
   assert.deepEqual(r.cuts.senders[0]!.features, [8, 8, 8]);
   for (const row of r.values) for (const v of row) assert.ok(typeof v === 'number' && v >= 0 && v <= 1 + 1e-9);
 });

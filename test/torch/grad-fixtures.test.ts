@@ -40,7 +40,11 @@ function crossEntropy(logits: Float64Array, labels: number[]): number {
 }
 
 function assertSound(t: GradTensor, what: string): void {
-  assert.equal(t.data.length, t.shape.reduce((a, b) => a * b, 1), `${what}: size`);
+  assert.equal(
+    t.data.length,
+    t.shape.reduce((a, b) => a * b, 1),
+    `${what}: size`,
+  );
   assert.ok(t.data.every(Number.isFinite), `${what}: non-finite values`);
   assert.ok(norm(t.data) > 0, `${what}: all zero`);
 }
@@ -61,7 +65,10 @@ for (const name of MODELS) {
     const graph = loadModel(fx.modelFile).graph;
     assert.deepEqual(fx.inputShape, [8, 1, 28, 28]);
     assert.equal(fx.labels.length, 8);
-    assert.ok(fx.labels.every((l) => Number.isInteger(l) && l >= 0 && l < 10), `labels ${fx.labels}`);
+    assert.ok(
+      fx.labels.every((l) => Number.isInteger(l) && l >= 0 && l < 10),
+      `labels ${fx.labels}`,
+    );
     const params = trainableParameters(graph).sort();
     const stats = [...runningStatistics(graph)].sort();
     for (const mode of MODES) {

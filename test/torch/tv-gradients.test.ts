@@ -15,8 +15,20 @@ import { TrainingSession } from '../../src/autodiff/trainer.js';
 import { fixture } from '../helpers/paths.js';
 
 const NAMES = [
-  'tv_resnet18', 'tv_mobilenet_v3_small', 'tv_efficientnet_b0', 'tv_convnext', 'tv_vit', 'tv_resnet50', 'tv_googlenet',
-  'tv_densenet', 'tv_regnet_x', 'tv_regnet_y', 'tv_shufflenet_v2', 'tv_squeezenet', 'tv_mobilenet_v2', 'tv_vgg_bn',
+  'tv_resnet18',
+  'tv_mobilenet_v3_small',
+  'tv_efficientnet_b0',
+  'tv_convnext',
+  'tv_vit',
+  'tv_resnet50',
+  'tv_googlenet',
+  'tv_densenet',
+  'tv_regnet_x',
+  'tv_regnet_y',
+  'tv_shufflenet_v2',
+  'tv_squeezenet',
+  'tv_mobilenet_v2',
+  'tv_vgg_bn',
 ];
 const TOLERANCE = 1e-4;
 
@@ -42,7 +54,8 @@ const numel = (shape: number[]): number => shape.reduce((a, b) => a * b, 1);
 /** max |a - b| / max |b|: the tensor-wise relative error */
 function relError(a: ArrayLike<number>, b: ArrayLike<number>): number {
   assert.equal(a.length, b.length);
-  let diff = 0, scale = 0;
+  let diff = 0,
+    scale = 0;
   for (let i = 0; i < b.length; i++) {
     diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
     scale = Math.max(scale, Math.abs(b[i]!));
@@ -57,9 +70,14 @@ for (const name of NAMES) {
     const input = Float32Array.from(decode(io.input, 4, numel(io.input_shape), 'input'));
     const model = untieAliases(loadModel(fixture('torchvision', ref.model)));
     const trainable = trainableParameters(model.graph);
-    assert.deepEqual([...trainable].sort(), Object.keys(ref.grads).sort(), 'parameters (aliases untied) are PyTorch\'s');
+    assert.deepEqual([...trainable].sort(), Object.keys(ref.grads).sort(), "parameters (aliases untied) are PyTorch's");
     const t = await TrainingSession.create(model, {
-      trainable, loss: 'cross-entropy', batchSize: io.input_shape[0]!, batchNorm: 'eval', dropout: false, session: { threads: 1 },
+      trainable,
+      loss: 'cross-entropy',
+      batchSize: io.input_shape[0]!,
+      batchNorm: 'eval',
+      dropout: false,
+      session: { threads: 1 },
     });
     try {
       const r = await t.step(input, BigInt64Array.from(ref.labels.map(BigInt)));

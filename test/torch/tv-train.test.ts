@@ -21,8 +21,20 @@ import { int64 } from '../../src/onnx/tensor.js';
 import { fixture, tempDir } from '../helpers/paths.js';
 
 const NAMES = [
-  'tv_resnet18', 'tv_resnet50', 'tv_googlenet', 'tv_mobilenet_v2', 'tv_mobilenet_v3_small', 'tv_efficientnet_b0', 'tv_densenet',
-  'tv_regnet_x', 'tv_regnet_y', 'tv_convnext', 'tv_shufflenet_v2', 'tv_squeezenet', 'tv_vgg_bn', 'tv_vit',
+  'tv_resnet18',
+  'tv_resnet50',
+  'tv_googlenet',
+  'tv_mobilenet_v2',
+  'tv_mobilenet_v3_small',
+  'tv_efficientnet_b0',
+  'tv_densenet',
+  'tv_regnet_x',
+  'tv_regnet_y',
+  'tv_convnext',
+  'tv_shufflenet_v2',
+  'tv_squeezenet',
+  'tv_vgg_bn',
+  'tv_vit',
 ];
 const LABELS = BigInt64Array.from([3, 1, 4, 1], BigInt);
 
@@ -45,13 +57,23 @@ for (const name of NAMES) {
       assert.ok(Number.isFinite(r.loss), `loss ${r.loss}`);
       for (const [p, g] of r.grads) {
         assert.ok(g.every(Number.isFinite), `${p}: non-finite gradient`);
-        assert.ok(g.some((v) => v !== 0), `${p}: zero gradient`);
+        assert.ok(
+          g.some((v) => v !== 0),
+          `${p}: zero gradient`,
+        );
       }
     } finally {
       await live.release();
     }
     // Without Dropout masks the batch's loss is a fixed function of the weights: a short normalised step must lower it.
-    const t = await TrainingSession.create(model, { trainable, loss: 'cross-entropy', batchSize: 4, batchNorm: 'train', dropout: false, session: { threads: 1 } });
+    const t = await TrainingSession.create(model, {
+      trainable,
+      loss: 'cross-entropy',
+      batchSize: 4,
+      batchNorm: 'train',
+      dropout: false,
+      session: { threads: 1 },
+    });
     try {
       const before = await t.step(x, LABELS);
       const scale = 0.05 / norm(before.grads);
@@ -67,7 +89,7 @@ for (const name of NAMES) {
   });
 }
 
-test('train unties the exporter\'s Identity aliases: equal initializers become separate parameters and train apart', async () => {
+test("train unties the exporter's Identity aliases: equal initializers become separate parameters and train apart", async () => {
   // torch.onnx.export keeps one of several equal tensors (here the zero biases) and makes the others Identity copies of it
   const rng = new Rng(3);
   const model = buildModel({
@@ -86,8 +108,18 @@ test('train unties the exporter\'s Identity aliases: equal initializers become s
   const data = await openDataset('fashion-mnist-sample', 'train');
   const out = join(tempDir(), 'untied.onnx');
   const job = {
-    model, data, classes: [0, 1, 2, 3], epochs: 2, batchSize: 32, lr: 0.05, optimizer: { kind: 'sgd' as const, momentum: 0.9, weightDecay: 0 },
-    schedule: { kind: 'constant' as const, warmupSteps: 0 }, seed: 1, session: { threads: 1 }, output: out, parentHash: 'aliased',
+    model,
+    data,
+    classes: [0, 1, 2, 3],
+    epochs: 2,
+    batchSize: 32,
+    lr: 0.05,
+    optimizer: { kind: 'sgd' as const, momentum: 0.9, weightDecay: 0 },
+    schedule: { kind: 'constant' as const, warmupSteps: 0 },
+    seed: 1,
+    session: { threads: 1 },
+    output: out,
+    parentHash: 'aliased',
   };
   await train({ ...job, stopAfter: 1 });
   // the checkpoint holds the untied model: resuming from the aliased file must accept it
@@ -107,14 +139,26 @@ test('untieAliases: aliases of aliases too; an alias that is a graph output and 
     outputs: ['y', 'b2'],
     initializers: { b: randn(new Rng(1), [2]), k: int64([1], [1]) },
     nodes: [
-      node('Identity', ['b'], ['b1']), node('Identity', ['b1'], ['b2']), node('Identity', ['b'], ['b3']), node('Identity', ['k'], ['k1']),
-      node('Add', ['x', 'b1'], ['a']), node('Add', ['a', 'b3'], ['y0']), node('Reshape', ['y0', 'k1'], ['y1']), node('Reshape', ['y0', 'two'], ['y']),
+      node('Identity', ['b'], ['b1']),
+      node('Identity', ['b1'], ['b2']),
+      node('Identity', ['b'], ['b3']),
+      node('Identity', ['k'], ['k1']),
+      node('Add', ['x', 'b1'], ['a']),
+      node('Add', ['a', 'b3'], ['y0']),
+      node('Reshape', ['y0', 'k1'], ['y1']),
+      node('Reshape', ['y0', 'two'], ['y']),
     ],
   });
   model.graph.initializers.set('two', int64([2], [-1, 2]));
   const u = untieAliases(model);
   assert.deepEqual([...u.graph.initializers.keys()].filter((n) => n.startsWith('b')).sort(), ['b', 'b1', 'b3']);
-  assert.deepEqual(u.graph.nodes.filter((n) => n.opType === 'Identity').map((n) => n.outputs[0]).sort(), ['b2', 'k1']);
+  assert.deepEqual(
+    u.graph.nodes
+      .filter((n) => n.opType === 'Identity')
+      .map((n) => n.outputs[0])
+      .sort(),
+    ['b2', 'k1'],
+  );
   assert.notEqual(u.graph.initializers.get('b1')!.data, u.graph.initializers.get('b')!.data, 'copies, not shared arrays');
   assert.equal(model.graph.nodes.filter((n) => n.opType === 'Identity').length, 4, 'the input model is unchanged');
 });

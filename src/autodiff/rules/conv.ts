@@ -135,13 +135,27 @@ function inputGradByFlippedConv(e: Emitter, g: ConvGeometry, dy: string, w: stri
     const t5 = transpose(e, w5, [0, 2, 1, ...sp.map((a) => a + 1)], `${hint}_wt5`);
     swapped = reshape(e, t5, [G * cig, cout / G, ...kernel], `${hint}_wt`);
   }
-  const flipped = slice(e, swapped, kernel.map(() => -1), kernel.map(() => -(2 ** 62)), sp, kernel.map(() => -1), `${hint}_wflip`);
-  return e.emit('Conv', [dy, flipped], {
-    kernel_shape: ints(kernel),
-    dilations: ints(g.dilations),
-    pads: ints(flippedPads(g)!),
-    group: int(G),
-  }, 1, hint)[0]!;
+  const flipped = slice(
+    e,
+    swapped,
+    kernel.map(() => -1),
+    kernel.map(() => -(2 ** 62)),
+    sp,
+    kernel.map(() => -1),
+    `${hint}_wflip`,
+  );
+  return e.emit(
+    'Conv',
+    [dy, flipped],
+    {
+      kernel_shape: ints(kernel),
+      dilations: ints(g.dilations),
+      pads: ints(flippedPads(g)!),
+      group: int(G),
+    },
+    1,
+    hint,
+  )[0]!;
 }
 
 /** Bias gradient: sum of dY over batch and space. */
@@ -165,10 +179,14 @@ export const WEIGHT_GRAD_METHODS: readonly WeightGradMethod[] = ['transposed-con
 
 export function convWeightGrad(e: Emitter, g: ConvGeometry, x: string, dy: string, method: WeightGradMethod, hint = 'conv_dw'): string {
   switch (method) {
-    case 'transposed-conv': return weightGradByConv(e, g, x, dy, hint);
-    case 'patch-matmul': return weightGradByPatches(e, g, dy, patchesByConv(e, g, x, hint), hint);
-    case 'patch-gemm': return weightGradByJointGemm(e, g, dy, patchesByConv(e, g, x, hint), hint);
-    case 'slice-matmul': return weightGradByPatches(e, g, dy, patchesBySlices(e, g, x, hint), hint);
+    case 'transposed-conv':
+      return weightGradByConv(e, g, x, dy, hint);
+    case 'patch-matmul':
+      return weightGradByPatches(e, g, dy, patchesByConv(e, g, x, hint), hint);
+    case 'patch-gemm':
+      return weightGradByJointGemm(e, g, dy, patchesByConv(e, g, x, hint), hint);
+    case 'slice-matmul':
+      return weightGradByPatches(e, g, dy, patchesBySlices(e, g, x, hint), hint);
   }
 }
 
@@ -204,15 +222,29 @@ function weightGradByConv(e: Emitter, g: ConvGeometry, x: string, dy: string, hi
   // where it can; a negative trim (input rows the forward never read) is sliced instead.
   const padsEnd = xs.map((size, i) => Math.max(0, (kernel[i]! - 1) * g.dilations[i]! + (ys[i]! - 1) * g.strides[i]! + 1 - size - g.padsBegin[i]!));
   const outSizes = xs.map((size, i) => Math.floor((size + g.padsBegin[i]! + padsEnd[i]! - (ys[i]! - 1) * g.strides[i]! - 1) / g.dilations[i]!) + 1);
-  let dwt = e.emit('Conv', [xt, dyt], {
-    kernel_shape: ints(ys),
-    strides: ints(g.dilations),
-    dilations: ints(g.strides),
-    pads: ints([...g.padsBegin, ...padsEnd]),
-    group: int(G),
-  }, 1, `${hint}_conv`)[0]!;
+  let dwt = e.emit(
+    'Conv',
+    [xt, dyt],
+    {
+      kernel_shape: ints(ys),
+      strides: ints(g.dilations),
+      dilations: ints(g.strides),
+      pads: ints([...g.padsBegin, ...padsEnd]),
+      group: int(G),
+    },
+    1,
+    `${hint}_conv`,
+  )[0]!;
   if (outSizes.some((s, i) => s !== kernel[i])) {
-    dwt = slice(e, dwt, kernel.map(() => 0), kernel, sp, kernel.map(() => 1), `${hint}_crop`);
+    dwt = slice(
+      e,
+      dwt,
+      kernel.map(() => 0),
+      kernel,
+      sp,
+      kernel.map(() => 1),
+      `${hint}_crop`,
+    );
   }
   return transpose(e, dwt, [1, 0, ...sp], hint);
 }
@@ -226,13 +258,19 @@ function patchesByConv(e: Emitter, g: ConvGeometry, x: string, hint: string): st
   const onehot = new Float32Array(cin * k * k);
   for (let c = 0; c < cin; c++) for (let j = 0; j < k; j++) onehot[(c * k + j) * k + j] = 1;
   const w = e.addConstant(float32([cin * k, 1, ...kernel], onehot), `${hint}_onehot`);
-  const p = e.emit('Conv', [x, w], {
-    kernel_shape: ints(kernel),
-    strides: ints(g.strides),
-    dilations: ints(g.dilations),
-    pads: ints([...g.padsBegin, ...g.padsEnd]),
-    group: int(cin),
-  }, 1, `${hint}_im2col`)[0]!;
+  const p = e.emit(
+    'Conv',
+    [x, w],
+    {
+      kernel_shape: ints(kernel),
+      strides: ints(g.strides),
+      dilations: ints(g.dilations),
+      pads: ints([...g.padsBegin, ...g.padsEnd]),
+      group: int(cin),
+    },
+    1,
+    `${hint}_im2col`,
+  )[0]!;
   return reshape(e, p, [g.x[0]!, cin * k, numel(spatialOf(g.y))], `${hint}_patches`);
 }
 
@@ -244,9 +282,16 @@ function patchesBySlices(e: Emitter, g: ConvGeometry, x: string, hint: string): 
   const l = numel(ys);
   if (isPointwise(g)) return reshape(e, x, [n, cin, l], `${hint}_patches`);
   const sp = ys.map((_, i) => i + 2);
-  const padded = g.padsBegin.some((p) => p > 0) || g.padsEnd.some((p) => p > 0)
-    ? e.emit('Pad', [x, shapeConstant(e, [0, 0, ...g.padsBegin, 0, 0, ...g.padsEnd], `${hint}_pads`)], { mode: { kind: 'string', value: 'constant' } }, 1, `${hint}_pad`)[0]!
-    : x;
+  const padded =
+    g.padsBegin.some((p) => p > 0) || g.padsEnd.some((p) => p > 0)
+      ? e.emit(
+          'Pad',
+          [x, shapeConstant(e, [0, 0, ...g.padsBegin, 0, 0, ...g.padsEnd], `${hint}_pads`)],
+          { mode: { kind: 'string', value: 'constant' } },
+          1,
+          `${hint}_pad`,
+        )[0]!
+      : x;
   const slices: string[] = [];
   for (const offset of kernelOffsets(kernel)) {
     const starts = offset.map((o, i) => o * g.dilations[i]!);
@@ -267,8 +312,7 @@ function kernelOffsets(kernel: readonly number[]): number[][] {
 
 /** A 1x1 convolution that reads every input position: its patches are the input itself. */
 function isPointwise(g: ConvGeometry): boolean {
-  return spatialOf(g.w).every((k) => k === 1) && g.strides.every((s) => s === 1)
-    && g.padsBegin.every((p) => p === 0) && g.padsEnd.every((p) => p === 0);
+  return spatialOf(g.w).every((k) => k === 1) && g.strides.every((s) => s === 1) && g.padsBegin.every((p) => p === 0) && g.padsEnd.every((p) => p === 0);
 }
 
 /** dW[g, o, ck] = sum over n, l of dY[n, g, o, l] P[n, g, ck, l]: one batched MatMul, then a sum over n. */
@@ -297,9 +341,10 @@ function weightGradByJointGemm(e: Emitter, g: ConvGeometry, dy: string, patches:
   const pt = transpose(e, reshape(e, patches, [n, G, ck, l], `${hint}_p4`), [1, 2, 0, 3], `${hint}_pt`);
   const a = reshape(e, dyt, [G, cog, n * l], `${hint}_a`);
   const b = reshape(e, pt, [G, ck, n * l], `${hint}_b`);
-  const prod = G === 1
-    ? e.emit('Gemm', [reshape(e, a, [cog, n * l], `${hint}_a2`), reshape(e, b, [ck, n * l], `${hint}_b2`)], { transB: int(1) }, 1, `${hint}_gemm`)[0]!
-    : e.emit('MatMul', [a, transpose(e, b, [0, 2, 1], `${hint}_bt`)], {}, 1, `${hint}_mm`)[0]!;
+  const prod =
+    G === 1
+      ? e.emit('Gemm', [reshape(e, a, [cog, n * l], `${hint}_a2`), reshape(e, b, [ck, n * l], `${hint}_b2`)], { transB: int(1) }, 1, `${hint}_gemm`)[0]!
+      : e.emit('MatMul', [a, transpose(e, b, [0, 2, 1], `${hint}_bt`)], {}, 1, `${hint}_mm`)[0]!;
   return reshape(e, prod, g.w, hint);
 }
 

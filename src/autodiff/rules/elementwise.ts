@@ -29,21 +29,23 @@ const sub: GradRule = (c) => forNeeded(c, (i) => toInput(c, i === 0 ? dY(c) : em
 const mul: GradRule = (c) => forNeeded(c, (i) => toInput(c, emit1(c, 'Mul', [dY(c), X(c, 1 - i)]), i));
 
 /** y = a / b: da = dy / b, db = -dy * y / b. */
-const div: GradRule = (c) => forNeeded(c, (i) => {
-  const g = i === 0 ? emit1(c, 'Div', [dY(c), X(c, 1)]) : emit1(c, 'Neg', [emit1(c, 'Div', [emit1(c, 'Mul', [dY(c), Y(c)]), X(c, 1)])]);
-  return toInput(c, g, i);
-});
+const div: GradRule = (c) =>
+  forNeeded(c, (i) => {
+    const g = i === 0 ? emit1(c, 'Div', [dY(c), X(c, 1)]) : emit1(c, 'Neg', [emit1(c, 'Div', [emit1(c, 'Mul', [dY(c), Y(c)]), X(c, 1)])]);
+    return toInput(c, g, i);
+  });
 
 /** y = a^b: da = dy * b * a^(b-1); db = dy * y * ln(a) (a > 0 where it matters). */
-const pow: GradRule = (c) => forNeeded(c, (i) => {
-  if (i === 1) return toInput(c, emit1(c, 'Mul', [emit1(c, 'Mul', [dY(c), Y(c)]), emit1(c, 'Log', [X(c)])]), 1);
-  const exponent = c.constant(X(c, 1));
-  const b = exponent && toNumbers(exponent).length === 1 ? toNumbers(exponent)[0]! : undefined;
-  if (b === 2) return toInput(c, emit1(c, 'Mul', [dY(c), emit1(c, 'Mul', [X(c), scalarConstant(c, 2)])]), 0);
-  const bm1 = b !== undefined ? scalarConstant(c, b - 1) : emit1(c, 'Sub', [X(c, 1), scalarConstant(c, 1)]);
-  const power = emit1(c, 'Pow', [X(c), bm1]);
-  return toInput(c, emit1(c, 'Mul', [dY(c), emit1(c, 'Mul', [power, X(c, 1)])]), 0);
-});
+const pow: GradRule = (c) =>
+  forNeeded(c, (i) => {
+    if (i === 1) return toInput(c, emit1(c, 'Mul', [emit1(c, 'Mul', [dY(c), Y(c)]), emit1(c, 'Log', [X(c)])]), 1);
+    const exponent = c.constant(X(c, 1));
+    const b = exponent && toNumbers(exponent).length === 1 ? toNumbers(exponent)[0]! : undefined;
+    if (b === 2) return toInput(c, emit1(c, 'Mul', [dY(c), emit1(c, 'Mul', [X(c), scalarConstant(c, 2)])]), 0);
+    const bm1 = b !== undefined ? scalarConstant(c, b - 1) : emit1(c, 'Sub', [X(c, 1), scalarConstant(c, 1)]);
+    const power = emit1(c, 'Pow', [X(c), bm1]);
+    return toInput(c, emit1(c, 'Mul', [dY(c), emit1(c, 'Mul', [power, X(c, 1)])]), 0);
+  });
 
 const neg: GradRule = (c) => [emit1(c, 'Neg', [dY(c)])];
 
@@ -115,7 +117,10 @@ const gelu: GradRule = (c) => {
     const t = emit1(c, 'Tanh', [emit1(c, 'Mul', [inner, scalarConstant(c, k)])]);
     const dInner = emit1(c, 'Add', [scalarConstant(c, k), emit1(c, 'Mul', [x2, scalarConstant(c, 3 * 0.044715 * k)])]);
     const sech2 = emit1(c, 'Sub', [one, emit1(c, 'Mul', [t, t])]);
-    slope = emit1(c, 'Add', [emit1(c, 'Mul', [emit1(c, 'Add', [one, t]), half]), emit1(c, 'Mul', [emit1(c, 'Mul', [x, half]), emit1(c, 'Mul', [sech2, dInner])])]);
+    slope = emit1(c, 'Add', [
+      emit1(c, 'Mul', [emit1(c, 'Add', [one, t]), half]),
+      emit1(c, 'Mul', [emit1(c, 'Mul', [x, half]), emit1(c, 'Mul', [sech2, dInner])]),
+    ]);
   } else {
     const cdf = emit1(c, 'Mul', [emit1(c, 'Add', [one, emit1(c, 'Erf', [emit1(c, 'Mul', [x, scalarConstant(c, Math.SQRT1_2)])])]), half]);
     const pdf = emit1(c, 'Mul', [emit1(c, 'Exp', [emit1(c, 'Mul', [x2, scalarConstant(c, -0.5)])]), scalarConstant(c, 1 / Math.sqrt(2 * Math.PI))]);
@@ -138,9 +143,11 @@ const elu: GradRule = (c) => {
 const prelu: GradRule = (c) => {
   const positive = emit1(c, 'Greater', [X(c), scalarConstant(c, 0)]);
   const zero = scalarConstant(c, 0);
-  return forNeeded(c, (i) => i === 0
-    ? toInput(c, emit1(c, 'Where', [positive, dY(c), emit1(c, 'Mul', [dY(c), X(c, 1)])]), 0)
-    : toInput(c, emit1(c, 'Where', [positive, zero, emit1(c, 'Mul', [dY(c), X(c)])]), 1));
+  return forNeeded(c, (i) =>
+    i === 0
+      ? toInput(c, emit1(c, 'Where', [positive, dY(c), emit1(c, 'Mul', [dY(c), X(c, 1)])]), 0)
+      : toInput(c, emit1(c, 'Where', [positive, zero, emit1(c, 'Mul', [dY(c), X(c)])]), 1),
+  );
 };
 
 /**
@@ -174,10 +181,12 @@ const where: GradRule = (c) => {
 };
 
 /** Variadic Sum and Mean: every input gets the (scaled) output gradient. */
-const variadic = (mean: boolean): GradRule => (c) => {
-  const g = mean ? emit1(c, 'Mul', [dY(c), scalarConstant(c, 1 / c.node.inputs.length)]) : dY(c);
-  return forNeeded(c, (i) => toInput(c, g, i));
-};
+const variadic =
+  (mean: boolean): GradRule =>
+  (c) => {
+    const g = mean ? emit1(c, 'Mul', [dY(c), scalarConstant(c, 1 / c.node.inputs.length)]) : dY(c);
+    return forNeeded(c, (i) => toInput(c, g, i));
+  };
 
 /** Float-to-float casts carry the gradient back in the input's dtype. */
 const cast: GradRule = (c) => {
@@ -202,18 +211,20 @@ function reduceAxes(c: GradContext): number[] {
 }
 
 /** ReduceSum / ReduceMean: dy (made rank-preserving) expanded back over the reduced axes. */
-const reduce = (mean: boolean): GradRule => (c) => {
-  const x = c.shape(X(c));
-  const axes = reduceAxes(c);
-  const kept = x.map((d, i) => (axes.includes(i) ? 1 : d));
-  let g = dY(c);
-  if (mean) {
-    const count = axes.reduce((n, a) => n * x[a]!, 1);
-    g = emit1(c, 'Mul', [g, scalarConstant(c, 1 / count)]);
-  }
-  if (c.shape(g).length !== kept.length) g = emit1(c, 'Reshape', [g, intsConstant(c, kept, 'kept')]);
-  return [emit1(c, 'Expand', [g, intsConstant(c, x, 'shape')])];
-};
+const reduce =
+  (mean: boolean): GradRule =>
+  (c) => {
+    const x = c.shape(X(c));
+    const axes = reduceAxes(c);
+    const kept = x.map((d, i) => (axes.includes(i) ? 1 : d));
+    let g = dY(c);
+    if (mean) {
+      const count = axes.reduce((n, a) => n * x[a]!, 1);
+      g = emit1(c, 'Mul', [g, scalarConstant(c, 1 / count)]);
+    }
+    if (c.shape(g).length !== kept.length) g = emit1(c, 'Reshape', [g, intsConstant(c, kept, 'kept')]);
+    return [emit1(c, 'Expand', [g, intsConstant(c, x, 'shape')])];
+  };
 
 /** dy made rank-preserving (kept reduced axes as 1), for broadcasting against the input. */
 function keptGrad(c: GradContext, axes: readonly number[]): { g: string; kept: number[] } {
@@ -233,15 +244,17 @@ const reduceExtremum: GradRule = (c) => {
 };
 
 /** ReduceSumSquare: dx = 2 x dy; ReduceL2 (y = sqrt(sum x^2)): dx = x dy / y (0 where y is 0). */
-const reduceSquares = (l2: boolean): GradRule => (c) => {
-  const axes = reduceAxes(c);
-  const { g, kept } = keptGrad(c, axes);
-  if (!l2) return [emit1(c, 'Mul', [X(c), emit1(c, 'Mul', [g, scalarConstant(c, 2)])])];
-  const y = c.shape(Y(c)).length === kept.length ? Y(c) : emit1(c, 'Reshape', [Y(c), intsConstant(c, kept, 'kept')]);
-  const zero = scalarConstant(c, 0);
-  const safe = emit1(c, 'Where', [emit1(c, 'Equal', [y, zero]), scalarConstant(c, 1), y]);
-  return [emit1(c, 'Mul', [X(c), emit1(c, 'Where', [emit1(c, 'Equal', [y, zero]), zero, emit1(c, 'Div', [g, safe])])])];
-};
+const reduceSquares =
+  (l2: boolean): GradRule =>
+  (c) => {
+    const axes = reduceAxes(c);
+    const { g, kept } = keptGrad(c, axes);
+    if (!l2) return [emit1(c, 'Mul', [X(c), emit1(c, 'Mul', [g, scalarConstant(c, 2)])])];
+    const y = c.shape(Y(c)).length === kept.length ? Y(c) : emit1(c, 'Reshape', [Y(c), intsConstant(c, kept, 'kept')]);
+    const zero = scalarConstant(c, 0);
+    const safe = emit1(c, 'Where', [emit1(c, 'Equal', [y, zero]), scalarConstant(c, 1), y]);
+    return [emit1(c, 'Mul', [X(c), emit1(c, 'Where', [emit1(c, 'Equal', [y, zero]), zero, emit1(c, 'Div', [g, safe])])])];
+  };
 
 const softmaxAxis = (c: GradContext): number => normAxis(attrInt(c.node, 'axis', -1), c.shape(X(c)).length, c.node.name);
 

@@ -40,8 +40,7 @@ function transposeLast(c: GradContext, t: string): string {
   return emit1(c, 'Transpose', [t], { perm: ints(perm) });
 }
 
-const reshape = (c: GradContext, t: string, shape: readonly number[]): string =>
-  emit1(c, 'Reshape', [t, intsConstant(c, shape, 'shape')]);
+const reshape = (c: GradContext, t: string, shape: readonly number[]): string => emit1(c, 'Reshape', [t, intsConstant(c, shape, 'shape')]);
 
 /**
  * MatMul with numpy semantics: 1-D operands are promoted to matrices (and the added

@@ -61,14 +61,27 @@ export interface BatchNormGrads {
  * dX = scale * invstd * (dY - dBias / m - x_hat * dScale / m), the three-term gradient
  * through the batch statistics, written as dY * a + (b * x_hat + c) per channel.
  */
-export function batchNormGrad(e: Emitter, b: BatchNormInputs, dy: string, training: boolean, want: { dx: boolean; dScale: boolean; dBias: boolean }, hint = 'bn'): BatchNormGrads {
+export function batchNormGrad(
+  e: Emitter,
+  b: BatchNormInputs,
+  dy: string,
+  training: boolean,
+  want: { dx: boolean; dScale: boolean; dBias: boolean },
+  hint = 'bn',
+): BatchNormGrads {
   const c = b.shape[1]!;
   const m = numel(b.shape) / c;
   const needStats = want.dScale || (training && want.dx);
   const dBias = want.dBias || (training && want.dx) ? sumOverChannels(e, dy, b, `${hint}_dbias`) : undefined;
   let dScale: string | undefined;
   if (needStats) {
-    const xhat = affineOfNormalized(e, b, e.addConstant(filled(b.dtype, c, 1), `${hint}_ones`), e.addConstant(filled(b.dtype, c, 0), `${hint}_zeros`), `${hint}_xhat`);
+    const xhat = affineOfNormalized(
+      e,
+      b,
+      e.addConstant(filled(b.dtype, c, 1), `${hint}_ones`),
+      e.addConstant(filled(b.dtype, c, 0), `${hint}_zeros`),
+      `${hint}_xhat`,
+    );
     dScale = sumOverChannels(e, op(e, 'Mul', [dy, xhat], `${hint}_dy_xhat`), b, `${hint}_dscale`);
   }
   let dx: string | undefined;
@@ -98,8 +111,13 @@ const batchNormalization: GradRule = (ctx) => {
   if (shape.length < 2) throw new UserError(`node ${node.name} (BatchNormalization): input ${JSON.stringify(shape)} has no channel axis`);
   const training = attrInt(node, 'training_mode', 0) === 1;
   const inputs: BatchNormInputs = {
-    x: ctx.forward(x), scale: ctx.forward(scale), mean: ctx.forward(mean), variance: ctx.forward(variance),
-    shape, epsilon: attrFloat(node, 'epsilon', 1e-5), dtype: ctx.dtype(x),
+    x: ctx.forward(x),
+    scale: ctx.forward(scale),
+    mean: ctx.forward(mean),
+    variance: ctx.forward(variance),
+    shape,
+    epsilon: attrFloat(node, 'epsilon', 1e-5),
+    dtype: ctx.dtype(x),
   };
   const g = batchNormGrad(ctx, inputs, dy, training, { dx: !!ctx.needs[0], dScale: !!ctx.needs[1], dBias: !!ctx.needs[2] }, `${node.name}_grad`);
   return [g.dx, g.dScale, g.dBias, undefined, undefined];
@@ -123,9 +141,10 @@ const layerNormalization: GradRule = (ctx) => {
   const axes = shape.map((_, i) => i).filter((i) => i >= axis);
   const count = numel(shape.slice(axis));
   const hint = `${node.name}_grad`;
-  const [, mean, invstd] = node.outputs[1] && node.outputs[2]
-    ? node.outputs.map((o) => ctx.forward(o))
-    : ctx.emit('LayerNormalization', node.inputs.filter(Boolean), node.attributes, 3, `${node.name}_stats`);
+  const [, mean, invstd] =
+    node.outputs[1] && node.outputs[2]
+      ? node.outputs.map((o) => ctx.forward(o))
+      : ctx.emit('LayerNormalization', node.inputs.filter(Boolean), node.attributes, 3, `${node.name}_stats`);
   const xhat = op(ctx, 'Mul', [op(ctx, 'Sub', [ctx.forward(x), mean!], `${hint}_centred`), invstd!], `${hint}_xhat`);
   const out: (string | undefined)[] = [undefined, undefined, undefined];
   if (bias && ctx.needs[2]) out[2] = ctx.unbroadcast(dy, shape, ctx.shape(bias));

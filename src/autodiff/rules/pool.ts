@@ -56,7 +56,13 @@ function maxPoolIndices(ctx: GradContext): string {
  * disjoint windows' values ~3x faster, but the IR's shape inference has no rule for it.
  */
 export function maxPoolGrad(e: Emitter, g: PoolGeometry, dy: string, argmax: string, dtype: DType, hint = 'maxpool_dx'): string {
-  const zeros = e.emit('ConstantOfShape', [shapeConstant(e, [numel(g.x)], `${hint}_size`)], { value: { kind: 'tensor', value: scalar(dtype, 0) } }, 1, `${hint}_zeros`)[0]!;
+  const zeros = e.emit(
+    'ConstantOfShape',
+    [shapeConstant(e, [numel(g.x)], `${hint}_size`)],
+    { value: { kind: 'tensor', value: scalar(dtype, 0) } },
+    1,
+    `${hint}_zeros`,
+  )[0]!;
   const flatIdx = reshape(e, argmax, [-1], `${hint}_idx`);
   const flatDy = reshape(e, dy, [-1], `${hint}_dy`);
   const scattered = e.emit('ScatterElements', [zeros, flatIdx, flatDy], { axis: int(0), reduction: str('add') }, 1, `${hint}_scatter`)[0]!;
@@ -76,18 +82,22 @@ const maxPool: GradRule = (ctx) => {
 export function averageDivisors(g: PoolGeometry, countIncludePad: boolean): Float64Array {
   const out = g.y.slice(2);
   const spatial = g.x.slice(2);
-  const perAxis = out.map((o, a) => Array.from({ length: o }, (_, i) => {
-    const start = i * g.strides[a]! - g.padsBegin[a]!;
-    const reach = (g.kernel[a]! - 1) * g.dilations[a]! + 1;
-    const [lo, hi] = countIncludePad ? [start, Math.min(start + reach, spatial[a]! + g.padsEnd[a]!)] : [Math.max(start, 0), Math.min(start + reach, spatial[a]!)];
-    // cells of the dilated window inside [lo, hi)
-    let n = 0;
-    for (let k = 0; k < g.kernel[a]!; k++) {
-      const p = start + k * g.dilations[a]!;
-      if (p >= lo && p < hi) n++;
-    }
-    return n;
-  }));
+  const perAxis = out.map((o, a) =>
+    Array.from({ length: o }, (_, i) => {
+      const start = i * g.strides[a]! - g.padsBegin[a]!;
+      const reach = (g.kernel[a]! - 1) * g.dilations[a]! + 1;
+      const [lo, hi] = countIncludePad
+        ? [start, Math.min(start + reach, spatial[a]! + g.padsEnd[a]!)]
+        : [Math.max(start, 0), Math.min(start + reach, spatial[a]!)];
+      // cells of the dilated window inside [lo, hi)
+      let n = 0;
+      for (let k = 0; k < g.kernel[a]!; k++) {
+        const p = start + k * g.dilations[a]!;
+        if (p >= lo && p < hi) n++;
+      }
+      return n;
+    }),
+  );
   const d = new Float64Array(numel(out)).fill(1);
   let stride = 1;
   for (let a = out.length - 1; a >= 0; a--) {
@@ -99,8 +109,7 @@ export function averageDivisors(g: PoolGeometry, countIncludePad: boolean): Floa
 
 /** Windows that tile the input exactly: each input cell belongs to one window. */
 function tiles(g: PoolGeometry): boolean {
-  return g.kernel.every((k, a) => k === g.strides[a] && g.dilations[a] === 1 && g.padsBegin[a] === 0 && g.padsEnd[a] === 0
-    && g.x[a + 2] === g.y[a + 2]! * k);
+  return g.kernel.every((k, a) => k === g.strides[a] && g.dilations[a] === 1 && g.padsBegin[a] === 0 && g.padsEnd[a] === 0 && g.x[a + 2] === g.y[a + 2]! * k);
 }
 
 /** dX for windows that tile the input: every cell of a window gets its dY, via Reshape + Expand. */
@@ -128,14 +137,20 @@ function spreadByConvTranspose(e: Emitter, g: PoolGeometry, dy: string, dtype: D
     if (extra < 0) padsEnd[a]! -= extra;
     return Math.max(0, extra);
   });
-  return e.emit('ConvTranspose', [dy, ones], {
-    kernel_shape: ints(g.kernel),
-    strides: ints(g.strides),
-    dilations: ints(g.dilations),
-    pads: ints([...g.padsBegin, ...padsEnd]),
-    output_padding: ints(outPad),
-    group: int(c),
-  }, 1, hint)[0]!;
+  return e.emit(
+    'ConvTranspose',
+    [dy, ones],
+    {
+      kernel_shape: ints(g.kernel),
+      strides: ints(g.strides),
+      dilations: ints(g.dilations),
+      pads: ints([...g.padsBegin, ...padsEnd]),
+      output_padding: ints(outPad),
+      group: int(c),
+    },
+    1,
+    hint,
+  )[0]!;
 }
 
 export function averagePoolGrad(e: Emitter, g: PoolGeometry, dy: string, countIncludePad: boolean, dtype: DType, hint = 'avgpool_dx'): string {
@@ -143,7 +158,14 @@ export function averagePoolGrad(e: Emitter, g: PoolGeometry, dy: string, countIn
   const uniform = divisors.every((d) => d === divisors[0]);
   const reciprocal = uniform
     ? e.addConstant(scalar(dtype, 1 / divisors[0]!), `${hint}_scale`)
-    : e.addConstant(tensor(dtype, [1, 1, ...g.y.slice(2)], Array.from(divisors, (d) => 1 / d)), `${hint}_scale`);
+    : e.addConstant(
+        tensor(
+          dtype,
+          [1, 1, ...g.y.slice(2)],
+          Array.from(divisors, (d) => 1 / d),
+        ),
+        `${hint}_scale`,
+      );
   const scaled = e.emit('Mul', [dy, reciprocal], {}, 1, `${hint}_scaled`)[0]!;
   return tiles(g) ? spreadByExpand(e, g, scaled, hint) : spreadByConvTranspose(e, g, scaled, dtype, hint);
 }
@@ -159,11 +181,23 @@ const averagePool: GradRule = (ctx) => {
 
 /** The divisors assume ONNX Runtime's window count; a different inferred shape means they would be wrong. */
 function checkOutput(node: Node, g: PoolGeometry, ceil: boolean): void {
-  const expected = g.x.slice(2).map((s, a) => windowOutput(s, {
-    kernel: g.kernel[a]!, stride: g.strides[a]!, dilation: g.dilations[a]!, padBegin: g.padsBegin[a]!, padEnd: g.padsEnd[a]!,
-  }, ceil));
+  const expected = g.x.slice(2).map((s, a) =>
+    windowOutput(
+      s,
+      {
+        kernel: g.kernel[a]!,
+        stride: g.strides[a]!,
+        dilation: g.dilations[a]!,
+        padBegin: g.padsBegin[a]!,
+        padEnd: g.padsEnd[a]!,
+      },
+      ceil,
+    ),
+  );
   if (expected.some((o, a) => o !== g.y[a + 2])) {
-    throw new UserError(`node ${node.name} (${node.opType}): output ${JSON.stringify(g.y)} does not match its window geometry (expected spatial ${JSON.stringify(expected)})`);
+    throw new UserError(
+      `node ${node.name} (${node.opType}): output ${JSON.stringify(g.y)} does not match its window geometry (expected spatial ${JSON.stringify(expected)})`,
+    );
   }
 }
 

@@ -15,12 +15,18 @@ import { type Emitter, shapeConstant } from './conv.js';
 function originalCoordinate(node: Node, x: number, scale: number, inSize: number, outSize: number): number {
   const mode = attrString(node, 'coordinate_transformation_mode', 'half_pixel');
   switch (mode) {
-    case 'half_pixel': return (x + 0.5) / scale - 0.5;
-    case 'pytorch_half_pixel': return outSize > 1 ? (x + 0.5) / scale - 0.5 : 0;
-    case 'align_corners': return outSize === 1 ? 0 : (x * (inSize - 1)) / (outSize - 1);
-    case 'asymmetric': return x / scale;
-    case 'tf_half_pixel_for_nn': return (x + 0.5) / scale;
-    default: throw new UserError(`node ${node.name} (Resize): no gradient for coordinate_transformation_mode "${mode}"`);
+    case 'half_pixel':
+      return (x + 0.5) / scale - 0.5;
+    case 'pytorch_half_pixel':
+      return outSize > 1 ? (x + 0.5) / scale - 0.5 : 0;
+    case 'align_corners':
+      return outSize === 1 ? 0 : (x * (inSize - 1)) / (outSize - 1);
+    case 'asymmetric':
+      return x / scale;
+    case 'tf_half_pixel_for_nn':
+      return (x + 0.5) / scale;
+    default:
+      throw new UserError(`node ${node.name} (Resize): no gradient for coordinate_transformation_mode "${mode}"`);
   }
 }
 
@@ -28,11 +34,16 @@ function nearestIndex(node: Node, v: number): number {
   const mode = attrString(node, 'nearest_mode', 'round_prefer_floor');
   const half = v - Math.floor(v) === 0.5;
   switch (mode) {
-    case 'round_prefer_floor': return half ? Math.floor(v) : Math.round(v);
-    case 'round_prefer_ceil': return half ? Math.ceil(v) : Math.round(v);
-    case 'floor': return Math.floor(v);
-    case 'ceil': return Math.ceil(v);
-    default: throw new UserError(`node ${node.name} (Resize): nearest_mode "${mode}" is not one of round_prefer_floor, round_prefer_ceil, floor, ceil`);
+    case 'round_prefer_floor':
+      return half ? Math.floor(v) : Math.round(v);
+    case 'round_prefer_ceil':
+      return half ? Math.ceil(v) : Math.round(v);
+    case 'floor':
+      return Math.floor(v);
+    case 'ceil':
+      return Math.ceil(v);
+    default:
+      throw new UserError(`node ${node.name} (Resize): nearest_mode "${mode}" is not one of round_prefer_floor, round_prefer_ceil, floor, ceil`);
   }
 }
 
@@ -56,7 +67,12 @@ function sumBlocks(e: Emitter, dy: string, input: readonly number[], factors: nu
   const split = input.flatMap((d, a) => (factors[a]! > 1 ? [d, factors[a]!] : [d]));
   const axes: number[] = [];
   let k = 0;
-  input.forEach((_, a) => { if (factors[a]! > 1) { axes.push(k + 1); k += 2; } else k += 1; });
+  input.forEach((_, a) => {
+    if (factors[a]! > 1) {
+      axes.push(k + 1);
+      k += 2;
+    } else k += 1;
+  });
   const reshaped = e.emit('Reshape', [dy, shapeConstant(e, split, `${hint}_split`)], {}, 1, `${hint}_blocks`)[0]!;
   return e.emit('ReduceSum', [reshaped, shapeConstant(e, axes, `${hint}_axes`)], { keepdims: { kind: 'int', value: 0 } }, 1, hint)[0]!;
 }
@@ -68,7 +84,9 @@ function selectBack(e: Emitter, dy: string, input: readonly number[], sources: n
   sources.forEach((src, a) => {
     if (src.length === input[a] && src.every((s, i) => s === i)) return;
     const m = new Float32Array(src.length * input[a]!);
-    src.forEach((s, i) => { m[i * input[a]! + s] = 1; });
+    src.forEach((s, i) => {
+      m[i * input[a]! + s] = 1;
+    });
     const matrix = e.addConstant(float32([src.length, input[a]!], m), `${hint}_select${a}`);
     const perm = Array.from({ length: rank }, (_, i) => (i === a ? rank - 1 : i === rank - 1 ? a : i));
     const last = a === rank - 1;
@@ -79,7 +97,15 @@ function selectBack(e: Emitter, dy: string, input: readonly number[], sources: n
   return t;
 }
 
-export function resizeNearestGrad(e: Emitter, node: Node, input: readonly number[], output: readonly number[], scales: readonly number[] | undefined, dy: string, hint = 'resize_dx'): string {
+export function resizeNearestGrad(
+  e: Emitter,
+  node: Node,
+  input: readonly number[],
+  output: readonly number[],
+  scales: readonly number[] | undefined,
+  dy: string,
+  hint = 'resize_dx',
+): string {
   const sources = nearestSources(node, input, output, scales);
   const factors = sources.map((s, a) => blockFactor(s, input[a]!));
   if (factors.every((f) => f !== undefined)) return sumBlocks(e, dy, input, factors as number[], hint);

@@ -26,7 +26,11 @@ const identity: GradRule = (c) => [c.dOutputs[0]];
 
 const transpose: GradRule = (c) => {
   const rank = c.shape(c.node.inputs[0]!).length;
-  const perm = attrInts(c.node, 'perm', Array.from({ length: rank }, (_, i) => rank - 1 - i));
+  const perm = attrInts(
+    c.node,
+    'perm',
+    Array.from({ length: rank }, (_, i) => rank - 1 - i),
+  );
   const inverse = new Array<number>(rank);
   perm.forEach((p, i) => (inverse[p] = i));
   return [emit1(c, 'Transpose', [c.dOutputs[0]!], { perm: ints(inverse) })];
@@ -84,7 +88,13 @@ function unstride(c: GradContext, g: string, axis: number, start: number, count:
   let out = g;
   let first = start;
   if (step < 0) {
-    out = emit1(c, 'Slice', [out, intsConstant(c, [-1], 'starts'), intsConstant(c, [-(2 ** 62)], 'ends'), intsConstant(c, [axis], 'axes'), intsConstant(c, [-1], 'steps')], {}, 'reverse');
+    out = emit1(
+      c,
+      'Slice',
+      [out, intsConstant(c, [-1], 'starts'), intsConstant(c, [-(2 ** 62)], 'ends'), intsConstant(c, [axis], 'axes'), intsConstant(c, [-1], 'steps')],
+      {},
+      'reverse',
+    );
     first = start + (count - 1) * step;
   }
   const s = Math.abs(step);
@@ -115,7 +125,14 @@ const slice: GradRule = (c) => {
     begin[axis] = spread.start;
   });
   const now = c.shape(g);
-  return [padOrCrop(c, g, begin, x.map((d, a) => d - begin[a]! - now[a]!))];
+  return [
+    padOrCrop(
+      c,
+      g,
+      begin,
+      x.map((d, a) => d - begin[a]! - now[a]!),
+    ),
+  ];
 };
 
 /** Constant-mode Pad: the gradient is the un-padded (or, for negative pads, re-padded) window. */
@@ -173,7 +190,10 @@ const gather: GradRule = (c) => {
     dx = emit1(c, 'Pad', [dy, intsConstant(c, [0, first, 0, 0, n - first - k, 0], 'pads')], { mode: { kind: 'string', value: 'constant' } });
   } else {
     const spread = emit1(c, 'Expand', [emit1(c, 'Reshape', [idx.name(), intsConstant(c, [1, k, 1], 'shape')]), intsConstant(c, [pre, k, post], 'shape')]);
-    dx = emit1(c, 'ScatterElements', [zerosLike(c, [pre, n, post], c.dtype(c.node.inputs[0]!)), spread, dy], { axis: int(1), reduction: { kind: 'string', value: 'add' } });
+    dx = emit1(c, 'ScatterElements', [zerosLike(c, [pre, n, post], c.dtype(c.node.inputs[0]!)), spread, dy], {
+      axis: int(1),
+      reduction: { kind: 'string', value: 'add' },
+    });
   }
   return [emit1(c, 'Reshape', [dx, intsConstant(c, x, 'shape')]), undefined];
 };
@@ -193,8 +213,27 @@ const tile: GradRule = (c) => {
   const x = c.shape(c.node.inputs[0]!);
   const reps = constantInput(c, 1, 'repeats');
   if (reps.every((r) => r === 1)) return [c.dOutputs[0], undefined];
-  const split = emit1(c, 'Reshape', [c.dOutputs[0]!, intsConstant(c, x.flatMap((d, i) => [reps[i]!, d]), 'shape')]);
-  const summed = emit1(c, 'ReduceSum', [split, intsConstant(c, x.map((_, i) => 2 * i), 'axes')], { keepdims: int(0) });
+  const split = emit1(c, 'Reshape', [
+    c.dOutputs[0]!,
+    intsConstant(
+      c,
+      x.flatMap((d, i) => [reps[i]!, d]),
+      'shape',
+    ),
+  ]);
+  const summed = emit1(
+    c,
+    'ReduceSum',
+    [
+      split,
+      intsConstant(
+        c,
+        x.map((_, i) => 2 * i),
+        'axes',
+      ),
+    ],
+    { keepdims: int(0) },
+  );
   return [summed, undefined];
 };
 

@@ -27,21 +27,44 @@ interface CkaFlags extends DataFlags {
   queue?: string;
 }
 
-const nameList = (text: string): string[] => text.split(',').map((s) => s.trim()).filter((s) => s.length);
+const nameList = (text: string): string[] =>
+  text
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length);
 
 export function registerCka(program: Command): void {
-  const cmd = withOutputFlags(program.command('cka <A> <B>').description('linear CKA (biased and debiased) between every sender cut of A and every receiver cut of B, as matrix.json and heatmaps'))
+  const cmd = withOutputFlags(
+    program
+      .command('cka <A> <B>')
+      .description('linear CKA (biased and debiased) between every sender cut of A and every receiver cut of B, as matrix.json and heatmaps'),
+  )
     .option('--samples <n>', `images compared, a seeded sample of the split (default ${DEFAULT_CKA_SAMPLES})`, parsePositiveInt('--samples'))
     .option('--seed <n>', 'seed of the image sample and of the random control networks (default 0)', parseInteger('--seed'))
     .option('--debiased', 'print and report the debiased estimator as the main values (both are always computed)')
-    .option('--controls', 'also the random controls: random sender -> B, A -> random receiver, random -> random (the random networks of modelsmith stitch --controls with the same --seed)')
+    .option(
+      '--controls',
+      'also the random controls: random sender -> B, A -> random receiver, random -> random (the random networks of modelsmith stitch --controls with the same --seed)',
+    )
     .option('--senders <cuts>', "A's cuts (rows), comma-separated cut points or tensor names (default: stem and every block)", nameList)
     .option('--receivers <cuts>', "B's cuts (columns) (default: into every block and into the classifier)", nameList)
-    .option('--random-bn <how>', 'BatchNorm statistics of the random control networks: data (re-estimated on 2048 training images, as modelsmith stitch does) | init', parseChoice('--random-bn', RANDOM_BATCHNORM), 'data')
-    .option('--pool <how>', 'features per image: none (every cut flattened) | tokens (token cuts averaged over their tokens) '
-      + '| all (also image cuts averaged over pixels)', parseChoice('--pool', CKA_POOLS), 'none')
+    .option(
+      '--random-bn <how>',
+      'BatchNorm statistics of the random control networks: data (re-estimated on 2048 training images, as modelsmith stitch does) | init',
+      parseChoice('--random-bn', RANDOM_BATCHNORM),
+      'data',
+    )
+    .option(
+      '--pool <how>',
+      'features per image: none (every cut flattened) | tokens (token cuts averaged over their tokens) ' + '| all (also image cuts averaged over pixels)',
+      parseChoice('--pool', CKA_POOLS),
+      'none',
+    )
     .option('--memory <MiB>', `memory for activations and Gram matrices (default ${DEFAULT_CKA_MEMORY_MIB})`, parsePositiveInt('--memory'))
-    .option('--queue <url>', 'run the pair (one job: its Gram matrices serve every cell) as jobs on a Redis queue (redis://host:6379, rediss://user:password@host); workers: modelsmith worker --queue <url>')
+    .option(
+      '--queue <url>',
+      'run the pair (one job: its Gram matrices serve every cell) as jobs on a Redis queue (redis://host:6379, rediss://user:password@host); workers: modelsmith worker --queue <url>',
+    )
     .requiredOption('-o, --output <dir>', 'folder for matrix.json and the heatmaps (cka.svg/.png; with --controls also cka-biased.* and cka-debiased.*)');
   addDataOptions(cmd).action(async (fileA: string, fileB: string, flags: CkaFlags, c: Command) => {
     const { out, session } = globals(c);
@@ -63,13 +86,21 @@ export function registerCka(program: Command): void {
     if (flags.queue) {
       parseQueueUrl(flags.queue);
       if (flags.split !== 'train' && flags.split !== 'test') throw new UserError(`--split expects train or test, got "${flags.split}"`);
-      r = await ckaOnQueue(flags.queue, { a: fileA, b: fileB, data: flags.data, split: flags.split, ...(flags.classes !== undefined ? { classes: flags.classes } : {}), options });
+      r = await ckaOnQueue(flags.queue, {
+        a: fileA,
+        b: fileB,
+        data: flags.data,
+        split: flags.split,
+        ...(flags.classes !== undefined ? { classes: flags.classes } : {}),
+        options,
+      });
     } else {
       const a = { model: openModel(fileA), file: fileA };
       const b = { model: openModel(fileB), file: fileB };
       const { ds, classes } = await openDataFromFlags(flags);
       r = await computeCkaGrid(a, b, ds, {
-        ...session, ...options,
+        ...session,
+        ...options,
         ...(classes ? { classes } : {}),
         ...(flags.controls ? { train: flags.split === 'train' ? ds : await openDataset(flags.data, 'train') } : {}),
       });

@@ -14,7 +14,12 @@ export function registerDemo(program: Command): void {
       checkOutputs([outputFolder(flags.output)], dataInputs(flags.data));
       const r = await runDemo({ ...session, data: flags.data, outDir: flags.output, epochs: flags.epochs });
       out.line(`data: ${r.data}`);
-      out.line(table([['model', 'parameters', 'FLOPs/image', 'cuts', 'epochs', 'test accuracy'], ...r.models.map((m) => [m.name, compact(m.parameters), compact(m.flopsPerImage), m.cuts.length, m.epochs, pct(m.accuracy)])]));
+      out.line(
+        table([
+          ['model', 'parameters', 'FLOPs/image', 'cuts', 'epochs', 'test accuracy'],
+          ...r.models.map((m) => [m.name, compact(m.parameters), compact(m.flopsPerImage), m.cuts.length, m.epochs, pct(m.accuracy)]),
+        ]),
+      );
       const lego = r.lego.components.map((c) => `task ${c.task.join(',')}: base ${pct(c.baseAccuracy)} -> component ${pct(c.accuracy)}`).join('; ');
       out.line(`lego (${r.lego.model}): ${lego}; assembled ${pct(r.lego.assembled.scaled)} (unscaled ${pct(r.lego.assembled.unscaled)})`);
       out.line(`lineage: directed accuracy ${pct(r.lineage.full.directed)} (full fine-tuning), ${pct(r.lineage.lowrank.directed)} (LoRA)`);

@@ -5,7 +5,7 @@ import { saveModel } from '../../onnx/proto.js';
 import { modelStats } from '../../onnx/stats.js';
 import { openDataset } from '../../data/resolve.js';
 import { parseClasses } from '../../data/classes.js';
-import { fileHash } from '../../autodiff/train.js';
+import { fileHash } from '../../onnx/metadata.js';
 import { disassemble, saveMasks } from '../../lego/disassemble.js';
 import type { Component } from '../../lego/types.js';
 import { scoreTask } from '../../lego/score.js';
@@ -57,9 +57,15 @@ export function parseUnbalanced(text: string, seed: number): { lo: number; hi: n
 }
 
 export function registerDisassemble(program: Command): void {
-  addInputOptions(withOutputFlags(program.command('disassemble <model>').description('cut the sub-network for a task (a set of classes) out of a classifier as a smaller standalone model (Model LEGO)')))
+  addInputOptions(
+    withOutputFlags(
+      program
+        .command('disassemble <model>')
+        .description('cut the sub-network for a task (a set of classes) out of a classifier as a smaller standalone model (Model LEGO)'),
+    ),
+  )
     .requiredOption('--data <spec>', 'dataset: the train split chooses representative samples, the test split scores base and component')
-    .requiredOption('--task <classes>', 'the task\'s classes, e.g. 0-2 or 1,5,7')
+    .requiredOption('--task <classes>', "the task's classes, e.g. 0-2 or 1,5,7")
     .option('--samples <n>', 'representative samples per class (most confident training images)', parsePositiveInt('--samples'), 50)
     .option('--alpha-conv <x>', 'conv contribution threshold (default 0.3)', threshold('--alpha-conv'))
     .option('--beta-conv <x>', 'conv input-mask threshold (default 0.2)', threshold('--beta-conv'))
@@ -68,14 +74,53 @@ export function registerDisassemble(program: Command): void {
     .option('--batch <n>', 'batch size', parsePositiveInt('--batch'))
     .option('--unbalanced <lo,hi>', 'a random number of samples per class in [lo, hi] instead of --samples')
     .option('--seed <n>', 'seed for --unbalanced, the held-out images and the recalibration images', parseInteger('--seed'), 0)
-    .option('--recalibrate <mode>', 'affine: map each layer that lost inputs to the parent\'s per-channel output statistics (works on BatchNorm-folded exports); batchnorm: re-estimate BatchNorm statistics only; none: the masked parent', parseChoice('--recalibrate', RECALIBRATION_MODES), 'affine')
-    .option('--recal-samples <n>', 'training images of the task (held-out ones excluded) that recalibrate the component; 0: none', parseInteger('--recal-samples'), DEFAULT_RECALIBRATION_SAMPLES)
-    .option('--flatten <mode>', `keep: every channel feeding a Flatten of a spatial map is kept (the official code); prune: masks cross it`, parseChoice('--flatten', ['prune', 'keep'] as const), DEFAULT_FLATTEN)
-    .option('--ranking <p>', 'softmax precision ranking the representative samples: float32 (PyTorch\'s; ties go to the first image, as the official code) or float64', parseChoice('--ranking', ['float32', 'float64'] as const), 'float32')
-    .option('--holdout <n>', 'held-out training images per class that check every class survives (0: no check)', parseInteger('--holdout'), DEFAULT_VALIDATION_PER_CLASS)
-    .option('--class-drop <x>', 'a class whose held-out k-way accuracy falls more than this below the base\'s (or below half of it) has collapsed: its masks are relaxed', threshold('--class-drop'), DEFAULT_CLASS_DROP)
-    .option('--max-drop <x>', 'accuracy-targeted: the smallest component (thresholds scaled together) within this k-way accuracy drop of the base on held-out training images', threshold('--max-drop'))
-    .option('--guard <x>', `with the reference thresholds: a component more than this below the base's k-way accuracy on held-out training images gets all thresholds lowered together until it is within (1: off)`, threshold('--guard'), DEFAULT_ACCURACY_GUARD)
+    .option(
+      '--recalibrate <mode>',
+      "affine: map each layer that lost inputs to the parent's per-channel output statistics (works on BatchNorm-folded exports); batchnorm: re-estimate BatchNorm statistics only; none: the masked parent",
+      parseChoice('--recalibrate', RECALIBRATION_MODES),
+      'affine',
+    )
+    .option(
+      '--recal-samples <n>',
+      'training images of the task (held-out ones excluded) that recalibrate the component; 0: none',
+      parseInteger('--recal-samples'),
+      DEFAULT_RECALIBRATION_SAMPLES,
+    )
+    .option(
+      '--flatten <mode>',
+      `keep: every channel feeding a Flatten of a spatial map is kept (the official code); prune: masks cross it`,
+      parseChoice('--flatten', ['prune', 'keep'] as const),
+      DEFAULT_FLATTEN,
+    )
+    .option(
+      '--ranking <p>',
+      "softmax precision ranking the representative samples: float32 (PyTorch's; ties go to the first image, as the official code) or float64",
+      parseChoice('--ranking', ['float32', 'float64'] as const),
+      'float32',
+    )
+    .option(
+      '--holdout <n>',
+      'held-out training images per class that check every class survives (0: no check)',
+      parseInteger('--holdout'),
+      DEFAULT_VALIDATION_PER_CLASS,
+    )
+    .option(
+      '--class-drop <x>',
+      "a class whose held-out k-way accuracy falls more than this below the base's (or below half of it) has collapsed: its masks are relaxed",
+      threshold('--class-drop'),
+      DEFAULT_CLASS_DROP,
+    )
+    .option(
+      '--max-drop <x>',
+      'accuracy-targeted: the smallest component (thresholds scaled together) within this k-way accuracy drop of the base on held-out training images',
+      threshold('--max-drop'),
+    )
+    .option(
+      '--guard <x>',
+      `with the reference thresholds: a component more than this below the base's k-way accuracy on held-out training images gets all thresholds lowered together until it is within (1: off)`,
+      threshold('--guard'),
+      DEFAULT_ACCURACY_GUARD,
+    )
     .option('--masks <file>', 'also write the masks (per layer and class) as JSON')
     .requiredOption('-o, --output <file>', 'where to write the component .onnx')
     .action(async (file: string, flags: DisassembleFlags, cmd: Command) => {
@@ -90,19 +135,38 @@ export function registerDisassemble(program: Command): void {
       const norm = { ...(flags.mean ? { mean: flags.mean } : {}), ...(flags.std ? { std: flags.std } : {}) };
       const started = Date.now();
       const c = await disassemble(model, train, {
-        task, samplesPerClass: flags.samples, session, file, parentHash: fileHash(file), ...norm, seed: flags.seed,
-        recalibration: flags.recalibrate, recalibrationSamples: flags.recalSamples, flatten: flags.flatten, ranking: flags.ranking,
-        validationPerClass: flags.holdout, classDrop: flags.classDrop, guard: flags.guard, ...(flags.maxDrop !== undefined ? { maxDrop: flags.maxDrop } : {}),
+        task,
+        samplesPerClass: flags.samples,
+        session,
+        file,
+        parentHash: fileHash(file),
+        ...norm,
+        seed: flags.seed,
+        recalibration: flags.recalibrate,
+        recalibrationSamples: flags.recalSamples,
+        flatten: flags.flatten,
+        ranking: flags.ranking,
+        validationPerClass: flags.holdout,
+        classDrop: flags.classDrop,
+        guard: flags.guard,
+        ...(flags.maxDrop !== undefined ? { maxDrop: flags.maxDrop } : {}),
         ...(flags.unbalanced ? { unbalanced: parseUnbalanced(flags.unbalanced, flags.seed) } : {}),
         ...(flags.batch ? { batchSize: flags.batch } : {}),
-        ...(flags.alphaConv !== undefined ? { alphaConv: flags.alphaConv } : {}), ...(flags.betaConv !== undefined ? { betaConv: flags.betaConv } : {}),
-        ...(flags.alphaLinear !== undefined ? { alphaLinear: flags.alphaLinear } : {}), ...(flags.betaLinear !== undefined ? { betaLinear: flags.betaLinear } : {}),
+        ...(flags.alphaConv !== undefined ? { alphaConv: flags.alphaConv } : {}),
+        ...(flags.betaConv !== undefined ? { betaConv: flags.betaConv } : {}),
+        ...(flags.alphaLinear !== undefined ? { alphaLinear: flags.alphaLinear } : {}),
+        ...(flags.betaLinear !== undefined ? { betaLinear: flags.betaLinear } : {}),
       });
       const seconds = (Date.now() - started) / 1000;
       saveModel(c.model, flags.output);
       if (flags.masks) saveMasks(c.masks, flags.masks);
       const test = await openDataset(flags.data, 'test');
-      const scoreOpts = { task, session, normalization: resolveNormalization(model, test.shape[0], norm, { file }).normalization, ...(flags.batch ? { batchSize: flags.batch } : {}) };
+      const scoreOpts = {
+        task,
+        session,
+        normalization: resolveNormalization(model, test.shape[0], norm, { file }).normalization,
+        ...(flags.batch ? { batchSize: flags.batch } : {}),
+      };
       const base = await scoreTask(model, test, { ...scoreOpts, file, label: 'eval base' });
       const comp = await scoreTask(c.model, test, { ...scoreOpts, file: flags.output, label: 'eval component' });
       const s0 = modelStats(model);
@@ -111,32 +175,49 @@ export function registerDisassemble(program: Command): void {
       const k = c.task.length;
       const change = (x: number): string => `${x >= 0 ? '+' : ''}${(100 * x).toFixed(2)}`;
       out.line(`wrote ${flags.output}: component for classes ${c.task.join(',')} (${seconds.toFixed(1)} s)${flags.masks ? `; masks in ${flags.masks}` : ''}`);
-      out.line(table([
-        ['model', 'accuracy on task images', 'vs base k-way', 'parameters', 'FLOPs/image'],
-        [`base (${n}-way)`, pct(base.nWay.accuracy), '', compact(s0.parameters), compact(s0.flopsPerImage)],
-        [`base (${k}-way: logits of the task's classes)`, pct(base.kWay.accuracy), '', '', ''],
-        [`component (${k}-way)`, pct(comp.kWay.accuracy), change(comp.kWay.accuracy - base.kWay.accuracy), compact(s1.parameters), compact(s1.flopsPerImage)],
-      ]));
+      out.line(
+        table([
+          ['model', 'accuracy on task images', 'vs base k-way', 'parameters', 'FLOPs/image'],
+          [`base (${n}-way)`, pct(base.nWay.accuracy), '', compact(s0.parameters), compact(s0.flopsPerImage)],
+          [`base (${k}-way: logits of the task's classes)`, pct(base.kWay.accuracy), '', '', ''],
+          [`component (${k}-way)`, pct(comp.kWay.accuracy), change(comp.kWay.accuracy - base.kWay.accuracy), compact(s1.parameters), compact(s1.flopsPerImage)],
+        ]),
+      );
       out.line(`scored on ${comp.samples} ${test.split} images of classes ${c.task.join(',')} (${test.source})`);
       out.line(`recalibration: ${recalibrationLine(c.recalibration)}`);
       if (c.validation) {
         const v = c.validation;
-        const relaxed = v.relaxed.length ? `; relaxed the masks of class${v.relaxed.length > 1 ? 'es' : ''} ${v.relaxed.map((r) => `${r.class} (${pct(r.before)} -> ${pct(r.after)})`).join(', ')}` : '; no class collapsed';
+        const relaxed = v.relaxed.length
+          ? `; relaxed the masks of class${v.relaxed.length > 1 ? 'es' : ''} ${v.relaxed.map((r) => `${r.class} (${pct(r.before)} -> ${pct(r.after)})`).join(', ')}`
+          : '; no class collapsed';
         out.line(`held-out check on ${v.samples} training images: component ${pct(v.component.accuracy)} vs base ${pct(v.base.accuracy)} k-way${relaxed}`);
       }
       if (c.search) {
         const ch = c.search.candidates[c.search.chosen]!;
-        out.line(`${c.search.kind === 'guard' ? `guard: the reference thresholds were more than ${c.search.maxDrop} below the base; lowered to` : `--max-drop ${c.search.maxDrop}:`} thresholds x${ch.scale.toFixed(3)} (conv ${ch.thresholds.alphaConv.toFixed(3)}/${ch.thresholds.betaConv.toFixed(3)}, linear ${ch.thresholds.alphaLinear.toFixed(3)}/${ch.thresholds.betaLinear.toFixed(3)}), ${pct(ch.accuracy)} on held-out images vs base ${pct(c.search.baseAccuracy)}; ${c.search.candidates.length} candidates tried`);
+        out.line(
+          `${c.search.kind === 'guard' ? `guard: the reference thresholds were more than ${c.search.maxDrop} below the base; lowered to` : `--max-drop ${c.search.maxDrop}:`} thresholds x${ch.scale.toFixed(3)} (conv ${ch.thresholds.alphaConv.toFixed(3)}/${ch.thresholds.betaConv.toFixed(3)}, linear ${ch.thresholds.alphaLinear.toFixed(3)}/${ch.thresholds.betaLinear.toFixed(3)}), ${pct(ch.accuracy)} on held-out images vs base ${pct(c.search.baseAccuracy)}; ${c.search.candidates.length} candidates tried`,
+        );
       }
       if (c.warnings.length) out.line(`${c.warnings.length} warning(s), see above`);
       out.json({
-        output: flags.output, task: c.task, seconds,
+        output: flags.output,
+        task: c.task,
+        seconds,
         base: { accuracy: base.nWay.accuracy, perClass: base.nWay.perClass, kWay: base.kWay, parameters: s0.parameters, flopsPerImage: s0.flopsPerImage },
         component: { accuracy: comp.kWay.accuracy, perClass: comp.kWay.perClass, parameters: s1.parameters, flopsPerImage: s1.flopsPerImage },
         change: comp.kWay.accuracy - base.kWay.accuracy,
-        samples: comp.samples, data: test.source, thresholds: c.masks.thresholds, samplesPerClass: c.masks.samples, flatten: c.masks.flatten, ranking: flags.ranking,
-        recalibration: c.recalibration, ...(c.validation ? { validation: c.validation } : {}), ...(c.search ? { search: c.search } : {}),
-        normalization: c.normalization, warnings: c.warnings, ...(flags.masks ? { masks: flags.masks } : {}),
+        samples: comp.samples,
+        data: test.source,
+        thresholds: c.masks.thresholds,
+        samplesPerClass: c.masks.samples,
+        flatten: c.masks.flatten,
+        ranking: flags.ranking,
+        recalibration: c.recalibration,
+        ...(c.validation ? { validation: c.validation } : {}),
+        ...(c.search ? { search: c.search } : {}),
+        normalization: c.normalization,
+        warnings: c.warnings,
+        ...(flags.masks ? { masks: flags.masks } : {}),
       });
     });
 }

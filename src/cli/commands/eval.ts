@@ -12,8 +12,13 @@ export function registerEval(program: Command): void {
     const model = openModel(file);
     const { ds, classes } = await openDataFromFlags(flags);
     const r = await evaluate(model, ds, {
-      ...session, file, label: 'eval',
-      ...(classes ? { classes } : {}), ...(flags.mean ? { mean: flags.mean } : {}), ...(flags.std ? { std: flags.std } : {}), ...(flags.batch ? { batchSize: flags.batch } : {}),
+      ...session,
+      file,
+      label: 'eval',
+      ...(classes ? { classes } : {}),
+      ...(flags.mean ? { mean: flags.mean } : {}),
+      ...(flags.std ? { std: flags.std } : {}),
+      ...(flags.batch ? { batchSize: flags.batch } : {}),
     });
     out.line(`${file}: top-1 accuracy ${pct(r.accuracy)} on ${r.samples} ${ds.split} images (${r.correct} correct)`);
     out.line(`normalisation: ${r.normalization}`);

@@ -5,13 +5,14 @@ import { globals, withOutputFlags } from './common.js';
 import { compact, table, type Output } from '../output.js';
 
 export function registerInspect(program: Command): void {
-  withOutputFlags(program.command('inspect <model>').description('inputs, outputs, parameters, FLOPs per image, operators, cut points and metadata of a model'))
-    .action((file: string, _flags: unknown, cmd: Command) => {
-      const { out } = globals(cmd);
-      const report = describeModel(openModel(file), file);
-      printReport(out, report);
-      out.json(report);
-    });
+  withOutputFlags(
+    program.command('inspect <model>').description('inputs, outputs, parameters, FLOPs per image, operators, cut points and metadata of a model'),
+  ).action((file: string, _flags: unknown, cmd: Command) => {
+    const { out } = globals(cmd);
+    const report = describeModel(openModel(file), file);
+    printReport(out, report);
+    out.json(report);
+  });
 }
 
 const shape = (s: unknown[] | null): string => (s ? `[${s.map((d) => (d === null ? '?' : String(d))).join(', ')}]` : '?');
@@ -25,7 +26,10 @@ function printReport(out: Output, r: ModelReport): void {
   out.line(`FLOPs per image: ${r.flopsPerImage.toLocaleString('en-US')} (${compact(r.flopsPerImage)})`);
   if (r.input?.mean) out.line(`normalisation: mean ${r.input.mean.join(',')} std ${r.input.std?.join(',')}`);
   if (r.labels) out.line(`classes: ${r.labels.map((l) => `${l.dataset}:${l.class}${l.name ? ` ${l.name}` : ''}`).join(', ')}`);
-  if (r.provenance) out.line(`provenance: ${r.provenance.operation}${r.provenance.parents.length ? ` from ${r.provenance.parents.map((p) => p.slice(0, 12)).join(', ')}` : ''}`);
+  if (r.provenance)
+    out.line(
+      `provenance: ${r.provenance.operation}${r.provenance.parents.length ? ` from ${r.provenance.parents.map((p) => p.slice(0, 12)).join(', ')}` : ''}`,
+    );
   out.line('operators:');
   out.line(table(Object.entries(r.operators).map(([op, n]) => [`  ${op}`, n])));
   if (r.cuts.length) {

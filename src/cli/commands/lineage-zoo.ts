@@ -34,7 +34,13 @@ interface ZooFlags {
 }
 
 export function registerLineageZoo(program: Command): void {
-  withOutputFlags(program.command('lineage-zoo').description('make model families for lineage recovery by really training them: roots from scratch, descendants fine-tuned (fully or LoRA); writes safetensors, truth.json, zoo.json'))
+  withOutputFlags(
+    program
+      .command('lineage-zoo')
+      .description(
+        'make model families for lineage recovery by really training them: roots from scratch, descendants fine-tuned (fully or LoRA); writes safetensors, truth.json, zoo.json',
+      ),
+  )
     .option('--trees <n>', 'independent trees (roots)', parseInteger('--trees'), 3)
     .option('--children <n>', 'children per model', parseInteger('--children'), 4)
     .option('--depth <n>', 'levels below each root', parseInteger('--depth'), 2)
@@ -47,14 +53,17 @@ export function registerLineageZoo(program: Command): void {
     .option('--mlp <n>', '--arch vit: MLP hidden size (default 256)', parsePositiveInt('--mlp'))
     .option('--width <x>', 'width multiplier (non-MLP architectures)', parsePositiveNumber('--width'), 1)
     .requiredOption('--data <spec>', 'dataset: its train split trains, its test split scores each model')
-    .option('--seed <n>', 'zoo seed: every model\'s seed, task, learning rate and rank derive from it', parseInteger('--seed'), 0)
+    .option('--seed <n>', "zoo seed: every model's seed, task, learning rate and rank derive from it", parseInteger('--seed'), 0)
     .option('--steps <n>', 'optimiser steps per fine-tuned model', parsePositiveInt('--steps'), 300)
     .option('--root-steps <n>', 'optimiser steps per root', parsePositiveInt('--root-steps'), 600)
     .option('--batch <n>', 'batch size', parsePositiveInt('--batch'), 128)
     .option('--variants <list>', 'also write robustness copies <output>-fp16, -int8, -pruned: any of fp16,int8,pruned', parseVariants)
     .option('--prune-fraction <f>', 'pruned copies: fraction of each weight tensor zeroed', Number, 0.2)
     .option('--onnx', 'also write each model as <output>/onnx/<name>.onnx')
-    .option('--queue <url>', 'run the models as jobs on a Redis queue (redis://host:6379, rediss://user:password@host); workers: modelsmith worker --queue <url>')
+    .option(
+      '--queue <url>',
+      'run the models as jobs on a Redis queue (redis://host:6379, rediss://user:password@host); workers: modelsmith worker --queue <url>',
+    )
     .option('--hf', 'also write the zoo as Hugging Face model folders (config.json, model.safetensors, README.md card with base_model) in <output>-hf')
     .option('--hf-shard-mb <n>', 'with --hf: shard weights larger than this many MB (model.safetensors.index.json)', parsePositiveNumber('--hf-shard-mb'))
     .requiredOption('-o, --output <dir>', 'zoo folder (an existing one is continued: models already there are not retrained)')
@@ -63,14 +72,29 @@ export function registerLineageZoo(program: Command): void {
       checkOutputs([outputFolder(flags.output)], dataInputs(flags.data));
       if (flags.queue) parseQueueUrl(flags.queue);
       const opts = {
-        data: flags.data, outDir: flags.output, trees: flags.trees, children: flags.children, depth: flags.depth,
-        arch: flags.arch, width: flags.width, seed: flags.seed, steps: flags.steps, rootSteps: flags.rootSteps, batchSize: flags.batch,
+        data: flags.data,
+        outDir: flags.output,
+        trees: flags.trees,
+        children: flags.children,
+        depth: flags.depth,
+        arch: flags.arch,
+        width: flags.width,
+        seed: flags.seed,
+        steps: flags.steps,
+        rootSteps: flags.rootSteps,
+        batchSize: flags.batch,
         pruneFraction: flags.pruneFraction,
-        ...(flags.lowrank ? { lowrank: flags.lowrank } : {}), ...(flags.hidden ? { hidden: flags.hidden } : {}),
-        ...(flags.patch ? { patch: flags.patch } : {}), ...(flags.layers ? { layers: flags.layers } : {}),
-        ...(flags.heads ? { heads: flags.heads } : {}), ...(flags.mlp ? { mlp: flags.mlp } : {}),
-        ...(flags.variants ? { variants: flags.variants } : {}), ...(flags.onnx ? { onnx: true } : {}),
-        ...(flags.hf ? { hf: true } : {}), ...(flags.hfShardMb !== undefined ? { hfShardBytes: Math.round(flags.hfShardMb * 1e6) } : {}), ...session,
+        ...(flags.lowrank ? { lowrank: flags.lowrank } : {}),
+        ...(flags.hidden ? { hidden: flags.hidden } : {}),
+        ...(flags.patch ? { patch: flags.patch } : {}),
+        ...(flags.layers ? { layers: flags.layers } : {}),
+        ...(flags.heads ? { heads: flags.heads } : {}),
+        ...(flags.mlp ? { mlp: flags.mlp } : {}),
+        ...(flags.variants ? { variants: flags.variants } : {}),
+        ...(flags.onnx ? { onnx: true } : {}),
+        ...(flags.hf ? { hf: true } : {}),
+        ...(flags.hfShardMb !== undefined ? { hfShardBytes: Math.round(flags.hfShardMb * 1e6) } : {}),
+        ...session,
       };
       const maker = flags.queue ? queueZooMaker(flags.queue, opts) : undefined;
       let r: Awaited<ReturnType<typeof makeLineageZoo>>;
@@ -81,12 +105,23 @@ export function registerLineageZoo(program: Command): void {
       }
       const accs = r.models.map((m) => m.testAccuracy);
       const mean = accs.reduce((a, b) => a + b, 0) / accs.length;
-      out.line(`${r.models.length} models in ${r.settings.trees} trees (${r.trained} trained, ${r.reused} found), ${r.edges.length} edges in ${r.outDir}/truth.json; mean test accuracy on each model's task ${pct(mean)} (min ${pct(Math.min(...accs))}); ${r.seconds.toFixed(1)} s`);
+      out.line(
+        `${r.models.length} models in ${r.settings.trees} trees (${r.trained} trained, ${r.reused} found), ${r.edges.length} edges in ${r.outDir}/truth.json; mean test accuracy on each model's task ${pct(mean)} (min ${pct(Math.min(...accs))}); ${r.seconds.toFixed(1)} s`,
+      );
       for (const v of r.variants) out.line(`${v.kind} copy: ${v.dir}`);
       if (r.hf) out.line(`Hugging Face folders: ${r.hf.dir}${r.hf.sharded ? ` (${r.hf.sharded} sharded)` : ''}`);
       out.json({
-        outDir: r.outDir, settings: r.settings, models: r.models.length, trained: r.trained, reused: r.reused, edges: r.edges.length,
-        meanTestAccuracy: mean, minTestAccuracy: Math.min(...accs), seconds: r.seconds, variants: r.variants, ...(r.hf ? { hf: r.hf } : {}),
+        outDir: r.outDir,
+        settings: r.settings,
+        models: r.models.length,
+        trained: r.trained,
+        reused: r.reused,
+        edges: r.edges.length,
+        meanTestAccuracy: mean,
+        minTestAccuracy: Math.min(...accs),
+        seconds: r.seconds,
+        variants: r.variants,
+        ...(r.hf ? { hf: r.hf } : {}),
       });
     });
 }

@@ -47,13 +47,30 @@ interface StitchFlags {
   queue?: string;
 }
 
-const list = (s?: string): string[] | undefined => s?.split(',').map((x) => x.trim()).filter(Boolean);
+const list = (s?: string): string[] | undefined =>
+  s
+    ?.split(',')
+    .map((x) => x.trim())
+    .filter(Boolean);
 
 export function registerStitch(program: Command): void {
-  addInputOptions(withOutputFlags(program.command('stitch <A> [B]').description('stitch A\'s layers into B\'s at every pair of cut points (task-trained, least-squares or copy stitches, with random-network controls); matrix.json and heatmaps')))
+  addInputOptions(
+    withOutputFlags(
+      program
+        .command('stitch <A> [B]')
+        .description(
+          "stitch A's layers into B's at every pair of cut points (task-trained, least-squares or copy stitches, with random-network controls); matrix.json and heatmaps",
+        ),
+    ),
+  )
     .option('--data <spec>', 'dataset: its train split trains the stitches, its test split scores them')
     .option('--list-cuts', 'list the cut points of A (and B) with their shapes, and stop')
-    .option('--mode <mode>', 'task (train on cross-entropy) | lsq (closed-form least squares) | copy (also train to copy B\'s activation; EV/ES/SV)', parseChoice('--mode', STITCH_MODES), 'task')
+    .option(
+      '--mode <mode>',
+      "task (train on cross-entropy) | lsq (closed-form least squares) | copy (also train to copy B's activation; EV/ES/SV)",
+      parseChoice('--mode', STITCH_MODES),
+      'task',
+    )
     .option('--controls', 'also compute the three controls: random sender, random receiver, both random')
     .option('--epochs <n>', 'stitch training epochs', parsePositiveInt('--epochs'), 4)
     .option('--batch <n>', 'batch size', parsePositiveInt('--batch'), 256)
@@ -62,8 +79,13 @@ export function registerStitch(program: Command): void {
     .option('--weight-decay <x>', 'weight decay', Number, 0.01)
     .option('--schedule <name>', 'constant | cosine', parseChoice('--schedule', STITCH_SCHEDULES), 'constant')
     .option('--init <how>', 'initial stitch for training: random | lsq', parseChoice('--init', STITCH_INITS), 'random')
-    .option('--flat <how>', 'into the classifier from an image or tokens: pool (global average pool / mean of the tokens + linear) '
-      + '| flatten (flatten + linear) | class (a token sender\'s class token + linear)', parseChoice('--flat', FLAT_FROMS), 'pool')
+    .option(
+      '--flat <how>',
+      'into the classifier from an image or tokens: pool (global average pool / mean of the tokens + linear) ' +
+        "| flatten (flatten + linear) | class (a token sender's class token + linear)",
+      parseChoice('--flat', FLAT_FROMS),
+      'pool',
+    )
     .option('--bn <where>', 'BatchNorm around the stitch: before, after or before,after')
     .option('--senders <cuts>', 'sender cut names of A, comma-separated (default: stem and every block)')
     .option('--receivers <cuts>', 'receiver cut names of B (default: into every block and into the classifier)')
@@ -74,8 +96,16 @@ export function registerStitch(program: Command): void {
     .option('--cache-mb <n>', 'cap on cached activations per worker, MiB (0: recompute every batch)', parseInteger('--cache-mb'), 1024)
     .option('--stop-after <n>', 'stop after this many cells (rerun to continue)', parsePositiveInt('--stop-after'))
     .option('--seed <n>', 'seed for stitch initialisation, image order and the random networks', parseInteger('--seed'), 0)
-    .option('--random-bn <how>', 'BatchNorm statistics of the random control networks: data (re-estimated on 2048 training images) | init (0/1 as initialised)', parseChoice('--random-bn', RANDOM_BATCHNORM), 'data')
-    .option('--queue <url>', 'run the cells as jobs on a Redis queue (redis://host:6379, rediss://user:password@host); workers: modelsmith worker --queue <url>')
+    .option(
+      '--random-bn <how>',
+      'BatchNorm statistics of the random control networks: data (re-estimated on 2048 training images) | init (0/1 as initialised)',
+      parseChoice('--random-bn', RANDOM_BATCHNORM),
+      'data',
+    )
+    .option(
+      '--queue <url>',
+      'run the cells as jobs on a Redis queue (redis://host:6379, rediss://user:password@host); workers: modelsmith worker --queue <url>',
+    )
     .option('-o, --output <dir>', 'grid folder (rerunning with the same folder resumes)')
     .option('--overwrite', 'start afresh when the folder holds a grid computed with other models, data or options (its finished cells are discarded)')
     .action(async (aFile: string, bFile: string | undefined, flags: StitchFlags, cmd: Command) => {
@@ -103,24 +133,48 @@ export function registerStitch(program: Command): void {
       if (flags.cacheMb < 0) throw new UserError(`--cache-mb must be 0 or more, got ${flags.cacheMb}`);
       if (flags.queue) {
         parseQueueUrl(flags.queue);
-        if (flags.workers > 1) throw new UserError('--workers starts local processes; with --queue start workers on any machine with: modelsmith worker --queue <url>');
+        if (flags.workers > 1)
+          throw new UserError('--workers starts local processes; with --queue start workers on any machine with: modelsmith worker --queue <url>');
       }
       const bn = list(flags.bn) ?? [];
       for (const b of bn) if (b !== 'before' && b !== 'after') throw new UserError(`--bn expects before, after or before,after, got "${flags.bn}"`);
       const options: Partial<CellOptions> = {
-        mode: flags.mode, epochs: flags.epochs, batchSize: flags.batch, lr: flags.lr, momentum: flags.momentum, weightDecay: flags.weightDecay,
-        schedule: flags.schedule, init: flags.init, flat: flags.flat,
-        bnBefore: bn.includes('before'), bnAfter: bn.includes('after'), seed: flags.seed, randomBatchNorm: flags.randomBn,
+        mode: flags.mode,
+        epochs: flags.epochs,
+        batchSize: flags.batch,
+        lr: flags.lr,
+        momentum: flags.momentum,
+        weightDecay: flags.weightDecay,
+        schedule: flags.schedule,
+        init: flags.init,
+        flat: flags.flat,
+        bnBefore: bn.includes('before'),
+        bnAfter: bn.includes('after'),
+        seed: flags.seed,
+        randomBatchNorm: flags.randomBn,
       };
-      const senders = list(flags.senders), receivers = list(flags.receivers);
+      const senders = list(flags.senders),
+        receivers = list(flags.receivers);
       const threads = flags.workerThreads ?? (flags.workers > 1 ? 1 : session.threads);
       const r = await stitchGrid({
-        a: aFile, b: bFile, data: flags.data, out: flags.output, kinds: flags.controls ? [...PAIR_KINDS] : ['trained'], options,
-        ...(senders ? { senders } : {}), ...(receivers ? { receivers } : {}),
-        ...(flags.trainLimit ? { trainLimit: flags.trainLimit } : {}), ...(flags.testLimit ? { testLimit: flags.testLimit } : {}),
-        ...(flags.mean ? { mean: flags.mean } : {}), ...(flags.std ? { std: flags.std } : {}),
+        a: aFile,
+        b: bFile,
+        data: flags.data,
+        out: flags.output,
+        kinds: flags.controls ? [...PAIR_KINDS] : ['trained'],
+        options,
+        ...(senders ? { senders } : {}),
+        ...(receivers ? { receivers } : {}),
+        ...(flags.trainLimit ? { trainLimit: flags.trainLimit } : {}),
+        ...(flags.testLimit ? { testLimit: flags.testLimit } : {}),
+        ...(flags.mean ? { mean: flags.mean } : {}),
+        ...(flags.std ? { std: flags.std } : {}),
         ...(flags.overwrite ? { overwrite: true } : {}),
-        cacheMb: flags.cacheMb, workers: flags.workers, ...(threads ? { threads } : {}), session, ...(flags.stopAfter ? { stopAfter: flags.stopAfter } : {}),
+        cacheMb: flags.cacheMb,
+        workers: flags.workers,
+        ...(threads ? { threads } : {}),
+        session,
+        ...(flags.stopAfter ? { stopAfter: flags.stopAfter } : {}),
         ...(flags.queue ? { dispatch: stitchDispatch(flags.queue) } : {}),
       });
       const m = r.matrix;
@@ -130,11 +184,20 @@ export function registerStitch(program: Command): void {
         out.line(`${PAIR_TITLES[kind]} (rows: sender cuts of ${aFile}; columns: receiver cuts of ${bFile})`);
         out.line(table([['', ...m.receivers], ...m.senders.map((s, i) => [s, ...values[i]!.map((v) => (v === null ? '-' : pct(v)))])]));
         const t = m.triangles[kind];
-        if (t) out.line(`mean accuracy: lower-left triangle ${t.lowerLeft === null ? '-' : pct(t.lowerLeft)}, elsewhere ${t.elsewhere === null ? '-' : pct(t.elsewhere)}`);
+        if (t)
+          out.line(
+            `mean accuracy: lower-left triangle ${t.lowerLeft === null ? '-' : pct(t.lowerLeft)}, elsewhere ${t.elsewhere === null ? '-' : pct(t.elsewhere)}`,
+          );
         out.line();
       }
-      out.line(`networks' own test accuracy: ${Object.entries(m.base).map(([k, v]) => `${k} ${pct(v)}`).join(', ')}`);
-      out.line(`${r.ran} cells computed now, ${r.resumed} found finished; ${m.cells.done}/${m.cells.total} done${m.complete ? '' : ' (rerun the same command to continue)'}`);
+      out.line(
+        `networks' own test accuracy: ${Object.entries(m.base)
+          .map(([k, v]) => `${k} ${pct(v)}`)
+          .join(', ')}`,
+      );
+      out.line(
+        `${r.ran} cells computed now, ${r.resumed} found finished; ${m.cells.done}/${m.cells.total} done${m.complete ? '' : ' (rerun the same command to continue)'}`,
+      );
       const report = await writeRunReport(flags.output);
       out.line(`wrote ${m.files.join(', ')}; report: ${report}`);
       out.json({ ...r, report });

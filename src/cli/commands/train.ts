@@ -54,13 +54,21 @@ export function registerTrain(program: Command): void {
     .option('--classes <list>', 'train on these dataset classes, e.g. 0-4 (with as many classes as outputs, outputs are remapped to them)')
     .option('--epochs <n>', 'epochs', parsePositiveInt('--epochs'), 10)
     .option('--batch <n>', 'batch size', parsePositiveInt('--batch'), 128)
-    .option('--lr <x>', `peak learning rate (default: from scratch ${rates(FROM_SCRATCH)}; fine-tuning an .onnx model ${rates(FINE_TUNING)})`, parsePositiveNumber('--lr'))
+    .option(
+      '--lr <x>',
+      `peak learning rate (default: from scratch ${rates(FROM_SCRATCH)}; fine-tuning an .onnx model ${rates(FINE_TUNING)})`,
+      parsePositiveNumber('--lr'),
+    )
     .option('--optimizer <name>', 'sgd | adam | adamw', parseChoice('--optimizer', OPTIMIZER_KINDS), 'sgd')
     .option('--momentum <x>', 'SGD momentum', Number, 0.9)
     .option('--nesterov', 'Nesterov momentum')
     .option('--weight-decay <x>', 'weight decay (default 5e-4 sgd, 0 adam, 0.01 adamw)', Number)
     .option('--schedule <name>', 'constant | step | cosine', parseChoice('--schedule', SCHEDULE_KINDS), 'cosine')
-    .option('--warmup <epochs>', `linear warm-up length in epochs, may be fractional (default: ${FROM_SCRATCH.warmupEpochs} from scratch, ${FINE_TUNING.warmupEpochs} fine-tuning an .onnx model)`, Number)
+    .option(
+      '--warmup <epochs>',
+      `linear warm-up length in epochs, may be fractional (default: ${FROM_SCRATCH.warmupEpochs} from scratch, ${FINE_TUNING.warmupEpochs} fine-tuning an .onnx model)`,
+      Number,
+    )
     .option('--step-epochs <n>', 'step schedule: multiply the rate by --gamma every n epochs', Number)
     .option('--gamma <x>', 'step schedule factor', Number, 0.1)
     .option('--clip <norm>', 'clip the global gradient norm', parsePositiveNumber('--clip'))
@@ -69,7 +77,7 @@ export function registerTrain(program: Command): void {
     .option('--seed <n>', 'seed for initialisation, shuffling, validation split and augmentation', parseInteger('--seed'), 0)
     .option('--val <fraction>', 'fraction of the training split held out for validation', Number, 0.1)
     .option('--augment <list>', 'augmentation: none, or crop[:padding] and/or flip, e.g. crop:2,flip', 'none')
-    .option('--keep <which>', 'write the last epoch\'s weights or the best validation epoch\'s: last | best', parseChoice('--keep', KEEP_CHOICES), 'last')
+    .option('--keep <which>', "write the last epoch's weights or the best validation epoch's: last | best", parseChoice('--keep', KEEP_CHOICES), 'last')
     .option('--resume', 'continue from the checkpoint if there is one')
     .option('--stop-after <epochs>', 'stop once this many epochs are done (resume later with --resume)', parsePositiveInt('--stop-after'))
     .option('--checkpoint <file>', 'checkpoint file (default: <output>.ckpt)')
@@ -80,36 +88,72 @@ export function registerTrain(program: Command): void {
     .requiredOption('-o, --output <file>', 'where to write the trained .onnx model')
     .action(async (spec: string, flags: TrainFlags, cmd: Command) => {
       const { out, session } = globals(cmd);
-      checkOutputs([
-        outputFile(flags.output), outputFile(flags.checkpoint ?? `${flags.output}.ckpt`, flags.checkpoint ? '--checkpoint' : 'the checkpoint'),
-        outputFile(`${flags.output}.metrics.jsonl`, 'the metrics log'),
-      ], [spec, ...dataInputs(flags.data)]);
+      checkOutputs(
+        [
+          outputFile(flags.output),
+          outputFile(flags.checkpoint ?? `${flags.output}.ckpt`, flags.checkpoint ? '--checkpoint' : 'the checkpoint'),
+          outputFile(`${flags.output}.metrics.jsonl`, 'the metrics log'),
+        ],
+        [spec, ...dataInputs(flags.data)],
+      );
       const data = await openDataset(flags.data, 'train');
       const classes = flags.classes !== undefined ? parseClasses(flags.classes, data.classes) : undefined;
       const fromFile = spec.endsWith('.onnx') || existsSync(spec);
       const model = fromFile
         ? openModel(spec)
         : createZooModel(spec, {
-          input: [...data.shape], classes: classes?.length ?? data.classes, width: flags.width, seed: flags.seed,
-          ...(flags.blocks ? { blocks: flags.blocks } : {}), ...(flags.hidden ? { hidden: flags.hidden } : {}),
-        });
+            input: [...data.shape],
+            classes: classes?.length ?? data.classes,
+            width: flags.width,
+            seed: flags.seed,
+            ...(flags.blocks ? { blocks: flags.blocks } : {}),
+            ...(flags.hidden ? { hidden: flags.hidden } : {}),
+          });
       if (!fromFile && !(spec in ZOO)) throw new UserError(`"${spec}" is neither an .onnx file nor a zoo architecture`);
       const defaults = fromFile ? FINE_TUNING : FROM_SCRATCH;
       const job: TrainJob = {
-        model, data, output: flags.output, epochs: flags.epochs, batchSize: flags.batch,
+        model,
+        data,
+        output: flags.output,
+        epochs: flags.epochs,
+        batchSize: flags.batch,
         lr: flags.lr ?? defaults.lr[flags.optimizer],
-        optimizer: optimizerConfig(flags, defaults), schedule: scheduleConfig(flags, data.size, defaults), seed: flags.seed, validation: flags.val,
-        keep: flags.keep, session,
+        optimizer: optimizerConfig(flags, defaults),
+        schedule: scheduleConfig(flags, data.size, defaults),
+        seed: flags.seed,
+        validation: flags.val,
+        keep: flags.keep,
+        session,
         ...(fromFile ? { parentHash: fileHash(spec) } : {}),
         ...(flags.test ? { test: await openDataset(flags.data, 'test') } : {}),
-        ...(classes ? { classes } : {}), ...(flags.mean ? { mean: flags.mean } : {}), ...(flags.std ? { std: flags.std } : {}),
-        ...(flags.clip ?? defaults.clipNorm ? { clipNorm: flags.clip ?? defaults.clipNorm } : {}), ...(flags.freeze ? { freeze: flags.freeze } : {}), ...(flags.trainable ? { trainable: flags.trainable } : {}),
-        ...augmentation(flags.augment), ...(flags.resume ? { resume: true } : {}), ...(flags.stopAfter ? { stopAfter: flags.stopAfter } : {}), ...(flags.checkpoint ? { checkpoint: flags.checkpoint } : {}),
+        ...(classes ? { classes } : {}),
+        ...(flags.mean ? { mean: flags.mean } : {}),
+        ...(flags.std ? { std: flags.std } : {}),
+        ...((flags.clip ?? defaults.clipNorm) ? { clipNorm: flags.clip ?? defaults.clipNorm } : {}),
+        ...(flags.freeze ? { freeze: flags.freeze } : {}),
+        ...(flags.trainable ? { trainable: flags.trainable } : {}),
+        ...augmentation(flags.augment),
+        ...(flags.resume ? { resume: true } : {}),
+        ...(flags.stopAfter ? { stopAfter: flags.stopAfter } : {}),
+        ...(flags.checkpoint ? { checkpoint: flags.checkpoint } : {}),
       };
       const r = await train(job);
       const last = r.epochs[r.epochs.length - 1]!;
-      out.line(table([['epoch', 'loss', 'train acc', 'val acc', 'images/s'], ...r.epochs.map((e) => [e.epoch, e.trainLoss.toFixed(4), pct(e.trainAccuracy), e.valAccuracy === null ? '-' : pct(e.valAccuracy), e.imagesPerSecond.toFixed(0)])]));
-      out.line(`wrote ${r.output} (${r.trainable} parameter tensors trained; classes ${r.classes.join(',')}; last epoch val acc ${last.valAccuracy === null ? '-' : pct(last.valAccuracy)})`);
+      out.line(
+        table([
+          ['epoch', 'loss', 'train acc', 'val acc', 'images/s'],
+          ...r.epochs.map((e) => [
+            e.epoch,
+            e.trainLoss.toFixed(4),
+            pct(e.trainAccuracy),
+            e.valAccuracy === null ? '-' : pct(e.valAccuracy),
+            e.imagesPerSecond.toFixed(0),
+          ]),
+        ]),
+      );
+      out.line(
+        `wrote ${r.output} (${r.trainable} parameter tensors trained; classes ${r.classes.join(',')}; last epoch val acc ${last.valAccuracy === null ? '-' : pct(last.valAccuracy)})`,
+      );
       if (r.test) out.line(`test accuracy ${pct(r.test.accuracy)} on ${r.test.samples} images (${r.test.data})`);
       out.json(r);
     });

@@ -21,7 +21,13 @@ interface WorkerFlags {
 const collect = (v: string, all: string[]): string[] => [...all, v];
 
 export function registerWorker(program: Command): void {
-  withOutputFlags(program.command('worker').description('take jobs of --queue runs (stitch, cka, lego-experiment, lineage-zoo) from Redis and run them until stopped (SIGTERM: finish the running job, then exit; a second SIGTERM hands it back)'))
+  withOutputFlags(
+    program
+      .command('worker')
+      .description(
+        'take jobs of --queue runs (stitch, cka, lego-experiment, lineage-zoo) from Redis and run them until stopped (SIGTERM: finish the running job, then exit; a second SIGTERM hands it back)',
+      ),
+  )
     .requiredOption('--queue <url>', 'the Redis URL: redis://host:6379[/db], redis://user:password@host, rediss://... (TLS, ?ca=<CA file>)')
     .option('--concurrency <n>', 'jobs at once', parsePositiveInt('--concurrency'), 1)
     .option('--work <dir>', 'work folder for blobs, caches and job folders (default ~/.cache/modelsmith/worker)')
@@ -34,9 +40,15 @@ export function registerWorker(program: Command): void {
     .action(async (flags: WorkerFlags, cmd: Command) => {
       const { session } = globals(cmd);
       const w = await startWorker({
-        url: flags.queue, concurrency: flags.concurrency, work: flags.work ?? join(process.env['XDG_CACHE_HOME'] ?? join(homedir(), '.cache'), 'modelsmith', 'worker'),
-        dataDirs: flags.dataDir, maxBlobMb: flags.maxBlobMb, lockMs: flags.lockSeconds * 1000, stallMs: flags.stallSeconds * 1000,
-        ...(session.threads ? { threads: session.threads } : {}), ...(session.provider && session.provider !== 'cpu' ? { provider: session.provider } : {}),
+        url: flags.queue,
+        concurrency: flags.concurrency,
+        work: flags.work ?? join(process.env['XDG_CACHE_HOME'] ?? join(homedir(), '.cache'), 'modelsmith', 'worker'),
+        dataDirs: flags.dataDir,
+        maxBlobMb: flags.maxBlobMb,
+        lockMs: flags.lockSeconds * 1000,
+        stallMs: flags.stallSeconds * 1000,
+        ...(session.threads ? { threads: session.threads } : {}),
+        ...(session.provider && session.provider !== 'cpu' ? { provider: session.provider } : {}),
         ...(flags.name ? { name: flags.name } : {}),
       });
       let signals = 0;

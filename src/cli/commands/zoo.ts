@@ -22,13 +22,12 @@ interface CreateFlags {
 
 export function registerZoo(program: Command): void {
   const zoo = program.command('zoo').description('the built-in model architectures');
-  withOutputFlags(zoo.command('list').description('list the architectures'))
-    .action((_opts, cmd: Command) => {
-      const { out } = globals(cmd);
-      const rows = Object.entries(ZOO).map(([name, z]) => ({ name, description: z.description }));
-      out.line(table([['architecture', 'description'], ...rows.map((r) => [r.name, r.description])]));
-      out.json({ architectures: rows });
-    });
+  withOutputFlags(zoo.command('list').description('list the architectures')).action((_opts, cmd: Command) => {
+    const { out } = globals(cmd);
+    const rows = Object.entries(ZOO).map(([name, z]) => ({ name, description: z.description }));
+    out.line(table([['architecture', 'description'], ...rows.map((r) => [r.name, r.description])]));
+    out.json({ architectures: rows });
+  });
   withOutputFlags(zoo.command('create <arch>').description('create a freshly initialised model (seeded Kaiming init)'))
     .option('--blocks <list>', 'residual blocks per stage for "resnet", e.g. 1,1,1,1', parseIntList('--blocks'))
     .option('--hidden <list>', 'hidden layer sizes for "mlp", e.g. 256,128; the embedding size for "vit", e.g. 128', parseIntList('--hidden'))
@@ -45,14 +44,31 @@ export function registerZoo(program: Command): void {
       const { out } = globals(cmd);
       checkOutputs([outputFile(flags.output)]);
       const model = createZooModel(arch, {
-        input: flags.input, classes: flags.classes, width: flags.width, seed: flags.seed,
-        ...(flags.blocks ? { blocks: flags.blocks } : {}), ...(flags.hidden ? { hidden: flags.hidden } : {}),
-        ...(flags.patch ? { patch: flags.patch } : {}), ...(flags.layers ? { layers: flags.layers } : {}),
-        ...(flags.heads ? { heads: flags.heads } : {}), ...(flags.mlp ? { mlp: flags.mlp } : {}),
+        input: flags.input,
+        classes: flags.classes,
+        width: flags.width,
+        seed: flags.seed,
+        ...(flags.blocks ? { blocks: flags.blocks } : {}),
+        ...(flags.hidden ? { hidden: flags.hidden } : {}),
+        ...(flags.patch ? { patch: flags.patch } : {}),
+        ...(flags.layers ? { layers: flags.layers } : {}),
+        ...(flags.heads ? { heads: flags.heads } : {}),
+        ...(flags.mlp ? { mlp: flags.mlp } : {}),
       });
       saveModel(model, flags.output);
       const stats = modelStats(model);
-      out.line(`wrote ${flags.output}: ${arch}, input ${flags.input.join('x')}, ${flags.classes} classes, ${compact(stats.parameters)} parameters, ${compact(stats.flopsPerImage)}FLOPs per image`);
-      out.json({ file: flags.output, arch, input: flags.input, classes: flags.classes, width: flags.width, seed: flags.seed, parameters: stats.parameters, flopsPerImage: stats.flopsPerImage });
+      out.line(
+        `wrote ${flags.output}: ${arch}, input ${flags.input.join('x')}, ${flags.classes} classes, ${compact(stats.parameters)} parameters, ${compact(stats.flopsPerImage)}FLOPs per image`,
+      );
+      out.json({
+        file: flags.output,
+        arch,
+        input: flags.input,
+        classes: flags.classes,
+        width: flags.width,
+        seed: flags.seed,
+        parameters: stats.parameters,
+        flopsPerImage: stats.flopsPerImage,
+      });
     });
 }

@@ -76,7 +76,9 @@ const LINEAR_FORMS: Readonly<Record<string, LinearForm>> = {
       return { weight: t.inputs[0]!, ...(bias ? { bias } : {}) };
     },
     lowRank(x, a, b, out, fresh, stem) {
-      const at = fresh(`${a}_t`), bt = fresh(`${b}_t`), down = fresh(`${out}.lora_down`);
+      const at = fresh(`${a}_t`),
+        bt = fresh(`${b}_t`),
+        down = fresh(`${out}.lora_down`);
       const perm = { perm: ints([1, 0]) };
       return [
         { name: fresh(`${stem}.lora_a_t`), opType: 'Transpose', inputs: [a], outputs: [at], attributes: perm },
@@ -98,7 +100,8 @@ interface LinearSite {
 /** Every Linear layer of the graph, in node order. */
 function linearSites(model: Model): LinearSite[] {
   const g = model.graph;
-  const prod = producers(g), cons = consumers(g);
+  const prod = producers(g),
+    cons = consumers(g);
   const out: LinearSite[] = [];
   for (const node of g.nodes) {
     for (const form of Object.values(LINEAR_FORMS)) {
@@ -118,7 +121,9 @@ function linearSites(model: Model): LinearSite[] {
  * and MLP weights (its patch embedding is a Conv, its head the last Linear).
  */
 export function loraTargets(model: Model): string[] {
-  return linearSites(model).map((s) => s.weight).slice(0, -1);
+  return linearSites(model)
+    .map((s) => s.weight)
+    .slice(0, -1);
 }
 
 /** A copy of `model` with LoRA adapters of `rank` on the Linear layers whose weights are `weights`. */
@@ -140,13 +145,20 @@ export function addLora(model: Model, weights: readonly string[], rank: number, 
     if (!site) throw new UserError(`LoRA: ${weight} is not the weight of a Linear layer (Gemm with transB=1, or MatMul by its transpose)`);
     const node = site.node;
     const [out, inp] = g.initializers.get(weight)!.dims as [number, number];
-    if (rank > Math.min(out, inp)) throw new UserError(`LoRA rank ${rank} is larger than layer ${weight} allows (${out}x${inp}: at most ${Math.min(out, inp)})`);
+    if (rank > Math.min(out, inp))
+      throw new UserError(`LoRA rank ${rank} is larger than layer ${weight} allows (${out}x${inp}: at most ${Math.min(out, inp)})`);
     const stem = weight.replace(/[._]weight$/, '');
     const a = fresh(`${stem}.lora_A`);
     const b = fresh(`${stem}.lora_B`);
     // PEFT's initialisation: A ~ kaiming-uniform(a=sqrt 5) = U(-1/sqrt(in), 1/sqrt(in)), B = 0
     const bound = 1 / Math.sqrt(inp);
-    g.initializers.set(a, float32([rank, inp], Float32Array.from({ length: rank * inp }, () => rng.uniform(-bound, bound))));
+    g.initializers.set(
+      a,
+      float32(
+        [rank, inp],
+        Float32Array.from({ length: rank * inp }, () => rng.uniform(-bound, bound)),
+      ),
+    );
     g.initializers.set(b, float32([out, rank]));
     const y = node.outputs[0]!;
     const base = fresh(`${y}.lora_base`);

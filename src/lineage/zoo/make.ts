@@ -134,8 +134,15 @@ export async function makeLineageZoo(o: LineageZooOptions, maker?: ZooMaker): Pr
   const hfOptions = o.hfShardBytes !== undefined ? { maxShardBytes: o.hfShardBytes } : {};
   const hf = o.hf ? writeHfZoo(o.outDir, `${o.outDir.replace(/\/+$/, '')}-hf`, hfOptions) : undefined;
   return {
-    outDir: o.outDir, settings: s, models: plan.map((pm) => records.get(pm.name)!), edges,
-    trained, reused: plan.length - trained, seconds: (Date.now() - start) / 1000, variants, ...(hf ? { hf } : {}),
+    outDir: o.outDir,
+    settings: s,
+    models: plan.map((pm) => records.get(pm.name)!),
+    edges,
+    trained,
+    reused: plan.length - trained,
+    seconds: (Date.now() - start) / 1000,
+    variants,
+    ...(hf ? { hf } : {}),
   };
 }
 
@@ -195,8 +202,15 @@ export async function makeModel(ctx: ZooContext, m: PlannedModel, file: string, 
   const parentRecord = m.parent === null ? null : ctx.records.get(m.parent)!;
   const base = m.parent === null ? createZooModel(s.arch, zooModelOptions(s, ctx.trainData, m.seed)) : parentModel(ctx, m.parent, m.tree);
   const { model: final, record } = await trainZooModel({
-    settings: s, planned: m, base, parentTask: parentRecord?.task ?? null, trainData: ctx.trainData, testData: ctx.testData,
-    normalization: ctx.normalization, session: ctx.session, label,
+    settings: s,
+    planned: m,
+    base,
+    parentTask: parentRecord?.task ?? null,
+    trainData: ctx.trainData,
+    testData: ctx.testData,
+    normalization: ctx.normalization,
+    session: ctx.session,
+    label,
   });
   saveZooModel(file, final, { ...record, seconds: null });
   if (ctx.o.onnx) saveModel(final, join(ctx.o.outDir, 'onnx', `${m.name}.onnx`));
@@ -241,9 +255,18 @@ export async function trainZooModel(job: ZooModelJob): Promise<{ model: Model; r
     trainable = selectTrainable(base.graph);
   }
   const r = await trainSteps({
-    model, trainable, data: job.trainData, task, steps: m.steps, batchSize: s.batchSize, lr: m.lr,
-    weightDecay: m.parent === null ? s.rootWeightDecay : 0, seed: m.seed, normalization: job.normalization,
-    ...(job.session ? { session: job.session } : {}), label,
+    model,
+    trainable,
+    data: job.trainData,
+    task,
+    steps: m.steps,
+    batchSize: s.batchSize,
+    lr: m.lr,
+    weightDecay: m.parent === null ? s.rootWeightDecay : 0,
+    seed: m.seed,
+    normalization: job.normalization,
+    ...(job.session ? { session: job.session } : {}),
+    label,
   });
   let final: Model;
   if (lora) {
@@ -262,13 +285,30 @@ export async function trainZooModel(job: ZooModelJob): Promise<{ model: Model; r
   setInputSpec(final, { shape: [...job.trainData.shape] as [number, number, number], mean: job.normalization.mean, std: job.normalization.std });
   const accuracy = await taskAccuracy(final, job.testData, task, job.normalization, job.session);
   const record: ZooModelRecord = {
-    name: m.name, tree: m.tree, path: m.path.join('.'), depth: m.path.length, parent: m.parent, seed: m.seed, task,
-    lr: m.lr, steps: m.steps, batchSize: s.batchSize, rank: m.rank, loraLayers: lora ? lora.adapters.map((a) => a.weight) : null,
+    name: m.name,
+    tree: m.tree,
+    path: m.path.join('.'),
+    depth: m.path.length,
+    parent: m.parent,
+    seed: m.seed,
+    task,
+    lr: m.lr,
+    steps: m.steps,
+    batchSize: s.batchSize,
+    rank: m.rank,
+    loraLayers: lora ? lora.adapters.map((a) => a.weight) : null,
     trained: lora ? [...lora.adapters.map((a) => a.weight), ...classifierParams(base)] : trainable,
-    testAccuracy: accuracy, trainLoss: r.loss, seconds: (Date.now() - start) / 1000,
+    testAccuracy: accuracy,
+    trainLoss: r.loss,
+    seconds: (Date.now() - start) / 1000,
   };
-  const what = m.parent === null ? 'root' : `child of ${m.parent}, ${task.kind}${task.kind === 'subset' ? ` ${task.classes.join(',')}` : ''}${m.rank !== null ? `, LoRA rank ${m.rank}` : ''}`;
-  info(`${label} (tree ${m.tree}, depth ${m.path.length}, ${what}): lr ${m.lr}, ${m.steps} steps in ${r.seconds.toFixed(1)} s, loss ${r.loss.toFixed(3)}, test accuracy ${pct(accuracy)}`);
+  const what =
+    m.parent === null
+      ? 'root'
+      : `child of ${m.parent}, ${task.kind}${task.kind === 'subset' ? ` ${task.classes.join(',')}` : ''}${m.rank !== null ? `, LoRA rank ${m.rank}` : ''}`;
+  info(
+    `${label} (tree ${m.tree}, depth ${m.path.length}, ${what}): lr ${m.lr}, ${m.steps} steps in ${r.seconds.toFixed(1)} s, loss ${r.loss.toFixed(3)}, test accuracy ${pct(accuracy)}`,
+  );
   return { model: final, record };
 }
 
@@ -314,7 +354,13 @@ function labelsOf(task: ZooTask, ds: Dataset): OutputLabel[] {
   return labels;
 }
 
-function writeZooJson(outDir: string, s: ZooSettings, data: { train: string; test: string }, plan: readonly PlannedModel[], records: Map<string, ZooModelRecord>): void {
+function writeZooJson(
+  outDir: string,
+  s: ZooSettings,
+  data: { train: string; test: string },
+  plan: readonly PlannedModel[],
+  records: Map<string, ZooModelRecord>,
+): void {
   writeJsonAtomic(join(outDir, 'zoo.json'), {
     settings: s,
     data: { train: data.train, test: data.test },
@@ -344,7 +390,9 @@ function checkResume(outDir: string, s: ZooSettings): Map<string, ZooModelRecord
     // a setting added after a zoo was made (e.g. vit) reads as null in its zoo.json
     const old = (saved as Record<string, unknown> | undefined)?.[k] ?? null;
     if (JSON.stringify(old) !== JSON.stringify(v)) {
-      throw new UserError(`${outDir} holds a zoo made with ${k} = ${JSON.stringify(old)}, not ${JSON.stringify(v)}; use the same settings to continue it, or another output folder`);
+      throw new UserError(
+        `${outDir} holds a zoo made with ${k} = ${JSON.stringify(old)}, not ${JSON.stringify(v)}; use the same settings to continue it, or another output folder`,
+      );
     }
   }
   return new Map(models.filter((m) => m && typeof m.name === 'string').map((m) => [m.name, m]));

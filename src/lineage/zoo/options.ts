@@ -105,7 +105,7 @@ export function zooSettings(o: LineageZooOptions): ZooSettings {
   if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new UserError(`--seed expects an integer in 0..4294967295, got ${seed}`);
   const arch = o.arch ?? 'mlp';
   const vit = vitSettings(arch, o);
-  const hidden = vit ? undefined : o.hidden ?? (arch === 'mlp' ? [128, 128, 128] : undefined);
+  const hidden = vit ? undefined : (o.hidden ?? (arch === 'mlp' ? [128, 128, 128] : undefined));
   if (hidden && (hidden.length === 0 || !hidden.every((h) => Number.isInteger(h) && h > 0))) {
     throw new UserError(`--hidden expects positive integer layer sizes such as 128,128,128, got "${hidden.join(',')}"`);
   }
@@ -114,9 +114,15 @@ export function zooSettings(o: LineageZooOptions): ZooSettings {
   if (o.data.trim() === '') throw new UserError('--data is empty: expected a dataset spec such as fashion-mnist');
   return {
     data: o.data,
-    trees, children, depth,
+    trees,
+    children,
+    depth,
     lowrank: o.lowrank ? checkRanks(o.lowrank) : null,
-    arch, hidden: hidden ? [...hidden] : null, vit, width, seed,
+    arch,
+    hidden: hidden ? [...hidden] : null,
+    vit,
+    width,
+    seed,
     rootSteps: positiveInt('--root-steps', o.rootSteps ?? 600),
     steps: positiveInt('--steps', o.steps ?? 300),
     batchSize: positiveInt('--batch', o.batchSize ?? 128),
@@ -139,8 +145,11 @@ function vitSettings(arch: string, o: LineageZooOptions): VitShape | null {
     throw new UserError(`--hidden for --arch vit is the one embedding size (e.g. 64), got "${o.hidden.join(',')}"`);
   }
   const s: VitShape = {
-    patch: o.patch ?? LINEAGE_VIT.patch, layers: o.layers ?? LINEAGE_VIT.layers, hidden: o.hidden?.[0] ?? LINEAGE_VIT.hidden,
-    heads: o.heads ?? LINEAGE_VIT.heads, mlp: o.mlp ?? LINEAGE_VIT.mlp,
+    patch: o.patch ?? LINEAGE_VIT.patch,
+    layers: o.layers ?? LINEAGE_VIT.layers,
+    hidden: o.hidden?.[0] ?? LINEAGE_VIT.hidden,
+    heads: o.heads ?? LINEAGE_VIT.heads,
+    mlp: o.mlp ?? LINEAGE_VIT.mlp,
   };
   for (const [k, v] of Object.entries(s)) positiveInt(`--${k}`, v);
   return s;
@@ -170,7 +179,10 @@ export function parseRanks(text: string): number[] {
 }
 
 export function parseVariants(text: string): VariantKind[] {
-  const parts = text.split(',').map((s) => s.trim()).filter(Boolean);
+  const parts = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const p of parts) {
     if (!(VARIANT_KINDS as readonly string[]).includes(p)) throw new UserError(`--variants expects a list of ${VARIANT_KINDS.join(', ')}, got "${p}"`);
   }

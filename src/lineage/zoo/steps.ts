@@ -49,10 +49,17 @@ export async function trainSteps(job: StepJob): Promise<StepResult> {
   const start = Date.now();
   const indices = subsetIndices(job.data, job.task.classes);
   if (indices.length < job.batchSize) {
-    throw new UserError(`only ${indices.length} training images of classes ${job.task.classes.join(',')} in ${job.data.source}, fewer than one batch of ${job.batchSize}; lower --batch`);
+    throw new UserError(
+      `only ${indices.length} training images of classes ${job.task.classes.join(',')} in ${job.data.source}, fewer than one batch of ${job.batchSize}; lower --batch`,
+    );
   }
   const session = await TrainingSession.create(job.model, {
-    trainable: job.trainable, loss: 'cross-entropy', batchSize: job.batchSize, batchNorm: 'train', seed: job.seed, ...(job.session ? { session: job.session } : {}),
+    trainable: job.trainable,
+    loss: 'cross-entropy',
+    batchSize: job.batchSize,
+    batchNorm: 'train',
+    seed: job.seed,
+    ...(job.session ? { session: job.session } : {}),
   });
   try {
     const optimizer = createOptimizer({ kind: 'sgd', momentum: 0.9, weightDecay: job.weightDecay }, { decay: decayMatrices(job.model) });
@@ -63,7 +70,12 @@ export async function trainSteps(job: StepJob): Promise<StepResult> {
     let step = 0;
     for (let epoch = 0; step < job.steps; epoch++) {
       const iter = batches(job.data, {
-        batchSize: job.batchSize, shuffle: true, seed: hashSeed(job.seed, `epoch:${epoch}`), dropLast: true, normalization: job.normalization, indices,
+        batchSize: job.batchSize,
+        shuffle: true,
+        seed: hashSeed(job.seed, `epoch:${epoch}`),
+        dropLast: true,
+        normalization: job.normalization,
+        indices,
       });
       for await (const batch of iter) {
         for (let i = 0; i < batch.size; i++) target[i] = BigInt(job.task.outputOf[batch.labels[i]!]!);

@@ -41,7 +41,8 @@ export function loadZooModel<R>(path: string, template: Model): { model: Model; 
     for (const [name, t] of weightsOf(template)) {
       if (!f.has(name)) throw new UserError(`${path} has no tensor "${name}" (expected the weights of a ${template.graph.name} zoo model)`);
       const info = f.info(name);
-      if (info.shape.join('x') !== t.dims.join('x')) throw new UserError(`${path}: tensor "${name}" has shape [${info.shape.join(', ')}], expected [${t.dims.join(', ')}]`);
+      if (info.shape.join('x') !== t.dims.join('x'))
+        throw new UserError(`${path}: tensor "${name}" has shape [${info.shape.join(', ')}], expected [${t.dims.join(', ')}]`);
       const v = f.readFloat32(name);
       m.graph.initializers.set(name, { dtype: 'float32', dims: [...t.dims], data: Float32Array.from(v) });
     }

@@ -39,13 +39,18 @@ export function makeZooVariant(from: string, to: string, kind: VariantKind, opts
   const fraction = checkPruneFraction(opts.fraction ?? 0.2);
   const truthFile = join(from, 'truth.json');
   if (!existsSync(truthFile)) throw new UserError(`${from} has no truth.json: not a finished lineage zoo`);
-  const files = readdirSync(from).filter((f) => f.endsWith('.safetensors')).sort();
+  const files = readdirSync(from)
+    .filter((f) => f.endsWith('.safetensors'))
+    .sort();
   if (!files.length) throw new UserError(`${from} holds no .safetensors models`);
   for (const file of files) {
     const src = openSafetensors(join(from, file));
     try {
       const tensors: [string, Tensor][] = src.tensors.map((t) => [t.name, transform(src.readTensor(t.name), kind, fraction)]);
-      const meta: Record<string, string> = { ...src.metadata, 'modelsmith.variant': JSON.stringify({ kind, ...(kind === 'pruned' ? { fraction } : {}), from: basename(from) }) };
+      const meta: Record<string, string> = {
+        ...src.metadata,
+        'modelsmith.variant': JSON.stringify({ kind, ...(kind === 'pruned' ? { fraction } : {}), from: basename(from) }),
+      };
       writeSafetensors(join(to, file), tensors, meta);
     } finally {
       src.close();

@@ -30,7 +30,10 @@ export type Arch = (ctx: ArchContext) => ArchResult;
 export const cut = (name: string, tensor: TensorHandle, kind: CutPoint['kind']): CutPoint => ({ name, tensor: tensor.name, kind });
 
 /** Width scaling: every count stays at least 1. */
-export const scaleWidth = (width: number) => (count: number): number => Math.max(1, Math.round(count * width));
+export const scaleWidth =
+  (width: number) =>
+  (count: number): number =>
+    Math.max(1, Math.round(count * width));
 
 /** Conv -> BatchNorm -> ReLU with explicit names for each of the three (PyTorch module paths differ per model). */
 export function convBnRelu(b: GraphBuilder, x: TensorHandle, o: ConvOptions, names: [conv: string, bn: string, relu: string]): TensorHandle {

@@ -15,26 +15,28 @@ export const VGG_CFG = {
   vgg16: [64, 64, 'M', 128, 128, 'M', 256, 256, 256, 'M', 512, 512, 512, 'M', 512, 512, 512, 'M'],
 } as const satisfies Record<string, Cfg>;
 
-export const vgg = (cfg: Cfg): Arch => ({ b, x, classes, ch }) => {
-  let h: TensorHandle = x;
-  let index = 0;
-  const cuts: CutPoint[] = [];
-  for (const item of cfg) {
-    if (item === 'M') {
-      // Small inputs (28x28) run out of spatial size before the last pool; skip it
-      // rather than fail. The index still advances so that names match the 32x32 model.
-      if (h.shape[1]! >= 2 && h.shape[2]! >= 2) h = b.maxPool(h, { kernel: 2, stride: 2 }, `features.${index}`);
-      index += 1;
-      cuts.push(cut(`stage${cuts.length}`, h, 'block'));
-      continue;
+export const vgg =
+  (cfg: Cfg): Arch =>
+  ({ b, x, classes, ch }) => {
+    let h: TensorHandle = x;
+    let index = 0;
+    const cuts: CutPoint[] = [];
+    for (const item of cfg) {
+      if (item === 'M') {
+        // Small inputs (28x28) run out of spatial size before the last pool; skip it
+        // rather than fail. The index still advances so that names match the 32x32 model.
+        if (h.shape[1]! >= 2 && h.shape[2]! >= 2) h = b.maxPool(h, { kernel: 2, stride: 2 }, `features.${index}`);
+        index += 1;
+        cuts.push(cut(`stage${cuts.length}`, h, 'block'));
+        continue;
+      }
+      h = b.conv(h, { out: ch(item), kernel: 3, pad: 1 }, `features.${index}`);
+      h = b.batchNorm(h, `features.${index + 1}`);
+      h = b.relu(h, `features.${index + 2}`);
+      index += 3;
+      if (cuts.length === 0) cuts.push(cut('stem', h, 'stem'));
     }
-    h = b.conv(h, { out: ch(item), kernel: 3, pad: 1 }, `features.${index}`);
-    h = b.batchNorm(h, `features.${index + 1}`);
-    h = b.relu(h, `features.${index + 2}`);
-    index += 3;
-    if (cuts.length === 0) cuts.push(cut('stem', h, 'stem'));
-  }
-  const head = poolAndClassify(b, h, classes, 'classifier');
-  cuts.push(cut('features', head.features, 'features'));
-  return { logits: head.logits, cuts };
-};
+    const head = poolAndClassify(b, h, classes, 'classifier');
+    cuts.push(cut('features', head.features, 'features'));
+    return { logits: head.logits, cuts };
+  };

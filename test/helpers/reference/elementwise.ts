@@ -120,18 +120,26 @@ export function mapBinary(a: RefTensor, b: RefTensor, f: (x: number, y: number) 
   return out;
 }
 
-const unary = (f: (x: number, node: Node) => number) => (node: Node, [x]: (RefTensor | undefined)[]): RefTensor[] =>
-  [{ dims: [...x!.dims], data: x!.data.map((v) => f(v, node)) }];
+const unary =
+  (f: (x: number, node: Node) => number) =>
+  (node: Node, [x]: (RefTensor | undefined)[]): RefTensor[] => [{ dims: [...x!.dims], data: x!.data.map((v) => f(v, node)) }];
 
-const binary = (f: (a: number, b: number) => number) => (_: Node, [a, b]: (RefTensor | undefined)[]): RefTensor[] =>
-  [mapBinary(a!, b!, f)];
+const binary =
+  (f: (a: number, b: number) => number) =>
+  (_: Node, [a, b]: (RefTensor | undefined)[]): RefTensor[] => [mapBinary(a!, b!, f)];
 
-const variadic = (f: (v: number[]) => number) => (_: Node, inputs: (RefTensor | undefined)[]): RefTensor[] =>
-  [mapBroadcast(inputs.filter((t): t is RefTensor => !!t), f)];
+const variadic =
+  (f: (v: number[]) => number) =>
+  (_: Node, inputs: (RefTensor | undefined)[]): RefTensor[] => [
+    mapBroadcast(
+      inputs.filter((t): t is RefTensor => !!t),
+      f,
+    ),
+  ];
 
 /** Axes of a Reduce* node: input 1 (ReduceSum, opset 18 forms) or attribute; all axes when empty. */
 export function reduceAxes(node: Node, x: RefTensor, axesInput: RefTensor | undefined): number[] {
-  const raw = axesInput ? Array.from(axesInput.data) : attrInts(node, 'axes') ?? [];
+  const raw = axesInput ? Array.from(axesInput.data) : (attrInts(node, 'axes') ?? []);
   if (raw.length === 0) return attrInt(node, 'noop_with_empty_axes', 0) ? [] : x.dims.map((_, i) => i);
   return raw.map((a) => normalizeAxis(a, x.dims.length));
 }
@@ -165,26 +173,28 @@ function reduction(init: number, f: (acc: number, v: number) => number, finish: 
 }
 
 /** Softmax along one axis (opset 13+), optionally returning its log. */
-const softmax = (log: boolean) => (node: Node, [x]: (RefTensor | undefined)[]): RefTensor[] => {
-  const t = x!;
-  const axis = normalizeAxis(attrInt(node, 'axis', -1), t.dims.length);
-  const n = t.dims[axis]!;
-  const stride = strides(t.dims)[axis]!;
-  const out = refTensor(t.dims);
-  for (let i = 0; i < t.data.length; i++) {
-    if (Math.floor(i / stride) % n !== 0) continue;
-    const at = (k: number): number => i + k * stride;
-    let max = -Infinity;
-    for (let k = 0; k < n; k++) max = Math.max(max, t.data[at(k)]!);
-    let sum = 0;
-    for (let k = 0; k < n; k++) sum += Math.exp(t.data[at(k)]! - max);
-    for (let k = 0; k < n; k++) {
-      const z = t.data[at(k)]! - max;
-      out.data[at(k)] = log ? z - Math.log(sum) : Math.exp(z) / sum;
+const softmax =
+  (log: boolean) =>
+  (node: Node, [x]: (RefTensor | undefined)[]): RefTensor[] => {
+    const t = x!;
+    const axis = normalizeAxis(attrInt(node, 'axis', -1), t.dims.length);
+    const n = t.dims[axis]!;
+    const stride = strides(t.dims)[axis]!;
+    const out = refTensor(t.dims);
+    for (let i = 0; i < t.data.length; i++) {
+      if (Math.floor(i / stride) % n !== 0) continue;
+      const at = (k: number): number => i + k * stride;
+      let max = -Infinity;
+      for (let k = 0; k < n; k++) max = Math.max(max, t.data[at(k)]!);
+      let sum = 0;
+      for (let k = 0; k < n; k++) sum += Math.exp(t.data[at(k)]! - max);
+      for (let k = 0; k < n; k++) {
+        const z = t.data[at(k)]! - max;
+        out.data[at(k)] = log ? z - Math.log(sum) : Math.exp(z) / sum;
+      }
     }
-  }
-  return [out];
-};
+    return [out];
+  };
 
 function cast(node: Node, [x]: (RefTensor | undefined)[]): RefTensor[] {
   const to = castTarget(node);
@@ -231,79 +241,185 @@ const hardSigmoid = (v: number, node: Node): number => Math.min(1, Math.max(0, a
 const prelu = (_: Node, [x, slope]: (RefTensor | undefined)[]): RefTensor[] => [mapBinary(x!, slope!, (v, s) => (v > 0 ? v : s * v))];
 
 /** ArgMax / ArgMin along one axis (first occurrence, or last with select_last_index). */
-const argExtremum = (better: (a: number, b: number) => boolean) => (node: Node, [x]: (RefTensor | undefined)[]): RefTensor[] => {
-  const t = x!;
-  const axis = normalizeAxis(attrInt(node, 'axis', 0), t.dims.length);
-  const last = attrInt(node, 'select_last_index', 0) === 1;
-  const n = t.dims[axis]!;
-  const stride = strides(t.dims)[axis]!;
-  const keptDims = t.dims.map((d, i) => (i === axis ? 1 : d));
-  const out = refTensor(keptDims);
-  for (let o = 0; o < out.data.length; o++) {
-    const inner = o % stride;
-    const base = (o - inner) * n + inner;
-    let best = 0;
-    for (let k = 1; k < n; k++) {
-      const v = t.data[base + k * stride]!;
-      const w = t.data[base + best * stride]!;
-      if (better(v, w) || (last && v === w)) best = k;
+const argExtremum =
+  (better: (a: number, b: number) => boolean) =>
+  (node: Node, [x]: (RefTensor | undefined)[]): RefTensor[] => {
+    const t = x!;
+    const axis = normalizeAxis(attrInt(node, 'axis', 0), t.dims.length);
+    const last = attrInt(node, 'select_last_index', 0) === 1;
+    const n = t.dims[axis]!;
+    const stride = strides(t.dims)[axis]!;
+    const keptDims = t.dims.map((d, i) => (i === axis ? 1 : d));
+    const out = refTensor(keptDims);
+    for (let o = 0; o < out.data.length; o++) {
+      const inner = o % stride;
+      const base = (o - inner) * n + inner;
+      let best = 0;
+      for (let k = 1; k < n; k++) {
+        const v = t.data[base + k * stride]!;
+        const w = t.data[base + best * stride]!;
+        if (better(v, w) || (last && v === w)) best = k;
+      }
+      out.data[o] = best;
     }
-    out.data[o] = best;
-  }
-  return [{ dims: attrInt(node, 'keepdims', 1) ? keptDims : t.dims.filter((_, i) => i !== axis), data: out.data }];
-};
+    return [{ dims: attrInt(node, 'keepdims', 1) ? keptDims : t.dims.filter((_, i) => i !== axis), data: out.data }];
+  };
 
 const b = (v: boolean): number => (v ? 1 : 0);
 
-registerRefOp('Identity', unary((v) => v));
-registerRefOp('Neg', unary((v) => -v));
-registerRefOp('Relu', unary((v) => Math.max(v, 0)));
-registerRefOp('LeakyRelu', unary((v, n) => (v > 0 ? v : v * attrFloat(n, 'alpha', 0.01))));
-registerRefOp('Sigmoid', unary((v) => 1 / (1 + Math.exp(-v))));
+registerRefOp(
+  'Identity',
+  unary((v) => v),
+);
+registerRefOp(
+  'Neg',
+  unary((v) => -v),
+);
+registerRefOp(
+  'Relu',
+  unary((v) => Math.max(v, 0)),
+);
+registerRefOp(
+  'LeakyRelu',
+  unary((v, n) => (v > 0 ? v : v * attrFloat(n, 'alpha', 0.01))),
+);
+registerRefOp(
+  'Sigmoid',
+  unary((v) => 1 / (1 + Math.exp(-v))),
+);
 registerRefOp('Tanh', unary(Math.tanh));
 registerRefOp('Sqrt', unary(Math.sqrt));
 registerRefOp('Exp', unary(Math.exp));
 registerRefOp('Log', unary(Math.log));
 registerRefOp('Abs', unary(Math.abs));
 registerRefOp('Sign', unary(Math.sign));
-registerRefOp('Reciprocal', unary((v) => 1 / v));
+registerRefOp(
+  'Reciprocal',
+  unary((v) => 1 / v),
+);
 registerRefOp('Erf', unary(erf));
 registerRefOp('Gelu', unary(gelu));
 registerRefOp('HardSigmoid', unary(hardSigmoid));
-registerRefOp('HardSwish', unary((v) => v * Math.min(1, Math.max(0, v / 6 + 0.5))));
-registerRefOp('Softplus', unary((v) => (v > 30 ? v : Math.log1p(Math.exp(v)))));
-registerRefOp('Elu', unary((v, n) => (v > 0 ? v : attrFloat(n, 'alpha', 1) * Math.expm1(v))));
+registerRefOp(
+  'HardSwish',
+  unary((v) => v * Math.min(1, Math.max(0, v / 6 + 0.5))),
+);
+registerRefOp(
+  'Softplus',
+  unary((v) => (v > 30 ? v : Math.log1p(Math.exp(v)))),
+);
+registerRefOp(
+  'Elu',
+  unary((v, n) => (v > 0 ? v : attrFloat(n, 'alpha', 1) * Math.expm1(v))),
+);
 registerRefOp('PRelu', prelu);
 registerRefOp('Floor', unary(Math.floor));
 registerRefOp('Ceil', unary(Math.ceil));
-registerRefOp('Not', unary((v) => b(v === 0)));
+registerRefOp(
+  'Not',
+  unary((v) => b(v === 0)),
+);
 registerRefOp('Cast', cast);
 registerRefOp('Clip', clip);
 registerRefOp('Dropout', dropout);
-registerRefOp('Add', binary((x, y) => x + y));
-registerRefOp('Sub', binary((x, y) => x - y));
-registerRefOp('Mul', binary((x, y) => x * y));
-registerRefOp('Div', binary((x, y) => x / y));
-registerRefOp('Pow', binary((x, y) => x ** y));
-registerRefOp('Greater', binary((x, y) => b(x > y)));
-registerRefOp('Less', binary((x, y) => b(x < y)));
-registerRefOp('GreaterOrEqual', binary((x, y) => b(x >= y)));
-registerRefOp('LessOrEqual', binary((x, y) => b(x <= y)));
-registerRefOp('Equal', binary((x, y) => b(x === y)));
-registerRefOp('And', binary((x, y) => b(x !== 0 && y !== 0)));
-registerRefOp('Or', binary((x, y) => b(x !== 0 || y !== 0)));
+registerRefOp(
+  'Add',
+  binary((x, y) => x + y),
+);
+registerRefOp(
+  'Sub',
+  binary((x, y) => x - y),
+);
+registerRefOp(
+  'Mul',
+  binary((x, y) => x * y),
+);
+registerRefOp(
+  'Div',
+  binary((x, y) => x / y),
+);
+registerRefOp(
+  'Pow',
+  binary((x, y) => x ** y),
+);
+registerRefOp(
+  'Greater',
+  binary((x, y) => b(x > y)),
+);
+registerRefOp(
+  'Less',
+  binary((x, y) => b(x < y)),
+);
+registerRefOp(
+  'GreaterOrEqual',
+  binary((x, y) => b(x >= y)),
+);
+registerRefOp(
+  'LessOrEqual',
+  binary((x, y) => b(x <= y)),
+);
+registerRefOp(
+  'Equal',
+  binary((x, y) => b(x === y)),
+);
+registerRefOp(
+  'And',
+  binary((x, y) => b(x !== 0 && y !== 0)),
+);
+registerRefOp(
+  'Or',
+  binary((x, y) => b(x !== 0 || y !== 0)),
+);
 registerRefOp('Where', (_, [c, x, y]) => [mapBroadcast([c!, x!, y!], ([k, u, v]) => (k !== 0 ? u! : v!))]);
-registerRefOp('Sum', variadic((v) => v.reduce((s, x) => s + x, 0)));
-registerRefOp('Mean', variadic((v) => v.reduce((s, x) => s + x, 0) / v.length));
-registerRefOp('Max', variadic((v) => Math.max(...v)));
-registerRefOp('Min', variadic((v) => Math.min(...v)));
-registerRefOp('ReduceSum', reduction(0, (a, v) => a + v));
-registerRefOp('ReduceMean', reduction(0, (a, v) => a + v, (a, n) => a / n));
+registerRefOp(
+  'Sum',
+  variadic((v) => v.reduce((s, x) => s + x, 0)),
+);
+registerRefOp(
+  'Mean',
+  variadic((v) => v.reduce((s, x) => s + x, 0) / v.length),
+);
+registerRefOp(
+  'Max',
+  variadic((v) => Math.max(...v)),
+);
+registerRefOp(
+  'Min',
+  variadic((v) => Math.min(...v)),
+);
+registerRefOp(
+  'ReduceSum',
+  reduction(0, (a, v) => a + v),
+);
+registerRefOp(
+  'ReduceMean',
+  reduction(
+    0,
+    (a, v) => a + v,
+    (a, n) => a / n,
+  ),
+);
 registerRefOp('ReduceMax', reduction(-Infinity, Math.max));
 registerRefOp('ReduceMin', reduction(Infinity, Math.min));
-registerRefOp('ReduceSumSquare', reduction(0, (a, v) => a + v * v));
-registerRefOp('ReduceL2', reduction(0, (a, v) => a + v * v, (a) => Math.sqrt(a)));
-registerRefOp('ArgMax', argExtremum((a, c) => a > c));
-registerRefOp('ArgMin', argExtremum((a, c) => a < c));
+registerRefOp(
+  'ReduceSumSquare',
+  reduction(0, (a, v) => a + v * v),
+);
+registerRefOp(
+  'ReduceL2',
+  reduction(
+    0,
+    (a, v) => a + v * v,
+    (a) => Math.sqrt(a),
+  ),
+);
+registerRefOp(
+  'ArgMax',
+  argExtremum((a, c) => a > c),
+);
+registerRefOp(
+  'ArgMin',
+  argExtremum((a, c) => a < c),
+);
 registerRefOp('Softmax', softmax(false));
 registerRefOp('LogSoftmax', softmax(true));

@@ -48,8 +48,10 @@ function batchNormalization(node: Node, inputs: (RefTensor | undefined)[]): RefT
   const out: RefTensor[] = [{ dims: [...x!.dims], data: y }];
   if (training) {
     const momentum = attrFloat(node, 'momentum', 0.9);
-    const blend = (running: RefTensor, batch: Float64Array): RefTensor =>
-      ({ dims: [c], data: Float64Array.from(running.data, (r, i) => r * momentum + batch[i]! * (1 - momentum)) });
+    const blend = (running: RefTensor, batch: Float64Array): RefTensor => ({
+      dims: [c],
+      data: Float64Array.from(running.data, (r, i) => r * momentum + batch[i]! * (1 - momentum)),
+    });
     out.push(blend(runMean!, mean), blend(runVar!, variance));
   }
   return out;

@@ -59,12 +59,18 @@ function maxPool(node: Node, inputs: (RefTensor | undefined)[]): RefTensor[] {
     let at = -1;
     for (const c of cells) {
       const v = x.data[p * planeSize + c]!;
-      if (v > best) { best = v; at = p * planeSize + c; }
+      if (v > best) {
+        best = v;
+        at = p * planeSize + c;
+      }
     }
     y[i] = best;
     idx[i++] = at;
   });
-  return [{ dims, data: y }, { dims, data: idx }];
+  return [
+    { dims, data: y },
+    { dims, data: idx },
+  ];
 }
 
 /** ORT's divisor with count_include_pad: the window clipped to the padded extent, not to the input. */

@@ -29,7 +29,9 @@ export function runReference(model: Model, feeds: Record<string, RefTensor>, out
       return v;
     });
     const results = op(node, inputs);
-    node.outputs.forEach((o, k) => { if (o && results[k]) values.set(o, results[k]!); });
+    node.outputs.forEach((o, k) => {
+      if (o && results[k]) values.set(o, results[k]!);
+    });
   }
   const out: Record<string, RefTensor> = {};
   for (const name of outputs) {

@@ -34,7 +34,10 @@ function reshape(node: Node, [x, shape]: Inputs): RefTensor[] {
   const allowZero = attrInt(node, 'allowzero', 0) === 1;
   const dims = spec.map((d, i) => (d === 0 && !allowZero ? x!.dims[i]! : d));
   const known = dims.filter((d) => d !== -1).reduce((a, v) => a * v, 1);
-  return reshapeTo(x!, dims.map((d) => (d === -1 ? x!.data.length / known : d)));
+  return reshapeTo(
+    x!,
+    dims.map((d) => (d === -1 ? x!.data.length / known : d)),
+  );
 }
 
 function flatten(node: Node, [x]: Inputs): RefTensor[] {
@@ -44,7 +47,10 @@ function flatten(node: Node, [x]: Inputs): RefTensor[] {
 
 function squeeze(_: Node, [x, axes]: Inputs): RefTensor[] {
   const ax = axes ? values(axes).map((a) => normalizeAxis(a, x!.dims.length)) : x!.dims.flatMap((d, i) => (d === 1 ? [i] : []));
-  return reshapeTo(x!, x!.dims.filter((_, i) => !ax.includes(i)));
+  return reshapeTo(
+    x!,
+    x!.dims.filter((_, i) => !ax.includes(i)),
+  );
 }
 
 function unsqueeze(_: Node, [x, axes]: Inputs): RefTensor[] {
@@ -58,13 +64,19 @@ function unsqueeze(_: Node, [x, axes]: Inputs): RefTensor[] {
 
 function transpose(node: Node, [x]: Inputs): RefTensor[] {
   const rank = x!.dims.length;
-  const perm = attrInts(node, 'perm', Array.from({ length: rank }, (_, i) => rank - 1 - i));
+  const perm = attrInts(
+    node,
+    'perm',
+    Array.from({ length: rank }, (_, i) => rank - 1 - i),
+  );
   const dims = perm.map((p) => x!.dims[p]!);
-  return [gatherFrom(x!, dims, (idx) => {
-    const src = new Array<number>(rank);
-    perm.forEach((p, i) => (src[p] = idx[i]!));
-    return flatIndex(src, x!.dims);
-  })];
+  return [
+    gatherFrom(x!, dims, (idx) => {
+      const src = new Array<number>(rank);
+      perm.forEach((p, i) => (src[p] = idx[i]!));
+      return flatIndex(src, x!.dims);
+    }),
+  ];
 }
 
 function concat(node: Node, inputs: Inputs): RefTensor[] {
@@ -86,13 +98,18 @@ function split(node: Node, [x, sizes]: Inputs): RefTensor[] {
   const axis = normalizeAxis(attrInt(node, 'axis', 0), x!.dims.length);
   const n = node.outputs.length;
   const total = x!.dims[axis]!;
-  const parts = sizes ? values(sizes) : attrInts(node, 'split') ?? Array.from({ length: n }, () => total / n);
+  const parts = sizes ? values(sizes) : (attrInts(node, 'split') ?? Array.from({ length: n }, () => total / n));
   let start = 0;
   return parts.map((len) => {
     const dims = x!.dims.map((d, i) => (i === axis ? len : d));
     const from = start;
     start += len;
-    return gatherFrom(x!, dims, (idx) => flatIndex(idx.map((v, i) => (i === axis ? v + from : v)), x!.dims));
+    return gatherFrom(x!, dims, (idx) =>
+      flatIndex(
+        idx.map((v, i) => (i === axis ? v + from : v)),
+        x!.dims,
+      ),
+    );
   });
 }
 
@@ -110,7 +127,14 @@ function slice(_: Node, [x, starts, ends, axes, steps]: Inputs): RefTensor[] {
     step[a] = s;
     dims[a] = count;
   });
-  return [gatherFrom(x!, dims, (idx) => flatIndex(idx.map((v, i) => first[i]! + v * step[i]!), x!.dims))];
+  return [
+    gatherFrom(x!, dims, (idx) =>
+      flatIndex(
+        idx.map((v, i) => first[i]! + v * step[i]!),
+        x!.dims,
+      ),
+    ),
+  ];
 }
 
 /** Pad in constant, edge or reflect mode; negative pads crop. */
@@ -147,23 +171,32 @@ function gather(node: Node, [x, indices]: Inputs): RefTensor[] {
   const n = x!.dims[axis]!;
   const dims = [...x!.dims.slice(0, axis), ...indices!.dims, ...x!.dims.slice(axis + 1)];
   const q = indices!.dims.length;
-  return [gatherFrom(x!, dims, (idx) => {
-    const at = idx.slice(axis, axis + q);
-    const k = indices!.data[flatIndex(at, indices!.dims)]!;
-    return flatIndex([...idx.slice(0, axis), k < 0 ? k + n : k, ...idx.slice(axis + q)], x!.dims);
-  })];
+  return [
+    gatherFrom(x!, dims, (idx) => {
+      const at = idx.slice(axis, axis + q);
+      const k = indices!.data[flatIndex(at, indices!.dims)]!;
+      return flatIndex([...idx.slice(0, axis), k < 0 ? k + n : k, ...idx.slice(axis + q)], x!.dims);
+    }),
+  ];
 }
 
 function gatherElements(node: Node, [x, indices]: Inputs): RefTensor[] {
   const axis = normalizeAxis(attrInt(node, 'axis', 0), x!.dims.length);
-  return [gatherFrom(x!, indices!.dims, (idx) => {
-    const k = indices!.data[flatIndex(idx, indices!.dims)]!;
-    return flatIndex(idx.map((v, i) => (i === axis ? (k < 0 ? k + x!.dims[axis]! : k) : v)), x!.dims);
-  })];
+  return [
+    gatherFrom(x!, indices!.dims, (idx) => {
+      const k = indices!.data[flatIndex(idx, indices!.dims)]!;
+      return flatIndex(
+        idx.map((v, i) => (i === axis ? (k < 0 ? k + x!.dims[axis]! : k) : v)),
+        x!.dims,
+      );
+    }),
+  ];
 }
 
-const combine = (reduction: string) => (old: number, v: number): number =>
-  reduction === 'add' ? old + v : reduction === 'mul' ? old * v : reduction === 'max' ? Math.max(old, v) : reduction === 'min' ? Math.min(old, v) : v;
+const combine =
+  (reduction: string) =>
+  (old: number, v: number): number =>
+    reduction === 'add' ? old + v : reduction === 'mul' ? old * v : reduction === 'max' ? Math.max(old, v) : reduction === 'min' ? Math.min(old, v) : v;
 
 function scatterElements(node: Node, [x, indices, updates]: Inputs): RefTensor[] {
   const axis = normalizeAxis(attrInt(node, 'axis', 0), x!.dims.length);
@@ -211,7 +244,14 @@ function oneHot(node: Node, [indices, depth, vals]: Inputs): RefTensor[] {
 function tile(_: Node, [x, repeats]: Inputs): RefTensor[] {
   const r = values(repeats);
   const dims = x!.dims.map((d, i) => d * r[i]!);
-  return [gatherFrom(x!, dims, (idx) => flatIndex(idx.map((v, i) => v % x!.dims[i]!), x!.dims))];
+  return [
+    gatherFrom(x!, dims, (idx) =>
+      flatIndex(
+        idx.map((v, i) => v % x!.dims[i]!),
+        x!.dims,
+      ),
+    ),
+  ];
 }
 
 function constantOfShape(node: Node, [shape]: Inputs): RefTensor[] {

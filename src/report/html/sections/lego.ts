@@ -13,9 +13,15 @@ import type { Page, Section } from '../page.js';
 
 /** Known tables first, in the order of the paper, with a sentence on how to read each. */
 const TABLES: [string, string][] = [
-  ['disassembly', "On the task's test images: the base's N-way accuracy, the base's k-way accuracy (its logits sliced to the task's classes) and the component's k-way accuracy; compare the component with base k-way."],
+  [
+    'disassembly',
+    "On the task's test images: the base's N-way accuracy, the base's k-way accuracy (its logits sliced to the task's classes) and the component's k-way accuracy; compare the component with base k-way.",
+  ],
   ['assembly', "Accuracy on the union of the two tasks' test images; base: each parent's N-way accuracy on those images."],
-  ['mismatch', "Per component: accuracy and mean max softmax on its own task's images; on every other class's images, the share of predictions each of its classes gets (sums to 1) and the mean max softmax (how confidently it answers images it was not made for)."],
+  [
+    'mismatch',
+    "Per component: accuracy and mean max softmax on its own task's images; on every other class's images, the share of predictions each of its classes gets (sums to 1) and the mean max softmax (how confidently it answers images it was not made for).",
+  ],
   ['unbalanced', 'Components from unbalanced vs balanced representative samples.'],
   ['sweep', 'Disassembly thresholds against accuracy and size.'],
 ];
@@ -55,7 +61,11 @@ export async function legoSections(dir: string, ctx: RenderContext): Promise<Sec
  * Base vs component accuracy bars: per class when the rows carry per-class accuracies
  * (two maps class -> accuracy, the base's and the component's), else per task.
  */
-export function baseVsComponent(page: Page, rows: Json[], fields = { base: rows.every((r) => typeof r['baseKWay'] === 'number') ? 'baseKWay' : 'baseAccuracy', component: 'componentAccuracy' }): string {
+export function baseVsComponent(
+  page: Page,
+  rows: Json[],
+  fields = { base: rows.every((r) => typeof r['baseKWay'] === 'number') ? 'baseKWay' : 'baseAccuracy', component: 'componentAccuracy' },
+): string {
   const perClass = rows.map((r) => classMaps(r)).filter((m) => m !== undefined);
   const bars: Bar[] = [];
   const baseSeries = fields.base === 'baseKWay' ? 'base (k-way)' : 'base (N-way)';

@@ -118,7 +118,15 @@ export async function lineageSections(dir: string, ctx: RenderContext): Promise<
         .join(', ')}</p>`,
     );
   }
-  return [makeSection(ctx, { title: `Lineage: ${nodes.length} models (${baseName(dir)})`, kind: 'lineage', source: dir, provenance: provenanceOf(f), body: body.join('\n') })];
+  return [
+    makeSection(ctx, {
+      title: `Lineage: ${nodes.length} models (${baseName(dir)})`,
+      kind: 'lineage',
+      source: dir,
+      provenance: provenanceOf(f),
+      body: body.join('\n'),
+    }),
+  ];
 }
 
 /** The demo's lineage part: results.json with the scores on its two zoos. */

@@ -113,10 +113,15 @@ export async function modelSections(dir: string, ctx: RenderContext): Promise<Se
     body.push(
       `<h3>${esc(f)}</h3>`,
       // base k-way (the base's logits sliced to the task) where the file has it: like with like
-      baseVsComponent(ctx.page, [{
-        task: r['task'], baseAccuracy: base['accuracy'], componentAccuracy: component['accuracy'],
-        ...(isObject(base['kWay']) ? { baseKWay: base['kWay']['accuracy'], base: base['kWay'] } : { base }), component,
-      }]),
+      baseVsComponent(ctx.page, [
+        {
+          task: r['task'],
+          baseAccuracy: base['accuracy'],
+          componentAccuracy: component['accuracy'],
+          ...(isObject(base['kWay']) ? { baseKWay: base['kWay']['accuracy'], base: base['kWay'] } : { base }),
+          component,
+        },
+      ]),
     );
   }
   const own = saved.map((s) => s.r['provenance']).find(isObject) ?? null;
