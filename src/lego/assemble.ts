@@ -22,7 +22,7 @@ import { inferShapes } from '../onnx/shapes.js';
 import { outputCount, sameDataset } from '../runtime/labels.js';
 import type { SessionOptions } from '../runtime/session.js';
 import { applyAffine, applyScales, computeScales, fitAffine, pickIndices, SCALE_METHODS, type AffineFit, type ScaleMethod, type ScaleResult } from './scale.js';
-import { inferBatches } from '../runtime/infer.js';
+import { logitBatches } from '../runtime/infer.js';
 import { mergeBlockDiagonal } from './blockdiag.js';
 import { mergeParallel, type InputAdapter } from './parallel.js';
 import { info } from '../util/progress.js';
@@ -123,10 +123,9 @@ async function fitScales(
   for (let c = 0; c < models.length; c++) {
     const model = models[c]!;
     const kc = labels[c]!.length;
-    const outName = model.graph.outputs[0]!.name;
     const norm = resolveNormalization(model, ds.shape[0], {}, { file: files[c]! });
     let row = 0;
-    for await (const { batch, outputs } of inferBatches(model, ds, {
+    for await (const { batch, z: logits } of logitBatches(model, ds, {
       ...opts.session,
       normalization: norm.normalization,
       indices,
@@ -134,7 +133,6 @@ async function fitScales(
       label: `scale ${files[c]}`,
       ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
     })) {
-      const logits = outputs[outName]!.data as Float32Array;
       for (let b = 0; b < batch.size; b++, row++) {
         if (c === 0) targets[row] = outputOf.get(batch.labels[b]!)!;
         for (let j = 0; j < kc; j++) z[row * k + offset + j] = logits[b * kc + j]!;

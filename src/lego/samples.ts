@@ -10,7 +10,7 @@
 import type { Model } from '../onnx/types.js';
 import type { Dataset, Normalization } from '../data/types.js';
 import { subsetIndices } from '../data/classes.js';
-import { inferBatches } from '../runtime/infer.js';
+import { logitBatches } from '../runtime/infer.js';
 import type { SessionOptions } from '../runtime/session.js';
 import { Rng, hashSeed } from '../util/random.js';
 import { UserError } from '../util/errors.js';
@@ -185,17 +185,13 @@ export async function selectSamples(model: Model, ds: Dataset, opts: SampleOptio
     if (!indices.some((i) => ds.label(i) === c))
       throw new UserError(`class ${c} has no images in ${ds.source} (${ds.split} split); cannot choose representative samples`);
   }
-  const outName = model.graph.outputs[0]!.name;
-  for await (const { batch, outputs } of inferBatches(model, ds, {
+  for await (const { batch, z, k } of logitBatches(model, ds, {
     ...opts.session,
     normalization: opts.normalization,
     indices,
     ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
     ...(opts.label ? { label: opts.label } : {}),
   })) {
-    const logits = outputs[outName]!;
-    const k = logits.dims[1]!;
-    const z = logits.data as Float32Array;
     for (let b = 0; b < batch.size; b++) {
       const y = batch.labels[b]!;
       const prob = softmaxProb(z, b * k, k, outputOf.get(y)!, opts.ranking);

@@ -14,7 +14,7 @@
 import type { Model } from '../onnx/types.js';
 import type { Dataset, Normalization } from '../data/types.js';
 import { subsetIndices } from '../data/classes.js';
-import { inferBatches } from '../runtime/infer.js';
+import { logitBatches, type InferOptions } from '../runtime/infer.js';
 import { mapOutputs } from '../runtime/labels.js';
 import type { SessionOptions } from '../runtime/session.js';
 import { UserError } from '../util/errors.js';
@@ -57,6 +57,16 @@ function outputsOf(model: Model, ds: Dataset, task: readonly number[], file: str
 }
 
 /** N-way and k-way accuracy, overall and per class, of `model` on the task's images. */
+/** The inference settings of a score: session, normalisation, batch size, progress label. */
+function scoreRun(opts: Pick<ScoreOptions, 'session' | 'normalization' | 'batchSize' | 'label'>): InferOptions {
+  return {
+    ...opts.session,
+    normalization: opts.normalization,
+    ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
+    ...(opts.label ? { label: opts.label } : {}),
+  };
+}
+
 export async function scoreTask(model: Model, ds: Dataset, opts: ScoreOptions): Promise<TaskScore> {
   const file = opts.file ?? 'model';
   const map = mapOutputs(model, ds, file);
@@ -66,17 +76,7 @@ export async function scoreTask(model: Model, ds: Dataset, opts: ScoreOptions): 
   const totals = new Map<number, number>();
   const hitsN = new Map<number, number>();
   const hitsK = new Map<number, number>();
-  const outName = model.graph.outputs[0]!.name;
-  for await (const { batch, outputs } of inferBatches(model, ds, {
-    ...opts.session,
-    normalization: opts.normalization,
-    indices,
-    ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
-    ...(opts.label ? { label: opts.label } : {}),
-  })) {
-    const t = outputs[outName]!;
-    const k = t.dims[1]!;
-    const z = t.data as Float32Array;
+  for await (const { batch, z, k } of logitBatches(model, ds, { ...scoreRun(opts), indices })) {
     for (let b = 0; b < batch.size; b++) {
       const y = batch.labels[b]!;
       const row = b * k;
@@ -134,18 +134,8 @@ export async function mismatch(model: Model, ds: Dataset, opts: Omit<ScoreOption
     ownConf = 0,
     otherN = 0,
     otherConf = 0;
-  const outName = model.graph.outputs[0]!.name;
   const all = subsetIndices(ds, [...opts.task, ...others]);
-  for await (const { batch, outputs } of inferBatches(model, ds, {
-    ...opts.session,
-    normalization: opts.normalization,
-    indices: all,
-    ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
-    ...(opts.label ? { label: opts.label } : {}),
-  })) {
-    const t = outputs[outName]!;
-    const k = t.dims[1]!;
-    const z = t.data as Float32Array;
+  for await (const { batch, z, k } of logitBatches(model, ds, { ...scoreRun(opts), indices: all })) {
     for (let b = 0; b < batch.size; b++) {
       const row = b * k;
       let best = 0;

@@ -67,27 +67,25 @@ export interface RowResult {
 /** Files a row may bring back: the two folders a local run writes models into. */
 const ROW_FILE = /^(components|assembled)\/[A-Za-z0-9._+,=-]+\.onnx$/;
 
+/** The experiment options a lego job carries (the rest are the coordinator's: output folder, resume, session). */
+const LEGO_JOB_OPTIONS = [
+  'tasks',
+  'pairs',
+  'samplesPerClass',
+  'unbalanced',
+  'finetuneEpochs',
+  'sweep',
+  'sweepTask',
+  'scaleSamplesPerClass',
+  'seed',
+  'batchSize',
+  'mean',
+  'std',
+  'disassembly',
+] as const satisfies readonly (keyof ExperimentOptions)[];
+
 function parseOptions(v: unknown, what: string): LegoJobOptions {
-  const o = fields(
-    v,
-    what,
-    [],
-    [
-      'tasks',
-      'pairs',
-      'samplesPerClass',
-      'unbalanced',
-      'finetuneEpochs',
-      'sweep',
-      'sweepTask',
-      'scaleSamplesPerClass',
-      'seed',
-      'batchSize',
-      'mean',
-      'std',
-      'disassembly',
-    ],
-  );
+  const o = fields(v, what, [], LEGO_JOB_OPTIONS);
   const classes = (x: unknown, w: string): number[] => list(x, w, (y, ww) => int(y, ww, 0, 999), 1000);
   const out: LegoJobOptions = {};
   const set = <K extends keyof LegoJobOptions>(k: K, val: LegoJobOptions[K] | undefined): void => {
@@ -343,21 +341,7 @@ function rowOf(r: ExperimentResult, key: string): { table: string; row: RowResul
 export async function legoExperimentOnQueue(url: string, opts: ExperimentOptions, co: CoordinatorOptions = {}): Promise<ExperimentResult> {
   checkExperimentOptions(opts);
   const options: LegoJobOptions = {};
-  for (const k of [
-    'tasks',
-    'pairs',
-    'samplesPerClass',
-    'unbalanced',
-    'finetuneEpochs',
-    'sweep',
-    'sweepTask',
-    'scaleSamplesPerClass',
-    'seed',
-    'batchSize',
-    'mean',
-    'std',
-    'disassembly',
-  ] as const) {
+  for (const k of LEGO_JOB_OPTIONS) {
     if (opts[k] !== undefined) (options as Record<string, unknown>)[k] = opts[k];
   }
   const run = `lego-${createHash('sha256')

@@ -89,3 +89,24 @@ export async function* inferBatches(model: Model, ds: Dataset, opts: InferOption
     await session.release();
   }
 }
+
+/**
+ * The model's first output (the logits) batch by batch: `z` holds `batch.size` rows of `k`
+ * values. The loop every per-image scorer (samples, scores, scaling) runs.
+ *
+ * @example
+ *   for await (const { batch, z, k } of logitBatches(model, ds, { normalization, indices })) {
+ *     for (let b = 0; b < batch.size; b++) console.log(batch.labels[b], z.subarray(b * k, (b + 1) * k));
+ *   }
+ */
+export async function* logitBatches(
+  model: Model,
+  ds: Dataset,
+  opts: InferOptions,
+): AsyncGenerator<{ batch: InferResult['batch']; z: Float32Array; k: number }> {
+  const outName = model.graph.outputs[0]!.name;
+  for await (const { batch, outputs } of inferBatches(model, ds, opts)) {
+    const t = outputs[outName]!;
+    yield { batch, z: t.data as Float32Array, k: t.dims[1]! };
+  }
+}
