@@ -1,6 +1,6 @@
 /**
  * Assembly of any number of components into one classifier over the union of their
- * tasks (Model LEGO, spec section 6): optional parameter scaling of each component,
+ * tasks (Model LEGO, docs/lego-method.md §6): optional parameter scaling of each component,
  * then a block-diagonal merge when the components share an architecture family (one
  * graph, components side by side in every layer) or parallel branches joined by a
  * Concat of logits otherwise. Overlapping class sets are refused, or merged by

@@ -1,5 +1,5 @@
 /**
- * Block-diagonal assembly of components of one architecture family (spec section 6):
+ * Block-diagonal assembly of components of one architecture family (docs/lego-method.md §6):
  * graphs with the same topology whose layers may have different widths (pruned to
  * different channel sets). The result runs every component at once in one graph:
  * the first layer concatenates output channels, every later Conv/Gemm/MatMul gets a

@@ -1,5 +1,5 @@
 /**
- * Contributions of each layer's inputs to its outputs (spec section 2), accumulated per
+ * Contributions of each layer's inputs to its outputs (docs/lego-method.md §2), accumulated per
  * class as the representative samples stream through the model with taps on the layer
  * inputs: V_l[c, o, i] = sum over class-c samples b of C[b, o, i].
  *

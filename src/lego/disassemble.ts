@@ -1,6 +1,6 @@
 /**
  * Disassembly: a classifier and a task (a set of its classes) in, a smaller standalone
- * component for that task out (spec sections 1-4): representative samples, streamed
+ * component for that task out (docs/lego-method.md §1-§4): representative samples, streamed
  * contributions, masks by backward propagation, structural pruning, metadata.
  *
  * @example

@@ -1,5 +1,5 @@
 /**
- * The Model LEGO experiments (spec section 7) as one resumable run: disassembly
+ * The Model LEGO experiments (docs/lego-method.md §7) as one resumable run: disassembly
  * (base vs component accuracy), assembly (with/without scaling and fine-tuning),
  * mismatch (a component on its own task vs other tasks of the same size), unbalanced
  * vs balanced representative samples, sizes, and an alpha/beta sweep. Every row is

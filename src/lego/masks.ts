@@ -1,5 +1,5 @@
 /**
- * Masks by backward propagation from the logit (spec section 3). For each task class c,
+ * Masks by backward propagation from the logit (docs/lego-method.md §3). For each task class c,
  * start from onehot(c) over the logits and walk the layers from the output back in
  * data-flow order; each layer turns the mask over its outputs into one over its inputs:
  *
@@ -35,7 +35,7 @@ export interface MaskInput {
 
 /**
  * How a mask crosses a Flatten of a spatial map (feature blocks of more than one value per
- * channel). 'prune': a channel is kept when any of its features is (spec section 3).
+ * channel). 'prune': a channel is kept when any of its features is (docs/lego-method.md §3).
  * 'keep': the official code's behaviour, which resets its mask to all-ones where shapes
  * disagree: every channel feeding the Flatten is kept, and layers before it are masked from
  * there. A Flatten of 1x1 maps (after global pooling) is a plain channel map either way.

@@ -1,5 +1,5 @@
 /**
- * Structural pruning (spec section 4): removes every channel outside the kept masks
+ * Structural pruning (docs/lego-method.md §4): removes every channel outside the kept masks
  * consistently across the graph, one rule per operator kind (operators.ts). Layers lose
  * output channels (weights and bias) and input channels (Flatten blocks, Concat offsets
  * and gathers come from the channel refs); grouped convolutions lose whole groups;

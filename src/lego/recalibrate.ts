@@ -1,5 +1,5 @@
 /**
- * Recalibration of a pruned component (spec section 4b). Removing input channels of a
+ * Recalibration of a pruned component (docs/lego-method.md §4b). Removing input channels of a
  * layer shifts and shrinks what that layer outputs, and every later layer was trained on
  * the parent's activations. BatchNorm re-estimation repairs this only where BatchNorm
  * nodes exist; PyTorch's default export folds them into the convolutions, so this module

@@ -1,5 +1,5 @@
 /**
- * Representative samples (spec section 1): per class, the training images to which the
+ * Representative samples (docs/lego-method.md §1): per class, the training images to which the
  * model gives the highest softmax probability of their true label. Streams the split
  * once and keeps a bounded heap per class, so memory is the number of samples kept.
  *

@@ -1,5 +1,5 @@
 /**
- * Parameter scaling (Model LEGO, spec section 5). Components cut from different models
+ * Parameter scaling (Model LEGO, docs/lego-method.md §5). Components cut from different models
  * produce logits of different magnitudes, so an assembled model would favour the
  * component that shouts loudest. Each output j gets r_j = 1 / mean(max logit) over the
  * correctly classified samples of its class (from a split that is not the test split),

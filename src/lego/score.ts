@@ -1,9 +1,9 @@
 /**
- * Like-with-like scores for Model LEGO (spec section 7). A component answers among its k
+ * Like-with-like scores for Model LEGO (docs/lego-method.md §7). A component answers among its k
  * task classes, so its accuracy is compared with the base model's k-way accuracy (the
  * base's logits restricted to the task's outputs), not with the base's N-way accuracy on
  * the task's images, which also counts confusions with classes outside the task. Both are
- * computed from one pass. The mismatch measure (the seed's Table 3, as the spec defines
+ * computed from one pass. The mismatch measure (the seed's Table 3, docs/lego-method.md §7, defines
  * it) is here too: a component's accuracy on its own task next to what it answers on
  * other tasks' images, where a k-way component can never be right.
  *

@@ -9,7 +9,7 @@ import type { RecalibratedLayer, RecalibrationMode } from './recalibrate.js';
 import type { SampleRanking } from './samples.js';
 import type { ClassAccuracy } from './score.js';
 
-/** Mask thresholds (spec section 3): alpha on normalised contributions, beta on normalised sums. */
+/** Mask thresholds (docs/lego-method.md §3): alpha on normalised contributions, beta on normalised sums. */
 export interface Thresholds {
   alphaConv: number;
   betaConv: number;
