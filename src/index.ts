@@ -59,6 +59,7 @@ export {
   type ClassOverlap,
 } from './lego/assemble.js';
 export { runAssembleJob, type AssembleJob, type AssembleJobResult, type Accuracy } from './lego/assemble-job.js';
+export { runDisassembleJob, type DisassembleJob, type DisassembleJobResult } from './lego/disassemble-job.js';
 export { finetuneAssembled, type FinetuneOptions, type FinetuneResult } from './lego/finetune.js';
 export { runLegoExperiment, type ExperimentOptions, type ExperimentResult } from './lego/experiment.js';
 

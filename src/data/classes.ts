@@ -12,20 +12,20 @@ const ITEM = /^(\d+)(?:\s*-\s*(\d+))?$/;
  * @example
  *   parseClasses('0-2,5', 10);   // [0, 1, 2, 5]
  */
-export function parseClasses(text: string, classes: number): number[] {
+export function parseClasses(text: string, classes: number, what = '--classes'): number[] {
   const items = text.split(',').map((s) => s.trim());
   if (text.trim() === '' || items.some((s) => s === '')) {
-    throw new UserError(`--classes "${text}" is not a class list: expected class ids and ranges like 0-2,5`);
+    throw new UserError(`${what} "${text}" is not a class list: expected class ids and ranges like 0-2,5`);
   }
   const chosen = new Set<number>();
   for (const item of items) {
     const m = ITEM.exec(item);
-    if (!m) throw new UserError(`--classes "${text}": "${item}" is not a class id or a range like 0-2`);
+    if (!m) throw new UserError(`${what} "${text}": "${item}" is not a class id or a range like 0-2`);
     const lo = Number(m[1]);
     const hi = m[2] === undefined ? lo : Number(m[2]);
-    if (hi < lo) throw new UserError(`--classes "${text}": range ${item} runs backwards (expected low-high, like ${hi}-${lo})`);
+    if (hi < lo) throw new UserError(`${what} "${text}": range ${item} runs backwards (expected low-high, like ${hi}-${lo})`);
     if (hi >= classes) {
-      throw new UserError(`--classes ${hi} is out of range: the dataset has ${classes} classes (0-${classes - 1})`);
+      throw new UserError(`${what} ${hi} is out of range: the dataset has ${classes} classes (0-${classes - 1})`);
     }
     for (let c = lo; c <= hi; c++) chosen.add(c);
   }

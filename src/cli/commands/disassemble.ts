@@ -1,19 +1,14 @@
 import { addInputOptions } from '../data-options.js';
 import type { Command } from 'commander';
 import { openModel } from '../../onnx/open.js';
-import { saveModel } from '../../onnx/proto.js';
-import { modelStats } from '../../onnx/stats.js';
 import { openDataset } from '../../data/resolve.js';
 import { parseClasses } from '../../data/classes.js';
-import { fileHash } from '../../onnx/metadata.js';
-import { disassemble, saveMasks } from '../../lego/disassemble.js';
+import { runDisassembleJob } from '../../lego/disassemble-job.js';
 import type { Component } from '../../lego/types.js';
-import { scoreTask } from '../../lego/score.js';
 import { RECALIBRATION_MODES, type RecalibrationMode } from '../../lego/recalibrate.js';
 import type { FlattenMode } from '../../lego/masks.js';
 import type { SampleRanking } from '../../lego/samples.js';
 import { DEFAULT_ACCURACY_GUARD, DEFAULT_CLASS_DROP, DEFAULT_FLATTEN, DEFAULT_RECALIBRATION_SAMPLES, DEFAULT_VALIDATION_PER_CLASS } from '../../lego/types.js';
-import { resolveNormalization } from '../../runtime/normalization.js';
 import { checkOutputs, dataInputs, globals, outputFile, withOutputFlags } from './common.js';
 import { compact, pct, table } from '../output.js';
 import { parseChoice, parseFraction, parseInteger, parsePositiveInt } from '../parse.js';
@@ -128,19 +123,22 @@ export function registerDisassemble(program: Command): void {
       checkOutputs([outputFile(flags.output), ...(flags.masks !== undefined ? [outputFile(flags.masks, '--masks')] : [])], [file, ...dataInputs(flags.data)]);
       const model = openModel(file);
       const train = await openDataset(flags.data, 'train');
-      const task = parseTaskClasses(flags.task, train.classes);
+      const task = parseClasses(flags.task, train.classes, '--task');
       if (flags.holdout === 0 && flags.maxDrop !== undefined) throw new UserError('--max-drop needs held-out images: --holdout must be > 0');
       if (flags.recalSamples < 0) throw new UserError(`--recal-samples expects a whole number >= 0, got ${flags.recalSamples}`);
       if (flags.holdout < 0) throw new UserError(`--holdout expects a whole number >= 0, got ${flags.holdout}`);
-      const norm = { ...(flags.mean ? { mean: flags.mean } : {}), ...(flags.std ? { std: flags.std } : {}) };
-      const started = Date.now();
-      const c = await disassemble(model, train, {
+      const r = await runDisassembleJob({
+        file,
+        data: flags.data,
+        output: flags.output,
+        trainSet: train,
+        parent: model,
+        ...(flags.masks ? { masks: flags.masks } : {}),
         task,
         samplesPerClass: flags.samples,
         session,
-        file,
-        parentHash: fileHash(file),
-        ...norm,
+        ...(flags.mean ? { mean: flags.mean } : {}),
+        ...(flags.std ? { std: flags.std } : {}),
         seed: flags.seed,
         recalibration: flags.recalibrate,
         recalibrationSamples: flags.recalSamples,
@@ -157,68 +155,36 @@ export function registerDisassemble(program: Command): void {
         ...(flags.alphaLinear !== undefined ? { alphaLinear: flags.alphaLinear } : {}),
         ...(flags.betaLinear !== undefined ? { betaLinear: flags.betaLinear } : {}),
       });
-      const seconds = (Date.now() - started) / 1000;
-      saveModel(c.model, flags.output);
-      if (flags.masks) saveMasks(c.masks, flags.masks);
-      const test = await openDataset(flags.data, 'test');
-      const scoreOpts = {
-        task,
-        session,
-        normalization: resolveNormalization(model, test.shape[0], norm, { file }).normalization,
-        ...(flags.batch ? { batchSize: flags.batch } : {}),
-      };
-      const base = await scoreTask(model, test, { ...scoreOpts, file, label: 'eval base' });
-      const comp = await scoreTask(c.model, test, { ...scoreOpts, file: flags.output, label: 'eval component' });
-      const s0 = modelStats(model);
-      const s1 = modelStats(c.model);
-      const n = s0.outputs[0]?.shape?.[1] ?? '?';
-      const k = c.task.length;
+      const n = r.outputs;
+      const k = r.task.length;
       const change = (x: number): string => `${x >= 0 ? '+' : ''}${(100 * x).toFixed(2)}`;
-      out.line(`wrote ${flags.output}: component for classes ${c.task.join(',')} (${seconds.toFixed(1)} s)${flags.masks ? `; masks in ${flags.masks}` : ''}`);
+      out.line(`wrote ${flags.output}: component for classes ${r.task.join(',')} (${r.seconds.toFixed(1)} s)${flags.masks ? `; masks in ${flags.masks}` : ''}`);
       out.line(
         table([
           ['model', 'accuracy on task images', 'vs base k-way', 'parameters', 'FLOPs/image'],
-          [`base (${n}-way)`, pct(base.nWay.accuracy), '', compact(s0.parameters), compact(s0.flopsPerImage)],
-          [`base (${k}-way: logits of the task's classes)`, pct(base.kWay.accuracy), '', '', ''],
-          [`component (${k}-way)`, pct(comp.kWay.accuracy), change(comp.kWay.accuracy - base.kWay.accuracy), compact(s1.parameters), compact(s1.flopsPerImage)],
+          [`base (${n}-way)`, pct(r.base.accuracy), '', compact(r.base.parameters), compact(r.base.flopsPerImage)],
+          [`base (${k}-way: logits of the task's classes)`, pct(r.base.kWay.accuracy), '', '', ''],
+          [`component (${k}-way)`, pct(r.component.accuracy), change(r.change), compact(r.component.parameters), compact(r.component.flopsPerImage)],
         ]),
       );
-      out.line(`scored on ${comp.samples} ${test.split} images of classes ${c.task.join(',')} (${test.source})`);
-      out.line(`recalibration: ${recalibrationLine(c.recalibration)}`);
-      if (c.validation) {
-        const v = c.validation;
+      out.line(`scored on ${r.samples} test images of classes ${r.task.join(',')} (${r.data})`);
+      out.line(`recalibration: ${recalibrationLine(r.recalibration)}`);
+      if (r.validation) {
+        const v = r.validation;
         const relaxed = v.relaxed.length
           ? `; relaxed the masks of class${v.relaxed.length > 1 ? 'es' : ''} ${v.relaxed.map((r) => `${r.class} (${pct(r.before)} -> ${pct(r.after)})`).join(', ')}`
           : '; no class collapsed';
         out.line(`held-out check on ${v.samples} training images: component ${pct(v.component.accuracy)} vs base ${pct(v.base.accuracy)} k-way${relaxed}`);
       }
-      if (c.search) {
-        const ch = c.search.candidates[c.search.chosen]!;
+      if (r.search) {
+        const ch = r.search.candidates[r.search.chosen]!;
         out.line(
-          `${c.search.kind === 'guard' ? `guard: the reference thresholds were more than ${c.search.maxDrop} below the base; lowered to` : `--max-drop ${c.search.maxDrop}:`} thresholds x${ch.scale.toFixed(3)} (conv ${ch.thresholds.alphaConv.toFixed(3)}/${ch.thresholds.betaConv.toFixed(3)}, linear ${ch.thresholds.alphaLinear.toFixed(3)}/${ch.thresholds.betaLinear.toFixed(3)}), ${pct(ch.accuracy)} on held-out images vs base ${pct(c.search.baseAccuracy)}; ${c.search.candidates.length} candidates tried`,
+          `${r.search.kind === 'guard' ? `guard: the reference thresholds were more than ${r.search.maxDrop} below the base; lowered to` : `--max-drop ${r.search.maxDrop}:`} thresholds x${ch.scale.toFixed(3)} (conv ${ch.thresholds.alphaConv.toFixed(3)}/${ch.thresholds.betaConv.toFixed(3)}, linear ${ch.thresholds.alphaLinear.toFixed(3)}/${ch.thresholds.betaLinear.toFixed(3)}), ${pct(ch.accuracy)} on held-out images vs base ${pct(r.search.baseAccuracy)}; ${r.search.candidates.length} candidates tried`,
         );
       }
-      if (c.warnings.length) out.line(`${c.warnings.length} warning(s), see above`);
-      out.json({
-        output: flags.output,
-        task: c.task,
-        seconds,
-        base: { accuracy: base.nWay.accuracy, perClass: base.nWay.perClass, kWay: base.kWay, parameters: s0.parameters, flopsPerImage: s0.flopsPerImage },
-        component: { accuracy: comp.kWay.accuracy, perClass: comp.kWay.perClass, parameters: s1.parameters, flopsPerImage: s1.flopsPerImage },
-        change: comp.kWay.accuracy - base.kWay.accuracy,
-        samples: comp.samples,
-        data: test.source,
-        thresholds: c.masks.thresholds,
-        samplesPerClass: c.masks.samples,
-        flatten: c.masks.flatten,
-        ranking: flags.ranking,
-        recalibration: c.recalibration,
-        ...(c.validation ? { validation: c.validation } : {}),
-        ...(c.search ? { search: c.search } : {}),
-        normalization: c.normalization,
-        warnings: c.warnings,
-        ...(flags.masks ? { masks: flags.masks } : {}),
-      });
+      if (r.warnings.length) out.line(`${r.warnings.length} warning(s), see above`);
+      const { outputs: _, ...json } = r;
+      out.json(json);
     });
 }
 
@@ -227,14 +193,4 @@ function recalibrationLine(r: Component['recalibration']): string {
   if (r.skipped) return `${r.mode}: nothing done (${r.skipped})`;
   if (r.mode === 'batchnorm') return `BatchNorm statistics of ${r.batchNormLayers} layer(s) re-estimated on ${r.samples} training images`;
   return `${r.layers.length} layer(s) that lost input channels mapped to the parent's per-channel output statistics on ${r.samples} training images`;
-}
-
-/** --task parsing: parseClasses with the flag named --task in messages. */
-function parseTaskClasses(text: string, classes: number): number[] {
-  try {
-    return parseClasses(text, classes);
-  } catch (e) {
-    if (e instanceof UserError) throw new UserError(e.message.replace(/--classes/g, '--task'));
-    throw e;
-  }
 }
