@@ -44,7 +44,8 @@ export interface DemoModel {
   epochs: number;
   trainSeconds: number;
   valAccuracy: number | null;
-  accuracy: number;
+  /** test accuracy; null for a model that is only built and inspected (an untrained net's accuracy is noise) */
+  accuracy: number | null;
   samples: number;
 }
 
@@ -114,7 +115,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     }
     const trainSeconds = (Date.now() - t0) / 1000;
     const report = describeModel(model, file);
-    const ev = await evaluate(model, test, { ...opts, file, label: `eval ${s.name}` });
+    const ev = s.train ? await evaluate(model, test, { ...opts, file, label: `eval ${s.name}` }) : undefined;
     models.push({
       name: s.name,
       file,
@@ -126,8 +127,8 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
       epochs: s.train ? epochs : 0,
       trainSeconds,
       valAccuracy,
-      accuracy: ev.accuracy,
-      samples: ev.samples,
+      accuracy: ev?.accuracy ?? null,
+      samples: ev?.samples ?? 0,
     });
   }
   const fileOf = (name: string): string => models.find((m) => m.name === name)!.file;
@@ -137,7 +138,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     name: 'vgg11-w0.25',
     train: trainSet,
     test,
-    outDir: join(outDir, 'lego'),
+    outDir,
     session,
   });
   const lineage = await runLineageDemo({ ...session, data: spec, outDir: join(outDir, 'lineage'), seed });

@@ -17,7 +17,14 @@ export function registerDemo(program: Command): void {
       out.line(
         table([
           ['model', 'parameters', 'FLOPs/image', 'cuts', 'epochs', 'test accuracy'],
-          ...r.models.map((m) => [m.name, compact(m.parameters), compact(m.flopsPerImage), m.cuts.length, m.epochs, pct(m.accuracy)]),
+          ...r.models.map((m) => [
+            m.name,
+            compact(m.parameters),
+            compact(m.flopsPerImage),
+            m.cuts.length,
+            m.epochs,
+            m.accuracy === null ? '-' : pct(m.accuracy),
+          ]),
         ]),
       );
       const lego = r.lego.components.map((c) => `task ${c.task.join(',')}: base ${pct(c.baseAccuracy)} -> component ${pct(c.accuracy)}`).join('; ');
