@@ -36,6 +36,8 @@ export interface HeatmapOptions {
   max?: number;
   /** decimals in the cell annotations (default 2) */
   digits?: number;
+  /** title of the colour legend: what the cells measure (default 'value') */
+  legend?: string;
 }
 
 const CELL_W = 46;
@@ -64,7 +66,7 @@ export async function renderHeatmaps(panels: HeatmapPanel[], opts: HeatmapOption
     background: 'white',
     config: { font: FONT, view: { stroke: null }, axis: { labelFontSize: 11, titleFontSize: 12 } },
     resolve: { scale: { color: 'shared' }, legend: { color: 'shared' } },
-    hconcat: panels.map((p) => panelSpec(p, lo, hi, digits)),
+    hconcat: panels.map((p) => panelSpec(p, lo, hi, digits, opts.legend ?? 'value')),
   };
   const compiled = vegaLite.compile(spec as unknown as vegaLite.TopLevelSpec).spec;
   const view = new vega.View(vega.parse(compiled), { renderer: 'none' });
@@ -130,7 +132,7 @@ function scaleRange(panels: HeatmapPanel[], opts: HeatmapOptions): [number, numb
   return [lo, hi];
 }
 
-function panelSpec(p: HeatmapPanel, lo: number, hi: number, digits: number): object {
+function panelSpec(p: HeatmapPanel, lo: number, hi: number, digits: number, legend: string): object {
   const cells: Cell[] = [];
   p.values.forEach((row, r) =>
     row.forEach((raw, c) => {
@@ -173,7 +175,7 @@ function panelSpec(p: HeatmapPanel, lo: number, hi: number, digits: number): obj
           color: {
             field: 'v',
             type: 'quantitative',
-            title: 'value',
+            title: legend,
             scale: { scheme: 'viridis', domain: [lo, hi], clamp: true },
           },
         },

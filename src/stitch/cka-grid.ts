@@ -262,7 +262,7 @@ export async function writeCkaGrid(r: CkaGridResult, dir: string): Promise<strin
     ...(await writeHeatmaps(
       join(dir, 'cka'),
       (['biased', 'debiased'] as const).map((est) => ({ title: `linear CKA (${est})`, rows, cols, values: r.matrices[est].trained!, ...axes })),
-      { title: `linear CKA, ${what}`, min: 0, max: 1 },
+      { title: `linear CKA, ${what}`, legend: 'CKA', min: 0, max: 1 },
     )),
   );
   if (r.kinds.length > 1) {
@@ -271,7 +271,7 @@ export async function writeCkaGrid(r: CkaGridResult, dir: string): Promise<strin
         ...(await writeHeatmaps(
           join(dir, `cka-${est}`),
           r.kinds.map((kind) => ({ title: PAIR_TITLES[kind], rows, cols, values: r.matrices[est][kind]!, ...axes })),
-          { title: `linear CKA (${est}), ${what}`, min: 0, max: 1 },
+          { title: `linear CKA (${est}), ${what}`, legend: 'CKA', min: 0, max: 1 },
         )),
       );
     }

@@ -94,8 +94,18 @@ export async function writeMatrix(grid: StitchGrid, session: SessionOptions = {}
       rowTitle: 'sender cut',
       colTitle: 'receiver cut',
     }));
+  const LEGENDS: Record<Measure, string> = {
+    accuracy: 'accuracy',
+    fitError: 'relative fit error',
+    testFitError: 'relative fit error',
+    initAccuracy: 'accuracy',
+    vanillaAccuracy: 'accuracy',
+    ev: 'MSE',
+    es: 'MSE',
+    sv: 'MSE',
+  };
   const heat = async (name: string, m: Measure, label: string, range?: { min: number; max: number }, digits = 2): Promise<void> => {
-    files.push(...(await writeHeatmaps(join(grid.dir, name), panels(m), { title: `${label}: ${title}`, digits, ...(range ?? {}) })));
+    files.push(...(await writeHeatmaps(join(grid.dir, name), panels(m), { title: `${label}: ${title}`, legend: LEGENDS[m], digits, ...(range ?? {}) })));
   };
   await heat(
     'accuracy',

@@ -74,3 +74,10 @@ test('a panel whose values do not match its labels is refused', async () => {
   await assert.rejects(renderHeatmaps([{ title: 'x', rows: ['a'], cols: ['b', 'c'], values: [[1]] }]), /row 0 has 1 values for 2 columns/);
   await assert.rejects(renderHeatmaps([]), /no panels/);
 });
+
+test('the colour legend names what the cells measure', async () => {
+  const named = (await renderHeatmaps([panel('a', 0)], { min: 0, max: 1, legend: 'relative fit error' })).svg;
+  assert.ok(named.includes('>relative fit error<'), 'the given legend title');
+  const plain = (await renderHeatmaps([panel('a', 0)], { min: 0, max: 1 })).svg;
+  assert.ok(plain.includes('>value<') && !plain.includes('relative fit error'));
+});
