@@ -50,9 +50,13 @@ const q = (s: string): string => `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"
 /** Graphviz DOT: one subgraph cluster per tree, edges labelled with their cost; with a score, wrong edges are red. */
 export function forestDot(forest: LineageForest, truthEdges?: readonly [string, string][]): string {
   const right = new Set((truthEdges ?? []).map(([p, c]) => `${p}\u0000${c}`));
+  // the legend, as the graph's label: what the colours mean
+  const legend = ['green box: a recovered root', 'edge label: its cost', ...(truthEdges ? ['red edge: not in the truth (wrong parent or reversed)'] : [])].join(
+    '; ',
+  );
   const out = [
     'digraph lineage {',
-    '  rankdir=TB;',
+    `  rankdir=TB; labelloc=b; fontname="Helvetica"; fontsize=10; label=${q(legend)};`,
     '  node [shape=box, style="rounded,filled", fillcolor="#eef3fb", fontname="Helvetica", fontsize=10];',
     '  edge [fontname="Helvetica", fontsize=8];',
   ];

@@ -30,6 +30,9 @@ test('a synthetic forest is recovered: placement exact, D as defined, every node
   assert.deepEqual(forest.settings.clusters, { k: 3, estimated: false });
   assert.match(forestText(forest), /tree 1 \(7 models\)/);
   assert.match(forestDot(forest, zoo.truth.edges), /digraph lineage/);
+  // the picture says what its colours mean; the wrong-edge entry only when a truth is given
+  assert.match(forestDot(forest, zoo.truth.edges), /label="green box: a recovered root; edge label: its cost; red edge: not in the truth/);
+  assert.doesNotMatch(forestDot(forest), /red edge/);
 });
 
 test('D is the mean over layers of RMS differences; kurtosis is the per-layer sum; direction options change the cost', async () => {
