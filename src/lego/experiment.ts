@@ -484,16 +484,21 @@ export function experimentMarkdown(r: ExperimentResult): string {
           .join(' ')} |`,
     ),
     '',
-    '## Threshold sweep',
-    '',
-    "Linear thresholds are the conv ones + 0.1; no held-out class check (nothing relaxed), so each row is its thresholds' own effect.",
-    '',
-    '| task | alpha | beta | accuracy | params | MFLOPs |',
-    '|---|---|---|---|---|---|',
-    ...r.sweep.map(
-      (s) => `| ${taskName(s.task)} | ${s.thresholds.alphaConv} | ${s.thresholds.betaConv} | ${pct(s.accuracy)} | ${n(s.parameters)} | ${m(s.flops)} |`,
-    ),
-    '',
+    // no sweep rows (--no-sweep): no empty table
+    ...(r.sweep.length
+      ? [
+          '## Threshold sweep',
+          '',
+          "Linear thresholds are the conv ones + 0.1; no held-out class check (nothing relaxed), so each row is its thresholds' own effect.",
+          '',
+          '| task | alpha | beta | accuracy | params | MFLOPs |',
+          '|---|---|---|---|---|---|',
+          ...r.sweep.map(
+            (s) => `| ${taskName(s.task)} | ${s.thresholds.alphaConv} | ${s.thresholds.betaConv} | ${pct(s.accuracy)} | ${n(s.parameters)} | ${m(s.flops)} |`,
+          ),
+          '',
+        ]
+      : []),
   ];
   return lines.join('\n');
 }

@@ -85,6 +85,7 @@ test('lego-experiment writes every table and resumes without redoing rows', asyn
   const md = readFileSync(join(outDir, 'report.md'), 'utf8');
   for (const h of ['## Disassembly', '## Assembly', '## Mismatch', '## Unbalanced', '## Threshold sweep']) assert.ok(md.includes(h), h);
   assert.equal(md, experimentMarkdown(r));
+  assert.ok(!experimentMarkdown({ ...r, sweep: [] }).includes('## Threshold sweep'), 'no sweep (--no-sweep): no empty table');
   const comp = join(outDir, 'components', 'm1-0-2.onnx');
   assert.ok(existsSync(comp));
   // resuming finds every row done: nothing is measured again (the timings would differ)
