@@ -202,6 +202,9 @@ export function scaledThresholds(t: Thresholds, scale: number): Thresholds {
   return { alphaConv: f(t.alphaConv), betaConv: f(t.betaConv), alphaLinear: f(t.alphaLinear), betaLinear: f(t.betaLinear) };
 }
 
+/** Below threshold 0 every input a kept output reads stays: the parent restricted to the task's outputs (the searches' last resort). */
+const KEEP_ALL: Thresholds = { alphaConv: -1, betaConv: -1, alphaLinear: -1, betaLinear: -1 };
+
 /** The lower of two thresholds, field by field. */
 function minThresholds(a: Thresholds, b: Thresholds): Thresholds {
   return {
@@ -362,7 +365,8 @@ export async function disassemble(model: Model, train: Dataset, opts: Disassembl
   let search: SearchReport | undefined;
   const relaxed: RelaxedClass[] = [];
   if (opts.maxDrop !== undefined && base) {
-    const r = await searchSmallest(build, collapsedOf, thresholds, base.kWay.accuracy, opts.maxDrop, 'max-drop');
+    // no scale within the drop: the parent restricted to the task's outputs is (its accuracy is the base's)
+    const r = await searchSmallest(build, collapsedOf, thresholds, base.kWay.accuracy, opts.maxDrop, 'max-drop', undefined, () => build(KEEP_ALL));
     chosen = r.chosen;
     search = r.report;
   } else {
@@ -404,9 +408,7 @@ export async function disassemble(model: Model, train: Dataset, opts: Disassembl
       info(
         `${label || 'disassemble'}: ${pct(chosen.val!.kWay.accuracy)} k-way on held-out training images, more than ${pct(guard)} below the base's ${pct(base.kWay.accuracy)}; lowering all thresholds`,
       );
-      // below threshold 0 every input a kept output reads stays: the parent restricted to the task's outputs
-      const all: Thresholds = { alphaConv: -1, betaConv: -1, alphaLinear: -1, betaLinear: -1 };
-      const r = await searchSmallest(lowered, collapsedOf, thresholds, base.kWay.accuracy, guard, 'guard', chosen, () => build(all));
+      const r = await searchSmallest(lowered, collapsedOf, thresholds, base.kWay.accuracy, guard, 'guard', chosen, () => build(KEEP_ALL));
       chosen = r.chosen;
       search = r.report;
     }
@@ -518,7 +520,7 @@ async function searchSmallest<C extends { parameters: number; val?: TaskScore; t
   kind: SearchReport['kind'],
   /** the guard: the component at the reference thresholds, already built and refused; only lower scales are tried */
   refused?: C,
-  /** the guard's last resort when no scale is accepted: every channel a kept output reads (recorded as scale -1) */
+  /** the last resort when no scale is accepted: every channel a kept output reads (recorded as scale -1) */
   floor?: () => Promise<C>,
 ): Promise<{ chosen: C; report: SearchReport }> {
   const maxScale = 0.99 / Math.max(1e-6, Math.min(...Object.values(reference).filter((v) => v > 0)));

@@ -199,7 +199,7 @@ export interface ValidationReport {
 }
 
 export interface SearchCandidate {
-  /** factor applied to every reference threshold (capped at 0.99); -1: the guard's last resort, every channel a kept output reads */
+  /** factor applied to every reference threshold (capped at 0.99); -1: the last resort, every channel a kept output reads */
   scale: number;
   thresholds: Thresholds;
   parameters: number;

@@ -212,6 +212,21 @@ test('--max-drop: the smallest candidate within the drop of the base on held-out
   assert.equal(c.validation!.component.accuracy, chosen.accuracy);
 });
 
+test('--max-drop 0 never returns a component below the base on held-out images: the last resort is the parent restricted to the task', async () => {
+  const model = await trainedLenet();
+  const c = await disassemble(model, trainSet, { task: [2, 4, 6], samplesPerClass: 10, maxDrop: 0, recalibration: 'none', validationPerClass: 100, label: '' });
+  const s = c.search!;
+  assert.equal(s.kind, 'max-drop');
+  const chosen = s.candidates[s.chosen]!;
+  assert.ok(chosen.accepted, JSON.stringify(s.candidates.map((x) => [x.scale, x.accuracy, x.accepted])));
+  assert.ok(c.validation!.component.accuracy >= c.validation!.base.accuracy - 1e-12);
+  if (chosen.scale === -1)
+    assert.ok(
+      s.candidates.slice(0, -1).every((x) => !x.accepted),
+      'the last resort only when no scale was accepted',
+    );
+});
+
 test('an operator the pruner does not understand is named, before any data is read', () => {
   assertUserError(() => analyzeChannels(withUnknownOperator()), 'Tile', 'odd_tile');
 });
