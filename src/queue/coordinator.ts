@@ -213,6 +213,7 @@ export class Coordinator {
   }
 
   private async enqueue(id: string, kind: string, data: JobData): Promise<void> {
+    const added = Date.now();
     await this.queue.add(kind, data, {
       jobId: id,
       attempts: JOB_ATTEMPTS,
@@ -221,8 +222,9 @@ export class Coordinator {
       removeOnFail: false,
     });
     const job = await this.queue.getJob(id);
-    if (job && (await job.getState()) === 'failed') {
-      // failed in an earlier run of the command: rerunning it retries once
+    if (job && (await job.getState()) === 'failed' && job.timestamp < added) {
+      // failed in an earlier run of the command: rerunning it retries once. (A job created by this add that
+      // already failed, as a worker can refuse one within milliseconds, is this run's failure: checkOne reports it.)
       await job.retry('failed').catch(() => undefined);
       return;
     }
