@@ -278,13 +278,16 @@ export function fitAffine(logits: Float32Array, rows: number, k: number, targets
   const gu = new Float64Array(k),
     gb = new Float64Array(k);
   const p = new Float64Array(k);
+  // the scales exp(u), once per pass rather than per image and output
+  const scales = (): Float64Array => Float64Array.from(u, Math.exp);
   const accuracy = (): number => {
+    const a = scales();
     let ok = 0;
     for (let n = 0; n < rows; n++) {
       let best = 0,
         bv = -Infinity;
       for (let j = 0; j < k; j++) {
-        const v = Math.exp(u[j]!) * logits[n * k + j]! + b[j]!;
+        const v = a[j]! * logits[n * k + j]! + b[j]!;
         if (v > bv) {
           bv = v;
           best = j;
@@ -298,10 +301,11 @@ export function fitAffine(logits: Float32Array, rows: number, k: number, targets
   for (let it = 1; it <= iterations; it++) {
     gu.fill(0);
     gb.fill(0);
+    const a = scales();
     for (let n = 0; n < rows; n++) {
       let max = -Infinity;
       for (let j = 0; j < k; j++) {
-        p[j] = Math.exp(u[j]!) * logits[n * k + j]! + b[j]!;
+        p[j] = a[j]! * logits[n * k + j]! + b[j]!;
         if (p[j]! > max) max = p[j]!;
       }
       let sum = 0;
@@ -311,7 +315,7 @@ export function fitAffine(logits: Float32Array, rows: number, k: number, targets
       }
       for (let j = 0; j < k; j++) {
         const d = p[j]! / sum - (j === targets[n] ? 1 : 0);
-        gu[j]! += d * Math.exp(u[j]!) * logits[n * k + j]!;
+        gu[j]! += d * a[j]! * logits[n * k + j]!;
         gb[j]! += d;
       }
     }
@@ -350,9 +354,8 @@ export function applyAffine(model: Model, factors: readonly number[], shifts: re
   }
   const name = `${last.node.name || 'logits'}.lego_shift`;
   g.initializers.set(name, float32([shifts.length], [...shifts]));
-  if (last.node.opType === 'Gemm') {
-    last.node.inputs[2] = name;
-  } else if (last.node.opType === 'Conv') {
+  if (last.node.opType === 'Gemm' || last.node.opType === 'Conv') {
+    // both take the bias as their optional third input
     last.node.inputs[2] = name;
   } else {
     // a MatMul without bias: z = MatMul(x, W) + shift, the MatMul + Add pattern findLastLinear reads
