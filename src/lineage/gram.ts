@@ -1,17 +1,28 @@
 /**
- * Pairwise squared Euclidean distances between N weight vectors from one Gram matrix:
- * ||a - b||^2 = ||a||^2 + ||b||^2 - 2 a.b. The Gram product runs in ONNX Runtime in
- * float64 (a Gemm with transB over column blocks of the [N x P] layer stack, blocks
- * summed in float64), so N^2 P multiply-adds go through the runtime's GEMM kernel instead
- * of a JavaScript loop.
+ * Pairwise squared Euclidean distances between N weight vectors from one Gram matrix,
+ * taken of the differences to a reference row: with X_i = W_i - W_0 (the first model's
+ * weights), ||W_i - W_j||^2 = ||X_i - X_j||^2 = G_ii + G_jj - 2 G_ij, G = X X^T. The
+ * product runs in ONNX Runtime in float64 over column blocks of the [N x P] float32 layer
+ * stack: each block is widened to float64 by TypedArray.set (native, exact), the
+ * reference row is subtracted inside the graph (exact: the difference of two float32
+ * values fits a float64), and a Gemm with transB gives the block's Gram; blocks are summed
+ * in float64. So the N^2 P multiply-adds go through the runtime's GEMM kernel, and the
+ * products see differences, not raw weights: fine-tunes of one base differ from it by
+ * little, so their norms ||X_i||^2 are of the order of their distances and the
+ * subtraction G_ii + G_jj - 2 G_ij loses nothing.
  *
- * Cancellation: the Gram estimate of d2 carries an absolute error of a few units of
- * float64 rounding times (||a||^2 + ||b||^2) (times about sqrt(P) for the sums). When two
- * models are nearly identical, d2 is tiny next to their norms and that error dominates.
- * Criterion: a pair whose estimate is below REPAIR_RATIO x (||a||^2 + ||b||^2) is
- * recomputed directly as sum((a_i - b_i)^2) in float64 (exact differences of float32
- * values). Accepted pairs thus have a relative error of at most about
- * sqrt(P) * 1.1e-16 / REPAIR_RATIO, 3.5e-8 for P = 1e7 (1.8e-8 on the distance).
+ * Why float64 products: a float32 product is rounded to 24 bits (6e-8 relative) and a
+ * float32 GEMM also accumulates in float32, so a float32 Gram carries ~1e-7 of the norms
+ * in every entry: no pair could meet 1e-9. Products of float32 inputs are exact in
+ * float64; only the float64 sums round.
+ *
+ * Cancellation: the estimate of d2 carries an absolute error of about sqrt(P) units of
+ * float64 rounding times (||X_i||^2 + ||X_j||^2) (the sums' rounding errors add up like
+ * a random walk). Pairs much closer to each other than to the reference (siblings far
+ * from model 0) still cancel: a pair whose estimate is below repairRatio(P) x
+ * (||X_i||^2 + ||X_j||^2) is recomputed directly as sum((a_k - b_k)^2) in float64 (exact
+ * differences of float32 values). repairRatio is chosen so accepted pairs have a relative
+ * error of about TARGET_RELATIVE_ERROR on d2 (half that on the distance).
  *
  * @example
  *   const engine = await GramEngine.create();
@@ -19,11 +30,21 @@
  *   await engine.release();
  */
 import { createModel, emptyGraph } from '../onnx/graph.js';
+import { int64 } from '../onnx/tensor.js';
 import { ModelSession, type SessionOptions } from '../runtime/session.js';
 
-export const REPAIR_RATIO = 1e-5;
+/** relative error on d2 the Gram estimate may carry before a pair is recomputed directly */
+export const TARGET_RELATIVE_ERROR = 1e-9;
+/** float64 rounding unit */
+const UNIT = 2 ** -53;
+
+/** Below this ratio of d2 to ||X_i||^2 + ||X_j||^2 a pair is recomputed directly (see the file comment). */
+export function repairRatio(p: number): number {
+  return (Math.sqrt(p) * UNIT) / TARGET_RELATIVE_ERROR;
+}
+
 /** float64 column block fed to the runtime per call */
-const BLOCK_BYTES = 32 * 1024 * 1024;
+const BLOCK_BYTES = 16 * 1024 * 1024;
 
 export class GramEngine {
   private constructor(private readonly session: ModelSession) {}
@@ -31,24 +52,29 @@ export class GramEngine {
   static async create(opts: SessionOptions = {}): Promise<GramEngine> {
     const g = emptyGraph('gram');
     g.inputs.push({ name: 'x', dtype: 'float64', shape: ['n', 'c'] });
-    g.nodes.push({ name: 'gemm', opType: 'Gemm', inputs: ['x', 'x'], outputs: ['g'], attributes: { transB: { kind: 'int', value: 1 } } });
+    g.initializers.set('zero', int64([1], [0]));
+    g.initializers.set('one', int64([1], [1]));
+    g.nodes.push(
+      { name: 'reference', opType: 'Slice', inputs: ['x', 'zero', 'one', 'zero'], outputs: ['ref'], attributes: {} },
+      { name: 'difference', opType: 'Sub', inputs: ['x', 'ref'], outputs: ['d'], attributes: {} },
+      { name: 'gemm', opType: 'Gemm', inputs: ['d', 'd'], outputs: ['g'], attributes: { transB: { kind: 'int', value: 1 } } },
+    );
     g.outputs.push({ name: 'g', dtype: 'float64', shape: ['n', 'n'] });
     return new GramEngine(await ModelSession.create(createModel(g), { optimization: 'basic', ...opts }));
   }
 
-  /** The N x N float64 Gram matrix of the rows of `stack` ([n x p], row-major). */
+  /**
+   * The N x N float64 Gram matrix of the rows of `stack` ([n x p], row-major) minus its
+   * first row: G_ij = (W_i - W_0) . (W_j - W_0).
+   */
   async gram(stack: Float32Array, n: number, p: number): Promise<Float64Array> {
     const total = new Float64Array(n * n);
     const cols = Math.max(1, Math.min(p, Math.floor(BLOCK_BYTES / (8 * n))));
     const block = new Float64Array(n * cols);
     for (let c0 = 0; c0 < p; c0 += cols) {
       const c = Math.min(cols, p - c0);
-      const x = c === cols ? block : new Float64Array(n * c);
-      for (let i = 0; i < n; i++) {
-        const src = i * p + c0;
-        const dst = i * c;
-        for (let j = 0; j < c; j++) x[dst + j] = stack[src + j]!;
-      }
+      const x = c === cols ? block : block.subarray(0, n * c);
+      for (let i = 0; i < n; i++) x.set(stack.subarray(i * p + c0, i * p + c0 + c), i * c);
       const out = await this.session.run({ x: { dtype: 'float64', dims: [n, c], data: x } });
       const g = out['g']!.data as Float64Array;
       for (let k = 0; k < n * n; k++) total[k]! += g[k]!;
@@ -92,12 +118,13 @@ export interface SquaredDistances {
 export async function squaredDistances(engine: GramEngine, stack: Float32Array, n: number, p: number): Promise<SquaredDistances> {
   const g = await engine.gram(stack, n, p);
   const d2 = new Float64Array(n * n);
+  const ratio = repairRatio(p);
   let repaired = 0;
   for (let i = 0; i < n; i++) {
     for (let j = i + 1; j < n; j++) {
       const norms = g[i * n + i]! + g[j * n + j]!;
       let d = norms - 2 * g[i * n + j]!;
-      if (d < REPAIR_RATIO * norms) {
+      if (d < ratio * norms) {
         d = directSquaredDistance(stack, i, j, p);
         repaired++;
       }

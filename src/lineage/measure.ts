@@ -3,8 +3,8 @@
  * one layer x number of models), producing everything lineage needs: the pairwise
  * distance D, the clustering distance, per-model kurtosis and weight norms.
  *
- * - ft: D[u,v] = mean over selected layers of sqrt(mean((W_u - W_v)^2)) (Gram product in
- *   float64 with direct repair of near pairs, see gram.ts);
+ * - ft: D[u,v] = mean over selected layers of sqrt(mean((W_u - W_v)^2)) (Gram product of the
+ *   differences to the first model in float64, with direct repair of near pairs, see gram.ts);
  * - lowrank: D[u,v] = sum over selected layers of rank(W_u - W_v) (numpy's tolerance).
  * - spectral (beyond the reference): D[u,v] = mean over selected layers of the mean of
  *   sigma^q over the singular values of W_u - W_v (q = `schatten`, default
@@ -21,7 +21,7 @@ import type { SessionOptions } from '../runtime/session.js';
 import { progress, warn } from '../util/progress.js';
 import { UserError } from '../util/errors.js';
 import { meanAbsDistances } from './gram.js';
-import { excessKurtosis } from './kurtosis.js';
+import { weightMoments } from './kurtosis.js';
 import { MODES, type LineageMode, type ModeOption } from './modes.js';
 import { all2dLayers, selectLayers, type LayerSelection, type SelectedLayer } from './select.js';
 import type { ModelSource } from './sources.js';
@@ -112,25 +112,23 @@ export async function measureModels(models: readonly ModelSource[], opts: Measur
     repairedPairs = 0;
   const resources = await rule.resources(opts.session);
   const bar = progress('lineage: reading layers', toRead.length);
+  // one buffer for every layer, sized for the largest: a fresh 100 MB+ array per layer costs more in page faults than the arithmetic
+  const buffer = new Float32Array(n * toRead.reduce((most, l) => Math.max(most, l.size), 0));
   try {
     for (const layer of toRead) {
       const p = layer.size;
-      const stack = new Float32Array(n * p);
+      const stack = buffer.subarray(0, n * p);
       models.forEach((m, i) => {
-        const w = m.read(layer.name);
-        if (w.length !== p) throw new UserError(`lineage: layer "${layer.name}" of ${m.name} holds ${w.length} values, expected ${p}`);
-        stack.set(w, i * p);
+        m.readInto(layer.name, stack.subarray(i * p, (i + 1) * p));
         bytesRead += p * 4;
       });
       if (selected.has(layer.name)) {
         for (let i = 0; i < n; i++) {
           const row = stack.subarray(i * p, (i + 1) * p);
-          const k = excessKurtosis(row);
+          const { kurtosis: k, sumSquares } = weightMoments(row);
           if (!Number.isFinite(k)) throw new UserError(`lineage: layer "${layer.name}" of ${models[i]!.name} holds non-finite values`);
           kurtosis[i]! += k;
-          let s = 0;
-          for (let j = 0; j < p; j++) s += row[j]! * row[j]!;
-          meanSquare[i]! += s / p;
+          meanSquare[i]! += sumSquares / p;
         }
         const term = await rule.layerDistance({ stack, n, size: p, shape: layer.shape, layers: selection.layers.length, schatten }, resources);
         repairedPairs += term.repaired;
