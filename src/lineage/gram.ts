@@ -46,7 +46,15 @@ export function repairRatio(p: number): number {
 /** float64 column block fed to the runtime per call */
 const BLOCK_BYTES = 16 * 1024 * 1024;
 
+/** The column blocks of an [n x p] stack: their width and count (the last may be narrower). */
+export function gramBlocks(n: number, p: number): { cols: number; count: number } {
+  const cols = Math.max(1, Math.min(p, Math.floor(BLOCK_BYTES / (8 * n))));
+  return { cols, count: Math.ceil(p / cols) };
+}
+
 export class GramEngine {
+  private buffer = new Float64Array(0);
+
   private constructor(private readonly session: ModelSession) {}
 
   static async create(opts: SessionOptions = {}): Promise<GramEngine> {
@@ -69,22 +77,30 @@ export class GramEngine {
    */
   async gram(stack: Float32Array, n: number, p: number): Promise<Float64Array> {
     const total = new Float64Array(n * n);
-    const cols = Math.max(1, Math.min(p, Math.floor(BLOCK_BYTES / (8 * n))));
-    const block = new Float64Array(n * cols);
-    for (let c0 = 0; c0 < p; c0 += cols) {
-      const c = Math.min(cols, p - c0);
-      const x = c === cols ? block : block.subarray(0, n * c);
-      for (let i = 0; i < n; i++) x.set(stack.subarray(i * p + c0, i * p + c0 + c), i * c);
-      const out = await this.session.run({ x: { dtype: 'float64', dims: [n, c], data: x } });
-      const g = out['g']!.data as Float64Array;
-      for (let k = 0; k < n * n; k++) total[k]! += g[k]!;
-    }
+    for (let b = 0; b < gramBlocks(n, p).count; b++) addBlock(total, await this.blockGram(stack, n, p, b));
     return total;
+  }
+
+  /** Column block `b`'s share of gram(): the parts add up, in block order, to the whole. */
+  async blockGram(stack: Float32Array, n: number, p: number, b: number): Promise<Float64Array> {
+    const { cols } = gramBlocks(n, p);
+    const c0 = b * cols,
+      c = Math.min(cols, p - c0);
+    if (this.buffer.length < n * cols) this.buffer = new Float64Array(n * cols);
+    const x = this.buffer.subarray(0, n * c);
+    for (let i = 0; i < n; i++) x.set(stack.subarray(i * p + c0, i * p + c0 + c), i * c);
+    const out = await this.session.run({ x: { dtype: 'float64', dims: [n, c], data: x } });
+    return out['g']!.data as Float64Array;
   }
 
   async release(): Promise<void> {
     await this.session.release();
   }
+}
+
+/** total += part; blocks are added in block order wherever they were computed, so the sum does not depend on the thread count. */
+export function addBlock(total: Float64Array, part: ArrayLike<number>): void {
+  for (let k = 0; k < total.length; k++) total[k]! += part[k]!;
 }
 
 /** sum((a_i - b_i)^2) over rows i and j of the stack, in float64. */
@@ -116,7 +132,11 @@ export interface SquaredDistances {
 
 /** All pairwise squared distances of the stack's rows: Gram product plus direct repair of near pairs. */
 export async function squaredDistances(engine: GramEngine, stack: Float32Array, n: number, p: number): Promise<SquaredDistances> {
-  const g = await engine.gram(stack, n, p);
+  return distancesFromGram(await engine.gram(stack, n, p), stack, n, p);
+}
+
+/** The squared distances from the stack's Gram (GramEngine.gram), pairs under the repair criterion recomputed directly. */
+export function distancesFromGram(g: Float64Array, stack: Float32Array, n: number, p: number): SquaredDistances {
   const d2 = new Float64Array(n * n);
   const ratio = repairRatio(p);
   let repaired = 0;
