@@ -5,8 +5,9 @@
  * product runs in ONNX Runtime in float64 over column blocks of the [N x P] float32 layer
  * stack: each block is widened to float64 by TypedArray.set (native, exact), the
  * reference row is subtracted inside the graph (exact: the difference of two float32
- * values fits a float64), and a Gemm with transB gives the block's Gram; blocks are summed
- * in float64. So the N^2 P multiply-adds go through the runtime's GEMM kernel, and the
+ * values fits a float64), and Gemms with transB over the two halves of the rows give the
+ * block's Gram (the symmetric half and the diagonal blocks only); blocks are summed in
+ * float64, in block order. So the N^2 P multiply-adds go through the runtime's GEMM kernel, and the
  * products see differences, not raw weights: fine-tunes of one base differ from it by
  * little, so their norms ||X_i||^2 are of the order of their distances and the
  * subtraction G_ii + G_jj - 2 G_ij loses nothing.
@@ -44,7 +45,7 @@ export function repairRatio(p: number): number {
 }
 
 /** float64 column block fed to the runtime per call */
-const BLOCK_BYTES = 16 * 1024 * 1024;
+const BLOCK_BYTES = 4 * 1024 * 1024;
 
 /** The column blocks of an [n x p] stack: their width and count (the last may be narrower). */
 export function gramBlocks(n: number, p: number): { cols: number; count: number } {
@@ -53,21 +54,35 @@ export function gramBlocks(n: number, p: number): { cols: number; count: number 
 }
 
 export class GramEngine {
-  private buffer = new Float64Array(0);
+  private top = new Float64Array(0);
+  private bottom = new Float64Array(0);
 
   private constructor(private readonly session: ModelSession) {}
 
+  /**
+   * The graph takes the rows in two halves, a (the first ceil(n/2), reference row first)
+   * and b: G is symmetric, so a a^T, a b^T and b b^T are all of it (3/4 of the products of
+   * one n x n Gemm; b a^T is the transpose of a b^T).
+   */
   static async create(opts: SessionOptions = {}): Promise<GramEngine> {
     const g = emptyGraph('gram');
-    g.inputs.push({ name: 'x', dtype: 'float64', shape: ['n', 'c'] });
+    g.inputs.push({ name: 'a', dtype: 'float64', shape: ['h', 'c'] }, { name: 'b', dtype: 'float64', shape: ['k', 'c'] });
     g.initializers.set('zero', int64([1], [0]));
     g.initializers.set('one', int64([1], [1]));
+    const transB = { transB: { kind: 'int', value: 1 } } as const;
     g.nodes.push(
-      { name: 'reference', opType: 'Slice', inputs: ['x', 'zero', 'one', 'zero'], outputs: ['ref'], attributes: {} },
-      { name: 'difference', opType: 'Sub', inputs: ['x', 'ref'], outputs: ['d'], attributes: {} },
-      { name: 'gemm', opType: 'Gemm', inputs: ['d', 'd'], outputs: ['g'], attributes: { transB: { kind: 'int', value: 1 } } },
+      { name: 'reference', opType: 'Slice', inputs: ['a', 'zero', 'one', 'zero'], outputs: ['ref'], attributes: {} },
+      { name: 'difference_a', opType: 'Sub', inputs: ['a', 'ref'], outputs: ['da'], attributes: {} },
+      { name: 'difference_b', opType: 'Sub', inputs: ['b', 'ref'], outputs: ['db'], attributes: {} },
+      { name: 'gram_aa', opType: 'Gemm', inputs: ['da', 'da'], outputs: ['aa'], attributes: transB },
+      { name: 'gram_ab', opType: 'Gemm', inputs: ['da', 'db'], outputs: ['ab'], attributes: transB },
+      { name: 'gram_bb', opType: 'Gemm', inputs: ['db', 'db'], outputs: ['bb'], attributes: transB },
     );
-    g.outputs.push({ name: 'g', dtype: 'float64', shape: ['n', 'n'] });
+    g.outputs.push(
+      { name: 'aa', dtype: 'float64', shape: ['h', 'h'] },
+      { name: 'ab', dtype: 'float64', shape: ['h', 'k'] },
+      { name: 'bb', dtype: 'float64', shape: ['k', 'k'] },
+    );
     return new GramEngine(await ModelSession.create(createModel(g), { optimization: 'basic', ...opts }));
   }
 
@@ -83,14 +98,29 @@ export class GramEngine {
 
   /** Column block `b`'s share of gram(): the parts add up, in block order, to the whole. */
   async blockGram(stack: Float32Array, n: number, p: number, b: number): Promise<Float64Array> {
+    const out = new Float64Array(n * n);
+    if (n < 2) return out; // a lone row is its own reference
     const { cols } = gramBlocks(n, p);
     const c0 = b * cols,
       c = Math.min(cols, p - c0);
-    if (this.buffer.length < n * cols) this.buffer = new Float64Array(n * cols);
-    const x = this.buffer.subarray(0, n * c);
-    for (let i = 0; i < n; i++) x.set(stack.subarray(i * p + c0, i * p + c0 + c), i * c);
-    const out = await this.session.run({ x: { dtype: 'float64', dims: [n, c], data: x } });
-    return out['g']!.data as Float64Array;
+    const h = Math.ceil(n / 2),
+      k = n - h;
+    if (this.top.length < h * cols) this.top = new Float64Array(h * cols);
+    if (this.bottom.length < k * cols) this.bottom = new Float64Array(k * cols);
+    const a = this.top.subarray(0, h * c),
+      z = this.bottom.subarray(0, k * c);
+    // widening float32 -> float64 by TypedArray.set: native and exact
+    for (let i = 0; i < n; i++) (i < h ? a : z).set(stack.subarray(i * p + c0, i * p + c0 + c), (i < h ? i : i - h) * c);
+    const r = await this.session.run({ a: { dtype: 'float64', dims: [h, c], data: a }, b: { dtype: 'float64', dims: [k, c], data: z } });
+    const aa = r['aa']!.data as Float64Array,
+      ab = r['ab']!.data as Float64Array,
+      bb = r['bb']!.data as Float64Array;
+    for (let i = 0; i < h; i++) {
+      for (let j = 0; j < h; j++) out[i * n + j] = aa[i * h + j]!;
+      for (let j = 0; j < k; j++) out[i * n + h + j] = out[(h + j) * n + i] = ab[i * k + j]!;
+    }
+    for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) out[(h + i) * n + h + j] = bb[i * k + j]!;
+    return out;
   }
 
   async release(): Promise<void> {

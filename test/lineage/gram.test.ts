@@ -119,19 +119,25 @@ test('models at every distance from each other: Gram distances equal the direct 
 
 test('the Gram product is exact across column blocks (p larger than one block) and is taken of the differences to the first row', async () => {
   const rng = new Rng(4);
-  const n = 3,
-    p = 1_500_000; // 16 MiB / (8 x 3) = 699,050 columns per block -> three blocks
-  const stack = Float32Array.from({ length: n * p }, () => rng.normal());
+  const p = 400_000; // 4 MiB / (8 x 3) = 174,762 columns per block -> three blocks
   const engine = await GramEngine.create({ threads: 1 });
   try {
-    const g = await engine.gram(stack, n, p);
-    let dot = 0;
-    for (let k = 0; k < p; k++) dot += (stack[p + k]! - stack[k]!) * (stack[2 * p + k]! - stack[k]!);
-    assert.ok(Math.abs(g[1 * n + 2]! - dot) <= 1e-9 * Math.sqrt(p), `${g[5]} vs ${dot}`);
-    assert.equal(g[0], 0, 'the reference row differs from itself by nothing');
-    assert.equal(g[2], 0);
-    const direct = directSquaredDistance(stack, 1, 2, p);
-    assert.ok(Math.abs(direct - (g[4]! + g[8]! - 2 * g[5]!)) / direct < 1e-9);
+    for (const n of [2, 3, 6]) {
+      // the rows go to the graph in two halves: every entry, in either half or across, is checked
+      const stack = Float32Array.from({ length: n * p }, () => rng.normal());
+      const g = await engine.gram(stack, n, p);
+      for (let i = 0; i < n; i++)
+        for (let j = 0; j < n; j++) {
+          let dot = 0;
+          for (let k = 0; k < p; k++) dot += (stack[i * p + k]! - stack[k]!) * (stack[j * p + k]! - stack[k]!);
+          assert.ok(Math.abs(g[i * n + j]! - dot) <= 1e-9 * Math.sqrt(p), `n ${n}, G[${i},${j}] ${g[i * n + j]} vs ${dot}`);
+          if (i === 0 || j === 0) assert.equal(g[i * n + j], 0, 'the reference row differs from itself by nothing');
+          assert.equal(g[i * n + j], g[j * n + i], 'symmetric');
+        }
+      const direct = directSquaredDistance(stack, 1, n - 1, p);
+      if (n > 2) assert.ok(Math.abs(direct - (g[n + 1]! + g[n * n - 1]! - 2 * g[2 * n - 1]!)) / direct < 1e-9);
+    }
+    assert.deepEqual(await engine.gram(new Float32Array(5), 1, 5), Float64Array.of(0), 'one row: nothing to compare');
   } finally {
     await engine.release();
   }
