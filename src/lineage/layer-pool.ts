@@ -3,10 +3,11 @@
  * weights, their statistics and the Gram product use every core instead of one. The main
  * thread reads each model's layer into a shared buffer and says which rows are ready;
  * the workers take rows as they come (weight statistics: kurtosis and sum of squares),
- * then, once every row is in, column blocks of the Gram product (each worker with its
- * own single-threaded ONNX Runtime session, so a worker the OS pauses holds up only its
- * own block, not a GEMM split across threads). Work is handed out through shared atomic
- * counters, so whoever is free takes the next piece.
+ * then, once every row is in, column blocks of the Gram product; the main thread, done
+ * reading, joins in on both instead of waiting. Each thread has its own single-threaded
+ * ONNX Runtime session, so a thread the OS pauses holds up only its own block, not a
+ * GEMM split across threads. Work is handed out through shared atomic counters, so
+ * whoever is free takes the next piece.
  *
  * The results do not depend on the number of workers: each row's statistics come from
  * the same function as on the main thread, and the block Grams are added in block order
@@ -17,13 +18,14 @@
  *   const stack = pool.sharedFloats(n * p);
  *   const run = pool.begin(stack, n, p);
  *   models.forEach((m, i) => { m.readInto(layer, stack.subarray(i * p, (i + 1) * p)); run.rowReady(i); });
- *   const { kurtosis, sumSquares, gram } = await run.result;
+ *   const { kurtosis, sumSquares, gram } = await run.finish();
  *   await pool.close();
  */
 import { Worker } from 'node:worker_threads';
 import type { SessionOptions } from '../runtime/session.js';
 import { UserError } from '../util/errors.js';
-import { addBlock, gramBlocks } from './gram.js';
+import { GramEngine, addBlock, gramBlocks } from './gram.js';
+import { weightMoments } from './kurtosis.js';
 
 /** Slots of the shared control array. */
 export const ROWS_READY = 0,
@@ -60,10 +62,45 @@ export interface LayerResult {
   gram?: Float64Array;
 }
 
-/** One layer in flight: the main thread marks rows ready; `result` settles when the workers are through. */
+/** One layer in flight: the main thread marks rows ready, then finishes the layer with the workers. */
 export interface LayerRun {
   rowReady(i: number): void;
-  readonly result: Promise<LayerResult>;
+  /** once every row is ready: takes rows and Gram blocks on this thread too, until the layer is done */
+  finish(): Promise<LayerResult>;
+}
+
+/** Thrown in a thread waiting for rows of a layer that was abandoned. */
+export class Abandoned extends Error {}
+
+/** Blocks until the main thread has read `rows` rows (never blocks the main thread itself: it has read them all). */
+function waitRows(control: Int32Array, rows: number): void {
+  for (;;) {
+    const ready = Atomics.load(control, ROWS_READY);
+    if (ready === ABANDONED) throw new Abandoned();
+    if (ready >= rows) return;
+    Atomics.wait(control, ROWS_READY, ready);
+  }
+}
+
+/**
+ * One thread's share of a layer, the same on the main thread and in workers: rows' statistics
+ * while there are rows left, then Gram blocks (handed to `block`) while there are blocks left.
+ */
+export async function takeWork(job: PoolJob, engine: GramEngine | undefined, block: (b: number, gram: Float64Array) => void): Promise<void> {
+  const { n, p } = job;
+  const stack = new Float32Array(job.stack, 0, n * p);
+  const control = new Int32Array(job.control);
+  const stats = new Float64Array(job.stats);
+  for (let r = Atomics.add(control, NEXT_ROW, 1); r < n; r = Atomics.add(control, NEXT_ROW, 1)) {
+    waitRows(control, r + 1);
+    const m = weightMoments(stack.subarray(r * p, (r + 1) * p));
+    stats[r] = m.kurtosis;
+    stats[n + r] = m.sumSquares;
+  }
+  if (!job.gram) return;
+  waitRows(control, n);
+  const { count } = gramBlocks(n, p);
+  for (let b = Atomics.add(control, NEXT_BLOCK, 1); b < count; b = Atomics.add(control, NEXT_BLOCK, 1)) block(b, await engine!.blockGram(stack, n, p, b));
 }
 
 interface Pending {
@@ -72,6 +109,7 @@ interface Pending {
   next: number;
   parked: Map<number, Float64Array>;
   total?: Float64Array;
+  /** threads through with the layer, the main thread included */
   done: number;
   resolve(r: LayerResult): void;
   reject(e: Error): void;
@@ -84,6 +122,7 @@ export class LayerPool {
   private constructor(
     private readonly workers: Worker[],
     readonly gram: boolean,
+    private readonly engine: GramEngine | undefined,
   ) {
     for (const w of workers) {
       w.on('message', (m: PoolReply) => this.receive(m));
@@ -94,9 +133,10 @@ export class LayerPool {
     }
   }
 
-  /** `size` workers; with `gram`, each opens a Gram session (single-threaded, else as `session` says). */
+  /** `size` workers; with `gram`, each (and the main thread) opens a Gram session (single-threaded, else as `session` says). */
   static async create(size: number, opts: { gram: boolean; session?: SessionOptions }): Promise<LayerPool> {
     const init: PoolWorkerInit = { gram: opts.gram, session: { ...opts.session, threads: 1 } };
+    const engine = opts.gram ? await GramEngine.create(init.session) : undefined;
     const workers = Array.from({ length: size }, () => new Worker(new URL('./layer-worker.js', import.meta.url), { workerData: init }));
     try {
       await Promise.all(
@@ -112,9 +152,10 @@ export class LayerPool {
       );
     } catch (e) {
       await Promise.all(workers.map((w) => w.terminate()));
+      await engine?.release();
       throw e instanceof UserError ? e : new UserError(`lineage: could not start worker threads: ${(e as Error).message}`);
     }
-    return new LayerPool(workers, opts.gram);
+    return new LayerPool(workers, opts.gram, engine);
   }
 
   /** A float buffer the workers can read (layer stacks live in one). */
@@ -147,14 +188,21 @@ export class LayerPool {
         reject,
       };
     });
+    // a failure may come before finish() awaits the result: it is reported there, not as an unhandled rejection
+    result.catch(() => {});
     if (this.failure) this.fail(this.failure);
     else for (const w of this.workers) w.postMessage(job);
+    const finish = async (): Promise<LayerResult> => {
+      await takeWork(job, this.engine, (block, gram) => this.receive({ kind: 'block', block, gram }));
+      this.receive({ kind: 'done' });
+      return result;
+    };
     return {
       rowReady(i: number): void {
         Atomics.store(control, ROWS_READY, i + 1);
         Atomics.notify(control, ROWS_READY);
       },
-      result,
+      finish,
     };
   }
 
@@ -167,6 +215,7 @@ export class LayerPool {
     this.current = undefined;
     this.failure ??= new Error('closed');
     await Promise.all(this.workers.map((w) => w.terminate()));
+    await this.engine?.release();
   }
 
   private receive(m: PoolReply): void {
@@ -180,7 +229,7 @@ export class LayerPool {
         addBlock(run.total!, g);
         run.parked.delete(run.next++);
       }
-    } else if (m.kind === 'done' && ++run.done === this.workers.length) {
+    } else if (m.kind === 'done' && ++run.done === this.workers.length + 1) {
       this.current = undefined;
       if (run.next !== run.blocks) return run.reject(new Error(`LayerPool: ${run.next} of ${run.blocks} Gram blocks came back`));
       const stats = new Float64Array(run.job.stats);

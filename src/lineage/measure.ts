@@ -158,7 +158,7 @@ export async function measureModels(models: readonly ModelSource[], opts: Measur
         bytesRead += p * 4;
       });
       if (selected.has(layer.name)) {
-        const stats = run ? await run.result : rowStatistics(stack, n, p);
+        const stats = run ? await run.finish() : rowStatistics(stack, n, p);
         for (let i = 0; i < n; i++) {
           if (!Number.isFinite(stats.kurtosis[i]!)) throw new UserError(`lineage: layer "${layer.name}" of ${models[i]!.name} holds non-finite values`);
           kurtosis[i]! += stats.kurtosis[i]!;

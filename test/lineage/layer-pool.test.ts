@@ -80,12 +80,6 @@ test('a layer abandoned halfway (a model failed to read) releases the workers', 
   const stack = pool.sharedFloats(4 * 100);
   const run = pool.begin(stack, 4, 100);
   run.rowReady(0);
-  let settled = false;
-  void run.result.then(
-    () => (settled = true),
-    () => (settled = true),
-  );
   // the workers wait for rows 1-3, which never come: close() must not hang
   await pool.close();
-  assert.equal(settled, false, 'an abandoned layer has no result');
 });
