@@ -17,7 +17,7 @@ import assert from 'node:assert/strict';
 import { Job, Queue, QueueEvents, UnrecoverableError, Worker } from 'bullmq';
 import { BULL_PREFIX, Coordinator, JobFailed, QUEUE_NAME, jobId } from '../../src/queue/coordinator.js';
 import { setQuiet } from '../../src/util/progress.js';
-import { startRedis } from './helpers.js';
+import { startRedis, waitFor } from './helpers.js';
 
 setQuiet(true);
 const redis = await startRedis();
@@ -223,4 +223,19 @@ test('a result that is not a worker envelope is still reported as unreadable, on
     const r = await settle(c, payload, 'a bogus result');
     assert.ok(!r.ok && r.error instanceof JobFailed, 'rejected');
     assert.match(r.error.message, /a bogus result: its worker returned an unreadable result \(expected \{worker, seconds, result\}\)/);
+  }));
+
+test('a job that failed before a run asked for it (in an earlier run) is retried; its new result is handed back', () =>
+  coordinator(async (c) => {
+    const { payload, id, job } = await activeJob();
+    await job.moveToFailed(new UnrecoverableError('failed in an earlier run'), TOKEN, false);
+    const r = settle<{ k: number }>(c, payload, 'rerun');
+    let again: Job | undefined;
+    await waitFor(async () => (again = await hand.getNextJob(TOKEN, { block: false })) !== undefined, 'the failed job to be back in the queue', 20_000);
+    assert.equal(again!.id, id);
+    await again!.moveToCompleted(envelope(7), TOKEN, false);
+    const out = await r;
+    assert.ok(out.ok, out.ok ? '' : out.error.message);
+    assert.deepEqual(out.value, { k: 7 });
+    assert.equal(await original.getJobState.call(queue, id), 'completed');
   }));
