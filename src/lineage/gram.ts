@@ -44,12 +44,17 @@ export function repairRatio(p: number): number {
   return (Math.sqrt(p) * UNIT) / TARGET_RELATIVE_ERROR;
 }
 
-/** float64 column block fed to the runtime per call */
+/** float64 column block fed to the runtime per call (4 MiB: the block and its differences stay in cache) */
 const BLOCK_BYTES = 4 * 1024 * 1024;
+/**
+ * ...but at least this many columns: every block yields a whole n x n partial Gram to add
+ * (and, from a worker, to pass back), which must stay small next to the block's products.
+ */
+const MIN_BLOCK_COLUMNS = 2048;
 
 /** The column blocks of an [n x p] stack: their width and count (the last may be narrower). */
 export function gramBlocks(n: number, p: number): { cols: number; count: number } {
-  const cols = Math.max(1, Math.min(p, Math.floor(BLOCK_BYTES / (8 * n))));
+  const cols = Math.max(1, Math.min(p, Math.max(MIN_BLOCK_COLUMNS, Math.floor(BLOCK_BYTES / (8 * n)))));
   return { cols, count: Math.ceil(p / cols) };
 }
 
@@ -96,7 +101,7 @@ export class GramEngine {
     return total;
   }
 
-  /** Column block `b`'s share of gram(): the parts add up, in block order, to the whole. */
+  /** Column block `b`'s share of gram() (a fresh array: callers may keep or transfer it); the parts add up, in block order, to the whole. */
   async blockGram(stack: Float32Array, n: number, p: number, b: number): Promise<Float64Array> {
     const out = new Float64Array(n * n);
     if (n < 2) return out; // a lone row is its own reference

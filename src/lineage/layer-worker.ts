@@ -8,6 +8,9 @@ import { Abandoned, takeWork, type PoolJob, type PoolReply, type PoolWorkerInit 
 
 const port = parentPort!;
 const reply = (m: PoolReply): void => port.postMessage(m);
+// a block's Gram is a fresh array (GramEngine.blockGram): hand its memory over instead of copying it
+const replyBlock = (block: number, gram: Float64Array): void =>
+  port.postMessage({ kind: 'block', block, gram } satisfies PoolReply, [gram.buffer as ArrayBuffer]);
 const message = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
 try {
@@ -15,7 +18,7 @@ try {
   const engine = init.gram ? await GramEngine.create(init.session) : undefined;
   // one layer at a time: the main thread posts the next only after this one is done
   port.on('message', (job: PoolJob) => {
-    takeWork(job, engine, (block, gram) => reply({ kind: 'block', block, gram })).then(
+    takeWork(job, engine, replyBlock).then(
       () => reply({ kind: 'done' }),
       (e: unknown) => {
         if (!(e instanceof Abandoned)) reply({ kind: 'error', message: message(e) });
