@@ -43,6 +43,8 @@ export function nodeKind(node: string, op: string, forwardOps: ReadonlyMap<strin
     }
     return fop ? `${fop} backward` : `other backward (${op})`;
   }
+  // ORT fuses a forward Conv with the BatchNorm and ReLU after it and may name the fused node after either
+  if (op === 'Conv' || op === 'FusedConv') return 'Conv forward (with fused BatchNorm/ReLU)';
   return fop ? `${fop} forward` : `other (${op})`;
 }
 

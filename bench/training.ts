@@ -24,7 +24,7 @@ const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const json = args.includes('--json');
 const threads = Number(args[args.indexOf('--threads') + 1] ?? 2) || 2;
-const seconds = quick ? 2 : 10;
+const seconds = args.includes('--seconds') ? Number(args[args.indexOf('--seconds') + 1]) : quick ? 2 : 10;
 const BATCH = 128;
 
 const CASES = [
@@ -105,9 +105,10 @@ for (const c of CASES.filter((k) => !only || k.name.includes(only))) {
     fractionOfPeak: gflops / peak,
     flopsPerImage: flops,
     graphBuildSeconds: buildSeconds,
+    cpuSecondsPerStep: t.cpu,
   });
   log(
-    `training ${c.name} batch ${BATCH}: ${ips.toFixed(1)} images/s, ${gflops.toFixed(1)} GFLOP/s (${((100 * gflops) / peak).toFixed(0)}% of MatMul peak; session set-up ${buildSeconds.toFixed(1)} s)`,
+    `training ${c.name} batch ${BATCH}: ${ips.toFixed(1)} images/s, ${gflops.toFixed(1)} GFLOP/s (${((100 * gflops) / peak).toFixed(0)}% of MatMul peak; session set-up ${buildSeconds.toFixed(1)} s; CPU ${(1000 * t.cpu).toFixed(0)} ms per step)`,
   );
 }
 if (profile) rmSync(profileDir, { recursive: true, force: true });
