@@ -7,15 +7,15 @@ layer4.0 x receivers stem, layer2.0, features (cut after the named block, as in
 modelsmith's cut points). Per cell: the sender's activations of the training and test
 images are computed once per sender and kept in memory (the first cell of a sender pays
 for that, as in modelsmith), the stitch chosen by shape (src/stitch/plan.ts: 1x1 conv,
-strided conv when the sender is r times larger, nearest upsampling by r + crop + 1x1 conv
-when it is smaller, global average pool + linear into the flat features) is trained by
+strided conv when the sender is r times larger, 1x1 conv + nearest upsampling by r + crop
+when it is smaller (the map first, as modelsmith builds it: the two commute), global average pool + linear into the flat features) is trained by
 SGD (lr 0.01, momentum 0.9, weight decay 0.01, constant schedule, batch 256, last partial
 batch dropped, one shuffled order per epoch) on cross-entropy through the frozen
 receiver suffix, then scored on the test images.
 
     /usr/bin/python3 tools/torch/bench_stitch.py [--quick] [--json] [--threads 2]
         [--train 10000] [--test 10000] [--epochs 1] [--senders stem,layer2.0,layer4.0]
-        [--receivers stem,layer2.0,features]
+        [--receivers stem,layer2.0,features] [--upsample-first]
 """
 
 import argparse
@@ -40,6 +40,7 @@ DATA = '/usr/share/datasets/fashion-mnist'
 MEAN, STD = 0.286, 0.353  # src/data/known.ts
 BATCH = 256
 CUTS = ['stem', 'layer1.0', 'layer2.0', 'layer3.0', 'layer4.0', 'features']
+UPSAMPLE_FIRST = False
 
 
 def load_split(split, limit, seed):
@@ -114,7 +115,11 @@ class Stitch(nn.Module):
         if self.kind == 'pool-linear':
             return self.map(x.mean((2, 3)))
         if self.up > 1:
-            x = F.interpolate(x, scale_factor=self.up, mode='nearest')[:, :, :self.crop[0], :self.crop[1]]
+            # the 1x1 map commutes with nearest upsampling; modelsmith (src/stitch/build.ts)
+            # maps first, and so does this unless --upsample-first asks for the naive order
+            if UPSAMPLE_FIRST:
+                return self.map(F.interpolate(x, scale_factor=self.up, mode='nearest')[:, :, :self.crop[0], :self.crop[1]])
+            return F.interpolate(self.map(x), scale_factor=self.up, mode='nearest')[:, :, :self.crop[0], :self.crop[1]]
         if any(self.pad):
             x = F.pad(x, (0, self.pad[0], 0, self.pad[1]))
         return self.map(x)
@@ -160,8 +165,11 @@ def main():
     p.add_argument('--senders', default='stem,layer2.0,layer4.0')
     p.add_argument('--receivers', default='stem,layer2.0,features')
     p.add_argument('--quick', action='store_true', help='2048 training and 1000 test images: a smoke check')
+    p.add_argument('--upsample-first', action='store_true', help='upsample, then the 1x1 map (the naive order; default: map first, as modelsmith)')
     p.add_argument('--json', action='store_true')
     a = p.parse_args()
+    global UPSAMPLE_FIRST
+    UPSAMPLE_FIRST = a.upsample_first
     train_n = a.train or (2048 if a.quick else 10000)
     test_n = a.test or (1000 if a.quick else 10000)
     torch.set_num_threads(a.threads)
