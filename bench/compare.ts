@@ -7,7 +7,15 @@
  *
  *   npm run bench:compare [-- --quick] [-- --threads 2] [-- --json] [-- --python /usr/bin/python3]
  *
- * Without a Python that imports torch it prints one line saying so and exits 0.
+ * Stitching: the grid of bench/stitch.ts (cached sender activations) next to
+ * tools/torch/bench_stitch.py, the same grid in plain PyTorch, one sender row at a time
+ * and alternating; per cell both times and the ratio (PyTorch seconds / modelsmith
+ * seconds, > 1: modelsmith is faster), and the worst cell.
+ *
+ *   npm run bench:compare -- --only stitch [--quick] [--stitch-train 10000] [--stitch-test 10000]
+ *
+ * `--only training,inference,stitch` picks sections (default all three). Without a
+ * Python that imports torch it prints one line saying so and exits 0.
  */
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -20,6 +28,16 @@ const quick = args.includes('--quick');
 const json = args.includes('--json');
 const threads = flag('--threads', '2');
 const python = flag('--python', process.env['PYTHON'] ?? '/usr/bin/python3');
+const SECTIONS = ['training', 'inference', 'stitch'] as const;
+const sections = flag('--only', SECTIONS.join(',')).split(',');
+for (const s of sections) {
+  if (!(SECTIONS as readonly string[]).includes(s)) {
+    console.log(`bench:compare: unknown section "${s}" in --only; expected some of ${SECTIONS.join(', ')}`);
+    process.exit(2);
+  }
+}
+const stitchTrain = flag('--stitch-train', quick ? '2048' : '10000');
+const stitchTest = flag('--stitch-test', quick ? '1000' : '10000');
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
 
@@ -48,18 +66,30 @@ interface Row {
   ratio: number;
 }
 
-function runJson(cmd: string, argv: string[]): { results: Record<string, unknown>[] } {
+function runJson<T = { results: Record<string, unknown>[] }>(cmd: string, argv: string[]): T {
   const r = spawnSync(cmd, argv, { encoding: 'utf8', maxBuffer: 1 << 26 });
   if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')} failed: ${(r.stderr || '').trim().split('\n').pop()}`);
-  return JSON.parse(r.stdout) as { results: Record<string, unknown>[] };
+  return JSON.parse(r.stdout) as T;
+}
+
+interface StitchRow {
+  sender: string;
+  receiver: string;
+  stitch: string;
+  modelsmithSeconds: number;
+  pytorchSeconds: number;
+  /** PyTorch seconds / modelsmith seconds: > 1, modelsmith is faster */
+  ratio: number;
 }
 
 const rows: Row[] = [];
+const stitchRows: StitchRow[] = [];
 const log = (s: string): void => {
   if (!json) console.log(s);
 };
 log(`machine: ${machine()}; threads ${threads}; PyTorch ${torchVersion}${quick ? ' (--quick: a smoke check, not a measurement)' : ''}`);
 for (const kind of ['training', 'inference'] as const) {
+  if (!sections.includes(kind)) continue;
   for (const m of MODELS) {
     if (kind === 'inference' && m.trainingOnly) continue;
     const ours = runJson(process.execPath, [join(here, `${kind}.js`), '--json', '--threads', threads, ...(quick ? ['--quick'] : []), '--only', m.ours]);
@@ -85,4 +115,62 @@ for (const kind of ['training', 'inference'] as const) {
     }
   }
 }
-if (json) console.log(JSON.stringify({ machine: machine(), threads: Number(threads), pytorch: torchVersion, quick, rows }, null, 2));
+if (sections.includes('stitch')) {
+  const senders = ['stem', 'layer2.0', 'layer4.0'];
+  const size = ['--train', stitchTrain, '--test', stitchTest, '--threads', threads, '--json'];
+  log(
+    `stitching grid: ${stitchTrain} training images x 1 epoch, ${stitchTest} test images, batch 256, cached sender activations; one sender row at a time, modelsmith then PyTorch`,
+  );
+  for (const sender of senders) {
+    type Cell = { sender: string; receiver: string; stitch: string; seconds: number };
+    const ours = runJson<{ results: { perCell: Cell[] }[] }>(process.execPath, [
+      join(here, 'stitch.js'),
+      ...size,
+      '--senders',
+      sender,
+      '--cached-only',
+      '--no-peak',
+    ]);
+    const theirs = runJson<{ cells: Cell[] }>(python, [join(root, 'tools', 'torch', 'bench_stitch.py'), ...size, '--senders', sender]);
+    const oursCells = ours.results[0]?.perCell ?? [];
+    for (const t of theirs.cells) {
+      const o = oursCells.find((c) => c.sender === t.sender && c.receiver === t.receiver);
+      if (!o) continue;
+      const row = {
+        sender: t.sender,
+        receiver: t.receiver,
+        stitch: o.stitch,
+        modelsmithSeconds: o.seconds,
+        pytorchSeconds: t.seconds,
+        ratio: t.seconds / o.seconds,
+      };
+      stitchRows.push(row);
+      log(
+        `stitch    ${`${row.sender} -> ${row.receiver}`.padEnd(22)} ${row.stitch.padEnd(14)}: modelsmith ${row.modelsmithSeconds.toFixed(2).padStart(7)} s, PyTorch ${row.pytorchSeconds.toFixed(2).padStart(7)} s, ratio ${row.ratio.toFixed(2)}`,
+      );
+    }
+  }
+  if (stitchRows.length) {
+    const sum = (f: (r: StitchRow) => number): number => stitchRows.reduce((acc, r) => acc + f(r), 0);
+    const worst = stitchRows.reduce((w, r) => (r.ratio < w.ratio ? r : w));
+    const n = stitchRows.length;
+    log(
+      `stitch    per cell: modelsmith ${(sum((r) => r.modelsmithSeconds) / n).toFixed(2)} s, PyTorch ${(sum((r) => r.pytorchSeconds) / n).toFixed(2)} s, ratio ${(sum((r) => r.pytorchSeconds) / sum((r) => r.modelsmithSeconds)).toFixed(2)}; worst cell ${worst.sender} -> ${worst.receiver} ratio ${worst.ratio.toFixed(2)}`,
+    );
+  }
+}
+if (json)
+  console.log(
+    JSON.stringify(
+      {
+        machine: machine(),
+        threads: Number(threads),
+        pytorch: torchVersion,
+        quick,
+        rows,
+        stitch: { trainImages: Number(stitchTrain), testImages: Number(stitchTest), cells: stitchRows },
+      },
+      null,
+      2,
+    ),
+  );

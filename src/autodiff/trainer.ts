@@ -126,6 +126,11 @@ export class TrainingSession {
     }
   }
 
+  /** Stops ONNX Runtime's profiler (session option `profile`) and returns the profile file's path. */
+  endProfiling(): string {
+    return this.session.endProfiling();
+  }
+
   async release(): Promise<void> {
     await this.session.release();
   }

@@ -9,6 +9,8 @@
  */
 import * as ort from 'onnxruntime-node';
 import { cpus } from 'node:os';
+import { readdirSync, statSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
@@ -47,6 +49,11 @@ export interface SessionOptions {
    * kernels (src/runtime/nchwc.ts). Default: on for the CPU provider.
    */
   nchwc?: boolean;
+  /**
+   * Write ONNX Runtime's per-node profile (Chrome trace JSON) to a file starting with
+   * this path prefix; ModelSession.endProfiling() closes it and returns its path.
+   */
+  profile?: string;
 }
 
 /** A value fed to or returned by a session: like Tensor, but any dtype ORT supports. */
@@ -91,6 +98,7 @@ export class ModelSession {
   private constructor(
     private readonly session: ort.InferenceSession,
     readonly model: Model,
+    private readonly profilePrefix?: string,
   ) {}
 
   static async create(model: Model, opts: SessionOptions = {}): Promise<ModelSession> {
@@ -105,8 +113,9 @@ export class ModelSession {
         graphOptimizationLevel: opts.optimization ?? 'all',
         executionProviders: providers,
         executionMode: 'sequential',
+        ...(opts.profile ? { enableProfiling: true, profileFilePrefix: opts.profile } : {}),
       });
-      return new ModelSession(session, model);
+      return new ModelSession(session, model, opts.profile);
     } catch (e) {
       if (providers.length > 1) await checkProvider(providers[0]!);
       throw new UserError(`ONNX Runtime could not load model ${model.graph.name}: ${firstLine(e)}`);
@@ -133,6 +142,23 @@ export class ModelSession {
     const out: Record<string, Tensor> = {};
     for (const [k, v] of Object.entries(result)) out[k] = fromOrt(v as ort.Tensor);
     return out;
+  }
+
+  /**
+   * Stops profiling (SessionOptions.profile) and returns the profile file's path: ORT
+   * names it `<prefix>_<timestamp>.json` without telling, so it is the newest such file.
+   */
+  endProfiling(): string {
+    if (!this.profilePrefix) throw new Error('endProfiling: the session was not created with the profile option');
+    this.session.endProfiling();
+    const dir = dirname(resolve(this.profilePrefix));
+    const base = basename(this.profilePrefix);
+    const files = readdirSync(dir)
+      .filter((f) => f.startsWith(`${base}_`) && f.endsWith('.json'))
+      .map((f) => join(dir, f))
+      .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
+    if (!files[0]) throw new Error(`ONNX Runtime wrote no profile next to ${this.profilePrefix}`);
+    return files[0];
   }
 
   async release(): Promise<void> {
