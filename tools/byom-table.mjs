@@ -186,8 +186,14 @@ for (const name of families) {
     }
     row[col].seconds = (Date.now() - t0) / 1000;
     process.stderr.write(`${name} ${col}: ${row[col].ok ? 'ok' : 'FAILED'} ${row[col].text} (${row[col].seconds.toFixed(0)} s)\n`);
-    writeFileSync(`${tableFile}.tmp`, JSON.stringify(rows, null, 2));
-    renameSync(`${tableFile}.tmp`, tableFile);
+    // merge this cell into the file as it is now: another run may be filling other rows
+    const now = existsSync(tableFile) ? JSON.parse(readFileSync(tableFile, 'utf8')) : [];
+    let mine = now.find((r) => r.name === name);
+    if (!mine) now.push((mine = { name }));
+    mine[col] = row[col];
+    writeFileSync(`${tableFile}.${process.pid}.tmp`, JSON.stringify(now, null, 2));
+    renameSync(`${tableFile}.${process.pid}.tmp`, tableFile);
+    rows.splice(0, rows.length, ...now);
   }
 }
 
