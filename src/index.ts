@@ -93,5 +93,5 @@ export { queueStatus, cancelRun, clearQueue, type QueueStatus, type RunStatus } 
 export type { WorkerInfo } from './queue/coordinator.js';
 
 // Utilities users meet.
-export { UserError } from './util/errors.js';
+export { UserError, OptionError, type OptionNamer } from './util/errors.js';
 export { Rng } from './util/random.js';

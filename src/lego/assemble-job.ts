@@ -21,7 +21,7 @@ import type { SessionOptions } from '../runtime/session.js';
 import { assemble, componentLabels, withNormalization, type AssembleResult, type AssemblyMethod, type OverlapMode } from './assemble.js';
 import { finetuneAssembled } from './finetune.js';
 import type { EpochMetrics } from '../autodiff/train.js';
-import { UserError } from '../util/errors.js';
+import { OptionError, UserError } from '../util/errors.js';
 
 export interface AssembleJob {
   files: string[];
@@ -93,8 +93,9 @@ export async function runAssembleJob(job: AssembleJob): Promise<AssembleJobResul
   models.forEach((m, k) => componentLabels(m, job.files[k]!));
   const scale = job.scale ?? true;
   const scaleSpecs = job.scaleData?.length ? job.scaleData : (job.data ?? []);
-  if (scale && scaleSpecs.length === 0) throw new UserError('parameter scaling needs data: pass --scale-data <spec> (its train split is used), or --no-scale');
-  if (job.finetuneEpochs && !job.data?.length) throw new UserError('--finetune-epochs needs --data <spec> for the training images');
+  if (scale && scaleSpecs.length === 0)
+    throw new OptionError((o) => `parameter scaling needs data: pass ${o('scaleData', '<spec>')} (its train split is used), or ${o('scale', false)}`);
+  if (job.finetuneEpochs && !job.data?.length) throw new OptionError((o) => `${o('finetuneEpochs')} needs ${o('data', '<spec>')} for the training images`);
   const scaleSets = scale ? await openAll(scaleSpecs, 'train') : [];
   const r: AssembleResult = await assemble(
     models.map((model, k) => ({ model, file: job.files[k]!, hash: fileHash(job.files[k]!) })),

@@ -17,7 +17,7 @@ import { openModel } from '../onnx/open.js';
 import { parseClasses } from '../data/classes.js';
 import { computeCkaGrid, type CkaGridOptions, type CkaGridResult } from '../stitch/cka-grid.js';
 import { RANDOM_BATCHNORM } from '../stitch/controls.js';
-import { UserError } from '../util/errors.js';
+import { OptionError, UserError } from '../util/errors.js';
 import type { BlobRef } from './blobs.js';
 import { Coordinator, type CoordinatorOptions } from './coordinator.js';
 import { parseDataRef, type DataRef, type JobKind } from './jobs.js';
@@ -96,7 +96,9 @@ export const CKA: JobKind<CkaPayload, CkaGridResult> = {
   async run(p, env) {
     const ds = await env.dataset(p.data, p.split);
     if (p.classes?.some((c) => c >= ds.classes))
-      throw new UserError(`--classes: class ${p.classes.find((c) => c >= ds.classes)} does not exist in ${p.data.spec} (${ds.classes} classes)`);
+      throw new OptionError(
+        (o) => `${o('classes')}: class ${p.classes!.find((c) => c >= ds.classes)} does not exist in ${p.data.spec} (${ds.classes} classes)`,
+      );
     const a = await env.blob(p.a, 'model A'),
       b = await env.blob(p.b, 'model B');
     const train = p.options.controls ? (p.split === 'train' ? ds : await env.dataset(p.data, 'train')) : undefined;
@@ -121,7 +123,7 @@ export interface CkaQueueJob {
 
 /** `modelsmith cka --queue`: the pair as one job; the result as computeCkaGrid returns it, with the coordinator's file names. */
 export async function ckaOnQueue(url: string, job: CkaQueueJob, o: CoordinatorOptions = {}): Promise<CkaGridResult> {
-  if (job.split !== 'train' && job.split !== 'test') throw new UserError(`--split expects train or test, got "${String(job.split)}"`);
+  if (job.split !== 'train' && job.split !== 'test') throw new OptionError((o) => `${o('split')} expects train or test, got "${String(job.split)}"`);
   const run = `cka-${createHash('sha256').update(canonicalJson(job)).digest('hex').slice(0, 12)}`;
   const c = await Coordinator.open(url, run, `cka ${job.a} ${job.b}`, o);
   try {

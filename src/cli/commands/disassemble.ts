@@ -123,7 +123,7 @@ export function registerDisassemble(program: Command): void {
       checkOutputs([outputFile(flags.output), ...(flags.masks !== undefined ? [outputFile(flags.masks, '--masks')] : [])], [file, ...dataInputs(flags.data)]);
       const model = openModel(file);
       const train = await openDataset(flags.data, 'train');
-      const task = parseClasses(flags.task, train.classes, '--task');
+      const task = parseClasses(flags.task, train.classes, 'task');
       if (flags.holdout === 0 && flags.maxDrop !== undefined) throw new UserError('--max-drop needs held-out images: --holdout must be > 0');
       if (flags.recalSamples < 0) throw new UserError(`--recal-samples expects a whole number >= 0, got ${flags.recalSamples}`);
       if (flags.holdout < 0) throw new UserError(`--holdout expects a whole number >= 0, got ${flags.holdout}`);

@@ -51,7 +51,7 @@ function taskList(text: string, flag: string): number[][] {
     .map((s) => s.trim())
     .filter(Boolean);
   if (!parts.length) throw new UserError(`${flag} expects class lists separated by ';', e.g. "0;0-2;3-9", got "${text}"`);
-  return parts.map((p) => parseClasses(p, 1000));
+  return parts.map((p) => parseClasses(p, 1000, 'tasks'));
 }
 
 export function registerLegoExperiment(program: Command): void {
@@ -133,7 +133,7 @@ export function registerLegoExperiment(program: Command): void {
         .map((p) => {
           const ab = p.split('+');
           if (ab.length !== 2) throw new UserError(`--pairs expects "A+B" items separated by ';', got "${p}"`);
-          return [parseClasses(ab[0]!, 1000), parseClasses(ab[1]!, 1000)] as [number[], number[]];
+          return [parseClasses(ab[0]!, 1000, 'pairs'), parseClasses(ab[1]!, 1000, 'pairs')] as [number[], number[]];
         });
       const sweep = !flags.sweep
         ? []
@@ -157,7 +157,7 @@ export function registerLegoExperiment(program: Command): void {
         ...(flags.tasks ? { tasks: taskList(flags.tasks, '--tasks') } : {}),
         ...(pairs ? { pairs } : {}),
         ...(unbalanced ? { unbalanced } : {}),
-        ...(flags.sweepTask ? { sweepTask: parseClasses(flags.sweepTask, 1000) } : {}),
+        ...(flags.sweepTask ? { sweepTask: parseClasses(flags.sweepTask, 1000, 'sweepTask') } : {}),
         ...(flags.scaleSamples ? { scaleSamplesPerClass: flags.scaleSamples } : {}),
         ...(flags.batch ? { batchSize: flags.batch } : {}),
         ...(flags.resume ? { resume: true } : {}),
