@@ -31,7 +31,7 @@ import { writeFileAtomic } from '../util/atomic.js';
 import { hashSeed } from '../util/random.js';
 import { info, progress } from '../util/progress.js';
 import { OptionError } from '../util/errors.js';
-import { pct } from '../util/format.js';
+import { pct, table } from '../util/format.js';
 import { argmaxRow } from '../runtime/argmax.js';
 
 /** Which weights `train` writes: the last epoch's or the best validation epoch's. */
@@ -409,4 +409,23 @@ function restore(run: Run, ckpt: ReturnType<typeof loadCheckpoint>): void {
 
 function writeLog(run: Run): void {
   writeFileAtomic(run.job.log ?? `${run.job.output}.metrics.jsonl`, run.history.map((m) => JSON.stringify(m)).join('\n') + '\n');
+}
+
+/**
+ * A training run as text: loss and accuracies per epoch, what was written, and the test
+ * accuracy when the run measured it.
+ *
+ * @example console.log(trainText(await train(job)));
+ */
+export function trainText(r: TrainResult): string {
+  const last = r.epochs[r.epochs.length - 1]!;
+  const val = (x: number | null): string => (x === null ? '-' : pct(x));
+  return [
+    table([
+      ['epoch', 'loss', 'train acc', 'val acc', 'images/s'],
+      ...r.epochs.map((e) => [e.epoch, e.trainLoss.toFixed(4), pct(e.trainAccuracy), val(e.valAccuracy), e.imagesPerSecond.toFixed(0)]),
+    ]),
+    `wrote ${r.output} (${r.trainable} parameter tensors trained; classes ${r.classes.join(',')}; last epoch val acc ${val(last.valAccuracy)})`,
+    ...(r.test ? [`test accuracy ${pct(r.test.accuracy)} on ${r.test.samples} images (${r.test.data})`] : []),
+  ].join('\n');
 }

@@ -20,7 +20,6 @@ const FLAG_NAMES: Readonly<Record<string, string>> = {
   dataDirs: '--data-dir',
   sweep: '--alphas/--betas',
   clipNorm: '--clip',
-  hfShardBytes: '--hf-shard-mb',
   randomBatchNorm: '--random-bn',
   bnBefore: '--bn before',
   bnAfter: '--bn after',

@@ -21,7 +21,8 @@ import type { SessionOptions } from '../runtime/session.js';
 import { assemble, componentLabels, withNormalization, type AssembleResult, type AssemblyMethod, type OverlapMode } from './assemble.js';
 import { finetuneAssembled } from './finetune.js';
 import type { EpochMetrics } from '../autodiff/train.js';
-import { OptionError, UserError } from '../util/errors.js';
+import { apiName, OptionError, UserError, type OptionNamer } from '../util/errors.js';
+import { compact, pct, table } from '../util/format.js';
 
 export interface AssembleJob {
   files: string[];
@@ -167,4 +168,19 @@ export async function scoreByDataset(model: Model, name: string, tests: readonly
     out.push({ model: name, dataset: ds.name, classes, accuracy: e.accuracy, samples: e.samples });
   }
   return out;
+}
+
+/**
+ * What an assembly did, as text: the method, size and scaling of the assembled model, and
+ * a table of each component's and the assembled model's test accuracies. Options are
+ * named by `name` (the API's keys by default).
+ *
+ * @example console.log(assembleText(await runAssembleJob({ files: ['a.onnx', 'b.onnx'], output: 'ab.onnx', data: ['fashion-mnist'] })));
+ */
+export function assembleText(r: AssembleJobResult, name: OptionNamer = apiName): string {
+  const head = `wrote ${r.output}: ${r.method}${r.fallbackReason ? ` (${r.fallbackReason})` : ''}, ${r.outputs} outputs, ${compact(r.parameters)} parameters, ${(r.flopsPerImage / 1e6).toFixed(2)} MFLOPs/image, ${r.scaled ? `scaled (${r.scaleMethod})` : 'not scaled'}`;
+  const rows: (string | number)[][] = [['model', 'dataset', 'classes', 'test images', 'accuracy']];
+  const fmt = (c: number[]): string => (c.length > 6 ? `${c.slice(0, 6).join(',')},... (${c.length})` : c.join(','));
+  for (const a of [...r.components, ...r.union, ...(r.finetune?.union ?? [])]) rows.push([a.model, a.dataset, fmt(a.classes), a.samples, pct(a.accuracy)]);
+  return `${head}\n${rows.length > 1 ? table(rows) : `no test data given (${name('data')}): accuracies not measured`}`;
 }

@@ -56,7 +56,9 @@ export function messageIn(e: Error, name: OptionNamer): string {
 }
 
 // Option names cross process boundaries (a queue worker's failure, a grid worker's last line)
-// marked, so that the receiving side names them in its own caller's terms.
+// marked, so that the receiving side names them in its own caller's terms. The marks are
+// control characters, which JSON escapes inside a value.
+// eslint-disable-next-line no-control-regex
 const MARKED = /\u0001([^\u0001\u0002]{1,300})\u0002/g;
 
 /** The message of `e` to send to another process, an OptionError's options marked for `fromMarked`. */
