@@ -24,6 +24,8 @@ export interface SafetensorsFile {
   readTensor(name: string): Tensor;
   /** one tensor's values as float32, whatever its stored dtype */
   readFloat32(name: string): Float32Array;
+  /** the same values written into `target`, which must hold exactly as many; float32 storage is read straight into it */
+  readFloat32Into(name: string, target: Float32Array): void;
   close(): void;
 }
 
@@ -96,6 +98,15 @@ class SingleFile implements SafetensorsFile {
 
   readFloat32(name: string): Float32Array {
     return tensorToFloat32(this.readTensor(name));
+  }
+
+  readFloat32Into(name: string, target: Float32Array): void {
+    const e = this.entry(name);
+    const count = numel(e.shape);
+    if (count !== target.length) throw new UserError(`${this.path}: tensor "${name}" holds ${count} values, expected ${target.length}`);
+    if (irDType(e.dtype) !== 'float32') return target.set(this.readFloat32(name));
+    if (this.fd === undefined) throw new Error(`${this.path}: read after close()`);
+    readFully(this.fd, new Uint8Array(target.buffer, target.byteOffset, target.byteLength), e.offset, this.path);
   }
 
   close(): void {

@@ -138,6 +138,10 @@ class ShardedFile implements SafetensorsFile {
     return this.owner(name).readFloat32(name);
   }
 
+  readFloat32Into(name: string, target: Float32Array): void {
+    this.owner(name).readFloat32Into(name, target);
+  }
+
   close(): void {
     for (const s of this.shards) s.close();
   }

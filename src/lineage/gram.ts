@@ -1,17 +1,29 @@
 /**
- * Pairwise squared Euclidean distances between N weight vectors from one Gram matrix:
- * ||a - b||^2 = ||a||^2 + ||b||^2 - 2 a.b. The Gram product runs in ONNX Runtime in
- * float64 (a Gemm with transB over column blocks of the [N x P] layer stack, blocks
- * summed in float64), so N^2 P multiply-adds go through the runtime's GEMM kernel instead
- * of a JavaScript loop.
+ * Pairwise squared Euclidean distances between N weight vectors from one Gram matrix,
+ * taken of the differences to a reference row: with X_i = W_i - W_0 (the first model's
+ * weights), ||W_i - W_j||^2 = ||X_i - X_j||^2 = G_ii + G_jj - 2 G_ij, G = X X^T. The
+ * product runs in ONNX Runtime in float64 over column blocks of the [N x P] float32 layer
+ * stack: each block is widened to float64 by TypedArray.set (native, exact), the
+ * reference row is subtracted inside the graph (exact: the difference of two float32
+ * values fits a float64), and Gemms with transB over the two halves of the rows give the
+ * block's Gram (the symmetric half and the diagonal blocks only); blocks are summed in
+ * float64, in block order. So the N^2 P multiply-adds go through the runtime's GEMM kernel, and the
+ * products see differences, not raw weights: fine-tunes of one base differ from it by
+ * little, so their norms ||X_i||^2 are of the order of their distances and the
+ * subtraction G_ii + G_jj - 2 G_ij loses nothing.
  *
- * Cancellation: the Gram estimate of d2 carries an absolute error of a few units of
- * float64 rounding times (||a||^2 + ||b||^2) (times about sqrt(P) for the sums). When two
- * models are nearly identical, d2 is tiny next to their norms and that error dominates.
- * Criterion: a pair whose estimate is below REPAIR_RATIO x (||a||^2 + ||b||^2) is
- * recomputed directly as sum((a_i - b_i)^2) in float64 (exact differences of float32
- * values). Accepted pairs thus have a relative error of at most about
- * sqrt(P) * 1.1e-16 / REPAIR_RATIO, 3.5e-8 for P = 1e7 (1.8e-8 on the distance).
+ * Why float64 products: a float32 product is rounded to 24 bits (6e-8 relative) and a
+ * float32 GEMM also accumulates in float32, so a float32 Gram carries ~1e-7 of the norms
+ * in every entry: no pair could meet 1e-9. Products of float32 inputs are exact in
+ * float64; only the float64 sums round.
+ *
+ * Cancellation: the estimate of d2 carries an absolute error of about sqrt(P) units of
+ * float64 rounding times (||X_i||^2 + ||X_j||^2) (the sums' rounding errors add up like
+ * a random walk). Pairs much closer to each other than to the reference (siblings far
+ * from model 0) still cancel: a pair whose estimate is below repairRatio(P) x
+ * (||X_i||^2 + ||X_j||^2) is recomputed directly as sum((a_k - b_k)^2) in float64 (exact
+ * differences of float32 values). repairRatio is chosen so accepted pairs have a relative
+ * error of about TARGET_RELATIVE_ERROR on d2 (half that on the distance).
  *
  * @example
  *   const engine = await GramEngine.create();
@@ -19,46 +31,111 @@
  *   await engine.release();
  */
 import { createModel, emptyGraph } from '../onnx/graph.js';
+import { int64 } from '../onnx/tensor.js';
 import { ModelSession, type SessionOptions } from '../runtime/session.js';
 
-export const REPAIR_RATIO = 1e-5;
-/** float64 column block fed to the runtime per call */
-const BLOCK_BYTES = 32 * 1024 * 1024;
+/** relative error on d2 the Gram estimate may carry before a pair is recomputed directly */
+export const TARGET_RELATIVE_ERROR = 1e-9;
+/** float64 rounding unit */
+const UNIT = 2 ** -53;
+
+/** Below this ratio of d2 to ||X_i||^2 + ||X_j||^2 a pair is recomputed directly (see the file comment). */
+export function repairRatio(p: number): number {
+  return (Math.sqrt(p) * UNIT) / TARGET_RELATIVE_ERROR;
+}
+
+/** float64 column block fed to the runtime per call (4 MiB: the block and its differences stay in cache) */
+const BLOCK_BYTES = 4 * 1024 * 1024;
+/**
+ * ...but at least this many columns: every block yields a whole n x n partial Gram to add
+ * (and, from a worker, to pass back), which must stay small next to the block's products.
+ */
+const MIN_BLOCK_COLUMNS = 2048;
+
+/** The column blocks of an [n x p] stack: their width and count (the last may be narrower). */
+export function gramBlocks(n: number, p: number): { cols: number; count: number } {
+  const cols = Math.max(1, Math.min(p, Math.max(MIN_BLOCK_COLUMNS, Math.floor(BLOCK_BYTES / (8 * n)))));
+  return { cols, count: Math.ceil(p / cols) };
+}
 
 export class GramEngine {
+  private top = new Float64Array(0);
+  private bottom = new Float64Array(0);
+
   private constructor(private readonly session: ModelSession) {}
 
+  /**
+   * The graph takes the rows in two halves, a (the first ceil(n/2), reference row first)
+   * and b: G is symmetric, so a a^T, a b^T and b b^T are all of it (3/4 of the products of
+   * one n x n Gemm; b a^T is the transpose of a b^T).
+   */
   static async create(opts: SessionOptions = {}): Promise<GramEngine> {
     const g = emptyGraph('gram');
-    g.inputs.push({ name: 'x', dtype: 'float64', shape: ['n', 'c'] });
-    g.nodes.push({ name: 'gemm', opType: 'Gemm', inputs: ['x', 'x'], outputs: ['g'], attributes: { transB: { kind: 'int', value: 1 } } });
-    g.outputs.push({ name: 'g', dtype: 'float64', shape: ['n', 'n'] });
+    g.inputs.push({ name: 'a', dtype: 'float64', shape: ['h', 'c'] }, { name: 'b', dtype: 'float64', shape: ['k', 'c'] });
+    g.initializers.set('zero', int64([1], [0]));
+    g.initializers.set('one', int64([1], [1]));
+    const transB = { transB: { kind: 'int', value: 1 } } as const;
+    g.nodes.push(
+      { name: 'reference', opType: 'Slice', inputs: ['a', 'zero', 'one', 'zero'], outputs: ['ref'], attributes: {} },
+      { name: 'difference_a', opType: 'Sub', inputs: ['a', 'ref'], outputs: ['da'], attributes: {} },
+      { name: 'difference_b', opType: 'Sub', inputs: ['b', 'ref'], outputs: ['db'], attributes: {} },
+      { name: 'gram_aa', opType: 'Gemm', inputs: ['da', 'da'], outputs: ['aa'], attributes: transB },
+      { name: 'gram_ab', opType: 'Gemm', inputs: ['da', 'db'], outputs: ['ab'], attributes: transB },
+      { name: 'gram_bb', opType: 'Gemm', inputs: ['db', 'db'], outputs: ['bb'], attributes: transB },
+    );
+    g.outputs.push(
+      { name: 'aa', dtype: 'float64', shape: ['h', 'h'] },
+      { name: 'ab', dtype: 'float64', shape: ['h', 'k'] },
+      { name: 'bb', dtype: 'float64', shape: ['k', 'k'] },
+    );
     return new GramEngine(await ModelSession.create(createModel(g), { optimization: 'basic', ...opts }));
   }
 
-  /** The N x N float64 Gram matrix of the rows of `stack` ([n x p], row-major). */
+  /**
+   * The N x N float64 Gram matrix of the rows of `stack` ([n x p], row-major) minus its
+   * first row: G_ij = (W_i - W_0) . (W_j - W_0).
+   */
   async gram(stack: Float32Array, n: number, p: number): Promise<Float64Array> {
     const total = new Float64Array(n * n);
-    const cols = Math.max(1, Math.min(p, Math.floor(BLOCK_BYTES / (8 * n))));
-    const block = new Float64Array(n * cols);
-    for (let c0 = 0; c0 < p; c0 += cols) {
-      const c = Math.min(cols, p - c0);
-      const x = c === cols ? block : new Float64Array(n * c);
-      for (let i = 0; i < n; i++) {
-        const src = i * p + c0;
-        const dst = i * c;
-        for (let j = 0; j < c; j++) x[dst + j] = stack[src + j]!;
-      }
-      const out = await this.session.run({ x: { dtype: 'float64', dims: [n, c], data: x } });
-      const g = out['g']!.data as Float64Array;
-      for (let k = 0; k < n * n; k++) total[k]! += g[k]!;
-    }
+    for (let b = 0; b < gramBlocks(n, p).count; b++) addBlock(total, await this.blockGram(stack, n, p, b));
     return total;
+  }
+
+  /** Column block `b`'s share of gram() (a fresh array: callers may keep or transfer it); the parts add up, in block order, to the whole. */
+  async blockGram(stack: Float32Array, n: number, p: number, b: number): Promise<Float64Array> {
+    const out = new Float64Array(n * n);
+    if (n < 2) return out; // a lone row is its own reference
+    const { cols } = gramBlocks(n, p);
+    const c0 = b * cols,
+      c = Math.min(cols, p - c0);
+    const h = Math.ceil(n / 2),
+      k = n - h;
+    if (this.top.length < h * cols) this.top = new Float64Array(h * cols);
+    if (this.bottom.length < k * cols) this.bottom = new Float64Array(k * cols);
+    const a = this.top.subarray(0, h * c),
+      z = this.bottom.subarray(0, k * c);
+    // widening float32 -> float64 by TypedArray.set: native and exact
+    for (let i = 0; i < n; i++) (i < h ? a : z).set(stack.subarray(i * p + c0, i * p + c0 + c), (i < h ? i : i - h) * c);
+    const r = await this.session.run({ a: { dtype: 'float64', dims: [h, c], data: a }, b: { dtype: 'float64', dims: [k, c], data: z } });
+    const aa = r['aa']!.data as Float64Array,
+      ab = r['ab']!.data as Float64Array,
+      bb = r['bb']!.data as Float64Array;
+    for (let i = 0; i < h; i++) {
+      for (let j = 0; j < h; j++) out[i * n + j] = aa[i * h + j]!;
+      for (let j = 0; j < k; j++) out[i * n + h + j] = out[(h + j) * n + i] = ab[i * k + j]!;
+    }
+    for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) out[(h + i) * n + h + j] = bb[i * k + j]!;
+    return out;
   }
 
   async release(): Promise<void> {
     await this.session.release();
   }
+}
+
+/** total += part; blocks are added in block order wherever they were computed, so the sum does not depend on the thread count. */
+export function addBlock(total: Float64Array, part: ArrayLike<number>): void {
+  for (let k = 0; k < total.length; k++) total[k]! += part[k]!;
 }
 
 /** sum((a_i - b_i)^2) over rows i and j of the stack, in float64. */
@@ -90,14 +167,19 @@ export interface SquaredDistances {
 
 /** All pairwise squared distances of the stack's rows: Gram product plus direct repair of near pairs. */
 export async function squaredDistances(engine: GramEngine, stack: Float32Array, n: number, p: number): Promise<SquaredDistances> {
-  const g = await engine.gram(stack, n, p);
+  return distancesFromGram(await engine.gram(stack, n, p), stack, n, p);
+}
+
+/** The squared distances from the stack's Gram (GramEngine.gram), pairs under the repair criterion recomputed directly. */
+export function distancesFromGram(g: Float64Array, stack: Float32Array, n: number, p: number): SquaredDistances {
   const d2 = new Float64Array(n * n);
+  const ratio = repairRatio(p);
   let repaired = 0;
   for (let i = 0; i < n; i++) {
     for (let j = i + 1; j < n; j++) {
       const norms = g[i * n + i]! + g[j * n + j]!;
       let d = norms - 2 * g[i * n + j]!;
-      if (d < REPAIR_RATIO * norms) {
+      if (d < ratio * norms) {
         d = directSquaredDistance(stack, i, j, p);
         repaired++;
       }

@@ -3,8 +3,8 @@
  * one layer x number of models), producing everything lineage needs: the pairwise
  * distance D, the clustering distance, per-model kurtosis and weight norms.
  *
- * - ft: D[u,v] = mean over selected layers of sqrt(mean((W_u - W_v)^2)) (Gram product in
- *   float64 with direct repair of near pairs, see gram.ts);
+ * - ft: D[u,v] = mean over selected layers of sqrt(mean((W_u - W_v)^2)) (Gram product of the
+ *   differences to the first model in float64, with direct repair of near pairs, see gram.ts);
  * - lowrank: D[u,v] = sum over selected layers of rank(W_u - W_v) (numpy's tolerance).
  * - spectral (beyond the reference): D[u,v] = mean over selected layers of the mean of
  *   sigma^q over the singular values of W_u - W_v (q = `schatten`, default
@@ -17,11 +17,12 @@
  *   const m = await measureModels(openSources(['zoo/']), { mode: 'ft' });
  *   m.d[0 * m.names.length + 1]   // distance between the first two models
  */
-import type { SessionOptions } from '../runtime/session.js';
+import { defaultThreads, type SessionOptions } from '../runtime/session.js';
 import { progress, warn } from '../util/progress.js';
 import { OptionError, UserError } from '../util/errors.js';
 import { meanAbsDistances } from './gram.js';
-import { excessKurtosis } from './kurtosis.js';
+import { LayerPool, type LayerResult } from './layer-pool.js';
+import { weightMoments } from './kurtosis.js';
 import { MODES, type LineageMode, type ModeOption } from './modes.js';
 import { all2dLayers, selectLayers, type LayerSelection, type SelectedLayer } from './select.js';
 import type { ModelSource } from './sources.js';
@@ -45,7 +46,19 @@ export interface MeasureOptions {
   /** exponent q of the spectral mode */
   schatten?: number;
   session?: SessionOptions;
+  /**
+   * Worker threads that compute the weight statistics and the Gram product while the
+   * layers are read (layer-pool.ts); 0 does everything on this thread. Default: the
+   * session's thread count (else the number of cores) when the selected layers hold at
+   * least POOL_MIN_WEIGHTS weights across models, else 0 (starting workers costs a few
+   * hundred milliseconds). The results are the same either way.
+   */
+  workers?: number;
 }
+
+/** Below this many selected weights (all models together) starting worker threads costs more than it saves. */
+export const POOL_MIN_WEIGHTS = 2 ** 25;
+const MAX_WORKERS = 256;
 
 export interface Measurements {
   names: string[];
@@ -84,10 +97,24 @@ function resolveMode(mode: ModeOption, layers: readonly SelectedLayer[], n: numb
   return spectralCost(layers, n) <= SPECTRAL_BUDGET_FLOPS ? 'spectral' : 'ft';
 }
 
+/** Per row of an [n x p] stack: kurtosis and sum of squares, on this thread (what the pool's workers compute). */
+function rowStatistics(stack: Float32Array, n: number, p: number): LayerResult {
+  const kurtosis = new Float64Array(n),
+    sumSquares = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    const m = weightMoments(stack.subarray(i * p, (i + 1) * p));
+    kurtosis[i] = m.kurtosis;
+    sumSquares[i] = m.sumSquares;
+  }
+  return { kurtosis, sumSquares };
+}
+
 export async function measureModels(models: readonly ModelSource[], opts: MeasureOptions = {}): Promise<Measurements> {
   const clusterDistance = opts.clusterDistance ?? 'reference';
   const schatten = opts.schatten ?? DEFAULT_SCHATTEN;
   if (!(schatten > 0 && schatten <= 2)) throw new OptionError((o) => `lineage: ${o('schatten')} must be in (0, 2], got ${opts.schatten}`);
+  if (opts.workers !== undefined && !(Number.isInteger(opts.workers) && opts.workers >= 0 && opts.workers <= MAX_WORKERS))
+    throw new OptionError((o) => `lineage: ${o('workers')} must be an integer from 0 to ${MAX_WORKERS}, got ${opts.workers}`);
   const n = models.length;
   if (n < 2) throw new UserError(`lineage: needs at least 2 models, got ${n}`);
   const selection = selectLayers(models, opts.layers ? { patterns: opts.layers } : {});
@@ -114,27 +141,35 @@ export async function measureModels(models: readonly ModelSource[], opts: Measur
     repairedPairs = 0;
   const resources = await rule.resources(opts.session);
   const bar = progress('lineage: reading layers', toRead.length);
+  const largest = toRead.reduce((most, l) => Math.max(most, l.size), 0);
+  const workers =
+    opts.workers ?? (n * selection.layers.reduce((sum, l) => sum + l.size, 0) >= POOL_MIN_WEIGHTS ? (opts.session?.threads ?? defaultThreads()) : 0);
+  let pool: LayerPool | undefined;
   try {
+    pool = workers > 0 ? await LayerPool.create(workers, { gram: rule.gram, session: opts.session }) : undefined;
+    // one buffer for every layer, sized for the largest: a fresh 100 MB+ array per layer costs more in page faults than the arithmetic
+    const buffer = pool ? pool.sharedFloats(n * largest) : new Float32Array(n * largest);
     for (const layer of toRead) {
       const p = layer.size;
-      const stack = new Float32Array(n * p);
+      const stack = buffer.subarray(0, n * p);
+      // selected layers: the pool's workers take each row as it is read (statistics), then the Gram's column blocks
+      const run = pool && selected.has(layer.name) ? pool.begin(stack, n, p) : undefined;
       models.forEach((m, i) => {
-        const w = m.read(layer.name);
-        if (w.length !== p) throw new UserError(`lineage: layer "${layer.name}" of ${m.name} holds ${w.length} values, expected ${p}`);
-        stack.set(w, i * p);
+        m.readInto(layer.name, stack.subarray(i * p, (i + 1) * p));
+        run?.rowReady(i);
         bytesRead += p * 4;
       });
       if (selected.has(layer.name)) {
+        const stats = run ? await run.finish() : rowStatistics(stack, n, p);
         for (let i = 0; i < n; i++) {
-          const row = stack.subarray(i * p, (i + 1) * p);
-          const k = excessKurtosis(row);
-          if (!Number.isFinite(k)) throw new UserError(`lineage: layer "${layer.name}" of ${models[i]!.name} holds non-finite values`);
-          kurtosis[i]! += k;
-          let s = 0;
-          for (let j = 0; j < p; j++) s += row[j]! * row[j]!;
-          meanSquare[i]! += s / p;
+          if (!Number.isFinite(stats.kurtosis[i]!)) throw new UserError(`lineage: layer "${layer.name}" of ${models[i]!.name} holds non-finite values`);
+          kurtosis[i]! += stats.kurtosis[i]!;
+          meanSquare[i]! += stats.sumSquares[i]! / p;
         }
-        const term = await rule.layerDistance({ stack, n, size: p, shape: layer.shape, layers: selection.layers.length, schatten }, resources);
+        const term = await rule.layerDistance(
+          { stack, n, size: p, shape: layer.shape, layers: selection.layers.length, schatten, gram: stats.gram },
+          resources,
+        );
         repairedPairs += term.repaired;
         for (let k = 0; k < n * n; k++) d[k]! += term.d[k]!;
       }
@@ -145,6 +180,7 @@ export async function measureModels(models: readonly ModelSource[], opts: Measur
       bar.tick(1, layer.name);
     }
   } finally {
+    await pool?.close();
     await resources.release();
   }
   const seconds = (performance.now() - t0) / 1000;

@@ -8,7 +8,7 @@
  *   MODES.lowrank.defaults.placement   // 'arborescence'
  */
 import type { SessionOptions } from '../runtime/session.js';
-import { GramEngine, squaredDistances } from './gram.js';
+import { GramEngine, distancesFromGram } from './gram.js';
 import { pairRanks } from './rank.js';
 import { pairSchatten } from './spectral.js';
 import type { Direction, DirectionSignal, Placement } from './forest.js';
@@ -30,6 +30,8 @@ export interface LayerStack {
   layers: number;
   /** the Schatten exponent (spectral) */
   schatten: number;
+  /** the layer's Gram (GramEngine.gram), when measure.ts had it computed alongside the reading (rules with `gram`) */
+  gram?: Float64Array;
 }
 
 /** What a mode needs while measuring, made once per measurement. */
@@ -45,6 +47,8 @@ export interface LineageModeRule {
   matrices: boolean;
   /** the Schatten exponent applies */
   schatten: boolean;
+  /** the distance comes from the layer's Gram product, which the worker pool can compute while the layer is read */
+  gram: boolean;
   /** Ward clustering may use the reference distance (mean |dW| over all 2-D layers); low-rank zoos always cluster on the mode's own distance */
   referenceClustering: boolean;
   resources(session?: SessionOptions): Promise<ModeResources>;
@@ -65,13 +69,14 @@ export const MODES: Readonly<Record<LineageMode, LineageModeRule>> = {
     distance: 'mean RMS weight difference (the reference)',
     matrices: false,
     schatten: false,
+    gram: true,
     referenceClustering: true,
     async resources(session) {
       const engine = await GramEngine.create(session);
       return { engine, release: () => engine.release() };
     },
-    async layerDistance({ stack, n, size, layers }, { engine }) {
-      const { d2, repaired } = await squaredDistances(engine!, stack, n, size);
+    async layerDistance({ stack, n, size, layers, gram }, { engine }) {
+      const { d2, repaired } = distancesFromGram(gram ?? (await engine!.gram(stack, n, size)), stack, n, size);
       return { d: Float64Array.from(d2, (v) => Math.sqrt(v / size) / layers), repaired };
     },
     // norm grew from parent to child on 58 of 60 edges of both full fine-tuning zoos
@@ -81,6 +86,7 @@ export const MODES: Readonly<Record<LineageMode, LineageModeRule>> = {
     distance: 'sum of the ranks of the weight differences (the reference, LoRA)',
     matrices: true,
     schatten: false,
+    gram: false,
     referenceClustering: false,
     resources: async () => noResources,
     async layerDistance({ stack, n, shape }) {
@@ -93,6 +99,7 @@ export const MODES: Readonly<Record<LineageMode, LineageModeRule>> = {
     distance: 'mean sigma^q of the weight differences',
     matrices: true,
     schatten: true,
+    gram: false,
     referenceClustering: true,
     resources: async () => noResources,
     async layerDistance({ stack, n, shape, layers, schatten }) {

@@ -18,6 +18,7 @@ import { closeSync, fstatSync, openSync, readFileSync, readSync, readdirSync, re
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { openSafetensors, openSafetensorsIndex, type SafetensorsFile } from '../io/safetensors.js';
 import { loadModel } from '../onnx/proto.js';
+import { numel } from '../onnx/tensor.js';
 import type { Model } from '../onnx/types.js';
 import { tensorToFloat32 } from '../io/to-float32.js';
 import { UserError } from '../util/errors.js';
@@ -38,6 +39,12 @@ export interface ModelSource {
   layers(): LayerInfo[];
   /** one layer's values as float32 (a fresh or owned array: callers may keep it) */
   read(layer: string): Float32Array;
+  /**
+   * The same values written into `target`, which must hold exactly as many (else a
+   * UserError naming the layer and model): lineage reads every layer of every model into
+   * one reused buffer, and float32 storage goes there without an intermediate copy.
+   */
+  readInto(layer: string, target: Float32Array): void;
   /** free-form strings stored with the weights (safetensors `__metadata__`, ONNX metadata_props) */
   metadata(): Readonly<Record<string, string>>;
   /** a Hugging Face folder's config.json (an object), undefined for plain files */
@@ -282,6 +289,10 @@ export function readBounded(path: string, max: number, what: string): string {
   }
 }
 
+function checkCount(model: ModelSource, layer: string, count: number, target: Float32Array): void {
+  if (count !== target.length) throw new UserError(`lineage: layer "${layer}" of ${model.name} holds ${count} values, expected ${target.length}`);
+}
+
 class SafetensorsSource implements ModelSource {
   readonly name: string;
   constructor(
@@ -303,6 +314,10 @@ class SafetensorsSource implements ModelSource {
     const f = tensorToFloat32(t);
     // float32 data comes back as the tensor's own buffer, which nothing else holds
     return f;
+  }
+  readInto(layer: string, target: Float32Array): void {
+    checkCount(this, layer, numel(this.file.info(layer).shape), target);
+    this.file.readFloat32Into(layer, target);
   }
   close(): void {
     this.file.close();
@@ -336,6 +351,13 @@ class OnnxSource implements ModelSource {
     if (!t) throw new UserError(`${this.path}: no initializer named "${layer}"`);
     const f = tensorToFloat32(t);
     return this.cached ? Float32Array.from(f) : f;
+  }
+  readInto(layer: string, target: Float32Array): void {
+    const model = this.cached ?? loadModel(this.path);
+    const t = model.graph.initializers.get(layer);
+    if (!t) throw new UserError(`${this.path}: no initializer named "${layer}"`);
+    checkCount(this, layer, numel(t.dims), target);
+    target.set(tensorToFloat32(t));
   }
   close(): void {
     this.cached = undefined;

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { closeSources, expandInputs, modelStem, openSources } from '../../src/lineage/sources.js';
 import { all2dLayers, layerPattern, selectLayers } from '../../src/lineage/select.js';
 import { writeSafetensors } from '../../src/io/safetensors.js';
-import { float32, tensor } from '../../src/onnx/tensor.js';
+import { float32, floatToHalf, tensor } from '../../src/onnx/tensor.js';
 import { createZooModel } from '../../src/nn/zoo.js';
 import { saveModel } from '../../src/onnx/proto.js';
 import { tempDir } from '../helpers/paths.js';
@@ -122,4 +122,25 @@ test('ONNX models are read through their initializers', () => {
   assert.equal(a.length, 256);
   assert.notDeepEqual([...a], [...b], 'different seeds, different weights');
   closeSources(ms);
+});
+
+test('readInto writes a layer into a slice of a shared buffer: float32 read straight in, float16 and ONNX converted, wrong sizes named', () => {
+  const dir = tempDir();
+  const half = Uint16Array.from([0.5, -2, 3, 0.25], floatToHalf);
+  writeSafetensors(join(dir, 'a.safetensors'), { 'w.weight': float32([2, 2], Float32Array.of(1, -2, 3.5, 4)), 'h.weight': tensor('float16', [2, 2], half) });
+  saveModel(createZooModel('mlp', { hidden: [4], input: [1, 2, 2], classes: 2, seed: 3 }), join(dir, 'b.onnx'));
+  const [a, b] = openSources([join(dir, 'a.safetensors'), join(dir, 'b.onnx')]);
+  const buffer = new Float32Array(new SharedArrayBuffer(4 * 10)).fill(9);
+  a!.readInto('w.weight', buffer.subarray(3, 7));
+  assert.deepEqual([...buffer], [9, 9, 9, 1, -2, 3.5, 4, 9, 9, 9], 'only the slice is written');
+  a!.readInto('h.weight', buffer.subarray(0, 4));
+  assert.deepEqual([...buffer.subarray(0, 4)], [0.5, -2, 3, 0.25]);
+  assertUserError(() => a!.readInto('w.weight', buffer.subarray(0, 5)), 'layer "w.weight" of a holds 4 values, expected 5');
+  const layer = b!.layers().find((l) => l.shape.length === 2)!;
+  const size = layer.shape[0]! * layer.shape[1]!;
+  const onnx = new Float32Array(size);
+  b!.readInto(layer.name, onnx);
+  assert.deepEqual(onnx, b!.read(layer.name));
+  assertUserError(() => b!.readInto(layer.name, new Float32Array(size + 1)), `of b holds ${size} values`);
+  closeSources([a!, b!]);
 });

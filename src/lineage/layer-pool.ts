@@ -1,0 +1,247 @@
+/**
+ * Worker threads for the per-layer work of a lineage measurement, so that reading the
+ * weights, their statistics and the Gram product use every core instead of one. The main
+ * thread reads each model's layer into a shared buffer and says which rows are ready;
+ * the workers take rows as they come (weight statistics: kurtosis and sum of squares),
+ * then, once every row is in, column blocks of the Gram product; the main thread, done
+ * reading, joins in on both instead of waiting. Each thread has its own single-threaded
+ * ONNX Runtime session, so a thread the OS pauses holds up only its own block, not a
+ * GEMM split across threads. Work is handed out through shared atomic counters, so
+ * whoever is free takes the next piece.
+ *
+ * The results do not depend on the number of workers: each row's statistics come from
+ * the same function as on the main thread, and the block Grams are added in block order
+ * (gram.ts addBlock), exactly as GramEngine.gram adds them.
+ *
+ * @example
+ *   const pool = await LayerPool.create(2, { gram: true });
+ *   const stack = pool.sharedFloats(n * p);
+ *   const run = pool.begin(stack, n, p);
+ *   models.forEach((m, i) => { m.readInto(layer, stack.subarray(i * p, (i + 1) * p)); run.rowReady(i); });
+ *   const { kurtosis, sumSquares, gram } = await run.finish();
+ *   await pool.close();
+ */
+import { Worker } from 'node:worker_threads';
+import type { SessionOptions } from '../runtime/session.js';
+import { UserError } from '../util/errors.js';
+import { GramEngine, addBlock, gramBlocks } from './gram.js';
+import { weightMoments } from './kurtosis.js';
+
+/** Slots of the shared control array. */
+export const ROWS_READY = 0,
+  NEXT_ROW = 1,
+  NEXT_BLOCK = 2;
+/** ROWS_READY is set to this when the layer is abandoned, so waiting workers give up. */
+export const ABANDONED = -1;
+
+/** What a worker is started with. */
+export interface PoolWorkerInit {
+  gram: boolean;
+  session: SessionOptions;
+}
+
+/** One layer's work, posted to every worker. */
+export interface PoolJob {
+  stack: SharedArrayBuffer;
+  control: SharedArrayBuffer;
+  /** kurtosis of row i at [i], sum of squares at [n + i] */
+  stats: SharedArrayBuffer;
+  n: number;
+  p: number;
+  gram: boolean;
+}
+
+export type PoolReply = { kind: 'ready' } | { kind: 'block'; block: number; gram: Float64Array } | { kind: 'done' } | { kind: 'error'; message: string };
+
+export interface LayerResult {
+  /** per row: Fisher excess kurtosis */
+  kurtosis: Float64Array;
+  /** per row: sum of squared weights */
+  sumSquares: Float64Array;
+  /** n x n Gram of the rows minus the first (GramEngine.gram), when asked for */
+  gram?: Float64Array;
+}
+
+/** One layer in flight: the main thread marks rows ready, then finishes the layer with the workers. */
+export interface LayerRun {
+  rowReady(i: number): void;
+  /** once every row is ready: takes rows and Gram blocks on this thread too, until the layer is done */
+  finish(): Promise<LayerResult>;
+}
+
+/** Thrown in a thread waiting for rows of a layer that was abandoned. */
+export class Abandoned extends Error {}
+
+/** Blocks until the main thread has read `rows` rows (never blocks the main thread itself: it has read them all). */
+function waitRows(control: Int32Array, rows: number): void {
+  for (;;) {
+    const ready = Atomics.load(control, ROWS_READY);
+    if (ready === ABANDONED) throw new Abandoned();
+    if (ready >= rows) return;
+    Atomics.wait(control, ROWS_READY, ready);
+  }
+}
+
+/**
+ * One thread's share of a layer, the same on the main thread and in workers: rows' statistics
+ * while there are rows left, then Gram blocks (handed to `block`) while there are blocks left.
+ */
+export async function takeWork(job: PoolJob, engine: GramEngine | undefined, block: (b: number, gram: Float64Array) => void): Promise<void> {
+  const { n, p } = job;
+  const stack = new Float32Array(job.stack, 0, n * p);
+  const control = new Int32Array(job.control);
+  const stats = new Float64Array(job.stats);
+  for (let r = Atomics.add(control, NEXT_ROW, 1); r < n; r = Atomics.add(control, NEXT_ROW, 1)) {
+    waitRows(control, r + 1);
+    const m = weightMoments(stack.subarray(r * p, (r + 1) * p));
+    stats[r] = m.kurtosis;
+    stats[n + r] = m.sumSquares;
+  }
+  if (!job.gram) return;
+  waitRows(control, n);
+  const { count } = gramBlocks(n, p);
+  for (let b = Atomics.add(control, NEXT_BLOCK, 1); b < count; b = Atomics.add(control, NEXT_BLOCK, 1)) block(b, await engine!.blockGram(stack, n, p, b));
+}
+
+interface Pending {
+  job: PoolJob;
+  blocks: number;
+  next: number;
+  parked: Map<number, Float64Array>;
+  total?: Float64Array;
+  /** threads through with the layer, the main thread included */
+  done: number;
+  resolve(r: LayerResult): void;
+  reject(e: Error): void;
+}
+
+export class LayerPool {
+  private current: Pending | undefined;
+  private failure: Error | undefined;
+
+  private constructor(
+    private readonly workers: Worker[],
+    readonly gram: boolean,
+    private readonly engine: GramEngine | undefined,
+  ) {
+    for (const w of workers) {
+      w.on('message', (m: PoolReply) => this.receive(m));
+      w.on('error', (e) => this.fail(new UserError(`lineage: a worker thread failed: ${e.message}`)));
+      w.on('exit', (code) => {
+        if (code !== 0) this.fail(new UserError(`lineage: a worker thread stopped (exit code ${code})`));
+      });
+    }
+  }
+
+  /** `size` workers; with `gram`, each (and the main thread) opens a Gram session (single-threaded, else as `session` says). */
+  static async create(size: number, opts: { gram: boolean; session?: SessionOptions }): Promise<LayerPool> {
+    const init: PoolWorkerInit = { gram: opts.gram, session: { ...opts.session, threads: 1 } };
+    const engine = opts.gram ? await GramEngine.create(init.session) : undefined;
+    const workers = Array.from({ length: size }, () => new Worker(new URL('./layer-worker.js', import.meta.url), { workerData: init }));
+    try {
+      await Promise.all(
+        workers.map(
+          (w) =>
+            new Promise<void>((ready, failed) => {
+              w.once('message', (m: PoolReply) =>
+                m.kind === 'ready' ? ready() : failed(new UserError(m.kind === 'error' ? m.message : 'worker did not start')),
+              );
+              w.once('error', failed);
+            }),
+        ),
+      );
+    } catch (e) {
+      await Promise.all(workers.map((w) => w.terminate()));
+      await engine?.release();
+      throw e instanceof UserError ? e : new UserError(`lineage: could not start worker threads: ${(e as Error).message}`);
+    }
+    return new LayerPool(workers, opts.gram, engine);
+  }
+
+  /** A float buffer the workers can read (layer stacks live in one). */
+  sharedFloats(length: number): Float32Array {
+    return new Float32Array(new SharedArrayBuffer(4 * length));
+  }
+
+  /** Starts one layer of `stack` (from sharedFloats, n rows of p); rows are marked ready as they are read. */
+  begin(stack: Float32Array, n: number, p: number): LayerRun {
+    if (this.current) throw new Error('LayerPool.begin: the previous layer is still running');
+    if (!(stack.buffer instanceof SharedArrayBuffer) || stack.byteOffset !== 0) throw new Error('LayerPool.begin: the stack must start a shared buffer');
+    const job: PoolJob = {
+      stack: stack.buffer,
+      control: new SharedArrayBuffer(3 * 4),
+      stats: new SharedArrayBuffer(2 * n * 8),
+      n,
+      p,
+      gram: this.gram,
+    };
+    const control = new Int32Array(job.control);
+    const result = new Promise<LayerResult>((resolve, reject) => {
+      this.current = {
+        job,
+        blocks: this.gram ? gramBlocks(n, p).count : 0,
+        next: 0,
+        parked: new Map(),
+        total: this.gram ? new Float64Array(n * n) : undefined,
+        done: 0,
+        resolve,
+        reject,
+      };
+    });
+    // a failure may come before finish() awaits the result: it is reported there, not as an unhandled rejection
+    result.catch(() => {});
+    if (this.failure) this.fail(this.failure);
+    else for (const w of this.workers) w.postMessage(job);
+    const finish = async (): Promise<LayerResult> => {
+      await takeWork(job, this.engine, (block, gram) => this.receive({ kind: 'block', block, gram }));
+      this.receive({ kind: 'done' });
+      return result;
+    };
+    return {
+      rowReady(i: number): void {
+        Atomics.store(control, ROWS_READY, i + 1);
+        Atomics.notify(control, ROWS_READY);
+      },
+      finish,
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.current) {
+      const control = new Int32Array(this.current.job.control);
+      Atomics.store(control, ROWS_READY, ABANDONED);
+      Atomics.notify(control, ROWS_READY);
+    }
+    this.current = undefined;
+    this.failure ??= new Error('closed');
+    await Promise.all(this.workers.map((w) => w.terminate()));
+    await this.engine?.release();
+  }
+
+  private receive(m: PoolReply): void {
+    const run = this.current;
+    if (m.kind === 'error') return this.fail(new UserError(m.message));
+    if (!run) return;
+    if (m.kind === 'block') {
+      // add in block order: park blocks that arrive early
+      run.parked.set(m.block, m.gram);
+      for (let g = run.parked.get(run.next); g; g = run.parked.get(run.next)) {
+        addBlock(run.total!, g);
+        run.parked.delete(run.next++);
+      }
+    } else if (m.kind === 'done' && ++run.done === this.workers.length + 1) {
+      this.current = undefined;
+      if (run.next !== run.blocks) return run.reject(new Error(`LayerPool: ${run.next} of ${run.blocks} Gram blocks came back`));
+      const stats = new Float64Array(run.job.stats);
+      const n = run.job.n;
+      run.resolve({ kurtosis: stats.slice(0, n), sumSquares: stats.slice(n, 2 * n), gram: run.total });
+    }
+  }
+
+  private fail(e: Error): void {
+    this.failure ??= e;
+    const run = this.current;
+    this.current = undefined;
+    run?.reject(e);
+  }
+}
