@@ -21,7 +21,7 @@ export { modelStats, type ModelStats } from './onnx/stats.js';
 export { validateModel } from './onnx/validate.js';
 export { extractCut, type ExtractedCut } from './onnx/cuts.js';
 export { createZooModel, ZOO_NAMES, type ZooOptions } from './nn/zoo.js';
-export { describeModel, type ModelReport, type TensorSummary } from './report/inspect.js';
+export { describeModel, modelReportText, type ModelReport, type TensorSummary } from './report/inspect.js';
 
 // Datasets.
 export type { Dataset, Batch, Normalization, Augmentation, ImageShape } from './data/types.js';
@@ -34,11 +34,11 @@ export { computeNormalization } from './data/stats.js';
 
 // Running and evaluating (ONNX Runtime).
 export { ModelSession, type SessionOptions, type OptimizationLevel, type Feed } from './runtime/session.js';
-export { evaluate, type EvalOptions, type EvalResult } from './runtime/evaluate.js';
+export { evaluate, evalText, type EvalOptions, type EvalResult } from './runtime/evaluate.js';
 export { inferBatches, type InferOptions, type InferResult } from './runtime/infer.js';
 
 // Training (gradients of ONNX graphs).
-export { train, type TrainJob, type TrainConfig, type TrainResult, type EpochMetrics } from './autodiff/train.js';
+export { train, trainText, type TrainJob, type TrainConfig, type TrainResult, type EpochMetrics } from './autodiff/train.js';
 export type { OptimizerConfig } from './autodiff/optim.js';
 export type { ScheduleConfig } from './autodiff/schedule.js';
 
@@ -58,8 +58,8 @@ export {
   type OverlapMode,
   type ClassOverlap,
 } from './lego/assemble.js';
-export { runAssembleJob, type AssembleJob, type AssembleJobResult, type Accuracy } from './lego/assemble-job.js';
-export { runDisassembleJob, type DisassembleJob, type DisassembleJobResult } from './lego/disassemble-job.js';
+export { runAssembleJob, assembleText, type AssembleJob, type AssembleJobResult, type Accuracy } from './lego/assemble-job.js';
+export { runDisassembleJob, disassembleText, type DisassembleJob, type DisassembleJobResult } from './lego/disassemble-job.js';
 export { finetuneAssembled, type FinetuneOptions, type FinetuneResult } from './lego/finetune.js';
 export { runLegoExperiment, type ExperimentOptions, type ExperimentResult } from './lego/experiment.js';
 
@@ -72,6 +72,7 @@ export { loadTruth, scoreForest, type Truth, type LineageScore, type ScoredFores
 export { forestText, writeForestFiles, type ForestFiles } from './lineage/render.js';
 export { makeLineageZoo, type LineageZooResult, type ZooModelRecord } from './lineage/zoo/make.js';
 export type { LineageZooOptions, VariantKind } from './lineage/zoo/options.js';
+export { zooSummary, zooSummaryText, type ZooSummary } from './lineage/zoo/summary.js';
 
 // Stitching and CKA.
 export { listCuts, type StitchCut } from './stitch/cuts.js';
@@ -81,6 +82,8 @@ export type { PairKind } from './stitch/controls.js';
 export type { StitchMatrix } from './stitch/matrix.js';
 export { computeCkaGrid, writeCkaGrid, type CkaNetwork, type CkaGridOptions, type CkaGridResult } from './stitch/cka-grid.js';
 export { linearCka, type CkaOptions } from './stitch/cka.js';
+export { runCkaJob, type CkaJob, type CkaJobOptions } from './stitch/cka-job.js';
+export { describeCuts, cutListingText, stitchGridText, ckaGridText, type CutListing } from './stitch/tables.js';
 
 // Reports and figures.
 export { runDemo, type DemoOptions, type DemoResult } from './report/demo.js';
@@ -93,5 +96,5 @@ export { queueStatus, cancelRun, clearQueue, type QueueStatus, type RunStatus } 
 export type { WorkerInfo } from './queue/coordinator.js';
 
 // Utilities users meet.
-export { UserError } from './util/errors.js';
+export { UserError, OptionError, type OptionNamer } from './util/errors.js';
 export { Rng } from './util/random.js';

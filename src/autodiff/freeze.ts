@@ -1,11 +1,11 @@
 /**
- * Which parameters to train: all learned parameters, minus those matching --freeze
- * patterns, or only those matching --trainable patterns. Patterns are globs over
+ * Which parameters to train: all learned parameters, minus those matching `freeze`
+ * patterns, or only those matching `trainable` patterns. Patterns are globs over
  * initializer names (`*` any run of characters, `?` one), comma-separated.
  */
 import type { Graph } from '../onnx/types.js';
 import { trainableParameters } from '../onnx/parameters.js';
-import { UserError } from '../util/errors.js';
+import { OptionError, UserError } from '../util/errors.js';
 
 function globToRegExp(glob: string): RegExp {
   const escaped = glob
@@ -15,7 +15,7 @@ function globToRegExp(glob: string): RegExp {
   return new RegExp(`^${escaped}$`);
 }
 
-function matching(names: readonly string[], patterns: string, flag: string): Set<string> {
+function matching(names: readonly string[], patterns: string, option: keyof Selection): Set<string> {
   const out = new Set<string>();
   for (const p of patterns
     .split(',')
@@ -25,7 +25,7 @@ function matching(names: readonly string[], patterns: string, flag: string): Set
     const hits = names.filter((n) => re.test(n));
     if (!hits.length) {
       const sample = names.slice(0, 6).join(', ');
-      throw new UserError(`${flag} pattern "${p}" matches no parameter; parameters are named like ${sample}${names.length > 6 ? ', ...' : ''}`);
+      throw new OptionError((o) => `${o(option)} pattern "${p}" matches no parameter; parameters are named like ${sample}${names.length > 6 ? ', ...' : ''}`);
     }
     hits.forEach((h) => out.add(h));
   }
@@ -40,13 +40,13 @@ export interface Selection {
 /** The parameters to train, in graph order. */
 export function selectTrainable(graph: Graph, sel: Selection = {}): string[] {
   const all = trainableParameters(graph);
-  if (sel.freeze && sel.trainable) throw new UserError('give --freeze or --trainable, not both');
+  if (sel.freeze && sel.trainable) throw new OptionError((o) => `give ${o('freeze')} or ${o('trainable')}, not both`);
   let chosen = all;
   if (sel.trainable) {
-    const keep = matching(all, sel.trainable, '--trainable');
+    const keep = matching(all, sel.trainable, 'trainable');
     chosen = all.filter((n) => keep.has(n));
   } else if (sel.freeze) {
-    const drop = matching(all, sel.freeze, '--freeze');
+    const drop = matching(all, sel.freeze, 'freeze');
     chosen = all.filter((n) => !drop.has(n));
   }
   if (!chosen.length) throw new UserError('nothing left to train: every parameter is frozen');

@@ -7,7 +7,7 @@ import type { Model } from '../onnx/types.js';
 import { getLabels, identityLabels, type OutputLabel } from '../onnx/metadata.js';
 import type { Dataset } from '../data/types.js';
 import { mapOutputs, outputCount } from '../runtime/labels.js';
-import { UserError } from '../util/errors.js';
+import { OptionError, UserError } from '../util/errors.js';
 
 export interface Targets {
   /** dataset classes trained on */
@@ -28,7 +28,9 @@ export function resolveTargets(model: Model, ds: Pick<Dataset, 'name' | 'classes
     );
   }
   if (!getLabels(model) && k !== ds.classes) {
-    throw new UserError(`${file} has ${k} outputs but ${ds.name} has ${ds.classes} classes; pass --classes with ${k} classes to choose which output is which`);
+    throw new OptionError(
+      (o) => `${file} has ${k} outputs but ${ds.name} has ${ds.classes} classes; pass ${o('classes')} with ${k} classes to choose which output is which`,
+    );
   }
   const map = mapOutputs(model, ds, file);
   const labels = getLabels(model) ?? identityLabels(ds.name, ds.classes, ds.classNames);

@@ -30,8 +30,8 @@ import { loadCheckpoint, modelMismatch, saveCheckpoint } from './checkpoint.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { hashSeed } from '../util/random.js';
 import { info, progress } from '../util/progress.js';
-import { UserError } from '../util/errors.js';
-import { pct } from '../util/format.js';
+import { OptionError } from '../util/errors.js';
+import { pct, table } from '../util/format.js';
 import { argmaxRow } from '../runtime/argmax.js';
 
 /** Which weights `train` writes: the last epoch's or the best validation epoch's. */
@@ -193,7 +193,7 @@ export async function train(job: TrainJob): Promise<TrainResult> {
 }
 
 async function prepare(job: TrainJob): Promise<Run> {
-  if (!Number.isInteger(job.epochs) || job.epochs < 1) throw new UserError(`--epochs must be a positive integer, got ${job.epochs}`);
+  if (!Number.isInteger(job.epochs) || job.epochs < 1) throw new OptionError((o) => `${o('epochs')} must be a positive integer, got ${job.epochs}`);
   const checkpoint = job.checkpoint ?? `${job.output}.ckpt`;
   const resumed = job.resume && existsSync(checkpoint) ? loadCheckpoint(checkpoint) : undefined;
   if (job.resume && !resumed) info(`no checkpoint at ${checkpoint}: starting from the beginning`);
@@ -205,8 +205,9 @@ async function prepare(job: TrainJob): Promise<Run> {
   const normalization = trainingNormalization(model, job);
   const { train: trainIdx, validation: valIdx } = splitTrainValidation(job.data, job.validation ?? 0.1, job.seed, subsetIndices(job.data, targets.classes));
   if (trainIdx.length < job.batchSize)
-    throw new UserError(
-      `only ${trainIdx.length} training images of classes ${targets.classes.join(',')} in ${job.data.source}, fewer than one batch of ${job.batchSize}; lower --batch`,
+    throw new OptionError(
+      (o) =>
+        `only ${trainIdx.length} training images of classes ${targets.classes.join(',')} in ${job.data.source}, fewer than one batch of ${job.batchSize}; lower ${o('batchSize')}`,
     );
   const trainable = selectTrainable(model.graph, { ...(job.freeze ? { freeze: job.freeze } : {}), ...(job.trainable ? { trainable: job.trainable } : {}) });
   const session = await TrainingSession.create(model, {
@@ -267,8 +268,9 @@ async function trainEpoch(run: Run, epoch: number): Promise<EpochMetrics> {
     const r = await session.step(batch.x, target);
     const norm = job.clipNorm ? clipGradNorm(r.grads, job.clipNorm) : 0;
     if (!Number.isFinite(r.loss) || !Number.isFinite(norm)) {
-      throw new UserError(
-        `training diverged: the loss is ${r.loss} at epoch ${epoch + 1}, step ${step + 1} (learning rate ${lr.toPrecision(3)}); lower --lr${job.clipNorm ? '' : ' or clip gradients with --clip'}`,
+      throw new OptionError(
+        (o) =>
+          `training diverged: the loss is ${r.loss} at epoch ${epoch + 1}, step ${step + 1} (learning rate ${lr.toPrecision(3)}); lower ${o('lr')}${job.clipNorm ? '' : ` or clip gradients with ${o('clipNorm')}`}`,
       );
     }
     run.optimizer.step(session.params, r.grads, lr);
@@ -366,7 +368,9 @@ function sourceOf(job: TrainJob): { hash: string | null } {
 /** A checkpoint continues only the model it was made from: same source file, same architecture and parameter shapes. */
 function checkSameSource(ckpt: ReturnType<typeof loadCheckpoint>, job: TrainJob, model: Model, file: string): void {
   const refuse = (why: string): never => {
-    throw new UserError(`cannot resume from ${file}: ${why}; rerun with the model and settings it was made with, or without --resume to start again`);
+    throw new OptionError(
+      (o) => `cannot resume from ${file}: ${why}; rerun with the model and settings it was made with, or without ${o('resume')} to start again`,
+    );
   };
   const saved = ckpt.meta['source'] as { hash: string | null } | undefined;
   const now = sourceOf(job);
@@ -383,8 +387,9 @@ function restore(run: Run, ckpt: ReturnType<typeof loadCheckpoint>): void {
   const now = configOf(run.job);
   for (const k of ['batchSize', 'seed', 'optimizer', 'schedule', 'lr', 'epochs', 'classes', 'validation']) {
     if (saved && JSON.stringify(saved[k]) !== JSON.stringify(now[k])) {
-      throw new UserError(
-        `cannot resume: ${k} was ${JSON.stringify(saved[k])} in the checkpoint and is ${JSON.stringify(now[k])} now; rerun with the same settings or without --resume`,
+      throw new OptionError(
+        (o) =>
+          `cannot resume: ${k} was ${JSON.stringify(saved[k])} in the checkpoint and is ${JSON.stringify(now[k])} now; rerun with the same settings or without ${o('resume')}`,
       );
     }
   }
@@ -394,8 +399,9 @@ function restore(run: Run, ckpt: ReturnType<typeof loadCheckpoint>): void {
   const best = ckpt.meta['best'] as { epoch: number; accuracy: number } | undefined;
   if (best) run.best = { ...best, ...(run.job.keep === 'best' && ckpt.kept ? { weights: ckpt.kept } : {}) };
   if (run.job.keep === 'best' && best && best.epoch >= 0 && !ckpt.kept) {
-    throw new UserError(
-      `cannot resume with --keep best: the checkpoint was written with --keep last and holds no best-epoch weights; resume with --keep last or start again`,
+    throw new OptionError(
+      (o) =>
+        `cannot resume with ${o('keep', 'best')}: the checkpoint was written with ${o('keep', 'last')} and holds no best-epoch weights; resume with ${o('keep', 'last')} or start again`,
     );
   }
   info(`resumed from ${run.job.checkpoint ?? `${run.job.output}.ckpt`} after epoch ${ckpt.epoch}`);
@@ -403,4 +409,23 @@ function restore(run: Run, ckpt: ReturnType<typeof loadCheckpoint>): void {
 
 function writeLog(run: Run): void {
   writeFileAtomic(run.job.log ?? `${run.job.output}.metrics.jsonl`, run.history.map((m) => JSON.stringify(m)).join('\n') + '\n');
+}
+
+/**
+ * A training run as text: loss and accuracies per epoch, what was written, and the test
+ * accuracy when the run measured it.
+ *
+ * @example console.log(trainText(await train(job)));
+ */
+export function trainText(r: TrainResult): string {
+  const last = r.epochs[r.epochs.length - 1]!;
+  const val = (x: number | null): string => (x === null ? '-' : pct(x));
+  return [
+    table([
+      ['epoch', 'loss', 'train acc', 'val acc', 'images/s'],
+      ...r.epochs.map((e) => [e.epoch, e.trainLoss.toFixed(4), pct(e.trainAccuracy), val(e.valAccuracy), e.imagesPerSecond.toFixed(0)]),
+    ]),
+    `wrote ${r.output} (${r.trainable} parameter tensors trained; classes ${r.classes.join(',')}; last epoch val acc ${val(last.valAccuracy)})`,
+    ...(r.test ? [`test accuracy ${pct(r.test.accuracy)} on ${r.test.samples} images (${r.test.data})`] : []),
+  ].join('\n');
 }

@@ -18,9 +18,10 @@ import { formatDataSpec, parseChannels, parseDataSpec, parseSize, type DataView 
 import { DEFAULT_NORMALIZATION, NORMALIZATION_PRESETS, defaultNormalization } from '../data/known.js';
 import { computeNormalization } from '../data/stats.js';
 import { openModel } from '../onnx/open.js';
-import { parseChoice, parseNumberList, parsePositiveInt } from './parse.js';
+import { parseChoice, parseNumberList } from './parse.js';
 import { UserError } from '../util/errors.js';
 import { info, setQuiet } from '../util/progress.js';
+import { batchOption } from './options.js';
 
 export interface DataFlags {
   data: string;
@@ -56,7 +57,7 @@ export function addDataOptions(cmd: Command, defaultSplit = 'test'): Command {
     )
     .option('--split <split>', 'train or test', defaultSplit)
     .option('--classes <list>', 'only these dataset classes, e.g. 0-2,5')
-    .option('--batch <n>', 'batch size', parsePositiveInt('--batch'));
+    .addOption(batchOption());
   return addInputOptions(cmd);
 }
 

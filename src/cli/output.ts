@@ -24,26 +24,4 @@ export class Output {
   }
 }
 
-export { pct } from '../util/format.js';
-
-/** 11173962 -> "11.17M" */
-export function compact(n: number): string {
-  if (n >= 1e9) return `${(n / 1e9).toFixed(2)}G`;
-  if (n >= 1e6) return `${(n / 1e6).toFixed(2)}M`;
-  if (n >= 1e3) return `${(n / 1e3).toFixed(1)}k`;
-  return String(n);
-}
-
-/** A plain text table with aligned columns. */
-export function table(rows: (string | number)[][]): string {
-  const cells = rows.map((r) => r.map(String));
-  const widths = cells[0]!.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
-  return cells
-    .map((r) =>
-      r
-        .map((c, i) => c.padEnd(widths[i]!))
-        .join('  ')
-        .trimEnd(),
-    )
-    .join('\n');
-}
+export { compact, pct, table } from '../util/format.js';

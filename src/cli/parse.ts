@@ -22,38 +22,21 @@ export function parseIntList(flag: string) {
   };
 }
 
-export function parsePositiveInt(flag: string) {
-  return (text: string): number => {
-    const v = Number(text);
-    if (!Number.isInteger(v) || v <= 0) throw new UserError(`${flag} expects a positive integer, got "${text}"`);
-    return v;
-  };
+/** A parser of one number for a flag: `ok` says whether the value is allowed, `expected` what the flag wants. */
+function numberParser(expected: string, ok: (v: number) => boolean) {
+  return (flag: string) =>
+    (text: string): number => {
+      const v = Number(text);
+      if (!ok(v)) throw new UserError(`${flag} expects ${expected}, got "${text}"`);
+      return v;
+    };
 }
 
-export function parseInteger(flag: string) {
-  return (text: string): number => {
-    const v = Number(text);
-    if (!Number.isInteger(v)) throw new UserError(`${flag} expects an integer, got "${text}"`);
-    return v;
-  };
-}
-
-export function parsePositiveNumber(flag: string) {
-  return (text: string): number => {
-    const v = Number(text);
-    if (!Number.isFinite(v) || v <= 0) throw new UserError(`${flag} expects a positive number, got "${text}"`);
-    return v;
-  };
-}
-
+export const parsePositiveInt = numberParser('a positive integer', (v) => Number.isInteger(v) && v > 0);
+export const parseInteger = numberParser('an integer', Number.isInteger);
+export const parsePositiveNumber = numberParser('a positive number', (v) => Number.isFinite(v) && v > 0);
 /** A number in [0, 1] (thresholds, accuracy drops). */
-export function parseFraction(flag: string) {
-  return (text: string): number => {
-    const v = Number(text);
-    if (!Number.isFinite(v) || v < 0 || v > 1) throw new UserError(`${flag} expects a number in [0, 1], got "${text}"`);
-    return v;
-  };
-}
+export const parseFraction = numberParser('a number in [0, 1]', (v) => Number.isFinite(v) && v >= 0 && v <= 1);
 
 /** One of a fixed set of words, e.g. parseChoice('--random-bn', ['data', 'init']). */
 export function parseChoice<T extends string>(flag: string, choices: readonly T[]) {
@@ -61,6 +44,14 @@ export function parseChoice<T extends string>(flag: string, choices: readonly T[
     if (!(choices as readonly string[]).includes(text)) throw new UserError(`${flag} expects ${alternatives(choices)}, got "${text}"`);
     return text as T;
   };
+}
+
+/** "a, b,,c" -> ['a', 'b', 'c']: names (cuts, BatchNorm places) given comma-separated. */
+export function parseNameList(text: string): string[] {
+  return text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 }
 
 /** "1x28x28" -> [1, 28, 28] */

@@ -9,6 +9,7 @@ import { writeErr, writeOut } from '../util/sinks.js';
 import { setInterruptNote } from '../util/interrupt.js';
 import { checkProvider, executionProviders } from '../runtime/session.js';
 import { parseChoice } from './parse.js';
+import { cliMessage } from './flags.js';
 import { interruptNote } from './interrupt.js';
 import { registerZoo } from './commands/zoo.js';
 import { registerInspect } from './commands/inspect.js';
@@ -122,7 +123,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (e instanceof CommanderError) return e.exitCode;
     if (e instanceof UserError) {
-      writeErr(`modelsmith: error: ${oneLine(e.message)}\n`);
+      writeErr(`modelsmith: error: ${oneLine(cliMessage(e))}\n`);
       return 1;
     }
     writeErr(`modelsmith: internal error (please report): ${(e as Error)?.stack ?? e}\n`);

@@ -3,7 +3,7 @@
  * [0, 1] pixels before normalisation, so crop padding is black, as in the usual
  * pad-crop-flip-normalise pipeline.
  */
-import { UserError } from '../util/errors.js';
+import { OptionError, UserError } from '../util/errors.js';
 import type { Augmentation, ImageShape, Normalization } from './types.js';
 import type { Rng } from '../util/random.js';
 
@@ -72,21 +72,28 @@ export function normalizeBatch(x: Float32Array, count: number, shape: ImageShape
 
 /**
  * Validates a normalisation for `channels` channels; a single mean/std is applied to
- * every channel. `names` says what to call the two lists in errors (e.g. the CLI flags).
+ * every channel. `names` says what to call the two lists in errors; 'options' names them as
+ * the caller's `mean` and `std` options (the user gave them).
  */
-export function broadcastNormalization(norm: Normalization, channels: number, names = { mean: 'normalisation mean', std: 'normalisation std' }): Normalization {
-  const widen = (v: number[], what: string): number[] => {
-    if (v.some((x) => !Number.isFinite(x))) throw new UserError(`${what} ${v.join(',')} is not all finite numbers`);
+export function broadcastNormalization(
+  norm: Normalization,
+  channels: number,
+  names: { mean: string; std: string } | 'options' = { mean: 'normalisation mean', std: 'normalisation std' },
+): Normalization {
+  const fail = (list: 'mean' | 'std', problem: string): UserError =>
+    names === 'options' ? new OptionError((o) => `${o(list)} ${problem}`) : new UserError(`${names[list]} ${problem}`);
+  const widen = (v: number[], list: 'mean' | 'std'): number[] => {
+    if (v.some((x) => !Number.isFinite(x))) throw fail(list, `${v.join(',')} is not all finite numbers`);
     if (v.length === 1) return new Array<number>(channels).fill(v[0]!);
     if (v.length !== channels) {
       const expected = channels === 1 ? 'one value' : `1 or ${channels} values (one per channel)`;
-      throw new UserError(`${what} has ${v.length} values, but the input has ${channels} channel${channels === 1 ? '' : 's'}: give ${expected}`);
+      throw fail(list, `has ${v.length} values, but the input has ${channels} channel${channels === 1 ? '' : 's'}: give ${expected}`);
     }
     return v;
   };
-  const mean = widen(norm.mean, names.mean);
-  const std = widen(norm.std, names.std);
-  if (std.some((s) => !(s > 0))) throw new UserError(`${names.std} ${norm.std.join(',')} must be positive numbers`);
+  const mean = widen(norm.mean, 'mean');
+  const std = widen(norm.std, 'std');
+  if (std.some((s) => !(s > 0))) throw fail('std', `${norm.std.join(',')} must be positive numbers`);
   return { mean, std };
 }
 

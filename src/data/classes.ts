@@ -1,5 +1,5 @@
 /** Class subsets (`--classes 0-2,5`) and a stratified train/validation split. */
-import { UserError } from '../util/errors.js';
+import { OptionError, UserError } from '../util/errors.js';
 import { Rng, hashSeed } from '../util/random.js';
 import type { Dataset } from './types.js';
 
@@ -7,25 +7,26 @@ const ITEM = /^(\d+)(?:\s*-\s*(\d+))?$/;
 
 /**
  * Parses a class list such as "0-2,5" against a dataset of `classes` classes.
- * Returns the class ids sorted and without repeats.
+ * Returns the class ids sorted and without repeats. Errors name the list as `option` (the
+ * key of the caller's options it came from).
  *
  * @example
  *   parseClasses('0-2,5', 10);   // [0, 1, 2, 5]
  */
-export function parseClasses(text: string, classes: number, what = '--classes'): number[] {
+export function parseClasses(text: string, classes: number, option = 'classes'): number[] {
   const items = text.split(',').map((s) => s.trim());
   if (text.trim() === '' || items.some((s) => s === '')) {
-    throw new UserError(`${what} "${text}" is not a class list: expected class ids and ranges like 0-2,5`);
+    throw new OptionError((o) => `${o(option)} "${text}" is not a class list: expected class ids and ranges like 0-2,5`);
   }
   const chosen = new Set<number>();
   for (const item of items) {
     const m = ITEM.exec(item);
-    if (!m) throw new UserError(`${what} "${text}": "${item}" is not a class id or a range like 0-2`);
+    if (!m) throw new OptionError((o) => `${o(option)} "${text}": "${item}" is not a class id or a range like 0-2`);
     const lo = Number(m[1]);
     const hi = m[2] === undefined ? lo : Number(m[2]);
-    if (hi < lo) throw new UserError(`${what} "${text}": range ${item} runs backwards (expected low-high, like ${hi}-${lo})`);
+    if (hi < lo) throw new OptionError((o) => `${o(option)} "${text}": range ${item} runs backwards (expected low-high, like ${hi}-${lo})`);
     if (hi >= classes) {
-      throw new UserError(`${what} ${hi} is out of range: the dataset has ${classes} classes (0-${classes - 1})`);
+      throw new OptionError((o) => `${o(option)} ${hi} is out of range: the dataset has ${classes} classes (0-${classes - 1})`);
     }
     for (let c = lo; c <= hi; c++) chosen.add(c);
   }

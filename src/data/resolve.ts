@@ -10,7 +10,7 @@
  */
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { UserError } from '../util/errors.js';
+import { OptionError, UserError } from '../util/errors.js';
 import { packagePath } from '../util/paths.js';
 import { info } from '../util/progress.js';
 import { noteData } from '../util/provenance.js';
@@ -84,7 +84,7 @@ export async function openDataset(spec: string, split: Split, opts: OpenOptions 
 }
 
 async function open(spec: string, split: Split, opts: OpenOptions): Promise<Dataset> {
-  if (spec === '') throw new UserError('--data is empty: expected a dataset name (fashion-mnist, mnist) or a path');
+  if (spec === '') throw new OptionError((o) => `${o('data')} is empty: expected a dataset name (fashion-mnist, mnist) or a path`);
   if (IDX_DATASETS[spec]) return openNamedIdx(spec, split, opts);
   if (spec.endsWith('-sample') && IDX_DATASETS[spec.slice(0, -'-sample'.length)]) {
     return openSample(spec.slice(0, -'-sample'.length), split, false);
@@ -105,7 +105,7 @@ async function open(spec: string, split: Split, opts: OpenOptions): Promise<Data
 }
 
 function requirePath(spec: string, path: string | undefined): string {
-  if (!path || path === resolve('')) throw new UserError(`--data ${spec}: expected a folder after the colon`);
+  if (!path || path === resolve('')) throw new OptionError((o) => `${o('data', spec)}: expected a folder after the colon`);
   return path;
 }
 

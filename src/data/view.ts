@@ -11,7 +11,7 @@
  */
 import { readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { UserError } from '../util/errors.js';
+import { OptionError, UserError } from '../util/errors.js';
 import type { Dataset, ImageShape } from './types.js';
 
 /** How images are adapted and how unlabelled model outputs map to classes. */
@@ -224,14 +224,14 @@ function resample2d(from: Float32Array, h0: number, w0: number, to: Float32Array
 }
 
 /**
- * Parses a --labels value against a dataset: a class range/list ("0-9", "0,2,5") or
+ * Parses a view's labels (DataView.labels) against a dataset: a class range/list ("0-9", "0,2,5") or
  * "file:<path>" (one class name or id per line, or a JSON array of them). Entries that
  * name no class of the dataset map to -1.
  */
 export function parseOutputLabels(text: string, ds: Pick<Dataset, 'name' | 'classes' | 'classNames'>): number[] {
   const entries = text.startsWith('file:') ? readLabelFile(text.slice('file:'.length)) : expandRange(text);
-  if (entries.length === 0) throw new UserError(`--labels ${text}: no labels given`);
-  if (entries.length > MAX_OUTPUTS) throw new UserError(`--labels ${text}: ${entries.length} labels is more than the ${MAX_OUTPUTS} supported`);
+  if (entries.length === 0) throw new OptionError((o) => `${o('labels', text)}: no labels given`);
+  if (entries.length > MAX_OUTPUTS) throw new OptionError((o) => `${o('labels', text)}: ${entries.length} labels is more than the ${MAX_OUTPUTS} supported`);
   const names = ds.classNames ?? [];
   const out = entries.map((e) => {
     const byName = names.findIndex((n) => n.toLowerCase() === e.toLowerCase());
@@ -240,7 +240,8 @@ export function parseOutputLabels(text: string, ds: Pick<Dataset, 'name' | 'clas
     return -1;
   });
   if (out.every((c) => c < 0)) {
-    throw new UserError(`--labels ${text.slice(0, 80)}: none of its ${entries.length} labels is a class of ${ds.name} (ids 0-${ds.classes - 1}${names.length ? ` or names ${names.slice(0, 4).join(', ')}, ...` : ''})`);
+    const known = `ids 0-${ds.classes - 1}${names.length ? ` or names ${names.slice(0, 4).join(', ')}, ...` : ''}`;
+    throw new OptionError((o) => `${o('labels', text.slice(0, 80))}: none of its ${entries.length} labels is a class of ${ds.name} (${known})`);
   }
   return out;
 }
@@ -252,12 +253,12 @@ function expandRange(text: string): string[] {
     const m = /^(\d+)-(\d+)$/.exec(p);
     if (m) {
       const [a, b] = [Number(m[1]), Number(m[2])];
-      if (b < a || b - a > MAX_OUTPUTS) throw new UserError(`--labels: range ${p} is not valid: expected low-high with low <= high`);
+      if (b < a || b - a > MAX_OUTPUTS) throw new OptionError((o) => `${o('labels')}: range ${p} is not valid: expected low-high with low <= high`);
       for (let k = a; k <= b; k++) out.push(String(k));
     } else if (/^\d+$/.test(p)) {
       out.push(p);
     } else {
-      throw new UserError(`--labels expects class ids such as 0-9 or 0,2,5, or file:<path>; got "${text}"`);
+      throw new OptionError((o) => `${o('labels')} expects class ids such as 0-9 or 0,2,5, or file:<path>; got "${text}"`);
     }
   }
   return out;
@@ -269,19 +270,19 @@ function readLabelFile(path: string): string[] {
   try {
     size = statSync(file).size;
   } catch {
-    throw new UserError(`--labels: file ${file} does not exist`);
+    throw new OptionError((o) => `${o('labels')}: file ${file} does not exist`);
   }
-  if (size > MAX_LABELS_BYTES) throw new UserError(`--labels: ${file} is ${size} bytes; a label file is at most ${MAX_LABELS_BYTES} bytes`);
+  if (size > MAX_LABELS_BYTES) throw new OptionError((o) => `${o('labels')}: ${file} is ${size} bytes; a label file is at most ${MAX_LABELS_BYTES} bytes`);
   const text = readFileSync(file, 'utf8');
   if (text.trimStart().startsWith('[')) {
     let v: unknown;
     try {
       v = JSON.parse(text);
     } catch {
-      throw new UserError(`--labels: ${file} starts with "[" but is not valid JSON`);
+      throw new OptionError((o) => `${o('labels')}: ${file} starts with "[" but is not valid JSON`);
     }
     if (!Array.isArray(v) || !v.every((x) => typeof x === 'string' || typeof x === 'number')) {
-      throw new UserError(`--labels: ${file} must hold a JSON array of class names or ids`);
+      throw new OptionError((o) => `${o('labels')}: ${file} must hold a JSON array of class names or ids`);
     }
     return v.map(String);
   }

@@ -21,7 +21,8 @@ import type { SessionOptions } from '../runtime/session.js';
 import { assemble, componentLabels, withNormalization, type AssembleResult, type AssemblyMethod, type OverlapMode } from './assemble.js';
 import { finetuneAssembled } from './finetune.js';
 import type { EpochMetrics } from '../autodiff/train.js';
-import { UserError } from '../util/errors.js';
+import { apiName, OptionError, UserError, type OptionNamer } from '../util/errors.js';
+import { compact, pct, table } from '../util/format.js';
 
 export interface AssembleJob {
   files: string[];
@@ -93,8 +94,9 @@ export async function runAssembleJob(job: AssembleJob): Promise<AssembleJobResul
   models.forEach((m, k) => componentLabels(m, job.files[k]!));
   const scale = job.scale ?? true;
   const scaleSpecs = job.scaleData?.length ? job.scaleData : (job.data ?? []);
-  if (scale && scaleSpecs.length === 0) throw new UserError('parameter scaling needs data: pass --scale-data <spec> (its train split is used), or --no-scale');
-  if (job.finetuneEpochs && !job.data?.length) throw new UserError('--finetune-epochs needs --data <spec> for the training images');
+  if (scale && scaleSpecs.length === 0)
+    throw new OptionError((o) => `parameter scaling needs data: pass ${o('scaleData', '<spec>')} (its train split is used), or ${o('scale', false)}`);
+  if (job.finetuneEpochs && !job.data?.length) throw new OptionError((o) => `${o('finetuneEpochs')} needs ${o('data', '<spec>')} for the training images`);
   const scaleSets = scale ? await openAll(scaleSpecs, 'train') : [];
   const r: AssembleResult = await assemble(
     models.map((model, k) => ({ model, file: job.files[k]!, hash: fileHash(job.files[k]!) })),
@@ -166,4 +168,19 @@ export async function scoreByDataset(model: Model, name: string, tests: readonly
     out.push({ model: name, dataset: ds.name, classes, accuracy: e.accuracy, samples: e.samples });
   }
   return out;
+}
+
+/**
+ * What an assembly did, as text: the method, size and scaling of the assembled model, and
+ * a table of each component's and the assembled model's test accuracies. Options are
+ * named by `name` (the API's keys by default).
+ *
+ * @example console.log(assembleText(await runAssembleJob({ files: ['a.onnx', 'b.onnx'], output: 'ab.onnx', data: ['fashion-mnist'] })));
+ */
+export function assembleText(r: AssembleJobResult, name: OptionNamer = apiName): string {
+  const head = `wrote ${r.output}: ${r.method}${r.fallbackReason ? ` (${r.fallbackReason})` : ''}, ${r.outputs} outputs, ${compact(r.parameters)} parameters, ${(r.flopsPerImage / 1e6).toFixed(2)} MFLOPs/image, ${r.scaled ? `scaled (${r.scaleMethod})` : 'not scaled'}`;
+  const rows: (string | number)[][] = [['model', 'dataset', 'classes', 'test images', 'accuracy']];
+  const fmt = (c: number[]): string => (c.length > 6 ? `${c.slice(0, 6).join(',')},... (${c.length})` : c.join(','));
+  for (const a of [...r.components, ...r.union, ...(r.finetune?.union ?? [])]) rows.push([a.model, a.dataset, fmt(a.classes), a.samples, pct(a.accuracy)]);
+  return `${head}\n${rows.length > 1 ? table(rows) : `no test data given (${name('data')}): accuracies not measured`}`;
 }

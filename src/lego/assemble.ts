@@ -28,7 +28,7 @@ import { mergeParallel, type InputAdapter } from './parallel.js';
 import { info } from '../util/progress.js';
 import { resolveNormalization } from '../runtime/normalization.js';
 import { broadcastNormalization } from '../data/augment.js';
-import { UserError } from '../util/errors.js';
+import { OptionError, UserError } from '../util/errors.js';
 
 export const OVERLAP_MODES = ['refuse', 'merge'] as const;
 export type OverlapMode = (typeof OVERLAP_MODES)[number];
@@ -162,7 +162,7 @@ export function withNormalization(model: Model, file: string, given?: { mean?: n
   if (spec?.mean && spec.std) return { model, missing: false };
   if (given?.mean || given?.std) {
     const shape = spec?.shape ?? inputShapeOf(model, file);
-    const norm = broadcastNormalization({ mean: given.mean ?? [0], std: given.std ?? [1] }, shape[0], { mean: '--mean', std: '--std' });
+    const norm = broadcastNormalization({ mean: given.mean ?? [0], std: given.std ?? [1] }, shape[0], 'options');
     const copy = { ...model, metadata: { ...model.metadata } };
     setInputSpec(copy, { shape, mean: norm.mean, std: norm.std });
     return { model: copy, missing: false };
@@ -207,8 +207,9 @@ export async function assemble(given: readonly AssemblePart[], opts: AssembleOpt
   if (overlaps.length && overlapMode === 'refuse') {
     const o = overlaps[0]!;
     const list = overlaps.map((x) => `${x.dataset} class ${x.class} (${x.components.map((k) => files[k]).join(', ')})`).join('; ');
-    throw new UserError(
-      `components overlap in ${overlaps.length} class${overlaps.length > 1 ? 'es' : ''}: ${list}; pass --overlap merge to average their logits, or assemble components with disjoint tasks (first: ${files[o.components[0]!]} and ${files[o.components[1]!]})`,
+    throw new OptionError(
+      (n) =>
+        `components overlap in ${overlaps.length} class${overlaps.length > 1 ? 'es' : ''}: ${list}; pass ${n('overlap', 'merge')} to average their logits, or assemble components with disjoint tasks (first: ${files[o.components[0]!]} and ${files[o.components[1]!]})`,
     );
   }
   const scales: (ScaleResult | null)[] = [];
@@ -370,8 +371,9 @@ function scaleDataFor(labels: OutputLabel[], data: readonly Dataset[], file: str
   const names = [...new Set(labels.map((l) => l.dataset))];
   const ds = data.find((d) => names.some((n) => sameDataset(n, d.name)));
   if (!ds)
-    throw new UserError(
-      `${file} classifies classes of ${names.join(', ')}, but no --scale-data dataset is one of them (given: ${data.map((d) => d.name).join(', ')})`,
+    throw new OptionError(
+      (o) =>
+        `${file} classifies classes of ${names.join(', ')}, but no ${o('scaleData')} dataset is one of them (given: ${data.map((d) => d.name).join(', ')})`,
     );
   return ds;
 }

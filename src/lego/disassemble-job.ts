@@ -18,6 +18,8 @@ import { scoreTask, type TaskScore } from './score.js';
 import type { Component, DisassembleOptions } from './types.js';
 import type { Dataset } from '../data/types.js';
 import type { Model } from '../onnx/types.js';
+import { apiName, type OptionNamer } from '../util/errors.js';
+import { compact, pct, table } from '../util/format.js';
 
 export interface DisassembleJob extends Omit<DisassembleOptions, 'task' | 'file' | 'parentHash'> {
   /** the parent model file */
@@ -113,4 +115,52 @@ export async function runDisassembleJob(job: DisassembleJob): Promise<Disassembl
     ...(masks ? { masks } : {}),
     outputs: s0.outputs[0]?.shape?.[1] ?? '?',
   };
+}
+
+/**
+ * What a disassembly did, as text: the component against the base (accuracy, size), the
+ * images it was scored on, recalibration, the held-out check and the threshold search.
+ * Options are named by `name` (the API's keys by default).
+ *
+ * @example console.log(disassembleText(await runDisassembleJob(job)));
+ */
+export function disassembleText(r: DisassembleJobResult, name: OptionNamer = apiName): string {
+  const n = r.outputs;
+  const k = r.task.length;
+  const change = (x: number): string => `${x >= 0 ? '+' : ''}${(100 * x).toFixed(2)}`;
+  const lines = [
+    `wrote ${r.output}: component for classes ${r.task.join(',')} (${r.seconds.toFixed(1)} s)${r.masks ? `; masks in ${r.masks}` : ''}`,
+    table([
+      ['model', 'accuracy on task images', 'vs base k-way', 'parameters', 'FLOPs/image'],
+      [`base (${n}-way)`, pct(r.base.accuracy), '', compact(r.base.parameters), compact(r.base.flopsPerImage)],
+      [`base (${k}-way: logits of the task's classes)`, pct(r.base.kWay.accuracy), '', '', ''],
+      [`component (${k}-way)`, pct(r.component.accuracy), change(r.change), compact(r.component.parameters), compact(r.component.flopsPerImage)],
+    ]),
+    `scored on ${r.samples} test images of classes ${r.task.join(',')} (${r.data})`,
+    `recalibration: ${recalibrationLine(r.recalibration)}`,
+  ];
+  if (r.validation) {
+    const v = r.validation;
+    const relaxed = v.relaxed.length
+      ? `; relaxed the masks of class${v.relaxed.length > 1 ? 'es' : ''} ${v.relaxed.map((c) => `${c.class} (${pct(c.before)} -> ${pct(c.after)})`).join(', ')}`
+      : '; no class collapsed';
+    lines.push(`held-out check on ${v.samples} training images: component ${pct(v.component.accuracy)} vs base ${pct(v.base.accuracy)} k-way${relaxed}`);
+  }
+  if (r.search) {
+    const s = r.search;
+    const ch = s.candidates[s.chosen]!;
+    const t = ch.thresholds;
+    lines.push(
+      `${s.kind === 'guard' ? `guard: the reference thresholds were more than ${s.maxDrop} below the base; lowered to` : `${name('maxDrop', s.maxDrop)}:`} thresholds x${ch.scale.toFixed(3)} (conv ${t.alphaConv.toFixed(3)}/${t.betaConv.toFixed(3)}, linear ${t.alphaLinear.toFixed(3)}/${t.betaLinear.toFixed(3)}), ${pct(ch.accuracy)} on held-out images vs base ${pct(s.baseAccuracy)}; ${s.candidates.length} candidates tried`,
+    );
+  }
+  if (r.warnings.length) lines.push(`${r.warnings.length} warning(s), see above`);
+  return lines.join('\n');
+}
+
+/** What recalibration did, in one line. */
+function recalibrationLine(r: Component['recalibration']): string {
+  if (r.skipped) return `${r.mode}: nothing done (${r.skipped})`;
+  if (r.mode === 'batchnorm') return `BatchNorm statistics of ${r.batchNormLayers} layer(s) re-estimated on ${r.samples} training images`;
+  return `${r.layers.length} layer(s) that lost input channels mapped to the parent's per-channel output statistics on ${r.samples} training images`;
 }

@@ -31,7 +31,7 @@ import { writeFileAtomic } from '../util/atomic.js';
 import { writeResultJson } from '../util/provenance.js';
 import { info } from '../util/progress.js';
 import { pct } from '../util/format.js';
-import { UserError } from '../util/errors.js';
+import { OptionError } from '../util/errors.js';
 
 export interface ExperimentOptions {
   model: string;
@@ -372,33 +372,34 @@ export async function runLegoExperiment(opts: ExperimentOptions): Promise<Experi
   return result;
 }
 
-/** The checks `modelsmith lego-experiment` applies to its flags, for callers that skip the CLI (queue workers). */
+/** The checks of an experiment's options, before any work (runLegoExperiment and the queue's coordinator and workers call it). */
 export function checkExperimentOptions(o: ExperimentOptions): void {
-  const positive = (v: number | undefined, flag: string): void => {
-    if (v !== undefined && !(Number.isInteger(v) && v > 0)) throw new UserError(`${flag} expects a positive integer, got ${v}`);
+  const positive = (v: number | undefined, option: string): void => {
+    if (v !== undefined && !(Number.isInteger(v) && v > 0)) throw new OptionError((n) => `${n(option)} expects a positive integer, got ${v}`);
   };
-  const classes = (t: readonly number[], flag: string): void => {
+  const classes = (t: readonly number[], option: string): void => {
     if (!t.length || !t.every((c) => Number.isInteger(c) && c >= 0 && c < 1000) || new Set(t).size !== t.length) {
-      throw new UserError(`${flag} expects lists of distinct class numbers 0..999, got "${t.join(',')}"`);
+      throw new OptionError((n) => `${n(option)} expects lists of distinct class numbers 0..999, got "${t.join(',')}"`);
     }
   };
-  positive(o.samplesPerClass, '--samples');
-  positive(o.scaleSamplesPerClass, '--scale-samples');
-  positive(o.batchSize, '--batch');
+  positive(o.samplesPerClass, 'samplesPerClass');
+  positive(o.scaleSamplesPerClass, 'scaleSamplesPerClass');
+  positive(o.batchSize, 'batchSize');
   if (o.finetuneEpochs !== undefined && !Number.isInteger(o.finetuneEpochs))
-    throw new UserError(`--finetune-epochs expects an integer, got ${o.finetuneEpochs}`);
-  if (o.seed !== undefined && !Number.isInteger(o.seed)) throw new UserError(`--seed expects an integer, got ${o.seed}`);
-  for (const t of o.tasks ?? []) classes(t, '--tasks');
+    throw new OptionError((n) => `${n('finetuneEpochs')} expects an integer, got ${o.finetuneEpochs}`);
+  if (o.seed !== undefined && !Number.isInteger(o.seed)) throw new OptionError((n) => `${n('seed')} expects an integer, got ${o.seed}`);
+  for (const t of o.tasks ?? []) classes(t, 'tasks');
   for (const [a, b] of o.pairs ?? []) {
-    classes(a, '--pairs');
-    classes(b, '--pairs');
+    classes(a, 'pairs');
+    classes(b, 'pairs');
   }
-  if (o.sweepTask) classes(o.sweepTask, '--sweep-task');
+  if (o.sweepTask) classes(o.sweepTask, 'sweepTask');
   if (o.unbalanced && !(Number.isInteger(o.unbalanced[0]) && Number.isInteger(o.unbalanced[1]) && o.unbalanced[0] >= 1 && o.unbalanced[1] >= o.unbalanced[0])) {
-    throw new UserError(`--unbalanced expects lo-hi with 1 <= lo <= hi, e.g. 50-150, got "${o.unbalanced.join('-')}"`);
+    const got = o.unbalanced.join('-');
+    throw new OptionError((n) => `${n('unbalanced')} expects lo-hi with 1 <= lo <= hi, e.g. 50-150, got "${got}"`);
   }
   if ((o.sweep ?? []).some((s) => !(s.alpha >= 0 && s.alpha < 1 && s.beta >= 0 && s.beta < 1)))
-    throw new UserError('--alphas and --betas expect values in [0, 1)');
+    throw new OptionError((n) => `${n('sweep')} expects alphas and betas in [0, 1)`);
 }
 
 function unbalancedCounts(task: number[], lo: number, hi: number, seed: number): Record<string, number> {
@@ -416,7 +417,9 @@ function loadResult(file: string): ExperimentResult {
     r.mismatch = r.mismatch.filter((m) => m.others && typeof m.others === 'object' && 'share' in m.others);
     return r;
   } catch (e) {
-    throw new UserError(`cannot resume: ${file} is not a readable experiment result (${(e as Error).message}); remove it or run without --resume`);
+    throw new OptionError(
+      (o) => `cannot resume: ${file} is not a readable experiment result (${(e as Error).message}); remove it or run without ${o('resume')}`,
+    );
   }
 }
 

@@ -20,7 +20,7 @@ import type { SessionOptions } from '../runtime/session.js';
 import { train, type EpochMetrics } from '../autodiff/train.js';
 import type { OptimizerConfig } from '../autodiff/optim.js';
 import { MERGE_MATRIX } from './assemble.js';
-import { UserError } from '../util/errors.js';
+import { OptionError, UserError } from '../util/errors.js';
 
 export const UNION_DATASET = 'lego-union';
 
@@ -43,7 +43,7 @@ export class UnionDataset implements Dataset {
     private readonly parts: readonly Dataset[],
     outputs: readonly OutputLabel[],
   ) {
-    if (parts.length === 0) throw new UserError('fine-tuning needs training data (--data)');
+    if (parts.length === 0) throw new OptionError((o) => `fine-tuning needs training data (${o('data')})`);
     const first = parts[0]!;
     for (const p of parts) {
       if (p.shape.join('x') !== first.shape.join('x'))
@@ -70,8 +70,9 @@ export class UnionDataset implements Dataset {
     });
     const missing = [...new Set(outputs.map((l) => l.dataset))].filter((d) => !parts.some((p) => sameDataset(d, p.name)));
     if (missing.length)
-      throw new UserError(
-        `the assembled model has classes of ${missing.join(', ')}, but no --data dataset is ${missing.length > 1 ? 'one of them' : 'it'} (given: ${parts.map((p) => p.name).join(', ')})`,
+      throw new OptionError(
+        (o) =>
+          `the assembled model has classes of ${missing.join(', ')}, but no ${o('data')} dataset is ${missing.length > 1 ? 'one of them' : 'it'} (given: ${parts.map((p) => p.name).join(', ')})`,
       );
     if (labels.length === 0) throw new UserError(`no training images of the assembled model's classes in ${parts.map((p) => p.source).join(', ')}`);
     this.part = Int32Array.from(part);

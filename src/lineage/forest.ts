@@ -9,7 +9,7 @@
  *   const forest = buildForest(measurements, { clusters: 3, direction: 'parent-higher' });
  *   forest.edges   // [{ parent: 'root0', child: 'c1', cost: 0.012, distance: 0.011 }, ...]
  */
-import { UserError } from '../util/errors.js';
+import { OptionError, UserError } from '../util/errors.js';
 import { arborescenceCost, minArborescence } from './arborescence.js';
 import { directedCost, submatrix, KURTOSIS_DIRECTIONS, type KurtosisDirection } from './cost.js';
 import type { Measurements } from './measure.js';
@@ -134,7 +134,7 @@ export function buildForest(m: Measurements, opts: ForestOptions = {}): LineageF
   if (opts.clusters !== undefined) {
     k = opts.clusters;
     if (!Number.isInteger(k) || k < 1 || k > n)
-      throw new UserError(`lineage: --clusters must be an integer from 1 to ${n} (the number of models), got ${opts.clusters}`);
+      throw new OptionError((o) => `lineage: ${o('clusters')} must be an integer from 1 to ${n} (the number of models), got ${opts.clusters}`);
     clusterInfo = { k, estimated: false };
   } else {
     const method = opts.clusterMethod ?? 'gap';

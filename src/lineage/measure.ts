@@ -19,7 +19,7 @@
  */
 import { defaultThreads, type SessionOptions } from '../runtime/session.js';
 import { progress, warn } from '../util/progress.js';
-import { UserError } from '../util/errors.js';
+import { OptionError, UserError } from '../util/errors.js';
 import { meanAbsDistances } from './gram.js';
 import { LayerPool, type LayerResult } from './layer-pool.js';
 import { weightMoments } from './kurtosis.js';
@@ -112,9 +112,9 @@ function rowStatistics(stack: Float32Array, n: number, p: number): LayerResult {
 export async function measureModels(models: readonly ModelSource[], opts: MeasureOptions = {}): Promise<Measurements> {
   const clusterDistance = opts.clusterDistance ?? 'reference';
   const schatten = opts.schatten ?? DEFAULT_SCHATTEN;
-  if (!(schatten > 0 && schatten <= 2)) throw new UserError(`lineage: --schatten must be in (0, 2], got ${opts.schatten}`);
+  if (!(schatten > 0 && schatten <= 2)) throw new OptionError((o) => `lineage: ${o('schatten')} must be in (0, 2], got ${opts.schatten}`);
   if (opts.workers !== undefined && !(Number.isInteger(opts.workers) && opts.workers >= 0 && opts.workers <= MAX_WORKERS))
-    throw new UserError(`lineage: workers must be an integer from 0 to ${MAX_WORKERS}, got ${opts.workers}`);
+    throw new OptionError((o) => `lineage: ${o('workers')} must be an integer from 0 to ${MAX_WORKERS}, got ${opts.workers}`);
   const n = models.length;
   if (n < 2) throw new UserError(`lineage: needs at least 2 models, got ${n}`);
   const selection = selectLayers(models, opts.layers ? { patterns: opts.layers } : {});
@@ -124,7 +124,9 @@ export async function measureModels(models: readonly ModelSource[], opts: Measur
   const selected = new Set(selection.layers.map((l) => l.name));
   const not2d = selection.layers.find((l) => l.shape.length !== 2);
   if (rule.matrices && not2d)
-    throw new UserError(`lineage: --mode ${mode} compares matrices, but layer "${not2d.name}" is [${not2d.shape.join('x')}]; narrow --layers to 2-D weights`);
+    throw new OptionError(
+      (o) => `lineage: ${o('mode', mode)} compares matrices, but layer "${not2d.name}" is [${not2d.shape.join('x')}]; narrow ${o('layers')} to 2-D weights`,
+    );
   const l1Layers = rule.referenceClustering && clusterDistance === 'reference' ? all2dLayers(models) : [];
   const l1Names = new Set(l1Layers.map((l) => l.name));
   // every layer read once, in the first model's order

@@ -11,7 +11,7 @@
  *   const sel = selectLayers(models, { patterns: ['fc*.weight'] });
  *   sel.layers  // [{ name: 'fc2.weight', shape: [256, 256] }, ...]
  */
-import { UserError } from '../util/errors.js';
+import { OptionError, UserError } from '../util/errors.js';
 import type { LayerInfo, ModelSource } from './sources.js';
 
 export interface SelectedLayer {
@@ -39,7 +39,7 @@ export function layerPattern(p: string): RegExp {
     try {
       return new RegExp(m[1]!, m[2]);
     } catch (e) {
-      throw new UserError(`--layers: ${p} is not a valid regular expression (${(e as Error).message})`);
+      throw new OptionError((o) => `${o('layers')}: ${p} is not a valid regular expression (${(e as Error).message})`);
     }
   }
   const re = p
@@ -86,12 +86,12 @@ export function selectLayers(models: readonly ModelSource[], opts: SelectOptions
     chosen = firstLayers.filter((l) => res.some((r) => r.test(l.name)));
     rule = `layers matching ${opts.patterns.join(', ')}`;
     if (chosen.length === 0) {
-      throw new UserError(
-        `lineage: --layers ${opts.patterns.join(', ')} matches no tensor of ${first.name} (it has ${preview(firstLayers.map((l) => l.name))})`,
-      );
+      const patterns = opts.patterns.join(', ');
+      throw new OptionError((o) => `lineage: ${o('layers', patterns)} matches no tensor of ${first.name} (it has ${preview(firstLayers.map((l) => l.name))})`);
     }
     const notFloat = chosen.find((l) => !l.float);
-    if (notFloat) throw new UserError(`lineage: layer "${notFloat.name}" of ${first.name} is ${notFloat.dtype}, not floating point; narrow --layers`);
+    if (notFloat)
+      throw new OptionError((o) => `lineage: layer "${notFloat.name}" of ${first.name} is ${notFloat.dtype}, not floating point; narrow ${o('layers')}`);
   } else if (transformerLayers(firstLayers)) {
     const t = transformerLayers(firstLayers)!;
     chosen = t.chosen;
@@ -100,8 +100,9 @@ export function selectLayers(models: readonly ModelSource[], opts: SelectOptions
     chosen = firstLayers.filter(isSquare2d);
     rule = 'square 2-D floating-point matrices (default)';
     if (chosen.length === 0) {
-      throw new UserError(
-        `lineage: ${first.name} has no square 2-D weight matrix; choose layers with --layers (it has ${preview(firstLayers.map((l) => `${l.name} [${l.shape.join('x')}]`))})`,
+      throw new OptionError(
+        (o) =>
+          `lineage: ${first.name} has no square 2-D weight matrix; choose layers with ${o('layers')} (it has ${preview(firstLayers.map((l) => `${l.name} [${l.shape.join('x')}]`))})`,
       );
     }
   }

@@ -12,7 +12,7 @@ import { int64 } from './tensor.js';
 import { blockCuts } from './blocks.js';
 import { batchLayouts, batchedShapes, checkCut, dataFlow } from './dominators.js';
 import { extractSubgraph } from './extract.js';
-import { UserError } from '../util/errors.js';
+import { OptionError, UserError, type OptionNamer } from '../util/errors.js';
 
 /** The recorded cut points, or else the block-level cuts found from the graph. */
 export function cutPoints(model: Model): CutPoint[] {
@@ -47,10 +47,11 @@ export function resolveCut(model: Model, name: string, file = 'the model'): stri
     checkCut(model, name, file, (t) => (nameOf.has(t) ? `"${nameOf.get(t)}" (${t})` : `"${t}"`));
     return name;
   }
-  const hint = cuts.length
-    ? `its cut points are: ${cuts.map((c) => c.name).join(', ')}`
-    : `it has no block-level cut points; names like ${suggest(model, name).join(', ')} exist (see modelsmith stitch --list-cuts)`;
-  throw new UserError(`cut "${name}" does not exist in ${file}; ${hint}`);
+  const hint = (o: OptionNamer): string =>
+    cuts.length
+      ? `its cut points are: ${cuts.map((c) => c.name).join(', ')}`
+      : `it has no block-level cut points; names like ${suggest(model, name).join(', ')} exist (see ${o('listCuts')})`;
+  throw new OptionError((o) => `cut "${name}" does not exist in ${file}; ${hint(o)}`);
 }
 
 /** A few valid cut tensors close to `name`, for error messages. */
@@ -177,7 +178,7 @@ export function extractCut(model: Model, fromName: string | undefined, toName: s
   const at = (t: string): number => flow.chain.indexOf(t);
   if (at(from) >= at(to)) {
     const order = from === to ? 'the same tensor as' : 'after';
-    throw new UserError(`--from "${fromName ?? from}" of ${file} is ${order} --to "${toName ?? to}"; nothing lies between them`);
+    throw new OptionError((o) => `${o('from')} "${fromName ?? from}" of ${file} is ${order} ${o('to')} "${toName ?? to}"; nothing lies between them`);
   }
   const source = from === flow.input ? model : detachShapeReads(model, from, batchLayoutOf(model, from), [to]);
   return { model: extractSubgraph(source, [from], [to]), from, to };

@@ -16,7 +16,7 @@
 import type { Dim, Model, Node } from './types.js';
 import { producers } from './graph.js';
 import { analyzeShapes } from './shapes.js';
-import { UserError } from '../util/errors.js';
+import { OptionError, UserError } from '../util/errors.js';
 
 /**
  * Operators whose outputs depend only on the shape of their inputs, never on the values:
@@ -178,7 +178,7 @@ export function checkCut(model: Model, tensor: string, file = 'the model', descr
     const names = [before !== flow.input ? describe(before) : undefined, after && after !== flow.output ? describe(after) : undefined].filter(Boolean);
     if (names.length) around = `; the nearest cuts around it are ${names.join(' and ')}`;
   }
-  throw new UserError(`tensor "${tensor}" of ${file} is not a cut point: ${problem}${around} (see modelsmith stitch --list-cuts)`);
+  throw new OptionError((o) => `tensor "${tensor}" of ${file} is not a cut point: ${problem}${around} (see ${o('listCuts')})`);
 }
 
 /** Where the batch is in a tensor, and the shape of one image's part of it. */

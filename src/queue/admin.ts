@@ -7,7 +7,7 @@
  *   await cancelRun('redis://localhost:6379', s.runs[0].run);
  */
 import { Queue, type Job } from 'bullmq';
-import { UserError } from '../util/errors.js';
+import { fromMarked, OptionError, UserError } from '../util/errors.js';
 import { BlobStore, KEY_PREFIX } from './blobs.js';
 import { checkRedis, connectRedis, parseQueueUrl } from './connection.js';
 import { BULL_PREFIX, QUEUE_NAME, WORKER_STATS, cancelKey, liveWorkers, type WorkerInfo } from './coordinator.js';
@@ -90,7 +90,7 @@ export async function queueStatus(url: string, opts: { scan?: number } = {}): Pr
       failures: failedJobs
         .sort((a, b) => (b.finishedOn ?? 0) - (a.finishedOn ?? 0))
         .slice(0, 10)
-        .map((j) => ({ run: runOf(j), label: labelOf(j), reason: (j.failedReason ?? '').split('\n')[0]!, attempts: j.attemptsMade })),
+        .map((j) => ({ run: runOf(j), label: labelOf(j), reason: fromMarked((j.failedReason ?? '').split('\n')[0]!).message, attempts: j.attemptsMade })),
     };
   });
 }
@@ -135,7 +135,8 @@ export async function cancelRun(url: string, run?: string): Promise<{ runs: stri
 export async function clearQueue(url: string, force = false): Promise<{ blobs: number }> {
   return open(url, async (queue, redis) => {
     const active = await queue.getActiveCount();
-    if (active && !force) throw new UserError(`${active} job${active > 1 ? 's are' : ' is'} running; cancel the runs and wait, or clear with --force`);
+    if (active && !force)
+      throw new OptionError((o) => `${active} job${active > 1 ? 's are' : ' is'} running; cancel the runs and wait, or clear with ${o('force')}`);
     await queue.obliterate({ force: true });
     const blobs = await new BlobStore(redis).clear();
     let cursor = '0';

@@ -16,7 +16,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
-import { UserError } from '../util/errors.js';
+import { OptionError, UserError } from '../util/errors.js';
 
 export interface BlobRef {
   sha256: string;
@@ -44,7 +44,9 @@ export function checkBlobRef(v: unknown, what: string, maxBytes: number): BlobRe
   if (typeof r.bytes !== 'number' || !Number.isSafeInteger(r.bytes) || r.bytes < 0)
     throw new UserError(`${what}.bytes must be a non-negative integer, got ${describe(r.bytes)}`);
   if (r.bytes > maxBytes) {
-    throw new UserError(`${what} declares ${r.bytes} bytes, more than the limit of ${maxBytes} bytes (${(maxBytes / 2 ** 20).toFixed(0)} MiB, --max-blob-mb)`);
+    throw new OptionError(
+      (o) => `${what} declares ${r.bytes} bytes, more than the limit of ${maxBytes} bytes (${(maxBytes / 2 ** 20).toFixed(0)} MiB, ${o('maxBlobMb')})`,
+    );
   }
   return { sha256: r.sha256, bytes: r.bytes };
 }

@@ -15,19 +15,16 @@ import { createHash } from 'node:crypto';
 import { totalmem } from 'node:os';
 import { openModel } from '../onnx/open.js';
 import { parseClasses } from '../data/classes.js';
-import { computeCkaGrid, type CkaGridOptions, type CkaGridResult } from '../stitch/cka-grid.js';
+import { computeCkaGrid, type CkaGridResult } from '../stitch/cka-grid.js';
+import { checkCkaSplit, type CkaJob, type CkaJobOptions } from '../stitch/cka-job.js';
 import { RANDOM_BATCHNORM } from '../stitch/controls.js';
-import { UserError } from '../util/errors.js';
+import { OptionError, UserError } from '../util/errors.js';
 import type { BlobRef } from './blobs.js';
 import { Coordinator, type CoordinatorOptions } from './coordinator.js';
 import { parseDataRef, type DataRef, type JobKind } from './jobs.js';
 import { bool, canonicalJson, fields, int, list, num, oneOf, opt, str } from './schema.js';
 
-/** computeCkaGrid's options that change the result (threads and the like are the worker's). */
-export type CkaJobOptions = Pick<
-  CkaGridOptions,
-  'samples' | 'seed' | 'debiased' | 'controls' | 'randomBatchNorm' | 'memoryMiB' | 'batchSize' | 'mean' | 'std' | 'pool'
-> & { senders?: string[]; receivers?: string[] };
+export type { CkaJobOptions };
 
 export interface CkaPayload {
   a: BlobRef;
@@ -96,7 +93,9 @@ export const CKA: JobKind<CkaPayload, CkaGridResult> = {
   async run(p, env) {
     const ds = await env.dataset(p.data, p.split);
     if (p.classes?.some((c) => c >= ds.classes))
-      throw new UserError(`--classes: class ${p.classes.find((c) => c >= ds.classes)} does not exist in ${p.data.spec} (${ds.classes} classes)`);
+      throw new OptionError(
+        (o) => `${o('classes')}: class ${p.classes!.find((c) => c >= ds.classes)} does not exist in ${p.data.spec} (${ds.classes} classes)`,
+      );
     const a = await env.blob(p.a, 'model A'),
       b = await env.blob(p.b, 'model B');
     const train = p.options.controls ? (p.split === 'train' ? ds : await env.dataset(p.data, 'train')) : undefined;
@@ -109,19 +108,12 @@ export const CKA: JobKind<CkaPayload, CkaGridResult> = {
   },
 };
 
-export interface CkaQueueJob {
-  a: string;
-  b: string;
-  data: string;
-  split: 'train' | 'test';
-  /** the --classes text, checked against the dataset the workers resolve */
-  classes?: string;
-  options: CkaJobOptions;
-}
+/** The job of runCkaJob; its classes are checked against the dataset the workers resolve. */
+export type CkaQueueJob = CkaJob;
 
 /** `modelsmith cka --queue`: the pair as one job; the result as computeCkaGrid returns it, with the coordinator's file names. */
 export async function ckaOnQueue(url: string, job: CkaQueueJob, o: CoordinatorOptions = {}): Promise<CkaGridResult> {
-  if (job.split !== 'train' && job.split !== 'test') throw new UserError(`--split expects train or test, got "${String(job.split)}"`);
+  checkCkaSplit(job.split);
   const run = `cka-${createHash('sha256').update(canonicalJson(job)).digest('hex').slice(0, 12)}`;
   const c = await Coordinator.open(url, run, `cka ${job.a} ${job.b}`, o);
   try {

@@ -14,7 +14,7 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { Redis, type RedisOptions } from 'ioredis';
-import { UserError } from '../util/errors.js';
+import { OptionError, UserError } from '../util/errors.js';
 
 export interface QueueUrl {
   host: string;
@@ -34,29 +34,30 @@ export function parseQueueUrl(text: string): QueueUrl {
   try {
     u = new URL(text);
   } catch {
-    throw new UserError(`--queue expects a Redis URL such as redis://localhost:6379 or rediss://user:password@host:6380/0, got "${mask(text)}"`);
+    throw new OptionError((o) => `${o('url')} expects a Redis URL such as redis://localhost:6379 or rediss://user:password@host:6380/0, got "${mask(text)}"`);
   }
   if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') {
-    throw new UserError(`--queue expects a redis:// or rediss:// URL, got a ${u.protocol.replace(/:$/, '')}: URL`);
+    throw new OptionError((o) => `${o('url')} expects a redis:// or rediss:// URL, got a ${u.protocol.replace(/:$/, '')}: URL`);
   }
-  if (!u.hostname) throw new UserError(`--queue ${mask(text)}: the URL names no host`);
+  if (!u.hostname) throw new OptionError((o) => `${o('url', mask(text))}: the URL names no host`);
   const port = u.port === '' ? 6379 : Number(u.port);
   const path = u.pathname.replace(/^\/+/, '');
-  if (path !== '' && !/^\d+$/.test(path)) throw new UserError(`--queue ${mask(text)}: the path must be a database number such as /0, got "/${path}"`);
+  if (path !== '' && !/^\d+$/.test(path))
+    throw new OptionError((o) => `${o('url', mask(text))}: the path must be a database number such as /0, got "/${path}"`);
   const db = path === '' ? 0 : Number(path);
-  if (db > 65535) throw new UserError(`--queue ${mask(text)}: database ${db} is out of range`);
+  if (db > 65535) throw new OptionError((o) => `${o('url', mask(text))}: database ${db} is out of range`);
   const params = [...u.searchParams.keys()];
   const unknown = params.find((k) => k !== 'ca');
-  if (unknown) throw new UserError(`--queue ${mask(text)}: unknown URL parameter "${unknown}" (only ?ca=<CA file> is understood)`);
+  if (unknown) throw new OptionError((o) => `${o('url', mask(text))}: unknown URL parameter "${unknown}" (only ?ca=<CA file> is understood)`);
   const tls = u.protocol === 'rediss:';
   const caFile = u.searchParams.get('ca');
-  if (caFile !== null && !tls) throw new UserError(`--queue ${mask(text)}: ?ca= needs a rediss:// (TLS) URL`);
+  if (caFile !== null && !tls) throw new OptionError((o) => `${o('url', mask(text))}: ?ca= needs a rediss:// (TLS) URL`);
   let ca: string | undefined;
   if (caFile !== null) {
     try {
       ca = readFileSync(caFile, 'utf8');
     } catch (e) {
-      throw new UserError(`--queue: cannot read the CA file ${caFile}: ${(e as Error).message.split('\n')[0]}`);
+      throw new OptionError((o) => `${o('url')}: cannot read the CA file ${caFile}: ${(e as Error).message.split('\n')[0]}`);
     }
   }
   const username = u.username ? decodeURIComponent(u.username) : undefined;

@@ -26,7 +26,7 @@ import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { Queue, QueueEvents, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { UserError } from '../util/errors.js';
+import { fromMarked, messageIn, OptionError, UserError, type OptionNamer } from '../util/errors.js';
 import { info, progress, warn, type Progress } from '../util/progress.js';
 import { BlobStore, KEY_PREFIX, type BlobRef } from './blobs.js';
 import { checkRedis, connectRedis, parseQueueUrl, type QueueUrl } from './connection.js';
@@ -63,13 +63,16 @@ export interface Done<R> {
   seconds: number;
 }
 
-/** A job that failed for good: its label and the worker's error. */
-export class JobFailed extends UserError {
+/** A job that failed for good: its label and the worker's error (its options named in this caller's terms). */
+export class JobFailed extends OptionError {
+  readonly reason: string;
   constructor(
     readonly label: string,
-    readonly reason: string,
+    marked: string,
   ) {
-    super(`${label}: ${reason}`);
+    const e = fromMarked(marked);
+    super((o) => `${label}: ${messageIn(e, o)}`);
+    this.reason = e.message;
   }
 }
 
@@ -283,9 +286,9 @@ export class Coordinator {
     if (!w) return;
     this.waiters.delete(id);
     this.failures++;
-    const text = substitute(reason, this.names).split('\n')[0]!;
-    warn(`${this.label}: ${w.data.label} failed: ${text}`);
-    w.reject(new JobFailed(w.data.label, text));
+    const failed = new JobFailed(w.data.label, substitute(reason, this.names).split('\n')[0]!);
+    warn(`${this.label}: ${w.data.label} failed: ${failed.reason}`);
+    w.reject(failed);
   }
 
   private cancelled(): void {
@@ -404,11 +407,13 @@ export async function settleAll<R>(jobs: Promise<R>[]): Promise<{ results: (R | 
   return { results, failed };
 }
 
-/** One line for failed jobs: how many, and the first errors. */
-export function failureMessage(failed: readonly UserError[], total: number, what: string): string {
-  const shown = failed
-    .slice(0, 3)
-    .map((f) => f.message)
-    .join('; ');
-  return `${failed.length} of ${total} ${what} failed: ${shown}${failed.length > 3 ? '; ...' : ''} (finished results are kept; fix the cause and rerun the command, which retries them)`;
+/** One line for failed jobs: how many, and the first errors (for an OptionError: options named by `o`). */
+export function failureMessage(failed: readonly UserError[], total: number, what: string): (o: OptionNamer) => string {
+  return (o) => {
+    const shown = failed
+      .slice(0, 3)
+      .map((f) => messageIn(f, o))
+      .join('; ');
+    return `${failed.length} of ${total} ${what} failed: ${shown}${failed.length > 3 ? '; ...' : ''} (finished results are kept; fix the cause and rerun the command, which retries them)`;
+  };
 }

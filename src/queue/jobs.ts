@@ -14,7 +14,7 @@ import { resolve, sep } from 'node:path';
 import type { Dataset } from '../data/types.js';
 import { parseDataSpec } from '../data/view.js';
 import type { SessionOptions } from '../runtime/session.js';
-import { UserError } from '../util/errors.js';
+import { OptionError, UserError } from '../util/errors.js';
 import type { BlobRef } from './blobs.js';
 import { fields, int, list, str } from './schema.js';
 
@@ -126,9 +126,10 @@ export function checkDataSpec(spec: string, dataDirs: readonly string[], worker:
       return real === root || real.startsWith(root.endsWith(sep) ? root : root + sep);
     });
     if (!inside) {
-      throw new UserError(
-        `worker ${worker} does not read dataset "${spec}": it names ${path}, outside the folders this worker allows` +
-          ` (${dataDirs.length ? dataDirs.join(', ') : 'none'}; start it with --data-dir <dir>, or use a named dataset such as fashion-mnist)`,
+      throw new OptionError(
+        (o) =>
+          `worker ${worker} does not read dataset "${spec}": it names ${path}, outside the folders this worker allows` +
+          ` (${dataDirs.length ? dataDirs.join(', ') : 'none'}; allow its folder with ${o('dataDirs')}, or use a named dataset such as fashion-mnist)`,
       );
     }
   }

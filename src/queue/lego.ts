@@ -18,7 +18,7 @@ import { checkExperimentOptions, experimentMarkdown, runLegoExperiment, type Exp
 import { writeFileAtomic } from '../util/atomic.js';
 import { writeResultJson } from '../util/provenance.js';
 import { loadModel, saveModel } from '../onnx/proto.js';
-import { UserError } from '../util/errors.js';
+import { OptionError, UserError } from '../util/errors.js';
 import { checkBlobRef, type BlobRef } from './blobs.js';
 import { Coordinator, failureMessage, settleAll, type CoordinatorOptions } from './coordinator.js';
 import { parseDataRef, type DataRef, type JobKind, type WorkerEnv } from './jobs.js';
@@ -386,7 +386,7 @@ export async function legoExperimentOnQueue(url: string, opts: ExperimentOptions
     );
     const { failed } = await settleAll(jobs);
     save();
-    if (failed.length) throw new UserError(failureMessage(failed, jobs.length, 'rows'));
+    if (failed.length) throw new OptionError(failureMessage(failed, jobs.length, 'rows'));
     return result;
   } finally {
     await c.close();
@@ -412,6 +412,8 @@ function readResult(file: string): ExperimentResult {
     const { provenance: _, ...r } = JSON.parse(readFileSync(file, 'utf8')) as ExperimentResult & { provenance?: unknown };
     return r as ExperimentResult;
   } catch (e) {
-    throw new UserError(`cannot resume: ${file} is not a readable experiment result (${(e as Error).message}); remove it or run without --resume`);
+    throw new OptionError(
+      (o) => `cannot resume: ${file} is not a readable experiment result (${(e as Error).message}); remove it or run without ${o('resume')}`,
+    );
   }
 }

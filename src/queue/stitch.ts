@@ -20,7 +20,7 @@ import { PAIR_KINDS, type PairKind } from '../stitch/controls.js';
 import { baseAccuracies } from '../stitch/matrix.js';
 import type { StitchContext } from '../stitch/context.js';
 import { writeJsonAtomic } from '../util/atomic.js';
-import { UserError } from '../util/errors.js';
+import { OptionError, UserError } from '../util/errors.js';
 import type { BlobRef } from './blobs.js';
 import { Coordinator, failureMessage, settleAll, type CoordinatorOptions } from './coordinator.js';
 import { parseDataRef, type DataRef, type JobKind, type WorkerEnv } from './jobs.js';
@@ -193,7 +193,9 @@ export function stitchDispatch(url: string, o: CoordinatorOptions = {}): NonNull
   return async (grid, opts) => {
     const f = grid.file;
     if ((opts.workers ?? 1) > 1)
-      throw new UserError('--workers starts local processes; with --queue start workers on any machine with: modelsmith worker --queue <url>');
+      throw new OptionError(
+        (o) => `${o('workers', opts.workers!)} starts local processes; a queue's workers are started on any machine (startWorker, or modelsmith worker)`,
+      );
     const c = await Coordinator.open(url, `stitch-${f.fingerprint}`, `stitch ${grid.dir}`, o);
     try {
       const payload: GridPayload = {
@@ -237,7 +239,7 @@ export function stitchDispatch(url: string, o: CoordinatorOptions = {}): NonNull
         ),
       ];
       const { failed } = await settleAll(jobs);
-      if (failed.length) throw new UserError(failureMessage(failed, jobs.length, 'jobs'));
+      if (failed.length) throw new OptionError(failureMessage(failed, jobs.length, 'jobs'));
     } finally {
       await c.close();
     }

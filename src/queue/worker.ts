@@ -25,7 +25,7 @@ import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Dataset } from '../data/types.js';
 import { openDataset } from '../data/resolve.js';
-import { UserError } from '../util/errors.js';
+import { markedMessage, OptionError, UserError, withContext } from '../util/errors.js';
 import { info } from '../util/progress.js';
 import { BlobStore, checkBlobRef } from './blobs.js';
 import { connectRedis, checkRedis, parseQueueUrl } from './connection.js';
@@ -78,11 +78,11 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   const q = parseQueueUrl(o.url);
   const concurrency = o.concurrency ?? 1;
   if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 256)
-    throw new UserError(`--concurrency expects an integer in 1..256, got ${concurrency}`);
+    throw new OptionError((n) => `${n('concurrency')} expects an integer in 1..256, got ${concurrency}`);
   const threads = o.threads ?? Math.max(1, Math.floor(availableParallelism() / concurrency));
-  if (!Number.isInteger(threads) || threads < 1) throw new UserError(`--threads expects a positive integer, got ${threads}`);
+  if (!Number.isInteger(threads) || threads < 1) throw new OptionError((n) => `${n('threads')} expects a positive integer, got ${threads}`);
   const maxBlobMb = o.maxBlobMb ?? 4096;
-  if (!(maxBlobMb > 0)) throw new UserError(`--max-blob-mb expects a positive number, got ${maxBlobMb}`);
+  if (!(maxBlobMb > 0)) throw new OptionError((n) => `${n('maxBlobMb')} expects a positive number, got ${maxBlobMb}`);
   const work = resolve(o.work);
   const dataDirs = (o.dataDirs ?? []).map((d) => resolve(d));
   await checkRedis(q);
@@ -108,7 +108,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     if (!p) {
       p = openDataset(spec, split, { announce: false }).catch((e: unknown) => {
         datasets.delete(key);
-        if (e instanceof UserError) throw new UserError(`worker ${name} cannot resolve dataset "${spec}": ${e.message}`);
+        if (e instanceof UserError) throw withContext(`worker ${name} cannot resolve dataset "${spec}": `, e);
         throw e;
       });
       datasets.set(key, p);
@@ -190,8 +190,9 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
       return { worker: name, seconds, result: substitute(result, names) };
     } catch (e) {
       state.failed++;
-      const msg = substitute((e as Error)?.message ?? String(e), names);
-      info(`job ${label}: failed: ${msg.split('\n')[0]}`);
+      info(`job ${label}: failed: ${substitute((e as Error)?.message ?? String(e), names).split('\n')[0]}`);
+      // the coordinator names the options of an OptionError in its own caller's terms
+      const msg = substitute(e instanceof Error ? markedMessage(e) : String(e), names);
       // a UserError (bad job, bad options, bad data) fails the same way on every try
       if (e instanceof UserError || e instanceof UnrecoverableError) throw new UnrecoverableError(msg);
       // only the message travels to the coordinator (the job's failedReason); with a `cause` attached the coordinator

@@ -16,7 +16,7 @@ import { zooSettings, type LineageZooOptions, type ZooSettings } from '../lineag
 import { planZoo, type PlannedModel } from '../lineage/zoo/plan.js';
 import { readZooRecord } from '../lineage/zoo/store.js';
 import { writeFileAtomic } from '../util/atomic.js';
-import { UserError } from '../util/errors.js';
+import { OptionError, UserError } from '../util/errors.js';
 import { checkBlobRef, type BlobRef } from './blobs.js';
 import { Coordinator, failureMessage, settleAll, type CoordinatorOptions } from './coordinator.js';
 import { parseDataRef, type DataRef, type JobKind } from './jobs.js';
@@ -212,7 +212,7 @@ export function queueZooMaker(url: string, o: LineageZooOptions, co: Coordinator
       };
       for (const m of todo) done.set(m.name, one(m));
       const { failed } = await settleAll([...done.values()]);
-      if (failed.length) throw new UserError(failureMessage(failed, todo.length, 'models'));
+      if (failed.length) throw new OptionError(failureMessage(failed, todo.length, 'models'));
     },
     async close() {
       await c?.close();

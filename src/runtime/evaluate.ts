@@ -16,6 +16,7 @@ import { resolveNormalization } from './normalization.js';
 import type { SessionOptions } from './session.js';
 import { UserError } from '../util/errors.js';
 import { argmaxRow } from './argmax.js';
+import { pct, table } from '../util/format.js';
 
 export interface EvalOptions extends SessionOptions {
   batchSize?: number;
@@ -98,4 +99,20 @@ export async function evaluate(model: Model, ds: Dataset, opts: EvalOptions = {}
     if (t > 0) perClass[String(c)] = h / t;
   }
   return { accuracy: correct / samples, perClass, samples, correct, data: ds.source, normalization: norm.from };
+}
+
+/**
+ * An evaluation as text: top-1 accuracy, where the normalisation came from, and a table of
+ * the per-class accuracies with the dataset's class names.
+ *
+ * @example
+ *   const ds = await openDataset('fashion-mnist', 'test');
+ *   console.log(evalText(await evaluate(openModel('r.onnx'), ds), ds, 'r.onnx'));
+ */
+export function evalText(r: EvalResult, ds: Pick<Dataset, 'split' | 'classNames'>, file: string): string {
+  return [
+    `${file}: top-1 accuracy ${pct(r.accuracy)} on ${r.samples} ${ds.split} images (${r.correct} correct)`,
+    `normalisation: ${r.normalization}`,
+    table([['class', 'name', 'accuracy'], ...Object.entries(r.perClass).map(([k, v]) => [k, ds.classNames?.[Number(k)] ?? '', pct(v)])]),
+  ].join('\n');
 }

@@ -14,7 +14,7 @@ import { addOutputs } from '../onnx/extract.js';
 import { batches } from '../data/batches.js';
 import { ModelSession, type SessionOptions } from './session.js';
 import { progress } from '../util/progress.js';
-import { UserError } from '../util/errors.js';
+import { OptionError, UserError } from '../util/errors.js';
 
 export interface InferOptions extends SessionOptions {
   normalization: Normalization;
@@ -49,9 +49,11 @@ export function checkInputShape(model: Model, ds: Pick<Dataset, 'shape' | 'sourc
     const want = s.slice(1);
     const ok = want.every((d, i) => typeof d !== 'number' || d === ds.shape[i]);
     if (!ok) {
-      throw new UserError(
-        `${file} expects inputs of shape ${want.join('x')}, but the data (${ds.source}) has images of ${ds.shape.join('x')}: ` +
-          "adapt them with --fit (the model's size and channels) or --resize HxW and --channels 1|3",
+      const [c, h, w] = want.map((d) => (typeof d === 'number' ? String(d) : undefined));
+      throw new OptionError(
+        (o) =>
+          `${file} expects inputs of shape ${want.join('x')}, but the data (${ds.source}) has images of ${ds.shape.join('x')}: ` +
+          `adapt them with a view of the data, ${o('view.resize', h && w ? `${h}x${w}` : 'HxW')} and ${o('view.channels', c ?? '1|3')}`,
       );
     }
   } else if (s && s.length !== 4) {

@@ -7,7 +7,7 @@
 import type { Model } from '../onnx/types.js';
 import { getLabels, identityLabels, type OutputLabel } from '../onnx/metadata.js';
 import type { Dataset } from '../data/types.js';
-import { UserError } from '../util/errors.js';
+import { OptionError, UserError } from '../util/errors.js';
 import { warn } from '../util/progress.js';
 
 /** Files already warned about an ignored --labels (one warning per model per process). */
@@ -31,15 +31,17 @@ export function mapOutputs(model: Model, ds: Pick<Dataset, 'name' | 'classes' | 
   let labels = getLabels(model);
   if (!labels && ds.outputLabels) {
     if (k !== -1 && ds.outputLabels.length !== k) {
-      throw new UserError(`${file} has ${k} outputs but --labels gives ${ds.outputLabels.length} labels; give one class per output`);
+      const given = ds.outputLabels.length;
+      throw new OptionError((o) => `${file} has ${k} outputs but ${o('labels')} gives ${given} labels; give one class per output`);
     }
     labels = ds.outputLabels.map((c) =>
       c >= 0 ? { dataset: ds.name, class: c, ...(ds.classNames?.[c] ? { name: ds.classNames[c] } : {}) } : { dataset: '(none)', class: 0 },
     );
   } else if (!labels) {
     if (k !== -1 && k !== ds.classes) {
-      throw new UserError(
-        `${file} has ${k} outputs and carries no label metadata, but ${ds.name} has ${ds.classes} classes; cannot tell which output is which class: give --labels (e.g. --labels 0-${Math.min(k, ds.classes) - 1} or --labels file:names.txt)`,
+      throw new OptionError(
+        (o) =>
+          `${file} has ${k} outputs and carries no label metadata, but ${ds.name} has ${ds.classes} classes; cannot tell which output is which class: give ${o('labels')} (e.g. ${o('labels', `0-${Math.min(k, ds.classes) - 1}`)} or ${o('labels', 'file:names.txt')})`,
       );
     }
     labels = identityLabels(ds.name, ds.classes, ds.classNames);

@@ -44,7 +44,7 @@ export function resolveNormalization(
 ): ResolvedNormalization {
   if (explicit?.mean || explicit?.std) {
     const norm = { mean: explicit.mean ?? [0], std: explicit.std ?? [1] };
-    return { normalization: broadcastNormalization(norm, channels, { mean: '--mean', std: '--std' }), from: '--mean/--std' };
+    return { normalization: broadcastNormalization(norm, channels, 'options'), from: '--mean/--std' };
   }
   const spec = getInputSpec(model);
   if (spec?.mean && spec.std) {

@@ -17,7 +17,7 @@ import { pathToFileURL } from 'node:url';
 import type { DType, Model, Tensor, TensorData } from '../onnx/types.js';
 import { encodeModel } from '../onnx/proto.js';
 import { createModel } from '../onnx/graph.js';
-import { UserError } from '../util/errors.js';
+import { OptionError, UserError } from '../util/errors.js';
 import { noteThreads } from '../util/provenance.js';
 import { lowerConvs, nchwcBlockSize } from './nchwc.js';
 
@@ -229,9 +229,10 @@ async function probeProvider(provider: string): Promise<void> {
         .map((x) => x.trim())
         .filter(Boolean)
         .pop() ?? why;
-    throw new UserError(
-      `execution provider "${provider}" cannot run on this machine (${last.slice(0, 300)}); ` +
-        `use --provider cpu, or install ONNX Runtime's ${provider} libraries`,
+    throw new OptionError(
+      (o) =>
+        `execution provider "${provider}" cannot run on this machine (${last.slice(0, 300)}); ` +
+        `use ${o('provider', 'cpu')}, or install ONNX Runtime's ${provider} libraries`,
     );
   }
 }

@@ -12,7 +12,7 @@ import { ModelSession } from '../runtime/session.js';
 import { argmaxRow } from '../runtime/argmax.js';
 import { numel } from '../onnx/tensor.js';
 import { Rng, hashSeed } from '../util/random.js';
-import { UserError } from '../util/errors.js';
+import { OptionError, UserError } from '../util/errors.js';
 import type { ActivationBatch, Source } from './activations.js';
 import type { StitchContext } from './context.js';
 import type { StitchCut } from './cuts.js';
@@ -122,6 +122,15 @@ export function pairSpec(pair: StitchPair, o: Pick<CellOptions, 'flat' | 'bnBefo
 }
 
 /**
+ * A least-squares stitch is solved without BatchNorm after it (the closed form fits the stitch
+ * alone); refuses the combination before any work.
+ */
+export function checkBatchNormPlace(o: Pick<CellOptions, 'bnAfter' | 'mode' | 'init'>): void {
+  if (o.bnAfter && (o.mode === 'lsq' || o.init === 'lsq'))
+    throw new OptionError((n) => `a least-squares stitch cannot have BatchNorm after it (${n('bnAfter', true)}); use ${n('bnBefore', true)} or no BatchNorm`);
+}
+
+/**
  * Runs one cell.
  *
  * @example const r = await runCell(ctx, sessions, { kind: 'trained', sender, receiver }, DEFAULT_CELL_OPTIONS);
@@ -129,8 +138,7 @@ export function pairSpec(pair: StitchPair, o: Pick<CellOptions, 'flat' | 'bnBefo
 export async function runCell(ctx: StitchContext, sessions: CellSessions, pair: StitchPair, o: CellOptions): Promise<CellResult> {
   const start = Date.now();
   const spec = pairSpec(pair, o);
-  if (o.bnAfter && (o.mode === 'lsq' || o.init === 'lsq'))
-    throw new UserError('a least-squares stitch cannot have BatchNorm after it (--bn after); use --bn before or no BatchNorm');
+  checkBatchNormPlace(o);
   const cell = new Cell(ctx, sessions, pair, spec, o);
   const seed = hashSeed(o.seed, `stitch:${pair.sender.name}->${pair.receiver.name}`);
   let init = initialWeights(spec, { kind: 'random', seed });
@@ -302,7 +310,8 @@ class Cell {
     session.stepCount = 0;
     const optimizer = createOptimizer({ kind: 'sgd', momentum: o.momentum, weightDecay: o.weightDecay });
     const perEpoch = Math.floor(this.ctx.train.indices.length / o.batchSize);
-    if (perEpoch < 1) throw new UserError(`only ${this.ctx.train.indices.length} training images, fewer than one batch of ${o.batchSize}; lower --batch`);
+    if (perEpoch < 1)
+      throw new OptionError((n) => `only ${this.ctx.train.indices.length} training images, fewer than one batch of ${o.batchSize}; lower ${n('batchSize')}`);
     const schedule = createSchedule({ kind: o.schedule }, o.epochs * perEpoch);
     let step = 0,
       lossSum = 0,
@@ -313,8 +322,9 @@ class Cell {
       for await (const b of data(epoch)) {
         const r = await session.step(b.x, b.target);
         if (!Number.isFinite(r.loss))
-          throw new UserError(
-            `stitch training diverged (${this.pair.kind} ${this.pair.sender.name} -> ${this.pair.receiver.name}): the loss is ${r.loss} at epoch ${epoch + 1}, step ${step + 1}; lower --lr`,
+          throw new OptionError(
+            (n) =>
+              `stitch training diverged (${this.pair.kind} ${this.pair.sender.name} -> ${this.pair.receiver.name}): the loss is ${r.loss} at epoch ${epoch + 1}, step ${step + 1}; lower ${n('lr')}`,
           );
         optimizer.step(session.params, r.grads, o.lr * schedule(step++));
         lossSum += r.loss;

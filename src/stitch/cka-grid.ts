@@ -27,7 +27,7 @@ import { controlSeed, randomControl, PAIR_TITLES, type PairKind, type RandomBatc
 import { triangleMeans } from './matrix.js';
 import { CKA_POOLS, viewShape, type CkaPool } from './views.js';
 import { info } from '../util/progress.js';
-import { UserError } from '../util/errors.js';
+import { OptionError, UserError } from '../util/errors.js';
 
 /** One of the two networks. */
 export interface CkaNetwork {
@@ -120,7 +120,7 @@ export const DEFAULT_CKA_MEMORY_MIB = 1024;
 export async function computeCkaGrid(a: CkaNetwork, b: CkaNetwork, ds: Dataset, opts: CkaGridOptions = {}): Promise<CkaGridResult> {
   const t0 = Date.now();
   const pool = opts.pool ?? 'none';
-  if (!CKA_POOLS.includes(pool)) throw new UserError(`--pool expects ${CKA_POOLS.join(', ')}, got "${pool}"`);
+  if (!CKA_POOLS.includes(pool)) throw new OptionError((o) => `${o('pool')} expects ${CKA_POOLS.join(', ')}, got "${pool}"`);
   checkSameInputs(a, b);
   checkInputShape(a.model, ds, a.file);
   checkInputShape(b.model, ds, b.file);
@@ -159,8 +159,9 @@ export async function computeCkaGrid(a: CkaNetwork, b: CkaNetwork, ds: Dataset, 
   const centredBytes = 8 * n * n * (senders.length + receivers.length) * (opts.controls ? 2 : 1);
   const spare = budget - gramBytes;
   if (spare < Math.min(budget / 8, 64 * 2 ** 20) || gramBytes + centredBytes > budget) {
-    throw new UserError(
-      `--samples ${n}: the Gram matrices alone need ${mib(gramBytes + centredBytes)} MiB (8 n^2 bytes for each of ${gramCount} cuts and their centred copies) of the ${mib(budget)} MiB memory budget; use fewer --samples or a larger --memory`,
+    throw new OptionError(
+      (o) =>
+        `${o('samples', n)}: the Gram matrices alone need ${mib(gramBytes + centredBytes)} MiB (8 n^2 bytes for each of ${gramCount} cuts and their centred copies) of the ${mib(budget)} MiB memory budget; use fewer ${o('samples')} or a larger ${o('memoryMiB')}`,
     );
   }
   info(
@@ -282,7 +283,7 @@ export async function writeCkaGrid(r: CkaGridResult, dir: string): Promise<strin
 
 /** A seeded uniform sample of min(count, size) dataset indices, in ascending order. */
 export function sampleIndices(size: number, count: number, seed: number): number[] {
-  if (!Number.isInteger(count) || count <= 0) throw new UserError(`--samples expects a positive integer, got ${count}`);
+  if (!Number.isInteger(count) || count <= 0) throw new OptionError((o) => `${o('samples')} expects a positive integer, got ${count}`);
   if (count >= size) return Array.from({ length: size }, (_, i) => i);
   const all = Array.from({ length: size }, (_, i) => i);
   new Rng(seed).shuffle(all);

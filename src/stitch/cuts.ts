@@ -13,7 +13,7 @@ import type { Model } from '../onnx/types.js';
 import { cutPoints, resolveCut, validCutTensors } from '../onnx/cuts.js';
 import type { CutPoint } from '../onnx/metadata.js';
 import { batchLayouts, checkCut } from '../onnx/dominators.js';
-import { UserError } from '../util/errors.js';
+import { OptionError, UserError } from '../util/errors.js';
 
 /** A cut with the shape of its tensor without the batch axis ([C, H, W], [T, D] or [F]). */
 export interface StitchCut {
@@ -122,6 +122,6 @@ export function chooseCuts(
   if (names && names.length) return names.map((n) => stitchCut(model, n, file));
   const all = listCuts(model, file);
   const chosen = fallback(all);
-  if (!chosen.length) throw new UserError(`${file} has no cut points usable as ${role}s; name tensors with --${role}s (see modelsmith stitch --list-cuts)`);
+  if (!chosen.length) throw new OptionError((o) => `${file} has no cut points usable as ${role}s; name tensors with ${o(`${role}s`)} (see ${o('listCuts')})`);
   return chosen;
 }

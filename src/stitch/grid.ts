@@ -18,7 +18,7 @@ import { openDataset } from '../data/resolve.js';
 import type { SessionOptions } from '../runtime/session.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { info, isQuiet } from '../util/progress.js';
-import { UserError } from '../util/errors.js';
+import { fromMarked, messageIn, OptionError, UserError, withContext, type OptionNamer } from '../util/errors.js';
 import { onInterrupt } from '../util/interrupt.js';
 import { writeErr } from '../util/sinks.js';
 import { alternatives, pct } from '../util/format.js';
@@ -33,6 +33,7 @@ import {
   STITCH_INITS,
   STITCH_MODES,
   STITCH_SCHEDULES,
+  checkBatchNormPlace,
   pairSpec,
   runCell,
 } from './cell.js';
@@ -94,6 +95,8 @@ export interface GridCell {
   file: string;
   /** why the cell cannot be computed (shapes that no stitch joins); null value in the matrix */
   skipped?: string;
+  /** the same as an error, thrown when the caller named the cell (options naming the user's terms) */
+  skipError?: UserError;
 }
 
 interface GridFile {
@@ -148,16 +151,17 @@ export class StitchGrid {
     const old = existsSync(path) ? readGrid(path) : undefined;
     if (old && old.fingerprint !== fingerprint && !spec.overwrite) {
       const why = describeDifference(old, { models, spec: abs, options });
-      throw new UserError(
-        `${dir} holds a stitching grid computed with other models, data or options (${why}); ` +
-          'start afresh with --overwrite (discards its finished cells) or use another -o folder',
+      throw new OptionError(
+        (o) =>
+          `${dir} holds a stitching grid computed with other models, data or options (${why}); ` +
+          `start afresh with ${o('overwrite')} (discards its finished cells) or use another ${o('out')} folder`,
       );
     }
     const file: GridFile = { version: 1, fingerprint, spec: abs, options, kinds, senders, receivers, models };
     const grid = new StitchGrid(dir, file);
     if ((spec.senders?.length || spec.receivers?.length) && !spec.allowSkipped) {
       const bad = grid.cells.find((c) => c.skipped);
-      if (bad) throw new UserError(bad.skipped!);
+      if (bad) throw bad.skipError!;
     }
     await checkGridInputs(a, b, abs, options, open);
     // everything is checked: only now is anything removed or created
@@ -223,7 +227,7 @@ async function checkGridInputs(a: Model, b: Model, spec: GridSpec, options: Cell
   await ctx.release();
   const images = ctx.train.indices.length;
   if (options.mode !== 'lsq' && images < options.batchSize) {
-    throw new UserError(`only ${images} training images, fewer than one batch of ${options.batchSize}; lower --batch`);
+    throw new OptionError((o) => `only ${images} training images, fewer than one batch of ${options.batchSize}; lower ${o('batchSize')}`);
   }
 }
 
@@ -247,17 +251,18 @@ export function removeGridFiles(dir: string): void {
 }
 
 export function checkOptions(o: CellOptions): void {
-  if (!(Number.isFinite(o.momentum) && o.momentum >= 0 && o.momentum < 1)) throw new UserError(`--momentum expects a number in [0, 1), got ${o.momentum}`);
-  if (!(Number.isFinite(o.weightDecay) && o.weightDecay >= 0)) throw new UserError(`--weight-decay expects a finite number >= 0, got ${o.weightDecay}`);
-  if (o.bnAfter && (o.mode === 'lsq' || o.init === 'lsq'))
-    throw new UserError('a least-squares stitch cannot have BatchNorm after it (--bn after); use --bn before or no BatchNorm');
-  if (!STITCH_MODES.includes(o.mode)) throw new UserError(`--mode expects ${alternatives(STITCH_MODES)}, got "${o.mode}"`);
-  if (!Number.isInteger(o.epochs) || o.epochs < 1) throw new UserError(`--epochs must be a positive integer, got ${o.epochs}`);
-  if (!Number.isInteger(o.batchSize) || o.batchSize < 1) throw new UserError(`--batch must be a positive integer, got ${o.batchSize}`);
-  if (!(o.lr > 0)) throw new UserError(`--lr must be positive, got ${o.lr}`);
-  if (!STITCH_INITS.includes(o.init)) throw new UserError(`--init expects ${alternatives(STITCH_INITS)}, got "${o.init}"`);
-  if (!FLAT_FROMS.includes(o.flat)) throw new UserError(`--flat expects ${alternatives(FLAT_FROMS)}, got "${o.flat}"`);
-  if (!STITCH_SCHEDULES.includes(o.schedule)) throw new UserError(`--schedule expects ${alternatives(STITCH_SCHEDULES)}, got "${o.schedule}"`);
+  if (!(Number.isFinite(o.momentum) && o.momentum >= 0 && o.momentum < 1))
+    throw new OptionError((n) => `${n('momentum')} expects a number in [0, 1), got ${o.momentum}`);
+  if (!(Number.isFinite(o.weightDecay) && o.weightDecay >= 0))
+    throw new OptionError((n) => `${n('weightDecay')} expects a finite number >= 0, got ${o.weightDecay}`);
+  checkBatchNormPlace(o);
+  if (!STITCH_MODES.includes(o.mode)) throw new OptionError((n) => `${n('mode')} expects ${alternatives(STITCH_MODES)}, got "${o.mode}"`);
+  if (!Number.isInteger(o.epochs) || o.epochs < 1) throw new OptionError((n) => `${n('epochs')} must be a positive integer, got ${o.epochs}`);
+  if (!Number.isInteger(o.batchSize) || o.batchSize < 1) throw new OptionError((n) => `${n('batchSize')} must be a positive integer, got ${o.batchSize}`);
+  if (!(o.lr > 0)) throw new OptionError((n) => `${n('lr')} must be positive, got ${o.lr}`);
+  if (!STITCH_INITS.includes(o.init)) throw new OptionError((n) => `${n('init')} expects ${alternatives(STITCH_INITS)}, got "${o.init}"`);
+  if (!FLAT_FROMS.includes(o.flat)) throw new OptionError((n) => `${n('flat')} expects ${alternatives(FLAT_FROMS)}, got "${o.flat}"`);
+  if (!STITCH_SCHEDULES.includes(o.schedule)) throw new OptionError((n) => `${n('schedule')} expects ${alternatives(STITCH_SCHEDULES)}, got "${o.schedule}"`);
 }
 
 const safe = (s: string): string => s.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 60) + (/[^A-Za-z0-9._-]/.test(s) ? `-${hash(s).slice(0, 6)}` : '');
@@ -274,13 +279,15 @@ function planCells(dir: string, f: GridFile): GridCell[] {
           const spec = pairSpec({ kind, sender: s, receiver: r }, f.options);
           const k = mapFanIn(spec);
           if ((f.options.mode === 'lsq' || f.options.init === 'lsq') && k > MAX_LSQ_INPUTS) {
-            throw new UserError(
-              `a least-squares ${spec.kind} stitch has ${k} inputs per output, more than the ${MAX_LSQ_INPUTS} solved in closed form; use --flat pool`,
+            throw new OptionError(
+              (o) =>
+                `a least-squares ${spec.kind} stitch has ${k} inputs per output, more than the ${MAX_LSQ_INPUTS} solved in closed form; use ${o('flat', 'pool')}`,
             );
           }
         } catch (e) {
           if (!(e instanceof UserError)) throw e;
-          cell.skipped = `sender cut "${s.name}" of ${f.spec.a} -> receiver cut "${r.name}" of ${f.spec.b}: ${e.message}`;
+          cell.skipError = withContext(`sender cut "${s.name}" of ${f.spec.a} -> receiver cut "${r.name}" of ${f.spec.b}: `, e);
+          cell.skipped = cell.skipError.message;
         }
         cells.push(cell);
       });
@@ -410,7 +417,7 @@ function spawnWorkers(dir: string, n: number, opts: GridRunOptions): Promise<voi
   const runs = Array.from(
     { length: n },
     (_, k) =>
-      new Promise<string | undefined>((done) => {
+      new Promise<{ worker: string; last: string } | undefined>((done) => {
         const child = spawn(process.execPath, args(k), { stdio: ['ignore', 'ignore', 'pipe'] });
         const forget = onInterrupt(() => child.kill('SIGTERM'));
         let last = '';
@@ -421,7 +428,7 @@ function spawnWorkers(dir: string, n: number, opts: GridRunOptions): Promise<voi
               text
                 .split('\n')
                 .filter(Boolean)
-                .map((l) => `[worker ${k}] ${l}\n`)
+                .map((l) => `[worker ${k}] ${fromMarked(l).message}\n`)
                 .join(''),
             );
           const lines = text.trim().split('\n');
@@ -429,12 +436,13 @@ function spawnWorkers(dir: string, n: number, opts: GridRunOptions): Promise<voi
         });
         child.on('close', (code, signal) => {
           forget();
-          done(code === 0 ? undefined : `worker ${k} ${signal ? `was killed by ${signal}` : `exited with code ${code}`}${last ? `: ${last}` : ''}`);
+          done(code === 0 ? undefined : { worker: `worker ${k} ${signal ? `was killed by ${signal}` : `exited with code ${code}`}`, last });
         });
       }),
   );
   return Promise.all(runs).then((errors) => {
-    const bad = errors.filter(Boolean);
-    if (bad.length) throw new UserError(`${bad.join('; ')} (finished cells are kept; rerun to continue)`);
+    const bad = errors.filter((e) => e !== undefined);
+    const line = (b: (typeof bad)[number], o: OptionNamer): string => (b.last ? `${b.worker}: ${messageIn(fromMarked(b.last), o)}` : b.worker);
+    if (bad.length) throw new OptionError((o) => `${bad.map((b) => line(b, o)).join('; ')} (finished cells are kept; rerun to continue)`);
   });
 }

@@ -13,7 +13,7 @@ import { int, ints } from '../onnx/graph.js';
 import { int64 } from '../onnx/tensor.js';
 import { ModelSession, type SessionOptions } from '../runtime/session.js';
 import { DenseLinalg } from '../runtime/linalg.js';
-import { UserError } from '../util/errors.js';
+import { OptionError, UserError } from '../util/errors.js';
 import { type StitchSpec, fmt } from './plan.js';
 import { type StitchMap, type StitchWeights, buildPatchModel, mapFanIn, rowsPerImage, stitchMaps, targetRows } from './build.js';
 import { numel } from '../onnx/tensor.js';
@@ -108,8 +108,9 @@ export class LsqAccumulator {
   static async create(spec: StitchSpec, session: SessionOptions, weights?: StitchWeights): Promise<LsqAccumulator> {
     const k = mapFanIn(spec);
     if (k > MAX_LSQ_INPUTS) {
-      throw new UserError(
-        `a least-squares ${spec.kind} stitch ${fmt(spec.from)} -> ${fmt(spec.to)} has ${k} inputs per output, a ${k}x${k} system (limit ${MAX_LSQ_INPUTS}); use --flat pool, or a sender cut closer in size to the receiver`,
+      throw new OptionError(
+        (o) =>
+          `a least-squares ${spec.kind} stitch ${fmt(spec.from)} -> ${fmt(spec.to)} has ${k} inputs per output, a ${k}x${k} system (limit ${MAX_LSQ_INPUTS}); use ${o('flat', 'pool')}, or a sender cut closer in size to the receiver`,
       );
     }
     const sessions: ModelSession[] = [];

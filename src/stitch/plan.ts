@@ -32,7 +32,7 @@
  * Optional BatchNorm before/after the stitch (Bansal et al.'s BN-conv-BN) applies to image
  * and flat sides only.
  */
-import { UserError } from '../util/errors.js';
+import { OptionError, UserError } from '../util/errors.js';
 
 export type StitchKind = 'conv1x1' | 'downsample' | 'upsample' | 'pool-linear' | 'flatten-linear' | 'linear' | 'token-linear' | 'class-linear';
 
@@ -90,11 +90,12 @@ export function planStitch(from: readonly number[], to: readonly number[], opts:
   if (to.length === 1) {
     if (from.length === 1) spec = { ...base, kind: 'linear', ratio: 1 };
     else if (from.length === 3) {
-      if (flat === 'class') throw new UserError(`cannot stitch ${desc} with --flat class: an image sender has no class token (use pool or flatten)`);
+      if (flat === 'class')
+        throw new OptionError((o) => `cannot stitch ${desc} with ${o('flat', 'class')}: an image sender has no class token (use pool or flatten)`);
       spec = { ...base, kind: flat === 'pool' ? 'pool-linear' : 'flatten-linear', ratio: 1 };
     } else if (from.length === 2) {
       if (flat === 'class' && tokenGrid(from[0]!)?.extra !== 1) {
-        throw new UserError(`cannot stitch ${desc} with --flat class: ${from[0]} tokens are not a class token and a square grid`);
+        throw new OptionError((o) => `cannot stitch ${desc} with ${o('flat', 'class')}: ${from[0]} tokens are not a class token and a square grid`);
       }
       spec = { ...base, kind: flat === 'pool' ? 'pool-linear' : flat === 'flatten' ? 'flatten-linear' : 'class-linear', ratio: 1 };
     } else throw new UserError(`cannot stitch ${desc}: the sender must be an image [C,H,W], tokens [T,D] or a flat vector`);
@@ -126,7 +127,8 @@ export function planStitch(from: readonly number[], to: readonly number[], opts:
     throw new UserError(`cannot stitch ${desc}: the receiver must be an image [C,H,W], tokens [T,D] or a flat vector`);
   }
   if ((spec.bnBefore && from.length === 2) || (spec.bnAfter && to.length === 2)) {
-    throw new UserError(`cannot stitch ${desc} with BatchNorm (--bn): it applies to image and flat cuts, not to tokens`);
+    const side = spec.bnBefore && from.length === 2 ? 'bnBefore' : 'bnAfter';
+    throw new OptionError((o) => `cannot stitch ${desc} with BatchNorm (${o(side, true)}): it applies to image and flat cuts, not to tokens`);
   }
   if (opts.kind && opts.kind !== spec.kind) {
     const ok = (opts.kind === 'flatten-linear' && spec.kind === 'pool-linear') || (opts.kind === 'pool-linear' && spec.kind === 'flatten-linear');

@@ -13,7 +13,7 @@ import type { Model } from '../onnx/types.js';
 import { cloneModel, int, ints, opsetVersion, uniqueName } from '../onnx/graph.js';
 import { int64 } from '../onnx/tensor.js';
 import { batchFirstPerm } from './compose.js';
-import { UserError } from '../util/errors.js';
+import { OptionError } from '../util/errors.js';
 
 export const CKA_POOLS = ['none', 'tokens', 'all'] as const;
 export type CkaPool = (typeof CKA_POOLS)[number];
@@ -52,7 +52,7 @@ export function viewShape(shape: readonly number[], pool: CkaPool): number[] {
  * @example const { model: m, views } = featureViews(vit, cuts, 'tokens'); // taps: views.map((v) => v.tensor)
  */
 export function featureViews(model: Model, cuts: readonly ViewCut[], pool: CkaPool): { model: Model; views: FeatureView[] } {
-  if (!CKA_POOLS.includes(pool)) throw new UserError(`--pool expects ${CKA_POOLS.join(', ')}, got "${pool}"`);
+  if (!CKA_POOLS.includes(pool)) throw new OptionError((o) => `${o('pool')} expects ${CKA_POOLS.join(', ')}, got "${pool}"`);
   const need = cuts.some((c) => (c.batchAxis ?? 0) !== 0 || pooled(c.shape, pool));
   if (!need) return { model, views: cuts.map((c) => ({ tensor: c.tensor, shape: [...c.shape] })) };
   const m = cloneModel(model);

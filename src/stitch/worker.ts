@@ -5,7 +5,7 @@
  */
 import { StitchGrid, runWorker } from './grid.js';
 import { setQuiet } from '../util/progress.js';
-import { UserError } from '../util/errors.js';
+import { markedMessage, UserError } from '../util/errors.js';
 import { installProcessHandlers } from '../util/interrupt.js';
 
 // Ctrl-C reaches the workers too: they stop between two cells' writes, and the parent says what was saved
@@ -29,7 +29,8 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (e: unknown) => {
-    if (e instanceof UserError) process.stderr.write(`modelsmith: error: ${e.message}\n`);
+    // marked: the parent names the options of an OptionError in its caller's terms
+    if (e instanceof UserError) process.stderr.write(`modelsmith: error: ${markedMessage(e)}\n`);
     else process.stderr.write(`modelsmith: internal error (please report): ${(e as Error)?.stack ?? e}\n`);
     process.exit(e instanceof UserError ? 1 : 2);
   },

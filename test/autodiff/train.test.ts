@@ -61,12 +61,12 @@ test('a learning rate that makes the loss NaN stops with the step named', async 
 });
 
 test('a --freeze pattern that matches nothing is an error', async () => {
-  await assert.rejects(train(job({ output: join(dir, 'f.onnx'), freeze: 'nothing.*' })), /--freeze pattern "nothing\.\*" matches no parameter/);
+  await assert.rejects(train(job({ output: join(dir, 'f.onnx'), freeze: 'nothing.*' })), /freeze pattern "nothing\.\*" matches no parameter/);
 });
 
 test('an output count different from the data classes is an error unless --classes remaps', async () => {
   const three = createZooModel('mlp', { classes: 3, seed: 1 });
-  await assert.rejects(train(job({ output: join(dir, 'c.onnx'), model: three })), /3 outputs.*--classes/);
+  await assert.rejects(train(job({ output: join(dir, 'c.onnx'), model: three })), /3 outputs.*pass classes with 3 classes/);
   const r = await train(job({ output: join(dir, 'c.onnx'), model: three, classes: [2, 5, 7], epochs: 1 }));
   assert.deepEqual(r.classes, [2, 5, 7]);
   assert.deepEqual(
@@ -115,6 +115,6 @@ test('--keep best survives a resume: the best epoch from before the stop is the 
     train(job({ ...base(), keep: 'last', epochs: 3, output: join(dir, 'best-resumed-last.onnx'), stopAfter: 1 })).then(() =>
       train(job({ ...base(), output: join(dir, 'best-resumed-last.onnx'), resume: true })),
     ),
-    /--keep best.*--keep last/,
+    /keep=best.*keep=last/,
   );
 });

@@ -21,8 +21,8 @@ test('parseClasses: ranges and lists, sorted and unique', () => {
 
 test('parseClasses: out of range names the class and the class count', () => {
   assert.throws(() => parseClasses('12', 10), (e: unknown) => e instanceof UserError &&
-    e.message === '--classes 12 is out of range: the dataset has 10 classes (0-9)');
-  assert.throws(() => parseClasses('8-10', 10), /--classes 10 is out of range/);
+    e.message === 'classes 12 is out of range: the dataset has 10 classes (0-9)');
+  assert.throws(() => parseClasses('8-10', 10), /: classes 10 is out of range/);
 });
 
 test('parseClasses: garbage is a UserError', () => {

@@ -88,10 +88,10 @@ test('--labels maps the outputs of an unlabelled model; names, ids and unknown e
 
   // a 3-output model without metadata: refused without --labels, mapped with it
   const model = constantClassifier(onehot(3, 1));
-  assert.throws(() => mapOutputs(model, ds, 'm.onnx'), /m.onnx has 3 outputs and carries no label metadata.*give --labels/);
+  assert.throws(() => mapOutputs(model, ds, 'm.onnx'), /m.onnx has 3 outputs and carries no label metadata.*give labels \(e\.g\. labels=0-2 or labels=file:names\.txt\)/);
   const map = mapOutputs(model, { ...ds, outputLabels: [4, -1, 9] }, 'm.onnx');
   assert.deepEqual(Array.from(map.classOf), [4, -1, 9]);
-  assert.throws(() => mapOutputs(model, { ...ds, outputLabels: [4, 9] }, 'm.onnx'), /3 outputs but --labels gives 2 labels/);
+  assert.throws(() => mapOutputs(model, { ...ds, outputLabels: [4, 9] }, 'm.onnx'), /3 outputs but labels gives 2 labels/);
 });
 
 test('a grayscale dataset seen as RGB gets its statistics in every channel', () => {
@@ -112,7 +112,7 @@ test('CLI: --fit, --resize/--channels, --labels and --norm on a foreign model; i
 
   const bare = runCli(['eval', rgb, ...data]);
   assert.ok(isOneLineError(bare), bare.stderr);
-  assert.match(bare.stderr, /expects inputs of shape 3x16x16.*1x28x28: adapt them with --fit/);
+  assert.match(bare.stderr, /expects inputs of shape 3x16x16.*1x28x28: adapt them with a view of the data, --resize 16x16 and --channels 3$/m);
 
   const fit = runCli(['eval', rgb, ...data, '--fit', '--norm', 'dataset', '--json']);
   assert.equal(fit.code, 0, fit.stderr);

@@ -140,7 +140,7 @@ test('overlapping class sets are refused by default, naming the classes and file
     (e: unknown) => {
       assert.ok(e instanceof UserError);
       assert.match(e.message, /class 2 \(a\.onnx, b\.onnx\)/);
-      assert.match(e.message, /--overlap merge/);
+      assert.match(e.message, /pass overlap=merge to average/);
       return true;
     },
   );

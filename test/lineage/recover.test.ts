@@ -71,8 +71,8 @@ test('D is the mean over layers of RMS differences; kurtosis is the per-layer su
     total(buildForest(m, { clusters: 1, lambda: 0, direction: 'parent-higher' })),
     total(buildForest(m, { clusters: 1, lambda: 0, direction: 'parent-lower' })),
   );
-  assertUserError(() => buildForest(m, { clusters: 0 }), '--clusters', 'from 1 to 3');
-  assertUserError(() => buildForest(m, { clusters: 4 }), '--clusters');
+  assertUserError(() => buildForest(m, { clusters: 0 }), 'lineage: clusters must', 'from 1 to 3');
+  assertUserError(() => buildForest(m, { clusters: 4 }), 'lineage: clusters must');
 });
 
 test('low-rank mode: D is the sum of ranks; LoRA-like families are recovered and K is estimated', async () => {

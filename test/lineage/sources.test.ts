@@ -106,7 +106,7 @@ test('models that do not share the selected layers are named, not dropped', () =
   writeSafetensors(join(other, 'v.safetensors'), { vec: float32([4]) });
   writeSafetensors(join(other, 'w.safetensors'), { vec: float32([4]) });
   ms = openSources([other]);
-  assertUserError(() => selectLayers(ms), 'no square 2-D', '--layers');
+  assertUserError(() => selectLayers(ms), 'no square 2-D', 'choose layers with layers (');
   closeSources(ms);
 });
 

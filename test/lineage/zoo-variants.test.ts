@@ -101,5 +101,5 @@ test('fp16, int8 and pruned copies of a zoo have the properties claimed and the 
     }
   }
   assertUserError(() => makeZooVariant(join(root, 'nothing'), join(root, 'x'), 'fp16'), 'truth.json');
-  assertUserError(() => makeZooVariant(dir, join(root, 'y'), 'pruned', { fraction: 1.5 }), '--prune-fraction', '1.5');
+  assertUserError(() => makeZooVariant(dir, join(root, 'y'), 'pruned', { fraction: 1.5 }), 'pruneFraction expects', '1.5');
 });

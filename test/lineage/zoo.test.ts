@@ -119,17 +119,17 @@ test('a zoo resumes: only missing models are trained, and the same seed gives id
 
 test('zoo options: bad values are clear errors; tree sizes and plans follow the options', () => {
   const base = { data: 'fashion-mnist-sample', outDir: 'x' };
-  assertUserError(() => zooSettings({ ...base, trees: 0 }), '--trees', 'positive integer', '0');
-  assertUserError(() => zooSettings({ ...base, children: 1.5 }), '--children');
-  assertUserError(() => zooSettings({ ...base, depth: -1 }), '--depth');
+  assertUserError(() => zooSettings({ ...base, trees: 0 }), 'trees', 'positive integer', '0');
+  assertUserError(() => zooSettings({ ...base, children: 1.5 }), 'children');
+  assertUserError(() => zooSettings({ ...base, depth: -1 }), 'depth');
   assertUserError(() => zooSettings({ ...base, trees: 100, children: 10, depth: 3 }), '111100 models');
-  assertUserError(() => zooSettings({ ...base, lowrank: [4, 0] }), '--lowrank', '4,0');
-  assertUserError(() => zooSettings({ ...base, hidden: [] }), '--hidden');
-  assertUserError(() => parseRanks('4,x'), '--lowrank', '"4,x"');
-  assertUserError(() => parseRanks(''), '--lowrank');
-  assertUserError(() => parseRanks('-2'), '--lowrank');
+  assertUserError(() => zooSettings({ ...base, lowrank: [4, 0] }), 'lowrank', '4,0');
+  assertUserError(() => zooSettings({ ...base, hidden: [] }), 'hidden');
+  assertUserError(() => parseRanks('4,x'), 'lowrank', '"4,x"');
+  assertUserError(() => parseRanks(''), 'lowrank');
+  assertUserError(() => parseRanks('-2'), 'lowrank');
   assert.deepEqual(parseRanks(' 4, 8'), [4, 8]);
-  assertUserError(() => parseVariants('fp16,fp8'), '--variants', 'fp8');
+  assertUserError(() => parseVariants('fp16,fp8'), 'variants', 'fp8');
   assert.equal(treeSize(4, 2), 21);
   assert.equal(treeSize(3, 0), 1);
   const plan = planZoo(zooSettings({ ...base, trees: 3, children: 4, depth: 2, seed: 1, lowrank: [4, 8] }), 10);

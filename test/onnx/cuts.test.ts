@@ -205,6 +205,6 @@ for (const family of ['resnet18', 'densenet', 'convnext', 'shufflenet_v2', 'vit'
 
 test('extract refuses cuts out of order and names that are no cut', () => {
   const m = openModel(tv('resnet18'));
-  assertUserError(() => extractCut(m, 'layer3.0', 'layer1.0', 'r18.onnx'), '--from "layer3.0" of r18.onnx is after --to "layer1.0"');
+  assertUserError(() => extractCut(m, 'layer3.0', 'layer1.0', 'r18.onnx'), 'from "layer3.0" of r18.onnx is after to "layer1.0"');
   assertUserError(() => extractCut(m, 'nothing', undefined, 'r18.onnx'), 'cut "nothing" does not exist in r18.onnx', 'layer1.0');
 });

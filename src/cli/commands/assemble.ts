@@ -1,11 +1,13 @@
 import type { Command } from 'commander';
-import { runAssembleJob } from '../../lego/assemble-job.js';
+import { assembleText, runAssembleJob } from '../../lego/assemble-job.js';
+import { flagNamer } from '../flags.js';
 import { DEFAULT_SCALE_METHOD, OVERLAP_MODES, type AssemblyMethod, type OverlapMode } from '../../lego/assemble.js';
 import { checkOutputs, dataInputs, globals, outputFile, withOutputFlags } from './common.js';
-import { compact, pct, table } from '../output.js';
-import { parseChoice, parseInteger, parsePositiveInt, parsePositiveNumber } from '../parse.js';
+import { parseChoice, parsePositiveInt, parsePositiveNumber } from '../parse.js';
 import { SCALE_METHODS, type ScaleMethod } from '../../lego/scale.js';
 import { addInputOptions } from '../data-options.js';
+import { definedProps } from '../../util/objects.js';
+import { batchOption, seedOption } from '../options.js';
 
 /** --method: block-diagonal is what auto tries first, so the CLI offers only auto and forcing the parallel fallback. */
 const METHOD_CHOICES = ['auto', 'parallel'] as const satisfies readonly ('auto' | AssemblyMethod)[];
@@ -51,8 +53,8 @@ export function registerAssemble(program: Command): void {
     .option('--data <specs...>', 'datasets: train split for --finetune-epochs, test split for the accuracies')
     .option('--finetune-epochs <n>', "fine-tune the assembled model on the union of the tasks' training images", parsePositiveInt('--finetune-epochs'))
     .option('--lr <x>', 'fine-tuning learning rate (default 0.01, SGD momentum 0.9, cosine)', parsePositiveNumber('--lr'))
-    .option('--batch <n>', 'batch size', parsePositiveInt('--batch'))
-    .option('--seed <n>', 'seed for the scaling sample choice and fine-tuning', parseInteger('--seed'), 0)
+    .addOption(batchOption())
+    .addOption(seedOption('seed for the scaling sample choice and fine-tuning', 0))
     .option(
       '--overlap <mode>',
       "components sharing a class: refuse | merge (average the duplicates' logits)",
@@ -75,22 +77,17 @@ export function registerAssemble(program: Command): void {
         method: flags.method,
         test: flags.test,
         session,
-        ...(flags.scaleData ? { scaleData: flags.scaleData } : {}),
-        ...(flags.scaleSamples ? { scaleSamplesPerClass: flags.scaleSamples } : {}),
-        ...(flags.data ? { data: flags.data } : {}),
-        ...(flags.finetuneEpochs ? { finetuneEpochs: flags.finetuneEpochs } : {}),
-        ...(flags.lr ? { lr: flags.lr } : {}),
-        ...(flags.batch ? { batchSize: flags.batch } : {}),
+        ...definedProps({
+          scaleData: flags.scaleData,
+          scaleSamplesPerClass: flags.scaleSamples,
+          data: flags.data,
+          finetuneEpochs: flags.finetuneEpochs,
+          lr: flags.lr,
+          batchSize: flags.batch,
+        }),
         ...(flags.mean || flags.std ? { normalization: { ...(flags.mean ? { mean: flags.mean } : {}), ...(flags.std ? { std: flags.std } : {}) } } : {}),
       });
-      out.line(
-        `wrote ${r.output}: ${r.method}${r.fallbackReason ? ` (${r.fallbackReason})` : ''}, ${r.outputs} outputs, ${compact(r.parameters)} parameters, ${(r.flopsPerImage / 1e6).toFixed(2)} MFLOPs/image, ${r.scaled ? `scaled (${r.scaleMethod})` : 'not scaled'}`,
-      );
-      const rows: (string | number)[][] = [['model', 'dataset', 'classes', 'test images', 'accuracy']];
-      const fmt = (c: number[]): string => (c.length > 6 ? `${c.slice(0, 6).join(',')},... (${c.length})` : c.join(','));
-      for (const a of [...r.components, ...r.union, ...(r.finetune?.union ?? [])]) rows.push([a.model, a.dataset, fmt(a.classes), a.samples, pct(a.accuracy)]);
-      if (rows.length > 1) out.line(table(rows));
-      else out.line('no test data given (--data): accuracies not measured');
+      out.line(assembleText(r, flagNamer));
       out.json(r);
     });
 }

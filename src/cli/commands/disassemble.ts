@@ -1,18 +1,28 @@
 import { addInputOptions } from '../data-options.js';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { openModel } from '../../onnx/open.js';
 import { openDataset } from '../../data/resolve.js';
 import { parseClasses } from '../../data/classes.js';
-import { runDisassembleJob } from '../../lego/disassemble-job.js';
-import type { Component } from '../../lego/types.js';
+import { disassembleText, runDisassembleJob } from '../../lego/disassemble-job.js';
+import { flagNamer } from '../flags.js';
 import { RECALIBRATION_MODES, type RecalibrationMode } from '../../lego/recalibrate.js';
 import type { FlattenMode } from '../../lego/masks.js';
 import type { SampleRanking } from '../../lego/samples.js';
-import { DEFAULT_ACCURACY_GUARD, DEFAULT_CLASS_DROP, DEFAULT_FLATTEN, DEFAULT_RECALIBRATION_SAMPLES, DEFAULT_VALIDATION_PER_CLASS } from '../../lego/types.js';
+import {
+  DEFAULT_ACCURACY_GUARD,
+  DEFAULT_CLASS_DROP,
+  DEFAULT_FLATTEN,
+  DEFAULT_RECALIBRATION_SAMPLES,
+  DEFAULT_THRESHOLDS,
+  DEFAULT_VALIDATION_PER_CLASS,
+  type Thresholds,
+} from '../../lego/types.js';
 import { checkOutputs, dataInputs, globals, outputFile, withOutputFlags } from './common.js';
-import { compact, pct, table } from '../output.js';
 import { parseChoice, parseFraction, parseInteger, parsePositiveInt } from '../parse.js';
 import { UserError } from '../../util/errors.js';
+import { batchOption, seedOption } from '../options.js';
+import { flagName } from '../flags.js';
+import { definedProps } from '../../util/objects.js';
 
 interface DisassembleFlags {
   data: string;
@@ -41,6 +51,19 @@ interface DisassembleFlags {
 
 const threshold = parseFraction;
 
+/** What each mask threshold decides; the flag is its key's (cli/flags.ts), the default the library's. */
+const THRESHOLD_HELP: Readonly<Record<keyof Thresholds, string>> = {
+  alphaConv: 'conv contribution threshold',
+  betaConv: 'conv input-mask threshold',
+  alphaLinear: 'linear contribution threshold',
+  betaLinear: 'linear input-mask threshold',
+};
+
+function thresholdOption(key: keyof Thresholds): Option {
+  const flag = flagName(key);
+  return new Option(`${flag} <x>`, `${THRESHOLD_HELP[key]} (default ${DEFAULT_THRESHOLDS[key]})`).argParser(threshold(flag));
+}
+
 /** "5,20" -> { lo: 5, hi: 20 } */
 export function parseUnbalanced(text: string, seed: number): { lo: number; hi: number; seed: number } {
   const m = /^\s*(\d+)\s*,\s*(\d+)\s*$/.exec(text);
@@ -62,13 +85,13 @@ export function registerDisassemble(program: Command): void {
     .requiredOption('--data <spec>', 'dataset: the train split chooses representative samples, the test split scores base and component')
     .requiredOption('--task <classes>', "the task's classes, e.g. 0-2 or 1,5,7")
     .option('--samples <n>', 'representative samples per class (most confident training images)', parsePositiveInt('--samples'), 50)
-    .option('--alpha-conv <x>', 'conv contribution threshold (default 0.3)', threshold('--alpha-conv'))
-    .option('--beta-conv <x>', 'conv input-mask threshold (default 0.2)', threshold('--beta-conv'))
-    .option('--alpha-linear <x>', 'linear contribution threshold (default 0.4)', threshold('--alpha-linear'))
-    .option('--beta-linear <x>', 'linear input-mask threshold (default 0.3)', threshold('--beta-linear'))
-    .option('--batch <n>', 'batch size', parsePositiveInt('--batch'))
+    .addOption(thresholdOption('alphaConv'))
+    .addOption(thresholdOption('betaConv'))
+    .addOption(thresholdOption('alphaLinear'))
+    .addOption(thresholdOption('betaLinear'))
+    .addOption(batchOption())
     .option('--unbalanced <lo,hi>', 'a random number of samples per class in [lo, hi] instead of --samples')
-    .option('--seed <n>', 'seed for --unbalanced, the held-out images and the recalibration images', parseInteger('--seed'), 0)
+    .addOption(seedOption('seed for --unbalanced, the held-out images and the recalibration images', 0))
     .option(
       '--recalibrate <mode>',
       "affine: map each layer that lost inputs to the parent's per-channel output statistics (works on BatchNorm-folded exports); batchnorm: re-estimate BatchNorm statistics only; none: the masked parent",
@@ -123,7 +146,7 @@ export function registerDisassemble(program: Command): void {
       checkOutputs([outputFile(flags.output), ...(flags.masks !== undefined ? [outputFile(flags.masks, '--masks')] : [])], [file, ...dataInputs(flags.data)]);
       const model = openModel(file);
       const train = await openDataset(flags.data, 'train');
-      const task = parseClasses(flags.task, train.classes, '--task');
+      const task = parseClasses(flags.task, train.classes, 'task');
       if (flags.holdout === 0 && flags.maxDrop !== undefined) throw new UserError('--max-drop needs held-out images: --holdout must be > 0');
       if (flags.recalSamples < 0) throw new UserError(`--recal-samples expects a whole number >= 0, got ${flags.recalSamples}`);
       if (flags.holdout < 0) throw new UserError(`--holdout expects a whole number >= 0, got ${flags.holdout}`);
@@ -149,48 +172,16 @@ export function registerDisassemble(program: Command): void {
         guard: flags.guard,
         ...(flags.maxDrop !== undefined ? { maxDrop: flags.maxDrop } : {}),
         ...(flags.unbalanced ? { unbalanced: parseUnbalanced(flags.unbalanced, flags.seed) } : {}),
-        ...(flags.batch ? { batchSize: flags.batch } : {}),
-        ...(flags.alphaConv !== undefined ? { alphaConv: flags.alphaConv } : {}),
-        ...(flags.betaConv !== undefined ? { betaConv: flags.betaConv } : {}),
-        ...(flags.alphaLinear !== undefined ? { alphaLinear: flags.alphaLinear } : {}),
-        ...(flags.betaLinear !== undefined ? { betaLinear: flags.betaLinear } : {}),
+        ...definedProps({
+          batchSize: flags.batch,
+          alphaConv: flags.alphaConv,
+          betaConv: flags.betaConv,
+          alphaLinear: flags.alphaLinear,
+          betaLinear: flags.betaLinear,
+        }),
       });
-      const n = r.outputs;
-      const k = r.task.length;
-      const change = (x: number): string => `${x >= 0 ? '+' : ''}${(100 * x).toFixed(2)}`;
-      out.line(`wrote ${flags.output}: component for classes ${r.task.join(',')} (${r.seconds.toFixed(1)} s)${flags.masks ? `; masks in ${flags.masks}` : ''}`);
-      out.line(
-        table([
-          ['model', 'accuracy on task images', 'vs base k-way', 'parameters', 'FLOPs/image'],
-          [`base (${n}-way)`, pct(r.base.accuracy), '', compact(r.base.parameters), compact(r.base.flopsPerImage)],
-          [`base (${k}-way: logits of the task's classes)`, pct(r.base.kWay.accuracy), '', '', ''],
-          [`component (${k}-way)`, pct(r.component.accuracy), change(r.change), compact(r.component.parameters), compact(r.component.flopsPerImage)],
-        ]),
-      );
-      out.line(`scored on ${r.samples} test images of classes ${r.task.join(',')} (${r.data})`);
-      out.line(`recalibration: ${recalibrationLine(r.recalibration)}`);
-      if (r.validation) {
-        const v = r.validation;
-        const relaxed = v.relaxed.length
-          ? `; relaxed the masks of class${v.relaxed.length > 1 ? 'es' : ''} ${v.relaxed.map((r) => `${r.class} (${pct(r.before)} -> ${pct(r.after)})`).join(', ')}`
-          : '; no class collapsed';
-        out.line(`held-out check on ${v.samples} training images: component ${pct(v.component.accuracy)} vs base ${pct(v.base.accuracy)} k-way${relaxed}`);
-      }
-      if (r.search) {
-        const ch = r.search.candidates[r.search.chosen]!;
-        out.line(
-          `${r.search.kind === 'guard' ? `guard: the reference thresholds were more than ${r.search.maxDrop} below the base; lowered to` : `--max-drop ${r.search.maxDrop}:`} thresholds x${ch.scale.toFixed(3)} (conv ${ch.thresholds.alphaConv.toFixed(3)}/${ch.thresholds.betaConv.toFixed(3)}, linear ${ch.thresholds.alphaLinear.toFixed(3)}/${ch.thresholds.betaLinear.toFixed(3)}), ${pct(ch.accuracy)} on held-out images vs base ${pct(r.search.baseAccuracy)}; ${r.search.candidates.length} candidates tried`,
-        );
-      }
-      if (r.warnings.length) out.line(`${r.warnings.length} warning(s), see above`);
+      out.line(disassembleText(r, flagNamer));
       const { outputs: _, ...json } = r;
       out.json(json);
     });
-}
-
-/** What recalibration did, in one line. */
-function recalibrationLine(r: Component['recalibration']): string {
-  if (r.skipped) return `${r.mode}: nothing done (${r.skipped})`;
-  if (r.mode === 'batchnorm') return `BatchNorm statistics of ${r.batchNormLayers} layer(s) re-estimated on ${r.samples} training images`;
-  return `${r.layers.length} layer(s) that lost input channels mapped to the parent's per-channel output statistics on ${r.samples} training images`;
 }

@@ -1,9 +1,8 @@
 import type { Command } from 'commander';
 import { openModel } from '../../onnx/open.js';
-import { evaluate } from '../../runtime/evaluate.js';
+import { evalText, evaluate } from '../../runtime/evaluate.js';
 import { addDataOptions, openDataFromFlags, type DataFlags } from '../data-options.js';
 import { globals, withOutputFlags } from './common.js';
-import { pct, table } from '../output.js';
 
 export function registerEval(program: Command): void {
   const cmd = withOutputFlags(program.command('eval <model>').description('top-1 and per-class accuracy of a classifier on a dataset'));
@@ -20,9 +19,7 @@ export function registerEval(program: Command): void {
       ...(flags.std ? { std: flags.std } : {}),
       ...(flags.batch ? { batchSize: flags.batch } : {}),
     });
-    out.line(`${file}: top-1 accuracy ${pct(r.accuracy)} on ${r.samples} ${ds.split} images (${r.correct} correct)`);
-    out.line(`normalisation: ${r.normalization}`);
-    out.line(table([['class', 'name', 'accuracy'], ...Object.entries(r.perClass).map(([k, v]) => [k, ds.classNames?.[Number(k)] ?? '', pct(v)])]));
+    out.line(evalText(r, ds, file));
     out.json({ accuracy: r.accuracy, perClass: r.perClass, samples: r.samples, data: r.data });
   });
 }

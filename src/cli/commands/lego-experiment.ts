@@ -12,6 +12,7 @@ import { UserError } from '../../util/errors.js';
 import { writeRunReport } from '../../report/html/report.js';
 import { parseQueueUrl } from '../../queue/connection.js';
 import { legoExperimentOnQueue } from '../../queue/lego.js';
+import { batchOption, queueOption, seedOption } from '../options.js';
 
 interface ExperimentFlags {
   model: string;
@@ -51,7 +52,7 @@ function taskList(text: string, flag: string): number[][] {
     .map((s) => s.trim())
     .filter(Boolean);
   if (!parts.length) throw new UserError(`${flag} expects class lists separated by ';', e.g. "0;0-2;3-9", got "${text}"`);
-  return parts.map((p) => parseClasses(p, 1000));
+  return parts.map((p) => parseClasses(p, 1000, 'tasks'));
 }
 
 export function registerLegoExperiment(program: Command): void {
@@ -73,8 +74,8 @@ export function registerLegoExperiment(program: Command): void {
     .option('--betas <list>', 'sweep betas (conv; linear gets +0.1)', parseNumberList('--betas'))
     .option('--sweep-task <list>', 'task of the sweep (default 0-2)')
     .option('--scale-samples <n>', 'images per class for parameter scaling', parsePositiveInt('--scale-samples'))
-    .option('--batch <n>', 'batch size', parsePositiveInt('--batch'))
-    .option('--seed <n>', 'seed', parseInteger('--seed'), 0)
+    .addOption(batchOption())
+    .addOption(seedOption('seed', 0))
     .option('--resume', 'keep the rows already in <dir>/experiment.json and run only the missing ones')
     .option(
       '--recalibrate <mode>',
@@ -114,7 +115,7 @@ export function registerLegoExperiment(program: Command): void {
     )
     .option('--guard <x>', 'accuracy guard of the reference thresholds (1: off; see disassemble)', parseFraction('--guard'), DEFAULT_ACCURACY_GUARD)
     .option('--max-drop <x>', 'accuracy-targeted components for the disassembly table (see disassemble)', parseFraction('--max-drop'))
-    .option('--queue <url>', 'run the rows as jobs on a Redis queue (redis://host:6379, rediss://user:password@host); workers: modelsmith worker --queue <url>')
+    .addOption(queueOption('the rows'))
     .requiredOption('-o, --output <dir>', 'folder for experiment.json, report.md, components and assembled models')
     .action(async (flags: ExperimentFlags, cmd: Command) => {
       const { out, session } = globals(cmd);
@@ -133,7 +134,7 @@ export function registerLegoExperiment(program: Command): void {
         .map((p) => {
           const ab = p.split('+');
           if (ab.length !== 2) throw new UserError(`--pairs expects "A+B" items separated by ';', got "${p}"`);
-          return [parseClasses(ab[0]!, 1000), parseClasses(ab[1]!, 1000)] as [number[], number[]];
+          return [parseClasses(ab[0]!, 1000, 'pairs'), parseClasses(ab[1]!, 1000, 'pairs')] as [number[], number[]];
         });
       const sweep = !flags.sweep
         ? []
@@ -157,7 +158,7 @@ export function registerLegoExperiment(program: Command): void {
         ...(flags.tasks ? { tasks: taskList(flags.tasks, '--tasks') } : {}),
         ...(pairs ? { pairs } : {}),
         ...(unbalanced ? { unbalanced } : {}),
-        ...(flags.sweepTask ? { sweepTask: parseClasses(flags.sweepTask, 1000) } : {}),
+        ...(flags.sweepTask ? { sweepTask: parseClasses(flags.sweepTask, 1000, 'sweepTask') } : {}),
         ...(flags.scaleSamples ? { scaleSamplesPerClass: flags.scaleSamples } : {}),
         ...(flags.batch ? { batchSize: flags.batch } : {}),
         ...(flags.resume ? { resume: true } : {}),

@@ -2,10 +2,12 @@ import type { Command } from 'commander';
 import { makeLineageZoo } from '../../lineage/zoo/make.js';
 import { parseRanks, parseVariants, type VariantKind } from '../../lineage/zoo/options.js';
 import { checkOutputs, dataInputs, globals, outputFolder, withOutputFlags } from './common.js';
-import { pct } from '../output.js';
+import { zooSummary, zooSummaryText } from '../../lineage/zoo/summary.js';
 import { parseInteger, parseIntList, parsePositiveInt, parsePositiveNumber } from '../parse.js';
 import { parseQueueUrl } from '../../queue/connection.js';
 import { queueZooMaker } from '../../queue/zoo.js';
+import { definedProps } from '../../util/objects.js';
+import { batchOption, queueOption, seedOption } from '../options.js';
 
 interface ZooFlags {
   trees: number;
@@ -53,17 +55,14 @@ export function registerLineageZoo(program: Command): void {
     .option('--mlp <n>', '--arch vit: MLP hidden size (default 256)', parsePositiveInt('--mlp'))
     .option('--width <x>', 'width multiplier (non-MLP architectures)', parsePositiveNumber('--width'), 1)
     .requiredOption('--data <spec>', 'dataset: its train split trains, its test split scores each model')
-    .option('--seed <n>', "zoo seed: every model's seed, task, learning rate and rank derive from it", parseInteger('--seed'), 0)
+    .addOption(seedOption("zoo seed: every model's seed, task, learning rate and rank derive from it", 0))
     .option('--steps <n>', 'optimiser steps per fine-tuned model', parsePositiveInt('--steps'), 300)
     .option('--root-steps <n>', 'optimiser steps per root', parsePositiveInt('--root-steps'), 600)
-    .option('--batch <n>', 'batch size', parsePositiveInt('--batch'), 128)
+    .addOption(batchOption(128))
     .option('--variants <list>', 'also write robustness copies <output>-fp16, -int8, -pruned: any of fp16,int8,pruned', parseVariants)
     .option('--prune-fraction <f>', 'pruned copies: fraction of each weight tensor zeroed', Number, 0.2)
     .option('--onnx', 'also write each model as <output>/onnx/<name>.onnx')
-    .option(
-      '--queue <url>',
-      'run the models as jobs on a Redis queue (redis://host:6379, rediss://user:password@host); workers: modelsmith worker --queue <url>',
-    )
+    .addOption(queueOption('the models'))
     .option('--hf', 'also write the zoo as Hugging Face model folders (config.json, model.safetensors, README.md card with base_model) in <output>-hf')
     .option('--hf-shard-mb <n>', 'with --hf: shard weights larger than this many MB (model.safetensors.index.json)', parsePositiveNumber('--hf-shard-mb'))
     .requiredOption('-o, --output <dir>', 'zoo folder (an existing one is continued: models already there are not retrained)')
@@ -84,16 +83,18 @@ export function registerLineageZoo(program: Command): void {
         rootSteps: flags.rootSteps,
         batchSize: flags.batch,
         pruneFraction: flags.pruneFraction,
-        ...(flags.lowrank ? { lowrank: flags.lowrank } : {}),
-        ...(flags.hidden ? { hidden: flags.hidden } : {}),
-        ...(flags.patch ? { patch: flags.patch } : {}),
-        ...(flags.layers ? { layers: flags.layers } : {}),
-        ...(flags.heads ? { heads: flags.heads } : {}),
-        ...(flags.mlp ? { mlp: flags.mlp } : {}),
-        ...(flags.variants ? { variants: flags.variants } : {}),
-        ...(flags.onnx ? { onnx: true } : {}),
-        ...(flags.hf ? { hf: true } : {}),
-        ...(flags.hfShardMb !== undefined ? { hfShardBytes: Math.round(flags.hfShardMb * 1e6) } : {}),
+        ...definedProps({
+          lowrank: flags.lowrank,
+          hidden: flags.hidden,
+          patch: flags.patch,
+          layers: flags.layers,
+          heads: flags.heads,
+          mlp: flags.mlp,
+          variants: flags.variants,
+          onnx: flags.onnx,
+          hf: flags.hf,
+          hfShardBytes: flags.hfShardMb !== undefined ? Math.round(flags.hfShardMb * 1e6) : undefined,
+        }),
         ...session,
       };
       const maker = flags.queue ? queueZooMaker(flags.queue, opts) : undefined;
@@ -103,25 +104,8 @@ export function registerLineageZoo(program: Command): void {
       } finally {
         await maker?.close();
       }
-      const accs = r.models.map((m) => m.testAccuracy);
-      const mean = accs.reduce((a, b) => a + b, 0) / accs.length;
-      out.line(
-        `${r.models.length} models in ${r.settings.trees} trees (${r.trained} trained, ${r.reused} found), ${r.edges.length} edges in ${r.outDir}/truth.json; mean test accuracy on each model's task ${pct(mean)} (min ${pct(Math.min(...accs))}); ${r.seconds.toFixed(1)} s`,
-      );
-      for (const v of r.variants) out.line(`${v.kind} copy: ${v.dir}`);
-      if (r.hf) out.line(`Hugging Face folders: ${r.hf.dir}${r.hf.sharded ? ` (${r.hf.sharded} sharded)` : ''}`);
-      out.json({
-        outDir: r.outDir,
-        settings: r.settings,
-        models: r.models.length,
-        trained: r.trained,
-        reused: r.reused,
-        edges: r.edges.length,
-        meanTestAccuracy: mean,
-        minTestAccuracy: Math.min(...accs),
-        seconds: r.seconds,
-        variants: r.variants,
-        ...(r.hf ? { hf: r.hf } : {}),
-      });
+      const summary = zooSummary(r);
+      out.line(zooSummaryText(summary));
+      out.json(summary);
     });
 }

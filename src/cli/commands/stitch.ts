@@ -1,20 +1,19 @@
 import { addInputOptions } from '../data-options.js';
 import type { Command } from 'commander';
 import { openModel } from '../../onnx/open.js';
-import { allCuts, describeShape, listCuts, type StitchCut } from '../../stitch/cuts.js';
-import { hasRecordedCuts } from '../../onnx/cuts.js';
-import type { Model } from '../../onnx/types.js';
-import { PAIR_KINDS, PAIR_TITLES, RANDOM_BATCHNORM, type RandomBatchNorm } from '../../stitch/controls.js';
+import { cutListingText, describeCuts, stitchGridText } from '../../stitch/tables.js';
+import { flagNamer } from '../flags.js';
+import { PAIR_KINDS, type RandomBatchNorm } from '../../stitch/controls.js';
 import { stitchGrid } from '../../stitch/run.js';
 import { STITCH_INITS, STITCH_MODES, STITCH_SCHEDULES, type CellOptions, type StitchMode } from '../../stitch/cell.js';
 import { FLAT_FROMS } from '../../stitch/plan.js';
 import { checkOutputs, dataInputs, globals, outputFolder, withOutputFlags } from './common.js';
-import { pct, table } from '../output.js';
-import { parseChoice, parseInteger, parsePositiveInt, parsePositiveNumber } from '../parse.js';
+import { parseChoice, parseInteger, parseNameList, parsePositiveInt, parsePositiveNumber } from '../parse.js';
 import { UserError } from '../../util/errors.js';
 import { writeRunReport } from '../../report/html/report.js';
 import { parseQueueUrl } from '../../queue/connection.js';
 import { stitchDispatch } from '../../queue/stitch.js';
+import { batchOption, cutsOption, queueOption, randomBatchNormOption, seedOption } from '../options.js';
 
 interface StitchFlags {
   data?: string;
@@ -28,9 +27,9 @@ interface StitchFlags {
   schedule: CellOptions['schedule'];
   init: CellOptions['init'];
   flat: CellOptions['flat'];
-  bn?: string;
-  senders?: string;
-  receivers?: string;
+  bn?: string[];
+  senders?: string[];
+  receivers?: string[];
   workers: number;
   workerThreads?: number;
   trainLimit?: number;
@@ -46,12 +45,6 @@ interface StitchFlags {
   output?: string;
   queue?: string;
 }
-
-const list = (s?: string): string[] | undefined =>
-  s
-    ?.split(',')
-    .map((x) => x.trim())
-    .filter(Boolean);
 
 export function registerStitch(program: Command): void {
   addInputOptions(
@@ -73,7 +66,7 @@ export function registerStitch(program: Command): void {
     )
     .option('--controls', 'also compute the three controls: random sender, random receiver, both random')
     .option('--epochs <n>', 'stitch training epochs', parsePositiveInt('--epochs'), 4)
-    .option('--batch <n>', 'batch size', parsePositiveInt('--batch'), 256)
+    .addOption(batchOption(256))
     .option('--lr <x>', 'SGD learning rate', parsePositiveNumber('--lr'), 0.01)
     .option('--momentum <x>', 'SGD momentum', Number, 0.9)
     .option('--weight-decay <x>', 'weight decay', Number, 0.01)
@@ -86,26 +79,18 @@ export function registerStitch(program: Command): void {
       parseChoice('--flat', FLAT_FROMS),
       'pool',
     )
-    .option('--bn <where>', 'BatchNorm around the stitch: before, after or before,after')
-    .option('--senders <cuts>', 'sender cut names of A, comma-separated (default: stem and every block)')
-    .option('--receivers <cuts>', 'receiver cut names of B (default: into every block and into the classifier)')
+    .option('--bn <where>', 'BatchNorm around the stitch: before, after or before,after', parseNameList)
+    .addOption(cutsOption('senders'))
+    .addOption(cutsOption('receivers'))
     .option('--workers <n>', 'parallel worker processes', parsePositiveInt('--workers'), 1)
     .option('--worker-threads <n>', 'ONNX Runtime threads per worker (default 1 with several workers, else --threads)', parsePositiveInt('--worker-threads'))
     .option('--train-limit <n>', 'train stitches on a seeded subset of this many training images', parsePositiveInt('--train-limit'))
     .option('--test-limit <n>', 'score on a seeded subset of this many test images', parsePositiveInt('--test-limit'))
     .option('--cache-mb <n>', 'cap on cached activations per worker, MiB (0: recompute every batch)', parseInteger('--cache-mb'), 1024)
     .option('--stop-after <n>', 'stop after this many cells (rerun to continue)', parsePositiveInt('--stop-after'))
-    .option('--seed <n>', 'seed for stitch initialisation, image order and the random networks', parseInteger('--seed'), 0)
-    .option(
-      '--random-bn <how>',
-      'BatchNorm statistics of the random control networks: data (re-estimated on 2048 training images) | init (0/1 as initialised)',
-      parseChoice('--random-bn', RANDOM_BATCHNORM),
-      'data',
-    )
-    .option(
-      '--queue <url>',
-      'run the cells as jobs on a Redis queue (redis://host:6379, rediss://user:password@host); workers: modelsmith worker --queue <url>',
-    )
+    .addOption(seedOption('seed for stitch initialisation, image order and the random networks', 0))
+    .addOption(randomBatchNormOption())
+    .addOption(queueOption('the cells'))
     .option('-o, --output <dir>', 'grid folder (rerunning with the same folder resumes)')
     .option('--overwrite', 'start afresh when the folder holds a grid computed with other models, data or options (its finished cells are discarded)')
     .action(async (aFile: string, bFile: string | undefined, flags: StitchFlags, cmd: Command) => {
@@ -113,14 +98,7 @@ export function registerStitch(program: Command): void {
       if (flags.listCuts) {
         const models = [aFile, ...(bFile ? [bFile] : [])].map((f) => describeCuts(openModel(f), f));
         for (const m of models) {
-          out.line(`${m.file}: ${m.cuts.length} ${m.recorded ? 'recorded' : 'block-level'} cut points (the default grid), ${m.valid.length} valid cuts in all`);
-          const shape = (c: StitchCut): string => `${describeShape(c.shape)}${c.batchAxis ? ` (batch axis ${c.batchAxis})` : ''}`;
-          out.line(table([['cut', 'kind', 'shape', 'tensor'], ...m.cuts.map((c) => [c.name, c.kind, shape(c), c.tensor])]));
-          const others = m.valid.filter((v) => !m.cuts.some((c) => c.tensor === v.tensor));
-          if (others.length) {
-            out.line('other valid cuts (name them by tensor with --senders/--receivers):');
-            out.line(table([['tensor', 'shape'], ...others.map((c) => [c.tensor, shape(c)])]));
-          }
+          out.line(cutListingText(m, flagNamer));
           out.line();
         }
         out.json({ models });
@@ -136,8 +114,8 @@ export function registerStitch(program: Command): void {
         if (flags.workers > 1)
           throw new UserError('--workers starts local processes; with --queue start workers on any machine with: modelsmith worker --queue <url>');
       }
-      const bn = list(flags.bn) ?? [];
-      for (const b of bn) if (b !== 'before' && b !== 'after') throw new UserError(`--bn expects before, after or before,after, got "${flags.bn}"`);
+      const bn = flags.bn ?? [];
+      for (const b of bn) if (b !== 'before' && b !== 'after') throw new UserError(`--bn expects before, after or before,after, got "${bn.join(',')}"`);
       const options: Partial<CellOptions> = {
         mode: flags.mode,
         epochs: flags.epochs,
@@ -153,8 +131,7 @@ export function registerStitch(program: Command): void {
         seed: flags.seed,
         randomBatchNorm: flags.randomBn,
       };
-      const senders = list(flags.senders),
-        receivers = list(flags.receivers);
+      const { senders, receivers } = flags;
       const threads = flags.workerThreads ?? (flags.workers > 1 ? 1 : session.threads);
       const r = await stitchGrid({
         a: aFile,
@@ -177,34 +154,9 @@ export function registerStitch(program: Command): void {
         ...(flags.stopAfter ? { stopAfter: flags.stopAfter } : {}),
         ...(flags.queue ? { dispatch: stitchDispatch(flags.queue) } : {}),
       });
-      const m = r.matrix;
-      for (const kind of m.kinds) {
-        const values = m.matrices.accuracy?.[kind];
-        if (!values) continue;
-        out.line(`${PAIR_TITLES[kind]} (rows: sender cuts of ${aFile}; columns: receiver cuts of ${bFile})`);
-        out.line(table([['', ...m.receivers], ...m.senders.map((s, i) => [s, ...values[i]!.map((v) => (v === null ? '-' : pct(v)))])]));
-        const t = m.triangles[kind];
-        if (t)
-          out.line(
-            `mean accuracy: lower-left triangle ${t.lowerLeft === null ? '-' : pct(t.lowerLeft)}, elsewhere ${t.elsewhere === null ? '-' : pct(t.elsewhere)}`,
-          );
-        out.line();
-      }
-      out.line(
-        `networks' own test accuracy: ${Object.entries(m.base)
-          .map(([k, v]) => `${k} ${pct(v)}`)
-          .join(', ')}`,
-      );
-      out.line(
-        `${r.ran} cells computed now, ${r.resumed} found finished; ${m.cells.done}/${m.cells.total} done${m.complete ? '' : ' (rerun the same command to continue)'}`,
-      );
+      out.line(stitchGridText(r, { a: aFile, b: bFile }));
       const report = await writeRunReport(flags.output);
-      out.line(`wrote ${m.files.join(', ')}; report: ${report}`);
+      out.line(`wrote ${r.matrix.files.join(', ')}; report: ${report}`);
       out.json({ ...r, report });
     });
-}
-
-/** A model's default cut points and every valid cut, for --list-cuts. */
-function describeCuts(model: Model, file: string): { file: string; recorded: boolean; cuts: StitchCut[]; valid: StitchCut[] } {
-  return { file, recorded: hasRecordedCuts(model), cuts: listCuts(model, file), valid: allCuts(model, file) };
 }

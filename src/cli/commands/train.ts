@@ -6,14 +6,14 @@ import { createZooModel, ZOO } from '../../nn/zoo.js';
 import { openDataset } from '../../data/resolve.js';
 import { parseClasses } from '../../data/classes.js';
 import { fileHash } from '../../onnx/metadata.js';
-import { train, FINE_TUNING, FROM_SCRATCH, KEEP_CHOICES, type KeepChoice, type TrainJob, type TrainingDefaults } from '../../autodiff/train.js';
+import { train, trainText, FINE_TUNING, FROM_SCRATCH, KEEP_CHOICES, type KeepChoice, type TrainJob, type TrainingDefaults } from '../../autodiff/train.js';
 import { OPTIMIZER_KINDS, type OptimizerConfig } from '../../autodiff/optim.js';
 import { SCHEDULE_KINDS, type ScheduleConfig } from '../../autodiff/schedule.js';
 import type { Augmentation } from '../../data/types.js';
 import { checkOutputs, dataInputs, globals, outputFile, withOutputFlags } from './common.js';
-import { pct, table } from '../output.js';
-import { parseChoice, parseIntList, parseInteger, parsePositiveInt, parsePositiveNumber } from '../parse.js';
+import { parseChoice, parseIntList, parsePositiveInt, parsePositiveNumber } from '../parse.js';
 import { UserError } from '../../util/errors.js';
+import { batchOption, seedOption } from '../options.js';
 
 interface TrainFlags {
   data: string;
@@ -53,7 +53,7 @@ export function registerTrain(program: Command): void {
     .requiredOption('--data <spec>', 'dataset (its train split is used; see modelsmith eval --help)')
     .option('--classes <list>', 'train on these dataset classes, e.g. 0-4 (with as many classes as outputs, outputs are remapped to them)')
     .option('--epochs <n>', 'epochs', parsePositiveInt('--epochs'), 10)
-    .option('--batch <n>', 'batch size', parsePositiveInt('--batch'), 128)
+    .addOption(batchOption(128))
     .option(
       '--lr <x>',
       `peak learning rate (default: from scratch ${rates(FROM_SCRATCH)}; fine-tuning an .onnx model ${rates(FINE_TUNING)})`,
@@ -74,7 +74,7 @@ export function registerTrain(program: Command): void {
     .option('--clip <norm>', 'clip the global gradient norm', parsePositiveNumber('--clip'))
     .option('--freeze <globs>', 'parameters to keep fixed, e.g. "conv1.*,layer1.*"')
     .option('--trainable <globs>', 'train only these parameters (the complement of --freeze)')
-    .option('--seed <n>', 'seed for initialisation, shuffling, validation split and augmentation', parseInteger('--seed'), 0)
+    .addOption(seedOption('seed for initialisation, shuffling, validation split and augmentation', 0))
     .option('--val <fraction>', 'fraction of the training split held out for validation', Number, 0.1)
     .option('--augment <list>', 'augmentation: none, or crop[:padding] and/or flip, e.g. crop:2,flip', 'none')
     .option('--keep <which>', "write the last epoch's weights or the best validation epoch's: last | best", parseChoice('--keep', KEEP_CHOICES), 'last')
@@ -138,23 +138,7 @@ export function registerTrain(program: Command): void {
         ...(flags.checkpoint ? { checkpoint: flags.checkpoint } : {}),
       };
       const r = await train(job);
-      const last = r.epochs[r.epochs.length - 1]!;
-      out.line(
-        table([
-          ['epoch', 'loss', 'train acc', 'val acc', 'images/s'],
-          ...r.epochs.map((e) => [
-            e.epoch,
-            e.trainLoss.toFixed(4),
-            pct(e.trainAccuracy),
-            e.valAccuracy === null ? '-' : pct(e.valAccuracy),
-            e.imagesPerSecond.toFixed(0),
-          ]),
-        ]),
-      );
-      out.line(
-        `wrote ${r.output} (${r.trainable} parameter tensors trained; classes ${r.classes.join(',')}; last epoch val acc ${last.valAccuracy === null ? '-' : pct(last.valAccuracy)})`,
-      );
-      if (r.test) out.line(`test accuracy ${pct(r.test.accuracy)} on ${r.test.samples} images (${r.test.data})`);
+      out.line(trainText(r));
       out.json(r);
     });
 }

@@ -4,7 +4,9 @@ import { saveModel } from '../../onnx/proto.js';
 import { modelStats } from '../../onnx/stats.js';
 import { checkOutputs, globals, outputFile, withOutputFlags } from './common.js';
 import { compact, table } from '../output.js';
-import { parseIntList, parseInteger, parsePositiveInt, parsePositiveNumber, parseShape } from '../parse.js';
+import { definedProps } from '../../util/objects.js';
+import { parseIntList, parsePositiveInt, parsePositiveNumber, parseShape } from '../parse.js';
+import { seedOption } from '../options.js';
 
 interface CreateFlags {
   blocks?: number[];
@@ -38,7 +40,7 @@ export function registerZoo(program: Command): void {
     .option('--input <CxHxW>', 'input shape', parseShape('--input'), [1, 28, 28])
     .option('--classes <n>', 'number of classes', parsePositiveInt('--classes'), 10)
     .option('--width <x>', 'width multiplier for every layer', parsePositiveNumber('--width'), 1)
-    .option('--seed <n>', 'initialisation seed', parseInteger('--seed'), 0)
+    .addOption(seedOption('initialisation seed', 0))
     .requiredOption('-o, --output <file>', 'where to write the .onnx model')
     .action((arch: string, flags: CreateFlags, cmd: Command) => {
       const { out } = globals(cmd);
@@ -48,12 +50,7 @@ export function registerZoo(program: Command): void {
         classes: flags.classes,
         width: flags.width,
         seed: flags.seed,
-        ...(flags.blocks ? { blocks: flags.blocks } : {}),
-        ...(flags.hidden ? { hidden: flags.hidden } : {}),
-        ...(flags.patch ? { patch: flags.patch } : {}),
-        ...(flags.layers ? { layers: flags.layers } : {}),
-        ...(flags.heads ? { heads: flags.heads } : {}),
-        ...(flags.mlp ? { mlp: flags.mlp } : {}),
+        ...definedProps({ blocks: flags.blocks, hidden: flags.hidden, patch: flags.patch, layers: flags.layers, heads: flags.heads, mlp: flags.mlp }),
       });
       saveModel(model, flags.output);
       const stats = modelStats(model);

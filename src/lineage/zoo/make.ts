@@ -27,7 +27,7 @@ import { writeJsonAtomic } from '../../util/atomic.js';
 import { Rng, hashSeed } from '../../util/random.js';
 import { info } from '../../util/progress.js';
 import { pct } from '../../util/format.js';
-import { UserError } from '../../util/errors.js';
+import { OptionError, UserError } from '../../util/errors.js';
 import { zooSettings, checkPruneFraction, type LineageZooOptions, type ZooSettings } from './options.js';
 import { planZoo, plannedSeed, taskOf, truthEdges, type PlannedModel, type ZooTask } from './plan.js';
 import { addLora, classifierParams, loraTargets, mergeLora } from './lora.js';
@@ -315,7 +315,7 @@ export async function trainZooModel(job: ZooModelJob): Promise<{ model: Model; r
 /** Bad ranks fail before anything is trained. */
 function checkLoraFits(template: Model, s: ZooSettings): void {
   const targets = loraTargets(template);
-  if (!targets.length) throw new UserError(`--lowrank: ${s.arch} has no Linear layer besides its classifier to adapt`);
+  if (!targets.length) throw new OptionError((o) => `${o('lowrank')}: ${s.arch} has no Linear layer besides its classifier to adapt`);
   addLora(template, targets, Math.max(...s.lowrank!), new Rng(0));
 }
 

@@ -3,7 +3,7 @@
  * their validation. Everything that changes a zoo's content is in `ZooSettings` so a
  * resumed run can refuse to mix models made under different settings.
  */
-import { UserError } from '../../util/errors.js';
+import { OptionError } from '../../util/errors.js';
 import type { VitShape } from '../../nn/arch/vit.js';
 
 export type VariantKind = 'fp16' | 'int8' | 'pruned';
@@ -93,25 +93,28 @@ export const LINEAGE_VIT: Readonly<VitShape> = { patch: 7, layers: 2, hidden: 64
 const MAX_MODELS = 5000;
 
 export function zooSettings(o: LineageZooOptions): ZooSettings {
-  const trees = positiveInt('--trees', o.trees ?? 3);
-  const children = positiveInt('--children', o.children ?? 4);
+  const trees = positiveInt('trees', o.trees ?? 3);
+  const children = positiveInt('children', o.children ?? 4);
   const depth = o.depth ?? 2;
-  if (!Number.isInteger(depth) || depth < 0) throw new UserError(`--depth expects a non-negative integer (levels below each root), got ${depth}`);
+  if (!Number.isInteger(depth) || depth < 0)
+    throw new OptionError((o) => `${o('depth')} expects a non-negative integer (levels below each root), got ${depth}`);
   const perTree = treeSize(children, depth);
   if (trees * perTree > MAX_MODELS) {
-    throw new UserError(`--trees ${trees} --children ${children} --depth ${depth} makes ${trees * perTree} models; at most ${MAX_MODELS} are allowed`);
+    throw new OptionError(
+      (o) => `${o('trees', trees)} ${o('children', children)} ${o('depth', depth)} makes ${trees * perTree} models; at most ${MAX_MODELS} are allowed`,
+    );
   }
   const seed = o.seed ?? 0;
-  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new UserError(`--seed expects an integer in 0..4294967295, got ${seed}`);
+  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new OptionError((o) => `${o('seed')} expects an integer in 0..4294967295, got ${seed}`);
   const arch = o.arch ?? 'mlp';
   const vit = vitSettings(arch, o);
   const hidden = vit ? undefined : (o.hidden ?? (arch === 'mlp' ? [128, 128, 128] : undefined));
   if (hidden && (hidden.length === 0 || !hidden.every((h) => Number.isInteger(h) && h > 0))) {
-    throw new UserError(`--hidden expects positive integer layer sizes such as 128,128,128, got "${hidden.join(',')}"`);
+    throw new OptionError((o) => `${o('hidden')} expects positive integer layer sizes such as 128,128,128, got "${hidden.join(',')}"`);
   }
   const width = o.width ?? 1;
-  if (!(Number.isFinite(width) && width > 0)) throw new UserError(`--width expects a positive number, got ${width}`);
-  if (o.data.trim() === '') throw new UserError('--data is empty: expected a dataset spec such as fashion-mnist');
+  if (!(Number.isFinite(width) && width > 0)) throw new OptionError((o) => `${o('width')} expects a positive number, got ${width}`);
+  if (o.data.trim() === '') throw new OptionError((o) => `${o('data')} is empty: expected a dataset spec such as fashion-mnist`);
   return {
     data: o.data,
     trees,
@@ -123,9 +126,9 @@ export function zooSettings(o: LineageZooOptions): ZooSettings {
     vit,
     width,
     seed,
-    rootSteps: positiveInt('--root-steps', o.rootSteps ?? 600),
-    steps: positiveInt('--steps', o.steps ?? 300),
-    batchSize: positiveInt('--batch', o.batchSize ?? 128),
+    rootSteps: positiveInt('rootSteps', o.rootSteps ?? 600),
+    steps: positiveInt('steps', o.steps ?? 300),
+    batchSize: positiveInt('batchSize', o.batchSize ?? 128),
     rootLr: 0.05,
     fineTuneLr: [0.005, 0.05],
     loraLr: [0.01, 0.05],
@@ -133,16 +136,17 @@ export function zooSettings(o: LineageZooOptions): ZooSettings {
   };
 }
 
-/** The ViT structure of a vit zoo (flags over LINEAGE_VIT); flags for another arch are refused. */
+/** The ViT structure of a vit zoo (options over LINEAGE_VIT); ViT options for another arch are refused. */
 function vitSettings(arch: string, o: LineageZooOptions): VitShape | null {
   const given = { patch: o.patch, layers: o.layers, heads: o.heads, mlp: o.mlp };
   if (arch !== 'vit') {
-    const flag = Object.entries(given).find(([, v]) => v !== undefined)?.[0];
-    if (flag) throw new UserError(`--${flag} applies only to --arch vit`);
+    const key = Object.entries(given).find(([, v]) => v !== undefined)?.[0];
+    if (key) throw new OptionError((o) => `${o(key)} applies only to ${o('arch', 'vit')}`);
     return null;
   }
   if (o.hidden !== undefined && o.hidden.length !== 1) {
-    throw new UserError(`--hidden for --arch vit is the one embedding size (e.g. 64), got "${o.hidden.join(',')}"`);
+    const got = o.hidden.join(',');
+    throw new OptionError((n) => `${n('hidden')} for ${n('arch', 'vit')} is the one embedding size (e.g. 64), got "${got}"`);
   }
   const s: VitShape = {
     patch: o.patch ?? LINEAGE_VIT.patch,
@@ -151,7 +155,7 @@ function vitSettings(arch: string, o: LineageZooOptions): VitShape | null {
     heads: o.heads ?? LINEAGE_VIT.heads,
     mlp: o.mlp ?? LINEAGE_VIT.mlp,
   };
-  for (const [k, v] of Object.entries(s)) positiveInt(`--${k}`, v);
+  for (const [k, v] of Object.entries(s)) positiveInt(k, v);
   return s;
 }
 
@@ -164,7 +168,7 @@ export function treeSize(children: number, depth: number): number {
 
 export function checkRanks(ranks: readonly number[]): number[] {
   if (!ranks.length || !ranks.every((r) => Number.isInteger(r) && r > 0)) {
-    throw new UserError(`--lowrank expects a comma-separated list of positive integer ranks such as 4,8, got "${ranks.join(',')}"`);
+    throw new OptionError((o) => `${o('lowrank')} expects a comma-separated list of positive integer ranks such as 4,8, got "${ranks.join(',')}"`);
   }
   return [...ranks];
 }
@@ -173,7 +177,7 @@ export function checkRanks(ranks: readonly number[]): number[] {
 export function parseRanks(text: string): number[] {
   const parts = text.split(',').map((s) => s.trim());
   if (!parts.every((p) => /^\d+$/.test(p))) {
-    throw new UserError(`--lowrank expects a comma-separated list of positive integer ranks such as 4,8, got "${text}"`);
+    throw new OptionError((o) => `${o('lowrank')} expects a comma-separated list of positive integer ranks such as 4,8, got "${text}"`);
   }
   return checkRanks(parts.map(Number));
 }
@@ -184,18 +188,19 @@ export function parseVariants(text: string): VariantKind[] {
     .map((s) => s.trim())
     .filter(Boolean);
   for (const p of parts) {
-    if (!(VARIANT_KINDS as readonly string[]).includes(p)) throw new UserError(`--variants expects a list of ${VARIANT_KINDS.join(', ')}, got "${p}"`);
+    if (!(VARIANT_KINDS as readonly string[]).includes(p))
+      throw new OptionError((o) => `${o('variants')} expects a list of ${VARIANT_KINDS.join(', ')}, got "${p}"`);
   }
-  if (!parts.length) throw new UserError(`--variants expects a list of ${VARIANT_KINDS.join(', ')}, got "${text}"`);
+  if (!parts.length) throw new OptionError((o) => `${o('variants')} expects a list of ${VARIANT_KINDS.join(', ')}, got "${text}"`);
   return [...new Set(parts)] as VariantKind[];
 }
 
 export function checkPruneFraction(f: number): number {
-  if (!(Number.isFinite(f) && f > 0 && f < 1)) throw new UserError(`--prune-fraction expects a number in (0, 1), got ${f}`);
+  if (!(Number.isFinite(f) && f > 0 && f < 1)) throw new OptionError((o) => `${o('pruneFraction')} expects a number in (0, 1), got ${f}`);
   return f;
 }
 
-function positiveInt(flag: string, v: number): number {
-  if (!Number.isInteger(v) || v < 1) throw new UserError(`${flag} expects a positive integer, got ${v}`);
+function positiveInt(option: string, v: number): number {
+  if (!Number.isInteger(v) || v < 1) throw new OptionError((o) => `${o(option)} expects a positive integer, got ${v}`);
   return v;
 }

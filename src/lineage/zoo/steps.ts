@@ -16,7 +16,7 @@ import { inferBatches } from '../../runtime/infer.js';
 import { argmaxRow } from '../../runtime/argmax.js';
 import { hashSeed } from '../../util/random.js';
 import { progress } from '../../util/progress.js';
-import { UserError } from '../../util/errors.js';
+import { OptionError, UserError } from '../../util/errors.js';
 import type { ZooTask } from './plan.js';
 
 export interface StepJob {
@@ -49,8 +49,9 @@ export async function trainSteps(job: StepJob): Promise<StepResult> {
   const start = Date.now();
   const indices = subsetIndices(job.data, job.task.classes);
   if (indices.length < job.batchSize) {
-    throw new UserError(
-      `only ${indices.length} training images of classes ${job.task.classes.join(',')} in ${job.data.source}, fewer than one batch of ${job.batchSize}; lower --batch`,
+    throw new OptionError(
+      (o) =>
+        `only ${indices.length} training images of classes ${job.task.classes.join(',')} in ${job.data.source}, fewer than one batch of ${job.batchSize}; lower ${o('batchSize')}`,
     );
   }
   const session = await TrainingSession.create(job.model, {
