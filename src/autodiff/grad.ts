@@ -7,7 +7,7 @@
  */
 import type { Attribute, DType, Graph, Node, Tensor } from '../onnx/types.js';
 import type { Known } from '../onnx/op-context.js';
-import type { GradContext, GradRule } from './types.js';
+import type { Emitter, GradContext, GradRule } from './types.js';
 import { inferNode } from '../onnx/shapes.js';
 import { tensorNames, int } from '../onnx/graph.js';
 import { float32, int64, numel } from '../onnx/tensor.js';
@@ -260,15 +260,9 @@ class RuleContext implements GradContext {
     return this.w.known.get(tensor)?.tensor;
   }
 
-  emit(
-    opType: string,
-    inputs: readonly string[],
-    attributes: Record<string, Attribute> = {},
-    outputs: number | readonly string[] = 1,
-    hint = opType.toLowerCase(),
-  ): string[] {
-    return this.w.emit(opType, inputs, attributes, outputs, `${this.prefix}/${hint}`);
-  }
+  // the writer fills in the other defaults; the hint is needed here to scope it to the node
+  readonly emit: GradContext['emit'] = (opType, inputs, attributes, outputs, hint = opType.toLowerCase()) =>
+    this.w.emit(opType, inputs, attributes, outputs, `${this.prefix}/${hint}`);
 
   addConstant(value: Tensor, hint: string): string {
     return this.w.constant(value, `${this.prefix}/${hint}`);
@@ -286,11 +280,15 @@ class RuleContext implements GradContext {
 // ---- small helpers for rules ----
 
 /** A float32 scalar constant (broadcasts against anything). */
-export const scalarConstant = (ctx: GradContext, v: number, hint = 'scalar'): string => ctx.addConstant(float32([], [v]), hint);
+export const scalarConstant = (e: Emitter, v: number, hint = 'scalar'): string => e.addConstant(float32([], [v]), hint);
 
 /** A 1-D int64 constant (axes, shapes, pads, split sizes). */
-export const intsConstant = (ctx: GradContext, v: readonly number[], hint = 'ints'): string => ctx.addConstant(int64([v.length], v), hint);
+export const intsConstant = (e: Emitter, v: readonly number[], hint = 'ints'): string => e.addConstant(int64([v.length], v), hint);
 
 /** One emitted node with one output. */
-export const emit1 = (ctx: GradContext, op: string, inputs: readonly string[], attributes: Record<string, Attribute> = {}, hint?: string): string =>
-  ctx.emit(op, inputs, attributes, 1, hint)[0]!;
+export const emit1 = (e: Emitter, op: string, inputs: readonly string[], attributes: Record<string, Attribute> = {}, hint?: string): string =>
+  e.emit(op, inputs, attributes, 1, hint)[0]!;
+
+/** `x` reshaped to the static shape `dims`. */
+export const reshape = (e: Emitter, x: string, dims: readonly number[], hint = 'reshape'): string =>
+  emit1(e, 'Reshape', [x, intsConstant(e, dims, `${hint}_shape`)], {}, hint);

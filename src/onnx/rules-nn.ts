@@ -46,16 +46,23 @@ function checkBias(c: NodeContext, index: number, channels: Dim): void {
   unifyDim(b[0]!, channels, () => c.fail(`bias has ${b[0]} values, the weight has ${channels} output channels`));
 }
 
+/** What Conv and ConvTranspose read alike: the input x, the weight w (of x's rank when known) and group; undefined while x's shape is unknown. */
+function convOperands(c: NodeContext): { x: Dim[]; w: Dim[] | undefined; group: number } | undefined {
+  const x = c.shape(0);
+  const w = c.shape(1);
+  if (!x) return undefined;
+  if (w && w.length !== x.length) c.fail(`weight ${fmt(w)} and input ${fmt(x)} have different ranks`);
+  return { x, w, group: c.int('group', 1) };
+}
+
 const conv: OpRule = {
   inputs: [2, 3],
   infer(c) {
-    const x = c.shape(0);
-    const w = c.shape(1);
-    if (!x) return one(c.dtype(0));
-    const group = c.int('group', 1);
+    const operands = convOperands(c);
+    if (!operands) return one(c.dtype(0));
+    const { x, w, group } = operands;
     if (x.length < 3) c.fail(`input should have rank 3 or more ([N,C,spatial...]), found ${fmt(x)}`);
     if (w) {
-      if (w.length !== x.length) c.fail(`weight ${fmt(w)} and input ${fmt(x)} have different ranks`);
       if (isNum(w[1]) && isNum(x[1]) && x[1] !== w[1] * group) {
         c.fail(`input has ${x[1]} channels, weight expects ${w[1] * group}`);
       }
@@ -69,13 +76,11 @@ const conv: OpRule = {
 const convTranspose: OpRule = {
   inputs: [2, 3],
   infer(c) {
-    const x = c.shape(0);
-    const w = c.shape(1);
-    if (!x) return one(c.dtype(0));
-    const group = c.int('group', 1);
+    const operands = convOperands(c);
+    if (!operands) return one(c.dtype(0));
+    const { x, w, group } = operands;
     let channels: Dim = null;
     if (w) {
-      if (w.length !== x.length) c.fail(`weight ${fmt(w)} and input ${fmt(x)} have different ranks`);
       unifyDim(x[1]!, w[0]!, () => c.fail(`input has ${x[1]} channels, weight expects ${w[0]}`));
       channels = isNum(w[1]) ? w[1] * group : null;
       checkBias(c, 2, channels);
