@@ -59,6 +59,35 @@ export function oneOf<T extends string>(v: unknown, what: string, choices: reado
   return v as T;
 }
 
+/** A check of one value, naming it as `what` in its errors. */
+export type Check<T> = (v: unknown, what: string) => T;
+
+/** One check for every field of T. */
+export type Checks<T> = { readonly [K in keyof T]-?: Check<NonNullable<T[K]>> };
+
+/**
+ * An object of optional fields, one check each: unknown fields are refused, absent (or
+ * null) ones left out. The table has an entry for every field of T, so an option added to
+ * the type cannot be forgotten here.
+ */
+export function optionalFields<T extends object>(v: unknown, what: string, checks: Checks<T>): T {
+  const keys = Object.keys(checks) as (keyof T & string)[];
+  const o = fields(v, what, [], keys);
+  const out: Partial<T> = {};
+  for (const k of keys) {
+    const value = opt(o, k, what, checks[k]);
+    if (value !== undefined) out[k] = value;
+  }
+  return out as T;
+}
+
+/** The fields of `o` that `checks` lists and `o` has: what a job carries of its caller's options. */
+export function presentFields<T extends object>(o: T, checks: Checks<T>): T {
+  const out: Partial<T> = {};
+  for (const k of Object.keys(checks) as (keyof T)[]) if (o[k] !== undefined) out[k] = o[k];
+  return out as T;
+}
+
 /** `check(o[key])` when the field is present; undefined otherwise. */
 export function opt<T>(o: Record<string, unknown>, key: string, what: string, check: (v: unknown, what: string) => T): T | undefined {
   return o[key] === undefined || o[key] === null ? undefined : check(o[key], `${what}.${key}`);
