@@ -432,20 +432,15 @@ class Merger {
       if (!channelConstFits(s.values, first.layout, at)) return false;
       plan.push(() => this.channelConst(n0.inputs[j]!, s.values, first.layout, at));
     }
-    this.emit(
-      n0,
-      plan.map((f) => f()!),
-      first.layout,
-      axis,
-    );
+    const inputs = plan.map((f) => f()!);
+    this.emit(n0, inputs, first.layout, axis);
     return true;
   }
 
   reduce(i: number, states: (State | undefined)[]): boolean {
-    const n0 = this.nodes(i)[0]!;
-    const v = this.view(i, 0, states[0]);
-    const rank = this.rank(n0.inputs[0]!);
-    if (!v || rank === undefined) return false;
+    const first = this.firstOperand(i, states);
+    if (!first) return false;
+    const { n0, v, rank } = first;
     const equalConst = (j: number): number[] | undefined => {
       const s = states[j];
       return s?.kind === 'const' && sameValues(s.values) ? toNumbers(s.values[0]!) : undefined;
@@ -459,10 +454,9 @@ class Merger {
   }
 
   transpose(i: number, states: (State | undefined)[]): boolean {
-    const n0 = this.nodes(i)[0]!;
-    const v = this.view(i, 0, states[0]);
-    const rank = this.rank(n0.inputs[0]!);
-    if (!v || rank === undefined) return false;
+    const first = this.firstOperand(i, states);
+    if (!first) return false;
+    const { n0, v, rank } = first;
     this.emit(n0, [v.name()], v.layout, transposePerm(n0, rank).indexOf(v.axis));
     return true;
   }
@@ -536,21 +530,17 @@ class Merger {
       for (const seg of v.layout) layout.push({ comp: seg.comp, start: offsets[seg.comp]! + seg.start, length: seg.length });
       for (let k = 0; k < this.parts.length; k++) offsets[k]! += total(v.layout, k);
     }
-    this.emit(
-      n0,
-      (views as View[]).map((v) => v.name()),
-      compact(layout),
-      axis,
-    );
+    const inputs = (views as View[]).map((v) => v.name());
+    this.emit(n0, inputs, compact(layout), axis);
     return true;
   }
 
   /** Gather with constant indices: on the channel axis it picks each component's channels; on another axis it passes them. */
   select(i: number, states: (State | undefined)[]): boolean {
-    const n0 = this.nodes(i)[0]!;
-    const v = this.view(i, 0, states[0]);
-    const rank = this.rank(n0.inputs[0]!);
-    if (!v || rank === undefined || n0.opType === 'Split' || !this.singleOutput(n0)) return false;
+    const first = this.firstOperand(i, states);
+    if (!first) return false;
+    const { n0, v, rank } = first;
+    if (n0.opType === 'Split' || !this.singleOutput(n0)) return false;
     if (n0.opType === 'Slice') {
       const axes = states[3] ? this.constOf(states[3]) : undefined;
       if (
@@ -612,6 +602,14 @@ class Merger {
   }
 
   // ---- helpers ----
+
+  /** The channel view of a node's first input and that input's rank, when both are known: what the one-operand merges start from. */
+  private firstOperand(i: number, states: (State | undefined)[]): { n0: Node; v: View; rank: number } | undefined {
+    const n0 = this.nodes(i)[0]!;
+    const v = this.view(i, 0, states[0]);
+    const rank = this.rank(n0.inputs[0]!);
+    return v && rank !== undefined ? { n0, v, rank } : undefined;
+  }
 
   private rank(tensor: string): number | undefined {
     return this.shapeOf(0, tensor)?.length;
