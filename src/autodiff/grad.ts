@@ -9,7 +9,7 @@ import type { Attribute, DType, Graph, Node, Tensor } from '../onnx/types.js';
 import type { Known } from '../onnx/op-context.js';
 import type { Emitter, GradContext, GradRule } from './types.js';
 import { inferNode } from '../onnx/shapes.js';
-import { tensorNames, int } from '../onnx/graph.js';
+import { tensorNames, int, isDefaultDomain, freshName } from '../onnx/graph.js';
 import { float32, int64, numel } from '../onnx/tensor.js';
 import { isNum } from '../onnx/dims.js';
 import { UserError } from '../util/errors.js';
@@ -39,8 +39,7 @@ export class GraphWriter {
 
   /** A fresh name derived from `base`, reserved from now on. */
   name(base: string): string {
-    let name = base;
-    for (let k = 1; this.taken.has(name); k++) name = `${base}_${k}`;
+    const name = freshName(base, (n) => this.taken.has(n));
     this.taken.add(name);
     return name;
   }
@@ -191,7 +190,7 @@ function applyRule(
   dOutputs: (string | undefined)[],
   needs: boolean[],
 ): (string | undefined)[] {
-  const rule = Object.hasOwn(rules, node.opType) && (!node.domain || node.domain === 'ai.onnx') ? rules[node.opType] : undefined;
+  const rule = Object.hasOwn(rules, node.opType) && isDefaultDomain(node.domain) ? rules[node.opType] : undefined;
   if (!rule) throw new UserError(`no gradient rule for operator ${node.opType} (node ${node.name})`);
   return rule(new RuleContext(w, node, dOutputs, needs));
 }

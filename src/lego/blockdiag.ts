@@ -25,7 +25,7 @@
  *   if ('model' in r) saveModel(r.model, 'ab.onnx'); else console.log(r.reason);
  */
 import type { Dim, Graph, Model, Node, Tensor, ValueInfo } from '../onnx/types.js';
-import { attrInt, constantValue, createModel, emptyGraph, int, opsetVersion, topoSort } from '../onnx/graph.js';
+import { attrInt, constantValue, createModel, emptyGraph, int, opsetVersion, topoSort, freshName } from '../onnx/graph.js';
 import { float32, int64, numel, toFloat32, toNumbers } from '../onnx/tensor.js';
 import { foldConstants } from '../onnx/fold.js';
 import { inferShapes } from '../onnx/shapes.js';
@@ -33,6 +33,7 @@ import { isNum } from '../onnx/dims.js';
 import { UserError } from '../util/errors.js';
 import { analyzeChannels, type ChannelGraph } from './channels.js';
 import { normalizedAxes, operatorKind, reducedAxes, reshapeBlocks, SINGLE_OUTPUT, transposePerm, type OperatorKind } from './operators.js';
+import { mergeOpsets } from '../onnx/merge.js';
 
 /** A run of `length` channels of component `comp`, starting at its channel `start`. */
 export interface Segment {
@@ -113,7 +114,7 @@ class Merger {
     this.finishOutput();
     this.g.nodes = topoSort(this.g);
     const model = createModel(this.g);
-    model.opsets = maxOpsets(this.parts.map((p) => p.model));
+    model.opsets = mergeOpsets(this.parts.map((p) => p.model.opsets));
     model.irVersion = Math.max(...this.parts.map((p) => p.model.irVersion));
     const shapes = inferShapes(model);
     this.g.outputs = this.g.outputs.map((o) => ({ ...(shapes.get(o.name) ?? o), name: o.name }));
@@ -674,9 +675,7 @@ class Merger {
   }
 
   private fresh(base: string): string {
-    const used = (n: string): boolean => this.taken.has(n) || this.reserved.has(n);
-    if (!used(base)) return base;
-    for (let k = 1; ; k++) if (!used(`${base}_${k}`)) return `${base}_${k}`;
+    return freshName(base, (n) => this.taken.has(n) || this.reserved.has(n));
   }
 }
 
@@ -868,14 +867,4 @@ function flatBias(t: Tensor, outs: number, n0: Node): Tensor {
   if (v.length === outs) return float32([outs], v);
   if (v.length === 1) return float32([outs], new Array(outs).fill(v[0]!));
   throw new NotMergeable(`${n0.opType} ${n0.name}: bias has ${v.length} values for ${outs} outputs`);
-}
-
-function maxOpsets(models: readonly Model[]): Model['opsets'] {
-  const best = new Map<string, number>();
-  for (const m of models)
-    for (const o of m.opsets) {
-      const d = o.domain === 'ai.onnx' ? '' : o.domain;
-      best.set(d, Math.max(best.get(d) ?? 0, o.version));
-    }
-  return [...best].map(([domain, version]) => ({ domain, version }));
 }
