@@ -24,6 +24,8 @@ import { Coordinator, failureMessage, settleAll, type CoordinatorOptions } from 
 import { parseDataRef, type DataRef, type JobKind, type WorkerEnv } from './jobs.js';
 import { canonicalJson, type Check, type Checks, fields, int, list, num, oneOf, optionalFields, presentFields, str, substitute } from './schema.js';
 import { RECALIBRATION_MODES } from '../lego/recalibrate.js';
+import { FLATTEN_MODES } from '../lego/masks.js';
+import { SAMPLE_RANKINGS } from '../lego/samples.js';
 
 /** The options that define an experiment's rows (paths, resuming and sessions are each side's own). */
 export type LegoJobOptions = Pick<
@@ -129,8 +131,8 @@ const LEGO_JOB_OPTIONS: Checks<LegoJobOptions> = {
     optionalFields<NonNullable<LegoJobOptions['disassembly']>>(x, w, {
       recalibration: (y, ww) => oneOf(y, ww, RECALIBRATION_MODES),
       recalibrationSamples: (y, ww) => int(y, ww, 0, 1_000_000),
-      flatten: (y, ww) => oneOf(y, ww, ['prune', 'keep'] as const),
-      ranking: (y, ww) => oneOf(y, ww, ['float32', 'float64'] as const),
+      flatten: (y, ww) => oneOf(y, ww, FLATTEN_MODES),
+      ranking: (y, ww) => oneOf(y, ww, SAMPLE_RANKINGS),
       validationPerClass: (y, ww) => int(y, ww, 0, 1_000_000),
       classDrop: fraction,
       maxDrop: fraction,
