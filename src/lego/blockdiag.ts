@@ -18,7 +18,9 @@
  * mixes a component's channels with each other (a LayerNorm over channels, attention)
  * runs once per component on that component's channels (a Gather), and its outputs
  * are joined again (a Concat) when a later operator can take a layout: the result is
- * still exact, and the layers around it stay block-diagonal.
+ * still exact, and the layers around it stay block-diagonal. A worked example of layouts,
+ * block-diagonal weights, Concat offsets and reordering: docs/lego-channels.md
+ * ("Worked example: the segment algebra").
  *
  * @example
  *   const r = mergeBlockDiagonal([a, b]);

@@ -27,6 +27,7 @@
  * others), or when a constant cannot be sliced. Grouped convolutions tie their input
  * and output channels group by group (GroupTie): a group is kept or removed whole.
  * Operators not in the table are refused here, by name, before any data is read.
+ * A worked example of spaces, refs and masks: docs/lego-channels.md ("Worked example: the spaces of a residual block").
  */
 import type { Dim, Graph, Model, Node, Tensor } from '../onnx/types.js';
 import type { Known } from '../onnx/op-context.js';
