@@ -28,6 +28,7 @@ import { stitchGrid } from '../src/stitch/run.js';
 import { stitchDispatch } from '../src/queue/stitch.js';
 import { clearQueue } from '../src/queue/admin.js';
 import { Coordinator } from '../src/queue/coordinator.js';
+import { connectRedis, parseQueueUrl } from '../src/queue/connection.js';
 import { setQuiet } from '../src/util/progress.js';
 import { machine } from './common.js';
 
@@ -89,10 +90,29 @@ async function freePort(): Promise<number> {
   });
 }
 
-const port = await freePort();
-const redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-children.push(redis);
-const url = `redis://127.0.0.1:${port}`;
+/**
+ * A redis-server of its own on a free port, once it answers. The server answering must be
+ * this one (its process id): a process that took the port after freePort() found it free
+ * would answer too, and the benchmark empties the queue it uses (clearQueue --force).
+ */
+async function startRedis(): Promise<{ proc: ChildProcess; url: string }> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    children.push(proc);
+    const url = `redis://127.0.0.1:${port}`;
+    for (let i = 0; i < 100 && proc.exitCode === null; i++) {
+      const c = connectRedis(parseQueueUrl(url), { maxRetriesPerRequest: 1 });
+      const info = await c.info('server').catch(() => '');
+      c.disconnect();
+      if (new RegExp(`^process_id:${proc.pid}\\s*$`, 'm').test(info)) return { proc, url };
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    proc.kill('SIGKILL');
+    if (attempt >= 3) throw new Error(`redis-server did not start (last port ${port})`);
+  }
+}
+const { url } = await startRedis();
 
 function startWorkers(n: number): Promise<ChildProcess[]> {
   return Promise.all(
@@ -133,7 +153,6 @@ async function timed(out: string, queue: boolean): Promise<{ seconds: number; ma
 log(
   `machine: ${machine()}; data: ${data}, ${trainN} training and ${testN} test images; ResNet(1,1,1,1) width ${width}; ${cells} least-squares cells; 1 ONNX Runtime thread per process`,
 );
-await new Promise((r) => setTimeout(r, 500));
 const local = await timed(join(dir, 'local'), false);
 const cellSeconds = local.seconds / cells;
 log(`local, one process: ${local.seconds.toFixed(1)} s, ${cellSeconds.toFixed(2)} s per cell, ${(3600 / cellSeconds).toFixed(0)} cells per hour`);

@@ -29,7 +29,7 @@ import { SAMPLE_RANKINGS, selectSamples } from './samples.js';
 import { accumulateContributions, type LayerContributions } from './contributions.js';
 import { computeMasks, FLATTEN_MODES, type FlattenMode, type MaskResult } from './masks.js';
 import { pruneModel } from './prune.js';
-import { layerOutputStatistics, recalibrateAffine, RECALIBRATION_MODES, type RecalibrationTarget } from './recalibrate.js';
+import { layerOutputStatistics, recalibrateAffine, RECALIBRATION_MODES, type LayoutOf, type RecalibrationTarget } from './recalibrate.js';
 import { scoreTask, type TaskScore } from './score.js';
 import {
   DEFAULT_ACCURACY_GUARD,
@@ -267,13 +267,13 @@ export async function disassemble(model: Model, train: Dataset, opts: Disassembl
       : [];
   if (wanted && !checks) split.pool.push(...split.validation.splice(0));
   const recalImages = split.pool.slice(0, recalSamples);
-  const rankOf = (t: string): number => cg.known.get(t)?.shape?.length ?? 4;
+  const layoutOf = channelLayout(cg);
   const parentStats =
     recalibration === 'affine' && recalImages.length >= 2
       ? await layerOutputStatistics(
           model,
           cg.layers.map((l) => l.output),
-          rankOf,
+          layoutOf,
           train,
           { ...common, indices: recalImages, ...tag('parent statistics') },
         )
@@ -332,7 +332,7 @@ export async function disassemble(model: Model, train: Dataset, opts: Disassembl
     }
     const targets = changedLayers(cg, keep);
     if (targets.length === 0) return none('no layer lost input channels');
-    const r = await recalibrateAffine(pruned, targets, parentStats!, rankOf, train, { ...common, indices: recalImages, ...tag('recalibration') });
+    const r = await recalibrateAffine(pruned, targets, parentStats!, layoutOf, train, { ...common, indices: recalImages, ...tag('recalibration') });
     return { model: r.model, report: { mode: 'affine', samples: r.samples, layers: r.layers, batchNormLayers: 0 } };
   };
   const collapsedOf = (c: Candidate): number[] =>
@@ -466,6 +466,21 @@ export async function disassemble(model: Model, train: Dataset, opts: Disassembl
     ...(validation ? { validation } : {}),
     ...(search ? { search } : {}),
     normalization,
+  };
+}
+
+/**
+ * Rank and channel axis of each layer output, from the channel analysis (a tracked
+ * activation knows its channel axis: 1 for images, the hidden axis for tokens).
+ *
+ * @example
+ *   const layout = channelLayout(analyzeChannels(model))(cg.layers[0].output); // { rank: 4, axis: 1 }
+ */
+export function channelLayout(cg: ChannelGraph): LayoutOf {
+  return (t) => {
+    const a = cg.acts.get(t);
+    const rank = a?.kind === 'tracked' ? a.rank : (cg.known.get(t)?.shape?.length ?? 4);
+    return { rank, axis: a?.kind === 'tracked' ? a.axis : 1 };
   };
 }
 

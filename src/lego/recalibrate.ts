@@ -92,8 +92,8 @@ export interface AffineRecalibration {
 const EPS = 1e-5;
 
 /** Reduce-mean over all axes but the channel axis, as the model's opset spells it (axes moved to an input in opset 18). */
-function reduceMean(g: Graph, opset: number, x: string, rank: number, out: string, name: string): Node[] {
-  const axes = [0, ...Array.from({ length: rank - 2 }, (_, i) => i + 2)];
+function reduceMean(g: Graph, opset: number, x: string, rank: number, channelAxis: number, out: string, name: string): Node[] {
+  const axes = Array.from({ length: rank }, (_, i) => i).filter((i) => i !== channelAxis);
   if (opset < 18) return [{ name, opType: 'ReduceMean', inputs: [x], outputs: [out], attributes: { axes: ints(axes), keepdims: int(1) } }];
   const a = uniqueName(g, `${name}.axes`);
   g.initializers.set(a, int64([axes.length], axes));
@@ -102,7 +102,6 @@ function reduceMean(g: Graph, opset: number, x: string, rank: number, out: strin
 
 interface Tapped {
   tensor: string;
-  rank: number;
   mean: string;
   variance: string;
 }
@@ -114,7 +113,7 @@ interface Tapped {
  */
 function statisticsGraph(
   model: Model,
-  tensors: { name: string; rank: number; target?: { mean: Float32Array; std: Float32Array } }[],
+  tensors: ({ name: string; target?: { mean: Float32Array; std: Float32Array } } & TensorLayout)[],
 ): { model: Model; tapped: Tapped[] } {
   const m = cloneModel(model);
   const g = m.graph;
@@ -130,6 +129,7 @@ function statisticsGraph(
   for (const t of tensors) {
     const node = prod.get(t.name);
     if (!node) throw new Error(`recalibration: tensor ${t.name} has no producer`);
+    const axis = t.axis;
     const raw = t.target ? fresh(`${t.name}.raw`) : t.name;
     if (t.target) node.outputs = node.outputs.map((o) => (o === t.name ? raw : o));
     const [mean, centred, square, variance] = ['mean', 'centred', 'square', 'variance'].map((s) => fresh(`${t.name}.recal.${s}`)) as [
@@ -139,13 +139,13 @@ function statisticsGraph(
       string,
     ];
     const added: Node[] = [
-      ...reduceMean(g, opset, raw, t.rank, mean, fresh(`${t.name}.recal.mean_op`)),
+      ...reduceMean(g, opset, raw, t.rank, axis, mean, fresh(`${t.name}.recal.mean_op`)),
       { name: fresh(`${t.name}.recal.sub`), opType: 'Sub', inputs: [raw, mean], outputs: [centred], attributes: {} },
       { name: fresh(`${t.name}.recal.square_op`), opType: 'Mul', inputs: [centred, centred], outputs: [square], attributes: {} },
-      ...reduceMean(g, opset, square, t.rank, variance, fresh(`${t.name}.recal.variance_op`)),
+      ...reduceMean(g, opset, square, t.rank, axis, variance, fresh(`${t.name}.recal.variance_op`)),
     ];
     if (t.target) {
-      const shape = [1, t.target.mean.length, ...new Array<number>(t.rank - 2).fill(1)];
+      const shape = Array.from({ length: t.rank }, (_, i) => (i === axis ? t.target!.mean.length : 1));
       const [eps, std, scale, tmean, z, zs] = ['eps', 'std', 'scale', 'target_mean', 'z', 'zs'].map((s) => fresh(`${t.name}.recal.${s}`)) as [
         string,
         string,
@@ -167,15 +167,23 @@ function statisticsGraph(
       );
     }
     g.nodes.splice(g.nodes.indexOf(node) + 1, 0, ...added);
-    tapped.push({ tensor: t.name, rank: t.rank, mean, variance });
+    tapped.push({ tensor: t.name, mean, variance });
     g.outputs.push({ name: mean, dtype: 'float32' }, { name: variance, dtype: 'float32' });
   }
   g.valueInfo = new Map();
   return { model: m, tapped };
 }
 
-/** Rank of a layer output from the graph's known shapes (2 for linear, 4 for 2-D conv). */
-export type RankOf = (tensor: string) => number;
+/**
+ * Where a layer output keeps its channels: its rank and channel axis — axis 1 for Conv
+ * ([N, C, H, W]) and Gemm ([N, C]); the last axis for a MatMul over transformer tokens
+ * ([N, T, C] or [T, N, C]). Statistics are per channel over every other axis.
+ */
+export interface TensorLayout {
+  rank: number;
+  axis: number;
+}
+export type LayoutOf = (tensor: string) => TensorLayout;
 
 /**
  * Per-channel mean and population variance of `tensors` in `model` over the images
@@ -184,13 +192,13 @@ export type RankOf = (tensor: string) => number;
 export async function layerOutputStatistics(
   model: Model,
   tensors: readonly string[],
-  rankOf: RankOf,
+  layoutOf: LayoutOf,
   ds: Dataset,
   opts: StatisticsOptions,
 ): Promise<Map<string, ChannelStatistics>> {
   const sg = statisticsGraph(
     model,
-    tensors.map((name) => ({ name, rank: rankOf(name) })),
+    tensors.map((name) => ({ name, ...layoutOf(name) })),
   );
   const acc = new Map<string, ChannelStatistics>();
   for await (const { batch, outputs } of inferBatches(sg.model, ds, {
@@ -236,7 +244,7 @@ export async function recalibrateAffine(
   component: Model,
   targets: readonly RecalibrationTarget[],
   parent: ReadonlyMap<string, ChannelStatistics>,
-  rankOf: RankOf,
+  layoutOf: LayoutOf,
   ds: Dataset,
   opts: StatisticsOptions,
 ): Promise<AffineRecalibration> {
@@ -249,7 +257,7 @@ export async function recalibrateAffine(
     if (!p) throw new Error(`recalibration: no parent statistics for ${t.output}`);
     return {
       name: t.output,
-      rank: rankOf(t.output),
+      ...layoutOf(t.output),
       target: { mean: Float32Array.from(t.channels, (c) => p.mean[c]!), std: Float32Array.from(t.channels, (c) => Math.sqrt(p.variance[c]!)) },
     };
   });

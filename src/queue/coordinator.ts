@@ -24,7 +24,7 @@
  */
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
-import { Queue, QueueEvents } from 'bullmq';
+import { Queue, QueueEvents, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { UserError } from '../util/errors.js';
 import { info, progress, warn, type Progress } from '../util/progress.js';
@@ -213,45 +213,34 @@ export class Coordinator {
   }
 
   private async enqueue(id: string, kind: string, data: JobData): Promise<void> {
-    const added = Date.now();
-    await this.queue.add(kind, data, {
-      jobId: id,
-      attempts: JOB_ATTEMPTS,
-      backoff: { type: 'exponential', delay: 1000 },
-      removeOnComplete: false,
-      removeOnFail: false,
-    });
-    const job = await this.queue.getJob(id);
-    if (job && (await job.getState()) === 'failed' && job.timestamp < added) {
-      // failed in an earlier run of the command: rerunning it retries once. (A job created by this add that
-      // already failed, as a worker can refuse one within milliseconds, is this run's failure: checkOne reports it.)
-      await job.retry('failed').catch(() => undefined);
-      return;
+    // Whether the job failed before this run added it, asked before the add: a job this add creates may fail
+    // (a refusal) within milliseconds, which is this run's failure to report, not an earlier one to retry.
+    if ((await this.queue.getJobState(id)) === 'failed') {
+      // failed in an earlier run of the command: rerunning it retries once
+      const retried = await (await this.queue.getJob(id))?.retry('failed').then(
+        () => true,
+        () => false,
+      );
+      if (retried) return;
     }
+    await this.queue.add(kind, data, jobOptions(id));
     await this.checkOne(id);
   }
 
-  /** Reads a job's state and settles its waiter when it has finished. */
+  /** Reads a job's outcome and settles its waiter when it has finished. */
   private async checkOne(id: string): Promise<void> {
     const w = this.waiters.get(id);
     if (!w) return;
-    const job = await this.queue.getJob(id);
-    if (!job) {
+    const o = await readOutcome(this.queue, id);
+    if (o.state === 'missing') {
       if (await this.redis.exists(cancelKey(this.run))) return this.cancelled();
       // Redis lost it (restarted without persistence): put its blobs back and add it again
       for (const [sha, path] of this.files) if (!(await this.blobs.has(sha))) await this.blobs.putFile(path);
-      await this.queue.add(w.kind, w.data, {
-        jobId: id,
-        attempts: JOB_ATTEMPTS,
-        backoff: { type: 'exponential', delay: 1000 },
-        removeOnComplete: false,
-        removeOnFail: false,
-      });
+      await this.queue.add(w.kind, w.data, jobOptions(id));
       return;
     }
-    const state = await job.getState();
-    if (state === 'completed') this.completed(id, job.returnvalue);
-    else if (state === 'failed') this.fail(id, job.failedReason || 'failed');
+    if (o.state === 'completed') this.completed(id, o.value);
+    else if (o.state === 'failed') this.fail(id, o.reason);
   }
 
   private async checkAll(): Promise<void> {
@@ -335,6 +324,36 @@ function checkReturn(v: unknown): JobReturn {
     throw new Error('expected {worker, seconds, result}');
   }
   return r as JobReturn;
+}
+
+const jobOptions = (id: string): JobsOptions => ({
+  jobId: id,
+  attempts: JOB_ATTEMPTS,
+  backoff: { type: 'exponential', delay: 1000 },
+  removeOnComplete: false,
+  removeOnFail: false,
+});
+
+/** Where a job stands, with what it left when it finished. */
+type Outcome = { state: 'missing' } | { state: 'pending' } | { state: 'completed'; value: unknown } | { state: 'failed'; reason: string };
+
+/**
+ * A job's state and the result it left, read so that the two belong together. BullMQ
+ * moves a job to completed or failed and stores its return value or reason in one step
+ * (a Lua script), so the job read after its state has that step's result. The other
+ * order (job, then state) can pair a job read while it ran (no return value yet, no
+ * reason) with the state after it finished: a trivial job finishing within those two
+ * reads was reported as "its worker returned an unreadable result", a refused one as
+ * failed without its reason (issue 18; test/queue/outcome.test.ts). A job put back in
+ * the queue between the two reads (a second delivery: retried, or another run's rerun)
+ * has lost its finish time: still pending.
+ */
+async function readOutcome(queue: Queue, id: string): Promise<Outcome> {
+  const state = await queue.getJobState(id);
+  const job = await queue.getJob(id);
+  if (!job) return { state: 'missing' };
+  if ((state !== 'completed' && state !== 'failed') || !job.finishedOn) return { state: 'pending' };
+  return state === 'completed' ? { state, value: job.returnvalue } : { state, reason: job.failedReason || 'failed' };
 }
 
 /** Workers that reported within the last minute. */

@@ -352,9 +352,9 @@ class Cell {
       return acc;
     };
     const train = await moments('train');
-    const sol = solveLsq(this.spec, train.moments);
+    const sol = await solveLsq(this.spec, train.moments, this.ctx.session);
     const test = await moments('test');
-    return { weights: sol.weights, fitError: sol.fitError, testFitError: fitErrorOf(sol.a, test.moments), ridge: sol.ridge };
+    return { weights: sol.weights, fitError: sol.fitError, testFitError: await fitErrorOf(sol.a, test.moments, this.ctx.session), ridge: sol.ridge };
   }
 
   /** EV, ES, SV: mean squared differences on the test images between expected, vanilla and copy-trained outputs. */

@@ -7,18 +7,18 @@
  * ||X1 A - Y||^2 / ||Y||^2 follows from the same moments (||Y||^2 - 2 tr(A^T X1^T Y) +
  * tr(A^T X1^T X1 A)), so it is exact for every image seen without a second pass.
  */
-import { CholeskyDecomposition, Matrix } from 'ml-matrix';
 import type { Model } from '../onnx/types.js';
 import { cloneModel } from '../onnx/graph.js';
 import { int, ints } from '../onnx/graph.js';
 import { int64 } from '../onnx/tensor.js';
 import { ModelSession, type SessionOptions } from '../runtime/session.js';
+import { DenseLinalg } from '../runtime/linalg.js';
 import { UserError } from '../util/errors.js';
 import { type StitchSpec, fmt } from './plan.js';
 import { type StitchMap, type StitchWeights, buildPatchModel, mapFanIn, rowsPerImage, stitchMaps, targetRows } from './build.js';
 import { numel } from '../onnx/tensor.js';
 
-/** Largest K solved in closed form: the K x K float64 system and its Cholesky factor stay under ~300 MB and a minute. */
+/** Largest K solved in closed form: the K x K float64 system and its Cholesky factor stay under ~300 MB and seconds. */
 export const MAX_LSQ_INPUTS = 4096;
 
 /** The sums of one least-squares problem (row-major Float64Arrays): one per learned map of a stitch. */
@@ -48,8 +48,8 @@ export interface LsqSolution {
   ridge: number;
   /** relative fit error on the data the moments came from (all maps: summed residuals over summed ||Y||^2) */
   fitError: number;
-  /** each map's solution as a (K+1) x m matrix, for fitErrorOf */
-  a: Matrix[];
+  /** each map's solution as a (K+1) x m row-major matrix, for fitErrorOf */
+  a: Float64Array[];
 }
 
 /** The float64 graph of one map: sender activation `x` and receiver activation `target` in, moments out. */
@@ -140,94 +140,109 @@ function addInto(a: Float64Array, b: Float64Array): void {
   for (let i = 0; i < a.length; i++) a[i]! += b[i]!;
 }
 
-/** [[X^T X, sx], [sx^T, rows]] and [[X^T Y], [sy^T]]. */
-function augmented(mo: LsqMoments): { g: Matrix; r: Matrix } {
+/** [[X^T X, sx], [sx^T, rows]] and [[X^T Y], [sy^T]], row-major. */
+function augmented(mo: LsqMoments): { g: Float64Array; r: Float64Array } {
   const { k, m } = mo;
-  const g = new Matrix(k + 1, k + 1);
+  const n = k + 1;
+  const g = new Float64Array(n * n);
   for (let i = 0; i < k; i++) {
-    for (let j = 0; j < k; j++) g.set(i, j, mo.xx[i * k + j]!);
-    g.set(i, k, mo.sx[i]!);
-    g.set(k, i, mo.sx[i]!);
+    g.set(mo.xx.subarray(i * k, (i + 1) * k), i * n);
+    g[i * n + k] = mo.sx[i]!;
+    g[k * n + i] = mo.sx[i]!;
   }
-  g.set(k, k, mo.rows);
-  const r = new Matrix(k + 1, m);
-  for (let i = 0; i < k; i++) for (let j = 0; j < m; j++) r.set(i, j, mo.xy[i * m + j]!);
-  for (let j = 0; j < m; j++) r.set(k, j, mo.sy[j]!);
+  g[k * n + k] = mo.rows;
+  const r = new Float64Array(n * m);
+  r.set(mo.xy.subarray(0, k * m));
+  r.set(mo.sy, k * m);
   return { g, r };
 }
 
 /**
- * Solves each map's normal equations by Cholesky. Dead ReLU channels make X1^T X1
+ * Solves each map's normal equations by Cholesky (src/runtime/linalg.ts: the heavy parts
+ * in ONNX Runtime). Dead ReLU channels, or fewer rows than inputs, make X1^T X1
  * singular; then a ridge of 1e-12 x its largest diagonal entry (x100 until it factors)
  * is added and reported: it sets the weights of channels that are always zero to zero
  * and changes nothing else measurably.
+ *
+ * @example
+ *   const sol = await solveLsq(spec, acc.moments, { threads: 2 });
  */
-export function solveLsq(s: StitchSpec, moments: LsqMoments | readonly LsqMoments[]): LsqSolution {
+export async function solveLsq(s: StitchSpec, moments: LsqMoments | readonly LsqMoments[], session: SessionOptions = {}): Promise<LsqSolution> {
   const all = Array.isArray(moments) ? (moments as readonly LsqMoments[]) : [moments as LsqMoments];
   const maps = stitchMaps(s);
   const weights: StitchWeights = new Map();
-  const solutions: Matrix[] = [];
+  const solutions: Float64Array[] = [];
   let ridge = 0;
-  for (const mo of all) {
-    const map = maps.find((m) => m.id === mo.map)!;
-    const one = solveOne(s, mo);
-    ridge = Math.max(ridge, one.ridge);
-    solutions.push(one.a);
-    const w = new Float32Array(mo.m * mo.k);
-    for (let o = 0; o < mo.m; o++) for (let i = 0; i < mo.k; i++) w[o * mo.k + i] = one.a.get(i, o);
-    weights.set(map.weight, w);
-    weights.set(
-      map.bias,
-      Float32Array.from({ length: mo.m }, (_, o) => one.a.get(mo.k, o)),
-    );
+  const la = await DenseLinalg.create(session, Math.max(...all.map((mo) => mo.k + 1)));
+  try {
+    for (const mo of all) {
+      const map = maps.find((m) => m.id === mo.map)!;
+      const one = await solveOne(la, s, mo);
+      ridge = Math.max(ridge, one.ridge);
+      solutions.push(one.a);
+      const w = new Float32Array(mo.m * mo.k);
+      for (let o = 0; o < mo.m; o++) for (let i = 0; i < mo.k; i++) w[o * mo.k + i] = one.a[i * mo.m + o]!;
+      weights.set(map.weight, w);
+      weights.set(map.bias, Float32Array.from(one.a.subarray(mo.k * mo.m, (mo.k + 1) * mo.m)));
+    }
+    return { weights, ridge, fitError: await fitErrorWith(la, solutions, all), a: solutions };
+  } finally {
+    await la.release();
   }
-  return { weights, ridge, fitError: fitErrorOf(solutions, all), a: solutions };
 }
 
-function solveOne(s: StitchSpec, mo: LsqMoments): { a: Matrix; ridge: number } {
+async function solveOne(la: DenseLinalg, s: StitchSpec, mo: LsqMoments): Promise<{ a: Float64Array; ridge: number }> {
   if (mo.rows === 0) throw new UserError('least-squares stitch: no data was seen');
   const { g, r } = augmented(mo);
+  const n = mo.k + 1;
   let maxDiag = 0;
-  for (let i = 0; i <= mo.k; i++) maxDiag = Math.max(maxDiag, g.get(i, i));
-  let ridge = 0;
-  let a: Matrix | undefined;
-  for (let attempt = 0; attempt < 8 && !a; attempt++) {
-    const gg = ridge ? g.clone() : g;
-    if (ridge) for (let i = 0; i < mo.k; i++) gg.set(i, i, gg.get(i, i) + ridge);
-    const chol = new CholeskyDecomposition(gg);
-    if (chol.isPositiveDefinite()) {
-      const sol = chol.solve(r);
-      if (sol.to1DArray().every(Number.isFinite)) a = sol;
+  for (let i = 0; i < n; i++) maxDiag = Math.max(maxDiag, g[i * n + i]!);
+  // fewer rows than unknowns: singular for certain, so the first try already has the ridge
+  let ridge = mo.rows < n ? 1e-12 * maxDiag : 0;
+  for (let attempt = 0; attempt < 8; attempt++) {
+    const gg = ridge ? Float64Array.from(g) : g;
+    if (ridge) for (let i = 0; i < mo.k; i++) gg[i * n + i]! += ridge;
+    const chol = await la.cholesky(gg, n);
+    if (chol) {
+      const a = await la.solve(chol, r, mo.m);
+      if (a.every(Number.isFinite)) return { a, ridge };
     }
-    if (!a) ridge = ridge ? ridge * 100 : 1e-12 * maxDiag;
+    ridge = ridge ? ridge * 100 : 1e-12 * maxDiag;
   }
-  if (!a)
-    throw new UserError(
-      `least-squares stitch ${fmt(s.from)} -> ${fmt(s.to)}: the normal equations stay singular even with a ridge of ${ridge.toExponential(1)}`,
-    );
-  return { a, ridge };
+  throw new UserError(
+    `least-squares stitch ${fmt(s.from)} -> ${fmt(s.to)}: the normal equations stay singular even with a ridge of ${(ridge / 100).toExponential(1)}`,
+  );
 }
 
-/** ||X1 A - Y||^2 / ||Y||^2 from the moments of any data set (training or test), summed over the maps. */
-export function fitErrorOf(a: Matrix | readonly Matrix[], moments: LsqMoments | readonly LsqMoments[]): number {
-  const as = Array.isArray(a) ? (a as readonly Matrix[]) : [a as Matrix];
-  const ms = Array.isArray(moments) ? (moments as readonly LsqMoments[]) : [moments as LsqMoments];
+/**
+ * ||X1 A - Y||^2 / ||Y||^2 from the moments of any data set (training or test), summed
+ * over the maps; `a` holds each map's (K+1) x m solution, row-major.
+ */
+export async function fitErrorOf(a: readonly Float64Array[], moments: readonly LsqMoments[], session: SessionOptions = {}): Promise<number> {
+  const la = await DenseLinalg.create(session, Math.max(...moments.map((mo) => mo.k + 1)));
+  try {
+    return await fitErrorWith(la, a, moments);
+  } finally {
+    await la.release();
+  }
+}
+
+async function fitErrorWith(la: DenseLinalg, as: readonly Float64Array[], ms: readonly LsqMoments[]): Promise<number> {
   let residual = 0,
     total = 0;
-  ms.forEach((mo, i) => {
-    const sol = as[i]!;
+  for (let i = 0; i < ms.length; i++) {
+    const mo = ms[i]!,
+      sol = as[i]!;
     const { g, r } = augmented(mo);
-    const ga = g.mmul(sol);
+    const ga = await la.matmul(g, mo.k + 1, mo.k + 1, sol, mo.m);
     let quad = 0,
       cross = 0;
-    for (let p = 0; p <= mo.k; p++) {
-      for (let j = 0; j < mo.m; j++) {
-        quad += sol.get(p, j) * ga.get(p, j);
-        cross += sol.get(p, j) * r.get(p, j);
-      }
+    for (let p = 0; p < sol.length; p++) {
+      quad += sol[p]! * ga[p]!;
+      cross += sol[p]! * r[p]!;
     }
     residual += Math.max(0, mo.yy - 2 * cross + quad);
     total += mo.yy;
-  });
+  }
   return total === 0 ? 0 : residual / total;
 }

@@ -6,7 +6,7 @@ import { loadModel } from '../../src/onnx/proto.js';
 import { openDataset } from '../../src/data/resolve.js';
 import { getInputSpec } from '../../src/onnx/metadata.js';
 import { analyzeChannels, indicesOf, maskOf } from '../../src/lego/channels.js';
-import { changedLayers, disassemble, planDisassembly } from '../../src/lego/disassemble.js';
+import { changedLayers, channelLayout, disassemble, planDisassembly } from '../../src/lego/disassemble.js';
 import { maskedOriginal, pruneModel } from '../../src/lego/prune.js';
 import { layerOutputStatistics, recalibrateAffine, type ChannelStatistics } from '../../src/lego/recalibrate.js';
 import { Rng } from '../../src/util/random.js';
@@ -87,7 +87,7 @@ function worst(parent: ChannelStatistics, channels: readonly number[], got: Chan
 async function checkMatchesParent(model: Model, ds: Dataset, task: number[], normalization: { mean: number[]; std: number[] }): Promise<void> {
   const plan = await planDisassembly(model, ds, { task, samplesPerClass: 8, label: '', session: { threads: 1 }, flatten: 'prune', ...normalization });
   const cg = plan.cg;
-  const rankOf = (t: string): number => cg.known.get(t)!.shape!.length;
+  const layoutOf = channelLayout(cg);
   const targets = changedLayers(cg, plan.keep);
   assert.ok(targets.length > 0, 'some layer lost input channels');
   const indices = Array.from({ length: 256 }, (_, i) => i);
@@ -95,7 +95,7 @@ async function checkMatchesParent(model: Model, ds: Dataset, task: number[], nor
   const parent = await layerOutputStatistics(
     model,
     cg.layers.map((l) => l.output),
-    rankOf,
+    layoutOf,
     ds,
     common,
   );
@@ -103,16 +103,16 @@ async function checkMatchesParent(model: Model, ds: Dataset, task: number[], nor
   const before = await layerOutputStatistics(
     pruned,
     targets.map((t) => t.output),
-    rankOf,
+    layoutOf,
     ds,
     common,
   );
-  const r = await recalibrateAffine(pruned, targets, parent, rankOf, ds, { ...common, batchSize: 64 });
+  const r = await recalibrateAffine(pruned, targets, parent, layoutOf, ds, { ...common, batchSize: 64 });
   assert.equal(r.samples, 256);
   const after = await layerOutputStatistics(
     r.model,
     targets.map((t) => t.output),
-    rankOf,
+    layoutOf,
     ds,
     common,
   );
@@ -148,4 +148,10 @@ test('changedLayers: only layers that lost input channels, with their kept outpu
     if (t) assert.deepEqual(t.channels, indicesOf(maskOf(plan.cg, plan.cg.refs.get(l.output)!, plan.keep)));
   }
   assert.equal(cg.layers.length, plan.cg.layers.length);
+});
+
+test('affine recalibration of a Vision Transformer export: token MatMuls ([N, tokens, hidden]) are corrected per hidden unit', async () => {
+  const model = loadModel(fixture('torchvision', 'tv_vit.onnx'));
+  const [c, h, w] = model.graph.inputs[0]!.shape!.slice(1) as number[];
+  await checkMatchesParent(model, syntheticImages([c!, h!, w!], 300), [1, 4], { mean: [0.5, 0.5, 0.5], std: [0.3, 0.3, 0.3] });
 });

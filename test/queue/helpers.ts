@@ -53,10 +53,22 @@ process.on('exit', () => {
   for (const c of children) c.kill('SIGKILL');
 });
 
+/** redis-server exited while starting: most likely another process took the port after freePort() found it free. */
+class ServerExited extends Error {}
+
 export async function startRedis(o: RedisOptions = {}): Promise<TestRedis> {
   const which = spawnSync('redis-server', ['--version'], { encoding: 'utf8' });
   if (which.status !== 0) throw new Error('redis-server is not installed: .ci/run installs it (apt-get install redis-server)');
-  const port = await freePort();
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startRedisOn(await freePort(), o);
+    } catch (e) {
+      if (!(e instanceof ServerExited) || attempt >= 3) throw e;
+    }
+  }
+}
+
+async function startRedisOn(port: number, o: RedisOptions): Promise<TestRedis> {
   const dir = tempDir('queue-redis-');
   let proc: ChildProcess | undefined;
   const tls = o.tls
@@ -108,17 +120,20 @@ export async function startRedis(o: RedisOptions = {}): Promise<TestRedis> {
     return c;
   };
   const start = async (): Promise<void> => {
-    proc = spawn('redis-server', args, { stdio: 'ignore' });
-    children.add(proc);
+    const p = spawn('redis-server', args, { stdio: 'ignore' });
+    proc = p;
+    children.add(p);
     for (let i = 0; i < 100; i++) {
+      if (p.exitCode !== null) throw new ServerExited(`redis-server exited with code ${p.exitCode} on port ${port}`);
       const c = client();
       c.on('error', () => {});
-      const ok = await c.ping().then(
-        () => true,
+      // the server on the port must be this one: a server another test started there would answer too
+      const ours = await c.info('server').then(
+        (info) => new RegExp(`^process_id:${p.pid}\\s*$`, 'm').test(info),
         () => false,
       );
       c.disconnect();
-      if (ok) return;
+      if (ours) return;
       await sleep(100);
     }
     throw new Error(`redis-server did not start on port ${port}`);
@@ -258,10 +273,10 @@ export function startCli(args: string[], timeoutMs = 300_000): { proc: ChildProc
 export const runCliAsync = (args: string[], timeoutMs?: number): Promise<{ code: number | null; stdout: string; stderr: string }> =>
   startCli(args, timeoutMs).done;
 
-/** Polls until cond() holds. */
-export async function waitFor(cond: () => boolean, what: string, timeoutMs = 120_000): Promise<void> {
+/** Polls until cond() holds (it may ask Redis). */
+export async function waitFor(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 120_000): Promise<void> {
   const t0 = Date.now();
-  while (!cond()) {
+  while (!(await cond())) {
     if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
     await sleep(100);
   }

@@ -283,12 +283,18 @@ test('queue status shows workers, runs and failures; cancel stops a run and remo
   await queue.pause();
   const c = await Coordinator.open(redis.url, 'to-cancel', 'cancel test', { checkSeconds: 0.5 });
   try {
-    const jobs = [1, 2, 3].map((k) => c.submit('stitch-cell', { grid: { ...grid, testLimit: 32 + k }, cell }, `cell ${k}`));
-    await sleep(500);
+    const payloads = [1, 2, 3].map((k) => ({ grid: { ...grid, testLimit: 32 + k }, cell }));
+    // expected before the cancel: the coordinator may notice it (every 0.5 s) before cancelRun returns
+    const rejected = payloads.map((p, k) =>
+      assert.rejects(c.submit('stitch-cell', p, `cell ${k + 1}`), /run to-cancel was cancelled \(modelsmith queue cancel\); finished results are kept/),
+    );
+    // all three in the queue (added, not run: the queue is paused) before the cancel, however slow the machine
+    const ids = payloads.map((p) => jobId('stitch-cell', p));
+    for (const id of ids) await waitFor(async () => (await queue.getJobState(id)) === 'waiting', `${id} to be waiting`);
     const r = await cancelRun(redis.url, 'to-cancel');
     assert.deepEqual(r.runs, ['to-cancel']);
     assert.equal(r.removed, 3);
-    for (const j of jobs) await assert.rejects(j, /run to-cancel was cancelled \(modelsmith queue cancel\); finished results are kept/);
+    await Promise.all(rejected);
   } finally {
     await c.close();
     await queue.resume();
@@ -312,18 +318,21 @@ test('SIGTERM lets the running job finish, then the worker exits; a second SIGTE
 
     // a long lock: without the hand-back its job would wait a minute for stall detection
     const hasty = startWorkerProcess(redis.url, 'hasty', ['--lock-seconds', '60']);
-    const second = c.submit<{ accuracy: number }>('stitch-cell', { grid: { ...grid, testLimit: 41 }, cell }, 'cell handed back');
+    const handedBack = { grid: { ...grid, testLimit: 41 }, cell };
+    const second = c.submit<{ accuracy: number }>('stitch-cell', handedBack, 'cell handed back');
     await hasty.waitFor(/job cell handed back: started/);
     hasty.proc.kill('SIGTERM');
-    await sleep(50);
+    // the second signal once the first was handled (two sent at once may arrive as one)
+    await hasty.waitFor(/worker hasty: stopping after the running job/);
     hasty.proc.kill('SIGTERM');
     await hasty.exited;
     assert.match(hasty.log(), /handed back 1 running job/);
     assert.doesNotMatch(hasty.log(), /job cell handed back: done/);
+    // back in the queue for any worker now, not held under hasty's lock until it expires (a minute)
+    assert.equal(await queue.getJobState(jobId('stitch-cell', handedBack)), 'waiting');
     const rescuer = startWorkerProcess(redis.url, 'rescuer');
     try {
-      // taken at once, not after the lock expires
-      await rescuer.waitFor(/job cell handed back: done/, 20_000);
+      await rescuer.waitFor(/job cell handed back: done/);
       assert.ok((await second).result.accuracy >= 0);
     } finally {
       await stopWorker(rescuer);

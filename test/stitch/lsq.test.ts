@@ -92,7 +92,7 @@ for (const [from, to, opts] of CASES) {
       const y = (await stitch.run({ x: { dims: [n, ...from], data: x } }))['y']!.data as Float32Array;
       await acc.add(x, y, n);
     }
-    const sol = solveLsq(spec, acc.moments);
+    const sol = await solveLsq(spec, acc.moments);
     await acc.release();
     await stitch.release();
     assert.ok(sol.fitError < 1e-10, `fit error ${sol.fitError}`);
@@ -113,11 +113,25 @@ test('an input channel that is always zero makes the system singular: a reported
   const x = Float32Array.from({ length: n * 12 }, (_, i) => (Math.floor(i / 4) % 3 === 1 ? 0 : rng.normal()));
   const y = Float32Array.from({ length: n * 8 }, (_, i) => x[Math.floor(i / 8) * 12 + (i % 4)]! * 2 + 1);
   await acc.add(x, y, n);
-  const sol = solveLsq(spec, acc.moments);
+  const sol = await solveLsq(spec, acc.moments);
   await acc.release();
   assert.ok(sol.ridge > 0, 'ridge reported');
   assert.ok(sol.fitError < 1e-8, `fit error ${sol.fitError}`);
   const w = sol.weights.get(MAP_WEIGHT)!; // [2, 3, 1, 1]
   assert.ok(Math.abs(w[1]!) < 1e-6 && Math.abs(w[4]!) < 1e-6, `dead channel weights ${w[1]}, ${w[4]}`);
   assert.ok(Math.abs(w[0]! - 2) < 1e-4, `weight ${w[0]}`);
+});
+
+test('fewer rows than inputs (an underdetermined stitch) is solved with a ridge at once, fitting the training rows', async () => {
+  const spec = planStitch([300, 1, 1], [4, 1, 1]);
+  const acc = await LsqAccumulator.create(spec, { threads: 1 });
+  const rng = new Rng(9);
+  const n = 40;
+  const x = Float32Array.from({ length: n * 300 }, () => rng.normal());
+  const y = Float32Array.from({ length: n * 4 }, () => rng.normal());
+  await acc.add(x, y, n);
+  const sol = await solveLsq(spec, acc.moments);
+  await acc.release();
+  assert.ok(sol.ridge > 0, 'ridge reported');
+  assert.ok(sol.fitError < 1e-6, `an exact fit exists; fit error ${sol.fitError}`);
 });

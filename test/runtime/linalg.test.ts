@@ -1,0 +1,73 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { CholeskyDecomposition, Matrix } from 'ml-matrix';
+import { DenseLinalg } from '../../src/runtime/linalg.js';
+import { Rng } from '../../src/util/random.js';
+
+/** A random symmetric positive definite n x n matrix X^T X + n I (row-major). */
+function spd(n: number, rng: Rng, rank = n): Float64Array {
+  const x = Array.from({ length: rank }, () => Array.from({ length: n }, () => rng.normal()));
+  const g = new Float64Array(n * n);
+  for (const row of x) for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) g[i * n + j]! += row[i]! * row[j]!;
+  if (rank === n) for (let i = 0; i < n; i++) g[i * n + i]! += n;
+  return g;
+}
+
+// 600 = two full 256-blocks and a remainder: exercises the ORT panel, update and solves
+for (const n of [37, 600]) {
+  test(`blocked Cholesky solves an SPD system of size ${n} like ml-matrix's (multiple right-hand sides)`, async () => {
+    const rng = new Rng(11);
+    const g = spd(n, rng);
+    const m = 5;
+    const r = Float64Array.from({ length: n * m }, () => rng.normal());
+    const la = await DenseLinalg.create({ threads: 1 }, n);
+    const f = await la.cholesky(g, n);
+    assert.ok(f, 'factors');
+    const x = await la.solve(f, r, m);
+    await la.release();
+    const want = new CholeskyDecomposition(new Matrix(Array.from({ length: n }, (_, i) => Array.from(g.subarray(i * n, (i + 1) * n))))).solve(
+      new Matrix(Array.from({ length: n }, (_, i) => Array.from(r.subarray(i * m, (i + 1) * m)))),
+    );
+    let worst = 0;
+    for (let i = 0; i < n; i++)
+      for (let j = 0; j < m; j++) worst = Math.max(worst, Math.abs(x[i * m + j]! - want.get(i, j)) / (1e-12 + Math.abs(want.get(i, j))));
+    assert.ok(worst < 1e-8, `worst relative difference ${worst}`);
+    // the factor reproduces g
+    let err = 0;
+    for (let i = 0; i < n; i += 7)
+      for (let j = 0; j <= i; j += 5) {
+        let s = 0;
+        for (let p = 0; p <= j; p++) s += f.l[i * n + p]! * f.l[j * n + p]!;
+        err = Math.max(err, Math.abs(s - g[i * n + j]!) / n);
+      }
+    assert.ok(err < 1e-9, `|L L^T - g| ${err}`);
+  });
+}
+
+test('a singular matrix is refused (undefined), in any block', async () => {
+  const rng = new Rng(2);
+  const n = 400;
+  const la = await DenseLinalg.create({ threads: 1 }, n);
+  assert.equal(await la.cholesky(spd(n, rng, 300), n), undefined); // rank runs out in the second block
+  assert.equal(await la.cholesky(spd(n, rng, 100), n), undefined); // in the first
+  await la.release();
+});
+
+test('matmul agrees with the JavaScript product', async () => {
+  const rng = new Rng(4);
+  const [rows, inner, cols] = [300, 280, 270];
+  const a = Float64Array.from({ length: rows * inner }, () => rng.normal());
+  const b = Float64Array.from({ length: inner * cols }, () => rng.normal());
+  const la = await DenseLinalg.create({ threads: 1 });
+  const c = await la.matmul(a, rows, inner, b, cols);
+  await la.release();
+  for (const [i, j] of [
+    [0, 0],
+    [299, 269],
+    [123, 45],
+  ] as const) {
+    let s = 0;
+    for (let p = 0; p < inner; p++) s += a[i * inner + p]! * b[p * cols + j]!;
+    assert.ok(Math.abs(c[i * cols + j]! - s) < 1e-9, `c[${i},${j}] ${c[i * cols + j]} vs ${s}`);
+  }
+});
