@@ -9,6 +9,7 @@
 import type { Attribute, Graph, Tensor } from '../src/onnx/types.js';
 import { createModel, emptyGraph, float, int, ints, uniqueName } from '../src/onnx/graph.js';
 import { maxPoolGrad } from '../src/autodiff/rules/pool.js';
+import type { Emitter } from '../src/autodiff/types.js';
 import { batchNormGrad } from '../src/autodiff/rules/norm.js';
 import { float32, int64, numel } from '../src/onnx/tensor.js';
 import { ModelSession } from '../src/runtime/session.js';
@@ -18,7 +19,6 @@ import {
   convInputGrad,
   convWeightGrad,
   type ConvGeometry,
-  type Emitter,
   INPUT_GRAD_METHODS,
   WEIGHT_GRAD_METHODS,
 } from '../src/autodiff/rules/conv.js';

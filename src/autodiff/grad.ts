@@ -7,9 +7,9 @@
  */
 import type { Attribute, DType, Graph, Node, Tensor } from '../onnx/types.js';
 import type { Known } from '../onnx/op-context.js';
-import type { GradContext, GradRule } from './types.js';
+import type { Emitter, GradContext, GradRule } from './types.js';
 import { inferNode } from '../onnx/shapes.js';
-import { tensorNames, int } from '../onnx/graph.js';
+import { tensorNames, int, isDefaultDomain, freshName } from '../onnx/graph.js';
 import { float32, int64, numel } from '../onnx/tensor.js';
 import { isNum } from '../onnx/dims.js';
 import { UserError } from '../util/errors.js';
@@ -39,8 +39,7 @@ export class GraphWriter {
 
   /** A fresh name derived from `base`, reserved from now on. */
   name(base: string): string {
-    let name = base;
-    for (let k = 1; this.taken.has(name); k++) name = `${base}_${k}`;
+    const name = freshName(base, (n) => this.taken.has(n));
     this.taken.add(name);
     return name;
   }
@@ -191,7 +190,7 @@ function applyRule(
   dOutputs: (string | undefined)[],
   needs: boolean[],
 ): (string | undefined)[] {
-  const rule = Object.hasOwn(rules, node.opType) && (!node.domain || node.domain === 'ai.onnx') ? rules[node.opType] : undefined;
+  const rule = Object.hasOwn(rules, node.opType) && isDefaultDomain(node.domain) ? rules[node.opType] : undefined;
   if (!rule) throw new UserError(`no gradient rule for operator ${node.opType} (node ${node.name})`);
   return rule(new RuleContext(w, node, dOutputs, needs));
 }
@@ -260,15 +259,9 @@ class RuleContext implements GradContext {
     return this.w.known.get(tensor)?.tensor;
   }
 
-  emit(
-    opType: string,
-    inputs: readonly string[],
-    attributes: Record<string, Attribute> = {},
-    outputs: number | readonly string[] = 1,
-    hint = opType.toLowerCase(),
-  ): string[] {
-    return this.w.emit(opType, inputs, attributes, outputs, `${this.prefix}/${hint}`);
-  }
+  // the writer fills in the other defaults; the hint is needed here to scope it to the node
+  readonly emit: GradContext['emit'] = (opType, inputs, attributes, outputs, hint = opType.toLowerCase()) =>
+    this.w.emit(opType, inputs, attributes, outputs, `${this.prefix}/${hint}`);
 
   addConstant(value: Tensor, hint: string): string {
     return this.w.constant(value, `${this.prefix}/${hint}`);
@@ -286,11 +279,15 @@ class RuleContext implements GradContext {
 // ---- small helpers for rules ----
 
 /** A float32 scalar constant (broadcasts against anything). */
-export const scalarConstant = (ctx: GradContext, v: number, hint = 'scalar'): string => ctx.addConstant(float32([], [v]), hint);
+export const scalarConstant = (e: Emitter, v: number, hint = 'scalar'): string => e.addConstant(float32([], [v]), hint);
 
 /** A 1-D int64 constant (axes, shapes, pads, split sizes). */
-export const intsConstant = (ctx: GradContext, v: readonly number[], hint = 'ints'): string => ctx.addConstant(int64([v.length], v), hint);
+export const intsConstant = (e: Emitter, v: readonly number[], hint = 'ints'): string => e.addConstant(int64([v.length], v), hint);
 
 /** One emitted node with one output. */
-export const emit1 = (ctx: GradContext, op: string, inputs: readonly string[], attributes: Record<string, Attribute> = {}, hint?: string): string =>
-  ctx.emit(op, inputs, attributes, 1, hint)[0]!;
+export const emit1 = (e: Emitter, op: string, inputs: readonly string[], attributes: Record<string, Attribute> = {}, hint?: string): string =>
+  e.emit(op, inputs, attributes, 1, hint)[0]!;
+
+/** `x` reshaped to the static shape `dims`. */
+export const reshape = (e: Emitter, x: string, dims: readonly number[], hint = 'reshape'): string =>
+  emit1(e, 'Reshape', [x, intsConstant(e, dims, `${hint}_shape`)], {}, hint);

@@ -50,6 +50,11 @@ export function resolveTargets(model: Model, ds: Pick<Dataset, 'name' | 'classes
   return { classes: wanted, outputOf, labels };
 }
 
+/** Writes the output index of each of the first `n` labels into `target` (the training graph's class input). */
+export function writeTargets(target: BigInt64Array, labels: ArrayLike<number>, n: number, outputOf: ArrayLike<number>): void {
+  for (let i = 0; i < n; i++) target[i] = BigInt(outputOf[labels[i]!]!);
+}
+
 function fromList(ds: Pick<Dataset, 'classes'>, classes: number[], labels: OutputLabel[]): Targets {
   const outputOf = new Int32Array(ds.classes).fill(-1);
   classes.forEach((c, j) => (outputOf[c] = j));

@@ -11,7 +11,7 @@
  */
 import { existsSync } from 'node:fs';
 import type { Model } from '../onnx/types.js';
-import type { Augmentation, Dataset, Normalization } from '../data/types.js';
+import type { Augmentation, Batch, BatchOptions, Dataset, Normalization } from '../data/types.js';
 import { batches, batchCount } from '../data/batches.js';
 import { subsetIndices, splitTrainValidation } from '../data/classes.js';
 import { saveModel } from '../onnx/proto.js';
@@ -22,7 +22,7 @@ import { resolveNormalization } from '../runtime/normalization.js';
 import type { SessionOptions } from '../runtime/session.js';
 import { TrainingSession } from './trainer.js';
 import { selectTrainable } from './freeze.js';
-import { resolveTargets, type Targets } from './targets.js';
+import { resolveTargets, writeTargets, type Targets } from './targets.js';
 import { createOptimizer, type Optimizer, type OptimizerConfig } from './optim.js';
 import { createSchedule, type ScheduleConfig } from './schedule.js';
 import { clipGradNorm } from './clip.js';
@@ -252,17 +252,15 @@ async function trainEpoch(run: Run, epoch: number): Promise<EpochMetrics> {
     correct = 0,
     seen = 0,
     lr = 0;
-  const iter = batches(job.data, {
+  const iter = epochBatches(job.data, epoch, {
     batchSize: job.batchSize,
-    shuffle: true,
-    seed: hashSeed(job.seed, `epoch:${epoch}`),
-    dropLast: true,
+    seed: job.seed,
     normalization: run.normalization,
     indices: run.trainIdx,
     ...(job.augmentation ? { augmentation: job.augmentation } : {}),
   });
   for await (const batch of iter) {
-    for (let b = 0; b < batch.size; b++) target[b] = BigInt(run.targets.outputOf[batch.labels[b]!]!);
+    writeTargets(target, batch.labels, batch.size, run.targets.outputOf);
     const step = session.stepCount;
     lr = run.lrAt(step);
     const r = await session.step(batch.x, target);
@@ -291,6 +289,18 @@ async function trainEpoch(run: Run, epoch: number): Promise<EpochMetrics> {
     seconds,
     imagesPerSecond: seen / seconds,
   };
+}
+
+/**
+ * The training batches of one epoch: `indices` shuffled by (seed, epoch), the last partial
+ * batch dropped (a training graph is built for one batch size).
+ */
+export function epochBatches(
+  data: Dataset,
+  epoch: number,
+  o: Required<Pick<BatchOptions, 'batchSize' | 'seed' | 'indices'>> & Pick<BatchOptions, 'normalization' | 'augmentation'>,
+): AsyncIterable<Batch> {
+  return batches(data, { ...o, shuffle: true, seed: hashSeed(o.seed, `epoch:${epoch}`), dropLast: true });
 }
 
 function countCorrect(logits: Float32Array, target: BigInt64Array, n: number): number {

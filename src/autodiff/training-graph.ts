@@ -7,7 +7,7 @@
  */
 import type { Graph, Model, Node } from '../onnx/types.js';
 import type { StateTensor, TrainingGraph, TrainingGraphSpec } from './types.js';
-import { attrFloat, cloneModel, constantValue, int, opsetVersion, tensorNames, topoSort, uniqueName } from '../onnx/graph.js';
+import { attrFloat, cloneModel, constantValue, int, opsetVersion, tensorNames, topoSort, uniqueName, isDefaultDomain, freshName } from '../onnx/graph.js';
 import { analyzeShapes } from '../onnx/shapes.js';
 import { foldConstants } from '../onnx/fold.js';
 import { runningStatistics } from '../onnx/parameters.js';
@@ -138,7 +138,7 @@ const STASHED_OUTPUTS: Readonly<Record<string, number>> = { LayerNormalization: 
 function stashOutputs(g: Graph): void {
   const taken = tensorNames(g);
   for (const n of g.nodes) {
-    const want = Object.hasOwn(STASHED_OUTPUTS, n.opType) && (!n.domain || n.domain === 'ai.onnx') ? STASHED_OUTPUTS[n.opType]! : 0;
+    const want = Object.hasOwn(STASHED_OUTPUTS, n.opType) && isDefaultDomain(n.domain) ? STASHED_OUTPUTS[n.opType]! : 0;
     for (let i = 0; i < want; i++) {
       if (n.outputs[i]) continue;
       const name = uniqueName(g, `${n.name}/stash_${i}`, taken);
@@ -249,9 +249,7 @@ function dropoutRatio(g: Graph, n: Node): number {
 
 function freshInputName(g: Graph, base: string): string {
   const taken = new Set([...g.inputs.map((v) => v.name), ...g.initializers.keys(), ...g.nodes.flatMap((n) => n.outputs)]);
-  let name = base;
-  for (let k = 1; taken.has(name); k++) name = `${base}_${k}`;
-  return name;
+  return freshName(base, (name) => taken.has(name));
 }
 
 function logitsOf(g: Graph, w: GraphWriter): string {

@@ -37,6 +37,9 @@ export interface GradContext {
   unbroadcast(grad: string, from: readonly number[], to: readonly number[]): string;
 }
 
+/** The part of GradContext that writes nodes: enough to build gradient subgraphs (and benchmarks). */
+export type Emitter = Pick<GradContext, 'emit' | 'addConstant'>;
+
 /**
  * A gradient rule: given the node and the gradients of its outputs, emit nodes that
  * compute the gradient of each input that `needs` asks for; return their names

@@ -6,14 +6,8 @@
 import type { Dataset, ImageShape } from './types.js';
 import { checkLabels } from './labels.js';
 
-export interface DatasetInfo {
-  name: string;
-  split: string;
-  source: string;
-  shape: ImageShape;
-  classes: number;
-  classNames?: readonly string[];
-}
+/** What a loader tells a ByteImageDataset about its images (the rest comes from the bytes). */
+export type DatasetInfo = Pick<Dataset, 'name' | 'split' | 'source' | 'shape' | 'classes' | 'classNames'>;
 
 /** byte -> [0, 1]; a table so that every loader converts identically */
 export const BYTE_TO_UNIT: Float32Array = Float32Array.from({ length: 256 }, (_, i) => i / 255);

@@ -2,13 +2,13 @@
  * Reading one .safetensors file: the header is read and validated on open; tensors are
  * read one at a time with positioned reads, so memory holds one tensor, never the file.
  */
-import { closeSync, fstatSync, openSync } from 'node:fs';
+import { closeSync, fstatSync } from 'node:fs';
 import { endianness } from 'node:os';
 import type { Tensor } from '../onnx/types.js';
 import { allocate, numel } from '../onnx/tensor.js';
 import { UserError } from '../util/errors.js';
 import { headerLength, irDType, parseHeader, type TensorEntry, type TensorInfo } from './safetensors-format.js';
-import { readFully } from './positioned.js';
+import { openRegularFile, readFully } from './positioned.js';
 import { tensorToFloat32 } from './to-float32.js';
 
 /** A set of named tensors stored on disk: one file, or a sharded checkpoint's shards. */
@@ -32,7 +32,7 @@ export interface SafetensorsFile {
 export function openSafetensors(path: string): SafetensorsFile {
   // Raw little-endian data is read straight into typed arrays.
   if (endianness() !== 'LE') throw new Error('reading safetensors needs a little-endian machine');
-  const fd = openInput(path);
+  const fd = openRegularFile(path, 'safetensors file');
   try {
     const size = fstatSync(fd).size;
     const prefix = new Uint8Array(8);
@@ -46,20 +46,6 @@ export function openSafetensors(path: string): SafetensorsFile {
     closeSync(fd);
     throw e;
   }
-}
-
-function openInput(path: string): number {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch (e) {
-    throw new UserError(`cannot open safetensors file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
-  if (!fstatSync(fd).isFile()) {
-    closeSync(fd);
-    throw new UserError(`${path} is not a file (expected a .safetensors file)`);
-  }
-  return fd;
 }
 
 class SingleFile implements SafetensorsFile {

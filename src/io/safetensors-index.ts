@@ -3,13 +3,13 @@
  * shard file in the same folder. The index is untrusted input: a shard name must not
  * lead outside that folder (no `..`, no absolute path, no symlink pointing out).
  */
-import { closeSync, fstatSync, openSync, realpathSync } from 'node:fs';
+import { closeSync, fstatSync, realpathSync } from 'node:fs';
 import { dirname, isAbsolute, join, relative, resolve, win32 } from 'node:path';
 import type { Tensor } from '../onnx/types.js';
 import { UserError } from '../util/errors.js';
 import { MAX_HEADER_BYTES, type TensorInfo } from './safetensors-format.js';
 import { openSafetensors, type SafetensorsFile } from './safetensors-file.js';
-import { readFully } from './positioned.js';
+import { openRegularFile, readFully } from './positioned.js';
 
 interface IndexJson {
   metadata: Record<string, string>;
@@ -59,12 +59,7 @@ function stringValues(v: unknown): Record<string, string> {
 }
 
 function readSmallFile(path: string): Uint8Array {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch (e) {
-    throw new UserError(`cannot open safetensors index ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
+  const fd = openRegularFile(path, 'safetensors index');
   try {
     const size = fstatSync(fd).size;
     if (size > MAX_HEADER_BYTES) throw new UserError(`${path}: ${size} bytes is too large for a safetensors index`);

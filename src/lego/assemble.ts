@@ -29,6 +29,7 @@ import { info } from '../util/progress.js';
 import { resolveNormalization } from '../runtime/normalization.js';
 import { broadcastNormalization } from '../data/augment.js';
 import { OptionError, UserError } from '../util/errors.js';
+import { oneOf } from '../util/choice.js';
 
 export const OVERLAP_MODES = ['refuse', 'merge'] as const;
 export type OverlapMode = (typeof OVERLAP_MODES)[number];
@@ -215,8 +216,7 @@ export async function assemble(given: readonly AssemblePart[], opts: AssembleOpt
   const scales: (ScaleResult | null)[] = [];
   const scaled: Model[] = [];
   let calibration: AssembleResult['calibration'];
-  const scaleMethod = opts.scaleMethod ?? DEFAULT_SCALE_METHOD;
-  if (!SCALE_METHODS.includes(scaleMethod)) throw new UserError(`scale method must be one of ${SCALE_METHODS.join(', ')}, got "${String(scaleMethod)}"`);
+  const scaleMethod = oneOf(opts.scaleMethod ?? DEFAULT_SCALE_METHOD, 'scale method', SCALE_METHODS);
   const scaling = !!opts.scaleData && opts.scaleData.length > 0;
   if (scaling && scaleMethod === 'fit') {
     const sets = [...new Set(labels.map((l, k) => scaleDataFor(l, opts.scaleData!, files[k]!)))];

@@ -18,14 +18,16 @@
  * mixes a component's channels with each other (a LayerNorm over channels, attention)
  * runs once per component on that component's channels (a Gather), and its outputs
  * are joined again (a Concat) when a later operator can take a layout: the result is
- * still exact, and the layers around it stay block-diagonal.
+ * still exact, and the layers around it stay block-diagonal. A worked example of layouts,
+ * block-diagonal weights, Concat offsets and reordering: docs/lego-channels.md
+ * ("Worked example: the segment algebra").
  *
  * @example
  *   const r = mergeBlockDiagonal([a, b]);
  *   if ('model' in r) saveModel(r.model, 'ab.onnx'); else console.log(r.reason);
  */
 import type { Dim, Graph, Model, Node, Tensor, ValueInfo } from '../onnx/types.js';
-import { attrInt, constantValue, createModel, emptyGraph, int, opsetVersion, topoSort } from '../onnx/graph.js';
+import { attrInt, constantValue, createModel, emptyGraph, int, opsetVersion, topoSort, freshName } from '../onnx/graph.js';
 import { float32, int64, numel, toFloat32, toNumbers } from '../onnx/tensor.js';
 import { foldConstants } from '../onnx/fold.js';
 import { inferShapes } from '../onnx/shapes.js';
@@ -33,6 +35,7 @@ import { isNum } from '../onnx/dims.js';
 import { UserError } from '../util/errors.js';
 import { analyzeChannels, type ChannelGraph } from './channels.js';
 import { normalizedAxes, operatorKind, reducedAxes, reshapeBlocks, SINGLE_OUTPUT, transposePerm, type OperatorKind } from './operators.js';
+import { mergeOpsets } from '../onnx/merge.js';
 
 /** A run of `length` channels of component `comp`, starting at its channel `start`. */
 export interface Segment {
@@ -113,7 +116,7 @@ class Merger {
     this.finishOutput();
     this.g.nodes = topoSort(this.g);
     const model = createModel(this.g);
-    model.opsets = maxOpsets(this.parts.map((p) => p.model));
+    model.opsets = mergeOpsets(this.parts.map((p) => p.model.opsets));
     model.irVersion = Math.max(...this.parts.map((p) => p.model.irVersion));
     const shapes = inferShapes(model);
     this.g.outputs = this.g.outputs.map((o) => ({ ...(shapes.get(o.name) ?? o), name: o.name }));
@@ -432,20 +435,15 @@ class Merger {
       if (!channelConstFits(s.values, first.layout, at)) return false;
       plan.push(() => this.channelConst(n0.inputs[j]!, s.values, first.layout, at));
     }
-    this.emit(
-      n0,
-      plan.map((f) => f()!),
-      first.layout,
-      axis,
-    );
+    const inputs = plan.map((f) => f()!);
+    this.emit(n0, inputs, first.layout, axis);
     return true;
   }
 
   reduce(i: number, states: (State | undefined)[]): boolean {
-    const n0 = this.nodes(i)[0]!;
-    const v = this.view(i, 0, states[0]);
-    const rank = this.rank(n0.inputs[0]!);
-    if (!v || rank === undefined) return false;
+    const first = this.firstOperand(i, states);
+    if (!first) return false;
+    const { n0, v, rank } = first;
     const equalConst = (j: number): number[] | undefined => {
       const s = states[j];
       return s?.kind === 'const' && sameValues(s.values) ? toNumbers(s.values[0]!) : undefined;
@@ -459,10 +457,9 @@ class Merger {
   }
 
   transpose(i: number, states: (State | undefined)[]): boolean {
-    const n0 = this.nodes(i)[0]!;
-    const v = this.view(i, 0, states[0]);
-    const rank = this.rank(n0.inputs[0]!);
-    if (!v || rank === undefined) return false;
+    const first = this.firstOperand(i, states);
+    if (!first) return false;
+    const { n0, v, rank } = first;
     this.emit(n0, [v.name()], v.layout, transposePerm(n0, rank).indexOf(v.axis));
     return true;
   }
@@ -536,21 +533,17 @@ class Merger {
       for (const seg of v.layout) layout.push({ comp: seg.comp, start: offsets[seg.comp]! + seg.start, length: seg.length });
       for (let k = 0; k < this.parts.length; k++) offsets[k]! += total(v.layout, k);
     }
-    this.emit(
-      n0,
-      (views as View[]).map((v) => v.name()),
-      compact(layout),
-      axis,
-    );
+    const inputs = (views as View[]).map((v) => v.name());
+    this.emit(n0, inputs, compact(layout), axis);
     return true;
   }
 
   /** Gather with constant indices: on the channel axis it picks each component's channels; on another axis it passes them. */
   select(i: number, states: (State | undefined)[]): boolean {
-    const n0 = this.nodes(i)[0]!;
-    const v = this.view(i, 0, states[0]);
-    const rank = this.rank(n0.inputs[0]!);
-    if (!v || rank === undefined || n0.opType === 'Split' || !this.singleOutput(n0)) return false;
+    const first = this.firstOperand(i, states);
+    if (!first) return false;
+    const { n0, v, rank } = first;
+    if (n0.opType === 'Split' || !this.singleOutput(n0)) return false;
     if (n0.opType === 'Slice') {
       const axes = states[3] ? this.constOf(states[3]) : undefined;
       if (
@@ -612,6 +605,14 @@ class Merger {
   }
 
   // ---- helpers ----
+
+  /** The channel view of a node's first input and that input's rank, when both are known: what the one-operand merges start from. */
+  private firstOperand(i: number, states: (State | undefined)[]): { n0: Node; v: View; rank: number } | undefined {
+    const n0 = this.nodes(i)[0]!;
+    const v = this.view(i, 0, states[0]);
+    const rank = this.rank(n0.inputs[0]!);
+    return v && rank !== undefined ? { n0, v, rank } : undefined;
+  }
 
   private rank(tensor: string): number | undefined {
     return this.shapeOf(0, tensor)?.length;
@@ -676,9 +677,7 @@ class Merger {
   }
 
   private fresh(base: string): string {
-    const used = (n: string): boolean => this.taken.has(n) || this.reserved.has(n);
-    if (!used(base)) return base;
-    for (let k = 1; ; k++) if (!used(`${base}_${k}`)) return `${base}_${k}`;
+    return freshName(base, (n) => this.taken.has(n) || this.reserved.has(n));
   }
 }
 
@@ -870,14 +869,4 @@ function flatBias(t: Tensor, outs: number, n0: Node): Tensor {
   if (v.length === outs) return float32([outs], v);
   if (v.length === 1) return float32([outs], new Array(outs).fill(v[0]!));
   throw new NotMergeable(`${n0.opType} ${n0.name}: bias has ${v.length} values for ${outs} outputs`);
-}
-
-function maxOpsets(models: readonly Model[]): Model['opsets'] {
-  const best = new Map<string, number>();
-  for (const m of models)
-    for (const o of m.opsets) {
-      const d = o.domain === 'ai.onnx' ? '' : o.domain;
-      best.set(d, Math.max(best.get(d) ?? 0, o.version));
-    }
-  return [...best].map(([domain, version]) => ({ domain, version }));
 }

@@ -27,11 +27,12 @@
  * others), or when a constant cannot be sliced. Grouped convolutions tie their input
  * and output channels group by group (GroupTie): a group is kept or removed whole.
  * Operators not in the table are refused here, by name, before any data is read.
+ * A worked example of spaces, refs and masks: docs/lego-channels.md ("Worked example: the spaces of a residual block").
  */
 import type { Dim, Graph, Model, Node, Tensor } from '../onnx/types.js';
 import type { Known } from '../onnx/op-context.js';
 import { analyzeShapes } from '../onnx/shapes.js';
-import { attrFloat, attrInt, attrInts, attrString, constantValue, opsetVersion, producers } from '../onnx/graph.js';
+import { attrFloat, attrInt, attrInts, attrString, constantValue, opsetVersion, producers, qualifiedOp } from '../onnx/graph.js';
 import { autoPadProblem, axisPads, isNum } from '../onnx/dims.js';
 import { toFloat32, toNumbers } from '../onnx/tensor.js';
 import { UserError } from '../util/errors.js';
@@ -82,8 +83,8 @@ export type Activation =
   /** channels not followed: everything it depends on is kept whole */
   | { kind: 'untracked'; sources: ChannelRef[]; batch: number; rank: number };
 
-/** Convolution geometry of one layer (2-D only). */
-export interface ConvGeometry {
+/** The window of one 2-D convolution layer, as channel analysis and contributions read it (autodiff/rules/conv.ts has its own N-D ConvGeometry with full shapes for the gradient). */
+export interface Conv2dWindow {
   kernel: [number, number];
   stride: [number, number];
   dilation: [number, number];
@@ -112,7 +113,7 @@ export interface Layer {
   w: Float32Array;
   /** kh*kw for convs, 1 for linear */
   k: number;
-  conv?: ConvGeometry;
+  conv?: Conv2dWindow;
   /** linear: the stored weight is [I, O] (MatMul, Gemm transB=0) */
   transposed?: boolean;
   /** depthwise conv: output channel o reads only input channel o, so in and out share a ref */
@@ -231,7 +232,7 @@ export function analyzeChannels(model: Model): ChannelGraph {
 }
 
 function unknownOp(node: Node): UserError {
-  const op = node.domain && node.domain !== 'ai.onnx' ? `${node.domain}.${node.opType}` : node.opType;
+  const op = qualifiedOp(node);
   const known = ['layer', 'binary', 'normalize', 'reshape', 'select']
     .map((k) =>
       operatorsOfKind(k as OperatorKind)
@@ -525,7 +526,7 @@ class Analysis {
       gi: number,
       k: number,
       groups = 1,
-      geometry: ConvGeometry | undefined,
+      geometry: Conv2dWindow | undefined,
       w: Float32Array,
       transposed = false;
     let inAxis: number, outAxis: number;
@@ -535,7 +536,7 @@ class Analysis {
       [o, gi] = wt.dims as [number, number];
       const [kh, kw] = wt.dims.slice(2) as [number, number];
       groups = attrInt(node, 'group', 1);
-      geometry = this.convGeometry(node, xs, kh, kw, groups);
+      geometry = this.convWindow(node, xs, kh, kw, groups);
       i = gi * groups;
       k = kh * kw;
       w = toFloat32(wt);
@@ -610,7 +611,7 @@ class Analysis {
     });
   }
 
-  private convGeometry(node: Node, xs: Dim[], kh: number, kw: number, groups: number): ConvGeometry {
+  private convWindow(node: Node, xs: Dim[], kh: number, kw: number, groups: number): Conv2dWindow {
     const where = this.where;
     const [h, w] = [xs[2], xs[3]];
     if (!isNum(h) || !isNum(w)) throw new UserError(`${where}: input spatial size is not static (${JSON.stringify(xs)})`);

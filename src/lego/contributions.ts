@@ -24,7 +24,7 @@
 import type { Dataset, Normalization } from '../data/types.js';
 import { inferBatches } from '../runtime/infer.js';
 import type { SessionOptions } from '../runtime/session.js';
-import type { ChannelGraph, ConvGeometry, Layer } from './channels.js';
+import type { ChannelGraph, Conv2dWindow, Layer } from './channels.js';
 
 export interface LayerContributions {
   layer: Layer;
@@ -79,12 +79,12 @@ function axisReads(inSize: number, outSize: number, kernel: number, stride: numb
 
 /** Precomputed read positions of a convolution; reused for every sample. */
 export interface ConvPlan {
-  geometry: ConvGeometry;
+  geometry: Conv2dWindow;
   rows: Int32Array[];
   cols: Int32Array[];
 }
 
-export function convPlan(geometry: ConvGeometry): ConvPlan {
+export function convPlan(geometry: Conv2dWindow): ConvPlan {
   const { kernel, stride, dilation, pad, inHW, outHW } = geometry;
   return {
     geometry,

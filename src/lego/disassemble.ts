@@ -10,7 +10,7 @@
  */
 import type { Model } from '../onnx/types.js';
 import type { Dataset } from '../data/types.js';
-import { mapOutputs } from '../runtime/labels.js';
+import { taskOutputs, type TaskOutputs } from './task.js';
 import { resolveNormalization, type ResolvedNormalization } from '../runtime/normalization.js';
 import { ModelSession } from '../runtime/session.js';
 import { getArch, getProvenance, modelHash, setArch, setInputSpec, setLabels, setProvenance } from '../onnx/metadata.js';
@@ -23,10 +23,11 @@ import { Rng, hashSeed } from '../util/random.js';
 import { pct } from '../util/format.js';
 import { info, warn } from '../util/progress.js';
 import { UserError } from '../util/errors.js';
+import { oneOf } from '../util/choice.js';
 import { analyzeChannels, indicesOf, maskOf, type ChannelGraph, type SpaceMasks } from './channels.js';
-import { selectSamples } from './samples.js';
+import { SAMPLE_RANKINGS, selectSamples } from './samples.js';
 import { accumulateContributions, type LayerContributions } from './contributions.js';
-import { computeMasks, type FlattenMode, type MaskResult } from './masks.js';
+import { computeMasks, FLATTEN_MODES, type FlattenMode, type MaskResult } from './masks.js';
 import { pruneModel } from './prune.js';
 import { layerOutputStatistics, recalibrateAffine, RECALIBRATION_MODES, type LayoutOf, type RecalibrationTarget } from './recalibrate.js';
 import { scoreTask, type TaskScore } from './score.js';
@@ -60,24 +61,6 @@ export function resolveThresholds(opts: Partial<Thresholds>): Thresholds {
   return t;
 }
 
-/**
- * The output index of each task class; a UserError naming the classes the model does
- * not have.
- */
-export function taskOutputs(model: Model, ds: Dataset, task: readonly number[]): number[] {
-  if (task.length === 0) throw new UserError('the task names no classes');
-  if (new Set(task).size !== task.length) throw new UserError(`the task names a class twice: ${task.join(',')}`);
-  const map = mapOutputs(model, ds);
-  const known = Array.from(map.classOf).filter((c) => c >= 0);
-  return task.map((c) => {
-    const o = Array.from(map.classOf).indexOf(c);
-    if (!Number.isInteger(c) || o < 0) {
-      throw new UserError(`task class ${c} is not one of the model's classes: it classifies classes ${known.join(',')} of ${ds.name}`);
-    }
-    return o;
-  });
-}
-
 /** Everything disassembly decides before pruning; tests compare the pruned model with maskedOriginal(plan.cg, plan.keep). */
 export interface DisassemblyPlan {
   cg: ChannelGraph;
@@ -95,8 +78,8 @@ export interface DisassemblyPlan {
   counts: Record<string, number>;
   /** per-layer contributions: masks at other thresholds need no new pass over the data (masksAt) */
   contributions: Map<string, LayerContributions>;
-  /** output index of each task class */
-  outputs: number[];
+  /** the task's classes and the model output of each */
+  task: TaskOutputs;
   flatten: FlattenMode;
   normalization: ResolvedNormalization;
 }
@@ -104,11 +87,9 @@ export interface DisassemblyPlan {
 /** Samples, contributions and masks: the decisions of a disassembly, without pruning. */
 export async function planDisassembly(model: Model, train: Dataset, opts: DisassembleOptions): Promise<DisassemblyPlan> {
   const thresholds = resolveThresholds(opts);
-  const flatten = opts.flatten ?? DEFAULT_FLATTEN;
-  if (flatten !== 'prune' && flatten !== 'keep') throw new UserError(`flatten mode must be prune or keep, got "${String(flatten)}"`);
-  const ranking = opts.ranking ?? 'float32';
-  if (ranking !== 'float32' && ranking !== 'float64') throw new UserError(`sample ranking must be float32 or float64, got "${String(ranking)}"`);
-  const outputs = taskOutputs(model, train, opts.task);
+  const flatten = oneOf(opts.flatten ?? DEFAULT_FLATTEN, 'flatten mode', FLATTEN_MODES);
+  const ranking = oneOf(opts.ranking ?? 'float32', 'sample ranking', SAMPLE_RANKINGS);
+  const task = taskOutputs(model, train, opts.task);
   // Refuse operators the pruner does not understand before reading any data.
   const cg = analyzeChannels(model);
   // warns (once per model) when the model carries no normalisation and none is given
@@ -126,8 +107,7 @@ export async function planDisassembly(model: Model, train: Dataset, opts: Disass
   };
   const selection = await selectSamples(model, train, {
     ...common,
-    task: opts.task,
-    outputs,
+    task,
     samplesPerClass: opts.samplesPerClass ?? DEFAULT_SAMPLES_PER_CLASS,
     ranking,
     ...(opts.unbalanced ? { unbalanced: opts.unbalanced } : {}),
@@ -152,7 +132,7 @@ export async function planDisassembly(model: Model, train: Dataset, opts: Disass
     classes: opts.task,
     ...(label ? { label: `${label}: contributions` } : {}),
   });
-  const plan = { cg, thresholds, samples, counts, contributions, outputs, flatten, normalization: norm, task: opts.task };
+  const plan = { cg, thresholds, samples, counts, contributions, task, flatten, normalization: norm };
   const { masks, keep, keptOutputs, warnings: maskWarnings } = masksAt(plan, thresholds);
   return {
     cg,
@@ -165,7 +145,7 @@ export async function planDisassembly(model: Model, train: Dataset, opts: Disass
     samples,
     counts,
     contributions,
-    outputs,
+    task,
     flatten,
     normalization: norm,
   };
@@ -173,13 +153,12 @@ export async function planDisassembly(model: Model, train: Dataset, opts: Disass
 
 /** The masks of a plan at other thresholds (and per-class thresholds for relaxed classes). */
 export function masksAt(
-  plan: Pick<DisassemblyPlan, 'cg' | 'contributions' | 'outputs' | 'flatten' | 'counts'> & { task: readonly number[] },
+  plan: Pick<DisassemblyPlan, 'cg' | 'contributions' | 'task' | 'flatten' | 'counts'>,
   thresholds: Thresholds,
   classThresholds?: ReadonlyMap<number, Thresholds>,
 ): MaskResult {
   return computeMasks(plan.cg, plan.contributions, {
     task: plan.task,
-    outputs: plan.outputs,
     thresholds,
     samples: plan.counts,
     flatten: plan.flatten,
@@ -252,9 +231,7 @@ export function heldOutSplit(
  *   saveModel(c.model, 'vgg-0-2.onnx');
  */
 export async function disassemble(model: Model, train: Dataset, opts: DisassembleOptions): Promise<Component> {
-  const recalibration = opts.recalibration ?? 'affine';
-  if (!RECALIBRATION_MODES.includes(recalibration))
-    throw new UserError(`recalibration must be one of ${RECALIBRATION_MODES.join(', ')}, got "${String(recalibration)}"`);
+  const recalibration = oneOf(opts.recalibration ?? 'affine', 'recalibration', RECALIBRATION_MODES);
   const recalSamples = opts.recalibrationSamples ?? DEFAULT_RECALIBRATION_SAMPLES;
   if (!Number.isInteger(recalSamples) || recalSamples < 0)
     throw new UserError(`recalibration samples must be a whole number >= 0 (0 recalibrates nothing), got ${recalSamples}`);
@@ -276,7 +253,7 @@ export async function disassemble(model: Model, train: Dataset, opts: Disassembl
     ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
     ...(opts.session ? { session: opts.session } : {}),
   };
-  const labels = mapOutputs(model, train).labels;
+  const labels = plan.task.model.labels;
   const representative = new Set(Object.values(plan.samples).flat());
   const wanted = perClass > 0 && opts.task.length > 1;
   const split = heldOutSplit(train, opts.task, representative, wanted ? perClass : 0, seed);
@@ -313,7 +290,7 @@ export async function disassemble(model: Model, train: Dataset, opts: Disassembl
     classThresholds: Map<number, Thresholds>;
   }
   const build = async (t: Thresholds, classThresholds = new Map<number, Thresholds>()): Promise<Candidate> => {
-    const mr = masksAt({ ...plan, task: opts.task }, t, classThresholds);
+    const mr = masksAt(plan, t, classThresholds);
     const pruned = pruneModel(cg, mr.keep);
     setLabels(
       pruned,

@@ -18,12 +18,11 @@ import type { ChannelGraph, ChannelRef, Layer, SpaceMasks } from './channels.js'
 import { closeKeep, demand, demandUntracked, findSpace, indicesOf, maskOf } from './channels.js';
 import type { LayerContributions } from './contributions.js';
 import type { LayerMask, Masks, Thresholds } from './types.js';
+import type { TaskOutputs } from './task.js';
 
 export interface MaskInput {
-  /** task classes (dataset class ids) */
-  task: readonly number[];
-  /** output index of each task class */
-  outputs: readonly number[];
+  /** the task's classes and the model output of each */
+  task: TaskOutputs;
   thresholds: Thresholds;
   /** representative samples used per class, for the record */
   samples?: Record<string, number>;
@@ -40,7 +39,8 @@ export interface MaskInput {
  * disagree: every channel feeding the Flatten is kept, and layers before it are masked from
  * there. A Flatten of 1x1 maps (after global pooling) is a plain channel map either way.
  */
-export type FlattenMode = 'prune' | 'keep';
+export const FLATTEN_MODES = ['prune', 'keep'] as const;
+export type FlattenMode = (typeof FLATTEN_MODES)[number];
 
 /** A layer's input demand as the Flatten mode lets it cross to the producers. */
 function crossing(ref: ChannelRef, mask: Uint8Array, flatten: FlattenMode): Uint8Array {
@@ -126,11 +126,11 @@ export function computeMasks(cg: ChannelGraph, contributions: Map<string, LayerC
   const warnings: string[] = [];
   const perClass = new Map<string, Record<string, { in: number[]; out: number[] }>>(layers.map((l) => [l.node.name, {}]));
   const rescuedAt = new Map<string, number[]>();
-  input.task.forEach((c, ci) => {
+  input.task.classes.forEach((c, ci) => {
     const t = input.classThresholds?.get(c) ?? thresholds;
     const masks: SpaceMasks = new Map();
     const start = new Uint8Array(logitsSize);
-    start[input.outputs[ci]!] = 1;
+    start[input.task.outputs[ci]!] = 1;
     demand(cg, logitsRef, start, masks);
     for (let changed = true; changed;) {
       changed = false;
@@ -164,7 +164,7 @@ export function computeMasks(cg: ChannelGraph, contributions: Map<string, LayerC
   }
   // The logits keep exactly the task's rows; other spaces never demanded keep their
   // strongest channel so that no layer is left empty.
-  const keptOutputs = [...input.outputs].sort((a, b) => a - b);
+  const keptOutputs = [...input.task.outputs].sort((a, b) => a - b);
   if (logitsRef.kind === 'space') {
     const m = new Uint8Array(logitsSize);
     for (const o of keptOutputs) m[o] = 1;
@@ -202,7 +202,7 @@ export function computeMasks(cg: ChannelGraph, contributions: Map<string, LayerC
   }));
   return {
     masks: {
-      task: [...input.task],
+      task: [...input.task.classes],
       thresholds: { ...thresholds },
       samples: input.samples ?? {},
       flatten: input.flatten ?? 'prune',

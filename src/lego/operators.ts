@@ -34,7 +34,7 @@
  * Operators not listed here are refused by name.
  */
 import type { Dim, Node } from '../onnx/types.js';
-import { attrInt, attrInts } from '../onnx/graph.js';
+import { attrInt, attrInts, isDefaultDomain } from '../onnx/graph.js';
 import { isNum, sliceRange } from '../onnx/dims.js';
 
 export type OperatorKind =
@@ -70,7 +70,7 @@ export const SINGLE_OUTPUT = new Set(['Dropout', 'BatchNormalization', 'LayerNor
  * layer only when its weight is not one of them.
  */
 export function operatorKind(node: Node, isActivation: (tensor: string) => boolean): OperatorKind | undefined {
-  if (node.domain && node.domain !== 'ai.onnx') return undefined;
+  if (!isDefaultDomain(node.domain)) return undefined;
   const kind = KINDS[node.opType];
   if (kind === 'layer') return isActivation(node.inputs[0] ?? '') && !isActivation(node.inputs[1] ?? '') ? 'layer' : 'mix';
   return kind;

@@ -15,11 +15,11 @@ import type { SessionOptions } from '../runtime/session.js';
 import { Rng, hashSeed } from '../util/random.js';
 import { UserError } from '../util/errors.js';
 import type { UnbalancedCounts } from './types.js';
+import type { TaskOutputs } from './task.js';
 
 export interface SampleOptions {
-  task: readonly number[];
-  /** output index of each task class (same order as task) */
-  outputs: readonly number[];
+  /** the task's classes and the model output of each */
+  task: TaskOutputs;
   samplesPerClass: number;
   unbalanced?: UnbalancedCounts;
   normalization: Normalization;
@@ -38,7 +38,8 @@ export interface SampleOptions {
  * which keeps the first it sees. 'float64': the same formula in double precision, which
  * separates most of those ties by their true (tiny) differences.
  */
-export type SampleRanking = 'float32' | 'float64';
+export const SAMPLE_RANKINGS = ['float32', 'float64'] as const;
+export type SampleRanking = (typeof SAMPLE_RANKINGS)[number];
 
 const f32 = Math.fround;
 /** float32 fused multiply-add: the float64 product of two float32 values is exact, so only the sum rounds (twice, in rare ties). */
@@ -177,11 +178,11 @@ export class BoundedHeap {
 }
 
 export async function selectSamples(model: Model, ds: Dataset, opts: SampleOptions): Promise<SampleSelection> {
-  const wanted = sampleCounts(opts.task, opts.samplesPerClass, opts.unbalanced);
-  const heaps = new Map(opts.task.map((c) => [c, new BoundedHeap(wanted.get(c)!)]));
-  const outputOf = new Map(opts.task.map((c, i) => [c, opts.outputs[i]!]));
-  const indices = subsetIndices(ds, opts.task);
-  for (const c of opts.task) {
+  const { classes, outputOf } = opts.task;
+  const wanted = sampleCounts(classes, opts.samplesPerClass, opts.unbalanced);
+  const heaps = new Map(classes.map((c) => [c, new BoundedHeap(wanted.get(c)!)]));
+  const indices = subsetIndices(ds, classes);
+  for (const c of classes) {
     if (!indices.some((i) => ds.label(i) === c))
       throw new UserError(`class ${c} has no images in ${ds.source} (${ds.split} split); cannot choose representative samples`);
   }

@@ -15,7 +15,7 @@ import type { Model } from '../onnx/types.js';
 import type { Dataset, Normalization } from '../data/types.js';
 import { subsetIndices } from '../data/classes.js';
 import { logitBatches, type InferOptions } from '../runtime/infer.js';
-import { mapOutputs } from '../runtime/labels.js';
+import { taskOutputs } from './task.js';
 import type { SessionOptions } from '../runtime/session.js';
 import { UserError } from '../util/errors.js';
 
@@ -45,17 +45,6 @@ export interface TaskScore {
   samples: number;
 }
 
-/** Output index of every task class; a UserError when the model has no output for one. */
-function outputsOf(model: Model, ds: Dataset, task: readonly number[], file: string): number[] {
-  const map = mapOutputs(model, ds, file);
-  const classOf = Array.from(map.classOf);
-  return task.map((c) => {
-    const o = classOf.indexOf(c);
-    if (o < 0) throw new UserError(`${file} has no output for class ${c}`);
-    return o;
-  });
-}
-
 /** N-way and k-way accuracy, overall and per class, of `model` on the task's images. */
 /** The inference settings of a score: session, normalisation, batch size, progress label. */
 function scoreRun(opts: Pick<ScoreOptions, 'session' | 'normalization' | 'batchSize' | 'label'>): InferOptions {
@@ -68,9 +57,7 @@ function scoreRun(opts: Pick<ScoreOptions, 'session' | 'normalization' | 'batchS
 }
 
 export async function scoreTask(model: Model, ds: Dataset, opts: ScoreOptions): Promise<TaskScore> {
-  const file = opts.file ?? 'model';
-  const map = mapOutputs(model, ds, file);
-  const outs = outputsOf(model, ds, opts.task, file);
+  const { outputs: outs, model: map } = taskOutputs(model, ds, opts.task, opts.file);
   const indices = subsetIndices(ds, [...opts.task], opts.indices);
   if (indices.length === 0) throw new UserError(`no ${ds.split} images of classes ${opts.task.join(',')} in ${ds.source}`);
   const totals = new Map<number, number>();
@@ -124,8 +111,7 @@ export interface Mismatch {
  * every other class's images of `ds`.
  */
 export async function mismatch(model: Model, ds: Dataset, opts: Omit<ScoreOptions, 'indices'>): Promise<Mismatch> {
-  const file = opts.file ?? 'model';
-  const outs = outputsOf(model, ds, opts.task, file);
+  const outs = taskOutputs(model, ds, opts.task, opts.file).outputs;
   const inTask = new Set(opts.task);
   const others = Array.from({ length: ds.classes }, (_, c) => c).filter((c) => !inTask.has(c));
   const counts = new Float64Array(outs.length);

@@ -1,5 +1,5 @@
 /**
- * Domain types of Model LEGO disassembly (spec lego.md sections 1-4): thresholds,
+ * Domain types of Model LEGO disassembly (docs/lego-method.md §1-§4): thresholds,
  * options, per-layer masks and the component a disassembly produces.
  */
 import type { Model } from '../onnx/types.js';

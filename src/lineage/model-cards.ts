@@ -32,6 +32,7 @@ import { matrixRankFast } from './rank.js';
 import { closeSources, openSource, type ModelSource } from './sources.js';
 import { checkTruth, type Truth } from './truth.js';
 import type { LineageForest } from './forest.js';
+import { freshName } from '../onnx/graph.js';
 
 export type BaseModelRelation = 'finetune' | 'adapter' | 'quantized';
 /** The relations the Hub's cards may declare (merge included, which a forest never recovers). */
@@ -369,8 +370,7 @@ export function writeModelCards(dir: string, cards: readonly RecoveredCard[]): C
   const files: CardFiles = { json: join(dir, 'model-cards.json'), folder: join(dir, 'model-cards') };
   const used = new Set<string>();
   const entries = cards.map((c) => {
-    let f = safeFileName(c.model);
-    for (let k = 1; used.has(f); k++) f = `${safeFileName(c.model)}_${k}`;
+    const f = freshName(safeFileName(c.model), (n) => used.has(n));
     used.add(f);
     return { card: c, file: `${f}.md` };
   });

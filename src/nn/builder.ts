@@ -10,7 +10,7 @@
  * sees `layer1.0.relu2` in a listing can name it as a cut point.
  */
 import type { Attribute, Dim, Graph, Model, Node, Tensor } from '../onnx/types.js';
-import { createModel, emptyGraph, float, int, ints, str } from '../onnx/graph.js';
+import { createModel, emptyGraph, float, int, ints, str, freshName } from '../onnx/graph.js';
 import { float32, int64, scalarInt64 } from '../onnx/tensor.js';
 import { UserError } from '../util/errors.js';
 import { type InitSpec, defaultUniformBound, initValues } from './init.js';
@@ -416,8 +416,7 @@ export class GraphBuilder {
 
   /** A name not used yet, derived from `base` (for layers the caller does not name). */
   fresh(base: string): string {
-    if (!this.names.has(base)) return base;
-    for (let k = 1; ; k++) if (!this.names.has(`${base}_${k}`)) return `${base}_${k}`;
+    return freshName(base, (name) => this.names.has(name));
   }
 
   // ---- internals ----

@@ -13,7 +13,7 @@ import { lenet5 } from './arch/lenet.js';
 import { VGG_CFG, vgg } from './arch/vgg.js';
 import { resnet, resnet18, resnet34, resnet50 } from './arch/resnet.js';
 import { inception } from './arch/inception.js';
-import { VIT_DEFAULTS, type VitShape, vit } from './arch/vit.js';
+import { VIT_DEFAULTS, type VitShape, vit, vitShapeOf } from './arch/vit.js';
 
 export interface ZooOptions {
   /** [C, H, W]; default [1, 28, 28] */
@@ -172,13 +172,7 @@ function validateVit(opts: ZooOptions, input: readonly [number, number, number])
   if (opts.hidden !== undefined && opts.hidden.length !== 1) {
     throw new UserError(`vit: hidden is the one embedding size (e.g. 128), got ${opts.hidden.join(',') || '(none)'}`);
   }
-  const s: VitShape = {
-    patch: opts.patch ?? VIT_DEFAULTS.patch,
-    layers: opts.layers ?? VIT_DEFAULTS.layers,
-    hidden: opts.hidden?.[0] ?? VIT_DEFAULTS.hidden,
-    heads: opts.heads ?? VIT_DEFAULTS.heads,
-    mlp: opts.mlp ?? VIT_DEFAULTS.mlp,
-  };
+  const s = vitShapeOf(opts, VIT_DEFAULTS);
   for (const [k, val] of Object.entries(s)) if (!isPositiveInt(val)) throw new UserError(`vit: ${k} must be a positive integer, got ${val}`);
   if (s.hidden % s.heads !== 0) throw new UserError(`vit: hidden size ${s.hidden} must be a multiple of heads (${s.heads})`);
   const [, h, w] = input;

@@ -8,7 +8,7 @@
  */
 import type { Graph, Model, Node, Tensor, ValueInfo } from './types.js';
 import type { Known } from './op-context.js';
-import { cloneModel, int, topoSort, uniqueName } from './graph.js';
+import { cloneModel, int, topoSort, uniqueName, isDefaultDomain } from './graph.js';
 import { analyzeShapes } from './shapes.js';
 import { isNum } from './dims.js';
 import { cloneTensor, toNumbers } from './tensor.js';
@@ -84,7 +84,7 @@ export function untieAliases(model: Model): Model {
   const inputs = new Set(g.inputs.map((v) => v.name));
   const outputs = new Set(g.outputs.map((v) => v.name));
   const isAlias = (n: Node): boolean => {
-    if (n.opType !== 'Identity' || (n.domain && n.domain !== 'ai.onnx')) return false;
+    if (n.opType !== 'Identity' || !isDefaultDomain(n.domain)) return false;
     const x = n.inputs[0];
     const y = n.outputs[0];
     const t = x ? g.initializers.get(x) : undefined;
@@ -137,7 +137,7 @@ function removeNoOps(g: Graph, known: Map<string, Known>): void {
 
 function removeNoOp(g: Graph, n: Node, known: Map<string, Known>): boolean {
   if (n.opType !== 'Identity' && n.opType !== 'Dropout') return false;
-  if (n.domain && n.domain !== 'ai.onnx') return false;
+  if (!isDefaultDomain(n.domain)) return false;
   if (n.opType === 'Dropout' && !isInference(n, known, usedTensors(g))) return false;
   const x = n.inputs[0]!;
   const y = n.outputs[0]!;

@@ -19,9 +19,15 @@ export function createModel(graph: Graph, metadata: Record<string, string> = {})
   };
 }
 
+/** Whether a domain (of a node or an opset import) is the default ONNX one: '' or 'ai.onnx'; a node without a domain is in it. */
+export const isDefaultDomain = (domain: string | undefined): boolean => !domain || domain === 'ai.onnx';
+
+/** A node's operator as users read it: the opType, prefixed by its domain outside the default one. */
+export const qualifiedOp = (node: Pick<Node, 'opType' | 'domain'>): string => (isDefaultDomain(node.domain) ? node.opType : `${node.domain}.${node.opType}`);
+
 /** The opset version of the default ('' / 'ai.onnx') domain. */
 export function opsetVersion(model: Model): number {
-  return model.opsets.find((o) => o.domain === '' || o.domain === 'ai.onnx')?.version ?? DEFAULT_OPSET;
+  return model.opsets.find((o) => isDefaultDomain(o.domain))?.version ?? DEFAULT_OPSET;
 }
 
 // ---- attributes ----
@@ -184,8 +190,13 @@ export function constantNumbers(graph: Graph, name: string, prod?: Map<string, N
 /** A name not yet used by any tensor or node of the graph. */
 export function uniqueName(graph: Graph, base: string, taken = tensorNames(graph)): string {
   for (const n of graph.nodes) taken.add(n.name);
-  if (!taken.has(base)) return base;
-  for (let k = 1; ; k++) if (!taken.has(`${base}_${k}`)) return `${base}_${k}`;
+  return freshName(base, (name) => taken.has(name));
+}
+
+/** `base`, else the first of `base_1`, `base_2`, ... that is not taken: the one rule every graph writer derives new names by. */
+export function freshName(base: string, isTaken: (name: string) => boolean): string {
+  if (!isTaken(base)) return base;
+  for (let k = 1; ; k++) if (!isTaken(`${base}_${k}`)) return `${base}_${k}`;
 }
 
 export function cloneGraph(g: Graph): Graph {

@@ -4,7 +4,7 @@
  * connecting a tensor of one part to an input of another, as stitching does).
  */
 import type { Dim, Graph, Model, OpsetImport, ValueInfo } from './types.js';
-import { createModel, emptyGraph, tensorNames, topoSort } from './graph.js';
+import { createModel, emptyGraph, tensorNames, topoSort, isDefaultDomain } from './graph.js';
 import { inferShapes } from './shapes.js';
 import { keepNeeded, removeUnused, usedTensors } from './prune.js';
 import { checkExists } from './extract.js';
@@ -154,11 +154,12 @@ function connect(g: Graph, c: Connection): void {
   g.valueInfo.delete(c.to);
 }
 
-function mergeOpsets(lists: OpsetImport[][]): OpsetImport[] {
+/** The highest version of each domain's opset among the lists (the default domain as ''): what a graph combining their models imports. */
+export function mergeOpsets(lists: readonly (readonly OpsetImport[])[]): OpsetImport[] {
   const best = new Map<string, number>();
   for (const list of lists) {
     for (const o of list) {
-      const d = o.domain === 'ai.onnx' ? '' : o.domain;
+      const d = isDefaultDomain(o.domain) ? '' : o.domain;
       best.set(d, Math.max(best.get(d) ?? 0, o.version));
     }
   }

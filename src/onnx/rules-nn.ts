@@ -1,6 +1,6 @@
 /** Shape rules for the network layers: convolutions, pooling, normalisation, dense products. */
 import type { Dim } from './types.js';
-import { type NodeContext, type OpRule, one } from './op-context.js';
+import { type NodeContext, type OpRule, type OutInfo, one } from './op-context.js';
 import { autoPadProblem, axisPads, broadcastShapes, fmt, isNum, unifyDim, type Window, windowOutput } from './dims.js';
 import { attrString } from './graph.js';
 
@@ -46,57 +46,55 @@ function checkBias(c: NodeContext, index: number, channels: Dim): void {
   unifyDim(b[0]!, channels, () => c.fail(`bias has ${b[0]} values, the weight has ${channels} output channels`));
 }
 
-const conv: OpRule = {
-  inputs: [2, 3],
-  infer(c) {
-    const x = c.shape(0);
-    const w = c.shape(1);
-    if (!x) return one(c.dtype(0));
-    const group = c.int('group', 1);
-    if (x.length < 3) c.fail(`input should have rank 3 or more ([N,C,spatial...]), found ${fmt(x)}`);
-    if (w) {
-      if (w.length !== x.length) c.fail(`weight ${fmt(w)} and input ${fmt(x)} have different ranks`);
-      if (isNum(w[1]) && isNum(x[1]) && x[1] !== w[1] * group) {
-        c.fail(`input has ${x[1]} channels, weight expects ${w[1] * group}`);
-      }
-      checkBias(c, 2, w[0]!);
-    }
-    const kernel = kernelOf(c, w);
-    return one(c.dtype(0), [x[0]!, w ? w[0]! : null, ...spatialOut(c, x, kernel, false)]);
-  },
-};
+/** Conv and ConvTranspose read alike: input x, weight w (of x's rank when known) and group; nothing is known of the output while x's shape is not. */
+function convLike(infer: (c: NodeContext, x: Dim[], w: Dim[] | undefined, group: number) => OutInfo[]): OpRule {
+  return {
+    inputs: [2, 3],
+    infer(c) {
+      const x = c.shape(0);
+      const w = c.shape(1);
+      if (!x) return one(c.dtype(0));
+      if (w && w.length !== x.length) c.fail(`weight ${fmt(w)} and input ${fmt(x)} have different ranks`);
+      return infer(c, x, w, c.int('group', 1));
+    },
+  };
+}
 
-const convTranspose: OpRule = {
-  inputs: [2, 3],
-  infer(c) {
-    const x = c.shape(0);
-    const w = c.shape(1);
-    if (!x) return one(c.dtype(0));
-    const group = c.int('group', 1);
-    let channels: Dim = null;
-    if (w) {
-      if (w.length !== x.length) c.fail(`weight ${fmt(w)} and input ${fmt(x)} have different ranks`);
-      unifyDim(x[1]!, w[0]!, () => c.fail(`input has ${x[1]} channels, weight expects ${w[0]}`));
-      channels = isNum(w[1]) ? w[1] * group : null;
-      checkBias(c, 2, channels);
+const conv = convLike((c, x, w, group) => {
+  if (x.length < 3) c.fail(`input should have rank 3 or more ([N,C,spatial...]), found ${fmt(x)}`);
+  if (w) {
+    if (isNum(w[1]) && isNum(x[1]) && x[1] !== w[1] * group) {
+      c.fail(`input has ${x[1]} channels, weight expects ${w[1] * group}`);
     }
-    const spatial = x.slice(2);
-    const explicit = c.ints('output_shape');
-    if (explicit) return one(c.dtype(0), [x[0]!, channels, ...explicit.slice(-spatial.length)]);
-    const kernel = kernelOf(c, w);
-    const outPad = c.ints('output_padding') ?? spatial.map(() => 0);
-    const autoPad = attrString(c.node, 'auto_pad', 'NOTSET');
-    const strides = c.ints('strides') ?? spatial.map(() => 1);
-    const out = spatial.map((size, i): Dim => {
-      if (!isNum(size) || !kernel || kernel.length !== spatial.length) return null;
-      if (autoPad === 'SAME_UPPER' || autoPad === 'SAME_LOWER') return size * strides[i]!;
-      const w0 = windows(c, spatial, kernel)[i]!;
-      const pads = autoPad === 'VALID' ? 0 : w0.padBegin + w0.padEnd;
-      return w0.stride * (size - 1) + outPad[i]! + (w0.kernel - 1) * w0.dilation + 1 - pads;
-    });
-    return one(c.dtype(0), [x[0]!, channels, ...out]);
-  },
-};
+    checkBias(c, 2, w[0]!);
+  }
+  const kernel = kernelOf(c, w);
+  return one(c.dtype(0), [x[0]!, w ? w[0]! : null, ...spatialOut(c, x, kernel, false)]);
+});
+
+const convTranspose = convLike((c, x, w, group) => {
+  let channels: Dim = null;
+  if (w) {
+    unifyDim(x[1]!, w[0]!, () => c.fail(`input has ${x[1]} channels, weight expects ${w[0]}`));
+    channels = isNum(w[1]) ? w[1] * group : null;
+    checkBias(c, 2, channels);
+  }
+  const spatial = x.slice(2);
+  const explicit = c.ints('output_shape');
+  if (explicit) return one(c.dtype(0), [x[0]!, channels, ...explicit.slice(-spatial.length)]);
+  const kernel = kernelOf(c, w);
+  const outPad = c.ints('output_padding') ?? spatial.map(() => 0);
+  const autoPad = attrString(c.node, 'auto_pad', 'NOTSET');
+  const strides = c.ints('strides') ?? spatial.map(() => 1);
+  const out = spatial.map((size, i): Dim => {
+    if (!isNum(size) || !kernel || kernel.length !== spatial.length) return null;
+    if (autoPad === 'SAME_UPPER' || autoPad === 'SAME_LOWER') return size * strides[i]!;
+    const w0 = windows(c, spatial, kernel)[i]!;
+    const pads = autoPad === 'VALID' ? 0 : w0.padBegin + w0.padEnd;
+    return w0.stride * (size - 1) + outPad[i]! + (w0.kernel - 1) * w0.dilation + 1 - pads;
+  });
+  return one(c.dtype(0), [x[0]!, channels, ...out]);
+});
 
 const pool = (outputs: [number, number]): OpRule => ({
   inputs: [1, 1],

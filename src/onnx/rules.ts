@@ -4,6 +4,7 @@ import { ELEMENTWISE_RULES } from './rules-elementwise.js';
 import { NN_RULES } from './rules-nn.js';
 import { SHAPE_RULES } from './rules-shape.js';
 import { TENSOR_RULES } from './rules-tensor.js';
+import { isDefaultDomain } from './graph.js';
 
 export const RULES: Readonly<Record<string, OpRule>> = {
   ...ELEMENTWISE_RULES,
@@ -17,6 +18,6 @@ export const SUPPORTED_OPS: readonly string[] = Object.keys(RULES).sort();
 
 /** The rule for a node's operator; undefined for other domains and unknown operators. */
 export function ruleFor(opType: string, domain = ''): OpRule | undefined {
-  if (domain !== '' && domain !== 'ai.onnx') return undefined;
+  if (!isDefaultDomain(domain)) return undefined;
   return Object.prototype.hasOwnProperty.call(RULES, opType) ? RULES[opType] : undefined;
 }

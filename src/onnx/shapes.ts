@@ -8,7 +8,7 @@
 import type { Dim, Model, Node, Tensor, ValueInfo } from './types.js';
 import { NodeContext, type Known, type OutInfo } from './op-context.js';
 import { ruleFor } from './rules.js';
-import { opsetVersion, topoSort } from './graph.js';
+import { opsetVersion, topoSort, qualifiedOp } from './graph.js';
 import { numel } from './tensor.js';
 import { isNum } from './dims.js';
 import { evaluate, fromNumbers, MAX_FOLD_ELEMENTS } from './evaluate.js';
@@ -24,8 +24,7 @@ export interface ShapeAnalysis {
 
 /** The message for an operator outside SUPPORTED_OPS. */
 export function unsupportedMessage(node: Node): string {
-  const op = node.domain && node.domain !== 'ai.onnx' ? `${node.domain}.${node.opType}` : node.opType;
-  return `node "${node.name}" uses operator "${op}", which modelsmith does not support`;
+  return `node "${node.name}" uses operator "${qualifiedOp(node)}", which modelsmith does not support`;
 }
 
 /**

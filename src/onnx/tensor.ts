@@ -1,18 +1,21 @@
 import type { DType, Tensor, TensorData } from './types.js';
 import { UserError } from '../util/errors.js';
 
-export const BYTES_PER_ELEMENT: Record<DType, number> = {
-  float32: 4,
-  float64: 8,
-  float16: 2,
-  bfloat16: 2,
-  int64: 8,
-  int32: 4,
-  int16: 2,
-  int8: 1,
-  uint8: 1,
-  bool: 1,
+/** The typed array each dtype is stored in (half precision as its raw 16-bit words, bool as bytes). */
+const ARRAY_OF: Record<DType, { new (n: number): TensorData; readonly BYTES_PER_ELEMENT: number }> = {
+  float32: Float32Array,
+  float64: Float64Array,
+  float16: Uint16Array,
+  bfloat16: Uint16Array,
+  int64: BigInt64Array,
+  int32: Int32Array,
+  int16: Int16Array,
+  int8: Int8Array,
+  uint8: Uint8Array,
+  bool: Uint8Array,
 };
+
+export const BYTES_PER_ELEMENT = Object.fromEntries(Object.entries(ARRAY_OF).map(([d, a]) => [d, a.BYTES_PER_ELEMENT])) as Record<DType, number>;
 
 export function numel(dims: readonly number[]): number {
   let n = 1;
@@ -21,26 +24,7 @@ export function numel(dims: readonly number[]): number {
 }
 
 export function allocate(dtype: DType, n: number): TensorData {
-  switch (dtype) {
-    case 'float32':
-      return new Float32Array(n);
-    case 'float64':
-      return new Float64Array(n);
-    case 'float16':
-    case 'bfloat16':
-      return new Uint16Array(n);
-    case 'int64':
-      return new BigInt64Array(n);
-    case 'int32':
-      return new Int32Array(n);
-    case 'int16':
-      return new Int16Array(n);
-    case 'int8':
-      return new Int8Array(n);
-    case 'uint8':
-    case 'bool':
-      return new Uint8Array(n);
-  }
+  return new ARRAY_OF[dtype](n);
 }
 
 export function tensor(dtype: DType, dims: number[], data?: TensorData | ArrayLike<number>): Tensor {
@@ -49,7 +33,7 @@ export function tensor(dtype: DType, dims: number[], data?: TensorData | ArrayLi
   if (data === undefined) out = allocate(dtype, n);
   else if (dtype === 'int64' && !(data instanceof BigInt64Array)) {
     out = BigInt64Array.from(Array.from(data as ArrayLike<number>, (v) => BigInt(Math.trunc(v))));
-  } else if (ArrayBuffer.isView(data) && data.constructor === allocate(dtype, 0).constructor) {
+  } else if (ArrayBuffer.isView(data) && data.constructor === ARRAY_OF[dtype]) {
     out = data as TensorData;
   } else {
     out = allocate(dtype, n);

@@ -22,7 +22,7 @@ import { OptionError, UserError } from '../util/errors.js';
 import type { BlobRef } from './blobs.js';
 import { Coordinator, type CoordinatorOptions } from './coordinator.js';
 import { parseDataRef, type DataRef, type JobKind } from './jobs.js';
-import { bool, canonicalJson, fields, int, list, num, oneOf, opt, str } from './schema.js';
+import { bool, canonicalJson, type Check, type Checks, fields, int, list, num, oneOf, opt, optionalFields, str } from './schema.js';
 
 export type { CkaJobOptions };
 
@@ -35,51 +35,31 @@ export interface CkaPayload {
   options: CkaJobOptions;
 }
 
+const names: Check<string[]> = (x, w) => list(x, w, (y, ww) => str(y, ww, 1000), 10_000);
+const numbers: Check<number[]> = (x, w) => list(x, w, num, 64);
+
+/** The CKA grid options a job carries, each with its check. */
+const CKA_JOB_OPTIONS: Checks<CkaJobOptions> = {
+  samples: (x, w) => int(x, w, 1, 10_000_000),
+  seed: int,
+  debiased: bool,
+  controls: bool,
+  randomBatchNorm: (x, w) => oneOf(x, w, RANDOM_BATCHNORM),
+  senders: names,
+  receivers: names,
+  // the CLI takes any --memory; a job may not ask for more than the machine has
+  memoryMiB: (x, w) => int(x, w, 1, Math.floor(totalmem() / 2 ** 20)),
+  batchSize: (x, w) => int(x, w, 1, 65_536),
+  mean: numbers,
+  std: numbers,
+  pool: (x, w) => oneOf(x, w, CKA_POOLS),
+};
+
 export const CKA: JobKind<CkaPayload, CkaGridResult> = {
   parse(raw) {
     const w = 'cka payload';
     const o = fields(raw, w, ['a', 'b', 'data', 'split', 'options'], ['classes']);
-    const p = fields(
-      o['options'],
-      `${w}.options`,
-      [],
-      ['samples', 'seed', 'debiased', 'controls', 'randomBatchNorm', 'senders', 'receivers', 'memoryMiB', 'batchSize', 'mean', 'std', 'pool'],
-    );
-    const names = (x: unknown, what: string): string[] => list(x, what, (y, ww) => str(y, ww, 1000), 10_000);
-    const numbers = (x: unknown, what: string): number[] => list(x, what, num, 64);
-    const options: CkaJobOptions = {};
-    const set = <K extends keyof CkaJobOptions>(k: K, v: CkaJobOptions[K] | undefined): void => {
-      if (v !== undefined) options[k] = v;
-    };
-    const ow = `${w}.options`;
-    set(
-      'samples',
-      opt(p, 'samples', ow, (x, ww) => int(x, ww, 1, 10_000_000)),
-    );
-    set('seed', opt(p, 'seed', ow, int));
-    set('debiased', opt(p, 'debiased', ow, bool));
-    set('controls', opt(p, 'controls', ow, bool));
-    set(
-      'randomBatchNorm',
-      opt(p, 'randomBatchNorm', ow, (x, ww) => oneOf(x, ww, RANDOM_BATCHNORM)),
-    );
-    set('senders', opt(p, 'senders', ow, names));
-    set('receivers', opt(p, 'receivers', ow, names));
-    // the CLI takes any --memory; a job may not ask for more than the machine has
-    set(
-      'memoryMiB',
-      opt(p, 'memoryMiB', ow, (x, ww) => int(x, ww, 1, Math.floor(totalmem() / 2 ** 20))),
-    );
-    set(
-      'batchSize',
-      opt(p, 'batchSize', ow, (x, ww) => int(x, ww, 1, 65_536)),
-    );
-    set('mean', opt(p, 'mean', ow, numbers));
-    set('std', opt(p, 'std', ow, numbers));
-    set(
-      'pool',
-      opt(p, 'pool', ow, (x, ww) => oneOf(x, ww, CKA_POOLS)),
-    );
+    const options = optionalFields<CkaJobOptions>(o['options'], `${w}.options`, CKA_JOB_OPTIONS);
     const classes = opt(o, 'classes', w, (x, ww) => list(x, ww, (y, www) => int(y, www, 0, 1_000_000), 100_000));
     return {
       a: o['a'] as BlobRef,

@@ -22,8 +22,10 @@ import { OptionError, UserError } from '../util/errors.js';
 import { checkBlobRef, type BlobRef } from './blobs.js';
 import { Coordinator, failureMessage, settleAll, type CoordinatorOptions } from './coordinator.js';
 import { parseDataRef, type DataRef, type JobKind, type WorkerEnv } from './jobs.js';
-import { canonicalJson, fields, int, list, num, oneOf, opt, str, substitute } from './schema.js';
+import { canonicalJson, type Check, type Checks, fields, int, list, num, oneOf, optionalFields, presentFields, str, substitute } from './schema.js';
 import { RECALIBRATION_MODES } from '../lego/recalibrate.js';
+import { FLATTEN_MODES } from '../lego/masks.js';
+import { SAMPLE_RANKINGS } from '../lego/samples.js';
 
 /** The options that define an experiment's rows (paths, resuming and sessions are each side's own). */
 export type LegoJobOptions = Pick<
@@ -67,133 +69,79 @@ export interface RowResult {
 /** Files a row may bring back: the two folders a local run writes models into. */
 const ROW_FILE = /^(components|assembled)\/[A-Za-z0-9._+,=-]+\.onnx$/;
 
-/** The experiment options a lego job carries (the rest are the coordinator's: output folder, resume, session). */
-const LEGO_JOB_OPTIONS = [
-  'tasks',
-  'pairs',
-  'samplesPerClass',
-  'unbalanced',
-  'finetuneEpochs',
-  'sweep',
-  'sweepTask',
-  'scaleSamplesPerClass',
-  'seed',
-  'batchSize',
-  'mean',
-  'std',
-  'disassembly',
-] as const satisfies readonly (keyof ExperimentOptions)[];
+const classList: Check<number[]> = (x, w) => list(x, w, (y, ww) => int(y, ww, 0, 999), 1000);
+const count: Check<number> = (x, w) => int(x, w, 1, 1_000_000);
+const fraction: Check<number> = (y, w) => {
+  const n = num(y, w);
+  if (!(n >= 0 && n <= 1)) throw new UserError(`${w} must be in [0, 1], got ${n}`);
+  return n;
+};
+const stats =
+  (positive: boolean): Check<number[]> =>
+  (x, w) =>
+    list(
+      x,
+      w,
+      (y, ww) => {
+        const n = num(y, ww);
+        if (positive && !(n > 0)) throw new UserError(`${ww} must be > 0, got ${n}`);
+        return n;
+      },
+      4,
+    );
+
+/** The experiment options a lego job carries (the rest are the coordinator's: output folder, resume, session), each with its check. */
+const LEGO_JOB_OPTIONS: Checks<LegoJobOptions> = {
+  tasks: (x, w) => list(x, w, classList, 1000),
+  pairs: (x, w) =>
+    list(
+      x,
+      w,
+      (y, ww) => {
+        const pair = list(y, ww, classList, 2);
+        if (pair.length !== 2) throw new UserError(`${ww} must be a pair of class lists`);
+        return pair as [number[], number[]];
+      },
+      1000,
+    ),
+  samplesPerClass: count,
+  unbalanced: (x, w) => {
+    const u = list(x, w, count, 2);
+    if (u.length !== 2) throw new UserError(`${w} must be [lo, hi]`);
+    return u as [number, number];
+  },
+  finetuneEpochs: (x, w) => int(x, w, -1, 100_000),
+  sweep: (x, w) =>
+    list(
+      x,
+      w,
+      (y, ww) => {
+        const s = fields(y, ww, ['alpha', 'beta']);
+        return { alpha: num(s['alpha'], `${ww}.alpha`), beta: num(s['beta'], `${ww}.beta`) };
+      },
+      10_000,
+    ),
+  sweepTask: classList,
+  scaleSamplesPerClass: count,
+  seed: int,
+  batchSize: (x, w) => int(x, w, 1, 65_536),
+  mean: stats(false),
+  std: stats(true),
+  disassembly: (x, w) =>
+    optionalFields<NonNullable<LegoJobOptions['disassembly']>>(x, w, {
+      recalibration: (y, ww) => oneOf(y, ww, RECALIBRATION_MODES),
+      recalibrationSamples: (y, ww) => int(y, ww, 0, 1_000_000),
+      flatten: (y, ww) => oneOf(y, ww, FLATTEN_MODES),
+      ranking: (y, ww) => oneOf(y, ww, SAMPLE_RANKINGS),
+      validationPerClass: (y, ww) => int(y, ww, 0, 1_000_000),
+      classDrop: fraction,
+      maxDrop: fraction,
+      guard: fraction,
+    }),
+};
 
 function parseOptions(v: unknown, what: string): LegoJobOptions {
-  const o = fields(v, what, [], LEGO_JOB_OPTIONS);
-  const classes = (x: unknown, w: string): number[] => list(x, w, (y, ww) => int(y, ww, 0, 999), 1000);
-  const out: LegoJobOptions = {};
-  const set = <K extends keyof LegoJobOptions>(k: K, val: LegoJobOptions[K] | undefined): void => {
-    if (val !== undefined) out[k] = val;
-  };
-  set(
-    'tasks',
-    opt(o, 'tasks', what, (x, w) => list(x, w, classes, 1000)),
-  );
-  set(
-    'pairs',
-    opt(o, 'pairs', what, (x, w) =>
-      list(
-        x,
-        w,
-        (y, ww) => {
-          const pair = list(y, ww, classes, 2);
-          if (pair.length !== 2) throw new UserError(`${ww} must be a pair of class lists`);
-          return pair as [number[], number[]];
-        },
-        1000,
-      ),
-    ),
-  );
-  set(
-    'samplesPerClass',
-    opt(o, 'samplesPerClass', what, (x, w) => int(x, w, 1, 1_000_000)),
-  );
-  set(
-    'unbalanced',
-    opt(o, 'unbalanced', what, (x, w) => {
-      const u = list(x, w, (y, ww) => int(y, ww, 1, 1_000_000), 2);
-      if (u.length !== 2) throw new UserError(`${w} must be [lo, hi]`);
-      return u as [number, number];
-    }),
-  );
-  set(
-    'finetuneEpochs',
-    opt(o, 'finetuneEpochs', what, (x, w) => int(x, w, -1, 100_000)),
-  );
-  set(
-    'sweep',
-    opt(o, 'sweep', what, (x, w) =>
-      list(
-        x,
-        w,
-        (y, ww) => {
-          const s = fields(y, ww, ['alpha', 'beta']);
-          return { alpha: num(s['alpha'], `${ww}.alpha`), beta: num(s['beta'], `${ww}.beta`) };
-        },
-        10_000,
-      ),
-    ),
-  );
-  set('sweepTask', opt(o, 'sweepTask', what, classes));
-  set(
-    'scaleSamplesPerClass',
-    opt(o, 'scaleSamplesPerClass', what, (x, w) => int(x, w, 1, 1_000_000)),
-  );
-  set('seed', opt(o, 'seed', what, int));
-  set(
-    'batchSize',
-    opt(o, 'batchSize', what, (x, w) => int(x, w, 1, 65_536)),
-  );
-  const stats =
-    (positive: boolean) =>
-    (x: unknown, w: string): number[] =>
-      list(
-        x,
-        w,
-        (y, ww) => {
-          const n = num(y, ww);
-          if (positive && !(n > 0)) throw new UserError(`${ww} must be > 0, got ${n}`);
-          return n;
-        },
-        4,
-      );
-  set('mean', opt(o, 'mean', what, stats(false)));
-  set('std', opt(o, 'std', what, stats(true)));
-  set(
-    'disassembly',
-    opt(o, 'disassembly', what, (x, w) => {
-      const d = fields(x, w, [], ['recalibration', 'recalibrationSamples', 'flatten', 'ranking', 'validationPerClass', 'classDrop', 'maxDrop', 'guard']);
-      const out: NonNullable<LegoJobOptions['disassembly']> = {};
-      const fraction = (y: unknown, ww: string): number => {
-        const n = num(y, ww);
-        if (!(n >= 0 && n <= 1)) throw new UserError(`${ww} must be in [0, 1], got ${n}`);
-        return n;
-      };
-      const recalibration = opt(d, 'recalibration', w, (y, ww) => oneOf(y, ww, RECALIBRATION_MODES));
-      const flatten = opt(d, 'flatten', w, (y, ww) => oneOf(y, ww, ['prune', 'keep'] as const));
-      const ranking = opt(d, 'ranking', w, (y, ww) => oneOf(y, ww, ['float32', 'float64'] as const));
-      const recalibrationSamples = opt(d, 'recalibrationSamples', w, (y, ww) => int(y, ww, 0, 1_000_000));
-      const validationPerClass = opt(d, 'validationPerClass', w, (y, ww) => int(y, ww, 0, 1_000_000));
-      const classDrop = opt(d, 'classDrop', w, fraction);
-      const maxDrop = opt(d, 'maxDrop', w, fraction);
-      const guard = opt(d, 'guard', w, fraction);
-      if (guard !== undefined) out.guard = guard;
-      if (recalibration !== undefined) out.recalibration = recalibration;
-      if (flatten !== undefined) out.flatten = flatten;
-      if (ranking !== undefined) out.ranking = ranking;
-      if (recalibrationSamples !== undefined) out.recalibrationSamples = recalibrationSamples;
-      if (validationPerClass !== undefined) out.validationPerClass = validationPerClass;
-      if (classDrop !== undefined) out.classDrop = classDrop;
-      if (maxDrop !== undefined) out.maxDrop = maxDrop;
-      return out;
-    }),
-  );
+  const out = optionalFields<LegoJobOptions>(v, what, LEGO_JOB_OPTIONS);
   // the same checks as the CLI's flags, before anything is fetched
   checkExperimentOptions({ model: '', data: '', outDir: '', ...out });
   return out;
@@ -340,10 +288,7 @@ function rowOf(r: ExperimentResult, key: string): { table: string; row: RowResul
  */
 export async function legoExperimentOnQueue(url: string, opts: ExperimentOptions, co: CoordinatorOptions = {}): Promise<ExperimentResult> {
   checkExperimentOptions(opts);
-  const options: LegoJobOptions = {};
-  for (const k of LEGO_JOB_OPTIONS) {
-    if (opts[k] !== undefined) (options as Record<string, unknown>)[k] = opts[k];
-  }
+  const options = presentFields<LegoJobOptions>(opts, LEGO_JOB_OPTIONS);
   const run = `lego-${createHash('sha256')
     .update(canonicalJson({ out: opts.outDir, options }))
     .digest('hex')

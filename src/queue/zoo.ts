@@ -20,7 +20,7 @@ import { OptionError, UserError } from '../util/errors.js';
 import { checkBlobRef, type BlobRef } from './blobs.js';
 import { Coordinator, failureMessage, settleAll, type CoordinatorOptions } from './coordinator.js';
 import { parseDataRef, type DataRef, type JobKind } from './jobs.js';
-import { bool, canonicalJson, fields, int, list, num, opt, str } from './schema.js';
+import { bool, canonicalJson, type Check, type Checks, fields, int, list, num, optionalFields, presentFields, str } from './schema.js';
 
 /** The options that decide a zoo model's bytes (the settings) and which files it has. */
 export type ZooJobOptions = Pick<
@@ -57,53 +57,30 @@ export interface ZooModelResult {
   files: { path: string; blob: BlobRef }[];
 }
 
-const OPTION_KEYS = [
-  'trees',
-  'children',
-  'depth',
-  'lowrank',
-  'arch',
-  'hidden',
-  'width',
-  'seed',
-  'rootSteps',
-  'steps',
-  'batchSize',
-  'onnx',
-  'patch',
-  'layers',
-  'heads',
-  'mlp',
-] as const;
+const whole: Check<number> = (x, w) => int(x, w, 0, 0xffffffff);
+const size: Check<number> = (x, w) => int(x, w, 1, 1_000_000);
+const sizes: Check<number[]> = (x, w) => list(x, w, size, 64);
 
-function parseOptions(v: unknown, what: string): ZooJobOptions {
-  const o = fields(v, what, [], OPTION_KEYS);
-  const ints = (x: unknown, w: string): number[] => list(x, w, (y, ww) => int(y, ww, 1, 1_000_000), 64);
-  const out: ZooJobOptions = {};
-  const set = <K extends keyof ZooJobOptions>(k: K, val: ZooJobOptions[K] | undefined): void => {
-    if (val !== undefined) out[k] = val;
-  };
-  for (const k of ['trees', 'children', 'depth', 'seed', 'rootSteps', 'steps', 'batchSize'] as const)
-    set(
-      k,
-      opt(o, k, what, (x, w) => int(x, w, 0, 0xffffffff)),
-    );
-  // the ViT's shape (--arch vit); zooSettings checks the combination
-  for (const k of ['patch', 'layers', 'heads', 'mlp'] as const)
-    set(
-      k,
-      opt(o, k, what, (x, w) => int(x, w, 1, 1_000_000)),
-    );
-  set('lowrank', opt(o, 'lowrank', what, ints));
-  set('hidden', opt(o, 'hidden', what, ints));
-  set(
-    'arch',
-    opt(o, 'arch', what, (x, w) => str(x, w, 100)),
-  );
-  set('width', opt(o, 'width', what, num));
-  set('onnx', opt(o, 'onnx', what, bool));
-  return out;
-}
+/** The zoo options a job carries, each with its check; zooSettings then checks what they mean together. */
+const ZOO_JOB_OPTIONS: Checks<ZooJobOptions> = {
+  trees: whole,
+  children: whole,
+  depth: whole,
+  lowrank: sizes,
+  arch: (x, w) => str(x, w, 100),
+  hidden: sizes,
+  width: num,
+  seed: whole,
+  rootSteps: whole,
+  steps: whole,
+  batchSize: whole,
+  onnx: bool,
+  // the ViT's shape (--arch vit)
+  patch: size,
+  layers: size,
+  heads: size,
+  mlp: size,
+};
 
 /** Zoo contexts (datasets, template) a worker keeps between models of the same zoo. */
 const contexts = new Map<string, Promise<ZooContext>>();
@@ -112,7 +89,7 @@ export const ZOO_MODEL: JobKind<ZooPayload, ZooModelResult> = {
   parse(raw) {
     const w = 'zoo-model payload';
     const o = fields(raw, w, ['data', 'options', 'model'], ['parent']);
-    const options = parseOptions(o['options'], `${w}.options`);
+    const options = optionalFields<ZooJobOptions>(o['options'], `${w}.options`, ZOO_JOB_OPTIONS);
     const data = parseDataRef(o['data'], `${w}.data`);
     // the CLI's checks of every setting, before anything is fetched
     zooSettings({ ...options, data: data.spec, outDir: '' });
@@ -167,8 +144,7 @@ export function queueZooMaker(url: string, o: LineageZooOptions, co: Coordinator
   let c: Coordinator | undefined;
   let data: DataRef | undefined;
   let settings: ZooSettings | undefined;
-  const options: ZooJobOptions = {};
-  for (const k of OPTION_KEYS) if (o[k] !== undefined) (options as Record<string, unknown>)[k] = o[k];
+  const options = presentFields<ZooJobOptions>(o, ZOO_JOB_OPTIONS);
   return {
     async data(s) {
       settings = s;

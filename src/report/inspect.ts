@@ -9,6 +9,7 @@
 import type { Dim, Model } from '../onnx/types.js';
 import { modelStats } from '../onnx/stats.js';
 import { compact, table } from '../util/format.js';
+import { isDefaultDomain } from '../onnx/graph.js';
 import {
   getArch,
   getCuts,
@@ -54,7 +55,7 @@ export interface ModelReport {
 export function describeModel(model: Model, file: string): ModelReport {
   const stats = modelStats(model);
   const summary = (v: { name: string; dtype: string; shape?: Dim[] }): TensorSummary => ({ name: v.name, dtype: v.dtype, shape: v.shape ?? null });
-  const opset = model.opsets.find((o) => o.domain === '' || o.domain === 'ai.onnx')?.version ?? 0;
+  const opset = model.opsets.find((o) => isDefaultDomain(o.domain))?.version ?? 0;
   return {
     file,
     producer: [model.producerName, model.producerVersion].filter(Boolean).join(' '),

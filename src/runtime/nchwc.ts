@@ -19,7 +19,7 @@
  */
 import * as ort from 'onnxruntime-node';
 import type { Dim, Model, Node, Tensor } from '../onnx/types.js';
-import { createModel, attrInt, ints, int, tensorNames, uniqueName } from '../onnx/graph.js';
+import { createModel, attrInt, ints, int, tensorNames, uniqueName, isDefaultDomain } from '../onnx/graph.js';
 import { encodeModel } from '../onnx/proto.js';
 import { int64 } from '../onnx/tensor.js';
 import { inferShapes } from '../onnx/shapes.js';
@@ -160,7 +160,7 @@ function eligible(
   known: ReadonlyMap<string, readonly Dim[]>,
   initializers: ReadonlyMap<string, Tensor>,
 ): [number, number, number, number] | undefined {
-  if (node.opType !== 'Conv' || (node.domain ?? '') !== '' || node.outputs.length !== 1) return undefined;
+  if (node.opType !== 'Conv' || !isDefaultDomain(node.domain) || node.outputs.length !== 1) return undefined;
   const w = node.inputs[1];
   if (!w || initializers.has(w)) return undefined;
   if (attrInt(node, 'group', 1) !== 1) return undefined;

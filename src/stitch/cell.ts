@@ -12,7 +12,7 @@ import { ModelSession } from '../runtime/session.js';
 import { argmaxRow } from '../runtime/argmax.js';
 import { numel } from '../onnx/tensor.js';
 import { Rng, hashSeed } from '../util/random.js';
-import { OptionError, UserError } from '../util/errors.js';
+import { OptionError } from '../util/errors.js';
 import type { ActivationBatch, Source } from './activations.js';
 import type { StitchContext } from './context.js';
 import type { StitchCut } from './cuts.js';
@@ -73,35 +73,50 @@ export interface StitchPair {
   receiver: StitchCut;
 }
 
-export interface CellResult {
+/** What every cell reports, whatever its mode. */
+interface CellBase {
   kind: PairKind;
   sender: string;
   receiver: string;
-  mode: StitchMode;
   stitch: { kind: StitchKind; ratio: number; from: number[]; to: number[]; unpatchify?: StitchSpec['unpatchify']; patchify?: StitchSpec['patchify'] };
-  /** the cell's value: task-trained accuracy (task), least-squares stitch accuracy (lsq), copy-trained accuracy (copy) */
-  accuracy: number;
-  /** accuracy of the initial stitch (lsq initialisation) before training */
-  initAccuracy?: number;
-  /** least-squares relative fit error on the training / test images, and the ridge it needed */
-  fitError?: number;
-  testFitError?: number;
-  ridge?: number;
-  /** copy mode: the task-trained ("vanilla") stitch's accuracy and the three MSEs */
-  vanillaAccuracy?: number;
-  /** vanilla stitch output vs expected receiver activation */
-  ev?: number;
-  /** copy-trained stitch output vs expected */
-  es?: number;
-  /** copy-trained vs vanilla */
-  sv?: number;
-  /** mean training loss of the last epoch */
-  trainLoss?: number;
   trainImages: number;
   testImages: number;
   epochs: number;
   seconds: number;
 }
+
+/** The least-squares stitch's relative fit error on the training / test images, and the ridge it needed. */
+export interface LsqFit {
+  fitError: number;
+  testFitError: number;
+  ridge: number;
+}
+
+/** How a trained stitch started: from the least-squares solution (its fit, and its accuracy before training: `--init lsq`), or at random (none of them). */
+type TrainingStart = (LsqFit & { initAccuracy: number }) | { fitError?: never; testFitError?: never; ridge?: never; initAccuracy?: never };
+
+/** The mode's measurements; `accuracy` is the cell's value: the least-squares, task-trained or copy-trained stitch's. */
+export type CellOutcome =
+  | ({ mode: 'lsq'; accuracy: number } & LsqFit)
+  | ({
+      mode: 'task';
+      accuracy: number;
+      /** mean training loss of the last epoch */
+      trainLoss: number;
+    } & TrainingStart)
+  | ({
+      mode: 'copy';
+      accuracy: number;
+      /** the task-trained ("vanilla") stitch's accuracy and its last epoch's mean loss */
+      vanillaAccuracy: number;
+      trainLoss: number;
+      /** mean squared differences: vanilla stitch output vs the receiver's activation (ev), copy-trained vs it (es), copy-trained vs vanilla (sv) */
+      ev: number;
+      es: number;
+      sv: number;
+    } & TrainingStart);
+
+export type CellResult = CellBase & CellOutcome;
 
 /** Sessions shared by the cells a worker runs. */
 export class CellSessions {
@@ -113,8 +128,6 @@ export class CellSessions {
     for (const c of [this.taskTrain, this.taskEval, this.copyTrain, this.stitchEval]) await c.release();
   }
 }
-
-let uniqueKey = 0;
 
 /** The plan for a pair, with the options' stitch choices. */
 export function pairSpec(pair: StitchPair, o: Pick<CellOptions, 'flat' | 'bnBefore' | 'bnAfter'>): StitchSpec {
@@ -143,33 +156,18 @@ export async function runCell(ctx: StitchContext, sessions: CellSessions, pair: 
   const seed = hashSeed(o.seed, `stitch:${pair.sender.name}->${pair.receiver.name}`);
   let init = initialWeights(spec, { kind: 'random', seed });
   if (spec.bnBefore) await cell.setInputStatistics(init);
-  const result: Partial<CellResult> = {};
+  let fit: LsqFit | undefined;
   if (o.mode === 'lsq' || o.init === 'lsq') {
     const lsq = await cell.leastSquares(init);
     init = new Map([...init, ...lsq.weights]);
-    Object.assign(result, { fitError: lsq.fitError, testFitError: lsq.testFitError, ridge: lsq.ridge });
+    fit = { fitError: lsq.fitError, testFitError: lsq.testFitError, ridge: lsq.ridge };
   }
   if (spec.bnAfter) await cell.setOutputStatistics(init);
-  if (o.mode === 'lsq') {
-    result.accuracy = await cell.accuracy(init);
-  } else {
-    if (o.init === 'lsq') result.initAccuracy = await cell.accuracy(init);
-    const vanilla = await cell.trainTask(init);
-    result.trainLoss = vanilla.loss;
-    const acc = await cell.accuracy(vanilla.weights);
-    if (o.mode === 'task') result.accuracy = acc;
-    else {
-      const copy = await cell.trainCopy(init);
-      result.vanillaAccuracy = acc;
-      result.accuracy = await cell.accuracy(copy.weights);
-      Object.assign(result, await cell.compareOutputs(vanilla.weights, copy.weights));
-    }
-  }
+  const outcome = await measure(cell, o.mode, init, fit);
   return {
     kind: pair.kind,
     sender: pair.sender.name,
     receiver: pair.receiver.name,
-    mode: o.mode,
     stitch: {
       kind: spec.kind,
       ratio: spec.ratio,
@@ -178,20 +176,40 @@ export async function runCell(ctx: StitchContext, sessions: CellSessions, pair: 
       ...(spec.unpatchify ? { unpatchify: spec.unpatchify } : {}),
       ...(spec.patchify ? { patchify: spec.patchify } : {}),
     },
-    accuracy: result.accuracy!,
-    ...result,
+    ...outcome,
     trainImages: ctx.train.indices.length,
     testImages: ctx.test.indices.length,
     epochs: o.mode === 'lsq' ? 0 : o.epochs,
     seconds: (Date.now() - start) / 1000,
-  } as CellResult;
+  };
+}
+
+/** The mode's part of a cell, from the initial stitch (`fit`: the least-squares solution it holds, if it is one). */
+async function measure(cell: Cell, mode: StitchMode, init: StitchWeights, fit: LsqFit | undefined): Promise<CellOutcome> {
+  if (mode === 'lsq') {
+    if (!fit) throw new Error('internal: an lsq cell without its least-squares solution');
+    return { mode, accuracy: await cell.accuracy(init), ...fit };
+  }
+  const start: TrainingStart = fit ? { ...fit, initAccuracy: await cell.accuracy(init) } : {};
+  const vanilla = await cell.trainTask(init);
+  const accuracy = await cell.accuracy(vanilla.weights);
+  if (mode === 'task') return { mode, accuracy, trainLoss: vanilla.loss, ...start };
+  const copy = await cell.trainCopy(init);
+  return {
+    mode,
+    accuracy: await cell.accuracy(copy.weights),
+    vanillaAccuracy: accuracy,
+    trainLoss: vanilla.loss,
+    ...start,
+    ...(await cell.compareOutputs(vanilla.weights, copy.weights)),
+  };
 }
 
 class Cell {
   readonly sender: Source;
   readonly receiver: Source;
-  /** sessions of stitches with BatchNorm bake its statistics in: never shared */
-  private readonly shareKey: string;
+  /** what makes this cell's training sessions reusable; none for stitches with BatchNorm, which bake its statistics in */
+  private readonly shareKey: string | undefined;
 
   constructor(
     readonly ctx: StitchContext,
@@ -202,7 +220,7 @@ class Cell {
   ) {
     this.sender = ctx.sender(pair.kind);
     this.receiver = ctx.receiver(pair.kind);
-    this.shareKey = spec.bnBefore || spec.bnAfter ? `unique${++uniqueKey}` : specKey(spec);
+    this.shareKey = spec.bnBefore || spec.bnAfter ? undefined : specKey(spec);
   }
 
   private senderBatches(list: 'train' | 'test', order: Int32Array, dropLast = false): AsyncGenerator<ActivationBatch> {
@@ -250,8 +268,8 @@ class Cell {
 
   /** Trains the stitch on cross-entropy through the frozen receiver suffix. */
   async trainTask(init: StitchWeights): Promise<{ weights: StitchWeights; loss: number }> {
-    const key = `${this.receiver.id}|${this.pair.receiver.tensor}|${this.shareKey}|${this.o.batchSize}`;
-    const session = await this.sessions.taskTrain.get(key, () =>
+    const key = this.shareKey && `${this.receiver.id}|${this.pair.receiver.tensor}|${this.shareKey}|${this.o.batchSize}`;
+    const create = (): Promise<TrainingSession> =>
       TrainingSession.create(
         stitchWithSuffix(buildStitch(this.spec, { kind: 'weights', weights: init }), suffixModel(this.receiver.model, this.pair.receiver)),
         {
@@ -261,10 +279,9 @@ class Cell {
           batchNorm: 'eval',
           session: this.ctx.session,
         },
-      ),
-    );
+      );
     const target = new BigInt64Array(this.o.batchSize);
-    return this.fit(session, init, (epoch) => this.taskBatches(epoch, target));
+    return this.sessions.taskTrain.with(key, create, (session) => this.fit(session, init, (epoch) => this.taskBatches(epoch, target)));
   }
 
   private async *taskBatches(epoch: number, target: BigInt64Array): AsyncGenerator<{ x: Float32Array; target: BigInt64Array }> {
@@ -276,17 +293,16 @@ class Cell {
 
   /** Trains the stitch alone to reproduce the receiver's activation (mean squared error). */
   async trainCopy(init: StitchWeights): Promise<{ weights: StitchWeights; loss: number }> {
-    const key = `${this.shareKey}|${this.o.batchSize}`;
-    const session = await this.sessions.copyTrain.get(key, () =>
+    const key = this.shareKey && `${this.shareKey}|${this.o.batchSize}`;
+    const create = (): Promise<TrainingSession> =>
       TrainingSession.create(buildStitch(this.spec, { kind: 'weights', weights: init }), {
         trainable: stitchParameters(this.spec),
         loss: 'mse',
         batchSize: this.o.batchSize,
         batchNorm: 'eval',
         session: this.ctx.session,
-      }),
-    );
-    return this.fit(session, init, (epoch) => this.copyBatches(epoch), '');
+      });
+    return this.sessions.copyTrain.with(key, create, (session) => this.fit(session, init, (epoch) => this.copyBatches(epoch), ''));
   }
 
   private async *copyBatches(epoch: number): AsyncGenerator<{ x: Float32Array; target: Float32Array }> {
@@ -390,8 +406,7 @@ class Cell {
     const session = await ModelSession.create(addOutputs(buildStitch(this.spec, { kind: 'weights', weights: w }), [pre]), this.ctx.session);
     const outs = async function* (src: AsyncGenerator<ActivationBatch>, spec: StitchSpec): AsyncGenerator<ActivationBatch> {
       for await (const b of src) {
-        const out = await session.run({ x: { dims: [b.size, ...spec.from], data: b.x } }, [pre]).catch(() => undefined);
-        if (!out) throw new UserError('internal: stitch output statistics could not be read');
+        const out = await session.run({ x: { dims: [b.size, ...spec.from], data: b.x } }, [pre]);
         yield { ...b, x: out[pre]!.data as Float32Array };
       }
     };

@@ -26,17 +26,7 @@ const refOf = (c: CutRef): { tensor: string; batchAxis: number } =>
  */
 export function prefixModel(a: Model, cut: CutRef): Model {
   const { tensor, batchAxis } = refOf(cut);
-  const m = extractSubgraph(a, [imageInput(a)], [tensor]);
-  if (batchAxis === 0) return m;
-  const g = m.graph;
-  const raw = uniqueName(g, `${tensor}::as_exported`);
-  for (const n of g.nodes) n.outputs = n.outputs.map((o) => (o === tensor ? raw : o));
-  const out = g.outputs[0]!;
-  const rank = out.shape?.length ?? 0;
-  const perm = batchFirstPerm(rank, batchAxis);
-  g.nodes.push({ name: `${tensor}::batch_first`, opType: 'Transpose', inputs: [raw], outputs: [tensor], attributes: { perm: ints(perm) } });
-  g.outputs = [{ ...out, ...(out.shape ? { shape: perm.map((p) => out.shape![p]!) } : {}) }];
-  return m;
+  return batchFirstAt(extractSubgraph(a, [imageInput(a)], [tensor]), 'output', tensor, batchAxis);
 }
 
 /**
@@ -48,17 +38,30 @@ export function suffixModel(b: Model, cut: CutRef, file = 'the receiver'): Model
   const out = b.graph.outputs[0]!.name;
   if (tensor === out) throw new UserError(`receiver cut "${tensor}" is the output of ${file}; nothing of it is left to stitch into (choose an earlier cut)`);
   if (tensor === imageInput(b)) throw new UserError(`receiver cut "${tensor}" is the input of ${file}; a stitch into the input would bypass the sender`);
-  const m = extractSubgraph(detachShapeReads(b, tensor, batchAxis), [tensor], [out]);
+  return batchFirstAt(extractSubgraph(detachShapeReads(b, tensor, batchAxis), [tensor], [out]), 'input', tensor, batchAxis);
+}
+
+/**
+ * Makes the cut tensor, the one output of a prefix or the one input of a suffix, batch-first:
+ * inside, the tensor keeps the export's layout under a fresh name, and a Transpose stands
+ * between it and the boundary.
+ */
+function batchFirstAt(m: Model, side: 'input' | 'output', tensor: string, batchAxis: number): Model {
   if (batchAxis === 0) return m;
   const g = m.graph;
-  const inner = uniqueName(g, `${tensor}::as_exported`);
-  for (const n of g.nodes) n.inputs = n.inputs.map((i) => (i === tensor ? inner : i));
-  const input = g.inputs[0]!;
-  const rank = input.shape?.length ?? 0;
-  const perm = batchFirstPerm(rank, batchAxis);
-  const back = perm.map((_, j) => perm.indexOf(j));
-  g.nodes.unshift({ name: `${tensor}::as_exported`, opType: 'Transpose', inputs: [tensor], outputs: [inner], attributes: { perm: ints(back) } });
-  g.inputs = [{ ...input, ...(input.shape ? { shape: perm.map((p) => input.shape![p]!) } : {}) }];
+  const exported = uniqueName(g, `${tensor}::as_exported`);
+  const boundary = side === 'output' ? g.outputs : g.inputs;
+  const value = boundary[0]!;
+  const perm = batchFirstPerm(value.shape?.length ?? 0, batchAxis);
+  if (side === 'output') {
+    for (const n of g.nodes) n.outputs = n.outputs.map((o) => (o === tensor ? exported : o));
+    g.nodes.push({ name: `${tensor}::batch_first`, opType: 'Transpose', inputs: [exported], outputs: [tensor], attributes: { perm: ints(perm) } });
+  } else {
+    for (const n of g.nodes) n.inputs = n.inputs.map((i) => (i === tensor ? exported : i));
+    const back = perm.map((_, j) => perm.indexOf(j));
+    g.nodes.unshift({ name: `${tensor}::as_exported`, opType: 'Transpose', inputs: [tensor], outputs: [exported], attributes: { perm: ints(back) } });
+  }
+  boundary.splice(0, boundary.length, { ...value, ...(value.shape ? { shape: perm.map((p) => value.shape![p]!) } : {}) });
   return m;
 }
 

@@ -13,7 +13,6 @@ import { writeResultJson } from '../util/provenance.js';
 import { writeHeatmaps, type HeatmapPanel } from '../plot/heatmap.js';
 import type { SessionOptions } from '../runtime/session.js';
 import { PAIR_TITLES, type PairKind } from './controls.js';
-import type { CellResult } from './cell.js';
 import { StitchContext } from './context.js';
 import { openModel } from '../onnx/open.js';
 import type { StitchGrid } from './grid.js';
@@ -73,7 +72,8 @@ export async function writeMatrix(grid: StitchGrid, session: SessionOptions = {}
       matrices[m]![kind] = senders.map((_, i) =>
         receivers.map((_, j) => {
           const cell = grid.cells.find((c) => c.kind === kind && c.i === i && c.j === j)!;
-          const v = results.get(cell.id)?.[m as keyof CellResult];
+          const r: Partial<Record<Measure, number>> | undefined = results.get(cell.id);
+          const v = r?.[m];
           return typeof v === 'number' ? v : null;
         }),
       );

@@ -30,6 +30,20 @@ export class SessionCache<T extends { release(): Promise<void> }> {
     return p;
   }
 
+  /**
+   * Runs `use` with the session under `key`; with no key (a session nothing else may reuse,
+   * e.g. one with baked-in statistics) with a session of its own, released afterwards.
+   */
+  async with<R>(key: string | undefined, create: () => Promise<T>, use: (session: T) => Promise<R>): Promise<R> {
+    if (key !== undefined) return use(await this.get(key, create));
+    const session = await create();
+    try {
+      return await use(session);
+    } finally {
+      await session.release();
+    }
+  }
+
   async release(): Promise<void> {
     for (const s of this.items.values()) await (await s.catch(() => undefined))?.release();
     this.items.clear();

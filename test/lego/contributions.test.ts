@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ConvGeometry, Layer } from '../../src/lego/channels.js';
+import type { Conv2dWindow, Layer } from '../../src/lego/channels.js';
 import { analyzeChannels } from '../../src/lego/channels.js';
 import { accumulateContributions, addConvContributions, addLinearContributions, convPlan, maskedLayers, windowSums } from '../../src/lego/contributions.js';
 import { createZooModel } from '../../src/nn/zoo.js';
@@ -27,7 +27,7 @@ function convLayer(s: Spec, rng: Rng): Layer {
   const outHW: [number, number] = [0, 1].map(
     (a) => windowOutput(s.hw[a]!, { kernel: s.k[a]!, stride: s.stride[a]!, dilation: s.dilation[a]!, padBegin: s.pad[a]!, padEnd: s.pad[a]! }) as number,
   ) as [number, number];
-  const conv: ConvGeometry = { kernel: s.k, stride: s.stride, dilation: s.dilation, pad: s.pad, inHW: s.hw, outHW, groups: s.groups };
+  const conv: Conv2dWindow = { kernel: s.k, stride: s.stride, dilation: s.dilation, pad: s.pad, inHW: s.hw, outHW, groups: s.groups };
   const w = Float32Array.from({ length: s.cout * gi * s.k[0] * s.k[1] }, () => rng.normal());
   return {
     node: { name: 'c', opType: 'Conv', inputs: [], outputs: [], attributes: {} },

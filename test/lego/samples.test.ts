@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BoundedHeap, sampleCounts, selectSamples, sleefExpf, softmaxProb } from '../../src/lego/samples.js';
+import { taskOutputs } from '../../src/lego/task.js';
 import { createZooModel } from '../../src/nn/zoo.js';
 import { openDataset } from '../../src/data/resolve.js';
 import { subsetIndices } from '../../src/data/classes.js';
@@ -34,8 +35,8 @@ test('selectSamples picks the top-k true-label probabilities per class, for any 
   const model = createZooModel('mlp', { hidden: [32], seed: 9 });
   const normalization = { mean: [0.286], std: [0.353] };
   const task = [1, 8];
-  const a = await selectSamples(model, ds, { task, outputs: task, samplesPerClass: 6, normalization, batchSize: 13, ranking: 'float64' });
-  const b = await selectSamples(model, ds, { task, outputs: task, samplesPerClass: 6, normalization, batchSize: 256, ranking: 'float64' });
+  const a = await selectSamples(model, ds, { task: taskOutputs(model, ds, task), samplesPerClass: 6, normalization, batchSize: 13, ranking: 'float64' });
+  const b = await selectSamples(model, ds, { task: taskOutputs(model, ds, task), samplesPerClass: 6, normalization, batchSize: 256, ranking: 'float64' });
   // brute force: every probability
   const all: { index: number; label: number; prob: number }[] = [];
   for await (const { batch, outputs } of inferBatches(model, ds, { normalization, indices: subsetIndices(ds, task) })) {

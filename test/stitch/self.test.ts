@@ -79,3 +79,23 @@ test('task training through the frozen receiver: the grid fast path scores like 
     await ctx.release();
   }
 });
+
+test('a copy cell started from least squares, with BatchNorm before the stitch, reports the copy measures and the lsq start, and keeps no session', async () => {
+  const ctx = new StitchContext({ a: model, b: model, train: train_, test: test_, trainLimit: 256, testLimit: 128, session: { threads: 1 } });
+  const sessions = new CellSessions();
+  try {
+    const c = cuts.find((x) => x.name === 'layer2.0')!;
+    const o = { ...DEFAULT_CELL_OPTIONS, mode: 'copy' as const, init: 'lsq' as const, bnBefore: true, epochs: 1, batchSize: 64 };
+    const r = await runCell(ctx, sessions, { kind: 'trained', sender: c, receiver: c }, o);
+    assert.equal(r.mode, 'copy');
+    if (r.mode !== 'copy') return;
+    for (const v of [r.accuracy, r.vanillaAccuracy, r.initAccuracy, r.fitError, r.testFitError, r.trainLoss, r.ev, r.es, r.sv]) {
+      assert.ok(typeof v === 'number' && Number.isFinite(v) && v >= 0, `${JSON.stringify(r)}`);
+    }
+    // the stitch bakes its BatchNorm statistics in: its training sessions are its own, released after use
+    assert.equal(sessions.taskTrain.misses + sessions.copyTrain.misses, 0);
+  } finally {
+    await sessions.release();
+    await ctx.release();
+  }
+});

@@ -5,14 +5,12 @@
  * the convolution's shape (chooseInputGradMethod, chooseWeightGradMethod).
  */
 import type { Attribute } from '../../onnx/types.js';
-import type { GradContext, GradRule } from '../types.js';
+import type { Emitter, GradContext, GradRule } from '../types.js';
+import { intsConstant, reshape } from '../grad.js';
 import { attrInt, attrInts, attrString, int, ints } from '../../onnx/graph.js';
-import { float32, int64, numel } from '../../onnx/tensor.js';
+import { float32, numel } from '../../onnx/tensor.js';
 import { autoPadProblem, axisPads } from '../../onnx/dims.js';
 import { UserError } from '../../util/errors.js';
-
-/** The part of GradContext that writes nodes: enough to build gradient subgraphs (and benchmarks). */
-export type Emitter = Pick<GradContext, 'emit' | 'addConstant'>;
 
 /** A convolution's shapes and window attributes, with auto_pad resolved to explicit pads. */
 export interface ConvGeometry {
@@ -58,22 +56,16 @@ export function convGeometry(ctx: Pick<GradContext, 'node' | 'shape'>): ConvGeom
   return { x, w, y, group: attrInt(node, 'group', 1), ...windowAttrs(node, x.slice(2), w.slice(2)) };
 }
 
-export const shapeConstant = (e: Emitter, dims: readonly number[], hint: string): string => e.addConstant(int64([dims.length], dims), hint);
-
-function reshape(e: Emitter, x: string, dims: readonly number[], hint: string): string {
-  return e.emit('Reshape', [x, shapeConstant(e, dims, `${hint}_shape`)], {}, 1, hint)[0]!;
-}
-
 function transpose(e: Emitter, x: string, perm: number[], hint: string): string {
   return e.emit('Transpose', [x], { perm: ints(perm) }, 1, hint)[0]!;
 }
 
 function reduceSum(e: Emitter, x: string, axes: number[], keepdims: boolean, hint: string): string {
-  return e.emit('ReduceSum', [x, shapeConstant(e, axes, `${hint}_axes`)], { keepdims: int(keepdims ? 1 : 0) }, 1, hint)[0]!;
+  return e.emit('ReduceSum', [x, intsConstant(e, axes, `${hint}_axes`)], { keepdims: int(keepdims ? 1 : 0) }, 1, hint)[0]!;
 }
 
 function slice(e: Emitter, x: string, starts: number[], ends: number[], axes: number[], steps: number[], hint: string): string {
-  const c = (v: number[], n: string): string => shapeConstant(e, v, `${hint}_${n}`);
+  const c = (v: number[], n: string): string => intsConstant(e, v, `${hint}_${n}`);
   return e.emit('Slice', [x, c(starts, 'starts'), c(ends, 'ends'), c(axes, 'axes'), c(steps, 'steps')], {}, 1, hint)[0]!;
 }
 
@@ -286,7 +278,7 @@ function patchesBySlices(e: Emitter, g: ConvGeometry, x: string, hint: string): 
     g.padsBegin.some((p) => p > 0) || g.padsEnd.some((p) => p > 0)
       ? e.emit(
           'Pad',
-          [x, shapeConstant(e, [0, 0, ...g.padsBegin, 0, 0, ...g.padsEnd], `${hint}_pads`)],
+          [x, intsConstant(e, [0, 0, ...g.padsBegin, 0, 0, ...g.padsEnd], `${hint}_pads`)],
           { mode: { kind: 'string', value: 'constant' } },
           1,
           `${hint}_pad`,
@@ -315,15 +307,19 @@ function isPointwise(g: ConvGeometry): boolean {
   return spatialOf(g.w).every((k) => k === 1) && g.strides.every((s) => s === 1) && g.padsBegin.every((p) => p === 0) && g.padsEnd.every((p) => p === 0);
 }
 
-/** dW[g, o, ck] = sum over n, l of dY[n, g, o, l] P[n, g, ck, l]: one batched MatMul, then a sum over n. */
-function weightGradByPatches(e: Emitter, g: ConvGeometry, dy: string, patches: string, hint: string): string {
+/** dY as [N, G, Cout/G, L] and the patches as [N, G, C/G * k, L], the operands of both patch formulations, with their sizes. */
+function perGroup(e: Emitter, g: ConvGeometry, dy: string, patches: string, hint: string) {
   const n = g.x[0]!;
   const G = g.group;
   const cog = g.w[0]! / G;
   const ck = numel(g.w.slice(1));
   const l = numel(spatialOf(g.y));
-  const dy4 = reshape(e, dy, [n, G, cog, l], `${hint}_dy4`);
-  const p4 = reshape(e, patches, [n, G, ck, l], `${hint}_p4`);
+  return { n, G, cog, ck, l, dy4: reshape(e, dy, [n, G, cog, l], `${hint}_dy4`), p4: reshape(e, patches, [n, G, ck, l], `${hint}_p4`) };
+}
+
+/** dW[g, o, ck] = sum over n, l of dY[n, g, o, l] P[n, g, ck, l]: one batched MatMul, then a sum over n. */
+function weightGradByPatches(e: Emitter, g: ConvGeometry, dy: string, patches: string, hint: string): string {
+  const { dy4, p4 } = perGroup(e, g, dy, patches, hint);
   const pt = transpose(e, p4, [0, 1, 3, 2], `${hint}_pt`);
   const prod = e.emit('MatMul', [dy4, pt], {}, 1, `${hint}_mm`)[0]!;
   const sum = reduceSum(e, prod, [0], false, `${hint}_sum`);
@@ -332,13 +328,9 @@ function weightGradByPatches(e: Emitter, g: ConvGeometry, dy: string, patches: s
 
 /** dW[g, o, ck] = dY[g, o, (n l)] . P[g, ck, (n l)]^T: batch and space contracted in one product. */
 function weightGradByJointGemm(e: Emitter, g: ConvGeometry, dy: string, patches: string, hint: string): string {
-  const n = g.x[0]!;
-  const G = g.group;
-  const cog = g.w[0]! / G;
-  const ck = numel(g.w.slice(1));
-  const l = numel(spatialOf(g.y));
-  const dyt = transpose(e, reshape(e, dy, [n, G, cog, l], `${hint}_dy4`), [1, 2, 0, 3], `${hint}_dyt`);
-  const pt = transpose(e, reshape(e, patches, [n, G, ck, l], `${hint}_p4`), [1, 2, 0, 3], `${hint}_pt`);
+  const { n, G, cog, ck, l, dy4, p4 } = perGroup(e, g, dy, patches, hint);
+  const dyt = transpose(e, dy4, [1, 2, 0, 3], `${hint}_dyt`);
+  const pt = transpose(e, p4, [1, 2, 0, 3], `${hint}_pt`);
   const a = reshape(e, dyt, [G, cog, n * l], `${hint}_a`);
   const b = reshape(e, pt, [G, ck, n * l], `${hint}_b`);
   const prod =

@@ -4,7 +4,7 @@
  */
 import type { GradContext, GradRule } from '../types.js';
 import { attrFloat, attrInt, float, int, ints } from '../../onnx/graph.js';
-import { emit1, scalarConstant, intsConstant } from '../grad.js';
+import { emit1, scalarConstant, reshape } from '../grad.js';
 
 /** alpha * op(a) * op(b) as one Gemm node. */
 function gemm(c: GradContext, a: string, b: string, transA: boolean, transB: boolean, alpha: number, hint: string): string {
@@ -39,8 +39,6 @@ function transposeLast(c: GradContext, t: string): string {
   const perm = Array.from({ length: rank }, (_, i) => (i < rank - 2 ? i : rank === i + 2 ? i + 1 : i - 1));
   return emit1(c, 'Transpose', [t], { perm: ints(perm) });
 }
-
-const reshape = (c: GradContext, t: string, shape: readonly number[]): string => emit1(c, 'Reshape', [t, intsConstant(c, shape, 'shape')]);
 
 /**
  * MatMul with numpy semantics: 1-D operands are promoted to matrices (and the added

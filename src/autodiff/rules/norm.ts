@@ -10,12 +10,12 @@
  * instead of separate Sub and Mul passes.
  */
 import type { DType, Tensor } from '../../onnx/types.js';
-import type { GradRule } from '../types.js';
+import type { Emitter, GradRule } from '../types.js';
+import { intsConstant } from '../grad.js';
 import { attrFloat, attrInt, float, int } from '../../onnx/graph.js';
 import { numel, tensor } from '../../onnx/tensor.js';
 import { normAxis } from '../../onnx/dims.js';
 import { UserError } from '../../util/errors.js';
-import { type Emitter, shapeConstant } from './conv.js';
 
 export interface BatchNormInputs {
   x: string;
@@ -37,7 +37,7 @@ function op(e: Emitter, type: string, inputs: string[], hint: string, attrs = {}
 /** A [C] vector reshaped to broadcast against [N, C, ...]. */
 function perChannel(e: Emitter, v: string, b: BatchNormInputs, hint: string): string {
   if (b.shape.length === 2) return v;
-  return op(e, 'Reshape', [v, shapeConstant(e, [b.shape[1]!, ...b.shape.slice(2).map(() => 1)], `${hint}_shape`)], hint);
+  return op(e, 'Reshape', [v, intsConstant(e, [b.shape[1]!, ...b.shape.slice(2).map(() => 1)], `${hint}_shape`)], hint);
 }
 
 /** k * x_hat + c per channel, x_hat = (X - mean) / sqrt(var + eps): BatchNormalization's own inference map. */
@@ -47,7 +47,7 @@ function affineOfNormalized(e: Emitter, b: BatchNormInputs, k: string, c: string
 
 function sumOverChannels(e: Emitter, t: string, b: BatchNormInputs, hint: string): string {
   const axes = [0, ...b.shape.slice(2).map((_, i) => i + 2)];
-  return op(e, 'ReduceSum', [t, shapeConstant(e, axes, `${hint}_axes`)], hint, { keepdims: int(0) });
+  return op(e, 'ReduceSum', [t, intsConstant(e, axes, `${hint}_axes`)], hint, { keepdims: int(0) });
 }
 
 export interface BatchNormGrads {
@@ -151,7 +151,7 @@ const layerNormalization: GradRule = (ctx) => {
   if (ctx.needs[1]) out[1] = ctx.unbroadcast(op(ctx, 'Mul', [dy, xhat], `${hint}_dy_xhat`), shape, ctx.shape(scale));
   if (ctx.needs[0]) {
     const dtype = ctx.dtype(x);
-    const axesName = shapeConstant(ctx, axes, `${hint}_axes`);
+    const axesName = intsConstant(ctx, axes, `${hint}_axes`);
     const inv = ctx.addConstant(tensor(dtype, [], [1 / count]), `${hint}_inv_count`);
     const meanOf = (t: string, h: string): string => op(ctx, 'Mul', [op(ctx, 'ReduceSum', [t, axesName], `${h}_sum`, { keepdims: int(1) }), inv], h);
     const g = op(ctx, 'Mul', [dy, ctx.forward(scale)], `${hint}_g`);

@@ -5,12 +5,13 @@
  * the windows tile the input exactly; GlobalAveragePool is an Expand of dY / size.
  */
 import type { DType, Node, Tensor } from '../../onnx/types.js';
-import type { GradContext, GradRule } from '../types.js';
+import type { Emitter, GradContext, GradRule } from '../types.js';
+import { intsConstant, reshape } from '../grad.js';
 import { attrInt, attrInts, int, ints, str } from '../../onnx/graph.js';
 import { numel, tensor } from '../../onnx/tensor.js';
 import { windowOutput } from '../../onnx/dims.js';
 import { UserError } from '../../util/errors.js';
-import { type Emitter, shapeConstant, windowAttrs } from './conv.js';
+import { windowAttrs } from './conv.js';
 
 /** Window geometry of a pool node, auto_pad resolved. */
 export interface PoolGeometry {
@@ -35,10 +36,6 @@ export function poolGeometry(ctx: Pick<GradContext, 'node' | 'shape'>): PoolGeom
 
 const scalar = (dtype: DType, v: number): Tensor => tensor(dtype, [1], [v]);
 
-function reshape(e: Emitter, x: string, dims: readonly number[], hint: string): string {
-  return e.emit('Reshape', [x, shapeConstant(e, dims, `${hint}_shape`)], {}, 1, hint)[0]!;
-}
-
 // ---- MaxPool ----
 
 /** The forward's Indices (flat offsets into X, row-major), emitted alongside when the node lacks them. */
@@ -58,7 +55,7 @@ function maxPoolIndices(ctx: GradContext): string {
 export function maxPoolGrad(e: Emitter, g: PoolGeometry, dy: string, argmax: string, dtype: DType, hint = 'maxpool_dx'): string {
   const zeros = e.emit(
     'ConstantOfShape',
-    [shapeConstant(e, [numel(g.x)], `${hint}_size`)],
+    [intsConstant(e, [numel(g.x)], `${hint}_size`)],
     { value: { kind: 'tensor', value: scalar(dtype, 0) } },
     1,
     `${hint}_zeros`,
@@ -118,7 +115,7 @@ function spreadByExpand(e: Emitter, g: PoolGeometry, dy: string, hint: string): 
   const out = g.y.slice(2);
   const split = [n, c, ...out.flatMap((o) => [o, 1])];
   const expanded = [n, c, ...out.flatMap((o, a) => [o, g.kernel[a]!])];
-  const e6 = e.emit('Expand', [reshape(e, dy, split, `${hint}_split`), shapeConstant(e, expanded, `${hint}_expand_shape`)], {}, 1, `${hint}_expand`)[0]!;
+  const e6 = e.emit('Expand', [reshape(e, dy, split, `${hint}_split`), intsConstant(e, expanded, `${hint}_expand_shape`)], {}, 1, `${hint}_expand`)[0]!;
   return reshape(e, e6, g.x, hint);
 }
 
@@ -211,7 +208,7 @@ const globalAveragePool: GradRule = (ctx) => {
   const hint = `${ctx.node.name}_dx`;
   const scale = ctx.addConstant(scalar(ctx.dtype(x), 1 / numel(shape.slice(2))), `${hint}_scale`);
   const scaled = ctx.emit('Mul', [dy, scale], {}, 1, `${hint}_scaled`)[0]!;
-  return [ctx.emit('Expand', [scaled, shapeConstant(ctx, shape, `${hint}_shape`)], {}, 1, hint)[0]!];
+  return [ctx.emit('Expand', [scaled, intsConstant(ctx, shape, `${hint}_shape`)], {}, 1, hint)[0]!];
 };
 
 export const RULES: Record<string, GradRule> = {

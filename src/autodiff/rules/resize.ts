@@ -6,11 +6,11 @@
  * nearest mapping contracts dY with a 0/1 selection matrix per resized axis.
  */
 import type { Node } from '../../onnx/types.js';
-import type { GradContext, GradRule } from '../types.js';
+import type { Emitter, GradContext, GradRule } from '../types.js';
+import { intsConstant } from '../grad.js';
 import { attrString, ints } from '../../onnx/graph.js';
 import { float32, toNumbers } from '../../onnx/tensor.js';
 import { UserError } from '../../util/errors.js';
-import { type Emitter, shapeConstant } from './conv.js';
 
 function originalCoordinate(node: Node, x: number, scale: number, inSize: number, outSize: number): number {
   const mode = attrString(node, 'coordinate_transformation_mode', 'half_pixel');
@@ -73,8 +73,8 @@ function sumBlocks(e: Emitter, dy: string, input: readonly number[], factors: nu
       k += 2;
     } else k += 1;
   });
-  const reshaped = e.emit('Reshape', [dy, shapeConstant(e, split, `${hint}_split`)], {}, 1, `${hint}_blocks`)[0]!;
-  return e.emit('ReduceSum', [reshaped, shapeConstant(e, axes, `${hint}_axes`)], { keepdims: { kind: 'int', value: 0 } }, 1, hint)[0]!;
+  const reshaped = e.emit('Reshape', [dy, intsConstant(e, split, `${hint}_split`)], {}, 1, `${hint}_blocks`)[0]!;
+  return e.emit('ReduceSum', [reshaped, intsConstant(e, axes, `${hint}_axes`)], { keepdims: { kind: 'int', value: 0 } }, 1, hint)[0]!;
 }
 
 /** dX by a 0/1 matrix [out, in] per resized axis, applied on the last axis (transposed there and back). */

@@ -11,7 +11,7 @@
  *   const merged = mergeLora(model, session.params, adapters);
  */
 import type { Model, Node } from '../../onnx/types.js';
-import { attrFloat, attrInt, attrInts, cloneModel, consumers, int, ints, producers, tensorNames, uniqueName } from '../../onnx/graph.js';
+import { attrFloat, attrInt, attrInts, cloneModel, consumers, int, ints, producers, tensorNames, uniqueName, isDefaultDomain } from '../../onnx/graph.js';
 import { float32, toFloat32 } from '../../onnx/tensor.js';
 import type { Rng } from '../../util/random.js';
 import { UserError } from '../../util/errors.js';
@@ -50,7 +50,7 @@ const initializer2d = (model: Model, name: string | undefined): boolean => {
 const LINEAR_FORMS: Readonly<Record<string, LinearForm>> = {
   gemm: {
     match(model, n) {
-      if (n.opType !== 'Gemm' || (n.domain ?? '') !== '' || !initializer2d(model, n.inputs[1])) return undefined;
+      if (n.opType !== 'Gemm' || !isDefaultDomain(n.domain) || !initializer2d(model, n.inputs[1])) return undefined;
       if (attrInt(n, 'transB', 0) !== 1 || attrInt(n, 'transA', 0) !== 0 || attrFloat(n, 'alpha', 1) !== 1) return undefined;
       const bias = n.inputs[2] && model.graph.initializers.has(n.inputs[2]) && attrFloat(n, 'beta', 1) === 1 ? n.inputs[2] : undefined;
       return { weight: n.inputs[1]!, ...(bias ? { bias } : {}) };
@@ -65,7 +65,7 @@ const LINEAR_FORMS: Readonly<Record<string, LinearForm>> = {
   },
   matmul: {
     match(model, n, prod, cons) {
-      if (n.opType !== 'MatMul' || (n.domain ?? '') !== '') return undefined;
+      if (n.opType !== 'MatMul' || !isDefaultDomain(n.domain)) return undefined;
       const t = prod.get(n.inputs[1] ?? '');
       if (!t || t.opType !== 'Transpose' || !initializer2d(model, t.inputs[0])) return undefined;
       const perm = attrInts(t, 'perm', [1, 0]);

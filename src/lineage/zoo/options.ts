@@ -4,7 +4,7 @@
  * resumed run can refuse to mix models made under different settings.
  */
 import { OptionError } from '../../util/errors.js';
-import type { VitShape } from '../../nn/arch/vit.js';
+import { type VitShape, vitShapeOf } from '../../nn/arch/vit.js';
 
 export type VariantKind = 'fp16' | 'int8' | 'pruned';
 export const VARIANT_KINDS: readonly VariantKind[] = ['fp16', 'int8', 'pruned'];
@@ -148,13 +148,7 @@ function vitSettings(arch: string, o: LineageZooOptions): VitShape | null {
     const got = o.hidden.join(',');
     throw new OptionError((n) => `${n('hidden')} for ${n('arch', 'vit')} is the one embedding size (e.g. 64), got "${got}"`);
   }
-  const s: VitShape = {
-    patch: o.patch ?? LINEAGE_VIT.patch,
-    layers: o.layers ?? LINEAGE_VIT.layers,
-    hidden: o.hidden?.[0] ?? LINEAGE_VIT.hidden,
-    heads: o.heads ?? LINEAGE_VIT.heads,
-    mlp: o.mlp ?? LINEAGE_VIT.mlp,
-  };
+  const s = vitShapeOf(o, LINEAGE_VIT);
   for (const [k, v] of Object.entries(s)) positiveInt(k, v);
   return s;
 }

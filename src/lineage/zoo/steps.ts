@@ -6,15 +6,15 @@
  */
 import type { Model } from '../../onnx/types.js';
 import type { Dataset, Normalization } from '../../data/types.js';
-import { batches } from '../../data/batches.js';
 import { subsetIndices } from '../../data/classes.js';
 import { TrainingSession } from '../../autodiff/trainer.js';
+import { epochBatches } from '../../autodiff/train.js';
+import { writeTargets } from '../../autodiff/targets.js';
 import { createOptimizer, decayMatrices } from '../../autodiff/optim.js';
 import { createSchedule } from '../../autodiff/schedule.js';
 import type { SessionOptions } from '../../runtime/session.js';
 import { inferBatches } from '../../runtime/infer.js';
 import { argmaxRow } from '../../runtime/argmax.js';
-import { hashSeed } from '../../util/random.js';
 import { progress } from '../../util/progress.js';
 import { OptionError, UserError } from '../../util/errors.js';
 import type { ZooTask } from './plan.js';
@@ -70,16 +70,9 @@ export async function trainSteps(job: StepJob): Promise<StepResult> {
     const recent: number[] = [];
     let step = 0;
     for (let epoch = 0; step < job.steps; epoch++) {
-      const iter = batches(job.data, {
-        batchSize: job.batchSize,
-        shuffle: true,
-        seed: hashSeed(job.seed, `epoch:${epoch}`),
-        dropLast: true,
-        normalization: job.normalization,
-        indices,
-      });
+      const iter = epochBatches(job.data, epoch, { batchSize: job.batchSize, seed: job.seed, normalization: job.normalization, indices });
       for await (const batch of iter) {
-        for (let i = 0; i < batch.size; i++) target[i] = BigInt(job.task.outputOf[batch.labels[i]!]!);
+        writeTargets(target, batch.labels, batch.size, job.task.outputOf);
         const lr = job.lr * schedule(step);
         const r = await session.step(batch.x, target);
         if (!Number.isFinite(r.loss)) {

@@ -39,6 +39,21 @@ export interface VitShape {
 export const VIT_DEFAULTS: Readonly<VitShape> = { patch: 4, layers: 4, hidden: 128, heads: 4, mlp: 512 };
 
 /**
+ * The ViT sizes a caller gave, the others from `defaults`. `hidden` comes as the list the
+ * zoo options share with the MLP's layer sizes; its first entry is the embedding size
+ * (callers check that there is exactly one). Values are not validated here.
+ */
+export function vitShapeOf(given: Partial<Omit<VitShape, 'hidden'>> & { hidden?: readonly number[] | undefined }, defaults: Readonly<VitShape>): VitShape {
+  return {
+    patch: given.patch ?? defaults.patch,
+    layers: given.layers ?? defaults.layers,
+    hidden: given.hidden?.[0] ?? defaults.hidden,
+    heads: given.heads ?? defaults.heads,
+    mlp: given.mlp ?? defaults.mlp,
+  };
+}
+
+/**
  * The hidden and MLP sizes after the width multiplier; the hidden size is rounded to a
  * multiple of the head count so every head keeps the same size.
  */
