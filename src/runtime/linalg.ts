@@ -59,11 +59,13 @@ export class DenseLinalg {
 
   /**
    * The lower Cholesky factor of the symmetric n x n matrix g (row-major; only its lower
-   * triangle is read, g is not modified). Stops at the first non-positive pivot and
-   * returns undefined: a singular matrix costs only the rows before its rank runs out.
+   * triangle is read, g is not modified), with `ridge` added to the diagonal of its first
+   * `rows` rows (all by default). Stops at the first non-positive pivot and returns
+   * undefined: a singular matrix costs only the rows before its rank runs out.
    */
-  async cholesky(g: Float64Array, n: number): Promise<CholeskyFactor | undefined> {
+  async cholesky(g: Float64Array, n: number, shift: { ridge: number; rows?: number } = { ridge: 0 }): Promise<CholeskyFactor | undefined> {
     const l = Float64Array.from(g);
+    for (let i = 0; i < (shift.rows ?? n); i++) l[i * n + i]! += shift.ridge;
     const blocks: { at: number; size: number; inv: Float64Array }[] = [];
     for (let k0 = 0; k0 < n; k0 += BLOCK) {
       const kb = Math.min(BLOCK, n - k0);

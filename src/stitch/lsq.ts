@@ -142,7 +142,12 @@ function addInto(a: Float64Array, b: Float64Array): void {
 }
 
 /** [[X^T X, sx], [sx^T, rows]] and [[X^T Y], [sy^T]], row-major. */
-function augmented(mo: LsqMoments): { g: Float64Array; r: Float64Array } {
+interface Augmented {
+  g: Float64Array;
+  r: Float64Array;
+}
+
+function augmented(mo: LsqMoments): Augmented {
   const { k, m } = mo;
   const n = k + 1;
   const g = new Float64Array(n * n);
@@ -176,34 +181,38 @@ export async function solveLsq(s: StitchSpec, moments: LsqMoments | readonly Lsq
   let ridge = 0;
   const la = await DenseLinalg.create(session, Math.max(...all.map((mo) => mo.k + 1)));
   try {
+    let residual = 0,
+      total = 0;
     for (const mo of all) {
       const map = maps.find((m) => m.id === mo.map)!;
-      const one = await solveOne(la, s, mo);
+      if (mo.rows === 0) throw new UserError('least-squares stitch: no data was seen');
+      // one augmented system per map serves the solve and the training fit error
+      const aug = augmented(mo);
+      const one = await solveOne(la, s, mo, aug);
       ridge = Math.max(ridge, one.ridge);
       solutions.push(one.a);
       const w = new Float32Array(mo.m * mo.k);
       for (let o = 0; o < mo.m; o++) for (let i = 0; i < mo.k; i++) w[o * mo.k + i] = one.a[i * mo.m + o]!;
       weights.set(map.weight, w);
       weights.set(map.bias, Float32Array.from(one.a.subarray(mo.k * mo.m, (mo.k + 1) * mo.m)));
+      residual += await residualOf(la, aug, mo, one.a);
+      total += mo.yy;
     }
-    return { weights, ridge, fitError: await fitErrorWith(la, solutions, all), a: solutions };
+    return { weights, ridge, fitError: total === 0 ? 0 : residual / total, a: solutions };
   } finally {
     await la.release();
   }
 }
 
-async function solveOne(la: DenseLinalg, s: StitchSpec, mo: LsqMoments): Promise<{ a: Float64Array; ridge: number }> {
-  if (mo.rows === 0) throw new UserError('least-squares stitch: no data was seen');
-  const { g, r } = augmented(mo);
+async function solveOne(la: DenseLinalg, s: StitchSpec, mo: LsqMoments, { g, r }: Augmented): Promise<{ a: Float64Array; ridge: number }> {
   const n = mo.k + 1;
   let maxDiag = 0;
   for (let i = 0; i < n; i++) maxDiag = Math.max(maxDiag, g[i * n + i]!);
   // fewer rows than unknowns: singular for certain, so the first try already has the ridge
   let ridge = mo.rows < n ? 1e-12 * maxDiag : 0;
   for (let attempt = 0; attempt < 8; attempt++) {
-    const gg = ridge ? Float64Array.from(g) : g;
-    if (ridge) for (let i = 0; i < mo.k; i++) gg[i * n + i]! += ridge;
-    const chol = await la.cholesky(gg, n);
+    // the ridge goes on the K weight rows, not on the bias row
+    const chol = await la.cholesky(g, n, { ridge, rows: mo.k });
     if (chol) {
       const a = await la.solve(chol, r, mo.m);
       if (a.every(Number.isFinite)) return { a, ridge };
@@ -232,18 +241,20 @@ async function fitErrorWith(la: DenseLinalg, as: readonly Float64Array[], ms: re
   let residual = 0,
     total = 0;
   for (let i = 0; i < ms.length; i++) {
-    const mo = ms[i]!,
-      sol = as[i]!;
-    const { g, r } = augmented(mo);
-    const ga = await la.matmul(g, mo.k + 1, mo.k + 1, sol, mo.m);
-    let quad = 0,
-      cross = 0;
-    for (let p = 0; p < sol.length; p++) {
-      quad += sol[p]! * ga[p]!;
-      cross += sol[p]! * r[p]!;
-    }
-    residual += Math.max(0, mo.yy - 2 * cross + quad);
-    total += mo.yy;
+    residual += await residualOf(la, augmented(ms[i]!), ms[i]!, as[i]!);
+    total += ms[i]!.yy;
   }
   return total === 0 ? 0 : residual / total;
+}
+
+/** ||X1 A - Y||^2 = ||Y||^2 - 2 tr(A^T X1^T Y) + tr(A^T X1^T X1 A), from one map's moments. */
+async function residualOf(la: DenseLinalg, { g, r }: Augmented, mo: LsqMoments, sol: Float64Array): Promise<number> {
+  const ga = await la.matmul(g, mo.k + 1, mo.k + 1, sol, mo.m);
+  let quad = 0,
+    cross = 0;
+  for (let p = 0; p < sol.length; p++) {
+    quad += sol[p]! * ga[p]!;
+    cross += sol[p]! * r[p]!;
+  }
+  return Math.max(0, mo.yy - 2 * cross + quad);
 }
