@@ -1,6 +1,6 @@
 /** Parsers for CLI option values; each error names the flag and what was expected. */
 import { UserError } from '../util/errors.js';
-import { alternatives } from '../util/format.js';
+import { oneOf } from '../util/choice.js';
 
 export function parseNumberList(flag: string) {
   return (text: string): number[] => {
@@ -40,10 +40,7 @@ export const parseFraction = numberParser('a number in [0, 1]', (v) => Number.is
 
 /** One of a fixed set of words, e.g. parseChoice('--random-bn', ['data', 'init']). */
 export function parseChoice<T extends string>(flag: string, choices: readonly T[]) {
-  return (text: string): T => {
-    if (!(choices as readonly string[]).includes(text)) throw new UserError(`${flag} expects ${alternatives(choices)}, got "${text}"`);
-    return text as T;
-  };
+  return (text: string): T => oneOf(text, flag, choices);
 }
 
 /** "a, b,,c" -> ['a', 'b', 'c']: names (cuts, BatchNorm places) given comma-separated. */
