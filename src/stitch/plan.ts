@@ -8,7 +8,7 @@
  * - sender larger: convolution with kernel r and stride r, the stride `spatialStride`
  *   chooses: in each dimension the receiver's size is floor(H / r) or ceil(H / r), as
  *   stride-r stages with either rounding produce it (28 -> 14 -> 7 -> 4 with padded
- *   convolutions, 31 -> 15 -> 7 -> 3 with unpadded or floor-mode pools). A ceil size is
+ *   convolutions, 31 -> 15 -> 7 -> 3 with SqueezeNet's unpadded 3x3 pools). A ceil size is
  *   zero-padded at the bottom/right; a floor size leaves the last H - r * h (< r) rows
  *   or columns unread, as the network's own stride-r stage does;
  * - sender smaller: the same r from the receiver's size to the sender's, nearest
@@ -182,7 +182,7 @@ function spatialKind(from: number[], to: number[], desc: string): { kind: Stitch
   }
   throw new UserError(
     `cannot stitch ${desc}: the spatial sizes ${a.join('x')} and ${b.join('x')} differ by no integer stride r ` +
-      `(in every dimension the smaller size must be floor or ceil of larger / r, one r for all)`,
+      `(the smaller size must be floor or ceil of larger / r, with the same r for height and width)`,
   );
 }
 

@@ -85,10 +85,14 @@ const CASES: [number[], number[], PlanOptions?][] = [
     [17, 5],
     [4, 2, 2],
   ],
-  // a 7x7 token grid onto a floor-size image and back
+  // a 7x7 token grid onto a floor-size image and back (strided, and upsampled with the edge repeated)
   [
     [50, 5],
     [3, 3, 3],
+  ],
+  [
+    [4, 3, 3],
+    [50, 5],
   ],
   [
     [3, 15, 15],

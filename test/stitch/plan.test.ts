@@ -68,7 +68,7 @@ test('sizes that no integer stride joins are a clear one-line error', () => {
   assertUserError(() => planStitch([8, 8, 8], [16, 7, 7]), '8x8 and 7x7 differ by no integer stride');
   assertUserError(() => planStitch([8, 5, 5], [16, 7, 7]), '5x5 and 7x7 differ by no integer stride');
   // one stride for both dimensions (2 and 4 here), and no mixed up/down
-  assertUserError(() => planStitch([8, 14, 28], [16, 7, 7]), 'one r for all');
+  assertUserError(() => planStitch([8, 14, 28], [16, 7, 7]), 'the same r for height and width');
   assertUserError(() => planStitch([8, 28, 14], [16, 14, 28]), '28x14 and 14x28 differ by no integer stride');
   // the same rule for a token grid (8x8 patches) onto an image
   assertUserError(() => planStitch([65, 32], [16, 7, 7]), '8x8 and 7x7');
