@@ -97,8 +97,10 @@ export class GraphWriter {
     const s = this.known.get(tensor)?.shape;
     if (!s || !s.every(isNum)) {
       // an export whose sizes modelsmith cannot follow (data-dependent, or shape arithmetic without a rule) is bad input, not a bug
+      const node = this.graph.nodes.find((n) => n.outputs.includes(tensor));
+      const from = node ? ` (output of node "${node.name}", ${node.opType})` : '';
       throw new UserError(
-        `training needs the size of every tensor once the batch size is fixed, but the shape of tensor "${tensor}" is ${s ? fmt(s) : 'unknown'}: ` +
+        `training needs the size of every tensor once the batch size is fixed, but the shape of tensor "${tensor}"${from} is ${s ? fmt(s) : 'unknown'}: ` +
           'its sizes are computed in a way modelsmith cannot follow',
       );
     }
