@@ -13,6 +13,7 @@ import { DIM_ARITHMETIC, monomial } from '../../src/onnx/dims.js';
 import { evaluate } from '../../src/onnx/evaluate.js';
 import { channelAxes } from '../../src/onnx/channel-axes.js';
 import { loadModel } from '../../src/onnx/proto.js';
+import { extractCut } from '../../src/onnx/cuts.js';
 import { int, ints } from '../../src/onnx/graph.js';
 import { float32, int64, numel, toNumbers } from '../../src/onnx/tensor.js';
 import { Rng } from '../../src/util/random.js';
@@ -178,6 +179,32 @@ test('a tiny torchvision Swin Transformer: every tensor has a known shape, block
   assert.deepEqual(shape('/features/features.3/features.3.1/attn/Reshape_3_output_0'), ['N*4', 9, 16]);
   assert.deepEqual(shape('logits'), ['N', 10]);
   assert.ok((await assertMatchesRuntime(m, 'input', [3, 32, 32], [3])) > 2000);
+});
+
+test('the part after a cut that reads the size of windows before it ([N*4, 16, 4]) gets it rebuilt from the cut as 4 times its batch', async () => {
+  // windowNet's "y" [N,8,8,4] is followed by a Reshape to [Shape(windows)[0], 64]: N*4 rows read from before the cut
+  const base = windowNet();
+  const g = base.graph;
+  g.initializers.set('sixty_four', int64([1], [64]));
+  g.nodes.push(
+    node('Shape', ['windows'], ['ws2']),
+    node('Gather', ['ws2', 'zero'], ['rows']),
+    node('Concat', ['rows', 'sixty_four'], ['rows_shape'], { axis: int(0) }),
+    node('Reshape', ['y', 'rows_shape'], ['per_window']),
+  );
+  g.outputs = [vi('per_window')];
+  assert.deepEqual(analyzeShapes(base).known.get('per_window')?.shape, ['N*4', 64]);
+  const x = float32(
+    [2, 4, 8, 8],
+    Array.from({ length: 512 }, (_, i) => Math.cos(i)),
+  );
+  const whole = (await runOrt(base, { x }))['per_window']!;
+  const head = (await runOrt({ ...base, graph: { ...g, outputs: [vi('y')] } }, { x }))['y']!;
+  const { model: tail } = extractCut(base, 'y', undefined);
+  assert.ok(!tail.graph.nodes.some((n) => n.opType === 'Shape' && n.inputs[0] === 'windows'));
+  const out = (await runOrt(tail, { y: float32(head.dims, head.data as Float32Array) }))['per_window']!;
+  assert.deepEqual(out.dims, [8, 64]);
+  assert.deepEqual(Array.from(out.data as Float32Array), Array.from(whole.data as Float32Array));
 });
 
 test("channel axes follow the operators: convolutions' axis 1, a Linear's or a last-axis LayerNorm's last axis, moved by Transpose", () => {
