@@ -258,7 +258,7 @@ export function batchLayouts(model: Model): Map<string, BatchLayout | string> {
   let concrete: ReturnType<typeof analyzeShapes>['known'][] | undefined;
   for (const [name, k] of known) {
     let layout = layoutOf(k.shape, symbol, fixedBatch);
-    if (typeof layout === 'string' && k.shape && fixedBatch === undefined) {
+    if (typeof layout === 'string' && k.shape?.includes(null) && fixedBatch === undefined) {
       if (concrete === undefined) {
         try {
           concrete = PROBE_BATCHES.map((b) => analyzeShapes(withBatch(model, b)).known);

@@ -31,9 +31,10 @@ import { tinyCifar } from './helpers.js';
 
 const SWIN = fixture('torchvision', 'tv_swin.onnx');
 const CONVNEXT = fixture('torchvision', 'tv_convnext.onnx');
+// one copy for the tests that only read it: its shape analysis and cut layouts are cached per model
+const swin = openModel(SWIN);
 
 test("Swin's cut points are its stem, blocks and patch merging, channels-last images read as [C, H, W]; no window tensor is offered", () => {
-  const swin = openModel(SWIN);
   const cuts = listCuts(swin, 'tv_swin.onnx');
   assert.deepEqual(
     cuts.map((c) => [c.name, c.kind, c.shape.join('x'), c.channelAxis]),
@@ -143,7 +144,6 @@ const SAME_VALUES: [string, string][] = [
 
 for (const [from, to] of SAME_VALUES) {
   test(`Swin stitched into itself by an identity 1x1 stitch ${from} -> ${to} computes its own logits`, async () => {
-    const swin = openModel(SWIN);
     const io = swinIo();
     const a = stitchCut(swin, from),
       b = stitchCut(swin, to);
@@ -166,7 +166,6 @@ for (const [from, to] of SAME_VALUES) {
 test('CKA Gram matrices of a channels-last cut equal those of the same values channels-first, flattened and pixel-pooled', async () => {
   const dir = tempDir('channels-last-cka-');
   const ds = await openDataset(tinyCifar(join(dir, 'data'), 4, 10), 'test', { announce: false });
-  const swin = openModel(SWIN);
   const last = stitchCut(swin, '/norm/LayerNormalization_output_0');
   const first = stitchCut(swin, '/permute/Transpose_output_0');
   assert.equal(last.channelAxis, 3);
@@ -203,7 +202,7 @@ test('a least-squares stitching grid and a CKA grid over Swin block cuts (into C
   assert.ok(fit[0]![0]! < 1e-6, `fit error ${fit[0]![0]}`);
   for (const row of r.matrix.matrices.accuracy!.trained!) for (const x of row) assert.ok(typeof x === 'number' && x >= 0 && x <= 1);
   const ds = await openDataset(data, 'test', { announce: false });
-  const cka = await computeCkaGrid({ model: openModel(SWIN), file: SWIN }, { model: openModel(CONVNEXT), file: CONVNEXT }, ds, {
+  const cka = await computeCkaGrid({ model: swin, file: SWIN }, { model: openModel(CONVNEXT), file: CONVNEXT }, ds, {
     senders: ['features.1.1', 'features.3.1'],
     receivers: ['features.1', 'features'],
     pool: 'all',
