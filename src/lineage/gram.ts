@@ -188,18 +188,3 @@ export function distancesFromGram(g: Float64Array, stack: Float32Array, n: numbe
   }
   return { d2, repaired };
 }
-
-/** Mean absolute difference of every pair of rows (the reference's clustering distance), float64 sums. */
-export function meanAbsDistances(stack: Float32Array, n: number, p: number): Float64Array {
-  const out = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) {
-    for (let j = i + 1; j < n; j++) {
-      let s = 0;
-      const a = i * p,
-        b = j * p;
-      for (let k = 0; k < p; k++) s += Math.abs(stack[a + k]! - stack[b + k]!);
-      out[i * n + j] = out[j * n + i] = s / p;
-    }
-  }
-  return out;
-}

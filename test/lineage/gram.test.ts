@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { GramEngine, TARGET_RELATIVE_ERROR, directSquaredDistance, meanAbsDistances, repairRatio, squaredDistances } from '../../src/lineage/gram.js';
+import { GramEngine, TARGET_RELATIVE_ERROR, directSquaredDistance, repairRatio, squaredDistances } from '../../src/lineage/gram.js';
 import { Rng } from '../../src/util/random.js';
 
 /** The plain per-pair loop, in float64, as the reference computes it. */
@@ -149,13 +149,4 @@ test('the Gram product is exact across column blocks (p larger than one block) a
 test('the repair threshold grows with the layer size like the rounding of its sums', () => {
   assert.ok(Math.abs(repairRatio(1e6) - (1000 * 2 ** -53) / TARGET_RELATIVE_ERROR) < 1e-18);
   assert.ok(repairRatio(4e6) > repairRatio(1e6));
-});
-
-test('mean |dW| distances', () => {
-  const stack = Float32Array.from([0, 0, 0, 0, 1, -1, 2, 2, 3, 3, 3, 3]);
-  const d = meanAbsDistances(stack, 3, 4);
-  assert.equal(d[1], (1 + 1 + 2 + 2) / 4);
-  assert.equal(d[2], 3);
-  assert.equal(d[5], (2 + 4 + 1 + 1) / 4);
-  assert.equal(d[3], d[1]);
 });
