@@ -6,13 +6,13 @@
  * statistics: kurtosis and sum of squares), then, once every row is in, column blocks of
  * the Gram product and of the |dW| sums (abs-diff.ts); the main thread, done reading,
  * joins in instead of waiting. Each thread has its own single-threaded ONNX Runtime
- * session and its own |dW| kernel, so a thread the OS pauses holds up only its own block,
+ * session and its own SIMD kernels, so a thread the OS pauses holds up only its own block,
  * not a GEMM split across threads. Work is handed out through shared atomic counters, so
  * whoever is free takes the next piece.
  *
  * The results do not depend on the number of workers: each row's statistics come from
  * the same function as on the main thread, and the blocks' partial sums are added in
- * block order (gram.ts addBlock), exactly as GramEngine.gram and AbsDiffEngine.sums add them.
+ * block order (gram.ts addBlock), exactly as GramEngine.gram and absDiffSums add them.
  *
  * @example
  *   const pool = await LayerPool.create(2, { gram: true });
@@ -26,7 +26,7 @@ import { Worker } from 'node:worker_threads';
 import type { SessionOptions } from '../runtime/session.js';
 import { UserError } from '../util/errors.js';
 import { GramEngine, addBlock, gramBlocks } from './gram.js';
-import { AbsDiffEngine, absDiffBlocks } from './abs-diff.js';
+import { absDiffBlockSums, absDiffBlocks } from './abs-diff.js';
 import { weightMoments } from './kurtosis.js';
 
 /** Slots of the shared control array: rows read, next row to take, next block to take per block sum (BLOCK_SUMS). */
@@ -50,7 +50,7 @@ export interface LayerWork {
   stats: boolean;
   /** the Gram of the rows minus the first (GramEngine.gram; a pool made with `gram`) */
   gram: boolean;
-  /** the sums of |row i - row j| (AbsDiffEngine.sums: the reference's clustering distance) */
+  /** the sums of |row i - row j| (absDiffSums: the reference's clustering distance) */
   absDiff: boolean;
 }
 
@@ -65,10 +65,9 @@ export interface PoolJob {
   work: LayerWork;
 }
 
-/** Per thread: what computes the block sums. */
+/** Per thread: what computes the block sums (the |dW| kernels are per thread already, simd.ts). */
 export interface ThreadEngines {
   gram?: GramEngine;
-  absDiff: AbsDiffEngine;
 }
 
 /** The sums computed over column blocks of a layer, one rule each: which counter hands out their blocks, how many, and how one is computed. */
@@ -81,7 +80,7 @@ const BLOCK_SUMS = {
   absDiff: {
     slot: NEXT_ABS_BLOCK,
     count: (n: number, p: number) => absDiffBlocks(n, p).count,
-    compute: (e: ThreadEngines, stack: Float32Array, n: number, p: number, b: number) => e.absDiff.blockSums(stack, n, p, b),
+    compute: (_: ThreadEngines, stack: Float32Array, n: number, p: number, b: number) => absDiffBlockSums(stack, n, p, b),
   },
 } as const;
 export type BlockSum = keyof typeof BLOCK_SUMS;
@@ -101,7 +100,7 @@ export interface LayerResult {
   rows?: RowStatistics;
   /** n x n Gram of the rows minus the first (GramEngine.gram) */
   gram?: Float64Array;
-  /** n x n sums of |row i - row j| for i < j (AbsDiffEngine.sums) */
+  /** n x n sums of |row i - row j| for i < j (absDiffSums) */
   absSums?: Float64Array;
 }
 
@@ -190,7 +189,7 @@ export class LayerPool {
   static async create(size: number, opts: { gram: boolean; session?: SessionOptions }): Promise<LayerPool> {
     const init: PoolWorkerInit = { gram: opts.gram, session: { ...opts.session, threads: 1 } };
     const engine = opts.gram ? await GramEngine.create(init.session) : undefined;
-    const engines: ThreadEngines = { gram: engine, absDiff: new AbsDiffEngine() };
+    const engines: ThreadEngines = { gram: engine };
     const workers = Array.from({ length: size }, () => new Worker(new URL('./layer-worker.js', import.meta.url), { workerData: init }));
     try {
       await Promise.all(

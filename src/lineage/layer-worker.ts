@@ -4,19 +4,18 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { GramEngine } from './gram.js';
-import { AbsDiffEngine } from './abs-diff.js';
 import { Abandoned, takeWork, type BlockSum, type PoolJob, type PoolReply, type PoolWorkerInit, type ThreadEngines } from './layer-pool.js';
 
 const port = parentPort!;
 const reply = (m: PoolReply): void => port.postMessage(m);
-// a block's sums are a fresh array (GramEngine.blockGram, AbsDiffEngine.blockSums): hand its memory over instead of copying it
+// a block's sums are a fresh array (GramEngine.blockGram, absDiffBlockSums): hand its memory over instead of copying it
 const replyBlock = (sum: BlockSum, block: number, part: Float64Array): void =>
   port.postMessage({ kind: 'block', sum, block, part } satisfies PoolReply, [part.buffer as ArrayBuffer]);
 const message = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
 try {
   const init = workerData as PoolWorkerInit;
-  const engines: ThreadEngines = { gram: init.gram ? await GramEngine.create(init.session) : undefined, absDiff: new AbsDiffEngine() };
+  const engines: ThreadEngines = { gram: init.gram ? await GramEngine.create(init.session) : undefined };
   // one layer at a time: the main thread posts the next only after this one is done
   port.on('message', (job: PoolJob) => {
     takeWork(job, engines, replyBlock).then(

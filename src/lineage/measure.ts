@@ -20,7 +20,7 @@
 import { defaultThreads, type SessionOptions } from '../runtime/session.js';
 import { progress, warn } from '../util/progress.js';
 import { OptionError, UserError } from '../util/errors.js';
-import { AbsDiffEngine, meanAbsFromSums } from './abs-diff.js';
+import { absDiffSums, meanAbsFromSums } from './abs-diff.js';
 import { LayerPool, type LayerResult, type LayerWork, type RowStatistics } from './layer-pool.js';
 import { weightMoments } from './kurtosis.js';
 import { MODES, type LineageMode, type ModeOption } from './modes.js';
@@ -49,9 +49,10 @@ export interface MeasureOptions {
   /**
    * Worker threads that compute the weight statistics, the Gram product and the mean |dW|
    * clustering distance while the layers are read (layer-pool.ts); 0 does everything on
-   * this thread. Default: the session's thread count (else the number of cores) when the
-   * layers read hold at least POOL_MIN_WEIGHTS weights across models, else 0 (starting
-   * workers costs a few hundred milliseconds). The results are the same either way.
+   * this thread. Default: one fewer than the session's thread count (else the number of
+   * cores), since this thread reads the layers and then joins in, when the layers read hold
+   * at least POOL_MIN_WEIGHTS weights across models, else 0 (starting workers costs a few
+   * hundred milliseconds). The results are the same either way.
    */
   workers?: number;
 }
@@ -110,10 +111,10 @@ function rowStatistics(stack: Float32Array, n: number, p: number): RowStatistics
 }
 
 /** A layer's work on this thread, with the same functions as the pool (the Gram is left to the mode's layerDistance). */
-function layerHere(stack: Float32Array, n: number, p: number, work: LayerWork, absDiff: AbsDiffEngine): LayerResult {
+function layerHere(stack: Float32Array, n: number, p: number, work: LayerWork): LayerResult {
   return {
     rows: work.stats ? rowStatistics(stack, n, p) : undefined,
-    absSums: work.absDiff ? absDiff.sums(stack, n, p) : undefined,
+    absSums: work.absDiff ? absDiffSums(stack, n, p) : undefined,
   };
 }
 
@@ -156,8 +157,8 @@ export async function measureModels(models: readonly ModelSource[], opts: Measur
   const resources = await rule.resources(opts.session);
   const bar = progress('lineage: reading layers', toRead.length);
   const largest = toRead.reduce((most, l) => Math.max(most, l.size), 0);
-  const workers = opts.workers ?? (n * toRead.reduce((sum, l) => sum + l.size, 0) >= POOL_MIN_WEIGHTS ? (opts.session?.threads ?? defaultThreads()) : 0);
-  const absDiff = new AbsDiffEngine();
+  // one thread per core, this one included: a worker more than the cores costs CPU time (7.0-7.2 -> 7.9-8.0 CPU s on the 105-model benchmark, 2 cores)
+  const workers = opts.workers ?? (n * toRead.reduce((sum, l) => sum + l.size, 0) >= POOL_MIN_WEIGHTS ? (opts.session?.threads ?? defaultThreads()) - 1 : 0);
   let pool: LayerPool | undefined;
   try {
     pool = workers > 0 ? await LayerPool.create(workers, { gram: rule.gram, session: opts.session }) : undefined;
@@ -175,7 +176,7 @@ export async function measureModels(models: readonly ModelSource[], opts: Measur
         run?.rowReady(i);
         bytesRead += p * 4;
       });
-      const result = run ? await run.finish() : layerHere(stack, n, p, work, absDiff);
+      const result = run ? await run.finish() : layerHere(stack, n, p, work);
       const nonFinite = (): UserError =>
         new UserError(`lineage: layer "${layer.name}" of ${models[Math.max(0, nonFiniteRow(stack, n, p))]!.name} holds non-finite values`);
       if (result.rows) {
