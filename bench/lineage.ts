@@ -13,6 +13,7 @@
  *   node dist/bench/lineage.js [--dir /tmp/x] [--keep] [--pairs 40]
  *   node dist/bench/lineage.js --measure <dir> [--cluster-distance reference|selected]
  *       (the timed part alone, as JSON, on an existing zoo; default selected: the Gram alone)
+ *   node dist/bench/lineage.js --phases <dir>   (CPU time per step, one thread)
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
@@ -23,6 +24,9 @@ import { writeSafetensors } from '../src/io/safetensors.js';
 import { float32 } from '../src/onnx/tensor.js';
 import { closeSources, openSources } from '../src/lineage/sources.js';
 import { CLUSTER_DISTANCES, measureModels, type ClusterDistance } from '../src/lineage/measure.js';
+import { weightMoments } from '../src/lineage/kurtosis.js';
+import { GramEngine, distancesFromGram } from '../src/lineage/gram.js';
+import { absDiffSums } from '../src/lineage/abs-diff.js';
 import { openSafetensors } from '../src/io/safetensors.js';
 import { Rng } from '../src/util/random.js';
 import { setQuiet } from '../src/util/progress.js';
@@ -90,6 +94,65 @@ async function measureChild(dir: string, clusterDistance: ClusterDistance): Prom
   );
 }
 
+/**
+ * Where the CPU time goes: the steps of measureModels on one thread (ORT single-threaded),
+ * each timed with process.cpuUsage over all layers, and the plain per-pair |dW| loop on the
+ * first layer for comparison with the SIMD tiles.
+ */
+async function phases(dir: string): Promise<void> {
+  setQuiet(true);
+  const models = openSources([dir]);
+  const n = models.length;
+  const layers = models[0]!.layers().filter((l) => l.shape.length === 2);
+  const largest = Math.max(...layers.map((l) => l.shape[0]! * l.shape[1]!));
+  const buffer = new Float32Array(n * largest);
+  const engine = await GramEngine.create({ threads: 1 });
+  const cpu = (): number => {
+    const c = process.cpuUsage();
+    return (c.user + c.system) / 1e6;
+  };
+  const seconds: Record<string, number> = {};
+  const timed = async <T>(phase: string, f: () => T | Promise<T>): Promise<T> => {
+    const t = cpu();
+    const r = await f();
+    seconds[phase] = (seconds[phase] ?? 0) + cpu() - t;
+    return r;
+  };
+  let plainLoop = 0;
+  for (const [l, layer] of layers.entries()) {
+    const p = layer.shape[0]! * layer.shape[1]!;
+    const stack = buffer.subarray(0, n * p);
+    await timed('read (page-cache copies)', () => models.forEach((m, i) => m.readInto(layer.name, stack.subarray(i * p, (i + 1) * p))));
+    await timed('weight moments', () => {
+      for (let i = 0; i < n; i++) weightMoments(stack.subarray(i * p, (i + 1) * p));
+    });
+    const gram = await timed('Gram blocks (widen, ORT Sub + float64 Gemm, block sums)', () => engine.gram(stack, n, p));
+    await timed('distances from the Gram + repair', () => distancesFromGram(gram, stack, n, p));
+    await timed('mean |dW| (SIMD tiles)', () => absDiffSums(stack, n, p));
+    if (l === 0) {
+      const t = cpu();
+      for (let i = 0; i < n; i++)
+        for (let j = i + 1; j < n; j++) {
+          let sum = 0;
+          const a = i * p,
+            b = j * p;
+          for (let k = 0; k < p; k++) sum += Math.abs(stack[a + k]! - stack[b + k]!);
+          if (!(sum >= 0)) throw new Error('non-finite weights');
+        }
+      plainLoop = cpu() - t;
+    }
+  }
+  await engine.release();
+  closeSources(models);
+  const p0 = layers[0]!.shape[0]! * layers[0]!.shape[1]!;
+  console.log(`CPU seconds per step, one thread, ${n} models x ${layers.length} layers:`);
+  for (const [phase, s] of Object.entries(seconds)) console.log(`  ${phase}: ${s.toFixed(2)} s`);
+  const perPair = (s: number): string => `${((s / ((n * (n - 1)) / 2) / p0) * 1e9).toFixed(2)} ns per weight pair`;
+  console.log(
+    `  plain per-pair |dW| loop, first layer only: ${plainLoop.toFixed(2)} s (${perPair(plainLoop)}; the tiles: ${perPair(seconds['mean |dW| (SIMD tiles)']! / layers.length)})`,
+  );
+}
+
 /** The reference's way: for each pair, load both models' layers and difference them. */
 function directPairs(dir: string, files: string[], pairs: number): { seconds: number; perPair: number } {
   const rng = new Rng(2);
@@ -143,6 +206,7 @@ function runChild(dir: string, clusterDistance: ClusterDistance): ChildResult {
 }
 
 const USAGE = `node dist/bench/lineage.js [--dir /tmp/x] [--keep] [--pairs 40]
+node dist/bench/lineage.js --phases <dir>   (CPU time per step on one thread, on a zoo kept with --keep)
 node dist/bench/lineage.js --measure <dir> [--cluster-distance reference|selected]   (the timed part alone, as JSON, on a zoo kept with --keep)`;
 
 async function main(): Promise<void> {
@@ -151,6 +215,8 @@ async function main(): Promise<void> {
   const clusterDistance = (arg('--cluster-distance') ?? 'selected') as ClusterDistance;
   if (!CLUSTER_DISTANCES.includes(clusterDistance)) throw new Error(`--cluster-distance must be one of ${CLUSTER_DISTANCES.join(', ')}`);
   if (child) return measureChild(child, clusterDistance);
+  const phaseDir = arg('--phases');
+  if (phaseDir) return phases(phaseDir);
   const keep = process.argv.includes('--keep');
   const dir = arg('--dir') ?? mkdtempSync(join(tmpdir(), 'lineage-bench-'));
   mkdirSync(dir, { recursive: true });
