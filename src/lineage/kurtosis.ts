@@ -19,19 +19,36 @@ interface PassSums {
   second(mean: number): [number, number];
 }
 
-/** Float32 weights (every layer lineage reads): the SIMD kernels, four values a step in float64 lanes; the last count % 4 values here, in order. */
+/** values per kernel call: 256 KiB of float32, copied into the kernels' memory, where both sums stay in L2 (and the memory stays small for any layer) */
+const CHUNK = 65536;
+
+/**
+ * Float32 weights (every layer lineage reads): the SIMD kernels, four values a step in
+ * float64 lanes, chunk by chunk (chunk sums added in order); the last count % 4 values
+ * here, in order.
+ */
 function float32Passes(x: Float32Array): PassSums {
   const k = kernels();
   const n = x.length,
     body = n - (n % 4);
-  if (body > 0) k.floats(n).set(x);
-  const lanes = (): [number, number] => {
-    const o = k.out;
-    return [o[0]! + o[1]! + (o[2]! + o[3]!), o[4]! + o[5]! + (o[6]! + o[7]!)];
+  const scratch = k.floats(Math.min(CHUNK, body));
+  /** the kernel over every chunk, its two sums (lanes added per chunk) added in chunk order */
+  const chunks = (pass: (count: number) => void): [number, number] => {
+    let a = 0,
+      b = 0;
+    for (let c0 = 0; c0 < body; c0 += CHUNK) {
+      const count = Math.min(CHUNK, body - c0);
+      scratch.set(x.subarray(c0, c0 + count));
+      pass(count);
+      const o = k.out;
+      a += o[0]! + o[1]! + (o[2]! + o[3]!);
+      b += o[4]! + o[5]! + (o[6]! + o[7]!);
+    }
+    return [a, b];
   };
   return {
     first() {
-      let [s, q] = body > 0 ? (k.sums(body), lanes()) : [0, 0];
+      let [s, q] = chunks((count) => k.sums(count));
       for (let i = body; i < n; i++) {
         s += x[i]!;
         q += x[i]! * x[i]!;
@@ -39,7 +56,7 @@ function float32Passes(x: Float32Array): PassSums {
       return [s, q];
     },
     second(mean) {
-      let [m2, m4] = body > 0 ? (k.central(body, mean), lanes()) : [0, 0];
+      let [m2, m4] = chunks((count) => k.central(count, mean));
       for (let i = body; i < n; i++) {
         const d = x[i]! - mean,
           d2 = d * d;
