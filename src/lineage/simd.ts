@@ -1,7 +1,8 @@
 /**
  * WebAssembly SIMD kernels for lineage's loops over every weight, where JavaScript runs
  * one float64 operation at a time and ONNX Runtime has no fused operator: the pairwise
- * |dW| sums (abs-diff.ts) and the weight moments behind kurtosis and norms (kurtosis.ts).
+ * |dW| sums (abs-diff.ts), the weight moments behind kurtosis and norms (kurtosis.ts) and
+ * the Gram's differences to the reference row (gram.ts).
  * The module is written out here as bytes from a few lines of instructions each, rather
  * than compiled from a source file, so the project needs no WebAssembly toolchain; every
  * kernel is checked against a plain loop in test/lineage.
@@ -171,19 +172,41 @@ function moments(central: boolean): number[] {
   );
 }
 
+/**
+ * `minus(src, ref, dst, bytes)`: dst = src - ref in float64, over the float32 values at
+ * src and ref (`bytes` long, a positive multiple of 8), written as float64 at dst (twice
+ * as long). Exact: a float32 difference fits a float64. The Gram's differences to the
+ * reference row (gram.ts).
+ */
+function minus(): number[] {
+  const SRC = 0,
+    REF = 1,
+    DST = 2,
+    BYTES = 3,
+    K = 4,
+    J = 5;
+  const load = (base: number): number[] => [...op.get(base), ...op.get(K), ...op.i32Add, ...v.load64Zero(), ...v.promoteLow];
+  const step = [...op.get(DST), ...op.get(J), ...op.i32Add, ...load(SRC), ...load(REF), ...v.sub, ...v.store()];
+  step.push(...op.get(J), ...op.i32Const(V128), ...op.i32Add, ...op.set(J));
+  return body([[2, I32]], counted(K, BYTES, 8, step));
+}
+
 function moduleBytes(): Uint8Array<ArrayBuffer> {
   const TILE_TYPE = 0,
     SUMS_TYPE = 1,
-    CENTRAL_TYPE = 2;
+    CENTRAL_TYPE = 2,
+    MINUS_TYPE = 3;
   const types = [
     [0x60, ...vec(Array.from({ length: MAX_A + MAX_B + 2 }, () => [I32])), 0],
     [0x60, ...vec([[I32], [I32], [I32]]), 0],
     [0x60, ...vec([[I32], [I32], [F64], [I32]]), 0],
+    [0x60, ...vec([[I32], [I32], [I32], [I32]]), 0],
   ];
   const functions: { name: string; type: number; code: number[] }[] = [
     ...TILES.map(([r, s]) => ({ name: `tile${r}x${s}`, type: TILE_TYPE, code: tile(r, s) })),
     { name: 'sums', type: SUMS_TYPE, code: moments(false) },
     { name: 'central', type: CENTRAL_TYPE, code: moments(true) },
+    { name: 'minus', type: MINUS_TYPE, code: minus() },
   ];
   return new Uint8Array([
     ...[0x00, 0x61, 0x73, 0x6d, 1, 0, 0, 0],
@@ -209,6 +232,8 @@ export class Kernels {
   private readonly memory: WebAssembly.Memory;
   private readonly sumsFn: (at: number, bytes: number, out: number) => void;
   private readonly centralFn: (at: number, bytes: number, mean: number, out: number) => void;
+  /** see minus() above: byte offsets into the memory */
+  readonly minus: (src: number, ref: number, dst: number, bytes: number) => void;
   /** the results of the last call (a view, renewed when memory grows) */
   out = new Float64Array(0);
 
@@ -218,6 +243,7 @@ export class Kernels {
     for (const [r, s] of TILES) (this.tile[r] ??= [])[s] = exports[`tile${r}x${s}`] as Tile;
     this.sumsFn = exports['sums'] as Kernels['sumsFn'];
     this.centralFn = exports['central'] as Kernels['centralFn'];
+    this.minus = exports['minus'] as Kernels['minus'];
     this.memory = exports['memory'] as WebAssembly.Memory;
     this.out = new Float64Array(this.memory.buffer, 0, OUT_BYTES / 8);
   }
