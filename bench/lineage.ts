@@ -126,7 +126,7 @@ async function phases(dir: string): Promise<void> {
     await timed('weight moments', () => {
       for (let i = 0; i < n; i++) weightMoments(stack.subarray(i * p, (i + 1) * p));
     });
-    const gram = await timed('Gram blocks (widen, ORT Sub + float64 Gemm, block sums)', () => engine.gram(stack, n, p));
+    const gram = await timed('Gram blocks (SIMD differences, ORT float64 Gemm, block sums)', () => engine.gram(stack, n, p));
     await timed('distances from the Gram + repair', () => distancesFromGram(gram, stack, n, p));
     await timed('mean |dW| (SIMD tiles)', () => absDiffSums(stack, n, p));
     if (l === 0) {
