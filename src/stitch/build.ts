@@ -10,7 +10,7 @@ import { float32, int64, numel } from '../onnx/tensor.js';
 import { initValues, defaultUniformBound } from '../nn/init.js';
 import { UserError } from '../util/errors.js';
 import { keepNeeded, removeUnused } from '../onnx/prune.js';
-import { type StitchKind, type StitchSpec, coreFrom, coreTo, fmt, padFor } from './plan.js';
+import { type StitchKind, type StitchSpec, coreFrom, coreTo, edgeFor, fmt, padFor } from './plan.js';
 
 /** Input and output tensor names of every stitch model. */
 export const STITCH_IN = 'x';
@@ -362,15 +362,33 @@ function prepare(g: Graph, s: StitchSpec, x: string): string {
   }
 }
 
-/** Nearest upsampling by the stitch's ratio, cropped to the receiver's size; `out` names the result. */
+/**
+ * Nearest upsampling by the stitch's ratio r onto the receiver's size: receiver pixel i
+ * reads pixel min(floor(i / r), h - 1). Where r * h falls short of the receiver, the last
+ * row/column is first repeated (a Gather on the small image: edge replication commutes with
+ * the 1x1 map, as upsampling does, so mapping first stays exact; zeros would not, they
+ * would leave the bias alone there); where it overshoots, the result is cropped.
+ * `out` names the result.
+ */
 function upsample(g: Graph, s: StitchSpec, x: string, out?: string): string {
-  const [, ha, wa] = coreFrom(s) as [number, number, number];
-  const [, hb, wb] = coreTo(s) as [number, number, number];
-  const crop = ha * s.ratio !== hb || wa * s.ratio !== wb;
+  const small = coreFrom(s).slice(1);
+  const large = coreTo(s).slice(1);
+  const r = s.ratio;
+  let t = x;
+  small.forEach((h, d) => {
+    const extra = edgeFor(h, large[d]!, r);
+    if (!extra) return;
+    const name = `stitch.edge${d}`;
+    g.initializers.set(`${name}.index`, int64([h + extra], [...Array.from({ length: h }, (_, i) => i), ...new Array<number>(extra).fill(h - 1)]));
+    g.nodes.push(node('Gather', name, [t, `${name}.index`], name, { axis: int(2 + d) }));
+    t = name;
+  });
+  const grown = small.map((h, d) => (h + edgeFor(h, large[d]!, r)) * r);
+  const crop = grown.some((v, d) => v !== large[d]);
   const up = crop ? 'stitch.up' : (out ?? 'stitch.up');
-  g.initializers.set('stitch.up.scales', float32([4], [1, 1, s.ratio, s.ratio]));
+  g.initializers.set('stitch.up.scales', float32([4], [1, 1, r, r]));
   g.nodes.push(
-    node('Resize', 'stitch.up', [x, '', 'stitch.up.scales'], up, {
+    node('Resize', 'stitch.up', [t, '', 'stitch.up.scales'], up, {
       mode: str('nearest'),
       coordinate_transformation_mode: str('asymmetric'),
       nearest_mode: str('floor'),
@@ -378,7 +396,7 @@ function upsample(g: Graph, s: StitchSpec, x: string, out?: string): string {
   );
   if (!crop) return up;
   g.initializers.set('stitch.crop.starts', int64([2], [0, 0]));
-  g.initializers.set('stitch.crop.ends', int64([2], [hb, wb]));
+  g.initializers.set('stitch.crop.ends', int64([2], large));
   g.initializers.set('stitch.crop.axes', int64([2], [2, 3]));
   g.nodes.push(node('Slice', 'stitch.crop', [up, 'stitch.crop.starts', 'stitch.crop.ends', 'stitch.crop.axes'], out ?? 'stitch.crop', {}));
   return out ?? 'stitch.crop';

@@ -39,8 +39,7 @@ import {
 } from './cell.js';
 import { FLAT_FROMS } from './plan.js';
 import { StitchContext } from './context.js';
-import { mapFanIn } from './build.js';
-import { MAX_LSQ_INPUTS } from './lsq.js';
+import { lsqTooLarge } from './lsq.js';
 import { fileHash } from '../onnx/metadata.js';
 
 export interface GridSpec {
@@ -277,13 +276,8 @@ function planCells(dir: string, f: GridFile): GridCell[] {
         const cell: GridCell = { id, kind, i, j, file: join(dir, 'cells', `${id}.json`) };
         try {
           const spec = pairSpec({ kind, sender: s, receiver: r }, f.options);
-          const k = mapFanIn(spec);
-          if ((f.options.mode === 'lsq' || f.options.init === 'lsq') && k > MAX_LSQ_INPUTS) {
-            throw new OptionError(
-              (o) =>
-                `a least-squares ${spec.kind} stitch has ${k} inputs per output, more than the ${MAX_LSQ_INPUTS} solved in closed form; use ${o('flat', 'pool')}`,
-            );
-          }
+          const tooLarge = (f.options.mode === 'lsq' || f.options.init === 'lsq') && lsqTooLarge(spec, f.options);
+          if (tooLarge) throw tooLarge;
         } catch (e) {
           if (!(e instanceof UserError)) throw e;
           cell.skipError = withContext(`sender cut "${s.name}" of ${f.spec.a} -> receiver cut "${r.name}" of ${f.spec.b}: `, e);

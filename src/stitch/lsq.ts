@@ -13,13 +13,38 @@ import { int, ints } from '../onnx/graph.js';
 import { int64 } from '../onnx/tensor.js';
 import { ModelSession, type SessionOptions } from '../runtime/session.js';
 import { DenseLinalg } from '../runtime/linalg.js';
-import { OptionError, UserError } from '../util/errors.js';
-import { type StitchSpec, fmt } from './plan.js';
+import { OptionError, type OptionNamer, UserError } from '../util/errors.js';
+import { type StitchKind, type StitchSpec, coreFrom, fmt } from './plan.js';
 import { type StitchMap, type StitchWeights, buildPatchModel, mapFanIn, rowsPerImage, stitchMaps, targetRows } from './build.js';
 import { numel } from '../onnx/tensor.js';
 
 /** Largest K solved in closed form: the K x K float64 system and its Cholesky factor stay under ~300 MB and seconds. */
 export const MAX_LSQ_INPUTS = 4096;
+
+/**
+ * Why a stitch's least-squares problem is too large to solve in closed form (more than
+ * MAX_LSQ_INPUTS inputs per output), with what helps for its kind; undefined when it fits.
+ * Training by gradient always helps (it never forms the K x K system); `how` says which
+ * option asked for least squares, to name the one to change (both when unknown).
+ */
+export function lsqTooLarge(spec: StitchSpec, how?: { mode: string; init: string }): OptionError | undefined {
+  const k = mapFanIn(spec);
+  if (k <= MAX_LSQ_INPUTS) return undefined;
+  return new OptionError((o) => {
+    const gradient = how?.mode === 'lsq' ? o('mode', 'task') : how?.init === 'lsq' ? o('init', 'random') : `${o('mode', 'task')} with ${o('init', 'random')}`;
+    const fewer = FEWER_INPUTS[spec.kind]?.(o, spec) ?? `a sender cut with fewer channels`;
+    return (
+      `a least-squares ${spec.kind} stitch ${fmt(spec.from)} -> ${fmt(spec.to)} has ${k} inputs per output, a ${k}x${k} system ` +
+      `(limit ${MAX_LSQ_INPUTS}); train it by gradient instead (${gradient}), or use ${fewer}`
+    );
+  });
+}
+
+/** What else gives a stitch kind fewer least-squares inputs (any kind: a sender cut with fewer channels). */
+const FEWER_INPUTS: Partial<Record<StitchKind, (o: OptionNamer, s: StitchSpec) => string>> = {
+  'flatten-linear': (o) => `${o('flat', 'pool')} (one input per channel)`,
+  downsample: (_, s) => `a later sender cut, closer in size to the receiver (here ${coreFrom(s)[0]} channels x a ${s.ratio}x${s.ratio} window)`,
+};
 
 /** The sums of one least-squares problem (row-major Float64Arrays): one per learned map of a stitch. */
 export interface LsqMoments {
@@ -106,13 +131,8 @@ export class LsqAccumulator {
   }
 
   static async create(spec: StitchSpec, session: SessionOptions, weights?: StitchWeights): Promise<LsqAccumulator> {
-    const k = mapFanIn(spec);
-    if (k > MAX_LSQ_INPUTS) {
-      throw new OptionError(
-        (o) =>
-          `a least-squares ${spec.kind} stitch ${fmt(spec.from)} -> ${fmt(spec.to)} has ${k} inputs per output, a ${k}x${k} system (limit ${MAX_LSQ_INPUTS}); use ${o('flat', 'pool')}, or a sender cut closer in size to the receiver`,
-      );
-    }
+    const tooLarge = lsqTooLarge(spec);
+    if (tooLarge) throw tooLarge;
     const sessions: ModelSession[] = [];
     for (const map of stitchMaps(spec)) sessions.push(await ModelSession.create(buildMomentsModel(spec, weights, map.id), session));
     return new LsqAccumulator(spec, sessions);

@@ -5,10 +5,15 @@
  *
  * Image -> image:
  * - same spatial size: 1x1 convolution with bias;
- * - sender larger by r = 2^k: convolution with kernel r and stride r (zero-padded at the
- *   bottom/right when the receiver's size is ceil(H / r), as stride-2 stages produce it:
- *   28 -> 14 -> 7 -> 4);
- * - sender smaller by r: nearest upsampling by r (cropped to the receiver's size), then 1x1.
+ * - sender larger: convolution with kernel r and stride r, the stride `spatialStride`
+ *   chooses: in each dimension the receiver's size is floor(H / r) or ceil(H / r), as
+ *   stride-r stages with either rounding produce it (28 -> 14 -> 7 -> 4 with padded
+ *   convolutions, 31 -> 15 -> 7 -> 3 with SqueezeNet's unpadded 3x3 pools). A ceil size is
+ *   zero-padded at the bottom/right; a floor size leaves the last H - r * h (< r) rows
+ *   or columns unread, as the network's own stride-r stage does;
+ * - sender smaller: the same r from the receiver's size to the sender's, nearest
+ *   upsampling by r, then 1x1: receiver pixel i reads sender pixel min(floor(i / r), h - 1)
+ *   (cropped where r * h overshoots, the last row/column repeated where it falls short).
  * Into a flat receiver (the classifier's pooled features): from an image, global average
  * pool + linear (default) or flatten + linear; from tokens, the mean over all tokens +
  * linear (default), flatten + linear, or the class token + linear ('class'); flat into
@@ -167,28 +172,66 @@ export function coreTo(s: StitchSpec): number[] {
 }
 
 function spatialKind(from: number[], to: number[], desc: string): { kind: StitchKind; ratio: number } {
-  const [, ha, wa] = from as [number, number, number];
-  const [, hb, wb] = to as [number, number, number];
-  if (ha === hb && wa === wb) return { kind: 'conv1x1', ratio: 1 };
-  if (ha >= hb && wa >= wb) {
-    const r = powerOfTwo((k) => Math.ceil(ha / k) === hb && Math.ceil(wa / k) === wb, Math.max(ha, wa));
-    if (r) return { kind: 'downsample', ratio: r };
-  } else if (ha <= hb && wa <= wb) {
-    const r = powerOfTwo((k) => Math.ceil(hb / k) === ha && Math.ceil(wb / k) === wa, Math.max(hb, wb));
-    if (r) return { kind: 'upsample', ratio: r };
+  const a = from.slice(1),
+    b = to.slice(1);
+  if (a.every((x, d) => x === b[d])) return { kind: 'conv1x1', ratio: 1 };
+  const down = a.every((x, d) => x >= b[d]!);
+  if (down || a.every((x, d) => x <= b[d]!)) {
+    const r = down ? spatialStride(a, b) : spatialStride(b, a);
+    if (r) return { kind: down ? 'downsample' : 'upsample', ratio: r };
   }
   throw new UserError(
-    `cannot stitch ${desc}: the spatial sizes ${ha}x${wa} and ${hb}x${wb} differ by no power-of-2 factor r (the smaller must be ceil(larger / r), r = 2, 4, 8, ...)`,
+    `cannot stitch ${desc}: the spatial sizes ${a.join('x')} and ${b.join('x')} differ by no integer stride r ` +
+      `(the smaller size must be floor or ceil of larger / r, with the same r for height and width)`,
   );
 }
 
-function powerOfTwo(fits: (r: number) => boolean, limit: number): number | undefined {
-  for (let r = 2; r <= 2 * limit; r *= 2) if (fits(r)) return r;
-  return undefined;
+/**
+ * The stride r between a larger spatial size and a smaller one, or undefined when none fits.
+ * r fits when in every dimension the smaller size is floor(larger / r) or ceil(larger / r):
+ * what a stride-r stage gives with either rounding, and what any chain of k stride-2
+ * stages gives for r = 2^k (each rounding floor or ceil keeps the size between
+ * floor(x / 2^k) and ceil(x / 2^k)). Of the fitting r, a power of 2 (networks reduce by
+ * stride-2 stages) is taken first, then any integer (stride-3 pools); among several the
+ * one closest to the size ratio (summed over the dimensions, in log scale), the smaller on
+ * a tie. Several fit only where the smaller size is 1 or 2 (9 -> 2: r = 4 as two floor
+ * stages give it, not 8 with 7 rows of padding).
+ *
+ * @example spatialStride([15, 15], [7, 7]) // 2 (floor)
+ * @example spatialStride([7, 8], [4, 4])   // 2 (ceil in the first dimension)
+ * @example spatialStride([31, 31], [3, 3]) // 8 (floor; 9 and 10 fit too, but are no power of 2)
+ */
+export function spatialStride(large: readonly number[], small: readonly number[]): number | undefined {
+  if (small.some((s) => s < 1)) return undefined;
+  const fits = (r: number): boolean => large.every((x, d) => Math.floor(x / r) === small[d] || Math.ceil(x / r) === small[d]);
+  const distance = (r: number): number => large.reduce((sum, x, d) => sum + Math.abs(Math.log(r) - Math.log(x / small[d]!)), 0);
+  // floor(x / r) = s or ceil(x / r) = s needs x / (s + 1) < r < x / (s - 1): only these r can fit
+  const lo = Math.max(2, ...large.map((x, d) => Math.floor(x / (small[d]! + 1)) + 1));
+  const hi = Math.min(...large.map((x, d) => (small[d]! > 1 ? Math.ceil(x / (small[d]! - 1)) : 2 * x)));
+  let power: number | undefined, integer: number | undefined;
+  for (let r = lo; r <= hi; r++) {
+    if (!fits(r)) continue;
+    if (Number.isInteger(Math.log2(r)) && (power === undefined || distance(r) < distance(power))) power = r;
+    if (integer === undefined || distance(r) < distance(integer)) integer = r;
+  }
+  return power ?? integer;
 }
 
-/** Zero padding at the bottom/right that a stride-r convolution needs to produce `out` from `size`. */
-export const padFor = (size: number, out: number, r: number): number => out * r - size;
+/**
+ * Zero padding at the bottom/right that a stride-r convolution needs to produce `out` from
+ * `size`: out * r - size when out = ceil(size / r); none when out = floor(size / r), where
+ * the convolution without padding already stops after out windows and leaves the last
+ * size - out * r (< r) pixels unread.
+ */
+export const padFor = (size: number, out: number, r: number): number => Math.max(0, out * r - size);
+
+/**
+ * Rows or columns the upsampling stitch repeats at the bottom/right of the sender (size
+ * `small`) before upsampling by r, so that r times it covers the receiver's `large`: 1 where
+ * small = floor(large / r) < large / r, else 0. With them (and the crop of what overshoots),
+ * receiver pixel i reads sender pixel min(floor(i / r), small - 1).
+ */
+export const edgeFor = (small: number, large: number, r: number): number => Math.max(0, Math.ceil(large / r) - small);
 
 export const fmt = (s: readonly number[]): string => `[${s.join('x')}]`;
 

@@ -5,7 +5,7 @@ import { MAP_BIAS, MAP_WEIGHT, buildStitch, initialWeights } from '../../src/sti
 import { ModelSession } from '../../src/runtime/session.js';
 import { Rng } from '../../src/util/random.js';
 
-test('an upsampling stitch maps the small image, then upsamples and crops: the same values as mapping the upsampled image', async () => {
+test('an upsampling stitch maps the small image, then upsamples, crops or repeats the edge: pixel i reads min(floor(i / r), h - 1)', async () => {
   for (const [from, to] of [
     [
       [3, 2, 2],
@@ -14,6 +14,21 @@ test('an upsampling stitch maps the small image, then upsamples and crops: the s
     [
       [4, 2, 2],
       [3, 8, 8],
+    ],
+    // r * h short of the receiver: the last row/column repeated (7 = floor-mode 3 * 2 + 1)
+    [
+      [3, 3, 3],
+      [2, 7, 7],
+    ],
+    // short in one dimension, overshooting in the other
+    [
+      [3, 3, 4],
+      [2, 7, 7],
+    ],
+    // both: 7 -> 31 by r = 4 repeats a column (8 * 4 = 32), then crops one
+    [
+      [2, 7, 7],
+      [2, 31, 31],
     ],
   ]) {
     const spec = planStitch(from!, to!);
@@ -38,7 +53,8 @@ test('an upsampling stitch maps the small image, then upsamples and crops: the s
         for (let i = 0; i < hb; i++)
           for (let j = 0; j < wb; j++) {
             let v = bias[o]!;
-            for (let c = 0; c < ca; c++) v += weight[o * ca + c]! * x[((b * ca + c) * ha + Math.floor(i / r)) * wa + Math.floor(j / r)]!;
+            const [si, sj] = [Math.min(Math.floor(i / r), ha - 1), Math.min(Math.floor(j / r), wa - 1)];
+            for (let c = 0; c < ca; c++) v += weight[o * ca + c]! * x[((b * ca + c) * ha + si) * wa + sj]!;
             const got = y[((b * cb + o) * hb + i) * wb + j]!;
             assert.ok(Math.abs(got - v) <= 1e-5, `${from!.join('x')} -> ${to!.join('x')} at ${b},${o},${i},${j}: ${got} vs ${v}`);
           }

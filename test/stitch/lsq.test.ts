@@ -2,7 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { planStitch, type PlanOptions } from '../../src/stitch/plan.js';
 import { buildStitch, initialWeights, MAP_WEIGHT } from '../../src/stitch/build.js';
-import { LsqAccumulator, solveLsq } from '../../src/stitch/lsq.js';
+import { LsqAccumulator, lsqTooLarge, solveLsq } from '../../src/stitch/lsq.js';
+import { cliMessage } from '../../src/cli/flags.js';
+import { OptionError } from '../../src/util/errors.js';
 import { ModelSession } from '../../src/runtime/session.js';
 import { numel } from '../../src/onnx/tensor.js';
 import { Rng } from '../../src/util/random.js';
@@ -24,6 +26,33 @@ const CASES: [number[], number[], PlanOptions?][] = [
   [
     [6, 4, 4],
     [3, 7, 7],
+  ],
+  // floor sizes (unpadded or floor-mode stride-2 stages): the rows leave the unread last row/column out
+  [
+    [3, 15, 15],
+    [4, 7, 7],
+  ],
+  [
+    [3, 7, 8],
+    [2, 3, 4],
+  ],
+  // ceil in one dimension, exact in the other; a stride-3 pool
+  [
+    [3, 7, 8],
+    [2, 4, 4],
+  ],
+  [
+    [2, 28, 28],
+    [3, 9, 9],
+  ],
+  // upsampling short of the receiver (the edge repeated), and short then cropped
+  [
+    [4, 3, 3],
+    [3, 7, 7],
+  ],
+  [
+    [3, 7, 7],
+    [2, 31, 31],
   ],
   [[5, 6, 6], [4]],
   [
@@ -55,6 +84,19 @@ const CASES: [number[], number[], PlanOptions?][] = [
   [
     [17, 5],
     [4, 2, 2],
+  ],
+  // a 7x7 token grid onto a floor-size image and back (strided, and upsampled with the edge repeated)
+  [
+    [50, 5],
+    [3, 3, 3],
+  ],
+  [
+    [4, 3, 3],
+    [50, 5],
+  ],
+  [
+    [3, 15, 15],
+    [50, 4],
   ],
   // tokens -> tokens: same count (per-token linear), other counts (through the grids; class token from class token or mean)
   [
@@ -134,4 +176,30 @@ test('fewer rows than inputs (an underdetermined stitch) is solved with a ridge 
   await acc.release();
   assert.ok(sol.ridge > 0, 'ridge reported');
   assert.ok(sol.fitError < 1e-6, `an exact fit exists; fit error ${sol.fitError}`);
+});
+
+test('a least-squares stitch over the input limit is refused with what helps for its kind', async () => {
+  // a strided stitch: K = 512 channels x 4x4; pooling options cannot help it
+  const down = planStitch([512, 8, 8], [64, 2, 2]);
+  const e = lsqTooLarge(down, { mode: 'lsq', init: 'random' })!;
+  assert.ok(e, 'refused');
+  assert.equal(
+    cliMessage(e),
+    'a least-squares downsample stitch [512x8x8] -> [64x2x2] has 8192 inputs per output, a 8192x8192 system (limit 4096); ' +
+      'train it by gradient instead (--mode task), or use a later sender cut, closer in size to the receiver (here 512 channels x a 4x4 window)',
+  );
+  assert.match(e.message, /\(mode=task\)/);
+  // asked for by --init lsq: the option to change is --init
+  assert.match(cliMessage(lsqTooLarge(down, { mode: 'task', init: 'lsq' })!), /by gradient instead \(--init random\)/);
+  // flattened into the classifier: pooling is the remedy
+  const flat = cliMessage(lsqTooLarge(planStitch([128, 8, 8], [10], { flat: 'flatten' }), { mode: 'lsq', init: 'random' })!);
+  assert.match(flat, /8192 inputs per output.*\(--mode task\), or use --flat pool \(one input per channel\)$/);
+  // within the limit: nothing to refuse
+  assert.equal(lsqTooLarge(planStitch([256, 8, 8], [64, 2, 2])), undefined);
+  // the accumulator refuses the same way before building anything
+  await assert.rejects(LsqAccumulator.create(down, { threads: 1 }), (err: Error) => {
+    assert.ok(err instanceof OptionError);
+    assert.match(cliMessage(err), /\(--mode task with --init random\), or use a later sender cut/);
+    return true;
+  });
 });

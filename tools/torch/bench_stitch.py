@@ -7,8 +7,8 @@ layer4.0 x receivers stem, layer2.0, features (cut after the named block, as in
 modelsmith's cut points). Per cell: the sender's activations of the training and test
 images are computed once per sender and kept in memory (the first cell of a sender pays
 for that, as in modelsmith), the stitch chosen by shape (src/stitch/plan.ts: 1x1 conv,
-strided conv when the sender is r times larger, 1x1 conv + nearest upsampling by r + crop
-when it is smaller (the map first, as modelsmith builds it: the two commute), global average pool + linear into the flat features) is trained by
+strided conv when the sender is r times larger (floor or ceil sizes), 1x1 conv + nearest
+upsampling by r + crop (or the edge repeated) when it is smaller (the map first, as modelsmith builds it: the two commute), global average pool + linear into the flat features) is trained by
 SGD (lr 0.01, momentum 0.9, weight decay 0.01, constant schedule, batch 256, last partial
 batch dropped, one shuffled order per epoch) on cross-entropy through the frozen
 receiver suffix, then scored on the test images.
@@ -21,6 +21,7 @@ receiver suffix, then scored on the test images.
 import argparse
 import gzip
 import json
+import math
 import os
 import sys
 import time
@@ -91,12 +92,32 @@ def shape_at(net, cut):
         return tuple(prefix(net, cut)(torch.zeros(1, 1, 28, 28)).shape[1:])
 
 
+def spatial_stride(large, small):
+    """The stride src/stitch/plan.ts spatialStride picks: in every dimension the smaller size is
+    floor or ceil of larger / r; a power of 2 first, then any integer; the one nearest the
+    size ratio (summed log distance), the smaller on a tie. None when no r fits."""
+    if min(small) < 1:
+        return None
+
+    def fits(r):
+        return all(a // r == b or -(-a // r) == b for a, b in zip(large, small))
+
+    def distance(r):
+        return sum(abs(math.log(r) - math.log(a / b)) for a, b in zip(large, small))
+
+    lo = max([2] + [a // (b + 1) + 1 for a, b in zip(large, small)])
+    hi = min(-(-a // (b - 1)) if b > 1 else 2 * a for a, b in zip(large, small))
+    fitting = [r for r in range(lo, hi + 1) if fits(r)]
+    powers = [r for r in fitting if r & (r - 1) == 0]
+    return min(powers or fitting, key=lambda r: (distance(r), r), default=None)
+
+
 class Stitch(nn.Module):
     """The stitch src/stitch/plan.ts chooses for these shapes (image or flat receivers)."""
 
     def __init__(self, a, b):
         super().__init__()
-        self.up, self.crop, self.pad = 1, None, (0, 0)
+        self.up, self.crop, self.pad, self.edge = 1, None, (0, 0), (0, 0)
         if len(b) == 1:
             self.kind = 'pool-linear'
             self.map = nn.Linear(a[0], b[0])
@@ -104,22 +125,29 @@ class Stitch(nn.Module):
         (ca, ha, wa), (cb, hb, wb) = a, b
         if (ha, wa) == (hb, wb):
             self.kind, self.map = 'conv1x1', nn.Conv2d(ca, cb, 1)
-        elif ha >= hb:
-            r = next(r for r in (2, 4, 8, 16, 32) if -(-ha // r) == hb and -(-wa // r) == wb)
-            self.kind, self.map, self.pad = f'downsample r={r}', nn.Conv2d(ca, cb, r, stride=r), (wb * r - wa, hb * r - ha)
+        elif ha >= hb and wa >= wb:
+            r = spatial_stride((ha, wa), (hb, wb))
+            # zero padding for ceil sizes; for floor sizes the conv leaves the last rows unread
+            self.kind, self.map, self.pad = f'downsample r={r}', nn.Conv2d(ca, cb, r, stride=r), (max(0, wb * r - wa), max(0, hb * r - ha))
         else:
-            r = next(r for r in (2, 4, 8, 16, 32) if -(-hb // r) == ha and -(-wb // r) == wa)
+            r = spatial_stride((hb, wb), (ha, wa))
+            # the last row/column repeated where r times the sender falls short of the receiver
+            self.edge = (max(0, -(-wb // r) - wa), max(0, -(-hb // r) - ha))
             self.kind, self.map, self.up, self.crop = f'upsample r={r}', nn.Conv2d(ca, cb, 1), r, (hb, wb)
 
     def forward(self, x):
         if self.kind == 'pool-linear':
             return self.map(x.mean((2, 3)))
         if self.up > 1:
-            # the 1x1 map commutes with nearest upsampling; modelsmith (src/stitch/build.ts)
-            # maps first, and so does this unless --upsample-first asks for the naive order
-            if UPSAMPLE_FIRST:
-                return self.map(F.interpolate(x, scale_factor=self.up, mode='nearest')[:, :, :self.crop[0], :self.crop[1]])
-            return F.interpolate(self.map(x), scale_factor=self.up, mode='nearest')[:, :, :self.crop[0], :self.crop[1]]
+            # the 1x1 map commutes with nearest upsampling and edge replication; modelsmith
+            # (src/stitch/build.ts) maps first, and so does this unless --upsample-first asks
+            # for the naive order
+            def up(t):
+                if any(self.edge):
+                    t = F.pad(t, (0, self.edge[0], 0, self.edge[1]), mode='replicate')
+                return F.interpolate(t, scale_factor=self.up, mode='nearest')[:, :, :self.crop[0], :self.crop[1]]
+
+            return self.map(up(x)) if UPSAMPLE_FIRST else up(self.map(x))
         if any(self.pad):
             x = F.pad(x, (0, self.pad[0], 0, self.pad[1]))
         return self.map(x)
