@@ -8,12 +8,13 @@
  * The pairs are summed by a WebAssembly SIMD kernel (simd.ts), because neither
  * JavaScript nor ONNX Runtime does this well and no library does it: there is no product
  * form for L1 distances (no GEMM, unlike the Gram of gram.ts), an ONNX graph has to write
- * all n^2 x block differences before reducing them (measured 2.7 ns per weight pair with
- * Sub/Abs/ReduceSum, single-threaded), and V8 does not vectorise JavaScript (0.46 ns per
- * weight pair with a register-blocked loop, 1.1-1.3 ns for the plain per-pair loop),
- * while the kernel's 2-lane float64 SIMD takes 0.26 ns (105 x 131,072 float32 weights,
- * CPU time on an AMD EPYC, node 20). Most calls take a tile of 2 x 4 rows: the 6 rows are
- * loaded once per column pair for 8 pairs.
+ * all n^2 x block differences before reducing them (a design prototype with
+ * Cast/Sub/Abs/ReduceSum took 2.7 ns per weight pair, single-threaded), and V8 does not
+ * vectorise JavaScript (0.46 ns per weight pair for a register-blocked prototype, 1.1-2.1 ns
+ * for the plain per-pair loop), while the kernel's 2-lane float64 SIMD takes 0.26-0.31 ns
+ * (CPU time on an AMD EPYC, node 20; `node dist/bench/lineage.js --phases <zoo>` times the
+ * plain loop and the kernel). Most calls take a tile of 2 x 4 rows: the 6 rows are loaded
+ * once per column pair for 8 pairs.
  *
  * Exactness: the difference of two float32 values is exact in float64, its absolute
  * value too; only the float64 additions round (even and odd columns in two lanes,
@@ -30,6 +31,7 @@ import { MAX_A, MAX_B, SCRATCH_AT, kernels } from './simd.js';
 const BLOCK_BYTES = 1024 * 1024;
 /** ...but at least this many columns, so a tile call's work outweighs its call and the block's n x n partial sums */
 const MIN_BLOCK_COLUMNS = 256;
+
 /** The column blocks of an [n x p] stack: their width (even, the kernel takes two columns per step; the last may be narrower) and count. */
 export function absDiffBlocks(n: number, p: number): { cols: number; count: number } {
   const wanted = Math.max(MIN_BLOCK_COLUMNS, Math.floor(BLOCK_BYTES / (8 * n)));

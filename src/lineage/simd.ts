@@ -7,8 +7,9 @@
  * than compiled from a source file, so the project needs no WebAssembly toolchain; every
  * kernel is checked against a plain loop in test/lineage.
  *
- * Each thread makes its own instance (kernels()), with its own memory: callers copy their
- * data to `scratch` (past the results area) and read the results from `out`.
+ * Each thread has its own instance (kernels()), with its own memory: callers copy their
+ * data to `scratch` (past the results area) and read the results from `out`. A GramEngine
+ * makes one of its own, since its memory is a session's input across an await.
  *
  * @example
  *   const k = kernels();
