@@ -31,11 +31,12 @@ export interface Source {
   normalization: Normalization;
 }
 
-/** Where activations are read: a cut tensor, its per-image shape and its batch axis (absent: 0). */
+/** Where activations are read: a cut tensor, its per-image shape, its batch axis (absent: 0) and a channels-last image's channel axis. */
 export interface ActivationCut {
   tensor: string;
   shape: readonly number[];
   batchAxis?: number;
+  channelAxis?: number;
 }
 
 export interface ActivationBatch {
