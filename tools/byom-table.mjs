@@ -32,7 +32,7 @@ const opt = (name, dflt) => { const i = args.indexOf(name); return i >= 0 ? args
 const out = resolve(opt('--out', 'runs/byom'));
 const threads = opt('--threads', '2');
 const FAMILIES = ['resnet18', 'resnet50', 'googlenet', 'mobilenet_v2', 'mobilenet_v3_small', 'efficientnet_b0', 'densenet121',
-  'regnet_x_400mf', 'convnext_tiny', 'shufflenet_v2_x0_5', 'squeezenet1_1', 'vgg11_bn', 'vit_small'];
+  'regnet_x_400mf', 'convnext_tiny', 'shufflenet_v2_x0_5', 'squeezenet1_1', 'vgg11_bn', 'vit_small', 'swin_t'];
 const only = opt('--only', '').split(',').filter(Boolean);
 const families = only.length ? only : FAMILIES;
 const models = join(out, 'models');

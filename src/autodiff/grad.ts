@@ -11,7 +11,7 @@ import type { Emitter, GradContext, GradRule } from './types.js';
 import { inferNode } from '../onnx/shapes.js';
 import { tensorNames, int, isDefaultDomain, freshName } from '../onnx/graph.js';
 import { float32, int64, numel } from '../onnx/tensor.js';
-import { isNum } from '../onnx/dims.js';
+import { fmt, isNum } from '../onnx/dims.js';
 import { UserError } from '../util/errors.js';
 
 /** Float dtypes: the only tensors gradients flow through. */
@@ -95,7 +95,15 @@ export class GraphWriter {
 
   shape(tensor: string): number[] {
     const s = this.known.get(tensor)?.shape;
-    if (!s || !s.every(isNum)) throw new Error(`the shape of tensor "${tensor}" is not static (${s ? `[${s.join(',')}]` : 'unknown'})`);
+    if (!s || !s.every(isNum)) {
+      // an export whose sizes modelsmith cannot follow (data-dependent, or shape arithmetic without a rule) is bad input, not a bug
+      const node = this.graph.nodes.find((n) => n.outputs.includes(tensor));
+      const from = node ? ` (output of node "${node.name}", ${node.opType})` : '';
+      throw new UserError(
+        `training needs the size of every tensor once the batch size is fixed, but the shape of tensor "${tensor}"${from} is ${s ? fmt(s) : 'unknown'}: ` +
+          'its sizes are computed in a way modelsmith cannot follow',
+      );
+    }
     return s;
   }
 

@@ -5,7 +5,8 @@
  * command that takes a cut name resolves it here, so an unknown name or a tensor that
  * is not a cut always gets the same one-line error.
  */
-import type { Model, Node } from './types.js';
+import type { Dim, Model, Node } from './types.js';
+import { monomial } from './dims.js';
 import { getCuts, type CutPoint } from './metadata.js';
 import { cloneModel, int, producers, tensorNames, topoSort, uniqueName } from './graph.js';
 import { int64 } from './tensor.js';
@@ -112,7 +113,12 @@ export function detachShapeReads(model: Model, tensor: string, batchAxis = 0, ou
     const out = node.outputs[0]!;
     const k = known.get(out);
     const values = k?.values;
-    if (!k?.shape || !values || k.shape.length > 1 || !values.every((v) => typeof v === 'number' || v === symbol)) {
+    // each value a number or a multiple of the batch (Size of [N, 512] is N*512)
+    const batchMultiple = (v: Dim): number | undefined => {
+      const m = typeof v === 'string' ? monomial([v]) : undefined;
+      return m && m.syms.length === 1 && m.syms[0] === symbol ? m.coef : undefined;
+    };
+    if (!k?.shape || !values || k.shape.length > 1 || !values.every((v) => typeof v === 'number' || batchMultiple(v) !== undefined)) {
       const what = values ? values.join('x') : 'values unknown';
       throw new UserError(
         `the part of the model after "${tensor}" reads the shape of an earlier tensor through node "${node.name}" (${node.opType}) ` +
@@ -121,9 +127,19 @@ export function detachShapeReads(model: Model, tensor: string, batchAxis = 0, ou
     }
     const parts: string[] = [];
     values.forEach((v, i) => {
-      if (v === symbol) {
+      const times = batchMultiple(v);
+      if (times === 1) {
         needBatch = true;
         parts.push(batchName);
+        return;
+      }
+      if (times !== undefined) {
+        needBatch = true;
+        const factor = uniqueName(mg, `${out}::${i}::times`);
+        const product = uniqueName(mg, `${out}::${i}`);
+        mg.initializers.set(factor, int64([1], [times]));
+        added.push({ name: product, opType: 'Mul', inputs: [batchName, factor], outputs: [product], attributes: {} });
+        parts.push(product);
         return;
       }
       const c = uniqueName(mg, `${out}::${i}`);

@@ -25,13 +25,31 @@ export interface Monomial {
   syms: string[];
 }
 
+/**
+ * A symbolic dim as a monomial. Compound dims are written as their factors joined by
+ * '*', symbols sorted and a coefficient other than 1 last ("N*49": Swin's windows of a
+ * batch of N images), so equal products are equal strings.
+ */
+function symbolic(d: string): Monomial {
+  const m: Monomial = { coef: 1, syms: [] };
+  for (const f of d.split('*')) {
+    if (/^\d+$/.test(f)) m.coef *= Number(f);
+    else m.syms.push(f);
+  }
+  return m;
+}
+
 /** The product of dims; undefined when any dim is unknown. */
 export function monomial(dims: readonly Dim[]): Monomial | undefined {
   const m: Monomial = { coef: 1, syms: [] };
   for (const d of dims) {
     if (d === null) return undefined;
     if (typeof d === 'number') m.coef *= d;
-    else m.syms.push(d);
+    else {
+      const s = symbolic(d);
+      m.coef *= s.coef;
+      m.syms.push(...s.syms);
+    }
   }
   m.syms.sort();
   return m;
@@ -49,23 +67,79 @@ export function divide(a: Monomial, b: Monomial): Monomial | undefined {
   return { coef: a.coef / b.coef, syms };
 }
 
-/** A monomial as a single dim: a number, a lone symbol, or null when it is a compound. */
+/**
+ * A monomial as a single dim: a number, a symbol, or a compound symbol ("N*49"); null
+ * when it is not a size (a negative or fractional coefficient, or too large to be exact).
+ */
 export function monomialDim(m: Monomial | undefined): Dim {
-  if (!m) return null;
-  if (m.syms.length === 0) return m.coef;
-  if (m.syms.length === 1 && m.coef === 1) return m.syms[0]!;
-  if (m.coef === 0) return 0;
-  return null;
+  if (!m || !Number.isSafeInteger(m.coef) || m.coef < 0) return null;
+  if (m.syms.length === 0 || m.coef === 0) return m.coef;
+  const syms = [...m.syms].sort().join('*');
+  return m.coef === 1 ? syms : `${syms}*${m.coef}`;
 }
 
-/** Product of dims as one dim (e.g. Flatten): [N,1,1] -> N, [2,3] -> 6, [N,3] -> null. */
+/** Product of dims as one dim (e.g. Flatten): [N,1,1] -> N, [2,3] -> 6, [N,3] -> N*3. */
 export const productDim = (dims: readonly Dim[]): Dim => monomialDim(monomial(dims));
 
-/** Sum of dims (Concat axis): numbers add; a single non-zero symbolic term survives. */
+/**
+ * Integer arithmetic on dims as shape tensors carry them (Shape -> Gather -> Mul/Div ->
+ * Concat): exact on numbers, and on symbols where the result is still a product of the
+ * same symbols (N*4 / 4 = N, N*8 - N*4 = N*4, N*49 mod 7 = 0, since symbols are whole
+ * numbers); null where it is not (N / 2). `intDiv` and `mod` follow ONNX Div/Mod on
+ * integers (truncation; mod takes the divisor's sign).
+ */
+export const DIM_ARITHMETIC = {
+  add: (a: Dim, b: Dim): Dim =>
+    combine(
+      a,
+      b,
+      (x, y) => x + y,
+      (x, y) => sumOf(x, y, 1),
+    ),
+  sub: (a: Dim, b: Dim): Dim =>
+    combine(
+      a,
+      b,
+      (x, y) => x - y,
+      (x, y) => sumOf(x, y, -1),
+    ),
+  mul: (a: Dim, b: Dim): Dim =>
+    combine(
+      a,
+      b,
+      (x, y) => x * y,
+      (x, y) => ({ coef: x.coef * y.coef, syms: [...x.syms, ...y.syms] }),
+    ),
+  intDiv: (a: Dim, b: Dim): Dim => combine(a, b, (x, y) => (y === 0 ? Number.NaN : Math.trunc(x / y)), divide),
+  mod: (a: Dim, b: Dim): Dim =>
+    combine(
+      a,
+      b,
+      (x, y) => (y === 0 ? Number.NaN : ((x % y) + y) % y),
+      (x, y) => (y.syms.length === 0 && y.coef !== 0 && x.coef % y.coef === 0 ? { coef: 0, syms: [] } : undefined),
+    ),
+};
+
+function combine(a: Dim, b: Dim, num: (x: number, y: number) => number, sym: (x: Monomial, y: Monomial) => Monomial | undefined): Dim {
+  if (a === null || b === null) return null;
+  if (isNum(a) && isNum(b)) {
+    const r = num(a, b);
+    return Number.isNaN(r) ? null : r;
+  }
+  return monomialDim(sym(monomial([a])!, monomial([b])!));
+}
+
+/** x + sign * y when both are multiples of the same symbols (or y is 0). */
+function sumOf(x: Monomial, y: Monomial, sign: number): Monomial | undefined {
+  if (y.coef === 0) return x;
+  if (x.coef === 0 && sign > 0) return y;
+  const same = x.syms.length === y.syms.length && [...x.syms].sort().every((s, i) => s === [...y.syms].sort()[i]);
+  return same ? { coef: x.coef + sign * y.coef, syms: x.syms } : undefined;
+}
+
+/** Sum of dims (Concat axis): numbers add, and so do multiples of the same symbols. */
 export function sumDim(dims: readonly Dim[]): Dim {
-  if (dims.every(isNum)) return dims.reduce((a, b) => a + b, 0);
-  const nonZero = dims.filter((d) => d !== 0);
-  return nonZero.length === 1 ? nonZero[0]! : null;
+  return dims.reduce<Dim>((a, b) => DIM_ARITHMETIC.add(a, b), 0);
 }
 
 /** Two dims that must be equal: the more specific one, or an error when both are fixed and differ. */

@@ -16,6 +16,7 @@
 import type { Dim, Model, Node } from './types.js';
 import { producers } from './graph.js';
 import { analyzeShapes } from './shapes.js';
+import { channelAxes } from './channel-axes.js';
 import { OptionError, UserError } from '../util/errors.js';
 
 /**
@@ -185,8 +186,16 @@ export function checkCut(model: Model, tensor: string, file = 'the model', descr
 export interface BatchLayout {
   /** the batch axis (0 batch-first; 1 for sequence-first tokens [T, N, D]) */
   batchAxis: number;
-  /** the shape without the batch axis, other axes in order */
+  /**
+   * the shape without the batch axis, other axes in order, except that an image's
+   * channels come first: [C, H, W] also for a channels-last [N, H, W, C] tensor
+   */
   shape: number[];
+  /**
+   * the axis of the tensor (batch axis included) holding an image's channels, when it is
+   * not the first axis after the batch (3 for channels-last [N, H, W, C]; see channel-axes.ts)
+   */
+  channelAxis?: number;
 }
 
 /** What shape inference knows with the batch as a symbol. */
@@ -260,10 +269,18 @@ export function batchLayouts(model: Model): Map<string, BatchLayout | string> {
       }
       if (concrete.length) layout = concreteLayout(concrete.map((c) => c.get(name)?.shape)) ?? layout;
     }
-    out.set(name, layout);
+    out.set(name, typeof layout === 'object' ? channelsFirst(layout, channelAxes(model).get(name)) : layout);
   }
   layoutCache.set(model, out);
   return out;
+}
+
+/** An image layout with its channels moved first when they sit elsewhere in the tensor. */
+function channelsFirst(l: BatchLayout, channelAxis: number | undefined): BatchLayout {
+  if (l.shape.length !== 3 || channelAxis === undefined || channelAxis === l.batchAxis) return l;
+  const at = channelAxis < l.batchAxis ? channelAxis : channelAxis - 1;
+  if (at === 0) return l;
+  return { ...l, shape: [l.shape[at]!, ...l.shape.filter((_, i) => i !== at)], channelAxis };
 }
 
 /** The layout from a tensor's shapes at the probe batch sizes: one axis equal to them, the other sizes fixed numbers. */
@@ -277,7 +294,16 @@ function concreteLayout(shapes: (Dim[] | undefined)[]): BatchLayout | undefined 
 
 function layoutOf(shape: Dim[] | undefined, sym: string, fixedBatch: number | undefined): BatchLayout | string {
   if (!shape) return 'no shape';
-  const text = shape.map((d) => (d === null ? '?' : d === sym ? 'batch' : String(d))).join('x');
+  const dim = (d: Dim): string =>
+    d === null
+      ? '?'
+      : typeof d === 'string'
+        ? d
+            .split('*')
+            .map((f) => (f === sym ? 'batch' : f))
+            .join('*')
+        : String(d);
+  const text = shape.map(dim).join('x');
   let axes = shape.flatMap((d, i) => (d === sym ? [i] : []));
   if (!axes.length && fixedBatch !== undefined && shape[0] === fixedBatch) axes = [0];
   if (axes.length !== 1) return axes.length ? `${text} (the batch appears on several axes)` : `${text} (no axis is the batch alone)`;

@@ -79,13 +79,15 @@ function broadcastValues(t: Tensor, outDims: readonly number[]): number[] {
   return remap(outDims, toNumbers(t), (idx) => idx.reduce((acc, v, i) => acc + v * s[i]!, 0));
 }
 
-type Elementwise = (xs: number[], intMath: boolean) => number;
+type Elementwise = (xs: number[], intMath: boolean, node: Node) => number;
 
 const ELEMENTWISE: Record<string, Elementwise> = {
   Add: ([a, b]) => a! + b!,
   Sub: ([a, b]) => a! - b!,
   Mul: ([a, b]) => a! * b!,
   Div: ([a, b], int) => (int ? Math.trunc(a! / b!) : a! / b!),
+  // ONNX Mod: fmod=0 (integers) takes the divisor's sign, like Python's %; fmod=1 the dividend's, like C's fmod.
+  Mod: ([a, b], _, node) => (attrInt(node, 'fmod', 0) === 1 ? a! % b! : a! - b! * Math.floor(a! / b!)),
   Pow: ([a, b]) => a! ** b!,
   Max: (xs) => Math.max(...xs),
   Min: (xs) => Math.min(...xs),
@@ -108,7 +110,8 @@ const ELEMENTWISE: Record<string, Elementwise> = {
   Reciprocal: ([a]) => 1 / a!,
 };
 
-function elementwise(op: string, inputs: Tensor[], out: Tensor['dims'], dtype: DType): Tensor {
+function elementwise(node: Node, inputs: Tensor[], out: Tensor['dims'], dtype: DType): Tensor {
+  const op = node.opType;
   const f = ELEMENTWISE[op]!;
   const cols = inputs.map((t) => broadcastValues(t, out));
   const intMath = isInt(inputs[inputs.length - 1]!.dtype);
@@ -116,6 +119,7 @@ function elementwise(op: string, inputs: Tensor[], out: Tensor['dims'], dtype: D
     f(
       cols.map((c) => c[i]!),
       intMath,
+      node,
     ),
   );
   return fromNumbers(dtype, out, values);
@@ -137,7 +141,7 @@ export function evaluate(node: Node, inputs: (Tensor | undefined)[], outDims: nu
   if (ELEMENTWISE[op])
     return [
       elementwise(
-        op,
+        node,
         inputs.filter((t): t is Tensor => !!t),
         dims,
         dtype,
@@ -161,6 +165,8 @@ export function evaluate(node: Node, inputs: (Tensor | undefined)[], outDims: nu
       return [constantOfShape(node, dims)];
     case 'Range':
       return [range(inputs as Tensor[], dims, dtype)];
+    case 'ScatterND':
+      return scatterND(node, inputs, dims);
     default:
       return undefined;
   }
@@ -207,6 +213,29 @@ function slice(node: Node, inputs: (Tensor | undefined)[], dims: number[]): Tens
   const s = strides(x.dims);
   const values = remap(dims, toNumbers(x), (idx) => idx.reduce((acc, v, i) => acc + (first[i]! + v * step[i]!) * s[i]!, 0));
   return [fromNumbers(x.dtype, dims, values)];
+}
+
+/** ScatterND without reduction: a copy of the data with the slices the indices name replaced by the updates. */
+function scatterND(node: Node, [data, indices, updates]: (Tensor | undefined)[], dims: number[]): Tensor[] | undefined {
+  const reduction = node.attributes['reduction'];
+  if (!data || !indices || !updates || (reduction?.kind === 'string' && reduction.value !== 'none')) return undefined;
+  const k = indices.dims[indices.dims.length - 1]!;
+  const slice = numel(data.dims.slice(k));
+  const s = strides(data.dims.slice(0, k)).map((v) => v * slice);
+  const values = toNumbers(data);
+  const idx = toNumbers(indices);
+  const upd = toNumbers(updates);
+  for (let u = 0; u * k < idx.length; u++) {
+    let at = 0;
+    for (let j = 0; j < k; j++) {
+      const size = data.dims[j]!;
+      const i = idx[u * k + j]!;
+      if (i < -size || i >= size) return undefined;
+      at += (i < 0 ? i + size : i) * s[j]!;
+    }
+    for (let e = 0; e < slice; e++) values[at + e] = upd[u * slice + e]!;
+  }
+  return [fromNumbers(data.dtype, dims, values)];
 }
 
 function transpose(node: Node, x: Tensor, dims: number[]): Tensor {

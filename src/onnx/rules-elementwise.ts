@@ -1,7 +1,7 @@
 /** Shape rules for elementwise operators: unary maps, broadcasting binary and variadic ops. */
 import type { DType, Dim } from './types.js';
 import { type NodeContext, type OpRule, one } from './op-context.js';
-import { broadcastShapes, isNum } from './dims.js';
+import { DIM_ARITHMETIC, broadcastShapes, isNum } from './dims.js';
 
 /** Output = input 0, same dtype and shape. */
 const sameAs = (inputs: [number, number] = [1, 1]): OpRule => ({
@@ -56,10 +56,10 @@ const broadcasting = (dtype: (c: NodeContext) => DType, inputs: [number, number]
 });
 
 /**
- * Integer arithmetic on shape values, keeping symbols where the other side is the
- * identity (N*1, N+0), so that e.g. Shape(x)[0] * 1 is still the batch N.
+ * Integer arithmetic on shape values (dims.ts DIM_ARITHMETIC), elementwise with numpy
+ * broadcasting of the two value lists, so that e.g. Shape(x)[0] * 49 is the dim N*49.
  */
-function arithmetic(f: (a: number, b: number) => number, unit: number, commutes: boolean): (c: NodeContext) => Dim[] | undefined {
+function arithmetic(f: (a: Dim, b: Dim) => Dim): (c: NodeContext) => Dim[] | undefined {
   return (c) => {
     const a = c.values(0);
     const b = c.values(1);
@@ -67,15 +67,35 @@ function arithmetic(f: (a: number, b: number) => number, unit: number, commutes:
     const n = Math.max(a.length, b.length);
     if (a.length !== n && a.length !== 1) return undefined;
     if (b.length !== n && b.length !== 1) return undefined;
-    return Array.from({ length: n }, (_, i) => {
-      const x = a[a.length === 1 ? 0 : i]!;
-      const y = b[b.length === 1 ? 0 : i]!;
-      if (isNum(x) && isNum(y)) return f(x, y);
-      if (y === unit) return x;
-      if (commutes && x === unit) return y;
-      return null;
-    });
+    return Array.from({ length: n }, (_, i) => f(a[a.length === 1 ? 0 : i]!, b[b.length === 1 ? 0 : i]!));
   };
+}
+
+/**
+ * Equal on shape values: numbers compare; a symbol is a size, never negative, so it
+ * differs from a negative number (torchvision's ViT tests Concat(N, -1, -1) == -1 to
+ * expand its class token); the same symbol is equal to itself.
+ */
+function equalValues(c: NodeContext): Dim[] | undefined {
+  return arithmetic((a, b) => {
+    if (a === null || b === null) return null;
+    if (isNum(a) && isNum(b)) return Number(a === b);
+    if (a === b) return 1;
+    return (isNum(a) && a < 0) || (isNum(b) && b < 0) ? 0 : null;
+  })(c);
+}
+
+/** Where on shape values: picks from x or y wherever the condition is known. */
+function whereValues(c: NodeContext): Dim[] | undefined {
+  const [cond, x, y] = [c.values(0), c.values(1), c.values(2)];
+  if (!cond || !x || !y) return undefined;
+  const n = Math.max(cond.length, x.length, y.length);
+  if (![cond, x, y].every((v) => v.length === n || v.length === 1)) return undefined;
+  const at = (v: Dim[], i: number): Dim => v[v.length === 1 ? 0 : i]!;
+  return Array.from({ length: n }, (_, i) => {
+    const k = at(cond, i);
+    return k === null || !isNum(k) ? null : k ? at(x, i) : at(y, i);
+  });
 }
 
 export const ELEMENTWISE_RULES: Record<string, OpRule> = {
@@ -92,16 +112,17 @@ export const ELEMENTWISE_RULES: Record<string, OpRule> = {
       { dtype: 'bool', ...shapeOf(c) },
     ],
   },
-  Add: { ...broadcasting((c) => c.dtype(0)), values: arithmetic((a, b) => a + b, 0, true) },
-  Sub: { ...broadcasting((c) => c.dtype(0)), values: arithmetic((a, b) => a - b, 0, false) },
-  Mul: { ...broadcasting((c) => c.dtype(0)), values: arithmetic((a, b) => a * b, 1, true) },
-  Div: { ...broadcasting((c) => c.dtype(0)), values: arithmetic((a, b) => Math.trunc(a / b), 1, false) },
+  Add: { ...broadcasting((c) => c.dtype(0)), values: arithmetic(DIM_ARITHMETIC.add) },
+  Sub: { ...broadcasting((c) => c.dtype(0)), values: arithmetic(DIM_ARITHMETIC.sub) },
+  Mul: { ...broadcasting((c) => c.dtype(0)), values: arithmetic(DIM_ARITHMETIC.mul) },
+  Div: { ...broadcasting((c) => c.dtype(0)), values: arithmetic(DIM_ARITHMETIC.intDiv) },
   Pow: broadcasting((c) => c.dtype(0)),
-  Mod: broadcasting((c) => c.dtype(0)),
+  Mod: { ...broadcasting((c) => c.dtype(0)), values: (c) => (c.int('fmod', 0) === 0 ? arithmetic(DIM_ARITHMETIC.mod)(c) : undefined) },
   PRelu: broadcasting((c) => c.dtype(0)),
-  ...Object.fromEntries(['Equal', 'Greater', 'Less', 'GreaterOrEqual', 'LessOrEqual', 'And', 'Or', 'Xor'].map((op) => [op, broadcasting(() => 'bool')])),
+  Equal: { ...broadcasting(() => 'bool'), values: equalValues },
+  ...Object.fromEntries(['Greater', 'Less', 'GreaterOrEqual', 'LessOrEqual', 'And', 'Or', 'Xor'].map((op) => [op, broadcasting(() => 'bool')])),
   ...Object.fromEntries(['Max', 'Min', 'Sum', 'Mean'].map((op) => [op, broadcasting((c) => c.dtype(0), [1, 2 ** 31])])),
-  Where: broadcasting((c) => c.dtype(1), [3, 3]),
+  Where: { ...broadcasting((c) => c.dtype(1), [3, 3]), values: whereValues },
 };
 
 function shapeOf(c: NodeContext): { shape?: Dim[] } {

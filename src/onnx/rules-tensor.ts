@@ -4,7 +4,7 @@
  */
 import type { Dim } from './types.js';
 import { type NodeContext, type OpRule, type OutInfo, one } from './op-context.js';
-import { fmt, isNum, sliceRange, sumDim, unifyDim } from './dims.js';
+import { fmt, isNum, productDim, sliceRange, sumDim, unifyDim } from './dims.js';
 
 type Infer = (c: NodeContext) => OutInfo[];
 
@@ -196,6 +196,28 @@ const reduce: Infer = (c) => {
   return one(c.dtype(0), keep ? x.map((d, i) => (set.has(i) ? 1 : d)) : x.filter((_, i) => !set.has(i)));
 };
 
+/**
+ * The value of a reduction over a whole 1-D integer shape tensor: torch exports
+ * x.numel() as ReduceProd(Shape(x)), so [N, 3, 4] reduces to N*12.
+ */
+const reduceValues =
+  (f: (values: Dim[]) => Dim) =>
+  (c: NodeContext): Dim[] | undefined => {
+    const v = c.values(0);
+    if (!v || c.shape(0)?.length !== 1 || c.dtype(0).startsWith('float')) return undefined;
+    const axes = c.inputOrAttr(1, 'axes');
+    if (c.has(1) && !axes) return undefined;
+    if (!axes || axes.length === 0) return c.int('noop_with_empty_axes', 0) === 1 ? v : [f(v)];
+    return axes.length === 1 && (axes[0] === 0 || axes[0] === -1) ? [f(v)] : undefined;
+  };
+
+const REDUCE_VALUES: Record<string, (values: Dim[]) => Dim> = {
+  ReduceProd: productDim,
+  ReduceSum: sumDim,
+  ReduceMax: (v) => (v.every(isNum) && v.length ? Math.max(...v) : null),
+  ReduceMin: (v) => (v.every(isNum) && v.length ? Math.min(...v) : null),
+};
+
 const argReduce: Infer = (c) => {
   const x = c.shape(0);
   if (!x) return one('int64');
@@ -254,7 +276,9 @@ export const TENSOR_RULES: Record<string, OpRule> = {
   Pad: { inputs: [1, 4], infer: pad },
   Resize: { inputs: [1, 4], infer: resize },
   Upsample: { inputs: [1, 2], infer: (c) => resizeLike(c, 1, -1) },
-  ...Object.fromEntries(REDUCE_OPS.map((op) => [op, { inputs: [1, 2], infer: reduce } satisfies OpRule])),
+  ...Object.fromEntries(
+    REDUCE_OPS.map((op) => [op, { inputs: [1, 2], infer: reduce, ...(REDUCE_VALUES[op] ? { values: reduceValues(REDUCE_VALUES[op]) } : {}) } satisfies OpRule]),
+  ),
   ArgMax: { inputs: [1, 1], infer: argReduce },
   ArgMin: { inputs: [1, 1], infer: argReduce },
   ScatterElements: { inputs: [3, 3], infer: (c) => one(c.dtype(0), c.shape(0)) },

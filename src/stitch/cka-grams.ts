@@ -35,6 +35,8 @@ export interface GramCut {
   tensor: string;
   shape: readonly number[];
   batchAxis?: number;
+  /** a channels-last image's channel axis in the tensor */
+  channelAxis?: number;
 }
 
 export interface GramOptions extends SessionOptions {

@@ -14,45 +14,54 @@ import { imageInput } from '../onnx/dominators.js';
 import { detachShapeReads } from '../onnx/cuts.js';
 import { STITCH_IN, STITCH_OUT } from './build.js';
 
-/** A cut tensor and where its batch axis is (0 when absent). */
-export type CutRef = string | { tensor: string; batchAxis?: number };
+/** A cut tensor, where its batch axis is (0 when absent) and, for a channels-last image, its channel axis. */
+export type CutRef = string | { tensor: string; batchAxis?: number; channelAxis?: number };
 
-const refOf = (c: CutRef): { tensor: string; batchAxis: number } =>
-  typeof c === 'string' ? { tensor: c, batchAxis: 0 } : { tensor: c.tensor, batchAxis: c.batchAxis ?? 0 };
+const refOf = (c: CutRef): { tensor: string; batchAxis: number; channelAxis?: number } =>
+  typeof c === 'string'
+    ? { tensor: c, batchAxis: 0 }
+    : { tensor: c.tensor, batchAxis: c.batchAxis ?? 0, ...(c.channelAxis !== undefined ? { channelAxis: c.channelAxis } : {}) };
 
 /**
- * The sender's part: image input -> the cut tensor, always batch-first (a sequence-first
- * token tensor [T, N, D] is transposed to [N, T, D] under the same name).
+ * The sender's part: image input -> the cut tensor, always batch-first and, for an image,
+ * channels-first (a sequence-first token tensor [T, N, D] is transposed to [N, T, D], a
+ * channels-last image [N, H, W, C] to [N, C, H, W], under the same name).
  */
 export function prefixModel(a: Model, cut: CutRef): Model {
-  const { tensor, batchAxis } = refOf(cut);
-  return batchFirstAt(extractSubgraph(a, [imageInput(a)], [tensor]), 'output', tensor, batchAxis);
+  const r = refOf(cut);
+  return readingOrderAt(extractSubgraph(a, [imageInput(a)], [r.tensor]), 'output', r);
 }
 
 /**
  * The receiver's part: the cut tensor -> the first graph output (logits). Its input is
- * batch-first whatever the export's layout (transposed back inside).
+ * batch-first (and an image channels-first) whatever the export's layout (transposed back inside).
  */
 export function suffixModel(b: Model, cut: CutRef, file = 'the receiver'): Model {
-  const { tensor, batchAxis } = refOf(cut);
+  const r = refOf(cut);
+  const { tensor, batchAxis } = r;
   const out = b.graph.outputs[0]!.name;
   if (tensor === out) throw new UserError(`receiver cut "${tensor}" is the output of ${file}; nothing of it is left to stitch into (choose an earlier cut)`);
   if (tensor === imageInput(b)) throw new UserError(`receiver cut "${tensor}" is the input of ${file}; a stitch into the input would bypass the sender`);
-  return batchFirstAt(extractSubgraph(detachShapeReads(b, tensor, batchAxis), [tensor], [out]), 'input', tensor, batchAxis);
+  return readingOrderAt(extractSubgraph(detachShapeReads(b, tensor, batchAxis), [tensor], [out]), 'input', r);
 }
 
 /**
- * Makes the cut tensor, the one output of a prefix or the one input of a suffix, batch-first:
- * inside, the tensor keeps the export's layout under a fresh name, and a Transpose stands
- * between it and the boundary.
+ * Puts the cut tensor, the one output of a prefix or the one input of a suffix, in the
+ * order stitching reads it (batch first, then an image's channels): inside, the tensor
+ * keeps the export's layout under a fresh name, and a Transpose stands between it and
+ * the boundary.
  */
-function batchFirstAt(m: Model, side: 'input' | 'output', tensor: string, batchAxis: number): Model {
-  if (batchAxis === 0) return m;
+function readingOrderAt(
+  m: Model,
+  side: 'input' | 'output',
+  { tensor, batchAxis, channelAxis }: { tensor: string; batchAxis: number; channelAxis?: number },
+): Model {
+  if (batchAxis === 0 && channelAxis === undefined) return m;
   const g = m.graph;
   const exported = uniqueName(g, `${tensor}::as_exported`);
   const boundary = side === 'output' ? g.outputs : g.inputs;
   const value = boundary[0]!;
-  const perm = batchFirstPerm(value.shape?.length ?? 0, batchAxis);
+  const perm = batchFirstPerm(value.shape?.length ?? 0, batchAxis, channelAxis);
   if (side === 'output') {
     for (const n of g.nodes) n.outputs = n.outputs.map((o) => (o === tensor ? exported : o));
     g.nodes.push({ name: `${tensor}::batch_first`, opType: 'Transpose', inputs: [exported], outputs: [tensor], attributes: { perm: ints(perm) } });
@@ -65,9 +74,16 @@ function batchFirstAt(m: Model, side: 'input' | 'output', tensor: string, batchA
   return m;
 }
 
-/** The permutation moving axis `batchAxis` of a rank-`rank` tensor to the front, the others in order. */
-export function batchFirstPerm(rank: number, batchAxis: number): number[] {
-  return [batchAxis, ...Array.from({ length: rank }, (_, i) => i).filter((i) => i !== batchAxis)];
+/**
+ * The permutation moving axis `batchAxis` of a rank-`rank` tensor to the front, then
+ * `channelAxis` when given (a channels-last image), the others in order.
+ *
+ * @example batchFirstPerm(3, 1) // [1, 0, 2]: [T, N, D] -> [N, T, D]
+ * @example batchFirstPerm(4, 0, 3) // [0, 3, 1, 2]: [N, H, W, C] -> [N, C, H, W]
+ */
+export function batchFirstPerm(rank: number, batchAxis: number, channelAxis?: number): number[] {
+  const lead = channelAxis === undefined || channelAxis === batchAxis ? [batchAxis] : [batchAxis, channelAxis];
+  return [...lead, ...Array.from({ length: rank }, (_, i) => i).filter((i) => !lead.includes(i))];
 }
 
 /**

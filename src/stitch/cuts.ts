@@ -7,12 +7,17 @@
  * Per-image shapes are [C, H, W] (image), [T, D] (tokens: T tokens of hidden size D, as
  * in a vision transformer) or [F] (flat). A token tensor may be exported sequence-first
  * ([T, N, D]); `batchAxis` says where the batch is, and every reader of activations gets
- * them batch-first.
+ * them batch-first. An image may be exported channels-last ([N, H, W, C]: Swin
+ * Transformer stages); its shape is still [C, H, W], `channelAxis` says where the
+ * channels are, and readers get it channels-first.
+ *
+ * A tensor without one batch axis and fixed per-image sizes (Swin's windows, [N*nW, 49, C])
+ * is no cut for stitching: listings and default grids leave it out, and naming it gets the reason.
  */
 import type { Model } from '../onnx/types.js';
 import { cutPoints, resolveCut, validCutTensors } from '../onnx/cuts.js';
 import type { CutPoint } from '../onnx/metadata.js';
-import { batchLayouts, checkCut } from '../onnx/dominators.js';
+import { batchLayouts, checkCut, type BatchLayout } from '../onnx/dominators.js';
 import { OptionError, UserError } from '../util/errors.js';
 
 /** A cut with the shape of its tensor without the batch axis ([C, H, W], [T, D] or [F]). */
@@ -23,6 +28,8 @@ export interface StitchCut {
   shape: number[];
   /** the tensor's batch axis (absent: 0; 1 for sequence-first tokens) */
   batchAxis?: number;
+  /** the tensor's channel axis for a channels-last image (3 for [N, H, W, C]); absent when channels follow the batch */
+  channelAxis?: number;
 }
 
 /** What a per-image shape holds. */
@@ -45,8 +52,14 @@ export function describeShape(shape: readonly number[]): string {
  * @example listCuts(openModel('r.onnx')).map((c) => `${c.name} ${c.shape.join('x')}`)
  */
 export function listCuts(model: Model, file = 'the model'): StitchCut[] {
-  return cutPoints(model).map((c) => withShape(model, c, file));
+  const layouts = batchLayouts(model);
+  return cutPoints(model)
+    .filter((c) => c.kind === 'logits' || usable(layouts.get(c.tensor)))
+    .map((c) => withShape(model, c, file));
 }
+
+/** A layout stitching can read: a batch axis, and an image, tokens or a vector per image. */
+const usable = (l: BatchLayout | string | undefined): boolean => typeof l === 'object' && l.shape.length >= 1 && l.shape.length <= 3;
 
 /**
  * Every valid cut of the model (a tensor on every path from the input to the output,
@@ -57,8 +70,7 @@ export function allCuts(model: Model, file = 'the model'): StitchCut[] {
   const layouts = batchLayouts(model);
   const out: StitchCut[] = [];
   for (const tensor of validCutTensors(model)) {
-    const l = layouts.get(tensor);
-    if (typeof l !== 'object' || l.shape.length < 1 || l.shape.length > 3) continue;
+    if (!usable(layouts.get(tensor))) continue;
     const c = named.get(tensor) ?? { name: tensor, tensor, kind: 'other' as const };
     out.push(withShape(model, c, file));
   }
@@ -86,7 +98,14 @@ function withShape(model: Model, c: CutPoint, file: string): StitchCut {
       `cut "${c.name}" of ${file}: tensor "${c.tensor}" has per-image shape ${shape}; a cut must be an image [C,H,W], tokens [T,D] or a vector [F]`,
     );
   }
-  return { name: c.name, tensor: c.tensor, kind: c.kind, shape: l.shape, ...(l.batchAxis ? { batchAxis: l.batchAxis } : {}) };
+  return {
+    name: c.name,
+    tensor: c.tensor,
+    kind: c.kind,
+    shape: l.shape,
+    ...(l.batchAxis ? { batchAxis: l.batchAxis } : {}),
+    ...(l.channelAxis !== undefined ? { channelAxis: l.channelAxis } : {}),
+  };
 }
 
 /**

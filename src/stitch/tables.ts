@@ -38,7 +38,10 @@ export function describeCuts(model: Model, file: string): CutListing {
  * @example console.log(cutListingText(describeCuts(openModel('r18.onnx'), 'r18.onnx')));
  */
 export function cutListingText(m: CutListing, name: OptionNamer = apiName): string {
-  const shape = (c: StitchCut): string => `${describeShape(c.shape)}${c.batchAxis ? ` (batch axis ${c.batchAxis})` : ''}`;
+  const shape = (c: StitchCut): string => {
+    const notes = [...(c.batchAxis ? [`batch axis ${c.batchAxis}`] : []), ...(c.channelAxis !== undefined ? ['channels last'] : [])];
+    return `${describeShape(c.shape)}${notes.length ? ` (${notes.join(', ')})` : ''}`;
+  };
   const lines = [
     `${m.file}: ${m.cuts.length} ${m.recorded ? 'recorded' : 'block-level'} cut points (the default grid), ${m.valid.length} valid cuts in all`,
     table([['cut', 'kind', 'shape', 'tensor'], ...m.cuts.map((c) => [c.name, c.kind, shape(c), c.tensor])]),

@@ -1,7 +1,7 @@
 /**
  * Features at a cut as CKA compares them: one row per image, batch-first whatever the
- * export's layout (a sequence-first token tensor [T, N, D] is transposed), flattened or
- * mean-pooled over positions. The views are extra nodes on the model, so one tapped
+ * export's layout (a sequence-first token tensor [T, N, D] is transposed, and so is a
+ * channels-last image [N, H, W, C], to [N, C, H, W]), flattened or mean-pooled over positions. The views are extra nodes on the model, so one tapped
  * inference pass yields every cut's rows.
  *
  * Pooling ('--pool'):
@@ -22,9 +22,11 @@ export type CkaPool = (typeof CKA_POOLS)[number];
 export interface ViewCut {
   name: string;
   tensor: string;
-  /** per-image shape, batch axis excluded */
+  /** per-image shape, batch axis excluded (an image channels-first) */
   shape: readonly number[];
   batchAxis?: number;
+  /** a channels-last image's channel axis in the tensor (cuts.ts StitchCut) */
+  channelAxis?: number;
 }
 
 /** What one view taps: the tensor holding [N, ...shape] rows, and that per-image shape. */
@@ -53,7 +55,8 @@ export function viewShape(shape: readonly number[], pool: CkaPool): number[] {
  */
 export function featureViews(model: Model, cuts: readonly ViewCut[], pool: CkaPool): { model: Model; views: FeatureView[] } {
   if (!CKA_POOLS.includes(pool)) throw new OptionError((o) => `${o('pool')} expects ${CKA_POOLS.join(', ')}, got "${pool}"`);
-  const need = cuts.some((c) => (c.batchAxis ?? 0) !== 0 || pooled(c.shape, pool));
+  const reordered = (c: ViewCut): boolean => (c.batchAxis ?? 0) !== 0 || c.channelAxis !== undefined;
+  const need = cuts.some((c) => reordered(c) || pooled(c.shape, pool));
   if (!need) return { model, views: cuts.map((c) => ({ tensor: c.tensor, shape: [...c.shape] })) };
   const m = cloneModel(model);
   const g = m.graph;
@@ -63,10 +66,10 @@ export function featureViews(model: Model, cuts: readonly ViewCut[], pool: CkaPo
     const have = made.get(key);
     if (have) return have;
     let t = c.tensor;
-    const axis = c.batchAxis ?? 0;
-    if (axis !== 0) {
+    if (reordered(c)) {
       const out = uniqueName(g, `${c.tensor}::batch_first`);
-      g.nodes.push({ name: out, opType: 'Transpose', inputs: [t], outputs: [out], attributes: { perm: ints(batchFirstPerm(c.shape.length + 1, axis)) } });
+      const perm = batchFirstPerm(c.shape.length + 1, c.batchAxis ?? 0, c.channelAxis);
+      g.nodes.push({ name: out, opType: 'Transpose', inputs: [t], outputs: [out], attributes: { perm: ints(perm) } });
       t = out;
     }
     if (pooled(c.shape, pool)) {

@@ -189,7 +189,7 @@ test("the part of torchvision's ViT after its patch embedding reads the batch si
   for (let i = 0; i < want.length; i++) assert.ok(Math.abs(want[i]! - tail[i]!) < 1e-4, `logit ${i}: ${tail[i]} vs ${want[i]}`);
 });
 
-for (const family of ['resnet18', 'densenet', 'convnext', 'shufflenet_v2', 'vit']) {
+for (const family of ['resnet18', 'densenet', 'convnext', 'shufflenet_v2', 'vit', 'swin']) {
   test(`${family}: the model split at every default cut and joined again computes the same logits`, async () => {
     const m = openModel(tv(family));
     const io = tvIo(family);

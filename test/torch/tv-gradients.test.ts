@@ -29,6 +29,7 @@ const NAMES = [
   'tv_squeezenet',
   'tv_mobilenet_v2',
   'tv_vgg_bn',
+  'tv_swin',
 ];
 const TOLERANCE = 1e-4;
 

@@ -35,6 +35,7 @@ const NAMES = [
   'tv_squeezenet',
   'tv_vgg_bn',
   'tv_vit',
+  'tv_swin',
 ];
 const LABELS = BigInt64Array.from([3, 1, 4, 1], BigInt);
 

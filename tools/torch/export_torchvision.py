@@ -6,7 +6,7 @@
 For each family (random init, 10 classes): <name>.onnx (opset 17, do_constant_folding
 on, eval mode, so BatchNorm is folded into the convolutions) and <name>.io.json (a
 fixed input batch and PyTorch's logits for it, base64 little-endian float32).
-CNNs take 3x64x64 (VGG-11 with its pooling adapted, see vgg11_bn_pooled); the small Vision Transformer 3x32x32 (patch 4, 4 layers, hidden 128,
+CNNs and Swin-T take 3x64x64 (VGG-11 with its pooling adapted, see vgg11_bn_pooled); the small Vision Transformer 3x32x32 (patch 4, 4 layers, hidden 128,
 4 heads, MLP 512). Used by tools/byom-table.mjs for the README's bring-your-own-model
 table; nothing here is committed (the files are large). Needs Debian's python3-torch,
 python3-torchvision, python3-onnx; the project itself never needs Python.
@@ -60,6 +60,7 @@ FAMILIES = {
     'squeezenet1_1': (lambda: tvm.squeezenet1_1(num_classes=10), 64),
     'vgg11_bn': (lambda: vgg11_bn_pooled(), 64),
     'vit_small': (vit_small, 32),
+    'swin_t': (lambda: tvm.swin_t(num_classes=10), 64),
 }
 
 

@@ -19,7 +19,9 @@ The functions here are shared with make_tv_grad_fixtures.py (the committed small
   convolution's output, torch.nn.utils.fusion.fuse_conv_bn_eval);
   its parameters are then the ONNX initializers: matched by name, else by value (the
   exporter renames folded tensors), a 2-D weight possibly transposed (Linear weights
-  read by MatMul). Identity aliases (the exporter's deduplication of equal tensors) are
+  read by MatMul). A parameter read only through a constant computation (Swin's
+  relative position bias table, gathered by a constant index) is replaced by that
+  computation's result, as constant folding replaced it in the export (FOLDED_READS). Identity aliases (the exporter's deduplication of equal tensors) are
   separate tensors under their own names, as modelsmith's training untied them. Every
   match is checked to float32 rounding, every trainable ONNX tensor must be matched
   exactly once, and the model then computes with the ONNX values themselves.
@@ -112,6 +114,30 @@ def fold_batchnorm(model, x):
         fused = torch.nn.utils.fusion.fuse_conv_bn_eval(modules[conv], modules[bn])
         replace(model, conv, fused)
         replace(model, bn, nn.Identity())
+    return fold_parameter_reads(model)
+
+
+# Parameters the exporter reads only through a constant computation, which constant folding replaces by its result:
+# {method computing it: parameters it reads}. Swin's relative position bias is table[index] reshaped and permuted to
+# [1, heads, w*w, w*w]; the ONNX file holds that tensor, so it is the parameter whose gradient the reference records.
+FOLDED_READS = {'get_relative_position_bias': ('relative_position_bias_table',)}
+
+
+def fold_parameter_reads(model):
+    """Each module with a FOLDED_READS method gets the method's result as a parameter of its own (named after the
+    method without get_) that the method then returns, and loses the parameters the method read, as the export did."""
+    for _, m in model.named_modules():
+        for method, params in FOLDED_READS.items():
+            if not callable(getattr(m, method, None)) or not all(p in m._parameters for p in params):
+                continue
+            attr = method[len('get_'):]
+            with torch.no_grad():
+                value = getattr(m, method)().detach().clone()
+            for p in params:
+                del m._parameters[p]
+            m.register_parameter(attr, nn.Parameter(value))
+            # a subclass (not a bound method on the instance) so that deepcopy keeps the override
+            m.__class__ = type(f'Folded{type(m).__name__}', (type(m),), {method: lambda self, attr=attr: getattr(self, attr)})
     return model
 
 

@@ -39,7 +39,7 @@ import make_tv_fixtures as tv  # noqa: E402
 
 NAMES = ['tv_resnet18', 'tv_mobilenet_v3_small', 'tv_efficientnet_b0', 'tv_convnext', 'tv_vit', 'tv_resnet50',
          'tv_googlenet', 'tv_densenet', 'tv_regnet_x', 'tv_regnet_y', 'tv_shufflenet_v2', 'tv_squeezenet', 'tv_mobilenet_v2',
-         'tv_vgg_bn']
+         'tv_vgg_bn', 'tv_swin']
 MAX_BYTES = 512 * 1024
 FD_STEP = 1e-6
 FD_TOLERANCE = 1e-5
