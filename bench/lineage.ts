@@ -4,13 +4,16 @@
  * times the blocked distance computation (measureModels, ft mode: float64 Gram of the
  * differences to the first model, with worker threads taking rows and Gram blocks as the
  * layer is read), its wall and CPU time and peak RSS (in a child process, so generating
- * the files does not count), a direct per-pair loop that
+ * the files does not count), then the same with the default clustering distance (mean
+ * |dW| over all 2-D layers, abs-diff.ts, on top of the Gram), a direct per-pair loop that
  * reloads both models per pair as the reference does (timed on a sample of pairs and
  * extrapolated to all 5,460), and the disk's sequential read speed (dd with O_DIRECT, so
  * the page cache does not answer).
  *
  *   node dist/bench/lineage.js [--dir /tmp/x] [--keep] [--pairs 40]
- *   node dist/bench/lineage.js --measure <dir>    (the timed part alone, as JSON, on an existing zoo)
+ *   node dist/bench/lineage.js --measure <dir> [--cluster-distance reference|selected]
+ *       (the timed part alone, as JSON, on an existing zoo; default selected: the Gram alone)
+ *   node dist/bench/lineage.js --phases <dir>   (CPU time per step, one thread)
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
@@ -20,7 +23,10 @@ import { fileURLToPath } from 'node:url';
 import { writeSafetensors } from '../src/io/safetensors.js';
 import { float32 } from '../src/onnx/tensor.js';
 import { closeSources, openSources } from '../src/lineage/sources.js';
-import { measureModels } from '../src/lineage/measure.js';
+import { CLUSTER_DISTANCES, measureModels, type ClusterDistance } from '../src/lineage/measure.js';
+import { weightMoments } from '../src/lineage/kurtosis.js';
+import { GramEngine, distancesFromGram } from '../src/lineage/gram.js';
+import { absDiffSums } from '../src/lineage/abs-diff.js';
 import { openSafetensors } from '../src/io/safetensors.js';
 import { Rng } from '../src/util/random.js';
 import { setQuiet } from '../src/util/progress.js';
@@ -67,12 +73,12 @@ function writeZoo(dir: string): number {
 }
 
 /** Child mode: the blocked computation alone, so its peak RSS is its own. */
-async function measureChild(dir: string): Promise<void> {
+async function measureChild(dir: string, clusterDistance: ClusterDistance): Promise<void> {
   setQuiet(true);
   const models = openSources([dir]);
   const t0 = performance.now();
   const cpu0 = process.cpuUsage();
-  const m = await measureModels(models, { mode: 'ft', clusterDistance: 'selected' });
+  const m = await measureModels(models, { mode: 'ft', clusterDistance });
   const seconds = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
   closeSources(models);
@@ -85,6 +91,65 @@ async function measureChild(dir: string): Promise<void> {
       layers: m.stats.layersRead,
       maxRssBytes: process.resourceUsage().maxRSS * 1024,
     }) + '\n',
+  );
+}
+
+/**
+ * Where the CPU time goes: the steps of measureModels on one thread (ORT single-threaded),
+ * each timed with process.cpuUsage over all layers, and the plain per-pair |dW| loop on the
+ * first layer for comparison with the SIMD tiles.
+ */
+async function phases(dir: string): Promise<void> {
+  setQuiet(true);
+  const models = openSources([dir]);
+  const n = models.length;
+  const layers = models[0]!.layers().filter((l) => l.shape.length === 2);
+  const largest = Math.max(...layers.map((l) => l.shape[0]! * l.shape[1]!));
+  const buffer = new Float32Array(n * largest);
+  const engine = await GramEngine.create({ threads: 1 });
+  const cpu = (): number => {
+    const c = process.cpuUsage();
+    return (c.user + c.system) / 1e6;
+  };
+  const seconds: Record<string, number> = {};
+  const timed = async <T>(phase: string, f: () => T | Promise<T>): Promise<T> => {
+    const t = cpu();
+    const r = await f();
+    seconds[phase] = (seconds[phase] ?? 0) + cpu() - t;
+    return r;
+  };
+  let plainLoop = 0;
+  for (const [l, layer] of layers.entries()) {
+    const p = layer.shape[0]! * layer.shape[1]!;
+    const stack = buffer.subarray(0, n * p);
+    await timed('read (page-cache copies)', () => models.forEach((m, i) => m.readInto(layer.name, stack.subarray(i * p, (i + 1) * p))));
+    await timed('weight moments', () => {
+      for (let i = 0; i < n; i++) weightMoments(stack.subarray(i * p, (i + 1) * p));
+    });
+    const gram = await timed('Gram blocks (SIMD differences, ORT float64 Gemm, block sums)', () => engine.gram(stack, n, p));
+    await timed('distances from the Gram + repair', () => distancesFromGram(gram, stack, n, p));
+    await timed('mean |dW| (SIMD tiles)', () => absDiffSums(stack, n, p));
+    if (l === 0) {
+      const t = cpu();
+      for (let i = 0; i < n; i++)
+        for (let j = i + 1; j < n; j++) {
+          let sum = 0;
+          const a = i * p,
+            b = j * p;
+          for (let k = 0; k < p; k++) sum += Math.abs(stack[a + k]! - stack[b + k]!);
+          if (!(sum >= 0)) throw new Error('non-finite weights');
+        }
+      plainLoop = cpu() - t;
+    }
+  }
+  await engine.release();
+  closeSources(models);
+  const p0 = layers[0]!.shape[0]! * layers[0]!.shape[1]!;
+  console.log(`CPU seconds per step, one thread, ${n} models x ${layers.length} layers:`);
+  for (const [phase, s] of Object.entries(seconds)) console.log(`  ${phase}: ${s.toFixed(2)} s`);
+  const perPair = (s: number): string => `${((s / ((n * (n - 1)) / 2) / p0) * 1e9).toFixed(2)} ns per weight pair`;
+  console.log(
+    `  plain per-pair |dW| loop, first layer only: ${plainLoop.toFixed(2)} s (${perPair(plainLoop)}; the tiles: ${perPair(seconds['mean |dW| (SIMD tiles)']! / layers.length)})`,
   );
 }
 
@@ -124,9 +189,34 @@ function diskRead(file: string): string {
   return r.status === 0 ? line : `dd failed: ${r.stderr.trim()}`;
 }
 
+interface ChildResult {
+  seconds: number;
+  cpuSeconds: number;
+  bytes: number;
+  repaired: number;
+  maxRssBytes: number;
+}
+
+/** The timed part in a child process of its own. */
+function runChild(dir: string, clusterDistance: ClusterDistance): ChildResult {
+  const self = fileURLToPath(import.meta.url);
+  const r = spawnSync(process.execPath, [self, '--measure', dir, '--cluster-distance', clusterDistance], { encoding: 'utf8', maxBuffer: 1 << 20 });
+  if (r.status !== 0) throw new Error(`measure child failed: ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as ChildResult;
+}
+
+const USAGE = `node dist/bench/lineage.js [--dir /tmp/x] [--keep] [--pairs 40]
+node dist/bench/lineage.js --phases <dir>   (CPU time per step on one thread, on a zoo kept with --keep)
+node dist/bench/lineage.js --measure <dir> [--cluster-distance reference|selected]   (the timed part alone, as JSON, on a zoo kept with --keep)`;
+
 async function main(): Promise<void> {
+  if (process.argv.includes('--help')) return void console.log(USAGE);
   const child = arg('--measure');
-  if (child) return measureChild(child);
+  const clusterDistance = (arg('--cluster-distance') ?? 'selected') as ClusterDistance;
+  if (!CLUSTER_DISTANCES.includes(clusterDistance)) throw new Error(`--cluster-distance must be one of ${CLUSTER_DISTANCES.join(', ')}`);
+  if (child) return measureChild(child, clusterDistance);
+  const phaseDir = arg('--phases');
+  if (phaseDir) return phases(phaseDir);
   const keep = process.argv.includes('--keep');
   const dir = arg('--dir') ?? mkdtempSync(join(tmpdir(), 'lineage-bench-'));
   mkdirSync(dir, { recursive: true });
@@ -140,16 +230,7 @@ async function main(): Promise<void> {
     `wrote ${n} models x ${LAYERS} layers ${SIDE}x${SIDE} F32 (${(bytes / 1e9).toFixed(2)} GB) in ${((performance.now() - t0) / 1000).toFixed(1)} s to ${dir}`,
   );
 
-  const self = fileURLToPath(import.meta.url);
-  const r = spawnSync(process.execPath, [self, '--measure', dir], { encoding: 'utf8', maxBuffer: 1 << 20 });
-  if (r.status !== 0) throw new Error(`measure child failed: ${r.stderr}`);
-  const res = JSON.parse(r.stdout.trim().split('\n').pop()!) as {
-    seconds: number;
-    cpuSeconds: number;
-    bytes: number;
-    repaired: number;
-    maxRssBytes: number;
-  };
+  const res = runChild(dir, 'selected');
   const allPairs = (n * (n - 1)) / 2;
   console.log(
     `blocked (float64 Gram of the differences to the first model via ONNX Runtime, worker threads, layer by layer): ${res.seconds.toFixed(1)} s for ${allPairs} pairs, ${(res.bytes / res.seconds / 1e6).toFixed(0)} MB of weights/s, ${res.repaired} pairs repaired directly`,
@@ -157,6 +238,10 @@ async function main(): Promise<void> {
   // on a shared machine the wall time depends on the neighbours; the CPU time much less so
   console.log(`  CPU time (all threads): ${res.cpuSeconds.toFixed(1)} s, ${(res.bytes / res.cpuSeconds / 1e6).toFixed(0)} MB of weights per CPU second`);
   console.log(`peak RSS of the blocked computation: ${(res.maxRssBytes / 1e6).toFixed(0)} MB (limit 1500 MB): ${res.maxRssBytes < 1.5e9 ? 'OK' : 'OVER'}`);
+  const full = runChild(dir, 'reference');
+  console.log(
+    `default ft run (Gram plus the reference's clustering distance, mean |dW| over all 2-D layers): ${full.seconds.toFixed(1)} s, ${full.cpuSeconds.toFixed(1)} CPU s, ${(full.bytes / full.seconds / 1e6).toFixed(0)} MB of weights/s, peak RSS ${(full.maxRssBytes / 1e6).toFixed(0)} MB`,
+  );
 
   const direct = directPairs(dir, files, pairs);
   const extrapolated = direct.perPair * allPairs;

@@ -1,36 +1,40 @@
 /**
  * Worker threads for the per-layer work of a lineage measurement, so that reading the
- * weights, their statistics and the Gram product use every core instead of one. The main
- * thread reads each model's layer into a shared buffer and says which rows are ready;
- * the workers take rows as they come (weight statistics: kurtosis and sum of squares),
- * then, once every row is in, column blocks of the Gram product; the main thread, done
- * reading, joins in on both instead of waiting. Each thread has its own single-threaded
- * ONNX Runtime session, so a thread the OS pauses holds up only its own block, not a
- * GEMM split across threads. Work is handed out through shared atomic counters, so
+ * weights, their statistics, the Gram product and the mean |dW| clustering distance use
+ * every core instead of one. The main thread reads each model's layer into a shared
+ * buffer and says which rows are ready; the workers take rows as they come (weight
+ * statistics: kurtosis and sum of squares), then, once every row is in, column blocks of
+ * the Gram product and of the |dW| sums (abs-diff.ts); the main thread, done reading,
+ * joins in instead of waiting. Each thread has its own single-threaded ONNX Runtime
+ * session and its own SIMD kernels, so a thread the OS pauses holds up only its own block,
+ * not a GEMM split across threads. Work is handed out through shared atomic counters, so
  * whoever is free takes the next piece.
  *
  * The results do not depend on the number of workers: each row's statistics come from
- * the same function as on the main thread, and the block Grams are added in block order
- * (gram.ts addBlock), exactly as GramEngine.gram adds them.
+ * the same function as on the main thread, and the blocks' partial sums are added in
+ * block order (gram.ts addBlock), exactly as GramEngine.gram and absDiffSums add them.
  *
  * @example
  *   const pool = await LayerPool.create(2, { gram: true });
  *   const stack = pool.sharedFloats(n * p);
- *   const run = pool.begin(stack, n, p);
+ *   const run = pool.begin(stack, n, p, { stats: true, gram: true, absDiff: true });
  *   models.forEach((m, i) => { m.readInto(layer, stack.subarray(i * p, (i + 1) * p)); run.rowReady(i); });
- *   const { kurtosis, sumSquares, gram } = await run.finish();
+ *   const { rows, gram, absSums } = await run.finish();
  *   await pool.close();
  */
 import { Worker } from 'node:worker_threads';
 import type { SessionOptions } from '../runtime/session.js';
 import { UserError } from '../util/errors.js';
 import { GramEngine, addBlock, gramBlocks } from './gram.js';
+import { absDiffBlockSums, absDiffBlocks } from './abs-diff.js';
 import { weightMoments } from './kurtosis.js';
 
-/** Slots of the shared control array. */
+/** Slots of the shared control array: rows read, next row to take, next block to take per block sum (BLOCK_SUMS). */
 export const ROWS_READY = 0,
   NEXT_ROW = 1,
-  NEXT_BLOCK = 2;
+  NEXT_GRAM_BLOCK = 2,
+  NEXT_ABS_BLOCK = 3;
+const CONTROL_SLOTS = 4;
 /** ROWS_READY is set to this when the layer is abandoned, so waiting workers give up. */
 export const ABANDONED = -1;
 
@@ -38,6 +42,16 @@ export const ABANDONED = -1;
 export interface PoolWorkerInit {
   gram: boolean;
   session: SessionOptions;
+}
+
+/** What one layer needs. */
+export interface LayerWork {
+  /** per row: kurtosis and sum of squares (the selected layers) */
+  stats: boolean;
+  /** the Gram of the rows minus the first (GramEngine.gram; a pool made with `gram`) */
+  gram: boolean;
+  /** the sums of |row i - row j| (absDiffSums: the reference's clustering distance) */
+  absDiff: boolean;
 }
 
 /** One layer's work, posted to every worker. */
@@ -48,18 +62,46 @@ export interface PoolJob {
   stats: SharedArrayBuffer;
   n: number;
   p: number;
-  gram: boolean;
+  work: LayerWork;
 }
 
-export type PoolReply = { kind: 'ready' } | { kind: 'block'; block: number; gram: Float64Array } | { kind: 'done' } | { kind: 'error'; message: string };
+/** Per thread: what computes the block sums (the |dW| kernels are per thread already, simd.ts). */
+export interface ThreadEngines {
+  gram?: GramEngine;
+}
 
-export interface LayerResult {
-  /** per row: Fisher excess kurtosis */
+/** The sums computed over column blocks of a layer, one rule each: which counter hands out their blocks, how many, and how one is computed. */
+const BLOCK_SUMS = {
+  gram: {
+    slot: NEXT_GRAM_BLOCK,
+    count: (n: number, p: number) => gramBlocks(n, p).count,
+    compute: (e: ThreadEngines, stack: Float32Array, n: number, p: number, b: number) => e.gram!.blockGram(stack, n, p, b),
+  },
+  absDiff: {
+    slot: NEXT_ABS_BLOCK,
+    count: (n: number, p: number) => absDiffBlocks(n, p).count,
+    compute: (_: ThreadEngines, stack: Float32Array, n: number, p: number, b: number) => absDiffBlockSums(stack, n, p, b),
+  },
+} as const;
+export type BlockSum = keyof typeof BLOCK_SUMS;
+const BLOCK_SUM_KINDS = Object.keys(BLOCK_SUMS) as BlockSum[];
+
+export type PoolReply =
+  { kind: 'ready' } | { kind: 'block'; sum: BlockSum; block: number; part: Float64Array } | { kind: 'done' } | { kind: 'error'; message: string };
+
+/** Per row of a layer: Fisher excess kurtosis and the sum of squared weights. */
+export interface RowStatistics {
   kurtosis: Float64Array;
-  /** per row: sum of squared weights */
   sumSquares: Float64Array;
-  /** n x n Gram of the rows minus the first (GramEngine.gram), when asked for */
+}
+
+/** What a layer's work gave, each part when asked for (LayerWork). */
+export interface LayerResult {
+  rows?: RowStatistics;
+  /** n x n Gram of the rows minus the first (GramEngine.gram) */
   gram?: Float64Array;
+  /** n x n sums of |row i - row j| for i < j (absDiffSums) */
+  absSums?: Float64Array;
 }
 
 /** One layer in flight: the main thread marks rows ready, then finishes the layer with the workers. */
@@ -84,31 +126,41 @@ function waitRows(control: Int32Array, rows: number): void {
 
 /**
  * One thread's share of a layer, the same on the main thread and in workers: rows' statistics
- * while there are rows left, then Gram blocks (handed to `block`) while there are blocks left.
+ * while there are rows left, then the blocks of each block sum asked for (handed to `block`)
+ * while there are blocks left.
  */
-export async function takeWork(job: PoolJob, engine: GramEngine | undefined, block: (b: number, gram: Float64Array) => void): Promise<void> {
-  const { n, p } = job;
+export async function takeWork(job: PoolJob, engines: ThreadEngines, block: (sum: BlockSum, b: number, part: Float64Array) => void): Promise<void> {
+  const { n, p, work } = job;
   const stack = new Float32Array(job.stack, 0, n * p);
   const control = new Int32Array(job.control);
   const stats = new Float64Array(job.stats);
-  for (let r = Atomics.add(control, NEXT_ROW, 1); r < n; r = Atomics.add(control, NEXT_ROW, 1)) {
-    waitRows(control, r + 1);
-    const m = weightMoments(stack.subarray(r * p, (r + 1) * p));
-    stats[r] = m.kurtosis;
-    stats[n + r] = m.sumSquares;
+  if (work.stats)
+    for (let r = Atomics.add(control, NEXT_ROW, 1); r < n; r = Atomics.add(control, NEXT_ROW, 1)) {
+      waitRows(control, r + 1);
+      const m = weightMoments(stack.subarray(r * p, (r + 1) * p));
+      stats[r] = m.kurtosis;
+      stats[n + r] = m.sumSquares;
+    }
+  for (const sum of BLOCK_SUM_KINDS) {
+    if (!work[sum]) continue;
+    waitRows(control, n);
+    const { slot, count, compute } = BLOCK_SUMS[sum];
+    const blocks = count(n, p);
+    for (let b = Atomics.add(control, slot, 1); b < blocks; b = Atomics.add(control, slot, 1)) block(sum, b, await compute(engines, stack, n, p, b));
   }
-  if (!job.gram) return;
-  waitRows(control, n);
-  const { count } = gramBlocks(n, p);
-  for (let b = Atomics.add(control, NEXT_BLOCK, 1); b < count; b = Atomics.add(control, NEXT_BLOCK, 1)) block(b, await engine!.blockGram(stack, n, p, b));
+}
+
+/** A block sum being gathered: blocks are added in block order, early ones parked. */
+interface Gathering {
+  blocks: number;
+  next: number;
+  parked: Map<number, Float64Array>;
+  total: Float64Array;
 }
 
 interface Pending {
   job: PoolJob;
-  blocks: number;
-  next: number;
-  parked: Map<number, Float64Array>;
-  total?: Float64Array;
+  sums: Partial<Record<BlockSum, Gathering>>;
   /** threads through with the layer, the main thread included */
   done: number;
   resolve(r: LayerResult): void;
@@ -122,7 +174,7 @@ export class LayerPool {
   private constructor(
     private readonly workers: Worker[],
     readonly gram: boolean,
-    private readonly engine: GramEngine | undefined,
+    private readonly engines: ThreadEngines,
   ) {
     for (const w of workers) {
       w.on('message', (m: PoolReply) => this.receive(m));
@@ -137,6 +189,7 @@ export class LayerPool {
   static async create(size: number, opts: { gram: boolean; session?: SessionOptions }): Promise<LayerPool> {
     const init: PoolWorkerInit = { gram: opts.gram, session: { ...opts.session, threads: 1 } };
     const engine = opts.gram ? await GramEngine.create(init.session) : undefined;
+    const engines: ThreadEngines = { gram: engine };
     const workers = Array.from({ length: size }, () => new Worker(new URL('./layer-worker.js', import.meta.url), { workerData: init }));
     try {
       await Promise.all(
@@ -155,7 +208,7 @@ export class LayerPool {
       await engine?.release();
       throw e instanceof UserError ? e : new UserError(`lineage: could not start worker threads: ${(e as Error).message}`);
     }
-    return new LayerPool(workers, opts.gram, engine);
+    return new LayerPool(workers, opts.gram, engines);
   }
 
   /** A float buffer the workers can read (layer stacks live in one). */
@@ -163,37 +216,32 @@ export class LayerPool {
     return new Float32Array(new SharedArrayBuffer(4 * length));
   }
 
-  /** Starts one layer of `stack` (from sharedFloats, n rows of p); rows are marked ready as they are read. */
-  begin(stack: Float32Array, n: number, p: number): LayerRun {
+  /** Starts one layer of `stack` (from sharedFloats, n rows of p) with the work it needs; rows are marked ready as they are read. */
+  begin(stack: Float32Array, n: number, p: number, work: LayerWork): LayerRun {
     if (this.current) throw new Error('LayerPool.begin: the previous layer is still running');
     if (!(stack.buffer instanceof SharedArrayBuffer) || stack.byteOffset !== 0) throw new Error('LayerPool.begin: the stack must start a shared buffer');
+    if (work.gram && !this.gram) throw new Error('LayerPool.begin: a Gram from a pool made without Gram sessions');
     const job: PoolJob = {
       stack: stack.buffer,
-      control: new SharedArrayBuffer(3 * 4),
+      control: new SharedArrayBuffer(CONTROL_SLOTS * 4),
       stats: new SharedArrayBuffer(2 * n * 8),
       n,
       p,
-      gram: this.gram,
+      work,
     };
     const control = new Int32Array(job.control);
+    const sums: Pending['sums'] = {};
+    for (const sum of BLOCK_SUM_KINDS)
+      if (work[sum]) sums[sum] = { blocks: BLOCK_SUMS[sum].count(n, p), next: 0, parked: new Map(), total: new Float64Array(n * n) };
     const result = new Promise<LayerResult>((resolve, reject) => {
-      this.current = {
-        job,
-        blocks: this.gram ? gramBlocks(n, p).count : 0,
-        next: 0,
-        parked: new Map(),
-        total: this.gram ? new Float64Array(n * n) : undefined,
-        done: 0,
-        resolve,
-        reject,
-      };
+      this.current = { job, sums, done: 0, resolve, reject };
     });
     // a failure may come before finish() awaits the result: it is reported there, not as an unhandled rejection
     result.catch(() => {});
     if (this.failure) this.fail(this.failure);
     else for (const w of this.workers) w.postMessage(job);
     const finish = async (): Promise<LayerResult> => {
-      await takeWork(job, this.engine, (block, gram) => this.receive({ kind: 'block', block, gram }));
+      await takeWork(job, this.engines, (sum, block, part) => this.receive({ kind: 'block', sum, block, part }));
       this.receive({ kind: 'done' });
       return result;
     };
@@ -215,7 +263,7 @@ export class LayerPool {
     this.current = undefined;
     this.failure ??= new Error('closed');
     await Promise.all(this.workers.map((w) => w.terminate()));
-    await this.engine?.release();
+    await this.engines.gram?.release();
   }
 
   private receive(m: PoolReply): void {
@@ -224,17 +272,23 @@ export class LayerPool {
     if (!run) return;
     if (m.kind === 'block') {
       // add in block order: park blocks that arrive early
-      run.parked.set(m.block, m.gram);
-      for (let g = run.parked.get(run.next); g; g = run.parked.get(run.next)) {
-        addBlock(run.total!, g);
-        run.parked.delete(run.next++);
+      const g = run.sums[m.sum]!;
+      g.parked.set(m.block, m.part);
+      for (let part = g.parked.get(g.next); part; part = g.parked.get(g.next)) {
+        addBlock(g.total, part);
+        g.parked.delete(g.next++);
       }
     } else if (m.kind === 'done' && ++run.done === this.workers.length + 1) {
       this.current = undefined;
-      if (run.next !== run.blocks) return run.reject(new Error(`LayerPool: ${run.next} of ${run.blocks} Gram blocks came back`));
+      for (const [sum, g] of Object.entries(run.sums))
+        if (g.next !== g.blocks) return run.reject(new Error(`LayerPool: ${g.next} of ${g.blocks} ${sum} blocks came back`));
       const stats = new Float64Array(run.job.stats);
       const n = run.job.n;
-      run.resolve({ kurtosis: stats.slice(0, n), sumSquares: stats.slice(n, 2 * n), gram: run.total });
+      run.resolve({
+        rows: run.job.work.stats ? { kurtosis: stats.slice(0, n), sumSquares: stats.slice(n, 2 * n) } : undefined,
+        gram: run.sums.gram?.total,
+        absSums: run.sums.absDiff?.total,
+      });
     }
   }
 

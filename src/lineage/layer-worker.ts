@@ -1,24 +1,24 @@
 /**
  * A worker thread of the layer pool (layer-pool.ts): per layer, the weight statistics of
- * rows as the main thread reads them, then column blocks of the Gram product.
+ * rows as the main thread reads them, then column blocks of the Gram product and of the |dW| sums.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { GramEngine } from './gram.js';
-import { Abandoned, takeWork, type PoolJob, type PoolReply, type PoolWorkerInit } from './layer-pool.js';
+import { Abandoned, takeWork, type BlockSum, type PoolJob, type PoolReply, type PoolWorkerInit, type ThreadEngines } from './layer-pool.js';
 
 const port = parentPort!;
 const reply = (m: PoolReply): void => port.postMessage(m);
-// a block's Gram is a fresh array (GramEngine.blockGram): hand its memory over instead of copying it
-const replyBlock = (block: number, gram: Float64Array): void =>
-  port.postMessage({ kind: 'block', block, gram } satisfies PoolReply, [gram.buffer as ArrayBuffer]);
+// a block's sums are a fresh array (GramEngine.blockGram, absDiffBlockSums): hand its memory over instead of copying it
+const replyBlock = (sum: BlockSum, block: number, part: Float64Array): void =>
+  port.postMessage({ kind: 'block', sum, block, part } satisfies PoolReply, [part.buffer as ArrayBuffer]);
 const message = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
 try {
   const init = workerData as PoolWorkerInit;
-  const engine = init.gram ? await GramEngine.create(init.session) : undefined;
+  const engines: ThreadEngines = { gram: init.gram ? await GramEngine.create(init.session) : undefined };
   // one layer at a time: the main thread posts the next only after this one is done
   port.on('message', (job: PoolJob) => {
-    takeWork(job, engine, replyBlock).then(
+    takeWork(job, engines, replyBlock).then(
       () => reply({ kind: 'done' }),
       (e: unknown) => {
         if (!(e instanceof Abandoned)) reply({ kind: 'error', message: message(e) });

@@ -10,8 +10,8 @@
  *   sigma^q over the singular values of W_u - W_v (q = `schatten`, default
  *   DEFAULT_SCHATTEN; q = 1 is the nuclear norm): nearly additive along fine-tuning paths,
  *   where the RMS difference is not (spectral.ts).
- * - clustering distance 'reference': ft = mean over all shared 2-D layers of mean |W_u - W_v|,
- *   lowrank = D (the reference's choices); 'selected': D itself.
+ * - clustering distance 'reference': ft = mean over all shared 2-D layers of mean |W_u - W_v|
+ *   (blocked SIMD sums, abs-diff.ts), lowrank = D (the reference's choices); 'selected': D itself.
  *
  * @example
  *   const m = await measureModels(openSources(['zoo/']), { mode: 'ft' });
@@ -20,8 +20,8 @@
 import { defaultThreads, type SessionOptions } from '../runtime/session.js';
 import { progress, warn } from '../util/progress.js';
 import { OptionError, UserError } from '../util/errors.js';
-import { meanAbsDistances } from './gram.js';
-import { LayerPool, type LayerResult } from './layer-pool.js';
+import { absDiffSums, meanAbsFromSums } from './abs-diff.js';
+import { LayerPool, type LayerResult, type LayerWork, type RowStatistics } from './layer-pool.js';
 import { weightMoments } from './kurtosis.js';
 import { MODES, type LineageMode, type ModeOption } from './modes.js';
 import { all2dLayers, selectLayers, type LayerSelection, type SelectedLayer } from './select.js';
@@ -47,10 +47,11 @@ export interface MeasureOptions {
   schatten?: number;
   session?: SessionOptions;
   /**
-   * Worker threads that compute the weight statistics and the Gram product while the
-   * layers are read (layer-pool.ts); 0 does everything on this thread. Default: the
-   * session's thread count (else the number of cores) when the selected layers hold at
-   * least POOL_MIN_WEIGHTS weights across models, else 0 (starting workers costs a few
+   * Worker threads that compute the weight statistics, the Gram product and the mean |dW|
+   * clustering distance while the layers are read (layer-pool.ts); 0 does everything on
+   * this thread. Default: one fewer than the session's thread count (else the number of
+   * cores), since this thread reads the layers and then joins in, when the layers read hold
+   * at least POOL_MIN_WEIGHTS weights across models, else 0 (starting workers costs a few
    * hundred milliseconds). The results are the same either way.
    */
   workers?: number;
@@ -98,7 +99,7 @@ function resolveMode(mode: ModeOption, layers: readonly SelectedLayer[], n: numb
 }
 
 /** Per row of an [n x p] stack: kurtosis and sum of squares, on this thread (what the pool's workers compute). */
-function rowStatistics(stack: Float32Array, n: number, p: number): LayerResult {
+function rowStatistics(stack: Float32Array, n: number, p: number): RowStatistics {
   const kurtosis = new Float64Array(n),
     sumSquares = new Float64Array(n);
   for (let i = 0; i < n; i++) {
@@ -107,6 +108,20 @@ function rowStatistics(stack: Float32Array, n: number, p: number): LayerResult {
     sumSquares[i] = m.sumSquares;
   }
   return { kurtosis, sumSquares };
+}
+
+/** A layer's work on this thread, with the same functions as the pool (the Gram is left to the mode's layerDistance). */
+function layerHere(stack: Float32Array, n: number, p: number, work: LayerWork): LayerResult {
+  return {
+    rows: work.stats ? rowStatistics(stack, n, p) : undefined,
+    absSums: work.absDiff ? absDiffSums(stack, n, p) : undefined,
+  };
+}
+
+/** The first model whose row of the stack holds a non-finite value (only looked for once a sum came out non-finite). */
+function nonFiniteRow(stack: Float32Array, n: number, p: number): number {
+  for (let i = 0; i < n; i++) for (let k = i * p; k < (i + 1) * p; k++) if (!Number.isFinite(stack[k]!)) return i;
+  return -1;
 }
 
 export async function measureModels(models: readonly ModelSource[], opts: MeasureOptions = {}): Promise<Measurements> {
@@ -142,8 +157,8 @@ export async function measureModels(models: readonly ModelSource[], opts: Measur
   const resources = await rule.resources(opts.session);
   const bar = progress('lineage: reading layers', toRead.length);
   const largest = toRead.reduce((most, l) => Math.max(most, l.size), 0);
-  const workers =
-    opts.workers ?? (n * selection.layers.reduce((sum, l) => sum + l.size, 0) >= POOL_MIN_WEIGHTS ? (opts.session?.threads ?? defaultThreads()) : 0);
+  // one thread per core, this one included: a worker more than the cores costs CPU time (7.0-7.2 -> 7.9-8.0 CPU s on the 105-model benchmark, 2 cores)
+  const workers = opts.workers ?? (n * toRead.reduce((sum, l) => sum + l.size, 0) >= POOL_MIN_WEIGHTS ? (opts.session?.threads ?? defaultThreads()) - 1 : 0);
   let pool: LayerPool | undefined;
   try {
     pool = workers > 0 ? await LayerPool.create(workers, { gram: rule.gram, session: opts.session }) : undefined;
@@ -152,30 +167,38 @@ export async function measureModels(models: readonly ModelSource[], opts: Measur
     for (const layer of toRead) {
       const p = layer.size;
       const stack = buffer.subarray(0, n * p);
-      // selected layers: the pool's workers take each row as it is read (statistics), then the Gram's column blocks
-      const run = pool && selected.has(layer.name) ? pool.begin(stack, n, p) : undefined;
+      const isSelected = selected.has(layer.name);
+      const work: LayerWork = { stats: isSelected, gram: isSelected && rule.gram, absDiff: l1Names.has(layer.name) };
+      // the pool's workers take each row as it is read (statistics), then the column blocks of the Gram and the |dW| sums
+      const run = pool?.begin(stack, n, p, work);
       models.forEach((m, i) => {
         m.readInto(layer.name, stack.subarray(i * p, (i + 1) * p));
         run?.rowReady(i);
         bytesRead += p * 4;
       });
-      if (selected.has(layer.name)) {
-        const stats = run ? await run.finish() : rowStatistics(stack, n, p);
+      const result = run ? await run.finish() : layerHere(stack, n, p, work);
+      const nonFinite = (): UserError =>
+        new UserError(`lineage: layer "${layer.name}" of ${models[Math.max(0, nonFiniteRow(stack, n, p))]!.name} holds non-finite values`);
+      if (result.rows) {
+        const { kurtosis: k, sumSquares } = result.rows;
         for (let i = 0; i < n; i++) {
-          if (!Number.isFinite(stats.kurtosis[i]!)) throw new UserError(`lineage: layer "${layer.name}" of ${models[i]!.name} holds non-finite values`);
-          kurtosis[i]! += stats.kurtosis[i]!;
-          meanSquare[i]! += stats.sumSquares[i]! / p;
+          if (!Number.isFinite(k[i]!)) throw nonFinite();
+          kurtosis[i]! += k[i]!;
+          meanSquare[i]! += sumSquares[i]! / p;
         }
         const term = await rule.layerDistance(
-          { stack, n, size: p, shape: layer.shape, layers: selection.layers.length, schatten, gram: stats.gram },
+          { stack, n, size: p, shape: layer.shape, layers: selection.layers.length, schatten, gram: result.gram },
           resources,
         );
         repairedPairs += term.repaired;
         for (let k = 0; k < n * n; k++) d[k]! += term.d[k]!;
       }
-      if (l1Names.has(layer.name)) {
-        const a = meanAbsDistances(stack, n, p);
-        for (let k = 0; k < n * n; k++) l1[k]! += a[k]! / l1Layers.length;
+      if (result.absSums) {
+        const a = meanAbsFromSums(result.absSums, n, p);
+        for (let k = 0; k < n * n; k++) {
+          if (!Number.isFinite(a[k]!)) throw nonFinite();
+          l1[k]! += a[k]! / l1Layers.length;
+        }
       }
       bar.tick(1, layer.name);
     }

@@ -1,13 +1,16 @@
 /**
  * Dense float64 linear algebra whose O(n^3) parts run in ONNX Runtime.
  *
- * Least-squares stitches solve normal equations of up to 4097 x 4097 (a stride-8
- * convolution over 64 channels). No npm library does a float64 Cholesky at speed:
+ * Least-squares stitches solve normal equations of up to 8193 x 8193 (a stride-16
+ * convolution over 32 channels). No npm library does a float64 Cholesky at speed:
  * ml-matrix's takes minutes at n = 4096 on a 2-core machine (~0.5 GFLOP/s, and it runs
- * to the end on a singular matrix), while ORT's float64 MatMul reaches ~8 GFLOP/s there.
- * So this is a textbook right-looking blocked Cholesky: each diagonal block is factored
- * in JavaScript (b^3/3 flops), and the panel solve and the trailing update — nearly all
- * of the n^3/3 — are MatMuls in ONNX Runtime. Triangular solves are blocked the same way.
+ * to the end on a singular matrix), while ORT's float64 Gemm reaches ~8 GFLOP/s there.
+ * So this is a textbook left-looking blocked Cholesky: each diagonal block is factored in
+ * JavaScript (b^3/3 flops); the update of a block column by the columns before it and its
+ * panel solve, nearly all of the n^3/3, are Gemms in ONNX Runtime. Left-looking rather
+ * than right-looking because it never writes g and never forms a trailing n x n update:
+ * besides g and L it holds one PANEL x n slice at a time (memory at n = 8193: 2 x 537 MB
+ * plus ~70 MB). Triangular solves are blocked the same way.
  *
  * @example
  *   const la = await DenseLinalg.create({ threads: 2 });
@@ -21,6 +24,9 @@ import { ModelSession, type SessionOptions } from './session.js';
 /** Below this size everything stays in JavaScript (ORT's call overhead would dominate). */
 const BLOCK = 256;
 
+/** Rows per Gemm where a product is cut into row slices to bound its temporary memory (PANEL x n doubles). */
+const PANEL = 1024;
+
 /** A Cholesky factor L (g = L L^T) with the inverses of its diagonal blocks, kept for solves. */
 export interface CholeskyFactor {
   readonly n: number;
@@ -30,31 +36,78 @@ export interface CholeskyFactor {
   readonly blocks: readonly { at: number; size: number; inv: Float64Array }[];
 }
 
-export class DenseLinalg {
-  private constructor(private readonly session: ModelSession | undefined) {}
+/** Which operands of a product are stored transposed (Gemm's transA / transB): no copy is made to transpose them. */
+export interface Transposed {
+  a?: boolean;
+  b?: boolean;
+}
 
-  /** A MatMul session is created only when `maxN` (if known) exceeds one block. */
+export class DenseLinalg {
+  /** one Gemm session per transposition, made on first use */
+  private readonly gemms = new Map<string, Promise<ModelSession>>();
+  /** `options` is undefined when every product stays in JavaScript */
+  private constructor(private readonly options: SessionOptions | undefined) {}
+
+  /** ORT sessions are used only when `maxN` (if known) exceeds one block. */
   static async create(options: SessionOptions, maxN = Infinity): Promise<DenseLinalg> {
-    if (maxN <= BLOCK) return new DenseLinalg(undefined);
-    const g = emptyGraph('matmul64');
-    g.inputs.push({ name: 'a', dtype: 'float64', shape: ['M', 'K'] }, { name: 'b', dtype: 'float64', shape: ['K', 'N'] });
-    g.nodes.push({ name: 'mm', opType: 'MatMul', inputs: ['a', 'b'], outputs: ['c'], attributes: {} });
-    g.outputs.push({ name: 'c', dtype: 'float64', shape: ['M', 'N'] });
-    return new DenseLinalg(await ModelSession.create(createModel(g), { ...options, nchwc: false }));
+    return new DenseLinalg(maxN <= BLOCK ? undefined : options);
   }
 
   async release(): Promise<void> {
-    await this.session?.release();
+    for (const s of this.gemms.values()) await (await s).release();
+    this.gemms.clear();
   }
 
-  /** c = a (rows x inner) * b (inner x cols), row-major. */
-  async matmul(a: Float64Array, rows: number, inner: number, b: Float64Array, cols: number): Promise<Float64Array> {
-    if (!this.session || rows * inner * cols < BLOCK ** 3) return matmulJs(a, rows, inner, b, cols);
-    const out = await this.session.run({
-      a: { dtype: 'float64', dims: [rows, inner], data: a },
-      b: { dtype: 'float64', dims: [inner, cols], data: b },
+  private gemm(t: Transposed): Promise<ModelSession> {
+    const key = `${t.a ? 'T' : 'N'}${t.b ? 'T' : 'N'}`;
+    let s = this.gemms.get(key);
+    if (!s) {
+      const g = emptyGraph(`gemm64_${key}`);
+      g.inputs.push({ name: 'a', dtype: 'float64', shape: ['A0', 'A1'] }, { name: 'b', dtype: 'float64', shape: ['B0', 'B1'] });
+      g.nodes.push({
+        name: 'gemm',
+        opType: 'Gemm',
+        inputs: ['a', 'b'],
+        outputs: ['c'],
+        attributes: { transA: { kind: 'int', value: t.a ? 1 : 0 }, transB: { kind: 'int', value: t.b ? 1 : 0 } },
+      });
+      g.outputs.push({ name: 'c', dtype: 'float64', shape: ['M', 'N'] });
+      s = ModelSession.create(createModel(g), { ...this.options, nchwc: false });
+      this.gemms.set(key, s);
+    }
+    return s;
+  }
+
+  /**
+   * c = a (rows x inner) * b (inner x cols), row-major; `t` says which of a and b are
+   * stored transposed (a as inner x rows, b as cols x inner). Subarrays are read in place.
+   */
+  async matmul(a: Float64Array, rows: number, inner: number, b: Float64Array, cols: number, t: Transposed = {}): Promise<Float64Array> {
+    if (!this.options || rows * inner * cols < BLOCK ** 3)
+      return matmulJs(t.a ? transpose(a, inner, rows) : a, rows, inner, t.b ? transpose(b, cols, inner) : b, cols);
+    const session = await this.gemm(t);
+    const out = await session.run({
+      a: { dtype: 'float64', dims: t.a ? [inner, rows] : [rows, inner], data: a },
+      b: { dtype: 'float64', dims: t.b ? [cols, inner] : [inner, cols], data: b },
     });
     return out['c']!.data as Float64Array;
+  }
+
+  /**
+   * Adds x x^T to the lower triangle of c (n x n, row-major) for x (n x rows, row-major):
+   * half the flops of the full product, in row slices of PANEL so that no n x n
+   * temporary is made. The strict upper triangle of c is left as it was.
+   */
+  async addLowerGram(c: Float64Array, n: number, x: Float64Array, rows: number): Promise<void> {
+    for (let i0 = 0; i0 < n; i0 += PANEL) {
+      const i1 = Math.min(n, i0 + PANEL);
+      const p = await this.matmul(x.subarray(i0 * rows, i1 * rows), i1 - i0, rows, x.subarray(0, i1 * rows), i1, { b: true });
+      for (let i = i0; i < i1; i++) {
+        const row = i * n,
+          pr = (i - i0) * i1;
+        for (let j = 0; j <= i; j++) c[row + j]! += p[pr + j]!;
+      }
+    }
   }
 
   /**
@@ -64,28 +117,32 @@ export class DenseLinalg {
    * undefined: a singular matrix costs only the rows before its rank runs out.
    */
   async cholesky(g: Float64Array, n: number, shift: { ridge: number; rows?: number } = { ridge: 0 }): Promise<CholeskyFactor | undefined> {
-    const l = Float64Array.from(g);
-    for (let i = 0; i < (shift.rows ?? n); i++) l[i * n + i]! += shift.ridge;
+    const l = new Float64Array(n * n);
     const blocks: { at: number; size: number; inv: Float64Array }[] = [];
+    const ridged = shift.rows ?? n;
     for (let k0 = 0; k0 < n; k0 += BLOCK) {
-      const kb = Math.min(BLOCK, n - k0);
-      const d = take(l, n, k0, k0, kb, kb);
+      const kb = Math.min(BLOCK, n - k0),
+        below = n - k0;
+      // this block column of g from the diagonal down, less L[k0:, :k0] L[k0:k0+kb, :k0]^T
+      const col = take(g, n, k0, k0, below, kb);
+      for (let i = 0; i < kb && k0 + i < ridged; i++) col[i * kb + i]! += shift.ridge;
+      if (k0 > 0) {
+        const top = take(l, n, k0, 0, kb, k0);
+        for (let i0 = 0; i0 < below; i0 += PANEL) {
+          const i1 = Math.min(below, i0 + PANEL);
+          const upd = await this.matmul(take(l, n, k0 + i0, 0, i1 - i0, k0), i1 - i0, k0, top, kb, { b: true });
+          for (let i = 0; i < upd.length; i++) col[i0 * kb + i]! -= upd[i]!;
+        }
+      }
+      const d = col.subarray(0, kb * kb);
       if (!cholInPlace(d, kb)) return undefined;
       put(l, n, k0, k0, d, kb, kb);
       const inv = lowerInverse(d, kb);
       blocks.push({ at: k0, size: kb, inv });
-      const rest = n - k0 - kb;
+      const rest = below - kb;
       if (rest === 0) break;
       // panel: L21 = A21 L11^-T
-      const a21 = take(l, n, k0 + kb, k0, rest, kb);
-      const l21 = await this.matmul(a21, rest, kb, transpose(inv, kb, kb), kb);
-      put(l, n, k0 + kb, k0, l21, rest, kb);
-      // trailing update: A22 -= L21 L21^T (lower triangle used later)
-      const upd = await this.matmul(l21, rest, kb, transpose(l21, rest, kb), rest);
-      for (let i = 0; i < rest; i++) {
-        const row = (k0 + kb + i) * n + k0 + kb;
-        for (let j = 0; j <= i; j++) l[row + j]! -= upd[i * rest + j]!;
-      }
+      put(l, n, k0 + kb, k0, await this.matmul(col.subarray(kb * kb), rest, kb, inv, kb, { b: true }), rest, kb);
     }
     return { n, l, blocks };
   }
@@ -110,11 +167,10 @@ export class DenseLinalg {
       const rest = n - at - size;
       const rhs = take(y, m, at, 0, size, m);
       if (rest > 0) {
-        const l21t = transpose(take(l, n, at + size, at, rest, size), rest, size);
-        const upd = await this.matmul(l21t, size, rest, y.slice((at + size) * m), m);
+        const upd = await this.matmul(take(l, n, at + size, at, rest, size), size, rest, y.subarray((at + size) * m), m, { a: true });
         for (let i = 0; i < size * m; i++) rhs[i]! -= upd[i]!;
       }
-      put(y, m, at, 0, await this.matmul(transpose(inv, size, size), size, size, rhs, m), size, m);
+      put(y, m, at, 0, await this.matmul(inv, size, size, rhs, m, { a: true }), size, m);
     }
     return y;
   }

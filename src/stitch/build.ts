@@ -285,17 +285,7 @@ export function buildPatchModel(s: StitchSpec, weights?: StitchWeights, map: Sti
   const spec = stitchMaps(s).find((m) => m.id === map)!;
   const k = numel(spec.shape.slice(1));
   let x = map === 'class' ? classSource(g, s, image) : core;
-  if (map === 'map' && s.kind === 'downsample') {
-    // one-hot kernels copy each (channel, ky, kx) of a patch to its own output channel,
-    // in the order of the conv weight's [Ca, r, r] flattening
-    const [ca] = coreFrom(s) as [number];
-    const r = s.ratio;
-    const eye = new Float32Array(k * ca * r * r);
-    for (let c = 0; c < ca; c++) for (let i = 0; i < r * r; i++) eye[(c * r * r + i) * ca * r * r + c * r * r + i] = 1;
-    g.initializers.set('patch.eye', float32([k, ca, r, r], eye));
-    g.nodes.push(node('Conv', 'patches', [x, 'patch.eye'], 'patches', convAttrs(s, r)));
-    x = 'patches';
-  }
+  if (map === 'map' && s.kind === 'downsample') x = spaceToDepth(g, s, x);
   rowsOf(g, x, k, 'rows');
   g.outputs.push({ name: 'rows', dtype: 'float32', shape: [null, k] });
   keepNeeded(g);
@@ -329,6 +319,36 @@ export function rowsPerImage(s: StitchSpec, map: StitchMap['id']): number {
   if (s.patchify) return s.patchify.grid[0] * s.patchify.grid[1];
   if (s.kind === 'token-linear') return s.to[0]!;
   return s.to.length === 3 ? s.to[1]! * s.to[2]! : 1;
+}
+
+/**
+ * The r x r patches that a strided stitch's conv (kernel = stride = r) reads, as channels:
+ * x [N, Ca, H, W] -> [N, Ca*r*r, h, w] in the order of the conv weight's [Ca, r, r]
+ * flattening. Zero-padded at the bottom/right for ceil sizes and cropped for floor sizes,
+ * as convAttrs pads. Pure data movement (Reshape/Transpose): a one-hot conv would do the
+ * same with a K x K kernel (268 MB at K = 8192) and K^2 flops per row.
+ */
+function spaceToDepth(g: Graph, s: StitchSpec, x: string): string {
+  const [ca, hIn, wIn] = coreFrom(s) as [number, number, number];
+  const [, h, w] = coreTo(s) as [number, number, number];
+  const r = s.ratio;
+  const [padH, padW] = [padFor(hIn, h, r), padFor(wIn, w, r)];
+  let t = x;
+  if (padH || padW) {
+    g.initializers.set('patch.pads', int64([8], [0, 0, 0, 0, 0, 0, padH, padW]));
+    g.nodes.push(node('Pad', 'patch.pad', [t, 'patch.pads'], 'patch.pad', {}));
+    t = 'patch.pad';
+  }
+  if (hIn + padH > h * r || wIn + padW > w * r) {
+    g.initializers.set('patch.crop.starts', int64([2], [0, 0]));
+    g.initializers.set('patch.crop.ends', int64([2], [h * r, w * r]));
+    g.initializers.set('patch.crop.axes', int64([2], [2, 3]));
+    g.nodes.push(node('Slice', 'patch.crop', [t, 'patch.crop.starts', 'patch.crop.ends', 'patch.crop.axes'], 'patch.crop', {}));
+    t = 'patch.crop';
+  }
+  reshape(g, t, [0, ca, h, r, w, r], 'patch.split');
+  g.nodes.push(node('Transpose', 'patch.t', ['patch.split'], 'patch.t', { perm: ints([0, 1, 3, 5, 2, 4]) }));
+  return reshape(g, 'patch.t', [0, ca * r * r, h, w], 'patches');
 }
 
 /** Appends nodes turning x [N, K, ...spatial] (or [N, K]) into rows [N * S, K]. */

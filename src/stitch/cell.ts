@@ -118,12 +118,30 @@ export type CellOutcome =
 
 export type CellResult = CellBase & CellOutcome;
 
-/** Sessions shared by the cells a worker runs. */
+/**
+ * Sessions shared by the cells a worker runs, one cache per kind. A cell uses one
+ * session of each kind it needs (some several times: accuracy before and after
+ * training). The same key (receiver, cut, stitch shape) comes back either in the very
+ * next cell (a one-column grid; a control kind right after the trained one) or a whole
+ * row later, and a row of a full-size network's default grid has more receivers than
+ * sessions one can afford: each keeps its weights and ONNX Runtime's arena for a batch
+ * (0.5-1.4 GB at 64x64, batch 256, for ResNet-50 and ConvNeXt-Tiny suffixes), and a cache
+ * of 12 held 12 of them without a hit. One per kind serves the reuses that happen and
+ * bounds the memory; a miss costs building one session (about 1% of a full-size
+ * training cell, 2% of a tiny one; docs/pending/wp-stitchmem.md).
+ */
+export const CELL_SESSIONS_PER_KIND = 1;
+
 export class CellSessions {
-  readonly taskTrain = new SessionCache<TrainingSession>(12);
-  readonly taskEval = new SessionCache<ModelSession>(12);
-  readonly copyTrain = new SessionCache<TrainingSession>(6);
-  readonly stitchEval = new SessionCache<ModelSession>(6);
+  readonly taskTrain = new SessionCache<TrainingSession>(CELL_SESSIONS_PER_KIND);
+  readonly taskEval = new SessionCache<ModelSession>(CELL_SESSIONS_PER_KIND);
+  readonly copyTrain = new SessionCache<TrainingSession>(CELL_SESSIONS_PER_KIND);
+  readonly stitchEval = new SessionCache<ModelSession>(CELL_SESSIONS_PER_KIND);
+  /** Sessions alive now, all kinds together. */
+  get live(): number {
+    return this.taskTrain.live + this.taskEval.live + this.copyTrain.live + this.stitchEval.live;
+  }
+
   async release(): Promise<void> {
     for (const c of [this.taskTrain, this.taskEval, this.copyTrain, this.stitchEval]) await c.release();
   }
@@ -244,26 +262,27 @@ class Cell {
   /** Test accuracy of the stitched network with these stitch weights. */
   async accuracy(weights: StitchWeights): Promise<number> {
     const key = `${this.receiver.id}|${this.pair.receiver.tensor}|${specKey(this.spec)}`;
-    const session = await this.sessions.taskEval.get(key, () =>
+    const create = (): Promise<ModelSession> =>
       ModelSession.create(
         stitchWithSuffix(buildStitch(this.spec, { kind: 'random', seed: 0 }, { weightsAsInputs: true }), suffixModel(this.receiver.model, this.pair.receiver)),
         this.ctx.session,
-      ),
-    );
-    const feeds = prefixed(weights, this.spec);
-    const outName = session.outputNames[0]!;
-    let correct = 0,
-      total = 0;
-    for await (const b of this.senderBatches('test', this.order('test'))) {
-      const out = await session.run({ ...feeds, [`${STITCH_PREFIX}x`]: { dims: [b.size, ...this.spec.from], data: b.x } }, [outName]);
-      const logits = out[outName]!.data as Float32Array;
-      const k = logits.length / b.size;
-      for (let i = 0; i < b.size; i++) {
-        total++;
-        if (argmaxRow(logits, i, k) === this.ctx.outputOf[b.labels[i]!]) correct++;
+      );
+    return this.sessions.taskEval.with(key, create, async (session) => {
+      const feeds = prefixed(weights, this.spec);
+      const outName = session.outputNames[0]!;
+      let correct = 0,
+        total = 0;
+      for await (const b of this.senderBatches('test', this.order('test'))) {
+        const out = await session.run({ ...feeds, [`${STITCH_PREFIX}x`]: { dims: [b.size, ...this.spec.from], data: b.x } }, [outName]);
+        const logits = out[outName]!.data as Float32Array;
+        const k = logits.length / b.size;
+        for (let i = 0; i < b.size; i++) {
+          total++;
+          if (argmaxRow(logits, i, k) === this.ctx.outputOf[b.labels[i]!]) correct++;
+        }
       }
-    }
-    return correct / total;
+      return correct / total;
+    });
   }
 
   /** Trains the stitch on cross-entropy through the frozen receiver suffix. */
@@ -369,28 +388,29 @@ class Cell {
 
   /** EV, ES, SV: mean squared differences on the test images between expected, vanilla and copy-trained outputs. */
   async compareOutputs(vanilla: StitchWeights, copy: StitchWeights): Promise<{ ev: number; es: number; sv: number }> {
-    const session = await this.sessions.stitchEval.get(specKey(this.spec), () =>
-      ModelSession.create(buildStitch(this.spec, { kind: 'random', seed: 0 }, { weightsAsInputs: true }), this.ctx.session),
-    );
-    const order = this.order('test');
-    let ev = 0,
-      es = 0,
-      sv = 0,
-      n = 0;
-    const run = async (w: StitchWeights, x: Float32Array, size: number): Promise<Float32Array> =>
-      (await session.run({ ...prefixed(w, this.spec, ''), x: { dims: [size, ...this.spec.from], data: x } }, ['y']))['y']!.data as Float32Array;
-    for await (const [s, r] of zip(this.senderBatches('test', order), this.receiverBatches('test', order))) {
-      const v = await run(vanilla, s.x, s.size),
-        c = await run(copy, s.x, s.size);
-      for (let i = 0; i < v.length; i++) {
-        const e = r.x[i]!;
-        ev += (v[i]! - e) ** 2;
-        es += (c[i]! - e) ** 2;
-        sv += (c[i]! - v[i]!) ** 2;
+    const create = (): Promise<ModelSession> =>
+      ModelSession.create(buildStitch(this.spec, { kind: 'random', seed: 0 }, { weightsAsInputs: true }), this.ctx.session);
+    return this.sessions.stitchEval.with(specKey(this.spec), create, async (session) => {
+      const order = this.order('test');
+      let ev = 0,
+        es = 0,
+        sv = 0,
+        n = 0;
+      const run = async (w: StitchWeights, x: Float32Array, size: number): Promise<Float32Array> =>
+        (await session.run({ ...prefixed(w, this.spec, ''), x: { dims: [size, ...this.spec.from], data: x } }, ['y']))['y']!.data as Float32Array;
+      for await (const [s, r] of zip(this.senderBatches('test', order), this.receiverBatches('test', order))) {
+        const v = await run(vanilla, s.x, s.size),
+          c = await run(copy, s.x, s.size);
+        for (let i = 0; i < v.length; i++) {
+          const e = r.x[i]!;
+          ev += (v[i]! - e) ** 2;
+          es += (c[i]! - e) ** 2;
+          sv += (c[i]! - v[i]!) ** 2;
+        }
+        n += v.length;
       }
-      n += v.length;
-    }
-    return { ev: ev / n, es: es / n, sv: sv / n };
+      return { ev: ev / n, es: es / n, sv: sv / n };
+    });
   }
 
   /** BatchNorm before the stitch standardises the sender's channels: their mean and variance on the training images. */

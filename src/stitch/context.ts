@@ -47,6 +47,8 @@ export class StitchContext {
   /** dataset label -> receiver output index (-1: not scored) */
   readonly outputOf: Int32Array;
   private readonly sources = new Map<string, Source>();
+  /** the options of every session the cells open (stitchSessionOptions) */
+  readonly session: SessionOptions;
 
   constructor(readonly opts: ContextOptions) {
     const aFile = opts.aFile ?? 'model A',
@@ -59,11 +61,8 @@ export class StitchContext {
     const seed = opts.seed ?? 0;
     this.train = imageList(opts.train, targets.classes, opts.trainLimit, hashSeed(seed, 'train-subset'), 'train');
     this.test = imageList(opts.test, targets.classes, opts.testLimit, hashSeed(seed, 'test-subset'), 'test');
-    this.store = new ActivationStore({ cacheBytes: (opts.cacheMb ?? 1024) * 2 ** 20, session: opts.session ?? {} });
-  }
-
-  get session(): SessionOptions {
-    return this.opts.session ?? {};
+    this.session = stitchSessionOptions(opts.session);
+    this.store = new ActivationStore({ cacheBytes: (opts.cacheMb ?? 1024) * 2 ** 20, session: this.session });
   }
 
   /** The sender network of a pair kind: A, or its random counterpart. */
@@ -116,6 +115,19 @@ export class StitchContext {
   async release(): Promise<void> {
     await this.store.release();
   }
+}
+
+/**
+ * The grid's sessions run without ONNX Runtime's memory pattern (unless asked for): with
+ * it, a session keeps a planned block for its batch shape on top of the arena that its
+ * first run grew, about doubling what every live session holds (ConvNeXt-Tiny at 64x64,
+ * batch 256: 0.87 vs 0.52 GB for a stitch into the stem); the arena alone reuses the
+ * same buffers from batch to batch, and runs and training steps took no longer without
+ * it (measured; docs/pending/wp-stitchmem.md). The arena stays on: without it every
+ * batch maps and zeroes its buffers afresh, twice the CPU time on ConvNeXt-Tiny.
+ */
+export function stitchSessionOptions(session: SessionOptions = {}): SessionOptions {
+  return { ...session, memPattern: session.memPattern ?? false };
 }
 
 function imageList(ds: Dataset, classes: number[], limit: number | undefined, seed: number, name: string): ImageList {

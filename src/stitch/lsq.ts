@@ -2,24 +2,55 @@
  * Closed-form least-squares stitches ("direct matching", Csiszarik et al. 2021). With X
  * the map's inputs (one row per output pixel: N*H*W x K) and Y the receiver's
  * activations (N*H*W x C_B), X1 = [X, 1], the stitch is A = argmin ||X1 A - Y||^2,
- * weights A[:K]^T and bias A[K]. X is never materialised: an ONNX graph turns each batch
- * into X1^T X1 and X1^T Y in float64, summed here in float64, and the fit error
- * ||X1 A - Y||^2 / ||Y||^2 follows from the same moments (||Y||^2 - 2 tr(A^T X1^T Y) +
- * tr(A^T X1^T X1 A)), so it is exact for every image seen without a second pass.
+ * weights A[:K]^T and bias A[K]. An ONNX graph turns each batch into its rows X1^T and Y
+ * in float64. With at least K+1 rows they are summed at once into the moments X1^T X1
+ * and X1^T Y (the primal form, n^2 floats for n = K+1 whatever the row count); with
+ * fewer, the rows themselves are kept (fewer than n^2 floats) and the dual form solves
+ * them (lsqForm says which and why). Either way the fit error ||X1 A - Y||^2 / ||Y||^2 is
+ * exact for every image seen without a second pass: from the moments as ||Y||^2 -
+ * 2 tr(A^T X1^T Y) + tr(A^T X1^T X1 A), or from the rows directly.
  */
 import type { Model } from '../onnx/types.js';
 import { cloneModel } from '../onnx/graph.js';
 import { int, ints } from '../onnx/graph.js';
-import { int64 } from '../onnx/tensor.js';
+import { int64, numel, tensor } from '../onnx/tensor.js';
 import { ModelSession, type SessionOptions } from '../runtime/session.js';
 import { DenseLinalg } from '../runtime/linalg.js';
 import { OptionError, type OptionNamer, UserError } from '../util/errors.js';
 import { type StitchKind, type StitchSpec, coreFrom, fmt } from './plan.js';
-import { type StitchMap, type StitchWeights, buildPatchModel, mapFanIn, rowsPerImage, stitchMaps, targetRows } from './build.js';
-import { numel } from '../onnx/tensor.js';
+import { type StitchMap, type StitchWeights, buildPatchModel, mapFanIn, stitchMaps, targetRows } from './build.js';
 
-/** Largest K solved in closed form: the K x K float64 system and its Cholesky factor stay under ~300 MB and seconds. */
-export const MAX_LSQ_INPUTS = 4096;
+/**
+ * Largest K solved in closed form, bounded by memory (n = K+1; 537 MB per n x n float64
+ * matrix at K = 8192). The primal form holds X1^T X1 and its Cholesky factor (2 n^2
+ * doubles) plus slices of at most 1024 x n, and while it accumulates, the first n rows
+ * until they are summed (n^2). The dual form holds its rows and a centred copy (2 rows x
+ * n) and a rows x rows system with its factor: far less for rows << n, at most ~4 n^2
+ * just below n rows. At K = 16,384 the primal alone would need 4.3 GB and 8x the flops.
+ */
+export const MAX_LSQ_INPUTS = 8192;
+
+/**
+ * Which form solves a least-squares problem with `rows` rows and K inputs, n = K + 1
+ * unknowns per output (with the bias). The one rule, used by the accumulator (keep the
+ * rows or sum them into moments) and so by the solver:
+ * - primal: the n x n normal equations (X1^T X1 + lambda D) A = X1^T Y by Cholesky, D the
+ *   identity on the K weight rows: memory n^2 and n^3/3 flops whatever the row count.
+ * - dual, for fewer rows than unknowns (X1^T X1 is then singular and the ridge is needed
+ *   anyway): centre X and Y by their column means (this leaves the bias unridged, as D
+ *   does) and solve the rows x rows system (Xc Xc^T + lambda I) B = Yc; A[:K] = Xc^T B and
+ *   A[K] = mean(Y) - mean(X) A[:K]. By the push-through identity (Xc^T Xc + lambda I)^-1
+ *   Xc^T = Xc^T (Xc Xc^T + lambda I)^-1 this is the primal's solution at the same lambda,
+ *   for rows^2 K flops instead of n^2 rows (the moments) and n^3/3 (the factor): at K =
+ *   8192 and 800 rows, 5e9 instead of 2.4e11. It is also the accurate one there: the
+ *   primal system's condition number is ~1e12 (lambda is 1e-12 of its largest diagonal
+ *   entry), so rounding moves the primal's weights in directions no training row sees
+ *   (held-out fit errors then differ in the third digit), while Xc Xc^T + lambda I is as
+ *   well conditioned as the rows themselves.
+ */
+export function lsqForm(rows: number, k: number): 'primal' | 'dual' {
+  return rows < k + 1 ? 'dual' : 'primal';
+}
 
 /**
  * Why a stitch's least-squares problem is too large to solve in closed form (more than
@@ -46,8 +77,20 @@ const FEWER_INPUTS: Partial<Record<StitchKind, (o: OptionNamer, s: StitchSpec) =
   downsample: (_, s) => `a later sender cut, closer in size to the receiver (here ${coreFrom(s)[0]} channels x a ${s.ratio}x${s.ratio} window)`,
 };
 
-/** The sums of one least-squares problem (row-major Float64Arrays): one per learned map of a stitch. */
-export interface LsqMoments {
+/** One batch's rows of a least-squares problem, kept while there are fewer than K+1 (the dual form). */
+export interface LsqRows {
+  rows: number;
+  /** X1^T: (K+1) x rows, row-major, its last row all ones */
+  x1t: Float64Array;
+  /** Y: rows x m, row-major */
+  y: Float64Array;
+}
+
+/**
+ * What one least-squares problem (one learned map of a stitch) needs from the data:
+ * the moments (primal form) or the rows themselves (dual form), see lsqForm.
+ */
+export type LsqMoments = {
   /** which map of the stitch (the main map, or the class-token map) */
   map: StitchMap['id'];
   /** K */
@@ -56,16 +99,18 @@ export interface LsqMoments {
   m: number;
   /** number of rows seen */
   rows: number;
-  /** X^T X, K x K */
-  xx: Float64Array;
-  /** X^T Y, K x m */
-  xy: Float64Array;
-  /** column sums of X (K) and of Y (m) */
-  sx: Float64Array;
-  sy: Float64Array;
   /** ||Y||^2 */
   yy: number;
-}
+} & (
+  | {
+      form: 'primal';
+      /** X1^T X1, (K+1) x (K+1) row-major, symmetric */
+      g: Float64Array;
+      /** X1^T Y, (K+1) x m */
+      r: Float64Array;
+    }
+  | { form: 'dual'; batches: LsqRows[] }
+);
 
 export interface LsqSolution {
   weights: StitchWeights;
@@ -77,8 +122,8 @@ export interface LsqSolution {
   a: Float64Array[];
 }
 
-/** The float64 graph of one map: sender activation `x` and receiver activation `target` in, moments out. */
-export function buildMomentsModel(s: StitchSpec, weights?: StitchWeights, map: StitchMap['id'] = 'map'): Model {
+/** The float64 graph of one map: sender activation `x` and receiver activation `target` in, the rows X1^T [K+1, R] and Y [R, m] out. */
+export function buildRowsModel(s: StitchSpec, weights?: StitchWeights, map: StitchMap['id'] = 'map'): Model {
   const m = cloneModel(buildPatchModel(s, weights, map));
   const g = m.graph;
   const spec = stitchMaps(s).find((x) => x.id === map)!;
@@ -89,71 +134,91 @@ export function buildMomentsModel(s: StitchSpec, weights?: StitchWeights, map: S
     g.nodes.push({ name: out, opType, inputs, outputs: [out], attributes });
   };
   n('Cast', ['rows'], 'xd', { to: int(11) });
-  n('Cast', ['yrows'], 'yd', { to: int(11) });
+  n('Cast', ['yrows'], 'y', { to: int(11) });
   n('Transpose', ['xd'], 'xt', { perm: ints([1, 0]) });
-  n('MatMul', ['xt', 'xd'], 'xx');
-  n('MatMul', ['xt', 'yd'], 'xy');
-  g.initializers.set('axis0', int64([1], [0]));
-  n('ReduceSum', ['xd', 'axis0'], 'sx', { keepdims: int(0) });
-  n('ReduceSum', ['yd', 'axis0'], 'sy', { keepdims: int(0) });
-  n('Mul', ['yd', 'yd'], 'y2');
-  n('ReduceSum', ['y2'], 'yy', { keepdims: int(0) });
+  // the bias's input: a last row of ones
+  g.initializers.set('ones.pads', int64([4], [0, 0, 1, 0]));
+  g.initializers.set('ones.value', tensor('float64', [], [1]));
+  n('Pad', ['xt', 'ones.pads', 'ones.value'], 'x1t');
   const k = numel(spec.shape.slice(1));
   g.outputs = [
-    { name: 'xx', dtype: 'float64', shape: [k, k] },
-    { name: 'xy', dtype: 'float64', shape: [k, cb] },
-    { name: 'sx', dtype: 'float64', shape: [k] },
-    { name: 'sy', dtype: 'float64', shape: [cb] },
-    { name: 'yy', dtype: 'float64', shape: [] },
+    { name: 'x1t', dtype: 'float64', shape: [k + 1, 'R'] },
+    { name: 'y', dtype: 'float64', shape: ['R', cb] },
   ];
   return m;
 }
 
+/** A least-squares problem while it is accumulated: its rows until there are K+1, then its moments. */
+type Accumulating = { map: StitchMap['id']; k: number; m: number; rows: number; yy: number; batches: LsqRows[]; g?: Float64Array; r?: Float64Array };
+
 /**
- * Streams batches into the moments of a stitch's least-squares problems (one per map).
+ * Streams batches into what each of a stitch's least-squares problems (one per map)
+ * needs: the rows while there are fewer than K+1, from then on their moments (lsqForm).
  *
  * @example
  *   const acc = await LsqAccumulator.create(spec, { threads: 2 });
  *   for (...) await acc.add(senderBatch, receiverBatch, batchSize);
- *   const sol = solveLsq(spec, acc.moments);
+ *   const sol = await solveLsq(spec, acc.moments);
  */
 export class LsqAccumulator {
-  readonly moments: LsqMoments[];
+  private readonly problems: Accumulating[];
   private constructor(
     private readonly spec: StitchSpec,
     private readonly sessions: ModelSession[],
+    private readonly la: DenseLinalg,
   ) {
-    this.moments = stitchMaps(spec).map((map) => {
-      const k = numel(map.shape.slice(1)),
-        m = map.shape[0]!;
-      return { map: map.id, k, m, rows: 0, xx: new Float64Array(k * k), xy: new Float64Array(k * m), sx: new Float64Array(k), sy: new Float64Array(m), yy: 0 };
-    });
+    this.problems = stitchMaps(spec).map((map) => ({ map: map.id, k: numel(map.shape.slice(1)), m: map.shape[0]!, rows: 0, yy: 0, batches: [] }));
   }
 
   static async create(spec: StitchSpec, session: SessionOptions, weights?: StitchWeights): Promise<LsqAccumulator> {
     const tooLarge = lsqTooLarge(spec);
     if (tooLarge) throw tooLarge;
     const sessions: ModelSession[] = [];
-    for (const map of stitchMaps(spec)) sessions.push(await ModelSession.create(buildMomentsModel(spec, weights, map.id), session));
-    return new LsqAccumulator(spec, sessions);
+    for (const map of stitchMaps(spec)) sessions.push(await ModelSession.create(buildRowsModel(spec, weights, map.id), session));
+    const la = await DenseLinalg.create(session, Math.max(...stitchMaps(spec).map((m) => numel(m.shape.slice(1)) + 1)));
+    return new LsqAccumulator(spec, sessions, la);
+  }
+
+  /** Each map's data so far, in the form that lsqForm picks for its row count. */
+  get moments(): LsqMoments[] {
+    return this.problems.map(({ map, k, m, rows, yy, batches, g, r }) => {
+      if (g && r) {
+        mirrorLower(g, k + 1);
+        return { map, k, m, rows, yy, form: 'primal', g, r };
+      }
+      return { map, k, m, rows, yy, form: 'dual', batches };
+    });
   }
 
   async add(x: Float32Array, y: Float32Array, size: number): Promise<void> {
     const s = this.spec;
     for (let i = 0; i < this.sessions.length; i++) {
       const out = await this.sessions[i]!.run({ x: { dims: [size, ...s.from], data: x }, target: { dims: [size, ...s.to], data: y } });
-      const m = this.moments[i]!;
-      addInto(m.xx, out['xx']!.data as Float64Array);
-      addInto(m.xy, out['xy']!.data as Float64Array);
-      addInto(m.sx, out['sx']!.data as Float64Array);
-      addInto(m.sy, out['sy']!.data as Float64Array);
-      m.yy += (out['yy']!.data as Float64Array)[0]!;
-      m.rows += size * rowsPerImage(s, m.map);
+      const p = this.problems[i]!;
+      const x1t = out['x1t']!;
+      const batch: LsqRows = { rows: x1t.dims[1]!, x1t: x1t.data as Float64Array, y: out['y']!.data as Float64Array };
+      for (const v of batch.y) p.yy += v * v;
+      p.rows += batch.rows;
+      p.batches.push(batch);
+      if (lsqForm(p.rows, p.k) === 'primal') await this.fold(p);
+    }
+  }
+
+  /** Sums the kept rows into the moments (only the lower triangle of X1^T X1: the solve mirrors it) and lets them go. */
+  private async fold(p: Accumulating): Promise<void> {
+    const n = p.k + 1;
+    p.g ??= new Float64Array(n * n);
+    p.r ??= new Float64Array(n * p.m);
+    // each batch is let go once summed: the peak is one n x n matrix of rows and g
+    for (let b = p.batches.shift(); b; b = p.batches.shift()) {
+      await this.la.addLowerGram(p.g, n, b.x1t, b.rows);
+      addInto(p.r, await this.la.matmul(b.x1t, n, b.rows, b.y, p.m));
     }
   }
 
   async release(): Promise<void> {
     for (const s of this.sessions) await s.release();
+    await this.la.release();
   }
 }
 
@@ -161,34 +226,18 @@ function addInto(a: Float64Array, b: Float64Array): void {
   for (let i = 0; i < a.length; i++) a[i]! += b[i]!;
 }
 
-/** [[X^T X, sx], [sx^T, rows]] and [[X^T Y], [sy^T]], row-major. */
-interface Augmented {
-  g: Float64Array;
-  r: Float64Array;
-}
-
-function augmented(mo: LsqMoments): Augmented {
-  const { k, m } = mo;
-  const n = k + 1;
-  const g = new Float64Array(n * n);
-  for (let i = 0; i < k; i++) {
-    g.set(mo.xx.subarray(i * k, (i + 1) * k), i * n);
-    g[i * n + k] = mo.sx[i]!;
-    g[k * n + i] = mo.sx[i]!;
-  }
-  g[k * n + k] = mo.rows;
-  const r = new Float64Array(n * m);
-  r.set(mo.xy.subarray(0, k * m));
-  r.set(mo.sy, k * m);
-  return { g, r };
+/** Copies the lower triangle of the n x n matrix g onto its upper one (idempotent). */
+function mirrorLower(g: Float64Array, n: number): void {
+  for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) g[j * n + i] = g[i * n + j]!;
 }
 
 /**
- * Solves each map's normal equations by Cholesky (src/runtime/linalg.ts: the heavy parts
- * in ONNX Runtime). Dead ReLU channels, or fewer rows than inputs, make X1^T X1
- * singular; then a ridge of 1e-12 x its largest diagonal entry (x100 until it factors)
- * is added and reported: it sets the weights of channels that are always zero to zero
- * and changes nothing else measurably.
+ * Solves each map's least-squares problem in the form lsqForm picked for it, by Cholesky
+ * (src/runtime/linalg.ts: the heavy parts in ONNX Runtime). Dead ReLU channels, or fewer
+ * rows than inputs, make X1^T X1 singular; then a ridge of 1e-12 x its largest diagonal
+ * entry (x100 until it factors) is added to the weights' rows and reported: it sets the
+ * weights of channels that are always zero to zero and changes nothing else measurably.
+ * The dual form, used only with fewer rows than inputs, starts with the same ridge.
  *
  * @example
  *   const sol = await solveLsq(spec, acc.moments, { threads: 2 });
@@ -206,16 +255,14 @@ export async function solveLsq(s: StitchSpec, moments: LsqMoments | readonly Lsq
     for (const mo of all) {
       const map = maps.find((m) => m.id === mo.map)!;
       if (mo.rows === 0) throw new UserError('least-squares stitch: no data was seen');
-      // one augmented system per map serves the solve and the training fit error
-      const aug = augmented(mo);
-      const one = await solveOne(la, s, mo, aug);
+      const one = await withRidge(s, mo, mo.form === 'primal' ? await primal(la, mo) : await dual(la, mo));
       ridge = Math.max(ridge, one.ridge);
       solutions.push(one.a);
       const w = new Float32Array(mo.m * mo.k);
       for (let o = 0; o < mo.m; o++) for (let i = 0; i < mo.k; i++) w[o * mo.k + i] = one.a[i * mo.m + o]!;
       weights.set(map.weight, w);
       weights.set(map.bias, Float32Array.from(one.a.subarray(mo.k * mo.m, (mo.k + 1) * mo.m)));
-      residual += await residualOf(la, aug, mo, one.a);
+      residual += await residualOf(la, mo, one.a);
       total += mo.yy;
     }
     return { weights, ridge, fitError: total === 0 ? 0 : residual / total, a: solutions };
@@ -224,57 +271,132 @@ export async function solveLsq(s: StitchSpec, moments: LsqMoments | readonly Lsq
   }
 }
 
-async function solveOne(la: DenseLinalg, s: StitchSpec, mo: LsqMoments, { g, r }: Augmented): Promise<{ a: Float64Array; ridge: number }> {
-  const n = mo.k + 1;
-  let maxDiag = 0;
-  for (let i = 0; i < n; i++) maxDiag = Math.max(maxDiag, g[i * n + i]!);
-  // fewer rows than unknowns: singular for certain, so the first try already has the ridge
-  let ridge = mo.rows < n ? 1e-12 * maxDiag : 0;
+/** One form's solver: the largest diagonal entry of X1^T X1 (the ridge's scale), and the (K+1) x m solution at a ridge, undefined when singular there. */
+interface RidgeSolver {
+  maxDiag: number;
+  solve(ridge: number): Promise<Float64Array | undefined>;
+}
+
+/**
+ * The ridge schedule, the same for both forms: none first unless there are fewer rows than
+ * unknowns (the dual's case: singular for certain), then 1e-12 x maxDiag, x100 per try.
+ */
+async function withRidge(s: StitchSpec, mo: LsqMoments, solver: RidgeSolver): Promise<{ a: Float64Array; ridge: number }> {
+  let ridge = lsqForm(mo.rows, mo.k) === 'dual' ? 1e-12 * solver.maxDiag : 0;
   for (let attempt = 0; attempt < 8; attempt++) {
-    // the ridge goes on the K weight rows, not on the bias row
-    const chol = await la.cholesky(g, n, { ridge, rows: mo.k });
-    if (chol) {
-      const a = await la.solve(chol, r, mo.m);
-      if (a.every(Number.isFinite)) return { a, ridge };
-    }
-    ridge = ridge ? ridge * 100 : 1e-12 * maxDiag;
+    const a = await solver.solve(ridge);
+    if (a?.every(Number.isFinite)) return { a, ridge };
+    ridge = ridge ? ridge * 100 : 1e-12 * solver.maxDiag;
   }
   throw new UserError(
     `least-squares stitch ${fmt(s.from)} -> ${fmt(s.to)}: the normal equations stay singular even with a ridge of ${(ridge / 100).toExponential(1)}`,
   );
 }
 
+/** (X1^T X1 + ridge D) A = X1^T Y; the ridge goes on the K weight rows, not on the bias row. */
+async function primal(la: DenseLinalg, mo: LsqMoments & { form: 'primal' }): Promise<RidgeSolver> {
+  const n = mo.k + 1;
+  let maxDiag = 0;
+  for (let i = 0; i < n; i++) maxDiag = Math.max(maxDiag, mo.g[i * n + i]!);
+  return {
+    maxDiag,
+    async solve(ridge) {
+      const chol = await la.cholesky(mo.g, n, { ridge, rows: mo.k });
+      return chol && la.solve(chol, mo.r, mo.m);
+    },
+  };
+}
+
+/** (Xc Xc^T + ridge I) B = Yc, A = [Xc^T B; mean(Y) - mean(X) Xc^T B]: see lsqForm. */
+async function dual(la: DenseLinalg, mo: LsqMoments & { form: 'dual' }): Promise<RidgeSolver> {
+  const { k, m, rows } = mo;
+  // the means first, then X and Y centred by them, row by row (rows x K and rows x m)
+  const xm = new Float64Array(k),
+    ym = new Float64Array(m),
+    sq = new Float64Array(k);
+  for (const b of mo.batches) {
+    for (let i = 0; i < k; i++) {
+      const row = b.x1t.subarray(i * b.rows, (i + 1) * b.rows);
+      for (const v of row) {
+        xm[i]! += v;
+        sq[i]! += v * v;
+      }
+    }
+    for (let j = 0; j < b.rows * m; j++) ym[j % m]! += b.y[j]!;
+  }
+  for (let i = 0; i < k; i++) xm[i]! /= rows;
+  for (let j = 0; j < m; j++) ym[j]! /= rows;
+  const xc = new Float64Array(rows * k),
+    yc = new Float64Array(rows * m);
+  let at = 0;
+  for (const b of mo.batches) {
+    for (let t = 0; t < b.rows; t++) {
+      for (let i = 0; i < k; i++) xc[(at + t) * k + i] = b.x1t[i * b.rows + t]! - xm[i]!;
+      for (let j = 0; j < m; j++) yc[(at + t) * m + j] = b.y[t * m + j]! - ym[j]!;
+    }
+    at += b.rows;
+  }
+  // Xc Xc^T, its lower triangle (all that Cholesky reads): rows^2 K flops
+  const gram = new Float64Array(rows * rows);
+  await la.addLowerGram(gram, rows, xc, k);
+  return {
+    // X1^T X1's diagonal: the columns' sums of squares, and the row count for the bias
+    maxDiag: sq.reduce((a, b) => Math.max(a, b), rows),
+    async solve(ridge) {
+      const chol = await la.cholesky(gram, rows, { ridge });
+      if (!chol) return undefined;
+      const w = await la.matmul(xc, k, rows, await la.solve(chol, yc, m), m, { a: true });
+      const a = new Float64Array((k + 1) * m);
+      a.set(w);
+      for (let j = 0; j < m; j++) {
+        let b = ym[j]!;
+        for (let i = 0; i < k; i++) b -= xm[i]! * w[i * m + j]!;
+        a[k * m + j] = b;
+      }
+      return a;
+    },
+  };
+}
+
 /**
- * ||X1 A - Y||^2 / ||Y||^2 from the moments of any data set (training or test), summed
- * over the maps; `a` holds each map's (K+1) x m solution, row-major.
+ * ||X1 A - Y||^2 / ||Y||^2 from the moments (or rows) of any data set (training or
+ * test), summed over the maps; `a` holds each map's (K+1) x m solution, row-major.
  */
 export async function fitErrorOf(a: readonly Float64Array[], moments: readonly LsqMoments[], session: SessionOptions = {}): Promise<number> {
   const la = await DenseLinalg.create(session, Math.max(...moments.map((mo) => mo.k + 1)));
   try {
-    return await fitErrorWith(la, a, moments);
+    let residual = 0,
+      total = 0;
+    for (let i = 0; i < moments.length; i++) {
+      residual += await residualOf(la, moments[i]!, a[i]!);
+      total += moments[i]!.yy;
+    }
+    return total === 0 ? 0 : residual / total;
   } finally {
     await la.release();
   }
 }
 
-async function fitErrorWith(la: DenseLinalg, as: readonly Float64Array[], ms: readonly LsqMoments[]): Promise<number> {
-  let residual = 0,
-    total = 0;
-  for (let i = 0; i < ms.length; i++) {
-    residual += await residualOf(la, augmented(ms[i]!), ms[i]!, as[i]!);
-    total += ms[i]!.yy;
+/**
+ * ||X1 A - Y||^2 of one map: from the moments as ||Y||^2 - 2 tr(A^T X1^T Y) +
+ * tr(A^T X1^T X1 A), or from the kept rows directly.
+ */
+async function residualOf(la: DenseLinalg, mo: LsqMoments, sol: Float64Array): Promise<number> {
+  const n = mo.k + 1;
+  if (mo.form === 'dual') {
+    let sum = 0;
+    for (const b of mo.batches) {
+      const fit = await la.matmul(b.x1t, b.rows, n, sol, mo.m, { a: true });
+      for (let i = 0; i < fit.length; i++) sum += (fit[i]! - b.y[i]!) ** 2;
+    }
+    return sum;
   }
-  return total === 0 ? 0 : residual / total;
-}
-
-/** ||X1 A - Y||^2 = ||Y||^2 - 2 tr(A^T X1^T Y) + tr(A^T X1^T X1 A), from one map's moments. */
-async function residualOf(la: DenseLinalg, { g, r }: Augmented, mo: LsqMoments, sol: Float64Array): Promise<number> {
-  const ga = await la.matmul(g, mo.k + 1, mo.k + 1, sol, mo.m);
+  const ga = await la.matmul(mo.g, n, n, sol, mo.m);
   let quad = 0,
     cross = 0;
   for (let p = 0; p < sol.length; p++) {
     quad += sol[p]! * ga[p]!;
-    cross += sol[p]! * r[p]!;
+    cross += sol[p]! * mo.r[p]!;
   }
   return Math.max(0, mo.yy - 2 * cross + quad);
 }

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { excessKurtosis } from '../../src/lineage/kurtosis.js';
+import { excessKurtosis, weightMoments } from '../../src/lineage/kurtosis.js';
 import { Rng } from '../../src/util/random.js';
 
 /** The definition written out once more, naively, in the most literal way. */
@@ -36,4 +36,22 @@ test('kurtosis of Float32Array weights matches the definition; Gaussian samples 
     return -Math.sign(u) * Math.log(1 - 2 * Math.abs(u));
   });
   assert.ok(Math.abs(excessKurtosis(lap) - 3) < 0.2, `Laplace excess kurtosis ${excessKurtosis(lap)}`);
+});
+
+test('float32 weights (the SIMD kernels, four values a step) give the moments of the plain one-value-at-a-time passes, to rounding', () => {
+  const rng = new Rng(8);
+  // lengths below one step, with a tail of 1-3 values, and a layer; offsets far from the spread; heavy tails
+  const cases: Float32Array[] = [1, 2, 3, 4, 5, 7, 8, 9, 4099].map((n) => Float32Array.from({ length: n }, () => 0.05 * rng.normal() + 0.01));
+  cases.push(Float32Array.from({ length: 300_001 }, () => 1000 + rng.normal()));
+  cases.push(Float32Array.from({ length: 100_003 }, () => rng.normal() ** 3));
+  for (const x of cases) {
+    const fast = weightMoments(x),
+      plain = weightMoments([...x]);
+    assert.ok(Math.abs(fast.sumSquares - plain.sumSquares) <= 1e-13 * plain.sumSquares, `${x.length}: sum of squares`);
+    // kurtosis + 3 = m4 / m2^2 is what the sums give; its rounding is relative to that
+    assert.ok(Math.abs(fast.kurtosis - plain.kurtosis) <= 1e-11 * (plain.kurtosis + 3), `${x.length}: kurtosis ${fast.kurtosis} vs ${plain.kurtosis}`);
+  }
+  assert.deepEqual(weightMoments(Float32Array.of(2, 2, 2, 2, 2)), { kurtosis: 0, sumSquares: 20 }, 'constant data');
+  assert.ok(Number.isNaN(weightMoments(Float32Array.of(1, 2, NaN, 4, 5, 6)).kurtosis), 'a NaN shows');
+  assert.ok(Number.isNaN(weightMoments(Float32Array.of(1, Infinity, 3, 4)).kurtosis), 'an infinity shows');
 });

@@ -71,3 +71,68 @@ test('matmul agrees with the JavaScript product', async () => {
     assert.ok(Math.abs(c[i * cols + j]! - s) < 1e-9, `c[${i},${j}] ${c[i * cols + j]} vs ${s}`);
   }
 });
+
+test('matmul reads either operand stored transposed (Gemm transA / transB), also from subarrays', async () => {
+  const rng = new Rng(6);
+  const [rows, inner, cols] = [300, 280, 270];
+  const a = Float64Array.from({ length: rows * inner }, () => rng.normal());
+  const b = Float64Array.from({ length: inner * cols }, () => rng.normal());
+  const t = (x: Float64Array, r: number, c: number): Float64Array => Float64Array.from({ length: r * c }, (_, i) => x[(i % r) * c + Math.floor(i / r)]!);
+  const la = await DenseLinalg.create({ threads: 1 });
+  const want = await la.matmul(a, rows, inner, b, cols);
+  // a stored as inner x rows, b as cols x inner; the transposed a sits inside a larger array
+  const padded = new Float64Array(rows * inner + 7);
+  padded.set(t(a, rows, inner), 5);
+  for (const [name, got] of [
+    ['a^T', await la.matmul(padded.subarray(5, 5 + rows * inner), rows, inner, b, cols, { a: true })],
+    ['b^T', await la.matmul(a, rows, inner, t(b, inner, cols), cols, { b: true })],
+    ['both', await la.matmul(t(a, rows, inner), rows, inner, t(b, inner, cols), cols, { a: true, b: true })],
+  ] as const) {
+    let worst = 0;
+    for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!));
+    assert.ok(worst < 1e-10, `${name}: ${worst}`);
+  }
+  await la.release();
+});
+
+test('addLowerGram adds x x^T to the lower triangle only, over several row slices', async () => {
+  const rng = new Rng(8);
+  const [n, rows] = [1100, 40];
+  const x = Float64Array.from({ length: n * rows }, () => rng.normal());
+  const c = new Float64Array(n * n).fill(1);
+  const la = await DenseLinalg.create({ threads: 1 });
+  await la.addLowerGram(c, n, x, rows);
+  await la.release();
+  for (const [i, j] of [
+    [0, 0],
+    [1099, 0],
+    [1099, 1099],
+    [1030, 1020],
+    [700, 3],
+    [3, 700],
+    [1020, 1030],
+  ] as const) {
+    let s = 1;
+    if (j <= i) for (let p = 0; p < rows; p++) s += x[i * rows + p]! * x[j * rows + p]!;
+    assert.ok(Math.abs(c[i * n + j]! - s) < 1e-10, `c[${i},${j}] ${c[i * n + j]} vs ${s}`);
+  }
+});
+
+test('a Cholesky taller than one slice below its first block (n = 1300) factors and solves', async () => {
+  const rng = new Rng(12);
+  const n = 1300,
+    m = 2;
+  const la = await DenseLinalg.create({ threads: 1 });
+  const x = Float64Array.from({ length: 200 * n }, () => rng.normal());
+  const g = await la.matmul(x, n, 200, x, n, { a: true });
+  for (let i = 0; i < n; i++) g[i * n + i]! += n;
+  const r = Float64Array.from({ length: n * m }, () => rng.normal());
+  const f = await la.cholesky(g, n);
+  assert.ok(f, 'factors');
+  const sol = await la.solve(f, r, m);
+  const back = await la.matmul(g, n, n, sol, m);
+  await la.release();
+  let worst = 0;
+  for (let i = 0; i < n * m; i++) worst = Math.max(worst, Math.abs(back[i]! - r[i]!));
+  assert.ok(worst < 1e-8, `|g x - r| ${worst}`);
+});

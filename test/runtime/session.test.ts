@@ -36,3 +36,24 @@ for (const name of FIXTURES) {
     });
   }
 }
+
+test('without the memory arena and the memory pattern a session gives the same logits, run after run and batch size after batch size', async () => {
+  const model = loadModel(fixture('torch', 'resnet_small.onnx'));
+  const io = readIoFixture('resnet_small');
+  const per = io.input.length / io.inputShape[0]!;
+  const x = new Float32Array(16 * per);
+  for (let i = 0; i < x.length; i++) x[i] = io.input[i % io.input.length]!;
+  const plain = await ModelSession.create(model, { threads: 1 });
+  const lean = await ModelSession.create(model, { threads: 1, memArena: false, memPattern: false });
+  const patternOnly = await ModelSession.create(model, { threads: 1, memPattern: false });
+  try {
+    for (const n of [16, 16, 3, 16]) {
+      const feed = { input: { dims: [n, ...io.inputShape.slice(1)], data: x.subarray(0, n * per) } };
+      const want = (await plain.run(feed))['logits']!.data;
+      assert.deepEqual((await lean.run(feed))['logits']!.data, want);
+      assert.deepEqual((await patternOnly.run(feed))['logits']!.data, want);
+    }
+  } finally {
+    for (const s of [plain, lean, patternOnly]) await s.release();
+  }
+});

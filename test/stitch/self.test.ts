@@ -74,6 +74,9 @@ test('task training through the frozen receiver: the grid fast path scores like 
     const r2 = await runCell(ctx, sessions, { kind: 'random-receiver', sender: stem, receiver: stem }, { ...o, epochs: 1 });
     assert.equal(r1.accuracy, r2.accuracy);
     assert.ok(sessions.taskTrain.hits >= 1, 'training session reused');
+    // three receivers' networks and stitch shapes went through: one training and one evaluation session are left
+    assert.ok(sessions.live <= 2, `${sessions.live} sessions alive`);
+    assert.ok(sessions.taskTrain.released >= 1 && sessions.taskEval.released >= 1);
   } finally {
     await sessions.release();
     await ctx.release();
