@@ -40,7 +40,7 @@ export interface ActivationCut {
 }
 
 export interface ActivationBatch {
-  /** activations [size, ...shape] */
+  /** activations [size, ...shape]: read-only, valid until the reader asks for its next batch (the memory is reused) */
   x: Float32Array;
   size: number;
   /** positions in the image list */
@@ -63,12 +63,26 @@ export interface StoreOptions {
   sessions?: number;
 }
 
+/**
+ * A cached image list: its activations in chunks of FILL_BATCH images, as the prefix
+ * network gave them (each run's output array kept as it is, or copied into an evicted
+ * entry's chunk: no second copy of the whole list, and no fresh memory where old will do).
+ */
 interface Entry {
-  data: Float32Array;
+  /** chunk c: the activations of images c * FILL_BATCH .. (c + 1) * FILL_BATCH - 1 */
+  chunks: Float32Array[];
+  /** the arrays the chunks lie at the start of, counted whole in the cap */
+  memory: Float32Array[];
   perImage: number;
   lastUse: number;
   /** generators reading it now: never evicted under them (their batches come from it) */
   readers: number;
+}
+
+/** Memory for a fill: evicted chunks to copy into (one per new chunk), or none (keep the runs' outputs); `bytes` counted in the cap. */
+interface Room {
+  bytes: number;
+  reuse: Float32Array[];
 }
 
 /** A fill in progress and how many more callers wait for it (each becomes a reader). */
@@ -76,6 +90,9 @@ interface Filling {
   entry: Promise<Entry>;
   waiters: number;
 }
+
+/** images per prefix run when a cache entry is filled, and so per chunk of an entry */
+const FILL_BATCH = 256;
 
 export class ActivationStore {
   private readonly cache = new Map<string, Entry>();
@@ -85,7 +102,7 @@ export class ActivationStore {
   private used = 0;
   private clock = 0;
   /** counters for reports and the benchmark */
-  readonly stats = { cacheFills: 0, streamedBatches: 0, cachedBatches: 0 };
+  readonly stats = { cacheFills: 0, reusedFills: 0, streamedBatches: 0, cachedBatches: 0 };
 
   constructor(private readonly opts: StoreOptions) {
     this.sessions = new SessionCache<ModelSession>(opts.sessions ?? 2);
@@ -108,16 +125,18 @@ export class ActivationStore {
   async *batches(src: Source, cut: ActivationCut, list: ImageList, order: Int32Array, batchSize: number, dropLast = false): AsyncGenerator<ActivationBatch> {
     const perImage = numel(cut.shape);
     const entry = await this.cached(src, cut, perImage, list);
+    // one gather buffer per reader, reused batch after batch: a fresh 10-25 MB array per batch
+    // costs page faults on every batch (measured 4-8 s per GB of first-touched memory on the
+    // development VM), more than the copy itself
+    let gather: Float32Array | undefined;
     try {
       const count = dropLast ? Math.floor(order.length / batchSize) : Math.ceil(order.length / batchSize);
       for (let k = 0; k < count; k++) {
         const positions = order.subarray(k * batchSize, Math.min(order.length, (k + 1) * batchSize));
         const labels = Int32Array.from(positions, (p) => list.ds.label(list.indices[p]!));
         if (entry) {
-          const x = new Float32Array(positions.length * perImage);
-          positions.forEach((p, i) => x.set(entry.data.subarray(p * perImage, (p + 1) * perImage), i * perImage));
           this.stats.cachedBatches++;
-          yield { x, size: positions.length, positions, labels };
+          yield { x: this.read(entry, positions, (gather ??= new Float32Array(batchSize * perImage))), size: positions.length, positions, labels };
         } else {
           this.stats.streamedBatches++;
           yield { x: await this.compute(src, cut, list, positions), size: positions.length, positions, labels };
@@ -126,6 +145,25 @@ export class ActivationStore {
     } finally {
       if (entry) entry.readers--;
     }
+  }
+
+  /**
+   * The cached activations of the images at `positions`: a view of the cache itself when they
+   * are consecutive (an unshuffled pass), else gathered into `into`. Either way valid until
+   * the reader asks for its next batch, and never to be written.
+   */
+  private read(entry: Entry, positions: Int32Array, into: Float32Array): Float32Array {
+    const per = entry.perImage;
+    const first = positions[0]!;
+    const at = first % FILL_BATCH;
+    if (at + positions.length <= FILL_BATCH && positions.every((p, i) => p === first + i))
+      return entry.chunks[(first - at) / FILL_BATCH]!.subarray(at * per, (at + positions.length) * per);
+    const x = into.subarray(0, positions.length * per);
+    positions.forEach((p, i) => {
+      const q = p % FILL_BATCH;
+      x.set(entry.chunks[(p - q) / FILL_BATCH]!.subarray(q * per, (q + 1) * per), i * per);
+    });
+    return x;
   }
 
   /** Frees cached activations and sessions. */
@@ -150,11 +188,16 @@ export class ActivationStore {
       pending.waiters++;
       return pending.entry;
     }
-    const bytes = perImage * list.indices.length * 4;
-    if (!this.makeRoom(bytes)) return undefined;
+    const n = list.indices.length;
+    const bytes = perImage * n * 4;
+    const room = this.makeRoom(
+      bytes,
+      Array.from({ length: Math.ceil(n / FILL_BATCH) }, (_, c) => perImage * Math.min(FILL_BATCH, n - c * FILL_BATCH)),
+    );
+    if (!room) return undefined;
     // reserved now: fills that run side by side (a sender's and a receiver's) never overshoot the cap together
-    this.used += bytes;
-    const filling: Filling = { entry: this.fill(src, cut, perImage, list, bytes), waiters: 0 };
+    this.used += room.bytes;
+    const filling: Filling = { entry: this.fill(src, cut, perImage, list, room), waiters: 0 };
     this.filling.set(key, filling);
     try {
       const entry = await filling.entry;
@@ -162,33 +205,44 @@ export class ActivationStore {
       this.cache.set(key, entry);
       return entry;
     } catch (e) {
-      this.used -= bytes;
+      this.used -= room.bytes;
       throw e;
     } finally {
       this.filling.delete(key);
     }
   }
 
-  private async fill(src: Source, cut: ActivationCut, perImage: number, list: ImageList, bytes: number): Promise<Entry> {
-    const data = new Float32Array(perImage * list.indices.length);
-    const bs = this.opts.batchSize ?? 256;
-    for (let start = 0; start < list.indices.length; start += bs) {
-      const positions = Int32Array.from({ length: Math.min(bs, list.indices.length - start) }, (_, i) => start + i);
-      data.set(await this.compute(src, cut, list, positions), start * perImage);
+  private async fill(src: Source, cut: ActivationCut, perImage: number, list: ImageList, room: Room): Promise<Entry> {
+    const chunks: Float32Array[] = [],
+      memory: Float32Array[] = [];
+    for (let start = 0; start < list.indices.length; start += FILL_BATCH) {
+      const positions = Int32Array.from({ length: Math.min(FILL_BATCH, list.indices.length - start) }, (_, i) => start + i);
+      const out = await this.compute(src, cut, list, positions);
+      const reuse = room.reuse[chunks.length];
+      if (reuse) reuse.set(out);
+      chunks.push(reuse ? reuse.subarray(0, out.length) : out);
+      memory.push(reuse ?? out);
     }
     this.stats.cacheFills++;
+    if (room.reuse.length) this.stats.reusedFills++;
     info(
-      `cached ${src.id} ${cut.tensor} on ${list.indices.length} ${list.name} images (${(bytes / 2 ** 20).toFixed(0)} MiB; ${(this.used / 2 ** 20).toFixed(0)} of ${(this.opts.cacheBytes / 2 ** 20).toFixed(0)} MiB in use)`,
+      `cached ${src.id} ${cut.tensor} on ${list.indices.length} ${list.name} images (${(room.bytes / 2 ** 20).toFixed(0)} MiB; ${(this.used / 2 ** 20).toFixed(0)} of ${(this.opts.cacheBytes / 2 ** 20).toFixed(0)} MiB in use)`,
     );
-    return { data, perImage, lastUse: ++this.clock, readers: 0 };
+    return { chunks, memory, perImage, lastUse: ++this.clock, readers: 0 };
   }
 
   /**
-   * Evicts least recently used entries until `bytes` more fit under the cap; false (cache
-   * nothing, stream) when they cannot: too big, or what is left is being read.
+   * Room for `bytes` more cached activations under the cap, in chunks of `sizes` floats:
+   * least recently used entries no one reads are evicted until they fit. When the evicted
+   * chunks can hold the new ones they are reused (a copy: first-touched
+   * memory costs page faults, 4-8 s per GB on the development VM, more than computing most
+   * cuts); else the prefix runs' own output arrays become the chunks. `bytes` of the result
+   * is what the caller counts in `used`; undefined (cache nothing, stream) when the list
+   * cannot fit: too big, or what is left is being read.
    */
-  private makeRoom(bytes: number): boolean {
-    if (bytes > this.opts.cacheBytes) return false;
+  private makeRoom(bytes: number, sizes: readonly number[]): Room | undefined {
+    if (bytes > this.opts.cacheBytes) return undefined;
+    const evicted: Float32Array[] = [];
     while (this.used + bytes > this.opts.cacheBytes) {
       let oldest: string | undefined;
       let t = Infinity;
@@ -197,11 +251,24 @@ export class ActivationStore {
           t = e.lastUse;
           oldest = k;
         }
-      if (oldest === undefined) return false;
-      this.used -= this.cache.get(oldest)!.data.length * 4;
+      if (oldest === undefined) return undefined;
+      for (const m of this.cache.get(oldest)!.memory) {
+        this.used -= m.byteLength;
+        evicted.push(m);
+      }
       this.cache.delete(oldest);
     }
-    return true;
+    // per new chunk (largest first), the smallest evicted chunk that holds it; reused whole, they must fit under the cap
+    const pool = [...evicted].sort((x, y) => x.length - y.length);
+    const reuse: Float32Array[] = new Array<Float32Array>(sizes.length);
+    for (const c of sizes.map((_, i) => i).sort((i, j) => sizes[j]! - sizes[i]!)) {
+      const k = pool.findIndex((m) => m.length >= sizes[c]!);
+      if (k < 0) break;
+      reuse[c] = pool.splice(k, 1)[0]!;
+    }
+    const reusedBytes = reuse.reduce((sum, m) => sum + m.byteLength, 0);
+    if (reuse.filter(Boolean).length === sizes.length && this.used + reusedBytes <= this.opts.cacheBytes) return { bytes: reusedBytes, reuse };
+    return { bytes, reuse: [] };
   }
 
   /** Runs the prefix of `src` up to the cut on the images at `positions`. */

@@ -106,3 +106,33 @@ test('a grid row after row: prefix and cell sessions stay bounded, the cache sta
   const numbers = (r: CellResult[]): unknown => r.map((x) => [x.sender, x.receiver, x.accuracy, x.fitError, x.testFitError]);
   assert.deepEqual(numbers(cached.results), numbers(streamed.results));
 });
+
+test('shuffled batches are gathered into reused memory and equal the streamed ones; a fill after an eviction reuses the evicted memory', async () => {
+  // room for one list of stem activations: the test list's fill evicts the training list's
+  const cacheMb = (1.2 * stemBytes) / 2 ** 20;
+  const ctx = new StitchContext({ a, b, train, test: test_, trainLimit: TRAIN, testLimit: TRAIN, cacheMb, session: { threads: 1 } });
+  const plain = new StitchContext({ a, b, train, test: test_, trainLimit: TRAIN, testLimit: TRAIN, cacheMb: 0, session: { threads: 1 } });
+  const shuffled = Int32Array.from({ length: TRAIN }, (_, i) => (i * 7) % TRAIN); // 7 is prime to 300
+  try {
+    const seen = new Set<ArrayBufferLike>();
+    const want = plain.store.batches(plain.source('A'), stem, plain.train, shuffled, 64);
+    for await (const got of ctx.store.batches(ctx.source('A'), stem, ctx.train, shuffled, 64)) {
+      const w = (await want.next()).value!;
+      // compared as it comes: the next batch overwrites this one
+      assert.deepEqual(got.x, w.x);
+      assert.deepEqual(got.labels, w.labels);
+      seen.add(got.x.buffer);
+    }
+    assert.equal(seen.size, 1, 'every shuffled batch in one gather buffer');
+    assert.equal(ctx.store.stats.reusedFills, 0);
+    // in order: views of the cache, equal to the streamed batches
+    const order = Int32Array.from({ length: TRAIN }, (_, i) => i);
+    const inOrder = await all(ctx.store.batches(ctx.source('A'), stem, ctx.test, order, 64));
+    assert.equal(ctx.store.stats.reusedFills, 1, "the test list's fill took the evicted training list's memory");
+    assert.ok(ctx.store.cachedBytes <= cacheMb * 2 ** 20);
+    assert.deepEqual(inOrder, await all(plain.store.batches(plain.source('A'), stem, plain.test, order, 64)));
+  } finally {
+    await ctx.release();
+    await plain.release();
+  }
+});
