@@ -374,7 +374,10 @@ class Cell {
   /** Solves the least-squares stitch on the training images; the test images give the held-out fit error. */
   async leastSquares(init: StitchWeights): Promise<{ weights: StitchWeights; fitError: number; testFitError: number; ridge: number }> {
     const moments = async (list: 'train' | 'test'): Promise<LsqAccumulator> => {
-      const acc = await LsqAccumulator.create(this.spec, this.ctx.session, init);
+      const acc = await LsqAccumulator.create(this.spec, this.ctx.session, init, {
+        train: this.ctx.train.indices.length,
+        test: this.ctx.test.indices.length,
+      });
       const order = this.order(list);
       for await (const [s, r] of zip(this.senderBatches(list, order), this.receiverBatches(list, order))) await acc.add(s.x, r.x, s.size);
       await acc.release();

@@ -276,7 +276,9 @@ function planCells(dir: string, f: GridFile): GridCell[] {
         const cell: GridCell = { id, kind, i, j, file: join(dir, 'cells', `${id}.json`) };
         try {
           const spec = pairSpec({ kind, sender: s, receiver: r }, f.options);
-          const tooLarge = (f.options.mode === 'lsq' || f.options.init === 'lsq') && lsqTooLarge(spec, f.options);
+          // with both image limits known, a problem with many inputs but few rows may still be solved by its rows
+          const images = f.spec.trainLimit && f.spec.testLimit ? { train: f.spec.trainLimit, test: f.spec.testLimit } : undefined;
+          const tooLarge = (f.options.mode === 'lsq' || f.options.init === 'lsq') && lsqTooLarge(spec, f.options, images);
           if (tooLarge) throw tooLarge;
         } catch (e) {
           if (!(e instanceof UserError)) throw e;

@@ -52,21 +52,62 @@ export function lsqForm(rows: number, k: number): 'primal' | 'dual' {
   return rows < k + 1 ? 'dual' : 'primal';
 }
 
+/** Image counts of a least-squares problem: the training images fit it, the test images score it (each list keeps its own rows). */
+export interface LsqImages {
+  train: number;
+  test: number;
+}
+
 /**
- * Why a stitch's least-squares problem is too large to solve in closed form (more than
- * MAX_LSQ_INPUTS inputs per output), with what helps for its kind; undefined when it fits.
+ * Memory a least-squares problem over MAX_LSQ_INPUTS inputs may take in the dual form: what
+ * the primal takes at the limit (X1^T X1, its factor and the first rows: ~3 n^2 doubles at
+ * n = 8193, 1.6 GB). With fewer rows than inputs the dual form never forms the K x K
+ * system, so such a problem is bounded by its rows, not by K.
+ */
+const DUAL_MAX_BYTES = 3 * (MAX_LSQ_INPUTS + 1) ** 2 * 8;
+
+/**
+ * The dual form's memory for `rows` rows, n = k + 1 unknowns and m outputs, in bytes: the
+ * kept rows X1^T and their centred copy (2 rows x n), Y (rows x m), the rows x rows system
+ * and its factor, and the solution (n x m); float64.
+ */
+function dualBytes(rows: number, k: number, m: number): number {
+  return 8 * (2 * rows * (k + 1) + rows * m + 2 * rows * rows + (k + 1) * m);
+}
+
+/** Output rows per image of a stitch with one map (its target's positions or tokens); undefined with several maps (a class-token map). */
+function rowsPerImage(spec: StitchSpec): number | undefined {
+  const maps = stitchMaps(spec);
+  return maps.length === 1 ? Math.ceil(numel(spec.to) / maps[0]!.shape[0]!) : undefined;
+}
+
+/**
+ * Why a stitch's least-squares problem is too large to solve in closed form, with what
+ * helps for its kind; undefined when it fits. It fits with at most MAX_LSQ_INPUTS inputs
+ * per output, or, given the image counts, when both image lists have fewer rows than
+ * inputs and their dual form stays within DUAL_MAX_BYTES (few images, many inputs: e.g.
+ * DenseNet's [256x16x16] -> [512x2x2], 16,384 inputs, on 200 images of 4 rows each).
  * Training by gradient always helps (it never forms the K x K system); `how` says which
  * option asked for least squares, to name the one to change (both when unknown).
  */
-export function lsqTooLarge(spec: StitchSpec, how?: { mode: string; init: string }): OptionError | undefined {
+export function lsqTooLarge(spec: StitchSpec, how?: { mode: string; init: string }, images?: LsqImages): OptionError | undefined {
   const k = mapFanIn(spec);
   if (k <= MAX_LSQ_INPUTS) return undefined;
+  const perImage = rowsPerImage(spec);
+  const m = stitchMaps(spec)[0]!.shape[0]!;
+  const dualFits = (n: number): boolean => perImage !== undefined && lsqForm(n * perImage, k) === 'dual' && dualBytes(n * perImage, k, m) <= DUAL_MAX_BYTES;
+  if (images && dualFits(images.train) && dualFits(images.test)) return undefined;
+  // the most images per list the dual form takes (rows < K + 1, within the memory bound)
+  let most = perImage ? Math.floor(k / perImage) : 0;
+  while (most > 0 && !dualFits(most)) most = Math.floor(most * 0.9);
   return new OptionError((o) => {
     const gradient = how?.mode === 'lsq' ? o('mode', 'task') : how?.init === 'lsq' ? o('init', 'random') : `${o('mode', 'task')} with ${o('init', 'random')}`;
     const fewer = FEWER_INPUTS[spec.kind]?.(o, spec) ?? `a sender cut with fewer channels`;
+    const images_ =
+      images && most > 0 ? ` (or at most ${most} training and test images each, solved by their rows: ${images.train} / ${images.test} given)` : '';
     return (
       `a least-squares ${spec.kind} stitch ${fmt(spec.from)} -> ${fmt(spec.to)} has ${k} inputs per output, a ${k}x${k} system ` +
-      `(limit ${MAX_LSQ_INPUTS}); train it by gradient instead (${gradient}), or use ${fewer}`
+      `(limit ${MAX_LSQ_INPUTS}${images_}); train it by gradient instead (${gradient}), or use ${fewer}`
     );
   });
 }
@@ -170,8 +211,9 @@ export class LsqAccumulator {
     this.problems = stitchMaps(spec).map((map) => ({ map: map.id, k: numel(map.shape.slice(1)), m: map.shape[0]!, rows: 0, yy: 0, batches: [] }));
   }
 
-  static async create(spec: StitchSpec, session: SessionOptions, weights?: StitchWeights): Promise<LsqAccumulator> {
-    const tooLarge = lsqTooLarge(spec);
+  /** `images`: the most images it will be given (lsqTooLarge); a problem over MAX_LSQ_INPUTS inputs needs them. */
+  static async create(spec: StitchSpec, session: SessionOptions, weights?: StitchWeights, images?: LsqImages): Promise<LsqAccumulator> {
+    const tooLarge = lsqTooLarge(spec, undefined, images);
     if (tooLarge) throw tooLarge;
     const sessions: ModelSession[] = [];
     for (const map of stitchMaps(spec)) sessions.push(await ModelSession.create(buildRowsModel(spec, weights, map.id), session));
@@ -200,7 +242,11 @@ export class LsqAccumulator {
       for (const v of batch.y) p.yy += v * v;
       p.rows += batch.rows;
       p.batches.push(batch);
-      if (lsqForm(p.rows, p.k) === 'primal') await this.fold(p);
+      if (lsqForm(p.rows, p.k) === 'primal') {
+        // over the input limit only the dual form was allowed (create's image counts): more rows than promised
+        if (p.k > MAX_LSQ_INPUTS) throw new Error(`internal: a least-squares problem over ${MAX_LSQ_INPUTS} inputs got ${p.rows} rows, more than its inputs`);
+        await this.fold(p);
+      }
     }
   }
 

@@ -211,6 +211,37 @@ test('a least-squares stitch over the input limit is refused with what helps for
   });
 });
 
+test('a least-squares stitch over the input limit with fewer rows than inputs is solved by its rows; more images are refused with how many fit', async () => {
+  // K = 1024 x 4 x 4 = 16,384 inputs; 4 rows per image
+  const down = planStitch([1024, 8, 8], [64, 2, 2]);
+  assert.equal(mapFanIn(down), 16384);
+  assert.equal(lsqTooLarge(down, { mode: 'lsq', init: 'random' }, { train: 200, test: 200 }), undefined);
+  // 4,096 images would give 16,384 rows: the primal form, a 16,384 x 16,384 system
+  const many = lsqTooLarge(down, { mode: 'lsq', init: 'random' }, { train: 4096, test: 200 })!;
+  assert.ok(many, 'refused');
+  assert.match(
+    cliMessage(many),
+    /\(limit 8192 \(or at most \d+ training and test images each, solved by their rows: 4096 \/ 200 given\)\); train it by gradient/,
+  );
+  const most = Number(/at most (\d+)/.exec(cliMessage(many))![1]);
+  assert.ok(most > 200 && most <= 4095, `${most} images`);
+  assert.equal(lsqTooLarge(down, undefined, { train: most, test: most }), undefined, 'the count it names fits');
+  // solved: 12 images, 48 rows, an exact fit exists (rows < K) and the dual form finds it
+  const rng = new Rng(5);
+  const images = 12;
+  const acc = await LsqAccumulator.create(down, { threads: 1 }, undefined, { train: images, test: images });
+  const x = Float32Array.from({ length: images * numel(down.from) }, () => rng.normal());
+  const y = Float32Array.from({ length: images * numel(down.to) }, () => rng.normal());
+  await acc.add(x, y, images);
+  assert.equal(acc.moments[0]!.form, 'dual');
+  const sol = await solveLsq(down, acc.moments);
+  await acc.release();
+  assert.ok(sol.fitError < 1e-6, `fit error ${sol.fitError}`);
+  assert.ok(sol.weights.get(MAP_WEIGHT)!.every(Number.isFinite));
+  // without the image counts the accumulator cannot know the rows stay few: refused as before
+  await assert.rejects(LsqAccumulator.create(down, { threads: 1 }), OptionError);
+});
+
 /** Random X (rows x k) and Y (rows x m), and the two forms of their least-squares problem built directly from them. */
 function problem(rows: number, k: number, m: number, seed: number): { x: Float64Array; y: Float64Array; primal: LsqMoments; dual: LsqMoments } {
   const rng = new Rng(seed);
