@@ -53,7 +53,7 @@ export interface StoreOptions {
   /** cap on cached activations, bytes (0: never cache) */
   cacheBytes: number;
   session: SessionOptions;
-  /** batch size of prefix inference */
+  /** batch size of prefix inference, and so the images per chunk of a cached list (default 256) */
   batchSize?: number;
   /**
    * Prefix sessions kept for reuse (default 2: a cell reads a sender's and a receiver's
@@ -64,12 +64,12 @@ export interface StoreOptions {
 }
 
 /**
- * A cached image list: its activations in chunks of FILL_BATCH images, as the prefix
+ * A cached image list: its activations in chunks of the store's batch size, as the prefix
  * network gave them (each run's output array kept as it is, or copied into an evicted
  * entry's chunk: no second copy of the whole list, and no fresh memory where old will do).
  */
 interface Entry {
-  /** chunk c: the activations of images c * FILL_BATCH .. (c + 1) * FILL_BATCH - 1 */
+  /** chunk c: the activations of images c * B .. (c + 1) * B - 1, B the store's batch size */
   chunks: Float32Array[];
   /** the arrays the chunks lie at the start of, counted whole in the cap */
   memory: Float32Array[];
@@ -91,9 +91,6 @@ interface Filling {
   waiters: number;
 }
 
-/** images per prefix run when a cache entry is filled, and so per chunk of an entry */
-const FILL_BATCH = 256;
-
 export class ActivationStore {
   private readonly cache = new Map<string, Entry>();
   private readonly filling = new Map<string, Filling>();
@@ -104,7 +101,11 @@ export class ActivationStore {
   /** counters for reports and the benchmark */
   readonly stats = { cacheFills: 0, reusedFills: 0, streamedBatches: 0, cachedBatches: 0 };
 
+  /** images per prefix run, and per chunk of a cached list */
+  private readonly fillBatch: number;
+
   constructor(private readonly opts: StoreOptions) {
+    this.fillBatch = opts.batchSize ?? 256;
     this.sessions = new SessionCache<ModelSession>(opts.sessions ?? 2);
   }
 
@@ -155,13 +156,13 @@ export class ActivationStore {
   private read(entry: Entry, positions: Int32Array, into: Float32Array): Float32Array {
     const per = entry.perImage;
     const first = positions[0]!;
-    const at = first % FILL_BATCH;
-    if (at + positions.length <= FILL_BATCH && positions.every((p, i) => p === first + i))
-      return entry.chunks[(first - at) / FILL_BATCH]!.subarray(at * per, (at + positions.length) * per);
+    const at = first % this.fillBatch;
+    if (at + positions.length <= this.fillBatch && positions.every((p, i) => p === first + i))
+      return entry.chunks[(first - at) / this.fillBatch]!.subarray(at * per, (at + positions.length) * per);
     const x = into.subarray(0, positions.length * per);
     positions.forEach((p, i) => {
-      const q = p % FILL_BATCH;
-      x.set(entry.chunks[(p - q) / FILL_BATCH]!.subarray(q * per, (q + 1) * per), i * per);
+      const q = p % this.fillBatch;
+      x.set(entry.chunks[(p - q) / this.fillBatch]!.subarray(q * per, (q + 1) * per), i * per);
     });
     return x;
   }
@@ -192,7 +193,7 @@ export class ActivationStore {
     const bytes = perImage * n * 4;
     const room = this.makeRoom(
       bytes,
-      Array.from({ length: Math.ceil(n / FILL_BATCH) }, (_, c) => perImage * Math.min(FILL_BATCH, n - c * FILL_BATCH)),
+      Array.from({ length: Math.ceil(n / this.fillBatch) }, (_, c) => perImage * Math.min(this.fillBatch, n - c * this.fillBatch)),
     );
     if (!room) return undefined;
     // reserved now: fills that run side by side (a sender's and a receiver's) never overshoot the cap together
@@ -215,8 +216,8 @@ export class ActivationStore {
   private async fill(src: Source, cut: ActivationCut, perImage: number, list: ImageList, room: Room): Promise<Entry> {
     const chunks: Float32Array[] = [],
       memory: Float32Array[] = [];
-    for (let start = 0; start < list.indices.length; start += FILL_BATCH) {
-      const positions = Int32Array.from({ length: Math.min(FILL_BATCH, list.indices.length - start) }, (_, i) => start + i);
+    for (let start = 0; start < list.indices.length; start += this.fillBatch) {
+      const positions = Int32Array.from({ length: Math.min(this.fillBatch, list.indices.length - start) }, (_, i) => start + i);
       const out = await this.compute(src, cut, list, positions);
       const reuse = room.reuse[chunks.length];
       if (reuse) reuse.set(out);

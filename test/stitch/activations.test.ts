@@ -5,7 +5,7 @@ import { numel } from '../../src/onnx/tensor.js';
 import { listCuts } from '../../src/stitch/cuts.js';
 import { StitchContext } from '../../src/stitch/context.js';
 import { CELL_SESSIONS_PER_KIND, CellSessions, DEFAULT_CELL_OPTIONS, pairSpec, runCell, type CellResult, type StitchPair } from '../../src/stitch/cell.js';
-import type { ActivationBatch } from '../../src/stitch/activations.js';
+import { ActivationStore, type ActivationBatch } from '../../src/stitch/activations.js';
 import { tinyTrained } from './helpers.js';
 
 // one network on both sides: A and B are still separate sources with their own cache entries and sessions
@@ -134,5 +134,21 @@ test('shuffled batches are gathered into reused memory and equal the streamed on
   } finally {
     await ctx.release();
     await plain.release();
+  }
+});
+
+test('cached lists in chunks of another size than the batches: in-order batches across chunk borders equal the streamed ones', async () => {
+  const ctx = new StitchContext({ a, b, train, test: test_, trainLimit: TRAIN, testLimit: 64, cacheMb: 0, session: { threads: 1 } });
+  // chunks of 100 images; batches of 64 cross chunk borders at 100, 200 and 300
+  const store = new ActivationStore({ cacheBytes: 2 * stemBytes, session: { threads: 1 }, batchSize: 100 });
+  const order = Int32Array.from({ length: TRAIN }, (_, i) => i);
+  try {
+    const want = ctx.store.batches(ctx.source('A'), stem, ctx.train, order, 64);
+    for await (const got of store.batches(ctx.source('A'), stem, ctx.train, order, 64)) assert.deepEqual(got.x, (await want.next()).value!.x);
+    assert.equal(store.stats.cacheFills, 1);
+    assert.equal(store.stats.cachedBatches, Math.ceil(TRAIN / 64));
+  } finally {
+    await store.release();
+    await ctx.release();
   }
 });
