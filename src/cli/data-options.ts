@@ -140,8 +140,10 @@ function labelsSpec(value: string): string {
 
 /** --fit: the view that turns the dataset's images into the first model argument's input shape. */
 async function fitView(cmd: Command, spec: string): Promise<DataView> {
-  const file = cmd.args.find((a) => a.endsWith('.onnx') && existsSync(a));
+  const file = cmd.args.find((a) => a.endsWith('.onnx'));
   if (!file) throw new UserError("--fit adapts the images to a model's input, but this command was given no .onnx model file: use --resize/--channels");
+  // the same words as the commands' own check: a mistyped path is named as such, not as a missing argument
+  if (!existsSync(file)) throw new UserError(`model file not found: ${file}`);
   const input = openModel(file).graph.inputs[0]?.shape;
   const [c, h, w] = input && input.length === 4 ? input.slice(1) : [];
   if (typeof c !== 'number' || typeof h !== 'number' || typeof w !== 'number') {

@@ -125,6 +125,10 @@ test('CLI: --fit, --resize/--channels, --labels and --norm on a foreign model; i
   const aspect = runCli(['eval', wide, ...data, '--fit']);
   assert.ok(isOneLineError(aspect), aspect.stderr);
   assert.match(aspect.stderr, /--fit: .*wide.onnx takes 16x24 images and fashion-mnist has 28x28: resizing would change the aspect ratio.*--resize 16x24/);
+  // a mistyped model path with --fit: named as missing, not as "no model file given"
+  const missing = runCli(['eval', wide.replace('wide.onnx', 'wdie.onnx'), ...data, '--fit']);
+  assert.ok(isOneLineError(missing), missing.stderr);
+  assert.match(missing.stderr, /model file not found: .*wdie\.onnx$/m);
   const square = runCli(['eval', wide, ...data, '--resize', '16', '--channels', '3']);
   assert.ok(isOneLineError(square), square.stderr);
   assert.match(square.stderr, /expects inputs of shape 3x16x24/);
