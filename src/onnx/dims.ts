@@ -115,10 +115,15 @@ export const DIM_ARITHMETIC = {
     combine(
       a,
       b,
-      (x, y) => (y === 0 ? Number.NaN : ((x % y) + y) % y),
+      (x, y) => (y === 0 ? Number.NaN : floorMod(x, y)),
       (x, y) => (y.syms.length === 0 && y.coef !== 0 && x.coef % y.coef === 0 ? { coef: 0, syms: [] } : undefined),
     ),
 };
+
+/** ONNX Mod with fmod=0 (integers): the remainder takes the divisor's sign, like Python's %. */
+export function floorMod(a: number, b: number): number {
+  return a - b * Math.floor(a / b);
+}
 
 function combine(a: Dim, b: Dim, num: (x: number, y: number) => number, sym: (x: Monomial, y: Monomial) => Monomial | undefined): Dim {
   if (a === null || b === null) return null;
@@ -133,7 +138,8 @@ function combine(a: Dim, b: Dim, num: (x: number, y: number) => number, sym: (x:
 function sumOf(x: Monomial, y: Monomial, sign: number): Monomial | undefined {
   if (y.coef === 0) return x;
   if (x.coef === 0 && sign > 0) return y;
-  const same = x.syms.length === y.syms.length && [...x.syms].sort().every((s, i) => s === [...y.syms].sort()[i]);
+  // monomial() keeps the symbols sorted
+  const same = x.syms.join('*') === y.syms.join('*');
   return same ? { coef: x.coef + sign * y.coef, syms: x.syms } : undefined;
 }
 

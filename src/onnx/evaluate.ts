@@ -7,7 +7,7 @@
 import type { DType, Node, Tensor } from './types.js';
 import { allocate, floatToHalf, numel, toNumbers } from './tensor.js';
 import { attrInt, attrInts, attrTensor } from './graph.js';
-import { normAxis, sliceRange } from './dims.js';
+import { floorMod, normAxis, sliceRange } from './dims.js';
 import { dtypeFromCode } from './proto.js';
 
 /** Largest tensor (in elements) that constant folding computes or reads in TypeScript. */
@@ -87,7 +87,7 @@ const ELEMENTWISE: Record<string, Elementwise> = {
   Mul: ([a, b]) => a! * b!,
   Div: ([a, b], int) => (int ? Math.trunc(a! / b!) : a! / b!),
   // ONNX Mod: fmod=0 (integers) takes the divisor's sign, like Python's %; fmod=1 the dividend's, like C's fmod.
-  Mod: ([a, b], _, node) => (attrInt(node, 'fmod', 0) === 1 ? a! % b! : a! - b! * Math.floor(a! / b!)),
+  Mod: ([a, b], _, node) => (attrInt(node, 'fmod', 0) === 1 ? a! % b! : floorMod(a!, b!)),
   Pow: ([a, b]) => a! ** b!,
   Max: (xs) => Math.max(...xs),
   Min: (xs) => Math.min(...xs),

@@ -260,16 +260,16 @@ export class ActivationStore {
       this.cache.delete(oldest);
     }
     // per new chunk (largest first), the smallest evicted chunk that holds it; reused whole, they must fit under the cap
-    const pool = [...evicted].sort((x, y) => x.length - y.length);
-    const reuse: Float32Array[] = new Array<Float32Array>(sizes.length);
+    const fresh: Room = { bytes, reuse: [] };
+    evicted.sort((x, y) => x.length - y.length);
+    const reuse: Float32Array[] = [];
     for (const c of sizes.map((_, i) => i).sort((i, j) => sizes[j]! - sizes[i]!)) {
-      const k = pool.findIndex((m) => m.length >= sizes[c]!);
-      if (k < 0) break;
-      reuse[c] = pool.splice(k, 1)[0]!;
+      const k = evicted.findIndex((m) => m.length >= sizes[c]!);
+      if (k < 0) return fresh;
+      reuse[c] = evicted.splice(k, 1)[0]!;
     }
     const reusedBytes = reuse.reduce((sum, m) => sum + m.byteLength, 0);
-    if (reuse.filter(Boolean).length === sizes.length && this.used + reusedBytes <= this.opts.cacheBytes) return { bytes: reusedBytes, reuse };
-    return { bytes, reuse: [] };
+    return this.used + reusedBytes <= this.opts.cacheBytes ? { bytes: reusedBytes, reuse } : fresh;
   }
 
   /** Runs the prefix of `src` up to the cut on the images at `positions`. */

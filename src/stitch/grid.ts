@@ -268,6 +268,8 @@ const safe = (s: string): string => s.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 
 
 function planCells(dir: string, f: GridFile): GridCell[] {
   const cells: GridCell[] = [];
+  // with both image limits known, a problem with many inputs but few rows may still be solved by its rows
+  const images = f.spec.trainLimit && f.spec.testLimit ? { train: f.spec.trainLimit, test: f.spec.testLimit } : undefined;
   // row order: for each sender, its four kinds in turn; consecutive rows share the receiver sessions
   f.senders.forEach((s, i) => {
     for (const kind of f.kinds) {
@@ -276,8 +278,6 @@ function planCells(dir: string, f: GridFile): GridCell[] {
         const cell: GridCell = { id, kind, i, j, file: join(dir, 'cells', `${id}.json`) };
         try {
           const spec = pairSpec({ kind, sender: s, receiver: r }, f.options);
-          // with both image limits known, a problem with many inputs but few rows may still be solved by its rows
-          const images = f.spec.trainLimit && f.spec.testLimit ? { train: f.spec.trainLimit, test: f.spec.testLimit } : undefined;
           const tooLarge = (f.options.mode === 'lsq' || f.options.init === 'lsq') && lsqTooLarge(spec, f.options, images);
           if (tooLarge) throw tooLarge;
         } catch (e) {

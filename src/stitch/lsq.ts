@@ -18,7 +18,7 @@ import { ModelSession, type SessionOptions } from '../runtime/session.js';
 import { DenseLinalg } from '../runtime/linalg.js';
 import { OptionError, type OptionNamer, UserError } from '../util/errors.js';
 import { type StitchKind, type StitchSpec, coreFrom, fmt } from './plan.js';
-import { type StitchMap, type StitchWeights, buildPatchModel, mapFanIn, stitchMaps, targetRows } from './build.js';
+import { type StitchMap, type StitchWeights, buildPatchModel, mapFanIn, rowsPerImage, stitchMaps, targetRows } from './build.js';
 
 /**
  * Largest K solved in closed form, bounded by memory (n = K+1; 537 MB per n x n float64
@@ -75,12 +75,6 @@ function dualBytes(rows: number, k: number, m: number): number {
   return 8 * (2 * rows * (k + 1) + rows * m + 2 * rows * rows + (k + 1) * m);
 }
 
-/** Output rows per image of a stitch with one map (its target's positions or tokens); undefined with several maps (a class-token map). */
-function rowsPerImage(spec: StitchSpec): number | undefined {
-  const maps = stitchMaps(spec);
-  return maps.length === 1 ? Math.ceil(numel(spec.to) / maps[0]!.shape[0]!) : undefined;
-}
-
 /**
  * Why a stitch's least-squares problem is too large to solve in closed form, with what
  * helps for its kind; undefined when it fits. It fits with at most MAX_LSQ_INPUTS inputs
@@ -93,8 +87,10 @@ function rowsPerImage(spec: StitchSpec): number | undefined {
 export function lsqTooLarge(spec: StitchSpec, how?: { mode: string; init: string }, images?: LsqImages): OptionError | undefined {
   const k = mapFanIn(spec);
   if (k <= MAX_LSQ_INPUTS) return undefined;
-  const perImage = rowsPerImage(spec);
-  const m = stitchMaps(spec)[0]!.shape[0]!;
+  // by its rows only for a stitch with one map (not one with a class-token map too)
+  const maps = stitchMaps(spec);
+  const perImage = maps.length === 1 ? rowsPerImage(spec, 'map') : undefined;
+  const m = maps[0]!.shape[0]!;
   const dualFits = (n: number): boolean => perImage !== undefined && lsqForm(n * perImage, k) === 'dual' && dualBytes(n * perImage, k, m) <= DUAL_MAX_BYTES;
   if (images && dualFits(images.train) && dualFits(images.test)) return undefined;
   // the most images per list the dual form takes (rows < K + 1, within the memory bound)

@@ -66,11 +66,7 @@ export class SessionCache<T extends { release(): Promise<void> }> {
   async release(): Promise<void> {
     const all = [...this.items.values()];
     this.items.clear();
-    for (const e of all) {
-      e.evicted = true;
-      if (e.uses === 0) await this.drop(e);
-      else this.leaving.add(e);
-    }
+    for (const e of all) await this.retire(e);
   }
 
   private entry(key: string, create: () => Promise<T>): Entry<T> {
@@ -95,10 +91,15 @@ export class SessionCache<T extends { release(): Promise<void> }> {
     while (this.items.size > this.capacity) {
       const [oldest, e] = this.items.entries().next().value as [string, Entry<T>];
       this.items.delete(oldest);
-      e.evicted = true;
-      if (e.uses === 0) await this.drop(e);
-      else this.leaving.add(e);
+      await this.retire(e);
     }
+  }
+
+  /** An entry out of the cache: released now, or when its last use ends. */
+  private async retire(e: Entry<T>): Promise<void> {
+    e.evicted = true;
+    if (e.uses === 0) await this.drop(e);
+    else this.leaving.add(e);
   }
 
   private async drop(e: Entry<T>): Promise<void> {

@@ -1,8 +1,9 @@
 /**
  * Features at a cut as CKA compares them: one row per image, batch-first whatever the
  * export's layout (a sequence-first token tensor [T, N, D] is transposed, and so is a
- * channels-last image [N, H, W, C], to [N, C, H, W]), flattened or mean-pooled over positions. The views are extra nodes on the model, so one tapped
- * inference pass yields every cut's rows.
+ * channels-last image [N, H, W, C], to [N, C, H, W]), flattened or mean-pooled over
+ * positions. The views are extra nodes on the model, so one tapped inference pass yields
+ * every cut's rows.
  *
  * Pooling ('--pool'):
  * - none: every cut flattened (an image C*H*W features, tokens T*D, a vector F);
