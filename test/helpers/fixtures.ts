@@ -1,5 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { fixture } from './paths.js';
+import { float32 } from '../../src/onnx/tensor.js';
+import type { Tensor } from '../../src/onnx/types.js';
 
 /** A fixed input batch and the logits PyTorch computed for it (fixtures/torch/<name>.io.json). */
 export interface IoFixture {
@@ -29,9 +31,9 @@ function decodeFloat32(b64: string, shape: number[], what: string): Float32Array
   return out;
 }
 
-/** Reads fixtures/torch/<name>.io.json, written by tools/torch/make_fixtures.py. */
-export function readIoFixture(name: string): IoFixture {
-  const path = fixture('torch', `${name}.io.json`);
+/** Reads fixtures/<dir>/<name>.io.json, written by tools/torch/make_fixtures.py (torch) or make_tv_fixtures.py (torchvision). */
+export function readIoFixture(name: string, dir: 'torch' | 'torchvision' = 'torch'): IoFixture {
+  const path = fixture(dir, `${name}.io.json`);
   const raw = JSON.parse(readFileSync(path, 'utf8')) as IoFile;
   return {
     input: decodeFloat32(raw.input, raw.input_shape, `${path} input`),
@@ -39,4 +41,10 @@ export function readIoFixture(name: string): IoFixture {
     logits: decodeFloat32(raw.logits, raw.logits_shape, `${path} logits`),
     logitsShape: raw.logits_shape,
   };
+}
+
+/** A torchvision fixture's input batch, as a tensor to feed, and PyTorch's logits for it (fixtures/torchvision/tv_<name>.io.json). */
+export function tvIo(name: string): { input: Tensor; logits: Float32Array } {
+  const io = readIoFixture(`tv_${name}`, 'torchvision');
+  return { input: float32(io.inputShape, io.input), logits: io.logits };
 }

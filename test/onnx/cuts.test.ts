@@ -16,19 +16,9 @@ import { Rng } from '../../src/util/random.js';
 import { assertUserError } from '../helpers/assertions.js';
 import { buildModel, node, randn, residualNet, runOrt, vi } from '../helpers/graphs.js';
 import { fixture } from '../helpers/paths.js';
-import { readFileSync } from 'node:fs';
+import { tvIo } from '../helpers/fixtures.js';
 
 const tv = (name: string): string => fixture('torchvision', `tv_${name}.onnx`);
-
-/** A torchvision fixture's input batch and PyTorch's logits for it. */
-function tvIo(name: string): { input: ReturnType<typeof float32>; logits: Float32Array } {
-  const raw = JSON.parse(readFileSync(fixture('torchvision', `tv_${name}.io.json`), 'utf8')) as { input: string; input_shape: number[]; logits: string };
-  const floats = (b64: string): Float32Array => {
-    const b = Buffer.from(b64, 'base64');
-    return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
-  };
-  return { input: float32(raw.input_shape, floats(raw.input)), logits: floats(raw.logits) };
-}
 
 test('the dominator chain of a residual net skips the tensors the skip connection bypasses', () => {
   const m = residualNet();

@@ -7,13 +7,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Model } from '../../src/onnx/types.js';
 import { openModel } from '../../src/onnx/open.js';
 import { saveModel } from '../../src/onnx/proto.js';
 import { int, ints } from '../../src/onnx/graph.js';
-import { float32, int64 } from '../../src/onnx/tensor.js';
+import { int64 } from '../../src/onnx/tensor.js';
 import { allCuts, listCuts, stitchCut } from '../../src/stitch/cuts.js';
 import { planStitch } from '../../src/stitch/plan.js';
 import { buildStitch, MAP_BIAS, MAP_WEIGHT } from '../../src/stitch/build.js';
@@ -28,6 +27,7 @@ import { isOneLineError, runCli } from '../helpers/cli.js';
 import { buildModel, node, randn, runOrt, vi } from '../helpers/graphs.js';
 import { fixture, tempDir } from '../helpers/paths.js';
 import { tinyCifar } from './helpers.js';
+import { tvIo } from '../helpers/fixtures.js';
 
 const SWIN = fixture('torchvision', 'tv_swin.onnx');
 const CONVNEXT = fixture('torchvision', 'tv_convnext.onnx');
@@ -120,15 +120,6 @@ test('the CLI lists the window chain and refuses its window tensor as a CKA cut 
   assert.match(r.stderr, /cut "mixed".*no axis is the batch alone/);
 });
 
-function swinIo(): { input: ReturnType<typeof float32>; logits: Float32Array } {
-  const raw = JSON.parse(readFileSync(fixture('torchvision', 'tv_swin.io.json'), 'utf8')) as { input: string; input_shape: number[]; logits: string };
-  const floats = (b64: string): Float32Array => {
-    const b = Buffer.from(b64, 'base64');
-    return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
-  };
-  return { input: float32(raw.input_shape, floats(raw.input)), logits: floats(raw.logits) };
-}
-
 const eye = (n: number): Float32Array => Float32Array.from({ length: n * n }, (_, i) => (i % (n + 1) === 0 ? 1 : 0));
 
 /**
@@ -144,7 +135,7 @@ const SAME_VALUES: [string, string][] = [
 
 for (const [from, to] of SAME_VALUES) {
   test(`Swin stitched into itself by an identity 1x1 stitch ${from} -> ${to} computes its own logits`, async () => {
-    const io = swinIo();
+    const io = tvIo('swin');
     const a = stitchCut(swin, from),
       b = stitchCut(swin, to);
     const spec = planStitch(a.shape, b.shape);

@@ -28,6 +28,7 @@ import { assertUserError } from '../helpers/assertions.js';
 import { buildModel, node, randn, runOrt, vi } from '../helpers/graphs.js';
 import { fixture, tempDir } from '../helpers/paths.js';
 import { tinyCifar } from './helpers.js';
+import { tvIo } from '../helpers/fixtures.js';
 
 const RESNET = fixture('torchvision', 'tv_resnet18.onnx');
 const VIT = fixture('torchvision', 'tv_vit.onnx');
@@ -72,16 +73,6 @@ test('token stitches that cannot be made are clear errors', () => {
   assertUserError(() => planStitch([65, 8], [16, 4, 4], { bnBefore: true }), 'BatchNorm', 'not to tokens');
   assertUserError(() => planStitch([16, 4, 4], [8], { flat: 'class' }), 'image sender has no class token');
 });
-
-/** Runs the ViT fixture, or a stitched network, on the fixture's input batch. */
-function vitIo(): { input: ReturnType<typeof float32>; logits: Float32Array } {
-  const raw = JSON.parse(readFileSync(fixture('torchvision', 'tv_vit.io.json'), 'utf8')) as { input: string; input_shape: number[]; logits: string };
-  const floats = (b64: string): Float32Array => {
-    const b = Buffer.from(b64, 'base64');
-    return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
-  };
-  return { input: float32(raw.input_shape, floats(raw.input)), logits: floats(raw.logits) };
-}
 
 const eye = (n: number): Float32Array => Float32Array.from({ length: n * n }, (_, i) => (i % (n + 1) === 0 ? 1 : 0));
 
@@ -148,7 +139,7 @@ const SELF: { from: string; to: string; weights: (classToken: Float32Array) => S
 for (const c of SELF) {
   test(`ViT stitched into itself by an identity ${c.what} stitch (${c.from} -> ${c.to}) computes its own logits`, async () => {
     const vit = openModel(VIT);
-    const io = vitIo();
+    const io = tvIo('vit');
     const a = stitchCut(vit, c.from),
       b = stitchCut(vit, c.to);
     const spec = planStitch(a.shape, b.shape);
