@@ -2,8 +2,8 @@
  * Lineage distance benchmark (issue 4): 105 synthetic models (5 trees x 21) of 12 square
  * 768x768 float32 layers (2.97 GB of weights) written as safetensors to a temp folder;
  * times the blocked distance computation (measureModels, ft mode: float64 Gram of the
- * differences to the first model, with worker threads taking rows and Gram blocks as the
- * layer is read), its wall and CPU time and peak RSS (in a child process, so generating
+ * differences to the first model, layers read in column panels of about 32 MB across the
+ * models, worker threads taking rows and Gram blocks as each panel is read), its wall and CPU time and peak RSS (in a child process, so generating
  * the files does not count), then the same with the default clustering distance (mean
  * |dW| over all 2-D layers, abs-diff.ts, on top of the Gram), a direct per-pair loop that
  * reloads both models per pair as the reference does (timed on a sample of pairs and
@@ -23,9 +23,9 @@ import { fileURLToPath } from 'node:url';
 import { writeSafetensors } from '../src/io/safetensors.js';
 import { float32 } from '../src/onnx/tensor.js';
 import { closeSources, openSources } from '../src/lineage/sources.js';
-import { CLUSTER_DISTANCES, measureModels, type ClusterDistance } from '../src/lineage/measure.js';
-import { weightMoments } from '../src/lineage/kurtosis.js';
-import { GramEngine, distancesFromGram } from '../src/lineage/gram.js';
+import { CLUSTER_DISTANCES, layerPanels, measureModels, type ClusterDistance } from '../src/lineage/measure.js';
+import { MOMENT_FIELDS, accumulateMoments } from '../src/lineage/kurtosis.js';
+import { GramEngine, addBlock, distancesFromGram } from '../src/lineage/gram.js';
 import { absDiffSums } from '../src/lineage/abs-diff.js';
 import { openSafetensors } from '../src/io/safetensors.js';
 import { Rng } from '../src/util/random.js';
@@ -88,6 +88,7 @@ async function measureChild(dir: string, clusterDistance: ClusterDistance): Prom
       cpuSeconds: (cpu.user + cpu.system) / 1e6,
       bytes: m.stats.bytesRead,
       repaired: m.stats.repairedPairs,
+      bytesReread: m.stats.bytesReread,
       layers: m.stats.layersRead,
       maxRssBytes: process.resourceUsage().maxRSS * 1024,
     }) + '\n',
@@ -96,16 +97,18 @@ async function measureChild(dir: string, clusterDistance: ClusterDistance): Prom
 
 /**
  * Where the CPU time goes: the steps of measureModels on one thread (ORT single-threaded),
- * each timed with process.cpuUsage over all layers, and the plain per-pair |dW| loop on the
- * first layer for comparison with the SIMD tiles.
+ * each timed with process.cpuUsage over all layers read in column panels as measureModels
+ * reads them, and the plain per-pair |dW| loop on the first panel for comparison with the
+ * SIMD tiles.
  */
 async function phases(dir: string): Promise<void> {
   setQuiet(true);
   const models = openSources([dir]);
   const n = models.length;
   const layers = models[0]!.layers().filter((l) => l.shape.length === 2);
-  const largest = Math.max(...layers.map((l) => l.shape[0]! * l.shape[1]!));
-  const buffer = new Float32Array(n * largest);
+  const plan = layers.map((l) => ({ name: l.name, p: l.shape[0]! * l.shape[1]!, panels: layerPanels(l.shape[0]! * l.shape[1]!, n, false) }));
+  const widest = Math.max(...plan.flatMap((l) => l.panels.map((q) => q.width)));
+  const buffer = new Float32Array(n * widest);
   const engine = await GramEngine.create({ threads: 1 });
   const cpu = (): number => {
     const c = process.cpuUsage();
@@ -119,37 +122,47 @@ async function phases(dir: string): Promise<void> {
     return r;
   };
   let plainLoop = 0;
-  for (const [l, layer] of layers.entries()) {
-    const p = layer.shape[0]! * layer.shape[1]!;
-    const stack = buffer.subarray(0, n * p);
-    await timed('read (page-cache copies)', () => models.forEach((m, i) => m.readInto(layer.name, stack.subarray(i * p, (i + 1) * p))));
-    await timed('weight moments', () => {
-      for (let i = 0; i < n; i++) weightMoments(stack.subarray(i * p, (i + 1) * p));
-    });
-    const gram = await timed('Gram blocks (SIMD differences, ORT float64 Gemm, block sums)', () => engine.gram(stack, n, p));
-    await timed('distances from the Gram + repair', () => distancesFromGram(gram, stack, n, p));
-    await timed('mean |dW| (SIMD tiles)', () => absDiffSums(stack, n, p));
-    if (l === 0) {
-      const t = cpu();
-      for (let i = 0; i < n; i++)
-        for (let j = i + 1; j < n; j++) {
-          let sum = 0;
-          const a = i * p,
-            b = j * p;
-          for (let k = 0; k < p; k++) sum += Math.abs(stack[a + k]! - stack[b + k]!);
-          if (!(sum >= 0)) throw new Error('non-finite weights');
-        }
-      plainLoop = cpu() - t;
+  const p0 = plan[0]!.panels[0]!.width;
+  for (const [l, { name, p, panels }] of plan.entries()) {
+    const moments = new Float64Array(n * MOMENT_FIELDS);
+    const gram = new Float64Array(n * n);
+    for (const [k, { offset, width: w }] of panels.entries()) {
+      const stack = buffer.subarray(0, n * w);
+      await timed('read (page-cache copies, column panels)', () =>
+        models.forEach((m, i) => m.readSliceInto!(name, offset, stack.subarray(i * w, (i + 1) * w))),
+      );
+      await timed('weight moments', () => {
+        for (let i = 0; i < n; i++) accumulateMoments(moments, i * MOMENT_FIELDS, stack.subarray(i * w, (i + 1) * w));
+      });
+      addBlock(gram, await timed('Gram blocks (SIMD differences, ORT float64 Gemm, block sums)', () => engine.gram(stack, n, w)));
+      await timed('mean |dW| (SIMD tiles)', () => absDiffSums(stack, n, w));
+      if (l === 0 && k === 0) {
+        const t = cpu();
+        for (let i = 0; i < n; i++)
+          for (let j = i + 1; j < n; j++) {
+            let sum = 0;
+            const a = i * w,
+              b = j * w;
+            for (let q = 0; q < w; q++) sum += Math.abs(stack[a + q]! - stack[b + q]!);
+            if (!(sum >= 0)) throw new Error('non-finite weights');
+          }
+        plainLoop = cpu() - t;
+      }
     }
+    await timed('distances from the Gram', () =>
+      distancesFromGram(gram, n, p, () => {
+        throw new Error('--phases: a pair of this zoo needs the direct repair, which this profile does not time (use --measure)');
+      }),
+    );
   }
   await engine.release();
   closeSources(models);
-  const p0 = layers[0]!.shape[0]! * layers[0]!.shape[1]!;
+  const allWeights = plan.reduce((sum, l) => sum + l.p, 0);
   console.log(`CPU seconds per step, one thread, ${n} models x ${layers.length} layers:`);
   for (const [phase, s] of Object.entries(seconds)) console.log(`  ${phase}: ${s.toFixed(2)} s`);
-  const perPair = (s: number): string => `${((s / ((n * (n - 1)) / 2) / p0) * 1e9).toFixed(2)} ns per weight pair`;
+  const perPair = (s: number, weights: number): string => `${((s / ((n * (n - 1)) / 2) / weights) * 1e9).toFixed(2)} ns per weight pair`;
   console.log(
-    `  plain per-pair |dW| loop, first layer only: ${plainLoop.toFixed(2)} s (${perPair(plainLoop)}; the tiles: ${perPair(seconds['mean |dW| (SIMD tiles)']! / layers.length)})`,
+    `  plain per-pair |dW| loop, first panel only: ${plainLoop.toFixed(2)} s (${perPair(plainLoop, p0)}; the tiles: ${perPair(seconds['mean |dW| (SIMD tiles)']!, allWeights)})`,
   );
 }
 

@@ -26,6 +26,8 @@ export interface SafetensorsFile {
   readFloat32(name: string): Float32Array;
   /** the same values written into `target`, which must hold exactly as many; float32 storage is read straight into it */
   readFloat32Into(name: string, target: Float32Array): void;
+  /** values offset .. offset + target.length of the tensor (flattened) written into `target`, as float32; only those bytes are read */
+  readFloat32SliceInto(name: string, offset: number, target: Float32Array): void;
   close(): void;
 }
 
@@ -91,8 +93,23 @@ class SingleFile implements SafetensorsFile {
     const count = numel(e.shape);
     if (count !== target.length) throw new UserError(`${this.path}: tensor "${name}" holds ${count} values, expected ${target.length}`);
     if (irDType(e.dtype) !== 'float32') return target.set(this.readFloat32(name));
+    this.readFloat32SliceInto(name, 0, target);
+  }
+
+  readFloat32SliceInto(name: string, offset: number, target: Float32Array): void {
+    const e = this.entry(name);
+    const count = numel(e.shape);
+    if (!(Number.isInteger(offset) && offset >= 0 && offset + target.length <= count))
+      throw new UserError(`${this.path}: values ${offset} .. ${offset + target.length} of tensor "${name}" asked for, it holds ${count}`);
     if (this.fd === undefined) throw new Error(`${this.path}: read after close()`);
-    readFully(this.fd, new Uint8Array(target.buffer, target.byteOffset, target.byteLength), e.offset, this.path);
+    const dtype = irDType(e.dtype);
+    if (dtype === 'float32') {
+      readFully(this.fd, new Uint8Array(target.buffer, target.byteOffset, target.byteLength), e.offset + 4 * offset, this.path);
+      return;
+    }
+    const data = allocate(dtype, target.length);
+    readFully(this.fd, new Uint8Array(data.buffer, data.byteOffset, data.byteLength), e.offset + data.BYTES_PER_ELEMENT * offset, this.path);
+    target.set(tensorToFloat32({ dtype, dims: [target.length], data }));
   }
 
   close(): void {

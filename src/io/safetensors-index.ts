@@ -137,6 +137,10 @@ class ShardedFile implements SafetensorsFile {
     this.owner(name).readFloat32Into(name, target);
   }
 
+  readFloat32SliceInto(name: string, offset: number, target: Float32Array): void {
+    this.owner(name).readFloat32SliceInto(name, offset, target);
+  }
+
   close(): void {
     for (const s of this.shards) s.close();
   }

@@ -53,10 +53,11 @@ const BLOCK_BYTES = 4 * 1024 * 1024;
  */
 const MIN_BLOCK_COLUMNS = 2048;
 
-/** The column blocks of an [n x p] stack: their width and count (the last may be narrower). */
+/** The column blocks of an [n x p] stack: their width and count (as even as they come: the last is at most count - 1 columns narrower). */
 export function gramBlocks(n: number, p: number): { cols: number; count: number } {
-  const cols = Math.max(1, Math.min(p, Math.max(MIN_BLOCK_COLUMNS, Math.floor(BLOCK_BYTES / (8 * n)))));
-  return { cols, count: Math.ceil(p / cols) };
+  const wanted = Math.max(1, Math.min(p, Math.max(MIN_BLOCK_COLUMNS, Math.floor(BLOCK_BYTES / (8 * n)))));
+  const count = Math.ceil(p / wanted);
+  return { cols: Math.ceil(p / count), count };
 }
 
 export class GramEngine {
@@ -182,26 +183,38 @@ export interface SquaredDistances {
   repaired: number;
 }
 
-/** All pairwise squared distances of the stack's rows: Gram product plus direct repair of near pairs. */
-export async function squaredDistances(engine: GramEngine, stack: Float32Array, n: number, p: number): Promise<SquaredDistances> {
-  return distancesFromGram(await engine.gram(stack, n, p), stack, n, p);
+/** Pairs (i < j) of rows, e.g. those to recompute directly. */
+export type RowPairs = readonly (readonly [number, number])[];
+
+/** Exact squared distances of the given pairs, in their order (from the stack, or re-read in panels: measure.ts). */
+export type ExactDistances = (pairs: RowPairs) => Float64Array;
+
+/** Exact squared distances of pairs of the stack's rows. */
+export function stackDistances(stack: Float32Array, p: number): ExactDistances {
+  return (pairs) => Float64Array.from(pairs, ([i, j]) => directSquaredDistance(stack, i, j, p));
 }
 
-/** The squared distances from the stack's Gram (GramEngine.gram), pairs under the repair criterion recomputed directly. */
-export function distancesFromGram(g: Float64Array, stack: Float32Array, n: number, p: number): SquaredDistances {
+/** All pairwise squared distances of the stack's rows: Gram product plus direct repair of near pairs. */
+export async function squaredDistances(engine: GramEngine, stack: Float32Array, n: number, p: number): Promise<SquaredDistances> {
+  return distancesFromGram(await engine.gram(stack, n, p), n, p, stackDistances(stack, p));
+}
+
+/** The squared distances from the layer's Gram (GramEngine.gram), pairs under the repair criterion recomputed by `exact`. */
+export function distancesFromGram(g: Float64Array, n: number, p: number, exact: ExactDistances): SquaredDistances {
   const d2 = new Float64Array(n * n);
   const ratio = repairRatio(p);
-  let repaired = 0;
+  const near: [number, number][] = [];
   for (let i = 0; i < n; i++) {
     for (let j = i + 1; j < n; j++) {
       const norms = g[i * n + i]! + g[j * n + j]!;
-      let d = norms - 2 * g[i * n + j]!;
-      if (d < ratio * norms) {
-        d = directSquaredDistance(stack, i, j, p);
-        repaired++;
-      }
-      d2[i * n + j] = d2[j * n + i] = Math.max(0, d);
+      const d = norms - 2 * g[i * n + j]!;
+      if (d < ratio * norms) near.push([i, j]);
+      else d2[i * n + j] = d2[j * n + i] = d;
     }
   }
-  return { d2, repaired };
+  if (near.length > 0) {
+    const direct = exact(near);
+    near.forEach(([i, j], q) => (d2[i * n + j] = d2[j * n + i] = Math.max(0, direct[q]!)));
+  }
+  return { d2, repaired: near.length };
 }

@@ -16,10 +16,10 @@
  *
  * @example
  *   const pool = await LayerPool.create(2, { gram: true });
- *   const stack = pool.sharedFloats(n * p);
- *   const run = pool.begin(stack, n, p, { stats: true, gram: true, absDiff: true });
+ *   const stack = pool.sharedFloats(n * p), moments = pool.sharedMoments(n);
+ *   const run = pool.begin(stack, n, p, { stats: true, gram: true, absDiff: true }, moments);
  *   models.forEach((m, i) => { m.readInto(layer, stack.subarray(i * p, (i + 1) * p)); run.rowReady(i); });
- *   const { rows, gram, absSums } = await run.finish();
+ *   const { gram, absSums } = await run.finish();   // and each row's moments merged into `moments`
  *   await pool.close();
  */
 import { Worker } from 'node:worker_threads';
@@ -27,7 +27,7 @@ import type { SessionOptions } from '../runtime/session.js';
 import { UserError } from '../util/errors.js';
 import { GramEngine, addBlock, gramBlocks } from './gram.js';
 import { absDiffBlockSums, absDiffBlocks } from './abs-diff.js';
-import { weightMoments } from './kurtosis.js';
+import { MOMENT_FIELDS, accumulateMoments } from './kurtosis.js';
 
 /** Slots of the shared control array: rows read, next row to take, next block to take per block sum (BLOCK_SUMS). */
 export const ROWS_READY = 0,
@@ -44,9 +44,9 @@ export interface PoolWorkerInit {
   session: SessionOptions;
 }
 
-/** What one layer needs. */
+/** What one layer (or one column panel of it, measure.ts) needs. */
 export interface LayerWork {
-  /** per row: kurtosis and sum of squares (the selected layers) */
+  /** per row: the weights' moments merged into the row's running moments (kurtosis.ts; the selected layers) */
   stats: boolean;
   /** the Gram of the rows minus the first (GramEngine.gram; a pool made with `gram`) */
   gram: boolean;
@@ -54,12 +54,12 @@ export interface LayerWork {
   absDiff: boolean;
 }
 
-/** One layer's work, posted to every worker. */
+/** One layer's (or panel's) work, posted to every worker. */
 export interface PoolJob {
   stack: SharedArrayBuffer;
   control: SharedArrayBuffer;
-  /** kurtosis of row i at [i], sum of squares at [n + i] */
-  stats: SharedArrayBuffer;
+  /** the rows' running moments, MOMENT_FIELDS float64 per row (kurtosis.ts), when `work.stats` */
+  moments?: SharedArrayBuffer;
   n: number;
   p: number;
   work: LayerWork;
@@ -89,15 +89,8 @@ const BLOCK_SUM_KINDS = Object.keys(BLOCK_SUMS) as BlockSum[];
 export type PoolReply =
   { kind: 'ready' } | { kind: 'block'; sum: BlockSum; block: number; part: Float64Array } | { kind: 'done' } | { kind: 'error'; message: string };
 
-/** Per row of a layer: Fisher excess kurtosis and the sum of squared weights. */
-export interface RowStatistics {
-  kurtosis: Float64Array;
-  sumSquares: Float64Array;
-}
-
-/** What a layer's work gave, each part when asked for (LayerWork). */
+/** What a layer's work gave, each part when asked for (LayerWork; the rows' moments are merged into the array given to begin()). */
 export interface LayerResult {
-  rows?: RowStatistics;
   /** n x n Gram of the rows minus the first (GramEngine.gram) */
   gram?: Float64Array;
   /** n x n sums of |row i - row j| for i < j (absDiffSums) */
@@ -133,14 +126,14 @@ export async function takeWork(job: PoolJob, engines: ThreadEngines, block: (sum
   const { n, p, work } = job;
   const stack = new Float32Array(job.stack, 0, n * p);
   const control = new Int32Array(job.control);
-  const stats = new Float64Array(job.stats);
-  if (work.stats)
+  if (work.stats) {
+    // each row is one thread's in a panel, and panels run one after another: merges into a row never race
+    const moments = new Float64Array(job.moments!);
     for (let r = Atomics.add(control, NEXT_ROW, 1); r < n; r = Atomics.add(control, NEXT_ROW, 1)) {
       waitRows(control, r + 1);
-      const m = weightMoments(stack.subarray(r * p, (r + 1) * p));
-      stats[r] = m.kurtosis;
-      stats[n + r] = m.sumSquares;
+      accumulateMoments(moments, r * MOMENT_FIELDS, stack.subarray(r * p, (r + 1) * p));
     }
+  }
   for (const sum of BLOCK_SUM_KINDS) {
     if (!work[sum]) continue;
     waitRows(control, n);
@@ -216,15 +209,26 @@ export class LayerPool {
     return new Float32Array(new SharedArrayBuffer(4 * length));
   }
 
-  /** Starts one layer of `stack` (from sharedFloats, n rows of p) with the work it needs; rows are marked ready as they are read. */
-  begin(stack: Float32Array, n: number, p: number, work: LayerWork): LayerRun {
+  /** Running moments for n rows (MOMENT_FIELDS each, zero: nothing seen yet) the workers can merge into. */
+  sharedMoments(n: number): Float64Array {
+    return new Float64Array(new SharedArrayBuffer(8 * MOMENT_FIELDS * n));
+  }
+
+  /**
+   * Starts one layer or panel of `stack` (from sharedFloats, n rows of p) with the work it needs;
+   * rows are marked ready as they are read. With `work.stats`, each row's weights are merged
+   * into `moments` (from sharedMoments).
+   */
+  begin(stack: Float32Array, n: number, p: number, work: LayerWork, moments?: Float64Array): LayerRun {
     if (this.current) throw new Error('LayerPool.begin: the previous layer is still running');
     if (!(stack.buffer instanceof SharedArrayBuffer) || stack.byteOffset !== 0) throw new Error('LayerPool.begin: the stack must start a shared buffer');
     if (work.gram && !this.gram) throw new Error('LayerPool.begin: a Gram from a pool made without Gram sessions');
+    if (work.stats && !(moments?.buffer instanceof SharedArrayBuffer && moments.byteOffset === 0 && moments.length >= n * MOMENT_FIELDS))
+      throw new Error('LayerPool.begin: row statistics need moments from sharedMoments(n)');
     const job: PoolJob = {
       stack: stack.buffer,
       control: new SharedArrayBuffer(CONTROL_SLOTS * 4),
-      stats: new SharedArrayBuffer(2 * n * 8),
+      moments: work.stats ? (moments!.buffer as SharedArrayBuffer) : undefined,
       n,
       p,
       work,
@@ -282,10 +286,7 @@ export class LayerPool {
       this.current = undefined;
       for (const [sum, g] of Object.entries(run.sums))
         if (g.next !== g.blocks) return run.reject(new Error(`LayerPool: ${g.next} of ${g.blocks} ${sum} blocks came back`));
-      const stats = new Float64Array(run.job.stats);
-      const n = run.job.n;
       run.resolve({
-        rows: run.job.work.stats ? { kurtosis: stats.slice(0, n), sumSquares: stats.slice(n, 2 * n) } : undefined,
         gram: run.sums.gram?.total,
         absSums: run.sums.absDiff?.total,
       });

@@ -21,8 +21,9 @@ import { defaultThreads, type SessionOptions } from '../runtime/session.js';
 import { progress, warn } from '../util/progress.js';
 import { OptionError, UserError } from '../util/errors.js';
 import { absDiffSums, meanAbsFromSums } from './abs-diff.js';
-import { LayerPool, type LayerResult, type LayerWork, type RowStatistics } from './layer-pool.js';
-import { weightMoments } from './kurtosis.js';
+import { addBlock, directSquaredDistance, stackDistances, type ExactDistances, type GramEngine } from './gram.js';
+import { LayerPool, type LayerResult, type LayerWork } from './layer-pool.js';
+import { MOMENT_CHUNK, MOMENT_FIELDS, accumulateMoments, momentsResult } from './kurtosis.js';
 import { MODES, type LineageMode, type ModeOption } from './modes.js';
 import { all2dLayers, selectLayers, type LayerSelection, type SelectedLayer } from './select.js';
 import type { ModelSource } from './sources.js';
@@ -55,7 +56,16 @@ export interface MeasureOptions {
    * hundred milliseconds). The results are the same either way.
    */
   workers?: number;
+  /**
+   * Bytes of weights held at a time across the models (default PANEL_BYTES): layers are read
+   * in column panels of about this size, which bounds memory; the results do not depend on
+   * it beyond float64 rounding (and not at all while panels hold whole moment chunks).
+   */
+  panelBytes?: number;
 }
+
+/** the smallest panelBytes taken: below it the calls per value, not the memory, would dominate */
+export const MIN_PANEL_BYTES = 4096;
 
 /** Below this many selected weights (all models together) starting worker threads costs more than it saves. */
 export const POOL_MIN_WEIGHTS = 2 ** 25;
@@ -77,7 +87,8 @@ export interface Measurements {
   kurtosis: Float64Array;
   /** per model: sum over selected layers of mean(W^2) */
   meanSquare: Float64Array;
-  stats: { layersRead: number; bytesRead: number; seconds: number; repairedPairs: number };
+  /** bytesRead: every layer once; bytesReread: rows read again to recompute near pairs exactly (gram.ts) */
+  stats: { layersRead: number; bytesRead: number; bytesReread: number; seconds: number; repairedPairs: number };
 }
 
 /** Estimated floating-point work of spectral distances: per pair and layer, a Gram product and a symmetric eigensolve. */
@@ -98,23 +109,90 @@ function resolveMode(mode: ModeOption, layers: readonly SelectedLayer[], n: numb
   return spectralCost(layers, n) <= SPECTRAL_BUDGET_FLOPS ? 'spectral' : 'ft';
 }
 
-/** Per row of an [n x p] stack: kurtosis and sum of squares, on this thread (what the pool's workers compute). */
-function rowStatistics(stack: Float32Array, n: number, p: number): RowStatistics {
-  const kurtosis = new Float64Array(n),
-    sumSquares = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    const m = weightMoments(stack.subarray(i * p, (i + 1) * p));
-    kurtosis[i] = m.kurtosis;
-    sumSquares[i] = m.sumSquares;
-  }
-  return { kurtosis, sumSquares };
+/**
+ * Layers are read in column panels: every model's values offset .. offset + width at a
+ * time, about PANEL_BYTES across the models, and each panel's moments, Gram blocks and
+ * |dW| blocks are added up in panel order. So memory holds a panel, not a layer across
+ * models (a 768x768 layer of 105 models is 248 MB, its panels 27.5 MB; a 4096x11008 layer
+ * of 100 models would be 18 GB), and the big buffer is never touched fresh: first-touched
+ * memory cost 6-10 s per GB on the machine this was measured on (bench/lineage.ts: the
+ * first 248 MB layer took 1.0-1.1 s to read, later ones 32-40 ms). Layers are read whole
+ * where a mode compares whole matrices (lowrank, spectral) or a source cannot read part
+ * of a layer (ONNX files).
+ */
+export const PANEL_BYTES = 32 * 1024 * 1024;
+/** the narrowest panel, where many models leave less than a moment chunk per model in PANEL_BYTES */
+const MIN_PANEL = 1024;
+
+/** Values offset .. offset + width of every model's layer. */
+export interface Panel {
+  offset: number;
+  width: number;
 }
 
-/** A layer's work on this thread, with the same functions as the pool (the Gram is left to the mode's layerDistance). */
-function layerHere(stack: Float32Array, n: number, p: number, work: LayerWork): LayerResult {
+/**
+ * The panels a layer of `size` values is read in across n models: the whole layer when
+ * `whole`, else widths of a multiple of MOMENT_CHUNK where that fits PANEL_BYTES (so the
+ * rows' moments come out bit for bit as from whole rows, kurtosis.ts), else of a multiple
+ * of MIN_PANEL values.
+ */
+export function layerPanels(size: number, n: number, whole: boolean, panelBytes = PANEL_BYTES): Panel[] {
+  let width = size;
+  if (!whole) {
+    const wanted = Math.floor(panelBytes / (4 * n));
+    const step = wanted >= MOMENT_CHUNK ? MOMENT_CHUNK : MIN_PANEL;
+    width = Math.max(1, Math.min(size, Math.max(MIN_PANEL, wanted - (wanted % step))));
+  }
+  const panels: Panel[] = [];
+  for (let offset = 0; offset < size; offset += width) panels.push({ offset, width: Math.min(width, size - offset) });
+  return panels;
+}
+
+function readPanel(model: ModelSource, layer: string, size: number, { offset, width }: Panel, target: Float32Array): void {
+  if (offset === 0 && width === size) model.readInto(layer, target);
+  else model.readSliceInto!(layer, offset, target);
+}
+
+/** A panel's work on this thread, with the same functions, in the same order, as the pool. */
+async function panelHere(
+  stack: Float32Array,
+  n: number,
+  w: number,
+  work: LayerWork,
+  moments: Float64Array | undefined,
+  engine?: GramEngine,
+): Promise<LayerResult> {
+  if (work.stats) for (let i = 0; i < n; i++) accumulateMoments(moments!, i * MOMENT_FIELDS, stack.subarray(i * w, (i + 1) * w));
   return {
-    rows: work.stats ? rowStatistics(stack, n, p) : undefined,
-    absSums: work.absDiff ? absDiffSums(stack, n, p) : undefined,
+    gram: work.gram ? await engine!.gram(stack, n, w) : undefined,
+    absSums: work.absDiff ? absDiffSums(stack, n, w) : undefined,
+  };
+}
+
+/**
+ * Exact squared distances of pairs of rows of a layer read in panels: the rows in the pairs
+ * are read again, panel by panel, into the panel buffer (pairs the Gram estimate cannot
+ * resolve are rare: siblings far from the reference row, gram.ts).
+ */
+function rereadDistances(
+  models: readonly ModelSource[],
+  layer: SelectedLayer,
+  panels: readonly Panel[],
+  buffer: Float32Array,
+  reread: { bytes: number },
+): ExactDistances {
+  return (pairs) => {
+    const rows = [...new Set(pairs.flat())].sort((a, b) => a - b);
+    const slot = new Map(rows.map((r, k) => [r, k]));
+    const out = new Float64Array(pairs.length);
+    for (const panel of panels) {
+      const w = panel.width;
+      const stack = buffer.subarray(0, rows.length * w);
+      rows.forEach((r, k) => readPanel(models[r]!, layer.name, layer.size, panel, stack.subarray(k * w, (k + 1) * w)));
+      reread.bytes += rows.length * w * 4;
+      pairs.forEach(([i, j], q) => (out[q]! += directSquaredDistance(stack, slot.get(i)!, slot.get(j)!, w)));
+    }
+    return out;
   };
 }
 
@@ -130,6 +208,9 @@ export async function measureModels(models: readonly ModelSource[], opts: Measur
   if (!(schatten > 0 && schatten <= 2)) throw new OptionError((o) => `lineage: ${o('schatten')} must be in (0, 2], got ${opts.schatten}`);
   if (opts.workers !== undefined && !(Number.isInteger(opts.workers) && opts.workers >= 0 && opts.workers <= MAX_WORKERS))
     throw new OptionError((o) => `lineage: ${o('workers')} must be an integer from 0 to ${MAX_WORKERS}, got ${opts.workers}`);
+  const panelBytes = opts.panelBytes ?? PANEL_BYTES;
+  if (!(Number.isInteger(panelBytes) && panelBytes >= MIN_PANEL_BYTES))
+    throw new OptionError((o) => `lineage: ${o('panelBytes')} must be an integer of at least ${MIN_PANEL_BYTES}, got ${opts.panelBytes}`);
   const n = models.length;
   if (n < 2) throw new UserError(`lineage: needs at least 2 models, got ${n}`);
   const selection = selectLayers(models, opts.layers ? { patterns: opts.layers } : {});
@@ -154,51 +235,75 @@ export async function measureModels(models: readonly ModelSource[], opts: Measur
   const meanSquare = new Float64Array(n);
   let bytesRead = 0,
     repairedPairs = 0;
+  const reread = { bytes: 0 };
   const resources = await rule.resources(opts.session);
   const bar = progress('lineage: reading layers', toRead.length);
-  const largest = toRead.reduce((most, l) => Math.max(most, l.size), 0);
+  const sliced = models.every((m) => m.readSliceInto !== undefined);
+  const plan = toRead.map((layer) => {
+    const isSelected = selected.has(layer.name);
+    const work: LayerWork = { stats: isSelected, gram: isSelected && rule.gram, absDiff: l1Names.has(layer.name) };
+    return { layer, isSelected, work, panels: layerPanels(layer.size, n, !sliced || (isSelected && !rule.gram), panelBytes) };
+  });
+  const widest = plan.reduce((most, { panels }) => Math.max(most, ...panels.map((q) => q.width)), 0);
   // one thread per core, this one included: a worker more than the cores costs CPU time (7.0-7.2 -> 7.9-8.0 CPU s on the 105-model benchmark, 2 cores)
   const workers = opts.workers ?? (n * toRead.reduce((sum, l) => sum + l.size, 0) >= POOL_MIN_WEIGHTS ? (opts.session?.threads ?? defaultThreads()) - 1 : 0);
   let pool: LayerPool | undefined;
   try {
     pool = workers > 0 ? await LayerPool.create(workers, { gram: rule.gram, session: opts.session }) : undefined;
-    // one buffer for every layer, sized for the largest: a fresh 100 MB+ array per layer costs more in page faults than the arithmetic
-    const buffer = pool ? pool.sharedFloats(n * largest) : new Float32Array(n * largest);
-    for (const layer of toRead) {
+    // one buffer for every panel, sized for the widest: fresh memory per panel costs more in page faults than the arithmetic
+    const buffer = pool ? pool.sharedFloats(n * widest) : new Float32Array(n * widest);
+    for (const { layer, isSelected, work, panels } of plan) {
       const p = layer.size;
-      const stack = buffer.subarray(0, n * p);
-      const isSelected = selected.has(layer.name);
-      const work: LayerWork = { stats: isSelected, gram: isSelected && rule.gram, absDiff: l1Names.has(layer.name) };
-      // the pool's workers take each row as it is read (statistics), then the column blocks of the Gram and the |dW| sums
-      const run = pool?.begin(stack, n, p, work);
-      models.forEach((m, i) => {
-        m.readInto(layer.name, stack.subarray(i * p, (i + 1) * p));
-        run?.rowReady(i);
-        bytesRead += p * 4;
-      });
-      const result = run ? await run.finish() : layerHere(stack, n, p, work);
-      const nonFinite = (): UserError =>
-        new UserError(`lineage: layer "${layer.name}" of ${models[Math.max(0, nonFiniteRow(stack, n, p))]!.name} holds non-finite values`);
-      if (result.rows) {
-        const { kurtosis: k, sumSquares } = result.rows;
-        for (let i = 0; i < n; i++) {
-          if (!Number.isFinite(k[i]!)) throw nonFinite();
-          kurtosis[i]! += k[i]!;
-          meanSquare[i]! += sumSquares[i]! / p;
+      const moments = work.stats ? (pool ? pool.sharedMoments(n) : new Float64Array(n * MOMENT_FIELDS)) : undefined;
+      const gram = work.gram ? new Float64Array(n * n) : undefined;
+      const absSums = work.absDiff ? new Float64Array(n * n) : undefined;
+      const nonFinite = (i: number): UserError => new UserError(`lineage: layer "${layer.name}" of ${models[Math.max(0, i)]!.name} holds non-finite values`);
+      for (const panel of panels) {
+        const w = panel.width;
+        const stack = buffer.subarray(0, n * w);
+        // the pool's workers take each row as it is read (moments), then the column blocks of the Gram and the |dW| sums
+        const run = pool?.begin(stack, n, w, work, moments);
+        models.forEach((m, i) => {
+          readPanel(m, layer.name, p, panel, stack.subarray(i * w, (i + 1) * w));
+          run?.rowReady(i);
+          bytesRead += w * 4;
+        });
+        const part = run ? await run.finish() : await panelHere(stack, n, w, work, moments, resources.engine);
+        if (part.gram) addBlock(gram!, part.gram);
+        if (part.absSums) {
+          if (!part.absSums.every(Number.isFinite)) throw nonFinite(nonFiniteRow(stack, n, w));
+          addBlock(absSums!, part.absSums);
         }
+      }
+      if (moments) {
+        for (let i = 0; i < n; i++) {
+          const r = momentsResult(moments, i * MOMENT_FIELDS);
+          if (!Number.isFinite(r.kurtosis)) throw nonFinite(i);
+          kurtosis[i]! += r.kurtosis;
+          meanSquare[i]! += r.sumSquares / p;
+        }
+      }
+      if (isSelected) {
+        const whole = panels.length === 1 ? buffer.subarray(0, n * p) : undefined;
         const term = await rule.layerDistance(
-          { stack, n, size: p, shape: layer.shape, layers: selection.layers.length, schatten, gram: result.gram },
+          {
+            stack: whole,
+            n,
+            size: p,
+            shape: layer.shape,
+            layers: selection.layers.length,
+            schatten,
+            gram,
+            exact: gram && (whole ? stackDistances(whole, p) : rereadDistances(models, layer, panels, buffer, reread)),
+          },
           resources,
         );
         repairedPairs += term.repaired;
         for (let k = 0; k < n * n; k++) d[k]! += term.d[k]!;
       }
-      if (result.absSums) {
-        const a = meanAbsFromSums(result.absSums, n, p);
-        for (let k = 0; k < n * n; k++) {
-          if (!Number.isFinite(a[k]!)) throw nonFinite();
-          l1[k]! += a[k]! / l1Layers.length;
-        }
+      if (absSums) {
+        const a = meanAbsFromSums(absSums, n, p);
+        for (let k = 0; k < n * n; k++) l1[k]! += a[k]! / l1Layers.length;
       }
       bar.tick(1, layer.name);
     }
@@ -219,6 +324,6 @@ export async function measureModels(models: readonly ModelSource[], opts: Measur
     clusterDistance: l1Layers.length > 0 ? 'reference' : 'selected',
     kurtosis,
     meanSquare,
-    stats: { layersRead: toRead.length, bytesRead, seconds, repairedPairs },
+    stats: { layersRead: toRead.length, bytesRead, bytesReread: reread.bytes, seconds, repairedPairs },
   };
 }

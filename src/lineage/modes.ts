@@ -8,7 +8,7 @@
  *   MODES.lowrank.defaults.placement   // 'arborescence'
  */
 import type { SessionOptions } from '../runtime/session.js';
-import { GramEngine, distancesFromGram } from './gram.js';
+import { GramEngine, distancesFromGram, type ExactDistances } from './gram.js';
 import { pairRanks } from './rank.js';
 import { pairSchatten } from './spectral.js';
 import type { Direction, DirectionSignal, Placement } from './forest.js';
@@ -20,9 +20,14 @@ export type LineageMode = (typeof LINEAGE_MODES)[number];
 export const MODE_OPTIONS = ['auto', ...LINEAGE_MODES] as const;
 export type ModeOption = (typeof MODE_OPTIONS)[number];
 
-/** One selected layer of every model, stacked: n rows of `size` weights each, of shape `shape`. */
+/**
+ * One selected layer of every model: n rows of `size` weights each, of shape `shape`.
+ * Rules with `gram` get the layer's Gram and a way to recompute pairs exactly (measure.ts
+ * reads their layers in column panels, never whole); the others get the whole stack.
+ */
 export interface LayerStack {
-  stack: Float32Array;
+  /** the layer of every model, row after row (rules without `gram`) */
+  stack?: Float32Array;
   n: number;
   size: number;
   shape: readonly number[];
@@ -30,8 +35,10 @@ export interface LayerStack {
   layers: number;
   /** the Schatten exponent (spectral) */
   schatten: number;
-  /** the layer's Gram (GramEngine.gram), when measure.ts had it computed alongside the reading (rules with `gram`) */
+  /** the layer's Gram (GramEngine blocks, summed over the panels in order; rules with `gram`) */
   gram?: Float64Array;
+  /** exact squared distances of pairs of rows (rules with `gram`) */
+  exact?: ExactDistances;
 }
 
 /** What a mode needs while measuring, made once per measurement. */
@@ -47,7 +54,7 @@ export interface LineageModeRule {
   matrices: boolean;
   /** the Schatten exponent applies */
   schatten: boolean;
-  /** the distance comes from the layer's Gram product, which the worker pool can compute while the layer is read */
+  /** the distance comes from the layer's Gram product (computed panel by panel as the layer is read, in the worker pool when there is one) */
   gram: boolean;
   /** Ward clustering may use the reference distance (mean |dW| over all 2-D layers); low-rank zoos always cluster on the mode's own distance */
   referenceClustering: boolean;
@@ -75,8 +82,8 @@ export const MODES: Readonly<Record<LineageMode, LineageModeRule>> = {
       const engine = await GramEngine.create(session);
       return { engine, release: () => engine.release() };
     },
-    async layerDistance({ stack, n, size, layers, gram }, { engine }) {
-      const { d2, repaired } = distancesFromGram(gram ?? (await engine!.gram(stack, n, size)), stack, n, size);
+    async layerDistance({ n, size, layers, gram, exact }) {
+      const { d2, repaired } = distancesFromGram(gram!, n, size, exact!);
       return { d: Float64Array.from(d2, (v) => Math.sqrt(v / size) / layers), repaired };
     },
     // norm grew from parent to child on 58 of 60 edges of both full fine-tuning zoos
@@ -90,7 +97,7 @@ export const MODES: Readonly<Record<LineageMode, LineageModeRule>> = {
     referenceClustering: false,
     resources: async () => noResources,
     async layerDistance({ stack, n, shape }) {
-      return { d: pairRanks(stack, n, shape[0]!, shape[1]!), repaired: 0 };
+      return { d: pairRanks(stack!, n, shape[0]!, shape[1]!), repaired: 0 };
     },
     // on LoRA zoos neither signal is reliable, so low-rank mode keeps the reference's kurtosis, direction per cluster
     defaults: { signal: 'kurtosis', direction: 'auto', placement: 'arborescence' },
@@ -103,7 +110,7 @@ export const MODES: Readonly<Record<LineageMode, LineageModeRule>> = {
     referenceClustering: true,
     resources: async () => noResources,
     async layerDistance({ stack, n, shape, layers, schatten }) {
-      const nuc = pairSchatten(stack, n, shape[0]!, shape[1]!, schatten);
+      const nuc = pairSchatten(stack!, n, shape[0]!, shape[1]!, schatten);
       return { d: nuc.map((v) => v / layers), repaired: 0 };
     },
     defaults: { signal: 'norm', direction: 'parent-lower', placement: 'rooted-mst' },

@@ -135,7 +135,8 @@ function tile(rows: number, cols: number): number[] {
  * Weight moments, two passes over float32 values at byte offset `at`, `bytes` long (a
  * positive multiple of 16: four values per step, two float64x2 lanes pairs each).
  * `sums(at, bytes, out)`: sum of x and of x^2; `central(at, bytes, mean, out)`: sum of
- * (x - mean)^2 and of (x - mean)^4. Stored at out as [first sum: 2 vectors, second: 2 vectors].
+ * (x - mean)^2, of (x - mean)^4 and of (x - mean)^3 (the third lets chunks' moments be
+ * merged, kurtosis.ts). Stored at out as [first sum: 2 vectors, second: 2 vectors(, third: 2)].
  */
 function moments(central: boolean): number[] {
   const AT = 0,
@@ -145,16 +146,17 @@ function moments(central: boolean): number[] {
     K = OUT + 1,
     M = K + 1, // the splatted mean
     X = M + 1, // two vectors of values
-    S = X + 2, // first sums (two accumulators), then second sums (two)
-    T = S + 4; // a square
+    S = X + 2, // first sums (two accumulators), then second sums (two), then (central) third sums (two)
+    T = S + (central ? 6 : 4); // a square
   const step: number[] = [];
   for (const h of [0, 1]) step.push(...op.get(AT), ...op.get(K), ...op.i32Add, ...v.load64Zero(8 * h), ...v.promoteLow, ...op.set(X + h));
   for (const h of [0, 1]) {
     if (central) {
-      // d = x - mean; s += d^2; q += d^4
+      // d = x - mean; s += d^2; q += d^4; c += d^3
       step.push(...op.get(X + h), ...op.get(M), ...v.sub, ...op.tee(X + h), ...op.get(X + h), ...v.mul, ...op.set(T));
       step.push(...op.get(S + h), ...op.get(T), ...v.add, ...op.set(S + h));
       step.push(...op.get(S + 2 + h), ...op.get(T), ...op.get(T), ...v.mul, ...v.add, ...op.set(S + 2 + h));
+      step.push(...op.get(S + 4 + h), ...op.get(T), ...op.get(X + h), ...v.mul, ...v.add, ...op.set(S + 4 + h));
     } else {
       // s += x; q += x^2
       step.push(...op.get(S + h), ...op.get(X + h), ...v.add, ...op.set(S + h));
@@ -163,7 +165,7 @@ function moments(central: boolean): number[] {
   }
   const code = central ? [...op.get(MEAN), ...v.f64x2Splat, ...op.set(M)] : [];
   code.push(...counted(K, BYTES, V128, step));
-  for (let a = 0; a < 4; a++) code.push(...op.get(OUT), ...op.get(S + a), ...v.store(V128 * a));
+  for (let a = 0; a < (central ? 6 : 4); a++) code.push(...op.get(OUT), ...op.get(S + a), ...v.store(V128 * a));
   return body(
     [
       [1, I32],
@@ -274,7 +276,7 @@ export class Kernels {
     this.sumsFn(SCRATCH_AT, 4 * count, 0);
   }
 
-  /** Over the first `count` (a positive multiple of 4) floats of scratch: out[0..3] lanes of sum (x - mean)^2, out[4..7] of sum (x - mean)^4. */
+  /** Over the first `count` (a positive multiple of 4) floats of scratch: out[0..3] lanes of sum (x - mean)^2, out[4..7] of sum (x - mean)^4, out[8..11] of sum (x - mean)^3. */
   central(count: number, mean: number): void {
     this.centralFn(SCRATCH_AT, 4 * count, mean, 0);
   }

@@ -45,6 +45,12 @@ export interface ModelSource {
    * one reused buffer, and float32 storage goes there without an intermediate copy.
    */
   readInto(layer: string, target: Float32Array): void;
+  /**
+   * Values offset .. offset + target.length of the layer (flattened) into `target`, reading
+   * only those bytes; sources that cannot read part of a layer cheaply leave it out (ONNX
+   * files are one protobuf), and lineage then reads their layers whole (measure.ts).
+   */
+  readSliceInto?(layer: string, offset: number, target: Float32Array): void;
   /** free-form strings stored with the weights (safetensors `__metadata__`, ONNX metadata_props) */
   metadata(): Readonly<Record<string, string>>;
   /** a Hugging Face folder's config.json (an object), undefined for plain files */
@@ -318,6 +324,9 @@ class SafetensorsSource implements ModelSource {
   readInto(layer: string, target: Float32Array): void {
     checkCount(this, layer, numel(this.file.info(layer).shape), target);
     this.file.readFloat32Into(layer, target);
+  }
+  readSliceInto(layer: string, offset: number, target: Float32Array): void {
+    this.file.readFloat32SliceInto(layer, offset, target);
   }
   close(): void {
     this.file.close();

@@ -71,6 +71,27 @@ test('readFloat32 converts F16, BF16, F64 and integers to float32', () => {
   assert.throws(() => f.readTensor('f32'), /after close/);
 });
 
+test('readFloat32SliceInto reads part of a tensor, in every dtype, as readFloat32 gives it; a slice past the end is refused', () => {
+  const path = join(tempDir(), 'slices.safetensors');
+  writeSafetensors(path, every);
+  const f = openSafetensors(path);
+  try {
+    for (const name of ['f32', 'f64', 'f16', 'bf16', 'i64', 'i8']) {
+      const whole = f.readFloat32(name);
+      for (let offset = 0; offset < whole.length; offset++)
+        for (let count = 0; offset + count <= whole.length; count++) {
+          const target = new Float32Array(count + 2).fill(7);
+          f.readFloat32SliceInto(name, offset, target.subarray(1, 1 + count));
+          assert.deepEqual([...target], [7, ...whole.subarray(offset, offset + count), 7], `${name} ${offset}+${count}`);
+        }
+    }
+    assertUserError(() => f.readFloat32SliceInto('f32', 5, new Float32Array(2)), 'values 5 .. 7 of tensor "f32"', 'it holds 6');
+    assertUserError(() => f.readFloat32SliceInto('f32', -1, new Float32Array(1)), 'tensor "f32"');
+  } finally {
+    f.close();
+  }
+});
+
 test('the writer pads the header with spaces to 8 bytes and aligns every tensor to its item size', () => {
   const path = join(tempDir(), 'layout.safetensors');
   writeSafetensors(path, every, { a: 'b' });
@@ -257,6 +278,9 @@ test('a sharded checkpoint reads through its index like one file', () => {
   );
   assert.deepEqual(f.readTensor('a.weight').data, every['f32']!.data);
   assert.deepEqual([...f.readFloat32('b.weight')], [1, -3.140625]);
+  const part = new Float32Array(1);
+  f.readFloat32SliceInto('b.weight', 1, part);
+  assert.deepEqual([...part], [-3.140625], 'slices read through the index too');
   assert.equal(f.has('c'), false);
   assertUserError(() => f.readTensor('c'), '"c"');
   f.close();

@@ -78,7 +78,7 @@ test('worker threads: a non-finite weight is named as on the main thread; bad wo
 test('a layer abandoned halfway (a model failed to read) releases the workers', async () => {
   const pool = await LayerPool.create(2, { gram: true, session: { threads: 1 } });
   const stack = pool.sharedFloats(4 * 100);
-  const run = pool.begin(stack, 4, 100, { stats: true, gram: true, absDiff: true });
+  const run = pool.begin(stack, 4, 100, { stats: true, gram: true, absDiff: true }, pool.sharedMoments(4));
   run.rowReady(0);
   // the workers wait for rows 1-3, which never come: close() must not hang
   await pool.close();

@@ -18,7 +18,7 @@ function measurements(mode: LineageMode): Measurements {
     clusterDistance: 'selected',
     kurtosis: Float64Array.from([3, 2, 1]),
     meanSquare: Float64Array.from([1, 2, 3]),
-    stats: { layersRead: 1, bytesRead: 48, seconds: 0, repairedPairs: 0 },
+    stats: { layersRead: 1, bytesRead: 48, bytesReread: 0, seconds: 0, repairedPairs: 0 },
   };
 }
 

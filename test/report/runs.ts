@@ -144,7 +144,7 @@ export async function lineageRun(dir: string): Promise<{ forest: LineageForest; 
       clusters: { k: 2, estimated: false },
       clusterDistance: 'reference',
     },
-    stats: { layersRead: 2, bytesRead: 1000, seconds: 0.1, repairedPairs: 0 },
+    stats: { layersRead: 2, bytesRead: 1000, bytesReread: 0, seconds: 0.1, repairedPairs: 0 },
   };
   await writeForestFiles(forest, dir, scoreForest(forest, { edges: truth }), truth);
   return { forest, truth };
