@@ -18,7 +18,7 @@ import type { StitchContext } from './context.js';
 import type { StitchCut } from './cuts.js';
 import type { PairKind, RandomBatchNorm } from './controls.js';
 import { type FlatFrom, type StitchKind, type StitchSpec, planStitch, specKey } from './plan.js';
-import { type StitchWeights, buildStitch, initialWeights, stitchParameters, weightDims as buildStitchDims } from './build.js';
+import { type StitchWeights, buildPooling, buildStitch, initialWeights, pooledSpec, stitchParameters, weightDims as buildStitchDims } from './build.js';
 import { addOutputs } from '../onnx/extract.js';
 import { STITCH_PREFIX, stitchWithSuffix, suffixModel } from './compose.js';
 import { LsqAccumulator, fitErrorOf, solveLsq } from './lsq.js';
@@ -137,13 +137,15 @@ export class CellSessions {
   readonly taskEval = new SessionCache<ModelSession>(CELL_SESSIONS_PER_KIND);
   readonly copyTrain = new SessionCache<TrainingSession>(CELL_SESSIONS_PER_KIND);
   readonly stitchEval = new SessionCache<ModelSession>(CELL_SESSIONS_PER_KIND);
+  /** the pooling fronts of pool-linear stitches (buildPooling): every sender row's last cells */
+  readonly pooling = new SessionCache<ModelSession>(CELL_SESSIONS_PER_KIND);
   /** Sessions alive now, all kinds together. */
   get live(): number {
-    return this.taskTrain.live + this.taskEval.live + this.copyTrain.live + this.stitchEval.live;
+    return this.taskTrain.live + this.taskEval.live + this.copyTrain.live + this.stitchEval.live + this.pooling.live;
   }
 
   async release(): Promise<void> {
-    for (const c of [this.taskTrain, this.taskEval, this.copyTrain, this.stitchEval]) await c.release();
+    for (const c of [this.taskTrain, this.taskEval, this.copyTrain, this.stitchEval, this.pooling]) await c.release();
   }
 }
 
@@ -226,24 +228,71 @@ async function measure(cell: Cell, mode: StitchMode, init: StitchWeights, fit: L
 class Cell {
   readonly sender: Source;
   readonly receiver: Source;
+  /** the stitch as trained: the pair's, or for a pool-linear one its linear map of the pooled sender (pooledSpec, build.ts) */
+  private readonly trainSpec: StitchSpec;
   /** what makes this cell's training sessions reusable; none for stitches with BatchNorm, which bake its statistics in */
   private readonly shareKey: string | undefined;
+  /** the sender's training activations pooled once, when trainSpec is the pooled one */
+  private pooled: Float32Array | undefined;
 
   constructor(
     readonly ctx: StitchContext,
     readonly sessions: CellSessions,
     readonly pair: StitchPair,
+    /** the pair's stitch, as evaluated and solved by least squares */
     readonly spec: StitchSpec,
     readonly o: CellOptions,
   ) {
     this.sender = ctx.sender(pair.kind);
     this.receiver = ctx.receiver(pair.kind);
-    this.shareKey = spec.bnBefore || spec.bnAfter ? undefined : specKey(spec);
+    this.trainSpec = pooledSpec(spec) ?? spec;
+    this.shareKey = spec.bnBefore || spec.bnAfter ? undefined : specKey(this.trainSpec);
   }
 
   private senderBatches(list: 'train' | 'test', order: Int32Array, dropLast = false): AsyncGenerator<ActivationBatch> {
     const l = list === 'train' ? this.ctx.train : this.ctx.test;
     return this.ctx.store.batches(this.sender, this.pair.sender, l, order, this.o.batchSize, dropLast);
+  }
+
+  /**
+   * Training batches for trainSpec. A pool-linear stitch trains on the pooled sender: each
+   * training image pooled once (every epoch would pool and gather the whole activation
+   * again), the batches gathered from those vectors. Evaluation keeps the pair's stitch,
+   * which pools in its graph: the test images are read once either way, and a separate
+   * pooling pass would only add a run per batch.
+   */
+  private async *trainBatches(order: Int32Array): AsyncGenerator<ActivationBatch> {
+    if (this.trainSpec === this.spec) return yield* this.senderBatches('train', order, true);
+    const l = this.ctx.train;
+    const all = await this.pooledSender();
+    const features = this.trainSpec.from[0]!,
+      batchSize = this.o.batchSize;
+    const gather = new Float32Array(batchSize * features);
+    for (let k = 0; k < Math.floor(order.length / batchSize); k++) {
+      const positions = order.subarray(k * batchSize, (k + 1) * batchSize);
+      positions.forEach((p, i) => gather.set(all.subarray(p * features, (p + 1) * features), i * features));
+      const labels = Int32Array.from(positions, (p) => l.ds.label(l.indices[p]!));
+      yield { x: gather, size: positions.length, positions, labels };
+    }
+  }
+
+  /** The sender's training activations averaged over positions, [images, features], in list order (buildPooling, build.ts). */
+  private async pooledSender(): Promise<Float32Array> {
+    if (this.pooled) return this.pooled;
+    const l = this.ctx.train,
+      features = this.trainSpec.from[0]!;
+    const out = new Float32Array(l.indices.length * features);
+    // in list order: batches are views of the cached activations, nothing is gathered
+    const inOrder = Int32Array.from({ length: l.indices.length }, (_, i) => i);
+    const create = (): Promise<ModelSession> => ModelSession.create(buildPooling(this.spec), this.ctx.session);
+    await this.sessions.pooling.with(specKey(this.spec), create, async (session) => {
+      const name = session.outputNames[0]!;
+      for await (const b of this.senderBatches('train', inOrder)) {
+        const y = (await session.run({ x: { dims: [b.size, ...this.spec.from], data: b.x } }, [name]))[name]!.data as Float32Array;
+        out.set(y, b.positions[0]! * features);
+      }
+    });
+    return (this.pooled = out);
   }
 
   private receiverBatches(list: 'train' | 'test', order: Int32Array, dropLast = false): AsyncGenerator<ActivationBatch> {
@@ -290,9 +339,9 @@ class Cell {
     const key = this.shareKey && `${this.receiver.id}|${this.pair.receiver.tensor}|${this.shareKey}|${this.o.batchSize}`;
     const create = (): Promise<TrainingSession> =>
       TrainingSession.create(
-        stitchWithSuffix(buildStitch(this.spec, { kind: 'weights', weights: init }), suffixModel(this.receiver.model, this.pair.receiver)),
+        stitchWithSuffix(buildStitch(this.trainSpec, { kind: 'weights', weights: init }), suffixModel(this.receiver.model, this.pair.receiver)),
         {
-          trainable: stitchParameters(this.spec).map((p) => STITCH_PREFIX + p),
+          trainable: stitchParameters(this.trainSpec).map((p) => STITCH_PREFIX + p),
           loss: 'cross-entropy',
           batchSize: this.o.batchSize,
           batchNorm: 'eval',
@@ -304,7 +353,7 @@ class Cell {
   }
 
   private async *taskBatches(epoch: number, target: BigInt64Array): AsyncGenerator<{ x: Float32Array; target: BigInt64Array }> {
-    for await (const b of this.senderBatches('train', this.order('train', epoch), true)) {
+    for await (const b of this.trainBatches(this.order('train', epoch))) {
       for (let i = 0; i < b.size; i++) target[i] = BigInt(this.ctx.outputOf[b.labels[i]!]!);
       yield { x: b.x, target };
     }
@@ -314,8 +363,8 @@ class Cell {
   async trainCopy(init: StitchWeights): Promise<{ weights: StitchWeights; loss: number }> {
     const key = this.shareKey && `${this.shareKey}|${this.o.batchSize}`;
     const create = (): Promise<TrainingSession> =>
-      TrainingSession.create(buildStitch(this.spec, { kind: 'weights', weights: init }), {
-        trainable: stitchParameters(this.spec),
+      TrainingSession.create(buildStitch(this.trainSpec, { kind: 'weights', weights: init }), {
+        trainable: stitchParameters(this.trainSpec),
         loss: 'mse',
         batchSize: this.o.batchSize,
         batchNorm: 'eval',
@@ -325,10 +374,7 @@ class Cell {
   }
 
   private async *copyBatches(epoch: number): AsyncGenerator<{ x: Float32Array; target: Float32Array }> {
-    for await (const [s, r] of zip(
-      this.senderBatches('train', this.order('train', epoch), true),
-      this.receiverBatches('train', this.order('train', epoch), true),
-    )) {
+    for await (const [s, r] of zip(this.trainBatches(this.order('train', epoch)), this.receiverBatches('train', this.order('train', epoch), true))) {
       yield { x: s.x, target: r.x };
     }
   }
