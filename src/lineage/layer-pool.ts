@@ -1,9 +1,10 @@
 /**
  * Worker threads for the per-layer work of a lineage measurement, so that reading the
  * weights, their statistics, the Gram product and the mean |dW| clustering distance use
- * every core instead of one. The main thread reads each model's layer into a shared
- * buffer and says which rows are ready; the workers take rows as they come (weight
- * statistics: kurtosis and sum of squares), then, once every row is in, column blocks of
+ * every core instead of one. The main thread reads each model's layer (or column panel of
+ * it, measure.ts) into a shared buffer and says which rows are ready; the workers take rows
+ * as they come (weight moments, merged into each row's running moments), then, once every
+ * row is in, column blocks of
  * the Gram product and of the |dW| sums (abs-diff.ts); the main thread, done reading,
  * joins in instead of waiting. Each thread has its own single-threaded ONNX Runtime
  * session and its own SIMD kernels, so a thread the OS pauses holds up only its own block,

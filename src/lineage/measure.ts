@@ -1,6 +1,7 @@
 /**
- * One pass over the models' weights, one layer at a time across all models (memory:
- * one layer x number of models), producing everything lineage needs: the pairwise
+ * One pass over the models' weights, one layer at a time across all models, read in column
+ * panels (memory: one panel of about PANEL_BYTES; one layer x number of models where whole
+ * matrices are needed), producing everything lineage needs: the pairwise
  * distance D, the clustering distance, per-model kurtosis and weight norms.
  *
  * - ft: D[u,v] = mean over selected layers of sqrt(mean((W_u - W_v)^2)) (Gram product of the

@@ -285,7 +285,9 @@ class Cell {
     // in list order: batches are views of the cached activations, nothing is gathered
     const inOrder = Int32Array.from({ length: l.indices.length }, (_, i) => i);
     const create = (): Promise<ModelSession> => ModelSession.create(buildPooling(this.spec), this.ctx.session);
-    await this.sessions.pooling.with(specKey(this.spec), create, async (session) => {
+    // the front depends on the sender's shape only: one session serves every receiver of the row
+    const key = `${this.spec.from.join('x')}|${JSON.stringify(this.spec.unpatchify ?? null)}`;
+    await this.sessions.pooling.with(key, create, async (session) => {
       const name = session.outputNames[0]!;
       for await (const b of this.senderBatches('train', inOrder)) {
         const y = (await session.run({ x: { dims: [b.size, ...this.spec.from], data: b.x } }, [name]))[name]!.data as Float32Array;
