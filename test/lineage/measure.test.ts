@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { writeSafetensors } from '../../src/io/safetensors.js';
-import { float32 } from '../../src/onnx/tensor.js';
+import { float32, floatToHalf, tensor } from '../../src/onnx/tensor.js';
 import { closeSources, openSources, type ModelSource } from '../../src/lineage/sources.js';
 import { MIN_PANEL_BYTES, layerPanels, measureModels, type MeasureOptions, type Measurements } from '../../src/lineage/measure.js';
 import { MOMENT_CHUNK, weightMoments } from '../../src/lineage/kurtosis.js';
@@ -116,6 +116,26 @@ test('layers read in column panels give the distances of whole layers (near pair
     Float64Array.from(weights, (w) => weightMoments(w).kurtosis),
     'the kurtosis of a layer read whole is weightMoments of it',
   );
+});
+
+test('half-precision weights (F16, BF16) read in panels give what whole layers give', async () => {
+  const rng = new Rng(12);
+  const base = Float32Array.from({ length: SIDE * SIDE }, () => 0.05 * rng.normal());
+  for (const dtype of ['float16', 'bfloat16'] as const) {
+    const dir = tempDir();
+    const toWords = (w: Float32Array): number[] =>
+      dtype === 'float16' ? Array.from(w, floatToHalf) : Array.from(new Uint32Array(Float32Array.from(w).buffer), (bits) => bits >>> 16);
+    for (let i = 0; i < 4; i++)
+      writeSafetensors(join(dir, `h${i}.safetensors`), {
+        'big.weight': tensor(dtype, [SIDE, SIDE], toWords(Float32Array.from(base, (v) => v + 0.01 * i * rng.normal()))),
+      });
+    const whole = await measure(dir, {}, wholeOnly);
+    const paneled = await measure(dir, { panelBytes: 4 * 4 * MOMENT_CHUNK, workers: 1 });
+    assert.ok(whole.d[1]! > 0, dtype);
+    assert.ok(worstRelative(paneled.d, whole.d) <= 1e-12, `${dtype}: distances`);
+    assert.deepEqual(paneled.kurtosis, whole.kurtosis, `${dtype}: kurtosis`);
+    assert.deepEqual(paneled.meanSquare, whole.meanSquare, `${dtype}: norms`);
+  }
 });
 
 test('the panel budget is checked before any work', async () => {
