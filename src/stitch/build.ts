@@ -214,14 +214,25 @@ export function pooledSpec(s: StitchSpec): StitchSpec | undefined {
   return { ...rest, kind: 'linear', from: [s.from.length === 3 ? s.from[0]! : s.from[1]!] };
 }
 
-/** The parameter-free front of a pool-linear stitch alone (pooledSpec): x [N, ...from] -> [N, features], by the stitch graph's own operators. */
+/**
+ * The parameter-free front of a pool-linear stitch alone (pooledSpec): x [N, ...from] ->
+ * [N, features], by the stitch graph's own operators. Its sizes are symbolic unless a token
+ * grid is read as an image (the reshape needs them), so one session serves every sender of a
+ * rank: poolingKey says which fronts are the same graph.
+ */
 export function buildPooling(s: StitchSpec): Model {
   if (!pooledSpec(s)) throw new Error(`buildPooling: a ${s.kind} stitch${s.bnBefore ? ' with BatchNorm before it' : ''} has no parameter-free pooling front`);
   const g = emptyGraph('stitch-pooling');
-  g.inputs.push({ name: STITCH_IN, dtype: 'float32', shape: ['N', ...s.from] });
+  const sizes = s.unpatchify ? s.from : s.from.map((_, i) => `d${i + 1}`);
+  g.inputs.push({ name: STITCH_IN, dtype: 'float32', shape: ['N', ...sizes] });
   const { core } = senderSide(g, s, STITCH_IN);
-  g.outputs.push({ name: core, dtype: 'float32', shape: ['N', ...pooledSpec(s)!.from] });
+  g.outputs.push({ name: core, dtype: 'float32', shape: ['N', s.unpatchify ? s.from[1]! : 'features'] });
   return createModel(g);
+}
+
+/** Pool-linear stitches whose fronts (buildPooling) are the same graph have the same key. */
+export function poolingKey(s: StitchSpec): string {
+  return s.unpatchify ? `${s.from.join('x')}|${s.unpatchify.extra}|${s.unpatchify.grid.join('x')}` : `rank ${s.from.length}`;
 }
 
 const isLinear = (k: StitchKind): boolean => k === 'pool-linear' || k === 'flatten-linear' || k === 'linear' || k === 'class-linear';

@@ -18,7 +18,16 @@ import type { StitchContext } from './context.js';
 import type { StitchCut } from './cuts.js';
 import type { PairKind, RandomBatchNorm } from './controls.js';
 import { type FlatFrom, type StitchKind, type StitchSpec, planStitch, specKey } from './plan.js';
-import { type StitchWeights, buildPooling, buildStitch, initialWeights, pooledSpec, stitchParameters, weightDims as buildStitchDims } from './build.js';
+import {
+  type StitchWeights,
+  buildPooling,
+  buildStitch,
+  initialWeights,
+  pooledSpec,
+  poolingKey,
+  stitchParameters,
+  weightDims as buildStitchDims,
+} from './build.js';
 import { addOutputs } from '../onnx/extract.js';
 import { STITCH_PREFIX, stitchWithSuffix, suffixModel } from './compose.js';
 import { LsqAccumulator, fitErrorOf, solveLsq } from './lsq.js';
@@ -285,9 +294,7 @@ class Cell {
     // in list order: batches are views of the cached activations, nothing is gathered
     const inOrder = Int32Array.from({ length: l.indices.length }, (_, i) => i);
     const create = (): Promise<ModelSession> => ModelSession.create(buildPooling(this.spec), this.ctx.session);
-    // the front depends on the sender's shape only: one session serves every receiver of the row
-    const key = `${this.spec.from.join('x')}|${JSON.stringify(this.spec.unpatchify ?? null)}`;
-    await this.sessions.pooling.with(key, create, async (session) => {
+    await this.sessions.pooling.with(poolingKey(this.spec), create, async (session) => {
       const name = session.outputNames[0]!;
       for await (const b of this.senderBatches('train', inOrder)) {
         const y = (await session.run({ x: { dims: [b.size, ...this.spec.from], data: b.x } }, [name]))[name]!.data as Float32Array;

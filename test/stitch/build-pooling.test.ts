@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { planStitch, type StitchSpec } from '../../src/stitch/plan.js';
-import { buildPooling, buildStitch, initialWeights, pooledSpec, type StitchWeights } from '../../src/stitch/build.js';
+import { buildPooling, buildStitch, initialWeights, pooledSpec, poolingKey, type StitchWeights } from '../../src/stitch/build.js';
 import type { Model } from '../../src/onnx/types.js';
 import { ModelSession } from '../../src/runtime/session.js';
 import { Rng } from '../../src/util/random.js';
@@ -54,6 +54,21 @@ test('a pool-linear stitch is its linear map of the pooled sender: the same weig
     const viaPool = await run(buildStitch(linear, { kind: 'weights', weights: w }), [size, features], pooled);
     assert.equal(full.length, viaPool.length);
     for (let i = 0; i < full.length; i++) assert.ok(Math.abs(full[i]! - viaPool[i]!) <= 1e-5 * (1 + Math.abs(full[i]!)), `${spec.from}: output ${i}`);
+  }
+  // one front serves every sender of a rank (symbolic sizes); a token grid read as an image has its own
+  const small = planStitch([2, 3, 3], [4]),
+    large = planStitch([5, 4, 2], [7]);
+  assert.equal(poolingKey(small), poolingKey(large));
+  assert.notEqual(poolingKey(small), poolingKey(planStitch([7, 6], [3])));
+  assert.notEqual(poolingKey(cases[2]![0]), poolingKey(planStitch([7, 6], [3])));
+  const shared = await ModelSession.create(buildPooling(small), { threads: 1 });
+  try {
+    const x = Float32Array.from({ length: 2 * 40 }, (_, i) => i % 9);
+    const y = (await shared.run({ x: { dims: [2, 5, 4, 2], data: x } }, [shared.outputNames[0]!]))[shared.outputNames[0]!]!.data as Float32Array;
+    assert.deepEqual([...y], [...(await run(buildPooling(large), [2, 5, 4, 2], x))], 'a front built for another shape gives the same pooled values');
+    assert.equal(y.length, 10);
+  } finally {
+    await shared.release();
   }
   // BatchNorm before the map standardises every position, not the pooled vector; other kinds have no pooling front
   assert.equal(pooledSpec(planStitch([6, 5, 3], [4], { bnBefore: true })), undefined);
