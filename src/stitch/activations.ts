@@ -49,6 +49,20 @@ export interface ActivationBatch {
   labels: Int32Array;
 }
 
+/** The batches of `order` (positions in `list`), in order: their positions and dataset labels; the last one short unless `dropLast` drops it. */
+export function* batchPositions(
+  list: ImageList,
+  order: Int32Array,
+  batchSize: number,
+  dropLast: boolean,
+): Generator<{ positions: Int32Array; labels: Int32Array }> {
+  const count = dropLast ? Math.floor(order.length / batchSize) : Math.ceil(order.length / batchSize);
+  for (let k = 0; k < count; k++) {
+    const positions = order.subarray(k * batchSize, Math.min(order.length, (k + 1) * batchSize));
+    yield { positions, labels: Int32Array.from(positions, (p) => list.ds.label(list.indices[p]!)) };
+  }
+}
+
 export interface StoreOptions {
   /** cap on cached activations, bytes (0: never cache) */
   cacheBytes: number;
@@ -131,10 +145,7 @@ export class ActivationStore {
     // development VM), more than the copy itself
     let gather: Float32Array | undefined;
     try {
-      const count = dropLast ? Math.floor(order.length / batchSize) : Math.ceil(order.length / batchSize);
-      for (let k = 0; k < count; k++) {
-        const positions = order.subarray(k * batchSize, Math.min(order.length, (k + 1) * batchSize));
-        const labels = Int32Array.from(positions, (p) => list.ds.label(list.indices[p]!));
+      for (const { positions, labels } of batchPositions(list, order, batchSize, dropLast)) {
         if (entry) {
           this.stats.cachedBatches++;
           yield { x: this.read(entry, positions, (gather ??= new Float32Array(batchSize * perImage))), size: positions.length, positions, labels };

@@ -13,7 +13,7 @@ import { argmaxRow } from '../runtime/argmax.js';
 import { numel } from '../onnx/tensor.js';
 import { Rng, hashSeed } from '../util/random.js';
 import { OptionError } from '../util/errors.js';
-import type { ActivationBatch, Source } from './activations.js';
+import { type ActivationBatch, type Source, batchPositions } from './activations.js';
 import type { StitchContext } from './context.js';
 import type { StitchCut } from './cuts.js';
 import type { PairKind, RandomBatchNorm } from './controls.js';
@@ -272,15 +272,11 @@ class Cell {
    */
   private async *trainBatches(order: Int32Array): AsyncGenerator<ActivationBatch> {
     if (this.trainSpec === this.spec) return yield* this.senderBatches('train', order, true);
-    const l = this.ctx.train;
     const all = await this.pooledSender();
-    const features = this.trainSpec.from[0]!,
-      batchSize = this.o.batchSize;
-    const gather = new Float32Array(batchSize * features);
-    for (let k = 0; k < Math.floor(order.length / batchSize); k++) {
-      const positions = order.subarray(k * batchSize, (k + 1) * batchSize);
+    const features = this.trainSpec.from[0]!;
+    const gather = new Float32Array(this.o.batchSize * features);
+    for (const { positions, labels } of batchPositions(this.ctx.train, order, this.o.batchSize, true)) {
       positions.forEach((p, i) => gather.set(all.subarray(p * features, (p + 1) * features), i * features));
-      const labels = Int32Array.from(positions, (p) => l.ds.label(l.indices[p]!));
       yield { x: gather, size: positions.length, positions, labels };
     }
   }
@@ -291,12 +287,11 @@ class Cell {
     const l = this.ctx.train,
       features = this.trainSpec.from[0]!;
     const out = new Float32Array(l.indices.length * features);
-    // in list order: batches are views of the cached activations, nothing is gathered
-    const inOrder = Int32Array.from({ length: l.indices.length }, (_, i) => i);
     const create = (): Promise<ModelSession> => ModelSession.create(buildPooling(this.spec), this.ctx.session);
     await this.sessions.pooling.with(poolingKey(this.spec), create, async (session) => {
       const name = session.outputNames[0]!;
-      for await (const b of this.senderBatches('train', inOrder)) {
+      // in list order: batches are views of the cached activations, nothing is gathered
+      for await (const b of this.senderBatches('train', this.order('train'))) {
         const y = (await session.run({ x: { dims: [b.size, ...this.spec.from], data: b.x } }, [name]))[name]!.data as Float32Array;
         out.set(y, b.positions[0]! * features);
       }
