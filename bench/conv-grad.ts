@@ -20,6 +20,7 @@ import {
   convWeightGrad,
   type ConvGeometry,
   INPUT_GRAD_METHODS,
+  splitShiftApplies,
   WEIGHT_GRAD_METHODS,
 } from '../src/autodiff/rules/conv.js';
 import { machine, matmulPeak, randomInput, time } from './common.js';
@@ -76,6 +77,11 @@ const ALL_CASES: Case[] = [
   conv3(256, 256, 8),
   conv3(512, 512, 4),
   conv3(512, 512, 2),
+  // the split-shift weight gradient's range (chooseWeightGradMethod)
+  conv3(64, 64, 16),
+  conv3(32, 32, 28),
+  conv3(16, 16, 14),
+  conv3(256, 256, 16),
 ];
 
 const only = args.includes('--cases') ? args[args.indexOf('--cases') + 1]!.split(',').map(Number) : undefined;
@@ -167,6 +173,7 @@ function variants(g: ConvGeometry): Variant[] {
     out.push({ name: `dX ${m}`, graph: e, feeds: { dy, w } });
   }
   for (const m of WEIGHT_GRAD_METHODS) {
+    if (m === 'split-shift' && !splitShiftApplies(g)) continue;
     const e = new GraphEmitter();
     e.output(convWeightGrad(e, g, e.input('x', g.x), e.input('dy', g.y), m));
     out.push({ name: `dW ${m}`, graph: e, feeds: { x, dy } });

@@ -28,8 +28,8 @@ interface TraceEvent {
  * batch statistics `<bn>/batch_mean`) is that operator's forward.
  */
 export function nodeKind(node: string, op: string, forwardOps: ReadonlyMap<string, string>): string {
+  if (/_nchwc_w/.test(node)) return 'weight reorder for NCHWc (ReorderInput/Reshape)';
   if (op === 'ReorderInput' || op === 'ReorderOutput') return 'layout reorder (ReorderInput/Output)';
-  if (/_nchwc_w/.test(node)) return 'weight reorder for NCHWc (Reshape/Transpose)';
   const backward = node.startsWith('grad/');
   const rest = backward ? node.slice(5) : node;
   const owner = longestOwner(rest, forwardOps);

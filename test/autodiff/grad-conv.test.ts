@@ -4,7 +4,18 @@ import { float, int, ints, str } from '../../src/onnx/graph.js';
 import { float32 } from '../../src/onnx/tensor.js';
 import { inferShapes } from '../../src/onnx/shapes.js';
 import { Rng } from '../../src/util/random.js';
-import { RULES, convBiasGrad, convGeometry, convInputGrad, convWeightGrad, INPUT_GRAD_METHODS, WEIGHT_GRAD_METHODS } from '../../src/autodiff/rules/conv.js';
+import {
+  RULES,
+  chooseWeightGradMethod,
+  convBiasGrad,
+  convGeometry,
+  convInputGrad,
+  convWeightGrad,
+  type ConvGeometry,
+  INPUT_GRAD_METHODS,
+  splitShiftApplies,
+  WEIGHT_GRAD_METHODS,
+} from '../../src/autodiff/rules/conv.js';
 import '../helpers/reference/conv.js';
 import { buildModel, node as gnode, runOrt, vi } from '../helpers/graphs.js';
 import { checkGradients, checkOp } from '../helpers/gradcheck.js';
@@ -38,6 +49,10 @@ const CASES: ConvCase[] = [
   },
   { name: '1x1 padded (pads beyond the kernel reach)', x: [1, 2, 3, 3], w: [2, 2, 1, 1], attrs: { pads: ints([1, 1, 1, 1]) } },
   { name: '1-D', x: [2, 3, 9], w: [2, 3, 3], attrs: { pads: ints([1, 2]), strides: ints([2]) } },
+  // split-shift's frame: kernel rows and columns apart, dilation along one axis, end pads of every size
+  { name: '2x3 kernel, dilation (2, 1), asymmetric pads', x: [2, 3, 7, 6], w: [4, 3, 2, 3], attrs: { dilations: ints([2, 1]), pads: ints([1, 0, 2, 2]) } },
+  { name: '3x3, pads 3 (beyond the kernel reach)', x: [1, 2, 4, 5], w: [3, 2, 3, 3], attrs: { pads: ints([3, 3, 3, 3]) } },
+  { name: '4x2 kernel, no top pad, one image', x: [1, 2, 6, 5], w: [2, 2, 4, 2], attrs: { pads: ints([0, 1, 3, 0]) } },
 ];
 
 let id = 0;
@@ -174,4 +189,29 @@ test('a small CNN (Conv, BatchNorm, Relu, MaxPool, Resize, AveragePool, GlobalAv
   for (const batchNorm of ['train', 'eval'] as const) {
     await checkGradients({ model, trainable: ['w1', 'b1', 's1', 'o1', 'w2', 'fc', 'fcb'], inputGradients: ['input'], loss: 'cross-entropy', batchNorm });
   }
+});
+
+test('weight-gradient choice: split-shift for few channels on large maps, patch-matmul otherwise, patch-gemm on tiny maps', () => {
+  const geometry = (c: number, size: number, more: Partial<ConvGeometry> = {}): ConvGeometry => ({
+    x: [128, c, size, size],
+    w: [c, c, 3, 3],
+    y: [128, c, size, size],
+    group: 1,
+    strides: [1, 1],
+    dilations: [1, 1],
+    padsBegin: [1, 1],
+    padsEnd: [1, 1],
+    ...more,
+  });
+  assert.equal(chooseWeightGradMethod(geometry(16, 28)), 'split-shift');
+  assert.equal(chooseWeightGradMethod(geometry(64, 32)), 'split-shift');
+  assert.equal(chooseWeightGradMethod(geometry(32, 14)), 'split-shift');
+  assert.equal(chooseWeightGradMethod(geometry(64, 7)), 'patch-matmul'); // the frame's 2 extra rows on 7
+  assert.equal(chooseWeightGradMethod(geometry(128, 16)), 'patch-matmul'); // the product dominates
+  assert.equal(chooseWeightGradMethod(geometry(512, 4)), 'patch-gemm');
+  assert.equal(chooseWeightGradMethod(geometry(3, 32, { w: [64, 3, 3, 3], y: [128, 64, 32, 32] })), 'patch-matmul'); // an RGB stem: im2col writes less
+  assert.equal(chooseWeightGradMethod(geometry(16, 28, { strides: [2, 2], y: [128, 16, 14, 14] })), 'patch-matmul');
+  assert.equal(chooseWeightGradMethod(geometry(16, 28, { group: 2, w: [16, 8, 3, 3] })), 'patch-matmul');
+  assert.equal(splitShiftApplies(geometry(16, 28, { w: [16, 16, 1, 3] })), false);
+  assert.equal(splitShiftApplies(geometry(16, 28, { w: [16, 16, 3, 3, 3], x: [1, 16, 8, 8, 8], y: [1, 16, 8, 8, 8] })), false);
 });

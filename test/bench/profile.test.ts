@@ -23,7 +23,8 @@ test('nodeKind: gradient nodes by their forward node and the Conv rule hints, fu
   assert.equal(nodeKind('bn1_nchwc', 'Conv', ops), 'Conv forward (with fused BatchNorm/ReLU)');
   assert.equal(nodeKind('grad/relu/where.node', 'Where', ops), 'Relu backward');
   assert.equal(nodeKind('conv1_nchwc_in', 'ReorderInput', ops), 'layout reorder (ReorderInput/Output)');
-  assert.equal(nodeKind('conv1_nchwc_wtr', 'Transpose', ops), 'weight reorder for NCHWc (Reshape/Transpose)');
+  assert.equal(nodeKind('conv1_nchwc_wri', 'ReorderInput', ops), 'weight reorder for NCHWc (ReorderInput/Reshape)');
+  assert.equal(nodeKind('conv1_nchwc_wrs', 'Reshape', ops), 'weight reorder for NCHWc (ReorderInput/Reshape)');
   assert.equal(nodeKind('loss/log_softmax', 'LogSoftmax', ops), 'other (LogSoftmax)');
 });
 

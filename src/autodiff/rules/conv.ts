@@ -113,32 +113,33 @@ function flippedPads(g: ConvGeometry): number[] | undefined {
   return pads.every((p) => p >= 0) ? pads : undefined;
 }
 
-/** dX = Conv(dY, W'), W' = W with in/out channels swapped per group and every spatial axis reversed. */
+/**
+ * dX = Conv(dY, W'), W' = W with in/out channels swapped per group and every spatial axis
+ * reversed. Reversing every spatial axis reverses each filter's K = prod(kernel) values
+ * in row-major order, done here as a MatMul of W as [Cout, C/G, K] with the K x K
+ * anti-diagonal permutation (exact: each output is one weight times 1 plus zeros) and
+ * not as a Slice with negative steps, which ORT runs element by element (512x512x3x3:
+ * 6.4 ms vs 0.4 ms).
+ */
 function inputGradByFlippedConv(e: Emitter, g: ConvGeometry, dy: string, w: string, hint: string): string {
   const [cout, cig] = g.w as [number, number];
   const kernel = spatialOf(g.w);
-  const sp = kernel.map((_, i) => i + 2);
+  const k = numel(kernel);
   const G = g.group;
-  let swapped: string;
-  if (G === 1) {
-    swapped = transpose(e, w, [1, 0, ...sp], `${hint}_wt`);
-  } else {
-    const w5 = reshape(e, w, [G, cout / G, cig, ...kernel], `${hint}_w5`);
-    const t5 = transpose(e, w5, [0, 2, 1, ...sp.map((a) => a + 1)], `${hint}_wt5`);
-    swapped = reshape(e, t5, [G * cig, cout / G, ...kernel], `${hint}_wt`);
+  let flipped = w;
+  if (k > 1) {
+    const anti = new Float32Array(k * k);
+    for (let i = 0; i < k; i++) anti[i * k + (k - 1 - i)] = 1;
+    const w3 = reshape(e, w, [cout, cig, k], `${hint}_w3`);
+    flipped = e.emit('MatMul', [w3, e.addConstant(float32([k, k], anti), `${hint}_reverse`)], {}, 1, `${hint}_wflip`)[0]!;
   }
-  const flipped = slice(
-    e,
-    swapped,
-    kernel.map(() => -1),
-    kernel.map(() => -(2 ** 62)),
-    sp,
-    kernel.map(() => -1),
-    `${hint}_wflip`,
-  );
+  const swapped =
+    G === 1
+      ? transpose(e, reshape(e, flipped, [cout, cig, k], `${hint}_wf3`), [1, 0, 2], `${hint}_wt`)
+      : transpose(e, reshape(e, flipped, [G, cout / G, cig, k], `${hint}_wf4`), [0, 2, 1, 3], `${hint}_wt`);
   return e.emit(
     'Conv',
-    [dy, flipped],
+    [dy, reshape(e, swapped, [G * cig, cout / G, ...kernel], `${hint}_w`)],
     {
       kernel_shape: ints(kernel),
       dilations: ints(g.dilations),
@@ -166,8 +167,8 @@ export function convBiasGrad(e: Emitter, g: ConvGeometry, dy: string, hint = 'co
  *   space together (no batch sum, but a transpose of the patches);
  * - 'slice-matmul': im2col by Slices of the padded input, then the same MatMul.
  */
-export type WeightGradMethod = 'transposed-conv' | 'patch-matmul' | 'patch-gemm' | 'slice-matmul';
-export const WEIGHT_GRAD_METHODS: readonly WeightGradMethod[] = ['transposed-conv', 'patch-matmul', 'patch-gemm', 'slice-matmul'];
+export type WeightGradMethod = 'transposed-conv' | 'patch-matmul' | 'patch-gemm' | 'slice-matmul' | 'split-shift';
+export const WEIGHT_GRAD_METHODS: readonly WeightGradMethod[] = ['transposed-conv', 'patch-matmul', 'patch-gemm', 'slice-matmul', 'split-shift'];
 
 export function convWeightGrad(e: Emitter, g: ConvGeometry, x: string, dy: string, method: WeightGradMethod, hint = 'conv_dw'): string {
   switch (method) {
@@ -179,6 +180,8 @@ export function convWeightGrad(e: Emitter, g: ConvGeometry, x: string, dy: strin
       return weightGradByJointGemm(e, g, dy, patchesByConv(e, g, x, hint), hint);
     case 'slice-matmul':
       return weightGradByPatches(e, g, dy, patchesBySlices(e, g, x, hint), hint);
+    case 'split-shift':
+      return splitShiftApplies(g) ? weightGradBySplitShifts(e, g, x, dy, hint) : weightGradByPatches(e, g, dy, patchesByConv(e, g, x, hint), hint);
   }
 }
 
@@ -326,6 +329,61 @@ function weightGradByPatches(e: Emitter, g: ConvGeometry, dy: string, patches: s
   return reshape(e, sum, g.w, hint);
 }
 
+/**
+ * Where 'split-shift' applies: 2-D, one group, stride 1, a kernel of at least two rows
+ * and two columns (with one of either it is plain im2col with an extra copy).
+ */
+export function splitShiftApplies(g: ConvGeometry): boolean {
+  const kernel = spatialOf(g.w);
+  return kernel.length === 2 && g.group === 1 && g.strides.every((s) => s === 1) && kernel.every((k) => k >= 2);
+}
+
+/**
+ * `taps` shifted copies of every channel of `x` by a depthwise Conv with one-hot kernels
+ * (channel c's copy j is output channel c * taps + j), written once by the Conv. The
+ * kernel's taps lie along one axis (`kernel` is [taps, 1] or [1, taps]); `reverse`
+ * puts copy j's one at tap taps - 1 - j.
+ */
+function shiftedCopies(e: Emitter, x: string, channels: number, kernel: number[], dilations: number[], pads: number[], reverse: boolean, hint: string): string {
+  const taps = numel(kernel);
+  const onehot = new Float32Array(channels * taps * taps);
+  for (let c = 0; c < channels; c++) for (let j = 0; j < taps; j++) onehot[(c * taps + j) * taps + (reverse ? taps - 1 - j : j)] = 1;
+  const w = e.addConstant(float32([channels * taps, 1, ...kernel], onehot), `${hint}_onehot`);
+  return e.emit('Conv', [x, w], { kernel_shape: ints(kernel), dilations: ints(dilations), pads: ints(pads), group: int(channels) }, 1, hint)[0]!;
+}
+
+/**
+ * dW by shifting X along the width and dY along the height (stride 1, one group; see
+ * splitShiftApplies). With kernel kh x kw, dilation (dh, dw) and R = Ho + (kh - 1) dh
+ * frame rows per image:
+ *   P[n, (c, j), r, x] = Xpad[n, c, r, x + j dw]        (kw copies of X, rows r < R)
+ *   Q[n, (o, i), r, x] = dY[n, o, r - i dh, x]           (kh copies of dY, 0 outside)
+ *   sum over r, x of Q P = sum over y, x of dY[y, x] Xpad[y + i dh, x + j dw] = dW[o, c, i, j]
+ * so one MatMul per image over the R x Wo frame positions, summed over the batch, gives
+ * every (i, j) at once. The copies hold (kw C + kh O) R Wo values per image where im2col's
+ * patches hold kh kw C Ho Wo: 2/3 of them for a 3x3 kernel with C = O, and the Conv that
+ * writes each copy has a third of the taps (bench/conv-grad.ts: 0.6-0.85x the time of
+ * patch-matmul on 14x14 to 32x32 maps). The frame's (kh - 1) dh extra rows cost that share
+ * of extra products, which is why small maps keep patch-matmul.
+ */
+function weightGradBySplitShifts(e: Emitter, g: ConvGeometry, x: string, dy: string, hint: string): string {
+  const [n, cin, h] = g.x as [number, number, number, number];
+  const [cout, , kh, kw] = g.w as [number, number, number, number];
+  const [, , ho, wo] = g.y as [number, number, number, number];
+  const [dh, dw] = g.dilations as [number, number];
+  const [pt, pl] = g.padsBegin as [number, number];
+  const pr = g.padsEnd[1]!;
+  const rows = ho + (kh - 1) * dh;
+  // stride 1: rows - h - pt is the forward's end pad, never negative
+  const p = shiftedCopies(e, x, cin, [1, kw], [1, dw], [pt, pl, rows - h - pt, pr], false, `${hint}_xshift`);
+  const q = shiftedCopies(e, dy, cout, [kh, 1], [dh, 1], [(kh - 1) * dh, 0, (kh - 1) * dh, 0], true, `${hint}_dyshift`);
+  const p3 = reshape(e, p, [n, cin * kw, rows * wo], `${hint}_p3`);
+  const qt = transpose(e, reshape(e, q, [n, cout * kh, rows * wo], `${hint}_q3`), [0, 2, 1], `${hint}_qt`);
+  const prod = e.emit('MatMul', [p3, qt], {}, 1, `${hint}_mm`)[0]!;
+  const sum = reshape(e, reduceSum(e, prod, [0], false, `${hint}_sum`), [cin, kw, cout, kh], `${hint}_sum4`);
+  return transpose(e, sum, [2, 0, 3, 1], hint);
+}
+
 /** dW[g, o, ck] = dY[g, o, (n l)] . P[g, ck, (n l)]^T: batch and space contracted in one product. */
 function weightGradByJointGemm(e: Emitter, g: ConvGeometry, dy: string, patches: string, hint: string): string {
   const { n, G, cog, ck, l, dy4, p4 } = perGroup(e, g, dy, patches, hint);
@@ -345,9 +403,22 @@ function weightGradByJointGemm(e: Emitter, g: ConvGeometry, dy: string, patches:
  * patch-matmul is the fastest weight gradient (0.7-1.5x the forward) except on tiny
  * output maps, where its per-image products are too thin (K = output positions) and the
  * single large product of patch-gemm wins (4x4: 1.0x vs 1.5x, 2x2: 0.6x vs 1.6x).
+ * split-shift beats patch-matmul where writing the patches is a large part of the work:
+ * few channels on large maps (one session running each alone, batch 128, 3x3: 16->16
+ * at 28x28 8.7 -> 6.1 ms, 32->32 at 14x14 6.3 -> 5.1, 64->64 at 32x32 59.6 -> 44.9,
+ * 96->96 at 28x28 batch 32 21.9 -> 19.3); it loses where its frame's extra rows cost
+ * more than the copies save (64->64 at 7x7 6.3 -> 7.0) or the product dominates
+ * (128->128 at 16x16 and 28x28 even, 256->256 at 8x8 and 14x14 20-25% slower).
  */
 export function chooseWeightGradMethod(g: ConvGeometry): WeightGradMethod {
-  return numel(spatialOf(g.y)) <= 25 ? 'patch-gemm' : 'patch-matmul';
+  if (numel(spatialOf(g.y)) <= 25) return 'patch-gemm';
+  if (!splitShiftApplies(g)) return 'patch-matmul';
+  const [cout, cin, kh, kw] = g.w as [number, number, number, number];
+  const ho = g.y[2]!;
+  const frameRows = (kh - 1) * g.dilations[0]!;
+  // fewer values written than im2col's patches (not so with few input channels, e.g. an RGB stem)
+  const fewerCopies = (kw * cin + kh * cout) * (ho + frameRows) < kh * kw * cin * ho;
+  return fewerCopies && Math.max(cin, cout) <= 96 && 7 * frameRows <= ho ? 'split-shift' : 'patch-matmul';
 }
 
 /** flipped-conv (0.7-1.1x the forward) where it applies, i.e. stride 1; ConvTranspose (1.2-1.6x) otherwise. */
