@@ -49,9 +49,15 @@ const pow: GradRule = (c) =>
 
 const neg: GradRule = (c) => [emit1(c, 'Neg', [dY(c)])];
 
+/**
+ * dY where Y > 0, as dY * Cast(Y > 0): ONNX Runtime's Where is a slow generic kernel, and
+ * Cast + Mul measured faster in a training step (ResNet(1,1,1,1) w0.25, ReLU backward
+ * 9.5 -> 5.6-6.0 ms per step; Ceil(Min(Y, 1)) * dY 7.0-7.4). Reading the output Y, not
+ * the input (Y > 0 exactly where X > 0), lets the input go once the forward used it.
+ */
 const relu: GradRule = (c) => {
-  const zero = scalarConstant(c, 0);
-  return [emit1(c, 'Where', [emit1(c, 'Greater', [X(c), zero]), dY(c), zero])];
+  const positive = emit1(c, 'Greater', [Y(c), scalarConstant(c, 0)]);
+  return [emit1(c, 'Mul', [dY(c), emit1(c, 'Cast', [positive], { to: int(dtypeCode(c.dtype(Y(c)))) })])];
 };
 
 const leakyRelu: GradRule = (c) => {
