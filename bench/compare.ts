@@ -5,7 +5,7 @@
  * neighbour hits both sides alike. Prints both figures and the ratio (modelsmith / PyTorch,
  * > 1: modelsmith is faster) per model with the CPU model.
  *
- *   npm run bench:compare [-- --quick] [-- --threads 2] [-- --json] [-- --python /usr/bin/python3]
+ *   npm run bench:compare [-- --quick] [-- --threads 2] [-- --json] [-- --python /usr/bin/python3] [-- --default-malloc]
  *
  * Stitching: the grid of bench/stitch.ts (cached sender activations) next to
  * tools/torch/bench_stitch.py, the same grid in plain PyTorch, one sender row at a time
@@ -16,6 +16,16 @@
  *
  * `--only training,inference,stitch` picks sections (default all three). Without a
  * Python that imports torch it prints one line saying so and exits 0.
+ *
+ * Both sides run with glibc's allocator told to keep and reuse freed memory
+ * (ALLOCATOR_ENV): PyTorch's CPU allocator hands every large tensor back to the system
+ * and maps a fresh one on the next step, and on a VM where a first-touched page is
+ * expensive (this project's CI machines: 6-10 s per GB) that made PyTorch 2-3x slower
+ * than its kernels (training, 2-core AMD EPYC VM, 2026-12-07: VGG-11 96.7 -> 294.5
+ * images/s, ResNet-18 23.3 -> 86.9, ResNet(1,1,1,1) w0.25 744 -> 1501-2056); modelsmith's
+ * figures do not move with it (ONNX Runtime's arena already reuses its buffers).
+ * `--default-malloc` runs both with the allocator's defaults, as the figures before that
+ * date were measured.
  */
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -28,6 +38,14 @@ const quick = args.includes('--quick');
 const json = args.includes('--json');
 const threads = flag('--threads', '2');
 const python = flag('--python', process.env['PYTHON'] ?? '/usr/bin/python3');
+/**
+ * glibc malloc tunables for both benchmark processes: no mmap for large blocks (they come
+ * from the heap and are reused), never trim the heap, grow it 256 MB at a time.
+ */
+const ALLOCATOR_ENV: Record<string, string> = args.includes('--default-malloc')
+  ? {}
+  : { MALLOC_MMAP_MAX_: '0', MALLOC_TRIM_THRESHOLD_: String(2 ** 40), MALLOC_TOP_PAD_: String(256 * 2 ** 20) };
+const childEnv = { ...process.env, ...ALLOCATOR_ENV };
 const SECTIONS = ['training', 'inference', 'stitch'] as const;
 const sections = flag('--only', SECTIONS.join(',')).split(',');
 for (const s of sections) {
@@ -67,7 +85,7 @@ interface Row {
 }
 
 function runJson<T = { results: Record<string, unknown>[] }>(cmd: string, argv: string[]): T {
-  const r = spawnSync(cmd, argv, { encoding: 'utf8', maxBuffer: 1 << 26 });
+  const r = spawnSync(cmd, argv, { encoding: 'utf8', maxBuffer: 1 << 26, env: childEnv });
   if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')} failed: ${(r.stderr || '').trim().split('\n').pop()}`);
   return JSON.parse(r.stdout) as T;
 }
@@ -87,7 +105,14 @@ const stitchRows: StitchRow[] = [];
 const log = (s: string): void => {
   if (!json) console.log(s);
 };
-log(`machine: ${machine()}; threads ${threads}; PyTorch ${torchVersion}${quick ? ' (--quick: a smoke check, not a measurement)' : ''}`);
+const allocator = Object.keys(ALLOCATOR_ENV).length
+  ? `glibc malloc reusing freed memory (${Object.entries(ALLOCATOR_ENV)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ')})`
+  : 'glibc malloc defaults';
+log(
+  `machine: ${machine()}; threads ${threads}; PyTorch ${torchVersion}; both sides: ${allocator}${quick ? ' (--quick: a smoke check, not a measurement)' : ''}`,
+);
 for (const kind of ['training', 'inference'] as const) {
   if (!sections.includes(kind)) continue;
   for (const m of MODELS) {
@@ -166,6 +191,7 @@ if (json)
         machine: machine(),
         threads: Number(threads),
         pytorch: torchVersion,
+        allocator: ALLOCATOR_ENV,
         quick,
         rows,
         stitch: { trainImages: Number(stitchTrain), testImages: Number(stitchTest), cells: stitchRows },
