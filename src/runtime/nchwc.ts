@@ -8,8 +8,8 @@
  * initializers, because it reorders the weights once at load time. A training step's
  * convolutions therefore fell back to the generic im2col path, 1.5-2x slower on small
  * feature maps (measured: bench/conv-grad.ts "forward, weights as input" vs "as
- * initializer"). Writing the weight reorder as ordinary Reshape/Transpose nodes lets
- * the blocked kernel run with weights that change every step.
+ * initializer"). Writing the weight reorder as graph nodes (two ReorderInputs and
+ * Reshapes) lets the blocked kernel run with weights that change every step.
  *
  * The lowering is applied only to the graph handed to ORT's CPU provider; the models
  * modelsmith writes, inspects and differentiates stay standard ONNX. The block size

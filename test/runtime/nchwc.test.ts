@@ -15,8 +15,15 @@ const block = await nchwcBlockSize();
 function convs(): ReturnType<typeof buildModel> {
   const rng = new Rng(4);
   return buildModel({
-    inputs: [vi('x', [2, 16, 9, 9]), vi('w', [16, 16, 3, 3]), vi('wg', [16, 8, 3, 3]), vi('w3', [3, 16, 1, 1])],
-    outputs: ['plain', 'strided', 'dilated', 'grouped', 'odd', 'constant'],
+    inputs: [
+      vi('x', [2, 16, 9, 9]),
+      vi('w', [16, 16, 3, 3]),
+      vi('wg', [16, 8, 3, 3]),
+      vi('w3', [3, 16, 1, 1]),
+      vi('x48', [2, 48, 7, 6]),
+      vi('w48', [32, 48, 3, 2]),
+    ],
+    outputs: ['plain', 'strided', 'dilated', 'grouped', 'odd', 'constant', 'blocks'],
     initializers: { b: randn(rng, [16]), wc: randn(rng, [16, 16, 3, 3]) },
     nodes: [
       node('Conv', ['x', 'w', 'b'], ['plain'], { pads: ints([1, 1, 1, 1]) }, 'plain'),
@@ -25,6 +32,8 @@ function convs(): ReturnType<typeof buildModel> {
       node('Conv', ['x', 'wg'], ['grouped'], { group: int(2) }, 'grouped'),
       node('Conv', ['x', 'w3'], ['odd'], {}, 'odd'),
       node('Conv', ['x', 'wc'], ['constant'], {}, 'constant'),
+      // several channel blocks on both sides of the weight and a non-square kernel: both weight reorders do work
+      node('Conv', ['x48', 'w48'], ['blocks'], { pads: ints([1, 0, 1, 1]) }, 'blocks'),
     ],
   });
 }
@@ -39,7 +48,7 @@ test('lowering rewrites only 2-D single-group convs with run-time weights and di
     .filter((n) => n.domain === NCHWC_DOMAIN && n.opType === 'Conv')
     .map((n) => n.name)
     .sort();
-  assert.deepEqual(blocked, ['dilated', 'plain', 'strided']);
+  assert.deepEqual(blocked, ['blocks', 'dilated', 'plain', 'strided']);
   assert.ok(lowered.opsets.some((o) => o.domain === NCHWC_DOMAIN));
   assert.equal(lowerConvs(createZooModel('lenet5'), block!).graph.nodes.length, createZooModel('lenet5').graph.nodes.length, 'constant weights untouched');
 });
@@ -47,7 +56,14 @@ test('lowering rewrites only 2-D single-group convs with run-time weights and di
 test('lowered convolutions compute what the plain ones compute', { skip: block === null }, async () => {
   const model = convs();
   const rng = new Rng(9);
-  const feeds = { x: randn(rng, [2, 16, 9, 9]), w: randn(rng, [16, 16, 3, 3]), wg: randn(rng, [16, 8, 3, 3]), w3: randn(rng, [3, 16, 1, 1]) };
+  const feeds = {
+    x: randn(rng, [2, 16, 9, 9]),
+    w: randn(rng, [16, 16, 3, 3]),
+    wg: randn(rng, [16, 8, 3, 3]),
+    w3: randn(rng, [3, 16, 1, 1]),
+    x48: randn(rng, [2, 48, 7, 6]),
+    w48: randn(rng, [32, 48, 3, 2]),
+  };
   const plain = await ModelSession.create(model, { threads: 1, nchwc: false });
   const fast = await ModelSession.create(model, { threads: 1 });
   const a = await plain.run(feeds);
