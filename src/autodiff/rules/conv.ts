@@ -126,16 +126,16 @@ function inputGradByFlippedConv(e: Emitter, g: ConvGeometry, dy: string, w: stri
   const kernel = spatialOf(g.w);
   const k = numel(kernel);
   const G = g.group;
-  let flipped = w;
+  const w3 = reshape(e, w, [cout, cig, k], `${hint}_w3`);
+  let flipped = w3;
   if (k > 1) {
     const anti = new Float32Array(k * k);
     for (let i = 0; i < k; i++) anti[i * k + (k - 1 - i)] = 1;
-    const w3 = reshape(e, w, [cout, cig, k], `${hint}_w3`);
     flipped = e.emit('MatMul', [w3, e.addConstant(float32([k, k], anti), `${hint}_reverse`)], {}, 1, `${hint}_wflip`)[0]!;
   }
   const swapped =
     G === 1
-      ? transpose(e, reshape(e, flipped, [cout, cig, k], `${hint}_wf3`), [1, 0, 2], `${hint}_wt`)
+      ? transpose(e, flipped, [1, 0, 2], `${hint}_wt`)
       : transpose(e, reshape(e, flipped, [G, cout / G, cig, k], `${hint}_wf4`), [0, 2, 1, 3], `${hint}_wt`);
   return e.emit(
     'Conv',
@@ -362,9 +362,10 @@ function shiftedCopies(e: Emitter, x: string, channels: number, kernel: number[]
  * so one MatMul per image over the R x Wo frame positions, summed over the batch, gives
  * every (i, j) at once. The copies hold (kw C + kh O) R Wo values per image where im2col's
  * patches hold kh kw C Ho Wo: 2/3 of them for a 3x3 kernel with C = O, and the Conv that
- * writes each copy has a third of the taps (bench/conv-grad.ts: 0.6-0.85x the time of
- * patch-matmul on 14x14 to 32x32 maps). The frame's (kh - 1) dh extra rows cost that share
- * of extra products, which is why small maps keep patch-matmul.
+ * writes each copy has a third of the taps (0.70-0.82x the time of patch-matmul on 14x14
+ * to 32x32 maps with one session each; bench/conv-grad.ts, interleaved: 0.68-0.91x). The
+ * frame's (kh - 1) dh extra rows cost that share of extra products, which is why small
+ * maps keep patch-matmul.
  */
 function weightGradBySplitShifts(e: Emitter, g: ConvGeometry, x: string, dy: string, hint: string): string {
   const [n, cin, h] = g.x as [number, number, number, number];
