@@ -92,7 +92,6 @@ class SingleFile implements SafetensorsFile {
     const e = this.entry(name);
     const count = numel(e.shape);
     if (count !== target.length) throw new UserError(`${this.path}: tensor "${name}" holds ${count} values, expected ${target.length}`);
-    if (irDType(e.dtype) !== 'float32') return target.set(this.readFloat32(name));
     this.readFloat32SliceInto(name, 0, target);
   }
 

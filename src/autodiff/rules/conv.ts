@@ -181,7 +181,7 @@ export function convWeightGrad(e: Emitter, g: ConvGeometry, x: string, dy: strin
     case 'slice-matmul':
       return weightGradByPatches(e, g, dy, patchesBySlices(e, g, x, hint), hint);
     case 'split-shift':
-      return splitShiftApplies(g) ? weightGradBySplitShifts(e, g, x, dy, hint) : weightGradByPatches(e, g, dy, patchesByConv(e, g, x, hint), hint);
+      return splitShiftApplies(g) ? weightGradBySplitShifts(e, g, x, dy, hint) : convWeightGrad(e, g, x, dy, 'patch-matmul', hint);
   }
 }
 
