@@ -12,7 +12,7 @@ import { analyzeShapes } from '../onnx/shapes.js';
 import { foldConstants } from '../onnx/fold.js';
 import { runningStatistics } from '../onnx/parameters.js';
 import { isNum } from '../onnx/dims.js';
-import { toNumbers } from '../onnx/tensor.js';
+import { tensor, toNumbers } from '../onnx/tensor.js';
 import { removeDeadNodes, removeUnused, usedTensors } from '../onnx/prune.js';
 import { UserError } from '../util/errors.js';
 import { GraphWriter, differentiate, isFloat } from './grad.js';
@@ -318,6 +318,8 @@ function batchStatistics(w: GraphWriter): NormRewrite {
       w.emit('Mul', [w.emit('ReduceSum', [t, axes], { keepdims: int(keepdims) }, 1, `${h}_sum`)[0]!, perValue], {}, 1, h)[0]!;
     const meanKept = meanOf(x, 1, `${hint}_mean_kept`);
     const centred = w.emit('Sub', [x, meanKept], {}, 1, `${hint}_centred`)[0]!;
+    // Mul + ReduceSum, not ReduceSumSquare: ORT's ReduceSumSquare over these axes took longer than both
+    // (w0.25's 16x28x28 maps at batch 128: 0.97 vs 0.46 + 0.29 ms, Intel Xeon)
     const squares = w.emit('Mul', [centred, centred], {}, 1, `${hint}_squares`)[0]!;
     const variance = meanOf(squares, 0, `${hint}_var`);
     const mean = w.emit('Reshape', [meanKept, w.ints([channels], 'shape')], {}, 1, `${hint}_mean`)[0]!;
@@ -331,9 +333,13 @@ function batchStatistics(w: GraphWriter): NormRewrite {
       count,
     });
     inferenceForm(node, used);
-    node.inputs = [x, node.inputs[1]!, node.inputs[2]!, mean, variance];
+    // normalises the centred values (mean input zero): the gradient rule then reads x_hat's
+    // numerator from them instead of recomputing it, and X is free after the Sub
+    const zeros = w.constant(tensor(w.dtype(x), [channels], new Array<number>(channels).fill(0)), 'zero_mean');
+    node.inputs = [centred, node.inputs[1]!, node.inputs[2]!, zeros, variance];
     out.views.set(node, { ...node, inputs: [...node.inputs], attributes: { ...node.attributes, training_mode: int(1) } });
-    out.stop.add(mean).add(variance);
+    // the rule's training-mode gradient already runs through the batch statistics
+    out.stop.add(meanKept).add(mean).add(variance);
   }
   w.graph.nodes = topoSort(w.graph);
   return out;

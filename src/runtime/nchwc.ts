@@ -103,6 +103,8 @@ export function lowerConvs(model: Model, block: number, shapes?: ReadonlyMap<str
   };
   const initializers = new Map(g.initializers);
   const nodes: Node[] = [];
+  // one blocked copy per input tensor: a ResNet block's input feeds conv1 and the downsample
+  const blocked = new Map<string, string>();
   let lowered = 0;
   for (const node of g.nodes) {
     const wShape = eligible(node, block, known, g.initializers);
@@ -121,14 +123,16 @@ export function lowerConvs(model: Model, block: number, shapes?: ReadonlyMap<str
     const shape4 = fresh(`${node.name}_nchwc_s4`);
     initializers.set(shapeBo, int64([4], [o / block, block, (c / block) * kh * kw * block, 1]));
     initializers.set(shape4, int64([4], [o, c, kh, kw]));
-    const xb = fresh(`${node.name}_nchwc_x`);
+    const reused = blocked.get(x);
+    const xb = reused ?? fresh(`${node.name}_nchwc_x`);
+    blocked.set(x, xb);
     const wi = fresh(`${node.name}_nchwc_wi`);
     const wo = fresh(`${node.name}_nchwc_wo`);
     const wob = fresh(`${node.name}_nchwc_wob`);
     const wb = fresh(`${node.name}_nchwc_w`);
     const yb = fresh(`${node.name}_nchwc_y`);
+    if (!reused) nodes.push({ name: fresh(`${node.name}_nchwc_in`), opType: 'ReorderInput', domain: NCHWC_DOMAIN, inputs: [x], outputs: [xb], attributes: {} });
     nodes.push(
-      { name: fresh(`${node.name}_nchwc_in`), opType: 'ReorderInput', domain: NCHWC_DOMAIN, inputs: [x], outputs: [xb], attributes: {} },
       { name: fresh(`${node.name}_nchwc_wri`), opType: 'ReorderInput', domain: NCHWC_DOMAIN, inputs: [w], outputs: [wi], attributes: {} },
       { name: fresh(`${node.name}_nchwc_wrs`), opType: 'Reshape', inputs: [wi, shapeBo], outputs: [wo], attributes: {} },
       { name: fresh(`${node.name}_nchwc_wro`), opType: 'ReorderInput', domain: NCHWC_DOMAIN, inputs: [wo], outputs: [wob], attributes: {} },

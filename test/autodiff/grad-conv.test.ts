@@ -191,11 +191,11 @@ test('a small CNN (Conv, BatchNorm, Relu, MaxPool, Resize, AveragePool, GlobalAv
   }
 });
 
-test('weight-gradient choice: split-shift for few channels on large maps, patch-matmul otherwise, patch-gemm on tiny maps', () => {
-  const geometry = (c: number, size: number, more: Partial<ConvGeometry> = {}): ConvGeometry => ({
-    x: [128, c, size, size],
+test('weight-gradient choice: transposed-conv where dY fits in cache, split-shift for few channels on large maps, patch-matmul otherwise, patch-gemm on tiny maps', () => {
+  const geometry = (c: number, size: number, more: Partial<ConvGeometry> = {}, batch = 128): ConvGeometry => ({
+    x: [batch, c, size, size],
     w: [c, c, 3, 3],
-    y: [128, c, size, size],
+    y: [batch, c, size, size],
     group: 1,
     strides: [1, 1],
     dilations: [1, 1],
@@ -206,11 +206,16 @@ test('weight-gradient choice: split-shift for few channels on large maps, patch-
   assert.equal(chooseWeightGradMethod(geometry(16, 28)), 'split-shift');
   assert.equal(chooseWeightGradMethod(geometry(64, 32)), 'split-shift');
   assert.equal(chooseWeightGradMethod(geometry(32, 14)), 'split-shift');
-  assert.equal(chooseWeightGradMethod(geometry(64, 7)), 'patch-matmul'); // the frame's 2 extra rows on 7
+  // dY of at most 2 MiB: the swapped convolution reads it from cache
+  assert.equal(chooseWeightGradMethod(geometry(64, 7)), 'transposed-conv'); // 1.6 MB
+  assert.equal(chooseWeightGradMethod(geometry(512, 2)), 'transposed-conv'); // 1 MB
+  assert.equal(chooseWeightGradMethod(geometry(16, 28, { strides: [2, 2], y: [128, 16, 14, 14] })), 'transposed-conv');
+  assert.equal(chooseWeightGradMethod(geometry(64, 7, { w: [64, 64, 1, 1], padsBegin: [0, 0], padsEnd: [0, 0] })), 'patch-matmul'); // 1x1: the patches are X
+  assert.equal(chooseWeightGradMethod(geometry(64, 7, {}, 512)), 'patch-matmul'); // 6.4 MB; the frame's 2 extra rows on 7
+  assert.equal(chooseWeightGradMethod(geometry(16, 28, { strides: [2, 2], y: [512, 16, 14, 14] }, 512)), 'patch-matmul');
   assert.equal(chooseWeightGradMethod(geometry(128, 16)), 'patch-matmul'); // the product dominates
-  assert.equal(chooseWeightGradMethod(geometry(512, 4)), 'patch-gemm');
+  assert.equal(chooseWeightGradMethod(geometry(512, 4)), 'patch-gemm'); // 4 MB
   assert.equal(chooseWeightGradMethod(geometry(3, 32, { w: [64, 3, 3, 3], y: [128, 64, 32, 32] })), 'patch-matmul'); // an RGB stem: im2col writes less
-  assert.equal(chooseWeightGradMethod(geometry(16, 28, { strides: [2, 2], y: [128, 16, 14, 14] })), 'patch-matmul');
   assert.equal(chooseWeightGradMethod(geometry(16, 28, { group: 2, w: [16, 8, 3, 3] })), 'patch-matmul');
   assert.equal(splitShiftApplies(geometry(16, 28, { w: [16, 16, 1, 3] })), false);
   assert.equal(splitShiftApplies(geometry(16, 28, { w: [16, 16, 3, 3, 3], x: [1, 16, 8, 8, 8], y: [1, 16, 8, 8, 8] })), false);

@@ -162,6 +162,23 @@ test('BatchNormalization train: batch statistics, biased variance to normalise, 
   close(direct[tap.logits]!.data as Float32Array, bn, 1e-4);
 });
 
+test('BatchNormalization train: normalises the centred values, and its backward reads them instead of recomputing x_hat', () => {
+  const model = bnModel();
+  const tg = buildTrainingGraph({ model, trainable: ['scale', 'bias'], loss: 'mse', batchSize: 4, batchNorm: 'train', inputGradients: ['x'] });
+  const nodes = tg.model.graph.nodes;
+  const bn = nodes.find((n) => n.name === 'bn')!;
+  const sub = nodes.find((n) => n.outputs[0] === bn.inputs[0])!;
+  assert.equal(sub.opType, 'Sub', 'the forward BatchNormalization reads X - mean');
+  assert.deepEqual(Array.from(tg.model.graph.initializers.get(bn.inputs[3]!)!.data as Float32Array), [0, 0, 0]);
+  const backward = nodes.filter((n) => n.name.startsWith('grad/bn/'));
+  assert.ok(backward.length > 0);
+  // one BatchNormalization in the backward (the dX statistics term), none for x_hat; dScale from dY * (X - mean)
+  assert.equal(backward.filter((n) => n.opType === 'BatchNormalization').length, 1);
+  assert.ok(backward.some((n) => n.opType === 'Mul' && n.inputs.includes(sub.outputs[0]!)));
+  // the mean's own gradient path is cut: the rule's formula already runs through the statistics
+  assert.ok(!nodes.some((n) => n.name.startsWith('grad/') && n.opType === 'Neg'));
+});
+
 test('BatchNormalization eval: the affine map with running statistics; logits equal the forward model', async () => {
   const model = bnModel();
   const tg = buildTrainingGraph({ model, trainable: ['w'], loss: 'mse', batchSize: 4, batchNorm: 'eval' });

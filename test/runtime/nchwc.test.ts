@@ -49,6 +49,8 @@ test('lowering rewrites only 2-D single-group convs with run-time weights and di
     .map((n) => n.name)
     .sort();
   assert.deepEqual(blocked, ['blocks', 'dilated', 'plain', 'strided']);
+  // plain, strided and dilated read x: one blocked copy of it serves all three
+  assert.equal(lowered.graph.nodes.filter((n) => n.opType === 'ReorderInput' && n.inputs[0] === 'x').length, 1);
   assert.ok(lowered.opsets.some((o) => o.domain === NCHWC_DOMAIN));
   assert.equal(lowerConvs(createZooModel('lenet5'), block!).graph.nodes.length, createZooModel('lenet5').graph.nodes.length, 'constant weights untouched');
 });

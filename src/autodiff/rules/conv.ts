@@ -400,6 +400,25 @@ function weightGradByJointGemm(e: Emitter, g: ConvGeometry, dy: string, patches:
 }
 
 /**
+ * Where 'transposed-conv' wins: a 2-D convolution with one group and a kernel wider than
+ * 1x1 whose dY fits in a core's cache. The swapped convolution runs through ORT's NCHWc
+ * kernel with dY as its weight, which that kernel reads again for every input channel
+ * and output row: from cache that costs about what the forward costs, from memory far
+ * more. In the training step of ResNet(1,1,1,1) w0.25 at batch 128 (2 threads, Intel
+ * Xeon, per-node profile; times relative to the layer's own forward): 64->64 at 7x7
+ * (dY 1.6 MB) 2.4x vs 4.3x for patch-matmul, 128->128 at 4x4 (1.0 MB) 1.95x vs 3.3x
+ * for patch-gemm, the stride-2 3x3s into 7x7 and 4x4 3.2x / 2.3x vs 4.7x / 3.8x; with dY
+ * at 3.2 MB (32->32 at 14x14) it only ties split-shift, at 6.4 MB (16->16 at 28x28) it
+ * loses (3.05x vs 2.75x). 1x1 convolutions keep patch-matmul: their patches are X itself.
+ */
+const TRANSPOSED_CONV_DY_BYTES = 2 * 1024 * 1024;
+
+function transposedConvFits(g: ConvGeometry): boolean {
+  const kernel = spatialOf(g.w);
+  return kernel.length === 2 && g.group === 1 && numel(kernel) > 1 && 4 * numel(g.y) <= TRANSPOSED_CONV_DY_BYTES;
+}
+
+/**
  * The formulations the rule emits, from bench/conv-grad.ts (batch 64-128, 2 threads):
  * patch-matmul is the fastest weight gradient (0.7-1.5x the forward) except on tiny
  * output maps, where its per-image products are too thin (K = output positions) and the
@@ -412,6 +431,7 @@ function weightGradByJointGemm(e: Emitter, g: ConvGeometry, dy: string, patches:
  * (128->128 at 16x16 and 28x28 even, 256->256 at 8x8 and 14x14 20-25% slower).
  */
 export function chooseWeightGradMethod(g: ConvGeometry): WeightGradMethod {
+  if (transposedConvFits(g)) return 'transposed-conv';
   if (numel(spatialOf(g.y)) <= 25) return 'patch-gemm';
   if (!splitShiftApplies(g)) return 'patch-matmul';
   const [cout, cin, kh, kw] = g.w as [number, number, number, number];
