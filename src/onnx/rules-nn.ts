@@ -108,6 +108,33 @@ const pool = (outputs: [number, number]): OpRule => ({
   },
 });
 
+/**
+ * MaxUnpool(X, I[, output_shape]): output_shape when given, else each spatial axis
+ * (in - 1) * stride + kernel - pads.
+ */
+const maxUnpool: OpRule = {
+  inputs: [2, 3],
+  attrs: ['kernel_shape'],
+  infer(c) {
+    const x = c.shape(0);
+    if (c.has(2)) {
+      const given = c.numbers(2);
+      if (given) return one(c.dtype(0), given);
+      // sizes computed at run time: the rank is still the shape input's length, or the input's
+      const rank = c.shape(2)?.[0] ?? x?.length;
+      return one(c.dtype(0), typeof rank === 'number' ? new Array<Dim>(rank).fill(null) : undefined);
+    }
+    if (!x) return one(c.dtype(0));
+    const kernel = c.ints('kernel_shape')!;
+    const r = x.length - 2;
+    if (kernel.length !== r) c.fail(`kernel_shape ${fmt(kernel)} does not match input ${fmt(x)}`);
+    const strides = c.ints('strides') ?? new Array<number>(r).fill(1);
+    const pads = c.ints('pads') ?? new Array<number>(2 * r).fill(0);
+    const spatial = x.slice(2).map((d, i) => (isNum(d) ? (d - 1) * strides[i]! + kernel[i]! - pads[i]! - pads[i + r]! : null));
+    return one(c.dtype(0), [x[0]!, x[1]!, ...spatial]);
+  },
+};
+
 const globalPool: OpRule = {
   inputs: [1, 1],
   infer(c) {
@@ -209,6 +236,7 @@ export const NN_RULES: Record<string, OpRule> = {
   Conv: conv,
   ConvTranspose: convTranspose,
   MaxPool: pool([1, 2]),
+  MaxUnpool: maxUnpool,
   AveragePool: pool([1, 1]),
   LpPool: pool([1, 1]),
   GlobalAveragePool: globalPool,

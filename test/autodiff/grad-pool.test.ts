@@ -3,11 +3,11 @@ import assert from 'node:assert/strict';
 import type { Attribute, Node } from '../../src/onnx/types.js';
 import { int, ints, str } from '../../src/onnx/graph.js';
 import { Rng } from '../../src/util/random.js';
-import { RULES } from '../../src/autodiff/rules/pool.js';
+import { RULES, maxPoolGrad, type PoolGeometry } from '../../src/autodiff/rules/pool.js';
 import '../helpers/reference/conv.js';
 import '../helpers/reference/pool.js';
 import { checkOp } from '../helpers/gradcheck.js';
-import { assertClose, assertMatchesOrt, numericGradient, randomRef, runRule } from './conv-test-kit.js';
+import { assertClose, assertMatchesOrt, numericGradient, randomRef, runRule, TestEmitter } from './conv-test-kit.js';
 
 let id = 0;
 const pool = (opType: string, attrs: Record<string, Attribute>, outputs = ['y']): Node => ({
@@ -27,6 +27,10 @@ const MAX_CASES: { name: string; x: number[]; attrs: Record<string, Attribute> }
   { name: 'dilation 2, non-square', x: [1, 2, 7, 8], attrs: { kernel_shape: ints([2, 3]), strides: ints([1, 2]), dilations: ints([2, 1]) } },
   { name: 'SAME_UPPER', x: [1, 2, 5, 6], attrs: { kernel_shape: ints([3, 3]), strides: ints([2, 2]), auto_pad: str('SAME_UPPER') } },
   { name: '1-D', x: [2, 2, 9], attrs: { kernel_shape: ints([3]), strides: ints([2]), pads: ints([1, 1]) } },
+  // disjoint windows (MaxUnpool): floor leaving a row unread, pads, stride past the kernel
+  { name: 'k2 s2 floor leaves a row', x: [1, 2, 5, 5], attrs: { kernel_shape: ints([2, 2]), strides: ints([2, 2]) } },
+  { name: 'k2 s2 pad 1', x: [2, 2, 6, 6], attrs: { kernel_shape: ints([2, 2]), strides: ints([2, 2]), pads: ints([1, 1, 1, 1]) } },
+  { name: '2x3 kernel, stride 3 (gaps between windows)', x: [1, 2, 8, 7], attrs: { kernel_shape: ints([2, 3]), strides: ints([3, 3]) } },
 ];
 
 const AVG_CASES: { name: string; x: number[]; attrs: Record<string, Attribute> }[] = [
@@ -79,6 +83,17 @@ test('MaxPool gradient matches finite differences (overlapping windows, pads, ce
       assertClose(numericGradient(node, [x], 0, dys[0]!), grads[0]!, 1e-5, `MaxPool ${c.name} (${outputs.length} outputs)`);
     }
   }
+});
+
+test('MaxPool gradient: disjoint windows place dY with MaxUnpool, overlapping ones scatter-add it', () => {
+  const ops = (g: Omit<PoolGeometry, 'dilations' | 'padsBegin' | 'padsEnd'>): string[] => {
+    const e = new TestEmitter();
+    maxPoolGrad(e, { ...g, dilations: [1, 1], padsBegin: [0, 0], padsEnd: [0, 0] }, e.input('dy', g.y), e.input('i', g.y), 'float32');
+    return e.graph.nodes.map((n) => n.opType);
+  };
+  assert.deepEqual(ops({ x: [2, 3, 8, 8], y: [2, 3, 4, 4], kernel: [2, 2], strides: [2, 2] }), ['MaxUnpool']);
+  const overlapping = ops({ x: [2, 3, 9, 9], y: [2, 3, 4, 4], kernel: [3, 3], strides: [2, 2] });
+  assert.ok(overlapping.includes('ScatterElements') && !overlapping.includes('MaxUnpool'));
 });
 
 test('AveragePool gradient matches finite differences (count_include_pad both ways, ceil_mode, tiling)', async () => {

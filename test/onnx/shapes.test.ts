@@ -84,6 +84,20 @@ const CASES: Record<string, Case> = {
     attrs: { kernel_shape: ints([2, 2]), strides: ints([2, 2]), pads: ints([1, 1, 1, 1]), ceil_mode: int(1) },
     expect: [1, 1, 3, 3],
   },
+  'MaxUnpool default shape': {
+    op: 'MaxUnpool',
+    inputs: { x: [1, 2, 3, 3] },
+    consts: [int64([1, 2, 3, 3], new Array<number>(18).fill(0))],
+    attrs: { kernel_shape: ints([2, 2]), strides: ints([2, 2]) },
+    expect: [1, 2, 6, 6],
+  },
+  'MaxUnpool output_shape': {
+    op: 'MaxUnpool',
+    inputs: { x: [1, 2, 3, 3] },
+    consts: [int64([1, 2, 3, 3], new Array<number>(18).fill(0)), i64([1, 2, 7, 7])],
+    attrs: { kernel_shape: ints([2, 2]), strides: ints([2, 2]) },
+    expect: [1, 2, 7, 7],
+  },
   'AveragePool pads': {
     op: 'AveragePool',
     inputs: { x: [1, 3, 9, 9] },
