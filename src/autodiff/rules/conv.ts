@@ -409,7 +409,10 @@ function weightGradByJointGemm(e: Emitter, g: ConvGeometry, dy: string, patches:
  * (dY 1.6 MB) 2.4x vs 4.3x for patch-matmul, 128->128 at 4x4 (1.0 MB) 1.95x vs 3.3x
  * for patch-gemm, the stride-2 3x3s into 7x7 and 4x4 3.2x / 2.3x vs 4.7x / 3.8x; with dY
  * at 3.2 MB (32->32 at 14x14) it only ties split-shift, at 6.4 MB (16->16 at 28x28) it
- * loses (3.05x vs 2.75x). 1x1 convolutions keep patch-matmul: their patches are X itself.
+ * loses (3.05x vs 2.75x); VGG-11's 512->512 at 2x2 (1.0 MB): 16-17 ms vs 36-47 ms for
+ * patch-gemm (forward 23-24 ms); ResNet-18's 4.2 and 8.4 MB cases tie or lose. 1x1
+ * convolutions keep patch-matmul: their patches are X itself. Measured on an Intel Xeon
+ * (1.25 MB of L2 per core); the AMD EPYC of earlier sessions (1 MB) was not available.
  */
 const TRANSPOSED_CONV_DY_BYTES = 2 * 1024 * 1024;
 
@@ -420,8 +423,8 @@ function transposedConvFits(g: ConvGeometry): boolean {
 
 /**
  * The formulations the rule emits, from bench/conv-grad.ts (batch 64-128, 2 threads):
- * patch-matmul is the fastest weight gradient (0.7-1.5x the forward) except on tiny
- * output maps, where its per-image products are too thin (K = output positions) and the
+ * transposed-conv where dY fits in cache (transposedConvFits); otherwise patch-matmul is
+ * the fastest weight gradient (0.7-1.5x the forward) except on tiny output maps, where its per-image products are too thin (K = output positions) and the
  * single large product of patch-gemm wins (4x4: 1.0x vs 1.5x, 2x2: 0.6x vs 1.6x).
  * split-shift beats patch-matmul where writing the patches is a large part of the work:
  * few channels on large maps (one session running each alone, batch 128, 3x3: 16->16
