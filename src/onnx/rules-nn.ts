@@ -125,13 +125,12 @@ const maxUnpool: OpRule = {
       return one(c.dtype(0), typeof rank === 'number' ? new Array<Dim>(rank).fill(null) : undefined);
     }
     if (!x) return one(c.dtype(0));
-    const kernel = c.ints('kernel_shape')!;
-    const r = x.length - 2;
-    if (kernel.length !== r) c.fail(`kernel_shape ${fmt(kernel)} does not match input ${fmt(x)}`);
-    const strides = c.ints('strides') ?? new Array<number>(r).fill(1);
-    const pads = c.ints('pads') ?? new Array<number>(2 * r).fill(0);
-    const spatial = x.slice(2).map((d, i) => (isNum(d) ? (d - 1) * strides[i]! + kernel[i]! - pads[i]! - pads[i + r]! : null));
-    return one(c.dtype(0), [x[0]!, x[1]!, ...spatial]);
+    const spatial = x.slice(2);
+    const out = windows(c, spatial, c.ints('kernel_shape')!).map((w, i): Dim => {
+      const d = spatial[i]!;
+      return w && isNum(d) ? (d - 1) * w.stride + w.kernel - w.padBegin - w.padEnd : null;
+    });
+    return one(c.dtype(0), [x[0]!, x[1]!, ...out]);
   },
 };
 

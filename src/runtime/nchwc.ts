@@ -123,15 +123,17 @@ export function lowerConvs(model: Model, block: number, shapes?: ReadonlyMap<str
     const shape4 = fresh(`${node.name}_nchwc_s4`);
     initializers.set(shapeBo, int64([4], [o / block, block, (c / block) * kh * kw * block, 1]));
     initializers.set(shape4, int64([4], [o, c, kh, kw]));
-    const reused = blocked.get(x);
-    const xb = reused ?? fresh(`${node.name}_nchwc_x`);
-    blocked.set(x, xb);
+    let xb = blocked.get(x);
+    if (!xb) {
+      xb = fresh(`${node.name}_nchwc_x`);
+      blocked.set(x, xb);
+      nodes.push({ name: fresh(`${node.name}_nchwc_in`), opType: 'ReorderInput', domain: NCHWC_DOMAIN, inputs: [x], outputs: [xb], attributes: {} });
+    }
     const wi = fresh(`${node.name}_nchwc_wi`);
     const wo = fresh(`${node.name}_nchwc_wo`);
     const wob = fresh(`${node.name}_nchwc_wob`);
     const wb = fresh(`${node.name}_nchwc_w`);
     const yb = fresh(`${node.name}_nchwc_y`);
-    if (!reused) nodes.push({ name: fresh(`${node.name}_nchwc_in`), opType: 'ReorderInput', domain: NCHWC_DOMAIN, inputs: [x], outputs: [xb], attributes: {} });
     nodes.push(
       { name: fresh(`${node.name}_nchwc_wri`), opType: 'ReorderInput', domain: NCHWC_DOMAIN, inputs: [w], outputs: [wi], attributes: {} },
       { name: fresh(`${node.name}_nchwc_wrs`), opType: 'Reshape', inputs: [wi, shapeBo], outputs: [wo], attributes: {} },

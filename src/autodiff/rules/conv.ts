@@ -424,8 +424,9 @@ function transposedConvFits(g: ConvGeometry): boolean {
 /**
  * The formulations the rule emits, from bench/conv-grad.ts (batch 64-128, 2 threads):
  * transposed-conv where dY fits in cache (transposedConvFits); otherwise patch-matmul is
- * the fastest weight gradient (0.7-1.5x the forward) except on tiny output maps, where its per-image products are too thin (K = output positions) and the
- * single large product of patch-gemm wins (4x4: 1.0x vs 1.5x, 2x2: 0.6x vs 1.6x).
+ * the fastest weight gradient (0.7-1.5x the forward) except on tiny output maps, where
+ * its per-image products are too thin (K = output positions) and the single large
+ * product of patch-gemm wins (4x4: 1.0x vs 1.5x, 2x2: 0.6x vs 1.6x).
  * split-shift beats patch-matmul where writing the patches is a large part of the work:
  * few channels on large maps (one session running each alone, batch 128, 3x3: 16->16
  * at 28x28 8.7 -> 6.1 ms, 32->32 at 14x14 6.3 -> 5.1, 64->64 at 32x32 59.6 -> 44.9,
