@@ -82,6 +82,14 @@ const ALL_CASES: Case[] = [
   conv3(32, 32, 28),
   conv3(16, 16, 14),
   conv3(256, 256, 16),
+  // strided input gradients on small maps (stacked-conv-transpose): ResNet-18's layer3/layer4 entries, ResNet(1,1,1,1) w0.25's
+  conv3(128, 256, 16, 2),
+  conv3(256, 512, 8, 2),
+  conv1(256, 512, 8, 2),
+  conv3(32, 64, 14, 2),
+  conv3(64, 128, 7, 2),
+  conv1(64, 128, 7, 2),
+  conv3(256, 512, 4, 2),
 ];
 
 const only = args.includes('--cases') ? args[args.indexOf('--cases') + 1]!.split(',').map(Number) : undefined;

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { int, ints } from '../../src/onnx/graph.js';
+import { attrInts, int, ints } from '../../src/onnx/graph.js';
 import { lowerConvs, nchwcBlockSize, NCHWC_DOMAIN } from '../../src/runtime/nchwc.js';
 import { ModelSession } from '../../src/runtime/session.js';
 import { createZooModel } from '../../src/nn/zoo.js';
@@ -92,6 +92,78 @@ test('a training step gives the same loss and gradients with and without the low
     const h = b.grads.get(name)!;
     const scale = g.reduce((m, v) => Math.max(m, Math.abs(v)), 1e-6);
     for (let i = 0; i < g.length; i++) assert.ok(Math.abs(g[i]! - h[i]!) <= 1e-4 * scale, `${name}[${i}]`);
+  }
+  await plain.release();
+  await fast.release();
+});
+
+/** Convs on small maps with enough channels to be run width-stacked (lowerConvs' widthStack), and two that must not be. */
+function smallMaps(): ReturnType<typeof buildModel> {
+  const c = 768;
+  return buildModel({
+    inputs: [
+      vi('x', [3, c, 2, 2]),
+      vi('x34', [3, c, 3, 4]),
+      vi('x43', [3, c, 4, 3]),
+      vi('x24', [3, c, 2, 4]),
+      vi('x44', [3, c, 4, 4]),
+      vi('w', [c, c, 3, 3]),
+      vi('x16', [3, 16, 2, 2]),
+      vi('w16', [16, 16, 3, 3]),
+    ],
+    outputs: ['padded', 'asymmetric', 'rowStride', 'dilated', 'valid', 'colStride', 'thin'],
+    nodes: [
+      node('Conv', ['x', 'w'], ['padded'], { pads: ints([1, 1, 1, 1]) }, 'padded'),
+      // gap 2 (the wider side pad), no left pad
+      node('Conv', ['x34', 'w'], ['asymmetric'], { pads: ints([0, 0, 1, 2]) }, 'asymmetric'),
+      node('Conv', ['x43', 'w'], ['rowStride'], { pads: ints([1, 1, 1, 1]), strides: ints([2, 1]) }, 'rowStride'),
+      node('Conv', ['x24', 'w'], ['dilated'], { pads: ints([1, 2, 1, 2]), dilations: ints([1, 2]) }, 'dilated'),
+      // no pads: no gap, the images touch
+      node('Conv', ['x44', 'w'], ['valid'], {}, 'valid'),
+      node('Conv', ['x44', 'w'], ['colStride'], { pads: ints([1, 1, 1, 1]), strides: ints([1, 2]) }, 'colStride'),
+      node('Conv', ['x16', 'w16'], ['thin'], { pads: ints([1, 1, 1, 1]) }, 'thin'),
+    ],
+  });
+}
+
+test('convolutions on small maps run width-stacked and compute what the plain ones compute', { skip: block === null }, async () => {
+  const model = smallMaps();
+  const lowered = lowerConvs(model, block!);
+  // the stacked convs read a [1, C, H, N x pitch] image: one per (input, gap), from a Transpose
+  const wide = lowered.graph.nodes.filter((n) => n.opType === 'Transpose' && attrInts(n, 'perm')?.join() === '1,2,0,3');
+  assert.equal(wide.length, 5, 'x, x34, x43, x24 and x44 (valid) each stacked once; colStride and thin not');
+  const rng = new Rng(11);
+  const feeds = Object.fromEntries(model.graph.inputs.map((i) => [i.name, randn(rng, i.shape as number[])]));
+  const plain = await ModelSession.create(model, { threads: 1, nchwc: false });
+  const fast = await ModelSession.create(model, { threads: 1 });
+  const a = await plain.run(feeds);
+  const b = await fast.run(feeds);
+  for (const name of Object.keys(a)) {
+    const x = a[name]!.data as Float32Array;
+    const y = b[name]!.data as Float32Array;
+    assert.deepEqual(b[name]!.dims, a[name]!.dims, name);
+    for (let i = 0; i < x.length; i++) assert.ok(Math.abs(x[i]! - y[i]!) <= 1e-4 * (1 + Math.abs(x[i]!)), `${name}[${i}]: ${x[i]} vs ${y[i]}`);
+  }
+  await plain.release();
+  await fast.release();
+});
+
+test('a VGG-11 training step (its 512-channel convs at 4x4 and 2x2 run width-stacked) matches the unlowered step', { skip: block === null }, async () => {
+  const model = createZooModel('vgg11', { input: [3, 32, 32], seed: 5 });
+  const spec = { trainable: trainableParameters(model.graph), loss: 'cross-entropy' as const, batchSize: 2, batchNorm: 'train' as const };
+  const plain = await TrainingSession.create(model, { ...spec, session: { threads: 1, nchwc: false } });
+  const fast = await TrainingSession.create(model, { ...spec, session: { threads: 1 } });
+  const x = Float32Array.from({ length: 2 * 3 * 32 * 32 }, (_, i) => Math.sin(i * 0.11));
+  const t = BigInt64Array.from([3n, 7n]);
+  const a = await plain.step(x, t);
+  const b = await fast.step(x, t);
+  assert.ok(Math.abs(a.loss - b.loss) < 1e-5, `${a.loss} vs ${b.loss}`);
+  // a conv bias before a training-mode BatchNorm has a zero gradient: its values are rounding noise (1e-8..5e-7 here), so tensors are compared against at least 1% of the largest gradient
+  const largest = Math.max(...[...a.grads.values()].map((g) => g.reduce((m, v) => Math.max(m, Math.abs(v)), 0)));
+  for (const [name, g] of a.grads) {
+    const h = b.grads.get(name)!;
+    const scale = g.reduce((m, v) => Math.max(m, Math.abs(v)), 1e-2 * largest);
+    for (let i = 0; i < g.length; i++) assert.ok(Math.abs(g[i]! - h[i]!) <= 1e-4 * scale, `${name}[${i}]: ${g[i]} vs ${h[i]}`);
   }
   await plain.release();
   await fast.release();

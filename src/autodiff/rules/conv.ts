@@ -74,17 +74,21 @@ const spatialOf = (dims: readonly number[]): number[] => dims.slice(2);
 /**
  * The input-gradient formulations: 'conv-transpose' works for every geometry;
  * 'flipped-conv' (stride 1 only) is a plain Conv of dY with the weights transposed and
- * flipped, which ONNX Runtime runs faster than ConvTranspose (bench/conv-grad.ts).
+ * flipped, which ONNX Runtime runs faster than ConvTranspose (bench/conv-grad.ts);
+ * 'stacked-conv-transpose' is one ConvTranspose over the batch's images stacked along
+ * the first spatial axis (stackedLayout), for small maps.
  */
-export type InputGradMethod = 'conv-transpose' | 'flipped-conv';
-export const INPUT_GRAD_METHODS: readonly InputGradMethod[] = ['conv-transpose', 'flipped-conv'];
+export type InputGradMethod = 'conv-transpose' | 'flipped-conv' | 'stacked-conv-transpose';
+export const INPUT_GRAD_METHODS: readonly InputGradMethod[] = ['conv-transpose', 'flipped-conv', 'stacked-conv-transpose'];
 
 export function convInputGrad(e: Emitter, g: ConvGeometry, dy: string, w: string, method: InputGradMethod = 'conv-transpose', hint = 'conv_dx'): string {
-  return method === 'flipped-conv' && flippedPads(g) ? inputGradByFlippedConv(e, g, dy, w, hint) : inputGradByConvTranspose(e, g, dy, w, hint);
+  if (method === 'flipped-conv' && flippedPads(g)) return inputGradByFlippedConv(e, g, dy, w, hint);
+  const stack = method === 'stacked-conv-transpose' ? stackedLayout(g) : undefined;
+  return stack ? inputGradByStackedConvTranspose(e, g, dy, w, stack, hint) : inputGradByConvTranspose(e, g, dy, w, hint);
 }
 
-/** dX = ConvTranspose(dY, W) with the forward window; output_padding restores the input size the forward's floor division lost (always below the stride). */
-function inputGradByConvTranspose(e: Emitter, g: ConvGeometry, dy: string, w: string, hint: string): string {
+/** ConvTranspose attributes mapping dY back onto X: the forward window; output_padding restores the input size the forward's floor division lost (always below the stride). */
+function transposeAttrs(g: ConvGeometry): Record<string, Attribute> {
   const kernel = spatialOf(g.w);
   const outPad = spatialOf(g.x).map((size, i) => {
     const produced = g.strides[i]! * (g.y[i + 2]! - 1) + (kernel[i]! - 1) * g.dilations[i]! + 1 - g.padsBegin[i]! - g.padsEnd[i]!;
@@ -98,7 +102,76 @@ function inputGradByConvTranspose(e: Emitter, g: ConvGeometry, dy: string, w: st
     group: int(g.group),
   };
   if (outPad.some((p) => p !== 0)) attrs.output_padding = ints(outPad);
-  return e.emit('ConvTranspose', [dy, w], attrs, 1, hint)[0]!;
+  return attrs;
+}
+
+/** dX = ConvTranspose(dY, W) with the forward window. */
+function inputGradByConvTranspose(e: Emitter, g: ConvGeometry, dy: string, w: string, hint: string): string {
+  return e.emit('ConvTranspose', [dy, w], transposeAttrs(g), 1, hint)[0]!;
+}
+
+/**
+ * How the images of a batch stack along the first spatial axis for one ConvTranspose:
+ * `gap` zero rows after each image of dY, so that each image's dX rows start `pitch` rows
+ * after the previous one's; the new end pad and output_padding of that axis make the
+ * output exactly N x pitch rows. ONNX Runtime runs a ConvTranspose as one product per
+ * image (K = dY's positions): on small maps those products are thin and the stacked one
+ * is not (bench/conv-grad.ts). Undefined where the forward pads exceed the kernel's reach.
+ */
+export interface StackedLayout {
+  gap: number;
+  pitch: number;
+  padEnd: number;
+  outputPadding: number;
+}
+
+export function stackedLayout(g: ConvGeometry): StackedLayout | undefined {
+  const s = g.strides[0]!,
+    ho = g.y[2]!,
+    hi = g.x[2]!,
+    top = g.padsBegin[0]!;
+  const reach = (g.w[2]! - 1) * g.dilations[0]!;
+  if (top > reach) return undefined;
+  // the next image's rows above its top pad must land below this image's hi rows (gap
+  // * s >= hi + top - ho * s), and this image's rows past its end before the next one's
+  // first row (s * (gap + 1) > reach - top)
+  let gap = 0;
+  while (s * (ho + gap) < hi + top || s * (gap + 1) <= reach - top) gap++;
+  // rows of the ConvTranspose output, s * (rows - 1) + reach + 1 - top - padEnd + outputPadding, equal to N * pitch
+  const v = s - reach - 1 + top;
+  return { gap, pitch: s * (ho + gap), padEnd: Math.max(0, -v), outputPadding: Math.max(0, v) };
+}
+
+/**
+ * dX by one ConvTranspose over dY's images stacked along the first spatial axis:
+ * [N, Cout, Ho, ...] -> (Pad gap rows) -> [Cout, N, Ho + gap, ...] -> [1, Cout, N (Ho +
+ * gap), ...] -> ConvTranspose -> [1, C, N pitch, ...] -> [C, N, pitch, ...] -> (Slice Hi
+ * rows) -> [N, C, Hi, ...]. Exact: every dX value sums the same products as the per-image
+ * ConvTranspose, the gaps only add zeros.
+ */
+function inputGradByStackedConvTranspose(e: Emitter, g: ConvGeometry, dy: string, w: string, stack: StackedLayout, hint: string): string {
+  const [n, cout, ho, ...restY] = g.y as [number, number, number, ...number[]];
+  const [, cin, hi, ...restX] = g.x as [number, number, number, ...number[]];
+  const rank = g.y.length;
+  const swap = [1, 0, ...g.y.slice(2).map((_, i) => i + 2)];
+  let rows = dy;
+  if (stack.gap > 0) {
+    const pads = new Array<number>(2 * rank).fill(0);
+    pads[rank + 2] = stack.gap;
+    rows = e.emit('Pad', [dy, intsConstant(e, pads, `${hint}_gap`)], {}, 1, `${hint}_pad`)[0]!;
+  }
+  const stacked = reshape(e, transpose(e, rows, swap, `${hint}_cn`), [1, cout, n * (ho + stack.gap), ...restY], `${hint}_stack`);
+  const attrs = transposeAttrs(g);
+  const r = rank - 2;
+  const pads = [...g.padsBegin, ...g.padsEnd];
+  pads[r] = stack.padEnd;
+  const outPad = (attrs.output_padding?.value as number[] | undefined) ?? new Array<number>(r).fill(0);
+  attrs.pads = ints(pads);
+  attrs.output_padding = ints([stack.outputPadding, ...outPad.slice(1)]);
+  const out = e.emit('ConvTranspose', [stacked, w], attrs, 1, `${hint}_stacked`)[0]!;
+  let images = reshape(e, out, [cin, n, stack.pitch, ...restX], `${hint}_images`);
+  if (stack.pitch > hi) images = slice(e, images, [0], [hi], [2], [1], `${hint}_crop`);
+  return transpose(e, images, swap, hint);
 }
 
 /**
@@ -446,9 +519,24 @@ export function chooseWeightGradMethod(g: ConvGeometry): WeightGradMethod {
   return fewerCopies && Math.max(cin, cout) <= 96 && 7 * frameRows <= ho ? 'split-shift' : 'patch-matmul';
 }
 
-/** flipped-conv (0.7-1.1x the forward) where it applies, i.e. stride 1; ConvTranspose (1.2-1.6x) otherwise. */
+/**
+ * stacked-conv-transpose where dY's maps are small (at most STACKED_MAX_POSITIONS) and
+ * the product is not tiny: bench/conv-grad.ts, batch 128, 2 threads, Intel Xeon, ms
+ * per-image -> stacked: 3x3 256->512 at 8x8 s2 85.0 -> 55.8, 1x1 256->512 at 8x8 s2 19.9
+ * -> 10.5, 3x3 64->128 at 7x7 s2 15.5 -> 10.7, 3x3 256->512 at 4x4 s2 57.7 -> 21.6; on
+ * larger maps the per-image products are thick enough and the stacking's two transposes
+ * cost more (dY 7x7: 8.9 -> 12.8, 8x8: 51.4 -> 59.4), and below STACKED_MIN_FLOPS the
+ * extra nodes cost more than they save (1x1 64->128 at 7x7 s2: 1.1 -> 2.0).
+ */
+const STACKED_MAX_POSITIONS = 16;
+const STACKED_MIN_FLOPS = 1e8;
+
+/** flipped-conv (0.7-1.1x the forward) where it applies, i.e. stride 1; otherwise ConvTranspose, over stacked images on small maps. */
 export function chooseInputGradMethod(g: ConvGeometry): InputGradMethod {
-  return flippedPads(g) ? 'flipped-conv' : 'conv-transpose';
+  if (flippedPads(g)) return 'flipped-conv';
+  const flops = 2 * numel(g.y) * numel(g.w.slice(1));
+  const small = g.group === 1 && numel(spatialOf(g.y)) <= STACKED_MAX_POSITIONS && flops >= STACKED_MIN_FLOPS;
+  return small && stackedLayout(g) ? 'stacked-conv-transpose' : 'conv-transpose';
 }
 
 const conv: GradRule = (ctx) => {
