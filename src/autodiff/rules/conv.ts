@@ -238,10 +238,12 @@ export function convBiasGrad(e: Emitter, g: ConvGeometry, dy: string, hint = 'co
  *   over the images and a sum over the batch;
  * - 'patch-gemm': the same patches transposed so that one Gemm contracts batch and
  *   space together (no batch sum, but a transpose of the patches);
- * - 'slice-matmul': im2col by Slices of the padded input, then the same MatMul.
+ * - 'slice-matmul': im2col by Slices of the padded input, then the same MatMul;
+ * - 'gather-gemm': the patches gathered from X laid out batch-innermost, already in the
+ *   layout one Gemm contracts (weightGradByGather).
  */
-export type WeightGradMethod = 'transposed-conv' | 'patch-matmul' | 'patch-gemm' | 'slice-matmul' | 'split-shift';
-export const WEIGHT_GRAD_METHODS: readonly WeightGradMethod[] = ['transposed-conv', 'patch-matmul', 'patch-gemm', 'slice-matmul', 'split-shift'];
+export type WeightGradMethod = 'transposed-conv' | 'patch-matmul' | 'patch-gemm' | 'slice-matmul' | 'split-shift' | 'gather-gemm';
+export const WEIGHT_GRAD_METHODS: readonly WeightGradMethod[] = ['transposed-conv', 'patch-matmul', 'patch-gemm', 'slice-matmul', 'split-shift', 'gather-gemm'];
 
 export function convWeightGrad(e: Emitter, g: ConvGeometry, x: string, dy: string, method: WeightGradMethod, hint = 'conv_dw'): string {
   switch (method) {
@@ -255,6 +257,8 @@ export function convWeightGrad(e: Emitter, g: ConvGeometry, x: string, dy: strin
       return weightGradByPatches(e, g, dy, patchesBySlices(e, g, x, hint), hint);
     case 'split-shift':
       return splitShiftApplies(g) ? weightGradBySplitShifts(e, g, x, dy, hint) : convWeightGrad(e, g, x, dy, 'patch-matmul', hint);
+    case 'gather-gemm':
+      return g.group === 1 ? weightGradByGather(e, g, x, dy, hint) : convWeightGrad(e, g, x, dy, 'patch-gemm', hint);
   }
 }
 
@@ -315,6 +319,58 @@ function weightGradByConv(e: Emitter, g: ConvGeometry, x: string, dy: string, hi
     );
   }
   return transpose(e, dwt, [1, 0, ...sp], hint);
+}
+
+/**
+ * dW[o, (c, k)] = A[o, (l, n)] . B[(c, k), (l, n)] in one Gemm, with A = dY as [O, L, N]
+ * and B = the patches gathered from the padded X laid out [C, positions, N]: each
+ * gathered element is a run of N contiguous values (a batch's worth), so the Gather
+ * copies blocks instead of single values, and the patches come out in the layout the
+ * Gemm contracts, with no transpose of the patches and no batch sum. The price is two
+ * transposes to batch-innermost layout (X and dY, each once).
+ */
+function weightGradByGather(e: Emitter, g: ConvGeometry, x: string, dy: string, hint: string): string {
+  const [n, cin] = g.x as [number, number];
+  const cout = g.w[0]!;
+  const xs = spatialOf(g.x);
+  const ys = spatialOf(g.y);
+  const kernel = spatialOf(g.w);
+  const padded = xs.map((size, i) => size + g.padsBegin[i]! + g.padsEnd[i]!);
+  const r = xs.length;
+  const inner = [...Array(r).keys()].map((i) => i + 2);
+  let xp = x;
+  if ([...g.padsBegin, ...g.padsEnd].some((p) => p !== 0)) {
+    const pads = [0, 0, ...g.padsBegin, 0, 0, ...g.padsEnd];
+    xp = e.emit('Pad', [x, intsConstant(e, pads, `${hint}_pads`)], {}, 1, `${hint}_pad`)[0]!;
+  }
+  const positions = numel(padded);
+  const xt = reshape(e, transpose(e, xp, [1, ...inner, 0], `${hint}_xt`), [cin, positions, n], `${hint}_x3`);
+  // index of padded position (p_i * stride_i + k_i * dilation_i) for every kernel tap k and output position p, both row-major
+  const taps = numel(kernel);
+  const outs = numel(ys);
+  const index = new Array<number>(taps * outs);
+  const coord = (flat: number, dims: readonly number[]): number[] => {
+    const c = new Array<number>(dims.length);
+    for (let i = dims.length - 1; i >= 0; i--) {
+      c[i] = flat % dims[i]!;
+      flat = Math.floor(flat / dims[i]!);
+    }
+    return c;
+  };
+  for (let k = 0; k < taps; k++) {
+    const kc = coord(k, kernel);
+    for (let p = 0; p < outs; p++) {
+      const pc = coord(p, ys);
+      let flat = 0;
+      for (let i = 0; i < r; i++) flat = flat * padded[i]! + pc[i]! * g.strides[i]! + kc[i]! * g.dilations[i]!;
+      index[k * outs + p] = flat;
+    }
+  }
+  const gathered = e.emit('Gather', [xt, intsConstant(e, index, `${hint}_taps`)], { axis: int(1) }, 1, `${hint}_gather`)[0]!;
+  const b = reshape(e, gathered, [cin * taps, outs * n], `${hint}_b`);
+  const a = reshape(e, transpose(e, dy, [1, ...inner, 0], `${hint}_dyt`), [cout, outs * n], `${hint}_a`);
+  const prod = e.emit('Gemm', [a, b], { transB: int(1) }, 1, `${hint}_gemm`)[0]!;
+  return reshape(e, prod, g.w, hint);
 }
 
 /** [N, C*K, L] patches (K = kernel positions, L = output positions), channel-major. */
@@ -495,7 +551,26 @@ function transposedConvFits(g: ConvGeometry): boolean {
 }
 
 /**
+ * Where 'gather-gemm' wins: one group, maps of at most GATHER_MAX_POSITIONS outputs and
+ * at least GATHER_MIN_CHANNELS on both sides, so that its one Gemm is large on every
+ * axis. bench/conv-grad.ts, batch 128, 2 threads, Intel Xeon, ms (the rule's previous
+ * pick in brackets): 512->512 at 4x4 48.5 (patch-gemm 70.4), at 2x2 13.4
+ * (transposed-conv 22.9), 256->256 at 8x8 59.3 (patch-matmul 74.3), 256->512 at 8x8
+ * s2 35.7 (patch-gemm 40.5); with fewer channels the product is thin and it ties or
+ * loses (128->128 at 8x8 32.3 vs 31.0, 64->64 at 7x7 13.3 vs transposed-conv 9.7), on
+ * larger maps the gathered runs' transposes cost more (128->128 at 16x16 80.6 vs
+ * split-shift 62.6).
+ */
+const GATHER_MAX_POSITIONS = 64;
+const GATHER_MIN_CHANNELS = 256;
+
+function gatherFits(g: ConvGeometry): boolean {
+  return g.group === 1 && numel(spatialOf(g.y)) <= GATHER_MAX_POSITIONS && Math.min(g.w[0]!, g.w[1]!) >= GATHER_MIN_CHANNELS;
+}
+
+/**
  * The formulations the rule emits, from bench/conv-grad.ts (batch 64-128, 2 threads):
+ * gather-gemm for small maps with many channels (gatherFits);
  * transposed-conv where dY fits in cache (transposedConvFits); otherwise patch-matmul is
  * the fastest weight gradient (0.7-1.5x the forward) except on tiny output maps, where
  * its per-image products are too thin (K = output positions) and the single large
@@ -508,6 +583,7 @@ function transposedConvFits(g: ConvGeometry): boolean {
  * (128->128 at 16x16 and 28x28 even, 256->256 at 8x8 and 14x14 20-25% slower).
  */
 export function chooseWeightGradMethod(g: ConvGeometry): WeightGradMethod {
+  if (gatherFits(g)) return 'gather-gemm';
   if (transposedConvFits(g)) return 'transposed-conv';
   if (numel(spatialOf(g.y)) <= 25) return 'patch-gemm';
   if (!splitShiftApplies(g)) return 'patch-matmul';
