@@ -6,6 +6,7 @@ import { inferShapes } from '../../src/onnx/shapes.js';
 import { Rng } from '../../src/util/random.js';
 import {
   RULES,
+  chooseInputGradMethod,
   chooseWeightGradMethod,
   convBiasGrad,
   convGeometry,
@@ -191,7 +192,7 @@ test('a small CNN (Conv, BatchNorm, Relu, MaxPool, Resize, AveragePool, GlobalAv
   }
 });
 
-test('weight-gradient choice: transposed-conv where dY fits in cache, split-shift for few channels on large maps, patch-matmul otherwise, patch-gemm on tiny maps', () => {
+test('weight-gradient choice: gather-gemm on small maps with many channels, transposed-conv where dY fits in cache, split-shift for few channels on large maps, patch-matmul otherwise, patch-gemm on tiny maps', () => {
   const geometry = (c: number, size: number, more: Partial<ConvGeometry> = {}, batch = 128): ConvGeometry => ({
     x: [batch, c, size, size],
     w: [c, c, 3, 3],
@@ -208,15 +209,47 @@ test('weight-gradient choice: transposed-conv where dY fits in cache, split-shif
   assert.equal(chooseWeightGradMethod(geometry(32, 14)), 'split-shift');
   // dY of at most 2 MiB: the swapped convolution reads it from cache
   assert.equal(chooseWeightGradMethod(geometry(64, 7)), 'transposed-conv'); // 1.6 MB
-  assert.equal(chooseWeightGradMethod(geometry(512, 2)), 'transposed-conv'); // 1 MB
+  // at least 256 channels on both sides and at most 64 positions: one Gemm large on every axis
+  assert.equal(chooseWeightGradMethod(geometry(512, 2)), 'gather-gemm');
+  assert.equal(chooseWeightGradMethod(geometry(512, 4)), 'gather-gemm');
+  assert.equal(chooseWeightGradMethod(geometry(256, 8)), 'gather-gemm');
+  assert.equal(chooseWeightGradMethod(geometry(256, 8, { w: [512, 256, 3, 3], strides: [2, 2], y: [128, 512, 4, 4] })), 'gather-gemm');
+  assert.equal(chooseWeightGradMethod(geometry(256, 16)), 'patch-matmul'); // 256 positions
+  assert.equal(chooseWeightGradMethod(geometry(128, 8)), 'patch-matmul'); // 128 channels: a thin product
+  assert.equal(chooseWeightGradMethod(geometry(512, 4, { group: 2, w: [512, 256, 3, 3] })), 'patch-gemm'); // one group only
   assert.equal(chooseWeightGradMethod(geometry(16, 28, { strides: [2, 2], y: [128, 16, 14, 14] })), 'transposed-conv');
   assert.equal(chooseWeightGradMethod(geometry(64, 7, { w: [64, 64, 1, 1], padsBegin: [0, 0], padsEnd: [0, 0] })), 'patch-matmul'); // 1x1: the patches are X
   assert.equal(chooseWeightGradMethod(geometry(64, 7, {}, 512)), 'patch-matmul'); // 6.4 MB; the frame's 2 extra rows on 7
   assert.equal(chooseWeightGradMethod(geometry(16, 28, { strides: [2, 2], y: [512, 16, 14, 14] }, 512)), 'patch-matmul');
   assert.equal(chooseWeightGradMethod(geometry(128, 16)), 'patch-matmul'); // the product dominates
-  assert.equal(chooseWeightGradMethod(geometry(512, 4)), 'patch-gemm'); // 4 MB
+  assert.equal(chooseWeightGradMethod(geometry(128, 4, {}, 512)), 'patch-gemm'); // 4 MB, 16 positions, 128 channels
   assert.equal(chooseWeightGradMethod(geometry(3, 32, { w: [64, 3, 3, 3], y: [128, 64, 32, 32] })), 'patch-matmul'); // an RGB stem: im2col writes less
   assert.equal(chooseWeightGradMethod(geometry(16, 28, { group: 2, w: [16, 8, 3, 3] })), 'patch-matmul');
   assert.equal(splitShiftApplies(geometry(16, 28, { w: [16, 16, 1, 3] })), false);
   assert.equal(splitShiftApplies(geometry(16, 28, { w: [16, 16, 3, 3, 3], x: [1, 16, 8, 8, 8], y: [1, 16, 8, 8, 8] })), false);
+});
+
+test('input-gradient choice: flipped-conv at stride 1, one ConvTranspose over batch-stacked images on small strided maps, per-image ConvTranspose otherwise', () => {
+  const strided = (cin: number, cout: number, size: number, k: number, more: Partial<ConvGeometry> = {}): ConvGeometry => {
+    const pad = (k - 1) / 2;
+    const out = Math.floor((size + 2 * pad - k) / 2) + 1;
+    return {
+      x: [128, cin, size, size],
+      w: [cout, cin, k, k],
+      y: [128, cout, out, out],
+      group: 1,
+      strides: [2, 2],
+      dilations: [1, 1],
+      padsBegin: [pad, pad],
+      padsEnd: [pad, pad],
+      ...more,
+    };
+  };
+  assert.equal(chooseInputGradMethod({ ...strided(64, 64, 8, 3), strides: [1, 1], y: [128, 64, 8, 8] }), 'flipped-conv');
+  assert.equal(chooseInputGradMethod(strided(256, 512, 8, 3)), 'stacked-conv-transpose'); // dY 4x4
+  assert.equal(chooseInputGradMethod(strided(256, 512, 8, 1)), 'stacked-conv-transpose');
+  assert.equal(chooseInputGradMethod(strided(64, 128, 7, 3)), 'stacked-conv-transpose');
+  assert.equal(chooseInputGradMethod(strided(64, 128, 7, 1)), 'conv-transpose'); // 34 MFLOP: the extra nodes cost more
+  assert.equal(chooseInputGradMethod(strided(32, 64, 14, 3)), 'conv-transpose'); // dY 7x7
+  assert.equal(chooseInputGradMethod(strided(256, 512, 8, 3, { group: 2, w: [512, 128, 3, 3] })), 'conv-transpose');
 });
