@@ -134,16 +134,14 @@ export function lowerConvs(model: Model, block: number, shapes?: ReadonlyMap<str
     // vectorised block transposes: [O, I, kh, kw] -> [O, I/B, kh, kw, Bi] (the input axis
     // blocked innermost), then that as [O/B, Bo, rest, 1] -> [O/B, rest, Bo]. One generic
     // 6-D Transpose did the same at ~1.3 GB/s (512x512x3x3: 7.4 ms vs 0.7-0.9 ms).
-    const shapeBo = fresh(`${node.name}_nchwc_sbo`);
-    const shape4 = fresh(`${node.name}_nchwc_s4`);
-    initializers.set(shapeBo, int64([4], [o / block, block, (c / block) * kh * kw * block, 1]));
-    initializers.set(shape4, int64([4], [o, c, kh, kw]));
+    const shapeBo = emit.constant(`${node.name}_nchwc_sbo`, [o / block, block, (c / block) * kh * kw * block, 1]);
+    const shape4 = emit.constant(`${node.name}_nchwc_s4`, [o, c, kh, kw]);
     const stack = widthStack(node, known, wShape);
-    // the batch's images side by side along the width, shared by the convs that read x with the same gap
-    const key = stack ? `${x}\u0000${stack.gap}` : x;
-    let source = stack ? stacked.get(key) : x;
-    if (!source) {
-      source = widen(emit, node.name, x, stack!, c);
+    let source = x;
+    if (stack) {
+      // the batch's images side by side along the width, shared by the convs that read x with the same gap
+      const key = `${x}\u0000${stack.gap}`;
+      source = stacked.get(key) ?? widen(emit, node.name, x, stack, c);
       stacked.set(key, source);
     }
     let xb = blocked.get(source);
@@ -157,6 +155,7 @@ export function lowerConvs(model: Model, block: number, shapes?: ReadonlyMap<str
     const wob = fresh(`${node.name}_nchwc_wob`);
     const wb = fresh(`${node.name}_nchwc_w`);
     const yb = fresh(`${node.name}_nchwc_y`);
+    const y = stack ? fresh(`${node.name}_nchwc_ywide`) : node.outputs[0]!;
     nodes.push(
       { name: fresh(`${node.name}_nchwc_wri`), opType: 'ReorderInput', domain: NCHWC_DOMAIN, inputs: [w], outputs: [wi], attributes: {} },
       { name: fresh(`${node.name}_nchwc_wrs`), opType: 'Reshape', inputs: [wi, shapeBo], outputs: [wo], attributes: {} },
@@ -175,11 +174,11 @@ export function lowerConvs(model: Model, block: number, shapes?: ReadonlyMap<str
         opType: 'ReorderOutput',
         domain: NCHWC_DOMAIN,
         inputs: [yb],
-        outputs: [stack ? fresh(`${node.name}_nchwc_ywide`) : node.outputs[0]!],
+        outputs: [y],
         attributes: { channels: int(o) },
       },
     );
-    if (stack) narrow(emit, node.name, nodes.at(-1)!.outputs[0]!, node.outputs[0]!, stack, o);
+    if (stack) narrow(emit, node.name, y, node.outputs[0]!, stack, o);
   }
   if (lowered === 0) return model;
   const opsets = model.opsets.some((o) => o.domain === NCHWC_DOMAIN) ? model.opsets : [...model.opsets, { domain: NCHWC_DOMAIN, version: 1 }];

@@ -2,14 +2,59 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { attrInts, int, ints } from '../../src/onnx/graph.js';
 import { lowerConvs, nchwcBlockSize, NCHWC_DOMAIN } from '../../src/runtime/nchwc.js';
-import { ModelSession } from '../../src/runtime/session.js';
+import { ModelSession, type Feed } from '../../src/runtime/session.js';
+import type { Model } from '../../src/onnx/types.js';
 import { createZooModel } from '../../src/nn/zoo.js';
 import { trainableParameters } from '../../src/onnx/parameters.js';
-import { TrainingSession } from '../../src/autodiff/trainer.js';
+import { TrainingSession, type TrainingSessionOptions } from '../../src/autodiff/trainer.js';
 import { Rng } from '../../src/util/random.js';
 import { buildModel, node, randn, vi } from '../helpers/graphs.js';
 
 const block = await nchwcBlockSize();
+
+/** The model's outputs with and without the lowering agree to `tolerance` (relative, plus as much absolute). */
+async function assertLoweredMatches(model: Model, feeds: Record<string, Feed>, tolerance: number): Promise<void> {
+  const plain = await ModelSession.create(model, { threads: 1, nchwc: false });
+  const fast = await ModelSession.create(model, { threads: 1 });
+  const a = await plain.run(feeds);
+  const b = await fast.run(feeds);
+  for (const name of Object.keys(a)) {
+    const x = a[name]!.data as Float32Array;
+    const y = b[name]!.data as Float32Array;
+    assert.deepEqual(b[name]!.dims, a[name]!.dims, name);
+    for (let i = 0; i < x.length; i++) assert.ok(Math.abs(x[i]! - y[i]!) <= tolerance * (1 + Math.abs(x[i]!)), `${name}[${i}]: ${x[i]} vs ${y[i]}`);
+  }
+  await plain.release();
+  await fast.release();
+}
+
+const largestMagnitude = (v: Float32Array): number => v.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+
+/**
+ * One training step with and without the lowering: the same loss, and every gradient
+ * within 1e-4 of max(its largest magnitude, floor(all gradients)).
+ */
+async function assertLoweredStepMatches(
+  model: Model,
+  spec: Omit<TrainingSessionOptions, 'session'>,
+  x: Float32Array,
+  t: BigInt64Array,
+  floor: (grads: Map<string, Float32Array>) => number,
+): Promise<void> {
+  const plain = await TrainingSession.create(model, { ...spec, session: { threads: 1, nchwc: false } });
+  const fast = await TrainingSession.create(model, { ...spec, session: { threads: 1 } });
+  const a = await plain.step(x, t);
+  const b = await fast.step(x, t);
+  assert.ok(Math.abs(a.loss - b.loss) < 1e-5, `${a.loss} vs ${b.loss}`);
+  const least = floor(a.grads);
+  for (const [name, g] of a.grads) {
+    const h = b.grads.get(name)!;
+    const scale = Math.max(largestMagnitude(g), least);
+    for (let i = 0; i < g.length; i++) assert.ok(Math.abs(g[i]! - h[i]!) <= 1e-4 * scale, `${name}[${i}]: ${g[i]} vs ${h[i]}`);
+  }
+  await plain.release();
+  await fast.release();
+}
 
 /** Conv variants on 16 channels with run-time weights, plus ones the lowering must leave alone. */
 function convs(): ReturnType<typeof buildModel> {
@@ -66,35 +111,15 @@ test('lowered convolutions compute what the plain ones compute', { skip: block =
     x48: randn(rng, [2, 48, 7, 6]),
     w48: randn(rng, [32, 48, 3, 2]),
   };
-  const plain = await ModelSession.create(model, { threads: 1, nchwc: false });
-  const fast = await ModelSession.create(model, { threads: 1 });
-  const a = await plain.run(feeds);
-  const b = await fast.run(feeds);
-  for (const name of Object.keys(a)) {
-    const x = a[name]!.data as Float32Array;
-    const y = b[name]!.data as Float32Array;
-    assert.deepEqual(b[name]!.dims, a[name]!.dims, name);
-    for (let i = 0; i < x.length; i++) assert.ok(Math.abs(x[i]! - y[i]!) <= 1e-5 * (1 + Math.abs(x[i]!)), `${name}[${i}]: ${x[i]} vs ${y[i]}`);
-  }
+  await assertLoweredMatches(model, feeds, 1e-5);
 });
 
 test('a training step gives the same loss and gradients with and without the lowering', { skip: block === null }, async () => {
   const model = createZooModel('resnet', { blocks: [1, 1, 1, 1], width: 0.125, input: [1, 16, 16], seed: 3 });
   const spec = { trainable: trainableParameters(model.graph), loss: 'cross-entropy' as const, batchSize: 8, batchNorm: 'train' as const };
-  const plain = await TrainingSession.create(model, { ...spec, session: { threads: 1, nchwc: false } });
-  const fast = await TrainingSession.create(model, { ...spec, session: { threads: 1 } });
   const x = Float32Array.from({ length: 8 * 256 }, (_, i) => Math.sin(i * 0.37));
   const t = BigInt64Array.from({ length: 8 }, (_, i) => BigInt(i % 10));
-  const a = await plain.step(x, t);
-  const b = await fast.step(x, t);
-  assert.ok(Math.abs(a.loss - b.loss) < 1e-5, `${a.loss} vs ${b.loss}`);
-  for (const [name, g] of a.grads) {
-    const h = b.grads.get(name)!;
-    const scale = g.reduce((m, v) => Math.max(m, Math.abs(v)), 1e-6);
-    for (let i = 0; i < g.length; i++) assert.ok(Math.abs(g[i]! - h[i]!) <= 1e-4 * scale, `${name}[${i}]`);
-  }
-  await plain.release();
-  await fast.release();
+  await assertLoweredStepMatches(model, spec, x, t, () => 1e-6);
 });
 
 /** Convs on small maps with enough channels to be run width-stacked (lowerConvs' widthStack), and two that must not be. */
@@ -134,37 +159,14 @@ test('convolutions on small maps run width-stacked and compute what the plain on
   assert.equal(wide.length, 5, 'x, x34, x43, x24 and x44 (valid) each stacked once; colStride and thin not');
   const rng = new Rng(11);
   const feeds = Object.fromEntries(model.graph.inputs.map((i) => [i.name, randn(rng, i.shape as number[])]));
-  const plain = await ModelSession.create(model, { threads: 1, nchwc: false });
-  const fast = await ModelSession.create(model, { threads: 1 });
-  const a = await plain.run(feeds);
-  const b = await fast.run(feeds);
-  for (const name of Object.keys(a)) {
-    const x = a[name]!.data as Float32Array;
-    const y = b[name]!.data as Float32Array;
-    assert.deepEqual(b[name]!.dims, a[name]!.dims, name);
-    for (let i = 0; i < x.length; i++) assert.ok(Math.abs(x[i]! - y[i]!) <= 1e-4 * (1 + Math.abs(x[i]!)), `${name}[${i}]: ${x[i]} vs ${y[i]}`);
-  }
-  await plain.release();
-  await fast.release();
+  await assertLoweredMatches(model, feeds, 1e-4);
 });
 
 test('a VGG-11 training step (its 512-channel convs at 4x4 and 2x2 run width-stacked) matches the unlowered step', { skip: block === null }, async () => {
   const model = createZooModel('vgg11', { input: [3, 32, 32], seed: 5 });
   const spec = { trainable: trainableParameters(model.graph), loss: 'cross-entropy' as const, batchSize: 2, batchNorm: 'train' as const };
-  const plain = await TrainingSession.create(model, { ...spec, session: { threads: 1, nchwc: false } });
-  const fast = await TrainingSession.create(model, { ...spec, session: { threads: 1 } });
   const x = Float32Array.from({ length: 2 * 3 * 32 * 32 }, (_, i) => Math.sin(i * 0.11));
   const t = BigInt64Array.from([3n, 7n]);
-  const a = await plain.step(x, t);
-  const b = await fast.step(x, t);
-  assert.ok(Math.abs(a.loss - b.loss) < 1e-5, `${a.loss} vs ${b.loss}`);
   // a conv bias before a training-mode BatchNorm has a zero gradient: its values are rounding noise (1e-8..5e-7 here), so tensors are compared against at least 1% of the largest gradient
-  const largest = Math.max(...[...a.grads.values()].map((g) => g.reduce((m, v) => Math.max(m, Math.abs(v)), 0)));
-  for (const [name, g] of a.grads) {
-    const h = b.grads.get(name)!;
-    const scale = g.reduce((m, v) => Math.max(m, Math.abs(v)), 1e-2 * largest);
-    for (let i = 0; i < g.length; i++) assert.ok(Math.abs(g[i]! - h[i]!) <= 1e-4 * scale, `${name}[${i}]: ${g[i]} vs ${h[i]}`);
-  }
-  await plain.release();
-  await fast.release();
+  await assertLoweredStepMatches(model, spec, x, t, (grads) => 1e-2 * Math.max(...[...grads.values()].map(largestMagnitude)));
 });

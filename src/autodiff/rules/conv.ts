@@ -336,36 +336,15 @@ function weightGradByGather(e: Emitter, g: ConvGeometry, x: string, dy: string, 
   const ys = spatialOf(g.y);
   const kernel = spatialOf(g.w);
   const padded = xs.map((size, i) => size + g.padsBegin[i]! + g.padsEnd[i]!);
-  const r = xs.length;
-  const inner = [...Array(r).keys()].map((i) => i + 2);
-  let xp = x;
-  if ([...g.padsBegin, ...g.padsEnd].some((p) => p !== 0)) {
-    const pads = [0, 0, ...g.padsBegin, 0, 0, ...g.padsEnd];
-    xp = e.emit('Pad', [x, intsConstant(e, pads, `${hint}_pads`)], {}, 1, `${hint}_pad`)[0]!;
-  }
-  const positions = numel(padded);
-  const xt = reshape(e, transpose(e, xp, [1, ...inner, 0], `${hint}_xt`), [cin, positions, n], `${hint}_x3`);
+  const inner = xs.map((_, i) => i + 2);
+  const xt = reshape(e, transpose(e, padInput(e, g, x, hint), [1, ...inner, 0], `${hint}_xt`), [cin, numel(padded), n], `${hint}_x3`);
   // index of padded position (p_i * stride_i + k_i * dilation_i) for every kernel tap k and output position p, both row-major
   const taps = numel(kernel);
   const outs = numel(ys);
-  const index = new Array<number>(taps * outs);
-  const coord = (flat: number, dims: readonly number[]): number[] => {
-    const c = new Array<number>(dims.length);
-    for (let i = dims.length - 1; i >= 0; i--) {
-      c[i] = flat % dims[i]!;
-      flat = Math.floor(flat / dims[i]!);
-    }
-    return c;
-  };
-  for (let k = 0; k < taps; k++) {
-    const kc = coord(k, kernel);
-    for (let p = 0; p < outs; p++) {
-      const pc = coord(p, ys);
-      let flat = 0;
-      for (let i = 0; i < r; i++) flat = flat * padded[i]! + pc[i]! * g.strides[i]! + kc[i]! * g.dilations[i]!;
-      index[k * outs + p] = flat;
-    }
-  }
+  const positions = kernelOffsets(ys);
+  const index = kernelOffsets(kernel).flatMap((k) =>
+    positions.map((p) => p.reduce((flat, pi, i) => flat * padded[i]! + pi * g.strides[i]! + k[i]! * g.dilations[i]!, 0)),
+  );
   const gathered = e.emit('Gather', [xt, intsConstant(e, index, `${hint}_taps`)], { axis: int(1) }, 1, `${hint}_gather`)[0]!;
   const b = reshape(e, gathered, [cin * taps, outs * n], `${hint}_b`);
   const a = reshape(e, transpose(e, dy, [1, ...inner, 0], `${hint}_dyt`), [cout, outs * n], `${hint}_a`);
@@ -406,16 +385,7 @@ function patchesBySlices(e: Emitter, g: ConvGeometry, x: string, hint: string): 
   const l = numel(ys);
   if (isPointwise(g)) return reshape(e, x, [n, cin, l], `${hint}_patches`);
   const sp = ys.map((_, i) => i + 2);
-  const padded =
-    g.padsBegin.some((p) => p > 0) || g.padsEnd.some((p) => p > 0)
-      ? e.emit(
-          'Pad',
-          [x, intsConstant(e, [0, 0, ...g.padsBegin, 0, 0, ...g.padsEnd], `${hint}_pads`)],
-          { mode: { kind: 'string', value: 'constant' } },
-          1,
-          `${hint}_pad`,
-        )[0]!
-      : x;
+  const padded = padInput(e, g, x, hint);
   const slices: string[] = [];
   for (const offset of kernelOffsets(kernel)) {
     const starts = offset.map((o, i) => o * g.dilations[i]!);
@@ -427,7 +397,14 @@ function patchesBySlices(e: Emitter, g: ConvGeometry, x: string, hint: string): 
   return reshape(e, cat, [n, cin * numel(kernel), l], `${hint}_patches`);
 }
 
-/** All kernel positions, row-major (the order of the weight's spatial axes). */
+/** X with the forward's pads as zeros (X itself where there are none): the frame the patch formulations index. */
+function padInput(e: Emitter, g: ConvGeometry, x: string, hint: string): string {
+  if (![...g.padsBegin, ...g.padsEnd].some((p) => p > 0)) return x;
+  const pads = intsConstant(e, [0, 0, ...g.padsBegin, 0, 0, ...g.padsEnd], `${hint}_pads`);
+  return e.emit('Pad', [x, pads], { mode: { kind: 'string', value: 'constant' } }, 1, `${hint}_pad`)[0]!;
+}
+
+/** All kernel positions (or any grid's), row-major (the order of the weight's spatial axes). */
 function kernelOffsets(kernel: readonly number[]): number[][] {
   let out: number[][] = [[]];
   for (const k of kernel) out = out.flatMap((o) => Array.from({ length: k }, (_, i) => [...o, i]));
